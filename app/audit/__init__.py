@@ -1,0 +1,1 @@
+"""The append-only, SHA-256-chained audit trail."""

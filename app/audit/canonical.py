@@ -1,0 +1,66 @@
+"""Canonical bytes of an audit entry: what its hash covers (see docs/audit.md).
+
+UTF-8 JSON with sorted keys and no insignificant whitespace; no floats (their text form is not
+portable); timestamps as RFC 3339 UTC with exactly six fractional digits and a ``Z``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS = bytes(32)
+FORMAT_VERSION = 1
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _check_no_floats(value: Any) -> None:
+    if isinstance(value, float):
+        raise TypeError("audit details may not hold floats; use integers or strings")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_no_floats(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_no_floats(item)
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    _check_no_floats(body)
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_body(
+    *,
+    firm_id: str | None,
+    seq: int,
+    occurred_at: datetime,
+    actor_type: str,
+    actor_id: str | None,
+    action: str,
+    target_type: str | None,
+    target_id: str | None,
+    details: dict[str, Any],
+    ip: str | None,
+) -> dict[str, Any]:
+    """The fields an entry's hash covers, as the dict that ``encode`` serialises."""
+    return {
+        "v": FORMAT_VERSION,
+        "firm_id": firm_id,
+        "seq": seq,
+        "occurred_at": timestamp(occurred_at),
+        "actor": {"type": actor_type, "id": actor_id},
+        "action": action,
+        "target": {"type": target_type, "id": target_id},
+        "details": details,
+        "ip": ip,
+    }
+
+
+def chain_hash(prev_hash: bytes, canonical: bytes) -> bytes:
+    return hashlib.sha256(prev_hash + canonical).digest()

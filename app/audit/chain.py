@@ -1,0 +1,128 @@
+"""Append to and verify the per-firm audit chain.
+
+Entry n stores seq = n, prev_hash = hash of entry n-1 (32 zero bytes for the first), its canonical
+bytes, and hash = SHA-256(prev_hash || canonical). Appends for one firm are serialised by a
+transaction-scoped advisory lock, so concurrent transactions never fork the chain; a trigger in
+the database re-checks every append against the head.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import canonical
+from app.audit.actions import Action
+from app.auth.actor import Actor
+from app.db.models import AuditEntry
+
+_LOCK = text("select pg_advisory_xact_lock(:key)")
+_TABLE = AuditEntry.__table__
+
+
+def _lock_key(firm_id: uuid.UUID) -> int:
+    return int.from_bytes(firm_id.bytes[:8], "big", signed=True)
+
+
+async def record(
+    session: AsyncSession,
+    actor: Actor,
+    action: Action,
+    target_type: str | None = None,
+    target_id: object | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry to the actor's firm chain, inside the caller's transaction."""
+    firm_id = actor.firm_id
+    await session.execute(_LOCK, {"key": _lock_key(firm_id)})
+    head = (
+        await session.execute(
+            select(AuditEntry.seq, AuditEntry.hash)
+            .where(AuditEntry.firm_id == firm_id)
+            .order_by(AuditEntry.seq.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+    seq, prev_hash = (head.seq + 1, head.hash) if head else (1, canonical.GENESIS)
+    fields: dict[str, Any] = {
+        "firm_id": firm_id,
+        "seq": seq,
+        "occurred_at": datetime.now(UTC),
+        "actor_type": actor.type.value,
+        "actor_id": str(actor.id),
+        "action": action.value,
+        "target_type": target_type,
+        "target_id": None if target_id is None else str(target_id),
+        "details": details or {},
+        "ip": actor.ip,
+    }
+    body = canonical.encode(canonical.entry_body(**{**fields, "firm_id": str(firm_id)}))
+    entry = AuditEntry(
+        id=uuid.uuid4(),
+        **fields,
+        prev_hash=prev_hash,
+        hash=canonical.chain_hash(prev_hash, body),
+        canonical=body,
+    )
+    await session.execute(
+        insert(AuditEntry).values({c.key: getattr(entry, c.key) for c in _TABLE.c})
+    )
+    return entry
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    entries_checked: int
+    head_seq: int
+    head_hash: bytes
+    failure_seq: int | None = None
+    failure_reason: str | None = None
+
+
+def _problem(row: Any, expected_seq: int, prev_hash: bytes) -> str | None:
+    if row.seq != expected_seq:
+        return f"seq {row.seq} found where {expected_seq} was expected (entry missing or moved)"
+    if row.prev_hash != prev_hash:
+        return "prev_hash does not match the previous entry's hash"
+    body = canonical.entry_body(
+        firm_id=None if row.firm_id is None else str(row.firm_id),
+        seq=row.seq,
+        occurred_at=row.occurred_at,
+        actor_type=row.actor_type,
+        actor_id=row.actor_id,
+        action=row.action,
+        target_type=row.target_type,
+        target_id=row.target_id,
+        details=row.details,
+        ip=row.ip,
+    )
+    if canonical.encode(body) != row.canonical:
+        return "stored fields differ from the entry's canonical bytes"
+    if canonical.chain_hash(row.prev_hash, row.canonical) != row.hash:
+        return "hash does not match SHA-256(prev_hash || canonical)"
+    return None
+
+
+async def verify(session: AsyncSession, firm_id: uuid.UUID) -> Verification:
+    """Recompute the firm's chain from its first entry, streaming rows through a server-side
+    cursor so memory stays flat however long the chain is."""
+    rows = await session.stream(
+        select(_TABLE)
+        .where(_TABLE.c.firm_id == firm_id)
+        .order_by(_TABLE.c.seq)
+        .execution_options(yield_per=1000)
+    )
+    checked, prev_hash = 0, canonical.GENESIS
+    async for row in rows:
+        problem = _problem(row, checked + 1, prev_hash)
+        if problem:
+            await rows.close()
+            return Verification(False, checked, checked, prev_hash, checked + 1, problem)
+        checked, prev_hash = row.seq, row.hash
+    return Verification(True, checked, checked, prev_hash)

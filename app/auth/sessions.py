@@ -1,0 +1,88 @@
+"""Server-side sessions behind the ``__Host-cp_session`` cookie.
+
+The cookie carries 256 random bits; the database stores only their SHA-256, so a copy of the
+database cannot be replayed as a cookie. The lookup runs before the firm is known, through the
+narrow SECURITY DEFINER function ``auth_session_lookup`` that returns ids and the role only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.actor import Role
+from app.db.models import Session
+
+COOKIE_NAME = "__Host-cp_session"
+_LOOKUP = text(
+    "select session_id, user_id, firm_id, role, email_verified "
+    "from auth_session_lookup(:token_hash, :idle_seconds)"
+)
+
+
+@dataclass(frozen=True)
+class SessionIdentity:
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    firm_id: uuid.UUID
+    role: Role
+    email_verified: bool
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+async def lookup(session: AsyncSession, token: str, idle: timedelta) -> SessionIdentity | None:
+    """The live session for a cookie value: not revoked, not expired, not idle, still a member."""
+    if not token or len(token) > 100:
+        return None
+    row = (
+        await session.execute(
+            _LOOKUP,
+            {"token_hash": token_hash(token), "idle_seconds": int(idle.total_seconds())},
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return SessionIdentity(
+        row.session_id, row.user_id, row.firm_id, Role(row.role), row.email_verified
+    )
+
+
+async def create(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    firm_id: uuid.UUID,
+    lifetime: timedelta,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> str:
+    """Store a new session (in a transaction bound to that user and firm) and return the
+    cookie value, which is never stored."""
+    token = new_token()
+    now = datetime.now(UTC)
+    await session.execute(
+        insert(Session).values(
+            id=uuid.uuid4(),
+            token_hash=token_hash(token),
+            user_id=user_id,
+            firm_id=firm_id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + lifetime,
+            ip=ip,
+            user_agent=(user_agent or "")[:512] or None,
+        )
+    )
+    return token

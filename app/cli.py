@@ -1,0 +1,137 @@
+"""The ``coverproof`` command: serve, migrate, db url, export-schema, audit verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from app.config import ConfigError, Settings
+
+EMBEDDED_DATABASE = "coverproof"
+
+
+def _embedded_urls(settings: Settings) -> tuple[str, str]:
+    """Start the embedded server, provision it, and return (app URL, owner URL)."""
+    from app.db import bootstrap, embedded  # noqa: PLC0415 (only when embedded)
+
+    server = embedded.start(settings.data_dir / "pg")
+    owner_url = server.url(bootstrap.OWNER_ROLE, EMBEDDED_DATABASE)
+    bootstrap.provision(server.url(server.superuser, "postgres"), owner_url, EMBEDDED_DATABASE)
+    return server.url(bootstrap.APP_ROLE, EMBEDDED_DATABASE), owner_url
+
+
+def _owner_url(settings: Settings) -> str:
+    if settings.admin_database_url is not None:
+        return settings.admin_database_url.get_secret_value()
+    if settings.database_url is not None:
+        raise ConfigError(["COVERPROOF_ADMIN_DATABASE_URL (coverproof_owner) is not set."])
+    return _embedded_urls(settings)[1]
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    settings.check_production()
+    if settings.database_url is None:
+        app_url, owner_url = _embedded_urls(settings)
+        os.environ["COVERPROOF_DATABASE_URL"] = app_url
+        os.environ["COVERPROOF_ADMIN_DATABASE_URL"] = owner_url
+    elif settings.admin_database_url is not None:
+        from app.db.bootstrap import migrate  # noqa: PLC0415
+
+        migrate(settings.admin_database_url.get_secret_value())
+    host, port = args.host or settings.host, args.port or settings.port
+    print(f"CoverProof API: http://{host}:{port}/graphql", flush=True)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=args.workers,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+    )
+    return 0
+
+
+def migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from app.db.bootstrap import migrate as run  # noqa: PLC0415
+
+    run(_owner_url(settings))
+    print("migrated")
+    return 0
+
+
+def db_url(settings: Settings, args: argparse.Namespace) -> int:
+    print(_owner_url(settings))
+    return 0
+
+
+def export_schema(settings: Settings, args: argparse.Namespace) -> int:
+    from app.schema import build_schema  # noqa: PLC0415
+
+    Path(args.path).write_text(build_schema(production=False).as_str() + "\n")
+    print(f"wrote {args.path}")
+    return 0
+
+
+def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from app.audit.verify_all import verify_firms  # noqa: PLC0415
+
+    firm = uuid.UUID(args.firm) if args.firm else None
+    results = asyncio.run(verify_firms(_owner_url(settings), firm))
+    for firm_id, result in results:
+        if not result.ok:
+            print(f"BROKEN firm {firm_id} at seq {result.failure_seq}: {result.failure_reason}")
+            return 1
+    total = sum(result.entries_checked for _, result in results)
+    print(f"ok: {len(results)} chain(s), {total} entries verified")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="coverproof", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="serve the API (embedded database by default)")
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.add_argument("--workers", type=int, default=1)
+    run.set_defaults(handler=serve)
+    commands.add_parser("migrate", help="apply migrations as coverproof_owner").set_defaults(
+        handler=migrate
+    )
+    db = commands.add_parser("db", help="database helpers").add_subparsers(dest="db", required=True)
+    db.add_parser("url", help="print the owner URL, for psql").set_defaults(handler=db_url)
+    export = commands.add_parser("export-schema", help="write the GraphQL SDL")
+    export.add_argument("--path", default="schema.graphql")
+    export.set_defaults(handler=export_schema)
+    audit = commands.add_parser("audit", help="audit trail").add_subparsers(
+        dest="audit", required=True
+    )
+    verify = audit.add_parser("verify", help="verify every firm's chain (exit 1 on a break)")
+    verify.add_argument("--firm")
+    verify.set_defaults(handler=audit_verify)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings()
+        handler = args.handler
+        return int(handler(settings, args))
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"configuration: {problem}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

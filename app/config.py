@@ -1,0 +1,100 @@
+"""Settings, read from the environment with the ``COVERPROOF_`` prefix.
+
+Production refuses to start on a missing secret, database or https URL; each problem is one
+sentence a person can act on. Development fills the gaps: an embedded PostgreSQL and a secret
+key generated once and kept in the data directory.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Env(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class ConfigError(Exception):
+    """The settings cannot serve; ``problems`` lists one sentence per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COVERPROOF_", extra="ignore")
+
+    env: Env = Env.DEVELOPMENT
+    database_url: SecretStr | None = None
+    admin_database_url: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    data_dir: Path = Path(".coverproof")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 100_000
+    db_pool_size: int = 10
+    session_idle_minutes: int = 30
+    session_lifetime_hours: int = 12
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Env.PRODUCTION
+
+    @property
+    def public_origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def trusted_origins(self) -> frozenset[str]:
+        """Origins whose browser requests may carry the session cookie."""
+        return frozenset([self.public_origin, *self.allowed_origins])
+
+    def check_production(self) -> None:
+        """Raise ConfigError naming every setting production cannot run without."""
+        if not self.is_production:
+            return
+        problems = []
+        if self.secret_key is None or len(self.secret_key.get_secret_value()) < 32:
+            problems.append(
+                "COVERPROOF_SECRET_KEY must be set to at least 32 random characters in production."
+            )
+        if self.database_url is None:
+            problems.append(
+                "COVERPROOF_DATABASE_URL must name the production database (as coverproof_app); "
+                "the embedded PostgreSQL is for development only."
+            )
+        if urlsplit(self.public_url).scheme != "https":
+            problems.append("COVERPROOF_PUBLIC_URL must be an https:// URL in production.")
+        if problems:
+            raise ConfigError(problems)
+
+    def resolved_secret_key(self) -> str:
+        """The secret key; in development, generated once and kept in the data directory."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        self.check_production()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip()

@@ -1,0 +1,1 @@
+"""Data access: the engine, the models and the one tenant-scoped transaction."""

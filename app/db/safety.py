@@ -1,0 +1,56 @@
+"""Start-up checks: the server refuses to run if the database would not police tenants."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+_ROLE = text(
+    "select rolsuper, rolbypassrls, "
+    "pg_has_role(current_user, 'coverproof_owner', 'MEMBER') as owner_member "
+    "from pg_roles where rolname = current_user"
+)
+_OWNED = text(
+    "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+    "where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm') "
+    "and pg_get_userbyid(c.relowner) = current_user"
+)
+# Tables that hold firm data: a firm_id column, or the firms table itself.
+UNPOLICED_TABLES = text(
+    "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+    "where n.nspname = 'public' and c.relkind in ('r', 'p') "
+    "and (c.relname = 'firms' or exists (select 1 from pg_attribute a where a.attrelid = c.oid "
+    "and a.attname = 'firm_id' and not a.attisdropped)) "
+    "and not (c.relrowsecurity and c.relforcerowsecurity "
+    "and exists (select 1 from pg_policy p where p.polrelid = c.oid)) order by 1"
+)
+
+
+class UnsafeDatabase(Exception):
+    """The runtime role or schema would let the app bypass row-level security."""
+
+
+async def check_runtime_role(engine: AsyncEngine) -> None:
+    """Raise UnsafeDatabase unless the runtime role is unprivileged and every firm table is forced
+    under RLS."""
+    problems = []
+    async with engine.connect() as conn:
+        role = (await conn.execute(_ROLE)).one()
+        if role.rolsuper:
+            problems.append("the database role is a superuser")
+        if role.rolbypassrls:
+            problems.append("the database role has BYPASSRLS")
+        if role.owner_member:
+            problems.append("the database role is a member of coverproof_owner")
+        owned = (await conn.execute(_OWNED)).scalars().all()
+        if owned:
+            problems.append(f"the database role owns {', '.join(owned)}")
+        unpoliced = (await conn.execute(UNPOLICED_TABLES)).scalars().all()
+        if unpoliced:
+            problems.append(f"tables without forced row-level security: {', '.join(unpoliced)}")
+    if problems:
+        raise UnsafeDatabase(
+            "Refusing to start: "
+            + "; ".join(problems)
+            + ". Connect as coverproof_app (COVERPROOF_DATABASE_URL) after `coverproof migrate`."
+        )

@@ -1,0 +1,57 @@
+"""The one way to reach firm data: a transaction bound to exactly one tenant.
+
+PostgreSQL's RLS policies read ``app.firm_id`` (and ``app.actor_id``). They are set with
+``set_config(..., true)``, the parameterisable form of ``SET LOCAL``: the setting dies with the
+transaction, so it cannot leak to the next request that borrows the same pooled connection. The
+call is its own statement, never folded into a read of a row-secured table, because PostgreSQL
+may scan the table before the setting takes effect.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+_BOUND = "coverproof.tenant_bound"
+_SET_TENANT = text(
+    "select set_config('app.firm_id', :firm_id, true), set_config('app.actor_id', :actor_id, true)"
+)
+
+
+@asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One transaction: commit when the block succeeds, roll back on any exception."""
+    async with sessions() as session, session.begin():
+        yield session
+
+
+async def bind_tenant(
+    session: AsyncSession, firm_id: uuid.UUID | None, actor_id: uuid.UUID | None
+) -> None:
+    """Set the transaction's tenant (and actor). Allowed once per transaction."""
+    if session.info.get(_BOUND):
+        raise RuntimeError("this transaction is already bound to a tenant")
+    session.info[_BOUND] = True
+    await session.execute(
+        _SET_TENANT,
+        {
+            "firm_id": str(firm_id) if firm_id else "",
+            "actor_id": str(actor_id) if actor_id else "",
+        },
+    )
+
+
+@asynccontextmanager
+async def tenant_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+    firm_id: uuid.UUID | None,
+    actor_id: uuid.UUID | None = None,
+) -> AsyncIterator[AsyncSession]:
+    """Begin, bind the tenant first thing, yield; commit on success, roll back on error."""
+    async with transaction(sessions) as session:
+        await bind_tenant(session, firm_id, actor_id)
+        yield session

@@ -1,0 +1,1 @@
+"""Firms: the tenant itself."""

@@ -1,0 +1,36 @@
+"""Firm services: read and change the caller's own firm."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import chain
+from app.audit.actions import Action
+from app.auth.actor import Actor, Role
+from app.db.models import Firm
+from app.errors import NotFound
+from app.firms.schemas import FirmUpdate
+
+
+async def get_firm(session: AsyncSession, actor: Actor) -> Firm:
+    """The actor's firm; RLS makes every other firm invisible here anyway."""
+    firm = await session.get(Firm, actor.firm_id)
+    if firm is None:
+        raise NotFound("Firm not found.")
+    return firm
+
+
+async def update_firm(session: AsyncSession, actor: Actor, update: FirmUpdate) -> Firm:
+    """Change the firm's details (owners and admins) and record ``firm.updated`` with each
+    changed field's old and new value."""
+    actor.require(Role.ADMIN)
+    firm = await get_firm(session, actor)
+    changes = {}
+    for field in sorted(update.model_fields_set):
+        old, new = getattr(firm, field), getattr(update, field)
+        if old != new:
+            changes[field] = {"from": old, "to": new}
+            setattr(firm, field, new)
+    await session.flush()
+    await chain.record(session, actor, Action.FIRM_UPDATED, "firm", firm.id, {"changes": changes})
+    return firm

@@ -1,0 +1,79 @@
+"""Request parsing and content negotiation for GraphQL over HTTP.
+
+Speaks the GraphQL-over-HTTP specification: ``application/graphql-response+json`` (with 4xx for
+request errors) when the client accepts it, ``application/json`` otherwise. Requests are JSON
+only: form-encoded, text/plain and multipart bodies are refused, which also stops cross-site
+form posts from riding the session cookie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+
+
+class RequestError(Exception):
+    """A request that never reaches GraphQL: it is answered with ``status`` and ``code``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class GraphQLRequest:
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    extensions: dict[str, Any] | None
+
+
+def response_media_type(accept: str | None) -> str:
+    """The first supported type the client accepts (``application/json`` when it says none)."""
+    if not accept:
+        return JSON
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media == GRAPHQL_RESPONSE:
+            return GRAPHQL_RESPONSE
+        if media in (JSON, "application/*", "*/*"):
+            return JSON
+    raise RequestError(406, "NOT_ACCEPTABLE", f"Accept {JSON} or {GRAPHQL_RESPONSE}.")
+
+
+def require_json(content_type: str | None) -> None:
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media != JSON:
+        raise RequestError(415, "UNSUPPORTED_MEDIA_TYPE", "Send the request as application/json.")
+
+
+def parse_body(body: bytes) -> GraphQLRequest:
+    """Parse and shape-check the JSON body; every failure is a 400, never a 500."""
+    try:
+        data = orjson.loads(body)  # strict UTF-8, bounded nesting depth
+    except orjson.JSONDecodeError as error:
+        raise RequestError(400, "BAD_REQUEST", "The body is not valid JSON.") from error
+    if isinstance(data, list):
+        raise RequestError(400, "BAD_REQUEST", "Batched operations are not supported.")
+    if not isinstance(data, dict):
+        raise RequestError(400, "BAD_REQUEST", "The body must be a JSON object.")
+    query, variables = data.get("query"), data.get("variables")
+    operation_name, extensions = data.get("operationName"), data.get("extensions")
+    if not isinstance(query, str) or not query:
+        raise RequestError(400, "BAD_REQUEST", "`query` must be a non-empty string.")
+    if not isinstance(variables, dict | None):
+        raise RequestError(400, "BAD_REQUEST", "`variables` must be an object or null.")
+    if not isinstance(operation_name, str | None):
+        raise RequestError(400, "BAD_REQUEST", "`operationName` must be a string or null.")
+    if not isinstance(extensions, dict | None):
+        raise RequestError(400, "BAD_REQUEST", "`extensions` must be an object or null.")
+    return GraphQLRequest(query, variables, operation_name, extensions)
+
+
+def error_body(code: str, message: str) -> bytes:
+    return orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})

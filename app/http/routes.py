@@ -1,0 +1,44 @@
+"""Plain routes: liveness, readiness and security.txt."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from app.http.state import app_state
+
+log = logging.getLogger("coverproof.http")
+
+
+async def healthz(request: Request) -> Response:
+    """The process is up; touches no dependency."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """The database answers; a load balancer sends no traffic here until it does."""
+    try:
+        async with app_state(request).engine.connect() as conn:
+            await conn.execute(text("select 1"))
+    except Exception as error:
+        log.warning("not ready: %s", type(error).__name__)
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+async def security_txt(request: Request) -> Response:
+    """RFC 9116; Expires is always about a year ahead, so the file never goes stale."""
+    public_url = app_state(request).settings.public_url.rstrip("/")
+    expires = (datetime.now(UTC) + timedelta(days=365)).strftime("%Y-%m-%dT00:00:00Z")
+    body = (
+        "Contact: mailto:security@coverproof.co.uk\n"
+        f"Expires: {expires}\n"
+        f"Policy: {public_url}/security/disclosure\n"
+        "Preferred-Languages: en\n"
+        f"Canonical: {public_url}/.well-known/security.txt\n"
+    )
+    return PlainTextResponse(body)

@@ -1,0 +1,24 @@
+"""What the app holds for its lifetime, built in the lifespan and read by the routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import Request
+
+from app.config import Settings
+
+
+@dataclass(frozen=True)
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    schema: strawberry.Schema
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.coverproof
+    return state

@@ -1,0 +1,165 @@
+"""Tenant isolation enforced by PostgreSQL itself, as the real unprivileged app role."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.auth.actor import Role
+from app.db.engine import create_engine, session_factory
+from app.db.safety import UNPOLICED_TABLES
+from app.db.tenant import bind_tenant, tenant_transaction, transaction
+from tests.factories import Members
+
+FIRM_TABLES = ["firms", "memberships", "sessions", "audit_log", "users"]
+
+
+async def test_every_firm_table_is_forced_under_rls(owner_engine: AsyncEngine) -> None:
+    async with owner_engine.connect() as conn:
+        assert (await conn.execute(UNPOLICED_TABLES)).scalars().all() == []
+        tables = (
+            (
+                await conn.execute(
+                    text(
+                        "select c.relname from pg_class c "
+                        "join pg_attribute a on a.attrelid = c.oid "
+                        "where a.attname = 'firm_id' and c.relkind = 'r' "
+                        "and c.relnamespace = 'public'::regnamespace"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert {"memberships", "sessions", "audit_log"} <= set(tables)
+
+
+async def test_the_catalog_check_catches_a_table_that_forgets(owner_engine: AsyncEngine) -> None:
+    async with owner_engine.connect() as conn, conn.begin() as tx:
+        await conn.execute(text("create table forgetful (id int, firm_id uuid)"))
+        assert (await conn.execute(UNPOLICED_TABLES)).scalars().all() == ["forgetful"]
+        await tx.rollback()
+
+
+async def test_without_a_tenant_every_table_is_empty_and_unwritable(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await members.create()
+    async with transaction(app_sessions) as session:
+        for table in FIRM_TABLES:
+            count = (await session.execute(text(f"select count(*) from {table}"))).scalar_one()
+            assert count == 0, table
+    with pytest.raises(ProgrammingError, match="row-level security"):
+        async with transaction(app_sessions) as session:
+            await session.execute(
+                text("insert into firms (id, name) values (:id, 'Sneaky Ltd')"),
+                {"id": uuid.uuid4()},
+            )
+
+
+async def test_tenant_a_sees_and_writes_nothing_of_firm_b(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    a = await members.create()
+    b = await members.create()
+    await members.create(Role.VIEWER, firm_id=b.firm_id)
+    async with tenant_transaction(app_sessions, a.firm_id, a.user_id) as session:
+        for table, column in [("firms", "id"), ("memberships", "firm_id"), ("sessions", "firm_id")]:
+            rows = await session.execute(
+                text(f"select count(*) from {table} where {column} = :b"), {"b": b.firm_id}
+            )
+            assert rows.scalar_one() == 0, table
+        users = await session.execute(text("select id from users"))
+        assert set(users.scalars().all()) == {a.user_id}
+        updated = await session.execute(
+            text("update firms set name = 'Taken over' where id = :b"), {"b": b.firm_id}
+        )
+        assert updated.rowcount == 0  # type: ignore[attr-defined]
+    with pytest.raises(ProgrammingError, match="row-level security"):
+        async with tenant_transaction(app_sessions, a.firm_id, a.user_id) as session:
+            await session.execute(
+                text("insert into memberships (firm_id, user_id, role) values (:b, :u, 'owner')"),
+                {"b": b.firm_id, "u": a.user_id},
+            )
+
+
+async def test_the_tenant_dies_with_the_transaction_on_a_pooled_connection(
+    database: object, members: Members
+) -> None:
+    a = await members.create()
+    engine = create_engine(database.app_url, pool_size=1)  # type: ignore[attr-defined]
+    sessions = session_factory(engine)
+    try:
+        async with tenant_transaction(sessions, a.firm_id, a.user_id) as session:
+            pid = (await session.execute(text("select pg_backend_pid()"))).scalar_one()
+            assert (await session.execute(text("select count(*) from firms"))).scalar_one() == 1
+        async with transaction(sessions) as session:
+            assert (await session.execute(text("select pg_backend_pid()"))).scalar_one() == pid
+            setting = await session.execute(text("select current_setting('app.firm_id', true)"))
+            assert setting.scalar_one() in ("", None)
+            assert (await session.execute(text("select count(*) from firms"))).scalar_one() == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_a_transaction_binds_its_tenant_only_once(
+    app_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    with pytest.raises(RuntimeError, match="already bound"):
+        async with tenant_transaction(app_sessions, uuid.uuid4()) as session:
+            await bind_tenant(session, uuid.uuid4(), None)
+
+
+async def test_the_app_role_is_unprivileged_and_cannot_truncate(app_engine: AsyncEngine) -> None:
+    async with app_engine.connect() as conn:
+        role = (
+            await conn.execute(
+                text(
+                    "select rolsuper, rolbypassrls, rolcreaterole, rolcreatedb from pg_roles "
+                    "where rolname = current_user"
+                )
+            )
+        ).one()
+        assert tuple(role) == (False, False, False, False)
+        truncatable = await conn.execute(
+            text(
+                "select relname from pg_class where relnamespace = 'public'::regnamespace "
+                "and relkind = 'r' and has_table_privilege(current_user, oid, 'TRUNCATE')"
+            )
+        )
+        assert truncatable.scalars().all() == []
+        with pytest.raises(DBAPIError, match="permission denied"):
+            await conn.execute(text("truncate firms"))
+
+
+async def test_definer_functions_pin_search_path_and_views_run_as_invoker(
+    owner_engine: AsyncEngine,
+) -> None:
+    async with owner_engine.connect() as conn:
+        unpinned = await conn.execute(
+            text(
+                "select proname from pg_proc where prosecdef "
+                "and pronamespace = 'public'::regnamespace and not exists "
+                "(select 1 from unnest(coalesce(proconfig, '{}')) c where c like 'search_path=%')"
+            )
+        )
+        assert unpinned.scalars().all() == []
+        definers = await conn.execute(
+            text(
+                "select count(*) from pg_proc "
+                "where prosecdef and pronamespace = 'public'::regnamespace"
+            )
+        )
+        assert definers.scalar_one() >= 1
+        owner_views = await conn.execute(
+            text(
+                "select c.relname from pg_class c where c.relkind = 'v' "
+                "and c.relnamespace = 'public'::regnamespace "
+                "and not coalesce('security_invoker=true' = any(c.reloptions), false)"
+            )
+        )
+        assert owner_views.scalars().all() == []

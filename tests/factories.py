@@ -1,0 +1,92 @@
+"""Test data made directly in the database as coverproof_owner, which FORCE RLS subjects to
+the same tenant policies: every firm's rows are written inside that firm's tenant context."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth import sessions
+from app.auth.actor import Role
+from app.db.models import Firm, Membership, User
+from app.db.tenant import tenant_transaction
+
+
+@dataclass(frozen=True)
+class Member:
+    firm_id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    role: Role
+    cookie: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"cookie": f"{sessions.COOKIE_NAME}={self.cookie}"}
+
+
+class Members:
+    def __init__(self, owner_sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = owner_sessions
+
+    async def create(
+        self,
+        role: Role = Role.OWNER,
+        *,
+        firm_id: uuid.UUID | None = None,
+        verified: bool = True,
+        name: str = "Acme Advisers Ltd",
+        lifetime: timedelta = timedelta(hours=12),
+    ) -> Member:
+        """A user, (a firm,) a membership and a live session; returns the cookie value."""
+        new_firm = firm_id is None
+        firm_id = firm_id or uuid.uuid4()
+        user_id = uuid.uuid4()
+        email = f"{user_id.hex[:12]}@example.test"
+        now = datetime.now(UTC)
+        async with tenant_transaction(self.sessions, firm_id, user_id) as session:
+            if new_firm:
+                await session.execute(
+                    insert(Firm).values(id=firm_id, name=name, frn="123456", created_at=now)
+                )
+            await session.execute(
+                insert(User).values(
+                    id=user_id,
+                    email=email,
+                    email_verified_at=now if verified else None,
+                    created_at=now,
+                )
+            )
+            await session.execute(
+                insert(Membership).values(
+                    firm_id=firm_id, user_id=user_id, role=role.value, created_at=now
+                )
+            )
+            cookie = await sessions.create(session, user_id, firm_id, lifetime)
+        return Member(firm_id, user_id, email, role, cookie)
+
+
+async def gql(
+    client: httpx.AsyncClient,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    member: Member | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """POST one operation as a browser app would; returns the decoded JSON body."""
+    headers = {**(member.headers if member else {}), **kwargs.pop("headers", {})}
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers, **kwargs
+    )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def codes(body: dict[str, Any]) -> list[str]:
+    return [error["extensions"]["code"] for error in body.get("errors", [])]
