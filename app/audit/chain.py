@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import canonical
 from app.audit.actions import Action
 from app.auth.actor import Actor
+from app.db import calls
 from app.db.models import AuditEntry
 
-_LOCK = text("select pg_advisory_xact_lock(:key)")
 _TABLE = AuditEntry.__table__
 
 
@@ -39,7 +39,7 @@ async def record(
 ) -> AuditEntry:
     """Append one entry to the actor's firm chain, inside the caller's transaction."""
     firm_id = actor.firm_id
-    await session.execute(_LOCK, {"key": _lock_key(firm_id)})
+    await calls.transaction_lock(session, _lock_key(firm_id))
     head = (
         await session.execute(
             select(AuditEntry.seq, AuditEntry.hash)

@@ -13,17 +13,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.actor import Role
+from app.db import calls
 from app.db.models import Session
 
 COOKIE_NAME = "__Host-cp_session"
-_LOOKUP = text(
-    "select session_id, user_id, firm_id, role, email_verified "
-    "from auth_session_lookup(:token_hash, :idle_seconds)"
-)
 
 
 @dataclass(frozen=True)
@@ -47,12 +44,7 @@ async def lookup(session: AsyncSession, token: str, idle: timedelta) -> SessionI
     """The live session for a cookie value: not revoked, not expired, not idle, still a member."""
     if not token or len(token) > 100:
         return None
-    row = (
-        await session.execute(
-            _LOOKUP,
-            {"token_hash": token_hash(token), "idle_seconds": int(idle.total_seconds())},
-        )
-    ).one_or_none()
+    row = await calls.session_lookup(session, token_hash(token), int(idle.total_seconds()))
     if row is None:
         return None
     return SessionIdentity(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from app.db import calls
 from app.http.state import app_state
 
 log = logging.getLogger("coverproof.http")
@@ -23,7 +23,7 @@ async def readyz(request: Request) -> Response:
     """The database answers; a load balancer sends no traffic here until it does."""
     try:
         async with app_state(request).engine.connect() as conn:
-            await conn.execute(text("select 1"))
+            await calls.ping(conn)
     except Exception as error:
         log.warning("not ready: %s", type(error).__name__)
         return JSONResponse({"status": "unavailable"}, status_code=503)

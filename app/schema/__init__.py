@@ -46,17 +46,18 @@ class Mutation:
 
 def build_schema(*, production: bool) -> strawberry.Schema:
     """The schema; production also hides introspection and "did you mean" suggestions."""
-    extensions: list[Any] = [  # Strawberry takes extension classes and instances alike
+    # Factories, so each request gets fresh extension instances; the caches are shared by size.
+    extensions: list[Any] = [
         AccessGate,
-        ParserCache(maxsize=512),
-        ValidationCache(maxsize=512),
-        QueryDepthLimiter(max_depth=MAX_DEPTH),
-        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        AddValidationRules([SelectionLimits]),
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: AddValidationRules([SelectionLimits]),
     ]
     if production:
-        extensions.append(DisableIntrospection())
+        extensions.append(DisableIntrospection)
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,

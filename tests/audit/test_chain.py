@@ -1,0 +1,210 @@
+"""The audit chain: chained appends, concurrency, append-only, and tamper detection."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.audit import canonical, chain
+from app.audit.actions import Action
+from app.auth.actor import Actor, ActorType, Role
+from app.cli import main
+from app.db.tenant import tenant_transaction
+from tests.conftest import Database
+from tests.factories import Member, Members, gql
+
+RENAME = "mutation($name: String!) { updateFirm(input: {name: $name}) { firm { name } } }"
+
+
+async def rename(client: httpx.AsyncClient, member: Member, name: str) -> None:
+    body = await gql(client, RENAME, {"name": name}, member)
+    assert body == {"data": {"updateFirm": {"firm": {"name": name}}}}, body
+
+
+async def entries(sessions: async_sessionmaker[AsyncSession], firm_id: uuid.UUID) -> list[object]:
+    async with tenant_transaction(sessions, firm_id) as session:
+        rows = await session.execute(
+            text("select seq, prev_hash, hash, canonical, action from audit_log order by seq")
+        )
+        return list(rows.all())
+
+
+async def test_a_mutation_appends_a_chained_entry(
+    client: httpx.AsyncClient, members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    owner = await members.create()
+    await rename(client, owner, "First Name Ltd")
+    await rename(client, owner, "Second Name Ltd")
+    rows = await entries(app_sessions, owner.firm_id)
+    assert [row.seq for row in rows] == [1, 2]  # type: ignore[attr-defined]
+    first, second = rows
+    assert first.prev_hash == bytes(32)  # type: ignore[attr-defined]
+    assert second.prev_hash == first.hash  # type: ignore[attr-defined]
+    for row in rows:
+        assert row.hash == hashlib.sha256(row.prev_hash + row.canonical).digest()  # type: ignore[attr-defined]
+        assert row.action == "firm.updated"  # type: ignore[attr-defined]
+    assert b'"to":"Second Name Ltd"' in second.canonical  # type: ignore[attr-defined]
+
+
+async def test_concurrent_mutations_leave_one_unbroken_chain(
+    client: httpx.AsyncClient, members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    owner = await members.create()
+    await asyncio.gather(*(rename(client, owner, f"Concurrent {n} Ltd") for n in range(20)))
+    rows = await entries(app_sessions, owner.firm_id)
+    assert [row.seq for row in rows] == list(range(1, 21))  # type: ignore[attr-defined]
+    async with tenant_transaction(app_sessions, owner.firm_id) as session:
+        result = await chain.verify(session, owner.firm_id)
+    assert (result.ok, result.entries_checked, result.head_seq) == (True, 20, 20)
+
+
+async def test_a_failed_mutation_writes_no_entry(
+    client: httpx.AsyncClient, members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    owner = await members.create()
+    viewer = await members.create(Role.VIEWER, firm_id=owner.firm_id)
+    body = await gql(client, RENAME, {"name": "Viewer Was Here"}, viewer)
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert await entries(app_sessions, owner.firm_id) == []
+
+
+async def test_the_app_role_cannot_change_or_remove_entries(
+    client: httpx.AsyncClient, members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    owner = await members.create()
+    await rename(client, owner, "Append Only Ltd")
+    for statement in [
+        "update audit_log set action = 'x'",
+        "delete from audit_log",
+        "truncate audit_log",
+    ]:
+        with pytest.raises(DBAPIError, match="permission denied"):
+            async with tenant_transaction(app_sessions, owner.firm_id) as session:
+                await session.execute(text(statement))
+
+
+async def test_the_owner_is_stopped_by_the_trigger(
+    client: httpx.AsyncClient, members: Members, owner_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    owner = await members.create()
+    await rename(client, owner, "Owner Proof Ltd")
+    for statement in ["update audit_log set action = 'x'", "delete from audit_log"]:
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with tenant_transaction(owner_sessions, owner.firm_id) as session:
+                await session.execute(text(statement))
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with tenant_transaction(owner_sessions, owner.firm_id) as session:
+            await session.execute(text("truncate audit_log cascade"))
+
+
+async def test_the_database_refuses_an_append_that_forks_the_chain(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    owner = await members.create()
+    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
+    async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
+        await chain.record(session, actor, Action.FIRM_UPDATED)
+    body = canonical.encode(
+        {"v": 1, "firm_id": str(owner.firm_id), "seq": 1, "action": "firm.updated"}
+    )
+    with pytest.raises(DBAPIError, match="does not follow the head"):
+        async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
+            await session.execute(
+                text(
+                    "insert into audit_log (id, firm_id, seq, occurred_at, actor_type, action, "
+                    "details, prev_hash, hash, canonical) values (:id, :firm, 1, now(), 'user', "
+                    "'firm.updated', '{}', :prev, :hash, :body)"
+                ),
+                {
+                    "id": uuid.uuid4(),
+                    "firm": owner.firm_id,
+                    "prev": bytes(32),
+                    "hash": canonical.chain_hash(bytes(32), body),
+                    "body": body,
+                },
+            )
+
+
+async def tamper(superuser_engine: AsyncEngine, statement: str, firm_id: uuid.UUID) -> None:
+    """What only someone with superuser rights could do: disable the trigger and edit."""
+    async with superuser_engine.begin() as conn:
+        await conn.execute(text("alter table audit_log disable trigger audit_log_no_update_delete"))
+        await conn.execute(text(statement), {"firm": firm_id})
+        await conn.execute(text("alter table audit_log enable trigger audit_log_no_update_delete"))
+
+
+async def cli_verify(
+    database: Database, firm_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> int:
+    monkeypatch.setenv("COVERPROOF_ADMIN_DATABASE_URL", database.owner_url)
+    monkeypatch.setenv("COVERPROOF_DATABASE_URL", database.app_url)
+    return await asyncio.to_thread(main, ["audit", "verify", "--firm", str(firm_id)])
+
+
+@pytest.mark.parametrize(
+    ("statement", "broken_seq", "reason"),
+    [
+        (
+            "update audit_log set details = '{\"changes\": {}}' where firm_id = :firm and seq = 2",
+            2,
+            "stored fields differ",
+        ),
+        ("delete from audit_log where firm_id = :firm and seq = 2", 2, "entry missing"),
+    ],
+    ids=["changed-field", "deleted-middle-entry"],
+)
+async def test_the_cli_names_the_firm_and_seq_of_a_break(
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    statement: str,
+    broken_seq: int,
+    reason: str,
+) -> None:
+    owner = await members.create()
+    for n in range(3):
+        await rename(client, owner, f"Tamper {n} Ltd")
+    assert await cli_verify(database, owner.firm_id, monkeypatch) == 0
+    assert "ok: 1 chain(s), 3 entries verified" in capsys.readouterr().out
+    await tamper(superuser_engine, statement, owner.firm_id)
+    assert await cli_verify(database, owner.firm_id, monkeypatch) == 1
+    out = capsys.readouterr().out
+    assert f"BROKEN firm {owner.firm_id} at seq {broken_seq}" in out
+    assert reason in out
+
+
+async def test_a_replaced_hash_is_caught(
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    app_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    owner = await members.create()
+    for n in range(3):
+        await rename(client, owner, f"Relink {n} Ltd")
+    await tamper(
+        superuser_engine,
+        "update audit_log set hash = sha256(prev_hash || canonical || 'x'::bytea) "
+        "where firm_id = :firm and seq = 2",
+        owner.firm_id,
+    )
+    async with tenant_transaction(app_sessions, owner.firm_id) as session:
+        result = await chain.verify(session, owner.firm_id)
+    assert not result.ok
+    assert result.failure_seq == 2
+
+
+def test_canonical_bytes_are_sorted_compact_utf8_without_floats() -> None:
+    assert canonical.encode({"b": 1, "a": "é"}) == '{"a":"é","b":1}'.encode()
+    with pytest.raises(TypeError, match="floats"):
+        canonical.encode({"a": [1.5]})

@@ -1,0 +1,69 @@
+"""Meta-tests: the schema file is current, and the layering rules hold."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from app.config import ConfigError, Settings
+from app.schema import build_schema
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app"
+
+
+def test_schema_graphql_is_current() -> None:
+    exported = build_schema(production=False).as_str() + "\n"
+    assert (ROOT / "schema.graphql").read_text() == exported, "run `make schema`"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_services_never_import_the_web_or_graphql_layers() -> None:
+    services = [
+        p for p in APP.rglob("*.py") if p.parent.name not in {"schema", "resolvers", "http"}
+    ]
+    services = [p for p in services if p.name not in {"main.py", "cli.py"}]
+    assert services
+    for path in services:
+        bad = {n for n in _imports(path) if n.split(".")[0] in {"strawberry", "starlette"}}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_only_app_db_sets_tenant_settings_or_writes_sql_text() -> None:
+    for path in APP.rglob("*.py"):
+        if path.parent.name == "db":
+            continue
+        source = path.read_text()
+        assert "set_config" not in source, path
+        assert "app.firm_id" not in source, path
+        assert "import text" not in source, path
+
+
+def test_production_refuses_to_start_without_its_settings() -> None:
+    settings = Settings(_env_file=None, env="production", public_url="http://api.example.test")  # type: ignore[call-arg]
+    with pytest.raises(ConfigError) as refused:
+        settings.check_production()
+    problems = refused.value.problems
+    assert len(problems) == 3
+    assert any("COVERPROOF_SECRET_KEY" in p for p in problems)
+    assert any("COVERPROOF_DATABASE_URL" in p for p in problems)
+    assert any("https://" in p for p in problems)
+
+
+def test_development_generates_the_secret_key_once(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    first = settings.resolved_secret_key()
+    assert len(first) >= 32
+    assert settings.resolved_secret_key() == first
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
