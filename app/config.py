@@ -46,8 +46,18 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     session_idle_minutes: int = 30
     session_lifetime_hours: int = 12
+    link_base_url: str | None = None
+    magic_link_minutes: int = 10
+    verification_hours: int = 24
+    password_reset_minutes: int = 60
+    invitation_days: int = 7
+    smtp_url: SecretStr | None = None
+    mail_from: str = "CoverProof <no-reply@coverproof.test>"
+    rate_limit_storage: str = "memory://"
+    ip_requests_per_minute: int = 600
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -62,6 +72,11 @@ class Settings(BaseSettings):
     def public_origin(self) -> str:
         parts = urlsplit(self.public_url)
         return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def links_url(self) -> str:
+        """Where emailed links point: our own minimal pages, or a frontend's."""
+        return (self.link_base_url or self.public_url).rstrip("/")
 
     @property
     def trusted_origins(self) -> frozenset[str]:

@@ -6,7 +6,7 @@ Revises:
 
 from alembic import op
 
-from app.db.ddl import ACTOR, TENANT, force_rls
+from app.db.ddl import ACTOR, force_rls
 
 revision = "0001"
 down_revision = None
@@ -174,11 +174,12 @@ def upgrade() -> None:
         f"create policy member_visibility on users using (id = {ACTOR} or exists "
         "(select 1 from memberships m where m.user_id = users.id)) "
         f"with check (id = {ACTOR})",
-        # sessions belong to their user, in the firm the session is bound to.
+        # sessions belong to their user (in every firm: sign out everywhere); the lookup only
+        # honours a session while its user is still a member of the session's firm.
         "alter table sessions enable row level security",
         "alter table sessions force row level security",
         f"create policy own_sessions on sessions using (user_id = {ACTOR}) "
-        f"with check (user_id = {ACTOR} and firm_id = {TENANT})",
+        f"with check (user_id = {ACTOR})",
         # The SECURITY DEFINER lookups run as the owner, which FORCE subjects to RLS too; these
         # policies (for the owner role only) let them find a session or user before the tenant
         # is known, and let the owner's platform chain live in audit_log with firm_id null.
