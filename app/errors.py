@@ -6,7 +6,17 @@
     ├── Forbidden               FORBIDDEN
     ├── NotFound                NOT_FOUND
     ├── BadUserInput            BAD_USER_INPUT   (extensions.fields: per-field messages)
-    └── RateLimited             RATE_LIMITED     (extensions.retryAfter: seconds)
+    ├── InvalidCredentials      INVALID_CREDENTIALS
+    ├── RateLimited             RATE_LIMITED     (extensions.retryAfter: seconds)
+    └── TokenError
+        ├── TokenInvalid        TOKEN_INVALID    (unknown, forged or revoked)
+        ├── TokenWrongPurpose   TOKEN_WRONG_PURPOSE
+        ├── TokenExpired        TOKEN_EXPIRED
+        └── TokenUsed           TOKEN_USED
+
+An AppError may carry ``after_rollback``: work that must be on the record even though the
+operation failed (a failed sign-in's audit entry). The endpoint runs it in a fresh transaction
+after rolling back the failed one.
 
 Anything else raised while resolving is unexpected: it is logged with the request id and the
 client sees only INTERNAL_SERVER_ERROR.
@@ -15,6 +25,8 @@ client sees only INTERNAL_SERVER_ERROR.
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from graphql import GraphQLError
@@ -32,7 +44,13 @@ class AppError(Exception):
     def __init__(self, message: str | None = None, **extensions: Any) -> None:
         self.message = message or self.default_message
         self.extensions = extensions
+        self.after_rollback: Callable[[Any], Awaitable[None]] | None = None
         super().__init__(self.message)
+
+    def on_record(self, work: Callable[[Any], Awaitable[None]]) -> AppError:
+        """Attach work (given a fresh, unbound session) to run after the rollback."""
+        self.after_rollback = work
+        return self
 
 
 class Unauthenticated(AppError):
@@ -60,9 +78,38 @@ class BadUserInput(AppError):
     default_message = "The input is not valid."
 
 
+class InvalidCredentials(AppError):
+    code = "INVALID_CREDENTIALS"
+    default_message = "The email address or password is not correct."
+
+
 class RateLimited(AppError):
     code = "RATE_LIMITED"
     default_message = "Too many requests; try again later."
+
+
+class TokenError(AppError):
+    code = "TOKEN_INVALID"
+
+
+class TokenInvalid(TokenError):
+    code = "TOKEN_INVALID"
+    default_message = "This link is not valid."
+
+
+class TokenWrongPurpose(TokenError):
+    code = "TOKEN_WRONG_PURPOSE"
+    default_message = "This link is for something else."
+
+
+class TokenExpired(TokenError):
+    code = "TOKEN_EXPIRED"
+    default_message = "This link has expired; ask for a new one."
+
+
+class TokenUsed(TokenError):
+    code = "TOKEN_USED"
+    default_message = "This link has already been used."
 
 
 def _field_errors(error: ValidationError) -> list[dict[str, str]]:
@@ -72,18 +119,30 @@ def _field_errors(error: ValidationError) -> list[dict[str, str]]:
     ]
 
 
+# graphql-core's messages for variable values that fail coercion (not validation errors).
+_BAD_VARIABLE = re.compile(
+    r"^Variable '\$\w+' (got invalid value|has invalid value|of required type .* was not provided"
+    r"|of non-null type .* must not be null)"
+)
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
 def _request_error_code(error: GraphQLError) -> str:
     if error.message.startswith("Syntax Error"):
         return "GRAPHQL_PARSE_FAILED"
-    if error.message.startswith("Variable"):
+    if _BAD_VARIABLE.match(error.message):
         return "BAD_USER_INPUT"
     return "GRAPHQL_VALIDATION_FAILED"
 
 
-def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
-    """The client's view of one error: a stable ``extensions.code``, unexpected ones masked."""
+def format_error(
+    error: GraphQLError, request_id: str, *, hide_suggestions: bool = False
+) -> dict[str, Any]:
+    """The client's view of one error: a stable ``extensions.code``, unexpected ones masked,
+    and (in production) no "Did you mean" hints that would leak the schema."""
     original = error.original_error
-    body: dict[str, Any] = {"message": error.message}
+    message = _SUGGESTION.sub("", error.message) if hide_suggestions else error.message
+    body: dict[str, Any] = {"message": message}
     if error.locations:
         body["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
     if error.path:
@@ -94,7 +153,9 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
     elif isinstance(original, ValidationError):
         body["message"] = BadUserInput.default_message
         body["extensions"] = {"code": BadUserInput.code, "fields": _field_errors(original)}
-    elif error.path is None and (original is None or isinstance(original, ValueError | TypeError)):
+    elif error.path is None and (
+        original is None or isinstance(original, ValueError | TypeError | GraphQLError)
+    ):
         body["extensions"] = {"code": _request_error_code(error)}
     else:
         log.error(
@@ -110,6 +171,11 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
     return body
 
 
-def format_errors(errors: list[GraphQLError], request_id: str) -> list[dict[str, Any]]:
+def format_errors(
+    errors: list[GraphQLError], request_id: str, *, hide_suggestions: bool = False
+) -> list[dict[str, Any]]:
     """Format at most MAX_ERRORS errors, so a hostile document cannot inflate the answer."""
-    return [format_error(error, request_id) for error in errors[:MAX_ERRORS]]
+    return [
+        format_error(error, request_id, hide_suggestions=hide_suggestions)
+        for error in errors[:MAX_ERRORS]
+    ]

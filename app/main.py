@@ -15,13 +15,19 @@ from app.db.engine import create_engine, session_factory
 from app.db.safety import check_runtime_role
 from app.http.graphql import graphql_endpoint
 from app.http.middleware import BodySizeLimit, RequestId, SecurityHeaders
+from app.http.pages import PAGES
 from app.http.routes import healthz, readyz, security_txt
 from app.http.state import AppState
+from app.mail.sealing import mail_key
+from app.mail.sender import MailSender
+from app.ratelimit.limiter import RateLimiter, open_limiter
+from app.ratelimit.middleware import IpCeiling
 from app.schema import build_schema
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the app; the lifespan connects, checks the database role, and disposes."""
+    """Build the app; the lifespan connects, checks the database role, starts the mail sender
+    and the rate-limit storage, and undoes all of it on shutdown."""
     settings = settings or Settings()
     settings.check_production()
     if settings.database_url is None:
@@ -29,20 +35,36 @@ def create_app(settings: Settings | None = None) -> Starlette:
             ["COVERPROOF_DATABASE_URL is not set; `coverproof serve` starts an embedded database."]
         )
     database_url = settings.database_url.get_secret_value()
+    secret_key = settings.resolved_secret_key()
+    limiter_holder: list[RateLimiter] = []
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(database_url, pool_size=settings.db_pool_size)
+        limiter = open_limiter(settings.rate_limit_storage)
+        sessions = session_factory(engine)
+        mailer = MailSender(sessions, settings)
         try:
             await check_runtime_role(engine)
+            if not await limiter.check():
+                raise ConfigError(["COVERPROOF_RATE_LIMIT_STORAGE does not answer."])
+            await mailer.start()
+            limiter_holder.append(limiter)
             app.state.coverproof = AppState(
                 settings=settings,
                 engine=engine,
-                sessions=session_factory(engine),
+                sessions=sessions,
                 schema=build_schema(production=settings.is_production),
+                secret_key=secret_key,
+                mail_key=mail_key(secret_key),
+                limiter=limiter,
+                mailer=mailer,
             )
             yield
         finally:
+            limiter_holder.clear()
+            await mailer.stop()
+            await limiter.close()
             await engine.dispose()
 
     return Starlette(
@@ -51,10 +73,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/.well-known/security.txt", security_txt),
+            *PAGES,
         ],
         middleware=[
             Middleware(RequestId),
             Middleware(SecurityHeaders),
+            Middleware(
+                IpCeiling,
+                limiter=lambda: limiter_holder[0] if limiter_holder else None,
+                per_minute=settings.ip_requests_per_minute,
+                trusted_proxies=settings.trusted_proxies,
+            ),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
             Middleware(
                 CORSMiddleware,

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import canonical
 from app.audit.actions import Action
-from app.auth.actor import Actor
+from app.auth.actor import Actor, ActorType
 from app.db import calls
 from app.db.models import AuditEntry
 
@@ -29,6 +29,43 @@ def _lock_key(firm_id: uuid.UUID) -> int:
     return int.from_bytes(firm_id.bytes[:8], "big", signed=True)
 
 
+def _entry(
+    firm_id: uuid.UUID | None,
+    head: Any,
+    action: Action,
+    actor_type: ActorType,
+    actor_id: object | None,
+    ip: str | None,
+    target_type: str | None,
+    target_id: object | None,
+    details: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The column values of the next entry after ``head`` (None for the first)."""
+    seq, prev_hash = (head.seq + 1, head.hash) if head else (1, canonical.GENESIS)
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "occurred_at": datetime.now(UTC),
+        "actor_type": actor_type.value,
+        "actor_id": None if actor_id is None else str(actor_id),
+        "action": action.value,
+        "target_type": target_type,
+        "target_id": None if target_id is None else str(target_id),
+        "details": details or {},
+        "ip": ip,
+    }
+    body = canonical.encode(
+        canonical.entry_body(firm_id=None if firm_id is None else str(firm_id), **fields)
+    )
+    return {
+        "id": uuid.uuid4(),
+        "firm_id": firm_id,
+        **fields,
+        "prev_hash": prev_hash,
+        "hash": canonical.chain_hash(prev_hash, body),
+        "canonical": body,
+    }
+
+
 async def record(
     session: AsyncSession,
     actor: Actor,
@@ -36,7 +73,7 @@ async def record(
     target_type: str | None = None,
     target_id: object | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditEntry:
+) -> dict[str, Any]:
     """Append one entry to the actor's firm chain, inside the caller's transaction."""
     firm_id = actor.firm_id
     await calls.transaction_lock(session, _lock_key(firm_id))
@@ -48,31 +85,30 @@ async def record(
             .limit(1)
         )
     ).one_or_none()
-    seq, prev_hash = (head.seq + 1, head.hash) if head else (1, canonical.GENESIS)
-    fields: dict[str, Any] = {
-        "firm_id": firm_id,
-        "seq": seq,
-        "occurred_at": datetime.now(UTC),
-        "actor_type": actor.type.value,
-        "actor_id": str(actor.id),
-        "action": action.value,
-        "target_type": target_type,
-        "target_id": None if target_id is None else str(target_id),
-        "details": details or {},
-        "ip": actor.ip,
-    }
-    body = canonical.encode(canonical.entry_body(**{**fields, "firm_id": str(firm_id)}))
-    entry = AuditEntry(
-        id=uuid.uuid4(),
-        **fields,
-        prev_hash=prev_hash,
-        hash=canonical.chain_hash(prev_hash, body),
-        canonical=body,
+    entry = _entry(
+        firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details
     )
-    await session.execute(
-        insert(AuditEntry).values({c.key: getattr(entry, c.key) for c in _TABLE.c})
-    )
+    await session.execute(insert(AuditEntry).values(entry))
     return entry
+
+
+async def record_platform(
+    session: AsyncSession,
+    action: Action,
+    *,
+    actor_type: ActorType = ActorType.SYSTEM,
+    actor_id: object | None = None,
+    ip: str | None = None,
+    target_type: str | None = None,
+    target_id: object | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Append to the platform chain, for events that belong to no firm (an unknown email)."""
+    head = await calls.platform_chain_head(session)
+    entry = _entry(None, head, action, actor_type, actor_id, ip, target_type, target_id, details)
+    entry["details"] = canonical.encode(entry["details"]).decode()
+    entry.pop("firm_id")
+    await calls.platform_chain_append(session, entry)
 
 
 @dataclass(frozen=True)

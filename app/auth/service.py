@@ -1,12 +1,48 @@
-"""Authentication services."""
+"""Sign-up, verification, and sign-in by password or magic link.
+
+Every flow starts before the firm is known: a narrow lookup (``auth_user_by_email`` or
+``auth_redeem_token``) finds the user and their firm, then the transaction is bound to that
+tenant and the rest runs under RLS. Answers never reveal whether an address is registered.
+"""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.actor import Actor
-from app.db.models import Firm, User
-from app.errors import NotFound
+from app.audit import chain
+from app.audit.actions import Action
+from app.auth import mails, passwords, sessions, tokens
+from app.auth.actor import Actor, ActorType, Role
+from app.auth.env import AuthEnv
+from app.auth.schemas import EmailOnly, PasswordSignIn, SignUp
+from app.auth.tokens import Purpose
+from app.db import calls
+from app.db.models import Firm, Membership, User
+from app.db.tenant import bind_tenant
+from app.errors import AppError, InvalidCredentials, NotFound, RateLimited
+from app.ratelimit.policies import Policy
+
+THROTTLE_AFTER_FAILURES = 100
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A new session: the cookie value (never stored) and who it belongs to."""
+
+    cookie: str
+    actor: Actor
+    email_verified: bool
+
+
+def user_actor(env: AuthEnv, user_id: uuid.UUID, firm_id: uuid.UUID, role: Role) -> Actor:
+    return Actor(ActorType.USER, user_id, firm_id, role, ip=env.ip)
 
 
 async def get_viewer(session: AsyncSession, actor: Actor) -> tuple[User, Firm]:
@@ -16,3 +52,254 @@ async def get_viewer(session: AsyncSession, actor: Actor) -> tuple[User, Firm]:
     if user is None or firm is None:
         raise NotFound()
     return user, firm
+
+
+async def _issue_and_send(
+    session: AsyncSession, env: AuthEnv, purpose: Purpose, user_id: uuid.UUID, to: str
+) -> None:
+    settings = env.settings
+    ttl, page, compose = {
+        Purpose.VERIFY_EMAIL: (
+            timedelta(hours=settings.verification_hours),
+            "verify-email",
+            mails.verification,
+        ),
+        Purpose.MAGIC_LINK: (
+            timedelta(minutes=settings.magic_link_minutes),
+            "magic-link",
+            mails.magic_link,
+        ),
+        Purpose.PASSWORD_RESET: (
+            timedelta(minutes=settings.password_reset_minutes),
+            "reset-password",
+            mails.password_reset,
+        ),
+    }[purpose]
+    token = await tokens.issue(session, env.secret_key, purpose, ttl, user_id=user_id)
+    mail = compose(mails.link(settings.links_url, page, token))
+    await env.send(session, to, mail.subject, mail.text, mail.html)
+
+
+async def sign_up(session: AsyncSession, env: AuthEnv, data: SignUp) -> None:
+    """Create the user, their firm (as owner) and send the verification email. An address
+    already registered gets the same answer; its owner is told by email instead."""
+    await env.limit(Policy.SIGN_UP_PER_IP, env.ip_key)
+    await env.limit_mail(data.email)
+    if data.password is not None:
+        passwords.check_strength(data.password, email=data.email)
+    # Hash even for a duplicate, so both answers take the same time.
+    password_hash = await passwords.hash_password(data.password) if data.password else None
+    firm_id, user_id, now = uuid.uuid4(), uuid.uuid4(), datetime.now(UTC)
+    await bind_tenant(session, firm_id, user_id)
+    try:
+        async with session.begin_nested():
+            await session.execute(
+                insert(User).values(
+                    id=user_id,
+                    email=data.email,
+                    password_hash=password_hash,
+                    created_at=now,
+                    failed_sign_ins=0,
+                )
+            )
+    except IntegrityError:
+        await _sign_up_duplicate(session, env, data.email)
+        return
+    await session.execute(
+        insert(Firm).values(id=firm_id, name=data.firm_name, frn=data.frn, created_at=now)
+    )
+    await session.execute(
+        insert(Membership).values(
+            firm_id=firm_id, user_id=user_id, role=Role.OWNER.value, created_at=now
+        )
+    )
+    await _issue_and_send(session, env, Purpose.VERIFY_EMAIL, user_id, data.email)
+    actor = user_actor(env, user_id, firm_id, Role.OWNER)
+    await chain.record(
+        session, actor, Action.SIGNED_UP, "user", user_id, {"password": data.password is not None}
+    )
+
+
+async def _sign_up_duplicate(session: AsyncSession, env: AuthEnv, email: str) -> None:
+    mail = mails.sign_up_attempt(f"{env.settings.links_url}/")
+    await env.send(session, email, mail.subject, mail.text, mail.html)
+    await chain.record_platform(session, Action.SIGN_UP_DUPLICATE, ip=env.ip)
+
+
+async def redeem_link(session: AsyncSession, env: AuthEnv, purpose: Purpose, token: str) -> Any:
+    """Check and consume a token; a refusal is audited (firm chain when known) after rollback."""
+    ttl = {
+        Purpose.VERIFY_EMAIL: timedelta(hours=env.settings.verification_hours),
+        Purpose.MAGIC_LINK: timedelta(minutes=env.settings.magic_link_minutes),
+        Purpose.PASSWORD_RESET: timedelta(minutes=env.settings.password_reset_minutes),
+        Purpose.INVITATION: timedelta(days=env.settings.invitation_days),
+    }[purpose]
+    try:
+        token_hash = tokens.check(env.secret_key, purpose, token, ttl)
+        return await tokens.redeem(session, purpose, token_hash)
+    except tokens.RefusedToken as refused:
+        error: AppError = refused.error
+        known = refused.known
+    except AppError as refused:
+        error, known = refused, None
+    code = error.code
+    raise error.on_record(lambda fresh: record_refusal(fresh, env, purpose, code, known))
+
+
+async def record_refusal(
+    session: AsyncSession, env: AuthEnv, purpose: Purpose, code: str, known: Any
+) -> None:
+    """Audit a refused token without the token: in its firm's chain when the firm is known."""
+    details = {"purpose": purpose.value, "code": code}
+    if known is not None and known.firm_id is not None and known.user_id is not None:
+        await bind_tenant(session, known.firm_id, known.user_id)
+        actor = user_actor(env, known.user_id, known.firm_id, known.role or Role.VIEWER)
+        await chain.record(session, actor, Action.TOKEN_REFUSED, "user", known.user_id, details)
+    else:
+        await chain.record_platform(session, Action.TOKEN_REFUSED, ip=env.ip, details=details)
+
+
+async def start_session(
+    session: AsyncSession, env: AuthEnv, actor: Actor, email_verified: bool = True
+) -> SignedIn:
+    cookie = await sessions.create(
+        session, actor.id, actor.firm_id, env.session_lifetime, env.ip, env.user_agent
+    )
+    return SignedIn(cookie, actor, email_verified)
+
+
+async def verify_email(session: AsyncSession, env: AuthEnv, token: str) -> SignedIn:
+    """Mark the address verified and sign the user in; returns the new session's cookie."""
+    found = await redeem_link(session, env, Purpose.VERIFY_EMAIL, token)
+    actor = user_actor(env, found.user_id, found.firm_id, found.role)
+    await bind_tenant(session, actor.firm_id, actor.id)
+    await session.execute(
+        update(User)
+        .where(User.id == actor.id, User.email_verified_at.is_(None))
+        .values(email_verified_at=datetime.now(UTC))
+    )
+    await chain.record(session, actor, Action.EMAIL_VERIFIED, "user", actor.id)
+    return await start_session(session, env, actor)
+
+
+async def resend_verification(session: AsyncSession, env: AuthEnv, data: EmailOnly) -> None:
+    """Send a fresh verification link if the address is registered and unverified."""
+    await env.limit_mail(data.email)
+    user = await calls.user_by_email(session, data.email)
+    if user is None or user.email_verified or user.firm_id is None:
+        await chain.record_platform(session, Action.VERIFICATION_SENT, ip=env.ip)
+        return
+    await bind_tenant(session, user.firm_id, user.user_id)
+    await _issue_and_send(session, env, Purpose.VERIFY_EMAIL, user.user_id, data.email)
+    actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
+    await chain.record(session, actor, Action.VERIFICATION_SENT, "user", user.user_id)
+
+
+async def sign_in_with_password(
+    session: AsyncSession, env: AuthEnv, data: PasswordSignIn
+) -> SignedIn:
+    """Check the password and start a session; wrong password and unknown email fail alike."""
+    await env.limit(Policy.SIGN_IN_PER_EMAIL, data.email)
+    await env.limit(Policy.SIGN_IN_PER_IP, env.ip_key)
+    user = await calls.user_by_email(session, data.email)
+    now = datetime.now(UTC)
+    if user is not None and user.throttled_until is not None and user.throttled_until > now:
+        retry_after = max(1, int((user.throttled_until - now).total_seconds()))
+        raise RateLimited(retryAfter=retry_after).on_record(
+            lambda fresh: _record_failure(fresh, env, user, Action.SIGN_IN_THROTTLED)
+        )
+    matches = await passwords.verify_password(user.password_hash if user else None, data.password)
+    if user is None or not matches or user.firm_id is None:
+        raise InvalidCredentials().on_record(
+            lambda fresh: _record_failure(fresh, env, user, Action.SIGN_IN_FAILED)
+        )
+    actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
+    await bind_tenant(session, actor.firm_id, actor.id)
+    values: dict[str, Any] = {"failed_sign_ins": 0, "throttled_until": None}
+    if passwords.needs_rehash(user.password_hash):
+        values["password_hash"] = await passwords.hash_password(data.password)
+    await session.execute(update(User).where(User.id == actor.id).values(values))
+    details = {"method": "password"}
+    await chain.record(session, actor, Action.SIGN_IN_SUCCEEDED, "user", actor.id, details)
+    return await start_session(session, env, actor, user.email_verified)
+
+
+async def _record_failure(session: AsyncSession, env: AuthEnv, user: Any, action: Action) -> None:
+    """After the failed attempt rolled back: count it against the account and audit it."""
+    if user is None or user.firm_id is None:
+        await chain.record_platform(session, action, ip=env.ip)
+        return
+    if action is Action.SIGN_IN_FAILED:
+        await calls.note_failed_sign_in(session, user.user_id, THROTTLE_AFTER_FAILURES)
+    await bind_tenant(session, user.firm_id, user.user_id)
+    actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
+    await chain.record(session, actor, action, "user", user.user_id)
+
+
+async def request_magic_link(session: AsyncSession, env: AuthEnv, data: EmailOnly) -> None:
+    """Email a sign-in link if the address is registered; the answer is the same either way.
+    Throttled password sign-in does not block this: a stranger cannot lock the owner out."""
+    await env.limit_mail(data.email)
+    await _send_if_known(session, env, data.email, Purpose.MAGIC_LINK, Action.MAGIC_LINK_REQUESTED)
+
+
+async def _send_if_known(
+    session: AsyncSession, env: AuthEnv, email: str, purpose: Purpose, action: Action
+) -> None:
+    user = await calls.user_by_email(session, email)
+    if user is None or user.firm_id is None:
+        await chain.record_platform(session, action, ip=env.ip)
+        return
+    await bind_tenant(session, user.firm_id, user.user_id)
+    await _issue_and_send(session, env, purpose, user.user_id, email)
+    actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
+    await chain.record(session, actor, action, "user", user.user_id)
+
+
+async def sign_in_with_magic_link(session: AsyncSession, env: AuthEnv, token: str) -> SignedIn:
+    """The link itself authenticates (and proves the address); returns the session cookie."""
+    found = await redeem_link(session, env, Purpose.MAGIC_LINK, token)
+    actor = user_actor(env, found.user_id, found.firm_id, found.role)
+    await bind_tenant(session, actor.firm_id, actor.id)
+    await session.execute(
+        update(User)
+        .where(User.id == actor.id, User.email_verified_at.is_(None))
+        .values(email_verified_at=datetime.now(UTC))
+    )
+    details = {"method": "magic_link"}
+    await chain.record(session, actor, Action.SIGN_IN_SUCCEEDED, "user", actor.id, details)
+    return await start_session(session, env, actor)
+
+
+async def request_password_reset(session: AsyncSession, env: AuthEnv, data: EmailOnly) -> None:
+    """Email a reset link if the address is registered; the answer is the same either way."""
+    await env.limit_mail(data.email)
+    await _send_if_known(
+        session, env, data.email, Purpose.PASSWORD_RESET, Action.PASSWORD_RESET_REQUESTED
+    )
+
+
+async def reset_password(session: AsyncSession, env: AuthEnv, token: str, password: str) -> None:
+    """Set a new password and revoke every session of the user. A weak password fails the whole
+    transaction, so the link is not spent."""
+    found = await redeem_link(session, env, Purpose.PASSWORD_RESET, token)
+    passwords.check_strength(password, email=found.email or "", field="newPassword")
+    actor = user_actor(env, found.user_id, found.firm_id, found.role)
+    await bind_tenant(session, actor.firm_id, actor.id)
+    now = datetime.now(UTC)
+    await session.execute(
+        update(User)
+        .where(User.id == actor.id)
+        .values(
+            password_hash=await passwords.hash_password(password),
+            failed_sign_ins=0,
+            throttled_until=None,
+        )
+    )
+    await session.execute(
+        update(User)
+        .where(User.id == actor.id, User.email_verified_at.is_(None))
+        .values(email_verified_at=now)
+    )
+    await sessions.revoke_all(session, actor.id)
+    await chain.record(session, actor, Action.PASSWORD_RESET_COMPLETED, "user", actor.id)

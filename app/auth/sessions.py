@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.actor import Role
@@ -78,3 +78,23 @@ async def create(
         )
     )
     return token
+
+
+async def revoke_all(session: AsyncSession, user_id: uuid.UUID) -> int:
+    """Revoke every live session of the user, in every firm (RLS: only the actor's own)."""
+    result = await session.execute(
+        update(Session)
+        .where(Session.user_id == user_id, Session.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def revoke(session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID) -> bool:
+    """Revoke one of the user's sessions; False when there is no such live session."""
+    result = await session.execute(
+        update(Session)
+        .where(Session.id == session_id, Session.user_id == user_id, Session.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -12,6 +12,20 @@ _SESSION_LOOKUP = text(
     "from auth_session_lookup(:token_hash, :idle_seconds)"
 )
 _XACT_LOCK = text("select pg_advisory_xact_lock(:key)")
+_USER_BY_EMAIL = text(
+    "select user_id, password_hash, email_verified, throttled_until, firm_id, role "
+    "from auth_user_by_email(:email)"
+)
+_REDEEM = text(
+    "select status, user_id, firm_id, email, role from auth_redeem_token(:purpose, :token_hash)"
+)
+_MY_FIRMS = text("select firm_id, firm_name, role from auth_my_firms()")
+_NOTE_FAILURE = text("select auth_note_failed_sign_in(:user_id, :threshold)")
+_PLATFORM_HEAD = text("select seq, hash from audit_platform_head()")
+_PLATFORM_APPEND = text(
+    "select audit_platform_append(:id, :seq, :occurred_at, :actor_type, :actor_id, :action, "
+    ":target_type, :target_id, cast(:details as jsonb), :ip, :prev_hash, :hash, :canonical)"
+)
 
 
 async def session_lookup(
@@ -31,3 +45,31 @@ async def transaction_lock(session: AsyncSession, key: int) -> None:
 
 async def ping(conn: AsyncConnection) -> None:
     await conn.execute(text("select 1"))
+
+
+async def user_by_email(session: AsyncSession, email: str) -> Row[Any] | None:
+    """The user with this address (any case) and their home firm, before any tenant is known."""
+    return (await session.execute(_USER_BY_EMAIL, {"email": email})).one_or_none()
+
+
+async def redeem_token(session: AsyncSession, purpose: str, token_hash: bytes) -> Row[Any]:
+    """Consume a token atomically; the row's status says ok, used, expired or invalid."""
+    return (await session.execute(_REDEEM, {"purpose": purpose, "token_hash": token_hash})).one()
+
+
+async def my_firms(session: AsyncSession) -> list[Row[Any]]:
+    """The bound actor's memberships in every firm, with the firm names."""
+    return list((await session.execute(_MY_FIRMS)).all())
+
+
+async def note_failed_sign_in(session: AsyncSession, user_id: object, threshold: int) -> None:
+    await session.execute(_NOTE_FAILURE, {"user_id": user_id, "threshold": threshold})
+
+
+async def platform_chain_head(session: AsyncSession) -> Row[Any] | None:
+    """The platform chain's head, after taking the lock that serialises its appends."""
+    return (await session.execute(_PLATFORM_HEAD)).one_or_none()
+
+
+async def platform_chain_append(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(_PLATFORM_APPEND, values)

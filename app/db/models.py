@@ -36,6 +36,8 @@ class User(Base):
     email_verified_at: Mapped[datetime | None]
     password_hash: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+    failed_sign_ins: Mapped[int]
+    throttled_until: Mapped[datetime | None]
 
 
 class Membership(Base):
@@ -79,3 +81,19 @@ class AuditEntry(Base):
     prev_hash: Mapped[bytes]
     hash: Mapped[bytes]
     canonical: Mapped[bytes]
+
+
+class AuthToken(Base):
+    __tablename__ = "auth_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    purpose: Mapped[str] = mapped_column(Text)
+    token_hash: Mapped[bytes]
+    user_id: Mapped[uuid.UUID | None]
+    firm_id: Mapped[uuid.UUID | None]
+    email: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

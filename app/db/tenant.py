@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.errors import AppError
+
 _BOUND = "coverproof.tenant_bound"
 _SET_TENANT = text(
     "select set_config('app.firm_id', :firm_id, true), set_config('app.actor_id', :actor_id, true)"
@@ -29,13 +31,22 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
         yield session
 
 
+class TenantAlreadyBound(AppError):
+    code = "BAD_REQUEST"
+    default_message = "One request acts for one firm and one person; send these separately."
+
+
 async def bind_tenant(
     session: AsyncSession, firm_id: uuid.UUID | None, actor_id: uuid.UUID | None
 ) -> None:
-    """Set the transaction's tenant (and actor). Allowed once per transaction."""
-    if session.info.get(_BOUND):
-        raise RuntimeError("this transaction is already bound to a tenant")
-    session.info[_BOUND] = True
+    """Set the transaction's tenant (and actor). A transaction is bound once: binding it again
+    to the same tenant and actor does nothing; to another, raises TenantAlreadyBound."""
+    bound = session.info.get(_BOUND)
+    if bound is not None:
+        if bound != (firm_id, actor_id):
+            raise TenantAlreadyBound()
+        return
+    session.info[_BOUND] = (firm_id, actor_id)
     await session.execute(
         _SET_TENANT,
         {

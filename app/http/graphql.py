@@ -1,8 +1,9 @@
-"""The /graphql endpoint: authenticate, bind one tenant transaction, execute, commit or roll back.
+"""The /graphql endpoint: authenticate, open one transaction, execute, commit or roll back.
 
-Every operation runs inside exactly one database transaction whose tenant is the caller's firm.
-The transaction commits only when the operation produced no error; any error rolls back all of
-it, so a mutation is never half-written and never written without its audit entry.
+Every operation runs inside exactly one database transaction, bound to the caller's firm. It
+commits only when the operation produced no error; any error rolls back all of it, so a mutation
+is never half-written and never written without its audit entry. Refusals that must still be on
+the record (a failed sign-in) are written afterwards, in a transaction of their own.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from app.auth import sessions
-from app.db.tenant import bind_tenant, transaction
-from app.errors import format_errors
+from app.db.tenant import transaction
+from app.errors import AppError, format_errors
 from app.http.graphiql import graphiql_page
+from app.http.middleware import BodyTooLarge
 from app.http.negotiation import (
     GRAPHQL_RESPONSE,
+    GraphQLRequest,
     RequestError,
     error_body,
     parse_body,
@@ -30,6 +35,7 @@ from app.http.negotiation import (
     response_media_type,
 )
 from app.http.state import AppState, app_state
+from app.ratelimit.client_ip import client_ip
 from app.schema.context import Context
 
 log = logging.getLogger("coverproof.graphql")
@@ -43,10 +49,6 @@ class _Rollback(Exception):
         self.result = result
 
 
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
 def check_origin(request: Request, state: AppState) -> None:
     """Cross-site requests may not ride the cookie: a browser's Origin must be one we trust."""
     origin = request.headers.get("origin")
@@ -54,32 +56,55 @@ def check_origin(request: Request, state: AppState) -> None:
         raise RequestError(403, "FORBIDDEN_ORIGIN", "This origin may not call the API.")
 
 
-async def execute(request: Request, state: AppState, body: Any) -> ExecutionResult:
-    """Run one operation in one tenant-bound transaction."""
-    request_id = request.scope["state"]["request_id"]
+def build_context(request: Request, state: AppState, session: Any, identity: Any) -> Context:
+    return Context(
+        request_id=request.scope["state"]["request_id"],
+        session=session,
+        settings=state.settings,
+        secret_key=state.secret_key,
+        mail_key=state.mail_key,
+        limiter=state.limiter,
+        ip=client_ip(request.scope, state.settings.trusted_proxies),
+        user_agent=request.headers.get("user-agent"),
+        identity=identity,
+    )
+
+
+async def execute(
+    request: Request, state: AppState, body: GraphQLRequest
+) -> tuple[ExecutionResult, Context]:
+    """Run one operation in one transaction; the context is bound to the caller's firm."""
     idle = timedelta(minutes=state.settings.session_idle_minutes)
     try:
         async with transaction(state.sessions) as session:
             cookie = request.cookies.get(sessions.COOKIE_NAME)
             identity = await sessions.lookup(session, cookie, idle) if cookie else None
-            await bind_tenant(
-                session,
-                identity.firm_id if identity else None,
-                identity.user_id if identity else None,
-            )
-            context = Context(request_id, session, state.settings, client_ip(request), identity)
-            result = await state.schema.execute(
-                body.query,
-                variable_values=body.variables,
-                context_value=context,
-                operation_name=body.operation_name,
-                allowed_operation_types=ALLOWED,
-            )
+            context = build_context(request, state, session, identity)
+            try:
+                result = await state.schema.execute(
+                    body.query,
+                    variable_values=body.variables,
+                    context_value=context,
+                    operation_name=body.operation_name,
+                    allowed_operation_types=ALLOWED,
+                )
+            except (CannotGetOperationTypeError, InvalidOperationTypeError, MissingQueryError) as e:
+                raise RequestError(400, "BAD_REQUEST", "The operation cannot be run here.") from e
             if result.errors:
                 raise _Rollback(result)
-            return result
     except _Rollback as rollback:
-        return rollback.result
+        await record_refusals(state, rollback.result)
+        return rollback.result, context
+    return result, context
+
+
+async def record_refusals(state: AppState, result: ExecutionResult) -> None:
+    """Write what a failed operation must leave on the record, each in its own transaction."""
+    for error in result.errors or ():
+        original = error.original_error
+        if isinstance(original, AppError) and original.after_rollback is not None:
+            async with transaction(state.sessions) as session:
+                await original.after_rollback(session)
 
 
 def _is_request_error(result: ExecutionResult) -> bool:
@@ -87,15 +112,32 @@ def _is_request_error(result: ExecutionResult) -> bool:
     return result.data is None and all(error.path is None for error in result.errors or ())
 
 
-def render(result: ExecutionResult, media_type: str, request_id: str) -> Response:
+def render(result: ExecutionResult, media_type: str, request_id: str, production: bool) -> Response:
     payload: dict[str, Any] = {}
     if result.errors:
-        payload["errors"] = format_errors(result.errors, request_id)
-    payload["data"] = result.data
-    if _is_request_error(result):
-        del payload["data"]
+        payload["errors"] = format_errors(result.errors, request_id, hide_suggestions=production)
+    if not _is_request_error(result):
+        payload["data"] = result.data
     status = 400 if media_type == GRAPHQL_RESPONSE and _is_request_error(result) else 200
     return Response(orjson.dumps(payload), status, NO_STORE, media_type)
+
+
+def apply_cookies(response: Response, context: Context, state: AppState) -> None:
+    """The session cookie: HttpOnly, Secure, SameSite=Lax, Path=/, host-only (``__Host-``)."""
+    if context.new_session_cookie is not None:
+        response.set_cookie(
+            sessions.COOKIE_NAME,
+            context.new_session_cookie,
+            max_age=state.settings.session_lifetime_hours * 3600,
+            path="/",
+            secure=True,
+            httponly=True,
+            samesite="lax",
+        )
+    elif context.clear_session_cookie:
+        response.delete_cookie(
+            sessions.COOKIE_NAME, path="/", secure=True, httponly=True, samesite="lax"
+        )
 
 
 async def graphql_endpoint(request: Request) -> Response:
@@ -110,12 +152,14 @@ async def graphql_endpoint(request: Request) -> Response:
         require_json(request.headers.get("content-type"))
         check_origin(request, state)
         body = parse_body(await request.body())
-        result = await execute(request, state, body)
+        result, context = await execute(request, state, body)
     except RequestError as error:
         headers = {**NO_STORE, **({"allow": "POST"} if error.status == 405 else {})}
         return Response(
             error_body(error.code, error.message), error.status, headers, "application/json"
         )
+    except BodyTooLarge:
+        raise  # the middleware answers 413
     except Exception:
         log.exception("operation failed [request %s]", request_id)
         return Response(
@@ -124,4 +168,8 @@ async def graphql_endpoint(request: Request) -> Response:
             NO_STORE,
             "application/json",
         )
-    return render(result, media_type, request_id)
+    response = render(result, media_type, request_id, state.settings.is_production)
+    if not result.errors:
+        apply_cookies(response, context, state)
+        state.mailer.wake()
+    return response

@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from app.config import Settings
+from app.mail.sender import MailSender
+from app.ratelimit.limiter import RateLimiter
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,10 @@ class AppState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     schema: strawberry.Schema
+    secret_key: str
+    mail_key: bytes
+    limiter: RateLimiter
+    mailer: MailSender
 
 
 def app_state(request: Request) -> AppState:

@@ -9,11 +9,13 @@ from app.schema.viewer import User, Viewer
 
 
 async def viewer(info: Info) -> Viewer | None:
-    if info.context.identity is None or not info.context.identity.email_verified:
+    context = info.context
+    if context.identity is None:
         return None
-    user, firm = await info.context.run(service.get_viewer)
+    user, firm = await context.run_signed_in(service.get_viewer)
+    verified = user.email_verified_at is not None
     return Viewer(
-        user=User(id=user.id, email=user.email, email_verified=user.email_verified_at is not None),
-        role=info.context.actor.role,
-        firm=Firm.from_model(firm),
+        user=User(id=user.id, email=user.email, email_verified=verified),
+        role=context.identity.role,
+        firm_record=Firm.from_model(firm) if verified else None,
     )

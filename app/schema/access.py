@@ -8,10 +8,13 @@ field is reachable only through it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from inspect import isawaitable
 from typing import Any
 
-from graphql import GraphQLResolveInfo
+from graphql import GraphQLResolveInfo, OperationType
 from strawberry.extensions import SchemaExtension
+
+from app.ratelimit.policies import Policy
 
 PUBLIC = {"public": True}
 
@@ -24,6 +27,9 @@ def _is_public(info: GraphQLResolveInfo[Any]) -> bool:
 
 
 class AccessGate(SchemaExtension):
+    """Checks every root field; a signed-in caller's mutations also count against their
+    per-user limit (each aliased field counts, not each request)."""
+
     def resolve(
         self,
         _next: Callable[..., Any],
@@ -32,6 +38,20 @@ class AccessGate(SchemaExtension):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        if info.path.prev is None and not _is_public(info):
-            _ = info.context.actor  # raises UNAUTHENTICATED or EMAIL_NOT_VERIFIED
+        if info.path.prev is not None:
+            return _next(root, info, *args, **kwargs)
+        context = info.context
+        if not _is_public(info):
+            _ = context.actor  # raises UNAUTHENTICATED or EMAIL_NOT_VERIFIED
+        if info.operation.operation is OperationType.MUTATION and context.identity is not None:
+            return _limited(_next, root, info, *args, **kwargs)
         return _next(root, info, *args, **kwargs)
+
+
+async def _limited(
+    _next: Callable[..., Any], root: Any, info: GraphQLResolveInfo[Any], *args: Any, **kwargs: Any
+) -> Any:
+    context = info.context
+    await context.limiter.hit(Policy.MUTATIONS_PER_USER, str(context.identity.user_id))
+    result = _next(root, info, *args, **kwargs)
+    return await result if isawaitable(result) else result

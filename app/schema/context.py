@@ -11,9 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
 from app.auth.actor import Actor, ActorType
+from app.auth.env import AuthEnv
 from app.auth.sessions import SessionIdentity
 from app.config import Settings
+from app.db.tenant import bind_tenant
 from app.errors import EmailNotVerified, Unauthenticated
+from app.ratelimit.limiter import RateLimiter
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -21,23 +24,40 @@ T = TypeVar("T")
 
 @dataclass
 class Context:
-    """One request: its tenant-bound transaction, who is calling, and a lock that serialises
-    use of the session (Strawberry resolves sibling fields concurrently)."""
+    """One request: its transaction, who is calling, and a lock that serialises use of the
+    session (Strawberry resolves sibling fields concurrently).
+
+    A signed-in caller's tenant is bound on the first private service call; until then the
+    transaction sees no firm's rows. Public flows (sign-in, token holders) bind the tenant they
+    resolve themselves, once.
+    """
 
     request_id: str
     session: AsyncSession
     settings: Settings
+    secret_key: str
+    mail_key: bytes
+    limiter: RateLimiter
     ip: str | None
+    user_agent: str | None
     identity: SessionIdentity | None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    new_session_cookie: str | None = None
+    clear_session_cookie: bool = False
 
     @property
     def actor(self) -> Actor:
         """The signed-in, verified caller; raises for anyone else."""
+        actor = self.signed_in_actor
+        if self.identity is not None and not self.identity.email_verified:
+            raise EmailNotVerified()
+        return actor
+
+    @property
+    def signed_in_actor(self) -> Actor:
+        """The signed-in caller, verified or not (for signing out and seeing who you are)."""
         if self.identity is None:
             raise Unauthenticated()
-        if not self.identity.email_verified:
-            raise EmailNotVerified()
         return Actor(
             type=ActorType.USER,
             id=self.identity.user_id,
@@ -47,6 +67,12 @@ class Context:
             session_id=self.identity.session_id,
         )
 
+    @property
+    def auth_env(self) -> AuthEnv:
+        return AuthEnv(
+            self.settings, self.secret_key, self.mail_key, self.limiter, self.ip, self.user_agent
+        )
+
     async def run(
         self,
         service: Callable[Concatenate[AsyncSession, Actor, P], Awaitable[T]],
@@ -54,9 +80,37 @@ class Context:
         **kwargs: P.kwargs,
     ) -> T:
         """Call one service with the request's session and actor, one call at a time."""
-        actor = self.actor
+        return await self._call(self.actor, service, *args, **kwargs)
+
+    async def run_signed_in(
+        self,
+        service: Callable[Concatenate[AsyncSession, Actor, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Like ``run``, for the few services an unverified user may call."""
+        return await self._call(self.signed_in_actor, service, *args, **kwargs)
+
+    async def _call(
+        self,
+        actor: Actor,
+        service: Callable[Concatenate[AsyncSession, Actor, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
         async with self.lock:
+            await bind_tenant(self.session, actor.firm_id, actor.id)
             return await service(self.session, actor, *args, **kwargs)
+
+    async def run_public(
+        self,
+        service: Callable[Concatenate[AsyncSession, AuthEnv, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Call a public flow with the request's (not yet bound) session."""
+        async with self.lock:
+            return await service(self.session, self.auth_env, *args, **kwargs)
 
 
 Info = StrawberryInfo[Context, None]

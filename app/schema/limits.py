@@ -1,16 +1,73 @@
-"""Document limits beyond Strawberry's own (depth, aliases, tokens): directives and duplicated
-fields, the two graphql-cop overloads that stay small in tokens."""
+"""Document limits beyond Strawberry's own (aliases, tokens): depth, directives and duplicated
+fields. Depth is ours because Strawberry's limiter raises on an unknown fragment (a 500)
+instead of leaving it to the validation rule that reports it."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
-from graphql import FieldNode, GraphQLError, SelectionSetNode, ValidationRule
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationRule,
+)
 
+MAX_DEPTH = 10
 MAX_DIRECTIVES_PER_FIELD = 4
 MAX_DIRECTIVES = 50
 MAX_DUPLICATE_FIELDS = 10
+
+
+def _too_deep(
+    selections: SelectionSetNode,
+    fragments: dict[str, FragmentDefinitionNode],
+    depth: int,
+    seen: frozenset[str],
+) -> bool:
+    """Whether a field below ``selections`` nests deeper than MAX_DEPTH (root fields are at 0;
+    introspection fields are not counted; unknown and cyclic fragments are left to the
+    validation rules that report them)."""
+    for selection in selections.selections:
+        if isinstance(selection, FieldNode):
+            if selection.name.value.startswith("__") or selection.selection_set is None:
+                continue
+            if depth + 1 > MAX_DEPTH or _too_deep(
+                selection.selection_set, fragments, depth + 1, seen
+            ):
+                return True
+        elif isinstance(selection, InlineFragmentNode):
+            if _too_deep(selection.selection_set, fragments, depth, seen):
+                return True
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if (
+                fragment is not None
+                and name not in seen
+                and _too_deep(fragment.selection_set, fragments, depth, seen | {name})
+            ):
+                return True
+    return False
+
+
+class DepthLimit(ValidationRule):
+    def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
+        fragments = {
+            d.name.value: d
+            for d in self.context.document.definitions
+            if isinstance(d, FragmentDefinitionNode)
+        }
+        if _too_deep(node.selection_set, fragments, 0, frozenset()):
+            name = node.name.value if node.name else "anonymous"
+            self.report_error(
+                GraphQLError(f"'{name}' exceeds maximum operation depth of {MAX_DEPTH}", node)
+            )
 
 
 class SelectionLimits(ValidationRule):

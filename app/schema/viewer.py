@@ -6,10 +6,9 @@ import uuid
 
 import strawberry
 
-from app.auth.actor import Role
+from app.errors import EmailNotVerified
+from app.schema.enums import Role
 from app.schema.firms import Firm
-
-strawberry.enum(Role, description="What a member may do: viewer < member < admin < owner.")
 
 
 @strawberry.type
@@ -19,8 +18,17 @@ class User:
     email_verified: bool
 
 
+def _firm(root: Viewer) -> Firm:
+    if root.firm_record is None:
+        raise EmailNotVerified()
+    return root.firm_record
+
+
 @strawberry.type
 class Viewer:
     user: User
     role: Role
-    firm: Firm
+    firm_record: strawberry.Private[Firm | None]
+    firm: Firm = strawberry.field(
+        resolver=_firm, description="The active firm; EMAIL_NOT_VERIFIED until the email is."
+    )

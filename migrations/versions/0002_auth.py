@@ -79,28 +79,40 @@ FUNCTIONS = [
         ) m on true
         where lower(u.email) = lower(p_email)
     $$""",
-    # Redemption is one conditional UPDATE: of concurrent redemptions exactly one wins.
+    # Redemption is one conditional UPDATE: of concurrent redemptions exactly one wins. For a
+    # user's own token the firm returned is the user's home firm (the one they sign in to).
     """create function auth_redeem_token(p_purpose text, p_token_hash bytea)
     returns table (status text, user_id uuid, firm_id uuid, email text, role text)
     language plpgsql security definer set search_path = pg_catalog, public as $$
     declare
         t auth_tokens%rowtype;
+        result_status text;
     begin
         update auth_tokens set used_at = now()
         where token_hash = p_token_hash and purpose = p_purpose
           and used_at is null and expires_at > now()
         returning * into t;
         if found then
-            return query select 'ok'::text, t.user_id, t.firm_id, t.email, t.role;
-            return;
-        end if;
-        select * into t from auth_tokens where token_hash = p_token_hash and purpose = p_purpose;
-        if not found then
-            return query select 'invalid'::text, null::uuid, null::uuid, null::text, null::text;
-        elsif t.used_at is not null then
-            return query select 'used'::text, t.user_id, t.firm_id, null::text, null::text;
+            result_status := 'ok';
         else
-            return query select 'expired'::text, t.user_id, t.firm_id, null::text, null::text;
+            select * into t from auth_tokens
+            where token_hash = p_token_hash and purpose = p_purpose;
+            if not found then
+                return query select 'invalid'::text, null::uuid, null::uuid, null::text, null::text;
+                return;
+            end if;
+            result_status := case when t.used_at is not null then 'used' else 'expired' end;
+        end if;
+        if t.firm_id is not null then
+            return query select result_status, t.user_id, t.firm_id, t.email, t.role;
+        else
+            return query select result_status, u.id, m.firm_id, u.email, m.role
+            from users u
+            left join lateral (
+                select ms.firm_id, ms.role from memberships ms
+                where ms.user_id = u.id order by ms.created_at, ms.firm_id limit 1
+            ) m on true
+            where u.id = t.user_id;
         end if;
     end $$""",
     # The signed-in actor's own firms (for switchFirm and the firm picker), never anyone else's.

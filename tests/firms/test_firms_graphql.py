@@ -84,7 +84,10 @@ async def test_private_fields_need_a_verified_signed_in_member(
     assert codes(await gql(client, UPDATE, {"input": {"name": "Anon"}})) == ["UNAUTHENTICATED"]
     unverified = await members.create(verified=False)
     assert codes(await gql(client, FIRM, member=unverified)) == ["EMAIL_NOT_VERIFIED"]
-    assert (await gql(client, "{ viewer { role } }", member=unverified))["data"] == {"viewer": None}
+    body = await gql(client, "{ viewer { role user { emailVerified } } }", member=unverified)
+    assert body["data"] == {"viewer": {"role": "OWNER", "user": {"emailVerified": False}}}
+    body = await gql(client, "{ viewer { firm { name } } }", member=unverified)
+    assert codes(body) == ["EMAIL_NOT_VERIFIED"]
 
 
 async def test_a_fragment_or_alias_cannot_sneak_past_the_gate(client: httpx.AsyncClient) -> None:

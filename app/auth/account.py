@@ -1,0 +1,78 @@
+"""The signed-in user's own sessions and firms: sign out, list, revoke, switch firm."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import chain
+from app.audit.actions import Action
+from app.auth import sessions
+from app.auth.actor import Actor
+from app.db import calls
+from app.db.models import Session
+from app.errors import NotFound
+
+
+async def sign_out(session: AsyncSession, actor: Actor) -> None:
+    """End the current session."""
+    if actor.session_id is not None:
+        await sessions.revoke(session, actor.id, actor.session_id)
+    await chain.record(session, actor, Action.SIGNED_OUT, "session", actor.session_id)
+
+
+async def sign_out_everywhere(session: AsyncSession, actor: Actor) -> int:
+    """End every session of the user, in every firm; returns how many were live."""
+    count = await sessions.revoke_all(session, actor.id)
+    await chain.record(
+        session, actor, Action.SIGNED_OUT_EVERYWHERE, "user", actor.id, {"sessions": count}
+    )
+    return count
+
+
+async def list_sessions(session: AsyncSession, actor: Actor, idle: timedelta) -> list[Session]:
+    """The user's live sessions, most recently used first."""
+    now = datetime.now(UTC)
+    rows = await session.execute(
+        select(Session)
+        .where(
+            Session.user_id == actor.id,
+            Session.revoked_at.is_(None),
+            Session.expires_at > now,
+            Session.last_seen_at > now - idle,
+        )
+        .order_by(Session.last_seen_at.desc())
+    )
+    return list(rows.scalars())
+
+
+async def revoke_session(session: AsyncSession, actor: Actor, session_id: uuid.UUID) -> None:
+    """End one of the user's own sessions (another device)."""
+    if not await sessions.revoke(session, actor.id, session_id):
+        raise NotFound("Session not found.")
+    await chain.record(session, actor, Action.SESSION_REVOKED, "session", session_id)
+
+
+async def my_firms(session: AsyncSession, actor: Actor) -> list[Row[tuple[uuid.UUID, str, str]]]:
+    """Every firm the user belongs to, with their role in each."""
+    return await calls.my_firms(session)
+
+
+async def switch_firm(
+    session: AsyncSession,
+    actor: Actor,
+    firm_id: uuid.UUID,
+    lifetime: timedelta,
+    user_agent: str | None,
+) -> str:
+    """Re-issue the session for another firm the user belongs to; returns the new cookie."""
+    if firm_id not in {row.firm_id for row in await calls.my_firms(session)}:
+        raise NotFound("Firm not found.")
+    if actor.session_id is not None:
+        await sessions.revoke(session, actor.id, actor.session_id)
+    await chain.record(session, actor, Action.FIRM_SWITCHED, "firm", firm_id)
+    return await sessions.create(session, actor.id, firm_id, lifetime, actor.ip, user_agent)

@@ -1,0 +1,47 @@
+"""What the sign-in flows need besides the session: keys, limits, mail and the caller's address."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.mail.outbox import enqueue
+from app.ratelimit.client_ip import ip_bucket
+from app.ratelimit.limiter import RateLimiter
+from app.ratelimit.policies import Policy
+
+
+@dataclass(frozen=True)
+class AuthEnv:
+    settings: Settings
+    secret_key: str
+    mail_key: bytes
+    limiter: RateLimiter
+    ip: str | None
+    user_agent: str | None
+
+    @property
+    def session_lifetime(self) -> timedelta:
+        return timedelta(hours=self.settings.session_lifetime_hours)
+
+    @property
+    def ip_key(self) -> str:
+        """Per-IP limits count an IPv6 caller's whole /64, which one user usually holds."""
+        return ip_bucket(self.ip) if self.ip else "unknown"
+
+    async def limit(self, policy: Policy, key: str) -> None:
+        await self.limiter.hit(policy, key)
+
+    async def limit_mail(self, email: str) -> None:
+        """The email-bombing guard: sends per address and per caller IP."""
+        await self.limiter.hit(Policy.MAIL_SEND_PER_EMAIL, email.lower())
+        await self.limiter.hit(Policy.MAIL_SEND_PER_IP, self.ip_key)
+
+    async def send(
+        self, session: AsyncSession, to: str, subject: str, text: str, html: str
+    ) -> None:
+        """Queue mail in the caller's transaction: it leaves only if the transaction commits."""
+        await enqueue(session, self.mail_key, to=to, subject=subject, text=text, html=html)

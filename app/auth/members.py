@@ -1,0 +1,157 @@
+"""Firm membership: invite, accept, change role, remove. At least one owner always remains."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import chain
+from app.audit.actions import Action
+from app.auth import mails, tokens
+from app.auth.actor import Actor, Role
+from app.auth.env import AuthEnv
+from app.auth.service import SignedIn, redeem_link, start_session, user_actor
+from app.auth.tokens import Purpose
+from app.db import calls
+from app.db.models import Firm, Membership, User
+from app.db.tenant import bind_tenant
+from app.errors import BadUserInput, NotFound
+
+
+async def list_members(session: AsyncSession, actor: Actor) -> list[tuple[User, str]]:
+    rows = await session.execute(
+        select(User, Membership.role)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.firm_id == actor.firm_id)
+        .order_by(User.email)
+    )
+    return [(user, role) for user, role in rows.all()]
+
+
+async def invite_member(
+    session: AsyncSession, actor: Actor, env: AuthEnv, email: str, role: Role
+) -> None:
+    """Email an invitation (admins; only owners invite owners)."""
+    actor.require(Role.OWNER if role is Role.OWNER else Role.ADMIN)
+    await env.limit_mail(email)
+    ttl = timedelta(days=env.settings.invitation_days)
+    token = await tokens.issue(
+        session,
+        env.secret_key,
+        Purpose.INVITATION,
+        ttl,
+        firm_id=actor.firm_id,
+        email=email,
+        role=role,
+        created_by=actor.id,
+    )
+    firm = await session.get(Firm, actor.firm_id)
+    link = mails.link(env.settings.links_url, "invitation", token)
+    mail = mails.invitation(link, firm.name if firm else "a firm", role.value)
+    await env.send(session, email, mail.subject, mail.text, mail.html)
+    await chain.record(
+        session,
+        actor,
+        Action.MEMBER_INVITED,
+        "invitation",
+        None,
+        {"email": email, "role": role.value},
+    )
+
+
+async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> SignedIn:
+    """Join the firm (creating a password-less user if needed) and sign in to it; the link
+    came to the invited address, so it also proves that address."""
+    found = await redeem_link(session, env, Purpose.INVITATION, token)
+    existing = await calls.user_by_email(session, found.email)
+    user_id = existing.user_id if existing else uuid.uuid4()
+    now = datetime.now(UTC)
+    await bind_tenant(session, found.firm_id, user_id)
+    if existing is None:
+        await session.execute(
+            insert(User).values(
+                id=user_id,
+                email=found.email,
+                email_verified_at=now,
+                created_at=now,
+                failed_sign_ins=0,
+            )
+        )
+    else:
+        await session.execute(
+            update(User)
+            .where(User.id == user_id, User.email_verified_at.is_(None))
+            .values(email_verified_at=now)
+        )
+    await session.execute(
+        pg_insert(Membership)
+        .values(firm_id=found.firm_id, user_id=user_id, role=found.role.value, created_at=now)
+        .on_conflict_do_nothing()
+    )
+    membership = await session.get(Membership, (found.firm_id, user_id))
+    role = Role(membership.role) if membership else found.role
+    actor = user_actor(env, user_id, found.firm_id, role)
+    await chain.record(session, actor, Action.MEMBER_JOINED, "user", user_id, {"role": role.value})
+    return await start_session(session, env, actor)
+
+
+async def _target(session: AsyncSession, actor: Actor, user_id: uuid.UUID) -> Membership:
+    membership = await session.get(Membership, (actor.firm_id, user_id), with_for_update=True)
+    if membership is None:
+        raise NotFound("Member not found.")
+    return membership
+
+
+async def _keep_an_owner(session: AsyncSession, actor: Actor, leaving: Membership) -> None:
+    """Lock the firm's owners, then refuse to remove or demote the last one."""
+    if leaving.role != Role.OWNER.value:
+        return
+    owners = await session.execute(
+        select(func.count()).select_from(
+            select(Membership.user_id)
+            .where(Membership.firm_id == actor.firm_id, Membership.role == Role.OWNER.value)
+            .with_for_update()
+            .subquery()
+        )
+    )
+    if owners.scalar_one() <= 1:
+        raise BadUserInput("A firm keeps at least one owner.")
+
+
+async def change_member_role(
+    session: AsyncSession, actor: Actor, user_id: uuid.UUID, role: Role
+) -> Membership:
+    """Admins change members' roles; only owners touch owners."""
+    actor.require(Role.ADMIN)
+    target = await _target(session, actor, user_id)
+    if role is Role.OWNER or target.role == Role.OWNER.value:
+        actor.require(Role.OWNER)
+    old = target.role
+    if old != role.value:
+        await _keep_an_owner(session, actor, target)
+        target.role = role.value
+        await session.flush()
+    await chain.record(
+        session, actor, Action.MEMBER_ROLE_CHANGED, "user", user_id, {"from": old, "to": role.value}
+    )
+    return target
+
+
+async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID) -> None:
+    """Remove a member; their sessions for this firm stop working at once (the session lookup
+    requires a membership)."""
+    actor.require(Role.ADMIN)
+    target = await _target(session, actor, user_id)
+    if target.role == Role.OWNER.value:
+        actor.require(Role.OWNER)
+    await _keep_an_owner(session, actor, target)
+    await session.execute(
+        delete(Membership).where(Membership.firm_id == actor.firm_id, Membership.user_id == user_id)
+    )
+    await chain.record(
+        session, actor, Action.MEMBER_REMOVED, "user", user_id, {"role": target.role}
+    )

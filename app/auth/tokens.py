@@ -1,0 +1,135 @@
+"""Single-use, expiring tokens for emailed links (verification, magic link, reset, invitation).
+
+A token is 256 random bits, signed and time-stamped with itsdangerous under a salt per purpose,
+so forged, stale and wrong-purpose tokens are refused before the database is asked. The database
+stores only the SHA-256 of the random part, its expiry and ``used_at``; redemption is one atomic
+conditional UPDATE (``auth_redeem_token``), so a token works once even under concurrent use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.actor import Role
+from app.db import calls
+from app.db.models import AuthToken
+from app.errors import TokenError, TokenExpired, TokenInvalid, TokenUsed, TokenWrongPurpose
+
+MAX_TOKEN_LENGTH = 300
+
+
+class Purpose(StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    MAGIC_LINK = "magic_link"
+    PASSWORD_RESET = "password_reset"
+    INVITATION = "invitation"
+
+
+def _serializer(secret_key: str, purpose: Purpose) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt=f"coverproof.token.{purpose.value}")
+
+
+def _hash(raw: str) -> bytes:
+    return hashlib.sha256(raw.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Redemption:
+    user_id: uuid.UUID | None
+    firm_id: uuid.UUID | None
+    email: str | None
+    role: Role | None
+
+
+async def issue(
+    session: AsyncSession,
+    secret_key: str,
+    purpose: Purpose,
+    ttl: timedelta,
+    *,
+    user_id: uuid.UUID | None = None,
+    firm_id: uuid.UUID | None = None,
+    email: str | None = None,
+    role: Role | None = None,
+    created_by: uuid.UUID | None = None,
+) -> str:
+    """Store a new token's hash (in the caller's tenant-bound transaction); return the token."""
+    raw = secrets.token_urlsafe(32)
+    await session.execute(
+        insert(AuthToken).values(
+            id=uuid.uuid4(),
+            purpose=purpose.value,
+            token_hash=_hash(raw),
+            user_id=user_id,
+            firm_id=firm_id,
+            email=email,
+            role=role.value if role else None,
+            created_by=created_by,
+            created_at=datetime.now(UTC),
+            expires_at=datetime.now(UTC) + ttl,
+        )
+    )
+    return _serializer(secret_key, purpose).dumps(raw)
+
+
+def check(secret_key: str, purpose: Purpose, token: str, ttl: timedelta) -> bytes:
+    """Verify signature, purpose and age without the database; return the stored hash."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise TokenInvalid()
+    try:
+        raw = _serializer(secret_key, purpose).loads(token, max_age=int(ttl.total_seconds()))
+    except SignatureExpired as error:
+        raise TokenExpired() from error
+    except BadSignature as error:
+        for other in Purpose:
+            if other is not purpose and _signed_for(secret_key, other, token):
+                raise TokenWrongPurpose() from error
+        raise TokenInvalid() from error
+    if not isinstance(raw, str):
+        raise TokenInvalid()
+    return _hash(raw)
+
+
+def _signed_for(secret_key: str, purpose: Purpose, token: str) -> bool:
+    try:
+        _serializer(secret_key, purpose).loads(token)
+    except BadSignature:
+        return False
+    return True
+
+
+async def redeem(session: AsyncSession, purpose: Purpose, token_hash: bytes) -> Redemption:
+    """Consume the token atomically. Raises TokenUsed/TokenExpired/TokenInvalid; the refusal
+    carries the firm and user (when known) so the attempt can be audited."""
+    row = await calls.redeem_token(session, purpose.value, token_hash)
+    result = Redemption(
+        row.user_id,
+        row.firm_id,
+        row.email,
+        Role(row.role) if row.role else None,
+    )
+    if row.status == "ok":
+        return result
+    refusal: type[TokenError] = {"used": TokenUsed, "expired": TokenExpired}.get(
+        row.status, TokenInvalid
+    )
+    error = refusal()
+    raise RefusedToken(error, result)
+
+
+class RefusedToken(Exception):
+    """A token the database refused, with whatever it knew about its firm and user."""
+
+    def __init__(self, error: TokenError, known: Redemption) -> None:
+        super().__init__(error.code)
+        self.error = error
+        self.known = known

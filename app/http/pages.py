@@ -1,0 +1,134 @@
+"""Minimal pages for emailed links (verify, magic link, reset, invitation), so `make run` alone
+is a working product. Opening a page changes nothing: mail scanners open links before people
+do. Only the button POSTs the mutation. The token travels in the URL fragment, which browsers
+never send to a server; each page runs under a strict CSP with a per-response nonce.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+
+@dataclass(frozen=True)
+class Page:
+    path: str
+    title: str
+    lead: str
+    button: str
+    mutation: str
+    success: str
+    password: bool = False
+
+
+_PAGES = [
+    Page(
+        "verify-email",
+        "Confirm your email address",
+        "Confirm this address to finish signing up.",
+        "Confirm my email address",
+        "mutation($token: String!) { verifyEmail(token: $token) { emailVerified } }",
+        "Your email address is confirmed and you are signed in.",
+    ),
+    Page(
+        "magic-link",
+        "Sign in to CoverProof",
+        "Use this one-time link to sign in.",
+        "Sign in",
+        "mutation($token: String!) { signInWithMagicLink(token: $token) { userId } }",
+        "You are signed in.",
+    ),
+    Page(
+        "reset-password",
+        "Choose a new password",
+        "Use 12 to 128 characters; a passphrase of several words works well.",
+        "Set my new password",
+        "mutation($token: String!, $password: String!) "
+        "{ resetPassword(token: $token, newPassword: $password) { ok } }",
+        "Your password is changed. Every session was signed out; sign in again.",
+        password=True,
+    ),
+    Page(
+        "invitation",
+        "Join your firm on CoverProof",
+        "Accept the invitation to join the firm.",
+        "Accept the invitation",
+        "mutation($token: String!) { acceptInvitation(token: $token) { firmId } }",
+        "You have joined the firm and are signed in.",
+    ),
+]
+
+_PASSWORD_FIELD = (
+    '<p><label for="password">New password</label><br>'
+    '<input id="password" name="password" type="password" autocomplete="new-password" '
+    'minlength="12" maxlength="128" required></p>'
+)
+
+_SCRIPT = """
+const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+history.replaceState(null, "", location.pathname);
+const form = document.getElementById("form");
+const status = document.getElementById("status");
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const password = document.getElementById("password");
+  const variables = password ? {token, password: password.value} : {token};
+  status.textContent = "Working...";
+  try {
+    const response = await fetch("/graphql", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {"content-type": "application/json", "accept": "application/json"},
+      body: JSON.stringify({query: QUERY, variables}),
+    });
+    const body = await response.json();
+    status.textContent = body.errors ? body.errors[0].message : SUCCESS;
+    if (!body.errors) form.hidden = true;
+  } catch (error) {
+    status.textContent = "Something went wrong; try again.";
+  }
+});
+"""
+
+
+def render(page: Page) -> tuple[str, dict[str, str]]:
+    nonce = secrets.token_urlsafe(16)
+    script = (
+        f"const QUERY = {json.dumps(page.mutation)};\n"
+        f"const SUCCESS = {json.dumps(page.success)};\n{_SCRIPT}"
+    )
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(page.title)} - CoverProof</title>"
+        f'<style nonce="{nonce}">body{{font-family:system-ui,sans-serif;max-width:32rem;'
+        "margin:3rem auto;padding:0 1rem;line-height:1.5}button,input{font-size:1rem;"
+        "padding:.5rem}</style></head><body><main>"
+        f"<h1>{html.escape(page.title)}</h1><p>{html.escape(page.lead)}</p>"
+        f'<form id="form">{_PASSWORD_FIELD if page.password else ""}'
+        f'<button type="submit">{html.escape(page.button)}</button></form>'
+        '<p id="status" role="status" aria-live="polite"></p></main>'
+        f'<script nonce="{nonce}">{script}</script></body></html>'
+    )
+    csp = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    return body, {"content-security-policy": csp, "cache-control": "no-store"}
+
+
+def _endpoint(page: Page) -> object:
+    async def show(request: Request) -> Response:
+        body, headers = render(page)
+        return HTMLResponse(body, headers=headers)
+
+    return show
+
+
+PAGES = [Route(f"/auth/{page.path}", _endpoint(page), methods=["GET"]) for page in _PAGES]  # type: ignore[arg-type]

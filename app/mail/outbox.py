@@ -1,0 +1,71 @@
+"""Writing mail into the outbox, in the caller's transaction.
+
+The row commits or rolls back with whatever caused it (a sign-up and its verification token):
+no token without its mail, and no mail for a token that never existed. The sender delivers it
+later. Services call ``enqueue``; they never commit.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.mail.models import MailOutbox
+from app.mail.sealing import open_sealed, seal
+
+MAX_ADDRESS_CHARS = 320  # the column's check constraint
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One message as the sender delivers it (the body opened)."""
+
+    id: uuid.UUID
+    to: str
+    subject: str
+    text: str
+    html: str
+
+
+def _associated(mail_id: uuid.UUID, to: str) -> bytes:
+    # Binds the sealed body to its row and recipient: re-pointing a pending reset mail at
+    # another address (by writing to_address in the database) makes it undeliverable.
+    return f"{mail_id}\n{to}".encode()
+
+
+def _check_header(name: str, value: str) -> None:
+    # CR or LF in a header would let a caller inject headers; refuse here, in the caller's
+    # transaction, rather than fail at every delivery attempt.
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"mail {name} must be a single line")
+
+
+async def enqueue(
+    session: AsyncSession, key: bytes, *, to: str, subject: str, text: str, html: str
+) -> uuid.UUID:
+    """Add one message to the outbox inside the caller's transaction; returns its id."""
+    _check_header("recipient", to)
+    _check_header("subject", subject)
+    if "@" not in to or len(to) > MAX_ADDRESS_CHARS:
+        raise ValueError("mail recipient must be an email address of at most 320 characters")
+    mail_id = uuid.uuid4()
+    plaintext = json.dumps({"text": text, "html": html}).encode()
+    await session.execute(
+        insert(MailOutbox).values(
+            id=mail_id,
+            to_address=to,
+            subject=subject,
+            body=seal(key, plaintext, _associated(mail_id, to)),
+        )
+    )
+    return mail_id
+
+
+def open_mail(key: bytes, mail_id: uuid.UUID, to: str, subject: str, sealed: bytes) -> Mail:
+    """Open a stored body; raises app.mail.sealing.SealBroken if it was tampered with."""
+    body = json.loads(open_sealed(key, sealed, _associated(mail_id, to)))
+    return Mail(id=mail_id, to=to, subject=subject, text=body["text"], html=body["html"])

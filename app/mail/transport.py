@@ -1,0 +1,165 @@
+"""How a message leaves: SMTP (aiosmtplib), or in development a .eml file and a log line.
+
+``COVERPROOF_SMTP_URL`` forms:
+
+- ``smtp://user:pass@host:587``: STARTTLS when the server offers it; required when the URL
+  carries credentials (a password is never sent in the clear), or with ``?starttls=required``.
+- ``smtps://user:pass@host:465``: implicit TLS.
+- ``smtp+insecure://127.0.0.1:1025``: plain SMTP to a loopback test server, no credentials.
+
+Errors about the URL never repeat it: it may hold a password.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from app.config import ConfigError, Settings
+from app.mail.outbox import Mail
+
+log = logging.getLogger("coverproof.mail")
+
+SMTP_TIMEOUT_SECONDS = 30.0
+_DEFAULT_PORTS = {"smtp": 587, "smtps": 465, "smtp+insecure": 25}
+_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+class Transport(Protocol):
+    """Delivers one message; returns only once it is accepted (or raises)."""
+
+    async def send(self, message: EmailMessage, mail: Mail) -> None: ...
+
+
+def build_message(mail: Mail, mail_from: str) -> EmailMessage:
+    """A multipart/alternative message: plain text first, HTML as the preferred alternative."""
+    message = EmailMessage()
+    message["From"] = mail_from
+    message["To"] = mail.to
+    message["Subject"] = mail.subject
+    message["Date"] = formatdate(localtime=False)
+    # The outbox id makes the Message-ID stable across retries, so a receiver can drop the
+    # duplicate that at-least-once delivery occasionally produces.
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "coverproof.invalid"
+    message["Message-ID"] = f"<{mail.id}@{domain}>"
+    message.set_content(mail.text)
+    message.add_alternative(mail.html, subtype="html")
+    return message
+
+
+@dataclass(frozen=True)
+class SmtpTransport:
+    """Sends through an SMTP server with aiosmtplib; one connection per message."""
+
+    hostname: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    use_tls: bool = False
+    start_tls: bool | None = None  # None: upgrade when the server offers STARTTLS
+    timeout: float = SMTP_TIMEOUT_SECONDS
+
+    async def send(self, message: EmailMessage, mail: Mail) -> None:
+        await aiosmtplib.send(
+            message,
+            sender=parseaddr(str(message["From"]))[1],
+            recipients=[mail.to],
+            hostname=self.hostname,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            use_tls=self.use_tls,
+            start_tls=self.start_tls,
+            timeout=self.timeout,
+        )
+
+
+@dataclass(frozen=True)
+class FileTransport:
+    """Development without SMTP: writes ``<dir>/<id>.eml`` and logs where, with the first link."""
+
+    directory: Path
+
+    async def send(self, message: EmailMessage, mail: Mail) -> None:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.directory / f"{mail.id}.eml"
+        path.touch(mode=0o600)  # the file holds a live token
+        path.write_bytes(message.as_bytes())
+        link = _URL.search(mail.text)
+        # Development only: the link is printed so `make run` alone lets a person sign up.
+        log.info(
+            "mail to %s: %s (saved to %s)%s",
+            mail.to,
+            mail.subject,
+            path,
+            f" {link.group(0)}" if link else "",
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def smtp_transport(url: str) -> SmtpTransport:
+    """Parse COVERPROOF_SMTP_URL; raise ConfigError (without echoing the URL) if it is unusable."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    except ValueError:
+        port = 0
+    query = parse_qs(parts.query)
+    problems = []
+    if scheme not in _DEFAULT_PORTS:
+        problems.append(
+            "COVERPROOF_SMTP_URL must start with smtp://, smtps:// or smtp+insecure://."
+        )
+    if not parts.hostname or not port:
+        problems.append("COVERPROOF_SMTP_URL must name a host (and a valid port, if any).")
+    if set(query) - {"starttls"} or query.get("starttls", ["required"]) != ["required"]:
+        problems.append("COVERPROOF_SMTP_URL accepts only the option ?starttls=required.")
+    credentials = parts.username is not None or parts.password is not None
+    if scheme == "smtp+insecure" and (credentials or not _is_loopback(parts.hostname or "")):
+        problems.append(
+            "smtp+insecure:// is for a loopback test server only, without credentials; "
+            "use smtp:// (STARTTLS) or smtps://."
+        )
+    if problems:
+        raise ConfigError(problems)
+    return SmtpTransport(
+        hostname=parts.hostname or "",
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        use_tls=scheme == "smtps",
+        start_tls={
+            "smtps": False,  # already TLS from the first byte
+            "smtp+insecure": False,
+            "smtp": True if (credentials or "starttls" in query) else None,
+        }[scheme],
+    )
+
+
+def transport_for(settings: Settings) -> Transport:
+    """SMTP when configured; otherwise .eml files (development only; production refuses)."""
+    if settings.smtp_url is not None:
+        return smtp_transport(settings.smtp_url.get_secret_value())
+    if settings.is_production:
+        raise ConfigError(
+            ["COVERPROOF_SMTP_URL must be set in production (smtp:// or smtps://) to send mail."]
+        )
+    return FileTransport(settings.data_dir / "outbox")

@@ -1,0 +1,100 @@
+"""The rate limiter: one ``limits`` async storage and the moving-window strategy.
+
+Moving window rather than the sliding-window counter: it counts every hit exactly (a burst that
+straddles a window boundary cannot get up to twice the limit through) and knows when the oldest
+counted hit expires, so ``retryAfter`` is the real wait. It keeps one timestamp per counted hit,
+at most ``limit`` per key, which is small for the limits in ``policies``.
+
+Keys never hold an email address or IP in clear: the caller's key is hashed, and the stored key
+is ``coverproof:<policy name>/<sha256 prefix>/<amount>/<multiples>/<granularity>`` (the tail is
+the library's, so changing a limit starts a fresh counter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage.redis.coredis import CoredisBridge
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from app.errors import RateLimited
+from app.ratelimit.policies import Policy
+
+KEY_PREFIX = "coverproof"
+
+# Our setting's schemes mapped to the library's async ones; anything else is a configuration
+# mistake, better refused at start-up than discovered at the first sign-in.
+_ASYNC_SCHEMES = {
+    "memory": "async+memory",
+    "redis": "async+redis",
+    "rediss": "async+rediss",
+    "redis+unix": "async+redis+unix",
+}
+
+
+def key_digest(key: str) -> str:
+    """The stored form of a caller's key: the first 32 hex characters of its SHA-256."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class RateLimiter:
+    """Counts hits per (policy, key) in one storage, shared by every process that uses it."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._strategy = MovingWindowRateLimiter(storage)
+
+    async def hit(self, policy: Policy, key: str) -> None:
+        """Count one operation for ``key`` under ``policy``.
+
+        Raises ``RateLimited(retryAfter=seconds)`` when the window is already full (the refused
+        call is not counted), and ``limits.errors.StorageError`` when the storage cannot answer.
+        """
+        digest = key_digest(key)
+        if await self._strategy.hit(policy.item, digest):
+            return
+        stats = await self._strategy.get_window_stats(policy.item, digest)
+        # Whole seconds, rounded up so a client that waits exactly that long gets through; at
+        # least 1 because "retry after 0" invites a tight loop.
+        wait = math.ceil(stats.reset_time - time.time())
+        raise RateLimited(retryAfter=min(max(wait, 1), policy.window_seconds))
+
+    async def check(self) -> bool:
+        """Whether the storage answers (a Redis PING); for readiness checks."""
+        return await self.storage.check()
+
+    async def close(self) -> None:
+        """Release the storage's connections; the in-memory storage holds none."""
+        if isinstance(self.storage, RedisStorage) and isinstance(
+            self.storage.bridge, CoredisBridge
+        ):
+            self.storage.bridge.get_connection().connection_pool.disconnect()
+        elif isinstance(self.storage, MemoryStorage) and self.storage.timer is not None:
+            # The storage's background expiry task would otherwise outlive the event loop.
+            self.storage.timer.cancel()
+
+
+def open_limiter(storage_uri: str) -> RateLimiter:
+    """A limiter on ``memory://`` (one process) or ``redis://host:port[/db]`` (shared).
+
+    ``rediss://`` and ``redis+unix://`` work too. Redis is connected lazily: call ``check()``
+    to find out at start-up whether it answers.
+    """
+    scheme, separator, rest = storage_uri.partition("://")
+    if not separator or scheme not in _ASYNC_SCHEMES:
+        # Name only the scheme: the URI may carry a password.
+        raise ValueError(
+            f"COVERPROOF_RATE_LIMIT_STORAGE must be memory:// or redis://host:port[/db], "
+            f"not a {scheme or 'scheme-less'} URI."
+        )
+    options: dict[str, str | bool] = {"wrap_exceptions": True}
+    if scheme != "memory":
+        options["key_prefix"] = KEY_PREFIX
+    storage = storage_from_string(f"{_ASYNC_SCHEMES[scheme]}://{rest}", **options)
+    if not isinstance(storage, Storage):  # pragma: no cover - the async+ schemes guarantee it
+        raise TypeError(f"expected an async storage, got {type(storage).__name__}")
+    return RateLimiter(storage)

@@ -1,0 +1,74 @@
+"""Named rate limits: what is counted, per what, and how many per window.
+
+Each limit is a ``limits.parse`` string, kept as a module constant so the numbers read in one
+place; ``Policy`` pairs it with a stable name, which becomes part of the storage key (so two
+policies never share a counter, and renaming a policy starts it afresh).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import limits
+
+SIGN_IN_PER_EMAIL = "10/minute"
+SIGN_IN_PER_IP = "30/minute"
+# Magic links, verification and password-reset mails share these: each send lands in someone's
+# inbox, so the per-email limit is what stops a stranger bombing one address.
+MAIL_SEND_PER_EMAIL = "5/hour"
+MAIL_SEND_PER_IP = "20/hour"
+SIGN_UP_PER_IP = "10/hour"
+MUTATIONS_PER_USER = "120/minute"
+# "TOKEN" in these names trips the hardcoded-password lint; they are rates, not secrets.
+PUBLIC_TOKEN_PER_TOKEN = "30/minute"  # noqa: S105
+PUBLIC_TOKEN_PER_IP = "120/minute"  # noqa: S105
+
+_NAME = re.compile(r"[a-z0-9_]{1,64}")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One named limit, e.g. ``Policy.SIGN_IN_PER_EMAIL``; ``limit`` is checked when defined."""
+
+    name: str
+    limit: str
+    item: limits.RateLimitItem = field(init=False, repr=False, compare=False)
+
+    SIGN_IN_PER_EMAIL: ClassVar[Policy]
+    SIGN_IN_PER_IP: ClassVar[Policy]
+    MAIL_SEND_PER_EMAIL: ClassVar[Policy]
+    MAIL_SEND_PER_IP: ClassVar[Policy]
+    SIGN_UP_PER_IP: ClassVar[Policy]
+    MUTATIONS_PER_USER: ClassVar[Policy]
+    PUBLIC_TOKEN_PER_TOKEN: ClassVar[Policy]
+    PUBLIC_TOKEN_PER_IP: ClassVar[Policy]
+
+    def __post_init__(self) -> None:
+        # The name is part of a Redis key: keep it to characters that need no escaping.
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(f"policy name {self.name!r} must match {_NAME.pattern}")
+        # parse() would keep only the first of "10/minute;100/hour": refuse rather than drop one.
+        items = limits.parse_many(self.limit)
+        if len(items) != 1:
+            raise ValueError(f"policy {self.name!r} needs exactly one limit, not {self.limit!r}")
+        parsed = items[0]
+        # The policy name as the library's namespace keeps each policy's keys apart.
+        item = type(parsed)(parsed.amount, parsed.multiples, namespace=self.name)
+        object.__setattr__(self, "item", item)
+
+    @property
+    def window_seconds(self) -> int:
+        """The length of the window, the longest any caller can be asked to wait."""
+        return self.item.get_expiry()
+
+
+Policy.SIGN_IN_PER_EMAIL = Policy("sign_in_per_email", SIGN_IN_PER_EMAIL)
+Policy.SIGN_IN_PER_IP = Policy("sign_in_per_ip", SIGN_IN_PER_IP)
+Policy.MAIL_SEND_PER_EMAIL = Policy("mail_send_per_email", MAIL_SEND_PER_EMAIL)
+Policy.MAIL_SEND_PER_IP = Policy("mail_send_per_ip", MAIL_SEND_PER_IP)
+Policy.SIGN_UP_PER_IP = Policy("sign_up_per_ip", SIGN_UP_PER_IP)
+Policy.MUTATIONS_PER_USER = Policy("mutations_per_user", MUTATIONS_PER_USER)
+Policy.PUBLIC_TOKEN_PER_TOKEN = Policy("public_token_per_token", PUBLIC_TOKEN_PER_TOKEN)
+Policy.PUBLIC_TOKEN_PER_IP = Policy("public_token_per_ip", PUBLIC_TOKEN_PER_IP)

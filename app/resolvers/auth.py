@@ -1,0 +1,66 @@
+"""Resolvers for the public sign-up and sign-in flows."""
+
+from __future__ import annotations
+
+from app.auth import service
+from app.auth.schemas import EmailOnly, PasswordSignIn, SignUp
+from app.auth.service import SignedIn
+from app.schema.auth import MailSentPayload, OkPayload, SignInPayload, SignUpInput
+from app.schema.context import Context, Info
+
+MAIL_SENT = MailSentPayload(
+    accepted=True,
+    message="If that address can be used, we have sent an email to it. Check your inbox.",
+)
+
+
+def signed_in(context: Context, result: SignedIn) -> SignInPayload:
+    context.new_session_cookie = result.cookie
+    return SignInPayload(
+        user_id=result.actor.id,
+        firm_id=result.actor.firm_id,
+        role=result.actor.role,
+        email_verified=result.email_verified,
+    )
+
+
+async def sign_up(info: Info, input: SignUpInput) -> MailSentPayload:
+    data = SignUp.model_validate(vars(input))
+    await info.context.run_public(service.sign_up, data)
+    return MAIL_SENT
+
+
+async def verify_email(info: Info, token: str) -> SignInPayload:
+    return signed_in(info.context, await info.context.run_public(service.verify_email, token))
+
+
+async def resend_verification(info: Info, email: str) -> MailSentPayload:
+    data = EmailOnly(email=email)
+    await info.context.run_public(service.resend_verification, data)
+    return MAIL_SENT
+
+
+async def request_magic_link(info: Info, email: str) -> MailSentPayload:
+    await info.context.run_public(service.request_magic_link, EmailOnly(email=email))
+    return MAIL_SENT
+
+
+async def sign_in_with_magic_link(info: Info, token: str) -> SignInPayload:
+    result = await info.context.run_public(service.sign_in_with_magic_link, token)
+    return signed_in(info.context, result)
+
+
+async def sign_in_with_password(info: Info, email: str, password: str) -> SignInPayload:
+    data = PasswordSignIn(email=email, password=password)
+    result = await info.context.run_public(service.sign_in_with_password, data)
+    return signed_in(info.context, result)
+
+
+async def request_password_reset(info: Info, email: str) -> MailSentPayload:
+    await info.context.run_public(service.request_password_reset, EmailOnly(email=email))
+    return MAIL_SENT
+
+
+async def reset_password(info: Info, token: str, new_password: str) -> OkPayload:
+    await info.context.run_public(service.reset_password, token, new_password)
+    return OkPayload(ok=True)

@@ -1,0 +1,316 @@
+"""Sign-up, verification and sign-in, end to end through HTTP with real mail."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from tests.auth.conftest import (
+    FIRM,
+    MAGIC,
+    MAGIC_SIGN_IN,
+    PASSWORD,
+    SIGN_IN,
+    SIGN_UP,
+    VERIFY,
+    Browser,
+    browser_for,
+    codes,
+    link_token,
+    new_email,
+    signed_up,
+)
+from tests.mail.smtp import SmtpServer
+
+RESET_REQUEST = "mutation($e: String!) { requestPasswordReset(email: $e) { accepted message } }"
+RESET = "mutation($t: String!, $p: String!) { resetPassword(token: $t, newPassword: $p) { ok } }"
+RESEND = "mutation($e: String!) { resendVerification(email: $e) { accepted message } }"
+SIGN_OUT = "mutation { signOut { ok } }"
+
+
+async def test_sign_up_verify_sign_in_by_password_and_magic_link_and_sign_out(
+    browser: Browser, smtp: SmtpServer
+) -> None:
+    email = await signed_up(browser, smtp, firm="Whole Flow Ltd")
+    first_cookie = browser.session_cookie
+    assert first_cookie
+    assert (await browser.gql(FIRM))["data"]["firm"]["name"] == "Whole Flow Ltd"
+    assert (await browser.gql(SIGN_OUT))["data"]["signOut"]["ok"] is True
+    assert codes(await browser.gql(FIRM)) == ["UNAUTHENTICATED"]
+
+    body = await browser.gql(SIGN_IN, {"e": email, "p": PASSWORD})
+    assert body["data"]["signInWithPassword"]["emailVerified"] is True
+    password_cookie = browser.session_cookie
+    assert password_cookie not in (None, first_cookie)
+    assert (await browser.gql(FIRM))["data"]["firm"]["name"] == "Whole Flow Ltd"
+
+    await browser.gql(SIGN_OUT)
+    assert (await browser.gql(MAGIC, {"e": email}))["data"]["requestMagicLink"]["accepted"]
+    token = await link_token(smtp, email, "sign-in link")
+    body = await browser.gql(MAGIC_SIGN_IN, {"t": token})
+    assert "errors" not in body, body
+    assert browser.session_cookie not in (None, first_cookie, password_cookie)
+    assert (await browser.gql(FIRM))["data"]["firm"]["name"] == "Whole Flow Ltd"
+
+
+async def test_a_magic_link_only_user_has_no_password(
+    browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    email = new_email()
+    body = await browser.gql(SIGN_UP, {"input": {"email": email, "firmName": "No Password Ltd"}})
+    assert body["data"]["signUp"]["accepted"] is True
+    token = await link_token(smtp, email, "Confirm your email")
+    assert "errors" not in await browser.gql(VERIFY, {"t": token})
+    async with superuser_engine.connect() as conn:
+        stored = await conn.execute(
+            text("select password_hash from users where email = :e"), {"e": email}
+        )
+        assert stored.scalar_one() is None
+    body = await browser.gql(SIGN_IN, {"e": email, "p": "anything at all, really"})
+    assert codes(body) == ["INVALID_CREDENTIALS"]
+
+
+async def test_answers_never_reveal_whether_an_address_is_registered(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette
+) -> None:
+    known = await signed_up(browser, smtp)
+    unknown = new_email()
+    for mutation in (MAGIC, RESET_REQUEST, RESEND):
+        other = browser_for(auth_app)
+        async with other.client:
+            assert await other.gql(mutation, {"e": known}) == await other.gql(
+                mutation, {"e": unknown}
+            )
+    sign_up = {"password": PASSWORD, "firmName": "Twice Ltd"}
+    first = await browser.gql(SIGN_UP, {"input": {"email": known, **sign_up}})
+    second = await browser.gql(SIGN_UP, {"input": {"email": new_email(), **sign_up}})
+    assert first == second
+    wrong_password = await browser.gql(SIGN_IN, {"e": known, "p": "not the password at all"})
+    no_such_user = await browser.gql(SIGN_IN, {"e": unknown, "p": "not the password at all"})
+    assert wrong_password["errors"][0]["message"] == no_such_user["errors"][0]["message"]
+    assert codes(wrong_password) == codes(no_such_user) == ["INVALID_CREDENTIALS"]
+    # Verification, magic link, reset and the duplicate-sign-up notice; nothing to the unknown.
+    await smtp.wait_for(lambda _: len(smtp.to(known)) >= 4)
+    subjects = sorted(str(m["subject"]) for m in smtp.to(known))
+    assert len(subjects) == 4
+    assert "Someone tried to sign up with your address" in subjects
+    assert smtp.to(unknown) == []
+
+
+async def test_a_magic_link_works_once_under_twenty_concurrent_redemptions(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    email = await signed_up(browser, smtp)
+    await browser.gql(MAGIC, {"e": email})
+    token = await link_token(smtp, email, "sign-in link")
+    async with superuser_engine.connect() as conn:
+        before = await conn.execute(
+            text(
+                "select count(*) from sessions s join users u on u.id = s.user_id "
+                "where u.email = :e"
+            ),
+            {"e": email},
+        )
+        sessions_before = before.scalar_one()
+    browsers = [browser_for(auth_app) for _ in range(20)]
+    results = await asyncio.gather(*(b.gql(MAGIC_SIGN_IN, {"t": token}) for b in browsers))
+    for b in browsers:
+        await b.client.aclose()
+    outcomes = sorted(codes(r)[0] if "errors" in r else "OK" for r in results)
+    assert outcomes == ["OK"] + ["TOKEN_USED"] * 19
+    async with superuser_engine.connect() as conn:
+        after = await conn.execute(
+            text(
+                "select count(*) from sessions s join users u on u.id = s.user_id "
+                "where u.email = :e"
+            ),
+            {"e": email},
+        )
+        assert after.scalar_one() == sessions_before + 1
+
+
+async def test_expired_forged_wrong_purpose_and_reused_tokens_get_distinct_codes(
+    browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    email = await signed_up(browser, smtp)
+    await browser.gql(MAGIC, {"e": email})
+    token = await link_token(smtp, email, "sign-in link")
+    verification = await link_token(smtp, email, "Confirm your email")
+    assert codes(await browser.gql(MAGIC_SIGN_IN, {"t": token[:-3] + "xyz"})) == ["TOKEN_INVALID"]
+    assert codes(await browser.gql(MAGIC_SIGN_IN, {"t": "garbage"})) == ["TOKEN_INVALID"]
+    wrong = await browser.gql(MAGIC_SIGN_IN, {"t": verification})
+    assert codes(wrong) == ["TOKEN_WRONG_PURPOSE"]
+    assert codes(await browser.gql(VERIFY, {"t": verification})) == ["TOKEN_USED"]
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "update auth_tokens set expires_at = now() - interval '1 second' "
+                "where purpose = 'magic_link' and used_at is null and user_id = "
+                "(select id from users where email = :e)"
+            ),
+            {"e": email},
+        )
+    assert codes(await browser.gql(MAGIC_SIGN_IN, {"t": token})) == ["TOKEN_EXPIRED"]
+
+
+async def test_refused_tokens_and_failed_sign_ins_are_audited_without_secrets(
+    browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    email = await signed_up(browser, smtp)
+    verification = await link_token(smtp, email, "Confirm your email")
+    assert codes(await browser.gql(VERIFY, {"t": verification})) == ["TOKEN_USED"]
+    wrong_password = "a wrong password attempt 123"
+    assert codes(await browser.gql(SIGN_IN, {"e": email, "p": wrong_password})) == [
+        "INVALID_CREDENTIALS"
+    ]
+    async with superuser_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "select a.action, a.canonical from audit_log a join memberships m "
+                    "on m.firm_id = a.firm_id join users u on u.id = m.user_id "
+                    "where u.email = :e order by a.seq"
+                ),
+                {"e": email},
+            )
+        ).all()
+    actions = [row.action for row in rows]
+    assert actions[:2] == ["auth.signed_up", "auth.email_verified"]
+    assert "auth.token.refused" in actions
+    assert "auth.sign_in.failed" in actions
+    everything = b"".join(row.canonical for row in rows)
+    for secret in (verification.encode(), wrong_password.encode(), PASSWORD.encode()):
+        assert secret not in everything
+
+
+async def test_an_unverified_user_signs_in_to_no_firm_data(
+    browser: Browser, smtp: SmtpServer
+) -> None:
+    email = new_email()
+    await browser.gql(
+        SIGN_UP, {"input": {"email": email, "password": PASSWORD, "firmName": "Waiting Ltd"}}
+    )
+    body = await browser.gql(SIGN_IN, {"e": email, "p": PASSWORD})
+    assert body["data"]["signInWithPassword"]["emailVerified"] is False
+    for query in (
+        FIRM,
+        "{ members { email } }",
+        "{ sessions { id } }",
+        "{ viewer { firm { id } } }",
+    ):
+        assert codes(await browser.gql(query)) == ["EMAIL_NOT_VERIFIED"], query
+    mutation = 'mutation { updateFirm(input: {name: "Sneaky"}) { firm { name } } }'
+    assert codes(await browser.gql(mutation)) == ["EMAIL_NOT_VERIFIED"]
+    viewer = await browser.gql("{ viewer { user { email emailVerified } } }")
+    assert viewer["data"]["viewer"]["user"] == {"email": email, "emailVerified": False}
+
+
+async def test_reset_password_revokes_every_session_and_a_weak_one_keeps_the_link(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette
+) -> None:
+    email = await signed_up(browser, smtp)
+    other = browser_for(auth_app)
+    async with other.client:
+        assert "errors" not in await other.gql(SIGN_IN, {"e": email, "p": PASSWORD})
+        await browser.gql(RESET_REQUEST, {"e": email})
+        token = await link_token(smtp, email, "Reset your")
+        weak = await browser.gql(RESET, {"t": token, "p": "password1234"})
+        assert codes(weak) == ["BAD_USER_INPUT"]
+        assert weak["errors"][0]["extensions"]["fields"][0]["field"] == "newPassword"
+        new_password = "an entirely new passphrase 77"
+        assert (await browser.gql(RESET, {"t": token, "p": new_password}))["data"]["resetPassword"]
+        for b in (browser, other):
+            assert codes(await b.gql(FIRM)) == ["UNAUTHENTICATED"]
+        assert codes(await other.gql(SIGN_IN, {"e": email, "p": PASSWORD})) == [
+            "INVALID_CREDENTIALS"
+        ]
+        assert "errors" not in await other.gql(SIGN_IN, {"e": email, "p": new_password})
+
+
+async def test_passwords_are_argon2id_and_never_stored_logged_or_mailed(
+    browser: Browser,
+    smtp: SmtpServer,
+    superuser_engine: AsyncEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    email = await signed_up(browser, smtp)
+    await browser.gql(SIGN_IN, {"e": email, "p": PASSWORD})
+    async with superuser_engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                text("select password_hash from users where email = :e"), {"e": email}
+            )
+        ).scalar_one()
+        assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+        dump = await conn.execute(
+            text(
+                "select count(*) from (select u::text as t from users u union all "
+                "select a::text from audit_log a union all select o::text from mail_outbox o "
+                "union all select t::text from auth_tokens t) rows where t like :p"
+            ),
+            {"p": f"%{PASSWORD}%"},
+        )
+        assert dump.scalar_one() == 0
+    assert PASSWORD not in caplog.text
+    for message in smtp.to(email):
+        assert PASSWORD not in message.as_string()
+
+
+async def test_sign_in_is_rate_limited_per_email_and_counts_aliased_operations(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette
+) -> None:
+    email = await signed_up(browser, smtp)
+    # Root mutations run one by one; each aliased field is an operation and counts, so the
+    # 11th sign-in in one document is the one refused (10 per email per minute).
+    fields = " ".join(
+        f'a{n}: signInWithPassword(email: "{email}", password: "{PASSWORD}") {{ userId }}'
+        for n in range(15)
+    )
+    body = await browser.gql(f"mutation {{ {fields} }}")
+    assert [(e["path"], e["extensions"]["code"]) for e in body["errors"]] == [
+        (["a10"], "RATE_LIMITED")
+    ]
+    burst = [browser_for(auth_app) for _ in range(50)]
+    results = await asyncio.gather(*(b.gql(SIGN_IN, {"e": email, "p": PASSWORD}) for b in burst))
+    for b in burst:
+        await b.client.aclose()
+    limited = [r for r in results if codes(r) == ["RATE_LIMITED"]]
+    assert len(limited) == 50
+    assert all(1 <= r["errors"][0]["extensions"]["retryAfter"] <= 60 for r in limited)
+
+
+async def test_after_many_failures_password_sign_in_is_throttled_but_magic_links_work(
+    browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    email = await signed_up(browser, smtp)
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text("update users set failed_sign_ins = 99 where email = :e"), {"e": email}
+        )
+    assert codes(await browser.gql(SIGN_IN, {"e": email, "p": "wrong password here"})) == [
+        "INVALID_CREDENTIALS"
+    ]
+    throttled = await browser.gql(SIGN_IN, {"e": email, "p": PASSWORD})
+    assert codes(throttled) == ["RATE_LIMITED"]
+    assert throttled["errors"][0]["extensions"]["retryAfter"] >= 1
+    await browser.gql(MAGIC, {"e": email})
+    token = await link_token(smtp, email, "sign-in link")
+    assert "errors" not in await browser.gql(MAGIC_SIGN_IN, {"t": token})
+
+
+async def test_link_pages_change_nothing_and_run_under_a_nonce_csp(browser: Browser) -> None:
+    for page in ("verify-email", "magic-link", "reset-password", "invitation"):
+        response = await browser.client.get(f"/auth/{page}")
+        assert response.status_code == 200
+        csp = response.headers["content-security-policy"]
+        nonce = csp.split("'nonce-")[1].split("'")[0]
+        assert f'<script nonce="{nonce}">' in response.text
+        assert "unsafe-inline" not in csp
+        assert "connect-src 'self'" in csp
+        assert browser.client.cookies.get("__Host-cp_session") is None

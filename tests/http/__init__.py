@@ -1,0 +1,1 @@
+"""HTTP-level tests: headers, request shapes, limits, CSRF/CORS and production switches."""

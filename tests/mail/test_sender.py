@@ -1,0 +1,240 @@
+"""Delivery over a real SMTP server (aiosmtpd): sent once accepted, retried with backoff."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import ConfigError
+from app.mail.models import MailOutbox
+from app.mail.sender import GAVE_UP, MAX_ATTEMPTS, MailSender, backoff
+from tests.conftest import Database, make_settings
+from tests.mail.helpers import enqueue_committed, new_address, outbox_row
+from tests.mail.smtp import SmtpServer, free_port
+
+FROM = "CoverProof <no-reply@coverproof.test>"
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    plain, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None
+    assert html is not None
+    assert plain is not html
+    return plain.get_content(), html.get_content()
+
+
+async def make_due(superuser_engine: AsyncEngine, mail_id: object, **values: object) -> None:
+    """Rewrite a row as the superuser (the app role cannot backdate its own retries)."""
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            update(MailOutbox)
+            .where(MailOutbox.id == mail_id)
+            .values(next_attempt_at=func.now(), **values)
+        )
+
+
+async def test_committed_mail_is_delivered_once_and_its_body_erased(
+    database: Database,
+    tmp_path: Path,
+    app_sessions: async_sessionmaker[AsyncSession],
+    smtp_server: SmtpServer,
+) -> None:
+    settings = make_settings(database, tmp_path, smtp_url=smtp_server.url, mail_from=FROM)
+    to = new_address()
+    mail_id = await enqueue_committed(app_sessions, settings, to, subject="Confirm your email")
+    sender = MailSender(app_sessions, settings)
+
+    assert await sender.deliver_due() >= 1
+    await sender.deliver_due()  # a second pass finds nothing of ours to send
+
+    [message] = smtp_server.to(to)
+    assert message["From"] == FROM
+    assert message["To"] == to
+    assert message["Subject"] == "Confirm your email"
+    assert message["Message-ID"] == f"<{mail_id}@coverproof.test>"
+    text, html = parts(message)
+    assert "https://testserver/verify?token=tok-" in text
+    assert '<a href="https://testserver/verify?token=tok-' in html
+    envelope = next(r for r in smtp_server.received if to in r.rcpt_tos)
+    assert envelope.mail_from == "no-reply@coverproof.test"
+    row = await outbox_row(app_sessions, mail_id)
+    assert row.sent_at is not None
+    assert row.body is None
+    assert (row.attempts, row.last_error) == (0, None)
+
+
+async def test_a_down_server_is_retried_with_backoff_then_delivered(
+    database: Database,
+    tmp_path: Path,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    smtp_server: SmtpServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    down = make_settings(database, tmp_path, smtp_url=f"smtp+insecure://127.0.0.1:{free_port()}")
+    to = new_address()
+    mail_id = await enqueue_committed(app_sessions, down, to)
+
+    with caplog.at_level(logging.WARNING, logger="coverproof.mail"):
+        assert await MailSender(app_sessions, down).deliver_due() == 0
+    row = await outbox_row(app_sessions, mail_id)
+    assert row.attempts == 1
+    assert row.last_error is not None
+    assert row.last_error.startswith("SMTPConnect")
+    assert row.sent_at is None
+    assert row.body is not None
+    assert row.next_attempt_at > datetime.now(UTC)
+    assert not any("token=" in r.getMessage() for r in caplog.records)
+
+    # Not due yet: a pass leaves it alone.
+    up = make_settings(
+        database, tmp_path, smtp_url=smtp_server.url, secret_key=down.resolved_secret_key()
+    )
+    await MailSender(app_sessions, up).deliver_due()
+    assert smtp_server.to(to) == []
+
+    await make_due(superuser_engine, mail_id)
+    assert await MailSender(app_sessions, up).deliver_due() >= 1
+    assert len(smtp_server.to(to)) == 1
+    row = await outbox_row(app_sessions, mail_id)
+    assert row.sent_at is not None
+    assert row.body is None
+    assert row.attempts == 1
+
+
+async def test_mail_the_server_refuses_is_not_marked_sent(
+    database: Database,
+    tmp_path: Path,
+    app_sessions: async_sessionmaker[AsyncSession],
+    smtp_server: SmtpServer,
+) -> None:
+    settings = make_settings(database, tmp_path, smtp_url=smtp_server.url)
+    mail_id = await enqueue_committed(app_sessions, settings, new_address())
+    smtp_server.refuse("451 4.3.0 Try again later")
+
+    assert await MailSender(app_sessions, settings).deliver_due() == 0
+
+    row = await outbox_row(app_sessions, mail_id)
+    assert row.sent_at is None
+    assert row.body is not None
+    assert row.attempts == 1
+    assert row.last_error is not None
+    assert row.last_error.startswith("SMTPDataError")
+    assert "Try again later" in row.last_error
+
+
+async def test_after_the_last_attempt_the_row_is_parked(
+    database: Database,
+    tmp_path: Path,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    down = make_settings(database, tmp_path, smtp_url=f"smtp+insecure://127.0.0.1:{free_port()}")
+    mail_id = await enqueue_committed(app_sessions, down, new_address())
+    await make_due(superuser_engine, mail_id, attempts=MAX_ATTEMPTS - 1)
+
+    await MailSender(app_sessions, down).deliver_due()
+
+    row = await outbox_row(app_sessions, mail_id)
+    assert row.attempts == MAX_ATTEMPTS
+    assert row.sent_at is None
+    assert row.last_error is not None
+    assert row.next_attempt_at == GAVE_UP
+
+
+def test_backoff_doubles_from_30_seconds_up_to_an_hour() -> None:
+    assert [backoff(n).total_seconds() for n in range(1, 10)] == [
+        30,
+        60,
+        120,
+        240,
+        480,
+        960,
+        1920,
+        3600,
+        3600,
+    ]
+
+
+async def test_a_body_bound_to_another_recipient_is_never_sent(
+    database: Database,
+    tmp_path: Path,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    smtp_server: SmtpServer,
+) -> None:
+    settings = make_settings(database, tmp_path, smtp_url=smtp_server.url)
+    mail_id = await enqueue_committed(app_sessions, settings, new_address())
+    attacker = new_address()
+    await make_due(superuser_engine, mail_id, to_address=attacker)
+
+    await MailSender(app_sessions, settings).deliver_due()
+
+    assert smtp_server.to(attacker) == []
+    row = await outbox_row(app_sessions, mail_id)
+    assert row.sent_at is None
+    assert row.last_error is not None
+    assert row.last_error.startswith("SealBroken")
+    assert row.next_attempt_at == GAVE_UP
+
+
+async def test_development_without_smtp_writes_an_eml_file_and_logs_the_link(
+    database: Database,
+    tmp_path: Path,
+    app_sessions: async_sessionmaker[AsyncSession],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings(database, tmp_path, smtp_url=None)
+    to = new_address()
+    mail_id = await enqueue_committed(app_sessions, settings, to, subject="Sign in to CoverProof")
+
+    with caplog.at_level(logging.INFO, logger="coverproof.mail"):
+        assert await MailSender(app_sessions, settings).deliver_due() >= 1
+
+    path = tmp_path / "outbox" / f"{mail_id}.eml"
+    assert path.stat().st_mode & 0o077 == 0
+    saved = path.read_text()
+    assert "Subject: Sign in to CoverProof" in saved
+    assert "text/html" in saved
+    [line] = [r.getMessage() for r in caplog.records if to in r.getMessage()]
+    assert "Sign in to CoverProof" in line
+    assert str(path) in line
+    assert "https://testserver/verify?token=tok-" in line
+    row = await outbox_row(app_sessions, mail_id)
+    assert row.sent_at is not None
+    assert row.body is None
+
+
+async def test_production_without_smtp_refuses_to_start(
+    database: Database, tmp_path: Path, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = make_settings(database, tmp_path, env="production", smtp_url=None)
+    with pytest.raises(ConfigError, match="COVERPROOF_SMTP_URL"):
+        await MailSender(app_sessions, settings).start()
+
+
+async def test_the_background_task_delivers_when_woken(
+    database: Database,
+    tmp_path: Path,
+    app_sessions: async_sessionmaker[AsyncSession],
+    smtp_server: SmtpServer,
+) -> None:
+    settings = make_settings(database, tmp_path, smtp_url=smtp_server.url)
+    # A long poll: only wake() can explain a delivery within the test's 5 s.
+    sender = MailSender(app_sessions, settings, poll_seconds=120)
+    await sender.start()
+    try:
+        to = new_address()
+        await enqueue_committed(app_sessions, settings, to)
+        sender.wake()
+        await smtp_server.wait_for(lambda received: any(to in r.rcpt_tos for r in received))
+    finally:
+        await sender.stop()
+    assert len(smtp_server.to(to)) == 1
+    await sender.stop()  # stopping twice is harmless

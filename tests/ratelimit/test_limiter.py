@@ -1,0 +1,83 @@
+"""The limiter on both storages: counting, retryAfter, key independence, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from limits.errors import StorageError
+
+from app.errors import RateLimited
+from app.ratelimit import RateLimiter, open_limiter
+from tests.ratelimit.conftest import MakePolicy
+from tests.ratelimit.support import accepted, burst
+
+
+async def test_the_eleventh_hit_in_a_minute_is_refused_with_retry_after(
+    limiter: RateLimiter, make_policy: MakePolicy
+) -> None:
+    policy = make_policy("10/minute")
+    for _ in range(10):
+        await limiter.hit(policy, "someone@example.test")
+
+    with pytest.raises(RateLimited) as refused:
+        await limiter.hit(policy, "someone@example.test")
+
+    assert refused.value.code == "RATE_LIMITED"
+    retry_after = refused.value.extensions["retryAfter"]
+    assert isinstance(retry_after, int)
+    assert 1 <= retry_after <= 60
+
+
+async def test_keys_and_policies_count_independently(
+    limiter: RateLimiter, make_policy: MakePolicy
+) -> None:
+    sign_in, mail = make_policy("2/minute"), make_policy("2/minute")
+    for _ in range(2):
+        await limiter.hit(sign_in, "a@example.test")
+
+    assert not await accepted(limiter, sign_in, "a@example.test")
+    assert await accepted(limiter, sign_in, "b@example.test")
+    assert await accepted(limiter, mail, "a@example.test")
+
+
+async def test_refused_hits_are_not_counted_and_the_window_slides(
+    limiter: RateLimiter, make_policy: MakePolicy
+) -> None:
+    policy = make_policy("2/second")
+    assert [await accepted(limiter, policy, "k") for _ in range(5)] == [True, True] + [False] * 3
+
+    await asyncio.sleep(1.1)
+
+    # Only the two accepted hits were stored, and both have left the window.
+    assert [await accepted(limiter, policy, "k") for _ in range(3)] == [True, True, False]
+
+
+async def test_fifty_concurrent_hits_accept_exactly_the_limit(
+    limiter: RateLimiter, make_policy: MakePolicy
+) -> None:
+    policy = make_policy("10/minute")
+
+    assert await burst([limiter], policy, "burst@example.test", hits=50) == 10
+
+
+async def test_unknown_storage_is_refused_without_echoing_the_uri() -> None:
+    with pytest.raises(ValueError, match="COVERPROOF_RATE_LIMIT_STORAGE") as refused:
+        open_limiter("memcached://user:hunter2@cache:11211")
+    assert "hunter2" not in str(refused.value)
+
+    with pytest.raises(ValueError, match="COVERPROOF_RATE_LIMIT_STORAGE"):
+        open_limiter("127.0.0.1:6379")
+
+
+async def test_an_unreachable_redis_raises_storage_error_rather_than_letting_through(
+    make_policy: MakePolicy,
+) -> None:
+    # Port 1 on loopback: nothing listens, so the connection is refused at once.
+    limiter = open_limiter("redis://127.0.0.1:1")
+    try:
+        assert not await limiter.check()
+        with pytest.raises(StorageError):
+            await limiter.hit(make_policy("10/minute"), "someone@example.test")
+    finally:
+        await limiter.close()
