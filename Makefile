@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(BIN)/coverproof serve
 
 test: $(STAMP)
+	scripts/ensure-redis
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

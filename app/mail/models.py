@@ -20,6 +20,7 @@ class MailOutbox(Base):
     subject: Mapped[str] = mapped_column(Text)
     # Sealed JSON {"text", "html"} (see app.mail.sealing); NULL once delivered.
     body: Mapped[bytes | None]
+    key_id: Mapped[bytes]
     attempts: Mapped[int]
     next_attempt_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]

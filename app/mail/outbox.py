@@ -15,7 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.mail.models import MailOutbox
-from app.mail.sealing import open_sealed, seal
+from app.mail.sealing import key_id, open_sealed, seal
 
 MAX_ADDRESS_CHARS = 320  # the column's check constraint
 
@@ -60,6 +60,7 @@ async def enqueue(
             to_address=to,
             subject=subject,
             body=seal(key, plaintext, _associated(mail_id, to)),
+            key_id=key_id(key),
         )
     )
     return mail_id

@@ -7,6 +7,8 @@ a sealed body moved to another row, or a row whose recipient was changed, no lon
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 
 from cryptography.hazmat.primitives import hashes
@@ -25,6 +27,12 @@ def mail_key(secret_key: str) -> bytes:
     """The 32-byte outbox key, derived (HKDF-SHA256) so the secret itself is never a cipher key."""
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO)
     return hkdf.derive(secret_key.encode())
+
+
+def key_id(key: bytes) -> bytes:
+    """8 bytes naming a key without revealing it: a sender claims only mail it can open, so
+    instances on an old key (during rotation) never give up mail sealed with the new one."""
+    return hashlib.sha256(b"coverproof mail key id" + key).digest()[:8]
 
 
 def seal(key: bytes, plaintext: bytes, associated: bytes = b"") -> bytes:

@@ -3,7 +3,7 @@
 At-least-once: a row is marked sent only after the SMTP server accepted it, in the same
 transaction that claimed it (``FOR UPDATE SKIP LOCKED``, so several servers never send one row
 twice at once). A crash between acceptance and commit re-sends the message later; its stable
-Message-ID lets the receiver drop the duplicate. Failures back off exponentially; after
+Message-ID lets a receiver recognise the duplicate. Failures back off exponentially; after
 ``MAX_ATTEMPTS`` the row stays unsent with its last error for a person to look at.
 """
 
@@ -22,7 +22,7 @@ from app.config import Settings
 from app.db.tenant import transaction
 from app.mail.models import MailOutbox
 from app.mail.outbox import open_mail
-from app.mail.sealing import SealBroken, mail_key
+from app.mail.sealing import SealBroken, key_id, mail_key
 from app.mail.transport import Transport, build_message, transport_for
 
 log = logging.getLogger("coverproof.mail")
@@ -41,11 +41,12 @@ def backoff(attempts: int) -> timedelta:
     return min(FIRST_BACKOFF * (1 << min(max(attempts - 1, 0), 20)), MAX_BACKOFF)
 
 
-def _due(limit: int) -> Select[MailOutbox]:
+def _due(limit: int, key: bytes) -> Select[MailOutbox]:
     # SKIP LOCKED: concurrent senders (several app servers) each take different rows.
     return (
         select(MailOutbox)
         .where(
+            MailOutbox.key_id == key_id(key),
             MailOutbox.sent_at.is_(None),
             MailOutbox.next_attempt_at <= func.now(),
             MailOutbox.attempts < MAX_ATTEMPTS,
@@ -132,7 +133,7 @@ class MailSender:
         key, transport = self._setup()
         sent = 0
         async with transaction(self.sessions) as session:
-            rows = (await session.execute(_due(limit))).scalars().all()
+            rows = (await session.execute(_due(limit, key))).scalars().all()
             for row in rows:
                 sent += await self._deliver(session, key, transport, row)
         return len(rows), sent

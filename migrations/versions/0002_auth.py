@@ -46,12 +46,14 @@ TABLES = [
         to_address text not null check (char_length(to_address) <= 320),
         subject text not null,
         body bytea,
+        key_id bytea not null check (octet_length(key_id) = 8),
         attempts integer not null default 0,
         next_attempt_at timestamptz not null default now(),
         sent_at timestamptz,
         last_error text
     )""",
-    "create index mail_outbox_due_idx on mail_outbox (next_attempt_at) where sent_at is null",
+    "create index mail_outbox_due_idx on mail_outbox (key_id, next_attempt_at) "
+    "where sent_at is null",
 ]
 
 POLICIES = [

@@ -238,3 +238,19 @@ async def test_the_background_task_delivers_when_woken(
         await sender.stop()
     assert len(smtp_server.to(to)) == 1
     await sender.stop()  # stopping twice is harmless
+
+
+async def test_a_sender_leaves_mail_sealed_with_another_key_alone(
+    database: Database,
+    smtp_server: SmtpServer,
+    app_sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    ours = make_settings(database, tmp_path, smtp_url=smtp_server.url)
+    theirs = make_settings(database, tmp_path, smtp_url=smtp_server.url)
+    mail_id = await enqueue_committed(app_sessions, theirs, new_address())
+    await MailSender(app_sessions, ours).deliver_due(limit=1000)
+    row = await outbox_row(app_sessions, mail_id)
+    assert (row.sent_at, row.attempts, row.last_error) == (None, 0, None)
+    assert await MailSender(app_sessions, theirs).deliver_due(limit=1000) >= 1
+    assert (await outbox_row(app_sessions, mail_id)).sent_at is not None
