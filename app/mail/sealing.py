@@ -8,7 +8,6 @@ a sealed body moved to another row, or a row whose recipient was changed, no lon
 from __future__ import annotations
 
 import hashlib
-
 import os
 
 from cryptography.hazmat.primitives import hashes
