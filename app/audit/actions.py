@@ -29,3 +29,20 @@ class Action(StrEnum):
     MEMBER_JOINED = "member.joined"
     MEMBER_ROLE_CHANGED = "member.role_changed"
     MEMBER_REMOVED = "member.removed"
+
+    TEMPLATE_CREATED = "template.created"
+    TEMPLATE_VERSION_CREATED = "template.version_created"
+    TEMPLATE_ARCHIVED = "template.archived"
+
+    COUNTERPARTY_CREATED = "counterparty.created"
+    COUNTERPARTY_UPDATED = "counterparty.updated"
+    COUNTERPARTY_ARCHIVED = "counterparty.archived"
+
+    DECLARATION_CREATED = "declaration.created"
+    DECLARATION_SENT = "declaration.sent"
+    DECLARATION_REMINDED = "declaration.reminded"
+    DECLARATION_OPENED = "declaration.opened"
+    DECLARATION_SUBMITTED = "declaration.submitted"
+    DECLARATION_REVOKED = "declaration.revoked"
+    DECLARATION_LINK_REISSUED = "declaration.link_reissued"
+    DECLARATION_TOKEN_REFUSED = "declaration.token_refused"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, LargeBinary, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -97,3 +97,76 @@ class AuthToken(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+class DeclarationTemplate(Base):
+    __tablename__ = "declaration_templates"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    firm_id: Mapped[uuid.UUID]
+    name: Mapped[str] = mapped_column(Text)
+    audience: Mapped[str] = mapped_column(Text)
+    latest_version: Mapped[int]
+    created_by: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]
+
+
+class TemplateVersion(Base):
+    __tablename__ = "template_versions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    firm_id: Mapped[uuid.UUID]
+    template_id: Mapped[uuid.UUID]
+    version: Mapped[int]
+    questions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    attestation: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime]
+
+
+class Counterparty(Base):
+    __tablename__ = "counterparties"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    firm_id: Mapped[uuid.UUID]
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    frn: Mapped[str | None] = mapped_column(Text)
+    contact_name: Mapped[str | None] = mapped_column(Text)
+    contact_email: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]
+
+
+class Declaration(Base):
+    __tablename__ = "declarations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    firm_id: Mapped[uuid.UUID]
+    template_id: Mapped[uuid.UUID]
+    template_version: Mapped[int]
+    template_snapshot: Mapped[dict[str, Any]]
+    recipient_name: Mapped[str] = mapped_column(Text)
+    recipient_email: Mapped[str] = mapped_column(Text)
+    counterparty_id: Mapped[uuid.UUID | None]
+    due_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    opened_at: Mapped[datetime | None]
+    submitted_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_reminded_at: Mapped[datetime | None]
+    reminder_count: Mapped[int]
+    token_hash: Mapped[bytes | None]
+    token_expires_at: Mapped[datetime | None]
+    answers: Mapped[dict[str, Any] | None]
+    attestation_accepted: Mapped[bool | None]
+    signature_name: Mapped[str | None] = mapped_column(Text)
+    submitted_ip: Mapped[str | None] = mapped_column(Text)
+    submitted_user_agent: Mapped[str | None] = mapped_column(Text)
+    response_sha256: Mapped[bytes | None]

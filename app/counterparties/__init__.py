@@ -1,0 +1,1 @@
+"""Counterparties and their cover status."""

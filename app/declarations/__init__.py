@@ -1,0 +1,1 @@
+"""Declarations: templates, the firm side, and the recipients ' public side."""
