@@ -15,20 +15,9 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
-from app.resolvers import account, auth, firms, viewer
-from app.schema.access import PUBLIC, AccessGate
-from app.schema.auth import (
-    FirmMembership,
-    MailSentPayload,
-    Member,
-    MemberRoleChangePayload,
-    OkPayload,
-    SessionInfo,
-    SignInPayload,
-)
-from app.schema.firms import Firm, FirmUpdatePayload
+from app.schema.access import AccessGate
+from app.schema.core import CoreMutation, CoreQuery
 from app.schema.limits import MAX_DEPTH, DepthLimit, SelectionLimits
-from app.schema.viewer import Viewer
 
 __all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_TOKENS", "build_schema"]
 
@@ -36,72 +25,15 @@ MAX_ALIASES = 30
 MAX_TOKENS = 2_000
 
 
+# Each domain contributes its root fields as a base class (one line here per domain).
 @strawberry.type
-class Query:
-    viewer: Viewer | None = strawberry.field(
-        resolver=viewer.viewer,
-        metadata=PUBLIC,
-        description="The signed-in user, their role and active firm; null when signed out.",
-    )
-    firm: Firm = strawberry.field(resolver=firms.firm, description="The active firm.")
-    sessions: list[SessionInfo] = strawberry.field(
-        resolver=account.sessions, description="Your live sessions, on every device."
-    )
-    my_firms: list[FirmMembership] = strawberry.field(
-        resolver=account.my_firms, description="Every firm you belong to."
-    )
-    members: list[Member] = strawberry.field(
-        resolver=account.firm_members, description="The active firm's members."
-    )
+class Query(CoreQuery):
+    pass
 
 
 @strawberry.type
-class Mutation:
-    update_firm: FirmUpdatePayload = strawberry.mutation(
-        resolver=firms.update_firm, description="Change the firm's details (owners and admins)."
-    )
-    sign_up: MailSentPayload = strawberry.mutation(
-        resolver=auth.sign_up,
-        metadata=PUBLIC,
-        description="Create a user and their firm; a verification email follows.",
-    )
-    verify_email: SignInPayload = strawberry.mutation(
-        resolver=auth.verify_email, metadata=PUBLIC, description="Confirm the address; signs in."
-    )
-    resend_verification: MailSentPayload = strawberry.mutation(
-        resolver=auth.resend_verification, metadata=PUBLIC
-    )
-    request_magic_link: MailSentPayload = strawberry.mutation(
-        resolver=auth.request_magic_link, metadata=PUBLIC
-    )
-    sign_in_with_magic_link: SignInPayload = strawberry.mutation(
-        resolver=auth.sign_in_with_magic_link, metadata=PUBLIC
-    )
-    sign_in_with_password: SignInPayload = strawberry.mutation(
-        resolver=auth.sign_in_with_password, metadata=PUBLIC
-    )
-    request_password_reset: MailSentPayload = strawberry.mutation(
-        resolver=auth.request_password_reset, metadata=PUBLIC
-    )
-    reset_password: OkPayload = strawberry.mutation(
-        resolver=auth.reset_password,
-        metadata=PUBLIC,
-        description="Set a new password; every session of the user is signed out.",
-    )
-    sign_out: OkPayload = strawberry.mutation(resolver=account.sign_out, metadata=PUBLIC)
-    sign_out_everywhere: OkPayload = strawberry.mutation(resolver=account.sign_out_everywhere)
-    revoke_session: OkPayload = strawberry.mutation(resolver=account.revoke_session)
-    switch_firm: SignInPayload = strawberry.mutation(
-        resolver=account.switch_firm, description="Re-issue the session for another of your firms."
-    )
-    invite_member: OkPayload = strawberry.mutation(resolver=account.invite_member)
-    accept_invitation: SignInPayload = strawberry.mutation(
-        resolver=account.accept_invitation, metadata=PUBLIC
-    )
-    change_member_role: MemberRoleChangePayload = strawberry.mutation(
-        resolver=account.change_member_role
-    )
-    remove_member: OkPayload = strawberry.mutation(resolver=account.remove_member)
+class Mutation(CoreMutation):
+    pass
 
 
 class Schema(strawberry.Schema):
