@@ -29,6 +29,13 @@ def _lock_key(firm_id: uuid.UUID) -> int:
     return int.from_bytes(firm_id.bytes[:8], "big", signed=True)
 
 
+async def lock_firm(session: AsyncSession, firm_id: uuid.UUID) -> None:
+    """Take the firm's chain lock now (it is re-entrant within the transaction). Services that
+    lock several rows of one firm take it first, so concurrent ones queue instead of
+    deadlocking."""
+    await calls.transaction_lock(session, _lock_key(firm_id))
+
+
 def _entry(
     firm_id: uuid.UUID | None,
     head: Any,
@@ -76,7 +83,7 @@ async def record(
 ) -> dict[str, Any]:
     """Append one entry to the actor's firm chain, inside the caller's transaction."""
     firm_id = actor.firm_id
-    await calls.transaction_lock(session, _lock_key(firm_id))
+    await lock_firm(session, firm_id)
     head = (
         await session.execute(
             select(AuditEntry.seq, AuditEntry.hash)

@@ -14,7 +14,7 @@ class Mail:
     html: str
 
 
-def _compose(subject: str, intro: str, action: str, url: str, outro: str) -> Mail:
+def compose(subject: str, intro: str, action: str, url: str, outro: str) -> Mail:
     text = f"{intro}\n\n{action}:\n{url}\n\n{outro}\n\n-- CoverProof\n"
     html = (
         f"<p>{escape(intro)}</p>"
@@ -30,7 +30,7 @@ def link(base_url: str, page: str, token: str) -> str:
 
 
 def verification(url: str) -> Mail:
-    return _compose(
+    return compose(
         "Confirm your email address",
         "Welcome to CoverProof. Confirm your email address to open your firm's dashboard.",
         "Confirm my email address",
@@ -40,7 +40,7 @@ def verification(url: str) -> Mail:
 
 
 def magic_link(url: str) -> Mail:
-    return _compose(
+    return compose(
         "Your CoverProof sign-in link",
         "Use this link to sign in to CoverProof.",
         "Sign in",
@@ -50,7 +50,7 @@ def magic_link(url: str) -> Mail:
 
 
 def password_reset(url: str) -> Mail:
-    return _compose(
+    return compose(
         "Reset your CoverProof password",
         "Someone asked to reset the password for this address.",
         "Choose a new password",
@@ -60,7 +60,7 @@ def password_reset(url: str) -> Mail:
 
 
 def invitation(url: str, firm_name: str, role: str) -> Mail:
-    return _compose(
+    return compose(
         f"You are invited to {firm_name} on CoverProof",
         f"You have been invited to join {firm_name} on CoverProof as {role}.",
         "Accept the invitation",
@@ -70,7 +70,7 @@ def invitation(url: str, firm_name: str, role: str) -> Mail:
 
 
 def sign_up_attempt(sign_in_url: str) -> Mail:
-    return _compose(
+    return compose(
         "Someone tried to sign up with your address",
         "Someone tried to create a CoverProof account with this address, which already has one.",
         "Sign in instead",

@@ -127,6 +127,7 @@ async def change_member_role(
 ) -> Membership:
     """Admins change members' roles; only owners touch owners."""
     actor.require(Role.ADMIN)
+    await chain.lock_firm(session, actor.firm_id)
     target = await _target(session, actor, user_id)
     if role is Role.OWNER or target.role == Role.OWNER.value:
         actor.require(Role.OWNER)
@@ -145,6 +146,7 @@ async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID)
     """Remove a member; their sessions for this firm stop working at once (the session lookup
     requires a membership)."""
     actor.require(Role.ADMIN)
+    await chain.lock_firm(session, actor.firm_id)
     target = await _target(session, actor, user_id)
     if target.role == Role.OWNER.value:
         actor.require(Role.OWNER)

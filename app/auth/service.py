@@ -134,6 +134,9 @@ async def redeem_link(session: AsyncSession, env: AuthEnv, purpose: Purpose, tok
         Purpose.PASSWORD_RESET: timedelta(minutes=env.settings.password_reset_minutes),
         Purpose.INVITATION: timedelta(days=env.settings.invitation_days),
     }[purpose]
+    # Each link is limited on its own and per caller IP, like every public token field.
+    await env.limit(Policy.PUBLIC_TOKEN_PER_TOKEN, token[-64:])
+    await env.limit(Policy.PUBLIC_TOKEN_PER_IP, env.ip_key)
     try:
         token_hash = tokens.check(env.secret_key, purpose, token, ttl)
         return await tokens.redeem(session, purpose, token_hash)

@@ -1,0 +1,424 @@
+"""Firm members through HTTP: invitations by the real emailed link, role rules, at least one
+owner, removal ending sessions at once, and every change in the firm's audit chain."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from starlette.applications import Starlette
+
+from app.audit import chain
+from tests.auth.conftest import (
+    PASSWORD,
+    SIGN_UP,
+    VERIFY,
+    Browser,
+    browser_for,
+    codes,
+    link_token,
+    new_email,
+    signed_up,
+)
+from tests.mail.smtp import SmtpServer
+
+INVITED = "You are invited"
+INVITE = "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { ok } }"
+ACCEPT = """mutation($t: String!) {
+  acceptInvitation(token: $t) { userId firmId role emailVerified } }"""
+MEMBERS = "{ members { userId email role emailVerified } }"
+CHANGE = """mutation($input: MemberRoleChangeInput!) {
+  changeMemberRole(input: $input) { member { userId email role } } }"""
+REMOVE = "mutation($u: UUID!) { removeMember(userId: $u) { ok } }"
+UPDATE_FIRM = "mutation($n: String!) { updateFirm(input: {name: $n}) { firm { name } } }"
+MY_FIRMS = "{ myFirms { firmId role active } }"
+WHO = "{ viewer { role user { id email } firm { id } } }"
+FIRM = "{ firm { id name } }"
+
+NewBrowser = Callable[[], Browser]
+
+
+@pytest.fixture
+async def new_browser(auth_app: Starlette) -> AsyncIterator[NewBrowser]:
+    """Open as many separate browsers as a test needs; all are closed after it."""
+    opened: list[Browser] = []
+
+    def make() -> Browser:
+        opened.append(browser_for(auth_app))
+        return opened[-1]
+
+    yield make
+    for b in opened:
+        await b.client.aclose()
+
+
+@dataclass(frozen=True)
+class Joined:
+    browser: Browser
+    email: str
+    user_id: str
+
+
+async def whoami(browser: Browser) -> dict[str, Any]:
+    body = await browser.gql(WHO)
+    assert "errors" not in body, body
+    viewer: dict[str, Any] = body["data"]["viewer"]
+    return viewer
+
+
+async def firm_id_of(browser: Browser) -> str:
+    body = await browser.gql(FIRM)
+    assert "errors" not in body, body
+    firm_id: str = body["data"]["firm"]["id"]
+    return firm_id
+
+
+async def invite(browser: Browser, email: str, role: str) -> dict[str, Any]:
+    return await browser.gql(INVITE, {"input": {"email": email, "role": role}})
+
+
+async def invited(browser: Browser, smtp: SmtpServer, email: str, role: str) -> str:
+    """Invite ``email`` and return the token from the invitation email it receives."""
+    body = await invite(browser, email, role)
+    assert body == {"data": {"inviteMember": {"ok": True}}}, body
+    return await link_token(smtp, email, INVITED)
+
+
+async def join(inviter: Browser, smtp: SmtpServer, guest: Browser, role: str) -> Joined:
+    """A new address, invited by ``inviter``, accepts in ``guest`` (a fresh browser)."""
+    email = new_email()
+    token = await invited(inviter, smtp, email, role)
+    body = await guest.gql(ACCEPT, {"t": token})
+    assert "errors" not in body, body
+    assert body["data"]["acceptInvitation"]["role"] == role, body
+    return Joined(guest, email, body["data"]["acceptInvitation"]["userId"])
+
+
+async def members_of(browser: Browser) -> list[dict[str, Any]]:
+    body = await browser.gql(MEMBERS)
+    assert "errors" not in body, body
+    found: list[dict[str, Any]] = body["data"]["members"]
+    return sorted(found, key=lambda m: m["email"])
+
+
+async def change_role(browser: Browser, user_id: str, role: str) -> dict[str, Any]:
+    return await browser.gql(CHANGE, {"input": {"userId": user_id, "role": role}})
+
+
+async def test_an_invited_address_joins_the_owners_firm_as_a_member(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    owner_email = await signed_up(browser, smtp, firm="Invitation Test Ltd")
+    firm_id = await firm_id_of(browser)
+    email = new_email()
+
+    body = await invite(browser, email, "MEMBER")
+    assert body == {"data": {"inviteMember": {"ok": True}}}
+    token = await link_token(smtp, email, INVITED)
+    mail = next(m for m in smtp.to(email) if INVITED in str(m["subject"]))
+    assert str(mail["subject"]) == "You are invited to Invitation Test Ltd on CoverProof"
+
+    guest = new_browser()
+    assert guest.session_cookie is None
+    body = await guest.gql(ACCEPT, {"t": token})
+    assert "errors" not in body, body
+    payload = body["data"]["acceptInvitation"]
+    assert payload["firmId"] == firm_id
+    assert payload["role"] == "MEMBER"
+    assert payload["emailVerified"] is True
+    assert guest.session_cookie is not None
+
+    assert await firm_id_of(guest) == firm_id
+    me = await whoami(guest)
+    assert me == {
+        "role": "MEMBER",
+        "user": {"id": payload["userId"], "email": email},
+        "firm": {"id": firm_id},
+    }
+    assert [
+        {k: m[k] for k in ("email", "role", "emailVerified")} for m in await members_of(browser)
+    ] == sorted(
+        [
+            {"email": owner_email, "role": "OWNER", "emailVerified": True},
+            {"email": email, "role": "MEMBER", "emailVerified": True},
+        ],
+        key=lambda m: str(m["email"]),
+    )
+
+
+async def test_an_invitation_token_works_once_and_only_for_invitations(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    await signed_up(browser, smtp)
+    email = new_email()
+    token = await invited(browser, smtp, email, "MEMBER")
+    first = new_browser()
+    body = await first.gql(ACCEPT, {"t": token})
+    assert "errors" not in body, body
+
+    again = new_browser()
+    body = await again.gql(ACCEPT, {"t": token})
+    assert body["data"] is None
+    assert codes(body) == ["TOKEN_USED"]
+    assert again.session_cookie is None
+
+    # An unused verification link of someone who has not verified yet.
+    pending, pending_email = new_browser(), new_email()
+    variables = {"input": {"email": pending_email, "password": PASSWORD, "firmName": "Pending"}}
+    assert (await pending.gql(SIGN_UP, variables))["data"]["signUp"]["accepted"] is True
+    verification = await link_token(smtp, pending_email, "Confirm your email")
+    wrong = new_browser()
+    body = await wrong.gql(ACCEPT, {"t": verification})
+    assert body["data"] is None
+    assert codes(body) == ["TOKEN_WRONG_PURPOSE"]
+    assert wrong.session_cookie is None
+    # ...and it was not spent by the attempt.
+    body = await pending.gql(VERIFY, {"t": verification})
+    assert body["data"]["verifyEmail"]["emailVerified"] is True, body
+
+    garbage = new_browser()
+    body = await garbage.gql(ACCEPT, {"t": "not-a-real-invitation-token"})
+    assert body["data"] is None
+    assert codes(body) == ["TOKEN_INVALID"]
+    assert garbage.session_cookie is None
+
+
+async def test_an_existing_user_of_another_firm_joins_a_second_firm(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    await signed_up(browser, smtp, firm="Inviting Firm Ltd")
+    inviting_firm = await firm_id_of(browser)
+    other = new_browser()
+    email = await signed_up(other, smtp, firm="Home Firm Ltd")
+    home_firm = await firm_id_of(other)
+    cookie_before = other.session_cookie
+
+    token = await invited(browser, smtp, email, "ADMIN")
+    body = await other.gql(ACCEPT, {"t": token})
+    assert "errors" not in body, body
+    assert body["data"]["acceptInvitation"]["firmId"] == inviting_firm
+    assert body["data"]["acceptInvitation"]["role"] == "ADMIN"
+    assert other.session_cookie not in (None, cookie_before)
+
+    body = await other.gql(MY_FIRMS)
+    assert "errors" not in body, body
+    assert sorted(body["data"]["myFirms"], key=lambda f: f["firmId"]) == sorted(
+        [
+            {"firmId": home_firm, "role": "OWNER", "active": False},
+            {"firmId": inviting_firm, "role": "ADMIN", "active": True},
+        ],
+        key=lambda f: str(f["firmId"]),
+    )
+    assert await firm_id_of(other) == inviting_firm
+    assert {"email": email, "role": "ADMIN"} in [
+        {"email": m["email"], "role": m["role"]} for m in await members_of(browser)
+    ]
+
+
+async def _no_invitation_for(engine: AsyncEngine, email: str) -> None:
+    async with engine.connect() as conn:
+        tokens = await conn.scalar(
+            text("select count(*) from auth_tokens where email = :e"), {"e": email}
+        )
+        mails = await conn.scalar(
+            text("select count(*) from mail_outbox where to_address = :e"), {"e": email}
+        )
+    assert (tokens, mails) == (0, 0)
+
+
+async def test_roles_decide_who_may_invite_change_and_remove(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp, firm="Roles Ltd")
+    owner_id = (await whoami(browser))["user"]["id"]
+    admin = await join(browser, smtp, new_browser(), "ADMIN")
+    member = await join(browser, smtp, new_browser(), "MEMBER")
+    viewer = await join(browser, smtp, new_browser(), "VIEWER")
+    before = await members_of(browser)
+    assert sorted(m["role"] for m in before) == ["ADMIN", "MEMBER", "OWNER", "VIEWER"]
+
+    # A member may not invite, change roles or remove anyone.
+    stranger = new_email()
+    body = await invite(member.browser, stranger, "MEMBER")
+    assert (body["data"], codes(body)) == (None, ["FORBIDDEN"])
+    await _no_invitation_for(superuser_engine, stranger)
+    body = await change_role(member.browser, viewer.user_id, "MEMBER")
+    assert (body["data"], codes(body)) == (None, ["FORBIDDEN"])
+    body = await member.browser.gql(REMOVE, {"u": viewer.user_id})
+    assert (body["data"], codes(body)) == (None, ["FORBIDDEN"])
+    assert await members_of(browser) == before
+
+    # An admin may invite a member, not an owner.
+    body = await invite(admin.browser, new_email(), "MEMBER")
+    assert body == {"data": {"inviteMember": {"ok": True}}}
+    would_be_owner = new_email()
+    body = await invite(admin.browser, would_be_owner, "OWNER")
+    assert (body["data"], codes(body)) == (None, ["FORBIDDEN"])
+    await _no_invitation_for(superuser_engine, would_be_owner)
+
+    # An admin may change a member to viewer...
+    body = await change_role(admin.browser, member.user_id, "VIEWER")
+    assert "errors" not in body, body
+    assert body["data"]["changeMemberRole"]["member"] == {
+        "userId": member.user_id,
+        "email": member.email,
+        "role": "VIEWER",
+    }
+    after_change = await members_of(browser)
+    assert next(m for m in after_change if m["userId"] == member.user_id)["role"] == "VIEWER"
+    assert [m for m in after_change if m["userId"] != member.user_id] == [
+        m for m in before if m["userId"] != member.user_id
+    ]
+    assert (await whoami(member.browser))["role"] == "VIEWER"
+
+    # ...but not touch an owner, nor make anyone an owner.
+    body = await change_role(admin.browser, owner_id, "ADMIN")
+    assert (body["data"], codes(body)) == (None, ["FORBIDDEN"])
+    body = await change_role(admin.browser, viewer.user_id, "OWNER")
+    assert (body["data"], codes(body)) == (None, ["FORBIDDEN"])
+    body = await admin.browser.gql(REMOVE, {"u": owner_id})
+    assert (body["data"], codes(body)) == (None, ["FORBIDDEN"])
+    assert await members_of(browser) == after_change
+
+    # A viewer may not change the firm.
+    name_before = (await browser.gql(FIRM))["data"]["firm"]["name"]
+    body = await viewer.browser.gql(UPDATE_FIRM, {"n": "Taken Over Ltd"})
+    assert (body["data"], codes(body)) == (None, ["FORBIDDEN"])
+    assert (await browser.gql(FIRM))["data"]["firm"]["name"] == name_before == "Roles Ltd"
+    assert await members_of(browser) == after_change
+
+
+async def test_a_firm_always_keeps_at_least_one_owner(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    await signed_up(browser, smtp)
+    owner_id = (await whoami(browser))["user"]["id"]
+    before = await members_of(browser)
+
+    body = await change_role(browser, owner_id, "ADMIN")
+    assert (body["data"], codes(body)) == (None, ["BAD_USER_INPUT"])
+    body = await browser.gql(REMOVE, {"u": owner_id})
+    assert (body["data"], codes(body)) == (None, ["BAD_USER_INPUT"])
+    assert await members_of(browser) == before
+    assert (await whoami(browser))["role"] == "OWNER"
+
+    second = await join(browser, smtp, new_browser(), "OWNER")
+    body = await change_role(browser, second.user_id, "ADMIN")
+    assert "errors" not in body, body
+    assert body["data"]["changeMemberRole"]["member"]["role"] == "ADMIN"
+    assert {m["userId"]: m["role"] for m in await members_of(browser)} == {
+        owner_id: "OWNER",
+        second.user_id: "ADMIN",
+    }
+    # Now the only owner again: still refused.
+    body = await change_role(browser, owner_id, "MEMBER")
+    assert (body["data"], codes(body)) == (None, ["BAD_USER_INPUT"])
+    assert (await whoami(browser))["role"] == "OWNER"
+
+
+async def test_two_owners_demoting_themselves_at_once_leave_one_owner_and_a_clean_refusal(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    await signed_up(browser, smtp)
+    first_id = (await whoami(browser))["user"]["id"]
+    second = await join(browser, smtp, new_browser(), "OWNER")
+
+    results = await asyncio.gather(
+        change_role(browser, first_id, "ADMIN"),
+        change_role(second.browser, second.user_id, "ADMIN"),
+    )
+    # One wins; the other is refused as the last owner, not with an internal error.
+    assert sorted(tuple(codes(body)) for body in results) == [(), ("BAD_USER_INPUT",)]
+    winner = browser if "errors" in results[0] else second.browser
+    assert sorted(m["role"] for m in await members_of(winner)) == ["ADMIN", "OWNER"]
+
+
+async def test_accepting_an_invitation_proves_an_unverified_users_address(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    await signed_up(browser, smtp)
+    firm_id = await firm_id_of(browser)
+    pending, email = new_browser(), new_email()
+    variables = {"input": {"email": email, "password": PASSWORD, "firmName": "Unverified Ltd"}}
+    assert (await pending.gql(SIGN_UP, variables))["data"]["signUp"]["accepted"] is True
+
+    token = await invited(browser, smtp, email, "MEMBER")
+    body = await pending.gql(ACCEPT, {"t": token})
+    assert "errors" not in body, body
+    assert body["data"]["acceptInvitation"]["emailVerified"] is True
+    assert (await whoami(pending))["firm"] == {"id": firm_id}
+    assert {"email": email, "role": "MEMBER", "emailVerified": True} in [
+        {k: m[k] for k in ("email", "role", "emailVerified")} for m in await members_of(browser)
+    ]
+
+
+async def test_a_removed_members_session_stops_working_at_once(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    await signed_up(browser, smtp)
+    firm_id = await firm_id_of(browser)
+    member = await join(browser, smtp, new_browser(), "MEMBER")
+    assert await firm_id_of(member.browser) == firm_id
+
+    body = await browser.gql(REMOVE, {"u": member.user_id})
+    assert body == {"data": {"removeMember": {"ok": True}}}
+
+    body = await member.browser.gql(FIRM)
+    assert body["data"] is None
+    assert codes(body) == ["UNAUTHENTICATED"]
+    assert member.user_id not in [m["userId"] for m in await members_of(browser)]
+
+
+async def test_every_membership_change_is_in_the_firms_audit_chain(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp)
+    firm_id = await firm_id_of(browser)
+    owner_id = (await whoami(browser))["user"]["id"]
+    email = new_email()
+    token = await invited(browser, smtp, email, "MEMBER")
+    guest = new_browser()
+    body = await guest.gql(ACCEPT, {"t": token})
+    assert "errors" not in body, body
+    user_id = body["data"]["acceptInvitation"]["userId"]
+    assert "errors" not in await change_role(browser, user_id, "VIEWER")
+    assert await browser.gql(REMOVE, {"u": user_id}) == {"data": {"removeMember": {"ok": True}}}
+
+    async with superuser_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "select action, actor_id, target_id, details, canonical from audit_log "
+                    "where firm_id = :f order by seq"
+                ),
+                {"f": uuid.UUID(firm_id)},
+            )
+        ).all()
+        everywhere = (await conn.execute(text("select canonical from audit_log"))).scalars()
+        all_canonical = [bytes(c) for c in everywhere]
+    member_rows = [
+        (r.action, r.actor_id, r.target_id, r.details)
+        for r in rows
+        if r.action.startswith("member.")
+    ]
+    assert member_rows == [
+        ("member.invited", owner_id, None, {"email": email, "role": "member"}),
+        ("member.joined", user_id, user_id, {"role": "member"}),
+        ("member.role_changed", owner_id, user_id, {"from": "member", "to": "viewer"}),
+        ("member.removed", owner_id, user_id, {"role": "viewer"}),
+    ]
+    payload = token.split(".")[0]
+    for canonical in [bytes(r.canonical) for r in rows] + all_canonical:
+        assert token.encode() not in canonical
+        assert payload.encode() not in canonical
+
+    async with AsyncSession(superuser_engine) as session:
+        verification = await chain.verify(session, uuid.UUID(firm_id))
+    assert verification.ok, verification
+    assert verification.entries_checked == len(rows)

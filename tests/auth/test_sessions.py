@@ -1,0 +1,350 @@
+"""Sessions through HTTP as a browser sees them: the cookie's attributes, a fresh id on every
+sign-in, sign-out (here and everywhere), revoking a device, switching firm, and the idle and
+absolute limits enforced by the server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from app.auth.sessions import COOKIE_NAME, token_hash
+from tests.auth.conftest import (
+    PASSWORD,
+    SIGN_IN,
+    Browser,
+    browser_for,
+    codes,
+    link_token,
+    signed_up,
+)
+from tests.mail.smtp import SmtpServer
+
+FIRM = "{ firm { id } }"
+SESSIONS = "{ sessions { id current } }"
+SIGN_OUT = "mutation { signOut { ok } }"
+SIGN_OUT_EVERYWHERE = "mutation { signOutEverywhere { ok } }"
+REVOKE = "mutation($id: UUID!) { revokeSession(id: $id) { ok } }"
+SWITCH = "mutation($f: UUID!) { switchFirm(firmId: $f) { userId firmId role emailVerified } }"
+INVITE = "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { ok } }"
+ACCEPT = "mutation($t: String!) { acceptInvitation(token: $t) { firmId role } }"
+MY_FIRMS = "{ myFirms { firmId role active } }"
+
+NewBrowser = Callable[[], Browser]
+
+
+@pytest.fixture
+async def new_browser(auth_app: Starlette) -> AsyncIterator[NewBrowser]:
+    """Open as many separate browsers as a test needs; all are closed after it."""
+    opened: list[Browser] = []
+
+    def make() -> Browser:
+        opened.append(browser_for(auth_app))
+        return opened[-1]
+
+    yield make
+    for b in opened:
+        await b.client.aclose()
+
+
+def session_cookies(response: httpx.Response) -> list[str]:
+    return [
+        header
+        for header in response.headers.get_list("set-cookie")
+        if header.startswith(f"{COOKIE_NAME}=")
+    ]
+
+
+def attributes(header: str) -> dict[str, str]:
+    """The attributes of one Set-Cookie header, names lower-cased (flags map to "")."""
+    found: dict[str, str] = {}
+    for part in header.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        found[name.lower()] = value
+    return found
+
+
+async def replay(stranger: Browser, cookie: str, query: str = FIRM) -> dict[str, Any]:
+    """Send ``cookie`` by hand from another browser (whose own jar stays empty)."""
+    assert stranger.session_cookie is None
+    response = await stranger.client.post(
+        "/graphql", json={"query": query}, headers={"cookie": f"{COOKIE_NAME}={cookie}"}
+    )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def firm_id_of(browser: Browser) -> str:
+    body = await browser.gql(FIRM)
+    assert "errors" not in body, body
+    firm_id: str = body["data"]["firm"]["id"]
+    return firm_id
+
+
+def unauthenticated(body: dict[str, Any]) -> bool:
+    return body.get("data") is None and codes(body) == ["UNAUTHENTICATED"]
+
+
+async def sign_in(browser: Browser, email: str) -> httpx.Response:
+    response = await browser.post(SIGN_IN, {"e": email, "p": PASSWORD})
+    assert "errors" not in response.json(), response.json()
+    return response
+
+
+async def execute(engine: AsyncEngine, sql: str, **params: Any) -> int:
+    async with engine.begin() as conn:
+        result = await conn.execute(text(sql), params)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def test_the_session_cookie_has_exactly_the_safe_attributes(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, auth_app: Starlette
+) -> None:
+    email = await signed_up(browser, smtp)
+    settings = auth_app.state.coverproof.settings
+    response = await sign_in(new_browser(), email)
+
+    headers = session_cookies(response)
+    assert len(headers) == 1, response.headers.get_list("set-cookie")
+    header = headers[0]
+    value = header.split(";")[0].removeprefix(f"{COOKIE_NAME}=")
+    assert len(value) >= 43
+    found = attributes(header)
+    assert "httponly" in found
+    assert "secure" in found
+    assert found.get("samesite", "").lower() == "lax"
+    assert found.get("path") == "/"
+    assert "domain" not in found
+    assert found.get("max-age") == str(settings.session_lifetime_hours * 3600)
+
+
+async def test_every_sign_in_gets_a_new_independent_session(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    email = await signed_up(browser, smtp)
+    assert (await browser.gql(SIGN_OUT))["data"] == {"signOut": {"ok": True}}
+
+    device = new_browser()
+    await sign_in(device, email)
+    first = device.session_cookie
+    await sign_in(device, email)
+    second = device.session_cookie
+    assert first is not None
+    assert second is not None
+    assert first != second
+
+    firm_id = await firm_id_of(device)
+    assert (await replay(new_browser(), first))["data"] == {"firm": {"id": firm_id}}
+
+    body = await device.gql(SESSIONS)
+    assert "errors" not in body, body
+    listed = body["data"]["sessions"]
+    assert len(listed) == 2
+    assert len({s["id"] for s in listed}) == 2
+    assert [s["current"] for s in listed].count(True) == 1
+    body = await replay(new_browser(), first, SESSIONS)
+    assert {s["id"] for s in body["data"]["sessions"]} == {s["id"] for s in listed}
+    first_id = next(s["id"] for s in body["data"]["sessions"] if s["current"])
+    assert first_id != next(s["id"] for s in listed if s["current"])
+
+    # Signing the first one out leaves the second alone.
+    assert (await replay(new_browser(), first, SIGN_OUT))["data"] == {"signOut": {"ok": True}}
+    assert unauthenticated(await replay(new_browser(), first))
+    assert await firm_id_of(device) == firm_id
+    body = await device.gql(SESSIONS)
+    assert [s["current"] for s in body["data"]["sessions"]] == [True]
+
+
+async def test_sign_out_revokes_the_session_and_clears_the_cookie(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    await signed_up(browser, smtp)
+    cookie = browser.session_cookie
+    assert cookie is not None
+    await firm_id_of(browser)  # works before signing out
+
+    response = await browser.post(SIGN_OUT)
+    assert response.json() == {"data": {"signOut": {"ok": True}}}
+    headers = session_cookies(response)
+    assert len(headers) == 1, response.headers.get_list("set-cookie")
+    found = attributes(headers[0])
+    expires = found.get("expires")
+    cleared = found.get("max-age") == "0" or (
+        expires is not None and parsedate_to_datetime(expires) < datetime.now(UTC)
+    )
+    assert cleared, headers[0]
+    assert browser.session_cookie is None
+
+    assert unauthenticated(await replay(new_browser(), cookie))
+    assert unauthenticated(await browser.gql(FIRM))
+
+
+async def test_sign_out_everywhere_ends_every_session_of_the_user(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    email = await signed_up(browser, smtp)
+    here = browser.session_cookie
+    assert here is not None
+    laptop = new_browser()
+    await sign_in(laptop, email)
+    elsewhere = laptop.session_cookie
+    assert elsewhere is not None
+    # Someone else's session is not touched.
+    bystander = new_browser()
+    await signed_up(bystander, smtp)
+
+    response = await browser.post(SIGN_OUT_EVERYWHERE)
+    assert response.json() == {"data": {"signOutEverywhere": {"ok": True}}}
+    assert browser.session_cookie is None
+
+    assert unauthenticated(await replay(new_browser(), here))
+    assert unauthenticated(await laptop.gql(FIRM))
+    assert unauthenticated(await replay(new_browser(), elsewhere))
+    assert "errors" not in await bystander.gql(FIRM)
+
+
+async def _session_id(engine: AsyncEngine, cookie: str) -> uuid.UUID:
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            text("select id from sessions where token_hash = :h"), {"h": token_hash(cookie)}
+        )
+    assert isinstance(found, uuid.UUID)
+    return found
+
+
+async def test_revoke_session_ends_only_your_own_other_device(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
+) -> None:
+    email = await signed_up(browser, smtp)
+    phone = new_browser()
+    await sign_in(phone, email)
+    assert phone.session_cookie is not None
+    phone_id = await _session_id(superuser_engine, phone.session_cookie)
+
+    body = await browser.gql(SESSIONS)
+    listed = {s["id"]: s["current"] for s in body["data"]["sessions"]}
+    assert listed[str(phone_id)] is False
+
+    body = await browser.gql(REVOKE, {"id": str(phone_id)})
+    assert body == {"data": {"revokeSession": {"ok": True}}}
+    assert unauthenticated(await phone.gql(FIRM))
+    assert "errors" not in await browser.gql(FIRM)
+    body = await browser.gql(SESSIONS)
+    assert str(phone_id) not in [s["id"] for s in body["data"]["sessions"]]
+
+    someone = new_browser()
+    await signed_up(someone, smtp)
+    assert someone.session_cookie is not None
+    theirs = await _session_id(superuser_engine, someone.session_cookie)
+    someones_firm = await firm_id_of(someone)
+    body = await browser.gql(REVOKE, {"id": str(theirs)})
+    assert body["data"] is None
+    assert codes(body) == ["NOT_FOUND"]
+    assert await firm_id_of(someone) == someones_firm
+    async with superuser_engine.connect() as conn:
+        revoked = await conn.scalar(
+            text("select revoked_at from sessions where id = :i"), {"i": theirs}
+        )
+    assert revoked is None
+
+    body = await browser.gql(REVOKE, {"id": str(uuid.uuid4())})
+    assert codes(body) == ["NOT_FOUND"]
+
+
+async def test_switch_firm_reissues_the_session_for_another_of_your_firms(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    email = await signed_up(browser, smtp, firm="Firm A Ltd")
+    firm_a = await firm_id_of(browser)
+    inviter = new_browser()
+    await signed_up(inviter, smtp, firm="Firm B Ltd")
+    firm_b = await firm_id_of(inviter)
+    body = await inviter.gql(INVITE, {"input": {"email": email, "role": "MEMBER"}})
+    assert body == {"data": {"inviteMember": {"ok": True}}}
+    token = await link_token(smtp, email, "You are invited")
+    body = await browser.gql(ACCEPT, {"t": token})
+    assert body == {"data": {"acceptInvitation": {"firmId": firm_b, "role": "MEMBER"}}}
+    assert await firm_id_of(browser) == firm_b
+
+    before = browser.session_cookie
+    assert before is not None
+    response = await browser.post(SWITCH, {"f": firm_a})
+    payload = response.json()
+    assert "errors" not in payload, payload
+    assert payload["data"]["switchFirm"]["firmId"] == firm_a
+    assert payload["data"]["switchFirm"]["role"] == "OWNER"
+    assert len(session_cookies(response)) == 1
+    after = browser.session_cookie
+    assert after is not None
+    assert after != before
+    assert await firm_id_of(browser) == firm_a
+    body = await browser.gql(MY_FIRMS)
+    assert {f["firmId"]: (f["role"], f["active"]) for f in body["data"]["myFirms"]} == {
+        firm_a: ("OWNER", True),
+        firm_b: ("MEMBER", False),
+    }
+    assert unauthenticated(await replay(new_browser(), before))
+
+    response = await browser.post(SWITCH, {"f": str(uuid.uuid4())})
+    body = response.json()
+    assert body["data"] is None
+    assert codes(body) == ["NOT_FOUND"]
+    assert session_cookies(response) == []
+    assert browser.session_cookie == after
+    assert await firm_id_of(browser) == firm_a
+
+
+async def test_idle_and_absolute_limits_are_enforced_by_the_server(
+    browser: Browser,
+    smtp: SmtpServer,
+    new_browser: NewBrowser,
+    superuser_engine: AsyncEngine,
+    auth_app: Starlette,
+) -> None:
+    idle = auth_app.state.coverproof.settings.session_idle_minutes
+    assert idle == 30
+    email = await signed_up(browser, smtp)
+    idle_cookie = browser.session_cookie
+    assert idle_cookie is not None
+    other = new_browser()
+    await sign_in(other, email)
+    old_cookie = other.session_cookie
+    assert old_cookie is not None
+
+    set_seen = (
+        "update sessions set last_seen_at = now() - make_interval(mins => :minutes) "
+        "where token_hash = :h"
+    )
+    hashed = token_hash(idle_cookie)
+    # Just inside the idle limit it still works (and using it resets the clock)...
+    assert await execute(superuser_engine, set_seen, minutes=idle - 1, h=hashed) == 1
+    assert "errors" not in await browser.gql(FIRM)
+    async with superuser_engine.connect() as conn:
+        fresh = await conn.scalar(
+            text(
+                "select last_seen_at > now() - interval '1 minute' from sessions "
+                "where token_hash = :h"
+            ),
+            {"h": hashed},
+        )
+    assert fresh is True
+    # ...past it (31 minutes) the server refuses it.
+    assert await execute(superuser_engine, set_seen, minutes=31, h=hashed) == 1
+    assert unauthenticated(await browser.gql(FIRM))
+    assert unauthenticated(await replay(new_browser(), idle_cookie))
+
+    set_expiry = (
+        "update sessions set expires_at = now() - interval '1 second' where token_hash = :h"
+    )
+    assert "errors" not in await other.gql(FIRM)
+    assert await execute(superuser_engine, set_expiry, h=token_hash(old_cookie)) == 1
+    assert unauthenticated(await other.gql(FIRM))
+    assert unauthenticated(await replay(new_browser(), old_cookie))
