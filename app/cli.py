@@ -54,6 +54,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         port=port,
         workers=args.workers,
         proxy_headers=False,
+        access_log=False,  # paths of recipients' links carry tokens
         server_header=False,
         log_level="info",
     )

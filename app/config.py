@@ -51,11 +51,14 @@ class Settings(BaseSettings):
     verification_hours: int = 24
     password_reset_minutes: int = 60
     invitation_days: int = 7
+    declaration_token_days: int = 14
+    declaration_grace_days: int = 7
     smtp_url: SecretStr | None = None
     mail_from: str = "CoverProof <no-reply@coverproof.test>"
     rate_limit_storage: str = "memory://"
     ip_requests_per_minute: int = 600
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cover_expiry_window_days: int = 30
 
     @field_validator("allowed_origins", "trusted_proxies", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from app.db.safety import check_runtime_role
 from app.http.graphql import graphql_endpoint
 from app.http.middleware import BodySizeLimit, RequestId, SecurityHeaders
 from app.http.pages import PAGES
+from app.http.respond import ROUTES as RESPOND_ROUTES
 from app.http.routes import healthz, readyz, security_txt
 from app.http.state import AppState
 from app.mail.sealing import mail_key
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/readyz", readyz),
             Route("/.well-known/security.txt", security_txt),
             *PAGES,
+            *RESPOND_ROUTES,
         ],
         middleware=[
             Middleware(RequestId),

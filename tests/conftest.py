@@ -154,3 +154,7 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 def new_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+# Fixtures shared by every folder that drives the app as a browser, with real mail.
+from tests.browser import auth_app, browser, smtp  # noqa: E402, F401

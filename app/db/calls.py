@@ -21,6 +21,9 @@ _REDEEM = text(
 )
 _MY_FIRMS = text("select firm_id, firm_name, role from auth_my_firms()")
 _NOTE_FAILURE = text("select auth_note_failed_sign_in(:user_id, :threshold)")
+_DECLARATION_TOKEN = text(
+    "select declaration_id, firm_id from declaration_token_lookup(:token_hash)"
+)
 _PLATFORM_HEAD = text("select seq, hash from audit_platform_head()")
 _PLATFORM_APPEND = text(
     "select audit_platform_append(:id, :seq, :occurred_at, :actor_type, :actor_id, :action, "
@@ -73,3 +76,8 @@ async def platform_chain_head(session: AsyncSession) -> Row[Any] | None:
 
 async def platform_chain_append(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(_PLATFORM_APPEND, values)
+
+
+async def declaration_by_token(session: AsyncSession, token_hash: bytes) -> Row[Any] | None:
+    """The declaration and firm a recipient's link belongs to, before the tenant is known."""
+    return (await session.execute(_DECLARATION_TOKEN, {"token_hash": token_hash})).one_or_none()

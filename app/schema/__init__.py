@@ -17,6 +17,8 @@ from strawberry.schema.config import StrawberryConfig
 
 from app.schema.access import AccessGate
 from app.schema.core import CoreMutation, CoreQuery
+from app.schema.counterparties_root import CounterpartyMutation, CounterpartyQuery
+from app.schema.declarations_root import DeclarationMutation, DeclarationQuery
 from app.schema.limits import MAX_DEPTH, DepthLimit, SelectionLimits
 
 __all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_TOKENS", "build_schema"]
@@ -27,12 +29,12 @@ MAX_TOKENS = 2_000
 
 # Each domain contributes its root fields as a base class (one line here per domain).
 @strawberry.type
-class Query(CoreQuery):
+class Query(CounterpartyQuery, DeclarationQuery, CoreQuery):
     pass
 
 
 @strawberry.type
-class Mutation(CoreMutation):
+class Mutation(CounterpartyMutation, DeclarationMutation, CoreMutation):
     pass
 
 

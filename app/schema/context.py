@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
@@ -44,6 +44,8 @@ class Context:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     new_session_cookie: str | None = None
     clear_session_cookie: bool = False
+    # Per-request DataLoaders by name, so a page's fields share one batch (and its cache).
+    loaders: dict[str, Any] = field(default_factory=dict)
 
     @property
     def actor(self) -> Actor:

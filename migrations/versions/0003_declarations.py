@@ -97,7 +97,7 @@ TABLES = [
 
 # A recipient's token is resolved before the firm is known; this returns only the ids needed to
 # bind the tenant, then everything else runs under RLS in that firm's context.
-TOKEN_LOOKUP = """create function declaration_token_lookup(p_token_hash bytea)
+LINK_LOOKUP = """create function declaration_token_lookup(p_token_hash bytea)
 returns table (declaration_id uuid, firm_id uuid)
 language sql stable security definer set search_path = pg_catalog, public as $$
     select id, firm_id from declarations where token_hash = p_token_hash
@@ -114,7 +114,7 @@ def upgrade() -> None:
         "create policy platform_lookup on declarations for select to coverproof_owner "
         "using (true)"
     )
-    op.execute(TOKEN_LOOKUP)
+    op.execute(LINK_LOOKUP)
     op.execute("revoke all on function declaration_token_lookup(bytea) from public")
     op.execute(f"grant execute on function declaration_token_lookup(bytea) to {APP}")
     op.execute(

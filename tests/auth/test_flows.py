@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from tests.auth.conftest import (
+from tests.browser import (
     FIRM,
     MAGIC,
     MAGIC_SIGN_IN,

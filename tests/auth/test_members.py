@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.applications import Starlette
 
 from app.audit import chain
-from tests.auth.conftest import (
+from tests.browser import (
     PASSWORD,
     SIGN_UP,
     VERIFY,

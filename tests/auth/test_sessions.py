@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.auth.sessions import COOKIE_NAME, token_hash
-from tests.auth.conftest import (
+from tests.browser import (
     PASSWORD,
     SIGN_IN,
     Browser,

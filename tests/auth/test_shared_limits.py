@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from app.main import create_app
-from tests.auth.conftest import PASSWORD, SIGN_IN, browser_for, codes, signed_up
+from tests.browser import PASSWORD, SIGN_IN, browser_for, codes, signed_up
 from tests.conftest import Database, make_settings, started
 from tests.mail.smtp import SmtpServer
 

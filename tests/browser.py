@@ -1,4 +1,4 @@
-"""Sign-in flows through HTTP, with mail delivered to a real SMTP server (aiosmtpd)."""
+"""A browser-like client through HTTP, with mail delivered to a real SMTP server (aiosmtpd)."""
 
 from __future__ import annotations
 

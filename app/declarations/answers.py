@@ -1,0 +1,203 @@
+"""Strict validation of a recipient's answers against the template version they were sent.
+
+``answers_model`` turns a ``TemplateSpec`` into a pydantic model (one field per question, unknown
+keys refused); ``validate_answers`` runs it and turns every problem into a per-question message
+a person can act on, all at once, as ``BadUserInput(fields=[...])``.
+
+Answers arrive as JSON: yes/no is ``true``/``false``, text is a string, a date is
+``"YYYY-MM-DD"``, money is a whole number of pence, a choice is one of the listed strings, and
+a yes/no question with ``explain_if`` takes its explanation under ``"<id>_explanation"``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from app.declarations.templates import (
+    TEXT_LIMITS,
+    Question,
+    QuestionKind,
+    TemplateSpec,
+    explanation_key,
+)
+from app.errors import BadUserInput
+
+MAX_EXPLANATION = 5000
+MIN_YEAR, MAX_YEAR = 1900, 2200
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+ANSWER_REQUIRED = "This question must be answered."
+
+
+def _parse_date(value: object) -> object:
+    # Only ISO strings (or dates, for Python callers): pydantic's lax mode would read 20240101
+    # as a Unix timestamp, which no recipient means.
+    if value is None:
+        return None  # the field's own required/optional handling speaks for a missing date
+    if isinstance(value, date) and not isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str) and _ISO_DATE.match(value):
+        try:
+            parsed = date.fromisoformat(value)
+        except ValueError:
+            raise PydanticCustomError(
+                "date_invalid", "{value} is not a real date.", {"value": value}
+            ) from None
+    else:
+        raise PydanticCustomError("date_format", "Enter a date as YYYY-MM-DD, e.g. 2025-03-31.")
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise PydanticCustomError(
+            "date_range", f"Enter a date between {MIN_YEAR}-01-01 and {MAX_YEAR}-12-31."
+        )
+    return parsed
+
+
+def _blank_to_none(value: str) -> str | None:
+    # An optional text answer of only spaces is no answer, not an answer of "".
+    return value or None
+
+
+def _text(max_length: int, *, required: bool) -> Any:
+    constraints = StringConstraints(
+        strip_whitespace=True,
+        strict=True,
+        min_length=1 if required else None,
+        max_length=max_length,
+    )
+    if required:
+        return Annotated[str, constraints]
+    return Annotated[str, constraints, AfterValidator(_blank_to_none)]
+
+
+def _answer_type(question: Question) -> Any:
+    match question.kind:
+        case QuestionKind.yes_no:
+            return StrictBool
+        case QuestionKind.short_text | QuestionKind.long_text:
+            limit = question.max_length or TEXT_LIMITS[question.kind]
+            return _text(limit, required=question.required)
+        case QuestionKind.date:
+            return Annotated[date, BeforeValidator(_parse_date)]
+        case QuestionKind.money:
+            return Annotated[StrictInt, Field(ge=question.min_pence, le=question.max_pence)]
+        case QuestionKind.choice:
+            return Literal.__getitem__(question.choices)
+    raise AssertionError(f"unhandled question kind {question.kind}")  # pragma: no cover
+
+
+def _explanation_check(question: Question, answer_field: str) -> Callable[..., str | None]:
+    trigger = question.explain_if == "yes"
+
+    def check(value: str | None, info: ValidationInfo) -> str | None:
+        # info.data holds the yes/no answer only if it was valid; if not, it has its own error.
+        if value is None and info.data.get(answer_field) is trigger:
+            raise PydanticCustomError(
+                "explanation_missing",
+                f"An explanation is required when the answer is {question.explain_if}.",
+            )
+        return value
+
+    return check
+
+
+@functools.lru_cache(maxsize=256)
+def answers_model(spec: TemplateSpec) -> type[BaseModel]:
+    """The pydantic model for answers to this template version (cached per spec).
+
+    Fields have internal names (``Q0``, ``E0``) and the question ids as aliases, so a question
+    id such as ``copy`` or ``model_config`` cannot collide with pydantic's own attributes; the
+    names are upper case so they can never be question ids (lower-case slugs) either.
+    """
+    fields: dict[str, Any] = {}
+    for index, question in enumerate(spec.questions):
+        name, answer = f"Q{index}", _answer_type(question)
+        if question.required:
+            fields[name] = (answer, Field(alias=question.id))
+        else:
+            fields[name] = (answer | None, Field(default=None, alias=question.id))
+        if question.explain_if is not None:
+            # Declared after its question so the check sees the yes/no answer in info.data;
+            # validate_default so it runs when the explanation is left out altogether.
+            explanation: Any = Annotated[
+                _text(MAX_EXPLANATION, required=False) | None,
+                AfterValidator(_explanation_check(question, name)),
+            ]
+            fields[f"E{index}"] = (
+                explanation,
+                Field(default=None, alias=explanation_key(question.id), validate_default=True),
+            )
+    model: type[BaseModel] = create_model(
+        "Answers", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    return model
+
+
+def _pounds(pence: int) -> str:
+    return f"£{pence // 100:,}.{pence % 100:02d} ({pence} pence)"
+
+
+def _message(error: ErrorDetails) -> str:
+    kind, ctx = error["type"], error.get("ctx", {})
+    # An explicit null for a required question is the same mistake as leaving it out.
+    if (kind.endswith("_type") or kind == "literal_error") and error.get("input", ...) is None:
+        return ANSWER_REQUIRED
+    messages: dict[str, Callable[[], str]] = {
+        "extra_forbidden": lambda: "Unknown question.",
+        "missing": lambda: ANSWER_REQUIRED,
+        "string_too_short": lambda: ANSWER_REQUIRED,  # only required text has a minimum
+        "string_too_long": lambda: f"Use at most {ctx['max_length']} characters.",
+        "string_type": lambda: "Enter text.",
+        "bool_type": lambda: "Answer yes (true) or no (false).",
+        "int_type": lambda: "Enter a whole number of pence, e.g. 150000 for £1,500.00.",
+        "greater_than_equal": lambda: f"Enter at least {_pounds(int(ctx['ge']))}.",
+        "less_than_equal": lambda: f"Enter at most {_pounds(int(ctx['le']))}.",
+        "literal_error": lambda: f"Choose one of: {ctx['expected']}.",
+    }
+    message = messages.get(kind)
+    return message() if message else error["msg"]
+
+
+def validate_answers(spec: TemplateSpec, answers: object) -> dict[str, object]:
+    """Normalised, JSON-able answers, or ``BadUserInput`` listing every problem at once.
+
+    The result has every question id (``None`` for an unanswered optional question) and each
+    ``<id>_explanation`` that was given; text is stripped and dates are ISO strings.
+    """
+    if not isinstance(answers, dict):
+        raise BadUserInput(
+            fields=[{"field": "answers", "message": "Answers must be an object keyed by question."}]
+        )
+    model = answers_model(spec)
+    try:
+        parsed = model.model_validate(answers)
+    except ValidationError as exc:
+        fields: list[dict[str, str]] = []
+        for error in exc.errors(include_url=False):
+            # A defaulted field (a left-out explanation) is reported under its internal name.
+            key = str(error["loc"][0]) if error["loc"] else ""
+            if error["type"] != "extra_forbidden" and key in model.model_fields:
+                key = model.model_fields[key].alias or key
+            field = f"answers.{key}" if key else "answers"
+            fields.append({"field": field, "message": _message(error)})
+        raise BadUserInput(fields=fields) from None
+    dumped = parsed.model_dump(mode="json", by_alias=True)
+    explanations = {explanation_key(q.id) for q in spec.questions if q.explain_if is not None}
+    return {k: v for k, v in dumped.items() if v is not None or k not in explanations}

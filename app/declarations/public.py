@@ -1,0 +1,168 @@
+"""Declarations, recipients' side: the public form and the one public submit mutation.
+
+A recipient has no account: their link's token is resolved by a narrow lookup to one
+declaration and its firm, and everything after runs in that firm's tenant context. Viewing
+never consumes the token; submitting does, in one conditional UPDATE, so of concurrent
+submissions exactly one wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import canonical, chain
+from app.audit.actions import Action
+from app.auth.actor import Actor, ActorType, Role
+from app.auth.env import AuthEnv
+from app.db import calls
+from app.db.models import Declaration, Firm
+from app.db.tenant import bind_tenant
+from app.declarations import links
+from app.declarations.answers import validate_answers
+from app.declarations.schemas import Submission
+from app.declarations.templates import spec_from_snapshot
+from app.errors import AppError, BadUserInput, TokenExpired, TokenInvalid, TokenUsed
+from app.ratelimit.policies import Policy
+
+
+def recipient(env: AuthEnv, declaration: Declaration) -> Actor:
+    return Actor(ActorType.RECIPIENT, declaration.id, declaration.firm_id, Role.VIEWER, ip=env.ip)
+
+
+async def _open(session: AsyncSession, env: AuthEnv, token: str) -> tuple[Declaration, bytes]:
+    """The token's declaration, bound as tenant; refusals carry their audit entry."""
+    await env.limit(Policy.PUBLIC_TOKEN_PER_IP, env.ip_key)
+    token_hash = links.token_hash(env.secret_key, token)
+    await env.limit(Policy.PUBLIC_TOKEN_PER_TOKEN, token_hash.hex())
+    found = await calls.declaration_by_token(session, token_hash)
+    if found is None:
+        raise TokenInvalid()
+    await bind_tenant(session, found.firm_id, found.declaration_id)
+    declaration = await session.get(Declaration, found.declaration_id)
+    if declaration is None:
+        raise TokenInvalid()
+    refusal = _refusal(declaration)
+    if refusal is not None:
+        raise _audited(refusal, env, declaration)
+    return declaration, token_hash
+
+
+def _refusal(declaration: Declaration) -> AppError | None:
+    if declaration.status == "submitted":
+        return TokenUsed()
+    if declaration.status not in ("sent", "opened"):
+        return TokenInvalid()
+    expires = declaration.token_expires_at
+    if expires is None or expires <= datetime.now(UTC):
+        return TokenExpired()
+    return None
+
+
+def _audited(error: AppError, env: AuthEnv, declaration: Declaration) -> AppError:
+    """A replayed or expired link is on the record (without the token) after the rollback."""
+    firm_id, declaration_id, code = declaration.firm_id, declaration.id, error.code
+
+    async def record(session: AsyncSession) -> None:
+        await bind_tenant(session, firm_id, declaration_id)
+        actor = Actor(ActorType.RECIPIENT, declaration_id, firm_id, Role.VIEWER, ip=env.ip)
+        await chain.record(
+            session,
+            actor,
+            Action.DECLARATION_TOKEN_REFUSED,
+            "declaration",
+            declaration_id,
+            {"code": code},
+        )
+
+    return error.on_record(record)
+
+
+async def recipient_form(
+    session: AsyncSession, env: AuthEnv, token: str
+) -> tuple[Declaration, str]:
+    """The form for a link: the declaration and the firm's name. The first view marks the
+    declaration opened (and is audited); viewing never consumes the token."""
+    declaration, _ = await _open(session, env, token)
+    if declaration.status == "sent":
+        declaration.status, declaration.opened_at = "opened", datetime.now(UTC)
+        await session.flush()
+        await chain.record(
+            session,
+            recipient(env, declaration),
+            Action.DECLARATION_OPENED,
+            "declaration",
+            declaration.id,
+        )
+    firm = await session.get(Firm, declaration.firm_id)
+    return declaration, firm.name if firm else ""
+
+
+def response_hash(
+    declaration: Declaration, answers: dict[str, Any], data: Submission, at: datetime
+) -> bytes:
+    """SHA-256 of the canonical JSON of what was declared, by whom, against which version."""
+    body = {
+        "declaration_id": str(declaration.id),
+        "firm_id": str(declaration.firm_id),
+        "template_id": str(declaration.template_id),
+        "template_version": declaration.template_version,
+        "answers": answers,
+        "attestation_accepted": data.attestation_accepted,
+        "signature_name": data.signature_name,
+        "submitted_at": canonical.timestamp(at),
+    }
+    return hashlib.sha256(canonical.encode(body)).digest()
+
+
+async def submit_declaration(
+    session: AsyncSession, env: AuthEnv, token: str, data: Submission
+) -> Declaration:
+    """Validate the answers against the pinned version, then consume the token and store the
+    response in one conditional UPDATE. Invalid answers fail the whole transaction: the token
+    stays usable."""
+    declaration, token_hash = await _open(session, env, token)
+    answers = validate_answers(spec_from_snapshot(declaration.template_snapshot), data.answers)
+    if not data.attestation_accepted:
+        raise BadUserInput(
+            fields=[{"field": "attestationAccepted", "message": "Accept the statement to submit."}]
+        )
+    now = datetime.now(UTC)
+    digest = response_hash(declaration, answers, data, now)
+    won = await session.execute(
+        update(Declaration)
+        .where(
+            Declaration.id == declaration.id,
+            Declaration.token_hash == token_hash,
+            Declaration.status.in_(("sent", "opened")),
+            Declaration.token_expires_at > now,
+        )
+        .values(
+            status="submitted",
+            submitted_at=now,
+            answers=answers,
+            attestation_accepted=True,
+            signature_name=data.signature_name,
+            submitted_ip=env.ip,
+            submitted_user_agent=(env.user_agent or "")[:512] or None,
+            response_sha256=digest,
+        )
+        .returning(Declaration.id)
+        .execution_options(synchronize_session=False)
+    )
+    if won.scalar_one_or_none() is None:
+        raise _audited(TokenUsed(), env, declaration)
+    await chain.record(
+        session,
+        recipient(env, declaration),
+        Action.DECLARATION_SUBMITTED,
+        "declaration",
+        declaration.id,
+        {"response_sha256": digest.hex(), "template_version": declaration.template_version},
+    )
+    await session.refresh(declaration)
+    return declaration

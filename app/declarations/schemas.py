@@ -1,0 +1,54 @@
+"""Validated inputs for declarations (pydantic, strict: unknown keys are refused)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.auth.schemas import Email
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+MAX_BULK = 500
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Recipient(Strict):
+    name: Name
+    email: Email
+
+
+class DeclarationCreate(Strict):
+    template_id: uuid.UUID
+    recipient_name: Name
+    recipient_email: Email
+    counterparty_id: uuid.UUID | None = None
+    due_date: date | None = None
+    link_days: int | None = Field(default=None, ge=1, le=90)
+
+
+class BulkDeclarationCreate(Strict):
+    template_id: uuid.UUID
+    recipients: list[Recipient] = Field(min_length=1, max_length=MAX_BULK)
+    due_date: date | None = None
+    link_days: int | None = Field(default=None, ge=1, le=90)
+    send: bool = True
+
+
+class Submission(Strict):
+    answers: dict[str, Any]
+    attestation_accepted: bool
+    signature_name: Name
+
+
+class DeclarationFilter(Strict):
+    status: str | None = None
+    template_id: uuid.UUID | None = None
+    counterparty_id: uuid.UUID | None = None
+    search: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    due_before: date | None = None

@@ -1,0 +1,309 @@
+"""Declarations, firm side: create (one or many), send, remind, reissue, revoke, read, list.
+
+Viewers read; members create, send, remind and revoke. Every change is a chained audit entry
+in the same transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import case, func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import chain
+from app.audit.actions import Action
+from app.auth.actor import Actor, Role
+from app.auth.env import AuthEnv
+from app.db.models import Counterparty, Declaration, Firm
+from app.declarations import links, mails
+from app.declarations.schemas import BulkDeclarationCreate, DeclarationCreate, DeclarationFilter
+from app.declarations.template_service import get_template
+from app.errors import BadUserInput, NotFound
+
+LIVE = ("sent", "opened")
+STATUSES = ("draft", "sent", "opened", "submitted", "expired", "revoked")
+
+
+def _field_error(field: str, message: str) -> BadUserInput:
+    return BadUserInput(fields=[{"field": field, "message": message}])
+
+
+async def get_declaration(
+    session: AsyncSession, actor: Actor, declaration_id: uuid.UUID
+) -> Declaration:
+    """One of the firm's declarations (RLS hides every other firm's)."""
+    declaration = await session.get(Declaration, declaration_id)
+    if declaration is None:
+        raise NotFound("Declaration not found.")
+    return declaration
+
+
+async def create_declaration(
+    session: AsyncSession, actor: Actor, data: DeclarationCreate
+) -> Declaration:
+    """A draft pinned to the template's current version (members)."""
+    actor.require(Role.MEMBER)
+    return await _create(session, actor, data)
+
+
+async def _create(session: AsyncSession, actor: Actor, data: DeclarationCreate) -> Declaration:
+    if data.due_date is not None and data.due_date < datetime.now(UTC).date():
+        raise _field_error("dueDate", "The due date has passed.")
+    if (
+        data.counterparty_id is not None
+        and await session.get(Counterparty, data.counterparty_id) is None
+    ):
+        raise NotFound("Counterparty not found.")
+    template = await get_template(session, actor, data.template_id)
+    declaration = Declaration(
+        id=uuid.uuid4(),
+        firm_id=actor.firm_id,
+        template_id=template.id,
+        template_version=template.version,
+        template_snapshot=template.snapshot(),
+        recipient_name=data.recipient_name,
+        recipient_email=data.recipient_email,
+        counterparty_id=data.counterparty_id,
+        due_date=data.due_date,
+        status="draft",
+        created_by=actor.id,
+        created_at=datetime.now(UTC),
+        reminder_count=0,
+    )
+    session.add(declaration)
+    await session.flush()
+    details = {"template_id": str(template.id), "version": template.version}
+    await chain.record(
+        session, actor, Action.DECLARATION_CREATED, "declaration", declaration.id, details
+    )
+    return declaration
+
+
+async def _issue_link(
+    session: AsyncSession,
+    env: AuthEnv,
+    declaration: Declaration,
+    link_days: int | None,
+    reminder: bool,
+) -> None:
+    """A new single-use link (the previous one dies) and the email that carries it."""
+    now = datetime.now(UTC)
+    expires = links.expiry(env.settings, declaration.due_date, link_days, now)
+    if expires <= now:
+        raise _field_error("dueDate", "The due date and its grace period have passed.")
+    token, token_hash = links.new_token(env.secret_key)
+    declaration.token_hash, declaration.token_expires_at = token_hash, expires
+    firm = await session.get(Firm, declaration.firm_id)
+    compose = mails.reminder if reminder else mails.request
+    mail = compose(
+        links.url(env.settings, token),
+        firm.name if firm else "Your firm",
+        declaration.template_snapshot["name"],
+        declaration.due_date,
+    )
+    await env.send(session, declaration.recipient_email, mail.subject, mail.text, mail.html)
+
+
+async def send_declaration(
+    session: AsyncSession,
+    actor: Actor,
+    env: AuthEnv,
+    declaration_id: uuid.UUID,
+    link_days: int | None = None,
+) -> Declaration:
+    """Email the recipient their link; a draft becomes sent (members)."""
+    actor.require(Role.MEMBER)
+    declaration = await _locked(session, declaration_id)
+    if declaration.status != "draft":
+        raise BadUserInput("Only a draft can be sent; remind or reissue the link instead.")
+    await _issue_link(session, env, declaration, link_days, reminder=False)
+    declaration.status, declaration.sent_at = "sent", datetime.now(UTC)
+    await session.flush()
+    details = {
+        "expires_at": declaration.token_expires_at.isoformat()
+        if declaration.token_expires_at
+        else None
+    }
+    await chain.record(
+        session, actor, Action.DECLARATION_SENT, "declaration", declaration.id, details
+    )
+    return declaration
+
+
+async def remind_declaration(
+    session: AsyncSession, actor: Actor, env: AuthEnv, declaration_id: uuid.UUID
+) -> Declaration:
+    """Email a reminder with a fresh link (only hashes are stored, so the old link cannot be
+    sent again; it stops working)."""
+    actor.require(Role.MEMBER)
+    declaration = await _live(session, declaration_id)
+    await _issue_link(session, env, declaration, None, reminder=True)
+    declaration.last_reminded_at = datetime.now(UTC)
+    declaration.reminder_count += 1
+    await session.flush()
+    details = {"reminders": declaration.reminder_count}
+    await chain.record(
+        session, actor, Action.DECLARATION_REMINDED, "declaration", declaration.id, details
+    )
+    return declaration
+
+
+async def reissue_declaration_link(
+    session: AsyncSession, actor: Actor, env: AuthEnv, declaration_id: uuid.UUID
+) -> Declaration:
+    """Replace the recipient's link; the old token dies at once (members)."""
+    actor.require(Role.MEMBER)
+    declaration = await _live(session, declaration_id)
+    await _issue_link(session, env, declaration, None, reminder=False)
+    await session.flush()
+    await chain.record(
+        session, actor, Action.DECLARATION_LINK_REISSUED, "declaration", declaration.id
+    )
+    return declaration
+
+
+async def revoke_declaration(
+    session: AsyncSession, actor: Actor, declaration_id: uuid.UUID
+) -> Declaration:
+    """Withdraw an unsubmitted declaration; its link stops working (members)."""
+    actor.require(Role.MEMBER)
+    declaration = await _locked(session, declaration_id)
+    if declaration.status not in ("draft", *LIVE):
+        raise BadUserInput(f"A {declaration.status} declaration cannot be revoked.")
+    declaration.status, declaration.revoked_at = "revoked", datetime.now(UTC)
+    declaration.token_hash = None
+    await session.flush()
+    await chain.record(session, actor, Action.DECLARATION_REVOKED, "declaration", declaration.id)
+    return declaration
+
+
+async def bulk_create_declarations(
+    session: AsyncSession, actor: Actor, env: AuthEnv, data: BulkDeclarationCreate
+) -> list[Declaration]:
+    """Create (and by default send) one declaration per recipient: all or nothing, since any
+    failure fails the request's one transaction."""
+    actor.require(Role.MEMBER)
+    created = []
+    for recipient in data.recipients:
+        one = DeclarationCreate(
+            template_id=data.template_id,
+            recipient_name=recipient.name,
+            recipient_email=recipient.email,
+            due_date=data.due_date,
+            link_days=data.link_days,
+        )
+        declaration = await _create(session, actor, one)
+        if data.send:
+            declaration = await send_declaration(
+                session, actor, env, declaration.id, data.link_days
+            )
+        created.append(declaration)
+    return created
+
+
+async def _locked(session: AsyncSession, declaration_id: uuid.UUID) -> Declaration:
+    row = await session.execute(
+        select(Declaration).where(Declaration.id == declaration_id).with_for_update()
+    )
+    declaration = row.scalar_one_or_none()
+    if declaration is None:
+        raise NotFound("Declaration not found.")
+    return declaration
+
+
+async def _live(session: AsyncSession, declaration_id: uuid.UUID) -> Declaration:
+    declaration = await _locked(session, declaration_id)
+    if declaration.status not in LIVE:
+        raise BadUserInput(f"A {declaration.status} declaration has no link to renew.")
+    return declaration
+
+
+def effective_status(declaration: Declaration, now: datetime | None = None) -> str:
+    """``expired`` is derived: a sent or opened declaration whose link has run out."""
+    now = now or datetime.now(UTC)
+    expires = declaration.token_expires_at
+    if declaration.status in LIVE and expires is not None and expires <= now:
+        return "expired"
+    return declaration.status
+
+
+async def counts(session: AsyncSession, actor: Actor) -> dict[str, int]:
+    """How many of the firm's declarations are in each status (for the dashboard)."""
+    status = _status_expression()
+    rows = await session.execute(select(status, func.count()).group_by(status))
+    found = dict.fromkeys(STATUSES, 0)
+    found.update({str(name): int(count) for name, count in rows.all()})
+    return found
+
+
+def _status_expression() -> Any:
+    return case(
+        (
+            Declaration.status.in_(LIVE) & (Declaration.token_expires_at <= func.now()),
+            "expired",
+        ),
+        else_=Declaration.status,
+    )
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+MAX_PAGE = 100
+
+
+def encode_cursor(declaration: Declaration) -> str:
+    raw = json.dumps([declaration.created_at.isoformat(), str(declaration.id)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, ident = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(created), uuid.UUID(ident)
+    except (ValueError, TypeError) as error:
+        raise _field_error("after", "Not a cursor from this list.") from error
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_declarations(
+    session: AsyncSession,
+    actor: Actor,
+    filters: DeclarationFilter,
+    first: int,
+    after: str | None,
+) -> tuple[list[Declaration], bool]:
+    """A page of the firm's declarations, newest first, and whether more follow."""
+    if not 1 <= first <= MAX_PAGE:
+        raise _field_error("first", f"Ask for 1 to {MAX_PAGE} declarations at a time.")
+    query = select(Declaration).order_by(Declaration.created_at.desc(), Declaration.id.desc())
+    if filters.status is not None:
+        query = query.where(_status_expression() == filters.status)
+    if filters.template_id is not None:
+        query = query.where(Declaration.template_id == filters.template_id)
+    if filters.counterparty_id is not None:
+        query = query.where(Declaration.counterparty_id == filters.counterparty_id)
+    if filters.due_before is not None:
+        query = query.where(Declaration.due_date < filters.due_before)
+    if filters.search:
+        pattern = _like(filters.search)
+        query = query.where(
+            Declaration.recipient_name.ilike(pattern, escape="\\")
+            | Declaration.recipient_email.ilike(pattern, escape="\\")
+        )
+    if after is not None:
+        created, ident = _decode_cursor(after)
+        query = query.where(tuple_(Declaration.created_at, Declaration.id) < tuple_(created, ident))
+    rows = list((await session.execute(query.limit(first + 1))).scalars())
+    return rows[:first], len(rows) > first

@@ -1,0 +1,154 @@
+"""Templates: the built-in ones (data files) and each firm's own, versioned.
+
+A new version never changes an old one: declarations pin a snapshot of the version they were
+sent with.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import chain
+from app.audit.actions import Action
+from app.auth.actor import Actor, Role
+from app.db.models import DeclarationTemplate, TemplateVersion
+from app.declarations.templates import TemplateSpec, builtin, load_builtins, snapshot
+from app.errors import NotFound
+
+
+@dataclass(frozen=True)
+class Template:
+    id: uuid.UUID
+    version: int
+    spec: TemplateSpec
+    built_in: bool
+    key: str | None
+
+    def snapshot(self) -> dict[str, Any]:
+        return snapshot(self.spec, template_id=self.id, version=self.version, key=self.key)
+
+
+def _spec(template: DeclarationTemplate, version: TemplateVersion) -> TemplateSpec:
+    return TemplateSpec.model_validate(
+        {
+            "name": template.name,
+            "audience": template.audience,
+            "questions": version.questions,
+            "attestation": version.attestation,
+        }
+    )
+
+
+async def list_templates(session: AsyncSession, actor: Actor) -> list[Template]:
+    """The built-in templates, then the firm's own (latest version of each, not archived)."""
+    templates = [Template(b.id, b.version, b.spec, True, b.key) for b in load_builtins()]
+    rows = await session.execute(
+        select(DeclarationTemplate, TemplateVersion)
+        .join(
+            TemplateVersion,
+            (TemplateVersion.template_id == DeclarationTemplate.id)
+            & (TemplateVersion.version == DeclarationTemplate.latest_version),
+        )
+        .where(DeclarationTemplate.archived_at.is_(None))
+        .order_by(DeclarationTemplate.name, DeclarationTemplate.id)
+    )
+    templates += [Template(t.id, v.version, _spec(t, v), False, None) for t, v in rows.all()]
+    return templates
+
+
+async def get_template(session: AsyncSession, actor: Actor, template_id: uuid.UUID) -> Template:
+    """A built-in template or one of the firm's own, at its latest version."""
+    found = builtin(template_id)
+    if found is not None:
+        return Template(found.id, found.version, found.spec, True, found.key)
+    row = (
+        await session.execute(
+            select(DeclarationTemplate, TemplateVersion)
+            .join(
+                TemplateVersion,
+                (TemplateVersion.template_id == DeclarationTemplate.id)
+                & (TemplateVersion.version == DeclarationTemplate.latest_version),
+            )
+            .where(DeclarationTemplate.id == template_id)
+        )
+    ).one_or_none()
+    if row is None or row[0].archived_at is not None:
+        raise NotFound("Template not found.")
+    template, version = row
+    return Template(template.id, version.version, _spec(template, version), False, None)
+
+
+async def create_template(session: AsyncSession, actor: Actor, spec: TemplateSpec) -> Template:
+    """A firm's own template, at version 1 (admins)."""
+    actor.require(Role.ADMIN)
+    template_id, now = uuid.uuid4(), datetime.now(UTC)
+    await session.execute(
+        insert(DeclarationTemplate).values(
+            id=template_id,
+            firm_id=actor.firm_id,
+            name=spec.name,
+            audience=spec.audience,
+            latest_version=1,
+            created_by=actor.id,
+            created_at=now,
+        )
+    )
+    await _insert_version(session, actor, template_id, 1, spec, now)
+    await chain.record(
+        session, actor, Action.TEMPLATE_CREATED, "template", template_id, {"name": spec.name}
+    )
+    return Template(template_id, 1, spec, False, None)
+
+
+async def create_template_version(
+    session: AsyncSession, actor: Actor, template_id: uuid.UUID, spec: TemplateSpec
+) -> Template:
+    """The next version of a firm template (admins). Built-in templates cannot be changed."""
+    actor.require(Role.ADMIN)
+    current = await get_template(session, actor, template_id)
+    if current.built_in:
+        raise NotFound("Template not found.")
+    version, now = current.version + 1, datetime.now(UTC)
+    await session.execute(
+        update(DeclarationTemplate)
+        .where(DeclarationTemplate.id == template_id)
+        .values(latest_version=version, name=spec.name, audience=spec.audience)
+    )
+    await _insert_version(session, actor, template_id, version, spec, now)
+    await chain.record(
+        session,
+        actor,
+        Action.TEMPLATE_VERSION_CREATED,
+        "template",
+        template_id,
+        {"version": version},
+    )
+    return Template(template_id, version, spec, False, None)
+
+
+async def _insert_version(
+    session: AsyncSession,
+    actor: Actor,
+    template_id: uuid.UUID,
+    version: int,
+    spec: TemplateSpec,
+    now: datetime,
+) -> None:
+    await session.execute(
+        insert(TemplateVersion).values(
+            id=uuid.uuid4(),
+            firm_id=actor.firm_id,
+            template_id=template_id,
+            version=version,
+            questions=[q.model_dump(mode="json", exclude_none=True) for q in spec.questions],
+            attestation=spec.attestation,
+            created_by=actor.id,
+            created_at=now,
+        )
+    )

@@ -1,0 +1,157 @@
+"""The recipients' answer page, ``/respond/<token>``: rendered in the browser from the pinned
+template that the public ``recipientForm`` query returns, and submitted with the one public
+mutation. Opening the page changes nothing by itself; the script's first query marks the
+declaration opened. Only the server validates; the inputs carry hints (required, max length).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+_FORM_QUERY = (
+    "query($t: String!) { recipientForm(token: $t) { firmName recipientName templateName "
+    "dueDate attestation questions { id label kind required help explainIf explainLabel "
+    "choices maxLength minPence maxPence } } }"
+)
+_SUBMIT = (
+    "mutation($t: String!, $i: SubmissionInput!) { submitDeclaration(token: $t, input: $i) "
+    "{ submittedAt responseSha256 } }"
+)
+
+# DOM building only (textContent, never innerHTML): template text cannot become markup.
+_SCRIPT = """
+const token = decodeURIComponent(location.pathname.split("/").pop());
+const main = document.getElementById("main");
+const el = (tag, attrs = {}, text) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+};
+async function call(query, variables) {
+  const response = await fetch("/graphql", {method: "POST", credentials: "omit",
+    headers: {"content-type": "application/json", "accept": "application/json"},
+    body: JSON.stringify({query, variables})});
+  return response.json();
+}
+function input(q) {
+  const id = "q_" + q.id;
+  const box = el("p");
+  box.append(el("label", {for: id}, q.label + (q.required ? " *" : "")));
+  box.append(el("br"));
+  let field;
+  if (q.kind === "YES_NO") {
+    field = el("select", {id, name: q.id});
+    for (const [v, t] of [["", "Choose..."], ["yes", "Yes"], ["no", "No"]]) {
+      field.append(el("option", {value: v}, t));
+    }
+  } else if (q.kind === "CHOICE") {
+    field = el("select", {id, name: q.id});
+    field.append(el("option", {value: ""}, "Choose..."));
+    for (const c of q.choices) field.append(el("option", {value: c}, c));
+  } else if (q.kind === "LONG_TEXT") {
+    field = el("textarea", {id, name: q.id, rows: "4", maxlength: String(q.maxLength)});
+  } else {
+    const type = {DATE: "date", MONEY: "number"}[q.kind] || "text";
+    field = el("input", {id, name: q.id, type});
+    if (q.kind === "MONEY") { field.setAttribute("step", "0.01"); field.setAttribute("min", "0"); }
+    if (q.maxLength) field.setAttribute("maxlength", String(q.maxLength));
+  }
+  if (q.required) field.setAttribute("required", "");
+  box.append(field);
+  if (q.help) box.append(el("br"), el("small", {}, q.help));
+  if (q.explainIf) {
+    const eid = id + "_explanation";
+    box.append(el("br"), el("label", {for: eid}, q.explainLabel || "Please explain"));
+    box.append(el("br"), el("textarea", {id: eid, name: q.id + "_explanation", rows: "3"}));
+  }
+  return box;
+}
+function value(q, form) {
+  const raw = form.elements[q.id].value.trim();
+  if (raw === "") return undefined;
+  if (q.kind === "YES_NO") return raw === "yes";
+  if (q.kind === "MONEY") return Math.round(parseFloat(raw) * 100);
+  return raw;
+}
+async function start() {
+  const body = await call(%(form)s, {t: token});
+  if (body.errors) { main.append(el("p", {role: "alert"}, body.errors[0].message)); return; }
+  const f = body.data.recipientForm;
+  main.append(el("h1", {}, f.templateName), el("p", {}, f.firmName + " asks " + f.recipientName +
+    " to complete this form" + (f.dueDate ? " by " + f.dueDate : "") + "."));
+  const form = el("form", {id: "form", novalidate: ""});
+  for (const q of f.questions) form.append(input(q));
+  const attest = el("p");
+  attest.append(el("input", {type: "checkbox", id: "attest"}), " ",
+    el("label", {for: "attest"}, f.attestation));
+  const sign = el("p");
+  sign.append(el("label", {for: "sig"}, "Your full name (signature) *"), el("br"),
+    el("input", {id: "sig", required: "", maxlength: "200", autocomplete: "name"}));
+  const status = el("div", {role: "status", "aria-live": "polite"});
+  form.append(attest, sign, el("button", {type: "submit"}, "Submit"), status);
+  main.append(form);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const answers = {};
+    for (const q of f.questions) {
+      const v = value(q, form);
+      if (v !== undefined) answers[q.id] = v;
+      const e = form.elements[q.id + "_explanation"];
+      if (e && e.value.trim()) answers[q.id + "_explanation"] = e.value.trim();
+    }
+    const input = {answers, attestationAccepted: document.getElementById("attest").checked,
+      signatureName: document.getElementById("sig").value};
+    const result = await call(%(submit)s, {t: token, i: input});
+    status.replaceChildren();
+    if (result.errors) {
+      const list = el("ul");
+      for (const e of result.errors) {
+        for (const item of (e.extensions && e.extensions.fields) || [{message: e.message}]) {
+          list.append(el("li", {}, (item.field ? item.field + ": " : "") + item.message));
+        }
+      }
+      status.append(el("p", {}, "Please correct:"), list);
+      return;
+    }
+    form.replaceChildren(el("p", {}, "Thank you: your answers were submitted."),
+      el("p", {}, "Receipt (SHA-256 of your response): "),
+      el("code", {}, result.data.submitDeclaration.responseSha256));
+  });
+}
+start();
+"""
+
+
+def render() -> tuple[str, dict[str, str]]:
+    nonce = secrets.token_urlsafe(16)
+    script = _SCRIPT % {"form": json.dumps(_FORM_QUERY), "submit": json.dumps(_SUBMIT)}
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<title>Your declaration - CoverProof</title>"
+        f'<style nonce="{nonce}">body{{font-family:system-ui,sans-serif;max-width:40rem;'
+        "margin:2rem auto;padding:0 1rem;line-height:1.5}input,select,textarea{font-size:1rem;"
+        "padding:.4rem;width:100%;box-sizing:border-box}input[type=checkbox]{width:auto}"
+        "button{font-size:1rem;padding:.5rem 1rem}code{word-break:break-all}</style></head>"
+        '<body><main id="main"></main>'
+        f'<script nonce="{nonce}">{script}</script></body></html>'
+    )
+    csp = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    return body, {"content-security-policy": csp, "cache-control": "no-store"}
+
+
+async def respond_page(request: Request) -> Response:
+    body, headers = render()
+    return HTMLResponse(body, headers=headers)
+
+
+ROUTES = [Route("/respond/{token}", respond_page, methods=["GET"])]

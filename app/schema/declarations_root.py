@@ -1,0 +1,64 @@
+"""Root fields for templates and declarations, and the recipients' two public fields."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.resolvers import declarations as r
+from app.schema.access import PUBLIC
+from app.schema.declarations import (
+    BulkDeclarationPayload,
+    Declaration,
+    DeclarationConnection,
+    DeclarationCounts,
+    DeclarationPayload,
+    RecipientForm,
+    SubmitDeclarationPayload,
+    Template,
+    TemplatePayload,
+)
+
+
+@strawberry.type
+class DeclarationQuery:
+    templates: list[Template] = strawberry.field(
+        resolver=r.templates, description="Built-in templates, then the firm's own."
+    )
+    template: Template = strawberry.field(resolver=r.template)
+    declarations: DeclarationConnection = strawberry.field(
+        resolver=r.declarations, description="Newest first; `first` is at most 100."
+    )
+    declaration: Declaration = strawberry.field(resolver=r.declaration)
+    declaration_counts: DeclarationCounts = strawberry.field(resolver=r.declaration_counts)
+    recipient_form: RecipientForm = strawberry.field(
+        resolver=r.recipient_form,
+        metadata=PUBLIC,
+        description="A recipient's form, by the token in their link; viewing does not use it up.",
+    )
+
+
+@strawberry.type
+class DeclarationMutation:
+    create_template: TemplatePayload = strawberry.mutation(resolver=r.create_template)
+    create_template_version: TemplatePayload = strawberry.mutation(
+        resolver=r.create_template_version
+    )
+    create_declaration: DeclarationPayload = strawberry.mutation(
+        resolver=r.create_declaration, description="A draft, pinned to the template's version."
+    )
+    bulk_create_declarations: BulkDeclarationPayload = strawberry.mutation(
+        resolver=r.bulk_create_declarations, description="All or nothing; sends by default."
+    )
+    send_declaration: DeclarationPayload = strawberry.mutation(resolver=r.send_declaration)
+    remind_declaration: DeclarationPayload = strawberry.mutation(
+        resolver=r.remind_declaration, description="Emails a fresh link; the old one stops working."
+    )
+    reissue_declaration_link: DeclarationPayload = strawberry.mutation(
+        resolver=r.reissue_declaration_link
+    )
+    revoke_declaration: DeclarationPayload = strawberry.mutation(resolver=r.revoke_declaration)
+    submit_declaration: SubmitDeclarationPayload = strawberry.mutation(
+        resolver=r.submit_declaration,
+        metadata=PUBLIC,
+        description="The one public mutation: a recipient submits, once, by their link's token.",
+    )
