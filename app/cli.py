@@ -96,6 +96,27 @@ def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def audit_export(settings: Settings, args: argparse.Namespace) -> int:
+    from app.audit import signing  # noqa: PLC0415
+    from app.audit.verify_all import export_firm  # noqa: PLC0415
+
+    key_id = signing.load(settings).key_id
+
+    async def write() -> None:
+        async for line in export_firm(_owner_url(settings), uuid.UUID(args.firm), key_id):
+            sys.stdout.write(line)
+
+    asyncio.run(write())
+    return 0
+
+
+def audit_key(settings: Settings, args: argparse.Namespace) -> int:
+    from app.audit import signing  # noqa: PLC0415
+
+    sys.stdout.write(signing.load(settings).public_pem())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="coverproof", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -117,7 +138,14 @@ def parser() -> argparse.ArgumentParser:
     )
     verify = audit.add_parser("verify", help="verify every firm's chain (exit 1 on a break)")
     verify.add_argument("--firm")
+    verify.add_argument("--all", action="store_true", help="also the platform chain")
     verify.set_defaults(handler=audit_verify)
+    export = audit.add_parser("export", help="one firm's trail as JSON Lines, to stdout")
+    export.add_argument("--firm", required=True)
+    export.set_defaults(handler=audit_export)
+    audit.add_parser("public-key", help="the checkpoint signing key (PEM)").set_defaults(
+        handler=audit_key
+    )
     return root
 
 

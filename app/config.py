@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     invitation_days: int = 7
     declaration_token_days: int = 14
     declaration_grace_days: int = 7
+    audit_signing_key: SecretStr | None = None
+    audit_checkpoint_minutes: int = 60
     smtp_url: SecretStr | None = None
     mail_from: str = "CoverProof <no-reply@coverproof.test>"
     rate_limit_storage: str = "memory://"

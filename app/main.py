@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
+from app.audit import checkpoints, signing
 from app.config import ConfigError, Settings
 from app.db.engine import create_engine, session_factory
 from app.db.safety import check_runtime_role
@@ -17,7 +19,7 @@ from app.http.graphql import graphql_endpoint
 from app.http.middleware import BodySizeLimit, RequestId, SecurityHeaders
 from app.http.pages import PAGES
 from app.http.respond import ROUTES as RESPOND_ROUTES
-from app.http.routes import healthz, readyz, security_txt
+from app.http.routes import audit_key, audit_key_jwk, healthz, readyz, security_txt
 from app.http.state import AppState
 from app.mail.sealing import mail_key
 from app.mail.sender import MailSender
@@ -37,6 +39,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
     database_url = settings.database_url.get_secret_value()
     secret_key = settings.resolved_secret_key()
+    signing_key = signing.load(settings)
     limiter_holder: list[RateLimiter] = []
 
     @asynccontextmanager
@@ -45,11 +48,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         limiter = open_limiter(settings.rate_limit_storage)
         sessions = session_factory(engine)
         mailer = MailSender(sessions, settings)
+        checkpointer: asyncio.Task[None] | None = None
         try:
             await check_runtime_role(engine)
             if not await limiter.check():
                 raise ConfigError(["COVERPROOF_RATE_LIMIT_STORAGE does not answer."])
             await mailer.start()
+            if settings.audit_checkpoint_minutes > 0:
+                checkpointer = asyncio.create_task(
+                    checkpoints.run_periodically(
+                        sessions, signing_key, settings.audit_checkpoint_minutes
+                    )
+                )
             limiter_holder.append(limiter)
             app.state.coverproof = AppState(
                 settings=settings,
@@ -60,9 +70,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 mail_key=mail_key(secret_key),
                 limiter=limiter,
                 mailer=mailer,
+                signing_key=signing_key,
             )
             yield
         finally:
+            if checkpointer is not None:
+                checkpointer.cancel()
             limiter_holder.clear()
             await mailer.stop()
             await limiter.close()
@@ -74,6 +87,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/.well-known/security.txt", security_txt),
+            Route("/.well-known/coverproof-audit-key", audit_key),
+            Route("/.well-known/coverproof-audit-key.jwk", audit_key_jwk),
             *PAGES,
             *RESPOND_ROUTES,
         ],

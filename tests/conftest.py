@@ -114,6 +114,22 @@ def members(owner_sessions: async_sessionmaker[AsyncSession]) -> Members:
     return Members(owner_sessions)
 
 
+def new_signing_key_pem() -> str:
+    """A fresh Ed25519 key for an app under test (tests make their own keys)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
 def make_settings(database: Database, tmp: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database.app_url,

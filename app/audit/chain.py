@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import canonical
 from app.audit.actions import Action
+from app.audit.signing import checkpoint_payload, verify_signature
 from app.auth.actor import Actor, ActorType
 from app.db import calls
-from app.db.models import AuditEntry
+from app.db.models import AuditCheckpoint, AuditEntry
 
 _TABLE = AuditEntry.__table__
 
@@ -124,8 +126,10 @@ class Verification:
     entries_checked: int
     head_seq: int
     head_hash: bytes
+    checkpoints_checked: int = 0
     failure_seq: int | None = None
     failure_reason: str | None = None
+    failure_checkpoint: uuid.UUID | None = None
 
 
 def _problem(row: Any, expected_seq: int, prev_hash: bytes) -> str | None:
@@ -152,20 +156,58 @@ def _problem(row: Any, expected_seq: int, prev_hash: bytes) -> str | None:
     return None
 
 
-async def verify(session: AsyncSession, firm_id: uuid.UUID) -> Verification:
+def _checkpoint_problem(cp: Any, row: Any, public: Ed25519PublicKey | None) -> str | None:
+    if cp.head_hash != row.hash:
+        return (
+            f"checkpoint {cp.id} signed a different hash at seq {cp.seq}: the chain was rewritten"
+        )
+    payload = checkpoint_payload(cp.firm_id, cp.seq, cp.head_hash, cp.signed_at)
+    if public is not None and not verify_signature(public, payload, cp.signature):
+        return f"checkpoint {cp.id} at seq {cp.seq} does not carry a valid signature"
+    return None
+
+
+async def verify(
+    session: AsyncSession, firm_id: uuid.UUID | None, public: Ed25519PublicKey | None = None
+) -> Verification:
     """Recompute the firm's chain from its first entry, streaming rows through a server-side
-    cursor so memory stays flat however long the chain is."""
+    cursor so memory stays flat however long the chain is, and check that every signed
+    checkpoint still matches it (a rewritten or cut-off chain fails, naming the checkpoint)."""
+    checkpoints = {
+        cp.seq: cp
+        for cp in (
+            await session.execute(select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id))
+        ).scalars()
+    }
     rows = await session.stream(
         select(_TABLE)
-        .where(_TABLE.c.firm_id == firm_id)
+        .where(_TABLE.c.firm_id.is_(None) if firm_id is None else _TABLE.c.firm_id == firm_id)
         .order_by(_TABLE.c.seq)
         .execution_options(yield_per=1000)
     )
-    checked, prev_hash = 0, canonical.GENESIS
+    checked, prev_hash, matched = 0, canonical.GENESIS, 0
     async for row in rows:
         problem = _problem(row, checked + 1, prev_hash)
+        cp = checkpoints.get(row.seq) if problem is None else None
+        if cp is not None:
+            problem = _checkpoint_problem(cp, row, public)
+            matched += problem is None
         if problem:
             await rows.close()
-            return Verification(False, checked, checked, prev_hash, checked + 1, problem)
+            return Verification(
+                False,
+                checked,
+                checked,
+                prev_hash,
+                matched,
+                checked + 1,
+                problem,
+                cp.id if cp else None,
+            )
         checked, prev_hash = row.seq, row.hash
-    return Verification(True, checked, checked, prev_hash)
+    beyond = [cp for seq, cp in sorted(checkpoints.items()) if seq > checked]
+    if beyond:
+        cp = beyond[0]
+        reason = f"the chain ends at seq {checked} but checkpoint {cp.id} signed seq {cp.seq}"
+        return Verification(False, checked, checked, prev_hash, matched, checked + 1, reason, cp.id)
+    return Verification(True, checked, checked, prev_hash, matched)

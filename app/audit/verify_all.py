@@ -1,33 +1,53 @@
-"""Verify every firm's chain as an operator (owner role), for the CLI."""
+"""Operators' view of the audit trail (owner role), for the CLI: verify and export chains."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 
 from app.audit.chain import Verification, verify
+from app.audit.export import export_lines
 from app.db.engine import create_engine, session_factory
 from app.db.models import Firm
 from app.db.tenant import tenant_transaction, transaction
 
 
 async def verify_firms(
-    owner_url: str, firm_id: uuid.UUID | None = None
-) -> list[tuple[uuid.UUID, Verification]]:
-    """Each firm's verification, in firm id order; the owner lists firms, then reads each chain
-    inside that firm's tenant context like any other reader."""
+    owner_url: str,
+    firm_id: uuid.UUID | None = None,
+    public: Ed25519PublicKey | None = None,
+    platform: bool = False,
+) -> list[tuple[uuid.UUID | None, Verification]]:
+    """Each firm's verification in firm id order (and the platform chain's, as None); the owner
+    lists firms, then reads each chain inside that firm's tenant context like any reader."""
     engine = create_engine(owner_url, pool_size=2)
     sessions = session_factory(engine)
     try:
         async with transaction(sessions) as session:
-            firm_ids = (await session.execute(select(Firm.id).order_by(Firm.id))).scalars().all()
+            firm_ids = list((await session.execute(select(Firm.id).order_by(Firm.id))).scalars())
         if firm_id is not None:
             firm_ids = [f for f in firm_ids if f == firm_id]
-        results = []
+        results: list[tuple[uuid.UUID | None, Verification]] = []
         for fid in firm_ids:
             async with tenant_transaction(sessions, fid) as session:
-                results.append((fid, await verify(session, fid)))
+                results.append((fid, await verify(session, fid, public)))
+        if platform:
+            async with transaction(sessions) as session:
+                results.append((None, await verify(session, None)))
         return results
+    finally:
+        await engine.dispose()
+
+
+async def export_firm(owner_url: str, firm_id: uuid.UUID, key_id: str) -> AsyncIterator[str]:
+    """One firm's export, streamed, as the owner inside that firm's tenant context."""
+    engine = create_engine(owner_url, pool_size=1)
+    try:
+        async with tenant_transaction(session_factory(engine), firm_id) as session:
+            async for line in export_lines(session, firm_id, key_id):
+                yield line
     finally:
         await engine.dispose()

@@ -24,6 +24,7 @@ _NOTE_FAILURE = text("select auth_note_failed_sign_in(:user_id, :threshold)")
 _DECLARATION_TOKEN = text(
     "select declaration_id, firm_id from declaration_token_lookup(:token_hash)"
 )
+_CHAIN_HEADS = text("select firm_id, head_seq, checkpoint_seq from audit_chain_heads()")
 _PLATFORM_HEAD = text("select seq, hash from audit_platform_head()")
 _PLATFORM_APPEND = text(
     "select audit_platform_append(:id, :seq, :occurred_at, :actor_type, :actor_id, :action, "
@@ -81,3 +82,8 @@ async def platform_chain_append(session: AsyncSession, values: dict[str, Any]) -
 async def declaration_by_token(session: AsyncSession, token_hash: bytes) -> Row[Any] | None:
     """The declaration and firm a recipient's link belongs to, before the tenant is known."""
     return (await session.execute(_DECLARATION_TOKEN, {"token_hash": token_hash})).one_or_none()
+
+
+async def chain_heads(session: AsyncSession) -> list[Row[Any]]:
+    """Every firm's chain head and latest checkpoint seq (for the periodic checkpointer)."""
+    return list((await session.execute(_CHAIN_HEADS)).all())

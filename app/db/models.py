@@ -170,3 +170,16 @@ class Declaration(Base):
     submitted_ip: Mapped[str | None] = mapped_column(Text)
     submitted_user_agent: Mapped[str | None] = mapped_column(Text)
     response_sha256: Mapped[bytes | None]
+
+
+class AuditCheckpoint(Base):
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    firm_id: Mapped[uuid.UUID]
+    seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[bytes]
+    signed_at: Mapped[datetime]
+    key_id: Mapped[str] = mapped_column(Text)
+    signature: Mapped[bytes]
+    created_by: Mapped[str | None] = mapped_column(Text)

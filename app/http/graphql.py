@@ -64,6 +64,7 @@ def build_context(request: Request, state: AppState, session: Any, identity: Any
         secret_key=state.secret_key,
         mail_key=state.mail_key,
         limiter=state.limiter,
+        signing_key=state.signing_key,
         ip=client_ip(request.scope, state.settings.trusted_proxies),
         user_agent=request.headers.get("user-agent"),
         identity=identity,

@@ -42,3 +42,17 @@ async def security_txt(request: Request) -> Response:
         f"Canonical: {public_url}/.well-known/security.txt\n"
     )
     return PlainTextResponse(body)
+
+
+async def audit_key(request: Request) -> Response:
+    """The public key that signs audit checkpoints (PEM; ``.jwk`` or an Accept of
+    application/jwk+json for a JWK), so anyone can check a checkpoint without us."""
+    key = app_state(request).signing_key
+    if "application/jwk+json" in request.headers.get("accept", ""):
+        return await audit_key_jwk(request)
+    return PlainTextResponse(key.public_pem(), media_type="application/x-pem-file")
+
+
+async def audit_key_jwk(request: Request) -> Response:
+    key = app_state(request).signing_key
+    return JSONResponse(key.public_jwk(), media_type="application/jwk+json")

@@ -8,6 +8,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
+from app.audit.signing import SigningKey
 from app.config import Settings
 from app.mail.sender import MailSender
 from app.ratelimit.limiter import RateLimiter
@@ -22,6 +23,7 @@ class AppState:
     secret_key: str
     mail_key: bytes
     limiter: RateLimiter
+    signing_key: SigningKey
     mailer: MailSender
 
 

@@ -16,6 +16,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 
 from app.schema.access import AccessGate
+from app.schema.audit_root import AuditMutation, AuditQuery
 from app.schema.core import CoreMutation, CoreQuery
 from app.schema.counterparties_root import CounterpartyMutation, CounterpartyQuery
 from app.schema.declarations_root import DeclarationMutation, DeclarationQuery
@@ -29,12 +30,12 @@ MAX_TOKENS = 2_000
 
 # Each domain contributes its root fields as a base class (one line here per domain).
 @strawberry.type
-class Query(CounterpartyQuery, DeclarationQuery, CoreQuery):
+class Query(AuditQuery, CounterpartyQuery, DeclarationQuery, CoreQuery):
     pass
 
 
 @strawberry.type
-class Mutation(CounterpartyMutation, DeclarationMutation, CoreMutation):
+class Mutation(AuditMutation, CounterpartyMutation, DeclarationMutation, CoreMutation):
     pass
 
 

@@ -10,6 +10,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
+from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType
 from app.auth.env import AuthEnv
 from app.auth.sessions import SessionIdentity
@@ -38,6 +39,7 @@ class Context:
     secret_key: str
     mail_key: bytes
     limiter: RateLimiter
+    signing_key: SigningKey
     ip: str | None
     user_agent: str | None
     identity: SessionIdentity | None

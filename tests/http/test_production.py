@@ -11,7 +11,7 @@ import pytest
 from starlette.applications import Starlette
 
 from app.main import create_app
-from tests.conftest import Database, http_client, make_settings, started
+from tests.conftest import Database, http_client, make_settings, new_signing_key_pem, started
 from tests.factories import Members, codes, gql
 
 INTROSPECTION = "{ __schema { types { name } } }"
@@ -31,6 +31,7 @@ async def production_app(
         public_url="https://api.example.test",
         # Production refuses to start without SMTP; nothing is sent in these tests.
         smtp_url="smtp://127.0.0.1:1",
+        audit_signing_key=new_signing_key_pem(),
     )
     assert settings.is_production
     async for running in started(create_app(settings)):

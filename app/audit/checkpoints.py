@@ -1,0 +1,102 @@
+"""Signed checkpoints of a firm's chain head: made on demand (admins) and periodically."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.audit import chain
+from app.audit.signing import SigningKey, checkpoint_payload
+from app.auth.actor import Actor, Role
+from app.db import calls
+from app.db.models import AuditCheckpoint, AuditEntry
+from app.db.tenant import tenant_transaction, transaction
+from app.errors import BadUserInput
+
+log = logging.getLogger("coverproof.audit")
+
+
+async def _sign_head(
+    session: AsyncSession, firm_id: uuid.UUID, key: SigningKey, created_by: str
+) -> AuditCheckpoint | None:
+    await chain.lock_firm(session, firm_id)  # the head cannot move while it is signed
+    head = (
+        await session.execute(
+            select(AuditEntry.seq, AuditEntry.hash)
+            .where(AuditEntry.firm_id == firm_id)
+            .order_by(AuditEntry.seq.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+    if head is None:
+        return None
+    latest = (
+        await session.execute(select(AuditCheckpoint).where(AuditCheckpoint.seq == head.seq))
+    ).scalar_one_or_none()
+    if latest is not None:
+        return latest
+    signed_at = datetime.now(UTC)
+    checkpoint = AuditCheckpoint(
+        id=uuid.uuid4(),
+        firm_id=firm_id,
+        seq=head.seq,
+        head_hash=head.hash,
+        signed_at=signed_at,
+        key_id=key.key_id,
+        signature=key.sign(checkpoint_payload(firm_id, head.seq, head.hash, signed_at)),
+        created_by=created_by,
+    )
+    columns = AuditCheckpoint.__table__.c
+    await session.execute(
+        insert(AuditCheckpoint).values({c.key: getattr(checkpoint, c.key) for c in columns})
+    )
+    return checkpoint
+
+
+async def create_checkpoint(
+    session: AsyncSession, actor: Actor, key: SigningKey
+) -> AuditCheckpoint:
+    """Sign the firm's current chain head now (admins); the same head is signed once."""
+    actor.require(Role.ADMIN)
+    checkpoint = await _sign_head(session, actor.firm_id, key, f"user:{actor.id}")
+    if checkpoint is None:
+        raise BadUserInput("The audit trail is empty; there is nothing to sign yet.")
+    return checkpoint
+
+
+async def list_checkpoints(session: AsyncSession, actor: Actor) -> list[AuditCheckpoint]:
+    """The firm's checkpoints, newest first (admins)."""
+    actor.require(Role.ADMIN)
+    rows = await session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()))
+    return list(rows.scalars())
+
+
+async def checkpoint_due_firms(sessions: async_sessionmaker[AsyncSession], key: SigningKey) -> int:
+    """Sign every firm whose chain moved since its last checkpoint; returns how many."""
+    async with transaction(sessions) as session:
+        heads = await calls.chain_heads(session)
+    signed = 0
+    for head in heads:
+        if head.head_seq is not None and head.head_seq != head.checkpoint_seq:
+            async with tenant_transaction(sessions, head.firm_id) as session:
+                signed += await _sign_head(session, head.firm_id, key, "system") is not None
+    return signed
+
+
+async def run_periodically(
+    sessions: async_sessionmaker[AsyncSession], key: SigningKey, minutes: int
+) -> None:
+    """The background checkpointer (cancelled at shutdown)."""
+    while True:
+        await asyncio.sleep(minutes * 60)
+        try:
+            signed = await checkpoint_due_firms(sessions, key)
+        except Exception:
+            log.exception("periodic audit checkpoints failed")
+        else:
+            log.info("signed %d audit checkpoint(s)", signed)

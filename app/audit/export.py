@@ -1,0 +1,93 @@
+"""Export a firm's audit trail as JSON Lines, for verification without trusting us.
+
+Line 1 is a header; then one line per entry, in seq order, carrying its canonical bytes (as
+UTF-8 text), prev_hash and hash; then the signed checkpoints within the exported seq range.
+``tools/verify_audit.py`` checks such a file with the platform's public key (docs/audit.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import canonical
+from app.db.models import AuditCheckpoint, AuditEntry
+
+FORMAT = "coverproof-audit-export"
+_TABLE = AuditEntry.__table__
+
+
+def _line(body: dict[str, Any]) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+async def export_lines(
+    session: AsyncSession,
+    firm_id: uuid.UUID,
+    key_id: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> AsyncIterator[str]:
+    """The export, line by line, streamed from a server-side cursor."""
+    yield _line(
+        {
+            "type": "header",
+            "format": FORMAT,
+            "version": 1,
+            "firm_id": str(firm_id),
+            "exported_at": canonical.timestamp(datetime.now(UTC)),
+            "key_id": key_id,
+        }
+    )
+    query = select(_TABLE.c.seq, _TABLE.c.prev_hash, _TABLE.c.hash, _TABLE.c.canonical).where(
+        _TABLE.c.firm_id == firm_id
+    )
+    if start is not None:
+        query = query.where(_TABLE.c.occurred_at >= start)
+    if end is not None:
+        query = query.where(_TABLE.c.occurred_at < end)
+    rows = await session.stream(query.order_by(_TABLE.c.seq).execution_options(yield_per=1000))
+    first = last = None
+    async for row in rows:
+        first = row.seq if first is None else first
+        last = row.seq
+        yield _line(
+            {
+                "type": "entry",
+                "seq": row.seq,
+                "prev_hash": row.prev_hash.hex(),
+                "hash": row.hash.hex(),
+                "canonical": row.canonical.decode(),
+            }
+        )
+    if first is None:
+        return
+    checkpoints = await session.execute(
+        select(AuditCheckpoint)
+        .where(
+            AuditCheckpoint.firm_id == firm_id,
+            AuditCheckpoint.seq >= first,
+            AuditCheckpoint.seq <= last,
+        )
+        .order_by(AuditCheckpoint.seq)
+    )
+    for cp in checkpoints.scalars():
+        yield _line(
+            {
+                "type": "checkpoint",
+                "id": str(cp.id),
+                "firm_id": str(cp.firm_id),
+                "seq": cp.seq,
+                "head_hash": cp.head_hash.hex(),
+                "signed_at": canonical.timestamp(cp.signed_at),
+                "key_id": cp.key_id,
+                "signature": base64.b64encode(cp.signature).decode(),
+            }
+        )

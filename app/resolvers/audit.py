@@ -1,0 +1,66 @@
+"""Resolvers for browsing, verifying, exporting and checkpointing the firm's audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app.audit import checkpoints, service
+from app.errors import BadUserInput
+from app.schema.audit import (
+    AuditCheckpoint,
+    AuditCheckpointPayload,
+    AuditEntry,
+    AuditEntryConnection,
+    AuditEntryEdge,
+    AuditEntryFilterInput,
+    AuditExport,
+    AuditVerification,
+)
+from app.schema.context import Info
+from app.schema.pagination import PageInfo
+
+
+def _before(after: str | None) -> int | None:
+    if after is None:
+        return None
+    if not after.isdigit() or len(after) > 19:
+        raise BadUserInput(fields=[{"field": "after", "message": "Not a cursor from this list."}])
+    return int(after)
+
+
+async def audit_entries(
+    info: Info,
+    filter: AuditEntryFilterInput | None = None,
+    first: int = 50,
+    after: str | None = None,
+) -> AuditEntryConnection:
+    f = filter or AuditEntryFilterInput()
+    filters = service.EntryFilter(f.action, f.actor_id, f.target_type, f.target_id, f.from_, f.to)
+    rows, more = await info.context.run(service.list_entries, filters, first, _before(after))
+    names = await info.context.run(service.actor_names, rows)
+    edges = [AuditEntryEdge(cursor=str(e.seq), node=AuditEntry.of(e, names)) for e in rows]
+    end = edges[-1].cursor if edges else None
+    return AuditEntryConnection(edges=edges, page_info=PageInfo(has_next_page=more, end_cursor=end))
+
+
+async def verify_audit_chain(info: Info) -> AuditVerification:
+    return AuditVerification.of(
+        await info.context.run(service.verify_chain, info.context.signing_key)
+    )
+
+
+async def audit_checkpoints(info: Info) -> list[AuditCheckpoint]:
+    return [AuditCheckpoint.of(cp) for cp in await info.context.run(checkpoints.list_checkpoints)]
+
+
+async def create_audit_checkpoint(info: Info) -> AuditCheckpointPayload:
+    made = await info.context.run(checkpoints.create_checkpoint, info.context.signing_key)
+    return AuditCheckpointPayload(checkpoint=AuditCheckpoint.of(made))
+
+
+async def export_audit_log(
+    info: Info, from_: datetime | None = None, to: datetime | None = None
+) -> AuditExport:
+    key = info.context.signing_key
+    text = await info.context.run(service.export_log, key, from_, to)
+    return AuditExport(key_id=key.key_id, jsonl=text)
