@@ -112,9 +112,15 @@ class TokenUsed(TokenError):
     default_message = "This link has already been used."
 
 
+def _camel(part: str | int) -> str:
+    """GraphQL names are camelCase: report ``signatureName``, not ``signature_name``."""
+    head, *rest = str(part).split("_")
+    return head + "".join(word.title() for word in rest)
+
+
 def _field_errors(error: ValidationError) -> list[dict[str, str]]:
     return [
-        {"field": ".".join(str(part) for part in item["loc"]), "message": item["msg"]}
+        {"field": ".".join(_camel(part) for part in item["loc"]), "message": item["msg"]}
         for item in error.errors(include_url=False, include_context=False, include_input=False)
     ]
 

@@ -265,10 +265,15 @@ def encode_cursor(declaration: Declaration) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
+        if len(cursor) > 200:
+            raise ValueError("too long")
         padded = cursor + "=" * (-len(cursor) % 4)
         created, ident = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(created), uuid.UUID(ident)
-    except (ValueError, TypeError) as error:
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("no time zone")
+        return moment.astimezone(UTC), uuid.UUID(ident)
+    except (ValueError, TypeError, OverflowError, RecursionError) as error:
         raise _field_error("after", "Not a cursor from this list.") from error
 
 

@@ -38,11 +38,13 @@ from app.schema.pagination import PageInfo
 
 def _plain(value: Any) -> Any:
     """Strawberry inputs (and enums) as plain data for pydantic."""
-    if hasattr(value, "__strawberry_definition__"):
-        return {key: _plain(item) for key, item in vars(value).items()}
+    if isinstance(value, Enum):
+        return value.value
     if isinstance(value, list):
         return [_plain(item) for item in value]
-    return value.value if isinstance(value, Enum) else value
+    if hasattr(value, "__strawberry_definition__") and not isinstance(value, type):
+        return {key: _plain(item) for key, item in vars(value).items()}
+    return value
 
 
 async def templates(info: Info) -> list[Template]:

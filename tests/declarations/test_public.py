@@ -1,0 +1,380 @@
+"""Declarations from the recipient's side, through HTTP as their browser calls them: strict
+answers with per-field errors, views that never use the link up, links that reach one
+declaration of one firm only, rate limits, and no session needed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from app.auth.sessions import COOKIE_NAME
+from tests.browser import Browser, browser_for, codes, new_email, signed_up
+from tests.declarations.test_firm_side import (
+    COUNTS,
+    GET,
+    REISSUE,
+    actions_on,
+    counts,
+    create_template,
+    error_fields,
+    firm_of,
+    form,
+    get,
+    join,
+    nth_link,
+    ok,
+    question,
+    stored,
+    submission,
+    submit_valid,
+)
+from tests.declarations.test_loop import FIT, FORM, SUBMIT, sent_declaration, valid_answers
+from tests.mail.smtp import SmtpServer
+
+NewBrowser = Callable[[], Browser]
+
+EVERY_KIND = (
+    question("flag", "yes_no"),
+    question("yn", "yes_no", explain_if="yes", explain_label="Tell us more"),
+    question("st", "short_text", max_length=10),
+    question("lt", "long_text"),
+    question("dt", "date"),
+    question("mn", "money", min_pence=100, max_pence=10_000_000),
+    question("ch", "choice", choices=["Alpha", "Beta"]),
+)
+GOOD = {
+    "flag": False,
+    "yn": True,
+    "yn_explanation": "A late filing in 2024.",
+    "st": "Short one",
+    "lt": "A longer answer about the matter.",
+    "dt": "2026-03-31",
+    "mn": 150_000,
+    "ch": "Beta",
+}
+FULL_FORM = """query($t: String!) { recipientForm(token: $t) { firmName recipientName
+  templateName templateVersion attestation dueDate linkExpiresAt
+  questions { id label kind required help explainIf explainLabel choices maxLength minPence
+  maxPence } } }"""
+
+
+@pytest.fixture
+async def new_browser(auth_app: Starlette) -> AsyncIterator[NewBrowser]:
+    """As many separate browsers (own cookies, own IP) as a test needs; closed after it."""
+    opened: list[Browser] = []
+
+    def make() -> Browser:
+        opened.append(browser_for(auth_app))
+        return opened[-1]
+
+    yield make
+    for b in opened:
+        await b.client.aclose()
+
+
+def messages(body: dict[str, Any]) -> dict[str, str]:
+    return {f["field"]: f["message"] for f in body["errors"][0]["extensions"]["fields"]}
+
+
+# ---- 9. strict answers --------------------------------------------------------------------------
+
+
+async def test_bad_answers_of_every_kind_are_refused_field_by_field_and_the_link_survives(
+    browser: Browser,
+    smtp: SmtpServer,
+    new_browser: NewBrowser,
+    superuser_engine: AsyncEngine,
+) -> None:
+    await signed_up(browser, smtp, firm="Answers Ltd")
+    admin = await join(browser, smtp, new_browser(), "ADMIN")
+    template_id = await create_template(admin, "Every kind", *EVERY_KIND)
+    declaration_id, token = await sent_declaration(browser, smtp, new_email(), template_id)
+    recipient = new_browser()
+    kinds = {q["id"]: q["kind"] for q in (await form(recipient, token))["questions"]}
+    assert kinds == {
+        "flag": "YES_NO",
+        "yn": "YES_NO",
+        "st": "SHORT_TEXT",
+        "lt": "LONG_TEXT",
+        "dt": "DATE",
+        "mn": "MONEY",
+        "ch": "CHOICE",
+    }
+
+    async def refused(answers: Any, **overrides: Any) -> dict[str, Any]:
+        body = await recipient.gql(SUBMIT, {"t": token, "i": submission(answers, **overrides)})
+        assert codes(body) == ["BAD_USER_INPUT"], body
+        assert body["data"] is None, body
+        return body
+
+    everything_wrong = {
+        "flag": "yes",  # a string for yes/no
+        "yn": True,  # triggers an explanation, which is left out
+        "st": "x" * 11,  # one over its limit
+        # "lt" (required) is left out
+        "dt": "2025-02-30",  # not a real date
+        "mn": 1500.5,  # a float for money
+        "ch": "Gamma",  # not one of the choices
+        "zz": "what is this",  # not a question
+    }
+    found = messages(await refused(everything_wrong))
+    assert sorted(found) == [
+        "answers.ch",
+        "answers.dt",
+        "answers.flag",
+        "answers.lt",
+        "answers.mn",
+        "answers.st",
+        "answers.yn_explanation",
+        "answers.zz",
+    ]
+    assert found["answers.lt"] == "This question must be answered."
+    assert found["answers.st"] == "Use at most 10 characters."
+    assert found["answers.zz"] == "Unknown question."
+    assert found["answers.flag"] == "Answer yes (true) or no (false)."
+    assert "2025-02-30" in found["answers.dt"]
+    assert "Alpha" in found["answers.ch"]
+    assert "Beta" in found["answers.ch"]
+    assert "whole number of pence" in found["answers.mn"]
+    assert "explanation" in found["answers.yn_explanation"]
+
+    nothing = messages(await refused({}))
+    assert sorted(nothing) == [f"answers.{q}" for q in sorted(kinds)]
+    assert set(nothing.values()) == {"This question must be answered."}
+
+    for field, bad in (
+        ("mn", 150_000.0),
+        ("mn", "150000"),
+        ("mn", 99),
+        ("flag", 1),
+        ("flag", None),
+        ("st", 12345),
+        ("st", "   "),
+        ("dt", "31/03/2026"),
+        ("dt", 20260331),
+        ("ch", "beta"),
+        ("yn_explanation", "x" * 5001),
+    ):
+        body = await refused({**GOOD, field: bad})
+        assert error_fields(body) == [f"answers.{field}"], (field, bad, body)
+    no_explanation = {k: v for k, v in GOOD.items() if k != "yn_explanation"}
+    assert error_fields(await refused(no_explanation)) == ["answers.yn_explanation"]
+    assert error_fields(await refused([GOOD])) == ["answers"]
+
+    body = await refused(GOOD, attestationAccepted=False)
+    assert error_fields(body) == ["attestationAccepted"], body
+    for blank in ("", "   "):
+        await refused(GOOD, signatureName=blank)
+
+    # None of that used the link up or recorded a submission.
+    assert (await get(browser, declaration_id))["status"] == "OPENED"
+    assert "declaration.submitted" not in await actions_on(superuser_engine, declaration_id)
+    done = await recipient.gql(SUBMIT, {"t": token, "i": submission(GOOD)})
+    assert "errors" not in done, done
+    read = ok(
+        await browser.gql(
+            "query($id: UUID!) { declaration(id: $id) { status response { answers } } }",
+            {"id": declaration_id},
+        )
+    )["declaration"]
+    assert read == {"status": "SUBMITTED", "response": {"answers": GOOD}}
+
+
+# ---- 10. viewing does not consume ---------------------------------------------------------------
+
+
+async def test_viewing_the_form_repeatedly_uses_nothing_up_and_is_audited_once(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp, firm="Views Ltd")
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        views = [await form(recipient, token) for _ in range(3)]
+        assert views[0] == views[1] == views[2]
+        opened_at = (await get(browser, declaration_id))["openedAt"]
+        assert opened_at is not None
+        assert (await form(recipient, token))["recipientName"] == "Pat Doe"
+        assert (await get(browser, declaration_id))["openedAt"] == opened_at
+        done = await recipient.gql(
+            SUBMIT, {"t": token, "i": submission(valid_answers(views[0]["questions"]))}
+        )
+        assert "errors" not in done, done
+        assert codes(await recipient.gql(FORM, {"t": token})) == ["TOKEN_USED"]
+
+    actions = await actions_on(superuser_engine, declaration_id)
+    assert actions.count("declaration.opened") == 1
+    assert actions[:4] == [
+        "declaration.created",
+        "declaration.sent",
+        "declaration.opened",
+        "declaration.submitted",
+    ]
+    async with superuser_engine.connect() as conn:
+        opened = await conn.execute(
+            text(
+                "select count(*) from audit_log where target_id = :id "
+                "and action = 'declaration.opened'"
+            ),
+            {"id": declaration_id},
+        )
+        assert opened.scalar_one() == 1
+
+
+# ---- 11. one token, one declaration, one firm ---------------------------------------------------
+
+
+async def test_a_firms_token_reaches_only_its_own_declaration(
+    browser: Browser,
+    smtp: SmtpServer,
+    new_browser: NewBrowser,
+    superuser_engine: AsyncEngine,
+) -> None:
+    await signed_up(browser, smtp, firm="Alpha Advisers Ltd")
+    firm_b = new_browser()
+    await signed_up(firm_b, smtp, firm="Beta Brokers Ltd")
+    firm_b_id = (await firm_of(firm_b))["id"]
+    b_template = await create_template(firm_b, "Beta's own questions", question("beta_q", "date"))
+    b_email = new_email()
+    b_declaration, b_token = await sent_declaration(firm_b, smtp, b_email, b_template)
+    b_before = await get(firm_b, b_declaration)
+    b_counts = await counts(firm_b)
+    b_rows = await stored(superuser_engine, firm_b_id)
+
+    a_email = new_email()
+    a_declaration, old_token = await sent_declaration(browser, smtp, a_email)
+    ok(await browser.gql(REISSUE, {"id": a_declaration}))
+    a_token = await nth_link(smtp, a_email, 2)
+
+    recipient = new_browser()
+    raw = await recipient.post(FULL_FORM, {"t": a_token})
+    a_form = ok(raw.json())["recipientForm"]
+    assert a_form["firmName"] == "Alpha Advisers Ltd"
+    assert a_form["templateName"] == FIT.spec.name
+    assert [q["id"] for q in a_form["questions"]] == [q.id for q in FIT.spec.questions]
+    for secret in ("Beta", b_email, b_declaration, b_template, firm_b_id, "beta_q"):
+        assert secret not in raw.text, secret
+
+    # Forged and dead tokens.
+    middle = len(a_token) // 2
+    forged = [
+        a_token[:5] + ("A" if a_token[5] != "A" else "B") + a_token[6:],
+        a_token[:middle] + ("x" if a_token[middle] != "x" else "y") + a_token[middle + 1 :],
+        a_token[:-1],
+        a_token + "A",
+        a_token.split(".")[0],
+        "",
+        "not-a-token",
+        a_token * 3,
+    ]
+    for token in [*forged, old_token]:
+        assert codes(await recipient.gql(FORM, {"t": token})) == ["TOKEN_INVALID"], token
+        body = await recipient.gql(SUBMIT, {"t": token, "i": submission({})})
+        assert codes(body) == ["TOKEN_INVALID"], token
+
+    # Without a session the recipient reaches no firm data at all.
+    for query, variables in ((GET, {"id": b_declaration}), (COUNTS, None)):
+        assert codes(await recipient.gql(query, variables)) == ["UNAUTHENTICATED"]
+
+    # Submitting A's declaration (even from a browser signed in to firm B) touches only A's.
+    answers = valid_answers(a_form["questions"])
+    done = await firm_b.gql(SUBMIT, {"t": a_token, "i": submission(answers)})
+    assert "errors" not in done, done
+    assert (await get(browser, a_declaration))["status"] == "SUBMITTED"
+    assert await get(firm_b, b_declaration) == b_before
+    assert b_before["status"] == "SENT"
+    assert await counts(firm_b) == b_counts
+    assert await stored(superuser_engine, firm_b_id) == b_rows
+    assert codes(await firm_b.gql(GET, {"id": a_declaration})) == ["NOT_FOUND"]
+    b_form = await form(recipient, b_token)
+    assert b_form["firmName"] == "Beta Brokers Ltd"
+    assert [q["id"] for q in b_form["questions"]] == ["beta_q"]
+
+
+# ---- 12. rate limits ----------------------------------------------------------------------------
+
+
+async def test_a_token_answers_at_most_thirty_times_a_minute(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    await signed_up(browser, smtp, firm="Limits Ltd")
+    _, token = await sent_declaration(browser, smtp, new_email())
+    _, other_token = await sent_declaration(browser, smtp, new_email())
+    recipient = new_browser()
+    results = [await recipient.gql(FORM, {"t": token}) for _ in range(31)]
+    assert [codes(r) for r in results[:30]] == [[]] * 30
+    limited = results[30]
+    assert codes(limited) == ["RATE_LIMITED"], limited
+    retry_after = limited["errors"][0]["extensions"]["retryAfter"]
+    assert isinstance(retry_after, int)
+    assert 1 <= retry_after <= 60
+
+    # The limit is the token's, from anywhere; the same address may still use another link.
+    elsewhere = new_browser()
+    assert codes(await elsewhere.gql(FORM, {"t": token})) == ["RATE_LIMITED"]
+    body = await elsewhere.gql(SUBMIT, {"t": token, "i": submission({})})
+    assert codes(body) == ["RATE_LIMITED"]
+    assert (await form(recipient, other_token))["recipientName"] == "Pat Doe"
+
+
+# ---- 13. no session ------------------------------------------------------------------------------
+
+
+async def test_recipients_need_no_session_and_see_only_what_they_ask_for(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette
+) -> None:
+    await signed_up(browser, smtp, firm="Sessionless Ltd")
+    assert browser.session_cookie is not None
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    other_email = new_email()
+    other_id, other_token = await sent_declaration(browser, smtp, other_email)
+
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        assert len(recipient.client.cookies) == 0
+        response = await recipient.post(
+            "query($t: String!) { recipientForm(token: $t) { firmName templateName } }",
+            {"t": token},
+        )
+        assert response.json() == {
+            "data": {
+                "recipientForm": {"firmName": "Sessionless Ltd", "templateName": FIT.spec.name}
+            }
+        }
+        assert "set-cookie" not in response.headers
+
+        full = await recipient.post(FULL_FORM, {"t": token})
+        form_keys = set(full.json()["data"]["recipientForm"])
+        assert form_keys == {
+            "firmName",
+            "recipientName",
+            "templateName",
+            "templateVersion",
+            "attestation",
+            "dueDate",
+            "linkExpiresAt",
+            "questions",
+        }
+        assert set(full.json()) == {"data"}
+        for other in (other_email, other_id, declaration_id, COOKIE_NAME):
+            assert other not in full.text, other
+
+        questions = full.json()["data"]["recipientForm"]["questions"]
+        done = await recipient.post(SUBMIT, {"t": token, "i": submission(valid_answers(questions))})
+        assert set(done.json()["data"]["submitDeclaration"]) == {"submittedAt", "responseSha256"}
+        assert "errors" not in done.json(), done.json()
+        assert "set-cookie" not in done.headers
+        for other in (other_email, other_id, declaration_id):
+            assert other not in done.text, other
+        assert len(recipient.client.cookies) == 0
+
+    # A firm user's cookie neither helps nor hinders: the token alone decides.
+    assert (await form(browser, other_token))["firmName"] == "Sessionless Ltd"
+    await submit_valid(browser, other_token)
+    assert (await get(browser, declaration_id))["status"] == "SUBMITTED"
+    assert (await get(browser, other_id))["status"] == "SUBMITTED"
