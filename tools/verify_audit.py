@@ -44,7 +44,8 @@ def _checkpoint_payload(cp: dict[str, Any]) -> bytes:
 
 
 def _load_public_key(path: str) -> Any:
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    # Imported here: everything but the signature check runs on the standard library alone.
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key  # noqa: PLC0415
 
     with open(path, "rb") as handle:
         return load_pem_public_key(handle.read())
@@ -60,7 +61,9 @@ def _check_entry(number: int, entry: dict[str, Any], firm_id: str, previous: Any
     else:
         prev_seq, prev_stored = previous
         if entry["seq"] != prev_seq + 1:
-            raise Broken(number, f"seq {entry['seq']} follows seq {prev_seq} (entry missing or moved)")
+            raise Broken(
+                number, f"seq {entry['seq']} follows seq {prev_seq} (entry missing or moved)"
+            )
         if prev_hash != prev_stored:
             raise Broken(number, f"seq {entry['seq']}: prev_hash is not the previous entry's hash")
     if hashlib.sha256(prev_hash + canonical).digest() != stored:
@@ -105,9 +108,9 @@ def verify(raw: list[bytes], public_key: Any) -> str:
                 if item["firm_id"] != firm_id:
                     raise Broken(number, "checkpoint of another firm")
                 if seq not in hashes:
-                    raise Broken(number, f"checkpoint signs seq {seq}, which the export lacks (cut off)")
+                    raise Broken(number, f"checkpoint signs seq {seq}, beyond the export (cut off)")
                 if bytes.fromhex(item["head_hash"]) != hashes[seq]:
-                    raise Broken(number, f"checkpoint at seq {seq} signed a different hash (rewritten)")
+                    raise Broken(number, f"checkpoint at seq {seq} signed another hash (rewritten)")
                 signature = base64.b64decode(item["signature"])
                 try:
                     public_key.verify(signature, _checkpoint_payload(item))

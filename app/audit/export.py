@@ -67,17 +67,14 @@ async def export_lines(
                 "canonical": row.canonical.decode(),
             }
         )
-    if first is None:
-        return
-    checkpoints = await session.execute(
-        select(AuditCheckpoint)
-        .where(
-            AuditCheckpoint.firm_id == firm_id,
-            AuditCheckpoint.seq >= first,
-            AuditCheckpoint.seq <= last,
-        )
-        .order_by(AuditCheckpoint.seq)
-    )
+    # A full export carries every checkpoint, so a checkpoint beyond the last entry shows a
+    # cut-off tail; a dated export carries those within its entries.
+    query = select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id)
+    if start is not None or end is not None:
+        if first is None:
+            return
+        query = query.where(AuditCheckpoint.seq >= first, AuditCheckpoint.seq <= last)
+    checkpoints = await session.execute(query.order_by(AuditCheckpoint.seq))
     for cp in checkpoints.scalars():
         yield _line(
             {
