@@ -69,12 +69,12 @@ async def export_lines(
         )
     # A full export carries every checkpoint, so a checkpoint beyond the last entry shows a
     # cut-off tail; a dated export carries those within its entries.
-    query = select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id)
+    wanted = select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id)
     if start is not None or end is not None:
         if first is None:
             return
-        query = query.where(AuditCheckpoint.seq >= first, AuditCheckpoint.seq <= last)
-    checkpoints = await session.execute(query.order_by(AuditCheckpoint.seq))
+        wanted = wanted.where(AuditCheckpoint.seq >= first, AuditCheckpoint.seq <= last)
+    checkpoints = await session.execute(wanted.order_by(AuditCheckpoint.seq))
     for cp in checkpoints.scalars():
         yield _line(
             {
