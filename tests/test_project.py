@@ -67,3 +67,11 @@ def test_development_generates_the_secret_key_once(tmp_path: Path) -> None:
     assert len(first) >= 32
     assert settings.resolved_secret_key() == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_every_audit_action_is_documented() -> None:
+    from app.audit.actions import Action
+
+    documented = (ROOT / "docs" / "audit.md").read_text()
+    missing = [action.value for action in Action if f"`{action.value}`" not in documented]
+    assert missing == []
