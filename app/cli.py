@@ -117,6 +117,33 @@ def audit_key(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def persisted_load(settings: Settings, args: argparse.Namespace) -> int:
+    """Load a manifest of trusted documents (Apollo's format or a plain id -> text map)."""
+    import json  # noqa: PLC0415
+
+    from app.db.engine import create_engine, session_factory  # noqa: PLC0415
+    from app.db.tenant import transaction  # noqa: PLC0415
+    from app.partners import documents  # noqa: PLC0415
+
+    try:
+        docs = documents.parse_manifest(json.loads(Path(args.file).read_text()))
+    except (OSError, ValueError) as error:
+        print(f"not loaded: {error}", file=sys.stderr)
+        return 1
+
+    async def load() -> int:
+        engine = create_engine(_owner_url(settings), pool_size=1)
+        try:
+            async with transaction(session_factory(engine)) as session:
+                return await documents.store(session, docs)
+        finally:
+            await engine.dispose()
+
+    added = asyncio.run(load())
+    print(f"loaded {len(docs)} document(s), {added} new")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="coverproof", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -146,6 +173,11 @@ def parser() -> argparse.ArgumentParser:
     audit.add_parser("public-key", help="the checkpoint signing key (PEM)").set_defaults(
         handler=audit_key
     )
+    persisted = commands.add_parser("persisted-queries", help="the trusted documents")
+    persisted_commands = persisted.add_subparsers(dest="persisted", required=True)
+    load = persisted_commands.add_parser("load", help="add a manifest's documents")
+    load.add_argument("file")
+    load.set_defaults(handler=persisted_load)
     return root
 
 

@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     invitation_days: int = 7
     declaration_token_days: int = 14
     declaration_grace_days: int = 7
+    persisted_only: bool = False
     audit_signing_key: SecretStr | None = None
     audit_checkpoint_minutes: int = 60
     smtp_url: SecretStr | None = None
@@ -61,6 +62,14 @@ class Settings(BaseSettings):
     ip_requests_per_minute: int = 600
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cover_expiry_window_days: int = 30
+    # Evidence packs: s3://bucket/prefix for S3-compatible storage (R2, AWS); None keeps them
+    # in <data_dir>/packs.
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "auto"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    pack_render_concurrency: int = 2
 
     @field_validator("allowed_origins", "trusted_proxies", mode="before")
     @classmethod

@@ -38,6 +38,10 @@ class Action(StrEnum):
     COUNTERPARTY_UPDATED = "counterparty.updated"
     COUNTERPARTY_ARCHIVED = "counterparty.archived"
 
+    API_KEY_CREATED = "api_key.created"
+    API_KEY_REVOKED = "api_key.revoked"
+    API_KEY_FIRST_USED = "api_key.first_used"
+
     DECLARATION_CREATED = "declaration.created"
     DECLARATION_SENT = "declaration.sent"
     DECLARATION_REMINDED = "declaration.reminded"
@@ -46,3 +50,8 @@ class Action(StrEnum):
     DECLARATION_REVOKED = "declaration.revoked"
     DECLARATION_LINK_REISSUED = "declaration.link_reissued"
     DECLARATION_TOKEN_REFUSED = "declaration.token_refused"
+
+    EVIDENCE_PACK_REQUESTED = "evidence_pack.requested"
+    EVIDENCE_PACK_GENERATED = "evidence_pack.generated"
+    EVIDENCE_PACK_FAILED = "evidence_pack.failed"
+    EVIDENCE_PACK_DOWNLOADED = "evidence_pack.downloaded"

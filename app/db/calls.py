@@ -25,6 +25,7 @@ _DECLARATION_TOKEN = text(
     "select declaration_id, firm_id from declaration_token_lookup(:token_hash)"
 )
 _CHAIN_HEADS = text("select firm_id, head_seq, checkpoint_seq from audit_chain_heads()")
+_API_KEY = text("select key_id, firm_id, name, scopes, first_use from api_key_lookup(:h)")
 _PLATFORM_HEAD = text("select seq, hash from audit_platform_head()")
 _PLATFORM_APPEND = text(
     "select audit_platform_append(:id, :seq, :occurred_at, :actor_type, :actor_id, :action, "
@@ -87,3 +88,8 @@ async def declaration_by_token(session: AsyncSession, token_hash: bytes) -> Row[
 async def chain_heads(session: AsyncSession) -> list[Row[Any]]:
     """Every firm's chain head and latest checkpoint seq (for the periodic checkpointer)."""
     return list((await session.execute(_CHAIN_HEADS)).all())
+
+
+async def api_key_lookup(session: AsyncSession, secret_hash: bytes) -> Row[Any] | None:
+    """The live key with this hash (marking it used), before the tenant is known."""
+    return (await session.execute(_API_KEY, {"h": secret_hash})).one_or_none()

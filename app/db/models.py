@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, LargeBinary, String, Text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -183,3 +183,47 @@ class AuditCheckpoint(Base):
     key_id: Mapped[str] = mapped_column(Text)
     signature: Mapped[bytes]
     created_by: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    firm_id: Mapped[uuid.UUID]
+    name: Mapped[str] = mapped_column(Text)
+    secret_hash: Mapped[bytes]
+    display_prefix: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    created_by: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class TrustedDocument(Base):
+    __tablename__ = "trusted_documents"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    operation_type: Mapped[str | None] = mapped_column(Text)
+    loaded_at: Mapped[datetime]
+
+
+class EvidencePack(Base):
+    __tablename__ = "evidence_packs"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    firm_id: Mapped[uuid.UUID]
+    title: Mapped[str] = mapped_column(Text)
+    scope: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    storage_key: Mapped[str | None] = mapped_column(Text)
+    sha256: Mapped[bytes | None]
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    page_count: Mapped[int | None]
+    created_by: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.exceptions import MissingQueryError
@@ -21,8 +22,10 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from app.auth import sessions
+from app.auth.sessions import SessionIdentity
 from app.db.tenant import transaction
-from app.errors import AppError, format_errors
+from app.errors import AppError, RateLimited, format_errors
+from app.http import persisted
 from app.http.graphiql import graphiql_page
 from app.http.middleware import BodyTooLarge
 from app.http.negotiation import (
@@ -31,16 +34,20 @@ from app.http.negotiation import (
     RequestError,
     error_body,
     parse_body,
+    parse_query_params,
     require_json,
     response_media_type,
 )
 from app.http.state import AppState, app_state
+from app.partners import keys
 from app.ratelimit.client_ip import client_ip
+from app.ratelimit.policies import Policy
 from app.schema.context import Context
 
 log = logging.getLogger("coverproof.graphql")
 
 ALLOWED = frozenset({OperationType.QUERY, OperationType.MUTATION})
+Identity = SessionIdentity | keys.ApiKeyIdentity | None
 NO_STORE = {"cache-control": "no-store"}
 
 
@@ -71,25 +78,51 @@ def build_context(request: Request, state: AppState, session: Any, identity: Any
     )
 
 
+async def authenticate(request: Request, state: AppState, session: AsyncSession) -> Identity:
+    """A session cookie or a partner's API key (in the Authorization header only, never the URL),
+    not both; a key that is unknown, revoked or expired is refused outright."""
+    cookie = request.cookies.get(sessions.COOKIE_NAME)
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        idle = timedelta(minutes=state.settings.session_idle_minutes)
+        return await sessions.lookup(session, cookie, idle) if cookie else None
+    if cookie is not None:
+        raise RequestError(400, "BAD_REQUEST", "Send either an API key or a session, not both.")
+    scheme, _, key = authorization.partition(" ")
+    identity = await keys.authenticate(session, key.strip()) if scheme.lower() == "bearer" else None
+    if identity is None:
+        raise RequestError(401, "UNAUTHENTICATED", "The API key is not valid.")
+    try:
+        await state.limiter.hit(Policy.API_KEY_REQUESTS, str(identity.key_id))
+    except RateLimited as limited:
+        raise RequestError(429, limited.code, limited.message) from limited
+    return identity
+
+
 async def execute(
     request: Request, state: AppState, body: GraphQLRequest
 ) -> tuple[ExecutionResult, Context]:
     """Run one operation in one transaction; the context is bound to the caller's firm."""
-    idle = timedelta(minutes=state.settings.session_idle_minutes)
+    allowed = ALLOWED if request.method == "POST" else frozenset({OperationType.QUERY})
     try:
         async with transaction(state.sessions) as session:
-            cookie = request.cookies.get(sessions.COOKIE_NAME)
-            identity = await sessions.lookup(session, cookie, idle) if cookie else None
+            identity = await authenticate(request, state, session)
+            query = await persisted.resolve(body, identity, state, session)
             context = build_context(request, state, session, identity)
+            if isinstance(identity, keys.ApiKeyIdentity) and identity.first_use:
+                await context.run(keys.record_first_use)
             try:
                 result = await state.schema.execute(
-                    body.query,
+                    query,
                     variable_values=body.variables,
                     context_value=context,
                     operation_name=body.operation_name,
-                    allowed_operation_types=ALLOWED,
+                    allowed_operation_types=allowed,
                 )
-            except (CannotGetOperationTypeError, InvalidOperationTypeError, MissingQueryError) as e:
+            except InvalidOperationTypeError as e:
+                status = 405 if request.method == "GET" else 400
+                raise RequestError(status, "BAD_REQUEST", "This operation cannot run here.") from e
+            except (CannotGetOperationTypeError, MissingQueryError) as e:
                 raise RequestError(400, "BAD_REQUEST", "The operation cannot be run here.") from e
             if result.errors:
                 raise _Rollback(result)
@@ -145,17 +178,22 @@ async def graphql_endpoint(request: Request) -> Response:
     state = app_state(request)
     request_id = request.scope["state"]["request_id"]
     try:
-        if request.method == "GET":
-            if not state.settings.is_production and not request.query_params:
+        if request.method == "GET" and not request.query_params:
+            if not state.settings.is_production:
                 return HTMLResponse(*graphiql_page())
             raise RequestError(405, "METHOD_NOT_ALLOWED", "Send GraphQL operations with POST.")
         media_type = response_media_type(request.headers.get("accept"))
-        require_json(request.headers.get("content-type"))
         check_origin(request, state)
-        body = parse_body(await request.body())
+        if request.method == "GET":
+            body = parse_query_params(request.query_params)
+            if body.persisted_id is None:
+                raise RequestError(405, "METHOD_NOT_ALLOWED", "Only persisted queries use GET.")
+        else:
+            require_json(request.headers.get("content-type"))
+            body = parse_body(await request.body())
         result, context = await execute(request, state, body)
     except RequestError as error:
-        headers = {**NO_STORE, **({"allow": "POST"} if error.status == 405 else {})}
+        headers = {**NO_STORE, **({"allow": "GET, POST"} if error.status == 405 else {})}
         return Response(
             error_body(error.code, error.message), error.status, headers, "application/json"
         )
@@ -170,6 +208,9 @@ async def graphql_endpoint(request: Request) -> Response:
             "application/json",
         )
     response = render(result, media_type, request_id, state.settings.is_production)
+    if request.method == "GET":
+        # A persisted GET may be cached by the browser alone, never by a shared cache.
+        response.headers["cache-control"] = "private, no-store"
     if not result.errors:
         apply_cookies(response, context, state)
         state.mailer.wake()

@@ -8,6 +8,7 @@ form posts from riding the session cookie.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +28,23 @@ class RequestError(Exception):
 
 @dataclass(frozen=True)
 class GraphQLRequest:
-    query: str
+    query: str | None
     variables: dict[str, Any] | None
     operation_name: str | None
     extensions: dict[str, Any] | None
+    document_id: str | None = None
+
+    @property
+    def persisted_id(self) -> str | None:
+        """The persisted document named: GraphQL-over-HTTP's ``documentId: "sha256:<hex>"`` or
+        Apollo's ``extensions.persistedQuery.sha256Hash``."""
+        if self.document_id is not None:
+            return self.document_id.removeprefix("sha256:")
+        persisted = (self.extensions or {}).get("persistedQuery")
+        if isinstance(persisted, dict) and persisted.get("version") == 1:
+            value = persisted.get("sha256Hash")
+            return value if isinstance(value, str) else ""
+        return None
 
 
 def response_media_type(accept: str | None) -> str:
@@ -58,13 +72,40 @@ def parse_body(body: bytes) -> GraphQLRequest:
         data = orjson.loads(body)  # strict UTF-8, bounded nesting depth
     except orjson.JSONDecodeError as error:
         raise RequestError(400, "BAD_REQUEST", "The body is not valid JSON.") from error
+    return _shape(data)
+
+
+def parse_query_params(params: Mapping[str, str]) -> GraphQLRequest:
+    """A GET request: only persisted documents may be named this way (never query text)."""
+    if "query" in params:
+        raise RequestError(405, "METHOD_NOT_ALLOWED", "Send GraphQL query text with POST.")
+    data: dict[str, Any] = {}
+    for name in ("documentId", "operationName"):
+        if name in params:
+            data[name] = params[name]
+    for name in ("variables", "extensions"):
+        if name in params:
+            try:
+                data[name] = orjson.loads(params[name])
+            except orjson.JSONDecodeError as error:
+                raise RequestError(400, "BAD_REQUEST", f"`{name}` is not valid JSON.") from error
+    return _shape(data)
+
+
+def _shape(data: Any) -> GraphQLRequest:
     if isinstance(data, list):
         raise RequestError(400, "BAD_REQUEST", "Batched operations are not supported.")
     if not isinstance(data, dict):
         raise RequestError(400, "BAD_REQUEST", "The body must be a JSON object.")
     query, variables = data.get("query"), data.get("variables")
     operation_name, extensions = data.get("operationName"), data.get("extensions")
-    if not isinstance(query, str) or not query:
+    document_id = data.get("documentId")
+    if not isinstance(document_id, str | None):
+        raise RequestError(400, "BAD_REQUEST", "`documentId` must be a string.")
+    persisted = document_id is not None or (
+        isinstance(extensions, dict) and "persistedQuery" in extensions
+    )
+    if not (isinstance(query, str) and query) and not (query is None and persisted):
         raise RequestError(400, "BAD_REQUEST", "`query` must be a non-empty string.")
     if not isinstance(variables, dict | None):
         raise RequestError(400, "BAD_REQUEST", "`variables` must be an object or null.")
@@ -72,7 +113,7 @@ def parse_body(body: bytes) -> GraphQLRequest:
         raise RequestError(400, "BAD_REQUEST", "`operationName` must be a string or null.")
     if not isinstance(extensions, dict | None):
         raise RequestError(400, "BAD_REQUEST", "`extensions` must be an object or null.")
-    return GraphQLRequest(query, variables, operation_name, extensions)
+    return GraphQLRequest(query, variables, operation_name, extensions, document_id)
 
 
 def error_body(code: str, message: str) -> bytes:

@@ -15,6 +15,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from app.partners import first_party
+from app.partners.documents import document_id
+
 
 @dataclass(frozen=True)
 class Page:
@@ -33,7 +36,7 @@ _PAGES = [
         "Confirm your email address",
         "Confirm this address to finish signing up.",
         "Confirm my email address",
-        "mutation($token: String!) { verifyEmail(token: $token) { emailVerified } }",
+        first_party.VERIFY_EMAIL,
         "Your email address is confirmed and you are signed in.",
     ),
     Page(
@@ -41,7 +44,7 @@ _PAGES = [
         "Sign in to CoverProof",
         "Use this one-time link to sign in.",
         "Sign in",
-        "mutation($token: String!) { signInWithMagicLink(token: $token) { userId } }",
+        first_party.MAGIC_LINK_SIGN_IN,
         "You are signed in.",
     ),
     Page(
@@ -49,8 +52,7 @@ _PAGES = [
         "Choose a new password",
         "Use 12 to 128 characters; a passphrase of several words works well.",
         "Set my new password",
-        "mutation($token: String!, $password: String!) "
-        "{ resetPassword(token: $token, newPassword: $password) { ok } }",
+        first_party.RESET_PASSWORD,
         "Your password is changed. Every session was signed out; sign in again.",
         password=True,
     ),
@@ -59,7 +61,7 @@ _PAGES = [
         "Join your firm on CoverProof",
         "Accept the invitation to join the firm.",
         "Accept the invitation",
-        "mutation($token: String!) { acceptInvitation(token: $token) { firmId } }",
+        first_party.ACCEPT_INVITATION,
         "You have joined the firm and are signed in.",
     ),
 ]
@@ -85,7 +87,7 @@ form.addEventListener("submit", async (event) => {
       method: "POST",
       credentials: "same-origin",
       headers: {"content-type": "application/json", "accept": "application/json"},
-      body: JSON.stringify({query: QUERY, variables}),
+      body: JSON.stringify({documentId: DOCUMENT, variables}),
     });
     const body = await response.json();
     status.textContent = body.errors ? body.errors[0].message : SUCCESS;
@@ -100,7 +102,7 @@ form.addEventListener("submit", async (event) => {
 def render(page: Page) -> tuple[str, dict[str, str]]:
     nonce = secrets.token_urlsafe(16)
     script = (
-        f"const QUERY = {json.dumps(page.mutation)};\n"
+        f"const DOCUMENT = {json.dumps('sha256:' + document_id(page.mutation))};\n"
         f"const SUCCESS = {json.dumps(page.success)};\n{_SCRIPT}"
     )
     body = (

@@ -13,15 +13,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-_FORM_QUERY = (
-    "query($t: String!) { recipientForm(token: $t) { firmName recipientName templateName "
-    "dueDate attestation questions { id label kind required help explainIf explainLabel "
-    "choices maxLength minPence maxPence } } }"
-)
-_SUBMIT = (
-    "mutation($t: String!, $i: SubmissionInput!) { submitDeclaration(token: $t, input: $i) "
-    "{ submittedAt responseSha256 } }"
-)
+from app.partners import first_party
+from app.partners.documents import document_id
 
 # DOM building only (textContent, never innerHTML): template text cannot become markup.
 _SCRIPT = """
@@ -33,10 +26,10 @@ const el = (tag, attrs = {}, text) => {
   if (text !== undefined) node.textContent = text;
   return node;
 };
-async function call(query, variables) {
+async function call(documentId, variables) {
   const response = await fetch("/graphql", {method: "POST", credentials: "omit",
     headers: {"content-type": "application/json", "accept": "application/json"},
-    body: JSON.stringify({query, variables})});
+    body: JSON.stringify({documentId, variables})});
   return response.json();
 }
 function input(q) {
@@ -130,7 +123,10 @@ start();
 
 def render() -> tuple[str, dict[str, str]]:
     nonce = secrets.token_urlsafe(16)
-    script = _SCRIPT % {"form": json.dumps(_FORM_QUERY), "submit": json.dumps(_SUBMIT)}
+    script = _SCRIPT % {
+        "form": json.dumps("sha256:" + document_id(first_party.RECIPIENT_FORM)),
+        "submit": json.dumps("sha256:" + document_id(first_party.SUBMIT_DECLARATION)),
+    }
     body = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

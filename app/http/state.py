@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -11,6 +11,7 @@ from starlette.requests import Request
 from app.audit.signing import SigningKey
 from app.config import Settings
 from app.mail.sender import MailSender
+from app.partners.documents import ApqCache
 from app.ratelimit.limiter import RateLimiter
 
 
@@ -25,6 +26,8 @@ class AppState:
     limiter: RateLimiter
     signing_key: SigningKey
     mailer: MailSender
+    apq: ApqCache = field(default_factory=ApqCache)
+    trusted: dict[str, str] = field(default_factory=dict)
 
 
 def app_state(request: Request) -> AppState:

@@ -24,6 +24,9 @@ MUTATIONS_PER_USER = "120/minute"
 # "TOKEN" in these names trips the hardcoded-password lint; they are rates, not secrets.
 PUBLIC_TOKEN_PER_TOKEN = "30/minute"  # noqa: S105
 PUBLIC_TOKEN_PER_IP = "120/minute"  # noqa: S105
+# Partner systems: every request of one API key, and first-party APQ registrations per user.
+API_KEY_REQUESTS = "600/minute"
+APQ_REGISTRATIONS_PER_USER = "60/minute"
 
 _NAME = re.compile(r"[a-z0-9_]{1,64}")
 
@@ -44,6 +47,8 @@ class Policy:
     MUTATIONS_PER_USER: ClassVar[Policy]
     PUBLIC_TOKEN_PER_TOKEN: ClassVar[Policy]
     PUBLIC_TOKEN_PER_IP: ClassVar[Policy]
+    API_KEY_REQUESTS: ClassVar[Policy]
+    APQ_REGISTRATIONS_PER_USER: ClassVar[Policy]
 
     def __post_init__(self) -> None:
         # The name is part of a Redis key: keep it to characters that need no escaping.
@@ -72,3 +77,5 @@ Policy.SIGN_UP_PER_IP = Policy("sign_up_per_ip", SIGN_UP_PER_IP)
 Policy.MUTATIONS_PER_USER = Policy("mutations_per_user", MUTATIONS_PER_USER)
 Policy.PUBLIC_TOKEN_PER_TOKEN = Policy("public_token_per_token", PUBLIC_TOKEN_PER_TOKEN)
 Policy.PUBLIC_TOKEN_PER_IP = Policy("public_token_per_ip", PUBLIC_TOKEN_PER_IP)
+Policy.API_KEY_REQUESTS = Policy("api_key_requests", API_KEY_REQUESTS)
+Policy.APQ_REGISTRATIONS_PER_USER = Policy("apq_registrations_per_user", APQ_REGISTRATIONS_PER_USER)

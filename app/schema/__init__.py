@@ -21,6 +21,7 @@ from app.schema.core import CoreMutation, CoreQuery
 from app.schema.counterparties_root import CounterpartyMutation, CounterpartyQuery
 from app.schema.declarations_root import DeclarationMutation, DeclarationQuery
 from app.schema.limits import MAX_DEPTH, DepthLimit, SelectionLimits
+from app.schema.partners_root import PartnerMutation, PartnerQuery
 
 __all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_TOKENS", "build_schema"]
 
@@ -30,12 +31,14 @@ MAX_TOKENS = 2_000
 
 # Each domain contributes its root fields as a base class (one line here per domain).
 @strawberry.type
-class Query(AuditQuery, CounterpartyQuery, DeclarationQuery, CoreQuery):
+class Query(PartnerQuery, AuditQuery, CounterpartyQuery, DeclarationQuery, CoreQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AuditMutation, CounterpartyMutation, DeclarationMutation, CoreMutation):
+class Mutation(
+    PartnerMutation, AuditMutation, CounterpartyMutation, DeclarationMutation, CoreMutation
+):
     pass
 
 

@@ -1,8 +1,11 @@
-"""Default deny: a root field runs for an anonymous or unverified caller only if marked public.
+"""Default deny, on the server, for every field.
 
-A new field is private unless declared with ``metadata=PUBLIC``. The check runs on the root
-fields of every operation, whatever fragments or aliases reach them; everything below a root
-field is reachable only through it.
+- A root field runs for an anonymous or unverified caller only if marked public: a new field is
+  private unless declared with ``metadata=PUBLIC``. The check runs on the root fields of every
+  operation, whatever fragments or aliases reach them; everything below a root field is
+  reachable only through it.
+- A partner's API key may use only root fields that declare a scope (``scoped("...")``) it
+  holds, and nested fields that declare a scope only if it holds that one too.
 """
 
 from __future__ import annotations
@@ -14,9 +17,31 @@ from typing import Any
 from graphql import GraphQLResolveInfo, OperationType
 from strawberry.extensions import SchemaExtension
 
+from app.errors import Forbidden
+from app.partners.keys import ApiKeyIdentity
 from app.ratelimit.policies import Policy
 
 PUBLIC = {"public": True}
+
+
+def scoped(scope: str) -> dict[str, Any]:
+    """Field metadata: an API key needs ``scope`` to use this field."""
+    return {"scope": scope}
+
+
+def _metadata(info: GraphQLResolveInfo[Any]) -> dict[str, Any]:
+    if info.field_name.startswith("__"):
+        return {}
+    definition = info.parent_type.fields[info.field_name].extensions.get("strawberry-definition")
+    return dict(definition.metadata) if definition is not None else {}
+
+
+def _check_scope(info: GraphQLResolveInfo[Any], scopes: frozenset[str]) -> None:
+    needed = _metadata(info).get("scope")
+    if info.path.prev is None and needed is None and not info.field_name.startswith("__"):
+        raise Forbidden("API keys cannot use this field.")
+    if needed is not None and needed not in scopes:
+        raise Forbidden(f"This API key lacks the {needed} scope.")
 
 
 def _is_public(info: GraphQLResolveInfo[Any]) -> bool:
@@ -38,9 +63,11 @@ class AccessGate(SchemaExtension):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
+        context = info.context
+        if isinstance(context.identity, ApiKeyIdentity):
+            _check_scope(info, context.identity.scopes)
         if info.path.prev is not None:
             return _next(root, info, *args, **kwargs)
-        context = info.context
         if not _is_public(info):
             _ = context.actor  # raises UNAUTHENTICATED or EMAIL_NOT_VERIFIED
         if info.operation.operation is OperationType.MUTATION and context.identity is not None:

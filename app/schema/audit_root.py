@@ -8,6 +8,7 @@ from typing import Annotated
 import strawberry
 
 from app.resolvers import audit as r
+from app.schema.access import scoped
 from app.schema.audit import (
     AuditCheckpoint,
     AuditCheckpointPayload,
@@ -29,14 +30,21 @@ async def _export(
 @strawberry.type
 class AuditQuery:
     audit_entries: AuditEntryConnection = strawberry.field(
-        resolver=r.audit_entries, description="Newest first; `first` is at most 100."
+        metadata=scoped("audit:read"),
+        resolver=r.audit_entries,
+        description="Newest first; `first` is at most 100.",
     )
     verify_audit_chain: AuditVerification = strawberry.field(
+        metadata=scoped("audit:read"),
         resolver=r.verify_audit_chain,
         description="Recompute the firm's chain and check every signed checkpoint.",
     )
-    audit_checkpoints: list[AuditCheckpoint] = strawberry.field(resolver=r.audit_checkpoints)
-    export_audit_log: AuditExport = strawberry.field(resolver=_export)
+    audit_checkpoints: list[AuditCheckpoint] = strawberry.field(
+        metadata=scoped("audit:read"), resolver=r.audit_checkpoints
+    )
+    export_audit_log: AuditExport = strawberry.field(
+        metadata=scoped("audit:read"), resolver=_export
+    )
 
 
 @strawberry.type

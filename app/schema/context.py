@@ -17,6 +17,7 @@ from app.auth.sessions import SessionIdentity
 from app.config import Settings
 from app.db.tenant import bind_tenant
 from app.errors import EmailNotVerified, Unauthenticated
+from app.partners.keys import ApiKeyIdentity
 from app.ratelimit.limiter import RateLimiter
 
 P = ParamSpec("P")
@@ -42,7 +43,7 @@ class Context:
     signing_key: SigningKey
     ip: str | None
     user_agent: str | None
-    identity: SessionIdentity | None
+    identity: SessionIdentity | ApiKeyIdentity | None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     new_session_cookie: str | None = None
     clear_session_cookie: bool = False
@@ -62,8 +63,9 @@ class Context:
         """The signed-in caller, verified or not (for signing out and seeing who you are)."""
         if self.identity is None:
             raise Unauthenticated()
+        partner = isinstance(self.identity, ApiKeyIdentity)
         return Actor(
-            type=ActorType.USER,
+            type=ActorType.API_KEY if partner else ActorType.USER,
             id=self.identity.user_id,
             firm_id=self.identity.firm_id,
             role=self.identity.role,

@@ -14,6 +14,7 @@ from app.db.models import Declaration as DeclarationModel
 from app.declarations.service import effective_status
 from app.declarations.template_service import Template as TemplateValue
 from app.declarations.templates import TemplateSpec, spec_from_snapshot
+from app.schema.access import scoped
 from app.schema.context import Info
 from app.schema.counterparties import Counterparty, counterparty_loader
 from app.schema.pagination import PageInfo
@@ -138,7 +139,9 @@ class Declaration:
     recipient_name: str
     recipient_email: str
     counterparty_id: uuid.UUID | None
-    counterparty: Counterparty | None = strawberry.field(resolver=_counterparty)
+    counterparty: Counterparty | None = strawberry.field(
+        resolver=_counterparty, metadata=scoped("counterparties:read")
+    )
     due_date: date | None
     status: DeclarationStatus
     created_at: datetime

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from app.resolvers import declarations as r
-from app.schema.access import PUBLIC
+from app.schema.access import PUBLIC, scoped
 from app.schema.declarations import (
     BulkDeclarationPayload,
     Declaration,
@@ -22,14 +22,22 @@ from app.schema.declarations import (
 @strawberry.type
 class DeclarationQuery:
     templates: list[Template] = strawberry.field(
-        resolver=r.templates, description="Built-in templates, then the firm's own."
+        metadata=scoped("declarations:read"),
+        resolver=r.templates,
+        description="Built-in templates, then the firm's own.",
     )
-    template: Template = strawberry.field(resolver=r.template)
+    template: Template = strawberry.field(metadata=scoped("declarations:read"), resolver=r.template)
     declarations: DeclarationConnection = strawberry.field(
-        resolver=r.declarations, description="Newest first; `first` is at most 100."
+        metadata=scoped("declarations:read"),
+        resolver=r.declarations,
+        description="Newest first; `first` is at most 100.",
     )
-    declaration: Declaration = strawberry.field(resolver=r.declaration)
-    declaration_counts: DeclarationCounts = strawberry.field(resolver=r.declaration_counts)
+    declaration: Declaration = strawberry.field(
+        metadata=scoped("declarations:read"), resolver=r.declaration
+    )
+    declaration_counts: DeclarationCounts = strawberry.field(
+        metadata=scoped("declarations:read"), resolver=r.declaration_counts
+    )
     recipient_form: RecipientForm = strawberry.field(
         resolver=r.recipient_form,
         metadata=PUBLIC,
@@ -44,19 +52,29 @@ class DeclarationMutation:
         resolver=r.create_template_version
     )
     create_declaration: DeclarationPayload = strawberry.mutation(
-        resolver=r.create_declaration, description="A draft, pinned to the template's version."
+        metadata=scoped("declarations:write"),
+        resolver=r.create_declaration,
+        description="A draft, pinned to the template's version.",
     )
     bulk_create_declarations: BulkDeclarationPayload = strawberry.mutation(
-        resolver=r.bulk_create_declarations, description="All or nothing; sends by default."
+        metadata=scoped("declarations:write"),
+        resolver=r.bulk_create_declarations,
+        description="All or nothing; sends by default.",
     )
-    send_declaration: DeclarationPayload = strawberry.mutation(resolver=r.send_declaration)
+    send_declaration: DeclarationPayload = strawberry.mutation(
+        metadata=scoped("declarations:write"), resolver=r.send_declaration
+    )
     remind_declaration: DeclarationPayload = strawberry.mutation(
-        resolver=r.remind_declaration, description="Emails a fresh link; the old one stops working."
+        metadata=scoped("declarations:write"),
+        resolver=r.remind_declaration,
+        description="Emails a fresh link; the old one stops working.",
     )
     reissue_declaration_link: DeclarationPayload = strawberry.mutation(
-        resolver=r.reissue_declaration_link
+        metadata=scoped("declarations:write"), resolver=r.reissue_declaration_link
     )
-    revoke_declaration: DeclarationPayload = strawberry.mutation(resolver=r.revoke_declaration)
+    revoke_declaration: DeclarationPayload = strawberry.mutation(
+        metadata=scoped("declarations:write"), resolver=r.revoke_declaration
+    )
     submit_declaration: SubmitDeclarationPayload = strawberry.mutation(
         resolver=r.submit_declaration,
         metadata=PUBLIC,

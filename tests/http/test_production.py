@@ -119,7 +119,7 @@ async def test_production_does_not_suggest_input_field_names_in_variables(
 async def test_production_serves_no_ide(production: httpx.AsyncClient) -> None:
     response = await production.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 405
-    assert response.headers["allow"] == "POST"
+    assert response.headers["allow"] == "GET, POST"
     assert "graphiql" not in response.text.lower()
     assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
 

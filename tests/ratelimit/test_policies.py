@@ -17,6 +17,8 @@ def test_every_named_policy_parses_to_its_constant() -> None:
         "MUTATIONS_PER_USER": (120, 60),
         "PUBLIC_TOKEN_PER_TOKEN": (30, 60),
         "PUBLIC_TOKEN_PER_IP": (120, 60),
+        "API_KEY_REQUESTS": (600, 60),
+        "APQ_REGISTRATIONS_PER_USER": (60, 60),
     }
     for attribute, (amount, seconds) in named.items():
         policy: Policy = getattr(Policy, attribute)
@@ -27,7 +29,7 @@ def test_every_named_policy_parses_to_its_constant() -> None:
 
 def test_policy_names_are_distinct() -> None:
     names = [value.name for value in vars(Policy).values() if isinstance(value, Policy)]
-    assert len(names) == 8
+    assert len(names) == 10
     assert len(set(names)) == len(names)
 
 

@@ -1,0 +1,1 @@
+"""Evidence packs: a firm's PDF proof of what was declared and what happened."""

@@ -1,0 +1,267 @@
+"""Where finished evidence-pack PDFs live: a local folder (the default) or S3-compatible
+object storage (Cloudflare R2, AWS S3) through aioboto3.
+
+Keys are firm-scoped and unguessable: ``[<prefix>/]<firm id>/<pack id>-<128 random bits>.pdf``.
+A key is only ever read back from the pack's own row (under RLS), never from a request. An
+upload either completes or leaves nothing behind: a failed ``put`` deletes whatever part of the
+object may exist before it raises ``StorageError``.
+
+The storage object also holds the render slots (a semaphore of ``pack_render_concurrency``):
+it lives as long as the app, which is what bounds concurrent renders across requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import re
+import secrets
+import uuid
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aioboto3  # type: ignore[import-untyped]
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+from app.config import ConfigError, Settings
+
+log = logging.getLogger("coverproof.evidence")
+
+CONTENT_TYPE = "application/pdf"
+_SUFFIX = re.compile(r"^[0-9a-f-]{36}-[A-Za-z0-9_-]{22}\.pdf$")
+
+
+class StorageError(Exception):
+    """Storing, reading or deleting an object failed; the message is safe to show the firm."""
+
+
+def _random_name(pack_id: uuid.UUID) -> str:
+    return f"{pack_id}-{secrets.token_urlsafe(16)}.pdf"
+
+
+class Storage(ABC):
+    """The interface both stores implement."""
+
+    kind: str
+
+    def __init__(self, render_concurrency: int) -> None:
+        self.render_slots = asyncio.Semaphore(max(1, render_concurrency))
+
+    async def open(self) -> None:
+        """Acquire what the store needs for the app's lifetime."""
+
+    async def close(self) -> None:
+        """Release it."""
+
+    @abstractmethod
+    def new_key(self, firm_id: uuid.UUID, pack_id: uuid.UUID) -> str:
+        """A fresh, unguessable key under the firm's own prefix."""
+
+    @abstractmethod
+    async def put(self, key: str, data: bytes, sha256: bytes) -> None:
+        """Store ``data`` at ``key``, all or nothing; raise StorageError on failure."""
+
+    @abstractmethod
+    async def read(self, key: str) -> bytes:
+        """The stored bytes; raise StorageError if they cannot be read."""
+
+    @abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` if it exists; raise StorageError on failure."""
+
+    async def presigned_url(self, key: str, filename: str, seconds: int) -> str | None:
+        """A time-limited URL that downloads the object directly, or None when the store has
+        none (the local folder is served by the app's own signed route)."""
+        return None
+
+
+class LocalStorage(Storage):
+    """Files under ``<data_dir>/packs/<firm id>/``, mode 0600, written atomically."""
+
+    kind = "local"
+
+    def __init__(self, root: Path, render_concurrency: int) -> None:
+        super().__init__(render_concurrency)
+        self.root = root.resolve()
+
+    def new_key(self, firm_id: uuid.UUID, pack_id: uuid.UUID) -> str:
+        return f"{firm_id}/{_random_name(pack_id)}"
+
+    def path(self, key: str) -> Path:
+        """The file for ``key``; refuses any key that is not exactly ``<uuid>/<name>.pdf``, so
+        no key (however it was made) can reach outside the packs folder."""
+        firm, _, name = key.partition("/")
+        try:
+            valid = str(uuid.UUID(firm)) == firm and bool(_SUFFIX.match(name))
+        except ValueError:
+            valid = False
+        path = (self.root / firm / name).resolve()
+        if not valid or path.parent.parent != self.root:
+            raise StorageError("Not a key of this store.")
+        return path
+
+    def _write(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        # O_EXCL + 0600: a fresh file only the server's user can read; renamed into place only
+        # once complete, so a reader never sees half a PDF.
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    async def put(self, key: str, data: bytes, sha256: bytes) -> None:
+        path = self.path(key)
+        try:
+            await asyncio.to_thread(self._write, path, data)
+        except OSError as error:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            raise StorageError(f"The pack could not be written ({error.strerror}).") from error
+
+    async def read(self, key: str) -> bytes:
+        try:
+            return await asyncio.to_thread(self.path(key).read_bytes)
+        except OSError as error:
+            raise StorageError("The pack's file cannot be read.") from error
+
+    async def delete(self, key: str) -> None:
+        try:
+            await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
+        except OSError as error:
+            raise StorageError("The pack's file cannot be removed.") from error
+
+
+def _client_error_code(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "error"))
+    return type(error).__name__
+
+
+class S3Storage(Storage):
+    """An S3-compatible bucket. Objects are written with server-side encryption requested
+    (``AES256``), their content type, their SHA-256 as metadata and as an upload checksum the
+    store verifies."""
+
+    kind = "s3"
+
+    def __init__(self, settings: Settings, bucket: str, prefix: str) -> None:
+        super().__init__(settings.pack_render_concurrency)
+        self.bucket, self.prefix = bucket, prefix
+        self.settings = settings
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+
+    async def open(self) -> None:
+        s = self.settings
+        # Path-style addressing for a custom endpoint (R2, MinIO, a loopback test server);
+        # AWS's own endpoint keeps its virtual-hosted default.
+        style = "path" if s.s3_endpoint_url else "virtual"
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": style},
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"max_attempts": 3, "mode": "standard"},
+        )
+        session = aioboto3.Session()
+        self._client = await self._stack.enter_async_context(
+            session.client(
+                "s3",
+                endpoint_url=s.s3_endpoint_url,
+                region_name=s.s3_region,
+                aws_access_key_id=_secret(s.s3_access_key_id),
+                aws_secret_access_key=_secret(s.s3_secret_access_key),
+                config=config,
+            )
+        )
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+    def new_key(self, firm_id: uuid.UUID, pack_id: uuid.UUID) -> str:
+        name = f"{firm_id}/{_random_name(pack_id)}"
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    async def put(self, key: str, data: bytes, sha256: bytes) -> None:
+        try:
+            await self._client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType=CONTENT_TYPE,
+                ServerSideEncryption="AES256",
+                Metadata={"sha256": sha256.hex()},
+                ChecksumSHA256=base64.b64encode(sha256).decode(),
+            )
+        except (BotoCoreError, ClientError) as error:
+            # A timed-out or interrupted upload may still have landed: remove it, so a failed
+            # pack never leaves an object behind.
+            with contextlib.suppress(StorageError):
+                await self.delete(key)
+            code = _client_error_code(error)
+            log.warning("evidence pack upload failed: %s", code)
+            raise StorageError(f"The object store refused the upload ({code}).") from error
+
+    async def read(self, key: str) -> bytes:
+        try:
+            response = await self._client.get_object(Bucket=self.bucket, Key=key)
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+            return data
+        except (BotoCoreError, ClientError) as error:
+            raise StorageError(f"The object cannot be read ({_client_error_code(error)}).") from (
+                error
+            )
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._client.delete_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as error:
+            code = _client_error_code(error)
+            if code not in {"NoSuchKey", "404"}:
+                log.warning("evidence pack delete failed: %s", code)
+                raise StorageError(f"The object cannot be removed ({code}).") from error
+
+    async def presigned_url(self, key: str, filename: str, seconds: int) -> str | None:
+        url: str = await self._client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentType": CONTENT_TYPE,
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+                "ResponseCacheControl": "no-store",
+            },
+            ExpiresIn=seconds,
+        )
+        return url
+
+
+def _secret(value: Any) -> str | None:
+    return None if value is None else str(value.get_secret_value())
+
+
+def open_storage(settings: Settings) -> Storage:
+    """The configured store (not yet opened): ``COVERPROOF_STORAGE_URL=s3://bucket/prefix``, or
+    the local folder ``<data_dir>/packs`` when it is unset."""
+    if settings.storage_url is None:
+        return LocalStorage(settings.data_dir / "packs", settings.pack_render_concurrency)
+    parts = urlsplit(settings.storage_url)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(
+            ["COVERPROOF_STORAGE_URL must look like s3://bucket or s3://bucket/prefix."]
+        )
+    return S3Storage(settings, parts.netloc, parts.path.strip("/"))

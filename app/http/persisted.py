@@ -1,0 +1,91 @@
+"""Which document a request runs: persisted operations, for partners and first-party apps.
+
+- A trusted document (the operator's allow-list, or the app's own pages' documents) runs for
+  anyone, by id: ``{"documentId": "sha256:<hex>"}`` or Apollo's
+  ``{"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "<hex>"}}}``.
+- An API key may run trusted documents only: query text, or an APQ registration, is refused
+  with PERSISTED_QUERY_REQUIRED.
+- A signed-in first-party client may register an automatic persisted query (text + hash; the
+  hash is checked) and then send the hash alone; an unknown hash answers
+  ``PersistedQueryNotFound`` (PERSISTED_QUERY_NOT_FOUND) so Apollo Client retries with the text.
+  Registered documents live in a bounded cache and never become trusted.
+- With COVERPROOF_PERSISTED_ONLY, only trusted documents run, for every caller.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import RateLimited
+from app.http.negotiation import GraphQLRequest, RequestError
+from app.http.state import AppState
+from app.partners import documents, first_party
+from app.partners.keys import ApiKeyIdentity
+from app.ratelimit.policies import Policy
+
+
+class PersistedQueryNotFound(RequestError):
+    """Answered as a GraphQL error (HTTP 200), the shape Apollo Client's link retries on."""
+
+    def __init__(self) -> None:
+        super().__init__(200, "PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
+
+
+def _required() -> RequestError:
+    return RequestError(
+        400, "PERSISTED_QUERY_REQUIRED", "Only persisted (allow-listed) operations may run here."
+    )
+
+
+async def _trusted(state: AppState, session: AsyncSession, doc_id: str) -> str | None:
+    shipped = first_party.DOCUMENTS.get(doc_id)
+    if shipped is not None:
+        return shipped.body
+    body = state.trusted.get(doc_id)
+    if body is None and documents.ID_SHAPE.match(doc_id):
+        body = await documents.trusted(session, doc_id)
+        if body is not None:
+            state.trusted[doc_id] = body  # ids name their text: cached entries never go stale
+    return body
+
+
+async def resolve(
+    body: GraphQLRequest, identity: object, state: AppState, session: AsyncSession
+) -> str:
+    """The query text to execute, or a refusal."""
+    doc_id = body.persisted_id
+    partner = isinstance(identity, ApiKeyIdentity)
+    strict = partner or state.settings.persisted_only
+    if doc_id is None:
+        if strict:
+            raise _required()
+        assert body.query is not None
+        return body.query
+    if body.query is not None:
+        return await _register(body.query, doc_id, identity, state, strict)
+    trusted = await _trusted(state, session, doc_id)
+    if trusted is not None:
+        return trusted
+    registered = None if strict else state.apq.get(doc_id)
+    if registered is None:
+        raise PersistedQueryNotFound()
+    return registered
+
+
+async def _register(
+    query: str, doc_id: str, identity: object, state: AppState, strict: bool
+) -> str:
+    if strict:
+        raise _required()
+    if documents.document_id(query) != doc_id:
+        raise RequestError(400, "BAD_USER_INPUT", "The hash does not match the query text.")
+    if len(query) > documents.MAX_DOCUMENT_CHARS:
+        raise RequestError(413, "PAYLOAD_TOO_LARGE", "The document is too long to persist.")
+    user_id = getattr(identity, "user_id", None)
+    if user_id is not None:  # only signed-in clients register; others just run the text
+        try:
+            await state.limiter.hit(Policy.APQ_REGISTRATIONS_PER_USER, str(user_id))
+        except RateLimited as limited:
+            raise RequestError(429, limited.code, limited.message) from limited
+        state.apq.put(doc_id, query)
+    return query

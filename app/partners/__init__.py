@@ -1,0 +1,1 @@
+"""Partner systems: firm API keys, scopes, and persisted (trusted and automatic) documents."""

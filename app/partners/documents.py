@@ -1,0 +1,120 @@
+"""Persisted documents: the trusted allow-list (the security boundary) and the APQ cache.
+
+A document's id is the lowercase hex SHA-256 of its exact text. Trusted documents are loaded
+by operators from a manifest (Apollo's persisted-query manifest, or a plain ``{id: text}`` map as
+GraphQL Codegen's client preset writes) and by the app itself for its own pages. Automatic
+persisted queries (APQ) registered by signed-in first-party clients live in a bounded cache and
+never become trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import TrustedDocument
+
+ID_SHAPE = re.compile(r"^[0-9a-f]{64}$")
+MAX_DOCUMENT_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    body: str
+    name: str | None = None
+    operation_type: str | None = None
+
+
+def document_id(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def parse_manifest(data: object) -> list[Document]:
+    """The documents of a manifest, every id checked against its text. Raises ValueError with a
+    message naming the first bad entry."""
+    if isinstance(data, dict) and data.get("format") == "apollo-persisted-query-manifest":
+        if data.get("version") != 1:
+            raise ValueError("only version 1 of the Apollo manifest is understood")
+        operations = data.get("operations")
+        if not isinstance(operations, list):
+            raise ValueError("an Apollo manifest needs an operations list")
+        docs = []
+        for op in operations:
+            if not isinstance(op, dict) or not isinstance(op.get("body"), str):
+                raise ValueError("each operation needs an id and a body")
+            kind = op.get("type")
+            docs.append(Document(str(op.get("id")), op["body"], op.get("name"), kind))
+    elif isinstance(data, dict):
+        docs = [Document(str(key), body) for key, body in data.items() if isinstance(body, str)]
+        if len(docs) != len(data):
+            raise ValueError("a plain manifest maps each sha256 id to a document string")
+    else:
+        raise ValueError("a manifest is a JSON object")
+    for doc in docs:
+        if not ID_SHAPE.match(doc.id) or doc.id != document_id(doc.body):
+            raise ValueError(f"id {doc.id[:64]!r} is not the SHA-256 of its document")
+        if doc.operation_type not in (None, "query", "mutation"):
+            raise ValueError(f"{doc.id}: only queries and mutations can be persisted")
+        if len(doc.body) > MAX_DOCUMENT_CHARS:
+            raise ValueError(
+                f"{doc.id}: the document is longer than {MAX_DOCUMENT_CHARS} characters"
+            )
+    return docs
+
+
+async def store(session: AsyncSession, docs: list[Document]) -> int:
+    """Add documents to the allow-list (as the owner); an id already present is unchanged."""
+    added = 0
+    for doc in docs:
+        result = await session.execute(
+            insert(TrustedDocument)
+            .values(id=doc.id, body=doc.body, name=doc.name, operation_type=doc.operation_type)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        added += int(result.rowcount)  # type: ignore[attr-defined]
+    return added
+
+
+async def trusted(session: AsyncSession, doc_id: str) -> str | None:
+    """The trusted document with this id, if loaded."""
+    row = await session.execute(select(TrustedDocument.body).where(TrustedDocument.id == doc_id))
+    return row.scalar_one_or_none()
+
+
+class ApqCache:
+    """Automatic persisted queries, bounded by count and by total characters (LRU)."""
+
+    def __init__(self, max_entries: int = 1000, max_chars: int = 2_000_000) -> None:
+        self.max_entries, self.max_chars = max_entries, max_chars
+        self._entries: OrderedDict[str, str] = OrderedDict()
+        self._chars = 0
+
+    def get(self, doc_id: str) -> str | None:
+        body = self._entries.get(doc_id)
+        if body is not None:
+            self._entries.move_to_end(doc_id)
+        return body
+
+    def put(self, doc_id: str, body: str) -> None:
+        if doc_id in self._entries:
+            self._entries.move_to_end(doc_id)
+            return
+        self._entries[doc_id] = body
+        self._chars += len(body)
+        while len(self._entries) > self.max_entries or self._chars > self.max_chars:
+            _, dropped = self._entries.popitem(last=False)
+            self._chars -= len(dropped)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def chars(self) -> int:
+        return self._chars
