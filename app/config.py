@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     mail_from: str = "CoverProof <no-reply@coverproof.test>"
     rate_limit_storage: str = "memory://"
+    rate_limit_scale: int = Field(default=1, ge=1)
     ip_requests_per_minute: int = 600
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cover_expiry_window_days: int = 30
@@ -111,6 +112,8 @@ class Settings(BaseSettings):
                 "COVERPROOF_DATABASE_URL must name the production database (as coverproof_app); "
                 "the embedded PostgreSQL is for development only."
             )
+        if self.rate_limit_scale != 1:
+            problems.append("COVERPROOF_RATE_LIMIT_SCALE is for load tests; unset it.")
         if urlsplit(self.public_url).scheme != "https":
             problems.append("COVERPROOF_PUBLIC_URL must be an https:// URL in production.")
         if problems:

@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(database_url, pool_size=settings.db_pool_size)
-        limiter = open_limiter(settings.rate_limit_storage)
+        limiter = open_limiter(settings.rate_limit_storage, settings.rate_limit_scale)
         sessions = session_factory(engine)
         mailer = MailSender(sessions, settings)
         checkpointer: asyncio.Task[None] | None = None

@@ -16,6 +16,7 @@ import hashlib
 import math
 import time
 
+from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.storage.redis.coredis import CoredisBridge
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -44,9 +45,23 @@ def key_digest(key: str) -> str:
 class RateLimiter:
     """Counts hits per (policy, key) in one storage, shared by every process that uses it."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, scale: int = 1) -> None:
         self.storage = storage
         self._strategy = MovingWindowRateLimiter(storage)
+        # Load tests multiply every limit (never production: Settings refuses it there), so the
+        # limits are still counted, at their full cost, without stopping the benchmark.
+        self._scale = scale
+        self._scaled: dict[str, RateLimitItem] = {}
+
+    def _item(self, policy: Policy) -> RateLimitItem:
+        if self._scale == 1:
+            return policy.item
+        item = self._scaled.get(policy.name)
+        if item is None:
+            base = policy.item
+            item = type(base)(base.amount * self._scale, base.multiples, namespace=base.namespace)
+            self._scaled[policy.name] = item
+        return item
 
     async def hit(self, policy: Policy, key: str) -> None:
         """Count one operation for ``key`` under ``policy``.
@@ -54,10 +69,10 @@ class RateLimiter:
         Raises ``RateLimited(retryAfter=seconds)`` when the window is already full (the refused
         call is not counted), and ``limits.errors.StorageError`` when the storage cannot answer.
         """
-        digest = key_digest(key)
-        if await self._strategy.hit(policy.item, digest):
+        digest, item = key_digest(key), self._item(policy)
+        if await self._strategy.hit(item, digest):
             return
-        stats = await self._strategy.get_window_stats(policy.item, digest)
+        stats = await self._strategy.get_window_stats(item, digest)
         # Whole seconds, rounded up so a client that waits exactly that long gets through; at
         # least 1 because "retry after 0" invites a tight loop.
         wait = math.ceil(stats.reset_time - time.time())
@@ -78,7 +93,7 @@ class RateLimiter:
             self.storage.timer.cancel()
 
 
-def open_limiter(storage_uri: str) -> RateLimiter:
+def open_limiter(storage_uri: str, scale: int = 1) -> RateLimiter:
     """A limiter on ``memory://`` (one process) or ``redis://host:port[/db]`` (shared).
 
     ``rediss://`` and ``redis+unix://`` work too. Redis is connected lazily: call ``check()``
@@ -97,4 +112,4 @@ def open_limiter(storage_uri: str) -> RateLimiter:
     storage = storage_from_string(f"{_ASYNC_SCHEMES[scheme]}://{rest}", **options)
     if not isinstance(storage, Storage):  # pragma: no cover - the async+ schemes guarantee it
         raise TypeError(f"expected an async storage, got {type(storage).__name__}")
-    return RateLimiter(storage)
+    return RateLimiter(storage, scale)
