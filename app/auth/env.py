@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,6 +23,8 @@ class AuthEnv:
     limiter: RateLimiter
     ip: str | None
     user_agent: str | None
+    # Called when mail is queued, so the sender is woken only by requests that sent mail.
+    on_mail: Callable[[], None] = lambda: None
 
     @property
     def session_lifetime(self) -> timedelta:
@@ -45,3 +48,4 @@ class AuthEnv:
     ) -> None:
         """Queue mail in the caller's transaction: it leaves only if the transaction commits."""
         await enqueue(session, self.mail_key, to=to, subject=subject, text=text, html=html)
+        self.on_mail()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,9 +19,19 @@ def asyncpg_url(url: str) -> str:
     raise ValueError("database URLs must start with postgresql://")
 
 
+def _json_text(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    # orjson for JSONB: templates and answers are decoded on every page of declarations.
     return create_async_engine(
-        asyncpg_url(url), pool_size=pool_size, max_overflow=0, pool_pre_ping=False
+        asyncpg_url(url),
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=False,
+        json_serializer=_json_text,
+        json_deserializer=orjson.loads,
     )
 
 

@@ -75,6 +75,7 @@ def build_context(request: Request, state: AppState, session: Any, identity: Any
         ip=client_ip(request.scope, state.settings.trusted_proxies),
         user_agent=request.headers.get("user-agent"),
         identity=identity,
+        storage=state.storage,
     )
 
 
@@ -213,5 +214,6 @@ async def graphql_endpoint(request: Request) -> Response:
         response.headers["cache-control"] = "private, no-store"
     if not result.errors:
         apply_cookies(response, context, state)
-        state.mailer.wake()
+        if context.mail_queued:
+            state.mailer.wake()
     return response

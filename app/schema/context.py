@@ -17,6 +17,7 @@ from app.auth.sessions import SessionIdentity
 from app.config import Settings
 from app.db.tenant import bind_tenant
 from app.errors import EmailNotVerified, Unauthenticated
+from app.evidence.storage import Storage
 from app.partners.keys import ApiKeyIdentity
 from app.ratelimit.limiter import RateLimiter
 
@@ -46,9 +47,12 @@ class Context:
     identity: SessionIdentity | ApiKeyIdentity | None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     new_session_cookie: str | None = None
+    mail_queued: bool = False
     clear_session_cookie: bool = False
     # Per-request DataLoaders by name, so a page's fields share one batch (and its cache).
     loaders: dict[str, Any] = field(default_factory=dict)
+    # Where evidence-pack PDFs are stored (and the app-wide render slots).
+    storage: Storage | None = None
 
     @property
     def actor(self) -> Actor:
@@ -76,8 +80,17 @@ class Context:
     @property
     def auth_env(self) -> AuthEnv:
         return AuthEnv(
-            self.settings, self.secret_key, self.mail_key, self.limiter, self.ip, self.user_agent
+            self.settings,
+            self.secret_key,
+            self.mail_key,
+            self.limiter,
+            self.ip,
+            self.user_agent,
+            self._mail_queued,
         )
+
+    def _mail_queued(self) -> None:
+        self.mail_queued = True
 
     async def run(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from enum import Enum
-from typing import cast
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -127,14 +127,24 @@ async def _counterparty(root: Declaration, info: Info) -> Counterparty | None:
     return Counterparty.from_model(found) if found is not None else None
 
 
+def _pinned_template(root: Declaration) -> Template:
+    # Built only when asked for: validating a whole template per row is the costly part of a page.
+    spec = spec_from_snapshot(root.snapshot)
+    return Template.from_spec(
+        root.template_id, root.template_version, spec, root.snapshot.get("key") is not None
+    )
+
+
 @strawberry.type
 class Declaration:
     id: uuid.UUID
     template_id: uuid.UUID
     template_version: int
     template_name: str
+    snapshot: strawberry.Private[dict[str, Any]]
     pinned_template: Template = strawberry.field(
-        description="The exact questions the recipient was sent, whatever changed since."
+        resolver=_pinned_template,
+        description="The exact questions the recipient was sent, whatever changed since.",
     )
     recipient_name: str
     recipient_email: str
@@ -173,12 +183,7 @@ class Declaration:
             template_id=d.template_id,
             template_version=d.template_version,
             template_name=snap["name"],
-            pinned_template=Template.from_spec(
-                d.template_id,
-                d.template_version,
-                spec_from_snapshot(snap),
-                snap.get("key") is not None,
-            ),
+            snapshot=snap,
             recipient_name=d.recipient_name,
             recipient_email=d.recipient_email,
             counterparty_id=d.counterparty_id,

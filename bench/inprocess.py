@@ -1,0 +1,181 @@
+"""In-process measurements: the raw asyncpg floors (no HTTP, no GraphQL) and audit verification
+of a 100,000-entry chain next to a bare hashlib chain over the same bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import psutil
+
+from app.audit import canonical, chain
+from app.db.engine import create_engine, session_factory
+from app.db.tenant import tenant_transaction
+from app.declarations.templates import snapshot
+from bench.seed import FIT, Seeded
+
+CONCURRENCY = 32
+SNAPSHOT = json.dumps(snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key))
+SELECT = (
+    "select id, recipient_name, recipient_email, status, created_at from declarations "
+    "order by created_at desc, id desc limit 50"
+)
+SET = "select set_config('app.firm_id', $1, true), set_config('app.actor_id', $2, true)"
+INSERT = (
+    "insert into declarations (id, firm_id, template_id, template_version, template_snapshot, "
+    "recipient_name, recipient_email, status, created_at, reminder_count) "
+    "values ($1, $2, $3, 1, $4::jsonb, 'Load Test', 'load@example.test', 'draft', now(), 0)"
+)
+HEAD = "select seq, hash from audit_log where firm_id = $1 order by seq desc limit 1"
+APPEND = (
+    "insert into audit_log (id, firm_id, seq, occurred_at, actor_type, actor_id, action, "
+    "target_type, target_id, details, ip, prev_hash, hash, canonical) "
+    "values ($1, $2, $3, $4, 'user', $5, 'declaration.created', 'declaration', $6, $7::jsonb, "
+    "null, $8, $9, $10)"
+)
+
+
+async def _timed(work: Any, seconds: int) -> dict[str, Any]:
+    done, stop = 0, time.monotonic() + seconds
+
+    async def worker(n: int) -> None:
+        nonlocal done
+        i = n
+        while time.monotonic() < stop:
+            await work(i)
+            done, i = done + 1, i + CONCURRENCY
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker(n) for n in range(CONCURRENCY)))
+    return {"ops": round(done / (time.monotonic() - started), 1)}
+
+
+async def raw_read(pool: asyncpg.Pool, firms: list[str], seconds: int) -> dict[str, Any]:
+    async def one(i: int) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(SET, firms[i % len(firms)], "")
+            await conn.fetch(SELECT)
+
+    return await _timed(one, seconds)
+
+
+async def raw_write(pool: asyncpg.Pool, firms: list[str], seconds: int) -> dict[str, Any]:
+    """The same insert and chained append createDeclaration does, with nothing else."""
+
+    async def one(i: int) -> None:
+        firm = firms[i % len(firms)]
+        firm_id, actor = uuid.UUID(firm), str(uuid.uuid4())
+        declaration = uuid.uuid4()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(SET, firm, actor)
+            await conn.execute(INSERT, declaration, firm_id, FIT.id, SNAPSHOT)
+            await conn.execute("select pg_advisory_xact_lock($1)", chain._lock_key(firm_id))
+            head = await conn.fetchrow(HEAD, firm_id)
+            seq, prev = (head["seq"] + 1, head["hash"]) if head else (1, canonical.GENESIS)
+            details = {"template_id": str(FIT.id), "version": 1}
+            at = datetime.now(UTC)
+            body = canonical.encode(
+                canonical.entry_body(
+                    firm_id=firm,
+                    seq=seq,
+                    occurred_at=at,
+                    actor_type="user",
+                    actor_id=actor,
+                    action="declaration.created",
+                    target_type="declaration",
+                    target_id=str(declaration),
+                    details=details,
+                    ip=None,
+                )
+            )
+            await conn.execute(
+                APPEND,
+                uuid.uuid4(),
+                firm_id,
+                seq,
+                at,
+                actor,
+                str(declaration),
+                json.dumps(details),
+                prev,
+                canonical.chain_hash(prev, body),
+                body,
+            )
+
+    return await _timed(one, seconds)
+
+
+def _peak_rss(stop: threading.Event, peak: list[int]) -> None:
+    process = psutil.Process()
+    while not stop.is_set():
+        peak[0] = max(peak[0], process.memory_info().rss)
+        stop.wait(0.05)
+
+
+async def verification(app_url: str, firm: str) -> dict[str, Any]:
+    """chain.verify over the whole chain (streamed), then a bare hashlib chain over the same
+    bytes held in memory; and the process's peak RSS growth while verifying."""
+    engine = create_engine(app_url, pool_size=1)
+    firm_id = uuid.UUID(firm)
+    try:
+        before = psutil.Process().memory_info().rss
+        stop, peak = threading.Event(), [before]
+        sampler = threading.Thread(target=_peak_rss, args=(stop, peak), daemon=True)
+        sampler.start()
+        started = time.monotonic()
+        async with tenant_transaction(session_factory(engine), firm_id) as session:
+            result = await chain.verify(session, firm_id)
+        seconds = time.monotonic() - started
+        stop.set()
+        sampler.join()
+        conn = await asyncpg.connect(app_url)
+        async with conn.transaction():
+            await conn.execute(SET, firm, "")
+            rows = await conn.fetch(
+                "select prev_hash, canonical, hash from audit_log where firm_id = $1 order by seq",
+                firm_id,
+            )
+        await conn.close()
+        data = [(bytes(r["prev_hash"]), bytes(r["canonical"]), bytes(r["hash"])) for r in rows]
+        started = time.monotonic()
+        prev = canonical.GENESIS
+        for prev_hash, body, digest in data:
+            if prev_hash != prev or hashlib.sha256(prev_hash + body).digest() != digest:
+                raise RuntimeError("the seeded chain does not verify")
+            prev = digest
+        bare = time.monotonic() - started
+    finally:
+        await engine.dispose()
+    return {
+        "entries": result.entries_checked,
+        "ok": result.ok,
+        "seconds": round(seconds, 3),
+        "bare_seconds": round(bare, 3),
+        "rss_growth_mb": round((peak[0] - before) / 2**20, 1),
+    }
+
+
+async def run(app_url: str, seeded: Seeded, seconds: int) -> dict[str, Any]:
+    print("floors in-process: raw asyncpg, 32 concurrent transactions", flush=True)
+    pool = await asyncpg.create_pool(app_url, min_size=CONCURRENCY, max_size=CONCURRENCY)
+    try:
+        results = {
+            "raw_read": await raw_read(pool, seeded.firms, seconds),
+            "raw_write_spread": await raw_write(pool, seeded.firms[2:], seconds),
+            "raw_write_hot": await raw_write(pool, seeded.firms[2:3], seconds),
+        }
+    finally:
+        await pool.close()
+    for name, value in results.items():
+        print(f"  {name:<28} {value['ops']:>9.1f} ops/s", flush=True)
+    print("audit verification of a 100,000-entry chain", flush=True)
+    results["verify"] = await verification(app_url, seeded.chain_firm)
+    print(f"  {results['verify']}", flush=True)
+    return results

@@ -1,0 +1,254 @@
+"""Seed a benchmark database: 100 firms x 2,000 declarations, a session per firm, fresh
+recipient links, and a 100,000-entry audit chain. Runs as the bench server's superuser."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from app.audit import canonical
+from app.declarations import links
+from app.declarations.templates import load_builtins
+from app.declarations.templates import snapshot as template_snapshot
+
+FIRMS = 100
+PER_FIRM = 2_000
+TOKENS = 6_000
+CHAIN = 100_000
+FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
+
+
+@dataclass(frozen=True)
+class Seeded:
+    firms: list[str]
+    cookies: list[str]
+    tokens: list[str]
+    chain_firm: str
+
+
+def valid_answers() -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    for q in FIT.spec.questions:
+        if q.kind == "yes_no":
+            answers[q.id] = q.explain_if != "yes"
+            if q.explain_if == ("yes" if answers[q.id] else "no"):
+                answers[f"{q.id}_explanation"] = "Explained."
+        elif q.kind == "choice":
+            answers[q.id] = q.choices[0] if q.choices else ""
+        elif q.kind == "date":
+            answers[q.id] = "2026-01-31"
+        elif q.kind == "money":
+            answers[q.id] = 100_000
+        else:
+            answers[q.id] = "A careful answer"
+    return answers
+
+
+async def seed(superuser_url: str, secret_key: str) -> Seeded:
+    conn = await asyncpg.connect(superuser_url)
+    try:
+        return await _seed(conn, secret_key)
+    finally:
+        await conn.close()
+
+
+async def _seed(conn: asyncpg.Connection, secret_key: str) -> Seeded:
+    now = datetime.now(UTC)
+    firms = [str(uuid.uuid4()) for _ in range(FIRMS)]
+    users = [str(uuid.uuid4()) for _ in range(FIRMS)]
+    cookies = [secrets.token_urlsafe(32) for _ in range(FIRMS)]
+    await conn.copy_records_to_table(
+        "firms",
+        records=[(uuid.UUID(f), f"Bench Firm {n}", "123456", now) for n, f in enumerate(firms)],
+        columns=["id", "name", "frn", "created_at"],
+    )
+    await conn.copy_records_to_table(
+        "users",
+        records=[(uuid.UUID(u), f"bench{n}@example.test", now, now) for n, u in enumerate(users)],
+        columns=["id", "email", "email_verified_at", "created_at"],
+    )
+    await conn.copy_records_to_table(
+        "memberships",
+        records=[
+            (uuid.UUID(f), uuid.UUID(u), "owner", now) for f, u in zip(firms, users, strict=True)
+        ],
+        columns=["firm_id", "user_id", "role", "created_at"],
+    )
+    await conn.copy_records_to_table(
+        "sessions",
+        records=[
+            (
+                uuid.uuid4(),
+                hashlib.sha256(c.encode()).digest(),
+                uuid.UUID(u),
+                uuid.UUID(f),
+                now,
+                now,
+                now + timedelta(days=2),
+            )
+            for c, u, f in zip(cookies, users, firms, strict=True)
+        ],
+        columns=[
+            "id",
+            "token_hash",
+            "user_id",
+            "firm_id",
+            "created_at",
+            "last_seen_at",
+            "expires_at",
+        ],
+    )
+    snapshot = json.dumps(
+        template_snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key)
+    )
+    statuses = ["draft", "sent", "opened", "submitted", "revoked"]
+    records = []
+    for f in firms:
+        for n in range(PER_FIRM):
+            records.append(
+                (
+                    uuid.uuid4(),
+                    uuid.UUID(f),
+                    FIT.id,
+                    FIT.version,
+                    snapshot,
+                    f"Person {n}",
+                    f"person{n}@example.test",
+                    statuses[n % 5],
+                    now - timedelta(seconds=n),
+                    0,
+                )
+            )
+    await conn.copy_records_to_table(
+        "declarations",
+        records=records,
+        columns=[
+            "id",
+            "firm_id",
+            "template_id",
+            "template_version",
+            "template_snapshot",
+            "recipient_name",
+            "recipient_email",
+            "status",
+            "created_at",
+            "reminder_count",
+        ],
+    )
+    tokens, token_rows = [], []
+    expires = now + timedelta(days=7)
+    for n in range(TOKENS):
+        token, token_hash = links.new_token(secret_key)
+        tokens.append(token)
+        token_rows.append(
+            (
+                uuid.uuid4(),
+                uuid.UUID(firms[n % FIRMS]),
+                FIT.id,
+                FIT.version,
+                snapshot,
+                "Recipient",
+                "recipient@example.test",
+                "sent",
+                now,
+                0,
+                token_hash,
+                expires,
+                now,
+            )
+        )
+    await conn.copy_records_to_table(
+        "declarations",
+        records=token_rows,
+        columns=[
+            "id",
+            "firm_id",
+            "template_id",
+            "template_version",
+            "template_snapshot",
+            "recipient_name",
+            "recipient_email",
+            "status",
+            "created_at",
+            "reminder_count",
+            "token_hash",
+            "token_expires_at",
+            "sent_at",
+        ],
+    )
+    chain_firm = firms[0]
+    await _seed_chain(conn, uuid.UUID(chain_firm), uuid.UUID(users[0]))
+    await conn.execute("analyze")
+    return Seeded(firms, cookies, tokens, chain_firm)
+
+
+async def _seed_chain(conn: asyncpg.Connection, firm_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """A long chain for the verification benchmark, built exactly as chain.record builds it
+    (the per-row append trigger is paused while loading; verification rechecks every link)."""
+    prev, rows = canonical.GENESIS, []
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for seq in range(1, CHAIN + 1):
+        at = start + timedelta(seconds=seq)
+        fields = {
+            "seq": seq,
+            "occurred_at": at,
+            "actor_type": "user",
+            "actor_id": str(user_id),
+            "action": "firm.updated",
+            "target_type": "firm",
+            "target_id": str(firm_id),
+            "details": {"changes": {"name": {"from": f"N{seq - 1}", "to": f"N{seq}"}}},
+            "ip": "127.0.0.1",
+        }
+        body = canonical.encode(canonical.entry_body(firm_id=str(firm_id), **fields))
+        digest = canonical.chain_hash(prev, body)
+        rows.append(
+            (
+                uuid.uuid4(),
+                firm_id,
+                seq,
+                at,
+                "user",
+                str(user_id),
+                "firm.updated",
+                "firm",
+                str(firm_id),
+                json.dumps(fields["details"]),
+                "127.0.0.1",
+                prev,
+                digest,
+                body,
+            )
+        )
+        prev = digest
+    await conn.execute("alter table audit_log disable trigger audit_log_append")
+    try:
+        await conn.copy_records_to_table(
+            "audit_log",
+            records=rows,
+            columns=[
+                "id",
+                "firm_id",
+                "seq",
+                "occurred_at",
+                "actor_type",
+                "actor_id",
+                "action",
+                "target_type",
+                "target_id",
+                "details",
+                "ip",
+                "prev_hash",
+                "hash",
+                "canonical",
+            ],
+        )
+    finally:
+        await conn.execute("alter table audit_log enable trigger audit_log_append")
