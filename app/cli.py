@@ -83,13 +83,16 @@ def export_schema(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from app.audit import signing  # noqa: PLC0415
     from app.audit.verify_all import verify_firms  # noqa: PLC0415
 
     firm = uuid.UUID(args.firm) if args.firm else None
-    results = asyncio.run(verify_firms(_owner_url(settings), firm))
+    public = signing.load(settings).public
+    results = asyncio.run(verify_firms(_owner_url(settings), firm, public, platform=args.all))
     for firm_id, result in results:
         if not result.ok:
-            print(f"BROKEN firm {firm_id} at seq {result.failure_seq}: {result.failure_reason}")
+            chain = f"firm {firm_id}" if firm_id else "the platform chain"
+            print(f"BROKEN {chain} at seq {result.failure_seq}: {result.failure_reason}")
             return 1
     total = sum(result.entries_checked for _, result in results)
     print(f"ok: {len(results)} chain(s), {total} entries verified")
@@ -100,10 +103,10 @@ def audit_export(settings: Settings, args: argparse.Namespace) -> int:
     from app.audit import signing  # noqa: PLC0415
     from app.audit.verify_all import export_firm  # noqa: PLC0415
 
-    key_id = signing.load(settings).key_id
+    key = signing.load(settings)
 
     async def write() -> None:
-        async for line in export_firm(_owner_url(settings), uuid.UUID(args.firm), key_id):
+        async for line in export_firm(_owner_url(settings), uuid.UUID(args.firm), key):
             sys.stdout.write(line)
 
     asyncio.run(write())

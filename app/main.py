@@ -15,6 +15,8 @@ from app.audit import checkpoints, signing
 from app.config import ConfigError, Settings
 from app.db.engine import create_engine, session_factory
 from app.db.safety import check_runtime_role
+from app.evidence.storage import open_storage
+from app.http.evidence import ROUTES as EVIDENCE_ROUTES
 from app.http.graphql import graphql_endpoint
 from app.http.middleware import BodySizeLimit, RequestId, SecurityHeaders
 from app.http.pages import PAGES
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        storage = open_storage(settings)
         engine = create_engine(database_url, pool_size=settings.db_pool_size)
         limiter = open_limiter(settings.rate_limit_storage, settings.rate_limit_scale)
         sessions = session_factory(engine)
@@ -54,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if not await limiter.check():
                 raise ConfigError(["COVERPROOF_RATE_LIMIT_STORAGE does not answer."])
             await mailer.start()
+            await storage.open()
             if settings.audit_checkpoint_minutes > 0:
                 checkpointer = asyncio.create_task(
                     checkpoints.run_periodically(
@@ -71,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 limiter=limiter,
                 mailer=mailer,
                 signing_key=signing_key,
+                storage=storage,
             )
             yield
         finally:
@@ -78,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 checkpointer.cancel()
             limiter_holder.clear()
             await mailer.stop()
+            await storage.close()
             await limiter.close()
             await engine.dispose()
 
@@ -91,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/.well-known/coverproof-audit-key.jwk", audit_key_jwk),
             *PAGES,
             *RESPOND_ROUTES,
+            *EVIDENCE_ROUTES,
         ],
         middleware=[
             Middleware(RequestId),

@@ -132,24 +132,30 @@ class Verification:
     failure_checkpoint: uuid.UUID | None = None
 
 
+def canonical_of(row: Any) -> bytes:
+    """An entry's canonical bytes rebuilt from its stored fields (what the product shows)."""
+    return canonical.encode(
+        canonical.entry_body(
+            firm_id=None if row.firm_id is None else str(row.firm_id),
+            seq=row.seq,
+            occurred_at=row.occurred_at,
+            actor_type=row.actor_type,
+            actor_id=row.actor_id,
+            action=row.action,
+            target_type=row.target_type,
+            target_id=row.target_id,
+            details=row.details,
+            ip=row.ip,
+        )
+    )
+
+
 def _problem(row: Any, expected_seq: int, prev_hash: bytes) -> str | None:
     if row.seq != expected_seq:
         return f"seq {row.seq} found where {expected_seq} was expected (entry missing or moved)"
     if row.prev_hash != prev_hash:
         return "prev_hash does not match the previous entry's hash"
-    body = canonical.entry_body(
-        firm_id=None if row.firm_id is None else str(row.firm_id),
-        seq=row.seq,
-        occurred_at=row.occurred_at,
-        actor_type=row.actor_type,
-        actor_id=row.actor_id,
-        action=row.action,
-        target_type=row.target_type,
-        target_id=row.target_id,
-        details=row.details,
-        ip=row.ip,
-    )
-    if canonical.encode(body) != row.canonical:
+    if canonical_of(row) != row.canonical:
         return "stored fields differ from the entry's canonical bytes"
     if canonical.chain_hash(row.prev_hash, row.canonical) != row.hash:
         return "hash does not match SHA-256(prev_hash || canonical)"

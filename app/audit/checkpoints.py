@@ -23,7 +23,9 @@ log = logging.getLogger("coverproof.audit")
 
 async def _sign_head(
     session: AsyncSession, firm_id: uuid.UUID, key: SigningKey, created_by: str
-) -> AuditCheckpoint | None:
+) -> tuple[AuditCheckpoint | None, bool]:
+    """The checkpoint of the firm's current head (None for an empty chain), and whether it was
+    signed just now (a head already signed keeps its checkpoint)."""
     await chain.lock_firm(session, firm_id)  # the head cannot move while it is signed
     head = (
         await session.execute(
@@ -34,12 +36,12 @@ async def _sign_head(
         )
     ).one_or_none()
     if head is None:
-        return None
+        return None, False
     latest = (
         await session.execute(select(AuditCheckpoint).where(AuditCheckpoint.seq == head.seq))
     ).scalar_one_or_none()
     if latest is not None:
-        return latest
+        return latest, False
     signed_at = datetime.now(UTC)
     checkpoint = AuditCheckpoint(
         id=uuid.uuid4(),
@@ -55,7 +57,7 @@ async def _sign_head(
     await session.execute(
         insert(AuditCheckpoint).values({c.key: getattr(checkpoint, c.key) for c in columns})
     )
-    return checkpoint
+    return checkpoint, True
 
 
 async def create_checkpoint(
@@ -63,7 +65,7 @@ async def create_checkpoint(
 ) -> AuditCheckpoint:
     """Sign the firm's current chain head now (admins); the same head is signed once."""
     actor.require(Role.ADMIN)
-    checkpoint = await _sign_head(session, actor.firm_id, key, f"user:{actor.id}")
+    checkpoint, _ = await _sign_head(session, actor.firm_id, key, f"user:{actor.id}")
     if checkpoint is None:
         raise BadUserInput("The audit trail is empty; there is nothing to sign yet.")
     return checkpoint
@@ -72,7 +74,11 @@ async def create_checkpoint(
 async def list_checkpoints(session: AsyncSession, actor: Actor) -> list[AuditCheckpoint]:
     """The firm's checkpoints, newest first (admins)."""
     actor.require(Role.ADMIN)
-    rows = await session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()))
+    rows = await session.execute(
+        select(AuditCheckpoint)
+        .where(AuditCheckpoint.firm_id == actor.firm_id)
+        .order_by(AuditCheckpoint.seq.desc())
+    )
     return list(rows.scalars())
 
 
@@ -84,7 +90,8 @@ async def checkpoint_due_firms(sessions: async_sessionmaker[AsyncSession], key: 
     for head in heads:
         if head.head_seq is not None and head.head_seq != head.checkpoint_seq:
             async with tenant_transaction(sessions, head.firm_id) as session:
-                signed += await _sign_head(session, head.firm_id, key, "system") is not None
+                _, created = await _sign_head(session, head.firm_id, key, "system")
+                signed += created
     return signed
 
 

@@ -1,13 +1,16 @@
 """Export a firm's audit trail as JSON Lines, for verification without trusting us.
 
-Line 1 is a header; then one line per entry, in seq order, carrying its canonical bytes (as
-UTF-8 text), prev_hash and hash; then the signed checkpoints within the exported seq range.
+Line 1 is a header; then one line per entry in seq order, carrying its canonical bytes (rebuilt
+from the stored fields, so a field changed in the database shows as a broken hash), prev_hash
+and hash; then the signed checkpoints; last, a trailer that signs the SHA-256 of every byte
+before it with the platform key, so no byte of the file can change unnoticed.
 ``tools/verify_audit.py`` checks such a file with the platform's public key (docs/audit.md).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import canonical
+from app.audit.chain import canonical_of
+from app.audit.signing import SigningKey
 from app.db.models import AuditCheckpoint, AuditEntry
 
 FORMAT = "coverproof-audit-export"
@@ -28,14 +33,13 @@ def _line(body: dict[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n"
 
 
-async def export_lines(
+async def _body(
     session: AsyncSession,
     firm_id: uuid.UUID,
     key_id: str,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: datetime | None,
+    end: datetime | None,
 ) -> AsyncIterator[str]:
-    """The export, line by line, streamed from a server-side cursor."""
     yield _line(
         {
             "type": "header",
@@ -46,9 +50,7 @@ async def export_lines(
             "key_id": key_id,
         }
     )
-    query = select(_TABLE.c.seq, _TABLE.c.prev_hash, _TABLE.c.hash, _TABLE.c.canonical).where(
-        _TABLE.c.firm_id == firm_id
-    )
+    query = select(_TABLE).where(_TABLE.c.firm_id == firm_id)
     if start is not None:
         query = query.where(_TABLE.c.occurred_at >= start)
     if end is not None:
@@ -64,7 +66,7 @@ async def export_lines(
                 "seq": row.seq,
                 "prev_hash": row.prev_hash.hex(),
                 "hash": row.hash.hex(),
-                "canonical": row.canonical.decode(),
+                "canonical": canonical_of(row).decode(),
             }
         )
     # A full export carries every checkpoint, so a checkpoint beyond the last entry shows a
@@ -88,3 +90,27 @@ async def export_lines(
                 "signature": base64.b64encode(cp.signature).decode(),
             }
         )
+
+
+async def export_lines(
+    session: AsyncSession,
+    firm_id: uuid.UUID,
+    key: SigningKey,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> AsyncIterator[str]:
+    """The export, line by line, streamed from a server-side cursor, ending with the signed
+    trailer."""
+    digest = hashlib.sha256()
+    async for line in _body(session, firm_id, key.key_id, start, end):
+        digest.update(line.encode())
+        yield line
+    value = digest.digest()
+    yield _line(
+        {
+            "type": "signature",
+            "sha256": value.hex(),
+            "key_id": key.key_id,
+            "signature": base64.b64encode(key.sign(value)).decode(),
+        }
+    )

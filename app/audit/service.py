@@ -99,7 +99,7 @@ async def export_log(
     """The firm's trail as JSON Lines (admins); very long trails go through the CLI."""
     actor.require(Role.ADMIN)
     lines = []
-    async for line in export_lines(session, actor.firm_id, key.key_id, start, end):
+    async for line in export_lines(session, actor.firm_id, key, start, end):
         lines.append(line)
         if len(lines) > MAX_EXPORT_LINES:
             raise BadUserInput("Too many entries for one request; narrow the dates or use the CLI.")

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from app.audit.chain import Verification, verify
 from app.audit.export import export_lines
+from app.audit.signing import SigningKey
 from app.db.engine import create_engine, session_factory
 from app.db.models import Firm
 from app.db.tenant import tenant_transaction, transaction
@@ -42,12 +43,12 @@ async def verify_firms(
         await engine.dispose()
 
 
-async def export_firm(owner_url: str, firm_id: uuid.UUID, key_id: str) -> AsyncIterator[str]:
+async def export_firm(owner_url: str, firm_id: uuid.UUID, key: SigningKey) -> AsyncIterator[str]:
     """One firm's export, streamed, as the owner inside that firm's tenant context."""
     engine = create_engine(owner_url, pool_size=1)
     try:
         async with tenant_transaction(session_factory(engine), firm_id) as session:
-            async for line in export_lines(session, firm_id, key_id):
+            async for line in export_lines(session, firm_id, key):
                 yield line
     finally:
         await engine.dispose()

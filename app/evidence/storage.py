@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -53,9 +54,11 @@ class Storage(ABC):
     def __init__(self, render_concurrency: int) -> None:
         self.render_slots = asyncio.Semaphore(max(1, render_concurrency))
 
+    @abstractmethod
     async def open(self) -> None:
         """Acquire what the store needs for the app's lifetime."""
 
+    @abstractmethod
     async def close(self) -> None:
         """Release it."""
 
@@ -75,10 +78,10 @@ class Storage(ABC):
     async def delete(self, key: str) -> None:
         """Remove ``key`` if it exists; raise StorageError on failure."""
 
+    @abstractmethod
     async def presigned_url(self, key: str, filename: str, seconds: int) -> str | None:
         """A time-limited URL that downloads the object directly, or None when the store has
         none (the local folder is served by the app's own signed route)."""
-        return None
 
 
 class LocalStorage(Storage):
@@ -89,6 +92,12 @@ class LocalStorage(Storage):
     def __init__(self, root: Path, render_concurrency: int) -> None:
         super().__init__(render_concurrency)
         self.root = root.resolve()
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.root.mkdir, mode=0o700, parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        """Nothing is held open between requests."""
 
     def new_key(self, firm_id: uuid.UUID, pack_id: uuid.UUID) -> str:
         return f"{firm_id}/{_random_name(pack_id)}"
@@ -124,6 +133,8 @@ class LocalStorage(Storage):
 
     async def put(self, key: str, data: bytes, sha256: bytes) -> None:
         path = self.path(key)
+        if hashlib.sha256(data).digest() != sha256:
+            raise StorageError("The pack changed before it was stored.")
         try:
             await asyncio.to_thread(self._write, path, data)
         except OSError as error:
@@ -141,6 +152,15 @@ class LocalStorage(Storage):
             await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
         except OSError as error:
             raise StorageError("The pack's file cannot be removed.") from error
+
+    async def presigned_url(
+        self,
+        key: str,  # noqa: ARG002 (the interface's signature: nothing to presign locally)
+        filename: str,  # noqa: ARG002
+        seconds: int,  # noqa: ARG002
+    ) -> str | None:
+        """None: the app serves local files itself, through its signed download route."""
+        return None
 
 
 def _client_error_code(error: Exception) -> str:

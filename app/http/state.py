@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from app.audit.signing import SigningKey
 from app.config import Settings
+from app.evidence.storage import Storage
 from app.mail.sender import MailSender
 from app.partners.documents import ApqCache
 from app.ratelimit.limiter import RateLimiter
@@ -28,6 +29,7 @@ class AppState:
     mailer: MailSender
     apq: ApqCache = field(default_factory=ApqCache)
     trusted: dict[str, str] = field(default_factory=dict)
+    storage: Storage | None = None  # evidence-pack PDFs; opened in the lifespan
 
 
 def app_state(request: Request) -> AppState:

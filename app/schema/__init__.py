@@ -20,6 +20,7 @@ from app.schema.audit_root import AuditMutation, AuditQuery
 from app.schema.core import CoreMutation, CoreQuery
 from app.schema.counterparties_root import CounterpartyMutation, CounterpartyQuery
 from app.schema.declarations_root import DeclarationMutation, DeclarationQuery
+from app.schema.evidence_root import EvidenceMutation, EvidenceQuery
 from app.schema.limits import MAX_DEPTH, DepthLimit, SelectionLimits
 from app.schema.partners_root import PartnerMutation, PartnerQuery
 
@@ -31,13 +32,20 @@ MAX_TOKENS = 2_000
 
 # Each domain contributes its root fields as a base class (one line here per domain).
 @strawberry.type
-class Query(PartnerQuery, AuditQuery, CounterpartyQuery, DeclarationQuery, CoreQuery):
+class Query(
+    EvidenceQuery, PartnerQuery, AuditQuery, CounterpartyQuery, DeclarationQuery, CoreQuery
+):
     pass
 
 
 @strawberry.type
 class Mutation(
-    PartnerMutation, AuditMutation, CounterpartyMutation, DeclarationMutation, CoreMutation
+    EvidenceMutation,
+    PartnerMutation,
+    AuditMutation,
+    CounterpartyMutation,
+    DeclarationMutation,
+    CoreMutation,
 ):
     pass
 

@@ -1,5 +1,5 @@
 -- Recipients: each request uses the next fresh link token once (threads take disjoint slices).
--- args: <tokens file> <body template file with TOKEN in it> <slice per thread>
+-- args: <tokens file> <body template file with TOKEN in it> <slice per thread> <start at, 0-1>
 package.path = package.path .. ";./bench/wrk/?.lua"
 local common = require("common")
 local tokens, template, index, last
@@ -11,8 +11,10 @@ function init(args)
   template = f:read("*a")
   f:close()
   local slice = tonumber(args[3])
-  index = id * slice
-  last = math.min(index + slice, #tokens)
+  -- The warm-up starts late in each slice, so the measured run's tokens are still unused.
+  local offset = math.floor(slice * (tonumber(args[4]) or 0))
+  index = id * slice + offset
+  last = math.min(id * slice + slice, #tokens)
 end
 
 function request()

@@ -111,8 +111,7 @@ def upgrade() -> None:
         for statement in force_rls(table):
             op.execute(statement)
     op.execute(
-        "create policy platform_lookup on declarations for select to coverproof_owner "
-        "using (true)"
+        "create policy platform_lookup on declarations for select to coverproof_owner using (true)"
     )
     op.execute(LINK_LOOKUP)
     op.execute("revoke all on function declaration_token_lookup(bytea) from public")

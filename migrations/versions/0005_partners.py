@@ -33,12 +33,14 @@ STATEMENTS = [
     *force_rls("api_keys"),
     f"grant select, insert, update on api_keys to {APP}",
     # Resolves a presented key (by the SHA-256 of the whole key) before the firm is known, and
-    # marks it used; returns ids and scopes only. first_use lets the caller audit it.
+    # marks it used; returns ids and scopes only. first_use is true for exactly one request:
+    # the conditional UPDATE makes concurrent first requests queue on the row and re-check.
     """create function api_key_lookup(p_secret_hash bytea)
     returns table (key_id uuid, firm_id uuid, name text, scopes text[], first_use boolean)
     language plpgsql security definer set search_path = pg_catalog, public as $$
     declare
         k api_keys%rowtype;
+        marked integer;
     begin
         select * into k from api_keys
         where secret_hash = p_secret_hash and revoked_at is null
@@ -46,10 +48,12 @@ STATEMENTS = [
         if not found then
             return;
         end if;
-        if k.last_used_at is null or k.last_used_at < now() - interval '60 seconds' then
+        update api_keys set last_used_at = now() where id = k.id and last_used_at is null;
+        get diagnostics marked = row_count;
+        if marked = 0 and k.last_used_at < now() - interval '60 seconds' then
             update api_keys set last_used_at = now() where id = k.id;
         end if;
-        return query select k.id, k.firm_id, k.name, k.scopes, k.last_used_at is null;
+        return query select k.id, k.firm_id, k.name, k.scopes, marked > 0;
     end $$""",
     "create policy platform_lookup on api_keys to coverproof_owner using (true) with check (true)",
     "revoke all on function api_key_lookup(bytea) from public",

@@ -1,0 +1,251 @@
+"""Gather everything a pack shows, inside the request's tenant transaction.
+
+Scope: ``declarationIds`` names exactly the declarations to include; without it, a declaration
+is in scope when it was created or submitted within the period (and, with ``counterpartyIds``,
+belongs to one of those counterparties). Cover status is shown for the named counterparties,
+or else for those the declarations in scope belong to. The audit appendix lists the firm's
+entries that occurred within the period, the result of verifying the whole chain now, and the
+latest signed checkpoint. RLS confines every read to the actor's firm, so an id of another
+firm's row is simply "not found".
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime, time, timedelta
+
+from pydantic import ValidationError
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import chain
+from app.audit.service import actor_names
+from app.audit.signing import SigningKey
+from app.auth.actor import Actor, ActorType
+from app.counterparties.service import cover_statuses
+from app.db.models import AuditCheckpoint, AuditEntry, Counterparty, Declaration, Firm, User
+from app.declarations.service import effective_status
+from app.declarations.templates import TemplateSpec, spec_from_snapshot
+from app.errors import BadUserInput
+from app.evidence.content import (
+    CheckpointContent,
+    CounterpartyContent,
+    DeclarationContent,
+    EntryContent,
+    PackContent,
+    VerificationContent,
+    answers_of,
+    moment,
+)
+from app.evidence.schemas import PackCreate
+
+MAX_DECLARATIONS = 1000
+MAX_ENTRIES = 5000
+
+
+def _field_error(field: str, message: str) -> BadUserInput:
+    return BadUserInput(fields=[{"field": field, "message": message}])
+
+
+def period(data: PackCreate) -> tuple[datetime, datetime]:
+    """The period as [start, end) instants: whole UTC days, both ends included."""
+    start = datetime.combine(data.start, time.min, UTC)
+    return start, datetime.combine(data.end + timedelta(days=1), time.min, UTC)
+
+
+async def scoped_declarations(session: AsyncSession, data: PackCreate) -> list[Declaration]:
+    """The declarations in scope, oldest first; refuses ids it cannot see and oversized packs."""
+    query = select(Declaration).order_by(Declaration.created_at, Declaration.id)
+    if data.declaration_ids is not None:
+        query = query.where(Declaration.id.in_(data.declaration_ids))
+    else:
+        start, end = period(data)
+        query = query.where(
+            or_(
+                and_(Declaration.created_at >= start, Declaration.created_at < end),
+                and_(Declaration.submitted_at >= start, Declaration.submitted_at < end),
+            )
+        )
+        if data.counterparty_ids is not None:
+            query = query.where(Declaration.counterparty_id.in_(data.counterparty_ids))
+    rows = list((await session.execute(query.limit(MAX_DECLARATIONS + 1))).scalars())
+    if data.declaration_ids is not None and len(rows) != len(data.declaration_ids):
+        missing = len(data.declaration_ids) - len(rows)
+        raise _field_error("declarationIds", f"{missing} of these declarations were not found.")
+    if len(rows) > MAX_DECLARATIONS:
+        raise _field_error(
+            "from", f"More than {MAX_DECLARATIONS} declarations are in scope; narrow the period."
+        )
+    return rows
+
+
+async def scoped_counterparties(
+    session: AsyncSession, data: PackCreate, declarations: list[Declaration]
+) -> list[Counterparty]:
+    ids = data.counterparty_ids
+    if ids is None:
+        ids = list(dict.fromkeys(d.counterparty_id for d in declarations if d.counterparty_id))
+    if not ids:
+        return []
+    query = select(Counterparty).where(Counterparty.id.in_(ids))
+    rows = list((await session.execute(query.order_by(func.lower(Counterparty.name)))).scalars())
+    if data.counterparty_ids is not None and len(rows) != len(data.counterparty_ids):
+        missing = len(data.counterparty_ids) - len(rows)
+        raise _field_error("counterpartyIds", f"{missing} of these counterparties were not found.")
+    return rows
+
+
+def _spec(snapshot: dict[str, object]) -> TemplateSpec | None:
+    try:
+        return spec_from_snapshot(dict(snapshot))
+    except ValidationError:
+        return None  # an unreadable snapshot still shows every stored answer, unlabelled
+
+
+def _declaration(d: Declaration, names: dict[uuid.UUID, str]) -> DeclarationContent:
+    spec = _spec(d.template_snapshot)
+    return DeclarationContent(
+        id=str(d.id),
+        recipient_name=d.recipient_name,
+        recipient_email=d.recipient_email,
+        template_name=str(d.template_snapshot.get("name", "")),
+        template_version=d.template_version,
+        status=effective_status(d),
+        counterparty=names.get(d.counterparty_id) if d.counterparty_id else None,
+        created_at=moment(d.created_at) or "",
+        sent_at=moment(d.sent_at),
+        submitted_at=moment(d.submitted_at),
+        answers=answers_of(spec, d.answers) if d.status == "submitted" else [],
+        attestation=spec.attestation if spec else None,
+        attestation_accepted=d.attestation_accepted,
+        signature_name=d.signature_name,
+        submitted_ip=d.submitted_ip,
+        response_sha256=d.response_sha256.hex() if d.response_sha256 else None,
+    )
+
+
+async def _generated_by(session: AsyncSession, actor: Actor) -> str:
+    if actor.type is ActorType.USER:
+        email = await session.scalar(select(User.email).where(User.id == actor.id))
+        if email:
+            return str(email)
+    return f"{actor.type.value} {actor.id}"
+
+
+async def _entries(session: AsyncSession, actor: Actor, data: PackCreate) -> list[EntryContent]:
+    start, end = period(data)
+    query = (
+        select(AuditEntry)
+        .where(
+            AuditEntry.firm_id == actor.firm_id,
+            AuditEntry.occurred_at >= start,
+            AuditEntry.occurred_at < end,
+        )
+        .order_by(AuditEntry.seq)
+        .limit(MAX_ENTRIES + 1)
+    )
+    rows = list((await session.execute(query)).scalars())
+    if len(rows) > MAX_ENTRIES:
+        raise _field_error(
+            "from", f"More than {MAX_ENTRIES} audit entries fall in the period; narrow it."
+        )
+    names = await actor_names(session, actor, rows)
+    return [
+        EntryContent(
+            seq=row.seq,
+            occurred_at=moment(row.occurred_at) or "",
+            action=row.action,
+            actor=names.get((row.actor_type, row.actor_id or ""))
+            or f"{row.actor_type} {row.actor_id or ''}".strip(),
+            target=f"{row.target_type or ''} {row.target_id or ''}".strip(),
+            hash=row.hash.hex(),
+        )
+        for row in rows
+    ]
+
+
+async def _checkpoint(session: AsyncSession, firm_id: uuid.UUID) -> CheckpointContent | None:
+    query = select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id)
+    cp = await session.scalar(query.order_by(AuditCheckpoint.seq.desc()).limit(1))
+    if cp is None:
+        return None
+    return CheckpointContent(
+        seq=cp.seq,
+        head_hash=cp.head_hash.hex(),
+        signed_at=moment(cp.signed_at) or "",
+        key_id=cp.key_id,
+        signature=base64.b64encode(cp.signature).decode(),
+    )
+
+
+async def _cover(
+    session: AsyncSession, actor: Actor, counterparties: list[Counterparty], window_days: int
+) -> list[CounterpartyContent]:
+    today = datetime.now(UTC).date()
+    statuses = await cover_statuses(
+        session, actor, [c.id for c in counterparties], today, window_days
+    )
+    lines = []
+    for c in counterparties:
+        status = statuses[c.id]
+        until = status.until.isoformat() if status.until else None
+        kind = c.kind.replace("_", " ")
+        lines.append(CounterpartyContent(c.name, kind, c.frn, status.state.value, until))
+    return lines
+
+
+def _verification(verified: chain.Verification) -> VerificationContent:
+    return VerificationContent(
+        ok=verified.ok,
+        entries_checked=verified.entries_checked,
+        head_seq=verified.head_seq,
+        head_hash=verified.head_hash.hex(),
+        checkpoints_checked=verified.checkpoints_checked,
+        failure=None if verified.ok else f"seq {verified.failure_seq}: {verified.failure_reason}",
+    )
+
+
+async def _counterparty_names(
+    session: AsyncSession, declarations: list[Declaration], counterparties: list[Counterparty]
+) -> dict[uuid.UUID, str]:
+    names = {c.id: c.name for c in counterparties}
+    missing = {d.counterparty_id for d in declarations if d.counterparty_id} - names.keys()
+    if missing:
+        query = select(Counterparty.id, Counterparty.name).where(Counterparty.id.in_(missing))
+        names.update(dict((await session.execute(query)).tuples().all()))
+    return names
+
+
+async def collect(
+    session: AsyncSession,
+    actor: Actor,
+    pack_id: uuid.UUID,
+    data: PackCreate,
+    key: SigningKey,
+    cover_window_days: int,
+) -> PackContent:
+    """Everything the pack shows, as it stands now: the verified chain head printed in the
+    pack is the entry before the pack's own ``requested`` entry."""
+    declarations = await scoped_declarations(session, data)
+    counterparties = await scoped_counterparties(session, data, declarations)
+    names = await _counterparty_names(session, declarations, counterparties)
+    firm = await session.get(Firm, actor.firm_id)
+    return PackContent(
+        pack_id=str(pack_id),
+        title=data.title,
+        firm_name=firm.name if firm else "",
+        firm_frn=firm.frn if firm else None,
+        period_from=data.start,
+        period_to=data.end,
+        declaration_filter=len(data.declaration_ids) if data.declaration_ids else None,
+        counterparty_filter=len(data.counterparty_ids) if data.counterparty_ids else None,
+        generated_by=await _generated_by(session, actor),
+        generated_at=moment(datetime.now(UTC)) or "",
+        signing_key_id=key.key_id,
+        declarations=[_declaration(d, names) for d in declarations],
+        counterparties=await _cover(session, actor, counterparties, cover_window_days),
+        entries=await _entries(session, actor, data),
+        verification=_verification(await chain.verify(session, actor.firm_id, key.public)),
+        checkpoint=await _checkpoint(session, actor.firm_id),
+    )

@@ -1,0 +1,250 @@
+"""Evidence packs: generate and retry (members and up); read, list and download (viewers).
+
+A pack is made within one request and its one transaction: the row is written (pending), the
+content is collected, the PDF is rendered off the event loop and stored, and the row becomes
+ready, recorded by ``evidence_pack.requested`` and ``evidence_pack.generated`` (with the PDF's
+SHA-256, size and page count). Since that transaction is only ever committed
+whole, no other request sees a pending pack.
+
+A render or storage failure must survive the request, so it is not raised: the row becomes
+failed with a reason, ``evidence_pack.failed`` is recorded, nothing is left in storage, and
+the failed pack is returned as an ordinary result that commits. Scope problems are raised
+before rendering and roll everything back. RLS confines every statement here to the actor's
+firm: another firm's pack is simply not found, whatever its id.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import chain
+from app.audit.actions import Action
+from app.audit.signing import SigningKey
+from app.auth.actor import Actor, ActorType, Role
+from app.db.models import EvidencePack
+from app.errors import BadUserInput, NotFound
+from app.evidence import download
+from app.evidence.collect import collect
+from app.evidence.render import RenderError, render
+from app.evidence.schemas import PackCreate
+from app.evidence.storage import Storage, StorageError
+
+log = logging.getLogger("coverproof.evidence")
+
+MAX_PAGE = 100
+TARGET = "evidence_pack"
+
+
+class PackFileAltered(StorageError):
+    """The stored file no longer hashes to the SHA-256 recorded when it was made."""
+
+
+@dataclass(frozen=True)
+class EvidenceEnv:
+    """What pack services need beyond the session and actor."""
+
+    storage: Storage
+    signing_key: SigningKey
+    secret_key: str
+    public_url: str
+    cover_window_days: int
+
+
+def _field_error(field: str, message: str) -> BadUserInput:
+    return BadUserInput(fields=[{"field": field, "message": message}])
+
+
+async def get_pack(session: AsyncSession, actor: Actor, pack_id: uuid.UUID) -> EvidencePack:
+    """One of the firm's packs (RLS hides every other firm's)."""
+    actor.require(Role.VIEWER)
+    pack = await session.get(EvidencePack, pack_id)
+    if pack is None:
+        raise NotFound("Evidence pack not found.")
+    return pack
+
+
+def encode_cursor(pack: EvidencePack) -> str:
+    raw = json.dumps([pack.created_at.isoformat(), str(pack.id)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        if len(cursor) > 200:
+            raise ValueError("too long")
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, ident = json.loads(base64.urlsafe_b64decode(padded))
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("no time zone")
+        return moment.astimezone(UTC), uuid.UUID(ident)
+    except (ValueError, TypeError, binascii.Error, RecursionError) as error:
+        raise _field_error("after", "Not a cursor from this list.") from error
+
+
+async def list_packs(
+    session: AsyncSession, actor: Actor, first: int, after: str | None
+) -> tuple[list[EvidencePack], bool]:
+    """A page of the firm's packs, newest first, and whether more follow."""
+    actor.require(Role.VIEWER)
+    if not 1 <= first <= MAX_PAGE:
+        raise _field_error("first", f"Ask for 1 to {MAX_PAGE} evidence packs at a time.")
+    query = select(EvidencePack).order_by(EvidencePack.created_at.desc(), EvidencePack.id.desc())
+    if after is not None:
+        created, ident = _decode_cursor(after)
+        query = query.where(
+            tuple_(EvidencePack.created_at, EvidencePack.id) < tuple_(created, ident)
+        )
+    rows = list((await session.execute(query.limit(first + 1))).scalars())
+    return rows[:first], len(rows) > first
+
+
+async def generate_pack(
+    session: AsyncSession, actor: Actor, env: EvidenceEnv, data: PackCreate
+) -> EvidencePack:
+    """Make a pack for ``data``'s scope (members and up); returns it ready or failed."""
+    actor.require(Role.MEMBER)
+    pack = EvidencePack(
+        id=uuid.uuid4(),
+        firm_id=actor.firm_id,
+        title=data.title,
+        scope=data.scope(),
+        status="pending",
+        created_by=actor.id if actor.type is ActorType.USER else None,
+        created_at=datetime.now(UTC),
+    )
+    session.add(pack)
+    await session.flush()
+    return await _produce(session, actor, env, pack, data, retry=False)
+
+
+async def retry_pack(
+    session: AsyncSession, actor: Actor, env: EvidenceEnv, pack_id: uuid.UUID
+) -> EvidencePack:
+    """Make a failed pack again, from the same scope (members and up)."""
+    actor.require(Role.MEMBER)
+    query = select(EvidencePack).where(EvidencePack.id == pack_id).with_for_update()
+    pack = (await session.execute(query)).scalar_one_or_none()
+    if pack is None:
+        raise NotFound("Evidence pack not found.")
+    if pack.status != "failed":
+        raise BadUserInput(f"Only a failed pack can be retried; this one is {pack.status}.")
+    pack.status, pack.failure_reason, pack.completed_at = "pending", None, None
+    await session.flush()
+    data = PackCreate.from_scope(pack.title, pack.scope)
+    return await _produce(session, actor, env, pack, data, retry=True)
+
+
+async def _produce(
+    session: AsyncSession,
+    actor: Actor,
+    env: EvidenceEnv,
+    pack: EvidencePack,
+    data: PackCreate,
+    *,
+    retry: bool,
+) -> EvidencePack:
+    # Every audit append takes the firm's chain lock until commit. Rendering takes seconds, so
+    # nothing is appended before it: the firm's other requests are never held up by a render,
+    # and the pack shows the chain as it stood when the pack was made.
+    content = await collect(session, actor, pack.id, data, env.signing_key, env.cover_window_days)
+    try:
+        rendered = await render(env.storage.render_slots, content)
+    except RenderError as error:
+        return await _fail(session, actor, pack, str(error), "render", retry)
+    key = env.storage.new_key(actor.firm_id, pack.id)
+    try:
+        await env.storage.put(key, rendered.pdf, rendered.sha256)
+    except StorageError as error:
+        return await _fail(session, actor, pack, str(error), "store", retry)
+    try:
+        pack.status, pack.storage_key, pack.completed_at = "ready", key, datetime.now(UTC)
+        pack.sha256, pack.size_bytes = rendered.sha256, len(rendered.pdf)
+        pack.page_count = rendered.page_count
+        await session.flush()
+        await _requested(session, actor, pack, retry)
+        details = {
+            "sha256": rendered.sha256.hex(),
+            "size_bytes": len(rendered.pdf),
+            "page_count": rendered.page_count,
+            "declarations": len(content.declarations),
+            "storage": env.storage.kind,
+        }
+        await chain.record(session, actor, Action.EVIDENCE_PACK_GENERATED, TARGET, pack.id, details)
+    except BaseException:
+        # The transaction is lost with the row: do not leave its object behind either.
+        with contextlib.suppress(StorageError):
+            await env.storage.delete(key)
+        raise
+    return pack
+
+
+async def _requested(session: AsyncSession, actor: Actor, pack: EvidencePack, retry: bool) -> None:
+    details = {"title": pack.title, "scope": pack.scope, "retry": retry}
+    await chain.record(session, actor, Action.EVIDENCE_PACK_REQUESTED, TARGET, pack.id, details)
+
+
+async def _fail(
+    session: AsyncSession,
+    actor: Actor,
+    pack: EvidencePack,
+    reason: str,
+    stage: str,
+    retry: bool,
+) -> EvidencePack:
+    pack.status, pack.failure_reason = "failed", reason[:1000]
+    pack.storage_key, pack.sha256, pack.size_bytes, pack.page_count = None, None, None, None
+    pack.completed_at = datetime.now(UTC)
+    await session.flush()
+    await _requested(session, actor, pack, retry)
+    details = {"reason": pack.failure_reason, "stage": stage}
+    await chain.record(session, actor, Action.EVIDENCE_PACK_FAILED, TARGET, pack.id, details)
+    return pack
+
+
+async def download_url(
+    session: AsyncSession, actor: Actor, env: EvidenceEnv, pack_id: uuid.UUID
+) -> str | None:
+    """Where to download a ready pack for the next five minutes (viewers), or None while it
+    is not ready. Object storage gives a presigned GET, and issuing it is the download's audit
+    entry (the bytes then come from the store). The local store gives a signed link to the
+    app's route, which records the download when it serves the file."""
+    pack = await get_pack(session, actor, pack_id)
+    if pack.status != "ready" or pack.storage_key is None:
+        return None
+    url = await env.storage.presigned_url(
+        pack.storage_key, f"{pack.id}.pdf", download.MAX_AGE_SECONDS
+    )
+    if url is None:
+        return download.link(env.public_url, env.secret_key, actor.firm_id, pack.id)
+    details = {"via": "presigned_url", "expires_in_seconds": download.MAX_AGE_SECONDS}
+    await chain.record(session, actor, Action.EVIDENCE_PACK_DOWNLOADED, TARGET, pack.id, details)
+    return url
+
+
+async def serve_download(
+    session: AsyncSession, actor: Actor, storage: Storage, pack_id: uuid.UUID
+) -> tuple[EvidencePack, bytes]:
+    """A ready pack's bytes for the download route, checked against the SHA-256 recorded when
+    it was made (an altered file is refused and logged, never served), and audited."""
+    pack = await get_pack(session, actor, pack_id)
+    if pack.status != "ready" or pack.storage_key is None or pack.sha256 is None:
+        raise NotFound("Evidence pack not found.")
+    data = await storage.read(pack.storage_key)
+    if hashlib.sha256(data).digest() != pack.sha256:
+        log.error("evidence pack %s: the stored file differs from its recorded SHA-256", pack.id)
+        raise PackFileAltered("The stored pack does not match its recorded SHA-256.")
+    details = {"via": "signed_link", "sha256": pack.sha256.hex()}
+    await chain.record(session, actor, Action.EVIDENCE_PACK_DOWNLOADED, TARGET, pack.id, details)
+    return pack, data

@@ -1,0 +1,77 @@
+"""``GET /evidence/download/<signed token>``: the local store's evidence-pack download.
+
+Three checks, all of which must pass, and every refusal is the same 404 (so a probe learns
+nothing about which one failed or whether a pack exists):
+
+1. the token is genuine and under five minutes old (``app.evidence.download``);
+2. the request carries a live, verified session cookie whose firm is the token's firm;
+3. the pack, read in that firm's tenant transaction (RLS), is ready, and its file still hashes
+   to the SHA-256 recorded when it was made.
+
+The file is then sent as an attachment, never cached, and the download is an audit entry in
+the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.auth import sessions
+from app.auth.actor import Actor, ActorType
+from app.db.tenant import bind_tenant, transaction
+from app.errors import NotFound
+from app.evidence import download, service
+from app.evidence.storage import CONTENT_TYPE, StorageError
+from app.http.negotiation import error_body
+from app.http.state import app_state
+from app.ratelimit.client_ip import client_ip
+
+log = logging.getLogger("coverproof.evidence")
+
+NO_STORE = {"cache-control": "no-store"}
+
+
+def _refused(status: int = 404, code: str = "NOT_FOUND", message: str = "Not found.") -> Response:
+    return Response(error_body(code, message), status, NO_STORE, "application/json")
+
+
+async def download_pack(request: Request) -> Response:
+    state = app_state(request)
+    claim = download.read(state.secret_key, request.path_params["token"])
+    cookie = request.cookies.get(sessions.COOKIE_NAME)
+    if claim is None or not cookie or state.storage is None:
+        return _refused()
+    idle = timedelta(minutes=state.settings.session_idle_minutes)
+    async with transaction(state.sessions) as session:
+        identity = await sessions.lookup(session, cookie, idle)
+        if identity is None or not identity.email_verified or identity.firm_id != claim.firm_id:
+            return _refused()
+        await bind_tenant(session, identity.firm_id, identity.user_id)
+        actor = Actor(
+            type=ActorType.USER,
+            id=identity.user_id,
+            firm_id=identity.firm_id,
+            role=identity.role,
+            ip=client_ip(request.scope, state.settings.trusted_proxies),
+            session_id=identity.session_id,
+        )
+        try:
+            pack, data = await service.serve_download(session, actor, state.storage, claim.pack_id)
+        except NotFound:
+            return _refused()
+        except StorageError:
+            log.exception("evidence pack %s could not be served", claim.pack_id)
+            return _refused(500, "PACK_UNAVAILABLE", "The pack cannot be served; contact us.")
+    headers = {
+        **NO_STORE,
+        "content-disposition": f'attachment; filename="{pack.id}.pdf"',
+    }
+    return Response(data, 200, headers, CONTENT_TYPE)
+
+
+ROUTES = [Route(download.PATH + "{token}", download_pack, methods=["GET"])]

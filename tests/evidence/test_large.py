@@ -1,0 +1,156 @@
+"""Big packs: 500 declarations render (quickly enough for a request), and rendering runs off
+the event loop, so the server keeps answering while a big pack is made."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
+
+from app.db.models import Declaration
+from app.db.tenant import tenant_transaction
+from app.declarations.templates import QuestionKind, snapshot
+from app.evidence import render
+from app.evidence.content import PackContent
+from app.evidence.render import RenderedPack
+from tests.declarations.test_loop import FIT
+from tests.evidence.support import GENERATE, pdf_text, period
+from tests.factories import Member, Members, gql
+
+
+def _answers() -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    for q in FIT.spec.questions:
+        if q.kind is QuestionKind.yes_no:
+            answers[q.id] = False
+        elif q.kind is QuestionKind.choice:
+            answers[q.id] = q.choices[0] if q.choices else ""
+        elif q.kind is QuestionKind.date:
+            answers[q.id] = "2026-01-31"
+        elif q.kind is QuestionKind.money:
+            answers[q.id] = 123_456
+        else:
+            answers[q.id] = f"Answer to {q.id}"
+    return answers
+
+
+async def firm_with_declarations(
+    members: Members, owner_sessions: async_sessionmaker[AsyncSession], count: int
+) -> Member:
+    """A firm whose owner has ``count`` submitted declarations, written straight into the
+    database (as the owner role, inside the firm's tenant context) to keep the test fast."""
+    owner = await members.create(name=f"Big Pack {count} Ltd")
+    pinned = snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key)
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "firm_id": owner.firm_id,
+            "template_id": FIT.id,
+            "template_version": FIT.version,
+            "template_snapshot": pinned,
+            "recipient_name": f"Recipient {n:03d}",
+            "recipient_email": f"recipient-{n:03d}@example.test",
+            "status": "submitted",
+            "created_at": now,
+            "sent_at": now,
+            "submitted_at": now,
+            "reminder_count": 0,
+            "answers": _answers(),
+            "attestation_accepted": True,
+            "signature_name": f"Recipient {n:03d}",
+            "submitted_ip": "192.0.2.1",
+            "response_sha256": os.urandom(32),
+        }
+        for n in range(count)
+    ]
+    async with tenant_transaction(owner_sessions, owner.firm_id) as session:
+        await session.execute(insert(Declaration), rows)
+    return owner
+
+
+@pytest.fixture
+async def big_client(auth_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=auth_app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="https://testserver", timeout=120
+    ) as c:
+        yield c
+
+
+async def test_a_pack_of_500_declarations_renders(
+    big_client: httpx.AsyncClient,
+    members: Members,
+    owner_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    owner = await firm_with_declarations(members, owner_sessions, 500)
+    started = time.monotonic()
+    body = await gql(big_client, GENERATE, {"i": {"title": "Everything", **period()}}, owner)
+    elapsed = time.monotonic() - started
+    assert "errors" not in body, body
+    pack = body["data"]["generateEvidencePack"]["pack"]
+    assert pack["status"] == "READY", pack
+    assert pack["pageCount"] > 10
+    assert elapsed < 60, f"rendering 500 declarations took {elapsed:.1f}s"
+    read = await gql(
+        big_client,
+        "query($id: UUID!) { evidencePack(id: $id) { downloadUrl } }",
+        {"id": pack["id"]},
+        owner,
+    )
+    url = read["data"]["evidencePack"]["downloadUrl"]
+    response = await big_client.get(url.removeprefix("https://testserver"), headers=owner.headers)
+    assert hashlib.sha256(response.content).hexdigest() == pack["sha256"]
+    text = pdf_text(response.content, first=25)  # the summary, and the appendix's last page
+    assert "Summary: 500 declaration(s)" in text
+    assert "Recipient 000" in text
+    assert "Recipient 499" in text
+    assert "Answer to role" in text
+    assert f"Page {pack['pageCount']} of {pack['pageCount']}" in text
+
+
+async def test_the_server_keeps_answering_while_a_big_pack_renders(
+    big_client: httpx.AsyncClient,
+    members: Members,
+    owner_sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner = await firm_with_declarations(members, owner_sessions, 100)
+    rendering, rendered = threading.Event(), threading.Event()
+    real = render.render_pdf
+
+    def observed(pack: PackContent) -> RenderedPack:
+        rendering.set()
+        try:
+            return real(pack)
+        finally:
+            rendered.set()
+
+    monkeypatch.setattr(render, "render_pdf", observed)
+    variables = {"i": {"title": "Busy", **period()}}
+    generating = asyncio.create_task(gql(big_client, GENERATE, variables, owner))
+    while not rendering.is_set():
+        assert not generating.done(), generating.result()
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    health = await big_client.get("/healthz")
+    answered_in = time.monotonic() - started
+    assert health.status_code == 200
+    # It answered while the render was still going, and quickly.
+    assert not rendered.is_set()
+    assert answered_in < 1.0, answered_in
+    body = await generating
+    assert body["data"]["generateEvidencePack"]["pack"]["status"] == "READY", body
+    assert rendered.is_set()

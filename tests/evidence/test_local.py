@@ -1,0 +1,249 @@
+"""Evidence packs with the local store, through HTTP: generate, download by the signed link with
+the session, and check the bytes against the record; roles; tenant isolation of packs and links;
+altered and expired links."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import httpx
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from app.auth.actor import Role
+from app.evidence import download
+from tests.browser import Browser, browser_for, codes, signed_up
+from tests.evidence.support import (
+    GENERATE,
+    PACK,
+    PACKS,
+    RETRY,
+    audit_of,
+    generate,
+    hash_at,
+    pack_row,
+    pdf_text,
+    period,
+    submitted_declaration,
+)
+from tests.factories import Members, gql
+from tests.mail.smtp import SmtpServer
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc) == ("https", "testserver"), url
+    return parts.path
+
+
+async def _download_url(firm: Browser, pack_id: str) -> str:
+    body = await firm.gql(PACK, {"id": pack_id})
+    assert "errors" not in body, body
+    url: str = body["data"]["evidencePack"]["downloadUrl"]
+    return url
+
+
+async def test_a_pack_is_generated_downloaded_and_matches_its_record(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp, firm="Evidence Advisers Ltd")
+    alice = await submitted_declaration(browser, smtp, auth_app, "Alice Example")
+    bob = await submitted_declaration(browser, smtp, auth_app, "Bob Sample")
+
+    pack = await generate(browser, "Annual F&P review <2026>")
+    assert pack["status"] == "READY", pack
+    assert pack["failureReason"] is None
+    assert pack["scope"] == {**period(), "declarationIds": None, "counterpartyIds": None}
+    assert pack["pageCount"] >= 3
+    row = await pack_row(superuser_engine, pack["id"])
+    assert (row.status, row.sha256.hex(), row.size_bytes) == (
+        "ready",
+        pack["sha256"],
+        pack["sizeBytes"],
+    )
+
+    url = await _download_url(browser, pack["id"])
+    assert url.startswith("https://testserver/evidence/download/")
+    response = await browser.client.get(_path(url))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.headers["content-disposition"] == f'attachment; filename="{pack["id"]}.pdf"'
+    assert response.headers["cache-control"] == "no-store"
+    assert hashlib.sha256(response.content).hexdigest() == pack["sha256"] == row.sha256.hex()
+    assert len(response.content) == pack["sizeBytes"]
+
+    actions = await audit_of(superuser_engine, pack["id"])
+    assert [a.action for a in actions] == [
+        "evidence_pack.requested",
+        "evidence_pack.generated",
+        "evidence_pack.downloaded",
+    ]
+    generated = actions[1].details
+    assert (generated["sha256"], generated["size_bytes"]) == (pack["sha256"], pack["sizeBytes"])
+    assert actions[2].details["via"] == "signed_link"
+
+    text = pdf_text(response.content)
+    # The pack verified the chain as it stood: its head is the entry just before the pack's own.
+    head = await hash_at(superuser_engine, row.firm_id, actions[0].seq - 1)
+    for expected in (
+        "Evidence Advisers Ltd",
+        "Annual F&P review <2026>",  # escaped in the HTML, the same text in the PDF
+        alice.recipient_name,
+        bob.recipient_name,
+        alice.receipt,
+        bob.receipt,
+        "A careful answer",  # the role question's answer
+        "Chain verification: INTACT",
+        pack["id"],
+        "Page 1 of",
+        "declaration.submitted",
+    ):
+        assert expected in text, expected
+    assert re.search(r"Chain head hash\s+" + head, text), head
+
+
+async def test_viewers_read_and_download_but_only_members_generate(
+    auth_app: Starlette, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    owner = await members.create()
+    viewer = await members.create(Role.VIEWER, firm_id=owner.firm_id)
+    transport = httpx.ASGITransport(app=auth_app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        variables = {"i": {"title": "Viewer try", **period()}}
+        assert codes(await gql(client, GENERATE, variables, viewer)) == ["FORBIDDEN"]
+        made = await gql(client, GENERATE, variables, owner)
+        pack_id = made["data"]["generateEvidencePack"]["pack"]["id"]
+        assert codes(await gql(client, RETRY, {"id": pack_id}, viewer)) == ["FORBIDDEN"]
+        # A ready pack cannot be retried, whoever asks.
+        assert codes(await gql(client, RETRY, {"id": pack_id}, owner)) == ["BAD_USER_INPUT"]
+        read = await gql(client, PACK, {"id": pack_id}, viewer)
+        url = read["data"]["evidencePack"]["downloadUrl"]
+        response = await client.get(_path(url), headers=viewer.headers)
+        assert response.status_code == 200
+        listed = await gql(client, PACKS, {}, viewer)
+        assert [e["node"]["id"] for e in listed["data"]["evidencePacks"]["edges"]] == [pack_id]
+    actions = [a.action for a in await audit_of(superuser_engine, pack_id)]
+    assert actions[-1] == "evidence_pack.downloaded"
+
+
+async def test_scope_is_validated_before_anything_is_written(
+    browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp)
+    backwards = {"title": "Backwards", "from": "2026-02-01", "to": "2026-01-01"}
+    assert codes(await browser.gql(GENERATE, {"i": backwards})) == ["BAD_USER_INPUT"]
+    blank = {"title": "   ", **period()}
+    assert codes(await browser.gql(GENERATE, {"i": blank})) == ["BAD_USER_INPUT"]
+    unknown = {"title": "Unknown", **period(), "declarationIds": [str(uuid.uuid4())]}
+    body = await browser.gql(GENERATE, {"i": unknown})
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["fields"][0]["field"] == "declarationIds"
+    listed = await browser.gql(PACKS)
+    assert listed["data"]["evidencePacks"]["edges"] == []
+
+
+async def test_another_firm_can_never_list_read_retry_or_download_a_pack(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, members: Members
+) -> None:
+    await signed_up(browser, smtp, firm="Firm A Ltd")
+    pack = await generate(browser, "Firm A's pack")
+    url = await _download_url(browser, pack["id"])
+    other = await members.create(name="Firm B Ltd")
+    firm_b = browser_for(auth_app)
+    firm_b.client.headers["cookie"] = other.headers["cookie"]
+    async with firm_b.client:
+        assert codes(await firm_b.gql(PACK, {"id": pack["id"]})) == ["NOT_FOUND"]
+        assert codes(await firm_b.gql(RETRY, {"id": pack["id"]})) == ["NOT_FOUND"]
+        listed = await firm_b.gql(PACKS)
+        assert listed["data"]["evidencePacks"]["edges"] == []
+        # A's genuine link with B's session: refused, and nothing about the pack is said.
+        refused = await firm_b.client.get(_path(url))
+        assert refused.status_code == 404
+        assert pack["id"] not in refused.text
+        # A link genuinely signed for B's firm but naming A's pack: RLS hides the pack.
+        secret = auth_app.state.coverproof.secret_key
+        forged = download.sign(secret, other.firm_id, uuid.UUID(pack["id"]))
+        refused = await firm_b.client.get(download.PATH + forged)
+        assert refused.status_code == 404
+    # No session at all: refused too.
+    transport = httpx.ASGITransport(app=auth_app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as anonymous:
+        assert (await anonymous.get(_path(url))).status_code == 404
+    # The owner's own session still works with the same link.
+    assert (await browser.client.get(_path(url))).status_code == 200
+
+
+class _Past(TimestampSigner):
+    def get_timestamp(self) -> int:
+        return int(time.time()) - download.MAX_AGE_SECONDS - 5
+
+
+async def test_altered_expired_and_foreign_links_are_refused(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp)
+    pack = await generate(browser, "Links")
+    url = await _download_url(browser, pack["id"])
+    token = _path(url).removeprefix(download.PATH)
+    firm_id = (await pack_row(superuser_engine, pack["id"])).firm_id
+    secret = auth_app.state.coverproof.secret_key
+
+    # One character changed in the payload, and one in the middle of the signature.
+    altered_payload = ("B" if token[0] != "B" else "C") + token[1:]
+    middle = token.rindex(".") + 5
+    altered_signature = (
+        token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1 :]
+    )
+    expired = URLSafeTimedSerializer(secret, salt=download.SALT, signer=_Past).dumps(
+        [str(firm_id), pack["id"]]
+    )
+    wrong_key = URLSafeTimedSerializer("x" * 48, salt=download.SALT).dumps(
+        [str(firm_id), pack["id"]]
+    )
+    wrong_salt = URLSafeTimedSerializer(secret, salt="another").dumps([str(firm_id), pack["id"]])
+    for bad in (
+        altered_payload,
+        altered_signature,
+        expired,
+        wrong_key,
+        wrong_salt,
+        "x" * 400,
+        "not-a-token",
+    ):
+        response = await browser.client.get(download.PATH + bad)
+        assert response.status_code == 404, bad
+    assert download.read(secret, expired) is None
+    assert download.read(secret, token) is not None
+    # Only the genuine, fresh link downloads; the refusals above recorded nothing.
+    assert (await browser.client.get(download.PATH + token)).status_code == 200
+    actions = [a.action for a in await audit_of(superuser_engine, pack["id"])]
+    assert actions.count("evidence_pack.downloaded") == 1
+
+
+async def test_a_stored_file_is_private_and_never_served_once_altered(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp)
+    pack = await generate(browser, "Tamper target")
+    row = await pack_row(superuser_engine, pack["id"])
+    state = auth_app.state.coverproof
+    path = state.storage.path(row.storage_key)
+    assert path.parent == (state.settings.data_dir / "packs" / str(row.firm_id)).resolve()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    url = await _download_url(browser, pack["id"])
+    original = path.read_bytes()
+    path.write_bytes(original[:-8] + b"tampered")
+    refused = await browser.client.get(_path(url))
+    assert refused.status_code == 500
+    assert refused.json()["errors"][0]["extensions"]["code"] == "PACK_UNAVAILABLE"
+    assert b"tampered" not in refused.content
+    path.write_bytes(original)
+    assert (await browser.client.get(_path(url))).status_code == 200
+    actions = [a.action for a in await audit_of(superuser_engine, pack["id"])]
+    assert actions.count("evidence_pack.downloaded") == 1

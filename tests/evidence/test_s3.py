@@ -1,0 +1,166 @@
+"""Evidence packs in S3-compatible storage, against a real S3-protocol server on loopback:
+the object's key, metadata and encryption, the presigned download, and an upload that fails
+(bucket missing) leaving a failed pack and no object, then a retry that succeeds."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from app.main import create_app
+from tests.browser import browser_for, signed_up
+from tests.conftest import Database, make_settings, started
+from tests.evidence.support import (
+    PACK,
+    RETRY,
+    audit_of,
+    generate,
+    pack_row,
+    pdf_text,
+    s3_client,
+    submitted_declaration,
+)
+from tests.mail.smtp import SmtpServer
+
+
+async def _app(
+    database: Database, smtp: SmtpServer, tmp: Path, moto_url: str, bucket: str
+) -> AsyncIterator[Starlette]:
+    settings = make_settings(
+        database,
+        tmp,
+        smtp_url=smtp.url,
+        storage_url=f"s3://{bucket}/packs",
+        s3_endpoint_url=moto_url,
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+        s3_region="us-east-1",
+    )
+    async for running in started(create_app(settings)):
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def bucket(moto_url: str) -> str:
+    name = f"cp-packs-{secrets.token_hex(4)}"
+    async with s3_client(moto_url) as s3:
+        await s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="module")
+async def s3_app(
+    database: Database,
+    smtp: SmtpServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    moto_url: str,
+    bucket: str,
+) -> AsyncIterator[Starlette]:
+    async for running in _app(database, smtp, tmp_path_factory.mktemp("s3"), moto_url, bucket):
+        yield running
+
+
+async def test_a_pack_is_stored_encrypted_and_downloaded_by_a_presigned_url(
+    s3_app: Starlette,
+    smtp: SmtpServer,
+    moto_url: str,
+    bucket: str,
+    superuser_engine: AsyncEngine,
+) -> None:
+    firm = browser_for(s3_app)
+    async with firm.client:
+        await signed_up(firm, smtp, firm="Bucket Brokers Ltd")
+        carol = await submitted_declaration(firm, smtp, s3_app, "Carol Stored")
+        pack = await generate(firm, "S3 pack")
+        assert pack["status"] == "READY", pack
+        row = await pack_row(superuser_engine, pack["id"])
+        assert row.storage_key.startswith(f"packs/{row.firm_id}/{pack['id']}-")
+        assert row.storage_key.endswith(".pdf")
+
+        async with s3_client(moto_url) as s3:
+            head = await s3.head_object(Bucket=bucket, Key=row.storage_key)
+        assert head["ContentType"] == "application/pdf"
+        assert head["Metadata"] == {"sha256": pack["sha256"]}
+        assert head["ServerSideEncryption"] == "AES256"
+        assert head["ContentLength"] == pack["sizeBytes"]
+
+        read = await firm.gql(PACK, {"id": pack["id"]})
+        url = read["data"]["evidencePack"]["downloadUrl"]
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}" == moto_url
+    assert parse_qs(parts.query)["X-Amz-Expires"] == ["300"]
+    async with httpx.AsyncClient() as plain:
+        response = await plain.get(url)
+    assert response.status_code == 200
+    assert hashlib.sha256(response.content).hexdigest() == pack["sha256"] == row.sha256.hex()
+    assert response.headers["content-disposition"] == f'attachment; filename="{pack["id"]}.pdf"'
+    text = pdf_text(response.content)
+    assert carol.recipient_name in text
+    assert carol.receipt in text
+
+    actions = await audit_of(superuser_engine, pack["id"])
+    assert [a.action for a in actions] == [
+        "evidence_pack.requested",
+        "evidence_pack.generated",
+        "evidence_pack.downloaded",
+    ]
+    assert actions[1].details["storage"] == "s3"
+    assert actions[2].details["via"] == "presigned_url"
+
+
+async def test_a_missing_bucket_leaves_a_failed_pack_and_no_object_then_retry_works(
+    database: Database,
+    smtp: SmtpServer,
+    tmp_path: Path,
+    moto_url: str,
+    superuser_engine: AsyncEngine,
+) -> None:
+    missing = f"cp-missing-{secrets.token_hex(4)}"
+    async for app in _app(database, smtp, tmp_path, moto_url, missing):
+        firm = browser_for(app)
+        async with firm.client:
+            await signed_up(firm, smtp)
+            pack = await generate(firm, "Doomed at first")  # no GraphQL error: it commits
+            assert pack["status"] == "FAILED", pack
+            assert "NoSuchBucket" in pack["failureReason"]
+            assert (pack["sha256"], pack["sizeBytes"], pack["pageCount"]) == (None, None, None)
+            row = await pack_row(superuser_engine, pack["id"])
+            assert (row.status, row.storage_key, row.sha256) == ("failed", None, None)
+            read = await firm.gql(PACK, {"id": pack["id"]})
+            assert read["data"]["evidencePack"] == {
+                "id": pack["id"],
+                "status": "FAILED",
+                "sha256": None,
+                "downloadUrl": None,
+            }
+            failed = await audit_of(superuser_engine, pack["id"])
+            assert [a.action for a in failed] == [
+                "evidence_pack.requested",
+                "evidence_pack.failed",
+            ]
+            assert "NoSuchBucket" in failed[1].details["reason"]
+
+            async with s3_client(moto_url) as s3:
+                await s3.create_bucket(Bucket=missing)
+                listed = await s3.list_objects_v2(Bucket=missing)
+                assert listed.get("KeyCount", 0) == 0  # nothing half-made was left behind
+
+                body = await firm.gql(RETRY, {"id": pack["id"]})
+                assert "errors" not in body, body
+                retried = body["data"]["retryEvidencePack"]["pack"]
+                assert retried["status"] == "READY", retried
+                assert retried["failureReason"] is None
+                row = await pack_row(superuser_engine, pack["id"])
+                listed = await s3.list_objects_v2(Bucket=missing)
+            assert [o["Key"] for o in listed["Contents"]] == [row.storage_key]
+            assert row.sha256.hex() == retried["sha256"]
+            actions = [a.action for a in await audit_of(superuser_engine, pack["id"])]
+            assert actions[2:] == ["evidence_pack.requested", "evidence_pack.generated"]
