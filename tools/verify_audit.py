@@ -30,7 +30,7 @@ from typing import Any
 GENESIS = bytes(32)
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 KEYS = {
-    "header": {"type", "format", "version", "firm_id", "exported_at", "key_id"},
+    "header": {"type", "format", "version", "firm_id", "exported_at", "key_id", "scope"},
     "entry": {"type", "seq", "prev_hash", "hash", "canonical"},
     "checkpoint": {"type", "id", "firm_id", "seq", "head_hash", "signed_at", "key_id", "signature"},
     "signature": {"type", "sha256", "key_id", "signature"},
@@ -133,6 +133,7 @@ def verify(data: bytes, key: Any) -> str:
         raise Broken(len(lines), "the signature does not cover these bytes (file changed)")
     header = _parse(1, lines[0])
     known = header["format"] == "coverproof-audit-export" and header["version"] == 1
+    known = known and header["scope"] in ("full", "dated")
     if header["type"] != "header" or not known or header["key_id"] != key_id:
         raise Broken(1, "not a CoverProof audit export (version 1) for this key")
     firm_id = str(header["firm_id"])
@@ -155,6 +156,8 @@ def verify(data: bytes, key: Any) -> str:
             raise Broken(number, f"malformed line ({type(error).__name__})") from error
     if previous is None:
         return f"OK: firm {firm_id}: no entries, signed export"
+    if header["scope"] == "full" and min(hashes) != 1:
+        raise Broken(2, f"a full export starts at seq {min(hashes)}, not 1 (entries removed)")
     return (
         f"OK: firm {firm_id}: entries {min(hashes)}..{previous[0]} ({len(hashes)}) intact, "
         f"{checkpoints} signed checkpoint(s) verified, head {previous[1].hex()}, signed export"

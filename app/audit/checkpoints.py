@@ -38,7 +38,11 @@ async def _sign_head(
     if head is None:
         return None, False
     latest = (
-        await session.execute(select(AuditCheckpoint).where(AuditCheckpoint.seq == head.seq))
+        await session.execute(
+            select(AuditCheckpoint).where(
+                AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.seq == head.seq
+            )
+        )
     ).scalar_one_or_none()
     if latest is not None:
         return latest, False

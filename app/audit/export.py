@@ -48,6 +48,8 @@ async def _body(
             "firm_id": str(firm_id),
             "exported_at": canonical.timestamp(datetime.now(UTC)),
             "key_id": key_id,
+            # A full export must start at seq 1, so deleted leading entries show offline.
+            "scope": "full" if start is None and end is None else "dated",
         }
     )
     query = select(_TABLE).where(_TABLE.c.firm_id == firm_id)

@@ -4,30 +4,36 @@ verifies on its own; the CLI exports what the API exports and verifies a firm's 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import random
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
-from app.audit import chain
+from app.audit import canonical, chain
 from app.audit.actions import Action
 from app.audit.signing import SigningKey
+from app.auth.actor import Actor
 from app.cli import main
+from app.db.models import AuditEntry
 from app.db.tenant import tenant_transaction, transaction
 from tests.audit.test_tamper import (
     CHECKPOINT,
     append,
     export,
     new_trail,
+    resign,
     run_verifier,
     sign_head,
     signing_key,
@@ -49,18 +55,103 @@ EXPORT = """query($from: DateTime, $to: DateTime) { exportAuditLog(from: $from, 
 # --- 8. ten thousand entries, and one flipped byte anywhere ----------------------------------
 
 
-def _flip_positions(data: bytes, rng: random.Random) -> list[tuple[str, int]]:
-    """Byte positions spread over every kind of line: the header, entries (first, last and
-    throughout) and the checkpoints."""
-    header_end = data.index(b"\n") + 1
-    checkpoints_start = data.index(b'"type":"checkpoint"')
-    checkpoints_start = data.rindex(b"\n", 0, checkpoints_start) + 1
-    entries = (header_end, checkpoints_start)
-    positions = [("header", p) for p in rng.sample(range(header_end), 6)]
-    positions += [("entry", entries[0] + 5), ("entry", entries[1] - 5)]
-    positions += [("entry", p) for p in sorted(rng.sample(range(*entries), 12))]
-    positions += [("checkpoint", p) for p in rng.sample(range(checkpoints_start, len(data)), 8)]
+async def append_bulk(
+    sessions: async_sessionmaker[AsyncSession], actor: Actor, count: int, batch: int = 500
+) -> None:
+    """Append ``count`` entries exactly as ``chain.record`` would (the firm's lock, then the
+    next seq and hash after the head), but ``batch`` rows per INSERT: the database's append
+    trigger still checks every row against the head."""
+    for done in range(0, count, batch):
+        async with tenant_transaction(sessions, actor.firm_id, actor.id) as session:
+            await chain.lock_firm(session, actor.firm_id)
+            head = (
+                await session.execute(
+                    select(AuditEntry.seq, AuditEntry.hash)
+                    .where(AuditEntry.firm_id == actor.firm_id)
+                    .order_by(AuditEntry.seq.desc())
+                    .limit(1)
+                )
+            ).one_or_none()
+            seq, prev_hash = (head.seq, head.hash) if head else (0, canonical.GENESIS)
+            rows = []
+            for _ in range(min(batch, count - done)):
+                seq += 1
+                fields: dict[str, Any] = {
+                    "seq": seq,
+                    "occurred_at": datetime.now(UTC),
+                    "actor_type": actor.type.value,
+                    "actor_id": str(actor.id),
+                    "action": Action.FIRM_UPDATED.value,
+                    "target_type": "firm",
+                    "target_id": str(actor.firm_id),
+                    "details": {"changes": {"name": {"from": f"N{seq - 1}", "to": f"N{seq}"}}},
+                    "ip": actor.ip,
+                }
+                body = canonical.encode(canonical.entry_body(firm_id=str(actor.firm_id), **fields))
+                entry_hash = canonical.chain_hash(prev_hash, body)
+                rows.append(
+                    {
+                        "id": uuid.uuid4(),
+                        "firm_id": actor.firm_id,
+                        **fields,
+                        "prev_hash": prev_hash,
+                        "hash": entry_hash,
+                        "canonical": body,
+                    }
+                )
+                prev_hash = entry_hash
+            await session.execute(insert(AuditEntry), rows)
+
+
+def _value_positions(data: bytes, start: int) -> list[int]:
+    """The first byte of every field's value in the line that begins at ``start``."""
+    end = data.index(b"\n", start)
+    line = data[start:end]
+    positions = []
+    for name in json.loads(line):
+        at = line.index(b'"' + name.encode() + b'":') + len(name) + 3
+        positions.append(start + at + (line[at : at + 1] == b'"'))
     return positions
+
+
+def _flip_positions(data: bytes, rng: random.Random) -> list[tuple[str, int]]:
+    """Byte positions spread over every kind of line: random ones in the header, throughout the
+    entries (and the first and last entry), in the checkpoints and in the signed trailer (and its
+    final newline); and the first byte of every field's value in the header, in the first
+    checkpoint and in the trailer."""
+    header_end = data.index(b"\n") + 1
+    checkpoints_start = data.rindex(b"\n", 0, data.index(b'"type":"checkpoint"')) + 1
+    trailer_start = data.rindex(b"\n", 0, len(data) - 1) + 1
+    entries = (header_end, checkpoints_start)
+    positions = [("header", p) for p in rng.sample(range(header_end), 4)]
+    positions += [("entry", entries[0] + 5), ("entry", entries[1] - 5)]
+    positions += [("entry", p) for p in sorted(rng.sample(range(*entries), 10))]
+    positions += [("checkpoint", p) for p in rng.sample(range(checkpoints_start, trailer_start), 6)]
+    positions += [("trailer", p) for p in rng.sample(range(trailer_start, len(data)), 6)]
+    positions += [("trailer", len(data) - 1)]
+    positions += [("header field", p) for p in _value_positions(data, 0)]
+    positions += [("checkpoint field", p) for p in _value_positions(data, checkpoints_start)]
+    positions += [("trailer field", p) for p in _value_positions(data, trailer_start)]
+    return positions
+
+
+def _refusal_expected(data: bytes, kind: str, position: int, out: str) -> bool:
+    """Whether ``out`` is the refusal a flip at ``position`` must get: a flip in the trailer is
+    refused at the trailer (the last line), and a flip before it that leaves the lines as they
+    were is refused there too, because the signature no longer covers the bytes."""
+    last = data.count(b"\n")
+    if kind.startswith("trailer"):
+        return out.startswith(f"BROKEN: line {last}: ")
+    if data[position] == ord("\n"):  # two lines joined: the trailer is no longer line ``last``
+        return out.startswith("BROKEN: line ")
+    return out == f"BROKEN: line {last}: the signature does not cover these bytes (file changed)\n"
+
+
+def _around(data: bytes, position: int) -> str:
+    """The flipped byte in its context, as ...before[byte]after..."""
+    before = data[max(0, position - 24) : position].decode(errors="replace")
+    after = data[position + 1 : position + 8].decode(errors="replace")
+    return f"...{before}[{chr(data[position])}->{chr(data[position] ^ 1)}]{after}..."
 
 
 async def test_ten_thousand_entries_verify_and_any_flipped_byte_breaks_the_export(
@@ -71,9 +162,10 @@ async def test_ten_thousand_entries_verify_and_any_flipped_byte_breaks_the_expor
     tmp_path: Path,
 ) -> None:
     key = signing_key(app)
-    trail = await new_trail(members, app_sessions, LONG // 2)
+    trail = await new_trail(members, app_sessions, 0)
+    await append_bulk(app_sessions, trail.actor, LONG // 2)
     await sign_head(app_sessions, trail, key)
-    await append(app_sessions, trail.actor, LONG // 2, start=LONG // 2 + 1)
+    await append_bulk(app_sessions, trail.actor, LONG // 2)
     body = await gql(client, CHECKPOINT, None, trail.admin)
     assert body["data"]["createAuditCheckpoint"]["checkpoint"]["seq"] == LONG, body
 
@@ -87,42 +179,64 @@ async def test_ten_thousand_entries_verify_and_any_flipped_byte_breaks_the_expor
     }
 
     lines = await export(app_sessions, trail.firm_id, key)
-    assert len(lines) == 1 + LONG + 2
+    assert len(lines) == 1 + LONG + 2 + 1  # header, entries, 2 checkpoints, the trailer
+    # The trailer signs the SHA-256 of every byte before it with the platform key.
+    trailer = json.loads(lines[-1])
+    digest = hashlib.sha256("".join(lines[:-1]).encode()).digest()
+    assert trailer == {
+        "type": "signature",
+        "sha256": digest.hex(),
+        "key_id": key.key_id,
+        "signature": trailer["signature"],
+    }
+    key.public.verify(base64.b64decode(trailer["signature"], validate=True), digest)
     code, out = await verify_offline(tmp_path, lines, key)
     assert code == 0, out
     head = json.loads(lines[LONG])["hash"]
     assert out == (
         f"OK: firm {trail.firm_id}: entries 1..{LONG} ({LONG}) intact, "
-        f"2 signed checkpoint(s) verified, head {head}\n"
+        f"2 signed checkpoint(s) verified, head {head}, signed export\n"
     )
 
     data = "".join(lines).encode()
     key_path = tmp_path / "key.pem"
     key_path.write_text(key.public_pem())
     positions = _flip_positions(data, random.Random(20260527))  # noqa: S311 (reproducible)
-    assert len(positions) >= 20
+    # random ones (4 header, 12 entry, 6 checkpoint, 7 trailer); every field of the header (7),
+    # of a checkpoint (8) and of the trailer (4)
+    assert len(positions) == 29 + 7 + 8 + 4
+    assert {kind for kind, _ in positions} == {
+        "header",
+        "entry",
+        "checkpoint",
+        "trailer",
+        "header field",
+        "checkpoint field",
+        "trailer field",
+    }
     limit = asyncio.Semaphore(os.cpu_count() or 2)
 
     async def flipped(n: int, position: int) -> tuple[int, str]:
-        changed = bytearray(data)
-        changed[position] ^= 0x01
-        assert changed != data
-        path = tmp_path / f"flipped-{n}.jsonl"
-        path.write_bytes(changed)
-        async with limit:
+        async with limit:  # a few files on disk at a time
+            changed = bytearray(data)
+            changed[position] ^= 0x01
+            assert changed != data
+            path = tmp_path / f"flipped-{n}.jsonl"
+            path.write_bytes(changed)
             result = await run_verifier(path, key_path)
-        path.unlink()
-        return result
+            path.unlink()
+            return result
 
     outcomes = await asyncio.gather(
         *(flipped(n, position) for n, (_, position) in enumerate(positions))
     )
+    # The flipped files are not re-signed: whatever byte changed, the verifier must refuse it.
     accepted = [
-        (kind, position, data[position : position + 1], code, out.strip())
+        f"{kind} byte {position} ({_around(data, position)}): exit {code}: {out.strip()[:80]}"
         for (kind, position), (code, out) in zip(positions, outcomes, strict=True)
-        if code != 1 or not out.startswith("BROKEN: line ")
+        if code != 1 or not _refusal_expected(data, kind, position, out)
     ]
-    assert accepted == []
+    assert not accepted, "flipped bytes the verifier did not refuse:\n" + "\n".join(accepted)
 
 
 # --- 9. a dated export -----------------------------------------------------------------------
@@ -153,29 +267,43 @@ async def test_a_dated_export_of_a_middle_range_verifies_from_its_first_entry(
     jsonl = body["data"]["exportAuditLog"]["jsonl"]
     lines = jsonl.splitlines(keepends=True)
     kinds = [json.loads(line)["type"] for line in lines]
-    assert kinds == ["header", "entry", "entry", "entry", "entry", "checkpoint"]
-    assert [json.loads(line)["seq"] for line in lines[1:]] == [3, 4, 5, 6, 4]
+    assert kinds == ["header", "entry", "entry", "entry", "entry", "checkpoint", "signature"]
+    assert [json.loads(line)["seq"] for line in lines[1:-1]] == [3, 4, 5, 6, 4]
 
-    # The same range through export_lines.
+    # The same range through export_lines (the trailers differ only because exported_at does).
     start, end = (datetime.fromisoformat(window[k]) for k in ("from", "to"))
     direct = await export(app_sessions, trail.firm_id, key, start, end)
-    assert [_without_exported_at(line) for line in direct] == [
-        _without_exported_at(line) for line in lines
+    assert len(direct) == len(lines)
+    assert [_without_exported_at(line) for line in direct[:-1]] == [
+        _without_exported_at(line) for line in lines[:-1]
     ]
+    assert json.loads(direct[-1])["key_id"] == json.loads(lines[-1])["key_id"] == key.key_id
+    code, out = await verify_offline(tmp_path, direct, key, "direct")
+    assert code == 0, out
 
     code, out = await verify_offline(tmp_path, lines, key)
     head = json.loads(lines[4])["hash"]
     assert (code, out) == (
         0,
         f"OK: firm {trail.firm_id}: entries 3..6 (4) intact, "
-        f"1 signed checkpoint(s) verified, head {head}\n",
+        f"1 signed checkpoint(s) verified, head {head}, signed export\n",
     )
 
-    # A dated export is anchored at its first entry: cutting that entry shows as a gap.
-    code, out = await verify_offline(tmp_path, [lines[0], *lines[2:]], key, "cut")
-    assert code == 0, out  # seq 4.. on its own is a valid range
-    code, out = await verify_offline(tmp_path, [lines[0], lines[1], *lines[3:]], key, "gap")
+    # Anchored at its first entry, whatever its seq; a gap inside the range is still caught.
+    # (Re-signed, as only the platform could, so the chain checks are what is exercised.)
+    later = resign([lines[0], *lines[2:]], key)
+    code, out = await verify_offline(tmp_path, later, key, "later-start")
+    assert code == 0, out
+    assert out.startswith(f"OK: firm {trail.firm_id}: entries 4..6 (3) intact, ")
+    gap = [lines[0], lines[1], *lines[3:]]
+    code, out = await verify_offline(tmp_path, resign(gap, key), key, "gap")
     assert (code, out) == (1, "BROKEN: line 3: seq 5 follows seq 3 (entry missing or moved)\n")
+    # Not re-signed, the same edit is refused by the trailer before any chain check.
+    code, out = await verify_offline(tmp_path, gap, key, "gap-unsigned")
+    assert (code, out) == (
+        1,
+        f"BROKEN: line {len(gap)}: the signature does not cover these bytes (file changed)\n",
+    )
 
 
 # --- 10. the CLI -----------------------------------------------------------------------------
@@ -226,14 +354,20 @@ async def test_the_cli_exports_what_the_api_exports_and_verifies_a_firm(
     assert await _cli(["audit", "export", "--firm", str(trail.firm_id)]) == 0
     printed = capsys.readouterr().out.splitlines(keepends=True)
     expected = await export(owner_sessions, trail.firm_id, key)
-    assert len(printed) == len(expected) == 1 + 7 + 1
-    assert [_without_exported_at(line) for line in printed] == [
-        _without_exported_at(line) for line in expected
+    assert len(printed) == len(expected) == 1 + 7 + 1 + 1  # header, entries, checkpoint, trailer
+    # The same lines but the trailer, whose digest covers the header's own exported_at.
+    assert [_without_exported_at(line) for line in printed[:-1]] == [
+        _without_exported_at(line) for line in expected[:-1]
     ]
     assert json.loads(printed[0])["key_id"] == key.key_id
+    assert {k: v for k, v in json.loads(printed[-1]).items() if k in ("type", "key_id")} == {
+        "type": "signature",
+        "key_id": key.key_id,
+    }
     code, out = await verify_offline(tmp_path, printed, key, "cli")
     assert code == 0, out
     assert out.startswith(f"OK: firm {trail.firm_id}: entries 1..7 (7) intact, 1 signed ")
+    assert out.endswith(", signed export\n")
 
     assert await _cli(["audit", "public-key"]) == 0
     assert capsys.readouterr().out == key.public_pem()
