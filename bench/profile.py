@@ -32,6 +32,8 @@ async def main(kind: str, count: int) -> None:
     app = create_app(settings)
     cookie = (STATE / "cookies.txt").read_text().split()[3]
     body = {"query": READ} if kind == "read" else {"documentId": "sha256:" + document_id(READ)}
+    if kind == "typename":
+        body = {"query": "{ __typename }"}
     if kind == "write":
         body = __import__("json").loads((STATE / "create.json").read_text())
     async with app.router.lifespan_context(app):

@@ -8,11 +8,11 @@ import strawberry
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator
 from strawberry.schema.config import StrawberryConfig
 
 from app.schema.access import AccessGate
@@ -28,6 +28,9 @@ __all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_TOKENS", "build_schema"]
 
 MAX_ALIASES = 30
 MAX_TOKENS = 2_000
+# One rule class for the app's lifetime: ValidationCache keys on the rules, and Strawberry's
+# MaxAliasesLimiter makes a new class per request, which would defeat the cache.
+ALIAS_LIMIT = create_validator(MAX_ALIASES)
 
 
 # Each domain contributes its root fields as a base class (one line here per domain).
@@ -63,9 +66,8 @@ def build_schema(*, production: bool) -> strawberry.Schema:
         AccessGate,
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: AddValidationRules([DepthLimit, SelectionLimits]),
+        lambda: AddValidationRules([DepthLimit, SelectionLimits, ALIAS_LIMIT]),
     ]
     if production:
         extensions.append(DisableIntrospection)
