@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     declaration_token_days: int = 14
     declaration_grace_days: int = 7
     persisted_only: bool = False
+    fast_path: bool = True
     audit_signing_key: SecretStr | None = None
     audit_checkpoint_minutes: int = 60
     smtp_url: SecretStr | None = None

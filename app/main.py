@@ -28,6 +28,7 @@ from app.mail.sender import MailSender
 from app.ratelimit.limiter import RateLimiter, open_limiter
 from app.ratelimit.middleware import IpCeiling
 from app.schema import build_schema
+from app.schema.fastpath import FastPathState
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 limiter=limiter,
                 mailer=mailer,
                 signing_key=signing_key,
+                fast_path=FastPathState(enabled=settings.fast_path),
                 storage=storage,
             )
             yield

@@ -110,6 +110,8 @@ async def execute(
             identity = await authenticate(request, state, session)
             query = await persisted.resolve(body, identity, state, session)
             context = build_context(request, state, session, identity)
+            context.persisted = body.persisted_id is not None
+            context.fast_path = state.fast_path
             if isinstance(identity, keys.ApiKeyIdentity) and identity.first_use:
                 await context.run(keys.record_first_use)
             try:

@@ -14,6 +14,7 @@ from app.evidence.storage import Storage
 from app.mail.sender import MailSender
 from app.partners.documents import ApqCache
 from app.ratelimit.limiter import RateLimiter
+from app.schema.fastpath import FastPathState
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class AppState:
     mailer: MailSender
     apq: ApqCache = field(default_factory=ApqCache)
     trusted: dict[str, str] = field(default_factory=dict)
+    fast_path: FastPathState = field(default_factory=FastPathState)
     storage: Storage | None = None  # evidence-pack PDFs; opened in the lifespan
 
 

@@ -21,6 +21,7 @@ from app.schema.core import CoreMutation, CoreQuery
 from app.schema.counterparties_root import CounterpartyMutation, CounterpartyQuery
 from app.schema.declarations_root import DeclarationMutation, DeclarationQuery
 from app.schema.evidence_root import EvidenceMutation, EvidenceQuery
+from app.schema.fastpath import FastPath
 from app.schema.limits import MAX_DEPTH, DepthLimit, SelectionLimits
 from app.schema.partners_root import PartnerMutation, PartnerQuery
 
@@ -64,6 +65,7 @@ def build_schema(*, production: bool) -> strawberry.Schema:
     # Factories, so each request gets fresh extension instances; the caches are shared by size.
     extensions: list[Any] = [
         AccessGate,
+        FastPath,
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

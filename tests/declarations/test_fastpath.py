@@ -1,0 +1,227 @@
+"""The compiled fast path answers byte for byte as the normal executor does (a differential
+test over persisted documents and fixtures full of edge cases), and falls back otherwise."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from app.declarations.templates import load_builtins, snapshot
+from app.partners.documents import document_id
+from app.schema.fastpath import FastPathState
+from tests.factories import Member, Members
+
+FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
+ALL_LEAVES = (
+    "id templateId templateVersion recipientName recipientEmail counterpartyId dueDate "
+    "status createdAt sentAt openedAt submittedAt revokedAt lastRemindedAt reminderCount "
+    "linkExpiresAt"
+)
+DOCUMENTS = [
+    f"query All {{ declarations(first: 50) {{ edges {{ node {{ {ALL_LEAVES} }} }} }} }}",
+    "query Page($n: Int!, $after: String) { declarations(first: $n, after: $after) { "
+    "pageInfo { hasNextPage endCursor } edges { cursor node { id recipientName status } } } }",
+    "query Aliased { list: declarations(first: 4) { more: pageInfo { next: hasNextPage } "
+    "rows: edges { n: node { who: recipientName when: createdAt due: dueDate } c: cursor } } }",
+    "query Default { declarations { edges { node { id createdAt } } } }",
+    "query OnlyInfo { declarations(first: 2) { pageInfo { endCursor hasNextPage } } }",
+]
+FALLBACKS = [
+    "query Fragment { declarations(first: 3) { edges { node { ...F } } } } "
+    "fragment F on Declaration { id }",
+    "query Typename { declarations(first: 3) { __typename edges { node { id } } } }",
+    "query Nested { declarations(first: 3) { edges { node { id counterparty { name } } } } }",
+    "query Directive($s: Boolean!) { declarations(first: 3) { edges { node { id "
+    "recipientName @skip(if: $s) } } } }",
+    "query TooMany { declarations(first: 101) { edges { node { id } } } }",
+]
+NAMES = [
+    'quote " backslash \\ slash /',
+    "newline\nand tab\tand bell \u0007 and nul-less control \u001f",
+    "line separators \u2028 and \u2029",
+    "emoji 👩‍⚖️ and astral \U0001d54f and accents Ł é",
+    "</script><script>alert(1)</script>",
+    "",
+]
+
+
+async def _fixtures(superuser: AsyncEngine, firm_id: uuid.UUID) -> None:
+    snap = json.dumps(snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key))
+    base = datetime(2026, 5, 27, 12, 0, 0, tzinfo=UTC)
+    rows: list[dict[str, Any]] = []
+    moments = [
+        base,
+        base.replace(microsecond=999999),
+        base.replace(microsecond=1),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ]
+    for n, name in enumerate(NAMES * 2):
+        at = moments[n % len(moments)] + timedelta(seconds=n if n % len(moments) == 0 else 0)
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "firm": firm_id,
+                "name": name or "x",
+                "email": f"r{n}@example.test",
+                "status": ["draft", "sent", "opened", "submitted", "revoked", "sent"][n % 6],
+                "created": at,
+                "due": [None, date(1, 1, 1), date(9999, 12, 31), date(2026, 2, 28)][n % 4],
+                "sent": None if n % 3 == 0 else base - timedelta(microseconds=n),
+                "expires": [None, base + timedelta(days=3650), datetime(2000, 1, 1, tzinfo=UTC)][
+                    n % 3
+                ],
+                "snap": snap,
+                "count": n,
+            }
+        )
+    async with superuser.begin() as conn:
+        await conn.execute(
+            text(
+                "insert into declarations (id, firm_id, template_id, template_version, "
+                "template_snapshot, recipient_name, recipient_email, status, created_at, "
+                "due_date, sent_at, token_expires_at, reminder_count) values (:id, :firm, "
+                f"'{FIT.id}', 1, cast(:snap as jsonb), :name, :email, :status, :created, "
+                ":due, :sent, :expires, :count)"
+            ),
+            rows,
+        )
+
+
+async def _trust(superuser: AsyncEngine, documents: list[str]) -> None:
+    async with superuser.begin() as conn:
+        for body in documents:
+            await conn.execute(
+                text(
+                    "insert into trusted_documents (id, body) values (:id, :body) "
+                    "on conflict do nothing"
+                ),
+                {"id": document_id(body), "body": body},
+            )
+
+
+async def _both(
+    client: httpx.AsyncClient,
+    state: FastPathState,
+    member: Member | None,
+    payload: dict[str, Any],
+    **kwargs: Any,
+) -> tuple[httpx.Response, httpx.Response]:
+    headers = {**(member.headers if member else {}), **kwargs.pop("headers", {})}
+    state.enabled = False
+    normal = await client.post("/graphql", json=payload, headers=headers, **kwargs)
+    state.enabled = True
+    fast = await client.post("/graphql", json=payload, headers=headers, **kwargs)
+    return normal, fast
+
+
+@pytest.fixture
+def state(app: Starlette) -> FastPathState:
+    fast_path: FastPathState = app.state.coverproof.fast_path
+    yield fast_path  # type: ignore[misc]
+    fast_path.enabled = True
+
+
+async def test_every_persisted_document_answers_byte_for_byte_as_the_executor_does(
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    await _fixtures(superuser_engine, owner.firm_id)
+    await _trust(superuser_engine, DOCUMENTS)
+    cases: list[dict[str, Any]] = []
+    for body in DOCUMENTS:
+        cases.append({"documentId": "sha256:" + document_id(body), "variables": {"n": 3}})
+    page = "sha256:" + document_id(DOCUMENTS[1])
+    first = await client.post(
+        "/graphql", json={"documentId": page, "variables": {"n": 4}}, headers=owner.headers
+    )
+    cursor = first.json()["data"]["declarations"]["pageInfo"]["endCursor"]
+    cases += [
+        {"documentId": page, "variables": {"n": 4, "after": cursor}},
+        {"documentId": page, "variables": {"n": 100, "after": None}},
+        {
+            "extensions": {"persistedQuery": {"version": 1, "sha256Hash": page[7:]}},
+            "variables": {"n": 7},
+        },
+    ]
+    for payload in cases:
+        before = state.fast
+        normal, fast = await _both(client, state, owner, payload)
+        assert normal.status_code == fast.status_code == 200
+        assert "errors" not in normal.json(), normal.text
+        assert fast.content == normal.content, payload
+        assert state.fast == before + 1, payload  # it really took the fast path
+    listed = (await client.post("/graphql", json=cases[0], headers=owner.headers)).json()["data"][
+        "declarations"
+    ]["edges"]
+    assert {edge["node"]["recipientName"] for edge in listed} >= {n for n in NAMES if n}
+
+
+async def test_anything_unusual_falls_back_with_the_normal_answer(
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    unverified = await members.create(verified=False, firm_id=owner.firm_id)
+    await _fixtures(superuser_engine, owner.firm_id)
+    await _trust(superuser_engine, DOCUMENTS + FALLBACKS)
+    page = "sha256:" + document_id(DOCUMENTS[1])
+    cases: list[tuple[Member | None, dict[str, Any]]] = [
+        (owner, {"documentId": "sha256:" + document_id(body), "variables": {"s": True}})
+        for body in FALLBACKS
+    ]
+    cases += [
+        (owner, {"documentId": page, "variables": {"n": "5"}}),
+        (owner, {"documentId": page, "variables": {"n": 5, "after": "not a cursor"}}),
+        (owner, {"documentId": page, "variables": {}}),
+        (None, {"documentId": page, "variables": {"n": 5}}),
+        (unverified, {"documentId": page, "variables": {"n": 5}}),
+        (owner, {"query": DOCUMENTS[0]}),  # text, not persisted: never the fast path
+    ]
+    for member, payload in cases:
+        before = state.fast
+        normal, fast = await _both(client, state, member, payload)
+        assert fast.status_code == normal.status_code
+        assert fast.content == normal.content, payload
+        assert state.fast == before, payload
+
+
+@pytest.mark.parametrize(
+    ("content", "headers"),
+    [
+        (b'{"documentId": "sha256:x", "variables": []}', {"content-type": "application/json"}),
+        (b'{"documentId": "sha256:x", "extensions": "x"}', {"content-type": "application/json"}),
+        (b"documentId=sha256:x", {"content-type": "application/x-www-form-urlencoded"}),
+        (b'{"documentId": "sha256:x"}', {"content-type": "text/plain"}),
+        (b'{"documentId": 5}', {"content-type": "application/json"}),
+        (b"[]", {"content-type": "application/json"}),
+    ],
+)
+async def test_odd_requests_answer_the_same_either_way(
+    client: httpx.AsyncClient,
+    members: Members,
+    state: FastPathState,
+    content: bytes,
+    headers: dict[str, str],
+) -> None:
+    owner = await members.create()
+    state.enabled = False
+    normal = await client.post("/graphql", content=content, headers={**owner.headers, **headers})
+    state.enabled = True
+    fast = await client.post("/graphql", content=content, headers={**owner.headers, **headers})
+    assert normal.status_code == fast.status_code
+    assert normal.status_code >= 400
+    assert normal.content == fast.content
