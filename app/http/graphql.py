@@ -114,8 +114,12 @@ async def execute(
             context.fast_path = state.fast_path
             if isinstance(identity, keys.ApiKeyIdentity) and identity.first_use:
                 await context.run(keys.record_first_use)
+            plan = state.fast_path.plan(query, state.schema) if context.persisted else None
+            fast = None
+            if plan is not None and state.fast_path.enabled:
+                fast = await state.fast_path.answer(plan, context, body.variables)
             try:
-                result = await state.schema.execute(
+                result = fast or await state.schema.execute(
                     query,
                     variable_values=body.variables,
                     context_value=context,

@@ -12,7 +12,6 @@ from strawberry.extensions import (
     ParserCache,
     ValidationCache,
 )
-from strawberry.extensions.max_aliases import create_validator
 from strawberry.schema.config import StrawberryConfig
 
 from app.schema.access import AccessGate
@@ -21,17 +20,12 @@ from app.schema.core import CoreMutation, CoreQuery
 from app.schema.counterparties_root import CounterpartyMutation, CounterpartyQuery
 from app.schema.declarations_root import DeclarationMutation, DeclarationQuery
 from app.schema.evidence_root import EvidenceMutation, EvidenceQuery
-from app.schema.fastpath import FastPath
-from app.schema.limits import MAX_DEPTH, DepthLimit, SelectionLimits
+from app.schema.limits import ALIAS_LIMIT, MAX_ALIASES, MAX_DEPTH, DepthLimit, SelectionLimits
 from app.schema.partners_root import PartnerMutation, PartnerQuery
 
 __all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_TOKENS", "build_schema"]
 
-MAX_ALIASES = 30
 MAX_TOKENS = 2_000
-# One rule class for the app's lifetime: ValidationCache keys on the rules, and Strawberry's
-# MaxAliasesLimiter makes a new class per request, which would defeat the cache.
-ALIAS_LIMIT = create_validator(MAX_ALIASES)
 
 
 # Each domain contributes its root fields as a base class (one line here per domain).
@@ -65,7 +59,6 @@ def build_schema(*, production: bool) -> strawberry.Schema:
     # Factories, so each request gets fresh extension instances; the caches are shared by size.
     extensions: list[Any] = [
         AccessGate,
-        FastPath,
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

@@ -17,6 +17,7 @@ from graphql import (
     SelectionSetNode,
     ValidationRule,
 )
+from strawberry.extensions.max_aliases import create_validator
 
 MAX_DEPTH = 10
 MAX_DIRECTIVES_PER_FIELD = 4
@@ -89,3 +90,9 @@ class SelectionLimits(ValidationRule):
         )
         if keys and max(keys.values()) > MAX_DUPLICATE_FIELDS:
             self.report_error(GraphQLError("A field is repeated too many times.", node))
+
+
+MAX_ALIASES = 30
+# One rule class for the app's lifetime: ValidationCache keys on the rules, and Strawberry's
+# MaxAliasesLimiter makes a new class per request, which would defeat the cache.
+ALIAS_LIMIT = create_validator(MAX_ALIASES)
