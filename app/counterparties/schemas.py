@@ -16,6 +16,7 @@ from pydantic import (
 
 from app.auth.schemas import Email
 from app.firms.schemas import Frn
+from app.idempotency import Key
 
 
 class CounterpartyKind(StrEnum):
@@ -68,6 +69,7 @@ class CounterpartyCreate(_Input):
     contact_name: ContactName = None
     contact_email: ContactEmail = None
     notes: Notes = None
+    idempotency_key: Key | None = None
 
 
 class CounterpartyUpdate(_Input):

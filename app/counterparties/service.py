@@ -19,6 +19,7 @@ from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import idempotency
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, Role
@@ -62,10 +63,14 @@ async def _locked(session: AsyncSession, counterparty_id: uuid.UUID) -> Counterp
 async def create_counterparty(
     session: AsyncSession, actor: Actor, data: CounterpartyCreate
 ) -> Counterparty:
-    """Add a counterparty (admins) and record ``counterparty.created`` with its details."""
+    """Add a counterparty (admins) and record ``counterparty.created`` with its details. A retry
+    with the same idempotency key returns the first one and writes nothing."""
     actor.require(Role.ADMIN)
+    first = await idempotency.replay(session, actor, data.idempotency_key, "createCounterparty")
+    if first is not None:
+        return await get_counterparty(session, actor, uuid.UUID(first["id"]))
     now = datetime.now(UTC)
-    values = data.model_dump(mode="json")
+    values = data.model_dump(mode="json", exclude={"idempotency_key"})
     counterparty = Counterparty(
         id=uuid.uuid4(),
         firm_id=actor.firm_id,
@@ -77,6 +82,8 @@ async def create_counterparty(
     session.add(counterparty)
     await session.flush()
     await chain.record(session, actor, Action.COUNTERPARTY_CREATED, TARGET, counterparty.id, values)
+    result = {"id": str(counterparty.id)}
+    await idempotency.remember(session, actor, data.idempotency_key, "createCounterparty", result)
     return counterparty
 
 

@@ -227,3 +227,14 @@ class EvidencePack(Base):
     created_by: Mapped[uuid.UUID | None]
     created_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+
+    firm_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    actor_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    operation: Mapped[str] = mapped_column(Text)
+    result: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]

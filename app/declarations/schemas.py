@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.auth.schemas import Email
+from app.idempotency import Key
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 MAX_BULK = 500
@@ -30,6 +31,7 @@ class DeclarationCreate(Strict):
     counterparty_id: uuid.UUID | None = None
     due_date: date | None = None
     link_days: int | None = Field(default=None, ge=1, le=90)
+    idempotency_key: Key | None = None
 
 
 class BulkDeclarationCreate(Strict):
@@ -38,6 +40,7 @@ class BulkDeclarationCreate(Strict):
     due_date: date | None = None
     link_days: int | None = Field(default=None, ge=1, le=90)
     send: bool = True
+    idempotency_key: Key | None = None
 
 
 class Submission(Strict):

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import case, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import idempotency
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, Role
@@ -46,9 +47,16 @@ async def get_declaration(
 async def create_declaration(
     session: AsyncSession, actor: Actor, data: DeclarationCreate
 ) -> Declaration:
-    """A draft pinned to the template's current version (members)."""
+    """A draft pinned to the template's current version (members). A retry with the same
+    idempotency key returns the first draft and writes nothing."""
     actor.require(Role.MEMBER)
-    return await _create(session, actor, data)
+    first = await idempotency.replay(session, actor, data.idempotency_key, "createDeclaration")
+    if first is not None:
+        return await get_declaration(session, actor, uuid.UUID(first["id"]))
+    declaration = await _create(session, actor, data)
+    result = {"id": str(declaration.id)}
+    await idempotency.remember(session, actor, data.idempotency_key, "createDeclaration", result)
+    return declaration
 
 
 async def _create(session: AsyncSession, actor: Actor, data: DeclarationCreate) -> Declaration:
@@ -186,8 +194,12 @@ async def bulk_create_declarations(
     session: AsyncSession, actor: Actor, env: AuthEnv, data: BulkDeclarationCreate
 ) -> list[Declaration]:
     """Create (and by default send) one declaration per recipient: all or nothing, since any
-    failure fails the request's one transaction."""
+    failure fails the request's one transaction. A retry with the same idempotency key returns
+    the first batch and writes nothing."""
     actor.require(Role.MEMBER)
+    first = await idempotency.replay(session, actor, data.idempotency_key, "bulkCreateDeclarations")
+    if first is not None:
+        return [await get_declaration(session, actor, uuid.UUID(i)) for i in first["ids"]]
     created = []
     for recipient in data.recipients:
         one = DeclarationCreate(
@@ -203,6 +215,8 @@ async def bulk_create_declarations(
                 session, actor, env, declaration.id, data.link_days
             )
         created.append(declaration)
+    ids = {"ids": [str(d.id) for d in created]}
+    await idempotency.remember(session, actor, data.idempotency_key, "bulkCreateDeclarations", ids)
     return created
 
 

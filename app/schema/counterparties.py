@@ -139,6 +139,9 @@ class CounterpartyCreateInput:
     contact_name: str | None = None
     contact_email: str | None = None
     notes: str | None = None
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying: the first result returns."
+    )
 
 
 @strawberry.input(description="Only the fields sent are changed; null clears an optional one.")

@@ -247,6 +247,9 @@ class DeclarationCreateInput:
     link_days: int | None = strawberry.field(
         default=None, description="Days the link works (default 14; never past due date + grace)."
     )
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying: the first result returns."
+    )
 
 
 @strawberry.input
@@ -262,6 +265,9 @@ class BulkDeclarationCreateInput:
     due_date: date | None = None
     link_days: int | None = None
     send: bool = True
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying: the first result returns."
+    )
 
 
 @strawberry.input
