@@ -5,20 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import psutil
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import text
+from xhtml2pdf import pisa
 
 from app.audit import canonical, chain
+from app.audit.signing import SigningKey
+from app.auth.actor import Actor, ActorType, Role
 from app.db.engine import create_engine, session_factory
 from app.db.tenant import tenant_transaction
 from app.declarations.templates import snapshot
+from app.evidence import document
+from app.evidence.collect import collect
+from app.evidence.render import _fonts, render_pdf
+from app.evidence.schemas import PackCreate
 from bench.seed import FIT, Seeded
 
 CONCURRENCY = 32
@@ -162,6 +172,58 @@ async def verification(app_url: str, firm: str) -> dict[str, Any]:
     }
 
 
+async def evidence_pack(app_url: str, seeded: Seeded) -> dict[str, Any]:
+    """An evidence pack of 500 declarations rendered as the app renders it, next to a bare
+    xhtml2pdf render of the same HTML (time, and the process's peak RSS growth)."""
+    engine = create_engine(app_url, pool_size=1)
+    firm_id, user_id = uuid.UUID(seeded.firms[3]), uuid.UUID(seeded.users[3])
+    actor = Actor(ActorType.USER, user_id, firm_id, Role.OWNER)
+    today = datetime.now(UTC).date()
+    key = SigningKey(Ed25519PrivateKey.generate())
+    try:
+        async with tenant_transaction(session_factory(engine), firm_id, user_id) as session:
+            ids = (
+                (
+                    await session.execute(
+                        text("select id from declarations where recipient_name like 'Submitter %'")
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            scope = {"from": today - timedelta(days=2), "to": today}
+            data = PackCreate(title="Benchmark pack", declaration_ids=list(ids), **scope)
+            pack = await collect(session, actor, uuid.uuid4(), data, key, 30)
+    finally:
+        await engine.dispose()
+
+    def measured(work: Any) -> tuple[float, float]:
+        before = psutil.Process().memory_info().rss
+        stop, peak = threading.Event(), [before]
+        sampler = threading.Thread(target=_peak_rss, args=(stop, peak), daemon=True)
+        sampler.start()
+        started = time.monotonic()
+        work()
+        seconds = time.monotonic() - started
+        stop.set()
+        sampler.join()
+        return round(seconds, 2), round((peak[0] - before) / 2**20, 1)
+
+    rendered: list[Any] = []
+    pack_seconds, pack_rss = measured(lambda: rendered.append(render_pdf(pack)))
+    font, mono, faces, _ = _fonts()
+    html = document.build(pack, font, mono, faces)
+    bare_seconds, bare_rss = measured(lambda: pisa.CreatePDF(html, dest=io.BytesIO()))
+    return {
+        "declarations": len(pack.declarations),
+        "pages": rendered[0].page_count,
+        "seconds": pack_seconds,
+        "rss_growth_mb": pack_rss,
+        "bare_seconds": bare_seconds,
+        "bare_rss_growth_mb": bare_rss,
+    }
+
+
 async def run(app_url: str, seeded: Seeded, seconds: int) -> dict[str, Any]:
     print("floors in-process: raw asyncpg, 32 concurrent transactions", flush=True)
     pool = await asyncpg.create_pool(app_url, min_size=CONCURRENCY, max_size=CONCURRENCY)
@@ -178,4 +240,7 @@ async def run(app_url: str, seeded: Seeded, seconds: int) -> dict[str, Any]:
     print("audit verification of a 100,000-entry chain", flush=True)
     results["verify"] = await verification(app_url, seeded.chain_firm)
     print(f"  {results['verify']}", flush=True)
+    print("evidence pack of 500 declarations", flush=True)
+    results["pack"] = await evidence_pack(app_url, seeded)
+    print(f"  {results['pack']}", flush=True)
     return results

@@ -28,6 +28,7 @@ FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 @dataclass(frozen=True)
 class Seeded:
     firms: list[str]
+    users: list[str]
     cookies: list[str]
     tokens: list[str]
     chain_firm: str
@@ -183,10 +184,64 @@ async def _seed(conn: asyncpg.Connection, secret_key: str) -> Seeded:
             "sent_at",
         ],
     )
+    await _seed_pack_firm(conn, firms[3], snapshot, now)
     chain_firm = firms[0]
     await _seed_chain(conn, uuid.UUID(chain_firm), uuid.UUID(users[0]))
     await conn.execute("analyze")
-    return Seeded(firms, cookies, tokens, chain_firm)
+    return Seeded(firms, users, cookies, tokens, chain_firm)
+
+
+PACK_DECLARATIONS = 500
+
+
+async def _seed_pack_firm(
+    conn: asyncpg.Connection, firm: str, snapshot: str, now: datetime
+) -> None:
+    """500 submitted declarations for the evidence-pack benchmark."""
+    answers = json.dumps(valid_answers())
+    records = [
+        (
+            uuid.uuid4(),
+            uuid.UUID(firm),
+            FIT.id,
+            FIT.version,
+            snapshot,
+            f"Submitter {n}",
+            f"submitter{n}@example.test",
+            "submitted",
+            now - timedelta(minutes=n),
+            0,
+            answers,
+            True,
+            f"Submitter {n}",
+            "127.0.0.1",
+            now - timedelta(minutes=n),
+            hashlib.sha256(str(n).encode()).digest(),
+        )
+        for n in range(PACK_DECLARATIONS)
+    ]
+    await conn.copy_records_to_table(
+        "declarations",
+        records=records,
+        columns=[
+            "id",
+            "firm_id",
+            "template_id",
+            "template_version",
+            "template_snapshot",
+            "recipient_name",
+            "recipient_email",
+            "status",
+            "created_at",
+            "reminder_count",
+            "answers",
+            "attestation_accepted",
+            "signature_name",
+            "submitted_ip",
+            "submitted_at",
+            "response_sha256",
+        ],
+    )
 
 
 async def _seed_chain(conn: asyncpg.Connection, firm_id: uuid.UUID, user_id: uuid.UUID) -> None:
