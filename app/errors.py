@@ -31,6 +31,7 @@ from typing import Any
 
 from graphql import GraphQLError
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger("coverproof.errors")
 
@@ -112,6 +113,16 @@ class TokenUsed(TokenError):
     default_message = "This link has already been used."
 
 
+def _unstorable_text(error: object) -> bool:
+    """PostgreSQL refused a character (a NUL written as an escape inside a GraphQL literal):
+    the client's input, not our fault. SQLSTATE 22021 is character_not_in_repertoire."""
+    cause = getattr(error, "orig", None)
+    return isinstance(error, DBAPIError) and "22021" in {
+        getattr(cause, "sqlstate", None),
+        getattr(getattr(cause, "__cause__", None), "sqlstate", None),
+    }
+
+
 def _camel(part: str | int) -> str:
     """GraphQL names are camelCase: report ``signatureName``, not ``signature_name``."""
     head, *rest = str(part).split("_")
@@ -156,6 +167,9 @@ def format_error(
     if isinstance(original, AppError):
         body["message"] = original.message
         body["extensions"] = {"code": original.code, **original.extensions}
+    elif _unstorable_text(original):
+        body["message"] = "Text may not contain NUL characters."
+        body["extensions"] = {"code": BadUserInput.code}
     elif isinstance(original, ValidationError):
         body["message"] = BadUserInput.default_message
         body["extensions"] = {"code": BadUserInput.code, "fields": _field_errors(original)}

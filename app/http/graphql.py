@@ -127,8 +127,10 @@ async def execute(
                     allowed_operation_types=allowed,
                 )
             except InvalidOperationTypeError as e:
-                status = 405 if request.method == "GET" else 400
-                raise RequestError(status, "BAD_REQUEST", "This operation cannot run here.") from e
+                if request.method == "GET":
+                    message = "Only persisted queries use GET."
+                    raise RequestError(405, "METHOD_NOT_ALLOWED", message) from e
+                raise RequestError(400, "BAD_REQUEST", "This operation cannot run here.") from e
             except (CannotGetOperationTypeError, MissingQueryError) as e:
                 raise RequestError(400, "BAD_REQUEST", "The operation cannot be run here.") from e
             if result.errors:

@@ -92,6 +92,24 @@ def parse_query_params(params: Mapping[str, str]) -> GraphQLRequest:
     return _shape(data)
 
 
+def _has_nul(value: Any) -> bool:
+    """Whether any string in the request holds a NUL character, which PostgreSQL text cannot
+    store: refused here, once, rather than failing deep inside a query. A loop, not recursion:
+    the JSON may be nested as deep as the parser allows."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 def _shape(data: Any) -> GraphQLRequest:
     if isinstance(data, list):
         raise RequestError(400, "BAD_REQUEST", "Batched operations are not supported.")
@@ -113,6 +131,8 @@ def _shape(data: Any) -> GraphQLRequest:
         raise RequestError(400, "BAD_REQUEST", "`operationName` must be a string or null.")
     if not isinstance(extensions, dict | None):
         raise RequestError(400, "BAD_REQUEST", "`extensions` must be an object or null.")
+    if _has_nul(query) or _has_nul(variables) or _has_nul(operation_name):
+        raise RequestError(400, "BAD_USER_INPUT", "Text may not contain NUL characters.")
     return GraphQLRequest(query, variables, operation_name, extensions, document_id)
 
 

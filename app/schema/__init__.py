@@ -19,6 +19,7 @@ from app.schema.audit_root import AuditMutation, AuditQuery
 from app.schema.core import CoreMutation, CoreQuery
 from app.schema.counterparties_root import CounterpartyMutation, CounterpartyQuery
 from app.schema.declarations_root import DeclarationMutation, DeclarationQuery
+from app.schema.enums import LONG, Long
 from app.schema.evidence_root import EvidenceMutation, EvidenceQuery
 from app.schema.limits import ALIAS_LIMIT, MAX_ALIASES, MAX_DEPTH, DepthLimit, SelectionLimits
 from app.schema.partners_root import PartnerMutation, PartnerQuery
@@ -70,5 +71,5 @@ def build_schema(*, production: bool) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         extensions=extensions,
-        config=StrawberryConfig(disable_field_suggestions=production),
+        config=StrawberryConfig(disable_field_suggestions=production, scalar_map={Long: LONG}),
     )

@@ -17,6 +17,7 @@ from app.declarations.templates import TemplateSpec, spec_from_snapshot
 from app.schema.access import scoped
 from app.schema.context import Info
 from app.schema.counterparties import Counterparty, counterparty_loader
+from app.schema.enums import Long
 from app.schema.pagination import PageInfo
 
 
@@ -59,8 +60,8 @@ class TemplateQuestion:
     explain_label: str | None
     choices: list[str] | None
     max_length: int | None
-    min_pence: int | None
-    max_pence: int | None
+    min_pence: Long | None
+    max_pence: Long | None
 
 
 def questions_of(spec: TemplateSpec) -> list[TemplateQuestion]:
@@ -75,8 +76,8 @@ def questions_of(spec: TemplateSpec) -> list[TemplateQuestion]:
             explain_label=q.explain_label,
             choices=list(q.choices) if q.choices else None,
             max_length=q.max_length,
-            min_pence=q.min_pence,
-            max_pence=q.max_pence,
+            min_pence=None if q.min_pence is None else Long(q.min_pence),
+            max_pence=None if q.max_pence is None else Long(q.max_pence),
         )
         for q in spec.questions
     ]

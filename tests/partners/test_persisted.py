@@ -114,7 +114,7 @@ async def test_a_trusted_mutation_over_get_is_405_and_writes_nothing(
     async with partner_client(auth_app, secret) as partner:
         response = await run_persisted(partner, create, {"i": declaration_input()}, form="get")
         assert response.status_code == 405, response.text
-        assert codes(response.json()) == ["BAD_REQUEST"]
+        assert codes(response.json()) == ["METHOD_NOT_ALLOWED"]
         assert "POST" in response.headers["allow"]
     async with session_client(auth_app, owner) as client:
         response = await run_persisted(client, create, {"i": declaration_input()}, form="get")
