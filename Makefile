@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format schema bench clean
+.PHONY: run test soak lint format schema bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ run: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-redis
 	$(BIN)/python -m pytest
+
+# The reliability tests at their large sizes (tests/reliability; `make test` runs them small).
+soak: $(STAMP)
+	scripts/ensure-redis
+	COVERPROOF_SOAK=1 $(BIN)/python -m pytest tests/reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import chain
@@ -24,7 +25,16 @@ async def update_firm(session: AsyncSession, actor: Actor, update: FirmUpdate) -
     """Change the firm's details (owners and admins) and record ``firm.updated`` with each
     changed field's old and new value."""
     actor.require(Role.ADMIN)
-    firm = await get_firm(session, actor)
+    # Locked first: concurrent renames queue here, so each records the name it really changed.
+    locked = await session.execute(
+        select(Firm)
+        .where(Firm.id == actor.firm_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    firm = locked.scalar_one_or_none()
+    if firm is None:
+        raise NotFound("Firm not found.")
     changes = {}
     for field in sorted(update.model_fields_set):
         old, new = getattr(firm, field), getattr(update, field)
