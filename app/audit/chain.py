@@ -154,12 +154,14 @@ def canonical_of(row: Any) -> bytes:
 
 
 def _fields_agree(row: Any) -> bool:
-    # Parsing the stored bytes and comparing values is several times cheaper than encoding
-    # the fields again, and as strict: the hash already covers the exact bytes.
+    # orjson re-encodes both sides several times faster than json.dumps, and keeps true apart
+    # from 1 and 2 from 2.0 (Python's == would not); the hash covers the exact stored bytes.
+    sort = orjson.OPT_SORT_KEYS
     try:
-        return bool(orjson.loads(row.canonical) == _body_of(row))
-    except orjson.JSONDecodeError:
-        return False
+        stored = orjson.dumps(orjson.loads(row.canonical), option=sort)
+        return bool(stored == orjson.dumps(_body_of(row), option=sort))
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return bool(canonical_of(row) == row.canonical)
 
 
 def _problem(row: Any, expected_seq: int, prev_hash: bytes) -> str | None:

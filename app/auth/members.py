@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +14,7 @@ from app.audit.actions import Action
 from app.auth import mails, tokens
 from app.auth.actor import Actor, Role
 from app.auth.env import AuthEnv
-from app.auth.service import SignedIn, redeem_link, start_session, user_actor
+from app.auth.service import SignedIn, prove_address, redeem_link, start_session, user_actor
 from app.auth.tokens import Purpose
 from app.db import calls
 from app.db.models import Firm, Membership, User
@@ -82,11 +82,7 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
             )
         )
     else:
-        await session.execute(
-            update(User)
-            .where(User.id == user_id, User.email_verified_at.is_(None))
-            .values(email_verified_at=now)
-        )
+        await prove_address(session, user_id, clear_password=True)
     await session.execute(
         pg_insert(Membership)
         .values(firm_id=found.firm_id, user_id=user_id, role=found.role.value, created_at=now)

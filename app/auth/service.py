@@ -171,16 +171,30 @@ async def start_session(
     return SignedIn(cookie, actor, email_verified)
 
 
+async def prove_address(session: AsyncSession, user_id: uuid.UUID, *, clear_password: bool) -> None:
+    """Mark the address verified by an emailed link. If it was not verified yet, whoever set the
+    account up before its owner proved the address loses it: every existing session ends and,
+    for links that do not confirm the sign-up itself (magic link, invitation), the password
+    that stranger chose is cleared. (A pre-registered account cannot be taken over later.)"""
+    values: dict[str, Any] = {"email_verified_at": datetime.now(UTC)}
+    if clear_password:
+        values["password_hash"] = None
+    proved = await session.execute(
+        update(User)
+        .where(User.id == user_id, User.email_verified_at.is_(None))
+        .values(values)
+        .returning(User.id)
+    )
+    if proved.scalar_one_or_none() is not None:
+        await sessions.revoke_all(session, user_id)
+
+
 async def verify_email(session: AsyncSession, env: AuthEnv, token: str) -> SignedIn:
     """Mark the address verified and sign the user in; returns the new session's cookie."""
     found = await redeem_link(session, env, Purpose.VERIFY_EMAIL, token)
     actor = user_actor(env, found.user_id, found.firm_id, found.role)
     await bind_tenant(session, actor.firm_id, actor.id)
-    await session.execute(
-        update(User)
-        .where(User.id == actor.id, User.email_verified_at.is_(None))
-        .values(email_verified_at=datetime.now(UTC))
-    )
+    await prove_address(session, actor.id, clear_password=False)
     await chain.record(session, actor, Action.EMAIL_VERIFIED, "user", actor.id)
     return await start_session(session, env, actor)
 
@@ -264,11 +278,7 @@ async def sign_in_with_magic_link(session: AsyncSession, env: AuthEnv, token: st
     found = await redeem_link(session, env, Purpose.MAGIC_LINK, token)
     actor = user_actor(env, found.user_id, found.firm_id, found.role)
     await bind_tenant(session, actor.firm_id, actor.id)
-    await session.execute(
-        update(User)
-        .where(User.id == actor.id, User.email_verified_at.is_(None))
-        .values(email_verified_at=datetime.now(UTC))
-    )
+    await prove_address(session, actor.id, clear_password=True)
     details = {"method": "magic_link"}
     await chain.record(session, actor, Action.SIGN_IN_SUCCEEDED, "user", actor.id, details)
     return await start_session(session, env, actor)

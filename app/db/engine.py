@@ -32,6 +32,8 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         pool_pre_ping=False,
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
+        # Errors are logged; their parameters (hashes, answers) must not be.
+        hide_parameters=True,
     )
 
 

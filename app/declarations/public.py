@@ -88,16 +88,18 @@ async def recipient_form(
     """The form for a link: the declaration and the firm's name. The first view marks the
     declaration opened (and is audited); viewing never consumes the token."""
     declaration, _ = await _open(session, env, token)
-    if declaration.status == "sent":
-        declaration.status, declaration.opened_at = "opened", datetime.now(UTC)
-        await session.flush()
-        await chain.record(
-            session,
-            recipient(env, declaration),
-            Action.DECLARATION_OPENED,
-            "declaration",
-            declaration.id,
-        )
+    # Conditional: a view racing a submission (or a revocation) must never move it back.
+    opened = await session.execute(
+        update(Declaration)
+        .where(Declaration.id == declaration.id, Declaration.status == "sent")
+        .values(status="opened", opened_at=datetime.now(UTC))
+        .returning(Declaration.id)
+        .execution_options(synchronize_session=False)
+    )
+    if opened.scalar_one_or_none() is not None:
+        await session.refresh(declaration)
+        actor = recipient(env, declaration)
+        await chain.record(session, actor, Action.DECLARATION_OPENED, "declaration", declaration.id)
     firm = await session.get(Firm, declaration.firm_id)
     return declaration, firm.name if firm else ""
 

@@ -108,9 +108,9 @@ async def execute(
     try:
         async with transaction(state.sessions) as session:
             identity = await authenticate(request, state, session)
-            query = await persisted.resolve(body, identity, state, session)
+            query, held = await persisted.resolve(body, identity, state, session)
             context = build_context(request, state, session, identity)
-            context.persisted = body.persisted_id is not None
+            context.persisted = held
             context.fast_path = state.fast_path
             if isinstance(identity, keys.ApiKeyIdentity) and identity.first_use:
                 await context.run(keys.record_first_use)
@@ -137,6 +137,9 @@ async def execute(
                 raise _Rollback(result)
     except _Rollback as rollback:
         await record_refusals(state, rollback.result)
+        # Nothing of a failed operation was kept, so none of it is shown either: no id of a row
+        # that does not exist, no download link whose audit entry was rolled back.
+        rollback.result.data = None
         return rollback.result, context
     return result, context
 

@@ -51,8 +51,9 @@ async def _trusted(state: AppState, session: AsyncSession, doc_id: str) -> str |
 
 async def resolve(
     body: GraphQLRequest, identity: object, state: AppState, session: AsyncSession
-) -> str:
-    """The query text to execute, or a refusal."""
+) -> tuple[str, bool]:
+    """The query text to execute, and whether it is a persisted document the server holds
+    (trusted, or in the APQ cache); or a refusal."""
     doc_id = body.persisted_id
     partner = isinstance(identity, ApiKeyIdentity)
     strict = partner or state.settings.persisted_only
@@ -60,21 +61,21 @@ async def resolve(
         if strict:
             raise _required()
         assert body.query is not None
-        return body.query
+        return body.query, False
     if body.query is not None:
         return await _register(body.query, doc_id, identity, state, strict)
     trusted = await _trusted(state, session, doc_id)
     if trusted is not None:
-        return trusted
+        return trusted, True
     registered = None if strict else state.apq.get(doc_id)
     if registered is None:
         raise PersistedQueryNotFound()
-    return registered
+    return registered, True
 
 
 async def _register(
     query: str, doc_id: str, identity: object, state: AppState, strict: bool
-) -> str:
+) -> tuple[str, bool]:
     if strict:
         raise _required()
     if documents.document_id(query) != doc_id:
@@ -88,4 +89,5 @@ async def _register(
         except RateLimited as limited:
             raise RequestError(429, limited.code, limited.message) from limited
         state.apq.put(doc_id, query)
-    return query
+        return query, True
+    return query, False

@@ -19,6 +19,7 @@ answers are the normal path's. ``tests/declarations/test_fastpath.py`` proves by
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -257,17 +258,22 @@ class FastPathState:
     enabled: bool = True
     fast: int = 0
     fallback: int = 0
-    plans: dict[str, Plan | None] = field(default_factory=dict)
+    max_plans: int = 1024
+    plans: OrderedDict[str, Plan | None] = field(default_factory=OrderedDict)
 
     def plan(self, query: str, schema: Any) -> Plan | None:
         """The compiled plan of a persisted document (validated once, against the schema and
         the app's own limits), or None when the normal executor must answer it."""
-        if query not in self.plans:
-            plan = compile_plan(query)
-            if plan is not None and validate(schema._schema, parse(query), RULES):
-                plan = None
-            self.plans[query] = plan
-        return self.plans[query]
+        if query in self.plans:
+            self.plans.move_to_end(query)
+            return self.plans[query]
+        plan = compile_plan(query)
+        if plan is not None and validate(schema._schema, parse(query), RULES):
+            plan = None
+        self.plans[query] = plan
+        if len(self.plans) > self.max_plans:  # bounded, like the APQ cache it mirrors
+            self.plans.popitem(last=False)
+        return plan
 
     async def answer(
         self, plan: Plan, context: Any, variables: dict[str, Any] | None

@@ -79,7 +79,7 @@ create table audit_log (
 # cannot fork the chain, skip a seq, or store a hash that does not match its canonical bytes.
 AUDIT_TRIGGERS = r"""
 create function audit_log_check_append() returns trigger
-language plpgsql set search_path = pg_catalog, public as $$
+language plpgsql set search_path = pg_catalog, public, pg_temp as $$
 declare
     head_seq bigint;
     head_hash bytea;
@@ -115,7 +115,7 @@ create trigger audit_log_append before insert on audit_log
     for each row execute function audit_log_check_append()
 --
 create function audit_log_forbid_change() returns trigger
-language plpgsql set search_path = pg_catalog, public as $$
+language plpgsql set search_path = pg_catalog, public, pg_temp as $$
 begin
     raise exception 'audit_log is append-only: % is not allowed', tg_op
         using errcode = 'insufficient_privilege';
@@ -133,7 +133,7 @@ create trigger audit_log_no_truncate before truncate on audit_log
 SESSION_LOOKUP = """
 create function auth_session_lookup(p_token_hash bytea, p_idle_seconds integer)
 returns table (session_id uuid, user_id uuid, firm_id uuid, role text, email_verified boolean)
-language plpgsql security definer set search_path = pg_catalog, public as $$
+language plpgsql security definer set search_path = pg_catalog, public, pg_temp as $$
 declare
     found_session sessions%rowtype;
 begin
@@ -195,6 +195,7 @@ def upgrade() -> None:
         for statement in block.split("\n--\n"):
             op.execute(statement)
     for statement in [
+        "revoke create on schema public from public",
         "revoke all on all tables in schema public from public",
         f"revoke all on all tables in schema public from {APP}",
         f"grant usage on schema public to {APP}",

@@ -71,7 +71,7 @@ FUNCTIONS = [
     """create function auth_user_by_email(p_email text)
     returns table (user_id uuid, password_hash text, email_verified boolean,
                    throttled_until timestamptz, firm_id uuid, role text)
-    language sql stable security definer set search_path = pg_catalog, public as $$
+    language sql stable security definer set search_path = pg_catalog, public, pg_temp as $$
         select u.id, u.password_hash, u.email_verified_at is not null, u.throttled_until,
                m.firm_id, m.role
         from users u
@@ -85,7 +85,7 @@ FUNCTIONS = [
     # user's own token the firm returned is the user's home firm (the one they sign in to).
     """create function auth_redeem_token(p_purpose text, p_token_hash bytea)
     returns table (status text, user_id uuid, firm_id uuid, email text, role text)
-    language plpgsql security definer set search_path = pg_catalog, public as $$
+    language plpgsql security definer set search_path = pg_catalog, public, pg_temp as $$
     declare
         t auth_tokens%rowtype;
         result_status text;
@@ -120,14 +120,14 @@ FUNCTIONS = [
     # The signed-in actor's own firms (for switchFirm and the firm picker), never anyone else's.
     f"""create function auth_my_firms()
     returns table (firm_id uuid, firm_name text, role text)
-    language sql stable security definer set search_path = pg_catalog, public as $$
+    language sql stable security definer set search_path = pg_catalog, public, pg_temp as $$
         select m.firm_id, f.name, m.role from memberships m join firms f on f.id = m.firm_id
         where m.user_id = {ACTOR} order by f.name, m.firm_id
     $$""",
     # Growing delays after p_threshold consecutive failures: 1 s, 2 s, 4 s ... capped at 1 h.
     """create function auth_note_failed_sign_in(p_user_id uuid, p_threshold integer)
     returns timestamptz
-    language sql security definer set search_path = pg_catalog, public as $$
+    language sql security definer set search_path = pg_catalog, public, pg_temp as $$
         update users set
             failed_sign_ins = failed_sign_ins + 1,
             throttled_until = case when failed_sign_ins + 1 >= p_threshold
@@ -139,7 +139,7 @@ FUNCTIONS = [
     $$""",
     # The platform chain (events that belong to no firm): head under a lock, then the append.
     """create function audit_platform_head() returns table (seq bigint, hash bytea)
-    language plpgsql security definer set search_path = pg_catalog, public as $$
+    language plpgsql security definer set search_path = pg_catalog, public, pg_temp as $$
     begin
         perform pg_advisory_xact_lock(0);
         return query select a.seq, a.hash from audit_log a
@@ -150,7 +150,7 @@ FUNCTIONS = [
         p_action text, p_target_type text, p_target_id text, p_details jsonb, p_ip text,
         p_prev_hash bytea, p_hash bytea, p_canonical bytea)
     returns void
-    language sql security definer set search_path = pg_catalog, public as $$
+    language sql security definer set search_path = pg_catalog, public, pg_temp as $$
         insert into audit_log (id, firm_id, seq, occurred_at, actor_type, actor_id, action,
             target_type, target_id, details, ip, prev_hash, hash, canonical)
         values (p_id, null, p_seq, p_occurred_at, p_actor_type, p_actor_id, p_action,

@@ -99,7 +99,7 @@ TABLES = [
 # bind the tenant, then everything else runs under RLS in that firm's context.
 LINK_LOOKUP = """create function declaration_token_lookup(p_token_hash bytea)
 returns table (declaration_id uuid, firm_id uuid)
-language sql stable security definer set search_path = pg_catalog, public as $$
+language sql stable security definer set search_path = pg_catalog, public, pg_temp as $$
     select id, firm_id from declarations where token_hash = p_token_hash
 $$"""
 

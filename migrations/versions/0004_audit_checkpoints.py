@@ -41,7 +41,7 @@ STATEMENTS = [
     # head and its latest checkpoint, ids and numbers only.
     """create function audit_chain_heads()
     returns table (firm_id uuid, head_seq bigint, checkpoint_seq bigint)
-    language sql stable security definer set search_path = pg_catalog, public as $$
+    language sql stable security definer set search_path = pg_catalog, public, pg_temp as $$
         select f.id,
                (select max(a.seq) from audit_log a where a.firm_id = f.id),
                (select max(c.seq) from audit_checkpoints c where c.firm_id = f.id)

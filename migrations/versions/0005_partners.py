@@ -37,7 +37,7 @@ STATEMENTS = [
     # the conditional UPDATE makes concurrent first requests queue on the row and re-check.
     """create function api_key_lookup(p_secret_hash bytea)
     returns table (key_id uuid, firm_id uuid, name text, scopes text[], first_use boolean)
-    language plpgsql security definer set search_path = pg_catalog, public as $$
+    language plpgsql security definer set search_path = pg_catalog, public, pg_temp as $$
     declare
         k api_keys%rowtype;
         marked integer;

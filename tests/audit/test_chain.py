@@ -208,3 +208,24 @@ def test_canonical_bytes_are_sorted_compact_utf8_without_floats() -> None:
     assert canonical.encode({"b": 1, "a": "é"}) == '{"a":"é","b":1}'.encode()
     with pytest.raises(TypeError, match="floats"):
         canonical.encode({"a": [1.5]})
+
+
+async def test_a_value_changed_to_an_equal_looking_type_is_caught(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    owner = await members.create()
+    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
+    async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
+        await chain.record(session, actor, Action.FIRM_UPDATED, details={"flag": True, "n": 2})
+    # true -> 1 and 2 -> 2.0 compare equal in Python; the verification must not be fooled.
+    for forged in ('{"flag": 1, "n": 2}', '{"flag": true, "n": 2.0}'):
+        await tamper(
+            superuser_engine,
+            f"update audit_log set details = '{forged}'::jsonb where firm_id = :firm",
+            owner.firm_id,
+        )
+        async with tenant_transaction(app_sessions, owner.firm_id) as session:
+            result = await chain.verify(session, owner.firm_id)
+        assert (result.ok, result.failure_seq) == (False, 1), forged

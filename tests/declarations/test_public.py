@@ -4,6 +4,7 @@ declaration of one firm only, rate limits, and no session needed."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -378,3 +379,57 @@ async def test_recipients_need_no_session_and_see_only_what_they_ask_for(
     await submit_valid(browser, other_token)
     assert (await get(browser, declaration_id))["status"] == "SUBMITTED"
     assert (await get(browser, other_id))["status"] == "SUBMITTED"
+
+
+async def test_a_view_racing_a_submission_never_moves_it_back(
+    auth_app: Starlette,
+    smtp: SmtpServer,
+    browser: Browser,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The view read the declaration as `sent` just before a submission committed: its
+    conditional update must change nothing and record no `declaration.opened`."""
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    from app.db.tenant import transaction
+    from app.declarations import public
+
+    await signed_up(browser, smtp)
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    async with superuser_engine.begin() as conn:
+        firm_id = await conn.scalar(
+            text(
+                "update declarations set status = 'submitted', submitted_at = now() "
+                "where id = :i returning firm_id"
+            ),
+            {"i": declaration_id},
+        )
+    real_open = public._open
+
+    async def stale_open(session: Any, env: Any, link: str) -> Any:
+        await public.bind_tenant(session, firm_id, uuid.UUID(declaration_id))
+        found = await session.get(public.Declaration, uuid.UUID(declaration_id))
+        # What the view had read before the submission committed (not a change to write).
+        set_committed_value(found, "status", "sent")
+        return found, b""
+
+    monkeypatch.setattr(public, "_open", stale_open)
+    state = auth_app.state.coverproof
+    async with transaction(state.sessions) as session:
+        env = type("Env", (), {"ip": None, "secret_key": state.secret_key})()
+        await public.recipient_form(session, env, token)
+    monkeypatch.setattr(public, "_open", real_open)
+    async with superuser_engine.connect() as conn:
+        status = await conn.execute(
+            text("select status from declarations where id = :i"), {"i": declaration_id}
+        )
+        assert status.scalar_one() == "submitted"
+        opened = await conn.execute(
+            text(
+                "select count(*) from audit_log where target_id = :i "
+                "and action = 'declaration.opened'"
+            ),
+            {"i": declaration_id},
+        )
+        assert opened.scalar_one() == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -577,3 +578,20 @@ def valid_answers(questions: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             answers[q["id"]] = "A careful answer"
     return answers
+
+
+async def test_anonymous_apq_texts_do_not_grow_the_fast_path_cache(auth_app: Starlette) -> None:
+    state = auth_app.state.coverproof.fast_path
+    before = len(state.plans)
+    transport = httpx.ASGITransport(app=auth_app, client=("127.0.0.77", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as anonymous:
+        for n in range(30):
+            text = f"query Anon{n} {{ declarations(first: 1) {{ edges {{ node {{ id }} }} }} }}"
+            doc = hashlib.sha256(text.encode()).hexdigest()
+            payload = {
+                "query": text,
+                "extensions": {"persistedQuery": {"version": 1, "sha256Hash": doc}},
+            }
+            await anonymous.post("/graphql", json=payload)
+    assert len(state.plans) == before
+    assert len(state.plans) <= state.max_plans
