@@ -8,9 +8,6 @@ submitted PI cover declaration, never stored.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from datetime import UTC, date, datetime
 from typing import Any
@@ -19,7 +16,7 @@ from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import idempotency
+from app import idempotency, pagination
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, Role
@@ -141,25 +138,7 @@ async def archive_counterparty(
 
 def encode_cursor(counterparty: Counterparty) -> str:
     """An opaque position in the list: the (name, id) the list is ordered by."""
-    raw = json.dumps([counterparty.name, str(counterparty.id)])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, uuid.UUID]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        name, ident = json.loads(base64.urlsafe_b64decode(padded))
-        if not isinstance(name, str):
-            raise TypeError(name)
-        return name, uuid.UUID(ident)
-    except (ValueError, TypeError, binascii.Error) as error:
-        raise _field_error("after", "Not a cursor from this list.") from error
-
-
-def _like(text: str) -> str:
-    # The search text is data, not a pattern: its own % and _ must match only themselves.
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return pagination.encode(counterparty.name, counterparty.id)
 
 
 async def list_counterparties(
@@ -183,7 +162,7 @@ async def list_counterparties(
     if len(text) > MAX_SEARCH or "\x00" in text:
         raise _field_error("search", f"Search for at most {MAX_SEARCH} characters, without NUL.")
     if text:
-        pattern = _like(text)
+        pattern = pagination.like(text)
         query = query.where(
             or_(
                 Counterparty.name.ilike(pattern, escape="\\"),
@@ -192,7 +171,7 @@ async def list_counterparties(
             )
         )
     if after is not None:
-        name, ident = _decode_cursor(after)
+        name, ident = pagination.decode(after)
         # lower() on both sides in SQL, so the cursor compares exactly as the ORDER BY sorts.
         query = query.where(tuple_(sort_key, Counterparty.id) > tuple_(func.lower(name), ident))
     rows = list((await session.execute(query.limit(first + 1))).scalars())

@@ -6,8 +6,6 @@ in the same transaction.
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from datetime import UTC, date, datetime
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 from sqlalchemy import case, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import idempotency
+from app import idempotency, pagination
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, Role
@@ -273,27 +271,7 @@ MAX_PAGE = 100
 
 
 def encode_cursor(declaration: Declaration) -> str:
-    raw = json.dumps([declaration.created_at.isoformat(), str(declaration.id)])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        if len(cursor) > 200:
-            raise ValueError("too long")
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, ident = json.loads(base64.urlsafe_b64decode(padded))
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("no time zone")
-        return moment.astimezone(UTC), uuid.UUID(ident)
-    except (ValueError, TypeError, OverflowError, RecursionError) as error:
-        raise _field_error("after", "Not a cursor from this list.") from error
-
-
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return pagination.encode(declaration.created_at.isoformat(), declaration.id)
 
 
 def _page_query(query: Any, filters: DeclarationFilter, first: int, after: str | None) -> Any:
@@ -310,13 +288,13 @@ def _page_query(query: Any, filters: DeclarationFilter, first: int, after: str |
     if filters.due_before is not None:
         query = query.where(Declaration.due_date < filters.due_before)
     if filters.search:
-        pattern = _like(filters.search)
+        pattern = pagination.like(filters.search)
         query = query.where(
             Declaration.recipient_name.ilike(pattern, escape="\\")
             | Declaration.recipient_email.ilike(pattern, escape="\\")
         )
     if after is not None:
-        created, ident = _decode_cursor(after)
+        created, ident = pagination.decode_time(after)
         query = query.where(tuple_(Declaration.created_at, Declaration.id) < tuple_(created, ident))
     return query.limit(first + 1)
 

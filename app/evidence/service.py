@@ -15,11 +15,8 @@ firm: another firm's pack is simply not found, whatever its id.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import hashlib
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import pagination
 from app.audit import chain
 from app.audit.actions import Action
 from app.audit.signing import SigningKey
@@ -75,22 +73,7 @@ async def get_pack(session: AsyncSession, actor: Actor, pack_id: uuid.UUID) -> E
 
 
 def encode_cursor(pack: EvidencePack) -> str:
-    raw = json.dumps([pack.created_at.isoformat(), str(pack.id)])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        if len(cursor) > 200:
-            raise ValueError("too long")
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, ident = json.loads(base64.urlsafe_b64decode(padded))
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("no time zone")
-        return moment.astimezone(UTC), uuid.UUID(ident)
-    except (ValueError, TypeError, binascii.Error, RecursionError) as error:
-        raise _field_error("after", "Not a cursor from this list.") from error
+    return pagination.encode(pack.created_at.isoformat(), pack.id)
 
 
 async def list_packs(
@@ -102,7 +85,7 @@ async def list_packs(
         raise _field_error("first", f"Ask for 1 to {MAX_PAGE} evidence packs at a time.")
     query = select(EvidencePack).order_by(EvidencePack.created_at.desc(), EvidencePack.id.desc())
     if after is not None:
-        created, ident = _decode_cursor(after)
+        created, ident = pagination.decode_time(after)
         query = query.where(
             tuple_(EvidencePack.created_at, EvidencePack.id) < tuple_(created, ident)
         )

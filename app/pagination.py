@@ -1,0 +1,54 @@
+"""Cursor pagination shared by every list: opaque cursors of (sort key, id), search patterns."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime
+
+from app.errors import BadUserInput
+
+MAX_CURSOR = 400
+
+
+def _refused() -> BadUserInput:
+    return BadUserInput(fields=[{"field": "after", "message": "Not a cursor from this list."}])
+
+
+def encode(key: str, ident: uuid.UUID) -> str:
+    """An opaque position: the (sort key, id) a list is ordered by."""
+    raw = json.dumps([key, str(ident)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode(cursor: str) -> tuple[str, uuid.UUID]:
+    """The (sort key, id) of a cursor from ``encode``; BAD_USER_INPUT for anything else."""
+    try:
+        if len(cursor) > MAX_CURSOR:
+            raise ValueError("too long")
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key, ident = json.loads(base64.urlsafe_b64decode(padded))
+        if not isinstance(key, str):
+            raise TypeError(key)
+        return key, uuid.UUID(ident)
+    except (ValueError, TypeError, RecursionError) as error:  # binascii.Error is a ValueError
+        raise _refused() from error
+
+
+def decode_time(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """A cursor whose sort key is a timestamp (UTC, with its zone)."""
+    key, ident = decode(cursor)
+    try:
+        moment = datetime.fromisoformat(key)
+        if moment.tzinfo is None:
+            raise ValueError("no time zone")
+        return moment.astimezone(UTC), ident
+    except (ValueError, OverflowError) as error:
+        raise _refused() from error
+
+
+def like(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere: its own %, _ and \\ match only themselves."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
