@@ -32,6 +32,20 @@ def _lock_key(firm_id: uuid.UUID) -> int:
     return int.from_bytes(firm_id.bytes[:8], "big", signed=True)
 
 
+async def locked_head(session: AsyncSession, firm_id: uuid.UUID) -> Any:
+    """The firm's chain head (seq, hash), or None, read after taking the firm's lock so it
+    cannot move until the transaction ends."""
+    await lock_firm(session, firm_id)
+    return (
+        await session.execute(
+            select(AuditEntry.seq, AuditEntry.hash)
+            .where(AuditEntry.firm_id == firm_id)
+            .order_by(AuditEntry.seq.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+
+
 async def lock_firm(session: AsyncSession, firm_id: uuid.UUID) -> None:
     """Take the firm's chain lock now (it is re-entrant within the transaction). Services that
     lock several rows of one firm take it first, so concurrent ones queue instead of
@@ -86,15 +100,7 @@ async def record(
 ) -> dict[str, Any]:
     """Append one entry to the actor's firm chain, inside the caller's transaction."""
     firm_id = actor.firm_id
-    await lock_firm(session, firm_id)
-    head = (
-        await session.execute(
-            select(AuditEntry.seq, AuditEntry.hash)
-            .where(AuditEntry.firm_id == firm_id)
-            .order_by(AuditEntry.seq.desc())
-            .limit(1)
-        )
-    ).one_or_none()
+    head = await locked_head(session, firm_id)
     entry = _entry(
         firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details
     )

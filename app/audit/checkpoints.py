@@ -14,7 +14,7 @@ from app.audit import chain
 from app.audit.signing import SigningKey, checkpoint_payload
 from app.auth.actor import Actor, Role
 from app.db import calls
-from app.db.models import AuditCheckpoint, AuditEntry
+from app.db.models import AuditCheckpoint
 from app.db.tenant import tenant_transaction, transaction
 from app.errors import BadUserInput
 
@@ -26,15 +26,7 @@ async def _sign_head(
 ) -> tuple[AuditCheckpoint | None, bool]:
     """The checkpoint of the firm's current head (None for an empty chain), and whether it was
     signed just now (a head already signed keeps its checkpoint)."""
-    await chain.lock_firm(session, firm_id)  # the head cannot move while it is signed
-    head = (
-        await session.execute(
-            select(AuditEntry.seq, AuditEntry.hash)
-            .where(AuditEntry.firm_id == firm_id)
-            .order_by(AuditEntry.seq.desc())
-            .limit(1)
-        )
-    ).one_or_none()
+    head = await chain.locked_head(session, firm_id)  # it cannot move while it is signed
     if head is None:
         return None, False
     latest = (
