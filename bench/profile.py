@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import json
 import pstats
 import sys
 
@@ -35,7 +36,7 @@ async def main(kind: str, count: int) -> None:
     if kind == "typename":
         body = {"query": "{ __typename }"}
     if kind == "write":
-        body = __import__("json").loads((STATE / "create.json").read_text())
+        body = json.loads((STATE / "create.json").read_text())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
         async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
