@@ -29,7 +29,9 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         asyncpg_url(url),
         pool_size=pool_size,
         max_overflow=0,
-        pool_pre_ping=False,
+        # A connection PostgreSQL dropped (restart, failover, a killed backend) is replaced
+        # before use, so no request meets it: one cheap round trip per checkout.
+        pool_pre_ping=True,
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
         # Errors are logged; their parameters (hashes, answers) must not be.
