@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     admin_database_url: SecretStr | None = None
     secret_key: SecretStr | None = None
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = ""
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     data_dir: Path = Path(".coverproof")
     host: str = "127.0.0.1"
@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
     pack_render_concurrency: int = 2
+
+    @model_validator(mode="after")
+    def _default_public_url(self) -> Settings:
+        # Unset, the public URL is where `coverproof serve` listens, so links and the
+        # same-origin check follow COVERPROOF_PORT in development.
+        if not self.public_url:
+            self.public_url = f"http://{self.host}:{self.port}"
+        return self
 
     @field_validator("allowed_origins", "trusted_proxies", mode="before")
     @classmethod
