@@ -25,12 +25,15 @@ Key = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_
 
 
 async def replay(
-    session: AsyncSession, actor: Actor, key: str | None, operation: str
+    session: AsyncSession, actor: Actor, key: str | None, operation: str, *, lock: bool = True
 ) -> dict[str, Any] | None:
-    """The first result remembered under ``key`` for this operation, or None (first attempt)."""
+    """The first result remembered under ``key`` for this operation, or None (first attempt).
+    ``lock=False`` for long operations (a PDF render) that must not hold the firm's lock: a
+    concurrent duplicate then fails on the key's primary key instead of waiting."""
     if key is None:
         return None
-    await chain.lock_firm(session, actor.firm_id)
+    if lock:
+        await chain.lock_firm(session, actor.firm_id)
     row = (
         await session.execute(
             select(IdempotencyKey).where(

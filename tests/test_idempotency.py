@@ -93,3 +93,35 @@ async def test_a_key_is_per_firm_and_actor_and_per_operation(
     twice = await gql(client, BULK, {"i": other_key}, a)
     assert once == twice
     assert len(once["data"]["bulkCreateDeclarations"]["declarations"]) == 1
+
+
+TEMPLATE = (
+    """mutation($i: TemplateInput!) { createTemplate(input: $i) { template { id version } } }"""
+)
+PACK = """mutation($i: EvidencePackGenerateInput!) { generateEvidencePack(input: $i) {
+  pack { id status } } }"""
+
+
+async def test_templates_and_evidence_packs_are_created_once_per_key(
+    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    owner = await members.create()
+    template = {
+        "name": "Gifts register",
+        "audience": "PERSON",
+        "attestation": "I confirm these answers.",
+        "questions": [{"id": "q1", "label": "Any gifts?", "kind": "yes_no"}],
+        "idempotencyKey": "template-1",
+    }
+    first = await gql(client, TEMPLATE, {"i": template}, owner)
+    assert first == await gql(client, TEMPLATE, {"i": template}, owner)
+    assert "errors" not in first, first
+    templates = "select count(*) from declaration_templates where firm_id = :firm"
+    assert await _count(superuser_engine, owner.firm_id, templates) == 1
+    today = "2026-11-29"
+    pack = {"from": today, "to": today, "title": "Quarterly pack", "idempotencyKey": "pack-1"}
+    made = await gql(client, PACK, {"i": pack}, owner)
+    assert "errors" not in made, made
+    assert made == await gql(client, PACK, {"i": pack}, owner)
+    packs = "select count(*) from evidence_packs where firm_id = :firm"
+    assert await _count(superuser_engine, owner.firm_id, packs) == 1

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import idempotency
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, Role
@@ -84,9 +85,15 @@ async def get_template(session: AsyncSession, actor: Actor, template_id: uuid.UU
     return Template(template.id, version.version, _spec(template, version), False, None)
 
 
-async def create_template(session: AsyncSession, actor: Actor, spec: TemplateSpec) -> Template:
-    """A firm's own template, at version 1 (admins)."""
+async def create_template(
+    session: AsyncSession, actor: Actor, spec: TemplateSpec, idempotency_key: str | None = None
+) -> Template:
+    """A firm's own template, at version 1 (admins). A retry with the same idempotency key
+    returns the first template and writes nothing."""
     actor.require(Role.ADMIN)
+    first = await idempotency.replay(session, actor, idempotency_key, "createTemplate")
+    if first is not None:
+        return await get_template(session, actor, uuid.UUID(first["id"]))
     template_id, now = uuid.uuid4(), datetime.now(UTC)
     await session.execute(
         insert(DeclarationTemplate).values(
@@ -100,6 +107,8 @@ async def create_template(session: AsyncSession, actor: Actor, spec: TemplateSpe
         )
     )
     await _insert_version(session, actor, template_id, 1, spec, now)
+    result = {"id": str(template_id)}
+    await idempotency.remember(session, actor, idempotency_key, "createTemplate", result)
     await chain.record(
         session, actor, Action.TEMPLATE_CREATED, "template", template_id, {"name": spec.name}
     )

@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from app.idempotency import Key
+
 MAX_IDS = 1000
 MAX_PERIOD = timedelta(days=366 * 10)
 EARLIEST = date(2000, 1, 1)
@@ -34,6 +36,7 @@ class PackCreate(BaseModel):
     end: date = Field(alias="to")
     declaration_ids: Ids | None = None
     counterparty_ids: Ids | None = None
+    idempotency_key: Key | None = None
 
     @field_validator("title")
     @classmethod

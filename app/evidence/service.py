@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import pagination
+from app import idempotency, pagination
 from app.audit import chain
 from app.audit.actions import Action
 from app.audit.signing import SigningKey
@@ -96,8 +96,13 @@ async def list_packs(
 async def generate_pack(
     session: AsyncSession, actor: Actor, env: EvidenceEnv, data: PackCreate
 ) -> EvidencePack:
-    """Make a pack for ``data``'s scope (members and up); returns it ready or failed."""
+    """Make a pack for ``data``'s scope (members and up); returns it ready or failed. A retry
+    with the same idempotency key returns the first pack and makes nothing more."""
     actor.require(Role.MEMBER)
+    key = data.idempotency_key
+    first = await idempotency.replay(session, actor, key, "generateEvidencePack", lock=False)
+    if first is not None:
+        return await get_pack(session, actor, uuid.UUID(first["id"]))
     pack = EvidencePack(
         id=uuid.uuid4(),
         firm_id=actor.firm_id,
@@ -109,6 +114,7 @@ async def generate_pack(
     )
     session.add(pack)
     await session.flush()
+    await idempotency.remember(session, actor, key, "generateEvidencePack", {"id": str(pack.id)})
     return await _produce(session, actor, env, pack, data, retry=False)
 
 

@@ -56,8 +56,10 @@ async def template(info: Info, id: uuid.UUID) -> Template:
 
 
 async def create_template(info: Info, input: TemplateInput) -> TemplatePayload:
-    spec = TemplateSpec.model_validate(_plain(input))
-    created = await info.context.run(template_service.create_template, spec)
+    fields = _plain(input)
+    key = fields.pop("idempotency_key")
+    spec = TemplateSpec.model_validate(fields)
+    created = await info.context.run(template_service.create_template, spec, key)
     return TemplatePayload(template=Template.of(created))
 
 
@@ -66,7 +68,9 @@ async def create_template_version(
     template_id: uuid.UUID,
     input: TemplateInput,
 ) -> TemplatePayload:
-    spec = TemplateSpec.model_validate(_plain(input))
+    fields = _plain(input)
+    fields.pop("idempotency_key")  # a new version is not a create: a retry makes another
+    spec = TemplateSpec.model_validate(fields)
     created = await info.context.run(template_service.create_template_version, template_id, spec)
     return TemplatePayload(template=Template.of(created))
 

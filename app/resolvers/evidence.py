@@ -45,6 +45,7 @@ async def generate_evidence_pack(
             "to": input.end,
             "declaration_ids": input.declaration_ids,
             "counterparty_ids": input.counterparty_ids,
+            "idempotency_key": input.idempotency_key,
         }
     )
     pack = await info.context.run(service.generate_pack, evidence_env(info), data)

@@ -293,6 +293,9 @@ class TemplateInput:
     audience: TemplateAudience
     questions: JSON
     attestation: str
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying: the first result returns."
+    )
 
 
 @strawberry.type

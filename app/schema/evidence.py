@@ -120,6 +120,9 @@ class EvidencePackGenerateInput:
     counterparty_ids: list[uuid.UUID] | None = strawberry.field(
         default=None, description="Only these counterparties' declarations and cover status."
     )
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying: the first result returns."
+    )
 
 
 @strawberry.type(description="A failed pack is a result too: see status and failureReason.")
