@@ -32,7 +32,6 @@ class Action(StrEnum):
 
     TEMPLATE_CREATED = "template.created"
     TEMPLATE_VERSION_CREATED = "template.version_created"
-    TEMPLATE_ARCHIVED = "template.archived"
 
     COUNTERPARTY_CREATED = "counterparty.created"
     COUNTERPARTY_UPDATED = "counterparty.updated"

@@ -14,9 +14,8 @@ async def api_keys(info: Info) -> list[ApiKey]:
 
 
 async def create_api_key(info: Info, input: ApiKeyCreateInput) -> ApiKeyCreatePayload:
-    scopes = [keys.Scope(scope.value) for scope in input.scopes]
     record, secret = await info.context.run(
-        keys.create_api_key, input.name, scopes, input.expires_at
+        keys.create_api_key, input.name, list(input.scopes), input.expires_at
     )
     return ApiKeyCreatePayload(api_key=ApiKey.of(record), secret=secret)
 

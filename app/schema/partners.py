@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import Enum
 
 import strawberry
 
 from app.db.models import ApiKey as ApiKeyModel
+from app.partners.keys import Scope
 
-
-@strawberry.enum
-class ApiKeyScope(Enum):
-    DECLARATIONS_READ = "declarations:read"
-    DECLARATIONS_WRITE = "declarations:write"
-    COUNTERPARTIES_READ = "counterparties:read"
-    COUNTERPARTIES_WRITE = "counterparties:write"
-    AUDIT_READ = "audit:read"
-    EVIDENCE_READ = "evidence:read"
+# The service's own enum, registered once, so resolvers pass scopes straight through.
+strawberry.enum(Scope, name="ApiKeyScope")
 
 
 @strawberry.type
@@ -26,7 +19,7 @@ class ApiKey:
     id: uuid.UUID
     name: str
     prefix: str = strawberry.field(description="The key's public start, to recognise it by.")
-    scopes: list[ApiKeyScope]
+    scopes: list[Scope]
     created_at: datetime
     last_used_at: datetime | None
     expires_at: datetime | None
@@ -38,7 +31,7 @@ class ApiKey:
             id=key.id,
             name=key.name,
             prefix=key.display_prefix,
-            scopes=[ApiKeyScope(scope) for scope in key.scopes],
+            scopes=[Scope(scope) for scope in key.scopes],
             created_at=key.created_at,
             last_used_at=key.last_used_at,
             expires_at=key.expires_at,
@@ -49,7 +42,7 @@ class ApiKey:
 @strawberry.input
 class ApiKeyCreateInput:
     name: str
-    scopes: list[ApiKeyScope]
+    scopes: list[Scope]
     expires_at: datetime | None = None
 
 
