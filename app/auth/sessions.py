@@ -32,6 +32,9 @@ class SessionIdentity:
     email_verified: bool
 
 
+MAX_TOKEN_CHARS = 100
+
+
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -42,7 +45,7 @@ def new_token() -> str:
 
 async def lookup(session: AsyncSession, token: str, idle: timedelta) -> SessionIdentity | None:
     """The live session for a cookie value: not revoked, not expired, not idle, still a member."""
-    if not token or len(token) > 100:
+    if not token or len(token) > MAX_TOKEN_CHARS:
         return None
     row = await calls.session_lookup(session, token_hash(token), int(idle.total_seconds()))
     if row is None:

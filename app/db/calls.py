@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 _SESSION_LOOKUP = text(
     "select session_id, user_id, firm_id, role, email_verified "
     "from auth_session_lookup(:token_hash, :idle_seconds)"
+)
+_BIND_SESSION = (
+    "select session_id, user_id, firm_id, role, email_verified from auth_bind_session($1, $2)"
 )
 _XACT_LOCK = text("select pg_advisory_xact_lock(:key)")
 _USER_BY_EMAIL = text(
@@ -41,6 +45,14 @@ async def session_lookup(
         _SESSION_LOOKUP, {"token_hash": token_hash, "idle_seconds": idle_seconds}
     )
     return result.one_or_none()
+
+
+async def bind_session(
+    conn: asyncpg.Connection, token_hash: bytes, idle_seconds: int
+) -> asyncpg.Record | None:
+    """Resolve a cookie hash and bind its firm and user to the open transaction (one round
+    trip); None, and nothing bound, for a session that is not live."""
+    return await conn.fetchrow(_BIND_SESSION, token_hash, idle_seconds)
 
 
 async def transaction_lock(session: AsyncSession, key: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -37,6 +38,21 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         # Errors are logged; their parameters (hashes, answers) must not be.
         hide_parameters=True,
     )
+
+
+async def _keep(conn: asyncpg.Connection) -> None:
+    """asyncpg rolls back an open transaction before this runs; nothing else needs undoing."""
+
+
+async def create_read_pool(url: str, size: int) -> asyncpg.Pool:
+    """A plain asyncpg pool, as the same role, for the fast path's read-only lane.
+
+    Its connections only ever run transactions whose settings are transaction-local, so the
+    default reset on release (RESET ALL, UNLISTEN, CLOSE, advisory unlocks: a round trip that
+    costs about a quarter of a small request) has nothing to undo and is skipped.
+    """
+    plain = "postgresql://" + asyncpg_url(url).removeprefix("postgresql+asyncpg://")
+    return await asyncpg.create_pool(plain, min_size=0, max_size=size, reset=_keep)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -25,7 +25,7 @@ from app.auth import sessions
 from app.auth.sessions import SessionIdentity
 from app.db.tenant import transaction
 from app.errors import AppError, RateLimited, format_errors
-from app.http import persisted
+from app.http import lane, persisted
 from app.http.graphiql import graphiql_page
 from app.http.middleware import BodyTooLarge
 from app.http.negotiation import (
@@ -117,7 +117,9 @@ async def execute(
             plan = state.fast_path.plan(query, state.schema) if context.persisted else None
             fast = None
             if plan is not None and state.fast_path.enabled:
-                fast = await state.fast_path.answer(plan, context, body.variables)
+                fast = await state.fast_path.answer(
+                    plan, context, body.variables, body.operation_name
+                )
             try:
                 result = fast or await state.schema.execute(
                     query,
@@ -203,7 +205,8 @@ async def graphql_endpoint(request: Request) -> Response:
         else:
             require_json(request.headers.get("content-type"))
             body = parse_body(await request.body())
-        result, context = await execute(request, state, body)
+        fast = await lane.answer(request, state, body)
+        result, context = (fast, None) if fast is not None else await execute(request, state, body)
     except RequestError as error:
         headers = {**NO_STORE, **({"allow": "GET, POST"} if error.status == 405 else {})}
         return Response(
@@ -223,7 +226,7 @@ async def graphql_endpoint(request: Request) -> Response:
     if request.method == "GET":
         # A persisted GET may be cached by the browser alone, never by a shared cache.
         response.headers["cache-control"] = "private, no-store"
-    if not result.errors:
+    if not result.errors and context is not None:
         apply_cookies(response, context, state)
         if context.mail_queued:
             state.mailer.wake()

@@ -37,11 +37,22 @@ def _required() -> RequestError:
     )
 
 
-async def _trusted(state: AppState, session: AsyncSession, doc_id: str) -> str | None:
+def _held_trusted(state: AppState, doc_id: str) -> str | None:
     shipped = first_party.DOCUMENTS.get(doc_id)
-    if shipped is not None:
-        return shipped.body
-    body = state.trusted.get(doc_id)
+    return shipped.body if shipped is not None else state.trusted.get(doc_id)
+
+
+def held(state: AppState, doc_id: str) -> str | None:
+    """A persisted document a signed-in session may run, if this process holds it in memory
+    (None otherwise: ``resolve`` then loads it, or refuses)."""
+    trusted = _held_trusted(state, doc_id)
+    if trusted is not None or state.settings.persisted_only:
+        return trusted
+    return state.apq.get(doc_id)
+
+
+async def _trusted(state: AppState, session: AsyncSession, doc_id: str) -> str | None:
+    body = _held_trusted(state, doc_id)
     if body is None and documents.ID_SHAPE.match(doc_id):
         body = await documents.trusted(session, doc_id)
         if body is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import asyncpg
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
@@ -32,6 +33,7 @@ class AppState:
     trusted: dict[str, str] = field(default_factory=dict)
     fast_path: FastPathState = field(default_factory=FastPathState)
     storage: Storage | None = None  # evidence-pack PDFs; opened in the lifespan
+    read_pool: asyncpg.Pool | None = None  # the fast path's read lane (app/http/lane.py)
 
 
 def app_state(request: Request) -> AppState:

@@ -3,6 +3,7 @@ test over persisted documents and fixtures full of edge cases), and falls back o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -150,18 +151,20 @@ async def test_every_persisted_document_answers_byte_for_byte_as_the_executor_do
     cases += [
         {"documentId": page, "variables": {"n": 4, "after": cursor}},
         {"documentId": page, "variables": {"n": 100, "after": None}},
+        {"documentId": page, "variables": {"n": 2}, "operationName": "Page"},
         {
             "extensions": {"persistedQuery": {"version": 1, "sha256Hash": page[7:]}},
             "variables": {"n": 7},
         },
     ]
     for payload in cases:
-        before = state.fast
+        before, lane = state.fast, state.lane
         normal, fast = await _both(client, state, owner, payload)
         assert normal.status_code == fast.status_code == 200
         assert "errors" not in normal.json(), normal.text
         assert fast.content == normal.content, payload
         assert state.fast == before + 1, payload  # it really took the fast path
+        assert state.lane == lane + 1, payload  # and, for a session, the read lane
     listed = (await client.post("/graphql", json=cases[0], headers=owner.headers)).json()["data"][
         "declarations"
     ]["edges"]
@@ -176,6 +179,7 @@ async def test_anything_unusual_falls_back_with_the_normal_answer(
 ) -> None:
     owner = await members.create()
     unverified = await members.create(verified=False, firm_id=owner.firm_id)
+    dead = dataclasses.replace(owner, cookie="a-session-that-never-was")
     await _fixtures(superuser_engine, owner.firm_id)
     await _trust(superuser_engine, DOCUMENTS + FALLBACKS)
     page = "sha256:" + document_id(DOCUMENTS[1])
@@ -190,6 +194,8 @@ async def test_anything_unusual_falls_back_with_the_normal_answer(
         (None, {"documentId": page, "variables": {"n": 5}}),
         (unverified, {"documentId": page, "variables": {"n": 5}}),
         (owner, {"query": DOCUMENTS[0]}),  # text, not persisted: never the fast path
+        (owner, {"documentId": page, "variables": {"n": 5}, "operationName": "Other"}),
+        (dead, {"documentId": page, "variables": {"n": 5}}),
     ]
     for member, payload in cases:
         before = state.fast

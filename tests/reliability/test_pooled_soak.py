@@ -27,6 +27,7 @@ from app.auth.actor import Role
 from app.db.models import AuditEntry, Firm
 from app.db.tenant import tenant_transaction, transaction
 from app.main import create_app
+from app.partners.documents import document_id
 from tests.conftest import Database, http_client, make_settings
 from tests.factories import Member, Members
 from tests.reliability.support import (
@@ -50,6 +51,8 @@ CONCURRENCY = 16
 POOL = 2
 
 LIST = "{ declarations(first: 50) { edges { node { id recipientEmail } } } firm { id } }"
+# A persisted page: answered by the fast path's read lane, on a pool of its own (also POOL).
+PAGE = "query Page { declarations(first: 50) { edges { node { id recipientEmail } } } }"
 FIRM = "{ firm { id name } }"
 ONE = "query($id: UUID!) { declaration(id: $id) { id recipientEmail } }"
 FIRM_THEN_MISSING = "query($id: UUID!) { firm { id } declaration(id: $id) { id } }"
@@ -60,6 +63,7 @@ RENAME_THEN_FAIL = """mutation($n: String!) {
   b: updateFirm(input: {frn: "bad"}) { firm { id } } }"""
 KINDS = (
     "list",
+    "persisted_list",
     "firm",
     "own",
     "foreign",
@@ -69,7 +73,8 @@ KINDS = (
     "rename_then_fail",
     "forgot_tenant",
 )
-WEIGHTS = (5, 3, 2, 2, 1, 2, 1, 1, 1)
+WEIGHTS = (5, 5, 3, 2, 2, 1, 2, 1, 1, 1)
+PAGE_ID = document_id(PAGE)
 
 
 @dataclass
@@ -112,6 +117,7 @@ class Soak:
 
     def __init__(self, app: Starlette, client: httpx.AsyncClient, tenants: list[Tenant]) -> None:
         self.sessions = app.state.coverproof.sessions  # the app's own two-connection pool
+        self.read_pool = app.state.coverproof.read_pool  # the read lane's two connections
         self.client = client
         self.tenants = tenants
         self.tables: list[str] = []
@@ -133,6 +139,16 @@ class Soak:
             body = await self.post(tenant, LIST)
             assert "errors" not in body, body
             assert body["data"]["firm"]["id"] == firm_id
+            nodes = [e["node"] for e in body["data"]["declarations"]["edges"]]
+            assert {n["id"]: n["recipientEmail"] for n in nodes} == tenant.declarations, nodes
+        elif kind == "persisted_list":
+            response = await self.client.post(
+                "/graphql",
+                json={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": PAGE_ID}}},
+                headers=tenant.member.headers,
+            )
+            body = json_answer(response)
+            assert "errors" not in body, body
             nodes = [e["node"] for e in body["data"]["declarations"]["edges"]]
             assert {n["id"]: n["recipientEmail"] for n in nodes} == tenant.declarations, nodes
         elif kind == "firm":
@@ -187,6 +203,19 @@ class Soak:
                 self.tables = await firm_tables(session)
             counts = await visible_rows(session, self.tables)
         assert counts == dict.fromkeys(self.tables, 0), counts
+        async with self.read_pool.acquire() as conn, conn.transaction():
+            for table in self.tables:
+                quoted = '"' + table.replace('"', '""') + '"'
+                assert await conn.fetchval(f"select count(*) from {quoted}") == 0, table
+
+
+async def _register_page(client: httpx.AsyncClient, member: Member) -> None:
+    """Register PAGE as an automatic persisted query, as Apollo Client does on first use."""
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": PAGE_ID}}
+    response = await client.post(
+        "/graphql", json={"query": PAGE, "extensions": extensions}, headers=member.headers
+    )
+    assert "errors" not in json_answer(response), response.text
 
 
 async def _audited(
@@ -217,6 +246,7 @@ async def test_four_firms_over_two_pooled_connections_never_see_each_other(
     settings = make_settings(database, tmp_path, db_pool_size=POOL, rate_limit_scale=UNLIMITED)
     async with serving(create_app(settings)) as app, http_client(app) as client:
         tenants = await _tenants(client, members)
+        await _register_page(client, tenants[0].member)
         soak = Soak(app, client, tenants)
         plan = [
             (rng.choices(KINDS, WEIGHTS)[0], rng.choice(tenants), rng.random() * 0.003)
@@ -235,6 +265,8 @@ async def test_four_firms_over_two_pooled_connections_never_see_each_other(
         # its tenant, twice at once so that both pooled connections are checked.
         await asyncio.gather(soak.forgot_tenant(), soak.forgot_tenant())
         assert app.state.coverproof.engine.pool.size() == POOL
+        assert app.state.coverproof.read_pool.get_size() <= POOL
+        assert app.state.coverproof.fast_path.lane >= soak.done["persisted_list"] > 0
 
     assert sum(soak.done.values()) == REQUESTS, f"seed {seed}: {soak.done}"
     assert set(soak.done) == set(KINDS), f"seed {seed}: {soak.done}"

@@ -18,6 +18,7 @@ import httpx
 from app.auth.actor import Role
 from app.db.engine import create_engine, session_factory
 from app.main import create_app
+from app.partners.documents import document_id
 from tests.conftest import http_client, make_settings
 from tests.factories import Member, Members
 from tests.reliability.conftest import Restartable
@@ -36,6 +37,9 @@ DOWN_SECONDS = sized(1, 5)  # how long the database stays down
 AFTER_SECONDS = sized(1, 10)  # how long the load runs once it is back
 
 FIRM = "{ firm { id } }"
+# A persisted page, which the fast path's read lane answers on a pool of its own.
+PAGE = "query Page { declarations(first: 5) { edges { node { id } } } }"
+APQ = {"persistedQuery": {"version": 1, "sha256Hash": document_id(PAGE)}}
 RENAME = "mutation($n: String!) { updateFirm(input: {name: $n}) { firm { name } } }"
 
 
@@ -59,6 +63,8 @@ class Load:
             if n % 2:
                 name = f"Restart {uuid.uuid4().hex}"
                 payload = {"query": RENAME, "variables": {"n": name}}
+            elif n % 4 == 2:
+                payload = {"extensions": APQ}
             else:
                 payload = {"query": FIRM}
             response = await self.client.post("/graphql", json=payload, headers=self.member.headers)
@@ -91,7 +97,12 @@ async def test_readyz_goes_red_then_green_and_requests_resume_without_a_restart(
     )
     async with serving(create_app(settings)) as app, http_client(app) as client:
         assert await _ready(client) == 200
+        registered = await client.post(
+            "/graphql", json={"query": PAGE, "extensions": APQ}, headers=member.headers
+        )
+        assert "errors" not in json_answer(registered), registered.text
         load = Load(client, member)
+        lane_before = app.state.coverproof.fast_path.lane
         async with asyncio.timeout(120):
             workers = asyncio.gather(*(load.worker(n) for n in range(WORKERS)))
             try:
@@ -111,6 +122,12 @@ async def test_readyz_goes_red_then_green_and_requests_resume_without_a_restart(
                 load.stop.set()
                 await workers
         assert await _ready(client) == 200
+        # The lane answered before the stop and again once the database was back.
+        lane_after_restart = app.state.coverproof.fast_path.lane
+        response = await client.post("/graphql", json={"extensions": APQ}, headers=member.headers)
+        assert "errors" not in json_answer(response), response.text
+        assert app.state.coverproof.fast_path.lane == lane_after_restart + 1
+        assert lane_after_restart > lane_before
 
     before = [a.ok for a in load.answers if a.done_at < stopped_at]
     down = [a.ok for a in load.answers if red_at <= a.sent_at and a.done_at < restart_at]
