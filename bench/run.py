@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -19,7 +20,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ STATE = ROOT / ".coverproof" / "bench"
 RESULTS = ROOT / "bench" / "results"
 DATABASE = "coverproof_bench"
 SECRET = "bench-secret-key-" + "x" * 40
+GROUPS = ("read", "write", "public", "floors", "inprocess")
 PORTS = {"app": 18001, "starlette": 18002, "strawberry": 18003, "postgraphile": 18004}
 FIELDS = "id recipientName recipientEmail status createdAt"
 READ = f"query Page {{ declarations(first: 50) {{ edges {{ node {{ {FIELDS} }} }} }} }}"
@@ -146,9 +149,10 @@ def load(
     args: list[str],
     seconds: int,
     connections: int = 32,
+    warm: bool = True,
 ) -> dict[str, Any]:
-    warm = [*args[:3], "0.8"] if script == "tokens.lua" else args
-    wrk(port, script, warm, 2, connections)  # warm-up: pools and caches
+    if warm:  # pools and caches
+        wrk(port, script, [*args[:3], "0.8"] if script == "tokens.lua" else args, 2, connections)
     with RssSampler(process) as rss:
         result = wrk(port, script, args, seconds, connections)
     result["peak_rss_mb"] = round(rss.peak / 2**20, 1)
@@ -185,11 +189,24 @@ async def provision() -> tuple[bootstrap.SocketServer, str, str]:
     return pg, pg.url(pg.superuser, DATABASE), pg.url(bootstrap.APP_ROLE, DATABASE)
 
 
-async def prepare(seconds: int) -> dict[str, Any]:
+async def seeded_database(reuse: bool) -> tuple[bootstrap.SocketServer, str, str, seed.Seeded]:
+    """The bench database: the one the last run seeded, with --reuse, or a fresh one."""
+    saved = STATE / "seeded.json"
+    if reuse and saved.exists():
+        print("reusing the database the last run seeded", flush=True)
+        pg = embedded.start(ROOT / ".coverproof" / "bench-pg")
+        superuser = pg.url(pg.superuser, DATABASE)
+        return (
+            pg,
+            superuser,
+            pg.url(bootstrap.APP_ROLE, DATABASE),
+            seed.Seeded(**json.loads(saved.read_text())),
+        )
     print(
         "provisioning and seeding (100 firms x 2,000 declarations, a 100,000-entry chain)...",
         flush=True,
     )
+    saved.unlink(missing_ok=True)
     pg, superuser, app_url = await provision()
     seeded = await seed.seed(superuser, SECRET)
     conn = await asyncpg.connect(superuser)
@@ -200,6 +217,12 @@ async def prepare(seconds: int) -> dict[str, Any]:
         READ,
     )
     await conn.close()
+    saved.write_text(json.dumps(dataclasses.asdict(seeded)))
+    return pg, superuser, app_url, seeded
+
+
+async def prepare(seconds: int, reuse: bool) -> dict[str, Any]:
+    pg, superuser, app_url, seeded = await seeded_database(reuse)
     half = len(seeded.tokens) // 2
     files = {
         "cookies": write(STATE / "cookies.txt", "\n".join(seeded.cookies)),
@@ -257,8 +280,156 @@ async def prepare(seconds: int) -> dict[str, Any]:
     }
 
 
-def run_http(ctx: dict[str, Any]) -> dict[str, Any]:
-    f, seconds, results = ctx["files"], ctx["seconds"], {}
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    server: str
+    script: str
+    args: list[str]
+    connections: int = 32
+
+
+def measure(
+    servers: dict[str, psutil.Process], scenario: Scenario, seconds: int, warm: bool = True
+) -> dict[str, Any]:
+    name = scenario.server
+    return load(
+        scenario.label,
+        servers[name],
+        PORTS[name],
+        scenario.script,
+        scenario.args,
+        seconds,
+        scenario.connections,
+        warm,
+    )
+
+
+def interleaved(
+    servers: dict[str, psutil.Process], scenarios: list[Scenario], seconds: int, rounds: int
+) -> dict[str, Any]:
+    """Each scenario once per round, in turn, so that a slow spell of a shared machine falls on
+    all of them alike; each scenario's median round is its result."""
+    runs: dict[str, list[dict[str, Any]]] = {scenario.key: [] for scenario in scenarios}
+    for n in range(rounds):
+        for scenario in scenarios:
+            runs[scenario.key].append(measure(servers, scenario, seconds, warm=n == 0))
+    results = {}
+    for key, found in runs.items():
+        median = dict(sorted(found, key=lambda r: r["rps"])[len(found) // 2])
+        median["rounds_rps"] = [round(r["rps"], 1) for r in found]
+        results[key] = median
+    return results
+
+
+def paced(
+    servers: dict[str, psutil.Process], args: list[str], peak: float, seconds: int
+) -> dict[str, Any]:
+    """The persisted read held at ~70 % of its peak: each of 32 connections pauses between
+    requests; the pause is corrected once from a short trial (a cycle is latency + pause)."""
+    target = 0.7 * peak
+    pause = 32 / target
+    trial = wrk(PORTS["app"], "paced.lua", [*args, str(round(pause * 1000))], 3)
+    latency = max(0.0, 32 / trial["rps"] - pause)
+    pause = max(0.001, 32 / target - latency)
+    scenario = Scenario(
+        "read_app_paced",
+        "app (persisted, 70 % of peak)",
+        "app",
+        "paced.lua",
+        [*args, str(round(pause * 1000))],
+    )
+    result = measure(servers, scenario, seconds)
+    result["share_of_peak"] = round(result["rps"] / peak, 2)
+    return result
+
+
+def scenarios(f: dict[str, Path], tokens: int) -> dict[str, list[Scenario]]:
+    """The load of each group, as (cookie or firm-id header, values, body) for graphql.lua."""
+    cookie = ["cookie", str(f["cookies"])]
+    prefix = "__Host-cp_session="
+    firm = ["x-firm-id", str(f["firms"])]
+    per_thread = str(tokens // 4)
+    return {
+        "read": [
+            Scenario(
+                "read_app",
+                "app (query text)",
+                "app",
+                "graphql.lua",
+                [*cookie, str(f["read"]), prefix],
+            ),
+            Scenario(
+                "read_app_persisted",
+                "app (persisted id)",
+                "app",
+                "graphql.lua",
+                [*cookie, str(f["read_persisted"]), prefix],
+            ),
+            Scenario(
+                "read_postgraphile",
+                "peer: PostGraphile v4",
+                "postgraphile",
+                "graphql.lua",
+                [*firm, str(f["pg_read"])],
+            ),
+        ],
+        "floors": [
+            Scenario(
+                "read_floor_starlette",
+                "floor: Starlette + asyncpg",
+                "starlette",
+                "graphql.lua",
+                [*firm, str(f["read"])],
+            ),
+            Scenario(
+                "read_floor_strawberry",
+                "floor: plain Strawberry",
+                "strawberry",
+                "graphql.lua",
+                [*firm, str(f["read"])],
+            ),
+        ],
+        "write": [
+            Scenario(
+                "write_spread",
+                "app, 100 firms",
+                "app",
+                "graphql.lua",
+                [*cookie, str(f["create"]), prefix],
+            ),
+            Scenario(
+                "write_hot",
+                "app, one hot firm",
+                "app",
+                "graphql.lua",
+                ["cookie", str(f["hot_cookie"]), str(f["create"]), prefix],
+            ),
+        ],
+        "public": [
+            Scenario(
+                "public_form",
+                "recipientForm",
+                "app",
+                "tokens.lua",
+                [str(f["form_tokens"]), str(f["form"]), per_thread],
+            ),
+            Scenario(
+                "public_submit",
+                "submitDeclaration",
+                "app",
+                "tokens.lua",
+                [str(f["submit_tokens"]), str(f["submit"]), per_thread],
+            ),
+        ],
+    }
+
+
+def start_servers(
+    stack: ExitStack, ctx: dict[str, Any], groups: set[str]
+) -> dict[str, psutil.Process]:
+    """Every server the groups load, each one uvicorn worker (or one Node process)."""
     app_env = {
         "COVERPROOF_DATABASE_URL": ctx["app_url"],
         "COVERPROOF_SECRET_KEY": SECRET,
@@ -281,135 +452,78 @@ def run_http(ctx: dict[str, Any]) -> dict[str, Any]:
         "--log-level",
         "warning",
     ]
-    cookie = ["cookie", str(f["cookies"]), "", "__Host-cp_session="]
-    print("read: declarations(first: 50), 5 fields per node", flush=True)
-    with server("app", [sys.executable, "-m", "app.cli", "serve"], app_env) as app:
-        results["read_app"] = load(
-            "app (query text)",
-            app,
-            PORTS["app"],
-            "graphql.lua",
-            [cookie[0], cookie[1], str(f["read"]), cookie[3]],
-            seconds,
-        )
-        results["read_app_persisted"] = load(
-            "app (persisted id)",
-            app,
-            PORTS["app"],
-            "graphql.lua",
-            [cookie[0], cookie[1], str(f["read_persisted"]), cookie[3]],
-            seconds,
-        )
-        results["read_app_light"] = load(
-            "app (persisted, 8 connections)",
-            app,
-            PORTS["app"],
-            "graphql.lua",
-            [cookie[0], cookie[1], str(f["read_persisted"]), cookie[3]],
-            seconds,
-            connections=8,
-        )
-        print("write: createDeclaration (with its chained audit entry)", flush=True)
-        results["write_spread"] = load(
-            "app, 100 firms",
-            app,
-            PORTS["app"],
-            "graphql.lua",
-            [cookie[0], cookie[1], str(f["create"]), cookie[3]],
-            seconds,
-        )
-        results["write_hot"] = load(
-            "app, one hot firm",
-            app,
-            PORTS["app"],
-            "graphql.lua",
-            [cookie[0], str(f["hot_cookie"]), str(f["create"]), cookie[3]],
-            seconds,
-        )
-        print("public: recipientForm and submitDeclaration with fresh tokens", flush=True)
-        per_thread = str(len(ctx["seeded"].tokens) // 4)
-        results["public_form"] = load(
-            "recipientForm",
-            app,
-            PORTS["app"],
-            "tokens.lua",
-            [str(f["form_tokens"]), str(f["form"]), per_thread],
-            max(3, seconds // 2),
-        )
-        results["public_submit"] = load(
-            "submitDeclaration",
-            app,
-            PORTS["app"],
-            "tokens.lua",
-            [str(f["submit_tokens"]), str(f["submit"]), per_thread],
-            max(3, seconds // 2),
-        )
-    firm = ["x-firm-id", str(f["firms"]), str(f["read"])]
-    with server(
-        "starlette",
-        [*uvicorn, "--port", str(PORTS["starlette"]), "bench.floors:starlette_app"],
-        floor_env,
-    ) as p:
-        results["read_floor_starlette"] = load(
-            "floor: Starlette + asyncpg", p, PORTS["starlette"], "graphql.lua", firm, seconds
-        )
-    with server(
-        "strawberry",
-        [*uvicorn, "--port", str(PORTS["strawberry"]), "bench.floors:strawberry_app"],
-        floor_env,
-    ) as p:
-        results["read_floor_strawberry"] = load(
-            "floor: plain Strawberry", p, PORTS["strawberry"], "graphql.lua", firm, seconds
-        )
     node_url = ctx["app_url"].replace("postgresql://", "postgres://")
-    with server(
-        "postgraphile",
-        ["node", "bench/postgraphile/server.js", node_url, str(PORTS["postgraphile"])],
-        {},
-    ) as p:
-        results["read_postgraphile"] = load(
-            "peer: PostGraphile v4",
-            p,
-            PORTS["postgraphile"],
-            "graphql.lua",
-            ["x-firm-id", str(f["firms"]), str(f["pg_read"])],
-            seconds,
-        )
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+    if groups & {"read", "write", "public"}:
+        commands["app"] = ([sys.executable, "-m", "app.cli", "serve"], app_env)
+    if "read" in groups:
+        node = ["node", "bench/postgraphile/server.js", node_url, str(PORTS["postgraphile"])]
+        commands["postgraphile"] = (node, {})
+    if "floors" in groups:
+        for name in ("starlette", "strawberry"):
+            target = f"bench.floors:{name}_app"
+            commands[name] = ([*uvicorn, "--port", str(PORTS[name]), target], floor_env)
+    return {
+        name: stack.enter_context(server(name, command, env))
+        for name, (command, env) in commands.items()
+    }
+
+
+def run_http(ctx: dict[str, Any], groups: set[str], rounds: int) -> dict[str, Any]:
+    f, seconds = ctx["files"], ctx["seconds"]
+    loads = scenarios(f, len(ctx["seeded"].tokens))
+    results: dict[str, Any] = {}
+    with ExitStack() as stack:
+        servers = start_servers(stack, ctx, groups)
+        reads = [s for group in ("read", "floors") if group in groups for s in loads[group]]
+        if reads:
+            print(f"read: declarations(first: 50), 5 fields per node, {rounds} rounds", flush=True)
+            results.update(interleaved(servers, reads, seconds, rounds))
+        if "read" in groups:
+            persisted = loads["read"][1].args
+            peak = results["read_app_persisted"]["rps"]
+            results["read_app_paced"] = paced(servers, persisted, peak, seconds)
+        if "write" in groups:
+            print("write: createDeclaration (with its chained audit entry)", flush=True)
+            results.update(interleaved(servers, loads["write"], seconds, rounds))
+        if "public" in groups:
+            print("public: recipientForm and submitDeclaration with fresh tokens", flush=True)
+            results.update(interleaved(servers, loads["public"], max(3, seconds // 2), 1))
     return results
 
 
 def ratios(r: dict[str, Any]) -> dict[str, float]:
-    def ratio(a: str, b: str) -> float:
-        return round(r[a]["rps"] / r[b]["rps"], 2) if r.get(a) and r.get(b) and r[b]["rps"] else 0.0
+    def ratio(a: str, b: str, key: str = "rps", b_key: str = "rps") -> float:
+        if not (r.get(a) and r.get(b) and r[b][b_key]):
+            return 0.0
+        return round(r[a][key] / r[b][b_key], 2)
 
-    return {
+    table = {
         "read vs PostGraphile": ratio("read_app", "read_postgraphile"),
         "read (persisted) vs PostGraphile": ratio("read_app_persisted", "read_postgraphile"),
         "read vs Starlette + asyncpg floor": ratio("read_app", "read_floor_starlette"),
         "read (persisted) vs Starlette floor": ratio("read_app_persisted", "read_floor_starlette"),
         "read vs plain Strawberry": ratio("read_app", "read_floor_strawberry"),
-        "write, 100 firms vs raw asyncpg": round(
-            r["write_spread"]["rps"] / r["raw_write_spread"]["ops"], 2
+        "write, 100 firms vs raw asyncpg": ratio("write_spread", "raw_write_spread", b_key="ops"),
+        "write, hot firm vs raw asyncpg": ratio("write_hot", "raw_write_hot", b_key="ops"),
+        "verification vs bare hashlib": ratio("verify", "verify", "bare_seconds", "seconds"),
+        "pack time / bare xhtml2pdf": ratio("pack", "pack", "seconds", "bare_seconds"),
+        "read p99 / p50 (persisted, full load)": ratio(
+            "read_app_persisted", "read_app_persisted", "p99_ms", "p50_ms"
         ),
-        "write, hot firm vs raw asyncpg": round(
-            r["write_hot"]["rps"] / r["raw_write_hot"]["ops"], 2
+        "read p99 / p50 (persisted, 70 % of peak)": ratio(
+            "read_app_paced", "read_app_paced", "p99_ms", "p50_ms"
         ),
-        "verification vs bare hashlib": round(
-            r["verify"]["bare_seconds"] / r["verify"]["seconds"], 2
-        ),
-        "pack time / bare xhtml2pdf": round(r["pack"]["seconds"] / r["pack"]["bare_seconds"], 2),
-        "read p99 / p50 (persisted, full load)": round(
-            r["read_app_persisted"]["p99_ms"] / r["read_app_persisted"]["p50_ms"], 2
-        ),
-        "read p99 / p50 (persisted, 8 connections)": round(
-            r["read_app_light"]["p99_ms"] / r["read_app_light"]["p50_ms"], 2
+        "read (persisted) load held for that p99, share of peak": ratio(
+            "read_app_paced", "read_app_persisted"
         ),
     }
+    return {name: value for name, value in table.items() if value}
 
 
-def report(results: dict[str, Any], table: dict[str, float]) -> None:
+def report(results: dict[str, Any], table: dict[str, float], partial: bool) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ("-partial" if partial else "")
     machine = f"{os.cpu_count()} cores, {round(psutil.virtual_memory().total / 2**30)} GiB"
     payload = {"at": stamp, "machine": machine, "results": results, "ratios": table}
     (RESULTS / f"{stamp}.json").write_text(json.dumps(payload, indent=2, default=str))
@@ -434,20 +548,39 @@ def report(results: dict[str, Any], table: dict[str, float]) -> None:
     lines += ["", "| ratio | value |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in table.items()]
     text = "\n".join(lines) + "\n"
     (RESULTS / f"{stamp}.md").write_text(text)
-    (RESULTS / "latest.md").write_text(text)
+    if not partial:
+        (RESULTS / "latest.md").write_text(text)
     print("\n" + text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10, help="per scenario")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds of the HTTP loads (median)"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(GROUPS),
+        help=f"comma-separated groups of scenarios (of {', '.join(GROUPS)}); a partial run "
+        "does not replace latest.md",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the database the last run seeded (not with public: its tokens are spent)",
+    )
     args = parser.parse_args()
+    groups = set(args.only.split(","))
+    if groups - set(GROUPS) or (args.reuse and "public" in groups):
+        parser.error(f"--only takes {', '.join(GROUPS)}; --reuse cannot run public")
     STATE.mkdir(parents=True, exist_ok=True)
     ensure_tools()
-    ctx = asyncio.run(prepare(args.seconds))
-    results = run_http(ctx)
-    results.update(asyncio.run(inprocess.run(ctx["app_url"], ctx["seeded"], args.seconds)))
-    report(results, ratios(results))
+    ctx = asyncio.run(prepare(args.seconds, args.reuse))
+    results = run_http(ctx, groups, args.rounds)
+    if "inprocess" in groups:
+        results.update(asyncio.run(inprocess.run(ctx["app_url"], ctx["seeded"], args.seconds)))
+    report(results, ratios(results), partial=groups != set(GROUPS))
 
 
 if __name__ == "__main__":
