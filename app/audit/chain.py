@@ -11,11 +11,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import canonical
@@ -25,7 +25,16 @@ from app.auth.actor import Actor, ActorType
 from app.db import calls
 from app.db.models import AuditCheckpoint, AuditEntry
 
-_TABLE = AuditEntry.__table__
+_TABLE = cast(Table, AuditEntry.__table__)
+# Built once: SQLAlchemy memoises a statement object's cache key, whereas one rebuilt per call
+# (and an insert carrying its values) is traversed again on every append.
+_HEAD = (
+    select(_TABLE.c.seq, _TABLE.c.hash)
+    .where(_TABLE.c.firm_id == bindparam("firm_id"))
+    .order_by(_TABLE.c.seq.desc())
+    .limit(1)
+)
+_APPEND = insert(_TABLE)
 
 
 def _lock_key(firm_id: uuid.UUID) -> int:
@@ -36,14 +45,7 @@ async def locked_head(session: AsyncSession, firm_id: uuid.UUID) -> Any:
     """The firm's chain head (seq, hash), or None, read after taking the firm's lock so it
     cannot move until the transaction ends."""
     await lock_firm(session, firm_id)
-    return (
-        await session.execute(
-            select(AuditEntry.seq, AuditEntry.hash)
-            .where(AuditEntry.firm_id == firm_id)
-            .order_by(AuditEntry.seq.desc())
-            .limit(1)
-        )
-    ).one_or_none()
+    return (await session.execute(_HEAD, {"firm_id": firm_id})).one_or_none()
 
 
 async def lock_firm(session: AsyncSession, firm_id: uuid.UUID) -> None:
@@ -104,7 +106,7 @@ async def record(
     entry = _entry(
         firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details
     )
-    await session.execute(insert(AuditEntry).values(entry))
+    await session.execute(_APPEND, entry)
     return entry
 
 
