@@ -8,7 +8,9 @@ the database re-checks every append against the head.
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -141,51 +143,61 @@ class Verification:
     failure_checkpoint: uuid.UUID | None = None
 
 
-def _body_of(row: Any) -> dict[str, Any]:
+def _body_of(row: Mapping[Any, Any], details: Any) -> dict[str, Any]:
     return canonical.entry_body(
-        firm_id=None if row.firm_id is None else str(row.firm_id),
-        seq=row.seq,
-        occurred_at=row.occurred_at,
-        actor_type=row.actor_type,
-        actor_id=row.actor_id,
-        action=row.action,
-        target_type=row.target_type,
-        target_id=row.target_id,
-        details=row.details,
-        ip=row.ip,
+        firm_id=None if row["firm_id"] is None else str(row["firm_id"]),
+        seq=row["seq"],
+        occurred_at=row["occurred_at"],
+        actor_type=row["actor_type"],
+        actor_id=row["actor_id"],
+        action=row["action"],
+        target_type=row["target_type"],
+        target_id=row["target_id"],
+        details=details,
+        ip=row["ip"],
     )
 
 
-def canonical_of(row: Any) -> bytes:
+def canonical_of(row: Mapping[Any, Any]) -> bytes:
     """An entry's canonical bytes rebuilt from its stored fields (what the product shows)."""
-    return canonical.encode(_body_of(row))
+    return canonical.encode(_body_of(row, row["details"]))
 
 
-def _fields_agree(row: Any) -> bool:
+def _fields_agree(row: Mapping[str, Any]) -> bool:
+    """Whether a streamed entry's stored fields (``details`` as its JSON text) are exactly what
+    its canonical bytes say."""
     # orjson re-encodes both sides several times faster than json.dumps, and keeps true apart
     # from 1 and 2 from 2.0 (Python's == would not); the hash covers the exact stored bytes.
     sort = orjson.OPT_SORT_KEYS
     try:
-        stored = orjson.dumps(orjson.loads(row.canonical), option=sort)
-        return bool(stored == orjson.dumps(_body_of(row), option=sort))
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
-        return bool(canonical_of(row) == row.canonical)
+        rebuilt = orjson.dumps(_body_of(row, orjson.loads(row["details"])), option=sort)
+        if rebuilt == row["canonical"]:
+            return True  # the same bytes: nothing to normalise (the usual case)
+        return bool(orjson.dumps(orjson.loads(row["canonical"]), option=sort) == rebuilt)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # integers beyond 64 bits
+        try:
+            body = _body_of(row, json.loads(row["details"]))
+            return bool(canonical.encode(body) == row["canonical"])
+        except (ValueError, TypeError):  # a float, which canonical bytes never hold
+            return False
 
 
-def _problem(row: Any, expected_seq: int, prev_hash: bytes) -> str | None:
-    if row.seq != expected_seq:
-        return f"seq {row.seq} found where {expected_seq} was expected (entry missing or moved)"
-    if row.prev_hash != prev_hash:
+def _problem(row: Mapping[str, Any], expected_seq: int, prev_hash: bytes) -> str | None:
+    if row["seq"] != expected_seq:
+        return f"seq {row['seq']} found where {expected_seq} was expected (entry missing or moved)"
+    if row["prev_hash"] != prev_hash:
         return "prev_hash does not match the previous entry's hash"
     if not _fields_agree(row):
         return "stored fields differ from the entry's canonical bytes"
-    if canonical.chain_hash(row.prev_hash, row.canonical) != row.hash:
+    if canonical.chain_hash(row["prev_hash"], row["canonical"]) != row["hash"]:
         return "hash does not match SHA-256(prev_hash || canonical)"
     return None
 
 
-def _checkpoint_problem(cp: Any, row: Any, public: Ed25519PublicKey | None) -> str | None:
-    if cp.head_hash != row.hash:
+def _checkpoint_problem(
+    cp: Any, row: Mapping[str, Any], public: Ed25519PublicKey | None
+) -> str | None:
+    if cp.head_hash != row["hash"]:
         return (
             f"checkpoint {cp.id} signed a different hash at seq {cp.seq}: the chain was rewritten"
         )
@@ -193,6 +205,27 @@ def _checkpoint_problem(cp: Any, row: Any, public: Ed25519PublicKey | None) -> s
     if public is not None and not verify_signature(public, payload, cp.signature):
         return f"checkpoint {cp.id} at seq {cp.seq} does not carry a valid signature"
     return None
+
+
+_ENTRIES = (
+    "select seq, firm_id::text as firm_id, occurred_at, actor_type, actor_id, action, "
+    "target_type, target_id, details::text as details, ip, prev_hash, hash, canonical "
+    "from audit_log where {} order by seq"
+)
+
+
+async def _entries(
+    session: AsyncSession, firm_id: uuid.UUID | None
+) -> AsyncIterator[Mapping[str, Any]]:
+    """A chain's entries in order, through a server-side cursor on the session's own connection
+    (its transaction, so its tenant and RLS), read by asyncpg without the ORM's per-row work:
+    memory stays flat however long the chain is."""
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert raw is not None  # a checked-out connection always has its driver's
+    where, args = ("firm_id is null", ()) if firm_id is None else ("firm_id = $1", (firm_id,))
+    async for record in raw.cursor(_ENTRIES.format(where), *args, prefetch=2000):
+        yield record
 
 
 async def verify(
@@ -207,21 +240,14 @@ async def verify(
             await session.execute(select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id))
         ).scalars()
     }
-    rows = await session.stream(
-        select(_TABLE)
-        .where(_TABLE.c.firm_id.is_(None) if firm_id is None else _TABLE.c.firm_id == firm_id)
-        .order_by(_TABLE.c.seq)
-        .execution_options(yield_per=1000)
-    )
     checked, prev_hash, matched = 0, canonical.GENESIS, 0
-    async for row in rows:
+    async for row in _entries(session, firm_id):
         problem = _problem(row, checked + 1, prev_hash)
-        cp = checkpoints.get(row.seq) if problem is None else None
+        cp = checkpoints.get(row["seq"]) if problem is None else None
         if cp is not None:
             problem = _checkpoint_problem(cp, row, public)
             matched += problem is None
         if problem:
-            await rows.close()
             return Verification(
                 False,
                 checked,
@@ -232,7 +258,7 @@ async def verify(
                 problem,
                 cp.id if cp else None,
             )
-        checked, prev_hash = row.seq, row.hash
+        checked, prev_hash = row["seq"], row["hash"]
     beyond = [cp for seq, cp in sorted(checkpoints.items()) if seq > checked]
     if beyond:
         cp = beyond[0]

@@ -68,7 +68,7 @@ async def _body(
                 "seq": row.seq,
                 "prev_hash": row.prev_hash.hex(),
                 "hash": row.hash.hex(),
-                "canonical": canonical_of(row).decode(),
+                "canonical": canonical_of(row._mapping).decode(),
             }
         )
     # A full export carries every checkpoint, so a checkpoint beyond the last entry shows a

@@ -229,3 +229,59 @@ async def test_a_value_changed_to_an_equal_looking_type_is_caught(
         async with tenant_transaction(app_sessions, owner.firm_id) as session:
             result = await chain.verify(session, owner.firm_id)
         assert (result.ok, result.failure_seq) == (False, 1), forged
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "occurred_at = occurred_at + interval '1 microsecond'",
+        "actor_id = 'someone-else'",
+        "actor_type = 'system'",
+        "action = 'firm.created'",
+        "target_type = 'declaration'",
+        "target_id = 'another-target'",
+        "ip = '10.0.0.1'",
+        "seq = seq",  # the control: nothing changed, so it still verifies
+    ],
+)
+async def test_every_stored_field_is_checked_against_the_canonical_bytes(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    change: str,
+) -> None:
+    owner = await members.create()
+    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER, ip="192.0.2.1")
+    async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
+        await chain.record(session, actor, Action.FIRM_UPDATED, "firm", owner.firm_id, {"n": 1})
+    await tamper(
+        superuser_engine, f"update audit_log set {change} where firm_id = :firm", owner.firm_id
+    )
+    async with tenant_transaction(app_sessions, owner.firm_id) as session:
+        result = await chain.verify(session, owner.firm_id)
+    if change == "seq = seq":
+        assert result.ok, result
+    else:
+        assert (result.ok, result.failure_seq) == (False, 1), change
+        assert result.failure_reason == "stored fields differ from the entry's canonical bytes"
+
+
+async def test_details_orjson_cannot_read_are_still_compared(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    owner = await members.create()
+    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
+    async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
+        await chain.record(session, actor, Action.FIRM_UPDATED, details={"n": 1})
+    # An integer beyond 64 bits (which the app never writes) takes the slower comparison.
+    for forged in ('{"n": 1180591620717411303424}', '{"n": 1.5}'):
+        await tamper(
+            superuser_engine,
+            f"update audit_log set details = '{forged}'::jsonb where firm_id = :firm",
+            owner.firm_id,
+        )
+        async with tenant_transaction(app_sessions, owner.firm_id) as session:
+            result = await chain.verify(session, owner.firm_id)
+        assert (result.ok, result.failure_seq) == (False, 1), forged
