@@ -8,16 +8,17 @@ the database re-checks every append against the head.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import canonical
@@ -28,14 +29,9 @@ from app.db import calls
 from app.db.models import AuditCheckpoint, AuditEntry
 
 _TABLE = cast(Table, AuditEntry.__table__)
-# Built once: SQLAlchemy memoises a statement object's cache key, whereas one rebuilt per call
-# (and an insert carrying its values) is traversed again on every append.
-_HEAD = (
-    select(_TABLE.c.seq, _TABLE.c.hash)
-    .where(_TABLE.c.firm_id == bindparam("firm_id"))
-    .order_by(_TABLE.c.seq.desc())
-    .limit(1)
-)
+SORT = orjson.OPT_SORT_KEYS
+# Built once: SQLAlchemy memoises a statement object's cache key, whereas an insert rebuilt
+# with its values is traversed again on every append.
 _APPEND = insert(_TABLE)
 
 
@@ -46,8 +42,7 @@ def _lock_key(firm_id: uuid.UUID) -> int:
 async def locked_head(session: AsyncSession, firm_id: uuid.UUID) -> Any:
     """The firm's chain head (seq, hash), or None, read after taking the firm's lock so it
     cannot move until the transaction ends."""
-    await lock_firm(session, firm_id)
-    return (await session.execute(_HEAD, {"firm_id": firm_id})).one_or_none()
+    return await calls.locked_chain_head(session, firm_id, _lock_key(firm_id))
 
 
 async def lock_firm(session: AsyncSession, firm_id: uuid.UUID) -> None:
@@ -166,20 +161,18 @@ def canonical_of(row: Mapping[Any, Any]) -> bytes:
 def _fields_agree(row: Mapping[str, Any]) -> bool:
     """Whether a streamed entry's stored fields (``details`` as its JSON text) are exactly what
     its canonical bytes say."""
-    # orjson re-encodes both sides several times faster than json.dumps, and keeps true apart
-    # from 1 and 2 from 2.0 (Python's == would not); the hash covers the exact stored bytes.
-    sort = orjson.OPT_SORT_KEYS
     try:
-        rebuilt = orjson.dumps(_body_of(row, orjson.loads(row["details"])), option=sort)
+        rebuilt = orjson.dumps(_body_of(row, orjson.loads(row["details"])), option=SORT)
         if rebuilt == row["canonical"]:
-            return True  # the same bytes: nothing to normalise (the usual case)
-        return bool(orjson.dumps(orjson.loads(row["canonical"]), option=sort) == rebuilt)
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # integers beyond 64 bits
-        try:
-            body = _body_of(row, json.loads(row["details"]))
-            return bool(canonical.encode(body) == row["canonical"])
-        except (ValueError, TypeError):  # a float, which canonical bytes never hold
-            return False
+            return True  # the same bytes (the usual case): nothing can differ
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        pass
+    # Exactly, as the bytes were made: orjson would read an integer beyond 64 bits as a float,
+    # so ...890 and ...891 could look alike; a float (never in canonical bytes) is a difference.
+    try:
+        return bool(canonical.encode(_body_of(row, json.loads(row["details"]))) == row["canonical"])
+    except (ValueError, TypeError):
+        return False
 
 
 def _problem(row: Mapping[str, Any], expected_seq: int, prev_hash: bytes) -> str | None:
@@ -216,12 +209,13 @@ _ENTRIES = (
 
 async def _entries(
     session: AsyncSession, firm_id: uuid.UUID | None
-) -> AsyncIterator[Mapping[str, Any]]:
+) -> AsyncGenerator[Mapping[str, Any], None]:
     """A chain's entries in order, through a server-side cursor on the session's own connection
     (its transaction, so its tenant and RLS), read by asyncpg without the ORM's per-row work:
     memory stays flat however long the chain is."""
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
+    # A cursor needs a transaction; the caller's is open (the checkpoints were read in it).
     assert raw is not None  # a checked-out connection always has its driver's
     where, args = ("firm_id is null", ()) if firm_id is None else ("firm_id = $1", (firm_id,))
     async for record in raw.cursor(_ENTRIES.format(where), *args, prefetch=2000):
@@ -241,24 +235,25 @@ async def verify(
         ).scalars()
     }
     checked, prev_hash, matched = 0, canonical.GENESIS, 0
-    async for row in _entries(session, firm_id):
-        problem = _problem(row, checked + 1, prev_hash)
-        cp = checkpoints.get(row["seq"]) if problem is None else None
-        if cp is not None:
-            problem = _checkpoint_problem(cp, row, public)
-            matched += problem is None
-        if problem:
-            return Verification(
-                False,
-                checked,
-                checked,
-                prev_hash,
-                matched,
-                checked + 1,
-                problem,
-                cp.id if cp else None,
-            )
-        checked, prev_hash = row["seq"], row["hash"]
+    async with contextlib.aclosing(_entries(session, firm_id)) as entries:
+        async for row in entries:
+            problem = _problem(row, checked + 1, prev_hash)
+            cp = checkpoints.get(row["seq"]) if problem is None else None
+            if cp is not None:
+                problem = _checkpoint_problem(cp, row, public)
+                matched += problem is None
+            if problem:
+                return Verification(
+                    False,
+                    checked,
+                    checked,
+                    prev_hash,
+                    matched,
+                    checked + 1,
+                    problem,
+                    cp.id if cp else None,
+                )
+            checked, prev_hash = row["seq"], row["hash"]
     beyond = [cp for seq, cp in sorted(checkpoints.items()) if seq > checked]
     if beyond:
         cp = beyond[0]

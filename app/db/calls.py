@@ -15,6 +15,7 @@ _SESSION_LOOKUP = text(
 _BIND_SESSION = (
     "select session_id, user_id, firm_id, role, email_verified from auth_bind_session($1, $2)"
 )
+_LOCKED_HEAD = text("select seq, hash from audit_locked_head(:firm_id, :key)")
 _XACT_LOCK = text("select pg_advisory_xact_lock(:key)")
 _USER_BY_EMAIL = text(
     "select user_id, password_hash, email_verified, throttled_until, firm_id, role "
@@ -53,6 +54,11 @@ async def bind_session(
     """Resolve a cookie hash and bind its firm and user to the open transaction (one round
     trip); None, and nothing bound, for a session that is not live."""
     return await conn.fetchrow(_BIND_SESSION, token_hash, idle_seconds)
+
+
+async def locked_chain_head(session: AsyncSession, firm_id: object, key: int) -> Row[Any] | None:
+    """Take the firm's chain lock, then read its head (seq, hash), in one round trip."""
+    return (await session.execute(_LOCKED_HEAD, {"firm_id": firm_id, "key": key})).one_or_none()
 
 
 async def transaction_lock(session: AsyncSession, key: int) -> None:

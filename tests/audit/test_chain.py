@@ -285,3 +285,32 @@ async def test_details_orjson_cannot_read_are_still_compared(
         async with tenant_transaction(app_sessions, owner.firm_id) as session:
             result = await chain.verify(session, owner.firm_id)
         assert (result.ok, result.failure_seq) == (False, 1), forged
+
+
+async def test_integers_beyond_64_bits_are_compared_exactly(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    owner = await members.create()
+    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
+    async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
+        await chain.record(session, actor, Action.FIRM_UPDATED, details={"n": 1})
+    big = 2**70  # read as a float by orjson, where ...424 and ...425 look alike
+    colon = "' || chr(58) || '"  # a bare colon would read as a bind parameter
+    canonical_big = (
+        "update audit_log set canonical = convert_to(replace(convert_from(canonical, 'UTF8'), "
+        f"'\"n\"{colon}1', '\"n\"{colon}{big}'), 'UTF8') where firm_id = :firm"
+    )
+    rehash = "update audit_log set hash = sha256(prev_hash || canonical) where firm_id = :firm"
+    await tamper(superuser_engine, canonical_big, owner.firm_id)
+    await tamper(superuser_engine, rehash, owner.firm_id)
+    for details, ok in ((big, True), (big + 1, False)):
+        await tamper(
+            superuser_engine,
+            f"update audit_log set details = '{{\"n\": {details}}}'::jsonb where firm_id = :firm",
+            owner.firm_id,
+        )
+        async with tenant_transaction(app_sessions, owner.firm_id) as session:
+            result = await chain.verify(session, owner.firm_id)
+        assert result.ok is ok, (details, result)
