@@ -87,17 +87,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Everything built so far (schema, models, plans) lives as long as the process;
             # moved out of the collector's sight, a full collection no longer walks it, which
             # was the slowest request of each hundred.
+            gc.collect()  # start-up's own garbage is not frozen with the rest
             gc.freeze()
             yield
         finally:
+            gc.unfreeze()
+            if read_pool is not None:
+                await read_pool.close()
             if checkpointer is not None:
                 checkpointer.cancel()
             limiter_holder.clear()
             await mailer.stop()
             await storage.close()
             await limiter.close()
-            if read_pool is not None:
-                await read_pool.close()
             await engine.dispose()
 
     return Starlette(

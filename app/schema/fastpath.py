@@ -85,6 +85,8 @@ LEAVES: dict[str, tuple[str, Callable[[Any], Any], bool]] = {
     "linkExpiresAt": ("token_expires_at", _iso, True),
 }
 STATUS = "status"
+# A saturated read lane hands the request to the normal path rather than queue for long.
+ACQUIRE_SECONDS = 2.0
 
 
 class Fallback(Exception):
@@ -261,9 +263,10 @@ class FastPathState:
     """The switch, the counters, and the compiled plans (one per persisted document)."""
 
     enabled: bool = True
-    fast: int = 0
-    fallback: int = 0
+    fast: int = 0  # answers the fast path gave (the read lane's included)
+    fallback: int = 0  # times the in-transaction fast path handed over to the executor
     lane: int = 0  # of the fast answers, those the read lane gave
+    lane_fallback: int = 0  # times the read lane handed over to the normal path
     max_plans: int = 1024
     plans: OrderedDict[str, Plan | None] = field(default_factory=OrderedDict)
 
@@ -285,7 +288,10 @@ class FastPathState:
         self, plan: Plan, context: Any, variables: dict[str, Any] | None, operation_name: str | None
     ) -> ExecutionResult | None:
         """The fast answer, or None to fall back (counted either way)."""
-        return await self._counted(answer(plan, context, variables or {}, operation_name))
+        data = await _attempt(answer(plan, context, variables or {}, operation_name))
+        self.fast += data is not None
+        self.fallback += data is None
+        return None if data is None else ExecutionResult(data=data, errors=None)
 
     async def answer_signed_in(
         self,
@@ -297,24 +303,27 @@ class FastPathState:
         operation_name: str | None,
     ) -> ExecutionResult | None:
         """The fast answer for a session cookie, from the read lane (``answer_lane``)."""
-        result = await self._counted(
-            answer_lane(plan, pool, token, idle, variables or {}, operation_name)
-        )
-        self.lane += result is not None
-        return result
+        data = await _attempt(answer_lane(plan, pool, token, idle, variables or {}, operation_name))
+        self.fast += data is not None
+        self.lane += data is not None
+        self.lane_fallback += data is None
+        return None if data is None else ExecutionResult(data=data, errors=None)
 
-    async def _counted(self, work: Awaitable[dict[str, Any]]) -> ExecutionResult | None:
-        try:
-            data = await work
-        except Fallback:
-            self.fallback += 1
-            return None
-        except Exception:
-            log.exception("fast path failed; falling back")
-            self.fallback += 1
-            return None
-        self.fast += 1
-        return ExecutionResult(data=data, errors=None)
+
+async def _attempt(work: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The data, or None for the normal path: on Fallback, and on any failure (logged)."""
+    try:
+        return await work
+    except Fallback:
+        return None
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        # The database is away (restarting, failing over) or the pool is full: the normal path
+        # answers, or reports it; no traceback per request.
+        log.warning("fast path unavailable (%s); falling back", type(error).__name__)
+        return None
+    except Exception:
+        log.exception("fast path failed; falling back")
+        return None
 
 
 def arguments(plan: Plan, variables: dict[str, Any], operation_name: str | None) -> tuple[int, Any]:
@@ -392,7 +401,7 @@ async def answer_lane(
     first, after = arguments(plan, variables, operation_name)
     if not token or len(token) > sessions.MAX_TOKEN_CHARS:
         raise Fallback
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire(timeout=ACQUIRE_SECONDS) as conn, conn.transaction():
         identity = await calls.bind_session(
             conn, sessions.token_hash(token), int(idle.total_seconds())
         )
