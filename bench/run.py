@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -291,12 +291,12 @@ class Scenario:
 
 
 def measure(
-    servers: dict[str, psutil.Process], scenario: Scenario, seconds: int, warm: bool = True
+    process: psutil.Process, scenario: Scenario, seconds: int, warm: bool = True
 ) -> dict[str, Any]:
     name = scenario.server
     return load(
         scenario.label,
-        servers[name],
+        process,
         PORTS[name],
         scenario.script,
         scenario.args,
@@ -306,15 +306,22 @@ def measure(
     )
 
 
+Commands = dict[str, tuple[list[str], dict[str, str]]]
+
+
 def interleaved(
-    servers: dict[str, psutil.Process], scenarios: list[Scenario], seconds: int, rounds: int
+    commands: Commands, scenarios: list[Scenario], seconds: int, rounds: int
 ) -> dict[str, Any]:
     """Each scenario once per round, in turn, so that a slow spell of a shared machine falls on
-    all of them alike; each scenario's median round is its result."""
+    all of them alike; each scenario's median round is its result. Only the server under load
+    runs (started afresh each round), so their pools never compete for connections."""
     runs: dict[str, list[dict[str, Any]]] = {scenario.key: [] for scenario in scenarios}
-    for n in range(rounds):
-        for scenario in scenarios:
-            runs[scenario.key].append(measure(servers, scenario, seconds, warm=n == 0))
+    for _ in range(rounds):
+        for name in dict.fromkeys(scenario.server for scenario in scenarios):
+            with server(name, *commands[name]) as process:
+                for scenario in scenarios:
+                    if scenario.server == name:
+                        runs[scenario.key].append(measure(process, scenario, seconds))
     results = {}
     for key, found in runs.items():
         median = dict(sorted(found, key=lambda r: r["rps"])[len(found) // 2])
@@ -323,24 +330,24 @@ def interleaved(
     return results
 
 
-def paced(
-    servers: dict[str, psutil.Process], args: list[str], peak: float, seconds: int
-) -> dict[str, Any]:
+def paced(commands: Commands, args: list[str], peak: float, seconds: int) -> dict[str, Any]:
     """The persisted read held at ~70 % of its peak: each of 32 connections pauses between
     requests; the pause is corrected once from a short trial (a cycle is latency + pause)."""
     target = 0.7 * peak
     pause = 32 / target
-    trial = wrk(PORTS["app"], "paced.lua", [*args, str(round(pause * 1000))], 3)
-    latency = max(0.0, 32 / trial["rps"] - pause)
-    pause = max(0.001, 32 / target - latency)
-    scenario = Scenario(
-        "read_app_paced",
-        "app (persisted, 70 % of peak)",
-        "app",
-        "paced.lua",
-        [*args, str(round(pause * 1000))],
-    )
-    result = measure(servers, scenario, seconds)
+    with server("app", *commands["app"]) as process:
+        wrk(PORTS["app"], "paced.lua", [*args, str(round(pause * 1000))], 2)  # warm-up
+        trial = wrk(PORTS["app"], "paced.lua", [*args, str(round(pause * 1000))], 3)
+        latency = max(0.0, 32 / trial["rps"] - pause)
+        pause = max(0.001, 32 / target - latency)
+        scenario = Scenario(
+            "read_app_paced",
+            "app (persisted, 70 % of peak)",
+            "app",
+            "paced.lua",
+            [*args, str(round(pause * 1000))],
+        )
+        result = measure(process, scenario, seconds)
     result["share_of_peak"] = round(result["rps"] / peak, 2)
     return result
 
@@ -426,10 +433,9 @@ def scenarios(f: dict[str, Path], tokens: int) -> dict[str, list[Scenario]]:
     }
 
 
-def start_servers(
-    stack: ExitStack, ctx: dict[str, Any], groups: set[str]
-) -> dict[str, psutil.Process]:
-    """Every server the groups load, each one uvicorn worker (or one Node process)."""
+def server_commands(ctx: dict[str, Any], groups: set[str]) -> Commands:
+    """How to start every server the groups load, each one uvicorn worker (or one Node
+    process)."""
     app_env = {
         "COVERPROOF_DATABASE_URL": ctx["app_url"],
         "COVERPROOF_SECRET_KEY": SECRET,
@@ -453,7 +459,7 @@ def start_servers(
         "warning",
     ]
     node_url = ctx["app_url"].replace("postgresql://", "postgres://")
-    commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+    commands: Commands = {}
     if groups & {"read", "write", "public"}:
         commands["app"] = ([sys.executable, "-m", "app.cli", "serve"], app_env)
     if "read" in groups:
@@ -463,32 +469,28 @@ def start_servers(
         for name in ("starlette", "strawberry"):
             target = f"bench.floors:{name}_app"
             commands[name] = ([*uvicorn, "--port", str(PORTS[name]), target], floor_env)
-    return {
-        name: stack.enter_context(server(name, command, env))
-        for name, (command, env) in commands.items()
-    }
+    return commands
 
 
 def run_http(ctx: dict[str, Any], groups: set[str], rounds: int) -> dict[str, Any]:
     f, seconds = ctx["files"], ctx["seconds"]
     loads = scenarios(f, len(ctx["seeded"].tokens))
+    commands = server_commands(ctx, groups)
     results: dict[str, Any] = {}
-    with ExitStack() as stack:
-        servers = start_servers(stack, ctx, groups)
-        reads = [s for group in ("read", "floors") if group in groups for s in loads[group]]
-        if reads:
-            print(f"read: declarations(first: 50), 5 fields per node, {rounds} rounds", flush=True)
-            results.update(interleaved(servers, reads, seconds, rounds))
-        if "read" in groups:
-            persisted = loads["read"][1].args
-            peak = results["read_app_persisted"]["rps"]
-            results["read_app_paced"] = paced(servers, persisted, peak, seconds)
-        if "write" in groups:
-            print("write: createDeclaration (with its chained audit entry)", flush=True)
-            results.update(interleaved(servers, loads["write"], seconds, rounds))
-        if "public" in groups:
-            print("public: recipientForm and submitDeclaration with fresh tokens", flush=True)
-            results.update(interleaved(servers, loads["public"], max(3, seconds // 2), 1))
+    reads = [s for group in ("read", "floors") if group in groups for s in loads[group]]
+    if reads:
+        print(f"read: declarations(first: 50), 5 fields per node, {rounds} rounds", flush=True)
+        results.update(interleaved(commands, reads, seconds, rounds))
+    if "read" in groups:
+        persisted = loads["read"][1].args
+        peak = results["read_app_persisted"]["rps"]
+        results["read_app_paced"] = paced(commands, persisted, peak, seconds)
+    if "write" in groups:
+        print("write: createDeclaration (with its chained audit entry)", flush=True)
+        results.update(interleaved(commands, loads["write"], seconds, rounds))
+    if "public" in groups:
+        print("public: recipientForm and submitDeclaration with fresh tokens", flush=True)
+        results.update(interleaved(commands, loads["public"], max(3, seconds // 2), 1))
     return results
 
 
