@@ -19,7 +19,7 @@ from app.db.safety import check_runtime_role
 from app.evidence.storage import open_storage
 from app.http.evidence import ROUTES as EVIDENCE_ROUTES
 from app.http.graphql import graphql_endpoint
-from app.http.middleware import BodySizeLimit, RequestId, SecurityHeaders
+from app.http.middleware import BodySizeLimit, SecurityHeaders
 from app.http.pages import PAGES
 from app.http.respond import ROUTES as RESPOND_ROUTES
 from app.http.routes import audit_key, audit_key_jwk, healthz, readyz, security_txt
@@ -115,7 +115,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *EVIDENCE_ROUTES,
         ],
         middleware=[
-            Middleware(RequestId),
             Middleware(SecurityHeaders),
             Middleware(
                 IpCeiling,
@@ -124,13 +123,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 trusted_proxies=settings.trusted_proxies,
             ),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
-            Middleware(
-                CORSMiddleware,
-                allow_origins=settings.allowed_origins,
-                allow_credentials=True,
-                allow_methods=["POST"],
-                allow_headers=["content-type", "accept"],
-                max_age=600,
+            # Only other origins need CORS; with none allowed, a browser's same-origin rules
+            # are all there is (and SecurityHeaders sends the Vary: Origin it would).
+            *(
+                [
+                    Middleware(
+                        CORSMiddleware,
+                        allow_origins=settings.allowed_origins,
+                        allow_credentials=True,
+                        allow_methods=["POST"],
+                        allow_headers=["content-type", "accept"],
+                        max_age=600,
+                    )
+                ]
+                if settings.allowed_origins
+                else []
             ),
         ],
         lifespan=lifespan,

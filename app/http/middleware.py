@@ -1,11 +1,10 @@
-"""Pure-ASGI middleware: request id, security headers on every response, body-size limit."""
+"""Pure-ASGI middleware: request id and security headers on every response, body-size limit."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("coverproof.http")
@@ -57,9 +56,18 @@ SECURITY_HEADERS = {
 }
 
 
+# The same headers as raw pairs, plus ``Vary: Origin`` (what the CORS middleware adds when it
+# runs; a response differs by Origin even without it: a foreign one is refused).
+_DEFAULT_PAIRS = tuple(
+    (name.encode(), value.encode())
+    for name, value in {**SECURITY_HEADERS, "vary": "Origin"}.items()
+)
+
+
 class SecurityHeaders:
-    """Adds the security headers to every response (a page may set a narrower CSP of its own)
-    and answers a bare 500, headers included, if anything below fails before responding."""
+    """Gives each request a fresh id (for logs and masked errors; never taken from the client),
+    adds the security headers to every response (a page may set a narrower CSP of its own) and
+    answers a bare 500, headers included, if anything below fails before responding."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -68,24 +76,26 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        id_pair = (b"x-request-id", request_id.encode())
         started = False
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                request_id = scope.get("state", {}).get("request_id")
-                if request_id:
-                    headers["x-request-id"] = request_id
+                headers = list(message.get("headers", ()))
+                present = {bytes(name).lower() for name, _ in headers}
+                headers = [h for h in headers if bytes(h[0]).lower() != b"x-request-id"]
+                headers += [pair for pair in _DEFAULT_PAIRS if pair[0] not in present]
+                message["headers"] = [*headers, id_pair]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
-            log.exception("unhandled error [request %s]", scope.get("state", {}).get("request_id"))
+            log.exception("unhandled error [request %s]", request_id)
             if started:
                 raise
             await send_with_headers(
@@ -96,18 +106,6 @@ class SecurityHeaders:
                 }
             )
             await send({"type": "http.response.body", "body": b"Internal server error."})
-
-
-class RequestId:
-    """A fresh id per request, for logs and for masked errors; never taken from the client."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex
-        await self.app(scope, receive, send)
 
 
 class BodyTooLarge(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -76,6 +77,10 @@ async def test_every_response_carries_the_security_headers(
     assert response.status_code == status
     for name, value in SECURITY_HEADERS.items():
         assert response.headers.get(name) == value, name
+    # Each answer depends on the Origin (a foreign one is refused), and carries its own id.
+    assert "Origin" in [v.strip() for v in response.headers.get("vary", "").split(",")]
+    assert len(response.headers.get_list("x-request-id")) == 1
+    assert re.fullmatch("[0-9a-f]{32}", response.headers["x-request-id"])
 
 
 @pytest.mark.parametrize(("send", "status"), EVERY_KIND, ids=KIND_IDS)
