@@ -58,8 +58,10 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _iso(value: Any) -> Any:
-    return None if value is None else value.isoformat()
+def _moment(value: Any) -> Any:
+    """A datetime or date, left for the response's orjson.dumps: it writes them exactly as
+    Strawberry's isoformat() does (the differential test holds it to that), ten times faster."""
+    return value
 
 
 def _uuid(value: Any) -> Any:
@@ -74,15 +76,15 @@ LEAVES: dict[str, tuple[str, Callable[[Any], Any], bool]] = {
     "recipientName": ("recipient_name", _text, False),
     "recipientEmail": ("recipient_email", _text, False),
     "counterpartyId": ("counterparty_id", _uuid, True),
-    "dueDate": ("due_date", _iso, True),
-    "createdAt": ("created_at", _iso, False),
-    "sentAt": ("sent_at", _iso, True),
-    "openedAt": ("opened_at", _iso, True),
-    "submittedAt": ("submitted_at", _iso, True),
-    "revokedAt": ("revoked_at", _iso, True),
-    "lastRemindedAt": ("last_reminded_at", _iso, True),
+    "dueDate": ("due_date", _moment, True),
+    "createdAt": ("created_at", _moment, False),
+    "sentAt": ("sent_at", _moment, True),
+    "openedAt": ("opened_at", _moment, True),
+    "submittedAt": ("submitted_at", _moment, True),
+    "revokedAt": ("revoked_at", _moment, True),
+    "lastRemindedAt": ("last_reminded_at", _moment, True),
     "reminderCount": ("reminder_count", _text, False),
-    "linkExpiresAt": ("token_expires_at", _iso, True),
+    "linkExpiresAt": ("token_expires_at", _moment, True),
 }
 STATUS = "status"
 # A saturated read lane hands the request to the normal path rather than queue for long.

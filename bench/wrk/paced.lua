@@ -1,15 +1,17 @@
--- graphql.lua at a pace: each connection waits <pace ms> after an answer before its next
--- request, to hold the load at a share of the peak (for p99 at 70 % of peak load).
--- args: as graphql.lua, then <pace ms>
+-- graphql.lua at a pace: each connection pauses after an answer before its next request, for a
+-- time drawn from an exponential distribution with the given mean (independent users, whose
+-- requests do not fall into lockstep), to hold the load at a share of the peak.
+-- args: as graphql.lua, then <mean pause ms>
 dofile("./bench/wrk/graphql.lua")
 local base_init = init
-local pace = 0
+local pause = 0
 
 function init(args)
   base_init(args)
-  pace = tonumber(args[5])
+  pause = tonumber(args[5])
+  math.randomseed(os.time() * 7919 + (id or 0))
 end
 
 function delay()
-  return pace
+  return math.floor(-pause * math.log(1 - math.random()))
 end

@@ -64,6 +64,7 @@ async def _fixtures(superuser: AsyncEngine, firm_id: uuid.UUID) -> None:
         base.replace(microsecond=1),
         datetime(1, 1, 1, tzinfo=UTC),
         datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(999, 5, 27, 12, 0, 0, 100000, tzinfo=UTC),
     ]
     for n, name in enumerate(NAMES * 2):
         at = moments[n % len(moments)] + timedelta(seconds=n if n % len(moments) == 0 else 0)
