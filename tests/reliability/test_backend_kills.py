@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
 
 from app.audit import chain
 from app.auth.actor import Role
@@ -28,6 +29,7 @@ from app.db.engine import create_engine, session_factory
 from app.db.models import AuditEntry, Counterparty, Firm
 from app.db.tenant import tenant_transaction
 from app.main import create_app
+from app.partners.documents import document_id
 from tests.conftest import Database, http_client, make_settings
 from tests.factories import Member, Members
 from tests.reliability.support import (
@@ -49,6 +51,9 @@ CREATE = """mutation($i: CounterpartyCreateInput!) {
   createCounterparty(input: $i) { counterparty { id name } } }"""
 RENAME = "mutation($n: String!) { updateFirm(input: {name: $n}) { firm { id name } } }"
 FIRM = "{ firm { id name } }"
+# A persisted page, which the fast path's read lane answers on a pool of its own.
+PAGE = "query Page { declarations(first: 5) { edges { node { id } } } }"
+APQ = {"persistedQuery": {"version": 1, "sha256Hash": document_id(PAGE)}}
 # Backends of the app role in this database other than ours; those inside a transaction only,
 # unless every one is asked for.
 KILL = text(
@@ -125,11 +130,18 @@ async def _killer(superuser: AsyncEngine, stop: asyncio.Event, rng: random.Rando
 
 
 async def _recovers(
-    client: httpx.AsyncClient, superuser: AsyncEngine, ledgers: list[Ledger]
+    app: Starlette, client: httpx.AsyncClient, superuser: AsyncEngine, ledgers: list[Ledger]
 ) -> None:
     """Every pooled connection dies once more, idle. The first request to meet a dead one may
     fail (cleanly); that invalidates the whole pool, and the same app instance then serves
-    every request."""
+    every request. A read the lane meets a dead connection for never fails: it falls back."""
+    registered = await client.post(
+        "/graphql", json={"query": PAGE, "extensions": APQ}, headers=ledgers[0].member.headers
+    )
+    assert "errors" not in json_answer(registered), registered.text
+    for ledger in ledgers * POOL:  # the lane's pool holds connections for the kill to find
+        await client.post("/graphql", json={"extensions": APQ}, headers=ledger.member.headers)
+    lane = app.state.coverproof.fast_path.lane
     async with superuser.connect() as conn:
         assert (await conn.execute(KILL, {"everyone": True})).scalar_one() >= 1
         await conn.commit()
@@ -144,6 +156,15 @@ async def _recovers(
     for ledger, body in answers[1:]:
         assert "errors" not in body, body
         assert body["data"]["firm"]["id"] == str(ledger.member.firm_id)
+    async with superuser.connect() as conn:  # the lane's connections die too
+        assert (await conn.execute(KILL, {"everyone": True})).scalar_one() >= 1
+        await conn.commit()
+    for ledger in ledgers * (2 * POOL):
+        response = await client.post(
+            "/graphql", json={"extensions": APQ}, headers=ledger.member.headers
+        )
+        assert "errors" not in json_answer(response), response.text
+    assert app.state.coverproof.fast_path.lane > lane  # and the lane serves again
 
 
 async def _check_trail(owner_sessions: async_sessionmaker[AsyncSession], ledger: Ledger) -> None:
@@ -214,7 +235,7 @@ async def test_terminated_backends_leave_no_change_without_its_audit_entry(
                     _killer(superuser, stop, rng), *(worker(n) for n in range(WORKERS))
                 )
             elapsed = time.monotonic() - started_at
-            await _recovers(client, superuser, ledgers)
+            await _recovers(app, client, superuser, ledgers)
             for ledger in ledgers:
                 ok = ledger.outcomes["ok"]
                 await _mutate(client, ledger, rng)
