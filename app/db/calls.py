@@ -16,6 +16,7 @@ _BIND_SESSION = (
     "select session_id, user_id, firm_id, role, email_verified from auth_bind_session($1, $2)"
 )
 _LOCKED_HEAD = text("select seq, hash from audit_locked_head(:firm_id, :key)")
+_BIND_API_KEY = "select key_id, firm_id, scopes from api_key_bind($1)"
 _XACT_LOCK = text("select pg_advisory_xact_lock(:key)")
 _USER_BY_EMAIL = text(
     "select user_id, password_hash, email_verified, throttled_until, firm_id, role "
@@ -54,6 +55,13 @@ async def bind_session(
     """Resolve a cookie hash and bind its firm and user to the open transaction (one round
     trip); None, and nothing bound, for a session that is not live."""
     return await conn.fetchrow(_BIND_SESSION, token_hash, idle_seconds)
+
+
+async def bind_api_key(conn: asyncpg.Connection, secret_hash: bytes) -> asyncpg.Record | None:
+    """Resolve a live API key that has been used before and bind its firm (and the key, as the
+    actor) to the open transaction; None, and nothing bound, otherwise (a first use included:
+    the normal path audits it)."""
+    return await conn.fetchrow(_BIND_API_KEY, secret_hash)
 
 
 async def locked_chain_head(session: AsyncSession, firm_id: object, key: int) -> Row[Any] | None:

@@ -1,25 +1,35 @@
-"""The read lane: a signed-in member's persisted page query, answered before the ORM.
+"""The read lane: a persisted page query, answered before the ORM.
 
 The compiled fast path (``app/schema/fastpath.py``) already skips graphql-core's per-field
 work; what remained was the per-request cost of SQLAlchemy's session and five round trips. Here
-a request whose document this process already holds, whose plan compiled and which carries a
-session cookie (and no API key) is answered on a plain asyncpg connection in one transaction:
-the cookie is resolved and its firm bound in one call, then the same compiled SQL reads the
-page under the same RLS. Everything else, and anyone the normal path would refuse, falls back
-to it, so its answers (and its errors) are the normal path's.
+a request whose document this process already holds and whose plan compiled, from a session
+cookie or from an API key (not both), is answered on a plain asyncpg connection in one
+transaction: the caller is authenticated and its firm bound in one call, then the same compiled
+SQL reads the page under the same RLS. Everything else, and anyone the normal path would
+refuse, falls back to it, so its answers (and its errors) are the normal path's. A key's first
+use falls back too: the normal path audits it.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import asyncpg
 from starlette.requests import Request
 from strawberry.types import ExecutionResult
 
 from app.auth import sessions
+from app.db import calls
+from app.errors import RateLimited
 from app.http import persisted
-from app.http.negotiation import GraphQLRequest
+from app.http.negotiation import GraphQLRequest, RequestError
 from app.http.state import AppState
+from app.partners import keys
+from app.ratelimit.limiter import RateLimiter
+from app.ratelimit.policies import Policy
+from app.schema.fastpath import Binder
+
+READ_SCOPE = "declarations:read"  # what the declarations field asks of a key
 
 
 async def answer(request: Request, state: AppState, body: GraphQLRequest) -> ExecutionResult | None:
@@ -28,13 +38,47 @@ async def answer(request: Request, state: AppState, body: GraphQLRequest) -> Exe
     if not fast_path.enabled or pool is None or body.query is not None:
         return None
     token = request.cookies.get(sessions.COOKIE_NAME)
-    if body.persisted_id is None or token is None or "authorization" in request.headers:
-        return None  # an API key's first use is audited, which the normal path does
-    query = persisted.held(state, body.persisted_id)
+    authorization = request.headers.get("authorization")
+    if body.persisted_id is None or (token is None) == (authorization is None):
+        return None  # neither (anonymous), or both (refused): the normal path answers
+    query = persisted.held(state, body.persisted_id, partner=authorization is not None)
     plan = fast_path.plan(query, state.schema) if query is not None else None
     if plan is None:
         return None
-    idle = timedelta(minutes=state.settings.session_idle_minutes)
-    return await fast_path.answer_signed_in(
-        plan, pool, token, idle, body.variables, body.operation_name
-    )
+    if token is not None:
+        idle = timedelta(minutes=state.settings.session_idle_minutes)
+        bind = _session(token, idle)
+    else:
+        assert authorization is not None
+        bind = _api_key(authorization, state.limiter)
+    try:
+        return await fast_path.answer_lane(plan, pool, bind, body.variables, body.operation_name)
+    except RateLimited as limited:  # as ``graphql.authenticate`` answers it
+        raise RequestError(429, limited.code, limited.message) from limited
+
+
+def _session(token: str, idle: timedelta) -> Binder:
+    async def bind(conn: asyncpg.Connection) -> bool:
+        if not token or len(token) > sessions.MAX_TOKEN_CHARS:
+            return False
+        identity = await calls.bind_session(
+            conn, sessions.token_hash(token), int(idle.total_seconds())
+        )
+        return identity is not None and bool(identity["email_verified"])
+
+    return bind
+
+
+def _api_key(authorization: str, limiter: RateLimiter) -> Binder:
+    async def bind(conn: asyncpg.Connection) -> bool:
+        scheme, _, key = authorization.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not keys.KEY_SHAPE.match(key):
+            return False
+        found = await calls.bind_api_key(conn, keys.secret_hash(key))
+        if found is None or READ_SCOPE not in found["scopes"]:
+            return False
+        await limiter.hit(Policy.API_KEY_REQUESTS, str(found["key_id"]))
+        return True
+
+    return bind

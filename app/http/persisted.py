@@ -42,11 +42,11 @@ def _held_trusted(state: AppState, doc_id: str) -> str | None:
     return shipped.body if shipped is not None else state.trusted.get(doc_id)
 
 
-def held(state: AppState, doc_id: str) -> str | None:
-    """A persisted document a signed-in session may run, if this process holds it in memory
-    (None otherwise: ``resolve`` then loads it, or refuses)."""
+def held(state: AppState, doc_id: str, partner: bool) -> str | None:
+    """A persisted document the caller (a session, or a partner's API key) may run, if this
+    process holds it in memory (None otherwise: ``resolve`` then loads it, or refuses)."""
     trusted = _held_trusted(state, doc_id)
-    if trusted is not None or state.settings.persisted_only:
+    if trusted is not None or partner or state.settings.persisted_only:
         return trusted
     return state.apq.get(doc_id)
 

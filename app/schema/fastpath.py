@@ -22,7 +22,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -42,10 +42,9 @@ from graphql import (
 )
 from strawberry.types import ExecutionResult
 
-from app.auth import sessions
-from app.db import calls
+from app import pagination
 from app.declarations import service
-from app.errors import AppError
+from app.errors import AppError, RateLimited
 from app.partners.keys import ApiKeyIdentity
 from app.schema.limits import ALIAS_LIMIT, DepthLimit, SelectionLimits
 
@@ -295,17 +294,16 @@ class FastPathState:
         self.fallback += data is None
         return None if data is None else ExecutionResult(data=data, errors=None)
 
-    async def answer_signed_in(
+    async def answer_lane(
         self,
         plan: Plan,
         pool: asyncpg.Pool,
-        token: str,
-        idle: timedelta,
+        bind: Binder,
         variables: dict[str, Any] | None,
         operation_name: str | None,
     ) -> ExecutionResult | None:
-        """The fast answer for a session cookie, from the read lane (``answer_lane``)."""
-        data = await _attempt(answer_lane(plan, pool, token, idle, variables or {}, operation_name))
+        """The fast answer from the read lane (``answer_lane``), or None to fall back."""
+        data = await _attempt(answer_lane(plan, pool, bind, variables or {}, operation_name))
         self.fast += data is not None
         self.lane += data is not None
         self.lane_fallback += data is None
@@ -318,6 +316,8 @@ async def _attempt(work: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
         return await work
     except Fallback:
         return None
+    except RateLimited:
+        raise  # the caller was counted: it is answered 429, not counted again elsewhere
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         # The database is away (restarting, failing over) or the pool is full: the normal path
         # answers, or reports it; no traceback per request.
@@ -388,29 +388,33 @@ def build(plan: Plan, rows: Sequence[Mapping[str, Any]], more: bool) -> dict[str
     return {plan.root_key: data}
 
 
+Binder = Callable[[asyncpg.Connection], Awaitable[bool]]
+"""Authenticates a lane request on its connection and binds its tenant to the open transaction;
+False when the normal path must answer (a refusal is the normal path's to give)."""
+
+
 async def answer_lane(
     plan: Plan,
     pool: asyncpg.Pool,
-    token: str,
-    idle: timedelta,
+    bind: Binder,
     variables: dict[str, Any],
     operation_name: str | None,
 ) -> dict[str, Any]:
-    """The read lane: a signed-in member's page without the ORM, in three statements of one
-    transaction on a plain asyncpg connection: resolve the cookie and bind its firm (the same
-    lookup as the normal path, one round trip), read the page (the same compiled SQL, under
-    the same RLS), commit. Anyone the normal path would refuse falls back to it."""
+    """The read lane: a page without the ORM, in three statements of one transaction on a plain
+    asyncpg connection: authenticate and bind the firm (the same lookups as the normal path,
+    one round trip), read the page (the same compiled SQL, under the same RLS), commit. Anyone
+    the normal path would refuse falls back to it."""
     first, after = arguments(plan, variables, operation_name)
-    if not token or len(token) > sessions.MAX_TOKEN_CHARS:
-        raise Fallback
-    async with pool.acquire(timeout=ACQUIRE_SECONDS) as conn, conn.transaction():
-        identity = await calls.bind_session(
-            conn, sessions.token_hash(token), int(idle.total_seconds())
-        )
-        if identity is None or not identity["email_verified"]:
+    try:
+        # Bad input is settled before the binder runs (it may count a request against a limit).
+        if not 1 <= first <= service.MAX_PAGE:
             raise Fallback
-        try:
-            rows, more = await service.lane_page_rows(conn, plan.columns, first, after)
-        except AppError as error:
-            raise Fallback from error
+        if after is not None:
+            pagination.decode_time(after)
+    except AppError as error:
+        raise Fallback from error
+    async with pool.acquire(timeout=ACQUIRE_SECONDS) as conn, conn.transaction():
+        if not await bind(conn):
+            raise Fallback
+        rows, more = await service.lane_page_rows(conn, plan.columns, first, after)
     return build(plan, rows, more)

@@ -19,6 +19,7 @@ from app.declarations.templates import load_builtins, snapshot
 from app.partners.documents import document_id
 from app.schema.fastpath import FastPathState
 from tests.factories import Member, Members
+from tests.partners import create_key, session_client
 
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 ALL_LEAVES = (
@@ -232,3 +233,77 @@ async def test_odd_requests_answer_the_same_either_way(
     assert normal.status_code == fast.status_code
     assert normal.status_code >= 400
     assert normal.content == fast.content
+
+
+async def _key(app: Starlette, owner: Member, scopes: list[str]) -> tuple[dict[str, str], str]:
+    async with session_client(app, owner) as first_party:
+        secret, key_id = await create_key(first_party, scopes)
+    return {"authorization": f"Bearer {secret}"}, key_id
+
+
+async def test_a_partner_key_takes_the_lane_after_its_audited_first_use(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    await _fixtures(superuser_engine, owner.firm_id)
+    await _trust(superuser_engine, DOCUMENTS)
+    headers, key_id = await _key(app, owner, ["DECLARATIONS_READ"])
+    page = {"documentId": "sha256:" + document_id(DOCUMENTS[1]), "variables": {"n": 3}}
+    lane = state.lane
+    first = await client.post("/graphql", json=page, headers=headers)
+    assert "errors" not in first.json(), first.text
+    assert state.lane == lane  # a first use is the normal path's: it is audited there
+    for body in DOCUMENTS:
+        payload = {"documentId": "sha256:" + document_id(body), "variables": {"n": 3}}
+        before = state.lane
+        normal, fast = await _both(client, state, None, payload, headers=headers)
+        assert normal.status_code == fast.status_code == 200
+        assert "errors" not in normal.json(), normal.text
+        assert fast.content == normal.content, payload
+        assert state.lane == before + 1, payload
+    async with superuser_engine.connect() as conn:
+        first_uses = await conn.scalar(
+            text(
+                "select count(*) from audit_log where action = 'api_key.first_used' "
+                "and target_id = :key"
+            ),
+            {"key": key_id},
+        )
+    assert first_uses == 1
+
+
+async def test_a_key_the_normal_path_would_refuse_falls_back_to_its_answer(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    await _trust(superuser_engine, DOCUMENTS)
+    narrow, _ = await _key(app, owner, ["COUNTERPARTIES_READ"])
+    revoked, revoked_id = await _key(app, owner, ["DECLARATIONS_READ"])
+    page = {"documentId": "sha256:" + document_id(DOCUMENTS[1]), "variables": {"n": 3}}
+    for headers in (narrow, revoked):
+        await client.post("/graphql", json=page, headers=headers)  # each key's first use
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text("update api_keys set revoked_at = now() where id = :id"), {"id": revoked_id}
+        )
+    cases = [
+        narrow,
+        revoked,
+        {"authorization": "Bearer not-a-key"},
+        {**narrow, **owner.headers},  # a key and a session at once
+    ]
+    for headers in cases:
+        before = state.lane
+        normal, fast = await _both(client, state, None, page, headers=headers)
+        assert normal.status_code == fast.status_code, headers
+        assert normal.content == fast.content, headers
+        assert "errors" in normal.json(), normal.text
+        assert state.lane == before, headers
