@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -501,6 +502,11 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
     def ratio(a: str, b: str, key: str = "rps", b_key: str = "rps") -> float:
         if not (r.get(a) and r.get(b) and r[b][b_key]):
             return 0.0
+        paired = r[a].get("rounds_rps"), r[b].get("rounds_rps")
+        if a != b and paired[0] and paired[1] and len(paired[0]) == len(paired[1]):
+            # Interleaved loads: the median of each round's ratio, so that the machine's
+            # drift between rounds cancels out.
+            return round(statistics.median(x / y for x, y in zip(*paired, strict=True)), 2)
         return round(r[a][key] / r[b][b_key], 2)
 
     table = {
