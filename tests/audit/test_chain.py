@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -210,15 +211,28 @@ def test_canonical_bytes_are_sorted_compact_utf8_without_floats() -> None:
         canonical.encode({"a": [1.5]})
 
 
+async def _one_entry(
+    members: Members, sessions: async_sessionmaker[AsyncSession], details: dict[str, Any], **kw: Any
+) -> Member:
+    """A firm whose chain holds one entry with these details."""
+    owner = await members.create()
+    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER, **kw)
+    async with tenant_transaction(sessions, owner.firm_id, owner.user_id) as session:
+        await chain.record(session, actor, Action.FIRM_UPDATED, "firm", owner.firm_id, details)
+    return owner
+
+
+async def _verified(sessions: async_sessionmaker[AsyncSession], firm_id: uuid.UUID) -> Any:
+    async with tenant_transaction(sessions, firm_id) as session:
+        return await chain.verify(session, firm_id)
+
+
 async def test_a_value_changed_to_an_equal_looking_type_is_caught(
     members: Members,
     app_sessions: async_sessionmaker[AsyncSession],
     superuser_engine: AsyncEngine,
 ) -> None:
-    owner = await members.create()
-    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
-    async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
-        await chain.record(session, actor, Action.FIRM_UPDATED, details={"flag": True, "n": 2})
+    owner = await _one_entry(members, app_sessions, {"flag": True, "n": 2})
     # true -> 1 and 2 -> 2.0 compare equal in Python; the verification must not be fooled.
     for forged in ('{"flag": 1, "n": 2}', '{"flag": true, "n": 2.0}'):
         await tamper(
@@ -226,8 +240,7 @@ async def test_a_value_changed_to_an_equal_looking_type_is_caught(
             f"update audit_log set details = '{forged}'::jsonb where firm_id = :firm",
             owner.firm_id,
         )
-        async with tenant_transaction(app_sessions, owner.firm_id) as session:
-            result = await chain.verify(session, owner.firm_id)
+        result = await _verified(app_sessions, owner.firm_id)
         assert (result.ok, result.failure_seq) == (False, 1), forged
 
 
@@ -250,15 +263,11 @@ async def test_every_stored_field_is_checked_against_the_canonical_bytes(
     superuser_engine: AsyncEngine,
     change: str,
 ) -> None:
-    owner = await members.create()
-    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER, ip="192.0.2.1")
-    async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
-        await chain.record(session, actor, Action.FIRM_UPDATED, "firm", owner.firm_id, {"n": 1})
+    owner = await _one_entry(members, app_sessions, {"n": 1}, ip="192.0.2.1")
     await tamper(
         superuser_engine, f"update audit_log set {change} where firm_id = :firm", owner.firm_id
     )
-    async with tenant_transaction(app_sessions, owner.firm_id) as session:
-        result = await chain.verify(session, owner.firm_id)
+    result = await _verified(app_sessions, owner.firm_id)
     if change == "seq = seq":
         assert result.ok, result
     else:
@@ -271,10 +280,7 @@ async def test_details_orjson_cannot_read_are_still_compared(
     app_sessions: async_sessionmaker[AsyncSession],
     superuser_engine: AsyncEngine,
 ) -> None:
-    owner = await members.create()
-    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
-    async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
-        await chain.record(session, actor, Action.FIRM_UPDATED, details={"n": 1})
+    owner = await _one_entry(members, app_sessions, {"n": 1})
     # An integer beyond 64 bits (which the app never writes) takes the slower comparison.
     for forged in ('{"n": 1180591620717411303424}', '{"n": 1.5}'):
         await tamper(
@@ -282,8 +288,7 @@ async def test_details_orjson_cannot_read_are_still_compared(
             f"update audit_log set details = '{forged}'::jsonb where firm_id = :firm",
             owner.firm_id,
         )
-        async with tenant_transaction(app_sessions, owner.firm_id) as session:
-            result = await chain.verify(session, owner.firm_id)
+        result = await _verified(app_sessions, owner.firm_id)
         assert (result.ok, result.failure_seq) == (False, 1), forged
 
 
@@ -292,10 +297,7 @@ async def test_integers_beyond_64_bits_are_compared_exactly(
     app_sessions: async_sessionmaker[AsyncSession],
     superuser_engine: AsyncEngine,
 ) -> None:
-    owner = await members.create()
-    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
-    async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
-        await chain.record(session, actor, Action.FIRM_UPDATED, details={"n": 1})
+    owner = await _one_entry(members, app_sessions, {"n": 1})
     big = 2**70  # read as a float by orjson, where ...424 and ...425 look alike
     colon = "' || chr(58) || '"  # a bare colon would read as a bind parameter
     canonical_big = (
@@ -311,6 +313,5 @@ async def test_integers_beyond_64_bits_are_compared_exactly(
             f"update audit_log set details = '{{\"n\": {details}}}'::jsonb where firm_id = :firm",
             owner.firm_id,
         )
-        async with tenant_transaction(app_sessions, owner.firm_id) as session:
-            result = await chain.verify(session, owner.firm_id)
+        result = await _verified(app_sessions, owner.firm_id)
         assert result.ok is ok, (details, result)
