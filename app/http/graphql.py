@@ -93,6 +93,8 @@ async def authenticate(request: Request, state: AppState, session: AsyncSession)
     identity = await keys.authenticate(session, key.strip()) if scheme.lower() == "bearer" else None
     if identity is None:
         raise RequestError(401, "UNAUTHENTICATED", "The API key is not valid.")
+    if request.scope["state"].get(lane.COUNTED) == str(identity.key_id):
+        return identity  # the read lane counted this request before handing it over
     try:
         await state.limiter.hit(Policy.API_KEY_REQUESTS, str(identity.key_id))
     except RateLimited as limited:

@@ -29,7 +29,8 @@ from app.ratelimit.limiter import RateLimiter
 from app.ratelimit.policies import Policy
 from app.schema.fastpath import Binder
 
-READ_SCOPE = "declarations:read"  # what the declarations field asks of a key
+# The key a request was counted against in the lane, when the lane then handed it over.
+COUNTED = "coverproof.lane_counted_key"
 
 
 async def answer(request: Request, state: AppState, body: GraphQLRequest) -> ExecutionResult | None:
@@ -45,16 +46,19 @@ async def answer(request: Request, state: AppState, body: GraphQLRequest) -> Exe
     plan = fast_path.plan(query, state.schema) if query is not None else None
     if plan is None:
         return None
+    counted: list[str] = []
     if token is not None:
-        idle = timedelta(minutes=state.settings.session_idle_minutes)
-        bind = _session(token, idle)
+        bind = _session(token, timedelta(minutes=state.settings.session_idle_minutes))
     else:
         assert authorization is not None
-        bind = _api_key(authorization, state.limiter)
+        bind = _api_key(authorization, state.limiter, counted)
     try:
-        return await fast_path.answer_lane(plan, pool, bind, body.variables, body.operation_name)
-    except RateLimited as limited:  # as ``graphql.authenticate`` answers it
+        result = await fast_path.answer_lane(plan, pool, bind, body.variables, body.operation_name)
+    except RateLimited as limited:  # refused as ``graphql.authenticate`` refuses it
         raise RequestError(429, limited.code, limited.message) from limited
+    if result is None and counted:
+        request.scope["state"][COUNTED] = counted[0]  # so the normal path does not count it again
+    return result
 
 
 def _session(token: str, idle: timedelta) -> Binder:
@@ -69,16 +73,20 @@ def _session(token: str, idle: timedelta) -> Binder:
     return bind
 
 
-def _api_key(authorization: str, limiter: RateLimiter) -> Binder:
+def _api_key(authorization: str, limiter: RateLimiter, counted: list[str]) -> Binder:
+    """Binds a used key with the scope the page needs and counts the request against the key's
+    limit (before any work, as the normal path does), noting the key in ``counted``."""
+
     async def bind(conn: asyncpg.Connection) -> bool:
         scheme, _, key = authorization.partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not keys.KEY_SHAPE.match(key):
             return False
         found = await calls.bind_api_key(conn, keys.secret_hash(key))
-        if found is None or READ_SCOPE not in found["scopes"]:
+        if found is None or keys.Scope.DECLARATIONS_READ not in found["scopes"]:
             return False
         await limiter.hit(Policy.API_KEY_REQUESTS, str(found["key_id"]))
+        counted.append(str(found["key_id"]))
         return True
 
     return bind

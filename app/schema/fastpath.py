@@ -45,7 +45,7 @@ from strawberry.types import ExecutionResult
 from app import pagination
 from app.declarations import service
 from app.errors import AppError, RateLimited
-from app.partners.keys import ApiKeyIdentity
+from app.partners.keys import ApiKeyIdentity, Scope
 from app.schema.limits import ALIAS_LIMIT, DepthLimit, SelectionLimits
 
 log = logging.getLogger("coverproof.fastpath")
@@ -317,7 +317,7 @@ async def _attempt(work: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
     except Fallback:
         return None
     except RateLimited:
-        raise  # the caller was counted: it is answered 429, not counted again elsewhere
+        raise  # refused, not handed over
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         # The database is away (restarting, failing over) or the pool is full: the normal path
         # answers, or reports it; no traceback per request.
@@ -344,7 +344,7 @@ async def answer(
 ) -> dict[str, Any]:
     """The response data, built as the normal executor would build it."""
     identity = context.identity
-    if isinstance(identity, ApiKeyIdentity) and "declarations:read" not in identity.scopes:
+    if isinstance(identity, ApiKeyIdentity) and Scope.DECLARATIONS_READ not in identity.scopes:
         raise Fallback
     first, after = arguments(plan, variables, operation_name)
     try:
@@ -406,7 +406,7 @@ async def answer_lane(
     the normal path would refuse falls back to it."""
     first, after = arguments(plan, variables, operation_name)
     try:
-        # Bad input is settled before the binder runs (it may count a request against a limit).
+        # Bad input is the normal path's to answer: settle it before touching the database.
         if not 1 <= first <= service.MAX_PAGE:
             raise Fallback
         if after is not None:

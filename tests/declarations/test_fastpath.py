@@ -9,14 +9,18 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from app.declarations import service
 from app.declarations.templates import load_builtins, snapshot
 from app.partners.documents import document_id
+from app.ratelimit.limiter import key_digest
+from app.ratelimit.policies import Policy
 from app.schema.fastpath import FastPathState
 from tests.factories import Member, Members
 from tests.partners import create_key, session_client
@@ -312,3 +316,41 @@ async def test_a_key_the_normal_path_would_refuse_falls_back_to_its_answer(
         assert normal.content == fast.content, headers
         assert "errors" in normal.json(), normal.text
         assert state.lane == before, headers
+
+
+async def test_a_key_the_lane_counted_and_handed_over_is_counted_once(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner = await members.create()
+    await _trust(superuser_engine, DOCUMENTS)
+    headers, key_id = await _key(app, owner, ["DECLARATIONS_READ"])
+    page = {"documentId": "sha256:" + document_id(DOCUMENTS[1]), "variables": {"n": 3}}
+    limiter = app.state.coverproof.limiter
+    item = limiter._item(Policy.API_KEY_REQUESTS)
+
+    async def used() -> int:
+        stats = await limiter._strategy.get_window_stats(item, key_digest(key_id))
+        return int(item.amount - stats.remaining)
+
+    await client.post("/graphql", json=page, headers=headers)  # the key's first use
+    assert await used() == 1
+    real = service.lane_page_rows
+
+    async def lost(*args: Any) -> Any:  # the database goes away after the key was counted
+        monkeypatch.setattr(service, "lane_page_rows", real)
+        raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+
+    monkeypatch.setattr(service, "lane_page_rows", lost)
+    handed_over = state.lane_fallback
+    response = await client.post("/graphql", json=page, headers=headers)
+    assert "errors" not in response.json(), response.text  # the normal path answered
+    assert state.lane_fallback == handed_over + 1
+    assert await used() == 2  # once, not twice
+    lane = state.lane
+    await client.post("/graphql", json=page, headers=headers)
+    assert (state.lane, await used()) == (lane + 1, 3)
