@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import json
 import threading
 import time
 import uuid
@@ -24,32 +23,19 @@ from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType, Role
 from app.db.engine import create_engine, session_factory
 from app.db.tenant import tenant_transaction
-from app.declarations.templates import snapshot
 from app.evidence import document
 from app.evidence.collect import collect
 from app.evidence.render import _fonts, render_pdf
 from app.evidence.schemas import PackCreate
-from bench.seed import FIT, Seeded
+from bench import floors
+from bench.seed import Seeded
 
 CONCURRENCY = 32
-SNAPSHOT = json.dumps(snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key))
 SELECT = (
     "select id, recipient_name, recipient_email, status, created_at from declarations "
     "order by created_at desc, id desc limit 50"
 )
 SET = "select set_config('app.firm_id', $1, true), set_config('app.actor_id', $2, true)"
-INSERT = (
-    "insert into declarations (id, firm_id, template_id, template_version, template_snapshot, "
-    "recipient_name, recipient_email, status, created_at, reminder_count) "
-    "values ($1, $2, $3, 1, $4::jsonb, 'Load Test', 'load@example.test', 'draft', now(), 0)"
-)
-HEAD = "select seq, hash from audit_log where firm_id = $1 order by seq desc limit 1"
-APPEND = (
-    "insert into audit_log (id, firm_id, seq, occurred_at, actor_type, actor_id, action, "
-    "target_type, target_id, details, ip, prev_hash, hash, canonical) "
-    "values ($1, $2, $3, $4, 'user', $5, 'declaration.created', 'declaration', $6, $7::jsonb, "
-    "null, $8, $9, $10)"
-)
 
 
 async def _timed(work: Any, seconds: int) -> dict[str, Any]:
@@ -80,44 +66,7 @@ async def raw_write(pool: asyncpg.Pool, firms: list[str], seconds: int) -> dict[
     """The same insert and chained append createDeclaration does, with nothing else."""
 
     async def one(i: int) -> None:
-        firm = firms[i % len(firms)]
-        firm_id, actor = uuid.UUID(firm), str(uuid.uuid4())
-        declaration = uuid.uuid4()
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(SET, firm, actor)
-            await conn.execute(INSERT, declaration, firm_id, FIT.id, SNAPSHOT)
-            await conn.execute("select pg_advisory_xact_lock($1)", chain._lock_key(firm_id))
-            head = await conn.fetchrow(HEAD, firm_id)
-            seq, prev = (head["seq"] + 1, head["hash"]) if head else (1, canonical.GENESIS)
-            details = {"template_id": str(FIT.id), "version": 1}
-            at = datetime.now(UTC)
-            body = canonical.encode(
-                canonical.entry_body(
-                    firm_id=firm,
-                    seq=seq,
-                    occurred_at=at,
-                    actor_type="user",
-                    actor_id=actor,
-                    action="declaration.created",
-                    target_type="declaration",
-                    target_id=str(declaration),
-                    details=details,
-                    ip=None,
-                )
-            )
-            await conn.execute(
-                APPEND,
-                uuid.uuid4(),
-                firm_id,
-                seq,
-                at,
-                actor,
-                str(declaration),
-                json.dumps(details),
-                prev,
-                canonical.chain_hash(prev, body),
-                body,
-            )
+        await floors.write(pool, firms[i % len(firms)])
 
     return await _timed(one, seconds)
 

@@ -40,7 +40,13 @@ RESULTS = ROOT / "bench" / "results"
 DATABASE = "coverproof_bench"
 SECRET = "bench-secret-key-" + "x" * 40
 GROUPS = ("read", "write", "public", "floors", "inprocess")
-PORTS = {"app": 18001, "starlette": 18002, "strawberry": 18003, "postgraphile": 18004}
+PORTS = {
+    "app": 18001,
+    "starlette": 18002,
+    "strawberry": 18003,
+    "postgraphile": 18004,
+    "starlette_write": 18005,
+}
 FIELDS = "id recipientName recipientEmail status createdAt"
 READ = f"query Page {{ declarations(first: 50) {{ edges {{ node {{ {FIELDS} }} }} }} }}"
 PG_READ = f"{{ allDeclarations(first: 50, orderBy: CREATED_AT_DESC) {{ nodes {{ {FIELDS} }} }} }}"
@@ -228,6 +234,7 @@ async def prepare(seconds: int, reuse: bool) -> dict[str, Any]:
     files = {
         "cookies": write(STATE / "cookies.txt", "\n".join(seeded.cookies)),
         "hot_cookie": write(STATE / "hot_cookie.txt", seeded.cookies[1]),
+        "hot_firm": write(STATE / "hot_firm.txt", seeded.firms[1]),
         "firms": write(STATE / "firms.txt", "\n".join(seeded.firms)),
         "form_tokens": write(STATE / "form_tokens.txt", "\n".join(seeded.tokens[:half])),
         "submit_tokens": write(STATE / "submit_tokens.txt", "\n".join(seeded.tokens[half:])),
@@ -416,6 +423,20 @@ def scenarios(f: dict[str, Path], tokens: int) -> dict[str, list[Scenario]]:
                 "graphql.lua",
                 ["cookie", str(f["hot_cookie"]), str(f["create"]), prefix],
             ),
+            Scenario(
+                "write_floor_spread",
+                "floor: Starlette + asyncpg, 100 firms",
+                "starlette_write",
+                "graphql.lua",
+                [*firm, str(f["create"]), ""],
+            ),
+            Scenario(
+                "write_floor_hot",
+                "floor: Starlette + asyncpg, one hot firm",
+                "starlette_write",
+                "graphql.lua",
+                ["x-firm-id", str(f["hot_firm"]), str(f["create"]), ""],
+            ),
         ],
         "public": [
             Scenario(
@@ -472,6 +493,10 @@ def server_commands(ctx: dict[str, Any], groups: set[str]) -> Commands:
         for name in ("starlette", "strawberry"):
             target = f"bench.floors:{name}_app"
             commands[name] = ([*uvicorn, "--port", str(PORTS[name]), target], floor_env)
+    if "write" in groups:
+        target = "bench.floors:starlette_write_app"
+        port = str(PORTS["starlette_write"])
+        commands["starlette_write"] = ([*uvicorn, "--port", port, target], floor_env)
     return commands
 
 
@@ -517,6 +542,12 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
         "read vs plain Strawberry": ratio("read_app", "read_floor_strawberry"),
         "write, 100 firms vs raw asyncpg": ratio("write_spread", "raw_write_spread", b_key="ops"),
         "write, hot firm vs raw asyncpg": ratio("write_hot", "raw_write_hot", b_key="ops"),
+        "write, 100 firms vs Starlette + asyncpg write floor (HTTP)": ratio(
+            "write_spread", "write_floor_spread"
+        ),
+        "write, hot firm vs Starlette + asyncpg write floor (HTTP)": ratio(
+            "write_hot", "write_floor_hot"
+        ),
         "verification vs bare hashlib (bytes in memory)": ratio(
             "verify", "verify", "bare_seconds", "seconds"
         ),
