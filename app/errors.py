@@ -79,6 +79,11 @@ class BadUserInput(AppError):
     default_message = "The input is not valid."
 
 
+def field_error(field: str, message: str) -> BadUserInput:
+    """BAD_USER_INPUT naming the one input field that is wrong, and why."""
+    return BadUserInput(fields=[{"field": field, "message": message}])
+
+
 class InvalidCredentials(AppError):
     code = "INVALID_CREDENTIALS"
     default_message = "The email address or password is not correct."

@@ -7,13 +7,14 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from app.errors import BadUserInput
+from app.errors import BadUserInput, field_error
 
 MAX_CURSOR = 400
 
 
-def _refused() -> BadUserInput:
-    return BadUserInput(fields=[{"field": "after", "message": "Not a cursor from this list."}])
+def not_a_cursor() -> BadUserInput:
+    """The refusal of an ``after`` that no list of ours handed out."""
+    return field_error("after", "Not a cursor from this list.")
 
 
 def encode(key: str, ident: uuid.UUID) -> str:
@@ -33,7 +34,7 @@ def decode(cursor: str) -> tuple[str, uuid.UUID]:
             raise TypeError(key)
         return key, uuid.UUID(ident)
     except (ValueError, TypeError, RecursionError) as error:  # binascii.Error is a ValueError
-        raise _refused() from error
+        raise not_a_cursor() from error
 
 
 def decode_time(cursor: str) -> tuple[datetime, uuid.UUID]:
@@ -45,7 +46,7 @@ def decode_time(cursor: str) -> tuple[datetime, uuid.UUID]:
             raise ValueError("no time zone")
         return moment.astimezone(UTC), ident
     except (ValueError, OverflowError) as error:
-        raise _refused() from error
+        raise not_a_cursor() from error
 
 
 def like(text: str) -> str:

@@ -14,7 +14,7 @@ from app.audit.export import export_lines
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType, Role
 from app.db.models import AuditEntry, Declaration, User
-from app.errors import BadUserInput
+from app.errors import BadUserInput, field_error
 
 MAX_PAGE = 100
 MAX_EXPORT_LINES = 200_000
@@ -36,7 +36,7 @@ async def list_entries(
     """A page of the firm's entries, newest first, and whether older ones follow."""
     actor.require(Role.ADMIN)
     if not 1 <= first <= MAX_PAGE:
-        raise BadUserInput(fields=[{"field": "first", "message": f"Ask for 1 to {MAX_PAGE}."}])
+        raise field_error("first", f"Ask for 1 to {MAX_PAGE}.")
     query = select(AuditEntry).where(AuditEntry.firm_id == actor.firm_id)
     for column, value in (
         (AuditEntry.action, filters.action),

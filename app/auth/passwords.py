@@ -13,7 +13,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from zxcvbn import zxcvbn
 
-from app.errors import BadUserInput
+from app.errors import field_error
 
 MIN_LENGTH, MAX_LENGTH = 12, 128
 MIN_SCORE = 3  # zxcvbn 0-4: "safely unguessable" starts at 3
@@ -31,7 +31,7 @@ def check_strength(password: str, *, email: str, field: str = "password") -> Non
         message = "This password is too easy to guess; try a longer passphrase."
     else:
         return
-    raise BadUserInput(fields=[{"field": field, "message": message}])
+    raise field_error(field, message)
 
 
 async def hash_password(password: str) -> str:

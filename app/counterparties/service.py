@@ -23,16 +23,12 @@ from app.auth.actor import Actor, Role
 from app.counterparties.cover import PERIOD_END, CoverStatus, cover_status, period_end_of
 from app.counterparties.schemas import CounterpartyCreate, CounterpartyUpdate
 from app.db.models import Counterparty, Declaration
-from app.errors import BadUserInput, NotFound
+from app.errors import BadUserInput, NotFound, field_error
 
 MAX_PAGE = 100
 MAX_SEARCH = 200
 PI_COVER_KEY = "pi_cover"
 TARGET = "counterparty"
-
-
-def _field_error(field: str, message: str) -> BadUserInput:
-    return BadUserInput(fields=[{"field": field, "message": message}])
 
 
 async def get_counterparty(
@@ -153,14 +149,14 @@ async def list_counterparties(
     """A page of the firm's counterparties ordered by name (case-insensitively, then id), and
     whether more follow. ``search`` matches name, FRN or contact email, ignoring case."""
     if not 1 <= first <= MAX_PAGE:
-        raise _field_error("first", f"Ask for 1 to {MAX_PAGE} counterparties at a time.")
+        raise field_error("first", f"Ask for 1 to {MAX_PAGE} counterparties at a time.")
     sort_key = func.lower(Counterparty.name)
     query = select(Counterparty).order_by(sort_key, Counterparty.id)
     if not include_archived:
         query = query.where(Counterparty.archived_at.is_(None))
     text = (search or "").strip()
     if len(text) > MAX_SEARCH or "\x00" in text:
-        raise _field_error("search", f"Search for at most {MAX_SEARCH} characters, without NUL.")
+        raise field_error("search", f"Search for at most {MAX_SEARCH} characters, without NUL.")
     if text:
         pattern = pagination.like(text)
         query = query.where(

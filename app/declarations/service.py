@@ -25,14 +25,10 @@ from app.db.models import Counterparty, Declaration, Firm
 from app.declarations import links, mails
 from app.declarations.schemas import BulkDeclarationCreate, DeclarationCreate, DeclarationFilter
 from app.declarations.template_service import get_template
-from app.errors import BadUserInput, NotFound
+from app.errors import BadUserInput, NotFound, field_error
 
 LIVE = ("sent", "opened")
 STATUSES = ("draft", "sent", "opened", "submitted", "expired", "revoked")
-
-
-def _field_error(field: str, message: str) -> BadUserInput:
-    return BadUserInput(fields=[{"field": field, "message": message}])
 
 
 async def get_declaration(
@@ -62,7 +58,7 @@ async def create_declaration(
 
 async def _create(session: AsyncSession, actor: Actor, data: DeclarationCreate) -> Declaration:
     if data.due_date is not None and data.due_date < datetime.now(UTC).date():
-        raise _field_error("dueDate", "The due date has passed.")
+        raise field_error("dueDate", "The due date has passed.")
     if (
         data.counterparty_id is not None
         and await session.get(Counterparty, data.counterparty_id) is None
@@ -104,7 +100,7 @@ async def _issue_link(
     now = datetime.now(UTC)
     expires = links.expiry(env.settings, declaration.due_date, link_days, now)
     if expires <= now:
-        raise _field_error("dueDate", "The due date and its grace period have passed.")
+        raise field_error("dueDate", "The due date and its grace period have passed.")
     token, token_hash = links.new_token(env.secret_key)
     declaration.token_hash, declaration.token_expires_at = token_hash, expires
     firm = await session.get(Firm, declaration.firm_id)
@@ -286,7 +282,7 @@ def cursor_of(created_at: datetime, ident: uuid.UUID) -> str:
 def _page_query(query: Any, filters: DeclarationFilter, first: int, after: str | None) -> Any:
     """Newest first, filtered, one more than a page (to tell whether more follow)."""
     if not 1 <= first <= MAX_PAGE:
-        raise _field_error("first", f"Ask for 1 to {MAX_PAGE} declarations at a time.")
+        raise field_error("first", f"Ask for 1 to {MAX_PAGE} declarations at a time.")
     query = query.order_by(Declaration.created_at.desc(), Declaration.id.desc())
     if filters.status is not None:
         query = query.where(_status_expression() == filters.status)
@@ -359,7 +355,7 @@ async def lane_page_rows(
     """``page_rows`` on a plain asyncpg connection whose transaction is already bound to the
     caller's firm (RLS decides which rows it sees, exactly as on the normal path)."""
     if not 1 <= first <= MAX_PAGE:
-        raise _field_error("first", f"Ask for 1 to {MAX_PAGE} declarations at a time.")
+        raise field_error("first", f"Ask for 1 to {MAX_PAGE} declarations at a time.")
     sql, order = page_statement(columns, after is not None)
     values: dict[str, Any] = {"limit": first + 1}
     if after is not None:

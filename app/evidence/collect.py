@@ -27,7 +27,7 @@ from app.counterparties.service import cover_statuses
 from app.db.models import AuditCheckpoint, AuditEntry, Counterparty, Declaration, Firm, User
 from app.declarations.service import effective_status
 from app.declarations.templates import TemplateSpec, spec_from_snapshot
-from app.errors import BadUserInput
+from app.errors import field_error
 from app.evidence.content import (
     CheckpointContent,
     CounterpartyContent,
@@ -42,10 +42,6 @@ from app.evidence.schemas import PackCreate
 
 MAX_DECLARATIONS = 1000
 MAX_ENTRIES = 5000
-
-
-def _field_error(field: str, message: str) -> BadUserInput:
-    return BadUserInput(fields=[{"field": field, "message": message}])
 
 
 def period(data: PackCreate) -> tuple[datetime, datetime]:
@@ -72,9 +68,9 @@ async def scoped_declarations(session: AsyncSession, data: PackCreate) -> list[D
     rows = list((await session.execute(query.limit(MAX_DECLARATIONS + 1))).scalars())
     if data.declaration_ids is not None and len(rows) != len(data.declaration_ids):
         missing = len(data.declaration_ids) - len(rows)
-        raise _field_error("declarationIds", f"{missing} of these declarations were not found.")
+        raise field_error("declarationIds", f"{missing} of these declarations were not found.")
     if len(rows) > MAX_DECLARATIONS:
-        raise _field_error(
+        raise field_error(
             "from", f"More than {MAX_DECLARATIONS} declarations are in scope; narrow the period."
         )
     return rows
@@ -92,7 +88,7 @@ async def scoped_counterparties(
     rows = list((await session.execute(query.order_by(func.lower(Counterparty.name)))).scalars())
     if data.counterparty_ids is not None and len(rows) != len(data.counterparty_ids):
         missing = len(data.counterparty_ids) - len(rows)
-        raise _field_error("counterpartyIds", f"{missing} of these counterparties were not found.")
+        raise field_error("counterpartyIds", f"{missing} of these counterparties were not found.")
     return rows
 
 
@@ -147,7 +143,7 @@ async def _entries(session: AsyncSession, actor: Actor, data: PackCreate) -> lis
     )
     rows = list((await session.execute(query)).scalars())
     if len(rows) > MAX_ENTRIES:
-        raise _field_error(
+        raise field_error(
             "from", f"More than {MAX_ENTRIES} audit entries fall in the period; narrow it."
         )
     names = await actor_names(session, actor, rows)

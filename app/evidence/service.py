@@ -31,7 +31,7 @@ from app.audit.actions import Action
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType, Role
 from app.db.models import EvidencePack
-from app.errors import BadUserInput, NotFound
+from app.errors import BadUserInput, NotFound, field_error
 from app.evidence import download
 from app.evidence.collect import collect
 from app.evidence.render import RenderError, render
@@ -59,10 +59,6 @@ class EvidenceEnv:
     cover_window_days: int
 
 
-def _field_error(field: str, message: str) -> BadUserInput:
-    return BadUserInput(fields=[{"field": field, "message": message}])
-
-
 async def get_pack(session: AsyncSession, actor: Actor, pack_id: uuid.UUID) -> EvidencePack:
     """One of the firm's packs (RLS hides every other firm's)."""
     actor.require(Role.VIEWER)
@@ -82,7 +78,7 @@ async def list_packs(
     """A page of the firm's packs, newest first, and whether more follow."""
     actor.require(Role.VIEWER)
     if not 1 <= first <= MAX_PAGE:
-        raise _field_error("first", f"Ask for 1 to {MAX_PAGE} evidence packs at a time.")
+        raise field_error("first", f"Ask for 1 to {MAX_PAGE} evidence packs at a time.")
     query = select(EvidencePack).order_by(EvidencePack.created_at.desc(), EvidencePack.id.desc())
     if after is not None:
         created, ident = pagination.decode_time(after)

@@ -23,7 +23,7 @@ from app.audit.actions import Action
 from app.auth.actor import Actor, Role
 from app.db import calls
 from app.db.models import ApiKey
-from app.errors import BadUserInput, NotFound
+from app.errors import NotFound, field_error
 
 PREFIX = "cp_live_"
 KEY_SHAPE = re.compile(r"^cp_live_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$")
@@ -89,11 +89,11 @@ async def create_api_key(
     """A new key (admins and owners); the secret is returned once and never stored."""
     actor.require(Role.ADMIN)
     if not 1 <= len(name.strip()) <= 100:
-        raise BadUserInput(fields=[{"field": "name", "message": "Use 1 to 100 characters."}])
+        raise field_error("name", "Use 1 to 100 characters.")
     if not scopes:
-        raise BadUserInput(fields=[{"field": "scopes", "message": "Grant at least one scope."}])
+        raise field_error("scopes", "Grant at least one scope.")
     if expires_at is not None and expires_at <= datetime.now(UTC):
-        raise BadUserInput(fields=[{"field": "expiresAt", "message": "Choose a future time."}])
+        raise field_error("expiresAt", "Choose a future time.")
     key, prefix = new_key()
     record = ApiKey(
         id=uuid.uuid4(),

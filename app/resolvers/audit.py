@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from app import pagination
 from app.audit import checkpoints, service
-from app.errors import BadUserInput
 from app.schema.audit import (
     AuditCheckpoint,
     AuditCheckpointPayload,
@@ -24,7 +24,7 @@ def _before(after: str | None) -> int | None:
     if after is None:
         return None
     if not after.isdigit() or len(after) > 19:
-        raise BadUserInput(fields=[{"field": "after", "message": "Not a cursor from this list."}])
+        raise pagination.not_a_cursor()
     return int(after)
 
 
