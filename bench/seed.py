@@ -24,6 +24,20 @@ TOKENS = 6_000
 CHAIN = 100_000
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 
+# The columns every bulk copy of declarations fills (the sent and submitted ones fill more).
+DECLARATION_COLUMNS = [
+    "id",
+    "firm_id",
+    "template_id",
+    "template_version",
+    "template_snapshot",
+    "recipient_name",
+    "recipient_email",
+    "status",
+    "created_at",
+    "reminder_count",
+]
+
 
 @dataclass(frozen=True)
 class Seeded:
@@ -130,18 +144,7 @@ async def _seed(conn: asyncpg.Connection, secret_key: str) -> Seeded:
     await conn.copy_records_to_table(
         "declarations",
         records=records,
-        columns=[
-            "id",
-            "firm_id",
-            "template_id",
-            "template_version",
-            "template_snapshot",
-            "recipient_name",
-            "recipient_email",
-            "status",
-            "created_at",
-            "reminder_count",
-        ],
+        columns=DECLARATION_COLUMNS,
     )
     tokens, token_rows = [], []
     expires = now + timedelta(days=7)
@@ -169,16 +172,7 @@ async def _seed(conn: asyncpg.Connection, secret_key: str) -> Seeded:
         "declarations",
         records=token_rows,
         columns=[
-            "id",
-            "firm_id",
-            "template_id",
-            "template_version",
-            "template_snapshot",
-            "recipient_name",
-            "recipient_email",
-            "status",
-            "created_at",
-            "reminder_count",
+            *DECLARATION_COLUMNS,
             "token_hash",
             "token_expires_at",
             "sent_at",
@@ -224,16 +218,7 @@ async def _seed_pack_firm(
         "declarations",
         records=records,
         columns=[
-            "id",
-            "firm_id",
-            "template_id",
-            "template_version",
-            "template_snapshot",
-            "recipient_name",
-            "recipient_email",
-            "status",
-            "created_at",
-            "reminder_count",
+            *DECLARATION_COLUMNS,
             "answers",
             "attestation_accepted",
             "signature_name",
