@@ -200,26 +200,19 @@ def _checkpoint_problem(
     return None
 
 
-_ENTRIES = (
-    "select seq, firm_id::text as firm_id, occurred_at, actor_type, actor_id, action, "
-    "target_type, target_id, details::text as details, ip, prev_hash, hash, canonical "
-    "from audit_log where {} order by seq"
-)
-
-
 async def _entries(
     session: AsyncSession, firm_id: uuid.UUID | None
 ) -> AsyncGenerator[Mapping[str, Any], None]:
-    """A chain's entries in order, through a server-side cursor on the session's own connection
-    (its transaction, so its tenant and RLS), read by asyncpg without the ORM's per-row work:
-    memory stays flat however long the chain is."""
+    """A chain's entries in order, streamed on the session's own connection (its transaction,
+    so its tenant and RLS) without the ORM's per-row work: memory stays flat however long the
+    chain is."""
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
     # A cursor needs a transaction; the caller's is open (the checkpoints were read in it).
     assert raw is not None  # a checked-out connection always has its driver's
-    where, args = ("firm_id is null", ()) if firm_id is None else ("firm_id = $1", (firm_id,))
-    async for record in raw.cursor(_ENTRIES.format(where), *args, prefetch=2000):
-        yield record
+    async with contextlib.aclosing(calls.chain_entries(raw, firm_id)) as records:
+        async for record in records:
+            yield record
 
 
 async def verify(

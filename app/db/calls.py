@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import asyncpg
@@ -17,6 +18,13 @@ _BIND_SESSION = (
 )
 _LOCKED_HEAD = text("select seq, hash from audit_locked_head(:firm_id, :key)")
 _BIND_API_KEY = "select key_id, firm_id, scopes from api_key_bind($1)"
+_ENTRIES = (
+    "select seq, firm_id::text as firm_id, occurred_at, actor_type, actor_id, action, "
+    "target_type, target_id, details::text as details, ip, prev_hash, hash, canonical "
+    "from audit_log "
+)
+_FIRM_ENTRIES = _ENTRIES + "where firm_id = $1 order by seq"
+_PLATFORM_ENTRIES = _ENTRIES + "where firm_id is null order by seq"
 _XACT_LOCK = text("select pg_advisory_xact_lock(:key)")
 _USER_BY_EMAIL = text(
     "select user_id, password_hash, email_verified, throttled_until, firm_id, role "
@@ -62,6 +70,19 @@ async def bind_api_key(conn: asyncpg.Connection, secret_hash: bytes) -> asyncpg.
     actor) to the open transaction; None, and nothing bound, otherwise (a first use included:
     the normal path audits it)."""
     return await conn.fetchrow(_BIND_API_KEY, secret_hash)
+
+
+async def chain_entries(
+    conn: asyncpg.Connection, firm_id: object | None
+) -> AsyncGenerator[asyncpg.Record, None]:
+    """A firm's chain (or, for None, the platform's) in order, through a server-side cursor;
+    ``details`` as its JSON text, for an exact comparison. Needs an open transaction."""
+    if firm_id is None:
+        cursor = conn.cursor(_PLATFORM_ENTRIES, prefetch=2000)
+    else:
+        cursor = conn.cursor(_FIRM_ENTRIES, firm_id, prefetch=2000)
+    async for record in cursor:
+        yield record
 
 
 async def locked_chain_head(session: AsyncSession, firm_id: object, key: int) -> Row[Any] | None:
