@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from app.audit import checkpoints, signing
 from app.config import ConfigError, Settings
-from app.db.engine import create_engine, create_read_pool, session_factory
+from app.db.engine import create_engine, create_lane_pool, session_factory
 from app.db.safety import check_runtime_role
 from app.evidence.storage import open_storage
 from app.http.evidence import ROUTES as EVIDENCE_ROUTES
@@ -54,11 +54,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         sessions = session_factory(engine)
         mailer = MailSender(sessions, settings)
         checkpointer: asyncio.Task[None] | None = None
-        read_pool = None
+        lane_pool = None
         try:
             await check_runtime_role(engine)
             if settings.fast_path:
-                read_pool = await create_read_pool(database_url, settings.db_pool_size)
+                lane_pool = await create_lane_pool(database_url, settings.db_pool_size)
             if not await limiter.check():
                 raise ConfigError(["COVERPROOF_RATE_LIMIT_STORAGE does not answer."])
             await mailer.start()
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 signing_key=signing_key,
                 fast_path=FastPathState(enabled=settings.fast_path),
                 storage=storage,
-                read_pool=read_pool,
+                lane_pool=lane_pool,
             )
             # Everything built so far (schema, models, plans) lives as long as the process;
             # moved out of the collector's sight, a full collection no longer walks it, which
@@ -92,8 +92,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             gc.unfreeze()
-            if read_pool is not None:
-                await read_pool.close()
+            if lane_pool is not None:
+                await lane_pool.close()
             if checkpointer is not None:
                 checkpointer.cancel()
             limiter_holder.clear()

@@ -54,6 +54,15 @@ CREATE = (
     "mutation Create($i: DeclarationCreateInput!) { createDeclaration(input: $i) "
     "{ declaration { id } } }"
 )
+CREATE_INPUT = {
+    "variables": {
+        "i": {
+            "templateId": str(seed.FIT.id),
+            "recipientName": "Load Test",
+            "recipientEmail": "load@example.test",
+        }
+    }
+}
 FORM = "query Form($t: String!) { recipientForm(token: $t) { firmName templateName } }"
 SUBMIT = (
     "mutation Submit($t: String!, $i: SubmissionInput!) { submitDeclaration(token: $t, "
@@ -216,20 +225,23 @@ async def seeded_database(reuse: bool) -> tuple[bootstrap.SocketServer, str, str
     saved.unlink(missing_ok=True)
     pg, superuser, app_url = await provision()
     seeded = await seed.seed(superuser, SECRET)
-    conn = await asyncpg.connect(superuser)
-    await conn.execute(
-        "insert into trusted_documents (id, body, name, operation_type) "
-        "values ($1, $2, 'Page', 'query')",
-        document_id(READ),
-        READ,
-    )
-    await conn.close()
     saved.write_text(json.dumps(dataclasses.asdict(seeded)))
     return pg, superuser, app_url, seeded
 
 
 async def prepare(seconds: int, reuse: bool) -> dict[str, Any]:
     pg, superuser, app_url, seeded = await seeded_database(reuse)
+    conn = await asyncpg.connect(superuser)
+    for name, kind, body in (("Page", "query", READ), ("Create", "mutation", CREATE)):
+        await conn.execute(
+            "insert into trusted_documents (id, body, name, operation_type) "
+            "values ($1, $2, $3, $4) on conflict do nothing",
+            document_id(body),
+            body,
+            name,
+            kind,
+        )
+    await conn.close()
     half = len(seeded.tokens) // 2
     files = {
         "cookies": write(STATE / "cookies.txt", "\n".join(seeded.cookies)),
@@ -243,20 +255,10 @@ async def prepare(seconds: int, reuse: bool) -> dict[str, Any]:
             STATE / "read_persisted.json", json.dumps({"documentId": "sha256:" + document_id(READ)})
         ),
         "pg_read": write(STATE / "pg_read.json", json.dumps({"query": PG_READ})),
-        "create": write(
-            STATE / "create.json",
-            json.dumps(
-                {
-                    "query": CREATE,
-                    "variables": {
-                        "i": {
-                            "templateId": str(seed.FIT.id),
-                            "recipientName": "Load Test",
-                            "recipientEmail": "load@example.test",
-                        }
-                    },
-                }
-            ),
+        "create": write(STATE / "create.json", json.dumps({"query": CREATE, **CREATE_INPUT})),
+        "create_persisted": write(
+            STATE / "create_persisted.json",
+            json.dumps({"documentId": "sha256:" + document_id(CREATE), **CREATE_INPUT}),
         ),
         "form": write(
             STATE / "form.json", json.dumps({"query": FORM, "variables": {"t": "TOKEN"}})
@@ -424,6 +426,20 @@ def scenarios(f: dict[str, Path], tokens: int) -> dict[str, list[Scenario]]:
                 ["cookie", str(f["hot_cookie"]), str(f["create"]), prefix],
             ),
             Scenario(
+                "write_spread_persisted",
+                "app, 100 firms, persisted (the write lane)",
+                "app",
+                "graphql.lua",
+                [*cookie, str(f["create_persisted"]), prefix],
+            ),
+            Scenario(
+                "write_hot_persisted",
+                "app, one hot firm, persisted (the write lane)",
+                "app",
+                "graphql.lua",
+                ["cookie", str(f["hot_cookie"]), str(f["create_persisted"]), prefix],
+            ),
+            Scenario(
                 "write_floor_spread",
                 "floor: Starlette + asyncpg, 100 firms",
                 "starlette_write",
@@ -542,6 +558,18 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
         "read vs plain Strawberry": ratio("read_app", "read_floor_strawberry"),
         "write, 100 firms vs raw asyncpg": ratio("write_spread", "raw_write_spread", b_key="ops"),
         "write, hot firm vs raw asyncpg": ratio("write_hot", "raw_write_hot", b_key="ops"),
+        "write (persisted), 100 firms vs raw asyncpg": ratio(
+            "write_spread_persisted", "raw_write_spread", b_key="ops"
+        ),
+        "write (persisted), hot firm vs raw asyncpg": ratio(
+            "write_hot_persisted", "raw_write_hot", b_key="ops"
+        ),
+        "write (persisted), 100 firms vs Starlette + asyncpg write floor (HTTP)": ratio(
+            "write_spread_persisted", "write_floor_spread"
+        ),
+        "write (persisted), hot firm vs Starlette + asyncpg write floor (HTTP)": ratio(
+            "write_hot_persisted", "write_floor_hot"
+        ),
         "write, 100 firms vs Starlette + asyncpg write floor (HTTP)": ratio(
             "write_spread", "write_floor_spread"
         ),

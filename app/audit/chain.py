@@ -14,8 +14,9 @@ import uuid
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
+import asyncpg
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Table, insert, select
@@ -33,6 +34,11 @@ SORT = orjson.OPT_SORT_KEYS
 # Built once: SQLAlchemy memoises a statement object's cache key, whereas an insert rebuilt
 # with its values is traversed again on every append.
 _APPEND = insert(_TABLE)
+
+
+class Head(NamedTuple):
+    seq: int
+    hash: bytes
 
 
 def _lock_key(firm_id: uuid.UUID) -> int:
@@ -104,6 +110,26 @@ async def record(
         firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details
     )
     await session.execute(_APPEND, entry)
+    return entry
+
+
+async def record_on(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    action: Action,
+    target_type: str | None = None,
+    target_id: object | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``record`` on a plain asyncpg connection whose transaction is bound to the actor's firm
+    (the write lane's): the same lock, head, entry and insert."""
+    firm_id = actor.firm_id
+    found = await calls.lane_locked_chain_head(conn, firm_id, _lock_key(firm_id))
+    head = None if found is None else Head(found["seq"], found["hash"])
+    entry = _entry(
+        firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details
+    )
+    await calls.insert_row(conn, _TABLE, entry)
     return entry
 
 

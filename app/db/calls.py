@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import functools
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Row, text
+import orjson
+from sqlalchemy import JSON, Row, Table, bindparam, insert, text
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 _SESSION_LOOKUP = text(
@@ -17,6 +20,7 @@ _BIND_SESSION = (
     "select session_id, user_id, firm_id, role, email_verified from auth_bind_session($1, $2)"
 )
 _LOCKED_HEAD = text("select seq, hash from audit_locked_head(:firm_id, :key)")
+_LOCKED_HEAD_PLAIN = "select seq, hash from audit_locked_head($1, $2)"
 _BIND_API_KEY = "select key_id, firm_id, scopes from api_key_bind($1)"
 _ENTRIES = (
     "select seq, firm_id::text as firm_id, occurred_at, actor_type, actor_id, action, "
@@ -88,6 +92,32 @@ async def chain_entries(
 async def locked_chain_head(session: AsyncSession, firm_id: object, key: int) -> Row[Any] | None:
     """Take the firm's chain lock, then read its head (seq, hash), in one round trip."""
     return (await session.execute(_LOCKED_HEAD, {"firm_id": firm_id, "key": key})).one_or_none()
+
+
+async def lane_locked_chain_head(
+    conn: asyncpg.Connection, firm_id: object, key: int
+) -> asyncpg.Record | None:
+    """``locked_chain_head`` on a plain asyncpg connection (the write lane's)."""
+    return await conn.fetchrow(_LOCKED_HEAD_PLAIN, firm_id, key)
+
+
+@functools.cache
+def _insert(table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[str, ...], frozenset[str]]:
+    """The INSERT of these columns, compiled for asyncpg once; its parameters' order; and which
+    columns are JSON (a plain connection takes their text)."""
+    statement = insert(table).values({name: bindparam(name) for name in columns})
+    compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+    json = frozenset(name for name in columns if isinstance(table.c[name].type, JSON))
+    return compiled.string, tuple(compiled.positiontup or ()), json
+
+
+async def insert_row(conn: asyncpg.Connection, table: Table, row: Mapping[str, Any]) -> None:
+    """Insert one row on a plain asyncpg connection, with the statement SQLAlchemy compiles from
+    the table's definition (never a hand-written copy); JSON as the ORM's serialiser writes it."""
+    sql, order, json = _insert(table, tuple(row))
+    await conn.execute(
+        sql, *(orjson.dumps(row[name]).decode() if name in json else row[name] for name in order)
+    )
 
 
 async def transaction_lock(session: AsyncSession, key: int) -> None:

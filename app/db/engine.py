@@ -44,10 +44,11 @@ async def _keep(conn: asyncpg.Connection) -> None:
     """asyncpg rolls back an open transaction before this runs; nothing else needs undoing."""
 
 
-async def create_read_pool(url: str, size: int) -> asyncpg.Pool:
-    """A plain asyncpg pool, as the same role, for the fast path's read-only lane.
+async def create_lane_pool(url: str, size: int) -> asyncpg.Pool:
+    """A plain asyncpg pool, as the same role, for the fast path's lanes (app/http/lane.py).
 
-    Its connections only ever run transactions whose settings are transaction-local, so the
+    Its connections only ever run transactions whose settings and locks are transaction-local
+    (``set_config(..., true)``, ``pg_advisory_xact_lock``), so the
     default reset on release (RESET ALL, UNLISTEN, CLOSE, advisory unlocks: a round trip that
     costs about a quarter of a small request) has nothing to undo and is skipped.
     """

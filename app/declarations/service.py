@@ -24,7 +24,7 @@ from app.auth.env import AuthEnv
 from app.db.models import Counterparty, Declaration, Firm
 from app.declarations import links, mails
 from app.declarations.schemas import BulkDeclarationCreate, DeclarationCreate, DeclarationFilter
-from app.declarations.template_service import get_template
+from app.declarations.template_service import Template, get_template
 from app.errors import BadUserInput, NotFound, field_error
 
 LIVE = ("sent", "opened")
@@ -56,35 +56,53 @@ async def create_declaration(
     return declaration
 
 
-async def _create(session: AsyncSession, actor: Actor, data: DeclarationCreate) -> Declaration:
+def check_due(data: DeclarationCreate) -> None:
     if data.due_date is not None and data.due_date < datetime.now(UTC).date():
         raise field_error("dueDate", "The due date has passed.")
+
+
+def draft(actor: Actor, template: Template, data: DeclarationCreate) -> dict[str, Any]:
+    """The column values of a new draft, pinned to the template's version."""
+    return {
+        "id": uuid.uuid4(),
+        "firm_id": actor.firm_id,
+        "template_id": template.id,
+        "template_version": template.version,
+        "template_snapshot": template.snapshot(),
+        "recipient_name": data.recipient_name,
+        "recipient_email": data.recipient_email,
+        "counterparty_id": data.counterparty_id,
+        "due_date": data.due_date,
+        "status": "draft",
+        "created_by": actor.id,
+        "created_at": datetime.now(UTC),
+        "reminder_count": 0,
+    }
+
+
+def created_details(template: Template) -> dict[str, Any]:
+    """The details of a draft's ``declaration.created`` audit entry."""
+    return {"template_id": str(template.id), "version": template.version}
+
+
+async def _create(session: AsyncSession, actor: Actor, data: DeclarationCreate) -> Declaration:
+    check_due(data)
     if (
         data.counterparty_id is not None
         and await session.get(Counterparty, data.counterparty_id) is None
     ):
         raise NotFound("Counterparty not found.")
     template = await get_template(session, actor, data.template_id)
-    declaration = Declaration(
-        id=uuid.uuid4(),
-        firm_id=actor.firm_id,
-        template_id=template.id,
-        template_version=template.version,
-        template_snapshot=template.snapshot(),
-        recipient_name=data.recipient_name,
-        recipient_email=data.recipient_email,
-        counterparty_id=data.counterparty_id,
-        due_date=data.due_date,
-        status="draft",
-        created_by=actor.id,
-        created_at=datetime.now(UTC),
-        reminder_count=0,
-    )
+    declaration = Declaration(**draft(actor, template, data))
     session.add(declaration)
     await session.flush()
-    details = {"template_id": str(template.id), "version": template.version}
     await chain.record(
-        session, actor, Action.DECLARATION_CREATED, "declaration", declaration.id, details
+        session,
+        actor,
+        Action.DECLARATION_CREATED,
+        "declaration",
+        declaration.id,
+        created_details(template),
     )
     return declaration
 

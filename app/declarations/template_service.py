@@ -6,12 +6,17 @@ sent with.
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+import asyncpg
+import orjson
+from sqlalchemy import Select, insert, select, update
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import idempotency
@@ -63,26 +68,71 @@ async def list_templates(session: AsyncSession, actor: Actor) -> list[Template]:
     return templates
 
 
+def _latest(template_id: uuid.UUID) -> Select[Any]:
+    """A firm template's row with its latest version's (none for another firm's, under RLS)."""
+    return (
+        select(
+            DeclarationTemplate.id,
+            DeclarationTemplate.name,
+            DeclarationTemplate.audience,
+            DeclarationTemplate.archived_at,
+            TemplateVersion.version,
+            TemplateVersion.questions,
+            TemplateVersion.attestation,
+        )
+        .join(
+            TemplateVersion,
+            (TemplateVersion.template_id == DeclarationTemplate.id)
+            & (TemplateVersion.version == DeclarationTemplate.latest_version),
+        )
+        .where(DeclarationTemplate.id == template_id)
+    )
+
+
+def _found(row: Mapping[str, Any] | None) -> Template:
+    if row is None or row["archived_at"] is not None:
+        raise NotFound("Template not found.")
+    spec = TemplateSpec.model_validate(
+        {
+            "name": row["name"],
+            "audience": row["audience"],
+            "questions": row["questions"],
+            "attestation": row["attestation"],
+        }
+    )
+    return Template(row["id"], row["version"], spec, False, None)
+
+
+def _builtin(template_id: uuid.UUID) -> Template | None:
+    found = builtin(template_id)
+    return None if found is None else Template(found.id, found.version, found.spec, True, found.key)
+
+
 async def get_template(session: AsyncSession, actor: Actor, template_id: uuid.UUID) -> Template:
     """A built-in template or one of the firm's own, at its latest version."""
-    found = builtin(template_id)
+    found = _builtin(template_id)
     if found is not None:
-        return Template(found.id, found.version, found.spec, True, found.key)
-    row = (
-        await session.execute(
-            select(DeclarationTemplate, TemplateVersion)
-            .join(
-                TemplateVersion,
-                (TemplateVersion.template_id == DeclarationTemplate.id)
-                & (TemplateVersion.version == DeclarationTemplate.latest_version),
-            )
-            .where(DeclarationTemplate.id == template_id)
-        )
-    ).one_or_none()
-    if row is None or row[0].archived_at is not None:
-        raise NotFound("Template not found.")
-    template, version = row
-    return Template(template.id, version.version, _spec(template, version), False, None)
+        return found
+    row = (await session.execute(_latest(template_id))).one_or_none()
+    return _found(None if row is None else row._mapping)
+
+
+@functools.cache
+def _latest_statement() -> str:
+    return str(_latest(uuid.UUID(int=0)).compile(dialect=asyncpg_dialect()))  # type: ignore[no-untyped-call]
+
+
+async def lane_template(conn: asyncpg.Connection, template_id: uuid.UUID) -> Template:
+    """``get_template`` on a plain asyncpg connection bound to the firm (the write lane's): the
+    same query, compiled once."""
+    found = _builtin(template_id)
+    if found is not None:
+        return found
+    row = await conn.fetchrow(_latest_statement(), template_id)
+    if row is None:
+        return _found(None)
+    # A plain connection reads JSONB as its text.
+    return _found({**row, "questions": orjson.loads(row["questions"])})
 
 
 async def create_template(

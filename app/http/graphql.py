@@ -43,6 +43,7 @@ from app.partners import keys
 from app.ratelimit.client_ip import client_ip
 from app.ratelimit.policies import Policy
 from app.schema.context import Context
+from app.schema.fastpath import Plan
 
 log = logging.getLogger("coverproof.graphql")
 
@@ -113,12 +114,12 @@ async def execute(
             query, held = await persisted.resolve(body, identity, state, session)
             context = build_context(request, state, session, identity)
             context.persisted = held
-            context.fast_path = state.fast_path
+            context.counted_mutation = request.scope["state"].get(lane.COUNTED_MUTATION)
             if isinstance(identity, keys.ApiKeyIdentity) and identity.first_use:
                 await context.run(keys.record_first_use)
             plan = state.fast_path.plan(query, state.schema) if context.persisted else None
             fast = None
-            if plan is not None and state.fast_path.enabled:
+            if isinstance(plan, Plan) and state.fast_path.enabled:
                 fast = await state.fast_path.answer(
                     plan, context, body.variables, body.operation_name
                 )

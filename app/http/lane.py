@@ -1,4 +1,4 @@
-"""The read lane: a persisted page query, answered before the ORM.
+"""The lanes: a persisted page query, or a persisted createDeclaration, answered before the ORM.
 
 The compiled fast path (``app/schema/fastpath.py``) already skips graphql-core's per-field
 work; what remained was the per-request cost of SQLAlchemy's session and five round trips. Here
@@ -8,6 +8,10 @@ transaction: the caller is authenticated and its firm bound in one call, then th
 SQL reads the page under the same RLS. Everything else, and anyone the normal path would
 refuse, falls back to it, so its answers (and its errors) are the normal path's. A key's first
 use falls back too: the normal path audits it.
+
+The write lane (``app/schema/fastwrite.py``) does the same for a signed-in member's persisted
+``createDeclaration`` over POST: the same row and audit entry, written in one transaction.
+Partners' writes take the normal path.
 """
 
 from __future__ import annotations
@@ -19,23 +23,28 @@ from starlette.requests import Request
 from strawberry.types import ExecutionResult
 
 from app.auth import sessions
+from app.auth.actor import Actor, ActorType, Role
 from app.db import calls
 from app.errors import RateLimited
 from app.http import persisted
 from app.http.negotiation import GraphQLRequest, RequestError
 from app.http.state import AppState
 from app.partners import keys
+from app.ratelimit.client_ip import client_ip
 from app.ratelimit.limiter import RateLimiter
 from app.ratelimit.policies import Policy
 from app.schema.fastpath import Binder
+from app.schema.fastwrite import CreatePlan, WriteBinder
 
 # The key a request was counted against in the lane, when the lane then handed it over.
 COUNTED = "coverproof.lane_counted_key"
+# The user whose mutation the write lane counted, when it then handed the request over.
+COUNTED_MUTATION = "coverproof.lane_counted_mutation"
 
 
 async def answer(request: Request, state: AppState, body: GraphQLRequest) -> ExecutionResult | None:
     """The lane's answer, or None for the normal path."""
-    fast_path, pool = state.fast_path, state.read_pool
+    fast_path, pool = state.fast_path, state.lane_pool
     if not fast_path.enabled or pool is None or body.query is not None:
         return None
     token = request.cookies.get(sessions.COOKIE_NAME)
@@ -46,6 +55,10 @@ async def answer(request: Request, state: AppState, body: GraphQLRequest) -> Exe
     plan = fast_path.plan(query, state.schema) if query is not None else None
     if plan is None:
         return None
+    if isinstance(plan, CreatePlan):
+        if token is None or request.method != "POST":
+            return None  # partners' writes, and a mutation over GET: the normal path answers
+        return await _create(request, state, plan, token, body)
     counted: list[str] = []
     if token is not None:
         bind = _session(token, timedelta(minutes=state.settings.session_idle_minutes))
@@ -59,6 +72,57 @@ async def answer(request: Request, state: AppState, body: GraphQLRequest) -> Exe
     if result is None and counted:
         request.scope["state"][COUNTED] = counted[0]  # so the normal path does not count it again
     return result
+
+
+async def _create(
+    request: Request, state: AppState, plan: CreatePlan, token: str, body: GraphQLRequest
+) -> ExecutionResult | None:
+    """A signed-in member's persisted ``createDeclaration`` (``app/schema/fastwrite.py``)."""
+    assert state.lane_pool is not None
+    counted: list[str] = []
+
+    async def count(actor: Actor) -> None:
+        await state.limiter.hit(Policy.MUTATIONS_PER_USER, str(actor.id))
+        counted.append(str(actor.id))
+
+    idle = timedelta(minutes=state.settings.session_idle_minutes)
+    ip = client_ip(request.scope, state.settings.trusted_proxies)
+    result = await state.fast_path.answer_create(
+        plan,
+        state.schema,
+        state.lane_pool,
+        _member(token, idle, ip),
+        count,
+        body.variables,
+        body.operation_name,
+    )
+    if result is None and counted:
+        request.scope["state"][COUNTED_MUTATION] = counted[0]
+    return result
+
+
+def _member(token: str, idle: timedelta, ip: str | None) -> WriteBinder:
+    """Binds a live, verified session and answers its caller as the normal path's context
+    does (the role is the service's to check)."""
+
+    async def bind(conn: asyncpg.Connection) -> Actor | None:
+        if not token or len(token) > sessions.MAX_TOKEN_CHARS:
+            return None
+        found = await calls.bind_session(
+            conn, sessions.token_hash(token), int(idle.total_seconds())
+        )
+        if found is None or not found["email_verified"]:
+            return None
+        return Actor(
+            type=ActorType.USER,
+            id=found["user_id"],
+            firm_id=found["firm_id"],
+            role=Role(found["role"]),
+            ip=ip,
+            session_id=found["session_id"],
+        )
+
+    return bind
 
 
 def _session(token: str, idle: timedelta) -> Binder:

@@ -33,7 +33,7 @@ class AppState:
     trusted: dict[str, str] = field(default_factory=dict)
     fast_path: FastPathState = field(default_factory=FastPathState)
     storage: Storage | None = None  # evidence-pack PDFs; opened in the lifespan
-    read_pool: asyncpg.Pool | None = None  # the fast path's read lane (app/http/lane.py)
+    lane_pool: asyncpg.Pool | None = None  # the fast path's lanes (app/http/lane.py)
 
 
 def app_state(request: Request) -> AppState:

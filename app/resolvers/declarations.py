@@ -98,8 +98,13 @@ async def declaration_counts(info: Info) -> DeclarationCounts:
     return DeclarationCounts(**await info.context.run(service.counts))
 
 
+def create_input(input: DeclarationCreateInput) -> DeclarationCreate:
+    """The validated input of ``createDeclaration`` (the write lane validates it here too)."""
+    return DeclarationCreate.model_validate(_plain(input))
+
+
 async def create_declaration(info: Info, input: DeclarationCreateInput) -> DeclarationPayload:
-    data = DeclarationCreate.model_validate(_plain(input))
+    data = create_input(input)
     return DeclarationPayload(
         declaration=Declaration.of(await info.context.run(service.create_declaration, data))
     )

@@ -20,7 +20,6 @@ from app.errors import EmailNotVerified, Unauthenticated
 from app.evidence.storage import Storage
 from app.partners.keys import ApiKeyIdentity
 from app.ratelimit.limiter import RateLimiter
-from app.schema.fastpath import FastPathState
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -48,7 +47,8 @@ class Context:
     identity: SessionIdentity | ApiKeyIdentity | None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     persisted: bool = False
-    fast_path: FastPathState | None = None
+    # The user whose mutation the write lane counted before handing the request over.
+    counted_mutation: str | None = None
     new_session_cookie: str | None = None
     mail_queued: bool = False
     clear_session_cookie: bool = False

@@ -33,7 +33,6 @@ from graphql import (
     NullValueNode,
     OperationDefinitionNode,
     OperationType,
-    SelectionSetNode,
     StringValueNode,
     VariableNode,
     parse,
@@ -46,52 +45,23 @@ from app import pagination
 from app.declarations import service
 from app.errors import AppError, RateLimited
 from app.partners.keys import ApiKeyIdentity, Scope
+from app.schema.fastwrite import (
+    CommitFailed,
+    Counter,
+    CreatePlan,
+    WriteBinder,
+    answer_create,
+    compile_create,
+)
 from app.schema.limits import ALIAS_LIMIT, DepthLimit, SelectionLimits
+from app.schema.shapes import LEAVES, Fallback, fields, key, leaves, node_of
 
 log = logging.getLogger("coverproof.fastpath")
 # The same rules the normal path validates with (graphql's own, plus the app's limits).
 RULES = (*specified_rules, DepthLimit, SelectionLimits, ALIAS_LIMIT)
 
-
-def _text(value: Any) -> Any:
-    return value
-
-
-def _moment(value: Any) -> Any:
-    """A datetime or date, left for the response's orjson.dumps: it writes them exactly as
-    Strawberry's isoformat() does (the differential test holds it to that), ten times faster."""
-    return value
-
-
-def _uuid(value: Any) -> Any:
-    return None if value is None else str(value)
-
-
-# Node leaf -> (column, serialiser, nullable), matching app/schema/declarations.py.
-LEAVES: dict[str, tuple[str, Callable[[Any], Any], bool]] = {
-    "id": ("id", _uuid, False),
-    "templateId": ("template_id", _uuid, False),
-    "templateVersion": ("template_version", _text, False),
-    "recipientName": ("recipient_name", _text, False),
-    "recipientEmail": ("recipient_email", _text, False),
-    "counterpartyId": ("counterparty_id", _uuid, True),
-    "dueDate": ("due_date", _moment, True),
-    "createdAt": ("created_at", _moment, False),
-    "sentAt": ("sent_at", _moment, True),
-    "openedAt": ("opened_at", _moment, True),
-    "submittedAt": ("submitted_at", _moment, True),
-    "revokedAt": ("revoked_at", _moment, True),
-    "lastRemindedAt": ("last_reminded_at", _moment, True),
-    "reminderCount": ("reminder_count", _text, False),
-    "linkExpiresAt": ("token_expires_at", _moment, True),
-}
-STATUS = "status"
-# A saturated read lane hands the request to the normal path rather than queue for long.
+# A saturated lane hands the request to the normal path rather than queue for long.
 ACQUIRE_SECONDS = 2.0
-
-
-class Fallback(Exception):
-    """This request takes the normal executor."""
 
 
 @dataclass(frozen=True)
@@ -114,21 +84,6 @@ class Plan:
     @property
     def columns(self) -> tuple[str, ...]:
         return tuple(LEAVES[name][0] for _, name in self.leaves if name in LEAVES)
-
-
-def _key(node: FieldNode) -> str:
-    return node.alias.value if node.alias else node.name.value
-
-
-def _fields(selection_set: SelectionSetNode | None) -> list[FieldNode]:
-    if selection_set is None:
-        raise Fallback
-    found = []
-    for selection in selection_set.selections:
-        if not isinstance(selection, FieldNode) or selection.directives:
-            raise Fallback  # fragments and directives take the normal path
-        found.append(selection)
-    return found
 
 
 def _argument(node: FieldNode, name: str) -> Any:
@@ -157,45 +112,39 @@ class _Shape:
     order: list[str] = field(default_factory=list)
 
 
-def _node(node: FieldNode, shape: _Shape) -> None:
-    for leaf in _fields(node.selection_set):
-        name = leaf.name.value
-        if leaf.selection_set or leaf.arguments or (name not in LEAVES and name != STATUS):
-            raise Fallback
-        shape.leaves.append((_key(leaf), name))
-
-
 def _edges(edges: FieldNode, shape: _Shape) -> None:
-    shape.edges_key = _key(edges)
-    for part in _fields(edges.selection_set):
-        shape.edge_order.append(_key(part))
+    shape.edges_key = key(edges)
+    for part in fields(edges.selection_set):
+        shape.edge_order.append(key(part))
         if part.name.value == "cursor" and not part.selection_set:
-            shape.cursor_key = _key(part)
+            shape.cursor_key = key(part)
         elif part.name.value == "node" and shape.node_key is None:
-            shape.node_key = _key(part)
-            _node(part, shape)
+            shape.node_key = key(part)
+            shape.leaves.extend(leaves(part))
         else:
             raise Fallback
 
 
 def _page_info(part: FieldNode, shape: _Shape) -> None:
-    shape.page_info_key, shape.page_info = _key(part), []
-    for info in _fields(part.selection_set):
+    shape.page_info_key, shape.page_info = key(part), []
+    for info in fields(part.selection_set):
         if info.name.value not in ("hasNextPage", "endCursor") or info.arguments:
             raise Fallback
-        shape.page_info.append((_key(info), info.name.value))
+        shape.page_info.append((key(info), info.name.value))
 
 
-def _root(query: str) -> tuple[FieldNode, frozenset[str], str | None]:
+def _operation(query: str) -> OperationDefinitionNode:
     document = parse(query)
     if len(document.definitions) != 1:
         raise Fallback
     operation = document.definitions[0]
     if not isinstance(operation, OperationDefinitionNode) or operation.directives:
         raise Fallback
-    if operation.operation is not OperationType.QUERY:
-        raise Fallback
-    (root,) = _fields(operation.selection_set)
+    return operation
+
+
+def _root(operation: OperationDefinitionNode) -> tuple[FieldNode, frozenset[str], str | None]:
+    (root,) = fields(operation.selection_set)
     if root.name.value != "declarations":
         raise Fallback
     if {a.name.value for a in root.arguments or ()} - {"first", "after"}:
@@ -208,12 +157,17 @@ def _root(query: str) -> tuple[FieldNode, frozenset[str], str | None]:
     return root, settled, operation.name.value if operation.name else None
 
 
-def compile_plan(query: str) -> Plan | None:
-    """A plan for a document the fast path can answer, or None."""
+def compile_plan(query: str) -> Plan | CreatePlan | None:
+    """A plan for a document a fast path can answer (a page, or a create), or None."""
     try:
-        (root, settled, name), shape = _root(query), _Shape()
-        for part in _fields(root.selection_set):
-            shape.order.append(_key(part))
+        operation = _operation(query)
+        if operation.operation is OperationType.MUTATION:
+            return compile_create(operation)
+        if operation.operation is not OperationType.QUERY:
+            raise Fallback
+        (root, settled, name), shape = _root(operation), _Shape()
+        for part in fields(root.selection_set):
+            shape.order.append(key(part))
             if part.name.value == "edges" and shape.edges_key is None:
                 _edges(part, shape)
             elif part.name.value == "pageInfo" and shape.page_info is None:
@@ -224,7 +178,7 @@ def compile_plan(query: str) -> Plan | None:
         if any(len(set(k)) != len(k) for k in keys):
             raise Fallback  # merged duplicate keys: leave the merging rules to graphql-core
         return Plan(
-            _key(root),
+            key(root),
             _argument(root, "first"),
             _argument(root, "after"),
             shape.edges_key,
@@ -268,10 +222,12 @@ class FastPathState:
     fallback: int = 0  # times the in-transaction fast path handed over to the executor
     lane: int = 0  # of the fast answers, those the read lane gave
     lane_fallback: int = 0  # times the read lane handed over to the normal path
+    writes: int = 0  # drafts the write lane created
+    write_fallback: int = 0  # times the write lane handed over to the normal path
     max_plans: int = 1024
-    plans: OrderedDict[str, Plan | None] = field(default_factory=OrderedDict)
+    plans: OrderedDict[str, Plan | CreatePlan | None] = field(default_factory=OrderedDict)
 
-    def plan(self, query: str, schema: Any) -> Plan | None:
+    def plan(self, query: str, schema: Any) -> Plan | CreatePlan | None:
         """The compiled plan of a persisted document (validated once, against the schema and
         the app's own limits), or None when the normal executor must answer it."""
         if query in self.plans:
@@ -309,6 +265,26 @@ class FastPathState:
         self.lane_fallback += data is None
         return None if data is None else ExecutionResult(data=data, errors=None)
 
+    async def answer_create(
+        self,
+        plan: CreatePlan,
+        schema: Any,
+        pool: asyncpg.Pool,
+        bind: WriteBinder,
+        count: Counter,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+    ) -> ExecutionResult | None:
+        """The write lane's answer (``fastwrite.answer_create``), or None to fall back."""
+        data = await _attempt(
+            answer_create(
+                plan, schema, pool, bind, count, variables or {}, operation_name, ACQUIRE_SECONDS
+            )
+        )
+        self.writes += data is not None
+        self.write_fallback += data is None
+        return None if data is None else ExecutionResult(data=data, errors=None)
+
 
 async def _attempt(work: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
     """The data, or None for the normal path: on Fallback, and on any failure (logged)."""
@@ -316,8 +292,8 @@ async def _attempt(work: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
         return await work
     except Fallback:
         return None
-    except RateLimited:
-        raise  # refused, not handed over
+    except (RateLimited, CommitFailed):
+        raise  # refused, or perhaps written: not handed over
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         # The database is away (restarting, failing over) or the pool is full: the normal path
         # answers, or reports it; no traceback per request.
@@ -359,30 +335,21 @@ def build(plan: Plan, rows: Sequence[Mapping[str, Any]], more: bool) -> dict[str
     """The data of a page of rows, each leaf serialised as Strawberry's scalars do."""
     edges, now = [], datetime.now(UTC)
     for row in rows:
-        node = {}
-        for key, name in plan.leaves:
-            if name == STATUS:
-                node[key] = service.status_at(row["status"], row["token_expires_at"], now).upper()
-                continue
-            column, serialise, nullable = LEAVES[name]
-            value = row[column]
-            if value is None and not nullable:
-                raise Fallback
-            node[key] = serialise(value)
+        node = node_of(plan.leaves, row, now)
         edge: dict[str, Any] = {}
-        for key in plan.edge_order:
-            if key == plan.cursor_key:
-                edge[key] = service.cursor_of(row["created_at"], row["id"])
+        for edge_key in plan.edge_order:
+            if edge_key == plan.cursor_key:
+                edge[edge_key] = service.cursor_of(row["created_at"], row["id"])
             else:
-                edge[key] = node
+                edge[edge_key] = node
         edges.append(edge)
     data: dict[str, Any] = {}
-    for key in plan.order:
-        if key == plan.edges_key:
-            data[key] = edges
+    for part in plan.order:
+        if part == plan.edges_key:
+            data[part] = edges
         else:
             end = service.cursor_of(rows[-1]["created_at"], rows[-1]["id"]) if rows else None
-            data[key] = {
+            data[part] = {
                 k: (more if name == "hasNextPage" else end) for k, name in plan.page_info or ()
             }
     return {plan.root_key: data}

@@ -117,7 +117,7 @@ class Soak:
 
     def __init__(self, app: Starlette, client: httpx.AsyncClient, tenants: list[Tenant]) -> None:
         self.sessions = app.state.coverproof.sessions  # the app's own two-connection pool
-        self.read_pool = app.state.coverproof.read_pool  # the read lane's two connections
+        self.lane_pool = app.state.coverproof.lane_pool  # the read lane's two connections
         self.client = client
         self.tenants = tenants
         self.tables: list[str] = []
@@ -203,7 +203,7 @@ class Soak:
                 self.tables = await firm_tables(session)
             counts = await visible_rows(session, self.tables)
         assert counts == dict.fromkeys(self.tables, 0), counts
-        async with self.read_pool.acquire() as conn, conn.transaction():
+        async with self.lane_pool.acquire() as conn, conn.transaction():
             for table in self.tables:
                 quoted = '"' + table.replace('"', '""') + '"'
                 assert await conn.fetchval(f"select count(*) from {quoted}") == 0, table
@@ -265,7 +265,7 @@ async def test_four_firms_over_two_pooled_connections_never_see_each_other(
         # its tenant, twice at once so that both pooled connections are checked.
         await asyncio.gather(soak.forgot_tenant(), soak.forgot_tenant())
         assert app.state.coverproof.engine.pool.size() == POOL
-        assert app.state.coverproof.read_pool.get_size() <= POOL
+        assert app.state.coverproof.lane_pool.get_size() <= POOL
         assert app.state.coverproof.fast_path.lane >= soak.done["persisted_list"] > 0
 
     assert sum(soak.done.values()) == REQUESTS, f"seed {seed}: {soak.done}"

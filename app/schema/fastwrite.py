@@ -1,0 +1,125 @@
+"""The compiled write lane: persisted ``createDeclaration`` without graphql-core or the ORM.
+
+A held document whose one root field is ``createDeclaration(input: $variable)``, selecting plain
+leaves of its ``declaration``, is answered on a plain asyncpg connection in one transaction:
+the caller authenticated and its firm bound in one call, the input coerced by graphql-core's
+own variable coercion and validated by the resolver's own model, the mutation counted against
+the caller's limit, then ``app/declarations/lane.py`` writes the same row and the same chained
+audit entry as the service, and the answer is built from the row as the executor builds it.
+
+Anything else is handed to the normal path before anything is committed: an idempotency key,
+invalid input, a refusal (the normal path gives it, with its own code), any failure. Only a
+failed commit is not handed over, since its outcome is unknown and the normal path would write
+a second draft: it is answered as the normal path answers a failed commit (500).
+``tests/declarations/test_fastwrite.py`` compares both paths' answers and rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import asyncpg
+from graphql import OperationDefinitionNode, VariableNode
+from graphql.execution.values import get_variable_values
+from pydantic import ValidationError
+from strawberry.types.arguments import convert_argument
+
+from app.auth.actor import Actor
+from app.declarations import lane, service
+from app.errors import AppError
+from app.resolvers.declarations import create_input
+from app.schema.declarations import DeclarationCreateInput
+from app.schema.shapes import Fallback, fields, key, leaves, node_of
+
+WriteBinder = Callable[[asyncpg.Connection], Awaitable[Actor | None]]
+"""Authenticates a lane request on its connection and binds its firm to the open transaction;
+the caller as an Actor, or None when the normal path must answer."""
+Counter = Callable[[Actor], Awaitable[None]]
+"""Counts the mutation against the caller's limit, as the normal path's gate does."""
+
+
+class CommitFailed(Exception):
+    """The commit did not report success: the draft may or may not exist."""
+
+
+@dataclass(frozen=True)
+class CreatePlan:
+    root_key: str
+    payload_key: str
+    leaves: tuple[tuple[str, str], ...]  # (response key, field name), in document order
+    variable: str  # the variable that holds the input
+    operation: OperationDefinitionNode  # whose variable definitions coerce the request's values
+    name: str | None = None  # the operation's name, which a request's operationName must match
+
+
+def compile_create(operation: OperationDefinitionNode) -> CreatePlan:
+    """The plan of a mutation the lane can answer; Fallback (or ValueError) otherwise."""
+    (root,) = fields(operation.selection_set)
+    (argument,) = root.arguments or ()
+    if root.name.value != "createDeclaration" or argument.name.value != "input":
+        raise Fallback
+    if not isinstance(argument.value, VariableNode):
+        raise Fallback
+    (payload,) = fields(root.selection_set)
+    if payload.name.value != "declaration" or payload.arguments:
+        raise Fallback
+    selected = leaves(payload)
+    if len({k for k, _ in selected}) != len(selected):
+        raise Fallback  # merged duplicate keys: leave the merging rules to graphql-core
+    name = operation.name.value if operation.name else None
+    return CreatePlan(
+        key(root), key(payload), tuple(selected), argument.value.name.value, operation, name
+    )
+
+
+async def answer_create(
+    plan: CreatePlan,
+    schema: Any,
+    pool: asyncpg.Pool,
+    bind: WriteBinder,
+    count: Counter,
+    variables: dict[str, Any],
+    operation_name: str | None,
+    acquire_seconds: float,
+) -> dict[str, Any]:
+    """The lane's answer (the draft is committed), or Fallback with nothing written."""
+    if operation_name is not None and operation_name != plan.name:
+        raise Fallback  # the executor's "unknown operation" error
+    definitions = plan.operation.variable_definitions or ()
+    coerced = get_variable_values(schema._schema, definitions, variables)
+    if isinstance(coerced, list):
+        raise Fallback  # the executor reports the variables' errors
+    try:
+        # As Strawberry converts a resolver's argument, then as the resolver validates it.
+        value = convert_argument(
+            coerced.coerced[plan.variable],
+            DeclarationCreateInput,
+            schema.schema_converter.scalar_registry,
+            schema.config,
+        )
+        data = create_input(cast(DeclarationCreateInput, value))
+        service.check_due(data)
+    except (ValidationError, AppError) as error:
+        raise Fallback from error
+    if data.idempotency_key is not None:
+        raise Fallback
+    committing = False
+    try:
+        async with pool.acquire(timeout=acquire_seconds) as conn, conn.transaction():
+            actor = await bind(conn)
+            if actor is None:
+                raise Fallback
+            try:
+                await count(actor)
+                row = await lane.create_declaration(conn, actor, data)
+            except AppError as error:
+                raise Fallback from error  # rolled back; the normal path refuses it itself
+            committing = True
+    except Exception as error:
+        if committing:
+            raise CommitFailed from error
+        raise
+    return {plan.root_key: {plan.payload_key: node_of(plan.leaves, row, datetime.now(UTC))}}

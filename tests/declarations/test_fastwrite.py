@@ -1,0 +1,444 @@
+"""The write lane creates exactly what the normal path creates (a differential test: the
+answers, the declaration rows and the chained audit entries of both paths are compared), hands
+everything else to the normal path with nothing written, counts the mutation once, and never
+hands over a request whose commit may have happened."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from app.auth.actor import Role
+from app.declarations.templates import load_builtins
+from app.partners.documents import document_id
+from app.ratelimit.limiter import key_digest
+from app.ratelimit.policies import Policy
+from app.schema.fastpath import FastPathState
+from tests.factories import Member, Members
+
+FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
+ALL_LEAVES = (
+    "id templateId templateVersion recipientName recipientEmail counterpartyId dueDate "
+    "status createdAt sentAt openedAt submittedAt revokedAt lastRemindedAt reminderCount "
+    "linkExpiresAt"
+)
+CREATE = (
+    "mutation Create($i: DeclarationCreateInput!) { createDeclaration(input: $i) "
+    f"{{ declaration {{ {ALL_LEAVES} }} }} }}"
+)
+DOCUMENTS = [
+    CREATE,
+    "mutation($i: DeclarationCreateInput!) { createDeclaration(input: $i) { declaration { id } } }",
+    "mutation Aliased($input: DeclarationCreateInput!) { made: createDeclaration(input: $input) "
+    "{ d: declaration { who: recipientName state: status when: createdAt id } } }",
+]
+# Compiled for no lane: each is answered by the executor alone.
+NOT_COMPILED = [
+    "mutation Two($i: DeclarationCreateInput!) { a: createDeclaration(input: $i) "
+    "{ declaration { id } } b: createDeclaration(input: $i) { declaration { id } } }",
+    "mutation Fragment($i: DeclarationCreateInput!) { createDeclaration(input: $i) "
+    "{ declaration { ...F } } } fragment F on Declaration { id }",
+    "mutation Typename($i: DeclarationCreateInput!) { createDeclaration(input: $i) "
+    "{ __typename declaration { id } } }",
+    "mutation Nested($i: DeclarationCreateInput!) { createDeclaration(input: $i) "
+    "{ declaration { id counterparty { name } } } }",
+    'mutation Literal { createDeclaration(input: {templateId: "'
+    + str(FIT.id)
+    + '", recipientName: "Lit", recipientEmail: "lit@example.test"}) { declaration { id } } }',
+]
+NAMES = [
+    "Pat Doe",
+    '  quote " backslash \\ and spaces  ',
+    "line separators \u2028 \u2029 and emoji 👩‍⚖️ and accents Ł é",
+    "</script><script>alert(1)</script>",
+]
+# Columns each path sets afresh; everything else must be identical.
+FRESH_DECLARATION = {"id", "created_at"}
+FRESH_ENTRY = {"id", "seq", "occurred_at", "target_id", "prev_hash", "hash", "canonical"}
+VERIFY = "{ verifyAuditChain { ok entriesChecked failure { seq reason } } }"
+
+
+@pytest.fixture
+def state(app: Starlette) -> FastPathState:
+    fast_path: FastPathState = app.state.coverproof.fast_path
+    yield fast_path  # type: ignore[misc]
+    fast_path.enabled = True
+
+
+async def _trust(superuser: AsyncEngine, documents: list[str]) -> None:
+    async with superuser.begin() as conn:
+        for body in documents:
+            await conn.execute(
+                text(
+                    "insert into trusted_documents (id, body) values (:id, :body) "
+                    "on conflict do nothing"
+                ),
+                {"id": document_id(body), "body": body},
+            )
+
+
+def _persisted(body: str, variables: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"documentId": "sha256:" + document_id(body), "variables": variables, **extra}
+
+
+async def _gql(client: httpx.AsyncClient, member: Member, query: str, variables: Any) -> Any:
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=member.headers
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def _row(superuser: AsyncEngine, table: str, column: str, value: object) -> dict[str, Any]:
+    async with superuser.connect() as conn:
+        found = await conn.execute(
+            text(f"select * from {table} where {column} = :v"),
+            {"v": str(value)},
+        )
+        rows = [dict(row._mapping) for row in found]
+    assert len(rows) == 1, (table, value, rows)
+    return rows[0]
+
+
+def _without(row: dict[str, Any], fresh: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in fresh}
+
+
+def _answer(response: httpx.Response) -> Any:
+    """The answer with what each path makes afresh (the id, the moment) named, not compared."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body
+    ((root, payload),) = body["data"].items()
+    ((key, node),) = payload.items()
+    fresh = {k: v for k, v in node.items() if k in ("id", "createdAt", "when")}
+    return {root: {key: {**node, **dict.fromkeys(fresh, "fresh")}}}, node
+
+
+async def _created_alike(
+    client: httpx.AsyncClient,
+    superuser: AsyncEngine,
+    state: FastPathState,
+    member: Member,
+    payload: dict[str, Any],
+) -> None:
+    """The lane's draft is the executor's: the same answer, row and audit entry."""
+    made: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
+    for fast in (False, True):
+        state.enabled = fast
+        writes = state.writes
+        response = await client.post("/graphql", json=payload, headers=member.headers)
+        assert state.writes == writes + fast, (fast, payload, response.text)
+        answer, node = _answer(response)
+        declaration_id = node["id"]
+        row = await _row(superuser, "declarations", "id", declaration_id)
+        entry = await _row(superuser, "audit_log", "target_id", declaration_id)
+        if "createdAt" in node:
+            assert datetime.fromisoformat(node["createdAt"]) == row["created_at"]
+        assert entry["firm_id"] == row["firm_id"] == member.firm_id
+        made.append((answer, _without(row, FRESH_DECLARATION), _without(entry, FRESH_ENTRY)))
+    (normal_answer, normal_row, normal_entry), (lane_answer, lane_row, lane_entry) = made
+    assert lane_answer == normal_answer, payload
+    assert lane_row == normal_row, payload
+    assert lane_entry == normal_entry, payload
+
+
+async def test_the_lane_creates_what_the_executor_creates(
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    member = await members.create(Role.MEMBER, firm_id=owner.firm_id)
+    await _trust(superuser_engine, DOCUMENTS)
+    template = await _gql(
+        client,
+        owner,
+        "mutation($i: TemplateInput!) { createTemplate(input: $i) { template { id } } }",
+        {
+            "i": {
+                "name": "Our own",
+                "audience": "PERSON",
+                "questions": [{"id": "q1", "label": "Fit?", "kind": "yes_no"}],
+                "attestation": "True.",
+            }
+        },
+    )
+    own = template["createTemplate"]["template"]["id"]
+    counterparty = await _gql(
+        client,
+        owner,
+        "mutation($i: CounterpartyCreateInput!) { createCounterparty(input: $i) "
+        "{ counterparty { id } } }",
+        {"i": {"kind": "OTHER", "name": "Broker Ltd"}},
+    )
+    counterparty_id = counterparty["createCounterparty"]["counterparty"]["id"]
+    due = (datetime.now(UTC).date() + timedelta(days=30)).isoformat()
+    inputs: list[dict[str, Any]] = [
+        {"templateId": str(FIT.id), "recipientName": name, "recipientEmail": "Pat@Example.TEST"}
+        for name in NAMES
+    ]
+    inputs += [
+        {
+            "templateId": own,
+            "recipientName": "Own Template",
+            "recipientEmail": "own@example.test",
+            "counterpartyId": counterparty_id,
+            "dueDate": due,
+            "linkDays": 14,
+            "idempotencyKey": None,
+        },
+        {
+            "templateId": str(FIT.id).replace("-", "").upper(),  # the UUID scalar parses it
+            "recipientName": "Today",
+            "recipientEmail": "today@example.test",
+            "dueDate": datetime.now(UTC).date().isoformat(),
+        },
+    ]
+    for body in DOCUMENTS:
+        variable = "input" if "$input" in body else "i"
+        for fields in inputs if body == CREATE else inputs[:1]:
+            for who in (owner, member):
+                payload = _persisted(body, {variable: fields})
+                await _created_alike(client, superuser_engine, state, who, payload)
+    await _created_alike(
+        client,
+        superuser_engine,
+        state,
+        owner,
+        _persisted(CREATE, {"i": inputs[0]}, operationName="Create"),
+    )
+    verified = await _gql(client, owner, VERIFY, None)
+    assert verified["verifyAuditChain"]["ok"] is True, verified
+
+
+async def test_anything_else_is_the_normal_paths_to_answer_with_nothing_written(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    viewer = await members.create(Role.VIEWER, firm_id=owner.firm_id)
+    unverified = await members.create(Role.MEMBER, firm_id=owner.firm_id, verified=False)
+    stranger = await members.create()
+    await _trust(superuser_engine, DOCUMENTS)
+    theirs = await _gql(
+        client,
+        stranger,
+        "mutation($i: CounterpartyCreateInput!) { createCounterparty(input: $i) "
+        "{ counterparty { id } } }",
+        {"i": {"kind": "OTHER", "name": "Not yours"}},
+    )
+    their_counterparty = theirs["createCounterparty"]["counterparty"]["id"]
+    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
+    past = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    cases: list[tuple[Member | None, dict[str, Any]]] = [
+        (viewer, _persisted(CREATE, {"i": good})),
+        (unverified, _persisted(CREATE, {"i": good})),
+        (None, _persisted(CREATE, {"i": good})),
+        (owner, _persisted(CREATE, {"i": {**good, "recipientEmail": "not an address"}})),
+        (owner, _persisted(CREATE, {"i": {**good, "recipientName": "   "}})),
+        (owner, _persisted(CREATE, {"i": {**good, "dueDate": past}})),
+        (owner, _persisted(CREATE, {"i": {**good, "dueDate": "2026-13-01"}})),
+        (owner, _persisted(CREATE, {"i": {**good, "linkDays": 91}})),
+        (owner, _persisted(CREATE, {"i": {**good, "templateId": str(uuid.uuid4())}})),
+        (owner, _persisted(CREATE, {"i": {**good, "counterpartyId": their_counterparty}})),
+        (owner, _persisted(CREATE, {"i": {**good, "unknown": 1}})),
+        (owner, _persisted(CREATE, {"i": {**good, "templateId": 5}})),
+        (owner, _persisted(CREATE, {"i": None})),
+        (owner, _persisted(CREATE, {})),
+        (owner, _persisted(CREATE, {"i": good}, operationName="Other")),
+    ]
+    for member, payload in cases:
+        headers = member.headers if member else {}
+        responses = []
+        for fast in (False, True):
+            state.enabled = fast
+            writes = state.writes
+            responses.append(await client.post("/graphql", json=payload, headers=headers))
+            assert state.writes == writes, payload
+        normal, fast_answer = responses
+        assert normal.status_code == fast_answer.status_code, payload
+        assert fast_answer.content == normal.content, payload
+        assert "errors" in normal.json(), (payload, normal.text)
+    # A persisted mutation over GET is refused as the normal path refuses it.
+    get = await client.get(
+        "/graphql", params={"documentId": "sha256:" + document_id(CREATE)}, headers=owner.headers
+    )
+    assert get.status_code == 405, get.text
+    async with superuser_engine.connect() as conn:
+        count = await conn.scalar(
+            text("select count(*) from declarations where firm_id = :f"), {"f": owner.firm_id}
+        )
+    assert count == 0  # not one draft from any of them
+
+
+async def test_documents_the_lane_does_not_compile_are_the_executors(
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    await _trust(superuser_engine, NOT_COMPILED)
+    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
+    for body in NOT_COMPILED:
+        payload = _persisted(body, {} if "$i" not in body else {"i": good})
+        counters = (state.writes, state.write_fallback)
+        response = await client.post("/graphql", json=payload, headers=owner.headers)
+        assert "errors" not in response.json(), (body, response.text)
+        assert (state.writes, state.write_fallback) == counters, body
+
+
+async def test_an_idempotency_key_is_the_normal_paths_and_replays(
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    await _trust(superuser_engine, DOCUMENTS)
+    payload = _persisted(
+        CREATE,
+        {
+            "i": {
+                "templateId": str(FIT.id),
+                "recipientName": "Once",
+                "recipientEmail": "once@example.test",
+                "idempotencyKey": "retry-" + uuid.uuid4().hex,
+            }
+        },
+    )
+    writes, handed_over = state.writes, state.write_fallback
+    first = await client.post("/graphql", json=payload, headers=owner.headers)
+    again = await client.post("/graphql", json=payload, headers=owner.headers)
+    assert "errors" not in first.json(), first.text
+    ids = {r.json()["data"]["createDeclaration"]["declaration"]["id"] for r in (first, again)}
+    assert len(ids) == 1
+    assert (state.writes, state.write_fallback) == (writes, handed_over + 2)
+
+
+async def test_the_lane_counts_a_mutation_once_even_when_it_hands_it_over(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    viewer = await members.create(Role.VIEWER, firm_id=owner.firm_id)
+    await _trust(superuser_engine, DOCUMENTS)
+    limiter = app.state.coverproof.limiter
+    item = limiter._item(Policy.MUTATIONS_PER_USER)
+
+    async def used(member: Member) -> int:
+        stats = await limiter._strategy.get_window_stats(item, key_digest(str(member.user_id)))
+        return int(item.amount - stats.remaining)
+
+    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
+    writes = state.writes
+    made = await client.post(
+        "/graphql", json=_persisted(CREATE, {"i": good}), headers=owner.headers
+    )
+    assert "errors" not in made.json(), made.text
+    assert (state.writes, await used(owner)) == (writes + 1, 1)
+    unknown = {**good, "templateId": str(uuid.uuid4())}  # counted in the lane, then handed over
+    refused = await client.post(
+        "/graphql", json=_persisted(CREATE, {"i": unknown}), headers=owner.headers
+    )
+    assert refused.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND", refused.text
+    assert await used(owner) == 2
+    forbidden = await client.post(
+        "/graphql", json=_persisted(CREATE, {"i": good}), headers=viewer.headers
+    )
+    assert forbidden.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN", forbidden.text
+    assert await used(viewer) == 1
+
+
+async def test_a_limit_the_lane_meets_is_refused_as_the_normal_path_refuses_it(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    await _trust(superuser_engine, DOCUMENTS)
+    limiter = app.state.coverproof.limiter
+    item = limiter._item(Policy.MUTATIONS_PER_USER)
+    for _ in range(item.amount):
+        assert await limiter._strategy.hit(item, key_digest(str(owner.user_id)))
+    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
+    writes = state.writes
+    refused = await client.post(
+        "/graphql", json=_persisted(CREATE, {"i": good}), headers=owner.headers
+    )
+    assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED", refused.text
+    assert state.writes == writes
+    async with superuser_engine.connect() as conn:
+        count = await conn.scalar(
+            text("select count(*) from declarations where firm_id = :f"), {"f": owner.firm_id}
+        )
+    assert count == 0
+
+
+async def test_a_failed_commit_is_never_handed_over_to_write_again(
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    """A commit that fails (here a deferred check refuses it) may, in general, have happened:
+    the lane answers it as the normal path answers a failed commit, and writes nothing twice."""
+    owner = await members.create()
+    await _trust(superuser_engine, DOCUMENTS)
+    name = "Refused At Commit " + uuid.uuid4().hex
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "create or replace function test_refuse_at_commit() returns trigger "
+                "language plpgsql as $$ begin if new.recipient_name like 'Refused At Commit %' "
+                "then raise exception 'refused at commit'; end if; return new; end $$"
+            )
+        )
+        await conn.execute(
+            text(
+                "create constraint trigger test_refuse_at_commit after insert on declarations "
+                "deferrable initially deferred for each row "
+                "execute function test_refuse_at_commit()"
+            )
+        )
+    try:
+        good = {"templateId": str(FIT.id), "recipientName": name, "recipientEmail": "r@e.test"}
+        writes, handed_over = state.writes, state.write_fallback
+        response = await client.post(
+            "/graphql", json=_persisted(CREATE, {"i": good}), headers=owner.headers
+        )
+        assert response.status_code == 500, response.text
+        assert response.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+        assert (state.writes, state.write_fallback) == (writes, handed_over)
+        state.enabled = False
+        normal = await client.post(
+            "/graphql", json=_persisted(CREATE, {"i": good}), headers=owner.headers
+        )
+        assert (normal.status_code, normal.content) == (response.status_code, response.content)
+    finally:
+        async with superuser_engine.begin() as conn:
+            await conn.execute(text("drop trigger test_refuse_at_commit on declarations"))
+            await conn.execute(text("drop function test_refuse_at_commit()"))
+    async with superuser_engine.connect() as conn:
+        count = await conn.scalar(
+            text("select count(*) from declarations where recipient_name = :n"), {"n": name}
+        )
+    assert count == 0
