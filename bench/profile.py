@@ -1,6 +1,6 @@
 """Profile one scenario in-process (cProfile), against the database ``make bench`` seeded:
-``python -m bench.profile [read|persisted|write] [requests]``. Prints the top functions by
-cumulative and by own time; this is how we found where the request time goes."""
+``python -m bench.profile [read|persisted|write|persisted_write] [requests]``. Prints the top
+functions by cumulative and by own time; this is how we found where the request time goes."""
 
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ async def main(kind: str, count: int) -> None:
     body = {"query": READ} if kind == "read" else {"documentId": "sha256:" + document_id(READ)}
     if kind == "typename":
         body = {"query": "{ __typename }"}
-    if kind == "write":
-        body = json.loads((STATE / "create.json").read_text())
+    if kind in ("write", "persisted_write"):
+        name = "create.json" if kind == "write" else "create_persisted.json"
+        body = json.loads((STATE / name).read_text())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
         async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:

@@ -235,7 +235,8 @@ async def _seed_chain(conn: asyncpg.Connection, firm_id: uuid.UUID, user_id: uui
     prev, rows = canonical.GENESIS, []
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for seq in range(1, CHAIN + 1):
-        at = start + timedelta(seconds=seq)
+        # Fractions of a second, as real entries have (a whole second formats differently).
+        at = start + timedelta(seconds=seq, microseconds=seq * 7919 % 1_000_000)
         fields = {
             "seq": seq,
             "occurred_at": at,

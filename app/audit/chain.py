@@ -228,17 +228,17 @@ def _checkpoint_problem(
 
 async def _entries(
     session: AsyncSession, firm_id: uuid.UUID | None
-) -> AsyncGenerator[Mapping[str, Any], None]:
-    """A chain's entries in order, streamed on the session's own connection (its transaction,
-    so its tenant and RLS) without the ORM's per-row work: memory stays flat however long the
-    chain is."""
+) -> AsyncGenerator[list[Mapping[str, Any]], None]:
+    """A chain's entries in order, in batches, streamed on the session's own connection (its
+    transaction, so its tenant and RLS) without the ORM's per-row work: memory stays flat
+    however long the chain is."""
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
     # A cursor needs a transaction; the caller's is open (the checkpoints were read in it).
     assert raw is not None  # a checked-out connection always has its driver's
-    async with contextlib.aclosing(calls.chain_entries(raw, firm_id)) as records:
-        async for record in records:
-            yield record
+    async with contextlib.aclosing(calls.chain_entries(raw, firm_id)) as batches:
+        async for batch in batches:
+            yield batch
 
 
 async def verify(
@@ -254,25 +254,20 @@ async def verify(
         ).scalars()
     }
     checked, prev_hash, matched = 0, canonical.GENESIS, 0
-    async with contextlib.aclosing(_entries(session, firm_id)) as entries:
-        async for row in entries:
-            problem = _problem(row, checked + 1, prev_hash)
-            cp = checkpoints.get(row["seq"]) if problem is None else None
-            if cp is not None:
-                problem = _checkpoint_problem(cp, row, public)
-                matched += problem is None
-            if problem:
-                return Verification(
-                    False,
-                    checked,
-                    checked,
-                    prev_hash,
-                    matched,
-                    checked + 1,
-                    problem,
-                    cp.id if cp else None,
-                )
-            checked, prev_hash = row["seq"], row["hash"]
+    async with contextlib.aclosing(_entries(session, firm_id)) as batches:
+        async for batch in batches:
+            for row in batch:
+                problem = _problem(row, checked + 1, prev_hash)
+                cp = checkpoints.get(row["seq"]) if problem is None else None
+                if cp is not None:
+                    problem = _checkpoint_problem(cp, row, public)
+                    matched += problem is None
+                if problem:
+                    failed = cp.id if cp else None
+                    return Verification(
+                        False, checked, checked, prev_hash, matched, checked + 1, problem, failed
+                    )
+                checked, prev_hash = row["seq"], row["hash"]
     beyond = [cp for seq, cp in sorted(checkpoints.items()) if seq > checked]
     if beyond:
         cp = beyond[0]

@@ -10,7 +10,10 @@ audit entry as the service, and the answer is built from the row as the executor
 Anything else is handed to the normal path before anything is committed: an idempotency key,
 invalid input, a refusal (the normal path gives it, with its own code), any failure. Only a
 failed commit is not handed over, since its outcome is unknown and the normal path would write
-a second draft: it is answered as the normal path answers a failed commit (500).
+a second draft: it is answered as the normal path answers a failed commit (500). A mutation the
+lane counted and then handed over is not counted again (``Context.counted_mutation``); should
+the normal path then refuse it before its gate (the session ended in between), that one count
+stands.
 ``tests/declarations/test_fastwrite.py`` compares both paths' answers and rows.
 """
 
@@ -117,9 +120,11 @@ async def answer_create(
                 row = await lane.create_declaration(conn, actor, data)
             except AppError as error:
                 raise Fallback from error  # rolled back; the normal path refuses it itself
+            # Built before the commit: nothing after it may hand the request over.
+            answer = {plan.payload_key: node_of(plan.leaves, row, datetime.now(UTC))}
             committing = True
     except Exception as error:
         if committing:
             raise CommitFailed from error
         raise
-    return {plan.root_key: {plan.payload_key: node_of(plan.leaves, row, datetime.now(UTC))}}
+    return {plan.root_key: answer}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -315,3 +317,36 @@ async def test_integers_beyond_64_bits_are_compared_exactly(
         )
         result = await _verified(app_sessions, owner.firm_id)
         assert result.ok is ok, (details, result)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 29, 7, 31, 28, 123456, tzinfo=UTC),
+        datetime(2026, 11, 29, 7, 31, 28, tzinfo=UTC),  # a zero fraction
+        datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(1000, 1, 1, tzinfo=UTC),
+        datetime(999, 5, 27, 12, 0, 0, 100000, tzinfo=UTC),  # strftime does not pad this year
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 30, 0, 5, tzinfo=timezone(timedelta(hours=1))),
+        datetime(2026, 3, 29, 1, 30, 0, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+        datetime(2026, 3, 29, 1, 30, 0, 5, tzinfo=timezone(timedelta(0), "GMT")),
+    ],
+)
+def test_timestamps_are_written_exactly_as_strftime_writes_them(moment: datetime) -> None:
+    """The fast formatting of a timestamp (one per entry verified) is the canonical one."""
+    expected = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert canonical.timestamp(moment) == expected
+
+
+def test_timestamps_over_many_moments_are_the_canonical_text() -> None:
+    pick = random.Random(20261129)  # noqa: S311 (reproducible moments, not secrets)
+    for _ in range(20_000):
+        moment = datetime(1, 1, 1, tzinfo=UTC) + timedelta(
+            microseconds=pick.randrange(0, 315_537_897_599_999_999)
+        )
+        if pick.random() < 0.2:
+            moment = moment.replace(microsecond=0)
+        expected = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert canonical.timestamp(moment) == expected, moment
