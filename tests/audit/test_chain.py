@@ -19,6 +19,7 @@ from app.audit import canonical, chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, ActorType, Role
 from app.cli import main
+from app.db import calls
 from app.db.tenant import tenant_transaction
 from tests.conftest import Database
 from tests.factories import Member, Members, gql
@@ -350,3 +351,37 @@ def test_timestamps_over_many_moments_are_the_canonical_text() -> None:
             moment = moment.replace(microsecond=0)
         expected = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert canonical.timestamp(moment) == expected, moment
+
+
+@pytest.mark.parametrize(("length", "broken"), [(0, None), (4, None), (5, None), (5, 2), (5, 3)])
+async def test_verification_reads_across_batches(
+    members: Members,
+    superuser_engine: AsyncEngine,
+    app_sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    length: int,
+    broken: int | None,
+) -> None:
+    """Batches of two: a chain that ends on a boundary, or past one, verifies; a break on
+    either side of a boundary is named, with the entries before it counted."""
+    monkeypatch.setattr(calls, "_BATCH", 2)
+    owner = await members.create()
+    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
+    for n in range(length):
+        async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
+            await chain.record(session, actor, Action.FIRM_UPDATED, "firm", owner.firm_id, {"n": n})
+    if broken is not None:
+        statement = (
+            f"update audit_log set details = '{{}}' where firm_id = :firm and seq = {broken}"
+        )
+        await tamper(superuser_engine, statement, owner.firm_id)
+    result = await _verified(app_sessions, owner.firm_id)
+    if broken is None:
+        assert (result.ok, result.entries_checked, result.head_seq) == (True, length, length)
+    else:
+        assert (result.ok, result.failure_seq, result.entries_checked) == (
+            False,
+            broken,
+            broken - 1,
+        )
+        assert "stored fields differ" in result.failure_reason

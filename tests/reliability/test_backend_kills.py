@@ -1,6 +1,7 @@
 """Faults: PostgreSQL backends terminated in the middle of mutations.
 
-While members create counterparties and rename their firms, a superuser connection keeps
+While members create counterparties, create declarations (persisted, so the fast path's write
+lane writes them on its own pool) and rename their firms, a superuser connection keeps
 terminating the app's backends (``pg_terminate_backend``), mostly while they are inside a
 transaction. Every client still gets a well-formed JSON answer; afterwards no business row
 exists without its audit entry nor an audit entry without its row, every change a client was
@@ -26,8 +27,9 @@ from starlette.applications import Starlette
 from app.audit import chain
 from app.auth.actor import Role
 from app.db.engine import create_engine, session_factory
-from app.db.models import AuditEntry, Counterparty, Firm
+from app.db.models import AuditEntry, Counterparty, Declaration, Firm
 from app.db.tenant import tenant_transaction
+from app.declarations.templates import load_builtins
 from app.main import create_app
 from app.partners.documents import document_id
 from tests.conftest import Database, http_client, make_settings
@@ -54,6 +56,13 @@ FIRM = "{ firm { id name } }"
 # A persisted page, which the fast path's read lane answers on a pool of its own.
 PAGE = "query Page { declarations(first: 5) { edges { node { id } } } }"
 APQ = {"persistedQuery": {"version": 1, "sha256Hash": document_id(PAGE)}}
+# A persisted create, which the write lane answers on that pool.
+DRAFT = (
+    "mutation Draft($i: DeclarationCreateInput!) { createDeclaration(input: $i) "
+    "{ declaration { id recipientName } } }"
+)
+DRAFT_APQ = {"persistedQuery": {"version": 1, "sha256Hash": document_id(DRAFT)}}
+FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 # Backends of the app role in this database other than ours; those inside a transaction only,
 # unless every one is asked for.
 KILL = text(
@@ -67,13 +76,25 @@ KILL = text(
 class Ledger:
     member: Member
     created: set[str] = field(default_factory=set)  # counterparty ids acknowledged
+    drafted: set[str] = field(default_factory=set)  # declaration ids acknowledged
     renamed_to: list[str] = field(default_factory=list)  # names acknowledged
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
 async def _mutate(client: httpx.AsyncClient, ledger: Ledger, rng: random.Random) -> None:
     """One mutation; the answer must be JSON whatever happened to its backend."""
-    if rng.random() < 0.7:
+    draw = rng.random()
+    if draw < 0.3:
+        name = f"Recipient {uuid.uuid4().hex}"
+        variables = {
+            "i": {"templateId": str(FIT.id), "recipientName": name, "recipientEmail": "r@e.test"}
+        }
+        response = await client.post(
+            "/graphql",
+            json={"extensions": DRAFT_APQ, "variables": variables},
+            headers=ledger.member.headers,
+        )
+    elif draw < 0.7:
         name = f"Counterparty {uuid.uuid4().hex}"
         variables = {"i": {"name": name, "kind": "INTRODUCER"}}
         response = await client.post(
@@ -90,7 +111,11 @@ async def _mutate(client: httpx.AsyncClient, ledger: Ledger, rng: random.Random)
         )
     body = json_answer(response)
     if response.status_code == 200 and "errors" not in body:
-        if "createCounterparty" in body["data"]:
+        if "createDeclaration" in body["data"]:
+            declaration = body["data"]["createDeclaration"]["declaration"]
+            assert declaration["recipientName"] == name, body
+            ledger.drafted.add(declaration["id"])
+        elif "createCounterparty" in body["data"]:
             counterparty = body["data"]["createCounterparty"]["counterparty"]
             assert counterparty["name"] == name, body
             ledger.created.add(counterparty["id"])
@@ -200,7 +225,25 @@ async def _check_trail(owner_sessions: async_sessionmaker[AsyncSession], ledger:
             .all()
         )
         name = (await s.execute(select(Firm.name).where(Firm.id == firm_id))).scalar_one()
+        drafts = (
+            await s.execute(select(Declaration.id).where(Declaration.firm_id == firm_id))
+        ).scalars()
+        draft_ids = {str(row) for row in drafts}
+        drafts_audited = (
+            (
+                await s.execute(
+                    select(AuditEntry.target_id).where(
+                        AuditEntry.firm_id == firm_id, AuditEntry.action == "declaration.created"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert verification.ok, verification
+    assert len(drafts_audited) == len(set(drafts_audited))
+    assert set(drafts_audited) == draft_ids  # the write lane's drafts too
+    assert ledger.drafted <= draft_ids
     assert len(audited) == len(set(audited))  # one entry per counterparty
     assert set(audited) == row_ids  # no row without its entry, no entry without its row
     assert ledger.created <= row_ids  # every acknowledged creation is durable
@@ -223,6 +266,19 @@ async def test_terminated_backends_leave_no_change_without_its_audit_entry(
     try:
         ledgers = [Ledger(await Members(owner_sessions).create(Role.OWNER)) for _ in range(FIRMS)]
         async with serving(create_app(settings)) as app, http_client(app) as client:
+            for ledger in ledgers:  # registered once, the create is the write lane's to answer
+                first = {
+                    "templateId": str(FIT.id),
+                    "recipientName": "First",
+                    "recipientEmail": "f@e.test",
+                }
+                registered = await client.post(
+                    "/graphql",
+                    json={"query": DRAFT, "extensions": DRAFT_APQ, "variables": {"i": first}},
+                    headers=ledger.member.headers,
+                )
+                body = json_answer(registered)
+                ledger.drafted.add(body["data"]["createDeclaration"]["declaration"]["id"])
 
             async def worker(n: int) -> None:
                 worker_rng = seeded(seed + n)
@@ -244,6 +300,7 @@ async def test_terminated_backends_leave_no_change_without_its_audit_entry(
         print(f"seed {seed}: {killed} kills in {elapsed:.1f} s; outcomes {dict(outcomes)}")
         assert killed >= KILLS
         assert sum(v for k, v in outcomes.items() if k != "ok") > 0, outcomes  # kills did bite
+        assert app.state.coverproof.fast_path.writes > 0  # the write lane wrote some of them
         for ledger in ledgers:
             await _check_trail(owner_sessions, ledger)
     finally:
