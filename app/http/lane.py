@@ -9,9 +9,9 @@ SQL reads the page under the same RLS. Everything else, and anyone the normal pa
 refuse, falls back to it, so its answers (and its errors) are the normal path's. A key's first
 use falls back too: the normal path audits it.
 
-The write lane (``app/schema/fastwrite.py``) does the same for a signed-in member's persisted
-``createDeclaration`` over POST: the same row and audit entry, written in one transaction.
-Partners' writes take the normal path.
+The write lane (``app/schema/fastwrite.py``) does the same for a persisted
+``createDeclaration`` over POST, from a signed-in member or a used key with the write scope: the
+same row and audit entry, written in one transaction.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from strawberry.types import ExecutionResult
 
 from app.auth import sessions
-from app.auth.actor import Actor, ActorType, Role
+from app.auth.actor import Actor, Role
 from app.db import calls
 from app.errors import RateLimited
 from app.http import persisted
@@ -33,6 +33,7 @@ from app.partners import keys
 from app.ratelimit.client_ip import client_ip
 from app.ratelimit.limiter import RateLimiter
 from app.ratelimit.policies import Policy
+from app.schema.context import actor_of
 from app.schema.fastpath import Binder
 from app.schema.fastwrite import CreatePlan, WriteBinder
 
@@ -56,9 +57,9 @@ async def answer(request: Request, state: AppState, body: GraphQLRequest) -> Exe
     if plan is None:
         return None
     if isinstance(plan, CreatePlan):
-        if token is None or request.method != "POST":
-            return None  # partners' writes, and a mutation over GET: the normal path answers
-        return await _create(request, state, plan, token, body)
+        if request.method != "POST":
+            return None  # a mutation over GET: the normal path refuses it
+        return await _create(request, state, plan, token, authorization, body)
     counted: list[str] = []
     if token is not None:
         bind = _session(token, timedelta(minutes=state.settings.session_idle_minutes))
@@ -75,29 +76,40 @@ async def answer(request: Request, state: AppState, body: GraphQLRequest) -> Exe
 
 
 async def _create(
-    request: Request, state: AppState, plan: CreatePlan, token: str, body: GraphQLRequest
+    request: Request,
+    state: AppState,
+    plan: CreatePlan,
+    token: str | None,
+    authorization: str | None,
+    body: GraphQLRequest,
 ) -> ExecutionResult | None:
-    """A signed-in member's persisted ``createDeclaration`` (``app/schema/fastwrite.py``)."""
+    """A persisted ``createDeclaration`` from a signed-in member or a partner's used key with
+    the write scope (``app/schema/fastwrite.py``)."""
     assert state.lane_pool is not None
-    counted: list[str] = []
+    counted: list[str] = []  # the key, counted per request
+    mutations: list[str] = []  # the caller, counted per mutation
 
     async def count(actor: Actor) -> None:
         await state.limiter.hit(Policy.MUTATIONS_PER_USER, str(actor.id))
-        counted.append(str(actor.id))
+        mutations.append(str(actor.id))
 
-    idle = timedelta(minutes=state.settings.session_idle_minutes)
     ip = client_ip(request.scope, state.settings.trusted_proxies)
-    result = await state.fast_path.answer_create(
-        plan,
-        state.schema,
-        state.lane_pool,
-        _member(token, idle, ip),
-        count,
-        body.variables,
-        body.operation_name,
-    )
-    if result is None and counted:
-        request.scope["state"][COUNTED_MUTATION] = counted[0]
+    if token is not None:
+        bind = _member(token, timedelta(minutes=state.settings.session_idle_minutes), ip)
+    else:
+        assert authorization is not None
+        bind = _partner(authorization, state.limiter, counted, ip)
+    try:
+        result = await state.fast_path.answer_create(
+            plan, state.schema, state.lane_pool, bind, count, body.variables, body.operation_name
+        )
+    except RateLimited as limited:  # the key's own limit, refused as ``authenticate`` does
+        raise RequestError(429, limited.code, limited.message) from limited
+    if result is None:  # so the normal path does not count them again
+        if counted:
+            request.scope["state"][COUNTED] = counted[0]
+        if mutations:
+            request.scope["state"][COUNTED_MUTATION] = mutations[0]
     return result
 
 
@@ -113,14 +125,34 @@ def _member(token: str, idle: timedelta, ip: str | None) -> WriteBinder:
         )
         if found is None or not found["email_verified"]:
             return None
-        return Actor(
-            type=ActorType.USER,
-            id=found["user_id"],
-            firm_id=found["firm_id"],
-            role=Role(found["role"]),
-            ip=ip,
-            session_id=found["session_id"],
+        identity = sessions.SessionIdentity(
+            found["session_id"], found["user_id"], found["firm_id"], Role(found["role"]), True
         )
+        return actor_of(identity, ip)
+
+    return bind
+
+
+def _partner(
+    authorization: str, limiter: RateLimiter, counted: list[str], ip: str | None
+) -> WriteBinder:
+    """Binds a used key with the write scope and counts the request against the key's limit
+    (before any work, as the normal path does), noting the key in ``counted``."""
+
+    async def bind(conn: asyncpg.Connection) -> Actor | None:
+        scheme, _, key = authorization.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not keys.KEY_SHAPE.match(key):
+            return None
+        found = await calls.bind_api_key(conn, keys.secret_hash(key))
+        if found is None or keys.Scope.DECLARATIONS_WRITE not in found["scopes"]:
+            return None
+        await limiter.hit(Policy.API_KEY_REQUESTS, str(found["key_id"]))
+        counted.append(str(found["key_id"]))
+        identity = keys.ApiKeyIdentity(
+            found["key_id"], found["firm_id"], "", frozenset(found["scopes"]), first_use=False
+        )
+        return actor_of(identity, ip)
 
     return bind
 

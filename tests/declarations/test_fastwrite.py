@@ -22,6 +22,7 @@ from app.ratelimit.limiter import key_digest
 from app.ratelimit.policies import Policy
 from app.schema.fastpath import FastPathState
 from tests.factories import Member, Members
+from tests.partners import create_key, session_client
 
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 ALL_LEAVES = (
@@ -129,13 +130,15 @@ async def _created_alike(
     state: FastPathState,
     member: Member,
     payload: dict[str, Any],
+    headers: dict[str, str] | None = None,
 ) -> None:
-    """The lane's draft is the executor's: the same answer, row and audit entry."""
+    """The lane's draft is the executor's: the same answer, row and audit entry (for the
+    member's session, or for ``headers``: a key of the member's firm)."""
     made: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
     for fast in (False, True):
         state.enabled = fast
         writes = state.writes
-        response = await client.post("/graphql", json=payload, headers=member.headers)
+        response = await client.post("/graphql", json=payload, headers=headers or member.headers)
         assert state.writes == writes + fast, (fast, payload, response.text)
         answer, node = _answer(response)
         declaration_id = node["id"]
@@ -442,3 +445,131 @@ async def test_a_failed_commit_is_never_handed_over_to_write_again(
             text("select count(*) from declarations where recipient_name = :n"), {"n": name}
         )
     assert count == 0
+
+
+async def _key(app: Starlette, owner: Member, scopes: list[str]) -> tuple[dict[str, str], str]:
+    async with session_client(app, owner) as first_party:
+        secret, key_id = await create_key(first_party, scopes)
+    return {"authorization": f"Bearer {secret}"}, key_id
+
+
+async def test_a_partner_key_writes_through_the_lane_after_its_audited_first_use(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    await _trust(superuser_engine, DOCUMENTS)
+    headers, key_id = await _key(app, owner, ["DECLARATIONS_WRITE"])
+    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
+    writes = state.writes
+    first = await client.post("/graphql", json=_persisted(CREATE, {"i": good}), headers=headers)
+    assert "errors" not in first.json(), first.text
+    assert state.writes == writes  # a first use is the normal path's: it is audited there
+    for body in DOCUMENTS:
+        variable = "input" if "$input" in body else "i"
+        payload = _persisted(body, {variable: good})
+        await _created_alike(client, superuser_engine, state, owner, payload, headers)
+    async with superuser_engine.connect() as conn:
+        actors = (
+            await conn.execute(
+                text(
+                    "select actor_type, actor_id, count(*) from audit_log "
+                    "where action = 'declaration.created' and firm_id = :f "
+                    "group by actor_type, actor_id"
+                ),
+                {"f": owner.firm_id},
+            )
+        ).all()
+        first_uses = await conn.scalar(
+            text(
+                "select count(*) from audit_log "
+                "where action = 'api_key.first_used' and target_id = :k"
+            ),
+            {"k": key_id},
+        )
+    assert [tuple(row) for row in actors] == [("api_key", key_id, 1 + 2 * len(DOCUMENTS))]
+    assert first_uses == 1
+
+
+async def test_a_key_the_normal_path_would_refuse_is_refused_there_with_nothing_written(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    await _trust(superuser_engine, DOCUMENTS)
+    reader, _ = await _key(app, owner, ["DECLARATIONS_READ"])
+    revoked, revoked_id = await _key(app, owner, ["DECLARATIONS_WRITE"])
+    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
+    payload = _persisted(CREATE, {"i": good})
+    for headers in (reader, revoked):
+        await client.post("/graphql", json=payload, headers=headers)  # each key's first use
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text("update api_keys set revoked_at = now() where id = :id"), {"id": revoked_id}
+        )
+        await conn.execute(
+            text("delete from declarations where firm_id = :f"), {"f": owner.firm_id}
+        )
+    cases = [
+        reader,
+        revoked,
+        {"authorization": "Bearer not-a-key"},
+        {**reader, **owner.headers},  # a key and a session at once
+    ]
+    for headers in cases:
+        responses = []
+        for fast in (False, True):
+            state.enabled = fast
+            writes = state.writes
+            responses.append(await client.post("/graphql", json=payload, headers=headers))
+            assert state.writes == writes, headers
+        normal, fast_answer = responses
+        assert (normal.status_code, normal.content) == (
+            fast_answer.status_code,
+            fast_answer.content,
+        )
+        assert "errors" in normal.json(), normal.text
+    async with superuser_engine.connect() as conn:
+        count = await conn.scalar(
+            text("select count(*) from declarations where firm_id = :f"), {"f": owner.firm_id}
+        )
+    assert count == 0
+
+
+async def test_a_keys_requests_and_mutations_are_counted_once_when_handed_over(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    await _trust(superuser_engine, DOCUMENTS)
+    headers, key_id = await _key(app, owner, ["DECLARATIONS_WRITE"])
+    limiter = app.state.coverproof.limiter
+
+    async def used(policy: Policy) -> int:
+        item = limiter._item(policy)
+        stats = await limiter._strategy.get_window_stats(item, key_digest(key_id))
+        return int(item.amount - stats.remaining)
+
+    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
+    await client.post("/graphql", json=_persisted(CREATE, {"i": good}), headers=headers)
+    assert (await used(Policy.API_KEY_REQUESTS), await used(Policy.MUTATIONS_PER_USER)) == (1, 1)
+    writes = state.writes
+    made = await client.post("/graphql", json=_persisted(CREATE, {"i": good}), headers=headers)
+    assert "errors" not in made.json(), made.text
+    assert state.writes == writes + 1
+    assert (await used(Policy.API_KEY_REQUESTS), await used(Policy.MUTATIONS_PER_USER)) == (2, 2)
+    unknown = {**good, "templateId": str(uuid.uuid4())}  # counted in the lane, then handed over
+    refused = await client.post(
+        "/graphql", json=_persisted(CREATE, {"i": unknown}), headers=headers
+    )
+    assert refused.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND", refused.text
+    assert (await used(Policy.API_KEY_REQUESTS), await used(Policy.MUTATIONS_PER_USER)) == (3, 3)
