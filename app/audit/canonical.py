@@ -16,13 +16,12 @@ FORMAT_VERSION = 1
 
 
 def timestamp(moment: datetime) -> str:
-    if moment.tzinfo is UTC and moment.year >= 1000:
-        # The same text (what PostgreSQL hands back is in UTC), several times faster: a
-        # verification formats one per entry. isoformat() drops a zero fraction; strftime does
-        # not pad a year below 1000, so those take the slow way.
-        text = moment.isoformat()
-        return text[:26] + "Z" if moment.microsecond else text[:19] + ".000000Z"
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC, four-digit year, six fractional digits, ``Z``. Built from isoformat(),
+    several times faster than strftime (a verification formats one per entry), and the same
+    on every platform: strftime's ``%Y`` leaves a year below 1000 unpadded on some."""
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    text = utc.isoformat()  # a zero fraction is left out
+    return text[:26] + "Z" if utc.microsecond else text[:19] + ".000000Z"
 
 
 def _check_no_floats(value: Any) -> None:

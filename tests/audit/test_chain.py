@@ -328,17 +328,23 @@ async def test_integers_beyond_64_bits_are_compared_exactly(
         datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
         datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
         datetime(1000, 1, 1, tzinfo=UTC),
-        datetime(999, 5, 27, 12, 0, 0, 100000, tzinfo=UTC),  # strftime does not pad this year
+        datetime(999, 5, 27, 12, 0, 0, 100000, tzinfo=UTC),  # strftime may not pad this year
         datetime(1, 1, 1, tzinfo=UTC),
         datetime(2026, 3, 29, 1, 30, 0, 5, tzinfo=timezone(timedelta(hours=1))),
         datetime(2026, 3, 29, 1, 30, 0, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
         datetime(2026, 3, 29, 1, 30, 0, 5, tzinfo=timezone(timedelta(0), "GMT")),
     ],
 )
-def test_timestamps_are_written_exactly_as_strftime_writes_them(moment: datetime) -> None:
-    """The fast formatting of a timestamp (one per entry verified) is the canonical one."""
-    expected = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    assert canonical.timestamp(moment) == expected
+def test_timestamps_are_rfc_3339_in_utc_with_six_fractional_digits(moment: datetime) -> None:
+    assert canonical.timestamp(moment) == _rfc_3339(moment)
+
+
+def _rfc_3339(moment: datetime) -> str:
+    m = moment.astimezone(UTC)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond:06d}Z"
+    )
 
 
 def test_timestamps_over_many_moments_are_the_canonical_text() -> None:
@@ -349,8 +355,9 @@ def test_timestamps_over_many_moments_are_the_canonical_text() -> None:
         )
         if pick.random() < 0.2:
             moment = moment.replace(microsecond=0)
-        expected = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        assert canonical.timestamp(moment) == expected, moment
+        assert canonical.timestamp(moment) == _rfc_3339(moment), moment
+        if moment.year >= 1000:  # what every entry so far was written with
+            assert canonical.timestamp(moment) == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @pytest.mark.parametrize(("length", "broken"), [(0, None), (4, None), (5, None), (5, 2), (5, 3)])
