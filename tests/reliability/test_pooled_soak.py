@@ -1,10 +1,12 @@
 """Pooled soak: thousands of interleaved requests from four firms over two pooled connections.
 
-Reads, successful writes, refused writes and documents that fail half-way (rolled back whole)
-are mixed with random delays, so each pooled connection keeps passing from one firm's
+Reads, successful writes (persisted creates among them, which the fast path's write lane writes
+on its own pool), refused writes and documents that fail half-way (rolled back whole) are mixed
+with random delays, so each pooled connection keeps passing from one firm's
 transaction to another's, committed or rolled back. No answer may carry another firm's row, a
 transaction that forgot to bind a tenant sees nothing on those same connections, and afterwards
-every firm's audit trail holds exactly the writes its members were told succeeded.
+every firm's audit trail holds exactly the writes its members were told succeeded, and its
+declarations are exactly those it created.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from starlette.applications import Starlette
 
 from app.audit import chain
 from app.auth.actor import Role
-from app.db.models import AuditEntry, Firm
+from app.db.models import AuditEntry, Declaration, Firm
 from app.db.tenant import tenant_transaction, transaction
 from app.main import create_app
 from app.partners.documents import document_id
@@ -58,6 +60,12 @@ ONE = "query($id: UUID!) { declaration(id: $id) { id recipientEmail } }"
 FIRM_THEN_MISSING = "query($id: UUID!) { firm { id } declaration(id: $id) { id } }"
 RENAME = "mutation($n: String!) { updateFirm(input: {name: $n}) { firm { id name } } }"
 BAD_FRN = 'mutation { updateFirm(input: {frn: "bad"}) { firm { id } } }'
+# A persisted create: answered by the fast path's write lane, on the same pool as the page.
+DRAFT = (
+    "mutation Draft($i: DeclarationCreateInput!) { createDeclaration(input: $i) "
+    "{ declaration { id recipientEmail } } }"
+)
+DRAFT_ID = document_id(DRAFT)
 RENAME_THEN_FAIL = """mutation($n: String!) {
   a: updateFirm(input: {name: $n}) { firm { id name } }
   b: updateFirm(input: {frn: "bad"}) { firm { id } } }"""
@@ -72,8 +80,10 @@ KINDS = (
     "bad_frn",
     "rename_then_fail",
     "forgot_tenant",
+    "persisted_create",
 )
-WEIGHTS = (5, 5, 3, 2, 2, 1, 2, 1, 1, 1)
+WEIGHTS = (5, 5, 3, 2, 2, 1, 2, 1, 1, 1, 2)
+PAGE_SIZE = 50
 PAGE_ID = document_id(PAGE)
 
 
@@ -81,6 +91,7 @@ PAGE_ID = document_id(PAGE)
 class Tenant:
     member: Member
     declarations: dict[str, str] = field(default_factory=dict)  # id -> recipient email
+    drafted: dict[str, str] = field(default_factory=dict)  # persisted creates acknowledged
     renamed_to: list[str] = field(default_factory=list)  # names the API said it stored
     rolled_back: list[str] = field(default_factory=list)  # names of refused documents
 
@@ -139,8 +150,7 @@ class Soak:
             body = await self.post(tenant, LIST)
             assert "errors" not in body, body
             assert body["data"]["firm"]["id"] == firm_id
-            nodes = [e["node"] for e in body["data"]["declarations"]["edges"]]
-            assert {n["id"]: n["recipientEmail"] for n in nodes} == tenant.declarations, nodes
+            self.own_page(tenant, [e["node"] for e in body["data"]["declarations"]["edges"]])
         elif kind == "persisted_list":
             response = await self.client.post(
                 "/graphql",
@@ -149,8 +159,26 @@ class Soak:
             )
             body = json_answer(response)
             assert "errors" not in body, body
-            nodes = [e["node"] for e in body["data"]["declarations"]["edges"]]
-            assert {n["id"]: n["recipientEmail"] for n in nodes} == tenant.declarations, nodes
+            self.own_page(tenant, [e["node"] for e in body["data"]["declarations"]["edges"]])
+        elif kind == "persisted_create":
+            email = f"{_prefix(tenant)}lane-{uuid.uuid4().hex}@example.test"
+            variables = {
+                "i": {
+                    "templateId": str(FIT_AND_PROPER.id),
+                    "recipientName": "Drafted",
+                    "recipientEmail": email,
+                }
+            }
+            response = await self.client.post(
+                "/graphql",
+                json={"extensions": _apq(DRAFT_ID), "variables": variables},
+                headers=tenant.member.headers,
+            )
+            body = json_answer(response)
+            assert "errors" not in body, body
+            draft = body["data"]["createDeclaration"]["declaration"]
+            assert draft["recipientEmail"] == email, body
+            tenant.drafted[draft["id"]] = email
         elif kind == "firm":
             body = await self.post(tenant, FIRM)
             assert "errors" not in body, body
@@ -196,6 +224,16 @@ class Soak:
             await self.forgot_tenant()
         self.done[kind] += 1
 
+    @staticmethod
+    def own_page(tenant: Tenant, nodes: list[dict[str, Any]]) -> None:
+        """Every row is the tenant's; its first declarations are there unless drafts made since
+        filled the page (newest first)."""
+        assert all(n["recipientEmail"].startswith(_prefix(tenant)) for n in nodes), nodes
+        first = {n["id"]: n["recipientEmail"] for n in nodes if n["id"] in tenant.declarations}
+        assert all(tenant.declarations[i] == email for i, email in first.items()), nodes
+        if len(nodes) < PAGE_SIZE:
+            assert first == tenant.declarations, nodes
+
     async def forgot_tenant(self) -> None:
         """A code path that opened a transaction on the app's pool and never bound a tenant."""
         async with transaction(self.sessions) as session:
@@ -209,13 +247,36 @@ class Soak:
                 assert await conn.fetchval(f"select count(*) from {quoted}") == 0, table
 
 
-async def _register_page(client: httpx.AsyncClient, member: Member) -> None:
-    """Register PAGE as an automatic persisted query, as Apollo Client does on first use."""
-    extensions = {"persistedQuery": {"version": 1, "sha256Hash": PAGE_ID}}
+def _prefix(tenant: Tenant) -> str:
+    """How every recipient address of this tenant's declarations begins."""
+    return f"soak-{tenant.member.firm_id.hex[:8]}-"
+
+
+def _apq(document: str) -> dict[str, Any]:
+    return {"persistedQuery": {"version": 1, "sha256Hash": document}}
+
+
+async def _register(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """Register PAGE and DRAFT as automatic persisted queries, as Apollo Client does on first
+    use (the draft this makes is the tenant's too)."""
     response = await client.post(
-        "/graphql", json={"query": PAGE, "extensions": extensions}, headers=member.headers
+        "/graphql",
+        json={"query": PAGE, "extensions": _apq(PAGE_ID)},
+        headers=tenant.member.headers,
     )
     assert "errors" not in json_answer(response), response.text
+    email = f"{_prefix(tenant)}registered@example.test"
+    variables = {
+        "i": {"templateId": str(FIT_AND_PROPER.id), "recipientName": "R", "recipientEmail": email}
+    }
+    response = await client.post(
+        "/graphql",
+        json={"query": DRAFT, "extensions": _apq(DRAFT_ID), "variables": variables},
+        headers=tenant.member.headers,
+    )
+    body = json_answer(response)
+    assert "errors" not in body, body
+    tenant.drafted[body["data"]["createDeclaration"]["declaration"]["id"]] = email
 
 
 async def _audited(
@@ -235,6 +296,25 @@ async def _audited(
         return verification, list(details), name
 
 
+async def _drafts(
+    sessions: async_sessionmaker[AsyncSession], tenant: Tenant
+) -> tuple[dict[str, str], list[str]]:
+    """The firm's declarations (id -> recipient email) and the targets of its creation entries."""
+    firm_id = tenant.member.firm_id
+    async with tenant_transaction(sessions, firm_id, tenant.member.user_id) as session:
+        rows = await session.execute(
+            select(Declaration.id, Declaration.recipient_email).where(
+                Declaration.firm_id == firm_id
+            )
+        )
+        created = await session.execute(
+            select(AuditEntry.target_id).where(
+                AuditEntry.firm_id == firm_id, AuditEntry.action == "declaration.created"
+            )
+        )
+        return {str(i): email for i, email in rows.all()}, list(created.scalars())
+
+
 async def test_four_firms_over_two_pooled_connections_never_see_each_other(
     database: Database,
     members: Members,
@@ -246,7 +326,8 @@ async def test_four_firms_over_two_pooled_connections_never_see_each_other(
     settings = make_settings(database, tmp_path, db_pool_size=POOL, rate_limit_scale=UNLIMITED)
     async with serving(create_app(settings)) as app, http_client(app) as client:
         tenants = await _tenants(client, members)
-        await _register_page(client, tenants[0].member)
+        for tenant in tenants:
+            await _register(client, tenant)
         soak = Soak(app, client, tenants)
         plan = [
             (rng.choices(KINDS, WEIGHTS)[0], rng.choice(tenants), rng.random() * 0.003)
@@ -267,6 +348,7 @@ async def test_four_firms_over_two_pooled_connections_never_see_each_other(
         assert app.state.coverproof.engine.pool.size() == POOL
         assert app.state.coverproof.lane_pool.get_size() <= POOL
         assert app.state.coverproof.fast_path.lane >= soak.done["persisted_list"] > 0
+        assert app.state.coverproof.fast_path.writes > 0  # some, at least: the lane's pool is 2
 
     assert sum(soak.done.values()) == REQUESTS, f"seed {seed}: {soak.done}"
     assert set(soak.done) == set(KINDS), f"seed {seed}: {soak.done}"
@@ -282,3 +364,8 @@ async def test_four_firms_over_two_pooled_connections_never_see_each_other(
         assert not set(recorded) & set(tenant.rolled_back), seed
         if recorded:
             assert name == recorded[-1], seed
+        # Exactly the declarations it created, each with its one creation entry: none of
+        # another firm's, none lost, wherever the write lane wrote them.
+        rows, created = await _drafts(owner_sessions, tenant)
+        assert rows == {**tenant.declarations, **tenant.drafted}, seed
+        assert sorted(created) == sorted(rows), seed
