@@ -34,8 +34,7 @@ from app.ratelimit.client_ip import client_ip
 from app.ratelimit.limiter import RateLimiter
 from app.ratelimit.policies import Policy
 from app.schema.context import actor_of
-from app.schema.fastpath import Binder
-from app.schema.fastwrite import CreatePlan, WriteBinder
+from app.schema.fastwrite import Binder, CreatePlan
 
 # The key a request was counted against in the lane, when the lane then handed it over.
 COUNTED = "coverproof.lane_counted_key"
@@ -61,11 +60,7 @@ async def answer(request: Request, state: AppState, body: GraphQLRequest) -> Exe
             return None  # a mutation over GET: the normal path refuses it
         return await _create(request, state, plan, token, authorization, body)
     counted: list[str] = []
-    if token is not None:
-        bind = _session(token, timedelta(minutes=state.settings.session_idle_minutes))
-    else:
-        assert authorization is not None
-        bind = _api_key(authorization, state.limiter, counted)
+    bind = _binder(request, state, token, authorization, keys.Scope.DECLARATIONS_READ, counted)
     try:
         result = await fast_path.answer_lane(plan, pool, bind, body.variables, body.operation_name)
     except RateLimited as limited:  # refused as ``graphql.authenticate`` refuses it
@@ -93,12 +88,7 @@ async def _create(
         await state.limiter.hit(Policy.MUTATIONS_PER_USER, str(actor.id))
         mutations.append(str(actor.id))
 
-    ip = client_ip(request.scope, state.settings.trusted_proxies)
-    if token is not None:
-        bind = _member(token, timedelta(minutes=state.settings.session_idle_minutes), ip)
-    else:
-        assert authorization is not None
-        bind = _partner(authorization, state.limiter, counted, ip)
+    bind = _binder(request, state, token, authorization, keys.Scope.DECLARATIONS_WRITE, counted)
     try:
         result = await state.fast_path.answer_create(
             plan, state.schema, state.lane_pool, bind, count, body.variables, body.operation_name
@@ -113,7 +103,23 @@ async def _create(
     return result
 
 
-def _member(token: str, idle: timedelta, ip: str | None) -> WriteBinder:
+def _binder(
+    request: Request,
+    state: AppState,
+    token: str | None,
+    authorization: str | None,
+    scope: keys.Scope,
+    counted: list[str],
+) -> Binder:
+    """The session's binder, or (a key's scopes are its limits) the key's with ``scope``."""
+    ip = client_ip(request.scope, state.settings.trusted_proxies)
+    if token is not None:
+        return _member(token, timedelta(minutes=state.settings.session_idle_minutes), ip)
+    assert authorization is not None
+    return _partner(authorization, scope, state.limiter, counted, ip)
+
+
+def _member(token: str, idle: timedelta, ip: str | None) -> Binder:
     """Binds a live, verified session and answers its caller as the normal path's context
     does (the role is the service's to check)."""
 
@@ -134,9 +140,9 @@ def _member(token: str, idle: timedelta, ip: str | None) -> WriteBinder:
 
 
 def _partner(
-    authorization: str, limiter: RateLimiter, counted: list[str], ip: str | None
-) -> WriteBinder:
-    """Binds a used key with the write scope and counts the request against the key's limit
+    authorization: str, scope: keys.Scope, limiter: RateLimiter, counted: list[str], ip: str | None
+) -> Binder:
+    """Binds a used key that holds ``scope`` and counts the request against the key's limit
     (before any work, as the normal path does), noting the key in ``counted``."""
 
     async def bind(conn: asyncpg.Connection) -> Actor | None:
@@ -145,7 +151,7 @@ def _partner(
         if scheme.lower() != "bearer" or not keys.KEY_SHAPE.match(key):
             return None
         found = await calls.bind_api_key(conn, keys.secret_hash(key))
-        if found is None or keys.Scope.DECLARATIONS_WRITE not in found["scopes"]:
+        if found is None or scope not in found["scopes"]:
             return None
         await limiter.hit(Policy.API_KEY_REQUESTS, str(found["key_id"]))
         counted.append(str(found["key_id"]))
@@ -153,36 +159,5 @@ def _partner(
             found["key_id"], found["firm_id"], "", frozenset(found["scopes"]), first_use=False
         )
         return actor_of(identity, ip)
-
-    return bind
-
-
-def _session(token: str, idle: timedelta) -> Binder:
-    async def bind(conn: asyncpg.Connection) -> bool:
-        if not token or len(token) > sessions.MAX_TOKEN_CHARS:
-            return False
-        identity = await calls.bind_session(
-            conn, sessions.token_hash(token), int(idle.total_seconds())
-        )
-        return identity is not None and bool(identity["email_verified"])
-
-    return bind
-
-
-def _api_key(authorization: str, limiter: RateLimiter, counted: list[str]) -> Binder:
-    """Binds a used key with the scope the page needs and counts the request against the key's
-    limit (before any work, as the normal path does), noting the key in ``counted``."""
-
-    async def bind(conn: asyncpg.Connection) -> bool:
-        scheme, _, key = authorization.partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not keys.KEY_SHAPE.match(key):
-            return False
-        found = await calls.bind_api_key(conn, keys.secret_hash(key))
-        if found is None or keys.Scope.DECLARATIONS_READ not in found["scopes"]:
-            return False
-        await limiter.hit(Policy.API_KEY_REQUESTS, str(found["key_id"]))
-        counted.append(str(found["key_id"]))
-        return True
 
     return bind

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,10 +46,10 @@ from app.declarations import service
 from app.errors import AppError, RateLimited
 from app.partners.keys import ApiKeyIdentity, Scope
 from app.schema.fastwrite import (
+    Binder,
     CommitFailed,
     Counter,
     CreatePlan,
-    WriteBinder,
     answer_create,
     compile_create,
 )
@@ -270,7 +270,7 @@ class FastPathState:
         plan: CreatePlan,
         schema: Any,
         pool: asyncpg.Pool,
-        bind: WriteBinder,
+        bind: Binder,
         count: Counter,
         variables: dict[str, Any] | None,
         operation_name: str | None,
@@ -355,11 +355,6 @@ def build(plan: Plan, rows: Sequence[Mapping[str, Any]], more: bool) -> dict[str
     return {plan.root_key: data}
 
 
-Binder = Callable[[asyncpg.Connection], Awaitable[bool]]
-"""Authenticates a lane request on its connection and binds its tenant to the open transaction;
-False when the normal path must answer (a refusal is the normal path's to give)."""
-
-
 async def answer_lane(
     plan: Plan,
     pool: asyncpg.Pool,
@@ -381,7 +376,7 @@ async def answer_lane(
     except AppError as error:
         raise Fallback from error
     async with pool.acquire(timeout=ACQUIRE_SECONDS) as conn, conn.transaction():
-        if not await bind(conn):
+        if await bind(conn) is None:
             raise Fallback
         rows, more = await service.lane_page_rows(conn, plan.columns, first, after)
     return build(plan, rows, more)

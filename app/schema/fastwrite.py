@@ -37,9 +37,10 @@ from app.resolvers.declarations import create_input
 from app.schema.declarations import DeclarationCreateInput
 from app.schema.shapes import Fallback, fields, key, leaves, node_of
 
-WriteBinder = Callable[[asyncpg.Connection], Awaitable[Actor | None]]
+Binder = Callable[[asyncpg.Connection], Awaitable[Actor | None]]
 """Authenticates a lane request on its connection and binds its firm to the open transaction;
-the caller as an Actor, or None when the normal path must answer."""
+the caller as an Actor, or None when the normal path must answer (a refusal is the normal
+path's to give)."""
 Counter = Callable[[Actor], Awaitable[None]]
 """Counts the mutation against the caller's limit, as the normal path's gate does."""
 
@@ -82,7 +83,7 @@ async def answer_create(
     plan: CreatePlan,
     schema: Any,
     pool: asyncpg.Pool,
-    bind: WriteBinder,
+    bind: Binder,
     count: Counter,
     variables: dict[str, Any],
     operation_name: str | None,

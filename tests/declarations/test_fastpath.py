@@ -23,7 +23,7 @@ from app.ratelimit.limiter import key_digest
 from app.ratelimit.policies import Policy
 from app.schema.fastpath import FastPathState
 from tests.factories import Member, Members
-from tests.partners import create_key, session_client
+from tests.partners import key_headers
 
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 ALL_LEAVES = (
@@ -249,12 +249,6 @@ async def test_odd_requests_answer_the_same_either_way(
     assert normal.content == fast.content
 
 
-async def _key(app: Starlette, owner: Member, scopes: list[str]) -> tuple[dict[str, str], str]:
-    async with session_client(app, owner) as first_party:
-        secret, key_id = await create_key(first_party, scopes)
-    return {"authorization": f"Bearer {secret}"}, key_id
-
-
 async def test_a_partner_key_takes_the_lane_after_its_audited_first_use(
     app: Starlette,
     client: httpx.AsyncClient,
@@ -265,7 +259,7 @@ async def test_a_partner_key_takes_the_lane_after_its_audited_first_use(
     owner = await members.create()
     await _fixtures(superuser_engine, owner.firm_id)
     await _trust(superuser_engine, DOCUMENTS)
-    headers, key_id = await _key(app, owner, ["DECLARATIONS_READ"])
+    headers, key_id = await key_headers(app, owner, ["DECLARATIONS_READ"])
     page = {"documentId": "sha256:" + document_id(DOCUMENTS[1]), "variables": {"n": 3}}
     lane = state.lane
     first = await client.post("/graphql", json=page, headers=headers)
@@ -294,8 +288,8 @@ async def test_a_key_the_normal_path_would_refuse_falls_back_to_its_answer(
 ) -> None:
     owner = await members.create()
     await _trust(superuser_engine, DOCUMENTS)
-    narrow, _ = await _key(app, owner, ["COUNTERPARTIES_READ"])
-    revoked, revoked_id = await _key(app, owner, ["DECLARATIONS_READ"])
+    narrow, _ = await key_headers(app, owner, ["COUNTERPARTIES_READ"])
+    revoked, revoked_id = await key_headers(app, owner, ["DECLARATIONS_READ"])
     page = {"documentId": "sha256:" + document_id(DOCUMENTS[1]), "variables": {"n": 3}}
     for headers in (narrow, revoked):
         await client.post("/graphql", json=page, headers=headers)  # each key's first use
@@ -328,7 +322,7 @@ async def test_a_key_the_lane_counted_and_handed_over_is_counted_once(
 ) -> None:
     owner = await members.create()
     await _trust(superuser_engine, DOCUMENTS)
-    headers, key_id = await _key(app, owner, ["DECLARATIONS_READ"])
+    headers, key_id = await key_headers(app, owner, ["DECLARATIONS_READ"])
     page = {"documentId": "sha256:" + document_id(DOCUMENTS[1]), "variables": {"n": 3}}
     limiter = app.state.coverproof.limiter
     item = limiter._item(Policy.API_KEY_REQUESTS)

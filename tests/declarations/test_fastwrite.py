@@ -22,7 +22,7 @@ from app.ratelimit.limiter import key_digest
 from app.ratelimit.policies import Policy
 from app.schema.fastpath import FastPathState
 from tests.factories import Member, Members
-from tests.partners import create_key, session_client
+from tests.partners import key_headers
 
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 ALL_LEAVES = (
@@ -63,6 +63,7 @@ NAMES = [
 # Columns each path sets afresh; everything else must be identical.
 FRESH_DECLARATION = {"id", "created_at"}
 FRESH_ENTRY = {"id", "seq", "occurred_at", "target_id", "prev_hash", "hash", "canonical"}
+GOOD = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
 VERIFY = "{ verifyAuditChain { ok entriesChecked failure { seq reason } } }"
 
 
@@ -244,24 +245,23 @@ async def test_anything_else_is_the_normal_paths_to_answer_with_nothing_written(
         {"i": {"kind": "OTHER", "name": "Not yours"}},
     )
     their_counterparty = theirs["createCounterparty"]["counterparty"]["id"]
-    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
     past = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     cases: list[tuple[Member | None, dict[str, Any]]] = [
-        (viewer, _persisted(CREATE, {"i": good})),
-        (unverified, _persisted(CREATE, {"i": good})),
-        (None, _persisted(CREATE, {"i": good})),
-        (owner, _persisted(CREATE, {"i": {**good, "recipientEmail": "not an address"}})),
-        (owner, _persisted(CREATE, {"i": {**good, "recipientName": "   "}})),
-        (owner, _persisted(CREATE, {"i": {**good, "dueDate": past}})),
-        (owner, _persisted(CREATE, {"i": {**good, "dueDate": "2026-13-01"}})),
-        (owner, _persisted(CREATE, {"i": {**good, "linkDays": 91}})),
-        (owner, _persisted(CREATE, {"i": {**good, "templateId": str(uuid.uuid4())}})),
-        (owner, _persisted(CREATE, {"i": {**good, "counterpartyId": their_counterparty}})),
-        (owner, _persisted(CREATE, {"i": {**good, "unknown": 1}})),
-        (owner, _persisted(CREATE, {"i": {**good, "templateId": 5}})),
+        (viewer, _persisted(CREATE, {"i": GOOD})),
+        (unverified, _persisted(CREATE, {"i": GOOD})),
+        (None, _persisted(CREATE, {"i": GOOD})),
+        (owner, _persisted(CREATE, {"i": {**GOOD, "recipientEmail": "not an address"}})),
+        (owner, _persisted(CREATE, {"i": {**GOOD, "recipientName": "   "}})),
+        (owner, _persisted(CREATE, {"i": {**GOOD, "dueDate": past}})),
+        (owner, _persisted(CREATE, {"i": {**GOOD, "dueDate": "2026-13-01"}})),
+        (owner, _persisted(CREATE, {"i": {**GOOD, "linkDays": 91}})),
+        (owner, _persisted(CREATE, {"i": {**GOOD, "templateId": str(uuid.uuid4())}})),
+        (owner, _persisted(CREATE, {"i": {**GOOD, "counterpartyId": their_counterparty}})),
+        (owner, _persisted(CREATE, {"i": {**GOOD, "unknown": 1}})),
+        (owner, _persisted(CREATE, {"i": {**GOOD, "templateId": 5}})),
         (owner, _persisted(CREATE, {"i": None})),
         (owner, _persisted(CREATE, {})),
-        (owner, _persisted(CREATE, {"i": good}, operationName="Other")),
+        (owner, _persisted(CREATE, {"i": GOOD}, operationName="Other")),
     ]
     for member, payload in cases:
         headers = member.headers if member else {}
@@ -295,9 +295,8 @@ async def test_documents_the_lane_does_not_compile_are_the_executors(
 ) -> None:
     owner = await members.create()
     await _trust(superuser_engine, NOT_COMPILED)
-    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
     for body in NOT_COMPILED:
-        payload = _persisted(body, {} if "$i" not in body else {"i": good})
+        payload = _persisted(body, {} if "$i" not in body else {"i": GOOD})
         counters = (state.writes, state.write_fallback)
         response = await client.post("/graphql", json=payload, headers=owner.headers)
         assert "errors" not in response.json(), (body, response.text)
@@ -349,21 +348,20 @@ async def test_the_lane_counts_a_mutation_once_even_when_it_hands_it_over(
         stats = await limiter._strategy.get_window_stats(item, key_digest(str(member.user_id)))
         return int(item.amount - stats.remaining)
 
-    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
     writes = state.writes
     made = await client.post(
-        "/graphql", json=_persisted(CREATE, {"i": good}), headers=owner.headers
+        "/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=owner.headers
     )
     assert "errors" not in made.json(), made.text
     assert (state.writes, await used(owner)) == (writes + 1, 1)
-    unknown = {**good, "templateId": str(uuid.uuid4())}  # counted in the lane, then handed over
+    unknown = {**GOOD, "templateId": str(uuid.uuid4())}  # counted in the lane, then handed over
     refused = await client.post(
         "/graphql", json=_persisted(CREATE, {"i": unknown}), headers=owner.headers
     )
     assert refused.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND", refused.text
     assert await used(owner) == 2
     forbidden = await client.post(
-        "/graphql", json=_persisted(CREATE, {"i": good}), headers=viewer.headers
+        "/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=viewer.headers
     )
     assert forbidden.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN", forbidden.text
     assert await used(viewer) == 1
@@ -382,10 +380,9 @@ async def test_a_limit_the_lane_meets_is_refused_as_the_normal_path_refuses_it(
     item = limiter._item(Policy.MUTATIONS_PER_USER)
     for _ in range(item.amount):
         assert await limiter._strategy.hit(item, key_digest(str(owner.user_id)))
-    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
     writes = state.writes
     refused = await client.post(
-        "/graphql", json=_persisted(CREATE, {"i": good}), headers=owner.headers
+        "/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=owner.headers
     )
     assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED", refused.text
     assert state.writes == writes
@@ -423,17 +420,17 @@ async def test_a_failed_commit_is_never_handed_over_to_write_again(
             )
         )
     try:
-        good = {"templateId": str(FIT.id), "recipientName": name, "recipientEmail": "r@e.test"}
+        refused = {"templateId": str(FIT.id), "recipientName": name, "recipientEmail": "r@e.test"}
         writes, handed_over = state.writes, state.write_fallback
         response = await client.post(
-            "/graphql", json=_persisted(CREATE, {"i": good}), headers=owner.headers
+            "/graphql", json=_persisted(CREATE, {"i": refused}), headers=owner.headers
         )
         assert response.status_code == 500, response.text
         assert response.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
         assert (state.writes, state.write_fallback) == (writes, handed_over)
         state.enabled = False
         normal = await client.post(
-            "/graphql", json=_persisted(CREATE, {"i": good}), headers=owner.headers
+            "/graphql", json=_persisted(CREATE, {"i": refused}), headers=owner.headers
         )
         assert (normal.status_code, normal.content) == (response.status_code, response.content)
     finally:
@@ -447,12 +444,6 @@ async def test_a_failed_commit_is_never_handed_over_to_write_again(
     assert count == 0
 
 
-async def _key(app: Starlette, owner: Member, scopes: list[str]) -> tuple[dict[str, str], str]:
-    async with session_client(app, owner) as first_party:
-        secret, key_id = await create_key(first_party, scopes)
-    return {"authorization": f"Bearer {secret}"}, key_id
-
-
 async def test_a_partner_key_writes_through_the_lane_after_its_audited_first_use(
     app: Starlette,
     client: httpx.AsyncClient,
@@ -462,15 +453,14 @@ async def test_a_partner_key_writes_through_the_lane_after_its_audited_first_use
 ) -> None:
     owner = await members.create()
     await _trust(superuser_engine, DOCUMENTS)
-    headers, key_id = await _key(app, owner, ["DECLARATIONS_WRITE"])
-    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
+    headers, key_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
     writes = state.writes
-    first = await client.post("/graphql", json=_persisted(CREATE, {"i": good}), headers=headers)
+    first = await client.post("/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=headers)
     assert "errors" not in first.json(), first.text
     assert state.writes == writes  # a first use is the normal path's: it is audited there
     for body in DOCUMENTS:
         variable = "input" if "$input" in body else "i"
-        payload = _persisted(body, {variable: good})
+        payload = _persisted(body, {variable: GOOD})
         await _created_alike(client, superuser_engine, state, owner, payload, headers)
     async with superuser_engine.connect() as conn:
         actors = (
@@ -503,10 +493,9 @@ async def test_a_key_the_normal_path_would_refuse_is_refused_there_with_nothing_
 ) -> None:
     owner = await members.create()
     await _trust(superuser_engine, DOCUMENTS)
-    reader, _ = await _key(app, owner, ["DECLARATIONS_READ"])
-    revoked, revoked_id = await _key(app, owner, ["DECLARATIONS_WRITE"])
-    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
-    payload = _persisted(CREATE, {"i": good})
+    reader, _ = await key_headers(app, owner, ["DECLARATIONS_READ"])
+    revoked, revoked_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
+    payload = _persisted(CREATE, {"i": GOOD})
     for headers in (reader, revoked):
         await client.post("/graphql", json=payload, headers=headers)  # each key's first use
     async with superuser_engine.begin() as conn:
@@ -551,7 +540,7 @@ async def test_a_keys_requests_and_mutations_are_counted_once_when_handed_over(
 ) -> None:
     owner = await members.create()
     await _trust(superuser_engine, DOCUMENTS)
-    headers, key_id = await _key(app, owner, ["DECLARATIONS_WRITE"])
+    headers, key_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
     limiter = app.state.coverproof.limiter
 
     async def used(policy: Policy) -> int:
@@ -559,15 +548,14 @@ async def test_a_keys_requests_and_mutations_are_counted_once_when_handed_over(
         stats = await limiter._strategy.get_window_stats(item, key_digest(key_id))
         return int(item.amount - stats.remaining)
 
-    good = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
-    await client.post("/graphql", json=_persisted(CREATE, {"i": good}), headers=headers)
+    await client.post("/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=headers)
     assert (await used(Policy.API_KEY_REQUESTS), await used(Policy.MUTATIONS_PER_USER)) == (1, 1)
     writes = state.writes
-    made = await client.post("/graphql", json=_persisted(CREATE, {"i": good}), headers=headers)
+    made = await client.post("/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=headers)
     assert "errors" not in made.json(), made.text
     assert state.writes == writes + 1
     assert (await used(Policy.API_KEY_REQUESTS), await used(Policy.MUTATIONS_PER_USER)) == (2, 2)
-    unknown = {**good, "templateId": str(uuid.uuid4())}  # counted in the lane, then handed over
+    unknown = {**GOOD, "templateId": str(uuid.uuid4())}  # counted in the lane, then handed over
     refused = await client.post(
         "/graphql", json=_persisted(CREATE, {"i": unknown}), headers=headers
     )

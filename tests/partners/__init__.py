@@ -140,6 +140,15 @@ async def create_key(client: httpx.AsyncClient, scopes: list[str], **extra: Any)
     return created["secret"], created["apiKey"]["id"]
 
 
+async def key_headers(
+    application: Starlette, owner: Member, scopes: list[str]
+) -> tuple[dict[str, str], str]:
+    """A new key of the owner's firm with these scopes: its Authorization header, and its id."""
+    async with session_client(application, owner) as first_party:
+        secret, key_id = await create_key(first_party, scopes)
+    return {"authorization": f"Bearer {secret}"}, key_id
+
+
 def declaration_input(email: str | None = None) -> dict[str, Any]:
     return {
         "templateId": str(FIT.id),
