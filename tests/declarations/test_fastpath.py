@@ -23,7 +23,7 @@ from app.ratelimit.limiter import key_digest
 from app.ratelimit.policies import Policy
 from app.schema.fastpath import FastPathState
 from tests.factories import Member, Members
-from tests.partners import key_headers
+from tests.partners import key_headers, trust
 
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 ALL_LEAVES = (
@@ -103,18 +103,6 @@ async def _fixtures(superuser: AsyncEngine, firm_id: uuid.UUID) -> None:
         )
 
 
-async def _trust(superuser: AsyncEngine, documents: list[str]) -> None:
-    async with superuser.begin() as conn:
-        for body in documents:
-            await conn.execute(
-                text(
-                    "insert into trusted_documents (id, body) values (:id, :body) "
-                    "on conflict do nothing"
-                ),
-                {"id": document_id(body), "body": body},
-            )
-
-
 async def _both(
     client: httpx.AsyncClient,
     state: FastPathState,
@@ -161,7 +149,7 @@ async def test_every_persisted_document_answers_byte_for_byte_as_the_executor_do
 ) -> None:
     owner = await members.create()
     await _fixtures(superuser_engine, owner.firm_id)
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     cases: list[dict[str, Any]] = []
     for body in DOCUMENTS:
         cases.append({"documentId": "sha256:" + document_id(body), "variables": {"n": 3}})
@@ -197,7 +185,7 @@ async def test_anything_unusual_falls_back_with_the_normal_answer(
     unverified = await members.create(verified=False, firm_id=owner.firm_id)
     dead = dataclasses.replace(owner, cookie="a-session-that-never-was")
     await _fixtures(superuser_engine, owner.firm_id)
-    await _trust(superuser_engine, DOCUMENTS + FALLBACKS)
+    await trust(superuser_engine, DOCUMENTS + FALLBACKS)
     page = "sha256:" + document_id(DOCUMENTS[1])
     cases: list[tuple[Member | None, dict[str, Any]]] = [
         (owner, {"documentId": "sha256:" + document_id(body), "variables": {"s": True}})
@@ -258,7 +246,7 @@ async def test_a_partner_key_takes_the_lane_after_its_audited_first_use(
 ) -> None:
     owner = await members.create()
     await _fixtures(superuser_engine, owner.firm_id)
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     headers, key_id = await key_headers(app, owner, ["DECLARATIONS_READ"])
     page = {"documentId": "sha256:" + document_id(DOCUMENTS[1]), "variables": {"n": 3}}
     lane = state.lane
@@ -287,7 +275,7 @@ async def test_a_key_the_normal_path_would_refuse_falls_back_to_its_answer(
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     narrow, _ = await key_headers(app, owner, ["COUNTERPARTIES_READ"])
     revoked, revoked_id = await key_headers(app, owner, ["DECLARATIONS_READ"])
     page = {"documentId": "sha256:" + document_id(DOCUMENTS[1]), "variables": {"n": 3}}
@@ -321,7 +309,7 @@ async def test_a_key_the_lane_counted_and_handed_over_is_counted_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     owner = await members.create()
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     headers, key_id = await key_headers(app, owner, ["DECLARATIONS_READ"])
     page = {"documentId": "sha256:" + document_id(DOCUMENTS[1]), "variables": {"n": 3}}
     limiter = app.state.coverproof.limiter

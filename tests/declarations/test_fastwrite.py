@@ -22,7 +22,7 @@ from app.ratelimit.limiter import key_digest
 from app.ratelimit.policies import Policy
 from app.schema.fastpath import FastPathState
 from tests.factories import Member, Members
-from tests.partners import key_headers
+from tests.partners import key_headers, trust
 
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 ALL_LEAVES = (
@@ -72,18 +72,6 @@ def state(app: Starlette) -> FastPathState:
     fast_path: FastPathState = app.state.coverproof.fast_path
     yield fast_path  # type: ignore[misc]
     fast_path.enabled = True
-
-
-async def _trust(superuser: AsyncEngine, documents: list[str]) -> None:
-    async with superuser.begin() as conn:
-        for body in documents:
-            await conn.execute(
-                text(
-                    "insert into trusted_documents (id, body) values (:id, :body) "
-                    "on conflict do nothing"
-                ),
-                {"id": document_id(body), "body": body},
-            )
 
 
 def _persisted(body: str, variables: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -163,7 +151,7 @@ async def test_the_lane_creates_what_the_executor_creates(
 ) -> None:
     owner = await members.create()
     member = await members.create(Role.MEMBER, firm_id=owner.firm_id)
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     template = await _gql(
         client,
         owner,
@@ -236,7 +224,7 @@ async def test_anything_else_is_the_normal_paths_to_answer_with_nothing_written(
     viewer = await members.create(Role.VIEWER, firm_id=owner.firm_id)
     unverified = await members.create(Role.MEMBER, firm_id=owner.firm_id, verified=False)
     stranger = await members.create()
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     theirs = await _gql(
         client,
         stranger,
@@ -294,7 +282,7 @@ async def test_documents_the_lane_does_not_compile_are_the_executors(
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await _trust(superuser_engine, NOT_COMPILED)
+    await trust(superuser_engine, NOT_COMPILED)
     for body in NOT_COMPILED:
         payload = _persisted(body, {} if "$i" not in body else {"i": GOOD})
         counters = (state.writes, state.write_fallback)
@@ -310,7 +298,7 @@ async def test_an_idempotency_key_is_the_normal_paths_and_replays(
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     payload = _persisted(
         CREATE,
         {
@@ -340,7 +328,7 @@ async def test_the_lane_counts_a_mutation_once_even_when_it_hands_it_over(
 ) -> None:
     owner = await members.create()
     viewer = await members.create(Role.VIEWER, firm_id=owner.firm_id)
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     limiter = app.state.coverproof.limiter
     item = limiter._item(Policy.MUTATIONS_PER_USER)
 
@@ -375,7 +363,7 @@ async def test_a_limit_the_lane_meets_is_refused_as_the_normal_path_refuses_it(
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     limiter = app.state.coverproof.limiter
     item = limiter._item(Policy.MUTATIONS_PER_USER)
     for _ in range(item.amount):
@@ -402,7 +390,7 @@ async def test_a_failed_commit_is_never_handed_over_to_write_again(
     """A commit that fails (here a deferred check refuses it) may, in general, have happened:
     the lane answers it as the normal path answers a failed commit, and writes nothing twice."""
     owner = await members.create()
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     name = "Refused At Commit " + uuid.uuid4().hex
     async with superuser_engine.begin() as conn:
         await conn.execute(
@@ -452,7 +440,7 @@ async def test_a_partner_key_writes_through_the_lane_after_its_audited_first_use
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     headers, key_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
     writes = state.writes
     first = await client.post("/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=headers)
@@ -492,7 +480,7 @@ async def test_a_key_the_normal_path_would_refuse_is_refused_there_with_nothing_
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     reader, _ = await key_headers(app, owner, ["DECLARATIONS_READ"])
     revoked, revoked_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
     payload = _persisted(CREATE, {"i": GOOD})
@@ -539,7 +527,7 @@ async def test_a_keys_requests_and_mutations_are_counted_once_when_handed_over(
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await _trust(superuser_engine, DOCUMENTS)
+    await trust(superuser_engine, DOCUMENTS)
     headers, key_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
     limiter = app.state.coverproof.limiter
 

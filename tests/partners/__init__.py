@@ -122,6 +122,19 @@ async def load_trusted(
     assert await run_cli(monkeypatch, database, "persisted-queries", "load", str(path)) == 0
 
 
+async def trust(superuser: AsyncEngine, documents: list[str]) -> None:
+    """Make documents trusted directly in the table (what the operator's CLI loads)."""
+    async with superuser.begin() as conn:
+        for body in documents:
+            await conn.execute(
+                text(
+                    "insert into trusted_documents (id, body) values (:id, :body) "
+                    "on conflict do nothing"
+                ),
+                {"id": doc_id(body), "body": body},
+            )
+
+
 async def run_cli(monkeypatch: pytest.MonkeyPatch, database: Database, *argv: str) -> int:
     monkeypatch.setenv("COVERPROOF_ADMIN_DATABASE_URL", database.owner_url)
     monkeypatch.setenv("COVERPROOF_DATABASE_URL", database.app_url)
