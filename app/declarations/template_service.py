@@ -40,58 +40,28 @@ class Template:
         return snapshot(self.spec, template_id=self.id, version=self.version, key=self.key)
 
 
-def _spec(template: DeclarationTemplate, version: TemplateVersion) -> TemplateSpec:
-    return TemplateSpec.model_validate(
-        {
-            "name": template.name,
-            "audience": template.audience,
-            "questions": version.questions,
-            "attestation": version.attestation,
-        }
+def _latest_versions() -> Select[Any]:
+    """Firm templates' rows, each with its latest version's (only the firm's own, under RLS)."""
+    return select(
+        DeclarationTemplate.id,
+        DeclarationTemplate.name,
+        DeclarationTemplate.audience,
+        DeclarationTemplate.archived_at,
+        TemplateVersion.version,
+        TemplateVersion.questions,
+        TemplateVersion.attestation,
+    ).join(
+        TemplateVersion,
+        (TemplateVersion.template_id == DeclarationTemplate.id)
+        & (TemplateVersion.version == DeclarationTemplate.latest_version),
     )
-
-
-async def list_templates(session: AsyncSession, actor: Actor) -> list[Template]:
-    """The built-in templates, then the firm's own (latest version of each, not archived)."""
-    templates = [Template(b.id, b.version, b.spec, True, b.key) for b in load_builtins()]
-    rows = await session.execute(
-        select(DeclarationTemplate, TemplateVersion)
-        .join(
-            TemplateVersion,
-            (TemplateVersion.template_id == DeclarationTemplate.id)
-            & (TemplateVersion.version == DeclarationTemplate.latest_version),
-        )
-        .where(DeclarationTemplate.archived_at.is_(None))
-        .order_by(DeclarationTemplate.name, DeclarationTemplate.id)
-    )
-    templates += [Template(t.id, v.version, _spec(t, v), False, None) for t, v in rows.all()]
-    return templates
 
 
 def _latest(template_id: uuid.UUID) -> Select[Any]:
-    """A firm template's row with its latest version's (none for another firm's, under RLS)."""
-    return (
-        select(
-            DeclarationTemplate.id,
-            DeclarationTemplate.name,
-            DeclarationTemplate.audience,
-            DeclarationTemplate.archived_at,
-            TemplateVersion.version,
-            TemplateVersion.questions,
-            TemplateVersion.attestation,
-        )
-        .join(
-            TemplateVersion,
-            (TemplateVersion.template_id == DeclarationTemplate.id)
-            & (TemplateVersion.version == DeclarationTemplate.latest_version),
-        )
-        .where(DeclarationTemplate.id == template_id)
-    )
+    return _latest_versions().where(DeclarationTemplate.id == template_id)
 
 
-def _found(row: Mapping[str, Any] | None) -> Template:
-    if row is None or row["archived_at"] is not None:
-        raise NotFound("Template not found.")
+def _firm_template(row: Mapping[str, Any]) -> Template:
     spec = TemplateSpec.model_validate(
         {
             "name": row["name"],
@@ -103,9 +73,27 @@ def _found(row: Mapping[str, Any] | None) -> Template:
     return Template(row["id"], row["version"], spec, False, None)
 
 
+def _found(row: Mapping[str, Any] | None) -> Template:
+    if row is None or row["archived_at"] is not None:
+        raise NotFound("Template not found.")
+    return _firm_template(row)
+
+
 def _builtin(template_id: uuid.UUID) -> Template | None:
     found = builtin(template_id)
     return None if found is None else Template(found.id, found.version, found.spec, True, found.key)
+
+
+async def list_templates(session: AsyncSession, actor: Actor) -> list[Template]:
+    """The built-in templates, then the firm's own (latest version of each, not archived)."""
+    templates = [Template(b.id, b.version, b.spec, True, b.key) for b in load_builtins()]
+    rows = await session.execute(
+        _latest_versions()
+        .where(DeclarationTemplate.archived_at.is_(None))
+        .order_by(DeclarationTemplate.name, DeclarationTemplate.id)
+    )
+    templates += [_firm_template(row._mapping) for row in rows]
+    return templates
 
 
 async def get_template(session: AsyncSession, actor: Actor, template_id: uuid.UUID) -> Template:

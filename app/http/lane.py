@@ -111,7 +111,7 @@ def _binder(
     scope: keys.Scope,
     counted: list[str],
 ) -> Binder:
-    """The session's binder, or (a key's scopes are its limits) the key's with ``scope``."""
+    """The caller's binder: the session's, or the key's, which must hold ``scope``."""
     ip = client_ip(request.scope, state.settings.trusted_proxies)
     if token is not None:
         return _member(token, timedelta(minutes=state.settings.session_idle_minutes), ip)

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from strawberry.types.arguments import convert_argument
 
 from app.auth.actor import Actor
-from app.declarations import lane, service
+from app.declarations import lane
 from app.errors import AppError
 from app.resolvers.declarations import create_input
 from app.schema.declarations import DeclarationCreateInput
@@ -105,8 +105,7 @@ async def answer_create(
             schema.config,
         )
         data = create_input(cast(DeclarationCreateInput, value))
-        service.check_due(data)
-    except (ValidationError, AppError) as error:
+    except ValidationError as error:
         raise Fallback from error
     if data.idempotency_key is not None:
         raise Fallback
