@@ -557,3 +557,36 @@ def test_no_document_the_app_ships_is_answered_by_a_lane() -> None:
     documents (trusted by id) compile to no plan, so none escapes them."""
     assert all(compile_plan(d.body) is None for d in first_party.DOCUMENTS.values())
     assert compile_plan(CREATE) is not None  # while the ones tested here do
+
+
+async def test_a_key_over_its_request_limit_is_refused_alike_with_nothing_written(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    owner = await members.create()
+    await trust(superuser_engine, DOCUMENTS)
+    headers, key_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
+    payload = _persisted(CREATE, {"i": GOOD})
+    await client.post("/graphql", json=payload, headers=headers)  # the key's first use
+    limiter = app.state.coverproof.limiter
+    item = limiter._item(Policy.API_KEY_REQUESTS)
+    while await limiter._strategy.hit(item, key_digest(key_id)):
+        pass
+    responses = []
+    for fast in (False, True):
+        state.enabled = fast
+        writes = state.writes
+        responses.append(await client.post("/graphql", json=payload, headers=headers))
+        assert state.writes == writes
+    normal, fast_answer = responses
+    assert normal.status_code == fast_answer.status_code == 429, normal.text
+    assert normal.content == fast_answer.content
+    assert normal.headers.get("retry-after") == fast_answer.headers.get("retry-after")
+    async with superuser_engine.connect() as conn:
+        count = await conn.scalar(
+            text("select count(*) from declarations where firm_id = :f"), {"f": owner.firm_id}
+        )
+    assert count == 1  # the first use's, and nothing after it
