@@ -60,7 +60,8 @@ async def answer(request: Request, state: AppState, body: GraphQLRequest) -> Exe
             return None  # a mutation over GET: the normal path refuses it
         return await _create(request, state, plan, token, authorization, body)
     counted: list[str] = []
-    bind = _binder(request, state, token, authorization, keys.Scope.DECLARATIONS_READ, counted)
+    # A read records nothing, so its caller's address is not worked out.
+    bind = _binder(state, token, authorization, keys.Scope.DECLARATIONS_READ, counted, None)
     try:
         result = await fast_path.answer_lane(plan, pool, bind, body.variables, body.operation_name)
     except RateLimited as limited:  # refused as ``graphql.authenticate`` refuses it
@@ -88,7 +89,8 @@ async def _create(
         await state.limiter.hit(Policy.MUTATIONS_PER_USER, str(actor.id))
         mutations.append(str(actor.id))
 
-    bind = _binder(request, state, token, authorization, keys.Scope.DECLARATIONS_WRITE, counted)
+    ip = client_ip(request.scope, state.settings.trusted_proxies)
+    bind = _binder(state, token, authorization, keys.Scope.DECLARATIONS_WRITE, counted, ip)
     try:
         result = await state.fast_path.answer_create(
             plan, state.schema, state.lane_pool, bind, count, body.variables, body.operation_name
@@ -104,15 +106,14 @@ async def _create(
 
 
 def _binder(
-    request: Request,
     state: AppState,
     token: str | None,
     authorization: str | None,
     scope: keys.Scope,
     counted: list[str],
+    ip: str | None,
 ) -> Binder:
     """The caller's binder: the session's, or the key's, which must hold ``scope``."""
-    ip = client_ip(request.scope, state.settings.trusted_proxies)
     if token is not None:
         return _member(token, timedelta(minutes=state.settings.session_idle_minutes), ip)
     assert authorization is not None

@@ -134,13 +134,6 @@ async def _lane_alike(
     assert (state.fast, state.lane) == (before + 1, lane + 1), payload
 
 
-@pytest.fixture
-def state(app: Starlette) -> FastPathState:
-    fast_path: FastPathState = app.state.coverproof.fast_path
-    yield fast_path  # type: ignore[misc]
-    fast_path.enabled = True
-
-
 async def test_every_persisted_document_answers_byte_for_byte_as_the_executor_does(
     client: httpx.AsyncClient,
     members: Members,

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -66,13 +65,6 @@ FRESH_DECLARATION = {"id", "created_at"}
 FRESH_ENTRY = {"id", "seq", "occurred_at", "target_id", "prev_hash", "hash", "canonical"}
 GOOD = {"templateId": str(FIT.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
 VERIFY = "{ verifyAuditChain { ok entriesChecked failure { seq reason } } }"
-
-
-@pytest.fixture
-def state(app: Starlette) -> FastPathState:
-    fast_path: FastPathState = app.state.coverproof.fast_path
-    yield fast_path  # type: ignore[misc]
-    fast_path.enabled = True
 
 
 def _persisted(body: str, variables: dict[str, Any], **extra: Any) -> dict[str, Any]:
