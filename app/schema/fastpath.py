@@ -52,6 +52,7 @@ from app.schema.fastwrite import (
     CreatePlan,
     answer_create,
     compile_create,
+    for_schema,
 )
 from app.schema.limits import ALIAS_LIMIT, DepthLimit, SelectionLimits
 from app.schema.shapes import LEAVES, Fallback, fields, key, leaves, node_of
@@ -236,6 +237,8 @@ class FastPathState:
         plan = compile_plan(query)
         if plan is not None and validate(schema._schema, parse(query), RULES):
             plan = None
+        if isinstance(plan, CreatePlan):
+            plan = for_schema(plan, schema)
         self.plans[query] = plan
         if len(self.plans) > self.max_plans:  # bounded, like the APQ cache it mirrors
             self.plans.popitem(last=False)
