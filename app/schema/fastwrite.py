@@ -4,9 +4,9 @@ A held document whose one root field is ``createDeclaration(input: $variable)``,
 leaves of its ``declaration``, is answered on a plain asyncpg connection in one transaction:
 the caller authenticated and its firm bound in one call, the input coerced by graphql-core's
 own variable coercion, built as Strawberry builds it (``FlatInput``) and validated by the
-resolver's own model, the mutation counted against
-the caller's limit, then ``app/declarations/lane.py`` writes the same row and the same chained
-audit entry as the service, and the answer is built from the row as the executor builds it.
+resolver's own model, the mutation counted against the caller's limit, then
+``app/declarations/lane.py`` writes the same row and the same chained audit entry as the
+service, and the answer is built from the row as the executor builds it.
 
 Anything else is handed to the normal path before anything is committed: an idempotency key,
 invalid input, a refusal (the normal path gives it, with its own code), any failure. Only a
