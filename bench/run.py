@@ -646,7 +646,9 @@ def main() -> None:
     parser.add_argument(
         "--reuse",
         action="store_true",
-        help="keep the database the last run seeded (not with public: its tokens are spent)",
+        help="keep the database the last run seeded (not with public: its tokens are spent; "
+        "the pack of inprocess fails once earlier write runs put more than 5,000 audit entries "
+        "in its firm's period)",
     )
     args = parser.parse_args()
     groups = set(args.only.split(","))
