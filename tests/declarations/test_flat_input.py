@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 import strawberry
+import strawberry.pydantic
 from graphql import OperationDefinitionNode, parse
 from graphql.execution.values import get_variable_values
+from pydantic import BaseModel, Field
 from strawberry.relay import GlobalID
 from strawberry.types.arguments import convert_argument
 
@@ -33,6 +35,8 @@ class Flat:
     with_default: str = "given"
     day: date | None = None
     ident: uuid.UUID | None = strawberry.field(default=None)
+    renamed: str | None = strawberry.field(default=None, name="otherName")
+    made: str = strawberry.field(default_factory=lambda: "made")
 
 
 @strawberry.input
@@ -55,6 +59,11 @@ class WithMaybe:
     maybe: strawberry.Maybe[str]
 
 
+@strawberry.pydantic.input
+class SelfBuilt(BaseModel):  # its from_input hook builds the model, by alias
+    name: str = Field(alias="given")
+
+
 @strawberry.type
 class Query:
     @strawberry.field
@@ -65,6 +74,7 @@ class Query:
         items: WithList | None = None,  # noqa: ARG002
         node: WithGlobalId | None = None,  # noqa: ARG002
         maybe: WithMaybe | None = None,  # noqa: ARG002
+        built: SelfBuilt | None = None,  # noqa: ARG002
     ) -> str:
         return ""
 
@@ -92,6 +102,7 @@ def _converted(schema: Any, type_: type, value: Any) -> Any:
         {"required": "a", "nullableWithoutDefault": None, "day": None},
         {"required": "a", "withDefault": "b", "day": "2027-02-03", "ident": str(uuid.uuid4())},
         {"required": "", "ident": uuid.uuid4().hex.upper()},
+        {"required": "a", "otherName": "b", "made": "given"},
     ],
 )
 def test_a_flat_input_is_built_as_convert_argument_builds_it(given: dict[str, Any]) -> None:
@@ -110,7 +121,7 @@ def test_a_null_input_is_none_as_convert_argument_has_it() -> None:
     assert _converted(SAMPLE, Flat, None) is None
 
 
-@pytest.mark.parametrize("type_", [WithEnum, WithList, WithGlobalId, WithMaybe])
+@pytest.mark.parametrize("type_", [WithEnum, WithList, WithGlobalId, WithMaybe, SelfBuilt])
 def test_any_other_field_leaves_the_input_to_convert_argument(type_: type) -> None:
     assert flat_input(SAMPLE, type_) is None
 
