@@ -25,7 +25,7 @@ from app.db.engine import create_engine, session_factory
 from app.db.tenant import tenant_transaction
 from app.evidence import document
 from app.evidence.collect import collect
-from app.evidence.render import _fonts, render_pdf
+from app.evidence.render import _fonts, render_pdf, resource_policy
 from app.evidence.schemas import PackCreate
 from bench import floors
 from bench.seed import Seeded
@@ -179,7 +179,11 @@ async def evidence_pack(app_url: str, seeded: Seeded) -> dict[str, Any]:
     pack_seconds, pack_rss = measured(lambda: rendered.append(render_pdf(pack)))
     font, mono, faces, _ = _fonts()
     html = document.build(pack, font, mono, faces)
-    bare_seconds, bare_rss = measured(lambda: pisa.CreatePDF(html, dest=io.BytesIO()))
+    # What the app's render may read (the fonts), or the bare render would not embed them.
+    policy = resource_policy()
+    bare_seconds, bare_rss = measured(
+        lambda: pisa.CreatePDF(html, dest=io.BytesIO(), encoding="utf-8", resource_policy=policy)
+    )
     return {
         "declarations": len(pack.declarations),
         "pages": rendered[0].page_count,

@@ -66,16 +66,22 @@ def _fonts() -> tuple[str, str, str, Path | None]:
     return "Helvetica", "Courier", "", None
 
 
-def render_pdf(pack: PackContent) -> RenderedPack:
-    """The pack as PDF bytes, with their SHA-256 and page count (blocking: call off-loop)."""
-    font, mono, faces, folder = _fonts()
-    html = document.build(pack, font, mono, faces)
-    policy = ResourceAccessPolicy(
+def resource_policy() -> ResourceAccessPolicy:
+    """What a render may read: the font folder, nothing else, nothing remote; and how long."""
+    folder = _fonts()[3]
+    return ResourceAccessPolicy(
         allow_remote=False,
         base_dir=None,
         extra_roots=(folder,) if folder else (),
         max_render_seconds=MAX_RENDER_SECONDS,
     )
+
+
+def render_pdf(pack: PackContent) -> RenderedPack:
+    """The pack as PDF bytes, with their SHA-256 and page count (blocking: call off-loop)."""
+    font, mono, faces, _ = _fonts()
+    html = document.build(pack, font, mono, faces)
+    policy = resource_policy()
     out = io.BytesIO()
     try:
         status = pisa.CreatePDF(html, dest=out, encoding="utf-8", resource_policy=policy)
