@@ -125,3 +125,106 @@ async def test_templates_and_evidence_packs_are_created_once_per_key(
     assert made == await gql(client, PACK, {"i": pack}, owner)
     packs = "select count(*) from evidence_packs where firm_id = :firm"
     assert await _count(superuser_engine, owner.firm_id, packs) == 1
+
+
+VERSION = """mutation($t: UUID!, $i: TemplateInput!) {
+  createTemplateVersion(templateId: $t, input: $i)
+  { template { id version name } } }"""
+
+
+async def test_a_retried_template_version_returns_the_first_version_and_writes_nothing(
+    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    owner = await members.create()
+    spec = {
+        "name": "Gifts register",
+        "audience": "PERSON",
+        "attestation": "I confirm these answers.",
+        "questions": [{"id": "q1", "label": "Any gifts?", "kind": "yes_no"}],
+    }
+    made = await gql(client, TEMPLATE, {"i": spec}, owner)
+    template = made["data"]["createTemplate"]["template"]["id"]
+    versions = "select count(*) from template_versions where firm_id = :firm"
+    entries = (
+        "select count(*) from audit_log where firm_id = :firm "
+        "and action = 'template.version_created'"
+    )
+    second = {**spec, "name": "Gifts register (2)", "idempotencyKey": "version-1"}
+    first = await gql(client, VERSION, {"t": template, "i": second}, owner)
+    assert first["data"]["createTemplateVersion"]["template"]["version"] == 2, first
+    assert first == await gql(client, VERSION, {"t": template, "i": second}, owner)
+    assert await _count(superuser_engine, owner.firm_id, versions) == 2
+    assert await _count(superuser_engine, owner.firm_id, entries) == 1
+    # Concurrent retries of another key make one version between them.
+    third = {**spec, "idempotencyKey": "version-2"}
+    results = await asyncio.gather(
+        *(gql(client, VERSION, {"t": template, "i": third}, owner) for _ in range(5))
+    )
+    assert {r["data"]["createTemplateVersion"]["template"]["version"] for r in results} == {3}
+    assert await _count(superuser_engine, owner.firm_id, versions) == 3
+    assert await _count(superuser_engine, owner.firm_id, entries) == 2
+    # The first key, replayed after a later version, still answers with the version it made.
+    replayed = await gql(client, VERSION, {"t": template, "i": second}, owner)
+    assert replayed["data"]["createTemplateVersion"]["template"]["version"] == 2
+    # The key is refused for another template, and for another kind of request.
+    other = await gql(client, TEMPLATE, {"i": spec}, owner)
+    other_id = other["data"]["createTemplate"]["template"]["id"]
+    refused = await gql(client, VERSION, {"t": other_id, "i": second}, owner)
+    assert codes(refused) == ["BAD_USER_INPUT"]
+    assert refused["errors"][0]["extensions"]["fields"][0]["field"] == "idempotencyKey"
+    wrong_kind = await gql(client, TEMPLATE, {"i": second}, owner)
+    assert codes(wrong_kind) == ["BAD_USER_INPUT"]
+    assert await _count(superuser_engine, owner.firm_id, versions) == 4  # v1 of the other only
+    # Without a key, each call makes a version.
+    await gql(client, VERSION, {"t": template, "i": spec}, owner)
+    await gql(client, VERSION, {"t": template, "i": spec}, owner)
+    assert await _count(superuser_engine, owner.firm_id, versions) == 6
+
+
+async def test_a_create_whose_commit_failed_is_made_by_its_retry_once(
+    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    """The uncertain case that did not commit: the key was not kept with it, so the retry
+    creates, once, and later retries replay it."""
+    owner = await members.create()
+    async with superuser_engine.begin() as conn:
+        await conn.execute(text("create table test_refuse_commit (armed boolean not null)"))
+        await conn.execute(text("insert into test_refuse_commit values (true)"))
+        await conn.execute(
+            text(
+                "create function test_refuse_commit() returns trigger language plpgsql "
+                "security definer as $$ begin if (select armed from test_refuse_commit) "
+                "then raise exception 'refused at commit'; end if; return new; end $$"
+            )
+        )
+        await conn.execute(
+            text(
+                "create constraint trigger test_refuse_commit after insert on declarations "
+                "deferrable initially deferred for each row execute function test_refuse_commit()"
+            )
+        )
+    draft = {
+        "templateId": str(FIT.id),
+        "recipientName": "Uncertain",
+        "recipientEmail": "uncertain@example.test",
+        "idempotencyKey": "uncertain-1",
+    }
+    declarations = "select count(*) from declarations where firm_id = :firm"
+    keys = "select count(*) from idempotency_keys where firm_id = :firm"
+    try:
+        failed = await gql(client, CREATE, {"i": draft}, owner)
+        assert codes(failed) == ["INTERNAL_SERVER_ERROR"], failed
+        assert await _count(superuser_engine, owner.firm_id, declarations) == 0
+        assert await _count(superuser_engine, owner.firm_id, keys) == 0
+        async with superuser_engine.begin() as conn:
+            await conn.execute(text("update test_refuse_commit set armed = false"))
+        made = await gql(client, CREATE, {"i": draft}, owner)
+        assert "errors" not in made, made
+        assert made == await gql(client, CREATE, {"i": draft}, owner)
+    finally:
+        async with superuser_engine.begin() as conn:
+            await conn.execute(text("drop trigger test_refuse_commit on declarations"))
+            await conn.execute(text("drop function test_refuse_commit()"))
+            await conn.execute(text("drop table test_refuse_commit"))
+    assert await _count(superuser_engine, owner.firm_id, declarations) == 1
+    assert await _count(superuser_engine, owner.firm_id, keys) == 1

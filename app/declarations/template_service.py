@@ -25,7 +25,7 @@ from app.audit.actions import Action
 from app.auth.actor import Actor, Role
 from app.db.models import DeclarationTemplate, TemplateVersion
 from app.declarations.templates import TemplateSpec, builtin, load_builtins, snapshot
-from app.errors import NotFound
+from app.errors import NotFound, field_error
 
 
 @dataclass(frozen=True)
@@ -40,20 +40,32 @@ class Template:
         return snapshot(self.spec, template_id=self.id, version=self.version, key=self.key)
 
 
+_COLUMNS = (
+    DeclarationTemplate.id,
+    DeclarationTemplate.name,
+    DeclarationTemplate.audience,
+    DeclarationTemplate.archived_at,
+    TemplateVersion.version,
+    TemplateVersion.questions,
+    TemplateVersion.attestation,
+)
+
+
 def _latest_versions() -> Select[Any]:
     """Firm templates' rows, each with its latest version's (only the firm's own, under RLS)."""
-    return select(
-        DeclarationTemplate.id,
-        DeclarationTemplate.name,
-        DeclarationTemplate.audience,
-        DeclarationTemplate.archived_at,
-        TemplateVersion.version,
-        TemplateVersion.questions,
-        TemplateVersion.attestation,
-    ).join(
+    return select(*_COLUMNS).join(
         TemplateVersion,
         (TemplateVersion.template_id == DeclarationTemplate.id)
         & (TemplateVersion.version == DeclarationTemplate.latest_version),
+    )
+
+
+def _at_version(template_id: uuid.UUID, version: int) -> Select[Any]:
+    """A firm template's row with one version's (the name and audience are the latest)."""
+    return (
+        select(*_COLUMNS)
+        .join(TemplateVersion, TemplateVersion.template_id == DeclarationTemplate.id)
+        .where(DeclarationTemplate.id == template_id, TemplateVersion.version == version)
     )
 
 
@@ -154,10 +166,22 @@ async def create_template(
 
 
 async def create_template_version(
-    session: AsyncSession, actor: Actor, template_id: uuid.UUID, spec: TemplateSpec
+    session: AsyncSession,
+    actor: Actor,
+    template_id: uuid.UUID,
+    spec: TemplateSpec,
+    idempotency_key: str | None = None,
 ) -> Template:
-    """The next version of a firm template (admins). Built-in templates cannot be changed."""
+    """The next version of a firm template (admins). Built-in templates cannot be changed. A
+    retry with the same idempotency key returns the version the first attempt made and writes
+    nothing; the key, used for another template, is refused."""
     actor.require(Role.ADMIN)
+    first = await idempotency.replay(session, actor, idempotency_key, "createTemplateVersion")
+    if first is not None:
+        if first["id"] != str(template_id):
+            raise field_error("idempotencyKey", "This key was used for another template.")
+        row = (await session.execute(_at_version(template_id, first["version"]))).one_or_none()
+        return _found(None if row is None else row._mapping)
     current = await get_template(session, actor, template_id)
     if current.built_in:
         raise NotFound("Template not found.")
@@ -168,6 +192,8 @@ async def create_template_version(
         .values(latest_version=version, name=spec.name, audience=spec.audience)
     )
     await _insert_version(session, actor, template_id, version, spec, now)
+    result = {"id": str(template_id), "version": version}
+    await idempotency.remember(session, actor, idempotency_key, "createTemplateVersion", result)
     await chain.record(
         session,
         actor,

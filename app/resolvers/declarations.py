@@ -69,9 +69,11 @@ async def create_template_version(
     input: TemplateInput,
 ) -> TemplatePayload:
     fields = _plain(input)
-    fields.pop("idempotency_key")  # a new version is not a create: a retry makes another
+    key = fields.pop("idempotency_key")
     spec = TemplateSpec.model_validate(fields)
-    created = await info.context.run(template_service.create_template_version, template_id, spec)
+    created = await info.context.run(
+        template_service.create_template_version, template_id, spec, key
+    )
     return TemplatePayload(template=Template.of(created))
 
 
