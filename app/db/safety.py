@@ -15,12 +15,13 @@ _OWNED = text(
     "where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm') "
     "and pg_get_userbyid(c.relowner) = current_user"
 )
-# Tables that hold firm data: a firm_id column, or the firms table itself.
+# Tables that hold firm data: a firm_id column, the firms table itself, or the mail outbox
+# (recipients' addresses, subjects naming firms; no firm_id, as a sign-up's mail has no firm).
 UNPOLICED_TABLES = text(
     "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
     "where n.nspname = 'public' and c.relkind in ('r', 'p') "
-    "and (c.relname = 'firms' or exists (select 1 from pg_attribute a where a.attrelid = c.oid "
-    "and a.attname = 'firm_id' and not a.attisdropped)) "
+    "and (c.relname in ('firms', 'mail_outbox') or exists (select 1 from pg_attribute a "
+    "where a.attrelid = c.oid and a.attname = 'firm_id' and not a.attisdropped)) "
     "and not (c.relrowsecurity and c.relforcerowsecurity "
     "and exists (select 1 from pg_policy p where p.polrelid = c.oid)) order by 1"
 )

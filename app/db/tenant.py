@@ -31,6 +31,21 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
         yield session
 
 
+_SET_MAIL_SENDER = text("select set_config('app.mail_sender', 'on', true)")
+
+
+@asynccontextmanager
+async def mail_sender_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """The mail sender's transaction: the only one that sees the outbox's rows (every firm's
+    mail, and mail of no firm), to deliver and mark them. It binds no tenant, so no firm
+    table's rows are visible in it."""
+    async with transaction(sessions) as session:
+        await session.execute(_SET_MAIL_SENDER)
+        yield session
+
+
 class TenantAlreadyBound(AppError):
     code = "BAD_REQUEST"
     default_message = "One request acts for one firm and one person; send these separately."

@@ -19,7 +19,7 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.db.tenant import transaction
+from app.db.tenant import mail_sender_transaction
 from app.mail.models import MailOutbox
 from app.mail.outbox import open_mail
 from app.mail.sealing import SealBroken, key_id, mail_key
@@ -132,7 +132,7 @@ class MailSender:
     async def _pass(self, limit: int) -> tuple[int, int]:
         key, transport = self._setup()
         sent = 0
-        async with transaction(self.sessions) as session:
+        async with mail_sender_transaction(self.sessions) as session:
             rows = (await session.execute(_due(limit, key))).scalars().all()
             for row in rows:
                 sent += await self._deliver(session, key, transport, row)

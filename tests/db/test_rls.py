@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.auth.actor import Role
 from app.db.engine import create_engine, session_factory
 from app.db.safety import UNPOLICED_TABLES
-from app.db.tenant import TenantAlreadyBound, bind_tenant, tenant_transaction, transaction
+from app.db.tenant import (
+    TenantAlreadyBound,
+    bind_tenant,
+    mail_sender_transaction,
+    tenant_transaction,
+    transaction,
+)
+from app.mail.outbox import enqueue
 from tests.factories import Members
 
 FIRM_TABLES = ["firms", "memberships", "sessions", "audit_log", "users"]
@@ -43,6 +50,43 @@ async def test_the_catalog_check_catches_a_table_that_forgets(owner_engine: Asyn
         await conn.execute(text("create table forgetful (id int, firm_id uuid)"))
         assert (await conn.execute(UNPOLICED_TABLES)).scalars().all() == ["forgetful"]
         await tx.rollback()
+
+
+async def test_the_catalog_check_covers_the_mail_outbox(owner_engine: AsyncEngine) -> None:
+    async with owner_engine.connect() as conn, conn.begin() as tx:
+        await conn.execute(text("alter table mail_outbox no force row level security"))
+        assert (await conn.execute(UNPOLICED_TABLES)).scalars().all() == ["mail_outbox"]
+        await tx.rollback()
+
+
+async def test_queued_mail_is_seen_by_the_sender_alone(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    """An outbox row names a recipient and, in its subject, the firm: no tenant (not even the
+    firm that queued it) and no transaction without one reads or changes it."""
+    a = await members.create()
+    b = await members.create()
+    to = f"{uuid.uuid4().hex[:12]}@example.test"
+    async with tenant_transaction(app_sessions, a.firm_id, a.user_id) as session:
+        await enqueue(
+            session, b"k" * 32, to=to, subject="Firm A asks you", text="t", html="<p>h</p>"
+        )
+    count = text("select count(*) from mail_outbox where to_address = :to")
+    mark = text("update mail_outbox set subject = 'Changed' where to_address = :to")
+    for firm, user in [(a.firm_id, a.user_id), (b.firm_id, b.user_id), (None, None)]:
+        async with tenant_transaction(app_sessions, firm, user) as session:
+            assert (await session.execute(count, {"to": to})).scalar_one() == 0
+            assert (await session.execute(mark, {"to": to})).rowcount == 0  # type: ignore[attr-defined]
+    async with mail_sender_transaction(app_sessions) as session:
+        assert (await session.execute(count, {"to": to})).scalar_one() == 1
+        for table in FIRM_TABLES:  # and the sender sees no firm's rows
+            rows = (await session.execute(text(f"select count(*) from {table}"))).scalar_one()
+            assert rows == 0, table
+    async with superuser_engine.connect() as conn:
+        subject = text("select subject from mail_outbox where to_address = :to")
+        assert (await conn.execute(subject, {"to": to})).scalar_one() == "Firm A asks you"
 
 
 async def test_without_a_tenant_every_table_is_empty_and_unwritable(

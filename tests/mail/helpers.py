@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.db.tenant import transaction
+from app.db.tenant import mail_sender_transaction, transaction
 from app.mail.models import MailOutbox
 from app.mail.outbox import enqueue
 from app.mail.sealing import mail_key
@@ -45,7 +45,7 @@ async def enqueue_committed(
 
 
 async def outbox_row(sessions: async_sessionmaker[AsyncSession], mail_id: uuid.UUID) -> MailOutbox:
-    async with transaction(sessions) as session:
+    async with mail_sender_transaction(sessions) as session:  # the only one that sees the rows
         return (
             await session.execute(select(MailOutbox).where(MailOutbox.id == mail_id))
         ).scalar_one()

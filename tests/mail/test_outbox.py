@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.tenant import transaction
+from app.db.tenant import mail_sender_transaction, transaction
 from app.mail.models import MailOutbox
 from app.mail.outbox import enqueue, open_mail
 from app.mail.sender import MailSender
@@ -40,7 +40,7 @@ async def test_mail_from_a_rolled_back_transaction_is_never_sent(
 
     await MailSender(app_sessions, settings).deliver_due()
 
-    async with transaction(app_sessions) as session:
+    async with mail_sender_transaction(app_sessions) as session:
         rows = (await session.execute(select(MailOutbox).where(MailOutbox.to_address == to))).all()
     assert rows == []
     assert smtp_server.to(to) == []
