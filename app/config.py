@@ -125,6 +125,12 @@ class Settings(BaseSettings):
             problems.append("COVERPROOF_RATE_LIMIT_SCALE is for load tests; unset it.")
         if urlsplit(self.public_url).scheme != "https":
             problems.append("COVERPROOF_PUBLIC_URL must be an https:// URL in production.")
+        if self.storage_url is None:
+            problems.append(
+                "COVERPROOF_STORAGE_URL must name the object storage for evidence packs "
+                "(s3://bucket/prefix, encrypted at rest by its provider); the local folder is for "
+                "development only."
+            )
         if problems:
             raise ConfigError(problems)
 

@@ -55,8 +55,11 @@ async def production_app(
         tmp_path_factory.mktemp("graphql-cop"),
         env="production",
         public_url=PUBLIC_URL,
-        # Production refuses to start without SMTP; nothing is sent in these tests.
+        # Production refuses to start without SMTP and object storage; nothing is sent or
+        # stored in these tests (an S3 client connects only when it is used).
         smtp_url="smtp://127.0.0.1:1",
+        storage_url="s3://packs",
+        s3_endpoint_url="http://127.0.0.1:1",
         audit_signing_key=new_signing_key_pem(),
     )
     assert settings.is_production
