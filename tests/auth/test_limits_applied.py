@@ -1,0 +1,94 @@
+"""The email-bombing, credential-stuffing and link-guessing limits are applied where they are
+promised, through the API, each at its policy's number (tests/ratelimit/test_policies.py holds
+the numbers; these fail if a limit stops being applied)."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from app.ratelimit.policies import Policy
+from tests.browser import (
+    MAGIC,
+    PASSWORD,
+    SIGN_IN,
+    SIGN_UP,
+    Browser,
+    browser_for,
+    codes,
+    new_email,
+    signed_up,
+)
+from tests.mail.smtp import SmtpServer
+
+FORM = "query($t: String!) { recipientForm(token: $t) { firmName } }"
+
+
+def _limit(policy: Policy) -> int:
+    return int(policy.item.amount)
+
+
+async def _each_from_a_new_address(
+    app: Starlette, query: str, variables: dict[str, str]
+) -> list[str]:
+    browser = browser_for(app)
+    async with browser.client:
+        return codes(await browser.gql(query, variables))
+
+
+async def test_mail_to_one_address_stops_at_its_limit_from_any_number_of_callers(
+    auth_app: Starlette, browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    email = await signed_up(browser, smtp)  # the verification mail is the first send
+    limit = _limit(Policy.MAIL_SEND_PER_EMAIL)
+    answers = [await _each_from_a_new_address(auth_app, MAGIC, {"e": email}) for _ in range(limit)]
+    assert answers == [[]] * (limit - 1) + [["RATE_LIMITED"]]
+    async with superuser_engine.connect() as conn:
+        queued = await conn.scalar(
+            text("select count(*) from mail_outbox where to_address = :e"), {"e": email}
+        )
+    assert queued == limit
+
+
+async def test_one_caller_stops_at_its_mail_limit_across_addresses(browser: Browser) -> None:
+    limit = _limit(Policy.MAIL_SEND_PER_IP)
+    answers = [codes(await browser.gql(MAGIC, {"e": new_email()})) for _ in range(limit + 1)]
+    assert answers == [[]] * limit + [["RATE_LIMITED"]]
+
+
+async def test_one_caller_stops_at_its_sign_in_limit_across_addresses(browser: Browser) -> None:
+    limit = _limit(Policy.SIGN_IN_PER_IP)
+    answers = [
+        codes(await browser.gql(SIGN_IN, {"e": new_email(), "p": PASSWORD}))
+        for _ in range(limit + 1)
+    ]
+    assert answers == [["INVALID_CREDENTIALS"]] * limit + [["RATE_LIMITED"]]
+
+
+async def test_one_caller_stops_at_its_sign_up_limit(browser: Browser) -> None:
+    limit = _limit(Policy.SIGN_UP_PER_IP)
+    answers = []
+    for n in range(limit + 1):
+        variables = {"input": {"email": new_email(), "password": PASSWORD, "firmName": f"F{n}"}}
+        answers.append(codes(await browser.gql(SIGN_UP, variables)))
+    assert answers == [[]] * limit + [["RATE_LIMITED"]]
+
+
+async def test_one_caller_guessing_links_stops_at_its_limit(auth_app: Starlette) -> None:
+    limit = _limit(Policy.PUBLIC_TOKEN_PER_IP)
+    browser = browser_for(auth_app)
+    async with browser.client:
+        answers = [
+            codes(await browser.gql(FORM, {"t": secrets.token_urlsafe(32)}))
+            for _ in range(limit + 1)
+        ]
+        # Another caller is not held back by this one.
+        other = browser_for(auth_app)
+        async with other.client:
+            assert codes(await other.gql(FORM, {"t": secrets.token_urlsafe(32)})) == [
+                "TOKEN_INVALID"
+            ]
+    assert answers == [["TOKEN_INVALID"]] * limit + [["RATE_LIMITED"]]
