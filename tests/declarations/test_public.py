@@ -326,12 +326,29 @@ async def test_a_token_answers_at_most_thirty_times_a_minute(
 # ---- 13. no session ------------------------------------------------------------------------------
 
 
+async def _accounts(superuser: AsyncEngine, email: str) -> tuple[int, int, int]:
+    """All users and all sessions, and the users with this address."""
+    async with superuser.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "select (select count(*) from users), (select count(*) from sessions), "
+                    "(select count(*) from users where lower(email) = lower(:e))"
+                ),
+                {"e": email},
+            )
+        ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 async def test_recipients_need_no_session_and_see_only_what_they_ask_for(
-    browser: Browser, smtp: SmtpServer, auth_app: Starlette
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
     await signed_up(browser, smtp, firm="Sessionless Ltd")
     assert browser.session_cookie is not None
-    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    recipient_email = new_email()
+    declaration_id, token = await sent_declaration(browser, smtp, recipient_email)
+    accounts = await _accounts(superuser_engine, recipient_email)
     other_email = new_email()
     other_id, other_token = await sent_declaration(browser, smtp, other_email)
 
@@ -373,6 +390,10 @@ async def test_recipients_need_no_session_and_see_only_what_they_ask_for(
         for other in (other_email, other_id, declaration_id):
             assert other not in done.text, other
         assert len(recipient.client.cookies) == 0
+    # Answering made no account: no user (none with the recipient's address), no session.
+    after = await _accounts(superuser_engine, recipient_email)
+    assert after == accounts
+    assert after[2] == 0
 
     # A firm user's cookie neither helps nor hinders: the token alone decides.
     assert (await form(browser, other_token))["firmName"] == "Sessionless Ltd"
