@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,61 @@ def test_only_app_db_sets_tenant_settings_or_writes_sql_text() -> None:
         assert "set_config" not in source, path
         assert "app.firm_id" not in source, path
         assert "import text" not in source, path
+
+
+SQL_VERB = re.compile(
+    r"\s*(select|insert|update|delete|create|alter|drop|grant|revoke|with)\b", re.I
+)
+SQL_CALLS = {"text", "execute", "executemany", "fetch", "fetchrow", "fetchval", "cursor", "prepare"}
+# Statements that must name an identifier (DDL cannot bind one as a parameter), each built from
+# our own constants: the migrations' RLS snippet and the embedded server's database. Lines per
+# file.
+IDENTIFIER_SQL = {
+    "app/db/ddl.py": 3,  # force_rls(table): alter table / create policy on a table we name
+    "app/db/bootstrap.py": 1,  # create database "<quoted>" owner coverproof_owner
+}
+
+
+def _built_from_values(node: ast.AST) -> str | None:
+    """The literal text of a string built from run-time values, or None."""
+    if isinstance(node, ast.JoinedStr) and any(
+        isinstance(v, ast.FormattedValue) for v in node.values
+    ):
+        return "".join(str(v.value) for v in node.values if isinstance(v, ast.Constant))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod | ast.Add):
+        for side in (node.left, node.right):
+            if isinstance(side, ast.Constant) and isinstance(side.value, str):
+                return side.value
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "format"
+        and isinstance(node.func.value, ast.Constant)
+    ):
+        return str(node.func.value.value)
+    return None
+
+
+def test_no_sql_is_built_from_values() -> None:
+    """Parameters are always bound: no statement is formatted or concatenated from values,
+    whether written where it is sent or kept in a variable first."""
+    found: dict[str, set[int]] = {}
+    for path in APP.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            built = _built_from_values(node)
+            sent = (
+                isinstance(node, ast.Call)
+                and node.args
+                and (
+                    getattr(node.func, "attr", None) in SQL_CALLS
+                    or getattr(node.func, "id", None) in SQL_CALLS
+                )
+                and _built_from_values(node.args[0]) is not None
+                and not isinstance(node.args[0], ast.BinOp | ast.Constant)
+            )
+            if (built is not None and SQL_VERB.match(built)) or sent:
+                found.setdefault(str(path.relative_to(ROOT)), set()).add(node.lineno)
+    assert {path: len(lines) for path, lines in found.items()} == IDENTIFIER_SQL
 
 
 def test_production_refuses_to_start_without_its_settings() -> None:
