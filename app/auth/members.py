@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import idempotency
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth import mails, tokens
@@ -19,7 +20,7 @@ from app.auth.tokens import Purpose
 from app.db import calls
 from app.db.models import Firm, Membership, User
 from app.db.tenant import bind_tenant
-from app.errors import BadUserInput, NotFound
+from app.errors import BadUserInput, NotFound, field_error
 
 
 async def list_members(session: AsyncSession, actor: Actor) -> list[tuple[User, str]]:
@@ -33,10 +34,23 @@ async def list_members(session: AsyncSession, actor: Actor) -> list[tuple[User, 
 
 
 async def invite_member(
-    session: AsyncSession, actor: Actor, env: AuthEnv, email: str, role: Role
+    session: AsyncSession,
+    actor: Actor,
+    env: AuthEnv,
+    email: str,
+    role: Role,
+    idempotency_key: str | None = None,
 ) -> None:
-    """Email an invitation (admins; only owners invite owners)."""
+    """Email an invitation (admins; only owners invite owners). A retry with the same
+    idempotency key sends nothing more; the key, used for another address or role, is
+    refused."""
     actor.require(Role.OWNER if role is Role.OWNER else Role.ADMIN)
+    invited = {"email": email, "role": role.value}
+    first = await idempotency.replay(session, actor, idempotency_key, "inviteMember")
+    if first is not None:
+        if first != invited:
+            raise field_error("idempotencyKey", "This key was used for another invitation.")
+        return
     await env.limit_mail(email)
     ttl = timedelta(days=env.settings.invitation_days)
     token = await tokens.issue(
@@ -53,6 +67,7 @@ async def invite_member(
     link = mails.link(env.settings.links_url, "invitation", token)
     mail = mails.invitation(link, firm.name if firm else "a firm", role.value)
     await env.send(session, email, mail.subject, mail.text, mail.html)
+    await idempotency.remember(session, actor, idempotency_key, "inviteMember", invited)
     await chain.record(
         session,
         actor,

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from app.firms.schemas import FirmName, Frn
+from app.idempotency import Key
 
 Email = Annotated[
     str,
@@ -34,6 +35,11 @@ class SignUp(Strict):
 
 class EmailOnly(Strict):
     email: Email
+
+
+class Invitation(Strict):
+    email: Email
+    idempotency_key: Key | None = None
 
 
 class PasswordSignIn(Strict):

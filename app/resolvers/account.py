@@ -92,10 +92,16 @@ async def firm_members(info: Info) -> list[Member]:
 
 
 async def invite_member(info: Info, input: InviteMemberInput) -> OkPayload:
-    from app.auth.schemas import EmailOnly  # noqa: PLC0415
+    from app.auth.schemas import Invitation  # noqa: PLC0415
 
-    email = EmailOnly(email=input.email).email
-    await info.context.run(members.invite_member, info.context.auth_env, email, input.role)
+    data = Invitation(email=input.email, idempotency_key=input.idempotency_key)
+    await info.context.run(
+        members.invite_member,
+        info.context.auth_env,
+        data.email,
+        input.role,
+        data.idempotency_key,
+    )
     return OkPayload(ok=True)
 
 

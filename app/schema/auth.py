@@ -74,6 +74,9 @@ class Member:
 class InviteMemberInput:
     email: str
     role: Role
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying: the first result returns."
+    )
 
 
 @strawberry.input

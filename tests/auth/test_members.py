@@ -422,3 +422,41 @@ async def test_every_membership_change_is_in_the_firms_audit_chain(
         verification = await chain.verify(session, uuid.UUID(firm_id))
     assert verification.ok, verification
     assert verification.entries_checked == len(rows)
+
+
+async def test_a_retried_invitation_with_its_key_sends_one_invitation(
+    browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp, firm="Retry Invitations Ltd")
+    email = new_email()
+    once = {"email": email, "role": "MEMBER", "idempotencyKey": "invite-1"}
+    for _ in range(3):
+        assert await browser.gql(INVITE, {"input": once}) == {
+            "data": {"inviteMember": {"ok": True}}
+        }
+    async with superuser_engine.connect() as conn:
+        counts = (
+            await conn.execute(
+                text(
+                    "select (select count(*) from auth_tokens where email = :e), "
+                    "(select count(*) from mail_outbox where to_address = :e), "
+                    "(select count(*) from audit_log where action = 'member.invited' "
+                    "and details->>'email' = :e)"
+                ),
+                {"e": email},
+            )
+        ).one()
+    assert tuple(counts) == (1, 1, 1)
+    # The key names one invitation: for another role or address it is refused.
+    for other in ({**once, "role": "ADMIN"}, {**once, "email": new_email()}):
+        body = await browser.gql(INVITE, {"input": other})
+        assert codes(body) == ["BAD_USER_INPUT"], body
+        assert body["errors"][0]["extensions"]["fields"][0]["field"] == "idempotencyKey"
+    # Without a key, a second invitation is sent.
+    plain = {"email": email, "role": "MEMBER"}
+    assert "errors" not in await browser.gql(INVITE, {"input": plain})
+    async with superuser_engine.connect() as conn:
+        tokens = await conn.scalar(
+            text("select count(*) from auth_tokens where email = :e"), {"e": email}
+        )
+    assert tokens == 2
