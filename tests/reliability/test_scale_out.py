@@ -34,6 +34,8 @@ from app.auth.passwords import hash_password
 from app.auth.sessions import COOKIE_NAME
 from app.db.models import User
 from app.db.tenant import tenant_transaction
+from app.declarations.templates import load_builtins
+from app.partners.documents import document_id
 from app.ratelimit import Policy, open_limiter
 from app.ratelimit.client_ip import ip_bucket
 from app.ratelimit.limiter import key_digest
@@ -41,8 +43,10 @@ from tests.browser import PASSWORD, SIGN_IN, SIGN_UP, VERIFY, link_token, loopba
 from tests.conftest import Database, new_signing_key_pem
 from tests.factories import Member, Members
 from tests.mail.smtp import SmtpServer, free_port
+from tests.partners import trust
 from tests.reliability.support import REDIS_URL, error_codes, json_answer, unique_email
 
+FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 IP_CEILING = 20  # COVERPROOF_IP_REQUESTS_PER_MINUTE on both processes
 SIGN_IN_LIMIT = 10  # Policy.SIGN_IN_PER_EMAIL: 10/minute
 START_TIMEOUT = 60
@@ -242,6 +246,43 @@ async def test_a_sign_in_burst_of_five_times_the_limit_over_both_processes_accep
     assert outcomes == ["OK"] * SIGN_IN_LIMIT + ["RATE_LIMITED"] * (4 * SIGN_IN_LIMIT)
     sessions = "select count(*) from sessions where user_id = :u"
     assert await _count(superuser_engine, sessions, u=member.user_id) == SIGN_IN_LIMIT + 1
+
+
+CREATE = """mutation Create($i: DeclarationCreateInput!) {
+  createDeclaration(input: $i) { declaration { id } } }"""
+
+
+async def test_a_mutation_burst_of_five_times_the_limit_over_both_processes_and_both_paths(
+    servers: Servers, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    """One member's creates, five times the per-user limit at once, spread over both processes,
+    half as query text (the executor) and half as a trusted persisted document (the write lane,
+    once each process holds it): the limit is counted once, in Redis, whichever path counts."""
+    limit = int(Policy.MUTATIONS_PER_USER.item.amount)
+    member = await members.create()
+    await trust(superuser_engine, [CREATE])
+    draft = {"templateId": str(FIT.id), "recipientName": "Burst", "recipientEmail": "b@e.test"}
+    bodies: list[dict[str, Any]] = [
+        {"query": CREATE, "variables": {"i": draft}},
+        {"documentId": "sha256:" + document_id(CREATE), "variables": {"i": draft}},
+    ]
+    gate = asyncio.Semaphore(100)  # bursts of a hundred at once, all within the minute
+
+    async def create(n: int) -> dict[str, Any]:
+        async with gate, servers.client(n % 2) as client:
+            response = await client.post(
+                "/graphql", json=bodies[(n // 2) % 2], headers=member.headers
+            )
+            return json_answer(response)
+
+    answers = await asyncio.gather(*(create(n) for n in range(5 * limit)))
+    outcomes = sorted("OK" if "errors" not in b else ",".join(error_codes(b)) for b in answers)
+    assert outcomes == ["OK"] * limit + ["RATE_LIMITED"] * (4 * limit)
+    firm = {"f": member.firm_id}
+    made = "select count(*) from declarations where firm_id = :f"
+    assert await _count(superuser_engine, made, **firm) == limit
+    entries = "select count(*) from audit_log where firm_id = :f and action = 'declaration.created'"
+    assert await _count(superuser_engine, entries, **firm) == limit
 
 
 async def test_aliased_sign_ins_in_one_document_each_count_against_the_limit(
