@@ -4,32 +4,63 @@ attempt committed) returns the first result and writes nothing more.
 
 The key is scoped to the firm and the actor. Checking and remembering run under the firm's
 chain lock, which every write of the firm takes anyway, so two concurrent retries cannot both
-create.
+create. A retry must send the same request: the key, sent with different input, is refused
+rather than answered with a result that is not for that input.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import StringConstraints
+from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import chain
 from app.auth.actor import Actor
 from app.db.models import IdempotencyKey
-from app.errors import BadUserInput
+from app.errors import field_error
 
 Key = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Request = BaseModel | Mapping[str, Any]
+_KEY: TypeAdapter[str | None] = TypeAdapter(Key | None)
+_REQUEST = "request_sha256"
+
+
+def checked_key(key: str | None) -> str | None:
+    """A key taken straight from a GraphQL input, held to the same rules as the models' ``Key``
+    (1-100 characters, surrounding space dropped)."""
+    try:
+        return _KEY.validate_python(key)
+    except ValidationError as error:
+        raise field_error("idempotencyKey", "Send 1 to 100 characters.") from error
+
+
+def _fingerprint(request: Request) -> str:
+    """The SHA-256 of the request's input as canonical JSON, its idempotency key left out."""
+    if isinstance(request, BaseModel):
+        request = request.model_dump(mode="json", exclude={"idempotency_key"})
+    text = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 async def replay(
-    session: AsyncSession, actor: Actor, key: str | None, operation: str, *, lock: bool = True
+    session: AsyncSession,
+    actor: Actor,
+    key: str | None,
+    operation: str,
+    request: Request,
+    *,
+    lock: bool = True,
 ) -> dict[str, Any] | None:
-    """The first result remembered under ``key`` for this operation, or None (first attempt).
-    ``lock=False`` for long operations (a PDF render) that must not hold the firm's lock: a
-    concurrent duplicate then fails on the key's primary key instead of waiting."""
+    """The first result remembered under ``key`` for this operation and this same request, or
+    None (first attempt). ``lock=False`` for long operations (a PDF render) that must not hold
+    the firm's lock: a concurrent duplicate then fails on the key's primary key instead of
+    waiting."""
     if key is None:
         return None
     if lock:
@@ -46,23 +77,26 @@ async def replay(
     if row is None:
         return None
     if row.operation != operation:
-        raise BadUserInput(
-            fields=[
-                {
-                    "field": "idempotencyKey",
-                    "message": "This key was used for another kind of request.",
-                }
-            ]
-        )
+        raise field_error("idempotencyKey", "This key was used for another kind of request.")
+    # Keys kept before requests were fingerprinted carry none: those replay as they did.
+    if row.result.get(_REQUEST, _fingerprint(request)) != _fingerprint(request):
+        raise field_error("idempotencyKey", "This key was used for a different request.")
     return row.result
 
 
 async def remember(
-    session: AsyncSession, actor: Actor, key: str | None, operation: str, result: dict[str, Any]
+    session: AsyncSession,
+    actor: Actor,
+    key: str | None,
+    operation: str,
+    request: Request,
+    result: dict[str, Any],
 ) -> None:
-    """Keep the result of a first attempt, in the same transaction as what it created."""
+    """Keep the result of a first attempt, with its request's fingerprint, in the same
+    transaction as what it created."""
     if key is None:
         return
+    result = {**result, _REQUEST: _fingerprint(request)}
     await session.execute(
         insert(IdempotencyKey).values(
             firm_id=actor.firm_id,

@@ -228,3 +228,44 @@ async def test_a_create_whose_commit_failed_is_made_by_its_retry_once(
             await conn.execute(text("drop table test_refuse_commit"))
     assert await _count(superuser_engine, owner.firm_id, declarations) == 1
     assert await _count(superuser_engine, owner.firm_id, keys) == 1
+
+
+async def test_a_key_sent_again_with_other_input_is_refused_and_writes_nothing(
+    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    owner = await members.create()
+    draft = {
+        "templateId": str(FIT.id),
+        "recipientName": "Pat Doe",
+        "recipientEmail": "pat@example.test",
+        "idempotencyKey": "  draft-1 ",
+    }
+    first = await gql(client, CREATE, {"i": draft}, owner)
+    assert "errors" not in first, first
+    # The same request (its key's surrounding space aside) replays; other input is refused.
+    assert first == await gql(client, CREATE, {"i": {**draft, "idempotencyKey": "draft-1"}}, owner)
+    for changed in ({"recipientName": "Someone Else"}, {"dueDate": "2099-01-01"}):
+        refused = await gql(client, CREATE, {"i": {**draft, **changed}}, owner)
+        assert codes(refused) == ["BAD_USER_INPUT"], refused
+        assert refused["errors"][0]["extensions"]["fields"][0]["field"] == "idempotencyKey"
+    declarations = "select count(*) from declarations where firm_id = :firm"
+    assert await _count(superuser_engine, owner.firm_id, declarations) == 1
+    # A template's key is held to the same rules as every other key.
+    spec = {
+        "name": "Gifts register",
+        "audience": "PERSON",
+        "attestation": "I confirm these answers.",
+        "questions": [{"id": "q1", "label": "Any gifts?", "kind": "yes_no"}],
+    }
+    for bad in ("", "   ", "k" * 101):
+        refused = await gql(client, TEMPLATE, {"i": {**spec, "idempotencyKey": bad}}, owner)
+        assert codes(refused) == ["BAD_USER_INPUT"], refused
+        assert refused["errors"][0]["extensions"]["fields"][0]["field"] == "idempotencyKey"
+    made = await gql(client, TEMPLATE, {"i": {**spec, "idempotencyKey": "t-1"}}, owner)
+    other = await gql(
+        client, TEMPLATE, {"i": {**spec, "name": "Other", "idempotencyKey": "t-1"}}, owner
+    )
+    assert "errors" not in made, made
+    assert codes(other) == ["BAD_USER_INPUT"], other
+    templates = "select count(*) from declaration_templates where firm_id = :firm"
+    assert await _count(superuser_engine, owner.firm_id, templates) == 1

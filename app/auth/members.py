@@ -20,7 +20,7 @@ from app.auth.tokens import Purpose
 from app.db import calls
 from app.db.models import Firm, Membership, User
 from app.db.tenant import bind_tenant
-from app.errors import BadUserInput, NotFound, field_error
+from app.errors import BadUserInput, NotFound
 
 
 async def list_members(session: AsyncSession, actor: Actor) -> list[tuple[User, str]]:
@@ -42,14 +42,11 @@ async def invite_member(
     idempotency_key: str | None = None,
 ) -> None:
     """Email an invitation (admins; only owners invite owners). A retry with the same
-    idempotency key sends nothing more; the key, used for another address or role, is
-    refused."""
+    idempotency key sends nothing more."""
     actor.require(Role.OWNER if role is Role.OWNER else Role.ADMIN)
     invited = {"email": email, "role": role.value}
-    first = await idempotency.replay(session, actor, idempotency_key, "inviteMember")
+    first = await idempotency.replay(session, actor, idempotency_key, "inviteMember", invited)
     if first is not None:
-        if first != invited:
-            raise field_error("idempotencyKey", "This key was used for another invitation.")
         return
     await env.limit_mail(email)
     ttl = timedelta(days=env.settings.invitation_days)
@@ -67,7 +64,7 @@ async def invite_member(
     link = mails.link(env.settings.links_url, "invitation", token)
     mail = mails.invitation(link, firm.name if firm else "a firm", role.value)
     await env.send(session, email, mail.subject, mail.text, mail.html)
-    await idempotency.remember(session, actor, idempotency_key, "inviteMember", invited)
+    await idempotency.remember(session, actor, idempotency_key, "inviteMember", invited, {})
     await chain.record(
         session,
         actor,

@@ -59,7 +59,9 @@ async def create_counterparty(
     """Add a counterparty (admins) and record ``counterparty.created`` with its details. A retry
     with the same idempotency key returns the first one and writes nothing."""
     actor.require(Role.ADMIN)
-    first = await idempotency.replay(session, actor, data.idempotency_key, "createCounterparty")
+    first = await idempotency.replay(
+        session, actor, data.idempotency_key, "createCounterparty", data
+    )
     if first is not None:
         return await get_counterparty(session, actor, uuid.UUID(first["id"]))
     now = datetime.now(UTC)
@@ -76,7 +78,9 @@ async def create_counterparty(
     await session.flush()
     await chain.record(session, actor, Action.COUNTERPARTY_CREATED, TARGET, counterparty.id, values)
     result = {"id": str(counterparty.id)}
-    await idempotency.remember(session, actor, data.idempotency_key, "createCounterparty", result)
+    await idempotency.remember(
+        session, actor, data.idempotency_key, "createCounterparty", data, result
+    )
     return counterparty
 
 

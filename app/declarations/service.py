@@ -47,12 +47,16 @@ async def create_declaration(
     """A draft pinned to the template's current version (members). A retry with the same
     idempotency key returns the first draft and writes nothing."""
     actor.require(Role.MEMBER)
-    first = await idempotency.replay(session, actor, data.idempotency_key, "createDeclaration")
+    first = await idempotency.replay(
+        session, actor, data.idempotency_key, "createDeclaration", data
+    )
     if first is not None:
         return await get_declaration(session, actor, uuid.UUID(first["id"]))
     declaration = await _create(session, actor, data)
     result = {"id": str(declaration.id)}
-    await idempotency.remember(session, actor, data.idempotency_key, "createDeclaration", result)
+    await idempotency.remember(
+        session, actor, data.idempotency_key, "createDeclaration", data, result
+    )
     return declaration
 
 
@@ -212,7 +216,9 @@ async def bulk_create_declarations(
     failure fails the request's one transaction. A retry with the same idempotency key returns
     the first batch and writes nothing."""
     actor.require(Role.MEMBER)
-    first = await idempotency.replay(session, actor, data.idempotency_key, "bulkCreateDeclarations")
+    first = await idempotency.replay(
+        session, actor, data.idempotency_key, "bulkCreateDeclarations", data
+    )
     if first is not None:
         return [await get_declaration(session, actor, uuid.UUID(i)) for i in first["ids"]]
     created = []
@@ -231,7 +237,9 @@ async def bulk_create_declarations(
             )
         created.append(declaration)
     ids = {"ids": [str(d.id) for d in created]}
-    await idempotency.remember(session, actor, data.idempotency_key, "bulkCreateDeclarations", ids)
+    await idempotency.remember(
+        session, actor, data.idempotency_key, "bulkCreateDeclarations", data, ids
+    )
     return created
 
 

@@ -25,7 +25,7 @@ from app.audit.actions import Action
 from app.auth.actor import Actor, Role
 from app.db.models import DeclarationTemplate, TemplateVersion
 from app.declarations.templates import TemplateSpec, builtin, load_builtins, snapshot
-from app.errors import NotFound, field_error
+from app.errors import NotFound
 
 
 @dataclass(frozen=True)
@@ -40,32 +40,20 @@ class Template:
         return snapshot(self.spec, template_id=self.id, version=self.version, key=self.key)
 
 
-_COLUMNS = (
-    DeclarationTemplate.id,
-    DeclarationTemplate.name,
-    DeclarationTemplate.audience,
-    DeclarationTemplate.archived_at,
-    TemplateVersion.version,
-    TemplateVersion.questions,
-    TemplateVersion.attestation,
-)
-
-
 def _latest_versions() -> Select[Any]:
     """Firm templates' rows, each with its latest version's (only the firm's own, under RLS)."""
-    return select(*_COLUMNS).join(
+    return select(
+        DeclarationTemplate.id,
+        DeclarationTemplate.name,
+        DeclarationTemplate.audience,
+        DeclarationTemplate.archived_at,
+        TemplateVersion.version,
+        TemplateVersion.questions,
+        TemplateVersion.attestation,
+    ).join(
         TemplateVersion,
         (TemplateVersion.template_id == DeclarationTemplate.id)
         & (TemplateVersion.version == DeclarationTemplate.latest_version),
-    )
-
-
-def _at_version(template_id: uuid.UUID, version: int) -> Select[Any]:
-    """A firm template's row with one version's (the name and audience are the latest)."""
-    return (
-        select(*_COLUMNS)
-        .join(TemplateVersion, TemplateVersion.template_id == DeclarationTemplate.id)
-        .where(DeclarationTemplate.id == template_id, TemplateVersion.version == version)
     )
 
 
@@ -141,7 +129,7 @@ async def create_template(
     """A firm's own template, at version 1 (admins). A retry with the same idempotency key
     returns the first template and writes nothing."""
     actor.require(Role.ADMIN)
-    first = await idempotency.replay(session, actor, idempotency_key, "createTemplate")
+    first = await idempotency.replay(session, actor, idempotency_key, "createTemplate", spec)
     if first is not None:
         return await get_template(session, actor, uuid.UUID(first["id"]))
     template_id, now = uuid.uuid4(), datetime.now(UTC)
@@ -158,7 +146,7 @@ async def create_template(
     )
     await _insert_version(session, actor, template_id, 1, spec, now)
     result = {"id": str(template_id)}
-    await idempotency.remember(session, actor, idempotency_key, "createTemplate", result)
+    await idempotency.remember(session, actor, idempotency_key, "createTemplate", spec, result)
     await chain.record(
         session, actor, Action.TEMPLATE_CREATED, "template", template_id, {"name": spec.name}
     )
@@ -173,15 +161,14 @@ async def create_template_version(
     idempotency_key: str | None = None,
 ) -> Template:
     """The next version of a firm template (admins). Built-in templates cannot be changed. A
-    retry with the same idempotency key returns the version the first attempt made and writes
-    nothing; the key, used for another template, is refused."""
+    retry with the same idempotency key (and so the same template and spec) returns the
+    version the first attempt made and writes nothing."""
     actor.require(Role.ADMIN)
-    first = await idempotency.replay(session, actor, idempotency_key, "createTemplateVersion")
+    request = {"template_id": str(template_id), **spec.model_dump(mode="json")}
+    key, operation = idempotency_key, "createTemplateVersion"
+    first = await idempotency.replay(session, actor, key, operation, request)
     if first is not None:
-        if first["id"] != str(template_id):
-            raise field_error("idempotencyKey", "This key was used for another template.")
-        row = (await session.execute(_at_version(template_id, first["version"]))).one_or_none()
-        return _found(None if row is None else row._mapping)
+        return Template(template_id, first["version"], spec, False, None)
     current = await get_template(session, actor, template_id)
     if current.built_in:
         raise NotFound("Template not found.")
@@ -193,7 +180,7 @@ async def create_template_version(
     )
     await _insert_version(session, actor, template_id, version, spec, now)
     result = {"id": str(template_id), "version": version}
-    await idempotency.remember(session, actor, idempotency_key, "createTemplateVersion", result)
+    await idempotency.remember(session, actor, key, operation, request, result)
     await chain.record(
         session,
         actor,

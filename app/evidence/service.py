@@ -96,7 +96,7 @@ async def generate_pack(
     with the same idempotency key returns the first pack and makes nothing more."""
     actor.require(Role.MEMBER)
     key = data.idempotency_key
-    first = await idempotency.replay(session, actor, key, "generateEvidencePack", lock=False)
+    first = await idempotency.replay(session, actor, key, "generateEvidencePack", data, lock=False)
     if first is not None:
         return await get_pack(session, actor, uuid.UUID(first["id"]))
     pack = EvidencePack(
@@ -110,7 +110,9 @@ async def generate_pack(
     )
     session.add(pack)
     await session.flush()
-    await idempotency.remember(session, actor, key, "generateEvidencePack", {"id": str(pack.id)})
+    await idempotency.remember(
+        session, actor, key, "generateEvidencePack", data, {"id": str(pack.id)}
+    )
     return await _produce(session, actor, env, pack, data, retry=False)
 
 

@@ -6,6 +6,7 @@ import uuid
 from enum import Enum
 from typing import Any
 
+from app import idempotency
 from app.declarations import public, service, template_service
 from app.declarations.schemas import (
     BulkDeclarationCreate,
@@ -57,7 +58,7 @@ async def template(info: Info, id: uuid.UUID) -> Template:
 
 async def create_template(info: Info, input: TemplateInput) -> TemplatePayload:
     fields = _plain(input)
-    key = fields.pop("idempotency_key")
+    key = idempotency.checked_key(fields.pop("idempotency_key"))
     spec = TemplateSpec.model_validate(fields)
     created = await info.context.run(template_service.create_template, spec, key)
     return TemplatePayload(template=Template.of(created))
@@ -69,7 +70,7 @@ async def create_template_version(
     input: TemplateInput,
 ) -> TemplatePayload:
     fields = _plain(input)
-    key = fields.pop("idempotency_key")
+    key = idempotency.checked_key(fields.pop("idempotency_key"))
     spec = TemplateSpec.model_validate(fields)
     created = await info.context.run(
         template_service.create_template_version, template_id, spec, key
