@@ -32,7 +32,7 @@ BATCH = 20
 FIRST_BACKOFF = timedelta(seconds=30)
 MAX_BACKOFF = timedelta(hours=1)
 # Rows that gave up are parked here: never due again, still there with their last_error (for
-# an operator, as the database owner or a superuser: RLS shows the app role none of them).
+# an operator with a role that bypasses RLS; forced RLS shows the app role and the owner none).
 GAVE_UP = datetime(9999, 1, 1, tzinfo=UTC)
 _ERROR_CHARS = 200
 
