@@ -126,6 +126,23 @@ def test_development_generates_the_secret_key_once(tmp_path: Path) -> None:
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
 
 
+def test_every_mutation_that_takes_an_idempotency_key_is_documented() -> None:
+    from graphql import GraphQLInputObjectType, get_named_type
+
+    mutation = build_schema(production=False)._schema.mutation_type
+    assert mutation is not None
+    keyed = {
+        name
+        for name, field in mutation.fields.items()
+        for argument in field.args.values()
+        if isinstance(kind := get_named_type(argument.type), GraphQLInputObjectType)
+        and "idempotencyKey" in kind.fields
+    }
+    assert {"createDeclaration", "inviteMember", "createTemplateVersion"} <= keyed
+    documented = (ROOT / "docs" / "api.md").read_text()
+    assert [name for name in sorted(keyed) if f"`{name}`" not in documented] == []
+
+
 def test_every_audit_action_is_documented() -> None:
     from app.audit.actions import Action
 
