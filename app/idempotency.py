@@ -59,8 +59,8 @@ async def replay(
 ) -> dict[str, Any] | None:
     """The first result remembered under ``key`` for this operation and this same request, or
     None (first attempt). ``lock=False`` for long operations (a PDF render) that must not hold
-    the firm's lock: a concurrent duplicate then fails on the key's primary key instead of
-    waiting."""
+    the firm's lock: a concurrent duplicate then waits on the key's primary key in
+    ``remember`` and fails there once the first commits, for its caller to replay."""
     if key is None:
         return None
     if lock:

@@ -269,3 +269,18 @@ async def test_a_key_sent_again_with_other_input_is_refused_and_writes_nothing(
     assert codes(other) == ["BAD_USER_INPUT"], other
     templates = "select count(*) from declaration_templates where firm_id = :firm"
     assert await _count(superuser_engine, owner.firm_id, templates) == 1
+
+
+async def test_concurrent_pack_requests_with_one_key_make_one_pack(
+    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    """A pack's render holds no lock, so a concurrent duplicate meets the key itself: it waits
+    for the first and answers with its pack, never with an error."""
+    owner = await members.create()
+    pack = {"from": "2026-11-28", "to": "2026-11-29", "title": "Raced", "idempotencyKey": "race"}
+    answers = await asyncio.gather(*(gql(client, PACK, {"i": pack}, owner) for _ in range(3)))
+    for answer in answers:
+        assert "errors" not in answer, answer
+    assert len({a["data"]["generateEvidencePack"]["pack"]["id"] for a in answers}) == 1
+    packs = "select count(*) from evidence_packs where firm_id = :firm"
+    assert await _count(superuser_engine, owner.firm_id, packs) == 1

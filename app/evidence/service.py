@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import idempotency, pagination
@@ -95,8 +96,8 @@ async def generate_pack(
     """Make a pack for ``data``'s scope (members and up); returns it ready or failed. A retry
     with the same idempotency key returns the first pack and makes nothing more."""
     actor.require(Role.MEMBER)
-    key = data.idempotency_key
-    first = await idempotency.replay(session, actor, key, "generateEvidencePack", data, lock=False)
+    key, operation = data.idempotency_key, "generateEvidencePack"
+    first = await idempotency.replay(session, actor, key, operation, data, lock=False)
     if first is not None:
         return await get_pack(session, actor, uuid.UUID(first["id"]))
     pack = EvidencePack(
@@ -108,11 +109,18 @@ async def generate_pack(
         created_by=actor.id if actor.type is ActorType.USER else None,
         created_at=datetime.now(UTC),
     )
-    session.add(pack)
-    await session.flush()
-    await idempotency.remember(
-        session, actor, key, "generateEvidencePack", data, {"id": str(pack.id)}
-    )
+    try:
+        async with session.begin_nested():
+            session.add(pack)
+            await session.flush()
+            await idempotency.remember(session, actor, key, operation, data, {"id": str(pack.id)})
+    except IntegrityError:
+        # A concurrent attempt with this key held it (the firm's lock is not taken for a
+        # render) and committed while this one waited: answer with its pack.
+        first = await idempotency.replay(session, actor, key, operation, data, lock=False)
+        if first is None:
+            raise
+        return await get_pack(session, actor, uuid.UUID(first["id"]))
     return await _produce(session, actor, env, pack, data, retry=False)
 
 
