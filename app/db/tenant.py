@@ -22,6 +22,8 @@ _BOUND = "coverproof.tenant_bound"
 _SET_TENANT = text(
     "select set_config('app.firm_id', :firm_id, true), set_config('app.actor_id', :actor_id, true)"
 )
+# What the outbox's policies look for (migration 0011).
+_SET_MAIL_SENDER = text("select set_config('app.mail_sender', 'on', true)")
 
 
 @asynccontextmanager
@@ -29,9 +31,6 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """One transaction: commit when the block succeeds, roll back on any exception."""
     async with sessions() as session, session.begin():
         yield session
-
-
-_SET_MAIL_SENDER = text("select set_config('app.mail_sender', 'on', true)")
 
 
 @asynccontextmanager
