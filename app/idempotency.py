@@ -79,7 +79,8 @@ async def replay(
     if row.operation != operation:
         raise field_error("idempotencyKey", "This key was used for another kind of request.")
     # Keys kept before requests were fingerprinted carry none: those replay as they did.
-    if row.result.get(_REQUEST, _fingerprint(request)) != _fingerprint(request):
+    fingerprint = _fingerprint(request)
+    if row.result.get(_REQUEST, fingerprint) != fingerprint:
         raise field_error("idempotencyKey", "This key was used for a different request.")
     return row.result
 

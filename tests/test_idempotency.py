@@ -95,6 +95,12 @@ async def test_a_key_is_per_firm_and_actor_and_per_operation(
     assert len(once["data"]["bulkCreateDeclarations"]["declarations"]) == 1
 
 
+GIFTS = {  # a firm template's input
+    "name": "Gifts register",
+    "audience": "PERSON",
+    "attestation": "I confirm these answers.",
+    "questions": [{"id": "q1", "label": "Any gifts?", "kind": "yes_no"}],
+}
 TEMPLATE = (
     """mutation($i: TemplateInput!) { createTemplate(input: $i) { template { id version } } }"""
 )
@@ -106,13 +112,7 @@ async def test_templates_and_evidence_packs_are_created_once_per_key(
     client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
 ) -> None:
     owner = await members.create()
-    template = {
-        "name": "Gifts register",
-        "audience": "PERSON",
-        "attestation": "I confirm these answers.",
-        "questions": [{"id": "q1", "label": "Any gifts?", "kind": "yes_no"}],
-        "idempotencyKey": "template-1",
-    }
+    template = {**GIFTS, "idempotencyKey": "template-1"}
     first = await gql(client, TEMPLATE, {"i": template}, owner)
     assert first == await gql(client, TEMPLATE, {"i": template}, owner)
     assert "errors" not in first, first
@@ -136,27 +136,21 @@ async def test_a_retried_template_version_returns_the_first_version_and_writes_n
     client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
 ) -> None:
     owner = await members.create()
-    spec = {
-        "name": "Gifts register",
-        "audience": "PERSON",
-        "attestation": "I confirm these answers.",
-        "questions": [{"id": "q1", "label": "Any gifts?", "kind": "yes_no"}],
-    }
-    made = await gql(client, TEMPLATE, {"i": spec}, owner)
+    made = await gql(client, TEMPLATE, {"i": GIFTS}, owner)
     template = made["data"]["createTemplate"]["template"]["id"]
     versions = "select count(*) from template_versions where firm_id = :firm"
     entries = (
         "select count(*) from audit_log where firm_id = :firm "
         "and action = 'template.version_created'"
     )
-    second = {**spec, "name": "Gifts register (2)", "idempotencyKey": "version-1"}
+    second = {**GIFTS, "name": "Gifts register (2)", "idempotencyKey": "version-1"}
     first = await gql(client, VERSION, {"t": template, "i": second}, owner)
     assert first["data"]["createTemplateVersion"]["template"]["version"] == 2, first
     assert first == await gql(client, VERSION, {"t": template, "i": second}, owner)
     assert await _count(superuser_engine, owner.firm_id, versions) == 2
     assert await _count(superuser_engine, owner.firm_id, entries) == 1
     # Concurrent retries of another key make one version between them.
-    third = {**spec, "idempotencyKey": "version-2"}
+    third = {**GIFTS, "idempotencyKey": "version-2"}
     results = await asyncio.gather(
         *(gql(client, VERSION, {"t": template, "i": third}, owner) for _ in range(5))
     )
@@ -167,7 +161,7 @@ async def test_a_retried_template_version_returns_the_first_version_and_writes_n
     replayed = await gql(client, VERSION, {"t": template, "i": second}, owner)
     assert replayed["data"]["createTemplateVersion"]["template"]["version"] == 2
     # The key is refused for another template, and for another kind of request.
-    other = await gql(client, TEMPLATE, {"i": spec}, owner)
+    other = await gql(client, TEMPLATE, {"i": GIFTS}, owner)
     other_id = other["data"]["createTemplate"]["template"]["id"]
     refused = await gql(client, VERSION, {"t": other_id, "i": second}, owner)
     assert codes(refused) == ["BAD_USER_INPUT"]
@@ -176,8 +170,8 @@ async def test_a_retried_template_version_returns_the_first_version_and_writes_n
     assert codes(wrong_kind) == ["BAD_USER_INPUT"]
     assert await _count(superuser_engine, owner.firm_id, versions) == 4  # v1 of the other only
     # Without a key, each call makes a version.
-    await gql(client, VERSION, {"t": template, "i": spec}, owner)
-    await gql(client, VERSION, {"t": template, "i": spec}, owner)
+    await gql(client, VERSION, {"t": template, "i": GIFTS}, owner)
+    await gql(client, VERSION, {"t": template, "i": GIFTS}, owner)
     assert await _count(superuser_engine, owner.firm_id, versions) == 6
 
 
@@ -251,19 +245,13 @@ async def test_a_key_sent_again_with_other_input_is_refused_and_writes_nothing(
     declarations = "select count(*) from declarations where firm_id = :firm"
     assert await _count(superuser_engine, owner.firm_id, declarations) == 1
     # A template's key is held to the same rules as every other key.
-    spec = {
-        "name": "Gifts register",
-        "audience": "PERSON",
-        "attestation": "I confirm these answers.",
-        "questions": [{"id": "q1", "label": "Any gifts?", "kind": "yes_no"}],
-    }
     for bad in ("", "   ", "k" * 101):
-        refused = await gql(client, TEMPLATE, {"i": {**spec, "idempotencyKey": bad}}, owner)
+        refused = await gql(client, TEMPLATE, {"i": {**GIFTS, "idempotencyKey": bad}}, owner)
         assert codes(refused) == ["BAD_USER_INPUT"], refused
         assert refused["errors"][0]["extensions"]["fields"][0]["field"] == "idempotencyKey"
-    made = await gql(client, TEMPLATE, {"i": {**spec, "idempotencyKey": "t-1"}}, owner)
+    made = await gql(client, TEMPLATE, {"i": {**GIFTS, "idempotencyKey": "t-1"}}, owner)
     other = await gql(
-        client, TEMPLATE, {"i": {**spec, "name": "Other", "idempotencyKey": "t-1"}}, owner
+        client, TEMPLATE, {"i": {**GIFTS, "name": "Other", "idempotencyKey": "t-1"}}, owner
     )
     assert "errors" not in made, made
     assert codes(other) == ["BAD_USER_INPUT"], other
