@@ -22,7 +22,14 @@ from app.http.graphql import graphql_endpoint
 from app.http.middleware import BodySizeLimit, SecurityHeaders
 from app.http.pages import PAGES
 from app.http.respond import ROUTES as RESPOND_ROUTES
-from app.http.routes import audit_key, audit_key_jwk, healthz, readyz, security_txt
+from app.http.routes import (
+    audit_key,
+    audit_key_jwk,
+    healthz,
+    pack_certificate,
+    readyz,
+    security_txt,
+)
 from app.http.state import AppState
 from app.mail.sealing import mail_key
 from app.mail.sender import MailSender
@@ -110,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/.well-known/security.txt", security_txt),
             Route("/.well-known/coverproof-audit-key", audit_key),
             Route("/.well-known/coverproof-audit-key.jwk", audit_key_jwk),
+            Route("/.well-known/coverproof-pack-certificate.pem", pack_certificate),
             *PAGES,
             *RESPOND_ROUTES,
             *EVIDENCE_ROUTES,

@@ -189,6 +189,13 @@ def _verification(v: VerificationContent | None) -> str:
     )
 
 
+_SIGNED = (
+    '<p class="small">This PDF is certified by CoverProof with a PAdES signature that allows no '
+    "change after signing; the certificate is published at "
+    "/.well-known/coverproof-pack-certificate.pem.</p>"
+)
+
+
 def _checkpoint(cp: CheckpointContent | None, key_id: str) -> str:
     if cp is None:
         return "<h3>Latest signed checkpoint</h3><p>No checkpoint has been signed yet.</p>"
@@ -224,7 +231,7 @@ def _appendix(pack: PackContent) -> str:
         '<pdf:nextpage /><h2>Audit appendix</h2><p class="small">The firm\'s audit entries in '
         "the period, in chain order; the line under each is its SHA-256 chain hash.</p>"
         f"{table}{_verification(pack.verification)}"
-        f"{_checkpoint(pack.checkpoint, pack.signing_key_id)}"
+        f"{_checkpoint(pack.checkpoint, pack.signing_key_id)}{_SIGNED}"
     )
 
 

@@ -6,6 +6,9 @@ worker thread while the event loop keeps serving other requests; the app-wide se
 many renders wait on or hold a worker at once. xhtml2pdf itself serialises conversions within a
 process (ReportLab keeps fonts in module globals), so more slots only queue more work.
 
+The PDF is signed (PAdES, ``app/evidence/signature.py``) before its SHA-256 is taken, so the
+hash on the record and in the audit trail is of the file a firm downloads.
+
 Text stays real text (selectable, searchable, read back by tests with pypdf). DejaVu Sans is
 embedded where the system has it, so names in any European script render; otherwise the PDF
 falls back to the standard Helvetica/Courier. The renderer may read only that font folder and
@@ -28,6 +31,7 @@ from xhtml2pdf.config.resources import ResourceAccessPolicy  # type: ignore[impo
 
 from app.evidence import document
 from app.evidence.content import PackContent
+from app.evidence.signature import PackSigner
 
 log = logging.getLogger("coverproof.evidence")
 
@@ -77,8 +81,9 @@ def resource_policy() -> ResourceAccessPolicy:
     )
 
 
-def render_pdf(pack: PackContent) -> RenderedPack:
-    """The pack as PDF bytes, with their SHA-256 and page count (blocking: call off-loop)."""
+def render_pdf(pack: PackContent, signer: PackSigner) -> RenderedPack:
+    """The pack as signed PDF bytes, with their SHA-256 and page count (blocking, and the
+    signing runs its own event loop: call it from a worker thread)."""
     font, mono, faces, _ = _fonts()
     html = document.build(pack, font, mono, faces)
     policy = resource_policy()
@@ -91,12 +96,16 @@ def render_pdf(pack: PackContent) -> RenderedPack:
     if status.err:
         log.error("evidence pack %s rendered with %d error(s)", pack.pack_id, status.err)
         raise RenderError("The PDF could not be rendered.")
-    pdf = out.getvalue()
+    try:
+        pdf = signer.sign(out.getvalue(), pack.pack_id)
+    except Exception as error:
+        log.exception("evidence pack %s could not be signed", pack.pack_id)
+        raise RenderError("The PDF could not be signed.") from error
     pages = len(PdfReader(io.BytesIO(pdf)).pages)
     return RenderedPack(pdf=pdf, sha256=hashlib.sha256(pdf).digest(), page_count=pages)
 
 
-async def render(slots: asyncio.Semaphore, pack: PackContent) -> RenderedPack:
-    """Render in a worker thread, holding one of the app's render slots."""
+async def render(slots: asyncio.Semaphore, pack: PackContent, signer: PackSigner) -> RenderedPack:
+    """Render and sign in a worker thread, holding one of the app's render slots."""
     async with slots:
-        return await asyncio.to_thread(render_pdf, pack)
+        return await asyncio.to_thread(render_pdf, pack, signer)

@@ -37,6 +37,7 @@ from app.evidence import download
 from app.evidence.collect import collect
 from app.evidence.render import RenderError, render
 from app.evidence.schemas import PackCreate
+from app.evidence.signature import pack_signer
 from app.evidence.storage import Storage, StorageError
 
 log = logging.getLogger("coverproof.evidence")
@@ -155,7 +156,7 @@ async def _produce(
     # and the pack shows the chain as it stood when the pack was made.
     content = await collect(session, actor, pack.id, data, env.signing_key, env.cover_window_days)
     try:
-        rendered = await render(env.storage.render_slots, content)
+        rendered = await render(env.storage.render_slots, content, pack_signer(env.signing_key))
     except RenderError as error:
         return await _fail(session, actor, pack, str(error), "render", retry)
     key = env.storage.new_key(actor.firm_id, pack.id)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from app.db import calls
+from app.evidence.signature import pack_signer
 from app.http.state import app_state
 
 log = logging.getLogger("coverproof.http")
@@ -51,6 +52,12 @@ async def audit_key(request: Request) -> Response:
     if "application/jwk+json" in request.headers.get("accept", ""):
         return await audit_key_jwk(request)
     return PlainTextResponse(key.public_pem(), media_type="application/x-pem-file")
+
+
+async def pack_certificate(request: Request) -> Response:
+    """The certificate that signs evidence packs (PEM), for a reader to trust once."""
+    signer = pack_signer(app_state(request).signing_key)
+    return PlainTextResponse(signer.certificate_pem(), media_type="application/x-pem-file")
 
 
 async def audit_key_jwk(request: Request) -> Response:

@@ -25,6 +25,7 @@ from app.declarations.templates import QuestionKind, snapshot
 from app.evidence import render
 from app.evidence.content import PackContent
 from app.evidence.render import RenderedPack
+from app.evidence.signature import PackSigner
 from tests.declarations.test_loop import FIT
 from tests.evidence.support import GENERATE, pdf_text, period
 from tests.factories import Member, Members, gql
@@ -131,10 +132,10 @@ async def test_the_server_keeps_answering_while_a_big_pack_renders(
     rendering, rendered = threading.Event(), threading.Event()
     real = render.render_pdf
 
-    def observed(pack: PackContent) -> RenderedPack:
+    def observed(pack: PackContent, signer: PackSigner) -> RenderedPack:
         rendering.set()
         try:
-            return real(pack)
+            return real(pack, signer)
         finally:
             rendered.set()
 
