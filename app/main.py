@@ -16,6 +16,7 @@ from app.audit import checkpoints, signing
 from app.config import ConfigError, Settings
 from app.db.engine import create_engine, create_lane_pool, session_factory
 from app.db.safety import check_runtime_role
+from app.evidence.signature import pack_signer
 from app.evidence.storage import open_storage
 from app.http.evidence import ROUTES as EVIDENCE_ROUTES
 from app.http.graphql import graphql_endpoint
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     database_url = settings.database_url.get_secret_value()
     secret_key = settings.resolved_secret_key()
     signing_key = signing.load(settings)
+    pack_signer(signing_key)  # derived now, so a key that cannot sign packs stops the start
     limiter_holder: list[RateLimiter] = []
 
     @asynccontextmanager

@@ -34,12 +34,6 @@ from app.audit.signing import SigningKey
 # The order of P-256's group: a derived scalar must lie in [1, n - 1].
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _DERIVATION = b"coverproof evidence-pack signing key v1"
-_SUBJECT = x509.Name(
-    [
-        x509.NameAttribute(NameOID.COMMON_NAME, "CoverProof evidence packs"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "CoverProof"),
-    ]
-)
 _VALID_FROM = datetime(2026, 1, 1, tzinfo=UTC)
 _VALID_UNTIL = datetime(2126, 1, 1, tzinfo=UTC)
 FIELD_NAME = "CoverProof"
@@ -86,9 +80,11 @@ class PackSigner:
         return signed.getvalue()
 
 
-@functools.lru_cache(maxsize=4)  # one platform key per process; tests make a few
+# Keyed by the key object (cryptography keys compare by identity): the app loads one.
+@functools.lru_cache(maxsize=4)
 def pack_signer(platform: SigningKey) -> PackSigner:
-    """The pack key derived from the platform key, with its self-signed certificate."""
+    """The pack key derived from the platform key, with its self-signed certificate; its
+    subject names the platform key's id, so each key's certificate can be told apart."""
     seed = platform.private.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
@@ -100,10 +96,17 @@ def pack_signer(platform: SigningKey) -> PackSigner:
     der = public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "CoverProof evidence packs"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "CoverProof"),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, platform.key_id),
+        ]
+    )
     certificate = (
         x509.CertificateBuilder()
-        .subject_name(_SUBJECT)
-        .issuer_name(_SUBJECT)
+        .subject_name(subject)
+        .issuer_name(subject)
         .public_key(public)
         .serial_number(int.from_bytes(hashlib.sha256(der).digest()[:16]) >> 1)
         .not_valid_before(_VALID_FROM)

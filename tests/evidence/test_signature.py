@@ -11,9 +11,10 @@ from urllib.parse import urlsplit
 import pytest
 from asn1crypto import x509 as asn1_x509  # type: ignore[import-untyped]
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
 from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -175,12 +176,25 @@ async def test_a_pack_signed_with_another_platform_key_is_not_trusted() -> None:
     assert not status.bottom_line
 
 
+# The certificate a fixed platform key makes. Firms trust it in their readers: if the derivation
+# or any field of the certificate changed, every firm's trust would silently lapse.
+PINNED_KEY = bytes(range(32))
+PINNED_FINGERPRINT = "ac7e5dc95af0954d25134e8a13512987a9208ac8615800cf104c9b2a06f6a5a2"
+
+
+def test_a_platform_key_always_makes_the_same_certificate() -> None:
+    signer = pack_signer(SigningKey(Ed25519PrivateKey.from_private_bytes(PINNED_KEY)))
+    assert signer.certificate.fingerprint(hashes.SHA256()).hex() == PINNED_FINGERPRINT
+    platform_id = SigningKey(Ed25519PrivateKey.from_private_bytes(PINNED_KEY)).key_id
+    serial = signer.certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    assert [a.value for a in serial] == [platform_id]  # which platform key made it
+
+
 def test_the_pack_key_is_derived_from_the_platform_key() -> None:
     platform = _platform_key()
     raw = platform.private.private_bytes_raw()
     again = pack_signer(SigningKey(Ed25519PrivateKey.from_private_bytes(raw)))
     signer = pack_signer(platform)
-    assert again is not signer  # derived afresh, to the same key and certificate bytes
     assert signer.certificate.public_bytes(serialization.Encoding.DER) == (
         again.certificate.public_bytes(serialization.Encoding.DER)
     )
