@@ -211,7 +211,7 @@ async def raw_floors(
         "raw_write_hot": lambda pool, s: raw_write(pool, seeded.firms[2:3], s),
     }
     pool = await asyncpg.create_pool(app_url, min_size=CONCURRENCY, max_size=CONCURRENCY)
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     try:
         for name in names:
             await floors_by_name[name](pool, 2)
