@@ -184,19 +184,29 @@ def canonical_of(row: Mapping[Any, Any]) -> bytes:
     return canonical.encode(_body_of(row, row["details"]))
 
 
-def _fields_agree(row: Mapping[str, Any]) -> bool:
-    """Whether a streamed entry's stored fields (``details`` as its JSON text) are exactly what
-    its canonical bytes say."""
+def _streamed_body(row: asyncpg.Record, details: Any) -> dict[str, Any]:
+    # By position (seq to target_id, then ip), as calls.chain_entries orders them: by name costs
+    # more, once per entry.
+    seq, firm, at, actor_type, actor_id, action, target_type, target_id = row[:8]
+    return canonical.written_body(
+        seq, firm, at, actor_type, actor_id, action, target_type, target_id, details, row[9]
+    )
+
+
+def _fields_agree(row: asyncpg.Record) -> bool:
+    """Whether a streamed entry's stored fields (as ``calls.chain_entries`` gives them, with
+    ``details`` as its JSON text and ``occurred_at`` as its canonical text) are exactly what its
+    canonical bytes say."""
+    details, body = row["details"], row["canonical"]
     try:
-        rebuilt = orjson.dumps(_body_of(row, orjson.loads(row["details"])), option=SORT)
-        if rebuilt == row["canonical"]:
+        if orjson.dumps(_streamed_body(row, orjson.loads(details)), option=SORT) == body:
             return True  # the same bytes (the usual case): nothing can differ
     except (orjson.JSONDecodeError, orjson.JSONEncodeError):
         pass
     # Exactly, as the bytes were made: orjson would read an integer beyond 64 bits as a float,
     # so ...890 and ...891 could look alike; a float (never in canonical bytes) is a difference.
     try:
-        return bool(canonical.encode(_body_of(row, json.loads(row["details"]))) == row["canonical"])
+        return bool(canonical.encode(_streamed_body(row, json.loads(details))) == body)
     except (ValueError, TypeError):
         return False
 

@@ -23,9 +23,14 @@ _LOCKED_HEAD = text("select seq, hash from audit_locked_head(:firm_id, :key)")
 _LOCKED_HEAD_PLAIN = "select seq, hash from audit_locked_head($1, $2)"
 _BIND_API_KEY = "select key_id, firm_id, scopes from api_key_bind($1)"
 _ENTRIES = (
-    "select seq, firm_id::text as firm_id, occurred_at, actor_type, actor_id, action, "
-    "target_type, target_id, details::text as details, ip, prev_hash, hash, canonical "
-    "from audit_log "
+    "select seq, firm_id::text as firm_id, "
+    # As canonical.timestamp writes it (a test holds the two to the same text); null, so never
+    # equal, for a moment it cannot write: a year before 1 or after 9999, or infinity.
+    "case when occurred_at >= '0001-01-01T00:00:00Z' and occurred_at < '10000-01-01T00:00:00Z' "
+    "then to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+    "end as occurred_at, "
+    "actor_type, actor_id, action, target_type, target_id, details::text as details, ip, "
+    "prev_hash, hash, canonical from audit_log "
 )
 _BATCH = 2000
 _FIRM_ENTRIES = _ENTRIES + "where firm_id = $1 order by seq"
@@ -81,7 +86,11 @@ async def chain_entries(
     conn: asyncpg.Connection, firm_id: object | None
 ) -> AsyncGenerator[list[asyncpg.Record], None]:
     """A firm's chain (or, for None, the platform's) in order, in batches through a server-side
-    cursor; ``details`` as its JSON text, for an exact comparison. Needs an open transaction."""
+    cursor. Each row holds seq, firm_id, occurred_at, actor_type, actor_id, action, target_type,
+    target_id, details, ip, prev_hash, hash and canonical, in that order (verification unpacks
+    them by position); ``details`` as its JSON text and ``occurred_at`` as its canonical text,
+    for an exact comparison (PostgreSQL formats a timestamp for less than Python). Needs an
+    open transaction."""
     args = () if firm_id is None else (firm_id,)
     cursor = await conn.cursor(_PLATFORM_ENTRIES if firm_id is None else _FIRM_ENTRIES, *args)
     # Whole batches: iterating the cursor row by row costs more than checking the row.

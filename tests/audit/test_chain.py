@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -20,6 +20,7 @@ from app.audit.actions import Action
 from app.auth.actor import Actor, ActorType, Role
 from app.cli import main
 from app.db import calls
+from app.db.models import AuditEntry
 from app.db.tenant import tenant_transaction
 from tests.conftest import Database
 from tests.factories import Member, Members, gql
@@ -251,6 +252,10 @@ async def test_a_value_changed_to_an_equal_looking_type_is_caught(
     "change",
     [
         "occurred_at = occurred_at + interval '1 microsecond'",
+        # The same digits in 2026 BC: PostgreSQL's YYYY leaves the era out.
+        "occurred_at = occurred_at - interval '4051 years'",
+        "occurred_at = occurred_at + interval '10000 years'",
+        "occurred_at = 'infinity'",
         "actor_id = 'someone-else'",
         "actor_type = 'system'",
         "action = 'firm.created'",
@@ -358,6 +363,52 @@ def test_timestamps_over_many_moments_are_the_canonical_text() -> None:
         assert canonical.timestamp(moment) == _rfc_3339(moment), moment
         if moment.year >= 1000:  # what every entry so far was written with
             assert canonical.timestamp(moment) == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def test_entries_at_any_moment_python_can_hold_verify(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Verification compares the timestamp text PostgreSQL writes with the canonical bytes,
+    which canonical.timestamp wrote: the two must agree on every moment an entry can have."""
+    pick = random.Random(20261130)  # noqa: S311 (reproducible moments, not secrets)
+    moments = [  # the first and last moments but one: asyncpg writes those as -/+infinity
+        datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(999, 5, 27, 12, 0, 0, 100000, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 30, 0, 5, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+        datetime(2026, 11, 29, 7, 31, 28, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999998, tzinfo=UTC),
+    ]
+    for _ in range(2_000):
+        moment = datetime(1, 1, 1, tzinfo=UTC) + timedelta(
+            microseconds=pick.randrange(1, 315_537_897_599_999_998)
+        )
+        moments.append(moment.replace(microsecond=0) if pick.random() < 0.2 else moment)
+    owner = await members.create()
+    rows, prev = [], canonical.GENESIS
+    for seq, moment in enumerate(moments, start=1):
+        fields: dict[str, Any] = {
+            "seq": seq,
+            "occurred_at": moment,
+            "actor_type": "system",
+            "actor_id": None,
+            "action": "firm.updated",
+            "target_type": None,
+            "target_id": None,
+            "details": {},
+            "ip": None,
+        }
+        body = canonical.encode(canonical.entry_body(firm_id=str(owner.firm_id), **fields))
+        digest = canonical.chain_hash(prev, body)
+        rows.append(
+            {"id": uuid.uuid4(), "firm_id": owner.firm_id, **fields}
+            | {"prev_hash": prev, "hash": digest, "canonical": body}
+        )
+        prev = digest
+    async with tenant_transaction(app_sessions, owner.firm_id) as session:
+        await session.execute(insert(AuditEntry), rows)
+    result = await _verified(app_sessions, owner.firm_id)
+    failed = None if result.failure_seq is None else moments[result.failure_seq - 1]
+    assert (result.ok, result.entries_checked) == (True, len(moments)), (failed, result)
 
 
 @pytest.mark.parametrize(("length", "broken"), [(0, None), (4, None), (5, None), (5, 2), (5, 3)])
