@@ -198,6 +198,8 @@ def _fields_agree(row: asyncpg.Record) -> bool:
     ``details`` as its JSON text and ``occurred_at`` as its canonical text) are exactly what its
     canonical bytes say."""
     details, body = row["details"], row["canonical"]
+    if row["occurred_at"] is None:
+        return False  # a moment canonical text cannot hold, even were the bytes to say null
     try:
         if orjson.dumps(_streamed_body(row, orjson.loads(details)), option=SORT) == body:
             return True  # the same bytes (the usual case): nothing can differ

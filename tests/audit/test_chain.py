@@ -252,8 +252,9 @@ async def test_a_value_changed_to_an_equal_looking_type_is_caught(
     "change",
     [
         "occurred_at = occurred_at + interval '1 microsecond'",
-        # The same digits in 2026 BC: PostgreSQL's YYYY leaves the era out.
-        "occurred_at = occurred_at - interval '4051 years'",
+        # The same digits BC (year y AD is 2y - 1 years after y BC): YYYY leaves the era out.
+        "occurred_at = occurred_at "
+        "- make_interval(years => 2 * extract(year from occurred_at at time zone 'UTC')::int - 1)",
         "occurred_at = occurred_at + interval '10000 years'",
         "occurred_at = 'infinity'",
         "actor_id = 'someone-else'",
@@ -298,6 +299,40 @@ async def test_details_orjson_cannot_read_are_still_compared(
         )
         result = await _verified(app_sessions, owner.firm_id)
         assert (result.ok, result.failure_seq) == (False, 1), forged
+
+
+@pytest.mark.parametrize(
+    "moment", ["infinity", "2026-11-29 07:31:28.123456+00 BC", "12026-11-29 07:31:28+00"]
+)
+async def test_a_moment_outside_the_canonical_years_never_matches(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    moment: str,
+) -> None:
+    """PostgreSQL writes no canonical text for such a moment: not even canonical bytes that
+    say null (which a rewritten link could hold) may match it."""
+    owner = await _one_entry(members, app_sessions, {"n": 1})
+    colon = "' || chr(58) || '"  # a bare colon would read as a bind parameter
+    null_moment = (
+        "update audit_log set canonical = convert_to(regexp_replace(convert_from(canonical, "
+        f"'UTF8'), '\"occurred_at\"{colon}\"[^\"]*\"', '\"occurred_at\"{colon}null'), 'UTF8') "
+        "where firm_id = :firm"
+    )
+    rehash = "update audit_log set hash = sha256(prev_hash || canonical) where firm_id = :firm"
+    await tamper(superuser_engine, null_moment, owner.firm_id)
+    await tamper(superuser_engine, rehash, owner.firm_id)
+    async with tenant_transaction(app_sessions, owner.firm_id) as session:
+        stored = (await session.execute(text("select canonical from audit_log"))).scalar_one()
+    assert b'"occurred_at":null' in stored
+    await tamper(
+        superuser_engine,
+        f"update audit_log set occurred_at = '{moment}' where firm_id = :firm",
+        owner.firm_id,
+    )
+    result = await _verified(app_sessions, owner.firm_id)
+    assert (result.ok, result.failure_seq) == (False, 1), result
+    assert result.failure_reason == "stored fields differ from the entry's canonical bytes"
 
 
 async def test_integers_beyond_64_bits_are_compared_exactly(
@@ -406,9 +441,13 @@ async def test_entries_at_any_moment_python_can_hold_verify(
         prev = digest
     async with tenant_transaction(app_sessions, owner.firm_id) as session:
         await session.execute(insert(AuditEntry), rows)
-    result = await _verified(app_sessions, owner.firm_id)
-    failed = None if result.failure_seq is None else moments[result.failure_seq - 1]
-    assert (result.ok, result.entries_checked) == (True, len(moments)), (failed, result)
+    # In whatever zone the session is (offsets of odd minutes, and of seconds in the past).
+    for zone in ("UTC", "Asia/Kathmandu", "Europe/Amsterdam"):
+        async with tenant_transaction(app_sessions, owner.firm_id) as session:
+            await session.execute(text("select set_config('TimeZone', :z, true)"), {"z": zone})
+            result = await chain.verify(session, owner.firm_id)
+        failed = None if result.failure_seq is None else moments[result.failure_seq - 1]
+        assert (result.ok, result.entries_checked) == (True, len(moments)), (zone, failed, result)
 
 
 @pytest.mark.parametrize(("length", "broken"), [(0, None), (4, None), (5, None), (5, 2), (5, 3)])
