@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import statistics
 import threading
 import time
 import uuid
@@ -96,46 +97,59 @@ async def _streamed_floor(conn: asyncpg.Connection, firm_id: uuid.UUID) -> float
     return time.monotonic() - started
 
 
-async def verification(app_url: str, firm: str) -> dict[str, Any]:
+def _bare(data: list[tuple[bytes, bytes, bytes]]) -> float:
+    started, prev = time.monotonic(), canonical.GENESIS
+    for prev_hash, body, digest in data:
+        if prev_hash != prev or hashlib.sha256(prev_hash + body).digest() != digest:
+            raise RuntimeError("the seeded chain does not verify")
+        prev = digest
+    return time.monotonic() - started
+
+
+async def verification(app_url: str, firm: str, rounds: int = 3) -> dict[str, Any]:
     """chain.verify over the whole chain (streamed), then the floors: a bare hashlib chain over
-    the same bytes streamed from PostgreSQL, and over them held in memory; and the process's
-    peak RSS growth while verifying."""
+    the same bytes streamed from PostgreSQL, and over them held in memory; each the median of
+    ``rounds`` interleaved runs (a single second-long run is at the mercy of the machine's
+    drift); and the process's peak RSS growth while verifying, the first time."""
     engine = create_engine(app_url, pool_size=1)
     firm_id = uuid.UUID(firm)
+    timings: dict[str, list[float]] = {"seconds": [], "streamed": [], "bare": []}
     try:
-        before = psutil.Process().memory_info().rss
-        stop, peak = threading.Event(), [before]
-        sampler = threading.Thread(target=_peak_rss, args=(stop, peak), daemon=True)
-        sampler.start()
-        started = time.monotonic()
-        async with tenant_transaction(session_factory(engine), firm_id) as session:
-            result = await chain.verify(session, firm_id)
-        seconds = time.monotonic() - started
-        stop.set()
-        sampler.join()
         conn = await asyncpg.connect(app_url)
-        async with conn.transaction():
-            await conn.execute(SET, firm, "")
-            streamed = await _streamed_floor(conn, firm_id)
-            rows = await conn.fetch(CHAIN, firm_id)
+        data: list[tuple[bytes, bytes, bytes]] = []
+        for n in range(rounds):
+            before = psutil.Process().memory_info().rss
+            stop, peak = threading.Event(), [before]
+            sampler = threading.Thread(target=_peak_rss, args=(stop, peak), daemon=True)
+            sampler.start()
+            started = time.monotonic()
+            async with tenant_transaction(session_factory(engine), firm_id) as session:
+                result = await chain.verify(session, firm_id)
+            timings["seconds"].append(time.monotonic() - started)
+            stop.set()
+            sampler.join()
+            if n == 0:
+                growth = peak[0] - before
+            async with conn.transaction():
+                await conn.execute(SET, firm, "")
+                timings["streamed"].append(await _streamed_floor(conn, firm_id))
+                if not data:  # held only after the first verification, whose RSS is measured
+                    rows = await conn.fetch(CHAIN, firm_id)
+                    data = [(bytes(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+            timings["bare"].append(_bare(data))
         await conn.close()
-        data = [(bytes(r["prev_hash"]), bytes(r["canonical"]), bytes(r["hash"])) for r in rows]
-        started = time.monotonic()
-        prev = canonical.GENESIS
-        for prev_hash, body, digest in data:
-            if prev_hash != prev or hashlib.sha256(prev_hash + body).digest() != digest:
-                raise RuntimeError("the seeded chain does not verify")
-            prev = digest
-        bare = time.monotonic() - started
     finally:
         await engine.dispose()
+    seconds, streamed, bare = (round(statistics.median(v), 3) for v in timings.values())
     return {
         "entries": result.entries_checked,
         "ok": result.ok,
-        "seconds": round(seconds, 3),
-        "bare_seconds": round(bare, 3),
-        "streamed_floor_seconds": round(streamed, 3),
-        "rss_growth_mb": round((peak[0] - before) / 2**20, 1),
+        "seconds": seconds,
+        "bare_seconds": bare,
+        "streamed_floor_seconds": streamed,
+        "rounds_seconds": [round(x, 3) for x in timings["seconds"]],
+        "rounds_streamed_floor_seconds": [round(x, 3) for x in timings["streamed"]],
+        "rss_growth_mb": round(growth / 2**20, 1),
     }
 
 
