@@ -204,8 +204,8 @@ def _value(
 ) -> Any:
     if isinstance(literal, VariableNode):
         name = literal.name.value
-        if name not in variables and name in settled:
-            raise Fallback
+        if name in settled and variables.get(name) is None:
+            raise Fallback  # absent or null: its default, or the executor's refusal, settles it
         value = variables.get(name, default)
     else:
         value = default if literal is None else literal

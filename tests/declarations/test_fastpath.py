@@ -48,6 +48,8 @@ FALLBACKS = [
     "query Directive($s: Boolean!) { declarations(first: 3) { edges { node { id "
     "recipientName @skip(if: $s) } } } }",
     "query TooMany { declarations(first: 101) { edges { node { id } } } }",
+    "query Strict($n: Int!, $after: String!) { declarations(first: $n, after: $after) { "
+    "edges { node { id } } } }",
 ]
 NAMES = [
     'quote " backslash \\ slash /',
@@ -180,6 +182,7 @@ async def test_anything_unusual_falls_back_with_the_normal_answer(
     await _fixtures(superuser_engine, owner.firm_id)
     await trust(superuser_engine, DOCUMENTS + FALLBACKS)
     page = "sha256:" + document_id(DOCUMENTS[1])
+    strict = "sha256:" + document_id(FALLBACKS[-1])
     cases: list[tuple[Member | None, dict[str, Any]]] = [
         (owner, {"documentId": "sha256:" + document_id(body), "variables": {"s": True}})
         for body in FALLBACKS
@@ -192,6 +195,8 @@ async def test_anything_unusual_falls_back_with_the_normal_answer(
         (unverified, {"documentId": page, "variables": {"n": 5}}),
         (owner, {"query": DOCUMENTS[0]}),  # text, not persisted: never the fast path
         (owner, {"documentId": page, "variables": {"n": 5}, "operationName": "Other"}),
+        # A non-null variable sent as null: the executor's refusal, not the first page.
+        (owner, {"documentId": strict, "variables": {"n": 5, "after": None}}),
         (dead, {"documentId": page, "variables": {"n": 5}}),
     ]
     for member, payload in cases:
