@@ -1,21 +1,29 @@
 #!/usr/bin/env python3
 """Verify a CoverProof audit export offline, without trusting CoverProof.
 
-Usage: python3 tools/verify_audit.py EXPORT.jsonl PUBLIC_KEY.pem
+Usage: python3 tools/verify_audit.py EXPORT.jsonl PUBLIC_KEY.pem [MORE_PUBLIC_KEYS.pem ...]
+           [--against EARLIER_EXPORT.jsonl ...]
 
 Needs only the Python standard library, plus the `cryptography` package for the Ed25519
 signature checks (pip install cryptography). docs/audit.md describes every byte, so you can
-also write your own verifier.
+also write your own verifier. Give every platform public key you trust (after a key rotation,
+the old one too): each signature is checked with the key its key_id names.
 
-Checks: the last line signs the SHA-256 of every byte before it with the public key (so no
+Checks: the last line signs the SHA-256 of every byte before it with one of the keys (so no
 byte of the file can change unnoticed); every line has exactly its format's fields; seq has no
 gaps; each entry's prev_hash is the previous entry's hash (the first entry of a full export
 follows 32 zero bytes); hash = SHA-256(prev_hash || canonical); the canonical JSON names the
 same seq and firm; every checkpoint's head hash equals the hash of the entry at its seq, and
-its signature verifies; no checkpoint signs a seq beyond the last entry (a cut-off tail).
+its signature verifies; no checkpoint signs a seq beyond the last entry (a cut-off tail); and
+(version 2) a full export ends at the chain's head when it was exported, and a dated export's
+first and last entries fall within its dates. With --against, the export also agrees with each
+earlier export of the firm you kept: the same hash at every seq both hold, and a full export
+reaching at least as far (a chain rewritten or cut since then, even by someone able to have
+the platform sign the result, shows).
 
-Exit 0 with a one-line summary when intact; exit 1 naming the first bad line otherwise; exit 2
-when the files cannot be read.
+Exit 0 with a one-line summary when intact: it says whether the export is full or dated (and
+its dates), when it was exported, which entries of how many it holds, and the signing key.
+Exit 1 naming the first bad line otherwise; exit 2 when the files cannot be read.
 """
 
 from __future__ import annotations
@@ -25,12 +33,14 @@ import hashlib
 import json
 import re
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 GENESIS = bytes(32)
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+HEADER_V1 = frozenset({"type", "format", "version", "firm_id", "exported_at", "key_id", "scope"})
+HEADERS = {1: HEADER_V1, 2: HEADER_V1 | {"from", "to", "head_seq", "head_hash"}}
 KEYS = {
-    "header": {"type", "format", "version", "firm_id", "exported_at", "key_id", "scope"},
+    "header": HEADERS[2],
     "entry": {"type", "seq", "prev_hash", "hash", "canonical"},
     "checkpoint": {"type", "id", "firm_id", "seq", "head_hash", "signed_at", "key_id", "signature"},
     "signature": {"type", "sha256", "key_id", "signature"},
@@ -40,6 +50,10 @@ KEYS = {
 class Broken(Exception):
     def __init__(self, line: int, reason: str) -> None:
         super().__init__(f"line {line}: {reason}")
+
+
+class Disagrees(Exception):
+    """An intact export that contradicts an earlier one."""
 
 
 def _load_public_key(path: str) -> Any:
@@ -69,9 +83,11 @@ def _parse(number: int, raw: bytes) -> dict[str, Any]:
         item = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
         raise Broken(number, "not a JSON line") from error
-    if not isinstance(item, dict) or set(item) != KEYS.get(item.get("type"), set()):
+    kind = item.get("type") if isinstance(item, dict) else None
+    allowed = [HEADERS[1], HEADERS[2]] if kind == "header" else [KEYS.get(str(kind))]
+    if not isinstance(kind, str) or set(item) not in allowed:
         raise Broken(number, "unexpected fields for its line type")
-    return item
+    return dict(item)
 
 
 def _checkpoint_payload(cp: dict[str, Any]) -> bytes:
@@ -79,7 +95,10 @@ def _checkpoint_payload(cp: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _check_entry(number: int, entry: dict[str, Any], firm_id: str, previous: Any) -> bytes:
+def _check_entry(
+    number: int, entry: dict[str, Any], firm_id: str, previous: Any
+) -> tuple[bytes, str]:
+    """The entry's hash and the time its canonical bytes name, once it checks out."""
     canonical = entry["canonical"].encode("utf-8")
     prev_hash, stored = bytes.fromhex(entry["prev_hash"]), bytes.fromhex(entry["hash"])
     body = json.loads(canonical)
@@ -98,88 +117,186 @@ def _check_entry(number: int, entry: dict[str, Any], firm_id: str, previous: Any
         raise Broken(number, f"seq {entry['seq']}: hash is not SHA-256(prev_hash || canonical)")
     if body.get("seq") != entry["seq"] or body.get("firm_id") != firm_id:
         raise Broken(number, f"seq {entry['seq']}: canonical bytes name another seq or firm")
-    return stored
+    return stored, str(body["occurred_at"])
 
 
 def _check_checkpoint(
-    number: int, cp: dict[str, Any], firm_id: str, key: Any, hashes: dict[int, bytes]
+    number: int, cp: dict[str, Any], firm_id: str, keys: dict[str, Any], hashes: dict[int, bytes]
 ) -> None:
-    public_key, key_id = key
     seq = cp["seq"]
-    if cp["firm_id"] != firm_id or cp["key_id"] != key_id or not TIMESTAMP.match(cp["signed_at"]):
+    if cp["firm_id"] != firm_id or cp["key_id"] not in keys or not TIMESTAMP.match(cp["signed_at"]):
         raise Broken(number, "checkpoint of another firm or key, or a malformed time")
     if seq not in hashes:
         raise Broken(number, f"checkpoint signs seq {seq}, beyond the export (cut off)")
     if bytes.fromhex(cp["head_hash"]) != hashes[seq]:
         raise Broken(number, f"checkpoint at seq {seq} signed another hash (rewritten)")
-    if not _signed(public_key, cp["signature"], _checkpoint_payload(cp)):
+    if not _signed(keys[cp["key_id"]], cp["signature"], _checkpoint_payload(cp)):
         raise Broken(number, f"checkpoint at seq {seq}: signature invalid")
 
 
-def verify(data: bytes, key: Any) -> str:
-    """The summary of an intact export; raises Broken naming the first bad line."""
-    public_key, key_id = key
+def _check_header(header: dict[str, Any], key_id: str) -> None:
+    version = header["version"]
+    known = header["type"] == "header" and header["format"] == "coverproof-audit-export"
+    known = known and version in HEADERS and set(header) == HEADERS[version]
+    if not known or header["scope"] not in ("full", "dated") or header["key_id"] != key_id:
+        raise Broken(1, "not a CoverProof audit export (version 1 or 2) for this key")
+    if not TIMESTAMP.match(header["exported_at"]):
+        raise Broken(1, "a malformed export time")
+    if version == 1:
+        return
+    dates = (header["from"], header["to"])
+    if any(d is not None and not TIMESTAMP.match(d) for d in dates) or (
+        (header["scope"] == "full") != (dates == (None, None))
+    ):
+        raise Broken(1, "the dates do not match the scope, or are malformed")
+    head_seq, head_hash = header["head_seq"], header["head_hash"]
+    if type(head_seq) is not int or head_seq < 0 or (head_hash is None) != (head_seq == 0):
+        raise Broken(1, "a malformed chain head")
+    if head_hash is not None and not re.fullmatch(r"[0-9a-f]{64}", head_hash):
+        raise Broken(1, "a malformed chain head")
+
+
+def _check_extent(
+    header: dict[str, Any], number: int, entries: dict[int, bytes], moments: tuple[str, str]
+) -> None:
+    """A version 2 export's entries against its header: a full export ends at the head it
+    names; a dated one holds none beyond it, and its first and last fall within its dates
+    (the entries between them are every entry between them by seq, whatever their time)."""
+    head_seq, head_hash = header["head_seq"], header["head_hash"]
+    last = max(entries, default=0)
+    if header["scope"] == "full" and last != head_seq:
+        raise Broken(number, f"a full export ends at seq {last}, not at the head {head_seq}")
+    if last > head_seq or (last == head_seq and last and entries[last].hex() != head_hash):
+        raise Broken(number, f"seq {last} is not the chain's head when exported")
+    (start, end), (first_at, last_at) = (header["from"], header["to"]), moments
+    if entries and (
+        (start is not None and first_at < start) or (end is not None and last_at >= end)
+    ):
+        raise Broken(number, "the first or last entry falls outside the export's dates")
+
+
+def _summary(header: dict[str, Any], entries: dict[int, bytes], checkpoints: int) -> str:
+    if header["scope"] == "full":
+        what = "full export"
+    elif header["version"] == 1:
+        what = "dated export"
+    else:
+        what = f"dated export from {header['from'] or 'the start'} to {header['to'] or 'now'}"
+    told = f"firm {header['firm_id']}: {what}, exported {header['exported_at']}"
+    of = "" if header["version"] == 1 else f" of {header['head_seq']}"
+    signed = f"signed by key {header['key_id']}"
+    if not entries:
+        return f"OK: {told}: no entries{of}, {signed}"
+    last = max(entries)
+    return (
+        f"OK: {told}: entries {min(entries)}..{last} ({len(entries)}){of} intact, "
+        f"{checkpoints} signed checkpoint(s) verified, head {entries[last].hex()}, {signed}"
+    )
+
+
+class Checked(NamedTuple):
+    header: dict[str, Any]
+    hashes: dict[int, bytes]  # each entry's hash, by seq
+    checkpoints: int
+
+
+def verify(data: bytes, keys: dict[str, Any]) -> str:
+    """The summary of an intact export; raises Broken naming the first bad line. ``keys``: the
+    trusted public keys by key id."""
+    return _summary(*check(data, keys))
+
+
+def check(data: bytes, keys: dict[str, Any]) -> Checked:
+    """What an intact export holds; raises Broken naming the first bad line."""
     lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
+    while lines and lines[-1] == b"":  # newlines after the trailer change nothing it signs
         lines.pop()
     if len(lines) < 2:
         raise Broken(1, "not a complete export")
     trailer = _parse(len(lines), lines[-1])
     body_bytes = b"".join(line + b"\n" for line in lines[:-1])
     digest = hashlib.sha256(body_bytes).digest()
-    if trailer["type"] != "signature" or trailer["key_id"] != key_id:
-        raise Broken(len(lines), "the export is not signed by this key")
-    if trailer["sha256"] != digest.hex() or not _signed(public_key, trailer["signature"], digest):
+    if trailer["type"] != "signature" or trailer["key_id"] not in keys:
+        raise Broken(len(lines), "the export is not signed by a key given")
+    signed = _signed(keys[trailer["key_id"]], trailer["signature"], digest)
+    if trailer["sha256"] != digest.hex() or not signed:
         raise Broken(len(lines), "the signature does not cover these bytes (file changed)")
     header = _parse(1, lines[0])
-    known = header["format"] == "coverproof-audit-export" and header["version"] == 1
-    known = known and header["scope"] in ("full", "dated")
-    if header["type"] != "header" or not known or header["key_id"] != key_id:
-        raise Broken(1, "not a CoverProof audit export (version 1) for this key")
+    try:
+        _check_header(header, trailer["key_id"])
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise Broken(1, f"malformed header ({type(error).__name__})") from error
     firm_id = str(header["firm_id"])
     hashes: dict[int, bytes] = {}
+    first = last = ""  # the first and last entries' times
     previous: Any = None
     checkpoints = 0
     for number, raw in enumerate(lines[1:-1], start=2):
         item = _parse(number, raw)
         try:
             if item["type"] == "entry":
-                stored = _check_entry(number, item, firm_id, previous)
+                stored, last = _check_entry(number, item, firm_id, previous)
+                first = first or last
                 hashes[item["seq"]] = stored
                 previous = (item["seq"], stored)
             elif item["type"] == "checkpoint":
-                _check_checkpoint(number, item, firm_id, key, hashes)
+                _check_checkpoint(number, item, firm_id, keys, hashes)
                 checkpoints += 1
             else:
                 raise Broken(number, f"a {item['type']} line in the middle of the export")
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise Broken(number, f"malformed line ({type(error).__name__})") from error
-    if previous is None:
-        return f"OK: firm {firm_id}: no entries, signed export"
-    if header["scope"] == "full" and min(hashes) != 1:
+    if header["scope"] == "full" and hashes and min(hashes) != 1:
         raise Broken(2, f"a full export starts at seq {min(hashes)}, not 1 (entries removed)")
-    return (
-        f"OK: firm {firm_id}: entries {min(hashes)}..{previous[0]} ({len(hashes)}) intact, "
-        f"{checkpoints} signed checkpoint(s) verified, head {previous[1].hex()}, signed export"
-    )
+    if header["version"] == 2:
+        _check_extent(header, len(lines), hashes, (first, last))
+    return Checked(header, hashes, checkpoints)
+
+
+def agrees(later: Checked, earlier: Checked, name: str) -> None:
+    """Raises Disagrees where an export tells another story than an earlier one you kept: the
+    same seq with another hash (rewritten), or a full export ending before the entries the
+    earlier one holds (cut off). Someone who can rewrite the database and have the platform
+    sign the result passes every check of one export; not this one."""
+    if later.header["firm_id"] != earlier.header["firm_id"]:
+        raise Disagrees(f"{name} is an export of another firm")
+    for seq, digest in earlier.hashes.items():
+        if seq in later.hashes and later.hashes[seq] != digest:
+            raise Disagrees(f"seq {seq} differs from {name} (the chain was rewritten)")
+    held = max(earlier.hashes, default=0)
+    if later.header["scope"] == "full" and held > max(later.hashes, default=0):
+        raise Disagrees(f"{name} holds seq {held}, beyond the end of this full export (cut off)")
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
+    args = argv[1:]
+    cut = args.index("--against") if "--against" in args else len(args)
+    paths, earlier = args[:cut], args[cut + 1 :]
+    if len(paths) < 2 or (cut < len(args) and not earlier):
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     try:
-        with open(argv[1], "rb") as handle:
-            data = handle.read()
-        key = _load_public_key(argv[2])
+        exports = []
+        for path in [paths[0], *earlier]:
+            with open(path, "rb") as handle:
+                exports.append(handle.read())
+        keys = {key_id: key for key, key_id in map(_load_public_key, paths[1:])}
     except (OSError, ValueError, TypeError) as error:
         print(f"cannot read input: {error}", file=sys.stderr)
         return 2
     try:
-        print(verify(data, key))
-    except Broken as broken:
-        print(f"BROKEN: {broken}")
+        checked = check(exports[0], keys)
+        for name, data in zip(earlier, exports[1:], strict=True):
+            try:
+                kept = check(data, keys)
+            except Broken as broken:
+                raise Disagrees(f"{name} does not verify: {broken}") from broken
+            agrees(checked, kept, name)
+    except (Broken, Disagrees) as problem:
+        print(f"BROKEN: {problem}")
         return 1
+    also = f", agrees with {len(earlier)} earlier export(s)" if earlier else ""
+    print(_summary(*checked) + also)
     return 0
 
 

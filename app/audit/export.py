@@ -1,9 +1,10 @@
 """Export a firm's audit trail as JSON Lines, for verification without trusting us.
 
-Line 1 is a header; then one line per entry in seq order, carrying its canonical bytes (rebuilt
-from the stored fields, so a field changed in the database shows as a broken hash), prev_hash
-and hash; then the signed checkpoints; last, a trailer that signs the SHA-256 of every byte
-before it with the platform key, so no byte of the file can change unnoticed.
+Line 1 is a header (naming the chain's head when exported, and a dated export's dates); then
+one line per entry in seq order, carrying its canonical bytes (rebuilt from the stored fields,
+so a field changed in the database shows as a broken hash), prev_hash and hash; then the signed
+checkpoints; last, a trailer that signs the SHA-256 of every byte before it with the platform
+key, so no byte of the file can change unnoticed.
 ``tools/verify_audit.py`` checks such a file with the platform's public key (docs/audit.md).
 """
 
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import canonical
@@ -33,6 +34,28 @@ def _line(body: dict[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n"
 
 
+async def _extent(
+    session: AsyncSession,
+    firm_id: uuid.UUID,
+    head_seq: int,
+    start: datetime | None,
+    end: datetime | None,
+) -> tuple[int, int]:
+    """The first and last seq an export holds. Dated, from the first entry at or after
+    ``start`` to the last before ``end``, with every entry between them by seq: one app
+    server's clock may run a little behind another's, so times need not rise with seq, and a
+    gap left by a time out of order would read offline as a deleted entry."""
+    first, last = 1, head_seq
+    in_chain = (_TABLE.c.firm_id == firm_id, _TABLE.c.seq <= head_seq)
+    if start is not None:
+        earliest = select(func.min(_TABLE.c.seq)).where(*in_chain, _TABLE.c.occurred_at >= start)
+        first = await session.scalar(earliest) or head_seq + 1
+    if end is not None:
+        latest = select(func.max(_TABLE.c.seq)).where(*in_chain, _TABLE.c.occurred_at < end)
+        last = await session.scalar(latest) or 0
+    return first, last
+
+
 async def _body(
     session: AsyncSession,
     firm_id: uuid.UUID,
@@ -40,28 +63,47 @@ async def _body(
     start: datetime | None,
     end: datetime | None,
 ) -> AsyncIterator[str]:
+    # The checkpoints first, then the head, then the entries up to it (each statement sees
+    # what has committed by its start): a checkpoint signed while the export streams is left
+    # out, not reported offline as beyond the entries, while a tail cut off after a checkpoint
+    # still shows, that checkpoint being beyond the head.
+    signed = await session.execute(
+        select(AuditCheckpoint)
+        .where(AuditCheckpoint.firm_id == firm_id)
+        .order_by(AuditCheckpoint.seq)
+    )
+    checkpoints = list(signed.scalars())
+    head = (
+        await session.execute(
+            select(_TABLE.c.seq, _TABLE.c.hash)
+            .where(_TABLE.c.firm_id == firm_id)
+            .order_by(_TABLE.c.seq.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+    head_seq = 0 if head is None else head.seq
+    dated = start is not None or end is not None
+    first, last = await _extent(session, firm_id, head_seq, start, end)
     yield _line(
         {
             "type": "header",
             "format": FORMAT,
-            "version": 1,
+            "version": 2,
             "firm_id": str(firm_id),
             "exported_at": canonical.timestamp(datetime.now(UTC)),
             "key_id": key_id,
-            # A full export must start at seq 1, so deleted leading entries show offline.
-            "scope": "full" if start is None and end is None else "dated",
+            # A full export must start at seq 1 and end at the head, so entries deleted at
+            # either end show offline; a dated one says which dates it was asked for.
+            "scope": "dated" if dated else "full",
+            "from": None if start is None else canonical.timestamp(start),
+            "to": None if end is None else canonical.timestamp(end),
+            "head_seq": head_seq,
+            "head_hash": None if head is None else head.hash.hex(),
         }
     )
-    query = select(_TABLE).where(_TABLE.c.firm_id == firm_id)
-    if start is not None:
-        query = query.where(_TABLE.c.occurred_at >= start)
-    if end is not None:
-        query = query.where(_TABLE.c.occurred_at < end)
+    query = select(_TABLE).where(_TABLE.c.firm_id == firm_id, _TABLE.c.seq.between(first, last))
     rows = await session.stream(query.order_by(_TABLE.c.seq).execution_options(yield_per=1000))
-    first = last = None
     async for row in rows:
-        first = row.seq if first is None else first
-        last = row.seq
         yield _line(
             {
                 "type": "entry",
@@ -73,13 +115,9 @@ async def _body(
         )
     # A full export carries every checkpoint, so a checkpoint beyond the last entry shows a
     # cut-off tail; a dated export carries those within its entries.
-    wanted = select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id)
-    if start is not None or end is not None:
-        if first is None:
-            return
-        wanted = wanted.where(AuditCheckpoint.seq >= first, AuditCheckpoint.seq <= last)
-    checkpoints = await session.execute(wanted.order_by(AuditCheckpoint.seq))
-    for cp in checkpoints.scalars():
+    for cp in checkpoints:
+        if dated and not first <= cp.seq <= last:
+            continue
         yield _line(
             {
                 "type": "checkpoint",

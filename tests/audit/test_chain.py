@@ -400,6 +400,35 @@ def test_timestamps_over_many_moments_are_the_canonical_text() -> None:
             assert canonical.timestamp(moment) == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+async def written_at(
+    sessions: async_sessionmaker[AsyncSession], firm_id: uuid.UUID, moments: list[datetime]
+) -> None:
+    """A firm's chain of one entry at each of these moments, in this order, chained as
+    chain.record chains them (whatever the clock said, as an app server's might)."""
+    rows, prev = [], canonical.GENESIS
+    for seq, moment in enumerate(moments, start=1):
+        fields: dict[str, Any] = {
+            "seq": seq,
+            "occurred_at": moment,
+            "actor_type": "system",
+            "actor_id": None,
+            "action": "firm.updated",
+            "target_type": None,
+            "target_id": None,
+            "details": {},
+            "ip": None,
+        }
+        body = canonical.encode(canonical.entry_body(firm_id=str(firm_id), **fields))
+        digest = canonical.chain_hash(prev, body)
+        rows.append(
+            {"id": uuid.uuid4(), "firm_id": firm_id, **fields}
+            | {"prev_hash": prev, "hash": digest, "canonical": body}
+        )
+        prev = digest
+    async with tenant_transaction(sessions, firm_id) as session:
+        await session.execute(insert(AuditEntry), rows)
+
+
 async def test_entries_at_any_moment_python_can_hold_verify(
     members: Members, app_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -419,28 +448,7 @@ async def test_entries_at_any_moment_python_can_hold_verify(
         )
         moments.append(moment.replace(microsecond=0) if pick.random() < 0.2 else moment)
     owner = await members.create()
-    rows, prev = [], canonical.GENESIS
-    for seq, moment in enumerate(moments, start=1):
-        fields: dict[str, Any] = {
-            "seq": seq,
-            "occurred_at": moment,
-            "actor_type": "system",
-            "actor_id": None,
-            "action": "firm.updated",
-            "target_type": None,
-            "target_id": None,
-            "details": {},
-            "ip": None,
-        }
-        body = canonical.encode(canonical.entry_body(firm_id=str(owner.firm_id), **fields))
-        digest = canonical.chain_hash(prev, body)
-        rows.append(
-            {"id": uuid.uuid4(), "firm_id": owner.firm_id, **fields}
-            | {"prev_hash": prev, "hash": digest, "canonical": body}
-        )
-        prev = digest
-    async with tenant_transaction(app_sessions, owner.firm_id) as session:
-        await session.execute(insert(AuditEntry), rows)
+    await written_at(app_sessions, owner.firm_id, moments)
     # In whatever zone the session is (offsets of odd minutes, and of seconds in the past).
     for zone in ("UTC", "Asia/Kathmandu", "Europe/Amsterdam"):
         async with tenant_transaction(app_sessions, owner.firm_id) as session:

@@ -10,7 +10,7 @@ import json
 import os
 import random
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,13 @@ from starlette.applications import Starlette
 
 from app.audit import canonical, chain
 from app.audit.actions import Action
+from app.audit.export import export_lines
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor
 from app.cli import main
 from app.db.models import AuditEntry
 from app.db.tenant import tenant_transaction, transaction
+from tests.audit.test_chain import written_at
 from tests.audit.test_tamper import (
     CHECKPOINT,
     append,
@@ -192,19 +194,20 @@ async def test_ten_thousand_entries_verify_and_any_flipped_byte_breaks_the_expor
     key.public.verify(base64.b64decode(trailer["signature"], validate=True), digest)
     code, out = await verify_offline(tmp_path, lines, key)
     assert code == 0, out
-    head = json.loads(lines[LONG])["hash"]
+    head, exported = json.loads(lines[LONG])["hash"], json.loads(lines[0])["exported_at"]
     assert out == (
-        f"OK: firm {trail.firm_id}: entries 1..{LONG} ({LONG}) intact, "
-        f"2 signed checkpoint(s) verified, head {head}, signed export\n"
+        f"OK: firm {trail.firm_id}: full export, exported {exported}: entries 1..{LONG} "
+        f"({LONG}) of {LONG} intact, 2 signed checkpoint(s) verified, head {head}, "
+        f"signed by key {key.key_id}\n"
     )
 
     data = "".join(lines).encode()
     key_path = tmp_path / "key.pem"
     key_path.write_text(key.public_pem())
     positions = _flip_positions(data, random.Random(20260527))  # noqa: S311 (reproducible)
-    # random ones (4 header, 12 entry, 6 checkpoint, 7 trailer); every field of the header (7),
+    # random ones (4 header, 12 entry, 6 checkpoint, 7 trailer); every field of the header (11),
     # of a checkpoint (8) and of the trailer (4)
-    assert len(positions) == 29 + 7 + 8 + 4
+    assert len(positions) == 29 + 11 + 8 + 4
     assert {kind for kind, _ in positions} == {
         "header",
         "entry",
@@ -282,11 +285,17 @@ async def test_a_dated_export_of_a_middle_range_verifies_from_its_first_entry(
     assert code == 0, out
 
     code, out = await verify_offline(tmp_path, lines, key)
-    head = json.loads(lines[4])["hash"]
+    head, header = json.loads(lines[4])["hash"], json.loads(lines[0])
+    assert (header["from"], header["to"]) == (
+        canonical.timestamp(start),
+        canonical.timestamp(end),
+    )
+    assert (header["head_seq"], header["head_hash"]) == (8, outside.head_hash.hex())
     assert (code, out) == (
         0,
-        f"OK: firm {trail.firm_id}: entries 3..6 (4) intact, "
-        f"1 signed checkpoint(s) verified, head {head}, signed export\n",
+        f"OK: firm {trail.firm_id}: dated export from {header['from']} to {header['to']}, "
+        f"exported {header['exported_at']}: entries 3..6 (4) of 8 intact, "
+        f"1 signed checkpoint(s) verified, head {head}, signed by key {key.key_id}\n",
     )
 
     # Anchored at its first entry, whatever its seq; a gap inside the range is still caught.
@@ -294,7 +303,7 @@ async def test_a_dated_export_of_a_middle_range_verifies_from_its_first_entry(
     later = resign([lines[0], *lines[2:]], key)
     code, out = await verify_offline(tmp_path, later, key, "later-start")
     assert code == 0, out
-    assert out.startswith(f"OK: firm {trail.firm_id}: entries 4..6 (3) intact, ")
+    assert ": entries 4..6 (3) of 8 intact, " in out
     gap = [lines[0], lines[1], *lines[3:]]
     code, out = await verify_offline(tmp_path, resign(gap, key), key, "gap")
     assert (code, out) == (1, "BROKEN: line 3: seq 5 follows seq 3 (entry missing or moved)\n")
@@ -303,6 +312,64 @@ async def test_a_dated_export_of_a_middle_range_verifies_from_its_first_entry(
     assert (code, out) == (
         1,
         f"BROKEN: line {len(gap)}: the signature does not cover these bytes (file changed)\n",
+    )
+
+
+async def test_a_checkpoint_signed_while_an_export_streams_is_left_out(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    """The export reads the checkpoints, then the head, then the entries up to it. Read last,
+    a checkpoint signed after the last entry was read would sit beyond the entries and read
+    offline as a cut-off tail."""
+    key = signing_key(app)
+    trail = await new_trail(members, app_sessions, 3)
+    await sign_head(app_sessions, trail, key)
+    async with tenant_transaction(app_sessions, trail.firm_id) as session:
+        stream = export_lines(session, trail.firm_id, key)
+        lines = [await anext(stream) for _ in range(4)]  # the header and the three entries
+        await append(app_sessions, trail.actor, 1, start=4)
+        late = await sign_head(app_sessions, trail, key)
+        lines += [line async for line in stream]
+    assert late.seq == 4
+    kinds = [json.loads(line)["type"] for line in lines]
+    assert kinds == ["header", "entry", "entry", "entry", "checkpoint", "signature"]
+    code, out = await verify_offline(tmp_path, lines, key)
+    assert code == 0, out
+    assert ": entries 1..3 (3) of 3 intact, 1 signed checkpoint(s) verified, " in out
+
+
+async def test_a_dated_export_holds_every_entry_between_its_first_and_last_by_seq(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    """Times need not rise with seq (one app server's clock may run behind another's). A dated
+    export holds a run of seqs, so an entry whose time is out of order is not left out, which
+    would read offline as a deleted entry."""
+    key = signing_key(app)
+    owner = await members.create()
+    base = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+    moments = [base + timedelta(minutes=m) for m in (0, 2, 1, 3)]  # seq 3's server behind
+    await written_at(app_sessions, owner.firm_id, moments)
+    window = (base + timedelta(minutes=1, seconds=30), base + timedelta(minutes=3, seconds=30))
+    lines = await export(app_sessions, owner.firm_id, key, *window)
+    assert [json.loads(line)["seq"] for line in lines[1:-1]] == [2, 3, 4]
+    code, out = await verify_offline(tmp_path, lines, key)
+    assert code == 0, out
+    assert ": entries 2..4 (3) of 4 intact, 0 signed checkpoint(s) verified, " in out
+
+    # Nothing in the window: the export says so, and how long the chain is.
+    lines = await export(app_sessions, owner.firm_id, key, base + timedelta(minutes=5))
+    code, out = await verify_offline(tmp_path, lines, key, "empty")
+    header = json.loads(lines[0])
+    assert (code, out) == (
+        0,
+        f"OK: firm {owner.firm_id}: dated export from {header['from']} to now, exported "
+        f"{header['exported_at']}: no entries of 4, signed by key {key.key_id}\n",
     )
 
 
@@ -366,8 +433,9 @@ async def test_the_cli_exports_what_the_api_exports_and_verifies_a_firm(
     }
     code, out = await verify_offline(tmp_path, printed, key, "cli")
     assert code == 0, out
-    assert out.startswith(f"OK: firm {trail.firm_id}: entries 1..7 (7) intact, 1 signed ")
-    assert out.endswith(", signed export\n")
+    assert out.startswith(f"OK: firm {trail.firm_id}: full export, exported ")
+    assert ": entries 1..7 (7) of 7 intact, 1 signed " in out
+    assert out.endswith(f", signed by key {key.key_id}\n")
 
     assert await _cli(["audit", "public-key"]) == 0
     assert capsys.readouterr().out == key.public_pem()

@@ -277,9 +277,10 @@ async def assert_intact(
     }
     code, out = await verify_offline(tmp_path, await export(sessions, trail.firm_id, key), key)
     assert code == 0, out
-    assert out.startswith(f"OK: firm {trail.firm_id}: entries 1..{entries} ({entries}) intact, ")
+    assert out.startswith(f"OK: firm {trail.firm_id}: full export, exported ")
+    assert f": entries 1..{entries} ({entries}) of {entries} intact, " in out
     assert f" {signed} signed checkpoint(s) verified" in out
-    assert out.endswith(", signed export\n")
+    assert out.endswith(f", signed by key {key.key_id}\n")
 
 
 # --- 1. a changed field ----------------------------------------------------------------------
@@ -589,7 +590,7 @@ async def test_a_whole_chain_rebuilt_from_genesis_is_caught_only_by_the_signed_c
     # The rebuilt chain is consistent in itself: without the checkpoint, it would pass.
     code, out = await verify_offline(tmp_path, resign(lines[:7], key), key, "no-checkpoint")
     assert code == 0, out
-    assert out.startswith(f"OK: firm {trail.firm_id}: entries 1..6 (6) intact, 0 signed ")
+    assert ": entries 1..6 (6) of 6 intact, 0 signed " in out
 
     reason = f"checkpoint {checkpoint.id} signed a different hash at seq 4: the chain was rewritten"
     result = await verify_graphql(client, trail.admin)
@@ -731,16 +732,17 @@ async def test_a_checkpoint_is_checked_against_the_published_key_not_the_one_it_
     assert len(lines) == 5  # header, 2 entries, the checkpoint, the signed trailer
     code, out = await verify_offline(tmp_path, lines, key)
     assert code == 0, out
-    assert out.startswith(f"OK: firm {trail.firm_id}: entries 1..2 (2) intact, 1 signed ")
+    assert ": entries 1..2 (2) of 2 intact, 1 signed " in out
     other = SigningKey(Ed25519PrivateKey.generate())
     code, out = await verify_offline(tmp_path, lines, other.public_pem(), "other-key")
-    assert (code, out) == (1, f"BROKEN: line {len(lines)}: the export is not signed by this key\n")
+    refused = f"BROKEN: line {len(lines)}: the export is not signed by a key given\n"
+    assert (code, out) == (1, refused)
 
     # Re-signed by the other key, the header still names ours: refused.
     code, out = await verify_offline(tmp_path, resign(lines, other), other.public_pem(), "both")
     assert (code, out) == (
         1,
-        "BROKEN: line 1: not a CoverProof audit export (version 1) for this key\n",
+        "BROKEN: line 1: not a CoverProof audit export (version 1 or 2) for this key\n",
     )
 
     def naming_other(line: str) -> str:
@@ -808,8 +810,8 @@ async def test_the_offline_verifier_requires_the_exact_format_and_the_trailer(
             4,
             "checkpoint of another firm or key, or a malformed time",
         ),
-        (lines[:-1], 4, "the export is not signed by this key"),
-        ([*lines, lines[1]], 6, "the export is not signed by this key"),
+        (lines[:-1], 4, "the export is not signed by a key given"),
+        ([*lines, lines[1]], 6, "the export is not signed by a key given"),
         ([*lines, lines[-1]], 6, "the signature does not cover these bytes (file changed)"),
     ]
     for n, (changed, number, reason) in enumerate(cases):
