@@ -87,8 +87,8 @@ def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from app.audit.verify_all import verify_firms  # noqa: PLC0415
 
     firm = uuid.UUID(args.firm) if args.firm else None
-    public = signing.load(settings).public
-    results = asyncio.run(verify_firms(_owner_url(settings), firm, public, platform=args.all))
+    keys = signing.load(settings).trusted
+    results = asyncio.run(verify_firms(_owner_url(settings), firm, keys, platform=args.all))
     for firm_id, result in results:
         if not result.ok:
             chain = f"firm {firm_id}" if firm_id else "the platform chain"

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     persisted_only: bool = False
     fast_path: bool = True
     audit_signing_key: SecretStr | None = None
+    # The public halves (PEM) of the keys that signed checkpoints before this one, after a
+    # rotation: what they signed still verifies.
+    audit_retired_public_keys: str = ""
     audit_checkpoint_minutes: int = 60
     smtp_url: SecretStr | None = None
     mail_from: str = "CoverProof <no-reply@coverproof.test>"

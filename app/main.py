@@ -26,6 +26,7 @@ from app.http.respond import ROUTES as RESPOND_ROUTES
 from app.http.routes import (
     audit_key,
     audit_key_jwk,
+    audit_keys,
     healthz,
     pack_certificate,
     readyz,
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/.well-known/security.txt", security_txt),
             Route("/.well-known/coverproof-audit-key", audit_key),
             Route("/.well-known/coverproof-audit-key.jwk", audit_key_jwk),
+            Route("/.well-known/coverproof-audit-keys.pem", audit_keys),
             Route("/.well-known/coverproof-pack-certificate.pem", pack_certificate),
             *PAGES,
             *RESPOND_ROUTES,

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Verify a CoverProof audit export offline, without trusting CoverProof.
 
-Usage: python3 tools/verify_audit.py EXPORT.jsonl PUBLIC_KEY.pem [MORE_PUBLIC_KEYS.pem ...]
+Usage: python3 tools/verify_audit.py EXPORT.jsonl PUBLIC_KEYS.pem [MORE_PUBLIC_KEYS.pem ...]
            [--against EARLIER_EXPORT.jsonl ...]
 
 Needs only the Python standard library, plus the `cryptography` package for the Ed25519
 signature checks (pip install cryptography). docs/audit.md describes every byte, so you can
 also write your own verifier. Give every platform public key you trust (after a key rotation,
-the old one too): each signature is checked with the key its key_id names.
+the old one too; /.well-known/coverproof-audit-keys.pem serves them all in one file): each
+signature is checked with the key its key_id names.
 
 Checks: the last line signs the SHA-256 of every byte before it with one of the keys (so no
 byte of the file can change unnoticed); every line has exactly its format's fields; seq has no
@@ -56,7 +57,9 @@ class Disagrees(Exception):
     """An intact export that contradicts an earlier one."""
 
 
-def _load_public_key(path: str) -> Any:
+def _load_public_keys(path: str) -> list[tuple[Any, str]]:
+    """Each public key in a PEM file (one, or several, as coverproof-audit-keys.pem serves
+    them), with its key id."""
     # Imported here: everything but the signature checks runs on the standard library alone.
     from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
         Encoding,
@@ -65,9 +68,16 @@ def _load_public_key(path: str) -> Any:
     )
 
     with open(path, "rb") as handle:
-        key = load_pem_public_key(handle.read())
-    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return key, hashlib.sha256(raw).hexdigest()[:16]
+        text = handle.read()
+    blocks = re.findall(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", text, re.DOTALL)
+    if not blocks:
+        raise ValueError(f"no PEM public key in {path}")
+    keys = []
+    for block in blocks:
+        key = load_pem_public_key(block)
+        raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        keys.append((key, hashlib.sha256(raw).hexdigest()[:16]))
+    return keys
 
 
 def _signed(public_key: Any, signature: str, payload: bytes) -> bool:
@@ -280,7 +290,7 @@ def main(argv: list[str]) -> int:
         for path in [paths[0], *earlier]:
             with open(path, "rb") as handle:
                 exports.append(handle.read())
-        keys = {key_id: key for key, key_id in map(_load_public_key, paths[1:])}
+        keys = {key_id: key for path in paths[1:] for key, key_id in _load_public_keys(path)}
     except (OSError, ValueError, TypeError) as error:
         print(f"cannot read input: {error}", file=sys.stderr)
         return 2

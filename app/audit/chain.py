@@ -226,14 +226,19 @@ def _problem(row: Mapping[str, Any], expected_seq: int, prev_hash: bytes) -> str
 
 
 def _checkpoint_problem(
-    cp: Any, row: Mapping[str, Any], public: Ed25519PublicKey | None
+    cp: Any, row: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey] | None
 ) -> str | None:
     if cp.head_hash != row["hash"]:
         return (
             f"checkpoint {cp.id} signed a different hash at seq {cp.seq}: the chain was rewritten"
         )
+    if keys is None:
+        return None
+    public = keys.get(cp.key_id)
+    if public is None:
+        return f"checkpoint {cp.id} at seq {cp.seq} names key {cp.key_id}, not one of ours"
     payload = checkpoint_payload(cp.firm_id, cp.seq, cp.head_hash, cp.signed_at)
-    if public is not None and not verify_signature(public, payload, cp.signature):
+    if not verify_signature(public, payload, cp.signature):
         return f"checkpoint {cp.id} at seq {cp.seq} does not carry a valid signature"
     return None
 
@@ -254,11 +259,14 @@ async def _entries(
 
 
 async def verify(
-    session: AsyncSession, firm_id: uuid.UUID | None, public: Ed25519PublicKey | None = None
+    session: AsyncSession,
+    firm_id: uuid.UUID | None,
+    keys: Mapping[str, Ed25519PublicKey] | None = None,
 ) -> Verification:
     """Recompute the firm's chain from its first entry, streaming rows through a server-side
     cursor so memory stays flat however long the chain is, and check that every signed
-    checkpoint still matches it (a rewritten or cut-off chain fails, naming the checkpoint)."""
+    checkpoint still matches it (a rewritten or cut-off chain fails, naming the checkpoint)
+    and, given ``keys`` (by key id), is signed by the key it names."""
     checkpoints = {
         cp.seq: cp
         for cp in (
@@ -272,7 +280,7 @@ async def verify(
                 problem = _problem(row, checked + 1, prev_hash)
                 cp = checkpoints.get(row["seq"]) if problem is None else None
                 if cp is not None:
-                    problem = _checkpoint_problem(cp, row, public)
+                    problem = _checkpoint_problem(cp, row, keys)
                     matched += problem is None
                 if problem:
                     failed = cp.id if cp else None

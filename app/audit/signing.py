@@ -2,15 +2,20 @@
 
 Development keeps a key file in the data directory (made once, mode 0600); production takes
 ``COVERPROOF_AUDIT_SIGNING_KEY`` (a PEM private key) and refuses to start without it. The public
-key is published at ``/.well-known/coverproof-audit-key`` so anyone can check a checkpoint.
+key is published at ``/.well-known/coverproof-audit-key`` so anyone can check a checkpoint; after
+a rotation, ``COVERPROOF_AUDIT_RETIRED_PUBLIC_KEYS`` holds the earlier keys' public halves, so
+checkpoints they signed still verify (all are published at
+``/.well-known/coverproof-audit-keys.pem``).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography.exceptions import InvalidSignature
@@ -23,13 +28,28 @@ from app.config import ConfigError, Settings
 KEY_FILE = "audit_signing_key.pem"
 
 
+_PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+
+
 @dataclass(frozen=True)
 class SigningKey:
     private: Ed25519PrivateKey
+    # Not part of the key's identity (nor its hash: the pack signer is cached by key).
+    retired: tuple[Ed25519PublicKey, ...] = field(default=(), compare=False)
 
     @property
     def public(self) -> Ed25519PublicKey:
         return self.private.public_key()
+
+    @property
+    def trusted(self) -> Mapping[str, Ed25519PublicKey]:
+        """Every key a checkpoint of ours may name, by key id: this one and the retired ones."""
+        return {key_id(public): public for public in (*self.retired, self.public)}
+
+    def trusted_pem(self) -> str:
+        """The trusted keys' public halves, this one first."""
+        keys = (self.public, *self.retired)
+        return "".join(_pem(public) for public in keys)
 
     @property
     def key_id(self) -> str:
@@ -39,9 +59,7 @@ class SigningKey:
         return self.private.sign(payload)
 
     def public_pem(self) -> str:
-        return self.public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode()
+        return _pem(self.public)
 
     def public_jwk(self) -> dict[str, str]:
         raw = self.public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -54,6 +72,30 @@ class SigningKey:
             "use": "sig",
             "alg": "EdDSA",
         }
+
+
+def _pem(public: Ed25519PublicKey) -> str:
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def retired_keys(text: str) -> tuple[Ed25519PublicKey, ...]:
+    """The Ed25519 public keys in ``text`` (PEM blocks, in any number); a ConfigError for
+    anything else, so a mistyped key stops the start instead of failing every old checkpoint."""
+    blocks = _PEM_BLOCK.findall(text)
+    if _PEM_BLOCK.sub("", text).strip():
+        raise ConfigError(["COVERPROOF_AUDIT_RETIRED_PUBLIC_KEYS must hold only PEM public keys."])
+    keys = []
+    for block in blocks:
+        try:
+            public = serialization.load_pem_public_key(block.encode())
+        except ValueError:
+            public = None
+        if not isinstance(public, Ed25519PublicKey):
+            raise ConfigError(["COVERPROOF_AUDIT_RETIRED_PUBLIC_KEYS must be Ed25519 keys."])
+        keys.append(public)
+    return tuple(keys)
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -86,7 +128,7 @@ def load(settings: Settings) -> SigningKey:
     private = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(private, Ed25519PrivateKey):
         raise ConfigError(["COVERPROOF_AUDIT_SIGNING_KEY must be an Ed25519 private key."])
-    return SigningKey(private)
+    return SigningKey(private, retired_keys(settings.audit_retired_public_keys))
 
 
 def checkpoint_payload(

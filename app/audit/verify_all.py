@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
@@ -19,7 +19,7 @@ from app.db.tenant import tenant_transaction, transaction
 async def verify_firms(
     owner_url: str,
     firm_id: uuid.UUID | None = None,
-    public: Ed25519PublicKey | None = None,
+    keys: Mapping[str, Ed25519PublicKey] | None = None,
     platform: bool = False,
 ) -> list[tuple[uuid.UUID | None, Verification]]:
     """Each firm's verification in firm id order (and the platform chain's, as None); the owner
@@ -34,7 +34,7 @@ async def verify_firms(
         results: list[tuple[uuid.UUID | None, Verification]] = []
         for fid in firm_ids:
             async with tenant_transaction(sessions, fid) as session:
-                results.append((fid, await verify(session, fid, public)))
+                results.append((fid, await verify(session, fid, keys)))
         if platform:
             async with transaction(sessions) as session:
                 results.append((None, await verify(session, None)))

@@ -242,6 +242,6 @@ async def collect(
         declarations=[_declaration(d, names) for d in declarations],
         counterparties=await _cover(session, actor, counterparties, cover_window_days),
         entries=await _entries(session, actor, data),
-        verification=_verification(await chain.verify(session, actor.firm_id, key.public)),
+        verification=_verification(await chain.verify(session, actor.firm_id, key.trusted)),
         checkpoint=await _checkpoint(session, actor.firm_id),
     )

@@ -60,6 +60,13 @@ async def pack_certificate(request: Request) -> Response:
     return PlainTextResponse(signer.certificate_pem(), media_type="application/x-pem-file")
 
 
+async def audit_keys(request: Request) -> Response:
+    """Every public key our checkpoints may name (PEM blocks, the current one first): after a
+    rotation, the earlier ones still check what they signed."""
+    key = app_state(request).signing_key
+    return PlainTextResponse(key.trusted_pem(), media_type="application/x-pem-file")
+
+
 async def audit_key_jwk(request: Request) -> Response:
     key = app_state(request).signing_key
     return JSONResponse(key.public_jwk(), media_type="application/jwk+json")

@@ -487,7 +487,7 @@ async def test_the_periodic_checkpointer_signs_moved_chains_only(
     assert await _checkpoints_of(app_sessions, empty) == []
     for trail in (moved, never):
         async with tenant_transaction(app_sessions, trail.firm_id) as session:
-            result = await chain.verify(session, trail.firm_id, key.public)
+            result = await chain.verify(session, trail.firm_id, key.trusted)
         assert (result.ok, result.checkpoints_checked) == (
             True,
             len(await _checkpoints_of(app_sessions, trail)),

@@ -246,7 +246,7 @@ async def verify_server(
     sessions: async_sessionmaker[AsyncSession], trail: Trail, key: SigningKey
 ) -> chain.Verification:
     async with tenant_transaction(sessions, trail.firm_id) as session:
-        return await chain.verify(session, trail.firm_id, key.public)
+        return await chain.verify(session, trail.firm_id, key.trusted)
 
 
 def failure(seq: int, reason: str, checkpoint: uuid.UUID | None = None) -> dict[str, Any]:
@@ -678,14 +678,17 @@ async def test_a_forged_checkpoint_is_refused(
         await assert_intact(client, trail, owner_sessions, key, tmp_path, 3)
     await forge(superuser_engine, app_sessions, trail)
     async with tenant_transaction(app_sessions, trail.firm_id) as session:
-        (forged_id,) = (
+        forged_id, named = (
             await session.execute(
-                text("select id from audit_checkpoints where firm_id = :firm and seq = 3"),
+                text("select id, key_id from audit_checkpoints where firm_id = :firm and seq = 3"),
                 {"firm": trail.firm_id},
             )
         ).one()
 
     reason = f"checkpoint {forged_id} at seq 3 does not carry a valid signature"
+    if forge is _forge_with_another_key:  # it names the key that signed it: not one of ours
+        assert named != key.key_id
+        reason = f"checkpoint {forged_id} at seq 3 names key {named}, not one of ours"
     result = await verify_graphql(client, trail.admin)
     assert (result["ok"], result["entriesChecked"], result["failure"]) == (
         False,
