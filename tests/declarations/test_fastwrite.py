@@ -226,6 +226,20 @@ async def test_anything_else_is_the_normal_paths_to_answer_with_nothing_written(
         {"i": {"kind": "OTHER", "name": "Not yours"}},
     )
     their_counterparty = theirs["createCounterparty"]["counterparty"]["id"]
+    theirs = await _gql(
+        client,
+        stranger,
+        "mutation($i: TemplateInput!) { createTemplate(input: $i) { template { id } } }",
+        {
+            "i": {
+                "name": "Not yours either",
+                "audience": "PERSON",
+                "questions": [{"id": "q1", "label": "Fit?", "kind": "yes_no"}],
+                "attestation": "True.",
+            }
+        },
+    )
+    their_template = theirs["createTemplate"]["template"]["id"]
     past = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     cases: list[tuple[Member | None, dict[str, Any]]] = [
         (viewer, _persisted(CREATE, {"i": GOOD})),
@@ -238,6 +252,7 @@ async def test_anything_else_is_the_normal_paths_to_answer_with_nothing_written(
         (owner, _persisted(CREATE, {"i": {**GOOD, "linkDays": 91}})),
         (owner, _persisted(CREATE, {"i": {**GOOD, "templateId": str(uuid.uuid4())}})),
         (owner, _persisted(CREATE, {"i": {**GOOD, "counterpartyId": their_counterparty}})),
+        (owner, _persisted(CREATE, {"i": {**GOOD, "templateId": their_template}})),
         (owner, _persisted(CREATE, {"i": {**GOOD, "unknown": 1}})),
         (owner, _persisted(CREATE, {"i": {**GOOD, "templateId": 5}})),
         (owner, _persisted(CREATE, {"i": None})),
