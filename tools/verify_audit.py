@@ -18,9 +18,10 @@ same seq and firm; every checkpoint's head hash equals the hash of the entry at 
 its signature verifies; no checkpoint signs a seq beyond the last entry (a cut-off tail); and
 (version 2) a full export ends at the chain's head when it was exported, and a dated export's
 first and last entries fall within its dates. With --against, the export also agrees with each
-earlier export of the firm you kept: the same hash at every seq both hold, and a full export
-reaching at least as far (a chain rewritten or cut since then, even by someone able to have
-the platform sign the result, shows).
+earlier export of the firm you kept (newest first): the same hash at every seq both vouch for
+(their entries, and the head a version 2 header signs), and a chain reaching at least as far
+as it did then (a chain rewritten or cut since, even by someone able to have the platform sign
+the result, shows).
 
 Exit 0 with a one-line summary when intact: it says whether the export is full or dated (and
 its dates), when it was exported, which entries of how many it holds, and the signing key.
@@ -55,6 +56,10 @@ class Broken(Exception):
 
 class Disagrees(Exception):
     """An intact export that contradicts an earlier one."""
+
+
+class Unchecked(Disagrees):
+    """Two intact exports with nothing in common to compare."""
 
 
 def _load_public_keys(path: str) -> list[tuple[Any, str]]:
@@ -186,10 +191,10 @@ def _check_extent(
 
 
 def _summary(header: dict[str, Any], entries: dict[int, bytes], checkpoints: int) -> str:
-    if header["scope"] == "full":
+    if header["scope"] == "full" and header["version"] == 2:
         what = "full export"
-    elif header["version"] == 1:
-        what = "dated export"
+    elif header["version"] == 1:  # which does not sign where the chain ended
+        what = f"{header['scope']} export (version 1: its end unsigned)"
     else:
         what = f"dated export from {header['from'] or 'the start'} to {header['to'] or 'now'}"
     told = f"firm {header['firm_id']}: {what}, exported {header['exported_at']}"
@@ -226,7 +231,8 @@ def check(data: bytes, keys: dict[str, Any]) -> Checked:
     trailer = _parse(len(lines), lines[-1])
     body_bytes = b"".join(line + b"\n" for line in lines[:-1])
     digest = hashlib.sha256(body_bytes).digest()
-    if trailer["type"] != "signature" or trailer["key_id"] not in keys:
+    named = trailer.get("key_id")
+    if trailer["type"] != "signature" or not isinstance(named, str) or named not in keys:
         raise Broken(len(lines), "the export is not signed by a key given")
     signed = _signed(keys[trailer["key_id"]], trailer["signature"], digest)
     if trailer["sha256"] != digest.hex() or not signed:
@@ -263,19 +269,47 @@ def check(data: bytes, keys: dict[str, Any]) -> Checked:
     return Checked(header, hashes, checkpoints)
 
 
-def agrees(later: Checked, earlier: Checked, name: str) -> None:
-    """Raises Disagrees where an export tells another story than an earlier one you kept: the
-    same seq with another hash (rewritten), or a full export ending before the entries the
-    earlier one holds (cut off). Someone who can rewrite the database and have the platform
-    sign the result passes every check of one export; not this one."""
+def _points(checked: Checked) -> dict[int, bytes]:
+    """Every seq an export vouches for, with its hash: its entries' and, in version 2, the head
+    its header signs."""
+    points, header = dict(checked.hashes), checked.header
+    if header["version"] == 2 and header["head_seq"]:
+        points[header["head_seq"]] = bytes.fromhex(header["head_hash"])
+    return points
+
+
+def _reach(checked: Checked) -> int | None:
+    """How far the chain reached when the export was taken, as far as the export says: the
+    head a version 2 header signs, a version 1 full export's last entry; a version 1 dated
+    export does not say."""
+    if checked.header["version"] == 2:
+        return int(checked.header["head_seq"])
+    return max(checked.hashes, default=0) if checked.header["scope"] == "full" else None
+
+
+def agrees(later: Checked, earlier: Checked, name: str) -> int:
+    """How many seqs two exports of a firm both vouch for (each the same); raises Disagrees
+    where the later one tells another story: the same seq with another hash (rewritten), or a
+    chain that no longer reaches as far as it did (cut off). Someone who can rewrite the
+    database and have the platform sign the result passes every check of one export; not
+    this one."""
     if later.header["firm_id"] != earlier.header["firm_id"]:
         raise Disagrees(f"{name} is an export of another firm")
-    for seq, digest in earlier.hashes.items():
-        if seq in later.hashes and later.hashes[seq] != digest:
+    if earlier.header["exported_at"] > later.header["exported_at"]:
+        raise Disagrees(f"{name} was exported after this export: give the newest one first")
+    ours, theirs = _points(later), _points(earlier)
+    shared = sorted(ours.keys() & theirs.keys())
+    for seq in shared:
+        if ours[seq] != theirs[seq]:
             raise Disagrees(f"seq {seq} differs from {name} (the chain was rewritten)")
-    held = max(earlier.hashes, default=0)
-    if later.header["scope"] == "full" and held > max(later.hashes, default=0):
-        raise Disagrees(f"{name} holds seq {held}, beyond the end of this full export (cut off)")
+    held, reach = max(theirs, default=0), _reach(later)
+    if reach is not None and held > reach:
+        raise Disagrees(
+            f"{name} holds seq {held}, beyond the chain's end when this export was taken (cut off)"
+        )
+    if not shared:
+        raise Unchecked(f"{name} and this export vouch for no seq in common: nothing compared")
+    return len(shared)
 
 
 def main(argv: list[str]) -> int:
@@ -294,6 +328,7 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, TypeError) as error:
         print(f"cannot read input: {error}", file=sys.stderr)
         return 2
+    compared = 0
     try:
         checked = check(exports[0], keys)
         for name, data in zip(earlier, exports[1:], strict=True):
@@ -301,11 +336,14 @@ def main(argv: list[str]) -> int:
                 kept = check(data, keys)
             except Broken as broken:
                 raise Disagrees(f"{name} does not verify: {broken}") from broken
-            agrees(checked, kept, name)
+            compared += agrees(checked, kept, name)
+    except Unchecked as unchecked:
+        print(f"NOT CHECKED: {unchecked}")
+        return 1
     except (Broken, Disagrees) as problem:
         print(f"BROKEN: {problem}")
         return 1
-    also = f", agrees with {len(earlier)} earlier export(s)" if earlier else ""
+    also = f", agrees with {len(earlier)} earlier export(s) at {compared} seq(s)" if earlier else ""
     print(_summary(*checked) + also)
     return 0
 

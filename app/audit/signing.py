@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -90,7 +90,7 @@ def retired_keys(text: str) -> tuple[Ed25519PublicKey, ...]:
     for block in blocks:
         try:
             public = serialization.load_pem_public_key(block.encode())
-        except ValueError:
+        except (ValueError, UnsupportedAlgorithm):
             public = None
         if not isinstance(public, Ed25519PublicKey):
             raise ConfigError(["COVERPROOF_AUDIT_RETIRED_PUBLIC_KEYS must be Ed25519 keys."])

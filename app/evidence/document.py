@@ -210,7 +210,8 @@ def _checkpoint(cp: CheckpointContent | None, key_id: str) -> str:
         "<h3>Latest signed checkpoint</h3>"
         f"{_rows(facts, mono=frozenset({'Head hash', 'Ed25519 signature (base64)'}))}"
         f'<p class="small">The platform key in use now has id {_e(key_id)}; its public key is '
-        "published at /.well-known/coverproof-audit-key.</p>"
+        "published at /.well-known/coverproof-audit-key, and with the keys used before it at "
+        "/.well-known/coverproof-audit-keys.pem.</p>"
     )
 
 

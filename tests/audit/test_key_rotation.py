@@ -45,6 +45,7 @@ async def _client(
 ) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
     """An app signing with ``key``, trusting ``retired`` too, on the same database and secret
     as the test app (so the members' sessions hold)."""
+    assert settings.secret_key is not None
     configured = make_settings(
         database,
         tmp_path,

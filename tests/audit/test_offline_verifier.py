@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from app.audit import canonical, checkpoints
 from app.audit.signing import SigningKey
+from app.db.models import AuditEntry
 from app.db.tenant import tenant_transaction
 from tests.audit.test_tamper import (
     VERIFIER,
@@ -182,6 +184,60 @@ async def test_each_format_check_refuses_its_own_break(
             "the first or last entry falls outside the export's dates",
         ),
         (
+            _edited(
+                lines, 1, lambda item: item.update({"scope": "dated", "from": last_moment}), key
+            ),
+            5,
+            "the first or last entry falls outside the export's dates",
+        ),
+        (
+            _edited(lines, 1, lambda item: item.update(scope="dated"), key),  # no dates
+            1,
+            "the dates do not match the scope, or are malformed",
+        ),
+        (
+            _edited(lines, 1, lambda item: item.update({"scope": "dated", "from": "today"}), key),
+            1,
+            "the dates do not match the scope, or are malformed",
+        ),
+        (
+            _edited(lines, 1, lambda item: item.update(exported_at="now"), key),
+            1,
+            "a malformed export time",
+        ),
+        (
+            _edited(lines, 1, lambda item: item.update(head_seq="2"), key),
+            1,
+            "a malformed chain head",
+        ),
+        (
+            _edited(lines, 1, lambda item: item.update(head_hash="not hex"), key),
+            1,
+            "a malformed chain head",
+        ),
+        (
+            _edited(lines, 1, lambda item: item.update(head_seq=0, head_hash=None), key),
+            5,
+            "a full export ends at seq 2, not at the head 0",
+        ),
+        (
+            _edited(
+                lines,
+                1,
+                lambda item: item.update(
+                    scope="dated", to=later, head_seq=1, head_hash=json.loads(lines[1])["hash"]
+                ),
+                key,
+            ),
+            5,
+            "seq 2 is not the chain's head when exported",
+        ),
+        (
+            [*lines[:-1], lines[-1].replace(f'"key_id":"{key.key_id}"', '"key_id":["x"]')],
+            5,
+            "the export is not signed by a key given",
+        ),
+        (
             _edited(lines, 1, lambda item: item.update(scope="dated", to=later), key),
             0,
             "",
@@ -297,7 +353,7 @@ async def test_an_export_is_checked_against_earlier_ones_kept(
     second = await _kept(tmp_path, owner_sessions, trail, key, "second")
     code, out = await _verifier(second, pem, "--against", first)
     assert code == 0, out
-    assert out.endswith(", agrees with 1 earlier export(s)\n")
+    assert out.endswith(", agrees with 1 earlier export(s) at 4 seq(s)\n")  # entries 1..4
     assert ": entries 1..6 (6) of 6 intact, " in out
 
     # Entries 5 and 6 cut off: the export alone is intact, the earlier one shows the cut.
@@ -312,7 +368,8 @@ async def test_an_export_is_checked_against_earlier_ones_kept(
     code, out = await _verifier(cut, pem, "--against", first, second)
     assert (code, out) == (
         1,
-        f"BROKEN: {second} holds seq 6, beyond the end of this full export (cut off)\n",
+        f"BROKEN: {second} holds seq 6, beyond the chain's end when this export was taken "
+        "(cut off)\n",
     )
 
     # Rewritten from seq 3 with its checkpoint deleted and a new one signed: intact alone.
@@ -338,3 +395,105 @@ async def test_an_export_is_checked_against_earlier_ones_kept(
     code, out = await _verifier(second, pem, "--against", edited)
     assert code == 1, out
     assert out.startswith(f"BROKEN: {edited} does not verify: line ")
+
+
+async def test_a_version_1_export_still_verifies_and_says_its_end_is_unsigned(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    """Exports written before version 2 (no head, no dates) verify as they did, and the
+    summary says that such an export cannot show where the chain ended."""
+    key = signing_key(app)
+    trail = await new_trail(members, app_sessions, 2)
+    lines = await export(app_sessions, trail.firm_id, key)
+
+    def version_1(item: dict[str, Any]) -> None:
+        for name in ("from", "to", "head_seq", "head_hash"):
+            del item[name]
+        item["version"] = 1
+
+    old = _edited(lines, 1, version_1, key)
+    code, out = await verify_offline(tmp_path, old, key)
+    assert code == 0, out
+    assert out.startswith(
+        f"OK: firm {trail.firm_id}: full export (version 1: its end unsigned), exported "
+    )
+    assert ": entries 1..2 (2) intact, 0 signed checkpoint(s) verified, " in out
+
+
+async def _window(
+    sessions: async_sessionmaker[AsyncSession], trail: Trail, first: int, last: int
+) -> tuple[datetime, datetime]:
+    """Dates that select seqs first..last."""
+    async with tenant_transaction(sessions, trail.firm_id) as session:
+        rows = await session.execute(
+            select(AuditEntry.seq, AuditEntry.occurred_at).where(AuditEntry.seq.in_((first, last)))
+        )
+        at: dict[int, datetime] = dict(rows.all())
+    return at[first], at[last] + timedelta(microseconds=1)
+
+
+async def test_dated_exports_are_checked_against_earlier_ones_by_their_heads(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    tmp_path: Path,
+) -> None:
+    """A version 2 header signs the chain's head when it was taken: two dated exports compare
+    there even when they hold no entry in common, and a dated export of a chain cut since an
+    earlier export shows the cut."""
+    key = signing_key(app)
+    pem = tmp_path / "key.pem"
+    pem.write_text(key.public_pem())
+    trail = await new_trail(members, app_sessions, 6)
+
+    async def kept(name: str, first: int | None = None, last: int | None = None) -> Path:
+        window = () if first is None else await _window(app_sessions, trail, first, last or first)
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(await export(app_sessions, trail.firm_id, key, *window)))
+        return path
+
+    full, middle = await kept("full"), await kept("middle", 2, 3)  # both at head 6
+    code, out = await _verifier(middle, pem, "--against", full)
+    assert code == 0, out
+    assert out.endswith(", agrees with 1 earlier export(s) at 3 seq(s)\n")  # 2, 3 and 6
+    code, out = await _verifier(full, pem, "--against", middle)  # the newest first
+    assert (code, out) == (
+        1,
+        f"BROKEN: {middle} was exported after this export: give the newest one first\n",
+    )
+
+    # Rewritten from seq 5: a dated export of seq 1 alone still names the head, and differs.
+    await rewrite(superuser_engine, trail.firm_id, [5], relink=True)
+    first = await kept("first", 1)
+    code, out = await _verifier(first, pem, "--against", middle)
+    assert (code, out) == (1, f"BROKEN: seq 6 differs from {middle} (the chain was rewritten)\n")
+
+    # Cut to seq 4: a dated export of seqs 3..4 is intact alone; the full one kept shows it.
+    await tamper(
+        superuser_engine,
+        ["delete from audit_log where firm_id = :firm and seq > 4"],
+        {"firm": trail.firm_id},
+    )
+    tail = await kept("tail", 3, 4)
+    code, out = await _verifier(tail, pem)
+    assert code == 0, out
+    assert ": entries 3..4 (2) of 4 intact, " in out
+    code, out = await _verifier(tail, pem, "--against", full)
+    assert (code, out) == (
+        1,
+        f"BROKEN: {full} holds seq 6, beyond the chain's end when this export was taken "
+        "(cut off)\n",
+    )
+
+    # Nothing in common (seq 1 at head 5 against seqs 3..4 at head 4): not called agreement.
+    await append(app_sessions, trail.actor, 1, start=5)
+    only_one = await kept("only-one", 1)  # head 5 now
+    code, out = await _verifier(only_one, pem, "--against", tail)
+    assert code == 1, out
+    assert (
+        out == f"NOT CHECKED: {tail} and this export vouch for no seq in common: nothing compared\n"
+    )
