@@ -137,12 +137,31 @@ async def test_the_database_refuses_an_append_that_forks_the_chain(
             )
 
 
-async def tamper(superuser_engine: AsyncEngine, statement: str, firm_id: uuid.UUID) -> None:
+async def tamper(
+    superuser_engine: AsyncEngine, statement: str, firm_id: uuid.UUID, **params: object
+) -> None:
     """What only someone with superuser rights could do: disable the trigger and edit."""
     async with superuser_engine.begin() as conn:
         await conn.execute(text("alter table audit_log disable trigger audit_log_no_update_delete"))
-        await conn.execute(text(statement), {"firm": firm_id})
+        await conn.execute(text(statement), {"firm": firm_id, **params})
         await conn.execute(text("alter table audit_log enable trigger audit_log_no_update_delete"))
+
+
+async def rewrite_canonical(
+    superuser_engine: AsyncEngine, firm_id: uuid.UUID, pattern: str, replacement: str
+) -> None:
+    """The firm's entries' canonical bytes with ``pattern`` (a regular expression) replaced and
+    their hashes recomputed: each entry consistent in itself, as only a superuser could make."""
+    await tamper(
+        superuser_engine,
+        "update audit_log set canonical = convert_to(regexp_replace(convert_from(canonical, "
+        "'UTF8'), :pattern, :replacement), 'UTF8') where firm_id = :firm",
+        firm_id,
+        pattern=pattern,
+        replacement=replacement,
+    )
+    rehash = "update audit_log set hash = sha256(prev_hash || canonical) where firm_id = :firm"
+    await tamper(superuser_engine, rehash, firm_id)
 
 
 async def cli_verify(
@@ -313,15 +332,9 @@ async def test_a_moment_outside_the_canonical_years_never_matches(
     """PostgreSQL writes no canonical text for such a moment: not even canonical bytes that
     say null (which a rewritten link could hold) may match it."""
     owner = await _one_entry(members, app_sessions, {"n": 1})
-    colon = "' || chr(58) || '"  # a bare colon would read as a bind parameter
-    null_moment = (
-        "update audit_log set canonical = convert_to(regexp_replace(convert_from(canonical, "
-        f"'UTF8'), '\"occurred_at\"{colon}\"[^\"]*\"', '\"occurred_at\"{colon}null'), 'UTF8') "
-        "where firm_id = :firm"
+    await rewrite_canonical(
+        superuser_engine, owner.firm_id, '"occurred_at":"[^"]*"', '"occurred_at":null'
     )
-    rehash = "update audit_log set hash = sha256(prev_hash || canonical) where firm_id = :firm"
-    await tamper(superuser_engine, null_moment, owner.firm_id)
-    await tamper(superuser_engine, rehash, owner.firm_id)
     async with tenant_transaction(app_sessions, owner.firm_id) as session:
         stored = (await session.execute(text("select canonical from audit_log"))).scalar_one()
     assert b'"occurred_at":null' in stored
@@ -342,14 +355,7 @@ async def test_integers_beyond_64_bits_are_compared_exactly(
 ) -> None:
     owner = await _one_entry(members, app_sessions, {"n": 1})
     big = 2**70  # read as a float by orjson, where ...424 and ...425 look alike
-    colon = "' || chr(58) || '"  # a bare colon would read as a bind parameter
-    canonical_big = (
-        "update audit_log set canonical = convert_to(replace(convert_from(canonical, 'UTF8'), "
-        f"'\"n\"{colon}1', '\"n\"{colon}{big}'), 'UTF8') where firm_id = :firm"
-    )
-    rehash = "update audit_log set hash = sha256(prev_hash || canonical) where firm_id = :firm"
-    await tamper(superuser_engine, canonical_big, owner.firm_id)
-    await tamper(superuser_engine, rehash, owner.firm_id)
+    await rewrite_canonical(superuser_engine, owner.firm_id, '"n":1', f'"n":{big}')
     for details, ok in ((big, True), (big + 1, False)):
         await tamper(
             superuser_engine,

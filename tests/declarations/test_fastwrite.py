@@ -136,6 +136,25 @@ async def _created_alike(
     assert lane_entry == normal_entry, payload
 
 
+async def _template(client: httpx.AsyncClient, owner: Member, name: str) -> str:
+    """A firm template of one yes/no question, made by ``owner``; its id."""
+    made = await _gql(
+        client,
+        owner,
+        "mutation($i: TemplateInput!) { createTemplate(input: $i) { template { id } } }",
+        {
+            "i": {
+                "name": name,
+                "audience": "PERSON",
+                "questions": [{"id": "q1", "label": "Fit?", "kind": "yes_no"}],
+                "attestation": "True.",
+            }
+        },
+    )
+    template_id: str = made["createTemplate"]["template"]["id"]
+    return template_id
+
+
 async def test_the_lane_creates_what_the_executor_creates(
     client: httpx.AsyncClient,
     members: Members,
@@ -145,20 +164,7 @@ async def test_the_lane_creates_what_the_executor_creates(
     owner = await members.create()
     member = await members.create(Role.MEMBER, firm_id=owner.firm_id)
     await trust(superuser_engine, DOCUMENTS)
-    template = await _gql(
-        client,
-        owner,
-        "mutation($i: TemplateInput!) { createTemplate(input: $i) { template { id } } }",
-        {
-            "i": {
-                "name": "Our own",
-                "audience": "PERSON",
-                "questions": [{"id": "q1", "label": "Fit?", "kind": "yes_no"}],
-                "attestation": "True.",
-            }
-        },
-    )
-    own = template["createTemplate"]["template"]["id"]
+    own = await _template(client, owner, "Our own")
     counterparty = await _gql(
         client,
         owner,
@@ -226,20 +232,7 @@ async def test_anything_else_is_the_normal_paths_to_answer_with_nothing_written(
         {"i": {"kind": "OTHER", "name": "Not yours"}},
     )
     their_counterparty = theirs["createCounterparty"]["counterparty"]["id"]
-    theirs = await _gql(
-        client,
-        stranger,
-        "mutation($i: TemplateInput!) { createTemplate(input: $i) { template { id } } }",
-        {
-            "i": {
-                "name": "Not yours either",
-                "audience": "PERSON",
-                "questions": [{"id": "q1", "label": "Fit?", "kind": "yes_no"}],
-                "attestation": "True.",
-            }
-        },
-    )
-    their_template = theirs["createTemplate"]["template"]["id"]
+    their_template = await _template(client, stranger, "Not yours either")
     past = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     cases: list[tuple[Member | None, dict[str, Any]]] = [
         (viewer, _persisted(CREATE, {"i": GOOD})),
