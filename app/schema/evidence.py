@@ -118,7 +118,11 @@ class EvidencePackGenerateInput:
         default=None, description="Exactly these declarations, whatever their dates."
     )
     counterparty_ids: list[uuid.UUID] | None = strawberry.field(
-        default=None, description="Only these counterparties' declarations and cover status."
+        default=None,
+        description=(
+            "Only these counterparties' cover status, and (unless declarationIds names the "
+            "declarations) only their declarations."
+        ),
     )
     idempotency_key: str | None = strawberry.field(
         default=None, description="Send the same key when retrying: the first result returns."

@@ -107,6 +107,45 @@ async def test_a_pack_is_generated_downloaded_and_matches_its_record(
     assert re.search(r"Chain head hash\s+" + head, text), head
 
 
+async def test_the_cover_says_which_declarations_the_scope_holds(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette
+) -> None:
+    """Counterparties named without declarations narrow the declarations to theirs: the cover
+    must not then say "all declarations" (a regulator would read it as none of the firm's own
+    people's in the period)."""
+    await signed_up(browser, smtp, firm="Scoped Advisers Ltd")
+    alice = await submitted_declaration(browser, smtp, auth_app, "Alice Scope")
+    made = await browser.gql(
+        "mutation($i: CounterpartyCreateInput!) { createCounterparty(input: $i) "
+        "{ counterparty { id } } }",
+        {"i": {"kind": "OTHER", "name": "Broker Ltd"}},
+    )
+    broker = made["data"]["createCounterparty"]["counterparty"]["id"]
+    cases = [
+        ({}, "All declarations created or submitted in the period", "All counterparties of", True),
+        (
+            {"counterpartyIds": [broker]},
+            "Only those created or submitted in the period for the 1 counterparties named",
+            "The 1 counterparties named in the request",
+            False,
+        ),
+        (
+            {"declarationIds": [alice.id], "counterpartyIds": [broker]},
+            "The 1 declarations named in the request, whatever their dates",
+            "The 1 counterparties named in the request",
+            True,
+        ),
+    ]
+    for scope, declarations, counterparties, holds_alice in cases:
+        pack = await generate(browser, "Scoped", **scope)
+        response = await browser.client.get(_path(await _download_url(browser, pack["id"])))
+        text = " ".join(pdf_text(response.content).split())
+        assert declarations in text, (scope, text[:600])
+        assert counterparties in text, scope
+        # Alice's declaration is a person's, with no counterparty: out of the second scope.
+        assert ("No declarations are in scope." not in text) is holds_alice, scope
+
+
 async def test_viewers_read_and_download_but_only_members_generate(
     auth_app: Starlette, members: Members, superuser_engine: AsyncEngine
 ) -> None:
