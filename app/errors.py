@@ -118,14 +118,21 @@ class TokenUsed(TokenError):
     default_message = "This link has already been used."
 
 
+# character_not_in_repertoire (text), untranslatable_character (jsonb's \u0000)
+_UNSTORABLE = {"22021", "22P05"}
+
+
 def _unstorable_text(error: object) -> bool:
     """PostgreSQL refused a character (a NUL written as an escape inside a GraphQL literal):
-    the client's input, not our fault. SQLSTATE 22021 is character_not_in_repertoire."""
+    the client's input, not our fault."""
     cause = getattr(error, "orig", None)
-    return isinstance(error, DBAPIError) and "22021" in {
-        getattr(cause, "sqlstate", None),
-        getattr(getattr(cause, "__cause__", None), "sqlstate", None),
-    }
+    return isinstance(error, DBAPIError) and bool(
+        _UNSTORABLE
+        & {
+            getattr(cause, "sqlstate", None),
+            getattr(getattr(cause, "__cause__", None), "sqlstate", None),
+        }
+    )
 
 
 def _camel(part: str | int) -> str:

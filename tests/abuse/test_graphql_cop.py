@@ -521,6 +521,14 @@ UNHANDLED: dict[str, tuple[bytes, int, str]] = {
         200,
         "BAD_USER_INPUT",
     ),
+    "nul-in-a-json-literal": (  # stored as jsonb, which refuses \u0000 with another code
+        body(
+            'mutation { createTemplate(input: {name: "T", audience: PERSON, attestation: "A", '
+            'questions: [{id: "q1", label: "a\\u0000b", kind: "yes_no"}]}) { template { id } } }'
+        ),
+        200,
+        "BAD_USER_INPUT",
+    ),
     "nul-in-a-filter": (
         body(
             "query($f: DeclarationFilterInput) { declarations(filter: $f) { __typename } }",
