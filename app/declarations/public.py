@@ -26,7 +26,14 @@ from app.declarations import links
 from app.declarations.answers import validate_answers
 from app.declarations.schemas import Submission
 from app.declarations.templates import spec_from_snapshot
-from app.errors import AppError, BadUserInput, TokenExpired, TokenInvalid, TokenUsed
+from app.errors import (
+    AppError,
+    BadUserInput,
+    RateLimited,
+    TokenExpired,
+    TokenInvalid,
+    TokenUsed,
+)
 from app.ratelimit.policies import Policy
 
 
@@ -48,7 +55,7 @@ async def _open(session: AsyncSession, env: AuthEnv, token: str) -> tuple[Declar
         raise TokenInvalid()
     refusal = _refusal(declaration)
     if refusal is not None:
-        raise _audited(refusal, env, declaration)
+        raise await _audited(refusal, env, declaration)
     return declaration, token_hash
 
 
@@ -63,9 +70,15 @@ def _refusal(declaration: Declaration) -> AppError | None:
     return None
 
 
-def _audited(error: AppError, env: AuthEnv, declaration: Declaration) -> AppError:
-    """A replayed or expired link is on the record (without the token) after the rollback."""
+async def _audited(error: AppError, env: AuthEnv, declaration: Declaration) -> AppError:
+    """A replayed or expired link is on the record (without the token) after the rollback:
+    once per declaration, reason and hour (Policy.REFUSAL_RECORDS), so that replaying a link
+    cannot flood the firm's chain, and with it the audit appendix of its evidence packs."""
     firm_id, declaration_id, code = declaration.firm_id, declaration.id, error.code
+    try:
+        await env.limit(Policy.REFUSAL_RECORDS, f"{declaration_id}:{code}")
+    except RateLimited:
+        return error  # already on the record this hour
 
     async def record(session: AsyncSession) -> None:
         await bind_tenant(session, firm_id, declaration_id)
@@ -157,7 +170,7 @@ async def submit_declaration(
         .execution_options(synchronize_session=False)
     )
     if won.scalar_one_or_none() is None:
-        raise _audited(TokenUsed(), env, declaration)
+        raise await _audited(TokenUsed(), env, declaration)
     await chain.record(
         session,
         recipient(env, declaration),

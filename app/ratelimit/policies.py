@@ -24,6 +24,9 @@ MUTATIONS_PER_USER = "120/minute"
 # "TOKEN" in these names trips the hardcoded-password lint; they are rates, not secrets.
 PUBLIC_TOKEN_PER_TOKEN = "30/minute"  # noqa: S105
 PUBLIC_TOKEN_PER_IP = "120/minute"  # noqa: S105
+# A refused link (replayed, expired) goes on the firm's audit record once per declaration,
+# reason and hour, not once per attempt: replaying a used link must not flood the firm's chain.
+REFUSAL_RECORDS = "1/hour"
 # Partner systems: every request of one API key, and first-party APQ registrations per user.
 API_KEY_REQUESTS = "600/minute"
 APQ_REGISTRATIONS_PER_USER = "60/minute"
@@ -47,6 +50,7 @@ class Policy:
     MUTATIONS_PER_USER: ClassVar[Policy]
     PUBLIC_TOKEN_PER_TOKEN: ClassVar[Policy]
     PUBLIC_TOKEN_PER_IP: ClassVar[Policy]
+    REFUSAL_RECORDS: ClassVar[Policy]
     API_KEY_REQUESTS: ClassVar[Policy]
     APQ_REGISTRATIONS_PER_USER: ClassVar[Policy]
 
@@ -77,5 +81,6 @@ Policy.SIGN_UP_PER_IP = Policy("sign_up_per_ip", SIGN_UP_PER_IP)
 Policy.MUTATIONS_PER_USER = Policy("mutations_per_user", MUTATIONS_PER_USER)
 Policy.PUBLIC_TOKEN_PER_TOKEN = Policy("public_token_per_token", PUBLIC_TOKEN_PER_TOKEN)
 Policy.PUBLIC_TOKEN_PER_IP = Policy("public_token_per_ip", PUBLIC_TOKEN_PER_IP)
+Policy.REFUSAL_RECORDS = Policy("refusal_records", REFUSAL_RECORDS)
 Policy.API_KEY_REQUESTS = Policy("api_key_requests", API_KEY_REQUESTS)
 Policy.APQ_REGISTRATIONS_PER_USER = Policy("apq_registrations_per_user", APQ_REGISTRATIONS_PER_USER)

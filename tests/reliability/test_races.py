@@ -159,7 +159,8 @@ async def test_twenty_concurrent_submissions_of_one_link_have_exactly_one_winner
         assert stored.scalar_one() == ROUNDS
     for declaration_id in made.values():
         assert actions["declaration.submitted", declaration_id] == 1, declaration_id
-        assert actions["declaration.token_refused", declaration_id] == WAY - 1, declaration_id
+        # The losers are refused alike, and on the record once (once per reason and hour).
+        assert actions["declaration.token_refused", declaration_id] == 1, declaration_id
     assert (await _chain_verifies(owner_sessions, member)).ok
 
 

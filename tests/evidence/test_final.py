@@ -1,0 +1,76 @@
+"""A submitted declaration and a ready evidence pack are final in the database itself (migration
+0012): neither the app role, whatever code it runs, nor the tables' owner can change them,
+while records that are not final yet still move on."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
+
+from app.db.tenant import bind_tenant
+from tests.audit.test_tamper import _refusal
+from tests.browser import Browser, signed_up
+from tests.declarations.test_loop import CREATE, FIT
+from tests.evidence.support import generate, pack_row, submitted_declaration
+from tests.mail.smtp import SmtpServer
+
+
+async def _changed(sessions: async_sessionmaker[AsyncSession], firm: uuid.UUID, sql: str) -> int:
+    """Run ``sql`` in the firm's tenant context, count the rows it changed, and roll back."""
+    async with sessions() as session:
+        await session.begin()
+        try:
+            await bind_tenant(session, firm, None)
+            changed: int = (await session.execute(text(sql))).rowcount  # type: ignore[attr-defined]
+            return changed
+        finally:
+            await session.rollback()
+
+
+async def test_a_submitted_declaration_and_a_ready_pack_cannot_change(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    app_sessions: async_sessionmaker[AsyncSession],
+    owner_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    await signed_up(browser, smtp, firm="Final Records Ltd")
+    alice = await submitted_declaration(browser, smtp, auth_app, "Alice Final")
+    pack = await generate(browser, "Final pack")
+    assert pack["status"] == "READY", pack
+    firm = (await pack_row(superuser_engine, pack["id"])).firm_id
+    recipient = {"recipientName": "Pat Draft", "recipientEmail": "pat@example.test"}
+    draft = await browser.gql(CREATE, {"i": {"templateId": str(FIT.id), **recipient}})
+    assert "errors" not in draft, draft
+    draft_id = draft["data"]["createDeclaration"]["declaration"]["id"]
+
+    submitted, ready = "is submitted and cannot change", "is ready and cannot change"
+    final = [
+        (f"update declarations set signature_name = 'Someone' where id = '{alice.id}'", submitted),
+        (f"update declarations set answers = '{{}}' where id = '{alice.id}'", submitted),
+        (f"update declarations set status = 'revoked' where id = '{alice.id}'", submitted),
+        (f"update evidence_packs set sha256 = sha256('x') where id = '{pack['id']}'", ready),
+        (f"update evidence_packs set status = 'failed' where id = '{pack['id']}'", ready),
+    ]
+    for sessions in (app_sessions, owner_sessions):
+        for statement, reason in final:
+            message = await _refusal(sessions, firm, statement)
+            assert reason in message, (statement, message)
+    # The owner may delete (the app role may not at all): the trigger stops it too.
+    for statement in (
+        f"delete from declarations where id = '{alice.id}'",
+        f"delete from evidence_packs where id = '{pack['id']}'",
+    ):
+        message = await _refusal(owner_sessions, firm, statement)
+        assert "cannot change" in message, (statement, message)
+
+    # A draft is not final: it still changes, and the owner may still delete it (each rolled
+    # back here).
+    updated = f"update declarations set recipient_name = 'Renamed' where id = '{draft_id}'"
+    assert await _changed(app_sessions, firm, updated) == 1
+    deleted = f"delete from declarations where id = '{draft_id}'"
+    assert await _changed(owner_sessions, firm, deleted) == 1
