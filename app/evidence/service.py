@@ -213,20 +213,15 @@ async def download_url(
     session: AsyncSession, actor: Actor, env: EvidenceEnv, pack_id: uuid.UUID
 ) -> str | None:
     """Where to download a ready pack for the next five minutes (viewers), or None while it
-    is not ready. Object storage gives a presigned GET, and issuing it is the download's audit
-    entry (the bytes then come from the store). The local store gives a signed link to the
-    app's route, which records the download when it serves the file."""
+    is not ready: a signed link to the app's own route, whatever the store. The route serves
+    the file only to a session or key of the pack's firm, checks it against its recorded
+    SHA-256, and records each download as it serves it. (A presigned object-storage URL would
+    be a bearer link anyone holding it could use, unchecked, and its audit entry would record
+    the link's issue, not a download.)"""
     pack = await get_pack(session, actor, pack_id)
     if pack.status != "ready" or pack.storage_key is None:
         return None
-    url = await env.storage.presigned_url(
-        pack.storage_key, f"{pack.id}.pdf", download.MAX_AGE_SECONDS
-    )
-    if url is None:
-        return download.link(env.public_url, env.secret_key, actor.firm_id, pack.id)
-    details = {"via": "presigned_url", "expires_in_seconds": download.MAX_AGE_SECONDS}
-    await chain.record(session, actor, Action.EVIDENCE_PACK_DOWNLOADED, TARGET, pack.id, details)
-    return url
+    return download.link(env.public_url, env.secret_key, actor.firm_id, pack.id)
 
 
 async def serve_download(

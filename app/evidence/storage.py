@@ -78,11 +78,6 @@ class Storage(ABC):
     async def delete(self, key: str) -> None:
         """Remove ``key`` if it exists; raise StorageError on failure."""
 
-    @abstractmethod
-    async def presigned_url(self, key: str, filename: str, seconds: int) -> str | None:
-        """A time-limited URL that downloads the object directly, or None when the store has
-        none (the local folder is served by the app's own signed route)."""
-
 
 class LocalStorage(Storage):
     """Files under ``<data_dir>/packs/<firm id>/``, mode 0600, written atomically."""
@@ -152,15 +147,6 @@ class LocalStorage(Storage):
             await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
         except OSError as error:
             raise StorageError("The pack's file cannot be removed.") from error
-
-    async def presigned_url(
-        self,
-        key: str,  # noqa: ARG002 (the interface's signature: nothing to presign locally)
-        filename: str,  # noqa: ARG002
-        seconds: int,  # noqa: ARG002
-    ) -> str | None:
-        """None: the app serves local files itself, through its signed download route."""
-        return None
 
 
 def _client_error_code(error: Exception) -> str:
@@ -254,20 +240,6 @@ class S3Storage(Storage):
             if code not in {"NoSuchKey", "404"}:
                 log.warning("evidence pack delete failed: %s", code)
                 raise StorageError(f"The object cannot be removed ({code}).") from error
-
-    async def presigned_url(self, key: str, filename: str, seconds: int) -> str | None:
-        url: str = await self._client.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": key,
-                "ResponseContentType": CONTENT_TYPE,
-                "ResponseContentDisposition": f'attachment; filename="{filename}"',
-                "ResponseCacheControl": "no-store",
-            },
-            ExpiresIn=seconds,
-        )
-        return url
 
 
 def _secret(value: Any) -> str | None:

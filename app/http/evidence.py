@@ -1,10 +1,11 @@
-"""``GET /evidence/download/<signed token>``: the local store's evidence-pack download.
+"""``GET /evidence/download/<signed token>``: every evidence-pack download, whatever the store.
 
 Three checks, all of which must pass, and every refusal is the same 404 (so a probe learns
 nothing about which one failed or whether a pack exists):
 
 1. the token is genuine and under five minutes old (``app.evidence.download``);
-2. the request carries a live, verified session cookie whose firm is the token's firm;
+2. the request carries a live, verified session cookie, or a live partner key with the
+   ``evidence:read`` scope (``Authorization: Bearer``), of the token's firm;
 3. the pack, read in that firm's tenant transaction (RLS), is ready, and its file still hashes
    to the SHA-256 recorded when it was made.
 
@@ -15,21 +16,26 @@ the same transaction.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app.auth import sessions
-from app.auth.actor import Actor, ActorType
+from app.auth.sessions import SessionIdentity
 from app.db.tenant import bind_tenant, transaction
 from app.errors import NotFound
 from app.evidence import download, service
 from app.evidence.storage import CONTENT_TYPE, StorageError
 from app.http.negotiation import error_body
 from app.http.state import app_state
+from app.partners import keys
+from app.partners.keys import ApiKeyIdentity, Scope
 from app.ratelimit.client_ip import client_ip
+from app.schema.context import actor_of
 
 log = logging.getLogger("coverproof.evidence")
 
@@ -40,26 +46,40 @@ def _refused(status: int = 404, code: str = "NOT_FOUND", message: str = "Not fou
     return Response(error_body(code, message), status, NO_STORE, "application/json")
 
 
+async def _caller(
+    request: Request, session: AsyncSession, firm_id: uuid.UUID
+) -> SessionIdentity | ApiKeyIdentity | None:
+    """The session, or the partner key (``evidence:read``), of ``firm_id`` that asks; None
+    for anyone else."""
+    state = app_state(request)
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        key = await keys.authenticate(session, value.strip())
+        if key is None or Scope.EVIDENCE_READ not in key.scopes:
+            return None
+        identity: SessionIdentity | ApiKeyIdentity | None = key
+    else:
+        cookie = request.cookies.get(sessions.COOKIE_NAME)
+        idle = timedelta(minutes=state.settings.session_idle_minutes)
+        identity = await sessions.lookup(session, cookie, idle) if cookie else None
+    if identity is None or not identity.email_verified or identity.firm_id != firm_id:
+        return None
+    return identity
+
+
 async def download_pack(request: Request) -> Response:
     state = app_state(request)
     claim = download.read(state.secret_key, request.path_params["token"])
-    cookie = request.cookies.get(sessions.COOKIE_NAME)
-    if claim is None or not cookie or state.storage is None:
+    if claim is None or state.storage is None:
         return _refused()
-    idle = timedelta(minutes=state.settings.session_idle_minutes)
     async with transaction(state.sessions) as session:
-        identity = await sessions.lookup(session, cookie, idle)
-        if identity is None or not identity.email_verified or identity.firm_id != claim.firm_id:
+        identity = await _caller(request, session, claim.firm_id)
+        if identity is None:
             return _refused()
         await bind_tenant(session, identity.firm_id, identity.user_id)
-        actor = Actor(
-            type=ActorType.USER,
-            id=identity.user_id,
-            firm_id=identity.firm_id,
-            role=identity.role,
-            ip=client_ip(request.scope, state.settings.trusted_proxies),
-            session_id=identity.session_id,
-        )
+        actor = actor_of(identity, client_ip(request.scope, state.settings.trusted_proxies))
+        if isinstance(identity, ApiKeyIdentity) and identity.first_use:
+            await keys.record_first_use(session, actor)
         try:
             pack, data = await service.serve_download(session, actor, state.storage, claim.pack_id)
         except NotFound:

@@ -76,9 +76,9 @@ class EvidencePack:
     completed_at: datetime | None
     download_url: str | None = strawberry.field(
         resolver=_download_url,
-        description="Null until ready; valid for 5 minutes. Every download is audited: a "
-        "presigned object-storage URL when it is issued, the app's own link (which also needs "
-        "a session of the same firm) when it is used.",
+        description="Null until ready; the app's own link, valid for 5 minutes. It also needs "
+        "a session of the same firm, or its partner key with evidence:read as a Bearer header; "
+        "the file is checked against its SHA-256, and every download is audited as it is served.",
     )
 
     @classmethod

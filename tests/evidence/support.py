@@ -101,7 +101,7 @@ async def audit_of(engine: AsyncEngine, pack_id: str) -> list[Any]:
     async with engine.connect() as conn:
         rows = await conn.execute(
             text(
-                "select seq, firm_id, action, details, hash from audit_log "
+                "select seq, firm_id, action, actor_type, details, hash from audit_log "
                 "where target_id = :id order by seq"
             ),
             {"id": pack_id},

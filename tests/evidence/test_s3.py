@@ -8,7 +8,7 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -29,6 +29,7 @@ from tests.evidence.support import (
     submitted_declaration,
 )
 from tests.mail.smtp import SmtpServer
+from tests.partners import CREATE_KEY
 
 
 async def _app(
@@ -68,16 +69,20 @@ async def s3_app(
         yield running
 
 
-async def test_a_pack_is_stored_encrypted_and_downloaded_by_a_presigned_url(
+async def test_a_pack_is_stored_encrypted_and_downloaded_only_through_the_app(
     s3_app: Starlette,
     smtp: SmtpServer,
     moto_url: str,
     bucket: str,
     superuser_engine: AsyncEngine,
 ) -> None:
-    firm = browser_for(s3_app)
-    async with firm.client:
+    """The bucket is never handed to a client: the download is the app's signed link, which
+    serves the object to a session or an evidence:read key of the firm, checked against its
+    SHA-256 and audited as each download is served."""
+    firm, other = browser_for(s3_app), browser_for(s3_app)
+    async with firm.client, other.client:
         await signed_up(firm, smtp, firm="Bucket Brokers Ltd")
+        await signed_up(other, smtp, firm="Other Brokers Ltd")
         carol = await submitted_declaration(firm, smtp, s3_app, "Carol Stored")
         pack = await generate(firm, "S3 pack")
         assert pack["status"] == "READY", pack
@@ -92,28 +97,49 @@ async def test_a_pack_is_stored_encrypted_and_downloaded_by_a_presigned_url(
         assert head["ServerSideEncryption"] == "AES256"
         assert head["ContentLength"] == pack["sizeBytes"]
 
+        keys = {}
+        for name, browser, scopes in (
+            ("reader", firm, ["EVIDENCE_READ"]),
+            ("unscoped", firm, ["DECLARATIONS_READ"]),
+            ("stranger", other, ["EVIDENCE_READ"]),
+        ):
+            made = await browser.gql(CREATE_KEY, {"i": {"name": name, "scopes": scopes}})
+            keys[name] = {"authorization": f"Bearer {made['data']['createApiKey']['secret']}"}
+
         read = await firm.gql(PACK, {"id": pack["id"]})
         url = read["data"]["evidencePack"]["downloadUrl"]
-    parts = urlsplit(url)
-    assert f"{parts.scheme}://{parts.netloc}" == moto_url
-    assert parse_qs(parts.query)["X-Amz-Expires"] == ["300"]
-    async with httpx.AsyncClient() as plain:
-        response = await plain.get(url)
-    assert response.status_code == 200
-    assert hashlib.sha256(response.content).hexdigest() == pack["sha256"] == row.sha256.hex()
-    assert response.headers["content-disposition"] == f'attachment; filename="{pack["id"]}.pdf"'
-    text = pdf_text(response.content)
-    assert carol.recipient_name in text
-    assert carol.receipt in text
+        parts = urlsplit(url)
+        assert (parts.scheme, parts.netloc) == ("https", "testserver"), url
+        response = await firm.client.get(parts.path)
+        assert response.status_code == 200, response.text
+        assert hashlib.sha256(response.content).hexdigest() == pack["sha256"] == row.sha256.hex()
+        assert response.headers["content-disposition"] == (
+            f'attachment; filename="{pack["id"]}.pdf"'
+        )
+        text = pdf_text(response.content)
+        assert carol.recipient_name in text
+        assert carol.receipt in text
+
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=s3_app), base_url="https://testserver"
+        ) as bare:
+            partner = await bare.get(parts.path, headers=keys["reader"])
+            assert partner.status_code == 200, partner.text
+            assert partner.content == response.content
+            for refused in (keys["unscoped"], keys["stranger"], {}):
+                assert (await bare.get(parts.path, headers=refused)).status_code == 404
+        assert (await other.client.get(parts.path)).status_code == 404  # another firm's session
 
     actions = await audit_of(superuser_engine, pack["id"])
     assert [a.action for a in actions] == [
         "evidence_pack.requested",
         "evidence_pack.generated",
-        "evidence_pack.downloaded",
+        "evidence_pack.downloaded",  # the session's
+        "evidence_pack.downloaded",  # the key's: each download, as it was served
     ]
     assert actions[1].details["storage"] == "s3"
-    assert actions[2].details["via"] == "presigned_url"
+    assert {a.details["via"] for a in actions[2:]} == {"signed_link"}
+    assert [a.actor_type for a in actions[2:]] == ["user", "api_key"]
 
 
 async def test_a_missing_bucket_leaves_a_failed_pack_and_no_object_then_retry_works(
