@@ -71,6 +71,21 @@ async def bind_tenant(
 
 
 @asynccontextmanager
+async def snapshot_transaction(
+    sessions: async_sessionmaker[AsyncSession], firm_id: uuid.UUID, actor_id: uuid.UUID | None
+) -> AsyncIterator[AsyncSession]:
+    """A read-only transaction of the firm's that sees one moment (REPEATABLE READ): every
+    statement in it agrees with every other, as the parts of an evidence pack must, whatever
+    commits meanwhile. Its own connection, so it does not wait on the caller's transaction."""
+    async with sessions() as session, session.begin():
+        await session.connection(
+            execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        )
+        await bind_tenant(session, firm_id, actor_id)
+        yield session
+
+
+@asynccontextmanager
 async def tenant_transaction(
     sessions: async_sessionmaker[AsyncSession],
     firm_id: uuid.UUID | None,

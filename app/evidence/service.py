@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import idempotency, pagination
 from app.audit import chain
@@ -32,6 +32,7 @@ from app.audit.actions import Action
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType, Role
 from app.db.models import EvidencePack
+from app.db.tenant import snapshot_transaction
 from app.errors import BadUserInput, NotFound, field_error
 from app.evidence import download
 from app.evidence.collect import collect
@@ -54,6 +55,7 @@ class PackFileAltered(StorageError):
 class EvidenceEnv:
     """What pack services need beyond the session and actor."""
 
+    sessions: async_sessionmaker[AsyncSession]
     storage: Storage
     signing_key: SigningKey
     secret_key: str
@@ -152,9 +154,13 @@ async def _produce(
     retry: bool,
 ) -> EvidencePack:
     # Every audit append takes the firm's chain lock until commit. Rendering takes seconds, so
-    # nothing is appended before it: the firm's other requests are never held up by a render,
-    # and the pack shows the chain as it stood when the pack was made.
-    content = await collect(session, actor, pack.id, data, env.signing_key, env.cover_window_days)
+    # nothing is appended before it: the firm's other requests are never held up by a render.
+    # The content is read in one snapshot of the firm, so the pack shows one moment throughout
+    # (a response submitted while it is read is in every part of it or in none).
+    async with snapshot_transaction(env.sessions, actor.firm_id, actor.id) as snapshot:
+        content = await collect(
+            snapshot, actor, pack.id, data, env.signing_key, env.cover_window_days
+        )
     try:
         rendered = await render(env.storage.render_slots, content, pack_signer(env.signing_key))
     except RenderError as error:

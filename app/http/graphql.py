@@ -77,6 +77,7 @@ def build_context(request: Request, state: AppState, session: Any, identity: Any
         user_agent=request.headers.get("user-agent"),
         identity=identity,
         storage=state.storage,
+        sessions=state.sessions,
     )
 
 

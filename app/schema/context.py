@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info as StrawberryInfo
 
 from app.audit.signing import SigningKey
@@ -69,6 +69,8 @@ class Context:
     loaders: dict[str, Any] = field(default_factory=dict)
     # Where evidence-pack PDFs are stored (and the app-wide render slots).
     storage: Storage | None = None
+    # New transactions of the app's, for work that needs its own (a pack's snapshot).
+    sessions: async_sessionmaker[AsyncSession] | None = None
 
     @property
     def actor(self) -> Actor:

@@ -47,9 +47,10 @@ class EvidencePackScope:
 def evidence_env(info: Info) -> EvidenceEnv:
     """What the pack services need from the request context."""
     context = info.context
-    if context.storage is None:
-        raise RuntimeError("the request context has no evidence-pack storage")
+    if context.storage is None or context.sessions is None:
+        raise RuntimeError("the request context has no evidence-pack storage or sessions")
     return EvidenceEnv(
+        sessions=context.sessions,
         storage=context.storage,
         signing_key=context.signing_key,
         secret_key=context.secret_key,

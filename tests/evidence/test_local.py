@@ -8,15 +8,19 @@ import hashlib
 import re
 import time
 import uuid
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from app.auth.actor import Role
-from app.evidence import download
+from app.db.tenant import tenant_transaction
+from app.evidence import collect, download
 from tests.browser import Browser, browser_for, codes, signed_up
 from tests.evidence.support import (
     GENERATE,
@@ -144,6 +148,34 @@ async def test_the_cover_says_which_declarations_the_scope_holds(
         assert counterparties in text, scope
         # Alice's declaration is a person's, with no counterparty: out of the second scope.
         assert ("No declarations are in scope." not in text) is holds_alice, scope
+
+
+async def test_a_pack_reads_the_firm_at_one_moment(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    app_sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What commits while a pack is being read is in none of it: a firm renamed after the
+    pack's declarations were read still has, in the pack, the name it had when they were."""
+    await signed_up(browser, smtp, firm="Moment Advisers Ltd")
+    await submitted_declaration(browser, smtp, auth_app, "Alice Moment")
+    original = collect._counterparty_names
+
+    async def renamed_meanwhile(session: AsyncSession, *args: Any) -> Any:
+        firm_id = uuid.UUID(await session.scalar(text("select current_setting('app.firm_id')")))
+        async with tenant_transaction(app_sessions, firm_id) as other:
+            rename = text("update firms set name = 'Renamed Meanwhile Ltd' where id = :id")
+            await other.execute(rename, {"id": firm_id})
+        return await original(session, *args)
+
+    monkeypatch.setattr(collect, "_counterparty_names", renamed_meanwhile)
+    pack = await generate(browser, "One moment")
+    response = await browser.client.get(_path(await _download_url(browser, pack["id"])))
+    text_of_pack = pdf_text(response.content)
+    assert "Moment Advisers Ltd" in text_of_pack
+    assert "Renamed Meanwhile Ltd" not in text_of_pack
 
 
 async def test_viewers_read_and_download_but_only_members_generate(
