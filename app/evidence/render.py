@@ -101,7 +101,11 @@ def render_pdf(pack: PackContent, signer: PackSigner) -> RenderedPack:
     except Exception as error:
         log.exception("evidence pack %s could not be signed", pack.pack_id)
         raise RenderError("The PDF could not be signed.") from error
-    pages = len(PdfReader(io.BytesIO(pdf)).pages)
+    try:
+        pages = len(PdfReader(io.BytesIO(pdf)).pages)
+    except Exception as error:  # a PDF its own reader cannot count is no pack
+        log.exception("evidence pack %s could not be read back", pack.pack_id)
+        raise RenderError("The PDF could not be read back.") from error
     return RenderedPack(pdf=pdf, sha256=hashlib.sha256(pdf).digest(), page_count=pages)
 
 

@@ -33,7 +33,7 @@ from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType, Role
 from app.db.models import EvidencePack
 from app.db.tenant import snapshot_transaction
-from app.errors import BadUserInput, NotFound, field_error
+from app.errors import BadUserInput, NotFound, RateLimited, field_error
 from app.evidence import download
 from app.evidence.collect import collect
 from app.evidence.render import RenderError, render
@@ -157,14 +157,18 @@ async def _produce(
     # nothing is appended before it: the firm's other requests are never held up by a render.
     # The content is read in one snapshot of the firm, so the pack shows one moment throughout
     # (a response submitted while it is read is in every part of it or in none).
-    async with snapshot_transaction(env.sessions, actor.firm_id, actor.id) as snapshot:
-        content = await collect(
-            snapshot, actor, pack.id, data, env.signing_key, env.cover_window_days
-        )
-    try:
-        rendered = await render(env.storage.render_slots, content, pack_signer(env.signing_key))
-    except RenderError as error:
-        return await _fail(session, actor, pack, str(error), "render", retry)
+    if env.storage.admitted.locked():
+        raise RateLimited("Evidence packs are being made; try again in a minute.", retryAfter=60)
+    async with env.storage.admitted:
+        async with snapshot_transaction(env.sessions, actor.firm_id, actor.id) as snapshot:
+            content = await collect(
+                snapshot, actor, pack.id, data, env.signing_key, env.cover_window_days
+            )
+        try:
+            slots = env.storage.render_slots
+            rendered = await render(slots, content, pack_signer(env.signing_key))
+        except RenderError as error:
+            return await _fail(session, actor, pack, str(error), "render", retry)
     key = env.storage.new_key(actor.firm_id, pack.id)
     try:
         await env.storage.put(key, rendered.pdf, rendered.sha256)

@@ -6,8 +6,9 @@ A key is only ever read back from the pack's own row (under RLS), never from a r
 upload either completes or leaves nothing behind: a failed ``put`` deletes whatever part of the
 object may exist before it raises ``StorageError``.
 
-The storage object also holds the render slots (a semaphore of ``pack_render_concurrency``):
-it lives as long as the app, which is what bounds concurrent renders across requests.
+The storage object also holds the render slots (a semaphore of ``pack_render_concurrency``)
+and the packs admitted at once (twice that: those rendering and as many waiting): it lives as
+long as the app, which is what bounds concurrent renders across requests.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class Storage(ABC):
 
     def __init__(self, render_concurrency: int) -> None:
         self.render_slots = asyncio.Semaphore(max(1, render_concurrency))
+        # A pack's request holds its database connection while it waits for a slot: beyond
+        # these, a request is refused at once rather than queued, so that packs never take the
+        # pool's connections from every firm's other requests.
+        self.admitted = asyncio.Semaphore(2 * max(1, render_concurrency))
 
     @abstractmethod
     async def open(self) -> None:

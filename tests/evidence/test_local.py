@@ -4,6 +4,7 @@ altered and expired links."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
@@ -20,7 +21,7 @@ from starlette.applications import Starlette
 
 from app.auth.actor import Role
 from app.db.tenant import tenant_transaction
-from app.evidence import collect, download
+from app.evidence import collect, download, render
 from tests.browser import Browser, browser_for, codes, signed_up
 from tests.evidence.support import (
     GENERATE,
@@ -176,6 +177,43 @@ async def test_a_pack_reads_the_firm_at_one_moment(
     text_of_pack = pdf_text(response.content)
     assert "Moment Advisers Ltd" in text_of_pack
     assert "Renamed Meanwhile Ltd" not in text_of_pack
+
+
+async def test_packs_beyond_those_rendering_and_as_many_waiting_are_refused_at_once(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pack's request holds a database connection while it waits to render: beyond the
+    render slots and as many waiting, a request is refused (RATE_LIMITED, nothing written)
+    instead of queueing, so packs cannot take the pool from every firm's other requests."""
+    await signed_up(browser, smtp, firm="Busy Advisers Ltd")
+    storage = auth_app.state.coverproof.storage
+    slots = storage.render_slots._value
+    assert storage.admitted._value == 2 * slots
+    original = render.render_pdf
+
+    def slow(*args: Any) -> Any:
+        time.sleep(1.0)
+        return original(*args)
+
+    monkeypatch.setattr(render, "render_pdf", slow)
+    titles = [f"Busy {n}" for n in range(2 * slots + 1)]
+    answers = await asyncio.gather(
+        *(browser.gql(GENERATE, {"i": {"title": t, **period()}}) for t in titles)
+    )
+    refused = [a for a in answers if codes(a) == ["RATE_LIMITED"]]
+    made = [a["data"]["generateEvidencePack"]["pack"] for a in answers if "errors" not in a]
+    assert (len(refused), len(made)) == (1, 2 * slots), answers
+    assert {p["status"] for p in made} == {"READY"}
+    assert refused[0]["errors"][0]["extensions"]["retryAfter"] == 60
+    async with superuser_engine.connect() as conn:
+        titled = await conn.scalar(
+            text("select count(*) from evidence_packs where title like 'Busy %'")
+        )
+    assert titled == 2 * slots  # the refused one left nothing
 
 
 async def test_viewers_read_and_download_but_only_members_generate(
