@@ -70,6 +70,14 @@ def _refusal(declaration: Declaration) -> AppError | None:
     return None
 
 
+def _lost(declaration: Declaration, token_hash: bytes) -> AppError:
+    """Why a submission that passed ``_open`` then matched no row is refused."""
+    refusal = _refusal(declaration)
+    if refusal is not None:
+        return refusal
+    return TokenInvalid() if declaration.token_hash != token_hash else TokenUsed()
+
+
 async def _audited(error: AppError, env: AuthEnv, declaration: Declaration) -> AppError:
     """A replayed or expired link is on the record (without the token) after the rollback:
     once per declaration, reason and hour (Policy.REFUSAL_RECORDS), so that replaying a link
@@ -170,7 +178,10 @@ async def submit_declaration(
         .execution_options(synchronize_session=False)
     )
     if won.scalar_one_or_none() is None:
-        raise await _audited(TokenUsed(), env, declaration)
+        # Changed since it was read: submitted by a concurrent request, or its link revoked,
+        # reissued or expired meanwhile. Say which, as a first attempt after it would.
+        await session.refresh(declaration)
+        raise await _audited(_lost(declaration, token_hash), env, declaration)
     await chain.record(
         session,
         recipient(env, declaration),

@@ -454,3 +454,48 @@ async def test_a_view_racing_a_submission_never_moves_it_back(
             {"i": declaration_id},
         )
         assert opened.scalar_one() == 0
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "code"),
+    [
+        ("token_hash = sha256(gen_random_uuid()::text::bytea)", "TOKEN_INVALID"),  # reissued
+        ("status = 'revoked', revoked_at = now(), token_hash = null", "TOKEN_INVALID"),
+        ("token_expires_at = now() - interval '1 second'", "TOKEN_EXPIRED"),
+    ],
+)
+async def test_a_submission_losing_to_a_change_of_its_link_is_told_which(
+    auth_app: Starlette,
+    smtp: SmtpServer,
+    browser: Browser,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: str,
+    code: str,
+) -> None:
+    """The link was reissued, revoked or expired after the submission read it and before its
+    update: the recipient is told that, not that the link was already used, and nothing is
+    stored."""
+    from app.declarations import public
+
+    await signed_up(browser, smtp)
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    questions = (await form(browser_for(auth_app), token))["questions"]
+    real_open = public._open
+
+    async def open_then_changed(session: Any, env: Any, link: str) -> Any:
+        found = await real_open(session, env, link)
+        async with superuser_engine.begin() as conn:
+            await conn.execute(
+                text(f"update declarations set {meanwhile} where id = :i"), {"i": declaration_id}
+            )
+        return found
+
+    monkeypatch.setattr(public, "_open", open_then_changed)
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        answer = await recipient.gql(
+            SUBMIT, {"t": token, "i": submission(valid_answers(questions))}
+        )
+    assert codes(answer) == [code], answer
+    assert (await get(browser, declaration_id))["status"] != "SUBMITTED"
