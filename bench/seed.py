@@ -14,7 +14,9 @@ from typing import Any
 import asyncpg
 
 from app.audit import canonical
+from app.db.models import Declaration
 from app.declarations import links
+from app.declarations.public import stored_response_hash
 from app.declarations.templates import load_builtins
 from app.declarations.templates import snapshot as template_snapshot
 
@@ -192,28 +194,43 @@ async def _seed_pack_firm(
     conn: asyncpg.Connection, firm: str, snapshot: str, now: datetime
 ) -> None:
     """500 submitted declarations for the evidence-pack benchmark."""
-    answers = json.dumps(valid_answers())
-    records = [
-        (
-            uuid.uuid4(),
-            uuid.UUID(firm),
-            FIT.id,
-            FIT.version,
-            snapshot,
-            f"Submitter {n}",
-            f"submitter{n}@example.test",
-            "submitted",
-            now - timedelta(minutes=n),
-            0,
-            answers,
-            True,
-            f"Submitter {n}",
-            "127.0.0.1",
-            now - timedelta(minutes=n),
-            hashlib.sha256(str(n).encode()).digest(),
+    answers = valid_answers()
+    records = []
+    for n in range(PACK_DECLARATIONS):
+        declaration_id, at, name = uuid.uuid4(), now - timedelta(minutes=n), f"Submitter {n}"
+        # The SHA-256 the recipient would have been given: a pack checks every response's.
+        receipt = stored_response_hash(
+            Declaration(
+                id=declaration_id,
+                firm_id=uuid.UUID(firm),
+                template_id=FIT.id,
+                template_version=FIT.version,
+                answers=answers,
+                attestation_accepted=True,
+                signature_name=name,
+                submitted_at=at,
+            )
         )
-        for n in range(PACK_DECLARATIONS)
-    ]
+        records.append(
+            (
+                declaration_id,
+                uuid.UUID(firm),
+                FIT.id,
+                FIT.version,
+                snapshot,
+                name,
+                f"submitter{n}@example.test",
+                "submitted",
+                at,
+                0,
+                json.dumps(answers),
+                True,
+                name,
+                "127.0.0.1",
+                at,
+                receipt,
+            )
+        )
     await conn.copy_records_to_table(
         "declarations",
         records=records,

@@ -129,14 +129,38 @@ def response_hash(
     declaration: Declaration, answers: dict[str, Any], data: Submission, at: datetime
 ) -> bytes:
     """SHA-256 of the canonical JSON of what was declared, by whom, against which version."""
+    return _hash(declaration, answers, data.attestation_accepted, data.signature_name, at)
+
+
+def stored_response_hash(declaration: Declaration) -> bytes | None:
+    """The SHA-256 a submitted declaration's stored response hashes to now (None before it is
+    submitted): equal to its recorded ``response_sha256`` unless the row was altered."""
+    if declaration.submitted_at is None or declaration.answers is None:
+        return None
+    return _hash(
+        declaration,
+        declaration.answers,
+        bool(declaration.attestation_accepted),
+        declaration.signature_name or "",
+        declaration.submitted_at,
+    )
+
+
+def _hash(
+    declaration: Declaration,
+    answers: dict[str, Any],
+    attestation_accepted: bool,
+    signature_name: str,
+    at: datetime,
+) -> bytes:
     body = {
         "declaration_id": str(declaration.id),
         "firm_id": str(declaration.firm_id),
         "template_id": str(declaration.template_id),
         "template_version": declaration.template_version,
         "answers": answers,
-        "attestation_accepted": data.attestation_accepted,
-        "signature_name": data.signature_name,
+        "attestation_accepted": attestation_accepted,
+        "signature_name": signature_name,
         "submitted_at": canonical.timestamp(at),
     }
     return hashlib.sha256(canonical.encode(body)).digest()

@@ -25,6 +25,7 @@ from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType
 from app.counterparties.service import cover_statuses
 from app.db.models import AuditCheckpoint, AuditEntry, Counterparty, Declaration, Firm, User
+from app.declarations.public import stored_response_hash
 from app.declarations.service import effective_status
 from app.declarations.templates import TemplateSpec, spec_from_snapshot
 from app.errors import field_error
@@ -38,6 +39,7 @@ from app.evidence.content import (
     answers_of,
     moment,
 )
+from app.evidence.render import RenderError
 from app.evidence.schemas import PackCreate
 
 MAX_DECLARATIONS = 1000
@@ -100,6 +102,10 @@ def _spec(snapshot: dict[str, object]) -> TemplateSpec | None:
 
 
 def _declaration(d: Declaration, names: dict[uuid.UUID, str]) -> DeclarationContent:
+    if d.status == "submitted" and stored_response_hash(d) != d.response_sha256:
+        # The row no longer hashes to what the recipient was given and the audit trail holds:
+        # a pack must not present it as their response.
+        raise RenderError(f"Declaration {d.id}'s stored response does not match its SHA-256.")
     spec = _spec(d.template_snapshot)
     return DeclarationContent(
         id=str(d.id),

@@ -160,10 +160,13 @@ async def _produce(
     if env.storage.admitted.locked():
         raise RateLimited("Evidence packs are being made; try again in a minute.", retryAfter=60)
     async with env.storage.admitted:
-        async with snapshot_transaction(env.sessions, actor.firm_id, actor.id) as snapshot:
-            content = await collect(
-                snapshot, actor, pack.id, data, env.signing_key, env.cover_window_days
-            )
+        try:
+            async with snapshot_transaction(env.sessions, actor.firm_id, actor.id) as snapshot:
+                content = await collect(
+                    snapshot, actor, pack.id, data, env.signing_key, env.cover_window_days
+                )
+        except RenderError as error:  # content the pack must not present
+            return await _fail(session, actor, pack, str(error), "collect", retry)
         try:
             slots = env.storage.render_slots
             rendered = await render(slots, content, pack_signer(env.signing_key))

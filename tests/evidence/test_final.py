@@ -14,7 +14,7 @@ from app.db.tenant import bind_tenant
 from tests.audit.test_tamper import _refusal
 from tests.browser import Browser, signed_up
 from tests.declarations.test_loop import CREATE, FIT
-from tests.evidence.support import generate, pack_row, submitted_declaration
+from tests.evidence.support import audit_of, generate, pack_row, submitted_declaration
 from tests.mail.smtp import SmtpServer
 
 
@@ -74,3 +74,30 @@ async def test_a_submitted_declaration_and_a_ready_pack_cannot_change(
     assert await _changed(app_sessions, firm, updated) == 1
     deleted = f"delete from declarations where id = '{draft_id}'"
     assert await _changed(owner_sessions, firm, deleted) == 1
+
+
+async def test_a_pack_refuses_a_response_that_no_longer_matches_its_hash(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+) -> None:
+    """Altered past the trigger (as only a superuser could), a response no longer hashes to
+    the SHA-256 its recipient was given and the audit trail holds: a pack will not present it
+    as theirs, and fails saying so."""
+    await signed_up(browser, smtp, firm="Altered Records Ltd")
+    alice = await submitted_declaration(browser, smtp, auth_app, "Alice Altered")
+    async with superuser_engine.begin() as conn:
+        await conn.execute(text("alter table declarations disable trigger user"))
+        await conn.execute(
+            text("update declarations set signature_name = 'Someone Else' where id = :id"),
+            {"id": uuid.UUID(alice.id)},
+        )
+        await conn.execute(text("alter table declarations enable trigger user"))
+    pack = await generate(browser, "Altered")
+    assert pack["status"] == "FAILED", pack
+    assert pack["failureReason"] == (
+        f"Declaration {alice.id}'s stored response does not match its SHA-256."
+    )
+    failed = (await audit_of(superuser_engine, pack["id"]))[-1]
+    assert (failed.action, failed.details["stage"]) == ("evidence_pack.failed", "collect")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ from starlette.applications import Starlette
 
 from app.db.models import Declaration
 from app.db.tenant import tenant_transaction
+from app.declarations.public import stored_response_hash
 from app.declarations.templates import QuestionKind, snapshot
 from app.evidence import render
 from app.evidence.content import PackContent
@@ -73,10 +73,11 @@ async def firm_with_declarations(
             "attestation_accepted": True,
             "signature_name": f"Recipient {n:03d}",
             "submitted_ip": "192.0.2.1",
-            "response_sha256": os.urandom(32),
         }
         for n in range(count)
     ]
+    for row in rows:  # what the recipient would have been given: packs check it
+        row["response_sha256"] = stored_response_hash(Declaration(**row))
     async with tenant_transaction(owner_sessions, owner.firm_id) as session:
         await session.execute(insert(Declaration), rows)
     return owner
