@@ -9,9 +9,11 @@ submissions exactly one wins.
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from limits.errors import StorageError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +37,8 @@ from app.errors import (
     TokenUsed,
 )
 from app.ratelimit.policies import Policy
+
+log = logging.getLogger("coverproof.declarations")
 
 
 def recipient(env: AuthEnv, declaration: Declaration) -> Actor:
@@ -87,6 +91,8 @@ async def _audited(error: AppError, env: AuthEnv, declaration: Declaration) -> A
         await env.limit(Policy.REFUSAL_RECORDS, f"{declaration_id}:{code}")
     except RateLimited:
         return error  # already on the record this hour
+    except StorageError:
+        log.warning("refusal limit unavailable; recording the refusal")  # rather than lose it
 
     async def record(session: AsyncSession) -> None:
         await bind_tenant(session, firm_id, declaration_id)

@@ -1,4 +1,4 @@
-"""Gather everything a pack shows, inside the request's tenant transaction.
+"""Gather everything a pack shows, in one read-only snapshot of the firm (the caller's).
 
 Scope: ``declarationIds`` names exactly the declarations to include; without it, a declaration
 is in scope when it was created or submitted within the period (and, with ``counterpartyIds``,
@@ -102,7 +102,8 @@ def _spec(snapshot: dict[str, object]) -> TemplateSpec | None:
 
 
 def _declaration(d: Declaration, names: dict[uuid.UUID, str]) -> DeclarationContent:
-    if d.status == "submitted" and stored_response_hash(d) != d.response_sha256:
+    recorded = d.response_sha256
+    if d.status == "submitted" and (recorded is None or stored_response_hash(d) != recorded):
         # The row no longer hashes to what the recipient was given and the audit trail holds:
         # a pack must not present it as their response.
         raise RenderError(f"Declaration {d.id}'s stored response does not match its SHA-256.")
@@ -227,8 +228,9 @@ async def collect(
     key: SigningKey,
     cover_window_days: int,
 ) -> PackContent:
-    """Everything the pack shows, as it stands now: the verified chain head printed in the
-    pack is the entry before the pack's own ``requested`` entry."""
+    """Everything the pack shows, as the snapshot ``session`` sees the firm: the verified
+    chain head printed in the pack is the firm's last entry committed before it (the pack's
+    own ``requested`` entry comes after)."""
     declarations = await scoped_declarations(session, data)
     counterparties = await scoped_counterparties(session, data, declarations)
     names = await _counterparty_names(session, declarations, counterparties)

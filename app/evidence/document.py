@@ -102,19 +102,25 @@ def _declarations_scope(pack: PackContent) -> str:
     """Which declarations the pack holds, as collect.scoped_declarations chose them."""
     if pack.declaration_filter is not None:
         return (
-            f"The {pack.declaration_filter} declarations named in the request, whatever their dates"
+            f"The {_count(pack.declaration_filter, 'declaration')} named in the request, "
+            "whatever their dates"
         )
     if pack.counterparty_filter is not None:
         return (
             "Only those created or submitted in the period for the "
-            f"{pack.counterparty_filter} counterparties named in the request"
+            f"{_count(pack.counterparty_filter, 'counterparty')} named in the request"
         )
     return "All declarations created or submitted in the period"
 
 
+def _count(n: int, noun: str) -> str:
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{n} {noun if n == 1 else plural}"
+
+
 def _counterparties_scope(pack: PackContent) -> str:
     if pack.counterparty_filter is not None:
-        return f"The {pack.counterparty_filter} counterparties named in the request"
+        return f"The {_count(pack.counterparty_filter, 'counterparty')} named in the request"
     return "All counterparties of those declarations"
 
 

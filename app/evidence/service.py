@@ -1,12 +1,14 @@
 """Evidence packs: generate and retry (members and up); read, list and download (viewers).
 
 A pack is made within one request and its one transaction: the row is written (pending), the
-content is collected, the PDF is rendered off the event loop and stored, and the row becomes
-ready, recorded by ``evidence_pack.requested`` and ``evidence_pack.generated`` (with the PDF's
-SHA-256, size and page count). Since that transaction is only ever committed
-whole, no other request sees a pending pack.
+content is collected (in a read-only snapshot transaction of its own, so that every part of
+the pack shows one moment), the PDF is rendered off the event loop and stored, and the row
+becomes ready, recorded by ``evidence_pack.requested`` and ``evidence_pack.generated`` (with
+the PDF's SHA-256, size and page count). Since the request's transaction is only ever
+committed whole, no other request sees a pending pack.
 
-A render or storage failure must survive the request, so it is not raised: the row becomes
+A collect (a response that no longer matches its hash), render or storage failure must
+survive the request, so it is not raised: the row becomes
 failed with a reason, ``evidence_pack.failed`` is recorded, nothing is left in storage, and
 the failed pack is returned as an ordinary result that commits. Scope problems are raised
 before rendering and roll everything back. RLS confines every statement here to the actor's
@@ -172,11 +174,11 @@ async def _produce(
             rendered = await render(slots, content, pack_signer(env.signing_key))
         except RenderError as error:
             return await _fail(session, actor, pack, str(error), "render", retry)
-    key = env.storage.new_key(actor.firm_id, pack.id)
-    try:
-        await env.storage.put(key, rendered.pdf, rendered.sha256)
-    except StorageError as error:
-        return await _fail(session, actor, pack, str(error), "store", retry)
+        key = env.storage.new_key(actor.firm_id, pack.id)
+        try:
+            await env.storage.put(key, rendered.pdf, rendered.sha256)
+        except StorageError as error:
+            return await _fail(session, actor, pack, str(error), "store", retry)
     try:
         pack.status, pack.storage_key, pack.completed_at = "ready", key, datetime.now(UTC)
         pack.sha256, pack.size_bytes = rendered.sha256, len(rendered.pdf)

@@ -7,7 +7,8 @@ upload either completes or leaves nothing behind: a failed ``put`` deletes whate
 object may exist before it raises ``StorageError``.
 
 The storage object also holds the render slots (a semaphore of ``pack_render_concurrency``)
-and the packs admitted at once (twice that: those rendering and as many waiting): it lives as
+and the packs admitted at once (twice that: those rendering and as many waiting; fewer if the
+database pool is small, as each pack in progress holds two of its connections): it lives as
 long as the app, which is what bounds concurrent renders across requests.
 """
 
@@ -52,12 +53,16 @@ class Storage(ABC):
 
     kind: str
 
-    def __init__(self, render_concurrency: int) -> None:
+    def __init__(self, render_concurrency: int, pool_size: int = 10) -> None:
         self.render_slots = asyncio.Semaphore(max(1, render_concurrency))
         # A pack's request holds its database connection while it waits for a slot: beyond
         # these, a request is refused at once rather than queued, so that packs never take the
         # pool's connections from every firm's other requests.
-        self.admitted = asyncio.Semaphore(2 * max(1, render_concurrency))
+        # Each holds two connections (the request's, and its snapshot's while it is read):
+        # two of the pool's always stay for everything else.
+        self.admitted = asyncio.Semaphore(
+            max(1, min(2 * max(1, render_concurrency), (pool_size - 2) // 2))
+        )
 
     @abstractmethod
     async def open(self) -> None:
@@ -89,8 +94,8 @@ class LocalStorage(Storage):
 
     kind = "local"
 
-    def __init__(self, root: Path, render_concurrency: int) -> None:
-        super().__init__(render_concurrency)
+    def __init__(self, root: Path, render_concurrency: int, pool_size: int = 10) -> None:
+        super().__init__(render_concurrency, pool_size)
         self.root = root.resolve()
 
     async def open(self) -> None:
@@ -168,7 +173,7 @@ class S3Storage(Storage):
     kind = "s3"
 
     def __init__(self, settings: Settings, bucket: str, prefix: str) -> None:
-        super().__init__(settings.pack_render_concurrency)
+        super().__init__(settings.pack_render_concurrency, settings.db_pool_size)
         self.bucket, self.prefix = bucket, prefix
         self.settings = settings
         self._stack = contextlib.AsyncExitStack()
@@ -255,7 +260,9 @@ def open_storage(settings: Settings) -> Storage:
     """The configured store (not yet opened): ``COVERPROOF_STORAGE_URL=s3://bucket/prefix``, or
     the local folder ``<data_dir>/packs`` when it is unset."""
     if settings.storage_url is None:
-        return LocalStorage(settings.data_dir / "packs", settings.pack_render_concurrency)
+        return LocalStorage(
+            settings.data_dir / "packs", settings.pack_render_concurrency, settings.db_pool_size
+        )
     parts = urlsplit(settings.storage_url)
     if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
         raise ConfigError(

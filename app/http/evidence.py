@@ -67,26 +67,36 @@ async def _caller(
     return identity
 
 
+class _Refused(Exception):
+    """Refuse, rolling back: a key's lookup marks a first use, which must stay unspent (and
+    be audited where it is accepted) when the key is refused here."""
+
+
 async def download_pack(request: Request) -> Response:
     state = app_state(request)
     claim = download.read(state.secret_key, request.path_params["token"])
     if claim is None or state.storage is None:
         return _refused()
-    async with transaction(state.sessions) as session:
-        identity = await _caller(request, session, claim.firm_id)
-        if identity is None:
-            return _refused()
-        await bind_tenant(session, identity.firm_id, identity.user_id)
-        actor = actor_of(identity, client_ip(request.scope, state.settings.trusted_proxies))
-        if isinstance(identity, ApiKeyIdentity) and identity.first_use:
-            await keys.record_first_use(session, actor)
-        try:
-            pack, data = await service.serve_download(session, actor, state.storage, claim.pack_id)
-        except NotFound:
-            return _refused()
-        except StorageError:
-            log.exception("evidence pack %s could not be served", claim.pack_id)
-            return _refused(500, "PACK_UNAVAILABLE", "The pack cannot be served; contact us.")
+    try:
+        async with transaction(state.sessions) as session:
+            identity = await _caller(request, session, claim.firm_id)
+            if identity is None:
+                raise _Refused
+            await bind_tenant(session, identity.firm_id, identity.user_id)
+            actor = actor_of(identity, client_ip(request.scope, state.settings.trusted_proxies))
+            if isinstance(identity, ApiKeyIdentity) and identity.first_use:
+                await keys.record_first_use(session, actor)
+            try:
+                pack, data = await service.serve_download(
+                    session, actor, state.storage, claim.pack_id
+                )
+            except NotFound as missing:
+                raise _Refused from missing
+    except _Refused:
+        return _refused()
+    except StorageError:
+        log.exception("evidence pack %s could not be served", claim.pack_id)
+        return _refused(500, "PACK_UNAVAILABLE", "The pack cannot be served; contact us.")
     headers = {
         **NO_STORE,
         "content-disposition": f'attachment; filename="{pack.id}.pdf"',

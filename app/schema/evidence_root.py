@@ -30,7 +30,9 @@ class EvidenceMutation:
     generate_evidence_pack: EvidencePackPayload = strawberry.mutation(
         resolver=r.generate_evidence_pack,
         description="Render and store a PDF pack now (members and up); returns it ready, or "
-        "failed with a reason (nothing is left in storage; retry it).",
+        "failed with a reason (nothing is left in storage; a failed render or store can be "
+        "retried, a response that no longer matches its hash cannot). RATE_LIMITED while "
+        "too many packs are being made.",
     )
     retry_evidence_pack: EvidencePackPayload = strawberry.mutation(
         resolver=r.retry_evidence_pack,

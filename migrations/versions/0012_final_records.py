@@ -12,9 +12,11 @@ branch_labels = None
 depends_on = None
 
 # No code path changes either once it is final; these make that true of any code the app role
-# runs, a bug included. A submitted declaration's answers, signature and response hash are the
-# recipient's record (its hash is chained into the audit trail); a ready pack's storage key and
-# SHA-256 are what its download is checked against. Retrying a failed pack still moves it on.
+# runs, a bug included, and of the owner's statements unless it first disables the trigger.
+# A submitted declaration's answers, signature and response hash are the recipient's record
+# (its hash is chained into the audit trail; evidence packs refuse a response that no longer
+# matches its recorded hash); a ready pack's storage key and SHA-256 are what its download is
+# checked against. Retrying a failed pack still moves it on.
 STATEMENTS = [
     """create function declarations_submitted_are_final() returns trigger
     language plpgsql set search_path = pg_catalog, public, pg_temp as $$

@@ -1,11 +1,12 @@
 """A submitted declaration and a ready evidence pack are final in the database itself (migration
-0012): neither the app role, whatever code it runs, nor the tables' owner can change them,
-while records that are not final yet still move on."""
+0012): neither the app role, whatever code it runs, nor the tables' owner (short of disabling
+the trigger) can change them, while records that are not final yet still move on."""
 
 from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -76,13 +77,21 @@ async def test_a_submitted_declaration_and_a_ready_pack_cannot_change(
     assert await _changed(owner_sessions, firm, deleted) == 1
 
 
+@pytest.mark.parametrize(
+    "altered",
+    [
+        "signature_name = 'Someone Else'",
+        "answers = null, response_sha256 = null",  # nothing left to compare is no match
+    ],
+)
 async def test_a_pack_refuses_a_response_that_no_longer_matches_its_hash(
     browser: Browser,
     smtp: SmtpServer,
     auth_app: Starlette,
     superuser_engine: AsyncEngine,
+    altered: str,
 ) -> None:
-    """Altered past the trigger (as only a superuser could), a response no longer hashes to
+    """Altered past the trigger (by whoever can disable it), a response no longer hashes to
     the SHA-256 its recipient was given and the audit trail holds: a pack will not present it
     as theirs, and fails saying so."""
     await signed_up(browser, smtp, firm="Altered Records Ltd")
@@ -90,7 +99,7 @@ async def test_a_pack_refuses_a_response_that_no_longer_matches_its_hash(
     async with superuser_engine.begin() as conn:
         await conn.execute(text("alter table declarations disable trigger user"))
         await conn.execute(
-            text("update declarations set signature_name = 'Someone Else' where id = :id"),
+            text(f"update declarations set {altered} where id = :id"),
             {"id": uuid.UUID(alice.id)},
         )
         await conn.execute(text("alter table declarations enable trigger user"))

@@ -130,14 +130,14 @@ async def test_the_cover_says_which_declarations_the_scope_holds(
         ({}, "All declarations created or submitted in the period", "All counterparties of", True),
         (
             {"counterpartyIds": [broker]},
-            "Only those created or submitted in the period for the 1 counterparties named",
-            "The 1 counterparties named in the request",
+            "Only those created or submitted in the period for the 1 counterparty named",
+            "The 1 counterparty named in the request",
             False,
         ),
         (
             {"declarationIds": [alice.id], "counterpartyIds": [broker]},
-            "The 1 declarations named in the request, whatever their dates",
-            "The 1 counterparties named in the request",
+            "The 1 declaration named in the request, whatever their dates",
+            "The 1 counterparty named in the request",
             True,
         ),
     ]

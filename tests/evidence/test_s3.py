@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
@@ -116,9 +117,9 @@ async def test_a_pack_is_stored_encrypted_and_downloaded_only_through_the_app(
         assert response.headers["content-disposition"] == (
             f'attachment; filename="{pack["id"]}.pdf"'
         )
-        text = pdf_text(response.content)
-        assert carol.recipient_name in text
-        assert carol.receipt in text
+        shown = pdf_text(response.content)
+        assert carol.recipient_name in shown
+        assert carol.receipt in shown
 
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=s3_app), base_url="https://testserver"
@@ -129,6 +130,12 @@ async def test_a_pack_is_stored_encrypted_and_downloaded_only_through_the_app(
             for refused in (keys["unscoped"], keys["stranger"], {}):
                 assert (await bare.get(parts.path, headers=refused)).status_code == 404
         assert (await other.client.get(parts.path)).status_code == 404  # another firm's session
+    async with superuser_engine.connect() as conn:
+        rows = await conn.execute(text("select name, last_used_at from api_keys"))
+        used = {row.name: row.last_used_at for row in rows}
+    # A key refused here is not spent: its first use is still to come, and to be audited.
+    assert used["reader"] is not None
+    assert (used["unscoped"], used["stranger"]) == (None, None)
 
     actions = await audit_of(superuser_engine, pack["id"])
     assert [a.action for a in actions] == [

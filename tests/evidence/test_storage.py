@@ -66,3 +66,12 @@ def test_the_storage_url_is_checked(tmp_path: Path) -> None:
     for bad in ("https://bucket/prefix", "s3:///prefix", "s3://bucket/prefix?x=1", "bucket"):
         with pytest.raises(ConfigError):
             open_storage(settings(bad))
+
+
+def test_packs_admitted_at_once_leave_two_of_the_pools_connections(tmp_path: Path) -> None:
+    """Each pack in progress holds two connections (its request's and its snapshot's)."""
+    admitted = {
+        (slots, pool): LocalStorage(tmp_path, slots, pool).admitted._value
+        for slots, pool in ((2, 10), (5, 10), (1, 10), (2, 4), (2, 2))
+    }
+    assert admitted == {(2, 10): 4, (5, 10): 4, (1, 10): 2, (2, 4): 1, (2, 2): 1}
