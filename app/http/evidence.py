@@ -27,7 +27,7 @@ from starlette.routing import Route
 from app.auth import sessions
 from app.auth.sessions import SessionIdentity
 from app.db.tenant import bind_tenant, transaction
-from app.errors import NotFound
+from app.errors import NotFound, RateLimited
 from app.evidence import download, service
 from app.evidence.storage import CONTENT_TYPE, StorageError
 from app.http.negotiation import error_body
@@ -35,6 +35,7 @@ from app.http.state import app_state
 from app.partners import keys
 from app.partners.keys import ApiKeyIdentity, Scope
 from app.ratelimit.client_ip import client_ip
+from app.ratelimit.policies import Policy
 from app.schema.context import actor_of
 
 log = logging.getLogger("coverproof.evidence")
@@ -84,6 +85,9 @@ async def download_pack(request: Request) -> Response:
                 raise _Refused
             await bind_tenant(session, identity.firm_id, identity.user_id)
             actor = actor_of(identity, client_ip(request.scope, state.settings.trusted_proxies))
+            await state.limiter.hit(
+                Policy.PACK_DOWNLOADS_PER_CALLER, f"{actor.type.value}:{actor.id}"
+            )
             if isinstance(identity, ApiKeyIdentity) and identity.first_use:
                 await keys.record_first_use(session, actor)
             try:
@@ -94,6 +98,11 @@ async def download_pack(request: Request) -> Response:
                 raise _Refused from missing
     except _Refused:
         return _refused()
+    except RateLimited as limited:
+        wait = str(limited.extensions["retryAfter"])
+        response = _refused(429, limited.code, limited.message)
+        response.headers["retry-after"] = wait
+        return response
     except StorageError:
         log.exception("evidence pack %s could not be served", claim.pack_id)
         return _refused(500, "PACK_UNAVAILABLE", "The pack cannot be served; contact us.")

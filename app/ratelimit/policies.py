@@ -27,6 +27,8 @@ PUBLIC_TOKEN_PER_IP = "120/minute"  # noqa: S105
 # A refused link (replayed, expired) goes on the firm's audit record once per declaration,
 # reason and hour, not once per attempt: replaying a used link must not flood the firm's chain.
 REFUSAL_RECORDS = "1/hour"
+# Each download of an evidence pack is an audit entry: a looping client must not flood the chain.
+PACK_DOWNLOADS_PER_CALLER = "30/minute"
 # Partner systems: every request of one API key, and first-party APQ registrations per user.
 API_KEY_REQUESTS = "600/minute"
 APQ_REGISTRATIONS_PER_USER = "60/minute"
@@ -51,6 +53,7 @@ class Policy:
     PUBLIC_TOKEN_PER_TOKEN: ClassVar[Policy]
     PUBLIC_TOKEN_PER_IP: ClassVar[Policy]
     REFUSAL_RECORDS: ClassVar[Policy]
+    PACK_DOWNLOADS_PER_CALLER: ClassVar[Policy]
     API_KEY_REQUESTS: ClassVar[Policy]
     APQ_REGISTRATIONS_PER_USER: ClassVar[Policy]
 
@@ -82,5 +85,6 @@ Policy.MUTATIONS_PER_USER = Policy("mutations_per_user", MUTATIONS_PER_USER)
 Policy.PUBLIC_TOKEN_PER_TOKEN = Policy("public_token_per_token", PUBLIC_TOKEN_PER_TOKEN)
 Policy.PUBLIC_TOKEN_PER_IP = Policy("public_token_per_ip", PUBLIC_TOKEN_PER_IP)
 Policy.REFUSAL_RECORDS = Policy("refusal_records", REFUSAL_RECORDS)
+Policy.PACK_DOWNLOADS_PER_CALLER = Policy("pack_downloads_per_caller", PACK_DOWNLOADS_PER_CALLER)
 Policy.API_KEY_REQUESTS = Policy("api_key_requests", API_KEY_REQUESTS)
 Policy.APQ_REGISTRATIONS_PER_USER = Policy("apq_registrations_per_user", APQ_REGISTRATIONS_PER_USER)

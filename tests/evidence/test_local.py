@@ -216,6 +216,24 @@ async def test_packs_beyond_those_rendering_and_as_many_waiting_are_refused_at_o
     assert titled == 2 * slots  # the refused one left nothing
 
 
+async def test_downloads_are_limited_per_caller_so_they_cannot_flood_the_chain(
+    browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    """Each download is an audit entry: past 30 a minute, a caller is refused (429, with
+    Retry-After) and nothing is recorded."""
+    await signed_up(browser, smtp, firm="Looping Advisers Ltd")
+    pack = await generate(browser, "Looped")
+    path = _path(await _download_url(browser, pack["id"]))
+    statuses = [(await browser.client.get(path)).status_code for _ in range(30)]
+    assert statuses == [200] * 30
+    refused = await browser.client.get(path)
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    downloads = [a for a in await audit_of(superuser_engine, pack["id"]) if "download" in a.action]
+    assert len(downloads) == 30
+
+
 async def test_viewers_read_and_download_but_only_members_generate(
     auth_app: Starlette, members: Members, superuser_engine: AsyncEngine
 ) -> None:

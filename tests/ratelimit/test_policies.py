@@ -29,7 +29,7 @@ def test_every_named_policy_parses_to_its_constant() -> None:
 
 def test_policy_names_are_distinct() -> None:
     names = [value.name for value in vars(Policy).values() if isinstance(value, Policy)]
-    assert len(names) == 11
+    assert len(names) == 12
     assert len(set(names)) == len(names)
 
 
