@@ -8,9 +8,9 @@ the PDF's SHA-256, size and page count). Since the request's transaction is only
 committed whole, no other request sees a pending pack.
 
 A collect (a response that no longer matches its hash), render or storage failure must
-survive the request, so it is not raised: the row becomes
-failed with a reason, ``evidence_pack.failed`` is recorded, nothing is left in storage, and
-the failed pack is returned as an ordinary result that commits. Scope problems are raised
+survive the request, so it is not raised: the row becomes failed with a reason,
+``evidence_pack.failed`` is recorded, nothing is left in storage, and the failed pack is
+returned as an ordinary result that commits. Scope problems are raised
 before rendering and roll everything back. RLS confines every statement here to the actor's
 firm: another firm's pack is simply not found, whatever its id.
 """

@@ -10,7 +10,8 @@ nothing about which one failed or whether a pack exists):
    to the SHA-256 recorded when it was made.
 
 The file is then sent as an attachment, never cached, and the download is an audit entry in
-the same transaction.
+the same transaction; each caller may download 30 times a minute (429 beyond: every download
+is an entry in the firm's chain).
 """
 
 from __future__ import annotations

@@ -17,35 +17,32 @@ depends_on = None
 # (its hash is chained into the audit trail; evidence packs refuse a response that no longer
 # matches its recorded hash); a ready pack's storage key and SHA-256 are what its download is
 # checked against. Retrying a failed pack still moves it on.
+
+
+def _final(table: str, status: str, noun: str) -> list[str]:
+    """A trigger refusing any update or delete of ``table``'s rows whose status is ``status``."""
+    name = f"{table}_{status}_are_final"
+    return [
+        f"""create function {name}() returns trigger
+        language plpgsql set search_path = pg_catalog, public, pg_temp as $$
+        begin
+            if old.status = '{status}' then
+                raise exception '{noun} % is {status} and cannot change', old.id
+                    using errcode = 'integrity_constraint_violation';
+            end if;
+            if tg_op = 'DELETE' then
+                return old;  -- not null: a BEFORE trigger that returns null skips the row
+            end if;
+            return new;
+        end $$""",
+        f"create trigger {name} before update or delete on {table} "
+        f"for each row execute function {name}()",
+    ]
+
+
 STATEMENTS = [
-    """create function declarations_submitted_are_final() returns trigger
-    language plpgsql set search_path = pg_catalog, public, pg_temp as $$
-    begin
-        if old.status = 'submitted' then
-            raise exception 'declaration % is submitted and cannot change', old.id
-                using errcode = 'integrity_constraint_violation';
-        end if;
-        if tg_op = 'DELETE' then
-            return old;  -- not null: a BEFORE trigger that returns null skips the row
-        end if;
-        return new;
-    end $$""",
-    "create trigger declarations_submitted_are_final before update or delete on declarations "
-    "for each row execute function declarations_submitted_are_final()",
-    """create function evidence_packs_ready_are_final() returns trigger
-    language plpgsql set search_path = pg_catalog, public, pg_temp as $$
-    begin
-        if old.status = 'ready' then
-            raise exception 'evidence pack % is ready and cannot change', old.id
-                using errcode = 'integrity_constraint_violation';
-        end if;
-        if tg_op = 'DELETE' then
-            return old;  -- not null: a BEFORE trigger that returns null skips the row
-        end if;
-        return new;
-    end $$""",
-    "create trigger evidence_packs_ready_are_final before update or delete on evidence_packs "
-    "for each row execute function evidence_packs_ready_are_final()",
+    *_final("declarations", "submitted", "declaration"),
+    *_final("evidence_packs", "ready", "evidence pack"),
 ]
 
 
