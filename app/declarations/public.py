@@ -209,7 +209,7 @@ async def submit_declaration(
     )
     if won.scalar_one_or_none() is None:
         # Changed since it was read: submitted by a concurrent request, or its link revoked,
-        # reissued or expired meanwhile. Say which, as a first attempt after it would.
+        # reissued or expired meanwhile. Say which (the code a later attempt would get).
         await session.refresh(declaration)
         raise await _audited(_lost(declaration, token_hash), env, declaration)
     await chain.record(

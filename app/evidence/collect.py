@@ -104,8 +104,9 @@ def _spec(snapshot: dict[str, object]) -> TemplateSpec | None:
 def _declaration(d: Declaration, names: dict[uuid.UUID, str]) -> DeclarationContent:
     recorded = d.response_sha256
     if d.status == "submitted" and (recorded is None or stored_response_hash(d) != recorded):
-        # The row no longer hashes to what the recipient was given and the audit trail holds:
-        # a pack must not present it as their response.
+        # The row no longer hashes to its recorded SHA-256 (the receipt its recipient was
+        # given): a pack must not present it as their response. (Checked against the row's
+        # own column, not yet against the declaration.submitted entry's.)
         raise RenderError(f"Declaration {d.id}'s stored response does not match its SHA-256.")
     spec = _spec(d.template_snapshot)
     return DeclarationContent(
