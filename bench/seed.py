@@ -193,9 +193,10 @@ PACK_DECLARATIONS = 500
 async def _seed_pack_firm(
     conn: asyncpg.Connection, firm: str, snapshot: str, now: datetime
 ) -> None:
-    """500 submitted declarations for the evidence-pack benchmark."""
+    """500 submitted declarations for the evidence-pack benchmark, each with the
+    ``declaration.submitted`` audit entry a submission writes."""
     answers = valid_answers()
-    records = []
+    records, entries = [], []
     for n in range(PACK_DECLARATIONS):
         declaration_id, at, name = uuid.uuid4(), now - timedelta(minutes=n), f"Submitter {n}"
         # The SHA-256 the recipient would have been given: a pack checks every response's.
@@ -231,6 +232,18 @@ async def _seed_pack_firm(
                 receipt,
             )
         )
+        entries.append(
+            {
+                "occurred_at": at,
+                "actor_type": "recipient",
+                "actor_id": str(declaration_id),
+                "action": "declaration.submitted",
+                "target_type": "declaration",
+                "target_id": str(declaration_id),
+                "details": {"response_sha256": receipt.hex(), "template_version": FIT.version},
+                "ip": "127.0.0.1",
+            }
+        )
     await conn.copy_records_to_table(
         "declarations",
         records=records,
@@ -244,27 +257,39 @@ async def _seed_pack_firm(
             "response_sha256",
         ],
     )
+    await _copy_chain(conn, uuid.UUID(firm), entries[::-1])  # oldest first, as they happened
 
 
 async def _seed_chain(conn: asyncpg.Connection, firm_id: uuid.UUID, user_id: uuid.UUID) -> None:
-    """A long chain for the verification benchmark, built exactly as chain.record builds it
-    (the per-row append trigger is paused while loading; verification rechecks every link)."""
-    prev, rows = canonical.GENESIS, []
+    """A long chain for the verification benchmark."""
     start = datetime(2026, 1, 1, tzinfo=UTC)
+    entries = []
     for seq in range(1, CHAIN + 1):
         # Fractions of a second, as real entries have (a whole second formats differently).
         at = start + timedelta(seconds=seq, microseconds=seq * 7919 % 1_000_000)
-        fields = {
-            "seq": seq,
-            "occurred_at": at,
-            "actor_type": "user",
-            "actor_id": str(user_id),
-            "action": "firm.updated",
-            "target_type": "firm",
-            "target_id": str(firm_id),
-            "details": {"changes": {"name": {"from": f"N{seq - 1}", "to": f"N{seq}"}}},
-            "ip": "127.0.0.1",
-        }
+        entries.append(
+            {
+                "occurred_at": at,
+                "actor_type": "user",
+                "actor_id": str(user_id),
+                "action": "firm.updated",
+                "target_type": "firm",
+                "target_id": str(firm_id),
+                "details": {"changes": {"name": {"from": f"N{seq - 1}", "to": f"N{seq}"}}},
+                "ip": "127.0.0.1",
+            }
+        )
+    await _copy_chain(conn, firm_id, entries)
+
+
+async def _copy_chain(
+    conn: asyncpg.Connection, firm_id: uuid.UUID, entries: list[dict[str, Any]]
+) -> None:
+    """A firm's chain of ``entries`` (its first), built exactly as chain.record builds it (the
+    per-row append trigger is paused while loading; verification rechecks every link)."""
+    prev, rows = canonical.GENESIS, []
+    for seq, entry in enumerate(entries, start=1):
+        fields = {"seq": seq, **entry}
         body = canonical.encode(canonical.entry_body(firm_id=str(firm_id), **fields))
         digest = canonical.chain_hash(prev, body)
         rows.append(
@@ -272,14 +297,14 @@ async def _seed_chain(conn: asyncpg.Connection, firm_id: uuid.UUID, user_id: uui
                 uuid.uuid4(),
                 firm_id,
                 seq,
-                at,
-                "user",
-                str(user_id),
-                "firm.updated",
-                "firm",
-                str(firm_id),
+                fields["occurred_at"],
+                fields["actor_type"],
+                fields["actor_id"],
+                fields["action"],
+                fields["target_type"],
+                fields["target_id"],
                 json.dumps(fields["details"]),
-                "127.0.0.1",
+                fields["ip"],
                 prev,
                 digest,
                 body,

@@ -20,6 +20,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import chain
+from app.audit.actions import Action
 from app.audit.service import actor_names
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType
@@ -101,13 +102,45 @@ def _spec(snapshot: dict[str, object]) -> TemplateSpec | None:
         return None  # an unreadable snapshot still shows every stored answer, unlabelled
 
 
-def _declaration(d: Declaration, names: dict[uuid.UUID, str]) -> DeclarationContent:
+async def _receipts(
+    session: AsyncSession, firm_id: uuid.UUID, declarations: list[Declaration]
+) -> dict[str, list[str]]:
+    """The SHA-256 (hex) each submitted declaration's ``declaration.submitted`` audit entry
+    recorded: the receipt its recipient was given, chained into the audit trail."""
+    ids = [str(d.id) for d in declarations if d.status == "submitted"]
+    if not ids:
+        return {}
+    query = select(AuditEntry.target_id, AuditEntry.details["response_sha256"].astext).where(
+        AuditEntry.firm_id == firm_id,
+        AuditEntry.action == Action.DECLARATION_SUBMITTED.value,
+        AuditEntry.target_type == "declaration",
+        AuditEntry.target_id.in_(ids),
+    )
+    receipts: dict[str, list[str]] = {}
+    for target_id, digest in (await session.execute(query)).all():
+        receipts.setdefault(str(target_id), []).append(str(digest))
+    return receipts
+
+
+def _check_response(d: Declaration, receipts: dict[str, list[str]]) -> None:
+    """Refuse a submitted response that no longer hashes to what was recorded when it was
+    submitted: a pack must not present it as its recipient's."""
     recorded = d.response_sha256
-    if d.status == "submitted" and (recorded is None or stored_response_hash(d) != recorded):
-        # The row no longer hashes to its recorded SHA-256 (the receipt its recipient was
-        # given): a pack must not present it as their response. (Checked against the row's
-        # own column, not yet against the declaration.submitted entry's.)
+    if recorded is None or stored_response_hash(d) != recorded:
         raise RenderError(f"Declaration {d.id}'s stored response does not match its SHA-256.")
+    # Someone able to bypass the finality trigger could rewrite the row and its hash
+    # together; the audit entry cannot change without breaking the chain.
+    if receipts.get(str(d.id)) != [recorded.hex()]:
+        raise RenderError(
+            f"Declaration {d.id}'s SHA-256 does not match its declaration.submitted audit entry."
+        )
+
+
+def _declaration(
+    d: Declaration, names: dict[uuid.UUID, str], receipts: dict[str, list[str]]
+) -> DeclarationContent:
+    if d.status == "submitted":
+        _check_response(d, receipts)
     spec = _spec(d.template_snapshot)
     return DeclarationContent(
         id=str(d.id),
@@ -217,7 +250,7 @@ async def _counterparty_names(
     missing = {d.counterparty_id for d in declarations if d.counterparty_id} - names.keys()
     if missing:
         query = select(Counterparty.id, Counterparty.name).where(Counterparty.id.in_(missing))
-        names.update(dict((await session.execute(query)).tuples().all()))
+        names.update({row[0]: row[1] for row in await session.execute(query)})
     return names
 
 
@@ -236,6 +269,7 @@ async def collect(
     counterparties = await scoped_counterparties(session, data, declarations)
     names = await _counterparty_names(session, declarations, counterparties)
     firm = await session.get(Firm, actor.firm_id)
+    receipts = await _receipts(session, actor.firm_id, declarations)
     return PackContent(
         pack_id=str(pack_id),
         title=data.title,
@@ -248,7 +282,7 @@ async def collect(
         generated_by=await _generated_by(session, actor),
         generated_at=moment(datetime.now(UTC)) or "",
         signing_key_id=key.key_id,
-        declarations=[_declaration(d, names) for d in declarations],
+        declarations=[_declaration(d, names, receipts) for d in declarations],
         counterparties=await _cover(session, actor, counterparties, cover_window_days),
         entries=await _entries(session, actor, data),
         verification=_verification(await chain.verify(session, actor.firm_id, key.trusted)),

@@ -6,16 +6,28 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from app.db.models import Declaration
 from app.db.tenant import bind_tenant
+from app.declarations.public import stored_response_hash
 from tests.audit.test_tamper import _refusal
 from tests.browser import Browser, signed_up
 from tests.declarations.test_loop import CREATE, FIT
-from tests.evidence.support import audit_of, generate, pack_row, submitted_declaration
+from tests.evidence.support import (
+    GENERATE,
+    audit_of,
+    generate,
+    pack_row,
+    period,
+    submitted_declaration,
+)
+from tests.evidence.test_large import firm_with_declarations
+from tests.factories import Members, gql
 from tests.mail.smtp import SmtpServer
 
 
@@ -110,3 +122,45 @@ async def test_a_pack_refuses_a_response_that_no_longer_matches_its_hash(
     )
     failed = (await audit_of(superuser_engine, pack["id"]))[-1]
     assert (failed.action, failed.details["stage"]) == ("evidence_pack.failed", "collect")
+
+
+async def test_a_pack_refuses_a_response_rewritten_with_its_hash(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+) -> None:
+    """Rewriting a response and its recorded hash together, past the trigger, leaves a row
+    that agrees with itself; the SHA-256 the submission's audit entry chained does not."""
+    await signed_up(browser, smtp, firm="Rewritten Records Ltd")
+    alice = await submitted_declaration(browser, smtp, auth_app, "Alice Rewritten")
+    async with AsyncSession(superuser_engine) as session, session.begin():
+        await session.execute(text("alter table declarations disable trigger user"))
+        row = await session.get(Declaration, uuid.UUID(alice.id))
+        assert row is not None
+        row.signature_name = "Someone Else"
+        row.response_sha256 = stored_response_hash(row)
+        await session.flush()
+        await session.execute(text("alter table declarations enable trigger user"))
+    pack = await generate(browser, "Rewritten")
+    assert pack["status"] == "FAILED", pack
+    assert pack["failureReason"] == (
+        f"Declaration {alice.id}'s SHA-256 does not match its declaration.submitted audit entry."
+    )
+
+
+async def test_a_pack_refuses_a_response_its_audit_trail_never_recorded(
+    auth_app: Starlette,
+    members: Members,
+    owner_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A submitted row written without its submission (no ``declaration.submitted`` entry)
+    is not presented as a recipient's response, however well its own hash agrees."""
+    owner = await firm_with_declarations(members, owner_sessions, 1, audited=False)
+    transport = httpx.ASGITransport(app=auth_app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        body = await gql(client, GENERATE, {"i": {"title": "Unrecorded", **period()}}, owner)
+    assert "errors" not in body, body
+    pack = body["data"]["generateEvidencePack"]["pack"]
+    assert pack["status"] == "FAILED", pack
+    assert pack["failureReason"].endswith("does not match its declaration.submitted audit entry.")

@@ -18,6 +18,9 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from app.audit import chain
+from app.audit.actions import Action
+from app.auth.actor import Actor, ActorType, Role
 from app.db.models import Declaration
 from app.db.tenant import tenant_transaction
 from app.declarations.public import stored_response_hash
@@ -48,10 +51,16 @@ def _answers() -> dict[str, Any]:
 
 
 async def firm_with_declarations(
-    members: Members, owner_sessions: async_sessionmaker[AsyncSession], count: int
+    members: Members,
+    owner_sessions: async_sessionmaker[AsyncSession],
+    count: int,
+    *,
+    audited: bool = True,
 ) -> Member:
     """A firm whose owner has ``count`` submitted declarations, written straight into the
-    database (as the owner role, inside the firm's tenant context) to keep the test fast."""
+    database (as the owner role, inside the firm's tenant context) to keep the test fast, each
+    with the ``declaration.submitted`` audit entry a submission writes (unless ``audited`` is
+    false)."""
     owner = await members.create(name=f"Big Pack {count} Ltd")
     pinned = snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key)
     now = datetime.now(UTC)
@@ -80,6 +89,15 @@ async def firm_with_declarations(
         row["response_sha256"] = stored_response_hash(Declaration(**row))
     async with tenant_transaction(owner_sessions, owner.firm_id) as session:
         await session.execute(insert(Declaration), rows)
+        for row in rows if audited else []:
+            await chain.record(
+                session,
+                Actor(ActorType.RECIPIENT, row["id"], owner.firm_id, Role.VIEWER),
+                Action.DECLARATION_SUBMITTED,
+                "declaration",
+                row["id"],
+                {"response_sha256": row["response_sha256"].hex(), "template_version": FIT.version},
+            )
     return owner
 
 
