@@ -18,6 +18,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -114,20 +116,18 @@ def members(owner_sessions: async_sessionmaker[AsyncSession]) -> Members:
     return Members(owner_sessions)
 
 
+def private_pem(key: Ed25519PrivateKey) -> str:
+    """An Ed25519 key as the unencrypted PKCS#8 PEM the app's settings take."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
 def new_signing_key_pem() -> str:
     """A fresh Ed25519 key for an app under test (tests make their own keys)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    return (
-        Ed25519PrivateKey.generate()
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
+    return private_pem(Ed25519PrivateKey.generate())
 
 
 def make_settings(database: Database, tmp: Path, **overrides: object) -> Settings:

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -43,7 +42,7 @@ from tests.audit.test_tamper import (
     verify_graphql,
     verify_offline,
 )
-from tests.conftest import Database
+from tests.conftest import Database, private_pem
 from tests.factories import Members, gql
 
 LONG = 10_000
@@ -385,14 +384,9 @@ def _without_exported_at(line: str) -> str:
 def _cli_env(
     monkeypatch: pytest.MonkeyPatch, database: Database, key: SigningKey, tmp_path: Path
 ) -> None:
-    private = key.private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
     monkeypatch.setenv("COVERPROOF_ADMIN_DATABASE_URL", database.owner_url)
     monkeypatch.setenv("COVERPROOF_DATABASE_URL", database.app_url)
-    monkeypatch.setenv("COVERPROOF_AUDIT_SIGNING_KEY", private)
+    monkeypatch.setenv("COVERPROOF_AUDIT_SIGNING_KEY", private_pem(key.private))
     monkeypatch.setenv("COVERPROOF_DATA_DIR", str(tmp_path / "cli-data"))
 
 

@@ -27,16 +27,8 @@ from tests.audit.test_tamper import (
     run_verifier,
     sign_head,
 )
-from tests.conftest import Database, http_client, make_settings, started
+from tests.conftest import Database, http_client, make_settings, private_pem, started
 from tests.factories import Members, gql
-
-
-def _private_pem(key: Ed25519PrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
 
 
 @asynccontextmanager
@@ -50,7 +42,7 @@ async def _client(
         database,
         tmp_path,
         secret_key=settings.secret_key.get_secret_value(),
-        audit_signing_key=_private_pem(key.private),
+        audit_signing_key=private_pem(key.private),
         audit_retired_public_keys=retired,
     )
     async for app in started(create_app(configured)):
@@ -117,6 +109,6 @@ def test_retired_keys_are_ed25519_public_keys_and_nothing_else() -> None:
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
-    for bad in ("not a key", one.public_pem() + "trailing words", ec, _private_pem(one.private)):
+    for bad in ("not a key", one.public_pem() + "trailing words", ec, private_pem(one.private)):
         with pytest.raises(ConfigError):
             retired_keys(bad)
