@@ -8,6 +8,7 @@ key generated once and kept in the data directory.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -104,6 +105,11 @@ class Settings(BaseSettings):
     def links_url(self) -> str:
         """Where emailed links point: our own minimal pages, or a frontend's."""
         return (self.link_base_url or self.public_url).rstrip("/")
+
+    @property
+    def session_idle(self) -> timedelta:
+        """How long a session lasts unused."""
+        return timedelta(minutes=self.session_idle_minutes)
 
     @property
     def trusted_origins(self) -> frozenset[str]:

@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.auth import sessions
 from app.auth.sessions import SessionIdentity
 from app.db.tenant import bind_tenant, transaction
 from app.errors import NotFound, RateLimited
 from app.evidence import download, service
 from app.evidence.storage import CONTENT_TYPE, StorageError
+from app.http.credentials import credentials, identify
 from app.http.negotiation import error_body
 from app.http.state import app_state
 from app.partners import keys
@@ -53,17 +52,12 @@ async def _caller(
 ) -> SessionIdentity | ApiKeyIdentity | None:
     """The session, or the partner key (``evidence:read``), of ``firm_id`` that asks; None
     for anyone else."""
-    state = app_state(request)
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        key = await keys.authenticate(session, value.strip())
-        if key is None or Scope.EVIDENCE_READ not in key.scopes:
-            return None
-        identity: SessionIdentity | ApiKeyIdentity | None = key
-    else:
-        cookie = request.cookies.get(sessions.COOKIE_NAME)
-        idle = timedelta(minutes=state.settings.session_idle_minutes)
-        identity = await sessions.lookup(session, cookie, idle) if cookie else None
+    presented = credentials(request)
+    if presented.both:
+        return None  # as the API refuses it
+    identity = await identify(session, presented, app_state(request).settings.session_idle)
+    if isinstance(identity, ApiKeyIdentity) and Scope.EVIDENCE_READ not in identity.scopes:
+        return None
     if identity is None or not identity.email_verified or identity.firm_id != firm_id:
         return None
     return identity

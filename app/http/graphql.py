@@ -9,7 +9,6 @@ the record (a failed sign-in) are written afterwards, in a transaction of their 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -26,6 +25,7 @@ from app.auth.sessions import SessionIdentity
 from app.db.tenant import transaction
 from app.errors import AppError, RateLimited, format_errors
 from app.http import lane, persisted
+from app.http.credentials import credentials, identify
 from app.http.graphiql import graphiql_page
 from app.http.middleware import BodyTooLarge
 from app.http.negotiation import (
@@ -84,16 +84,13 @@ def build_context(request: Request, state: AppState, session: Any, identity: Any
 async def authenticate(request: Request, state: AppState, session: AsyncSession) -> Identity:
     """A session cookie or a partner's API key (in the Authorization header only, never the URL),
     not both; a key that is unknown, revoked or expired is refused outright."""
-    cookie = request.cookies.get(sessions.COOKIE_NAME)
-    authorization = request.headers.get("authorization")
-    if authorization is None:
-        idle = timedelta(minutes=state.settings.session_idle_minutes)
-        return await sessions.lookup(session, cookie, idle) if cookie else None
-    if cookie is not None:
+    presented = credentials(request)
+    if presented.both:
         raise RequestError(400, "BAD_REQUEST", "Send either an API key or a session, not both.")
-    scheme, _, key = authorization.partition(" ")
-    identity = await keys.authenticate(session, key.strip()) if scheme.lower() == "bearer" else None
-    if identity is None:
+    identity = await identify(session, presented, state.settings.session_idle)
+    if presented.authorization is None:
+        return identity
+    if not isinstance(identity, keys.ApiKeyIdentity):
         raise RequestError(401, "UNAUTHENTICATED", "The API key is not valid.")
     if request.scope["state"].get(lane.COUNTED) == str(identity.key_id):
         return identity  # the read lane counted this request before handing it over

@@ -27,6 +27,7 @@ from app.auth.actor import Actor, Role
 from app.db import calls
 from app.errors import RateLimited
 from app.http import persisted
+from app.http.credentials import Credentials, credentials
 from app.http.negotiation import GraphQLRequest, RequestError
 from app.http.state import AppState
 from app.partners import keys
@@ -47,21 +48,20 @@ async def answer(request: Request, state: AppState, body: GraphQLRequest) -> Exe
     fast_path, pool = state.fast_path, state.lane_pool
     if not fast_path.enabled or pool is None or body.query is not None:
         return None
-    token = request.cookies.get(sessions.COOKIE_NAME)
-    authorization = request.headers.get("authorization")
-    if body.persisted_id is None or (token is None) == (authorization is None):
+    presented = credentials(request)
+    if body.persisted_id is None or presented.both or presented.anonymous:
         return None  # neither (anonymous), or both (refused): the normal path answers
-    query = persisted.held(state, body.persisted_id, partner=authorization is not None)
+    query = persisted.held(state, body.persisted_id, partner=presented.authorization is not None)
     plan = fast_path.plan(query, state.schema) if query is not None else None
     if plan is None:
         return None
     if isinstance(plan, CreatePlan):
         if request.method != "POST":
             return None  # a mutation over GET: the normal path refuses it
-        return await _create(request, state, plan, token, authorization, body)
+        return await _create(request, state, plan, presented, body)
     counted: list[str] = []
     # A read records nothing, so its caller's address is not worked out.
-    bind = _binder(state, token, authorization, keys.Scope.DECLARATIONS_READ, counted, None)
+    bind = _binder(state, presented, keys.Scope.DECLARATIONS_READ, counted, None)
     try:
         result = await fast_path.answer_lane(plan, pool, bind, body.variables, body.operation_name)
     except RateLimited as limited:  # refused as ``graphql.authenticate`` refuses it
@@ -75,8 +75,7 @@ async def _create(
     request: Request,
     state: AppState,
     plan: CreatePlan,
-    token: str | None,
-    authorization: str | None,
+    presented: Credentials,
     body: GraphQLRequest,
 ) -> ExecutionResult | None:
     """A persisted ``createDeclaration`` from a signed-in member or a partner's used key with
@@ -90,7 +89,7 @@ async def _create(
         mutations.append(str(actor.id))
 
     ip = client_ip(request.scope, state.settings.trusted_proxies)
-    bind = _binder(state, token, authorization, keys.Scope.DECLARATIONS_WRITE, counted, ip)
+    bind = _binder(state, presented, keys.Scope.DECLARATIONS_WRITE, counted, ip)
     try:
         result = await state.fast_path.answer_create(
             plan, state.schema, state.lane_pool, bind, count, body.variables, body.operation_name
@@ -107,17 +106,15 @@ async def _create(
 
 def _binder(
     state: AppState,
-    token: str | None,
-    authorization: str | None,
+    presented: Credentials,
     scope: keys.Scope,
     counted: list[str],
     ip: str | None,
 ) -> Binder:
     """The caller's binder: the session's, or the key's, which must hold ``scope``."""
-    if token is not None:
-        return _member(token, timedelta(minutes=state.settings.session_idle_minutes), ip)
-    assert authorization is not None
-    return _partner(authorization, scope, state.limiter, counted, ip)
+    if presented.cookie is not None:
+        return _member(presented.cookie, state.settings.session_idle, ip)
+    return _partner(presented.api_key, scope, state.limiter, counted, ip)
 
 
 def _member(token: str, idle: timedelta, ip: str | None) -> Binder:
@@ -141,15 +138,13 @@ def _member(token: str, idle: timedelta, ip: str | None) -> Binder:
 
 
 def _partner(
-    authorization: str, scope: keys.Scope, limiter: RateLimiter, counted: list[str], ip: str | None
+    key: str | None, scope: keys.Scope, limiter: RateLimiter, counted: list[str], ip: str | None
 ) -> Binder:
     """Binds a used key that holds ``scope`` and counts the request against the key's limit
     (before any work, as the normal path does), noting the key in ``counted``."""
 
     async def bind(conn: asyncpg.Connection) -> Actor | None:
-        scheme, _, key = authorization.partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not keys.KEY_SHAPE.match(key):
+        if key is None or not keys.KEY_SHAPE.match(key):
             return None
         found = await calls.bind_api_key(conn, keys.secret_hash(key))
         if found is None or scope not in found["scopes"]:

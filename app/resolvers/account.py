@@ -34,7 +34,7 @@ async def sign_out_everywhere(info: Info) -> OkPayload:
 
 
 async def sessions(info: Info) -> list[SessionInfo]:
-    idle = timedelta(minutes=info.context.settings.session_idle_minutes)
+    idle = info.context.settings.session_idle
     current = info.context.actor.session_id
     return [
         SessionInfo(
