@@ -667,8 +667,8 @@ def main() -> None:
         "--reuse",
         action="store_true",
         help="keep the database the last run seeded (not with public: its tokens are spent; "
-        "the pack of inprocess fails once earlier write runs put more than 5,000 audit entries "
-        "in its firm's period)",
+        "the pack of inprocess fails once earlier write runs add more than 4,500 audit entries "
+        "to the 500 its firm's period holds)",
     )
     args = parser.parse_args()
     groups = set(args.only.split(","))

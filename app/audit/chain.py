@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
@@ -262,11 +262,14 @@ async def verify(
     session: AsyncSession,
     firm_id: uuid.UUID | None,
     keys: Mapping[str, Ed25519PublicKey] | None = None,
+    seen: Callable[[asyncpg.Record], None] | None = None,
 ) -> Verification:
     """Recompute the firm's chain from its first entry, streaming rows through a server-side
     cursor so memory stays flat however long the chain is, and check that every signed
     checkpoint still matches it (a rewritten or cut-off chain fails, naming the checkpoint)
-    and, given ``keys`` (by key id), is signed by the key it names."""
+    and, given ``keys`` (by key id), is signed by the key it names. ``seen`` is given each
+    entry once it has checked out (as ``calls.chain_entries`` streams it: ``details`` as its
+    JSON text), so a caller can rely on what the chain vouches for."""
     checkpoints = {
         cp.seq: cp
         for cp in (
@@ -288,6 +291,8 @@ async def verify(
                         False, checked, checked, prev_hash, matched, checked + 1, problem, failed
                     )
                 checked, prev_hash = row["seq"], row["hash"]
+                if seen is not None:
+                    seen(row)
     beyond = [cp for seq, cp in sorted(checkpoints.items()) if seq > checked]
     if beyond:
         cp = beyond[0]

@@ -12,9 +12,11 @@ firm's row is simply "not found".
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from datetime import UTC, datetime, time, timedelta
 
+import asyncpg
 from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -102,45 +104,55 @@ def _spec(snapshot: dict[str, object]) -> TemplateSpec | None:
         return None  # an unreadable snapshot still shows every stored answer, unlabelled
 
 
-async def _receipts(
-    session: AsyncSession, firm_id: uuid.UUID, declarations: list[Declaration]
-) -> dict[str, list[str]]:
-    """The SHA-256 (hex) each submitted declaration's ``declaration.submitted`` audit entry
-    recorded: the receipt its recipient was given, chained into the audit trail."""
-    ids = [str(d.id) for d in declarations if d.status == "submitted"]
-    if not ids:
-        return {}
-    query = select(AuditEntry.target_id, AuditEntry.details["response_sha256"].astext).where(
-        AuditEntry.firm_id == firm_id,
-        AuditEntry.action == Action.DECLARATION_SUBMITTED.value,
-        AuditEntry.target_type == "declaration",
-        AuditEntry.target_id.in_(ids),
-    )
-    receipts: dict[str, list[str]] = {}
-    for target_id, digest in (await session.execute(query)).all():
-        receipts.setdefault(str(target_id), []).append(str(digest))
-    return receipts
+class _Receipts:
+    """The SHA-256 (hex) each submission's ``declaration.submitted`` entry recorded (the
+    receipt its recipient was given), taken only from entries the chain's verification has
+    just checked: whoever rewrote a response, its hash and that entry breaks the chain there,
+    so the entry no longer counts."""
 
+    def __init__(self, declarations: list[Declaration]) -> None:
+        self.wanted = {str(d.id) for d in declarations if d.status == "submitted"}
+        self.found: dict[str, list[str | None]] = {}
 
-def _check_response(d: Declaration, receipts: dict[str, list[str]]) -> None:
-    """Refuse a submitted response that no longer hashes to what was recorded when it was
-    submitted: a pack must not present it as its recipient's."""
-    recorded = d.response_sha256
-    if recorded is None or stored_response_hash(d) != recorded:
-        raise RenderError(f"Declaration {d.id}'s stored response does not match its SHA-256.")
-    # Someone able to bypass the finality trigger could rewrite the row and its hash
-    # together; the audit entry cannot change without breaking the chain.
-    if receipts.get(str(d.id)) != [recorded.hex()]:
-        raise RenderError(
-            f"Declaration {d.id}'s SHA-256 does not match its declaration.submitted audit entry."
-        )
+    def __call__(self, row: asyncpg.Record) -> None:
+        target = row["target_id"]
+        if (
+            row["action"] == Action.DECLARATION_SUBMITTED.value
+            and target in self.wanted
+            and (row["target_type"], row["actor_type"], row["actor_id"])
+            == ("declaration", ActorType.RECIPIENT.value, target)
+        ):
+            details = json.loads(row["details"])  # exactly, as verification reads it
+            digest = details.get("response_sha256") if isinstance(details, dict) else None
+            self.found.setdefault(target, []).append(digest)
+
+    def check(self, d: Declaration) -> None:
+        """Refuse a submitted response that is not what was recorded when it was submitted:
+        a pack must not present it as its recipient's."""
+        recorded = d.response_sha256
+        if recorded is None or stored_response_hash(d) != recorded:
+            raise RenderError(f"Declaration {d.id}'s stored response does not match its SHA-256.")
+        entries = self.found.get(str(d.id), [])
+        if not entries:
+            raise RenderError(
+                f"Declaration {d.id} has no verified declaration.submitted audit entry."
+            )
+        if len(entries) > 1:
+            raise RenderError(
+                f"Declaration {d.id} has {len(entries)} declaration.submitted audit entries."
+            )
+        if entries[0] != recorded.hex():
+            raise RenderError(
+                f"Declaration {d.id}'s SHA-256 does not match its declaration.submitted audit "
+                "entry."
+            )
 
 
 def _declaration(
-    d: Declaration, names: dict[uuid.UUID, str], receipts: dict[str, list[str]]
+    d: Declaration, names: dict[uuid.UUID, str], receipts: _Receipts
 ) -> DeclarationContent:
     if d.status == "submitted":
-        _check_response(d, receipts)
+        receipts.check(d)
     spec = _spec(d.template_snapshot)
     return DeclarationContent(
         id=str(d.id),
@@ -269,7 +281,8 @@ async def collect(
     counterparties = await scoped_counterparties(session, data, declarations)
     names = await _counterparty_names(session, declarations, counterparties)
     firm = await session.get(Firm, actor.firm_id)
-    receipts = await _receipts(session, actor.firm_id, declarations)
+    receipts = _Receipts(declarations)
+    verified = await chain.verify(session, actor.firm_id, key.trusted, seen=receipts)
     return PackContent(
         pack_id=str(pack_id),
         title=data.title,
@@ -285,6 +298,6 @@ async def collect(
         declarations=[_declaration(d, names, receipts) for d in declarations],
         counterparties=await _cover(session, actor, counterparties, cover_window_days),
         entries=await _entries(session, actor, data),
-        verification=_verification(await chain.verify(session, actor.firm_id, key.trusted)),
+        verification=_verification(verified),
         checkpoint=await _checkpoint(session, actor.firm_id),
     )

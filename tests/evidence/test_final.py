@@ -5,6 +5,7 @@ the trigger) can change them, while records that are not final yet still move on
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -12,8 +13,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from app.audit import chain
+from app.audit.actions import Action
+from app.auth.actor import Actor, ActorType, Role
 from app.db.models import Declaration
-from app.db.tenant import bind_tenant
+from app.db.tenant import bind_tenant, tenant_transaction
 from app.declarations.public import stored_response_hash
 from tests.audit.test_tamper import _refusal
 from tests.browser import Browser, signed_up
@@ -124,35 +128,99 @@ async def test_a_pack_refuses_a_response_that_no_longer_matches_its_hash(
     assert (failed.action, failed.details["stage"]) == ("evidence_pack.failed", "collect")
 
 
+async def _rewrite(engine: AsyncEngine, declaration_id: str, entry_too: bool) -> None:
+    """Past the triggers: sign the response with another name and record the hash that
+    now agrees with the row; with ``entry_too``, in its audit entry's details as well."""
+    async with AsyncSession(engine) as session, session.begin():
+        await session.execute(text("alter table declarations disable trigger user"))
+        await session.execute(text("alter table audit_log disable trigger user"))
+        row = await session.get(Declaration, uuid.UUID(declaration_id))
+        assert row is not None
+        row.signature_name = "Someone Else"
+        row.response_sha256 = digest = stored_response_hash(row)
+        await session.flush()
+        if entry_too:
+            rewritten = await session.execute(
+                text(
+                    "update audit_log set details = jsonb_set(details, '{response_sha256}', "
+                    "to_jsonb(cast(:digest as text))) "
+                    "where target_id = :id and action = 'declaration.submitted'"
+                ),
+                {"digest": digest.hex() if digest else None, "id": declaration_id},
+            )
+            assert rewritten.rowcount == 1  # type: ignore[attr-defined]
+        await session.execute(text("alter table audit_log enable trigger user"))
+        await session.execute(text("alter table declarations enable trigger user"))
+
+
+async def _failed_at_collect(engine: AsyncEngine, pack: dict[str, Any]) -> str:
+    assert pack["status"] == "FAILED", pack
+    failed = (await audit_of(engine, pack["id"]))[-1]
+    assert (failed.action, failed.details["stage"]) == ("evidence_pack.failed", "collect")
+    reason: str = pack["failureReason"]
+    return reason
+
+
+@pytest.mark.parametrize(
+    ("entry_too", "reason"),
+    [
+        (False, "{id}'s SHA-256 does not match its declaration.submitted audit entry."),
+        # The entry's shown details rewritten too: they no longer agree with the bytes its
+        # hash chains, so verification stops before it and it vouches for nothing.
+        (True, "{id} has no verified declaration.submitted audit entry."),
+    ],
+)
 async def test_a_pack_refuses_a_response_rewritten_with_its_hash(
     browser: Browser,
     smtp: SmtpServer,
     auth_app: Starlette,
     superuser_engine: AsyncEngine,
+    entry_too: bool,
+    reason: str,
 ) -> None:
-    """Rewriting a response and its recorded hash together, past the trigger, leaves a row
-    that agrees with itself; the SHA-256 the submission's audit entry chained does not."""
+    """Rewriting a response and its recorded hash together leaves a row that agrees with
+    itself; not with the SHA-256 the submission's audit entry chained."""
     await signed_up(browser, smtp, firm="Rewritten Records Ltd")
     alice = await submitted_declaration(browser, smtp, auth_app, "Alice Rewritten")
-    async with AsyncSession(superuser_engine) as session, session.begin():
-        await session.execute(text("alter table declarations disable trigger user"))
-        row = await session.get(Declaration, uuid.UUID(alice.id))
-        assert row is not None
-        row.signature_name = "Someone Else"
-        row.response_sha256 = stored_response_hash(row)
-        await session.flush()
-        await session.execute(text("alter table declarations enable trigger user"))
+    await _rewrite(superuser_engine, alice.id, entry_too)
     pack = await generate(browser, "Rewritten")
-    assert pack["status"] == "FAILED", pack
-    assert pack["failureReason"] == (
-        f"Declaration {alice.id}'s SHA-256 does not match its declaration.submitted audit entry."
+    assert await _failed_at_collect(superuser_engine, pack) == (
+        "Declaration " + reason.format(id=alice.id)
     )
+
+
+async def test_a_pack_refuses_a_response_recorded_twice(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    owner_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    """A second ``declaration.submitted`` entry for one declaration (with whatever hash) makes
+    its receipt ambiguous: the pack does not pick one."""
+    await signed_up(browser, smtp, firm="Twice Recorded Ltd")
+    alice = await submitted_declaration(browser, smtp, auth_app, "Alice Twice")
+    firm_id = (await _declaration_row(superuser_engine, alice.id)).firm_id
+    declaration_id = uuid.UUID(alice.id)
+    async with tenant_transaction(owner_sessions, firm_id) as session:
+        await chain.record(
+            session,
+            Actor(ActorType.RECIPIENT, declaration_id, firm_id, Role.VIEWER),
+            Action.DECLARATION_SUBMITTED,
+            "declaration",
+            declaration_id,
+            {"response_sha256": alice.receipt, "template_version": FIT.version},
+        )
+    pack = await generate(browser, "Twice")
+    reason = await _failed_at_collect(superuser_engine, pack)
+    assert reason == f"Declaration {alice.id} has 2 declaration.submitted audit entries."
 
 
 async def test_a_pack_refuses_a_response_its_audit_trail_never_recorded(
     auth_app: Starlette,
     members: Members,
     owner_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
 ) -> None:
     """A submitted row written without its submission (no ``declaration.submitted`` entry)
     is not presented as a recipient's response, however well its own hash agrees."""
@@ -161,6 +229,15 @@ async def test_a_pack_refuses_a_response_its_audit_trail_never_recorded(
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
         body = await gql(client, GENERATE, {"i": {"title": "Unrecorded", **period()}}, owner)
     assert "errors" not in body, body
-    pack = body["data"]["generateEvidencePack"]["pack"]
-    assert pack["status"] == "FAILED", pack
-    assert pack["failureReason"].endswith("does not match its declaration.submitted audit entry.")
+    reason = await _failed_at_collect(
+        superuser_engine, body["data"]["generateEvidencePack"]["pack"]
+    )
+    assert reason.endswith(" has no verified declaration.submitted audit entry."), reason
+
+
+async def _declaration_row(engine: AsyncEngine, declaration_id: str) -> Any:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("select * from declarations where id = :id"), {"id": uuid.UUID(declaration_id)}
+        )
+        return rows.one()
