@@ -79,6 +79,11 @@ class BadUserInput(AppError):
     default_message = "The input is not valid."
 
 
+class AuditChainBroken(AppError):
+    code = "AUDIT_CHAIN_BROKEN"
+    default_message = "The audit trail does not extend its last signed checkpoint."
+
+
 def field_error(field: str, message: str) -> BadUserInput:
     """BAD_USER_INPUT naming the one input field that is wrong, and why."""
     return BadUserInput(fields=[{"field": field, "message": message}])

@@ -244,7 +244,7 @@ def _checkpoint_problem(
 
 
 async def _entries(
-    session: AsyncSession, firm_id: uuid.UUID | None
+    session: AsyncSession, firm_id: uuid.UUID | None, after: int
 ) -> AsyncGenerator[list[Mapping[str, Any]], None]:
     """A chain's entries in order, in batches, streamed on the session's own connection (its
     transaction, so its tenant and RLS) without the ORM's per-row work: memory stays flat
@@ -253,7 +253,7 @@ async def _entries(
     raw = (await connection.get_raw_connection()).driver_connection
     # A cursor needs a transaction; the caller's is open (the checkpoints were read in it).
     assert raw is not None  # a checked-out connection always has its driver's
-    async with contextlib.aclosing(calls.chain_entries(raw, firm_id)) as batches:
+    async with contextlib.aclosing(calls.chain_entries(raw, firm_id, after)) as batches:
         async for batch in batches:
             yield batch
 
@@ -263,21 +263,23 @@ async def verify(
     firm_id: uuid.UUID | None,
     keys: Mapping[str, Ed25519PublicKey] | None = None,
     seen: Callable[[asyncpg.Record], None] | None = None,
+    since: Head | None = None,
 ) -> Verification:
     """Recompute the firm's chain from its first entry, streaming rows through a server-side
     cursor so memory stays flat however long the chain is, and check that every signed
     checkpoint still matches it (a rewritten or cut-off chain fails, naming the checkpoint)
     and, given ``keys`` (by key id), is signed by the key it names. ``seen`` is given each
     entry once it has checked out (as ``calls.chain_entries`` streams it: ``details`` as its
-    JSON text), so a caller can rely on what the chain vouches for."""
-    checkpoints = {
-        cp.seq: cp
-        for cp in (
-            await session.execute(select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id))
-        ).scalars()
-    }
-    checked, prev_hash, matched = 0, canonical.GENESIS, 0
-    async with contextlib.aclosing(_entries(session, firm_id)) as batches:
+    JSON text), so a caller can rely on what the chain vouches for. From ``since`` (a firm's
+    entry already trusted: a signed checkpoint's seq and hash), only the entries after it are
+    checked, the first against its hash."""
+    checked, prev_hash = (since.seq, since.hash) if since else (0, canonical.GENESIS)
+    matched = 0
+    query = select(AuditCheckpoint).where(
+        AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.seq > checked
+    )
+    checkpoints = {cp.seq: cp for cp in (await session.execute(query)).scalars()}
+    async with contextlib.aclosing(_entries(session, firm_id, checked)) as batches:
         async for batch in batches:
             for row in batch:
                 problem = _problem(row, checked + 1, prev_hash)

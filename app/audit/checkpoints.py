@@ -6,6 +6,7 @@ import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,7 +17,7 @@ from app.auth.actor import Actor, Role
 from app.db import calls
 from app.db.models import AuditCheckpoint
 from app.db.tenant import tenant_transaction, transaction
-from app.errors import BadUserInput
+from app.errors import AuditChainBroken, BadUserInput
 
 log = logging.getLogger("coverproof.audit")
 
@@ -25,19 +26,18 @@ async def _sign_head(
     session: AsyncSession, firm_id: uuid.UUID, key: SigningKey, created_by: str
 ) -> tuple[AuditCheckpoint | None, bool]:
     """The checkpoint of the firm's current head (None for an empty chain), and whether it was
-    signed just now (a head already signed keeps its checkpoint)."""
+    signed just now (a head already signed keeps its checkpoint). Only a chain that still
+    extends the last checkpoint is signed: signing a rewritten or cut-off one would vouch for
+    the rewrite."""
     head = await chain.locked_head(session, firm_id)  # it cannot move while it is signed
+    query = select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id)
+    last = await session.scalar(query.order_by(AuditCheckpoint.seq.desc()).limit(1))
+    if last is not None:
+        await _extends(session, firm_id, last, head)
+        if last.seq == head.seq:
+            return last, False
     if head is None:
         return None, False
-    latest = (
-        await session.execute(
-            select(AuditCheckpoint).where(
-                AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.seq == head.seq
-            )
-        )
-    ).scalar_one_or_none()
-    if latest is not None:
-        return latest, False
     signed_at = datetime.now(UTC)
     checkpoint = AuditCheckpoint(
         id=uuid.uuid4(),
@@ -54,6 +54,27 @@ async def _sign_head(
         insert(AuditCheckpoint).values({c.key: getattr(checkpoint, c.key) for c in columns})
     )
     return checkpoint, True
+
+
+async def _extends(
+    session: AsyncSession, firm_id: uuid.UUID, last: AuditCheckpoint, head: Any
+) -> None:
+    """Raise AuditChainBroken unless the chain still holds ``last``'s entry and every entry
+    after it links on from it."""
+    if head is None or head.seq < last.seq:
+        seq = 0 if head is None else head.seq
+        raise AuditChainBroken(
+            f"The audit trail ends at seq {seq}, before its checkpoint at seq {last.seq}."
+        )
+    if head.seq == last.seq and head.hash != last.head_hash:
+        raise AuditChainBroken(f"The entry at seq {last.seq} is not the one its checkpoint signed.")
+    since = chain.Head(last.seq, last.head_hash)
+    verified = await chain.verify(session, firm_id, since=since)
+    if not verified.ok:
+        raise AuditChainBroken(
+            f"The audit trail does not extend its checkpoint at seq {last.seq}: "
+            f"seq {verified.failure_seq}: {verified.failure_reason}."
+        )
 
 
 async def create_checkpoint(
@@ -85,9 +106,13 @@ async def checkpoint_due_firms(sessions: async_sessionmaker[AsyncSession], key: 
     signed = 0
     for head in heads:
         if head.head_seq is not None and head.head_seq != head.checkpoint_seq:
-            async with tenant_transaction(sessions, head.firm_id) as session:
-                _, created = await _sign_head(session, head.firm_id, key, "system")
-                signed += created
+            try:
+                async with tenant_transaction(sessions, head.firm_id) as session:
+                    _, created = await _sign_head(session, head.firm_id, key, "system")
+            except AuditChainBroken as broken:
+                log.error("audit chain of firm %s not signed: %s", head.firm_id, broken.message)
+                continue
+            signed += created
     return signed
 
 

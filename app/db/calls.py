@@ -33,7 +33,7 @@ _ENTRIES = (
     "prev_hash, hash, canonical from audit_log "
 )
 _BATCH = 2000
-_FIRM_ENTRIES = _ENTRIES + "where firm_id = $1 order by seq"
+_FIRM_ENTRIES = _ENTRIES + "where firm_id = $1 and seq > $2 order by seq"
 _PLATFORM_ENTRIES = _ENTRIES + "where firm_id is null order by seq"
 _XACT_LOCK = text("select pg_advisory_xact_lock(:key)")
 _USER_BY_EMAIL = text(
@@ -83,15 +83,15 @@ async def bind_api_key(conn: asyncpg.Connection, secret_hash: bytes) -> asyncpg.
 
 
 async def chain_entries(
-    conn: asyncpg.Connection, firm_id: object | None
+    conn: asyncpg.Connection, firm_id: object | None, after: int = 0
 ) -> AsyncGenerator[list[asyncpg.Record], None]:
     """A firm's chain (or, for None, the platform's) in order, in batches through a server-side
     cursor. Each row holds seq, firm_id, occurred_at, actor_type, actor_id, action, target_type,
     target_id, details, ip, prev_hash, hash and canonical, in that order (verification unpacks
     them by position); ``details`` as its JSON text and ``occurred_at`` as its canonical text,
-    for an exact comparison (PostgreSQL formats a timestamp for less than Python). Needs an
-    open transaction."""
-    args = () if firm_id is None else (firm_id,)
+    for an exact comparison (PostgreSQL formats a timestamp for less than Python). A firm's
+    from seq ``after`` + 1. Needs an open transaction."""
+    args = () if firm_id is None else (firm_id, after)
     cursor = await conn.cursor(_PLATFORM_ENTRIES if firm_id is None else _FIRM_ENTRIES, *args)
     # Whole batches: iterating the cursor row by row costs more than checking the row.
     while batch := await cursor.fetch(_BATCH):

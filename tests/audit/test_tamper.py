@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -31,7 +31,7 @@ from app.audit.signing import SigningKey, checkpoint_payload, key_id
 from app.auth.actor import Actor, ActorType, Role
 from app.db.models import AuditCheckpoint
 from app.db.tenant import bind_tenant, tenant_transaction
-from tests.factories import Member, Members, gql
+from tests.factories import Member, Members, codes, gql
 
 ROOT = Path(__file__).resolve().parents[2]
 VERIFIER = ROOT / "tools" / "verify_audit.py"
@@ -892,3 +892,81 @@ async def test_the_owner_is_stopped_by_the_append_only_trigger(
             )
         ).one()
     assert tuple(counts) == (2, 1)
+
+
+# --- signing only a chain that extends the last checkpoint ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        (
+            "a later entry rewritten",
+            "does not extend its checkpoint at seq 3: "
+            "seq 5: prev_hash does not match the previous entry's hash.",
+        ),
+        (
+            "the chain rebuilt from genesis",
+            "does not extend its checkpoint at seq 3: "
+            "seq 4: prev_hash does not match the previous entry's hash.",
+        ),
+        ("the signed entry rewritten", "The entry at seq 3 is not the one its checkpoint signed."),
+        ("the signed entry cut off", "ends at seq 2, before its checkpoint at seq 3."),
+    ],
+)
+async def test_a_chain_that_does_not_extend_its_last_checkpoint_is_not_signed(
+    client: httpx.AsyncClient,
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    case: str,
+    reason: str,
+) -> None:
+    """Once seq 3 is signed, the platform signs a later head only if the entries after it
+    still link on from the hash it signed: a checkpoint of a rewritten or cut-off chain would
+    vouch for the rewrite (and outlive the older checkpoints, were those deleted)."""
+    trail = await new_trail(members, app_sessions, 3)
+    first = await sign_head(app_sessions, trail, signing_key(app))
+    if case in ("a later entry rewritten", "the chain rebuilt from genesis"):
+        await append(app_sessions, trail.actor, 2, start=4)
+    if case == "a later entry rewritten":
+        await rewrite(superuser_engine, trail.firm_id, [4], relink=False)
+    elif case == "the chain rebuilt from genesis":
+        await rewrite(superuser_engine, trail.firm_id, [2], relink=True)
+    elif case == "the signed entry rewritten":
+        await rewrite(superuser_engine, trail.firm_id, [3], relink=False)
+    else:
+        await tamper(
+            superuser_engine,
+            ["delete from audit_log where firm_id = :firm and seq = 3"],
+            {"firm": trail.firm_id},
+        )
+    body = await gql(client, CHECKPOINT, None, trail.admin)
+    assert codes(body) == ["AUDIT_CHAIN_BROKEN"], body
+    assert body["errors"][0]["message"].endswith(reason), body
+    async with tenant_transaction(app_sessions, trail.firm_id) as session:
+        signed = (await session.execute(select(AuditCheckpoint.id))).scalars().all()
+    assert signed == [first.id]
+
+
+async def test_a_chain_extending_its_last_checkpoint_is_signed_after_checking_only_the_rest(
+    client: httpx.AsyncClient,
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    """What the last checkpoint signed is taken as signed: an entry before it rewritten is for
+    verification to find (it does, naming that checkpoint), not a reason to stop signing."""
+    trail = await new_trail(members, app_sessions, 3)
+    await sign_head(app_sessions, trail, signing_key(app))
+    await append(app_sessions, trail.actor, 2, start=4)
+    body = await gql(client, CHECKPOINT, None, trail.admin)
+    assert body["data"]["createAuditCheckpoint"]["checkpoint"]["seq"] == 5, body
+    await rewrite(superuser_engine, trail.firm_id, [1], relink=False)
+    await append(app_sessions, trail.actor, 1, start=6)
+    body = await gql(client, CHECKPOINT, None, trail.admin)
+    assert body["data"]["createAuditCheckpoint"]["checkpoint"]["seq"] == 6, body
+    result = await verify_graphql(client, trail.admin)
+    assert (result["ok"], result["failure"]["seq"]) == (False, 2)
