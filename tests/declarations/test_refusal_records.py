@@ -1,0 +1,75 @@
+"""A replayed link is on the record once per declaration, reason and hour; when the shared
+limiter (Redis) cannot answer for that count, the refusal is recorded anyway, since losing the
+evidence would be worse than a repeated entry. The fault is real: Redis holds a value of the
+wrong type where the count lives, so it answers that key with an error."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import coredis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.main import create_app
+from app.ratelimit.limiter import key_digest
+from app.ratelimit.policies import Policy
+from tests.browser import browser_for, codes, new_email, signed_up
+from tests.conftest import Database, make_settings, started
+from tests.declarations.test_loop import FORM, SUBMIT, sent_declaration, valid_answers
+from tests.mail.smtp import SmtpServer
+
+REDIS_URL = os.environ.get("COVERPROOF_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+async def _refusals(engine: AsyncEngine, declaration_id: str) -> int:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text(
+                "select count(*) from audit_log "
+                "where target_id = :id and action = 'declaration.token_refused'"
+            ),
+            {"id": declaration_id},
+        )
+        return int(found.scalar_one())
+
+
+async def test_a_refusal_is_recorded_when_the_limiter_cannot_count_it(
+    database: Database, smtp: SmtpServer, tmp_path: Path, superuser_engine: AsyncEngine
+) -> None:
+    settings = make_settings(database, tmp_path, smtp_url=smtp.url, rate_limit_storage=REDIS_URL)
+    redis: coredis.Redis[bytes] = coredis.Redis.from_url(REDIS_URL)
+    try:
+        async for app in started(create_app(settings)):
+            firm, recipient = browser_for(app), browser_for(app)
+            async with firm.client, recipient.client:
+                await signed_up(firm, smtp)
+                declaration_id, token = await sent_declaration(firm, smtp, new_email())
+                form = (await recipient.gql(FORM, {"t": token}))["data"]["recipientForm"]
+                submission = {
+                    "answers": valid_answers(form["questions"]),
+                    "attestationAccepted": True,
+                    "signatureName": "Pat Doe",
+                }
+                done = await recipient.gql(SUBMIT, {"t": token, "i": submission})
+                assert "errors" not in done, done
+                # Counted: a replay is on the record once, however often it comes.
+                for _ in range(2):
+                    assert codes(await recipient.gql(SUBMIT, {"t": token, "i": submission})) == [
+                        "TOKEN_USED"
+                    ]
+                assert await _refusals(superuser_engine, declaration_id) == 1
+                # The count's key now holds a string: Redis answers it with WRONGTYPE.
+                item = Policy.REFUSAL_RECORDS.item
+                count_key = "coverproof:" + item.key_for(key_digest(f"{declaration_id}:TOKEN_USED"))
+                assert await redis.exists([count_key]) == 1  # the key the count really uses
+                await redis.set(count_key, "not a window", ex=60)
+                for _ in range(2):
+                    assert codes(await recipient.gql(SUBMIT, {"t": token, "i": submission})) == [
+                        "TOKEN_USED"
+                    ]
+                assert await _refusals(superuser_engine, declaration_id) == 3
+                await redis.delete([count_key])
+    finally:
+        redis.connection_pool.disconnect()
