@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import chain
-from app.audit.signing import SigningKey, checkpoint_payload
+from app.audit.signing import SigningKey, checkpoint_payload, verify_signature
 from app.auth.actor import Actor, Role
 from app.db import calls
 from app.db.models import AuditCheckpoint
@@ -27,13 +27,13 @@ async def _sign_head(
 ) -> tuple[AuditCheckpoint | None, bool]:
     """The checkpoint of the firm's current head (None for an empty chain), and whether it was
     signed just now (a head already signed keeps its checkpoint). Only a chain that still
-    extends the last checkpoint is signed: signing a rewritten or cut-off one would vouch for
-    the rewrite."""
+    extends the last checkpoint, itself validly signed, is signed: signing a rewritten or
+    cut-off one would vouch for the rewrite."""
     head = await chain.locked_head(session, firm_id)  # it cannot move while it is signed
     query = select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id)
     last = await session.scalar(query.order_by(AuditCheckpoint.seq.desc()).limit(1))
     if last is not None:
-        await _extends(session, firm_id, last, head)
+        await _extends(session, firm_id, last, head, key)
         if last.seq == head.seq:
             return last, False
     if head is None:
@@ -57,10 +57,21 @@ async def _sign_head(
 
 
 async def _extends(
-    session: AsyncSession, firm_id: uuid.UUID, last: AuditCheckpoint, head: Any
+    session: AsyncSession, firm_id: uuid.UUID, last: AuditCheckpoint, head: Any, key: SigningKey
 ) -> None:
-    """Raise AuditChainBroken unless the chain still holds ``last``'s entry and every entry
-    after it links on from it."""
+    """Raise AuditChainBroken unless ``last`` carries a valid signature (one of ours) and the
+    chain still reaches its seq: its head is the entry it signed, or every entry after it
+    links on from the hash it signed."""
+    payload = checkpoint_payload(firm_id, last.seq, last.head_hash, last.signed_at)
+    public = key.trusted.get(last.key_id)
+    if public is None:
+        raise AuditChainBroken(
+            f"The checkpoint at seq {last.seq} names key {last.key_id}, not one of ours "
+            "(after a rotation, list the earlier keys as retired)."
+        )
+    if not verify_signature(public, payload, last.signature):
+        # A row anyone with the table could add: trusting it would sign over what it says.
+        raise AuditChainBroken(f"The checkpoint at seq {last.seq} does not carry our signature.")
     if head is None or head.seq < last.seq:
         seq = 0 if head is None else head.seq
         raise AuditChainBroken(

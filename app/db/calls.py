@@ -34,7 +34,7 @@ _ENTRIES = (
 )
 _BATCH = 2000
 _FIRM_ENTRIES = _ENTRIES + "where firm_id = $1 and seq > $2 order by seq"
-_PLATFORM_ENTRIES = _ENTRIES + "where firm_id is null order by seq"
+_PLATFORM_ENTRIES = _ENTRIES + "where firm_id is null and seq > $1 order by seq"
 _XACT_LOCK = text("select pg_advisory_xact_lock(:key)")
 _USER_BY_EMAIL = text(
     "select user_id, password_hash, email_verified, throttled_until, firm_id, role "
@@ -89,9 +89,9 @@ async def chain_entries(
     cursor. Each row holds seq, firm_id, occurred_at, actor_type, actor_id, action, target_type,
     target_id, details, ip, prev_hash, hash and canonical, in that order (verification unpacks
     them by position); ``details`` as its JSON text and ``occurred_at`` as its canonical text,
-    for an exact comparison (PostgreSQL formats a timestamp for less than Python). A firm's
-    from seq ``after`` + 1. Needs an open transaction."""
-    args = () if firm_id is None else (firm_id, after)
+    for an exact comparison (PostgreSQL formats a timestamp for less than Python). From seq
+    ``after`` + 1. Needs an open transaction."""
+    args = (after,) if firm_id is None else (firm_id, after)
     cursor = await conn.cursor(_PLATFORM_ENTRIES if firm_id is None else _FIRM_ENTRIES, *args)
     # Whole batches: iterating the cursor row by row costs more than checking the row.
     while batch := await cursor.fetch(_BATCH):

@@ -107,12 +107,13 @@ def _spec(snapshot: dict[str, object]) -> TemplateSpec | None:
 class _Receipts:
     """The SHA-256 (hex) each submission's ``declaration.submitted`` entry recorded (the
     receipt its recipient was given), taken only from entries the chain's verification has
-    just checked: whoever rewrote a response, its hash and that entry breaks the chain there,
-    so the entry no longer counts."""
+    just checked, and only if the whole chain verifies: whoever rewrote a response, its hash
+    and that entry breaks the chain there, or (re-chained) at the next signed checkpoint."""
 
     def __init__(self, declarations: list[Declaration]) -> None:
         self.wanted = {str(d.id) for d in declarations if d.status == "submitted"}
         self.found: dict[str, list[str | None]] = {}
+        self.broken: str | None = None  # where the chain's verification failed
 
     def __call__(self, row: asyncpg.Record) -> None:
         target = row["target_id"]
@@ -132,6 +133,11 @@ class _Receipts:
         recorded = d.response_sha256
         if recorded is None or stored_response_hash(d) != recorded:
             raise RenderError(f"Declaration {d.id}'s stored response does not match its SHA-256.")
+        if self.broken is not None:
+            raise RenderError(
+                f"Declaration {d.id} cannot be shown: the audit trail does not verify "
+                f"(at {self.broken})."
+            )
         entries = self.found.get(str(d.id), [])
         if not entries:
             raise RenderError(
@@ -283,6 +289,10 @@ async def collect(
     firm = await session.get(Firm, actor.firm_id)
     receipts = _Receipts(declarations)
     verified = await chain.verify(session, actor.firm_id, key.trusted, seen=receipts)
+    if not verified.ok:
+        # A rewrite re-chained up to a later checkpoint passes every check until that one:
+        # no entry of a chain that fails vouches for a response.
+        receipts.broken = f"seq {verified.failure_seq}"
     return PackContent(
         pack_id=str(pack_id),
         title=data.title,

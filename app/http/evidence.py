@@ -5,7 +5,7 @@ nothing about which one failed or whether a pack exists):
 
 1. the token is genuine and under five minutes old (``app.evidence.download``);
 2. the request carries a live, verified session cookie, or a live partner key with the
-   ``evidence:read`` scope (``Authorization: Bearer``), of the token's firm;
+   ``evidence:read`` scope (``Authorization: Bearer``), of the token's firm, not both;
 3. the pack, read in that firm's tenant transaction (RLS), is ready, and its file still hashes
    to the SHA-256 recorded when it was made.
 

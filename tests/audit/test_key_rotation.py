@@ -62,7 +62,8 @@ async def test_checkpoints_a_retired_key_signed_still_verify(
     trail = await new_trail(members, app_sessions, 2)
     await sign_head(app_sessions, trail, old)  # before the rotation
     await append(app_sessions, trail.actor, 1, start=3)
-    await sign_head(app_sessions, trail, new)
+    # The rotated deployment lists the old key as retired: signing goes on from its checkpoint.
+    await sign_head(app_sessions, trail, SigningKey(new.private, retired=(old.public,)))
 
     async with _client(database, settings, tmp_path / "a", new, old.public_pem()) as (_, client):
         body = await gql(client, VERIFY, None, trail.admin)

@@ -298,7 +298,8 @@ async def test_checkpoints_signed_before_a_key_rotation_verify_with_both_keys(
     trail = await new_trail(members, app_sessions, 2)
     await sign_head(app_sessions, trail, old_key)  # before the rotation
     await append(app_sessions, trail.actor, 1, start=3)
-    await sign_head(app_sessions, trail, new_key)
+    # The rotated deployment lists the old key as retired: signing goes on from its checkpoint.
+    await sign_head(app_sessions, trail, SigningKey(new_key.private, retired=(old_key.public,)))
     lines = await export(owner_sessions, trail.firm_id, new_key)
     path, new_pem, old_pem = tmp_path / "e.jsonl", tmp_path / "new.pem", tmp_path / "old.pem"
     path.write_text("".join(lines))

@@ -142,11 +142,16 @@ def _canonical(row: Any, details: dict[str, Any]) -> bytes:
 
 
 async def rewrite(
-    superuser_engine: AsyncEngine, firm_id: uuid.UUID, seqs: list[int], relink: bool
+    superuser_engine: AsyncEngine,
+    firm_id: uuid.UUID,
+    seqs: list[int],
+    relink: bool,
+    forged: dict[str, Any] | None = None,
 ) -> None:
-    """An attacker's rewrite: new details for each of ``seqs``, with canonical bytes and hash
-    recomputed so each rewritten entry is self-consistent. With ``relink`` every later entry's
-    prev_hash and hash are recomputed too (the whole chain rebuilt from genesis)."""
+    """An attacker's rewrite: new details (``forged``, or a forged firm name) for each of
+    ``seqs``, with canonical bytes and hash recomputed so each rewritten entry is
+    self-consistent. With ``relink`` every later entry's prev_hash and hash are recomputed too
+    (the whole chain rebuilt from genesis)."""
     async with superuser_engine.begin() as conn:
         await conn.execute(text("alter table audit_log disable trigger audit_log_no_update_delete"))
         rows = (
@@ -159,7 +164,9 @@ async def rewrite(
         for row in rows:
             details = dict(row.details)
             if row.seq in seqs:
-                details = {"changes": {"name": {"from": "Forged Ltd", "to": "Forged Ltd"}}}
+                details = forged or {
+                    "changes": {"name": {"from": "Forged Ltd", "to": "Forged Ltd"}}
+                }
             if row.seq in seqs or relink:
                 body = _canonical(row, details)
                 new_hash = canonical.chain_hash(prev_hash, body)
@@ -970,3 +977,42 @@ async def test_a_chain_extending_its_last_checkpoint_is_signed_after_checking_on
     assert body["data"]["createAuditCheckpoint"]["checkpoint"]["seq"] == 6, body
     result = await verify_graphql(client, trail.admin)
     assert (result["ok"], result["failure"]["seq"]) == (False, 2)
+
+
+async def test_a_checkpoint_row_without_our_signature_is_not_signed_over(
+    client: httpx.AsyncClient,
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    """The last checkpoint is trusted only if we signed it: a row added with the table's
+    rights (naming a rewritten head, say) would otherwise be where signing resumes from."""
+    key = signing_key(app)
+    trail = await new_trail(members, app_sessions, 3)
+    await sign_head(app_sessions, trail, key)
+    await append(app_sessions, trail.actor, 2, start=4)
+    async with superuser_engine.begin() as conn:
+        head = (
+            await conn.execute(
+                text("select hash from audit_log where firm_id = :firm and seq = 5"),
+                {"firm": trail.firm_id},
+            )
+        ).scalar_one()
+        await conn.execute(
+            text(
+                "insert into audit_checkpoints "
+                "(id, firm_id, seq, head_hash, signed_at, key_id, signature, created_by) "
+                "values (:id, :firm, 5, :head, now(), :key_id, :signature, 'system')"
+            ),
+            {
+                "id": uuid.uuid4(),
+                "firm": trail.firm_id,
+                "head": head,
+                "key_id": key.key_id,
+                "signature": bytes(64),
+            },
+        )
+    body = await gql(client, CHECKPOINT, None, trail.admin)
+    assert codes(body) == ["AUDIT_CHAIN_BROKEN"], body
+    assert body["errors"][0]["message"] == ("The checkpoint at seq 5 does not carry our signature.")

@@ -19,7 +19,8 @@ from app.auth.actor import Actor, ActorType, Role
 from app.db.models import Declaration
 from app.db.tenant import bind_tenant, tenant_transaction
 from app.declarations.public import stored_response_hash
-from tests.audit.test_tamper import _refusal
+from tests.audit.test_audit_graphql import RENAME
+from tests.audit.test_tamper import CHECKPOINT, _refusal, rewrite
 from tests.browser import Browser, signed_up
 from tests.declarations.test_loop import CREATE, FIT
 from tests.evidence.support import (
@@ -166,8 +167,8 @@ async def _failed_at_collect(engine: AsyncEngine, pack: dict[str, Any]) -> str:
     [
         (False, "{id}'s SHA-256 does not match its declaration.submitted audit entry."),
         # The entry's shown details rewritten too: they no longer agree with the bytes its
-        # hash chains, so verification stops before it and it vouches for nothing.
-        (True, "{id} has no verified declaration.submitted audit entry."),
+        # hash chains, so verification fails there and no entry vouches for anything.
+        (True, "{id} cannot be shown: the audit trail does not verify (at seq "),
     ],
 )
 async def test_a_pack_refuses_a_response_rewritten_with_its_hash(
@@ -184,9 +185,8 @@ async def test_a_pack_refuses_a_response_rewritten_with_its_hash(
     alice = await submitted_declaration(browser, smtp, auth_app, "Alice Rewritten")
     await _rewrite(superuser_engine, alice.id, entry_too)
     pack = await generate(browser, "Rewritten")
-    assert await _failed_at_collect(superuser_engine, pack) == (
-        "Declaration " + reason.format(id=alice.id)
-    )
+    shown = await _failed_at_collect(superuser_engine, pack)
+    assert shown.startswith("Declaration " + reason.format(id=alice.id)), shown
 
 
 async def test_a_pack_refuses_a_response_recorded_twice(
@@ -241,3 +241,36 @@ async def _declaration_row(engine: AsyncEngine, declaration_id: str) -> Any:
             text("select * from declarations where id = :id"), {"id": uuid.UUID(declaration_id)}
         )
         return rows.one()
+
+
+async def test_a_pack_refuses_responses_when_a_rewrite_was_rechained_up_to_a_checkpoint(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    """The response, its hash and its entry rewritten, and every later entry re-chained: each
+    entry checks out until the signed checkpoint after them. The rewritten entry was read by
+    then, but a chain that fails vouches for no response."""
+    await signed_up(browser, smtp, firm="Rechained Records Ltd")
+    alice = await submitted_declaration(browser, smtp, auth_app, "Alice Rechained")
+    renamed = await browser.gql(RENAME, {"name": "Rechained Records Group Ltd"})
+    assert "errors" not in renamed, renamed  # an entry after the submission's, then signed
+    signed = await browser.gql(CHECKPOINT)
+    assert "errors" not in signed, signed
+    await _rewrite(superuser_engine, alice.id, entry_too=False)
+    async with superuser_engine.connect() as conn:
+        entry = (
+            await conn.execute(
+                text(
+                    "select e.firm_id, e.seq, e.details, d.response_sha256 from audit_log e "
+                    "join declarations d on d.id::text = e.target_id "
+                    "where e.target_id = :id and e.action = 'declaration.submitted'"
+                ),
+                {"id": alice.id},
+            )
+        ).one()
+    forged = {**entry.details, "response_sha256": entry.response_sha256.hex()}
+    await rewrite(superuser_engine, entry.firm_id, [entry.seq], relink=True, forged=forged)
+    pack = await generate(browser, "Rechained")
+    shown = await _failed_at_collect(superuser_engine, pack)
+    assert shown.startswith(
+        f"Declaration {alice.id} cannot be shown: the audit trail does not verify (at seq "
+    ), shown

@@ -130,8 +130,10 @@ async def test_a_pack_is_stored_encrypted_and_downloaded_only_through_the_app(
             basic = {"authorization": keys["reader"]["authorization"].replace("Bearer", "Basic")}
             for refused in (keys["unscoped"], keys["stranger"], basic, {}):
                 assert (await bare.get(parts.path, headers=refused)).status_code == 404
-        # The key sent with the firm's own session as well: refused, as the API refuses both.
-        assert (await firm.client.get(parts.path, headers=keys["reader"])).status_code == 404
+        # A header sent with the firm's own session as well, a key or not: refused, as the API
+        # refuses both.
+        for header in (keys["reader"], basic):
+            assert (await firm.client.get(parts.path, headers=header)).status_code == 404
         assert (await other.client.get(parts.path)).status_code == 404  # another firm's session
     async with superuser_engine.connect() as conn:
         rows = await conn.execute(text("select name, last_used_at from api_keys"))
