@@ -17,6 +17,7 @@ from limits.errors import StorageError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import idempotency
 from app.audit import canonical, chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, ActorType, Role
@@ -39,6 +40,7 @@ from app.errors import (
 from app.ratelimit.policies import Policy
 
 log = logging.getLogger("coverproof.declarations")
+_SUBMIT = "submitDeclaration"
 
 
 def recipient(env: AuthEnv, declaration: Declaration) -> Actor:
@@ -47,6 +49,13 @@ def recipient(env: AuthEnv, declaration: Declaration) -> Actor:
 
 async def _open(session: AsyncSession, env: AuthEnv, token: str) -> tuple[Declaration, bytes]:
     """The token's declaration, bound as tenant; refusals carry their audit entry."""
+    declaration, token_hash = await _found(session, env, token)
+    await _refuse_if_closed(env, declaration)
+    return declaration, token_hash
+
+
+async def _found(session: AsyncSession, env: AuthEnv, token: str) -> tuple[Declaration, bytes]:
+    """The token's declaration, bound as tenant, whatever its state."""
     await env.limit(Policy.PUBLIC_TOKEN_PER_IP, env.ip_key)
     token_hash = links.token_hash(env.secret_key, token)
     await env.limit(Policy.PUBLIC_TOKEN_PER_TOKEN, token_hash.hex())
@@ -57,10 +66,13 @@ async def _open(session: AsyncSession, env: AuthEnv, token: str) -> tuple[Declar
     declaration = await session.get(Declaration, found.declaration_id)
     if declaration is None:
         raise TokenInvalid()
+    return declaration, token_hash
+
+
+async def _refuse_if_closed(env: AuthEnv, declaration: Declaration) -> None:
     refusal = _refusal(declaration)
     if refusal is not None:
         raise await _audited(refusal, env, declaration)
-    return declaration, token_hash
 
 
 def _refusal(declaration: Declaration) -> AppError | None:
@@ -177,8 +189,16 @@ async def submit_declaration(
 ) -> Declaration:
     """Validate the answers against the pinned version, then consume the token and store the
     response in one conditional UPDATE. Invalid answers fail the whole transaction: the token
-    stays usable."""
-    declaration, token_hash = await _open(session, env, token)
+    stays usable. A retry sending the first attempt's ``idempotency_key`` with the same input
+    gets the first attempt's response back, rather than TOKEN_USED, and writes nothing."""
+    declaration, token_hash = await _found(session, env, token)
+    actor = recipient(env, declaration)
+    key = data.idempotency_key
+    # Before the refusal: the first attempt may have committed with its answer lost on the way.
+    if await idempotency.replay(session, actor, key, _SUBMIT, data) is not None:
+        await session.refresh(declaration)  # read before the lock, so before that commit
+        return declaration
+    await _refuse_if_closed(env, declaration)
     answers = validate_answers(spec_from_snapshot(declaration.template_snapshot), data.answers)
     if not data.attestation_accepted:
         raise BadUserInput(
@@ -214,11 +234,14 @@ async def submit_declaration(
         raise await _audited(_lost(declaration, token_hash), env, declaration)
     await chain.record(
         session,
-        recipient(env, declaration),
+        actor,
         Action.DECLARATION_SUBMITTED,
         "declaration",
         declaration.id,
         {"response_sha256": digest.hex(), "template_version": declaration.template_version},
+    )
+    await idempotency.remember(
+        session, actor, key, _SUBMIT, data, {"response_sha256": digest.hex()}
     )
     await session.refresh(declaration)
     return declaration

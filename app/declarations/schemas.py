@@ -47,6 +47,7 @@ class Submission(Strict):
     answers: dict[str, Any]
     attestation_accepted: bool
     signature_name: Name
+    idempotency_key: Key | None = None
 
 
 class DeclarationFilter(Strict):

@@ -87,6 +87,9 @@ async function start() {
   sign.append(el("label", {for: "sig"}, "Your full name (signature) *"), el("br"),
     el("input", {id: "sig", required: "", maxlength: "200", autocomplete: "name"}));
   const status = el("div", {role: "status", "aria-live": "polite"});
+  // One key for every attempt from this page: a retry after a lost answer gets the receipt.
+  const attempt = Array.from(crypto.getRandomValues(new Uint8Array(16)),
+    (b) => b.toString(16).padStart(2, "0")).join("");
   form.append(attest, sign, el("button", {type: "submit"}, "Submit"), status);
   main.append(form);
   form.addEventListener("submit", async (event) => {
@@ -99,8 +102,15 @@ async function start() {
       if (e && e.value.trim()) answers[q.id + "_explanation"] = e.value.trim();
     }
     const input = {answers, attestationAccepted: document.getElementById("attest").checked,
-      signatureName: document.getElementById("sig").value};
-    const result = await call(%(submit)s, {t: token, i: input});
+      signatureName: document.getElementById("sig").value, idempotencyKey: attempt};
+    let result;
+    try {
+      result = await call(%(submit)s, {t: token, i: input});
+    } catch (error) {
+      status.replaceChildren(el("p", {role: "alert"}, "We could not confirm your " +
+        "submission. Press Submit again: it will not be sent twice."));
+      return;
+    }
     status.replaceChildren();
     if (result.errors) {
       const list = el("ul");

@@ -285,6 +285,11 @@ class SubmissionInput:
     answers: JSON = strawberry.field(description="Question id to answer; see the form's questions.")
     attestation_accepted: bool
     signature_name: str
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="A random value, the same on every attempt at this submission: a retry "
+        "after an answer was lost returns the first receipt instead of TOKEN_USED.",
+    )
 
 
 @strawberry.input

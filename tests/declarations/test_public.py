@@ -481,17 +481,17 @@ async def test_a_submission_losing_to_a_change_of_its_link_is_told_which(
     await signed_up(browser, smtp)
     declaration_id, token = await sent_declaration(browser, smtp, new_email())
     questions = (await form(browser_for(auth_app), token))["questions"]
-    real_open = public._open
+    real_found = public._found
 
-    async def open_then_changed(session: Any, env: Any, link: str) -> Any:
-        found = await real_open(session, env, link)
+    async def found_then_changed(session: Any, env: Any, link: str) -> Any:
+        found = await real_found(session, env, link)
         async with superuser_engine.begin() as conn:
             await conn.execute(
                 text(f"update declarations set {meanwhile} where id = :i"), {"i": declaration_id}
             )
         return found
 
-    monkeypatch.setattr(public, "_open", open_then_changed)
+    monkeypatch.setattr(public, "_found", found_then_changed)
     recipient = browser_for(auth_app)
     async with recipient.client:
         answer = await recipient.gql(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -550,12 +551,17 @@ async def test_persisted_only_still_runs_the_apps_own_documents(
             "answers": valid_answers(form["data"]["recipientForm"]["questions"]),
             "attestationAccepted": True,
             "signatureName": "Pat Doe",
+            "idempotencyKey": secrets.token_hex(16),  # as the answer page sends it
         }
         done = await persisted(
             holder, first_party.SUBMIT_DECLARATION, {"t": token, "i": submission}
         )
         assert "errors" not in done, done
         assert done["data"]["submitDeclaration"]["responseSha256"]
+        again = await persisted(
+            holder, first_party.SUBMIT_DECLARATION, {"t": token, "i": submission}
+        )
+        assert again == done  # the page's retry after a lost answer gets the receipt
     state = await rows(
         superuser_engine, "select status from declarations where id = :id", id=declaration_id
     )

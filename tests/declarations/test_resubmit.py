@@ -1,0 +1,133 @@
+"""A recipient's retry after a lost answer: with the first attempt's idempotency key and the
+same input it gets the first receipt back and writes nothing; anything else is refused as
+before (a used link stays used)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from tests.browser import Browser, browser_for, codes, new_email, signed_up
+from tests.declarations.test_loop import FORM, SUBMIT, sent_declaration, valid_answers
+from tests.mail.smtp import SmtpServer
+
+ENTRIES = "select action from audit_log where target_id = :id order by seq"
+KEYS = "select count(*) from idempotency_keys where actor_id = :id"
+
+
+async def _entries(superuser: AsyncEngine, declaration_id: str) -> list[str]:
+    async with superuser.connect() as conn:
+        rows = await conn.execute(text(ENTRIES), {"id": declaration_id})
+        return [row.action for row in rows]
+
+
+async def _submission(recipient: Browser, token: str, key: str | None) -> dict[str, Any]:
+    form = (await recipient.gql(FORM, {"t": token}))["data"]["recipientForm"]
+    submission = {
+        "answers": valid_answers(form["questions"]),
+        "attestationAccepted": True,
+        "signatureName": "Pat Doe",
+    }
+    return submission if key is None else {**submission, "idempotencyKey": key}
+
+
+async def test_a_retry_with_the_first_key_gets_the_first_receipt_and_writes_nothing(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp)
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    key = secrets.token_hex(16)
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        submission = await _submission(recipient, token, key)
+        first = await recipient.gql(SUBMIT, {"t": token, "i": submission})
+        assert "errors" not in first, first
+        written = await _entries(superuser_engine, declaration_id)
+        assert written[-1] == "declaration.submitted"
+        for _ in range(3):
+            again = await recipient.gql(SUBMIT, {"t": token, "i": submission})
+            assert again == first
+        # Nothing more on the record: no second submission, and no refusal either.
+        assert await _entries(superuser_engine, declaration_id) == written
+
+        # Anything but the same key with the same input is refused as before.
+        changed = {**submission, "signatureName": "Someone Else"}
+        refused = await recipient.gql(SUBMIT, {"t": token, "i": changed})
+        assert codes(refused) == ["BAD_USER_INPUT"]
+        assert refused["errors"][0]["extensions"]["fields"][0]["field"] == "idempotencyKey"
+        other = {**submission, "idempotencyKey": secrets.token_hex(16)}
+        assert codes(await recipient.gql(SUBMIT, {"t": token, "i": other})) == ["TOKEN_USED"]
+        plain = {k: v for k, v in submission.items() if k != "idempotencyKey"}
+        assert codes(await recipient.gql(SUBMIT, {"t": token, "i": plain})) == ["TOKEN_USED"]
+    after = await _entries(superuser_engine, declaration_id)
+    assert after[: len(written)] == written
+    assert set(after[len(written) :]) == {"declaration.token_refused"}
+
+
+async def test_concurrent_attempts_with_one_key_all_get_the_one_receipt(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp)
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    recipients = [browser_for(auth_app) for _ in range(10)]
+    submission = await _submission(recipients[0], token, secrets.token_hex(16))
+    results = await asyncio.gather(
+        *(r.gql(SUBMIT, {"t": token, "i": submission}) for r in recipients)
+    )
+    for r in recipients:
+        await r.client.aclose()
+    assert all("errors" not in r for r in results), results
+    receipts = {r["data"]["submitDeclaration"]["responseSha256"] for r in results}
+    assert len(receipts) == 1
+    entries = await _entries(superuser_engine, declaration_id)
+    assert entries.count("declaration.submitted") == 1
+    async with superuser_engine.connect() as conn:
+        stored = await conn.execute(
+            text("select response_sha256 from declarations where id = :id"), {"id": declaration_id}
+        )
+        assert stored.scalar_one().hex() == receipts.pop()
+        assert (await conn.execute(text(KEYS), {"id": declaration_id})).scalar_one() == 1
+
+
+async def test_a_key_answers_only_for_its_own_declaration(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp)
+    first_id, first_token = await sent_declaration(browser, smtp, new_email())
+    second_id, second_token = await sent_declaration(browser, smtp, new_email())
+    key = secrets.token_hex(16)
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        submission = await _submission(recipient, first_token, key)
+        first = await recipient.gql(SUBMIT, {"t": first_token, "i": submission})
+        # The same key and input on another link is that link's own first attempt.
+        second = await recipient.gql(SUBMIT, {"t": second_token, "i": submission})
+    assert "errors" not in first, first
+    assert "errors" not in second, second
+    assert first != second
+    for declaration_id in (first_id, second_id):
+        entries = await _entries(superuser_engine, declaration_id)
+        assert entries.count("declaration.submitted") == 1
+
+
+async def test_a_refused_first_attempt_keeps_nothing_so_its_retry_submits(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp)
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    key = secrets.token_hex(16)
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        submission = await _submission(recipient, token, key)
+        unsigned = {**submission, "attestationAccepted": False}
+        refused = await recipient.gql(SUBMIT, {"t": token, "i": unsigned})
+        assert codes(refused) == ["BAD_USER_INPUT"]
+        done = await recipient.gql(SUBMIT, {"t": token, "i": submission})
+        assert "errors" not in done, done
+    async with superuser_engine.connect() as conn:
+        assert (await conn.execute(text(KEYS), {"id": declaration_id})).scalar_one() == 1
