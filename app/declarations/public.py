@@ -147,7 +147,7 @@ def response_hash(
     declaration: Declaration, answers: dict[str, Any], data: Submission, at: datetime
 ) -> bytes:
     """SHA-256 of the canonical JSON of what was declared, by whom, against which version."""
-    return _hash(declaration, answers, data.attestation_accepted, data.signature_name, at)
+    return receipt_hash(declaration, answers, data.attestation_accepted, data.signature_name, at)
 
 
 def stored_response_hash(declaration: Declaration) -> bytes | None:
@@ -155,7 +155,7 @@ def stored_response_hash(declaration: Declaration) -> bytes | None:
     submitted): equal to its recorded ``response_sha256`` unless the row was altered."""
     if declaration.submitted_at is None or declaration.answers is None:
         return None
-    return _hash(
+    return receipt_hash(
         declaration,
         declaration.answers,
         bool(declaration.attestation_accepted),
@@ -164,13 +164,44 @@ def stored_response_hash(declaration: Declaration) -> bytes | None:
     )
 
 
-def _hash(
+def response_matches(declaration: Declaration) -> bool:
+    """Whether a submitted declaration's stored response, with the form it answered, still
+    hashes to its recorded ``response_sha256``. A receipt given before receipts covered the
+    form (see docs/audit.md) matches its response alone; no row's hash can match both ways, so
+    this lets no altered form through on a row that was hashed with it."""
+    recorded = declaration.response_sha256
+    if recorded is None or declaration.submitted_at is None or declaration.answers is None:
+        return False
+    if stored_response_hash(declaration) == recorded:
+        return True
+    legacy = receipt_hash(
+        declaration,
+        declaration.answers,
+        bool(declaration.attestation_accepted),
+        declaration.signature_name or "",
+        declaration.submitted_at,
+        form=False,
+    )
+    return legacy == recorded
+
+
+def form_hash(snapshot: dict[str, Any]) -> str:
+    """The hex SHA-256 of a declaration's pinned form (the template version it was sent with:
+    its questions and attestation) as canonical JSON."""
+    return hashlib.sha256(canonical.encode(snapshot)).hexdigest()
+
+
+def receipt_hash(
     declaration: Declaration,
     answers: dict[str, Any],
     attestation_accepted: bool,
     signature_name: str,
     at: datetime,
+    *,
+    form: bool = True,
 ) -> bytes:
+    """The receipt: SHA-256 of the canonical JSON of what was declared, by whom, against which
+    form (docs/audit.md); ``form=False`` for receipts given before they covered the form."""
     body = {
         "declaration_id": str(declaration.id),
         "firm_id": str(declaration.firm_id),
@@ -181,6 +212,9 @@ def _hash(
         "signature_name": signature_name,
         "submitted_at": canonical.timestamp(at),
     }
+    if form:
+        # What was asked, word for word: an answer means nothing beside a reworded question.
+        body["form_sha256"] = form_hash(declaration.template_snapshot)
     return hashlib.sha256(canonical.encode(body)).digest()
 
 

@@ -28,7 +28,7 @@ from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType
 from app.counterparties.service import cover_statuses
 from app.db.models import AuditCheckpoint, AuditEntry, Counterparty, Declaration, Firm, User
-from app.declarations.public import stored_response_hash
+from app.declarations.public import response_matches
 from app.declarations.service import effective_status
 from app.declarations.templates import TemplateSpec, spec_from_snapshot
 from app.errors import field_error
@@ -130,8 +130,7 @@ class _Receipts:
     def check(self, d: Declaration) -> None:
         """Refuse a submitted response that is not what was recorded when it was submitted:
         a pack must not present it as its recipient's."""
-        recorded = d.response_sha256
-        if recorded is None or stored_response_hash(d) != recorded:
+        if not response_matches(d):
             raise RenderError(f"Declaration {d.id}'s stored response does not match its SHA-256.")
         if self.broken is not None:
             raise RenderError(
@@ -147,6 +146,8 @@ class _Receipts:
             raise RenderError(
                 f"Declaration {d.id} has {len(entries)} declaration.submitted audit entries."
             )
+        recorded = d.response_sha256
+        assert recorded is not None  # a response that matches has one
         if entries[0] != recorded.hex():
             raise RenderError(
                 f"Declaration {d.id}'s SHA-256 does not match its declaration.submitted audit "

@@ -99,6 +99,9 @@ async def test_a_submitted_declaration_and_a_ready_pack_cannot_change(
     [
         "signature_name = 'Someone Else'",
         "answers = null, response_sha256 = null",  # nothing left to compare is no match
+        # The form it answered, reworded: the receipt covers what was asked, word for word.
+        "template_snapshot = jsonb_set(template_snapshot, '{questions,0,label}', '\"Ever?\"')",
+        "template_snapshot = jsonb_set(template_snapshot, '{attestation}', '\"Nothing.\"')",
     ],
 )
 async def test_a_pack_refuses_a_response_that_no_longer_matches_its_hash(
