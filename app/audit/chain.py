@@ -234,13 +234,32 @@ def _checkpoint_problem(
         )
     if keys is None:
         return None
+    problem = signature_problem(cp, keys)
+    return None if problem is None else f"checkpoint {cp.id} at seq {cp.seq} {problem}"
+
+
+def signature_problem(cp: Any, keys: Mapping[str, Ed25519PublicKey]) -> str | None:
+    """What is wrong with a checkpoint's signature, given the keys we trust (by key id), as
+    the end of a sentence about it; None if one of them made it."""
     public = keys.get(cp.key_id)
     if public is None:
-        return f"checkpoint {cp.id} at seq {cp.seq} names key {cp.key_id}, not one of ours"
+        return f"names key {cp.key_id}, not one of ours"
     payload = checkpoint_payload(cp.firm_id, cp.seq, cp.head_hash, cp.signed_at)
     if not verify_signature(public, payload, cp.signature):
-        return f"checkpoint {cp.id} at seq {cp.seq} does not carry a valid signature"
+        return "does not carry a valid signature"
     return None
+
+
+async def head(session: AsyncSession, firm_id: uuid.UUID) -> Head | None:
+    """The firm's chain head as it stands, without the lock (it may move at once)."""
+    query = (
+        select(AuditEntry.seq, AuditEntry.hash)
+        .where(AuditEntry.firm_id == firm_id)
+        .order_by(AuditEntry.seq.desc())
+        .limit(1)
+    )
+    found = (await session.execute(query)).one_or_none()
+    return None if found is None else Head(found.seq, found.hash)
 
 
 async def _entries(

@@ -6,13 +6,12 @@ import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import chain
-from app.audit.signing import SigningKey, checkpoint_payload, verify_signature
+from app.audit.signing import SigningKey, checkpoint_payload
 from app.auth.actor import Actor, Role
 from app.db import calls
 from app.db.models import AuditCheckpoint
@@ -28,14 +27,24 @@ async def _sign_head(
     """The checkpoint of the firm's current head (None for an empty chain), and whether it was
     signed just now (a head already signed keeps its checkpoint). Only a chain that still
     extends the last checkpoint, itself validly signed, is signed: signing a rewritten or
-    cut-off one would vouch for the rewrite."""
-    head = await chain.locked_head(session, firm_id)  # it cannot move while it is signed
-    query = select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id)
-    last = await session.scalar(query.order_by(AuditCheckpoint.seq.desc()).limit(1))
+    cut-off one would vouch for the rewrite. The entries since that checkpoint are checked
+    before the firm's chain lock is taken, so its appends do not wait on that; under the lock,
+    only what was appended meanwhile is."""
+    last = await _newest(session, firm_id)
     if last is not None:
-        await _extends(session, firm_id, last, head, key)
-        if last.seq == head.seq:
-            return last, False
+        _signed_by_us(last, key)
+        checked = await _extends(
+            session, firm_id, last, _signed(last), await chain.head(session, firm_id)
+        )
+    head = await chain.locked_head(session, firm_id)  # it cannot move while it is signed
+    newest = await _newest(session, firm_id)
+    if newest is not None:
+        if last is None or newest.id != last.id:  # signed meanwhile: check from that one
+            _signed_by_us(newest, key)
+            checked = _signed(newest)
+        await _extends(session, firm_id, newest, checked, head)
+        if newest.seq == head.seq:
+            return newest, False
     if head is None:
         return None, False
     signed_at = datetime.now(UTC)
@@ -56,36 +65,57 @@ async def _sign_head(
     return checkpoint, True
 
 
+async def _newest(session: AsyncSession, firm_id: uuid.UUID) -> AuditCheckpoint | None:
+    query = select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id)
+    found: AuditCheckpoint | None = await session.scalar(
+        query.order_by(AuditCheckpoint.seq.desc()).limit(1)
+    )
+    return found
+
+
+def _signed(checkpoint: AuditCheckpoint) -> chain.Head:
+    return chain.Head(checkpoint.seq, checkpoint.head_hash)
+
+
+def _signed_by_us(checkpoint: AuditCheckpoint, key: SigningKey) -> None:
+    """Raise AuditChainBroken unless one of our keys (current or retired) signed it: a row
+    anyone with the table could add would otherwise set where signing resumes."""
+    problem = chain.signature_problem(checkpoint, key.trusted)
+    if problem is not None:
+        hint = (
+            ""
+            if checkpoint.key_id in key.trusted
+            else " (after a rotation, list the earlier keys as retired)"
+        )
+        raise AuditChainBroken(f"The checkpoint at seq {checkpoint.seq} {problem}{hint}.")
+
+
 async def _extends(
-    session: AsyncSession, firm_id: uuid.UUID, last: AuditCheckpoint, head: Any, key: SigningKey
-) -> None:
-    """Raise AuditChainBroken unless ``last`` carries a valid signature (one of ours) and the
-    chain still reaches its seq: its head is the entry it signed, or every entry after it
-    links on from the hash it signed."""
-    payload = checkpoint_payload(firm_id, last.seq, last.head_hash, last.signed_at)
-    public = key.trusted.get(last.key_id)
-    if public is None:
-        raise AuditChainBroken(
-            f"The checkpoint at seq {last.seq} names key {last.key_id}, not one of ours "
-            "(after a rotation, list the earlier keys as retired)."
-        )
-    if not verify_signature(public, payload, last.signature):
-        # A row anyone with the table could add: trusting it would sign over what it says.
-        raise AuditChainBroken(f"The checkpoint at seq {last.seq} does not carry our signature.")
-    if head is None or head.seq < last.seq:
+    session: AsyncSession,
+    firm_id: uuid.UUID,
+    last: AuditCheckpoint,
+    since: chain.Head,
+    head: chain.Head | None,
+) -> chain.Head:
+    """Raise AuditChainBroken unless the chain still reaches ``since`` (the entry ``last``
+    signed, or one already checked to extend it) and every entry after it, up to ``head``,
+    links on from there; the newest entry checked."""
+    where = f"its checkpoint at seq {last.seq}" if since.seq == last.seq else f"seq {since.seq}"
+    if head is None or head.seq < since.seq:
         seq = 0 if head is None else head.seq
-        raise AuditChainBroken(
-            f"The audit trail ends at seq {seq}, before its checkpoint at seq {last.seq}."
-        )
-    if head.seq == last.seq and head.hash != last.head_hash:
-        raise AuditChainBroken(f"The entry at seq {last.seq} is not the one its checkpoint signed.")
-    since = chain.Head(last.seq, last.head_hash)
+        raise AuditChainBroken(f"The audit trail ends at seq {seq}, before {where}.")
+    if head.seq == since.seq:
+        if head.hash != since.hash:
+            what = "its checkpoint signed" if since.seq == last.seq else "was just checked"
+            raise AuditChainBroken(f"The entry at seq {since.seq} is not the one {what}.")
+        return since
     verified = await chain.verify(session, firm_id, since=since)
     if not verified.ok:
         raise AuditChainBroken(
             f"The audit trail does not extend its checkpoint at seq {last.seq}: "
             f"seq {verified.failure_seq}: {verified.failure_reason}."
         )
+    return chain.Head(verified.head_seq, verified.head_hash)
 
 
 async def create_checkpoint(

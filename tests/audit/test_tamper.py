@@ -1015,4 +1015,80 @@ async def test_a_checkpoint_row_without_our_signature_is_not_signed_over(
         )
     body = await gql(client, CHECKPOINT, None, trail.admin)
     assert codes(body) == ["AUDIT_CHAIN_BROKEN"], body
-    assert body["errors"][0]["message"] == ("The checkpoint at seq 5 does not carry our signature.")
+    assert body["errors"][0]["message"] == (
+        "The checkpoint at seq 5 does not carry a valid signature."
+    )
+
+
+async def _lock_is_free(superuser_engine: AsyncEngine, firm_id: uuid.UUID) -> bool:
+    """Whether the firm's chain lock could be taken now (by another connection, let go at once)."""
+    async with superuser_engine.connect() as conn:
+        free = await conn.scalar(
+            text("select pg_try_advisory_xact_lock(:key)"), {"key": chain._lock_key(firm_id)}
+        )
+        await conn.rollback()
+        return bool(free)
+
+
+async def test_signing_checks_the_chain_before_the_lock_and_only_what_came_meanwhile_under_it(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The firm's appends do not wait while the entries since its last checkpoint are checked:
+    one lands during that check, and is itself checked, under the lock, before it is signed."""
+    trail = await new_trail(members, app_sessions, 3)
+    await sign_head(app_sessions, trail, signing_key(app))
+    await append(app_sessions, trail.actor, 2, start=4)
+    real_verify = chain.verify
+    calls: list[tuple[int, bool]] = []
+
+    async def watched(session: AsyncSession, firm_id: uuid.UUID, **kw: Any) -> Any:
+        free = await _lock_is_free(superuser_engine, firm_id)
+        calls.append((kw["since"].seq, free))
+        result = await real_verify(session, firm_id, **kw)
+        if len(calls) == 1 and free:
+            await append(app_sessions, trail.actor, 1, start=6)  # an append meanwhile
+        return result
+
+    monkeypatch.setattr(chain, "verify", watched)
+    signed = await sign_head(app_sessions, trail, signing_key(app))
+    assert calls == [(3, True), (5, False)]
+    assert signed.seq == 6
+
+
+async def test_an_entry_altered_while_the_chain_was_checked_is_caught_under_the_lock(
+    client: httpx.AsyncClient,
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trail = await new_trail(members, app_sessions, 3)
+    await sign_head(app_sessions, trail, signing_key(app))
+    await append(app_sessions, trail.actor, 2, start=4)
+    real_verify = chain.verify
+    meddled: list[bool] = []
+
+    async def meddle(session: AsyncSession, firm_id: uuid.UUID, **kw: Any) -> Any:
+        result = await real_verify(session, firm_id, **kw)
+        if not meddled and await _lock_is_free(superuser_engine, firm_id):
+            meddled.append(True)
+            await append(app_sessions, trail.actor, 1, start=6)
+            await tamper(
+                superuser_engine,
+                ["update audit_log set details = '{}' where firm_id = :firm and seq = 6"],
+                {"firm": trail.firm_id},
+            )
+        return result
+
+    monkeypatch.setattr(chain, "verify", meddle)
+    body = await gql(client, CHECKPOINT, None, trail.admin)
+    assert codes(body) == ["AUDIT_CHAIN_BROKEN"], body
+    assert body["errors"][0]["message"] == (
+        "The audit trail does not extend its checkpoint at seq 3: "
+        "seq 6: stored fields differ from the entry's canonical bytes."
+    )
