@@ -65,15 +65,7 @@ async def replay(
         return None
     if lock:
         await chain.lock_firm(session, actor.firm_id)
-    row = (
-        await session.execute(
-            select(IdempotencyKey).where(
-                IdempotencyKey.firm_id == actor.firm_id,
-                IdempotencyKey.actor_id == str(actor.id),
-                IdempotencyKey.key == key,
-            )
-        )
-    ).scalar_one_or_none()
+    row = await _kept(session, actor, key)
     if row is None:
         return None
     if row.operation != operation:
@@ -83,6 +75,29 @@ async def replay(
     if row.result.get(_REQUEST, fingerprint) != fingerprint:
         raise field_error("idempotencyKey", "This key was used for a different request.")
     return row.result
+
+
+async def first_result(
+    session: AsyncSession, actor: Actor, key: str | None, operation: str, request: Request
+) -> dict[str, Any] | None:
+    """``replay`` for a caller that answers a mismatch with its own refusal: the first result
+    kept under ``key`` if it was for this operation and this same request, else None. Takes
+    no lock."""
+    row = None if key is None else await _kept(session, actor, key)
+    if row is None or row.operation != operation:
+        return None
+    same = row.result.get(_REQUEST) == _fingerprint(request)
+    return row.result if same else None
+
+
+async def _kept(session: AsyncSession, actor: Actor, key: str) -> IdempotencyKey | None:
+    query = select(IdempotencyKey).where(
+        IdempotencyKey.firm_id == actor.firm_id,
+        IdempotencyKey.actor_id == str(actor.id),
+        IdempotencyKey.key == key,
+    )
+    found: IdempotencyKey | None = (await session.execute(query)).scalar_one_or_none()
+    return found
 
 
 async def remember(

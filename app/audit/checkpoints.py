@@ -38,6 +38,10 @@ async def _sign_head(
         )
     head = await chain.locked_head(session, firm_id)  # it cannot move while it is signed
     newest = await _newest(session, firm_id)
+    if last is not None and (newest is None or newest.seq < last.seq):
+        raise AuditChainBroken(
+            f"The checkpoint at seq {last.seq} was removed while the chain was being checked."
+        )
     if newest is not None:
         if last is None or newest.id != last.id:  # signed meanwhile: check from that one
             _signed_by_us(newest, key)
@@ -106,7 +110,7 @@ async def _extends(
         raise AuditChainBroken(f"The audit trail ends at seq {seq}, before {where}.")
     if head.seq == since.seq:
         if head.hash != since.hash:
-            what = "its checkpoint signed" if since.seq == last.seq else "was just checked"
+            what = "its checkpoint signed" if since.seq == last.seq else "that was just checked"
             raise AuditChainBroken(f"The entry at seq {since.seq} is not the one {what}.")
         return since
     verified = await chain.verify(session, firm_id, since=since)

@@ -218,19 +218,36 @@ def receipt_hash(
     return hashlib.sha256(canonical.encode(body)).digest()
 
 
+async def _first_attempt(
+    session: AsyncSession, actor: Actor, data: Submission, declaration: Declaration
+) -> bool:
+    """Whether this submission, by its idempotency key and input, is one that already
+    committed (``declaration`` is then refreshed to it). No lock is taken: a concurrent first
+    attempt holds the row, and the conditional update waits for it, then asks again."""
+    first = await idempotency.first_result(session, actor, data.idempotency_key, _SUBMIT, data)
+    if first is None:
+        return False
+    await session.refresh(declaration)
+    receipt = declaration.response_sha256
+    if receipt is None or first.get("response_sha256") != receipt.hex():
+        # The row no longer holds the response that key was given: vouch for neither.
+        log.error("declaration %s no longer holds its first receipt", declaration.id)
+        return False
+    return True
+
+
 async def submit_declaration(
     session: AsyncSession, env: AuthEnv, token: str, data: Submission
 ) -> Declaration:
     """Validate the answers against the pinned version, then consume the token and store the
     response in one conditional UPDATE. Invalid answers fail the whole transaction: the token
     stays usable. A retry sending the first attempt's ``idempotency_key`` with the same input
-    gets the first attempt's response back, rather than TOKEN_USED, and writes nothing."""
+    gets the first attempt's response back, rather than TOKEN_USED, and writes nothing; any
+    other attempt on a used link is refused as before."""
     declaration, token_hash = await _found(session, env, token)
     actor = recipient(env, declaration)
-    key = data.idempotency_key
     # Before the refusal: the first attempt may have committed with its answer lost on the way.
-    if await idempotency.replay(session, actor, key, _SUBMIT, data) is not None:
-        await session.refresh(declaration)  # read before the lock, so before that commit
+    if await _first_attempt(session, actor, data, declaration):
         return declaration
     await _refuse_if_closed(env, declaration)
     answers = validate_answers(spec_from_snapshot(declaration.template_snapshot), data.answers)
@@ -262,8 +279,11 @@ async def submit_declaration(
         .execution_options(synchronize_session=False)
     )
     if won.scalar_one_or_none() is None:
-        # Changed since it was read: submitted by a concurrent request, or its link revoked,
-        # reissued or expired meanwhile. Say which (the code a later attempt would get).
+        # Changed since it was read: submitted by a concurrent request (this one's own first
+        # attempt, whose commit the update waited for, is answered with its receipt), or its
+        # link revoked, reissued or expired meanwhile. Say which (as a later attempt would).
+        if await _first_attempt(session, actor, data, declaration):
+            return declaration
         await session.refresh(declaration)
         raise await _audited(_lost(declaration, token_hash), env, declaration)
     await chain.record(
@@ -274,8 +294,7 @@ async def submit_declaration(
         declaration.id,
         {"response_sha256": digest.hex(), "template_version": declaration.template_version},
     )
-    await idempotency.remember(
-        session, actor, key, _SUBMIT, data, {"response_sha256": digest.hex()}
-    )
+    kept = {"response_sha256": digest.hex()}
+    await idempotency.remember(session, actor, data.idempotency_key, _SUBMIT, data, kept)
     await session.refresh(declaration)
     return declaration

@@ -43,11 +43,17 @@ class BulkDeclarationCreate(Strict):
     idempotency_key: Key | None = None
 
 
+# A used link answers whoever holds it and the key: the key must be as hard to guess.
+SubmissionKey = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=32, max_length=100)
+]
+
+
 class Submission(Strict):
     answers: dict[str, Any]
     attestation_accepted: bool
     signature_name: Name
-    idempotency_key: Key | None = None
+    idempotency_key: SubmissionKey | None = None
 
 
 class DeclarationFilter(Strict):

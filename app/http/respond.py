@@ -72,6 +72,19 @@ function value(q, form) {
   if (q.kind === "MONEY") return Math.round(parseFloat(raw) * 100);
   return raw;
 }
+// One random key for every attempt at this link from this tab, kept across a reload: a retry
+// after a lost answer gets the receipt instead of being told the link was used.
+function attemptKey() {
+  const name = "coverproof-attempt:" + token;
+  try {
+    const kept = sessionStorage.getItem(name);
+    if (kept) return kept;
+  } catch (error) { /* storage refused: this page's key only */ }
+  const fresh = Array.from(crypto.getRandomValues(new Uint8Array(16)),
+    (b) => b.toString(16).padStart(2, "0")).join("");
+  try { sessionStorage.setItem(name, fresh); } catch (error) { /* as above */ }
+  return fresh;
+}
 async function start() {
   const body = await call(%(form)s, {t: token});
   if (body.errors) { main.append(el("p", {role: "alert"}, body.errors[0].message)); return; }
@@ -87,9 +100,7 @@ async function start() {
   sign.append(el("label", {for: "sig"}, "Your full name (signature) *"), el("br"),
     el("input", {id: "sig", required: "", maxlength: "200", autocomplete: "name"}));
   const status = el("div", {role: "status", "aria-live": "polite"});
-  // One key for every attempt from this page: a retry after a lost answer gets the receipt.
-  const attempt = Array.from(crypto.getRandomValues(new Uint8Array(16)),
-    (b) => b.toString(16).padStart(2, "0")).join("");
+  const attempt = attemptKey();
   form.append(attest, sign, el("button", {type: "submit"}, "Submit"), status);
   main.append(form);
   form.addEventListener("submit", async (event) => {

@@ -1059,36 +1059,63 @@ async def test_signing_checks_the_chain_before_the_lock_and_only_what_came_meanw
     assert signed.seq == 6
 
 
-async def test_an_entry_altered_while_the_chain_was_checked_is_caught_under_the_lock(
+@pytest.mark.parametrize(
+    ("meanwhile", "reason"),
+    [
+        (
+            "an entry appended and altered",
+            "The audit trail does not extend its checkpoint at seq 3: "
+            "seq 6: stored fields differ from the entry's canonical bytes.",
+        ),
+        ("the checked entries rebuilt", "The entry at seq 5 is not the one that was just checked."),
+        ("the checked entries cut off", "The audit trail ends at seq 4, before seq 5."),
+        (
+            "the checkpoint removed",
+            "The checkpoint at seq 3 was removed while the chain was being checked.",
+        ),
+    ],
+)
+async def test_a_chain_changed_while_it_was_checked_is_caught_under_the_lock(
     client: httpx.AsyncClient,
     app: Starlette,
     members: Members,
     app_sessions: async_sessionmaker[AsyncSession],
     superuser_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
+    meanwhile: str,
+    reason: str,
 ) -> None:
+    """Between the check made without the lock and the signing under it, whatever changed is
+    caught: nothing is signed."""
     trail = await new_trail(members, app_sessions, 3)
     await sign_head(app_sessions, trail, signing_key(app))
     await append(app_sessions, trail.actor, 2, start=4)
     real_verify = chain.verify
     meddled: list[bool] = []
+    firm = {"firm": trail.firm_id}
 
     async def meddle(session: AsyncSession, firm_id: uuid.UUID, **kw: Any) -> Any:
         result = await real_verify(session, firm_id, **kw)
-        if not meddled and await _lock_is_free(superuser_engine, firm_id):
-            meddled.append(True)
+        if meddled or not await _lock_is_free(superuser_engine, firm_id):
+            return result
+        meddled.append(True)
+        if meanwhile == "an entry appended and altered":
             await append(app_sessions, trail.actor, 1, start=6)
+            update = "update audit_log set details = '{}' where firm_id = :firm and seq = 6"
+            await tamper(superuser_engine, [update], firm)
+        elif meanwhile == "the checked entries rebuilt":
+            await rewrite(superuser_engine, trail.firm_id, [4], relink=True)
+        elif meanwhile == "the checked entries cut off":
             await tamper(
-                superuser_engine,
-                ["update audit_log set details = '{}' where firm_id = :firm and seq = 6"],
-                {"firm": trail.firm_id},
+                superuser_engine, ["delete from audit_log where firm_id = :firm and seq = 5"], firm
             )
+        else:
+            delete = "delete from audit_checkpoints where firm_id = :firm"
+            await tamper(superuser_engine, [delete], firm, table="audit_checkpoints")
         return result
 
     monkeypatch.setattr(chain, "verify", meddle)
     body = await gql(client, CHECKPOINT, None, trail.admin)
+    assert meddled
     assert codes(body) == ["AUDIT_CHAIN_BROKEN"], body
-    assert body["errors"][0]["message"] == (
-        "The audit trail does not extend its checkpoint at seq 3: "
-        "seq 6: stored fields differ from the entry's canonical bytes."
-    )
+    assert body["errors"][0]["message"] == reason

@@ -1,6 +1,6 @@
 """A recipient's receipt (``responseSha256``) covers what they answered and the form they
-answered, word for word, in the format docs/audit.md gives, so anyone holding the form and
-the response can recompute it."""
+answered, word for word, in the format docs/audit.md gives, so whoever holds the stored form
+and response can recompute it."""
 
 from __future__ import annotations
 

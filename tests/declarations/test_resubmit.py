@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from app.audit import chain
 from tests.browser import Browser, browser_for, codes, new_email, signed_up
 from tests.declarations.test_loop import FORM, SUBMIT, sent_declaration, valid_answers
 from tests.mail.smtp import SmtpServer
@@ -55,11 +56,10 @@ async def test_a_retry_with_the_first_key_gets_the_first_receipt_and_writes_noth
         # Nothing more on the record: no second submission, and no refusal either.
         assert await _entries(superuser_engine, declaration_id) == written
 
-        # Anything but the same key with the same input is refused as before.
+        # Anything but the same key with the same input is refused as before (the key with
+        # other input too: it must not tell a guess of the response from a wrong one).
         changed = {**submission, "signatureName": "Someone Else"}
-        refused = await recipient.gql(SUBMIT, {"t": token, "i": changed})
-        assert codes(refused) == ["BAD_USER_INPUT"]
-        assert refused["errors"][0]["extensions"]["fields"][0]["field"] == "idempotencyKey"
+        assert codes(await recipient.gql(SUBMIT, {"t": token, "i": changed})) == ["TOKEN_USED"]
         other = {**submission, "idempotencyKey": secrets.token_hex(16)}
         assert codes(await recipient.gql(SUBMIT, {"t": token, "i": other})) == ["TOKEN_USED"]
         plain = {k: v for k, v in submission.items() if k != "idempotencyKey"}
@@ -131,3 +131,76 @@ async def test_a_refused_first_attempt_keeps_nothing_so_its_retry_submits(
         assert "errors" not in done, done
     async with superuser_engine.connect() as conn:
         assert (await conn.execute(text(KEYS), {"id": declaration_id})).scalar_one() == 1
+
+
+async def test_a_submissions_key_must_be_hard_to_guess(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp)
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        submission = await _submission(recipient, token, "x" * 31)
+        refused = await recipient.gql(SUBMIT, {"t": token, "i": submission})
+    assert codes(refused) == ["BAD_USER_INPUT"]
+    assert refused["errors"][0]["extensions"]["fields"][0]["field"] == "idempotencyKey"
+    assert "declaration.submitted" not in await _entries(superuser_engine, declaration_id)
+
+
+async def test_a_keyed_submission_waiting_for_its_row_holds_no_firm_wide_lock(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    """A reminder (or revocation) locks the row, then the firm's chain lock; a submission
+    that took the firm's lock first and then waited for the row would deadlock with it."""
+    await signed_up(browser, smtp)
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        submission = await _submission(recipient, token, secrets.token_hex(16))
+        async with superuser_engine.connect() as conn:
+            firm_id = await conn.scalar(
+                text("select firm_id from declarations where id = :id for update"),
+                {"id": declaration_id},
+            )
+            submitting = asyncio.create_task(recipient.gql(SUBMIT, {"t": token, "i": submission}))
+            await _until_waiting(superuser_engine)
+            free = await conn.scalar(
+                text("select pg_try_advisory_xact_lock(:key)"), {"key": chain._lock_key(firm_id)}
+            )
+            await conn.commit()
+        done = await submitting
+    assert free, "the submission held the firm's chain lock while it waited for the row"
+    assert "errors" not in done, done
+
+
+async def _until_waiting(superuser: AsyncEngine) -> None:
+    """Until some backend waits for a lock (the submission, on the locked row)."""
+    for _ in range(200):
+        async with superuser.connect() as conn:
+            if await conn.scalar(text("select count(*) from pg_locks where not granted")):
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the submission never waited for the row")
+
+
+async def test_a_retry_is_not_answered_from_a_row_altered_since(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    """Past the finality trigger, a row given another hash is not handed back as the receipt
+    its key was kept with."""
+    await signed_up(browser, smtp)
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        submission = await _submission(recipient, token, secrets.token_hex(16))
+        first = await recipient.gql(SUBMIT, {"t": token, "i": submission})
+        assert "errors" not in first, first
+        async with superuser_engine.begin() as conn:
+            await conn.execute(text("alter table declarations disable trigger user"))
+            await conn.execute(
+                text("update declarations set response_sha256 = sha256('x') where id = :id"),
+                {"id": declaration_id},
+            )
+            await conn.execute(text("alter table declarations enable trigger user"))
+        again = await recipient.gql(SUBMIT, {"t": token, "i": submission})
+    assert codes(again) == ["TOKEN_USED"]
