@@ -146,7 +146,7 @@ async def recipient_form(
 def response_hash(
     declaration: Declaration, answers: dict[str, Any], data: Submission, at: datetime
 ) -> bytes:
-    """SHA-256 of the canonical JSON of what was declared, by whom, against which version."""
+    """The receipt of a submission being made (``receipt_hash``)."""
     return receipt_hash(declaration, answers, data.attestation_accepted, data.signature_name, at)
 
 
@@ -186,8 +186,9 @@ def response_matches(declaration: Declaration) -> bool:
 
 
 def form_hash(snapshot: dict[str, Any]) -> str:
-    """The hex SHA-256 of a declaration's pinned form (the template version it was sent with:
-    its questions and attestation) as canonical JSON."""
+    """The hex SHA-256 of a declaration's pinned form (the template version it was sent with,
+    the whole stored snapshot: its questions and attestation among the rest) as canonical
+    JSON."""
     return hashlib.sha256(canonical.encode(snapshot)).hexdigest()
 
 
