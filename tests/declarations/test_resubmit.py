@@ -8,6 +8,7 @@ import asyncio
 import secrets
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -27,6 +28,13 @@ async def _entries(superuser: AsyncEngine, declaration_id: str) -> list[str]:
         return [row.action for row in rows]
 
 
+@pytest.fixture
+async def link(browser: Browser, smtp: SmtpServer) -> tuple[str, str]:
+    """A declaration sent by a new firm: its id and its link's token."""
+    await signed_up(browser, smtp)
+    return await sent_declaration(browser, smtp, new_email())
+
+
 async def _submission(recipient: Browser, token: str, key: str | None) -> dict[str, Any]:
     form = (await recipient.gql(FORM, {"t": token}))["data"]["recipientForm"]
     submission = {
@@ -38,10 +46,9 @@ async def _submission(recipient: Browser, token: str, key: str | None) -> dict[s
 
 
 async def test_a_retry_with_the_first_key_gets_the_first_receipt_and_writes_nothing(
-    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+    link: tuple[str, str], auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
-    await signed_up(browser, smtp)
-    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    declaration_id, token = link
     key = secrets.token_hex(16)
     recipient = browser_for(auth_app)
     async with recipient.client:
@@ -70,10 +77,9 @@ async def test_a_retry_with_the_first_key_gets_the_first_receipt_and_writes_noth
 
 
 async def test_concurrent_attempts_with_one_key_all_get_the_one_receipt(
-    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+    link: tuple[str, str], auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
-    await signed_up(browser, smtp)
-    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    declaration_id, token = link
     recipients = [browser_for(auth_app) for _ in range(10)]
     submission = await _submission(recipients[0], token, secrets.token_hex(16))
     results = await asyncio.gather(
@@ -116,10 +122,9 @@ async def test_a_key_answers_only_for_its_own_declaration(
 
 
 async def test_a_refused_first_attempt_keeps_nothing_so_its_retry_submits(
-    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+    link: tuple[str, str], auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
-    await signed_up(browser, smtp)
-    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    declaration_id, token = link
     key = secrets.token_hex(16)
     recipient = browser_for(auth_app)
     async with recipient.client:
@@ -134,10 +139,9 @@ async def test_a_refused_first_attempt_keeps_nothing_so_its_retry_submits(
 
 
 async def test_a_submissions_key_must_be_hard_to_guess(
-    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+    link: tuple[str, str], auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
-    await signed_up(browser, smtp)
-    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    declaration_id, token = link
     recipient = browser_for(auth_app)
     async with recipient.client:
         submission = await _submission(recipient, token, "x" * 31)
@@ -148,12 +152,11 @@ async def test_a_submissions_key_must_be_hard_to_guess(
 
 
 async def test_a_keyed_submission_waiting_for_its_row_holds_no_firm_wide_lock(
-    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+    link: tuple[str, str], auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
     """A reminder (or revocation) locks the row, then the firm's chain lock; a submission
     that took the firm's lock first and then waited for the row would deadlock with it."""
-    await signed_up(browser, smtp)
-    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    declaration_id, token = link
     recipient = browser_for(auth_app)
     async with recipient.client:
         submission = await _submission(recipient, token, secrets.token_hex(16))
@@ -184,12 +187,11 @@ async def _until_waiting(superuser: AsyncEngine) -> None:
 
 
 async def test_a_retry_is_not_answered_from_a_row_altered_since(
-    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+    link: tuple[str, str], auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
     """Past the finality trigger, a row given another hash is not handed back as the receipt
     its key was kept with."""
-    await signed_up(browser, smtp)
-    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    declaration_id, token = link
     recipient = browser_for(auth_app)
     async with recipient.client:
         submission = await _submission(recipient, token, secrets.token_hex(16))
