@@ -30,25 +30,25 @@ async def _sign_head(
     cut-off one would vouch for the rewrite. The entries since that checkpoint are checked
     before the firm's chain lock is taken, so its appends do not wait on that; under the lock,
     only what was appended meanwhile is."""
-    last = await _newest(session, firm_id)
+    last = await newest(session, firm_id)
     if last is not None:
         _signed_by_us(last, key)
         checked = await _extends(
             session, firm_id, last, _signed(last), await chain.head(session, firm_id)
         )
     head = await chain.locked_head(session, firm_id)  # it cannot move while it is signed
-    newest = await _newest(session, firm_id)
-    if last is not None and (newest is None or newest.seq < last.seq):
+    latest = await newest(session, firm_id)
+    if last is not None and (latest is None or latest.seq < last.seq):
         raise AuditChainBroken(
             f"The checkpoint at seq {last.seq} was removed while the chain was being checked."
         )
-    if newest is not None:
-        if last is None or newest.id != last.id:  # signed meanwhile: check from that one
-            _signed_by_us(newest, key)
-            checked = _signed(newest)
-        await _extends(session, firm_id, newest, checked, head)
-        if newest.seq == head.seq:
-            return newest, False
+    if latest is not None:
+        if last is None or latest.id != last.id:  # signed meanwhile: check from that one
+            _signed_by_us(latest, key)
+            checked = _signed(latest)
+        await _extends(session, firm_id, latest, checked, head)
+        if latest.seq == head.seq:
+            return latest, False
     if head is None:
         return None, False
     signed_at = datetime.now(UTC)
@@ -69,7 +69,8 @@ async def _sign_head(
     return checkpoint, True
 
 
-async def _newest(session: AsyncSession, firm_id: uuid.UUID) -> AuditCheckpoint | None:
+async def newest(session: AsyncSession, firm_id: uuid.UUID) -> AuditCheckpoint | None:
+    """The firm's latest checkpoint, or None."""
     query = select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id)
     found: AuditCheckpoint | None = await session.scalar(
         query.order_by(AuditCheckpoint.seq.desc()).limit(1)

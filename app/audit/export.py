@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import canonical
+from app.audit import canonical, chain
 from app.audit.chain import canonical_of
 from app.audit.signing import SigningKey
 from app.db.models import AuditCheckpoint, AuditEntry
@@ -73,14 +73,7 @@ async def _body(
         .order_by(AuditCheckpoint.seq)
     )
     checkpoints = list(signed.scalars())
-    head = (
-        await session.execute(
-            select(_TABLE.c.seq, _TABLE.c.hash)
-            .where(_TABLE.c.firm_id == firm_id)
-            .order_by(_TABLE.c.seq.desc())
-            .limit(1)
-        )
-    ).one_or_none()
+    head = await chain.head(session, firm_id)
     head_seq = 0 if head is None else head.seq
     dated = start is not None or end is not None
     first, last = await _extent(session, firm_id, head_seq, start, end)

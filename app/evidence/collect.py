@@ -21,13 +21,13 @@ from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import chain
+from app.audit import chain, checkpoints
 from app.audit.actions import Action
 from app.audit.service import actor_names
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType
 from app.counterparties.service import cover_statuses
-from app.db.models import AuditCheckpoint, AuditEntry, Counterparty, Declaration, Firm, User
+from app.db.models import AuditEntry, Counterparty, Declaration, Firm, User
 from app.declarations.public import response_matches
 from app.declarations.service import effective_status
 from app.declarations.templates import TemplateSpec, spec_from_snapshot
@@ -222,8 +222,7 @@ async def _entries(session: AsyncSession, actor: Actor, data: PackCreate) -> lis
 
 
 async def _checkpoint(session: AsyncSession, firm_id: uuid.UUID) -> CheckpointContent | None:
-    query = select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id)
-    cp = await session.scalar(query.order_by(AuditCheckpoint.seq.desc()).limit(1))
+    cp = await checkpoints.newest(session, firm_id)
     if cp is None:
         return None
     return CheckpointContent(
