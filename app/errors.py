@@ -8,6 +8,7 @@
     ├── BadUserInput            BAD_USER_INPUT   (extensions.fields: per-field messages)
     ├── InvalidCredentials      INVALID_CREDENTIALS
     ├── RateLimited             RATE_LIMITED     (extensions.retryAfter: seconds)
+    ├── MethodNotAllowed        METHOD_NOT_ALLOWED
     └── TokenError
         ├── TokenInvalid        TOKEN_INVALID    (unknown, forged or revoked)
         ├── TokenWrongPurpose   TOKEN_WRONG_PURPOSE
@@ -97,6 +98,11 @@ class InvalidCredentials(AppError):
 class RateLimited(AppError):
     code = "RATE_LIMITED"
     default_message = "Too many requests; try again later."
+
+
+class MethodNotAllowed(AppError):
+    code = "METHOD_NOT_ALLOWED"
+    default_message = "Send this operation with POST."
 
 
 class TokenError(AppError):

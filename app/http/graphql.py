@@ -76,6 +76,7 @@ def build_context(request: Request, state: AppState, session: Any, identity: Any
         ip=client_ip(request.scope, state.settings.trusted_proxies),
         user_agent=request.headers.get("user-agent"),
         identity=identity,
+        method=request.method,
         storage=state.storage,
         sessions=state.sessions,
     )

@@ -15,6 +15,7 @@ from app.declarations.schemas import (
     Submission,
 )
 from app.declarations.templates import TemplateSpec, spec_from_snapshot
+from app.errors import MethodNotAllowed
 from app.schema.context import Info
 from app.schema.declarations import (
     BulkDeclarationCreateInput,
@@ -144,6 +145,10 @@ async def bulk_create_declarations(
 
 
 async def recipient_form(info: Info, token: str) -> RecipientForm:
+    if info.context.method != "POST":
+        # The first view is recorded (the declaration becomes opened), and a GET, which link
+        # scanners and prefetchers send unasked, must change nothing.
+        raise MethodNotAllowed("Open the form with POST: viewing it is recorded.")
     found, firm_name = await info.context.run_public(public.recipient_form, token)
     spec = spec_from_snapshot(found.template_snapshot)
     return RecipientForm(

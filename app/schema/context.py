@@ -58,6 +58,8 @@ class Context:
     ip: str | None
     user_agent: str | None
     identity: SessionIdentity | ApiKeyIdentity | None
+    # The HTTP method: a GET must change nothing, so a query that records something refuses it.
+    method: str = "POST"
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     persisted: bool = False
     # The user whose mutation the write lane counted before handing the request over.

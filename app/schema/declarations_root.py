@@ -41,7 +41,10 @@ class DeclarationQuery:
     recipient_form: RecipientForm = strawberry.field(
         resolver=r.recipient_form,
         metadata=PUBLIC,
-        description="A recipient's form, by the token in their link; viewing does not use it up.",
+        description=(
+            "A recipient's form, by the token in their link; viewing does not use it up. "
+            "POST only: the first view is recorded (METHOD_NOT_ALLOWED over GET)."
+        ),
     )
 
 

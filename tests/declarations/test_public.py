@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.auth.sessions import COOKIE_NAME
+from app.partners import first_party
 from tests.browser import Browser, browser_for, codes, new_email, signed_up
 from tests.declarations.test_firm_side import (
     COUNTS,
@@ -36,6 +37,7 @@ from tests.declarations.test_firm_side import (
 )
 from tests.declarations.test_loop import FIT, FORM, SUBMIT, sent_declaration, valid_answers
 from tests.mail.smtp import SmtpServer
+from tests.partners import run_persisted
 
 NewBrowser = Callable[[], Browser]
 
@@ -225,6 +227,29 @@ async def test_viewing_the_form_repeatedly_uses_nothing_up_and_is_audited_once(
             {"id": declaration_id},
         )
         assert opened.scalar_one() == 1
+
+
+async def test_a_get_never_opens_the_form(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    """A link scanner or prefetcher may GET whatever it finds: the shipped form document sent
+    by GET is refused (METHOD_NOT_ALLOWED) and records nothing; the page's POST opens it."""
+    await signed_up(browser, smtp, firm="Prefetched Ltd")
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        fetched = await run_persisted(
+            recipient.client, first_party.RECIPIENT_FORM, {"t": token}, form="get"
+        )
+        assert codes(fetched.json()) == ["METHOD_NOT_ALLOWED"], fetched.text
+        assert fetched.json()["data"] is None
+        still = await get(browser, declaration_id)
+        assert (still["status"], still["openedAt"]) == ("SENT", None)
+        assert "declaration.opened" not in await actions_on(superuser_engine, declaration_id)
+        posted = await run_persisted(recipient.client, first_party.RECIPIENT_FORM, {"t": token})
+        assert posted.json()["data"]["recipientForm"]["recipientName"] == "Pat Doe", posted.text
+    assert (await get(browser, declaration_id))["status"] == "OPENED"
+    assert "declaration.opened" in await actions_on(superuser_engine, declaration_id)
 
 
 # ---- 11. one token, one declaration, one firm ---------------------------------------------------

@@ -544,7 +544,7 @@ async def test_persisted_only_still_runs_the_apps_own_documents(
             "/graphql", json={"query": first_party.RECIPIENT_FORM, "variables": {"t": token}}
         )
         assert codes(raw.json()) == ["PERSISTED_QUERY_REQUIRED"]
-        form = await persisted(holder, first_party.RECIPIENT_FORM, {"t": token}, form="get")
+        form = await persisted(holder, first_party.RECIPIENT_FORM, {"t": token})
         assert "errors" not in form, form
         assert form["data"]["recipientForm"]["firmName"] == "Strict Advisers Ltd"
         submission = {
