@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -110,6 +111,25 @@ def render_pdf(pack: PackContent, signer: PackSigner) -> RenderedPack:
 
 
 async def render(slots: asyncio.Semaphore, pack: PackContent, signer: PackSigner) -> RenderedPack:
-    """Render and sign in a worker thread, holding one of the app's render slots."""
-    async with slots:
-        return await asyncio.to_thread(render_pdf, pack, signer)
+    """Render and sign in a worker thread, holding one of the app's render slots until the
+    thread ends, even when the caller is cancelled first: a thread cannot be stopped, and a
+    slot freed early would let more renders run at once than there are slots."""
+    await slots.acquire()
+    try:
+        work = asyncio.ensure_future(asyncio.to_thread(render_pdf, pack, signer))
+    except BaseException:
+        slots.release()
+        raise
+    work.add_done_callback(_release(slots))
+    return await asyncio.shield(work)
+
+
+def _release(slots: asyncio.Semaphore) -> Callable[[asyncio.Future[RenderedPack]], None]:
+    def done(work: asyncio.Future[RenderedPack]) -> None:
+        slots.release()
+        if not work.cancelled():
+            # An abandoned render's failure is already logged by render_pdf; marking it
+            # retrieved keeps asyncio from reporting it again.
+            work.exception()
+
+    return done

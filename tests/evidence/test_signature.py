@@ -137,6 +137,41 @@ async def test_a_pack_that_cannot_be_signed_fails_and_stores_nothing_then_retry_
     assert retried["status"] == "READY", retried
 
 
+async def test_a_pack_its_own_reader_cannot_read_back_fails_and_stores_nothing(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signed file that pypdf cannot open (so cannot count its pages) is no pack: it fails
+    with a reason, is recorded as failed, and nothing is stored or offered for download."""
+    await signed_up(browser, smtp, firm="Unreadable Ltd")
+    storage = auth_app.state.coverproof.storage
+    stored: list[str] = []
+    put = storage.put
+
+    async def counted(key: str, data: bytes, sha256: bytes) -> None:
+        stored.append(key)
+        await put(key, data, sha256)
+
+    def unreadable(self: PackSigner, pdf: bytes, pack_id: str) -> bytes:
+        return b"%PDF-1.7\n" + pdf[: len(pdf) // 2]  # cut off: no trailer, no xref
+
+    monkeypatch.setattr(storage, "put", counted)
+    monkeypatch.setattr(PackSigner, "sign", unreadable)
+    pack = await generate(browser, "Half a pack")
+    assert pack["status"] == "FAILED", pack
+    assert pack["failureReason"] == "The PDF could not be read back."
+    assert (pack["sha256"], pack["pageCount"]) == (None, None)
+    row = await pack_row(superuser_engine, pack["id"])
+    assert (row.status, row.storage_key, row.sha256) == ("failed", None, None)
+    failed = await audit_of(superuser_engine, pack["id"])
+    assert [a.action for a in failed] == ["evidence_pack.requested", "evidence_pack.failed"]
+    assert failed[1].details == {"reason": "The PDF could not be read back.", "stage": "render"}
+    assert stored == []
+
+
 async def test_a_changed_byte_breaks_the_signature() -> None:
     signer = pack_signer(_platform_key())
     pdf = await _signed_pdf(signer, "Total declarations: 17")

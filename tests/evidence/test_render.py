@@ -1,0 +1,69 @@
+"""Render slots: a slot is held while its render's thread runs, even after the request that
+asked for the render has gone (cancelled), so the slots still bound how many renders run."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+from typing import Any
+
+import pytest
+
+from app.evidence import render
+
+
+async def _until(check: Any, seconds: float = 5.0) -> None:
+    """Polls: what it waits for happens in another thread, which has no event to set."""
+    async with asyncio.timeout(seconds):
+        while not check():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("outcome", ["returns", "raises"])
+async def test_a_cancelled_render_keeps_its_slot_until_its_thread_ends(
+    monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    started, finish = threading.Event(), threading.Event()
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+
+    def blocking(pack: Any, signer: Any) -> Any:
+        started.set()
+        finish.wait(10)
+        if outcome == "raises":
+            raise render.RenderError("The PDF could not be rendered.")
+        return "rendered"
+
+    monkeypatch.setattr(render, "render_pdf", blocking)
+    slots = asyncio.Semaphore(1)
+    caller = asyncio.create_task(render.render(slots, None, None))  # type: ignore[arg-type]
+    await _until(started.is_set)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert slots.locked()  # the thread still renders: nobody else may start one
+    finish.set()
+    await _until(lambda: not slots.locked())
+    await asyncio.sleep(0.05)
+    gc.collect()  # an unretrieved failure is reported when its future is collected
+    assert reported == []  # an abandoned render's failure is not reported as unretrieved
+    loop.set_exception_handler(None)
+
+
+async def test_a_render_answers_its_caller_and_frees_its_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(render, "render_pdf", lambda *_: "rendered")
+    slots = asyncio.Semaphore(1)
+    assert await render.render(slots, None, None) == "rendered"  # type: ignore[arg-type]
+    assert not slots.locked()
+
+    def failing(pack: Any, signer: Any) -> Any:
+        raise render.RenderError("The PDF could not be rendered.")
+
+    monkeypatch.setattr(render, "render_pdf", failing)
+    with pytest.raises(render.RenderError):
+        await render.render(slots, None, None)  # type: ignore[arg-type]
+    assert not slots.locked()
