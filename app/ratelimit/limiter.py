@@ -23,6 +23,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from app.errors import RateLimited
+from app.ratelimit.memory import MemoryWindows
 from app.ratelimit.policies import Policy
 
 KEY_PREFIX = "coverproof"
@@ -106,10 +107,10 @@ def open_limiter(storage_uri: str, scale: int = 1) -> RateLimiter:
             f"COVERPROOF_RATE_LIMIT_STORAGE must be memory:// or redis://host:port[/db], "
             f"not a {scheme or 'scheme-less'} URI."
         )
-    options: dict[str, str | bool] = {"wrap_exceptions": True}
-    if scheme != "memory":
-        options["key_prefix"] = KEY_PREFIX
-    storage = storage_from_string(f"{_ASYNC_SCHEMES[scheme]}://{rest}", **options)
+    if scheme == "memory":
+        return RateLimiter(MemoryWindows(wrap_exceptions=True), scale)
+    uri = f"{_ASYNC_SCHEMES[scheme]}://{rest}"
+    storage = storage_from_string(uri, wrap_exceptions=True, key_prefix=KEY_PREFIX)
     if not isinstance(storage, Storage):  # pragma: no cover - the async+ schemes guarantee it
         raise TypeError(f"expected an async storage, got {type(storage).__name__}")
     return RateLimiter(storage, scale)
