@@ -833,16 +833,19 @@ async def test_the_offline_verifier_requires_the_exact_format_and_the_trailer(
 
 
 async def _refusal(
-    sessions: async_sessionmaker[AsyncSession], firm_id: uuid.UUID, statement: str
+    sessions: async_sessionmaker[AsyncSession], firm_id: uuid.UUID, *statements: str
 ) -> str:
-    """Run ``statement`` in the firm's tenant context and return the database's refusal. The
-    transaction is always rolled back, so a statement wrongly allowed changes nothing."""
+    """Run the statements in the firm's tenant context and return the database's refusal of
+    the last. The transaction is always rolled back, so a statement wrongly allowed changes
+    nothing."""
     async with sessions() as session:
         await session.begin()
         try:
             await bind_tenant(session, firm_id, None)
-            with pytest.raises(DBAPIError) as refused:
+            for statement in statements[:-1]:
                 await session.execute(text(statement))
+            with pytest.raises(DBAPIError) as refused:
+                await session.execute(text(statements[-1]))
         finally:
             await session.rollback()
     return str(refused.value.orig)
