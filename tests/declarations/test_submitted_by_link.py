@@ -1,7 +1,7 @@
-"""Only a declaration's live link submits it (migration 0013): the app role, whatever code it
-runs, can neither create a declaration already answered nor answer one without its live link;
-the owner (migrations, an import of earlier records) still can. Every statement here is rolled
-back."""
+"""A declaration moves only as the app moves it, and only its live link submits it (migration
+0013): the app role, whatever code it runs, can neither create a declaration already sent or
+answered, nor move one any other way, nor answer one without its live link; the owner
+(migrations, an import of earlier records) still can. Every statement here is rolled back."""
 
 from __future__ import annotations
 
@@ -84,30 +84,85 @@ async def test_the_app_role_creates_declarations_only_as_drafts(
     assert await _changed(app_sessions, firm, _copy(declaration_id, "draft", False)) == 1
 
 
+async def test_the_app_role_moves_declarations_only_as_the_app_does(
+    sent: tuple[uuid.UUID, str, str], app_sessions: Sessions
+) -> None:
+    firm, declaration_id, draft_id = sent
+    where = f"where id = '{declaration_id}'"
+    revoke = f"update declarations set status = 'revoked', token_hash = null {where}"
+    refused = {
+        "a revoked one revived": (
+            revoke,
+            f"update declarations set status = 'sent', token_hash = sha256('new') "
+            f"where id = '{declaration_id}'",
+            "cannot go from revoked to sent",
+        ),
+        "a sent one back to draft": (
+            f"update declarations set status = 'draft' where id = '{declaration_id}'",
+            "cannot go from sent to draft",
+        ),
+        "a draft opened": (
+            f"update declarations set status = 'opened' where id = '{draft_id}'",
+            "cannot go from draft to opened",
+        ),
+        "answers before a submission": (
+            f"update declarations set answers = '{{}}' where id = '{declaration_id}'",
+            "can hold answers only once submitted",
+        ),
+        "a receipt before a submission": (
+            f"update declarations set response_sha256 = sha256('x') where id = '{declaration_id}'",
+            "can hold answers only once submitted",
+        ),
+        "a link on a draft": (
+            f"update declarations set token_hash = sha256('x') where id = '{draft_id}'",
+            "has a link only while sent or opened",
+        ),
+    }
+    for case, (*statements, reason) in refused.items():
+        assert reason in await _refusal(app_sessions, firm, *statements), case
+    # What the app does is allowed: open, revoke, and a new link for a live declaration.
+    for allowed in (
+        f"update declarations set status = 'opened', opened_at = now() {where}",
+        revoke,
+        f"update declarations set token_hash = sha256('new') where id = '{declaration_id}'",
+        f"update declarations set recipient_name = 'Renamed' where id = '{draft_id}'",
+    ):
+        assert await _changed(app_sessions, firm, allowed) == 1, allowed
+
+
 async def test_the_app_role_submits_only_through_a_live_link(
     sent: tuple[uuid.UUID, str, str], app_sessions: Sessions, owner_sessions: Sessions
 ) -> None:
     firm, declaration_id, draft_id = sent
     live = _submit(declaration_id)
     refused = {
-        "a draft, never sent": (_submit(draft_id),),
+        "a draft, never sent": (_submit(draft_id), "cannot go from draft to submitted"),
         "a revoked link": (
-            f"update declarations set status = 'revoked' where id = '{declaration_id}'",
+            f"update declarations set status = 'revoked', token_hash = null "
+            f"where id = '{declaration_id}'",
             live,
+            "cannot go from revoked to submitted",
         ),
         "an expired link": (
             "update declarations set token_expires_at = now() - interval '1 second' "
             f"where id = '{declaration_id}'",
             live,
+            NO_LINK,
         ),
-        "another link": (_submit(declaration_id, token_hash="sha256('another')"),),
-        "no answers": (_submit(declaration_id, answers="null"),),
-        "no receipt": (_submit(declaration_id, response_sha256="null"),),
-        "no time": (_submit(declaration_id, submitted_at="null"),),
-        "no attestation": (_submit(declaration_id, attestation_accepted="false"),),
+        "another link": (_submit(declaration_id, token_hash="sha256('another')"), NO_LINK),
+        "a longer link": (
+            _submit(declaration_id, token_expires_at="now() + interval '1 year'"),
+            NO_LINK,
+        ),
+        "no answers": (_submit(declaration_id, answers="null"), NO_LINK),
+        "no receipt": (_submit(declaration_id, response_sha256="null"), NO_LINK),
+        "no time": (_submit(declaration_id, submitted_at="null"), NO_LINK),
+        "backdated": (_submit(declaration_id, submitted_at="now() - interval '1 hour'"), NO_LINK),
+        "postdated": (_submit(declaration_id, submitted_at="now() + interval '1 hour'"), NO_LINK),
+        "no attestation": (_submit(declaration_id, attestation_accepted="false"), NO_LINK),
     }
-    for case, statements in refused.items():
-        assert NO_LINK in await _refusal(app_sessions, firm, *statements), case
+    for case, (*statements, reason) in refused.items():
+        assert reason in await _refusal(app_sessions, firm, *statements), case
     # What the recipient's submission writes, on its live link, is allowed; so is any of it to
     # the owner.
     assert await _changed(app_sessions, firm, live) == 1
