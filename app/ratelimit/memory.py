@@ -6,19 +6,20 @@ expired hits in a task that hands every key to a worker thread, one after anothe
 again after almost every hit. Under load that was a tenth of a write's cost, most of it in
 threads contending for the GIL with the event loop.
 
-Here a key's window is a deque of hit times, newest first: a hit appends at one end, expired
-hits leave at the other, when the key is next counted. Nothing here awaits, so each call runs
-whole on the event loop and needs no lock. Keys no longer counted are dropped by a sweep at
-most once a minute. The counting rules are limits' own: a hit is refused when the window
-already holds ``limit - amount + 1`` hits younger than ``expiry`` seconds, and a refused hit
-is not kept. Only the moving window is replaced; limits' other strategies use the inherited
-storage as before.
+Here a key's window is a list of hit times, oldest first: a hit is appended, the hits still in
+the window are found by bisection, and the expired ones are cut off once they are at least
+half the list, so each hit costs O(log n) and each expired hit is removed once. Nothing here
+awaits, so each call runs whole on the event loop and needs no lock. Keys no longer counted are
+dropped by a sweep at most once a minute. The counting rules are limits' own: a hit is refused
+when the window already holds more than ``limit - amount`` hits no older than ``expiry``
+seconds, and a refused hit is not kept. Only the moving window is replaced; limits' other
+strategies use the inherited storage as before.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections import deque
 
 from limits.aio.storage import MemoryStorage
 
@@ -30,17 +31,25 @@ class _Window:
 
     def __init__(self, expiry: int) -> None:
         self.expiry = expiry
-        self.hits: deque[float] = deque()  # newest first
+        self.hits: list[float] = []  # oldest first
 
-    def trim(self, now: float) -> None:
-        """Drop the hits older than the window."""
-        hits, oldest_kept = self.hits, now - self.expiry
-        while hits and hits[-1] < oldest_kept:
-            hits.pop()
+    def first_live(self, now: float) -> int:
+        """The index of the oldest hit still in the window (``len(hits)`` if none is)."""
+        hits = self.hits
+        first = bisect.bisect_left(hits, now - self.expiry)
+        if first and 2 * first >= len(hits):
+            del hits[:first]
+            return 0
+        return first
+
+    def add(self, now: float, amount: int) -> None:
+        # Kept in order should the clock step back: such a hit counts as of the newest.
+        at = max(now, self.hits[-1]) if self.hits else now
+        self.hits.extend([at] * amount)
 
 
 class MemoryWindows(MemoryStorage):
-    """limits' in-process storage, with O(1) moving-window hits and no sweeping threads."""
+    """limits' in-process storage, with O(log n) moving-window hits and no sweeping threads."""
 
     def __init__(self, uri: str | None = None, wrap_exceptions: bool = False) -> None:
         super().__init__(uri, wrap_exceptions=wrap_exceptions)
@@ -57,10 +66,10 @@ class MemoryWindows(MemoryStorage):
         if window is None:
             window = self.windows[key] = _Window(expiry)
         window.expiry = expiry
-        window.trim(now)
-        if len(window.hits) + amount > limit:
+        first = window.first_live(now)  # before len(): it may cut the list
+        if len(window.hits) - first + amount > limit:
             return False
-        window.hits.extendleft([now] * amount)
+        window.add(now, amount)
         return True
 
     async def get_moving_window(
@@ -75,10 +84,10 @@ class MemoryWindows(MemoryStorage):
         if window is None:
             return now, 0
         window.expiry = expiry
-        window.trim(now)
-        if not window.hits:
+        first = window.first_live(now)
+        if first == len(window.hits):
             return now, 0
-        return window.hits[-1], len(window.hits)
+        return window.hits[first], len(window.hits) - first
 
     async def clear(self, key: str) -> None:
         self.windows.pop(key, None)
@@ -94,6 +103,6 @@ class MemoryWindows(MemoryStorage):
         if now < self._next_sweep:
             return
         self._next_sweep = now + SWEEP_SECONDS
-        idle = [k for k, w in self.windows.items() if not w.hits or w.hits[0] < now - w.expiry]
+        idle = [k for k, w in self.windows.items() if not w.hits or w.hits[-1] < now - w.expiry]
         for key in idle:
             del self.windows[key]

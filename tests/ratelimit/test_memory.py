@@ -42,8 +42,23 @@ async def test_a_window_counts_its_limit_then_frees_one_hit_as_each_expires(
     assert not await storage.acquire_entry("k", 3, 60)
     clock.now += 0.5  # now it has left the window, and only it
     assert await storage.acquire_entry("k", 3, 60)
+    kept = len(storage.windows["k"].hits)
     assert not await storage.acquire_entry("k", 3, 60)
-    assert len(storage.windows["k"].hits) == 3  # refused hits are not kept
+    assert len(storage.windows["k"].hits) == kept  # refused hits are not kept
+    assert await storage.get_moving_window("k", 3, 60) == (1_000_002.0, 3)
+
+
+async def test_a_window_holds_at_most_twice_its_limit(clock: Clock) -> None:
+    """Expired hits are cut off once they are half the list: memory stays bounded by the
+    limit, however long a key is used."""
+    storage = MemoryWindows()
+    longest = 0
+    for _ in range(2_000):
+        clock.now += 0.25
+        await storage.acquire_entry("k", 10, 10)
+        longest = max(longest, len(storage.windows["k"].hits))
+    assert longest <= 2 * 10 + 1
+    assert (await storage.get_moving_window("k", 10, 10))[1] == 10
 
 
 async def test_several_hits_at_once_are_all_counted_or_none(clock: Clock) -> None:
