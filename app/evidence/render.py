@@ -127,9 +127,12 @@ async def render(slots: asyncio.Semaphore, pack: PackContent, signer: PackSigner
 def _release(slots: asyncio.Semaphore) -> Callable[[asyncio.Future[RenderedPack]], None]:
     def done(work: asyncio.Future[RenderedPack]) -> None:
         slots.release()
-        if not work.cancelled():
-            # An abandoned render's failure is already logged by render_pdf; marking it
-            # retrieved keeps asyncio from reporting it again.
-            work.exception()
+        if work.cancelled():
+            return
+        error = work.exception()  # retrieved, so asyncio does not report it again
+        if error is not None and not isinstance(error, RenderError):
+            # render_pdf logs what it catches; this, nobody else would see if the caller is
+            # gone (a caller still waiting gets it too, and its request logs it again).
+            log.error("evidence pack render failed", exc_info=error)
 
     return done

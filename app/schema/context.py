@@ -59,7 +59,7 @@ class Context:
     user_agent: str | None
     identity: SessionIdentity | ApiKeyIdentity | None
     # The HTTP method: a GET must change nothing, so a query that records something refuses it.
-    method: str = "POST"
+    method: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     persisted: bool = False
     # The user whose mutation the write lane counted before handing the request over.

@@ -20,9 +20,9 @@ async def _until(check: Any, seconds: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
 
-@pytest.mark.parametrize("outcome", ["returns", "raises"])
+@pytest.mark.parametrize("outcome", ["returns", "raises", "crashes"])
 async def test_a_cancelled_render_keeps_its_slot_until_its_thread_ends(
-    monkeypatch: pytest.MonkeyPatch, outcome: str
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, outcome: str
 ) -> None:
     started, finish = threading.Event(), threading.Event()
     reported: list[dict[str, Any]] = []
@@ -32,24 +32,31 @@ async def test_a_cancelled_render_keeps_its_slot_until_its_thread_ends(
     def blocking(pack: Any, signer: Any) -> Any:
         started.set()
         finish.wait(10)
-        if outcome == "raises":
+        if outcome == "raises":  # render_pdf has logged its cause
             raise render.RenderError("The PDF could not be rendered.")
+        if outcome == "crashes":  # what render_pdf does not catch
+            raise ValueError("a font went missing")
         return "rendered"
 
     monkeypatch.setattr(render, "render_pdf", blocking)
     slots = asyncio.Semaphore(1)
-    caller = asyncio.create_task(render.render(slots, None, None))  # type: ignore[arg-type]
-    await _until(started.is_set)
-    caller.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await caller
-    assert slots.locked()  # the thread still renders: nobody else may start one
-    finish.set()
-    await _until(lambda: not slots.locked())
-    await asyncio.sleep(0.05)
-    gc.collect()  # an unretrieved failure is reported when its future is collected
-    assert reported == []  # an abandoned render's failure is not reported as unretrieved
-    loop.set_exception_handler(None)
+    try:
+        caller = asyncio.create_task(render.render(slots, None, None))  # type: ignore[arg-type]
+        await _until(started.is_set)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert slots.locked()  # the thread still renders: nobody else may start one
+        finish.set()
+        await _until(lambda: not slots.locked())
+        await asyncio.sleep(0.05)
+        gc.collect()  # an unretrieved failure is reported when its future is collected
+        assert reported == []  # an abandoned render's failure is not reported as unretrieved
+        logged = [r for r in caplog.records if r.message == "evidence pack render failed"]
+        assert len(logged) == (outcome == "crashes")  # with nobody waiting, it is logged here
+    finally:
+        finish.set()
+        loop.set_exception_handler(None)
 
 
 async def test_a_render_answers_its_caller_and_frees_its_slot(
