@@ -9,8 +9,9 @@ may scan the table before the setting takes effect.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
@@ -18,7 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import AppError
 
+log = logging.getLogger("coverproof.db")
+
 _BOUND = "coverproof.tenant_bound"
+_UNDO = "coverproof.undo_on_rollback"
 _SET_TENANT = text(
     "select set_config('app.firm_id', :firm_id, true), set_config('app.actor_id', :actor_id, true)"
 )
@@ -28,9 +32,31 @@ _SET_MAIL_SENDER = text("select set_config('app.mail_sender', 'on', true)")
 
 @asynccontextmanager
 async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One transaction: commit when the block succeeds, roll back on any exception."""
-    async with sessions() as session, session.begin():
-        yield session
+    """One transaction: commit when the block succeeds, roll back on any exception; when it
+    does not commit (its commit failing included), undo what was done outside the database for
+    it (``on_rollback``)."""
+    async with sessions() as session:
+        try:
+            async with session.begin():
+                yield session
+        except BaseException:
+            await _undo(session)
+            raise
+
+
+def on_rollback(session: AsyncSession, undo: Callable[[], Awaitable[None]]) -> None:
+    """Run ``undo`` if the session's transaction (one of ``transaction``'s) does not commit:
+    for work done outside the database for rows that would otherwise be lost, such as a stored
+    object its row no longer names."""
+    session.info.setdefault(_UNDO, []).append(undo)
+
+
+async def _undo(session: AsyncSession) -> None:
+    for undo in session.info.pop(_UNDO, ()):
+        try:
+            await undo()
+        except Exception:  # the transaction's own failure is the one to report
+            log.exception("could not undo the work of a transaction that did not commit")
 
 
 @asynccontextmanager

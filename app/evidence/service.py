@@ -10,14 +10,14 @@ committed whole, no other request sees a pending pack.
 A collect (a response that no longer matches its hash), render or storage failure must
 survive the request, so it is not raised: the row becomes failed with a reason,
 ``evidence_pack.failed`` is recorded, nothing is left in storage, and the failed pack is
-returned as an ordinary result that commits. Scope problems are raised
-before rendering and roll everything back. RLS confines every statement here to the actor's
-firm: another firm's pack is simply not found, whatever its id.
+returned as an ordinary result that commits. Scope problems are raised before rendering and
+roll everything back. A stored PDF whose row is then not kept (the request fails after it, or
+its commit does) is deleted again (``on_rollback``). RLS confines every statement here to the
+actor's firm: another firm's pack is simply not found, whatever its id.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import uuid
@@ -34,7 +34,7 @@ from app.audit.actions import Action
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType, Role
 from app.db.models import EvidencePack
-from app.db.tenant import snapshot_transaction
+from app.db.tenant import on_rollback, snapshot_transaction
 from app.errors import BadUserInput, NotFound, RateLimited, field_error
 from app.evidence import download
 from app.evidence.collect import collect
@@ -179,25 +179,22 @@ async def _produce(
             await env.storage.put(key, rendered.pdf, rendered.sha256)
         except StorageError as error:
             return await _fail(session, actor, pack, str(error), "store", retry)
-    try:
-        pack.status, pack.storage_key, pack.completed_at = "ready", key, datetime.now(UTC)
-        pack.sha256, pack.size_bytes = rendered.sha256, len(rendered.pdf)
-        pack.page_count = rendered.page_count
-        await session.flush()
-        await _requested(session, actor, pack, retry)
-        details = {
-            "sha256": rendered.sha256.hex(),
-            "size_bytes": len(rendered.pdf),
-            "page_count": rendered.page_count,
-            "declarations": len(content.declarations),
-            "storage": env.storage.kind,
-        }
-        await chain.record(session, actor, Action.EVIDENCE_PACK_GENERATED, TARGET, pack.id, details)
-    except BaseException:
-        # The transaction is lost with the row: do not leave its object behind either.
-        with contextlib.suppress(StorageError):
-            await env.storage.delete(key)
-        raise
+    # Lost with the row if the request's transaction is not kept: this one failing below, the
+    # request's other mutation failing, or its commit.
+    on_rollback(session, lambda: env.storage.delete(key))
+    pack.status, pack.storage_key, pack.completed_at = "ready", key, datetime.now(UTC)
+    pack.sha256, pack.size_bytes = rendered.sha256, len(rendered.pdf)
+    pack.page_count = rendered.page_count
+    await session.flush()
+    await _requested(session, actor, pack, retry)
+    details = {
+        "sha256": rendered.sha256.hex(),
+        "size_bytes": len(rendered.pdf),
+        "page_count": rendered.page_count,
+        "declarations": len(content.declarations),
+        "storage": env.storage.kind,
+    }
+    await chain.record(session, actor, Action.EVIDENCE_PACK_GENERATED, TARGET, pack.id, details)
     return pack
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import aioboto3  # type: ignore[import-untyped]
+import pytest
 from pypdf import PdfReader
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,6 +32,11 @@ GENERATE = (
     + " } } }"
 )
 RETRY = "mutation($id: UUID!) { retryEvidencePack(id: $id) { pack { " + PACK_FIELDS + " } } }"
+# A pack made, then the request's second mutation refused (an unknown template): the request's
+# transaction is rolled back, the pack's row with it.
+GENERATE_THEN_FAIL = """mutation($i: EvidencePackGenerateInput!, $d: DeclarationCreateInput!) {
+  generateEvidencePack(input: $i) { pack { id } }
+  createDeclaration(input: $d) { declaration { id } } }"""
 PACK = "query($id: UUID!) { evidencePack(id: $id) { id status sha256 downloadUrl } }"
 PACKS = """query($first: Int! = 20, $after: String) { evidencePacks(first: $first, after: $after) {
   edges { cursor node { id title status } } pageInfo { hasNextPage endCursor } } }"""
@@ -146,3 +152,28 @@ async def s3_client(endpoint_url: str) -> AsyncIterator[Any]:
         aws_secret_access_key="test",
     ) as client:
         yield client
+
+
+async def generate_then_fail(
+    firm: Browser, storage: Any, title: str, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """Run GENERATE_THEN_FAIL (which must be refused whole) and return the keys the pack's
+    PDF was stored under meanwhile."""
+    stored: list[str] = []
+    put = storage.put
+
+    async def recorded(key: str, data: bytes, sha256: bytes) -> None:
+        stored.append(key)
+        await put(key, data, sha256)
+
+    monkeypatch.setattr(storage, "put", recorded)
+    unknown = {
+        "templateId": str(uuid.uuid4()),
+        "recipientName": "Nobody",
+        "recipientEmail": new_email(),
+    }
+    body = await firm.gql(GENERATE_THEN_FAIL, {"i": {"title": title, **period()}, "d": unknown})
+    monkeypatch.undo()
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["NOT_FOUND"], body
+    assert body["data"] is None
+    return stored

@@ -30,6 +30,7 @@ from tests.evidence.support import (
     RETRY,
     audit_of,
     generate,
+    generate_then_fail,
     hash_at,
     pack_row,
     pdf_text,
@@ -374,3 +375,24 @@ async def test_a_stored_file_is_private_and_never_served_once_altered(
     assert (await browser.client.get(_path(url))).status_code == 200
     actions = [a.action for a in await audit_of(superuser_engine, pack["id"])]
     assert actions.count("evidence_pack.downloaded") == 1
+
+
+async def test_a_pack_whose_request_is_refused_leaves_no_file(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pack was made and its PDF stored, then the request's other mutation failed: the
+    row is rolled back, and the file it named is deleted with it."""
+    await signed_up(browser, smtp, firm="Refused Request Ltd")
+    storage = auth_app.state.coverproof.storage
+    stored = await generate_then_fail(browser, storage, "Rolled back", monkeypatch)
+    assert len(stored) == 1
+    assert not storage.path(stored[0]).exists()
+    async with superuser_engine.connect() as conn:
+        rows = await conn.scalar(
+            text("select count(*) from evidence_packs where title = 'Rolled back'")
+        )
+    assert rows == 0

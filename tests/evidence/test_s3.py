@@ -24,6 +24,7 @@ from tests.evidence.support import (
     RETRY,
     audit_of,
     generate,
+    generate_then_fail,
     pack_row,
     pdf_text,
     s3_client,
@@ -202,3 +203,21 @@ async def test_a_missing_bucket_leaves_a_failed_pack_and_no_object_then_retry_wo
             assert row.sha256.hex() == retried["sha256"]
             actions = [a.action for a in await audit_of(superuser_engine, pack["id"])]
             assert actions[2:] == ["evidence_pack.requested", "evidence_pack.generated"]
+
+
+async def test_a_pack_whose_request_is_refused_leaves_no_object(
+    s3_app: Starlette,
+    smtp: SmtpServer,
+    moto_url: str,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    firm = browser_for(s3_app)
+    async with firm.client:
+        await signed_up(firm, smtp)
+        storage = s3_app.state.coverproof.storage
+        stored = await generate_then_fail(firm, storage, "Rolled back", monkeypatch)
+    assert len(stored) == 1
+    async with s3_client(moto_url) as s3:
+        listed = await s3.list_objects_v2(Bucket=bucket, Prefix=stored[0])
+    assert listed.get("KeyCount", 0) == 0

@@ -1,0 +1,71 @@
+"""``transaction`` undoes the outside work of a transaction that does not commit: when its block
+fails and when its commit fails (a deferred constraint, checked only at commit), never when it
+commits; an undo that fails is logged and does not hide the transaction's own error."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.tenant import on_rollback, transaction
+
+Sessions = async_sessionmaker[AsyncSession]
+# A temporary table whose uniqueness is checked only at commit.
+DEFERRED = (
+    "create temporary table undo_probe (n int unique deferrable initially deferred) on commit drop"
+)
+
+
+async def test_a_commit_that_fails_is_undone(app_sessions: Sessions) -> None:
+    undone: list[str] = []
+
+    async def undo() -> None:
+        undone.append("object")
+
+    async def duplicate_found_at_commit() -> None:
+        async with transaction(app_sessions) as session:
+            await session.execute(text(DEFERRED))
+            await session.execute(text("insert into undo_probe values (1), (1)"))
+            on_rollback(session, undo)
+            assert undone == []  # nothing is undone before the commit is known to fail
+
+    with pytest.raises(IntegrityError):
+        await duplicate_found_at_commit()
+    assert undone == ["object"]
+
+
+async def test_a_block_that_fails_is_undone_and_its_error_stands(
+    app_sessions: Sessions, caplog: pytest.LogCaptureFixture
+) -> None:
+    undone: list[str] = []
+
+    async def broken() -> None:
+        raise OSError("the store is down")
+
+    async def undo() -> None:
+        undone.append("second")
+
+    async def failing() -> None:
+        async with transaction(app_sessions) as session:
+            on_rollback(session, broken)
+            on_rollback(session, undo)
+            raise LookupError("the request's own failure")
+
+    with pytest.raises(LookupError, match="the request's own"):
+        await failing()
+    assert undone == ["second"]  # one undo failing does not stop the others
+    assert "could not undo" in caplog.text
+
+
+async def test_a_commit_is_not_undone(app_sessions: Sessions) -> None:
+    undone: list[str] = []
+
+    async def undo() -> None:
+        undone.append("object")
+
+    async with transaction(app_sessions) as session:
+        await session.execute(text("select 1"))
+        on_rollback(session, undo)
+    assert undone == []
