@@ -87,8 +87,10 @@ def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from app.audit.verify_all import verify_firms  # noqa: PLC0415
 
     firm = uuid.UUID(args.firm) if args.firm else None
-    keys = signing.load(settings).trusted
-    results = asyncio.run(verify_firms(_owner_url(settings), firm, keys, platform=args.all))
+    key = signing.load(settings)
+    results = asyncio.run(
+        verify_firms(_owner_url(settings), firm, key.trusted, args.all, key.revoked)
+    )
     for firm_id, result in results:
         if not result.ok:
             chain = f"firm {firm_id}" if firm_id else "the platform chain"

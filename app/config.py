@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # The public halves (PEM) of the keys that signed checkpoints before this one, after a
     # rotation: what they signed still verifies.
     audit_retired_public_keys: str = ""
+    # The ids of keys no longer trusted (comma-separated): a key that leaked. What they signed
+    # vouches for nothing, and is left out of exports and the published keys.
+    audit_revoked_key_ids: str = ""
     audit_checkpoint_minutes: int = 60
     smtp_url: SecretStr | None = None
     mail_from: str = "CoverProof <no-reply@coverproof.test>"

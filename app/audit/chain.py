@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
@@ -283,6 +283,7 @@ async def verify(
     keys: Mapping[str, Ed25519PublicKey] | None = None,
     seen: Callable[[asyncpg.Record], None] | None = None,
     since: Head | None = None,
+    revoked: Collection[str] = (),
 ) -> Verification:
     """Recompute the firm's chain from its first entry, streaming rows through a server-side
     cursor so memory stays flat however long the chain is, and check that every signed
@@ -291,13 +292,16 @@ async def verify(
     entry once it has checked out (as ``calls.chain_entries`` streams it: ``details`` as its
     JSON text), so a caller can rely on what the chain vouches for. From ``since`` (a firm's
     entry already trusted: a signed checkpoint's seq and hash), only the entries after it are
-    checked, the first against its hash."""
+    checked, the first against its hash. Checkpoints signed by a ``revoked`` key (by id) are
+    left alone: they vouch for nothing, so they are neither counted nor held against the
+    chain."""
     checked, prev_hash = (since.seq, since.hash) if since else (0, canonical.GENESIS)
     matched = 0
     query = select(AuditCheckpoint).where(
         AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.seq > checked
     )
-    checkpoints = {cp.seq: cp for cp in (await session.execute(query)).scalars()}
+    found = (await session.execute(query)).scalars()
+    checkpoints = {cp.seq: cp for cp in found if cp.key_id not in revoked}
     async with contextlib.aclosing(_entries(session, firm_id, checked)) as batches:
         async for batch in batches:
             for row in batch:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select
@@ -27,17 +28,21 @@ async def _sign_head(
     """The checkpoint of the firm's current head (None for an empty chain), and whether it was
     signed just now (a head already signed keeps its checkpoint). Only a chain that still
     extends the last checkpoint, itself validly signed, is signed: signing a rewritten or
-    cut-off one would vouch for the rewrite. The entries since that checkpoint are checked
-    before the firm's chain lock is taken, so its appends do not wait on that; under the lock,
-    only what was appended meanwhile is."""
-    last = await newest(session, firm_id)
+    cut-off one would vouch for the rewrite. With no such checkpoint (none yet, or only a
+    revoked key's), the whole chain is checked first. The entries since that checkpoint are
+    checked before the firm's chain lock is taken, so its appends do not wait on that; under
+    the lock, only what was appended meanwhile is."""
+    last = await newest(session, firm_id, key.revoked)
+    checked: chain.Head | None
     if last is not None:
         _signed_by_us(last, key)
-        checked = await _extends(
-            session, firm_id, last, _signed(last), await chain.head(session, firm_id)
-        )
+        since = _signed(last)
+        current = await chain.head(session, firm_id)
+        checked = await _extends(session, firm_id, last, since, current, key)
+    else:
+        checked = await _whole(session, firm_id, key)
     head = await chain.locked_head(session, firm_id)  # it cannot move while it is signed
-    latest = await newest(session, firm_id)
+    latest = await newest(session, firm_id, key.revoked)
     if last is not None and (latest is None or latest.seq < last.seq):
         raise AuditChainBroken(
             f"The checkpoint at seq {last.seq} was removed while the chain was being checked."
@@ -46,9 +51,15 @@ async def _sign_head(
         if last is None or latest.id != last.id:  # signed meanwhile: check from that one
             _signed_by_us(latest, key)
             checked = _signed(latest)
-        await _extends(session, firm_id, latest, checked, head)
+        assert checked is not None
+        await _extends(session, firm_id, latest, checked, head, key)
         if latest.seq == head.seq:
             return latest, False
+    elif checked != head:  # changed since the whole chain was checked
+        if head is None or (checked is not None and head.seq <= checked.seq):
+            seq = 0 if head is None else head.seq
+            raise AuditChainBroken(f"The audit trail changed as it was checked (head: seq {seq}).")
+        await _whole(session, firm_id, key, checked)  # what was appended meanwhile
     if head is None:
         return None, False
     signed_at = datetime.now(UTC)
@@ -69,9 +80,13 @@ async def _sign_head(
     return checkpoint, True
 
 
-async def newest(session: AsyncSession, firm_id: uuid.UUID) -> AuditCheckpoint | None:
-    """The firm's latest checkpoint, or None."""
-    query = select(AuditCheckpoint).where(AuditCheckpoint.firm_id == firm_id)
+async def newest(
+    session: AsyncSession, firm_id: uuid.UUID, revoked: Collection[str] = ()
+) -> AuditCheckpoint | None:
+    """The firm's latest checkpoint signed by a key not ``revoked``, or None."""
+    query = select(AuditCheckpoint).where(
+        AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.key_id.not_in(sorted(revoked))
+    )
     found: AuditCheckpoint | None = await session.scalar(
         query.order_by(AuditCheckpoint.seq.desc()).limit(1)
     )
@@ -95,12 +110,28 @@ def _signed_by_us(checkpoint: AuditCheckpoint, key: SigningKey) -> None:
         raise AuditChainBroken(f"The checkpoint at seq {checkpoint.seq} {problem}{hint}.")
 
 
+async def _whole(
+    session: AsyncSession, firm_id: uuid.UUID, key: SigningKey, since: chain.Head | None = None
+) -> chain.Head | None:
+    """Raise AuditChainBroken unless the firm's chain verifies from its first entry (or from
+    ``since``, an entry already checked), with the checkpoints of keys not revoked; its newest
+    entry, None for an empty chain."""
+    verified = await chain.verify(session, firm_id, since=since, revoked=key.revoked)
+    if not verified.ok:
+        raise AuditChainBroken(
+            f"The audit trail does not verify: seq {verified.failure_seq}: "
+            f"{verified.failure_reason}."
+        )
+    return chain.Head(verified.head_seq, verified.head_hash) if verified.head_seq else None
+
+
 async def _extends(
     session: AsyncSession,
     firm_id: uuid.UUID,
     last: AuditCheckpoint,
     since: chain.Head,
     head: chain.Head | None,
+    key: SigningKey,
 ) -> chain.Head:
     """Raise AuditChainBroken unless the chain still reaches ``since`` (the entry ``last``
     signed, or one already checked to extend it) and every entry after it, up to ``head``,
@@ -114,7 +145,7 @@ async def _extends(
             what = "its checkpoint signed" if since.seq == last.seq else "that was just checked"
             raise AuditChainBroken(f"The entry at seq {since.seq} is not the one {what}.")
         return since
-    verified = await chain.verify(session, firm_id, since=since)
+    verified = await chain.verify(session, firm_id, since=since, revoked=key.revoked)
     if not verified.ok:
         raise AuditChainBroken(
             f"The audit trail does not extend its checkpoint at seq {last.seq}: "
@@ -148,7 +179,7 @@ async def list_checkpoints(session: AsyncSession, actor: Actor) -> list[AuditChe
 async def checkpoint_due_firms(sessions: async_sessionmaker[AsyncSession], key: SigningKey) -> int:
     """Sign every firm whose chain moved since its last checkpoint; returns how many."""
     async with transaction(sessions) as session:
-        heads = await calls.chain_heads(session)
+        heads = await calls.chain_heads(session, key.revoked)
     signed = 0
     for head in heads:
         if head.head_seq is not None and head.head_seq != head.checkpoint_seq:

@@ -59,7 +59,7 @@ async def _extent(
 async def _body(
     session: AsyncSession,
     firm_id: uuid.UUID,
-    key_id: str,
+    key: SigningKey,
     start: datetime | None,
     end: datetime | None,
 ) -> AsyncIterator[str]:
@@ -67,9 +67,12 @@ async def _body(
     # what has committed by its start): a checkpoint signed while the export streams is left
     # out, not reported offline as beyond the entries, while a tail cut off after a checkpoint
     # still shows, that checkpoint being beyond the head.
+    # A revoked key's checkpoints vouch for nothing, and its public half is no longer
+    # published: they are left out.
+    trusted = AuditCheckpoint.key_id.not_in(sorted(key.revoked))
     signed = await session.execute(
         select(AuditCheckpoint)
-        .where(AuditCheckpoint.firm_id == firm_id)
+        .where(AuditCheckpoint.firm_id == firm_id, trusted)
         .order_by(AuditCheckpoint.seq)
     )
     checkpoints = list(signed.scalars())
@@ -84,7 +87,7 @@ async def _body(
             "version": 2,
             "firm_id": str(firm_id),
             "exported_at": canonical.timestamp(datetime.now(UTC)),
-            "key_id": key_id,
+            "key_id": key.key_id,
             # A full export must start at seq 1 and end at the head, so entries deleted at
             # either end show offline; a dated one says which dates it was asked for.
             "scope": "dated" if dated else "full",
@@ -135,7 +138,7 @@ async def export_lines(
     """The export, line by line, streamed from a server-side cursor, ending with the signed
     trailer."""
     digest = hashlib.sha256()
-    async for line in _body(session, firm_id, key.key_id, start, end):
+    async for line in _body(session, firm_id, key, start, end):
         digest.update(line.encode())
         yield line
     value = digest.digest()

@@ -86,7 +86,7 @@ async def actor_names(
 async def verify_chain(session: AsyncSession, actor: Actor, key: SigningKey) -> chain.Verification:
     """Verify the firm's chain from its first entry, and every signed checkpoint (admins)."""
     actor.require(Role.ADMIN)
-    return await chain.verify(session, actor.firm_id, key.trusted)
+    return await chain.verify(session, actor.firm_id, key.trusted, revoked=key.revoked)
 
 
 async def export_log(

@@ -5,7 +5,9 @@ Development keeps a key file in the data directory (made once, mode 0600); produ
 key is published at ``/.well-known/coverproof-audit-key`` so anyone can check a checkpoint; after
 a rotation, ``COVERPROOF_AUDIT_RETIRED_PUBLIC_KEYS`` holds the earlier keys' public halves, so
 checkpoints they signed still verify (all are published at
-``/.well-known/coverproof-audit-keys.pem``).
+``/.well-known/coverproof-audit-keys.pem``). A key that leaked is revoked by listing its id in
+``COVERPROOF_AUDIT_REVOKED_KEY_IDS``: whoever holds it could sign a checkpoint over a rewritten
+chain, so nothing it signed is relied on any more, and it is no longer published.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ KEY_FILE = "audit_signing_key.pem"
 
 
 _PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+_KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class SigningKey:
     private: Ed25519PrivateKey
     # Not part of the key's identity (nor its hash: the pack signer is cached by key).
     retired: tuple[Ed25519PublicKey, ...] = field(default=(), compare=False)
+    # The ids of revoked keys: their checkpoints are ignored wherever checkpoints are relied on.
+    revoked: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def public(self) -> Ed25519PublicKey:
@@ -43,13 +48,18 @@ class SigningKey:
 
     @property
     def trusted(self) -> Mapping[str, Ed25519PublicKey]:
-        """Every key a checkpoint of ours may name, by key id: this one and the retired ones."""
-        return {key_id(public): public for public in (*self.retired, self.public)}
+        """Every key a checkpoint of ours may name, by key id: this one and the retired ones
+        not revoked."""
+        return {
+            key_id(public): public
+            for public in (*self.retired, self.public)
+            if key_id(public) not in self.revoked
+        }
 
     def trusted_pem(self) -> str:
         """The trusted keys' public halves, this one first."""
         keys = (self.public, *self.retired)
-        return "".join(_pem(public) for public in keys)
+        return "".join(_pem(public) for public in keys if key_id(public) not in self.revoked)
 
     @property
     def key_id(self) -> str:
@@ -98,6 +108,17 @@ def retired_keys(text: str) -> tuple[Ed25519PublicKey, ...]:
     return tuple(keys)
 
 
+def revoked_key_ids(text: str) -> frozenset[str]:
+    """The key ids in ``text`` (separated by commas or spaces); a ConfigError for anything
+    else, so a mistyped id stops the start instead of leaving a leaked key trusted."""
+    ids = frozenset(part for part in re.split(r"[,\s]+", text.strip()) if part)
+    if any(not _KEY_ID.match(one) for one in ids):
+        raise ConfigError(
+            ["COVERPROOF_AUDIT_REVOKED_KEY_IDS must list key ids: 16 lower-case hex digits each."]
+        )
+    return ids
+
+
 def key_id(public: Ed25519PublicKey) -> str:
     """The first 16 hex digits of the SHA-256 of the raw public key."""
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -128,7 +149,10 @@ def load(settings: Settings) -> SigningKey:
     private = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(private, Ed25519PrivateKey):
         raise ConfigError(["COVERPROOF_AUDIT_SIGNING_KEY must be an Ed25519 private key."])
-    return SigningKey(private, retired_keys(settings.audit_retired_public_keys))
+    revoked = revoked_key_ids(settings.audit_revoked_key_ids)
+    if key_id(private.public_key()) in revoked:
+        raise ConfigError(["COVERPROOF_AUDIT_SIGNING_KEY is revoked: configure a new key."])
+    return SigningKey(private, retired_keys(settings.audit_retired_public_keys), revoked)
 
 
 def checkpoint_payload(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
@@ -21,6 +21,7 @@ async def verify_firms(
     firm_id: uuid.UUID | None = None,
     keys: Mapping[str, Ed25519PublicKey] | None = None,
     platform: bool = False,
+    revoked: Collection[str] = (),
 ) -> list[tuple[uuid.UUID | None, Verification]]:
     """Each firm's verification in firm id order (and the platform chain's, as None); the owner
     lists firms, then reads each chain inside that firm's tenant context like any reader."""
@@ -34,7 +35,7 @@ async def verify_firms(
         results: list[tuple[uuid.UUID | None, Verification]] = []
         for fid in firm_ids:
             async with tenant_transaction(sessions, fid) as session:
-                results.append((fid, await verify(session, fid, keys)))
+                results.append((fid, await verify(session, fid, keys, revoked=revoked)))
         if platform:
             async with transaction(sessions) as session:
                 results.append((None, await verify(session, None)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Collection, Mapping
 from typing import Any
 
 import asyncpg
@@ -48,7 +48,9 @@ _NOTE_FAILURE = text("select auth_note_failed_sign_in(:user_id, :threshold)")
 _DECLARATION_TOKEN = text(
     "select declaration_id, firm_id from declaration_token_lookup(:token_hash)"
 )
-_CHAIN_HEADS = text("select firm_id, head_seq, checkpoint_seq from audit_chain_heads()")
+_CHAIN_HEADS = text(
+    "select firm_id, head_seq, checkpoint_seq from audit_chain_heads(cast(:revoked as text[]))"
+)
 _API_KEY = text("select key_id, firm_id, name, scopes, first_use from api_key_lookup(:h)")
 _PLATFORM_HEAD = text("select seq, hash from audit_platform_head()")
 _PLATFORM_APPEND = text(
@@ -171,9 +173,10 @@ async def declaration_by_token(session: AsyncSession, token_hash: bytes) -> Row[
     return (await session.execute(_DECLARATION_TOKEN, {"token_hash": token_hash})).one_or_none()
 
 
-async def chain_heads(session: AsyncSession) -> list[Row[Any]]:
-    """Every firm's chain head and latest checkpoint seq (for the periodic checkpointer)."""
-    return list((await session.execute(_CHAIN_HEADS)).all())
+async def chain_heads(session: AsyncSession, revoked: Collection[str]) -> list[Row[Any]]:
+    """Every firm's chain head and the seq of its latest checkpoint by a key not ``revoked``
+    (for the periodic checkpointer)."""
+    return list((await session.execute(_CHAIN_HEADS, {"revoked": sorted(revoked)})).all())
 
 
 async def api_key_lookup(session: AsyncSession, secret_hash: bytes) -> Row[Any] | None:

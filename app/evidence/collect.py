@@ -221,8 +221,10 @@ async def _entries(session: AsyncSession, actor: Actor, data: PackCreate) -> lis
     ]
 
 
-async def _checkpoint(session: AsyncSession, firm_id: uuid.UUID) -> CheckpointContent | None:
-    cp = await checkpoints.newest(session, firm_id)
+async def _checkpoint(
+    session: AsyncSession, firm_id: uuid.UUID, key: SigningKey
+) -> CheckpointContent | None:
+    cp = await checkpoints.newest(session, firm_id, key.revoked)
     if cp is None:
         return None
     return CheckpointContent(
@@ -288,7 +290,9 @@ async def collect(
     names = await _counterparty_names(session, declarations, counterparties)
     firm = await session.get(Firm, actor.firm_id)
     receipts = _Receipts(declarations)
-    verified = await chain.verify(session, actor.firm_id, key.trusted, seen=receipts)
+    verified = await chain.verify(
+        session, actor.firm_id, key.trusted, seen=receipts, revoked=key.revoked
+    )
     if not verified.ok:
         # A rewrite re-chained up to a later checkpoint passes every check until that one:
         # no entry of a chain that fails vouches for a response.
@@ -309,5 +313,5 @@ async def collect(
         counterparties=await _cover(session, actor, counterparties, cover_window_days),
         entries=await _entries(session, actor, data),
         verification=_verification(verified),
-        checkpoint=await _checkpoint(session, actor.firm_id),
+        checkpoint=await _checkpoint(session, actor.firm_id, key),
     )

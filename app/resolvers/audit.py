@@ -50,12 +50,14 @@ async def verify_audit_chain(info: Info) -> AuditVerification:
 
 
 async def audit_checkpoints(info: Info) -> list[AuditCheckpoint]:
-    return [AuditCheckpoint.of(cp) for cp in await info.context.run(checkpoints.list_checkpoints)]
+    revoked = info.context.signing_key.revoked
+    found = await info.context.run(checkpoints.list_checkpoints)
+    return [AuditCheckpoint.of(cp, revoked) for cp in found]
 
 
 async def create_audit_checkpoint(info: Info) -> AuditCheckpointPayload:
     made = await info.context.run(checkpoints.create_checkpoint, info.context.signing_key)
-    return AuditCheckpointPayload(checkpoint=AuditCheckpoint.of(made))
+    return AuditCheckpointPayload(checkpoint=AuditCheckpoint.of(made, ()))
 
 
 async def export_audit_log(

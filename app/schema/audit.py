@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from enum import Enum
 from typing import cast
@@ -134,9 +135,12 @@ class AuditCheckpoint:
     signed_at: datetime
     key_id: str
     signature: str = strawberry.field(description="Base64 Ed25519 signature (docs/audit.md).")
+    key_revoked: bool = strawberry.field(
+        description="Signed by a key since revoked: this checkpoint vouches for nothing."
+    )
 
     @classmethod
-    def of(cls, cp: CheckpointModel) -> AuditCheckpoint:
+    def of(cls, cp: CheckpointModel, revoked: Collection[str]) -> AuditCheckpoint:
         return cls(
             id=cp.id,
             seq=cp.seq,
@@ -144,6 +148,7 @@ class AuditCheckpoint:
             signed_at=cp.signed_at,
             key_id=cp.key_id,
             signature=base64.b64encode(cp.signature).decode(),
+            key_revoked=cp.key_id in revoked,
         )
 
 

@@ -1,11 +1,15 @@
 """After the audit signing key is rotated, checkpoints the old key signed still verify: on the
 server, with the old public half configured as retired, and offline, with the keys file the
-server publishes. Without it they are refused, naming the key they name."""
+server publishes. Without it they are refused, naming the key they name. A key that leaked is
+revoked: what it signed vouches for nothing anywhere, and it is no longer published."""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -13,19 +17,32 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
-from app.audit.signing import SigningKey, retired_keys
+from app.audit import checkpoints
+from app.audit.signing import (
+    SigningKey,
+    checkpoint_payload,
+    load,
+    retired_keys,
+    revoked_key_ids,
+)
 from app.config import ConfigError, Settings
+from app.db.models import AuditCheckpoint
+from app.db.tenant import tenant_transaction
 from app.main import create_app
 from tests.audit.test_tamper import (
+    CHECKPOINT,
     VERIFY,
+    Trail,
     append,
     export,
     new_trail,
     run_verifier,
     sign_head,
+    signing_key,
 )
 from tests.conftest import Database, http_client, make_settings, private_pem, started
 from tests.factories import Members, gql
@@ -33,10 +50,15 @@ from tests.factories import Members, gql
 
 @asynccontextmanager
 async def _client(
-    database: Database, settings: Settings, tmp_path: Path, key: SigningKey, retired: str
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+    key: SigningKey,
+    retired: str,
+    revoked: str = "",
 ) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    """An app signing with ``key``, trusting ``retired`` too, on the same database and secret
-    as the test app (so the members' sessions hold)."""
+    """An app signing with ``key``, trusting ``retired`` too (but not ``revoked``), on the same
+    database and secret as the test app (so the members' sessions hold)."""
     assert settings.secret_key is not None
     configured = make_settings(
         database,
@@ -44,6 +66,7 @@ async def _client(
         secret_key=settings.secret_key.get_secret_value(),
         audit_signing_key=private_pem(key.private),
         audit_retired_public_keys=retired,
+        audit_revoked_key_ids=revoked,
     )
     async for app in started(create_app(configured)):
         async with http_client(app) as client:
@@ -113,3 +136,125 @@ def test_retired_keys_are_ed25519_public_keys_and_nothing_else() -> None:
     for bad in ("not a key", one.public_pem() + "trailing words", ec, private_pem(one.private)):
         with pytest.raises(ConfigError):
             retired_keys(bad)
+
+
+CHECKPOINTS = "{ auditCheckpoints { seq keyId keyRevoked } }"
+EXPORT = "{ exportAuditLog { jsonl } }"
+
+
+async def _signed_by(
+    sessions: async_sessionmaker[AsyncSession], trail: Trail, key: SigningKey, seq: int
+) -> None:
+    """A checkpoint ``key`` signs at ``seq`` over a hash the chain never had, stored as the app
+    would store one (the app role may insert checkpoints): what a leaked key makes possible."""
+    forged, signed_at = hashlib.sha256(b"a chain that never was").digest(), datetime.now(UTC)
+    async with tenant_transaction(sessions, trail.firm_id, trail.owner.user_id) as session:
+        session.add(
+            AuditCheckpoint(
+                id=uuid.uuid4(),
+                firm_id=trail.firm_id,
+                seq=seq,
+                head_hash=forged,
+                signed_at=signed_at,
+                key_id=key.key_id,
+                signature=key.sign(checkpoint_payload(trail.firm_id, seq, forged, signed_at)),
+                created_by="system",
+            )
+        )
+
+
+async def test_a_revoked_keys_checkpoints_vouch_for_nothing(
+    database: Database,
+    settings: Settings,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    leaked = SigningKey(Ed25519PrivateKey.generate())
+    new = SigningKey(Ed25519PrivateKey.generate())
+    trail = await new_trail(members, app_sessions, 2)
+    await sign_head(app_sessions, trail, leaked)  # a genuine checkpoint, at seq 2
+    await append(app_sessions, trail.actor, 1, start=3)
+    await _signed_by(app_sessions, trail, leaked, 3)  # whoever holds the key signs at will
+
+    # Merely retired, the leaked key is still trusted: its forgery stands against the chain.
+    async with _client(database, settings, tmp_path / "a", new, leaked.public_pem()) as (_, c):
+        result = (await gql(c, VERIFY, None, trail.admin))["data"]["verifyAuditChain"]
+        assert (result["ok"], result["failure"]["seq"]) == (False, 3), result
+        assert (await gql(c, CHECKPOINT, None, trail.admin))["errors"], "signed over a forgery"
+
+    revoked = f"{leaked.key_id}, {'0' * 16}"
+    async with _client(database, settings, tmp_path / "b", new, leaked.public_pem(), revoked) as (
+        _,
+        client,
+    ):
+        body = await gql(client, VERIFY, None, trail.admin)
+        assert body["data"]["verifyAuditChain"] == {
+            "ok": True,
+            "entriesChecked": 3,
+            "headSeq": 3,
+            "checkpointsChecked": 0,
+            "failure": None,
+        }, body
+        listed = (await gql(client, CHECKPOINTS, None, trail.admin))["data"]["auditCheckpoints"]
+        assert [(c["seq"], c["keyRevoked"]) for c in listed] == [(3, True), (2, True)]
+        # Signing resumes from no revoked checkpoint: the whole chain is checked, then signed.
+        made = await gql(client, CHECKPOINT, None, trail.admin)
+        assert made["data"]["createAuditCheckpoint"]["checkpoint"]["seq"] == 3, made
+        body = await gql(client, VERIFY, None, trail.admin)
+        assert body["data"]["verifyAuditChain"]["checkpointsChecked"] == 1, body
+        published = (await client.get("/.well-known/coverproof-audit-keys.pem")).text
+        assert published == new.public_pem()  # retired, but revoked: no longer published
+        lines = (await gql(client, EXPORT, None, trail.admin))["data"]["exportAuditLog"]["jsonl"]
+
+    assert leaked.key_id not in lines  # neither its checkpoints nor its key are exported
+    export_path, keys_path = tmp_path / "export.jsonl", tmp_path / "keys.pem"
+    export_path.write_text(lines)
+    keys_path.write_text(published)
+    code, out = await run_verifier(export_path, keys_path)
+    assert code == 0, out
+    assert ": entries 1..3 (3) of 3 intact, 1 signed checkpoint(s) verified, " in out
+
+
+async def test_the_periodic_checkpointer_signs_a_head_only_a_revoked_key_had_signed(
+    app: Starlette, members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The seq a revoked key signed is signed again by the platform's key (one checkpoint per
+    seq and key), once: then it is the chain's latest checkpoint."""
+    leaked = SigningKey(Ed25519PrivateKey.generate())
+    platform = signing_key(app)  # so every other firm signed meanwhile stays verifiable
+    trail = await new_trail(members, app_sessions, 2)
+    await sign_head(app_sessions, trail, leaked)
+    revoking = SigningKey(platform.private, (leaked.public,), frozenset({leaked.key_id}))
+    for _ in range(2):
+        await checkpoints.checkpoint_due_firms(app_sessions, revoking)
+        async with tenant_transaction(app_sessions, trail.firm_id) as session:
+            found = await session.execute(
+                select(AuditCheckpoint.seq, AuditCheckpoint.key_id).order_by(
+                    AuditCheckpoint.signed_at
+                )
+            )
+            assert found.all() == [(2, leaked.key_id), (2, platform.key_id)]
+
+
+def test_a_revoked_key_is_named_by_its_id_and_never_signs(
+    tmp_path: Path, database: Database
+) -> None:
+    key = SigningKey(Ed25519PrivateKey.generate())
+    assert revoked_key_ids(f" {key.key_id},{'a' * 16}  {'b' * 16} ") == {
+        key.key_id,
+        "a" * 16,
+        "b" * 16,
+    }
+    assert revoked_key_ids("") == frozenset()
+    for bad in ("not-an-id", key.key_id.upper(), key.key_id[:-1], key.public_pem()):
+        with pytest.raises(ConfigError):
+            revoked_key_ids(bad)
+    configured = make_settings(
+        database,
+        tmp_path,
+        audit_signing_key=private_pem(key.private),
+        audit_revoked_key_ids=key.key_id,
+    )
+    with pytest.raises(ConfigError, match="is revoked"):
+        load(configured)
