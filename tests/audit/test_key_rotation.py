@@ -73,6 +73,17 @@ async def _client(
             yield app, client
 
 
+async def _signed_then_rotated(
+    members: Members, sessions: async_sessionmaker[AsyncSession]
+) -> tuple[SigningKey, SigningKey, Trail]:
+    """(the old key, the new key, a trail): two entries the old key signed, then a third."""
+    old = SigningKey(Ed25519PrivateKey.generate())
+    trail = await new_trail(members, sessions, 2)
+    await sign_head(sessions, trail, old)  # a genuine checkpoint, at seq 2
+    await append(sessions, trail.actor, 1, start=3)
+    return old, SigningKey(Ed25519PrivateKey.generate()), trail
+
+
 async def test_checkpoints_a_retired_key_signed_still_verify(
     database: Database,
     settings: Settings,
@@ -80,11 +91,7 @@ async def test_checkpoints_a_retired_key_signed_still_verify(
     app_sessions: async_sessionmaker[AsyncSession],
     tmp_path: Path,
 ) -> None:
-    old = SigningKey(Ed25519PrivateKey.generate())
-    new = SigningKey(Ed25519PrivateKey.generate())
-    trail = await new_trail(members, app_sessions, 2)
-    await sign_head(app_sessions, trail, old)  # before the rotation
-    await append(app_sessions, trail.actor, 1, start=3)
+    old, new, trail = await _signed_then_rotated(members, app_sessions)
     # The rotated deployment lists the old key as retired: signing goes on from its checkpoint.
     await sign_head(app_sessions, trail, SigningKey(new.private, retired=(old.public,)))
 
@@ -170,11 +177,7 @@ async def test_a_revoked_keys_checkpoints_vouch_for_nothing(
     app_sessions: async_sessionmaker[AsyncSession],
     tmp_path: Path,
 ) -> None:
-    leaked = SigningKey(Ed25519PrivateKey.generate())
-    new = SigningKey(Ed25519PrivateKey.generate())
-    trail = await new_trail(members, app_sessions, 2)
-    await sign_head(app_sessions, trail, leaked)  # a genuine checkpoint, at seq 2
-    await append(app_sessions, trail.actor, 1, start=3)
+    leaked, new, trail = await _signed_then_rotated(members, app_sessions)
     await _signed_by(app_sessions, trail, leaked, 3)  # whoever holds the key signs at will
 
     # Merely retired, the leaked key is still trusted: its forgery stands against the chain.
