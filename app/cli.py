@@ -115,6 +115,23 @@ def audit_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def audit_reanchor(settings: Settings, args: argparse.Namespace) -> int:
+    from app.audit import signing  # noqa: PLC0415
+    from app.audit.verify_all import reanchor_firms  # noqa: PLC0415
+    from app.errors import AuditChainBroken  # noqa: PLC0415
+
+    key = signing.load(settings)
+    firm = uuid.UUID(args.firm) if args.firm else None
+    results = asyncio.run(reanchor_firms(_owner_url(settings), key, firm))
+    for firm_id, result in results:
+        if isinstance(result, AuditChainBroken):
+            print(f"NOT SIGNED firm {firm_id}: {result.message}")
+        elif result is not None:
+            print(f"re-anchored firm {firm_id} at seq {result.seq} with key {result.key_id}")
+    print(f"{len(results)} chain(s)")
+    return 1 if any(isinstance(r, AuditChainBroken) for _, r in results) else 0
+
+
 def audit_key(settings: Settings, args: argparse.Namespace) -> int:
     from app.audit import signing  # noqa: PLC0415
 
@@ -175,6 +192,14 @@ def parser() -> argparse.ArgumentParser:
     export = audit.add_parser("export", help="one firm's trail as JSON Lines, to stdout")
     export.add_argument("--firm", required=True)
     export.set_defaults(handler=audit_export)
+    reanchor = audit.add_parser(
+        "reanchor",
+        help="sign chains only a revoked key had signed, once checked against kept exports",
+    )
+    scope = reanchor.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--firm")
+    scope.add_argument("--all", action="store_true", help="every chain only revoked keys signed")
+    reanchor.set_defaults(handler=audit_reanchor)
     audit.add_parser("public-key", help="the checkpoint signing key (PEM)").set_defaults(
         handler=audit_key
     )

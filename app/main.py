@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -40,6 +41,8 @@ from app.ratelimit.middleware import IpCeiling
 from app.schema import build_schema
 from app.schema.fastpath import FastPathState
 
+log = logging.getLogger("coverproof")
+
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app; the lifespan connects, checks the database role, starts the mail sender
@@ -54,6 +57,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     secret_key = settings.resolved_secret_key()
     signing_key = signing.load(settings)
     pack_signer(signing_key)  # derived now, so a key that cannot sign packs stops the start
+    # So an operator can see that a revoked key is no longer among them (a mistyped id is not).
+    log.info(
+        "audit keys: signing with %s; trusted %s; revoked %s",
+        signing_key.key_id,
+        ", ".join(signing_key.trusted),
+        ", ".join(sorted(signing_key.revoked)) or "none",
+    )
     limiter_holder: list[RateLimiter] = []
 
     @asynccontextmanager

@@ -2,7 +2,7 @@
 """Verify a CoverProof audit export offline, without trusting CoverProof.
 
 Usage: python3 tools/verify_audit.py EXPORT.jsonl PUBLIC_KEYS.pem [MORE_PUBLIC_KEYS.pem ...]
-           [--against EARLIER_EXPORT.jsonl ...]
+           [--against EARLIER_EXPORT.jsonl ... [--kept-keys KEPT_KEYS.pem ...]]
 
 Needs only the Python standard library, plus the `cryptography` package for the Ed25519
 signature checks (pip install cryptography). docs/audit.md describes every byte, so you can
@@ -21,7 +21,9 @@ first and last entries fall within its dates. With --against, the export also ag
 earlier export of the firm you kept (newest first): the same hash at every seq both vouch for
 (their entries, and the head a version 2 header signs), and a chain reaching at least as far
 as it did then (a chain rewritten or cut since, even by someone able to have the platform sign
-the result, shows).
+the result, shows). The earlier exports are checked with the keys given and, if a key was
+revoked since they were made (it leaked), with that key given after --kept-keys: trusted for
+the exports you kept from before, never for the export being checked.
 
 Exit 0 with a one-line summary when intact: it says whether the export is full or dated (and
 its dates), when it was exported, which entries of how many it holds, and the signing key.
@@ -312,19 +314,42 @@ def agrees(later: Checked, earlier: Checked, name: str) -> int:
     return len(shared)
 
 
+def _arguments(args: list[str]) -> dict[str, list[str]] | None:
+    """The positional arguments (under "") and each option's; None for a usage error."""
+    found: dict[str, list[str]] = {"": []}
+    current = ""
+    for arg in args:
+        if arg in ("--against", "--kept-keys"):
+            if arg in found:
+                return None
+            current = arg
+            found[current] = []
+        else:
+            found[current].append(arg)
+    if len(found[""]) < 2 or any(not values for values in found.values()):
+        return None
+    if "--kept-keys" in found and "--against" not in found:
+        return None
+    return found
+
+
 def main(argv: list[str]) -> int:
-    args = argv[1:]
-    cut = args.index("--against") if "--against" in args else len(args)
-    paths, earlier = args[:cut], args[cut + 1 :]
-    if len(paths) < 2 or (cut < len(args) and not earlier):
+    found = _arguments(argv[1:])
+    if found is None:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
+    paths, earlier = found[""], found.get("--against", [])
     try:
         exports = []
         for path in [paths[0], *earlier]:
             with open(path, "rb") as handle:
                 exports.append(handle.read())
         keys = {key_id: key for path in paths[1:] for key, key_id in _load_public_keys(path)}
+        kept_keys = {
+            key_id: key
+            for path in found.get("--kept-keys", [])
+            for key, key_id in _load_public_keys(path)
+        }
     except (OSError, ValueError, TypeError) as error:
         print(f"cannot read input: {error}", file=sys.stderr)
         return 2
@@ -333,7 +358,7 @@ def main(argv: list[str]) -> int:
         checked = check(exports[0], keys)
         for name, data in zip(earlier, exports[1:], strict=True):
             try:
-                kept = check(data, keys)
+                kept = check(data, {**keys, **kept_keys})
             except Broken as broken:
                 raise Disagrees(f"{name} does not verify: {broken}") from broken
             compared += agrees(checked, kept, name)

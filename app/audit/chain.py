@@ -300,16 +300,23 @@ async def verify(
     query = select(AuditCheckpoint).where(
         AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.seq > checked
     )
-    found = (await session.execute(query)).scalars()
-    checkpoints = {cp.seq: cp for cp in found if cp.key_id not in revoked}
+    # Every checkpoint at a seq is checked (one per key may sign it).
+    checkpoints: dict[int, list[Any]] = {}
+    for found in (await session.execute(query.order_by(AuditCheckpoint.id))).scalars():
+        if found.key_id not in revoked:
+            checkpoints.setdefault(found.seq, []).append(found)
     async with contextlib.aclosing(_entries(session, firm_id, checked)) as batches:
         async for batch in batches:
             for row in batch:
                 problem = _problem(row, checked + 1, prev_hash)
-                cp = checkpoints.get(row["seq"]) if problem is None else None
-                if cp is not None:
-                    problem = _checkpoint_problem(cp, row, keys)
-                    matched += problem is None
+                signed = checkpoints.get(row["seq"]) if problem is None else None
+                cp: Any = None
+                if signed:
+                    for cp in signed:
+                        problem = _checkpoint_problem(cp, row, keys)
+                        if problem:
+                            break
+                        matched += 1
                 if problem:
                     failed = cp.id if cp else None
                     return Verification(
@@ -318,7 +325,7 @@ async def verify(
                 checked, prev_hash = row["seq"], row["hash"]
                 if seen is not None:
                     seen(row)
-    beyond = [cp for seq, cp in sorted(checkpoints.items()) if seq > checked]
+    beyond = [cps[0] for seq, cps in sorted(checkpoints.items()) if seq > checked]
     if beyond:
         cp = beyond[0]
         reason = f"the chain ends at seq {checked} but checkpoint {cp.id} signed seq {cp.seq}"

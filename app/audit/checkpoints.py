@@ -22,16 +22,29 @@ from app.errors import AuditChainBroken, BadUserInput
 log = logging.getLogger("coverproof.audit")
 
 
+REVOKED_ONLY = (
+    "Every checkpoint of this audit trail was signed by a revoked key, so none vouches for it: "
+    "an operator re-anchors it (coverproof audit reanchor) once it has been checked against "
+    "exports kept from before the key leaked."
+)
+
+
 async def _sign_head(
-    session: AsyncSession, firm_id: uuid.UUID, key: SigningKey, created_by: str
+    session: AsyncSession,
+    firm_id: uuid.UUID,
+    key: SigningKey,
+    created_by: str,
+    *,
+    reanchor: bool = False,
 ) -> tuple[AuditCheckpoint | None, bool]:
     """The checkpoint of the firm's current head (None for an empty chain), and whether it was
     signed just now (a head already signed keeps its checkpoint). Only a chain that still
     extends the last checkpoint, itself validly signed, is signed: signing a rewritten or
-    cut-off one would vouch for the rewrite. With no such checkpoint (none yet, or only a
-    revoked key's), the whole chain is checked first. The entries since that checkpoint are
-    checked before the firm's chain lock is taken, so its appends do not wait on that; under
-    the lock, only what was appended meanwhile is."""
+    cut-off one would vouch for the rewrite. With no such checkpoint, the whole chain is checked
+    first; and a chain only a revoked key signed is signed only as an operator's ``reanchor``
+    (its links check out however whoever held the key rewrote it). The entries since that
+    checkpoint are checked before the firm's chain lock is taken, so its appends do not wait on
+    that; under the lock, only what was appended meanwhile is."""
     last = await newest(session, firm_id, key.revoked)
     checked: chain.Head | None
     if last is not None:
@@ -40,6 +53,8 @@ async def _sign_head(
         current = await chain.head(session, firm_id)
         checked = await _extends(session, firm_id, last, since, current, key)
     else:
+        if not reanchor and await newest(session, firm_id) is not None:
+            raise AuditChainBroken(REVOKED_ONLY)
         checked = await _whole(session, firm_id, key)
     head = await chain.locked_head(session, firm_id)  # it cannot move while it is signed
     latest = await newest(session, firm_id, key.revoked)
@@ -88,7 +103,7 @@ async def newest(
         AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.key_id.not_in(sorted(revoked))
     )
     found: AuditCheckpoint | None = await session.scalar(
-        query.order_by(AuditCheckpoint.seq.desc()).limit(1)
+        query.order_by(AuditCheckpoint.seq.desc(), AuditCheckpoint.signed_at.desc()).limit(1)
     )
     return found
 
@@ -162,6 +177,16 @@ async def create_checkpoint(
     checkpoint, _ = await _sign_head(session, actor.firm_id, key, f"user:{actor.id}")
     if checkpoint is None:
         raise BadUserInput("The audit trail is empty; there is nothing to sign yet.")
+    return checkpoint
+
+
+async def reanchor(
+    session: AsyncSession, firm_id: uuid.UUID, key: SigningKey
+) -> AuditCheckpoint | None:
+    """Sign the head of a firm's chain that only a revoked key had signed, once the whole chain
+    verifies: an operator's act, after checking it against exports kept from before the leak
+    (its links check out however whoever held the key rewrote it). None for an empty chain."""
+    checkpoint, _ = await _sign_head(session, firm_id, key, "operator:reanchor", reanchor=True)
     return checkpoint
 
 

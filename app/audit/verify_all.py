@@ -7,13 +7,16 @@ from collections.abc import AsyncIterator, Collection, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import checkpoints
 from app.audit.chain import Verification, verify
 from app.audit.export import export_lines
 from app.audit.signing import SigningKey
 from app.db.engine import create_engine, session_factory
-from app.db.models import Firm
+from app.db.models import AuditCheckpoint, Firm
 from app.db.tenant import tenant_transaction, transaction
+from app.errors import AuditChainBroken
 
 
 async def verify_firms(
@@ -53,3 +56,35 @@ async def export_firm(owner_url: str, firm_id: uuid.UUID, key: SigningKey) -> As
                 yield line
     finally:
         await engine.dispose()
+
+
+async def reanchor_firms(
+    owner_url: str, key: SigningKey, firm_id: uuid.UUID | None = None
+) -> list[tuple[uuid.UUID, AuditCheckpoint | AuditChainBroken | None]]:
+    """Re-anchor ``firm_id``'s chain, or every chain only a revoked key signed: each firm's
+    new checkpoint (None for an empty chain), or why it was not signed."""
+    engine = create_engine(owner_url, pool_size=1)
+    sessions = session_factory(engine)
+    try:
+        async with transaction(sessions) as session:
+            firm_ids = list((await session.execute(select(Firm.id).order_by(Firm.id))).scalars())
+        results: list[tuple[uuid.UUID, AuditCheckpoint | AuditChainBroken | None]] = []
+        for fid in firm_ids if firm_id is None else [f for f in firm_ids if f == firm_id]:
+            try:
+                async with tenant_transaction(sessions, fid) as session:
+                    if firm_id is None and not await _revoked_only(session, fid, key):
+                        continue
+                    results.append((fid, await checkpoints.reanchor(session, fid, key)))
+            except AuditChainBroken as broken:
+                results.append((fid, broken))
+        return results
+    finally:
+        await engine.dispose()
+
+
+async def _revoked_only(session: AsyncSession, firm_id: uuid.UUID, key: SigningKey) -> bool:
+    """Whether the firm's chain has checkpoints, all by revoked keys."""
+    return (
+        await checkpoints.newest(session, firm_id, key.revoked) is None
+        and await checkpoints.newest(session, firm_id) is not None
+    )

@@ -35,6 +35,14 @@ STATEMENTS = [
     $$""",
     "revoke all on function audit_chain_heads(text[]) from public",
     f"grant execute on function audit_chain_heads(text[]) to {APP}",
+    # What processes of the previous release call, until they are replaced.
+    """create function audit_chain_heads()
+    returns table (firm_id uuid, head_seq bigint, checkpoint_seq bigint)
+    language sql stable security definer set search_path = pg_catalog, public, pg_temp as $$
+        select * from audit_chain_heads('{}'::text[])
+    $$""",
+    "revoke all on function audit_chain_heads() from public",
+    f"grant execute on function audit_chain_heads() to {APP}",
 ]
 
 

@@ -5,18 +5,22 @@ revoked: what it signed vouches for nothing anywhere, and it is no longer publis
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -29,10 +33,13 @@ from app.audit.signing import (
     retired_keys,
     revoked_key_ids,
 )
+from app.audit.verify_all import reanchor_firms
+from app.cli import main
 from app.config import ConfigError, Settings
 from app.db.models import AuditCheckpoint
 from app.db.tenant import tenant_transaction
 from app.main import create_app
+from tests.audit.test_offline_verifier import _verifier
 from tests.audit.test_tamper import (
     CHECKPOINT,
     VERIFY,
@@ -176,8 +183,12 @@ async def test_a_revoked_keys_checkpoints_vouch_for_nothing(
     members: Members,
     app_sessions: async_sessionmaker[AsyncSession],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     leaked, new, trail = await _signed_then_rotated(members, app_sessions)
+    kept_path = tmp_path / "kept.jsonl"  # what the firm kept, before the key leaked
+    kept_path.write_text("".join(await export(app_sessions, trail.firm_id, leaked)))
     await _signed_by(app_sessions, trail, leaked, 3)  # whoever holds the key signs at will
 
     # Merely retired, the leaked key is still trusted: its forgery stands against the chain.
@@ -201,11 +212,24 @@ async def test_a_revoked_keys_checkpoints_vouch_for_nothing(
         }, body
         listed = (await gql(client, CHECKPOINTS, None, trail.admin))["data"]["auditCheckpoints"]
         assert [(c["seq"], c["keyRevoked"]) for c in listed] == [(3, True), (2, True)]
-        # Signing resumes from no revoked checkpoint: the whole chain is checked, then signed.
-        made = await gql(client, CHECKPOINT, None, trail.admin)
-        assert made["data"]["createAuditCheckpoint"]["checkpoint"]["seq"] == 3, made
+        # Signing never resumes by itself from a chain only the revoked key vouched for: its
+        # links would check out however whoever held the key rewrote it.
+        refused = await gql(client, CHECKPOINT, None, trail.admin)
+        assert refused["errors"][0]["message"] == checkpoints.REVOKED_ONLY, refused
+        # An operator re-anchors it, having checked it against exports kept from before.
+        monkeypatch.setenv("COVERPROOF_ADMIN_DATABASE_URL", database.owner_url)
+        monkeypatch.setenv("COVERPROOF_DATABASE_URL", database.app_url)
+        monkeypatch.setenv("COVERPROOF_AUDIT_SIGNING_KEY", private_pem(new.private))
+        monkeypatch.setenv("COVERPROOF_AUDIT_REVOKED_KEY_IDS", revoked)
+        reanchor = ["audit", "reanchor", "--firm", str(trail.firm_id)]
+        assert await asyncio.to_thread(main, reanchor) == 0
+        assert f"re-anchored firm {trail.firm_id} at seq 3 with key {new.key_id}" in (
+            capsys.readouterr().out
+        )
         body = await gql(client, VERIFY, None, trail.admin)
         assert body["data"]["verifyAuditChain"]["checkpointsChecked"] == 1, body
+        made = await gql(client, CHECKPOINT, None, trail.admin)  # the head is signed already
+        assert made["data"]["createAuditCheckpoint"]["checkpoint"]["seq"] == 3, made
         published = (await client.get("/.well-known/coverproof-audit-keys.pem")).text
         assert published == new.public_pem()  # retired, but revoked: no longer published
         lines = (await gql(client, EXPORT, None, trail.admin))["data"]["exportAuditLog"]["jsonl"]
@@ -218,18 +242,39 @@ async def test_a_revoked_keys_checkpoints_vouch_for_nothing(
     assert code == 0, out
     assert ": entries 1..3 (3) of 3 intact, 1 signed checkpoint(s) verified, " in out
 
+    # The export kept from before is signed by the key now revoked: given for it alone, it
+    # checks the new export against what the firm held; it never vouches for the new one.
+    leaked_path = tmp_path / "leaked.pem"
+    leaked_path.write_text(leaked.public_pem())
+    code, out = await _verifier(export_path, keys_path, "--against", kept_path)
+    assert (code, out) == (
+        1,
+        f"BROKEN: {kept_path} does not verify: line 6: the export is not signed by a key given\n",
+    )
+    against = ("--against", kept_path, "--kept-keys", leaked_path)
+    code, out = await _verifier(export_path, keys_path, *against)
+    assert code == 0, out
+    assert out.endswith(", agrees with 1 earlier export(s) at 3 seq(s)\n"), out
+    code, out = await _verifier(kept_path, keys_path, *against)
+    assert (code, out) == (1, "BROKEN: line 6: the export is not signed by a key given\n"), out
 
-async def test_the_periodic_checkpointer_signs_a_head_only_a_revoked_key_had_signed(
-    app: Starlette, members: Members, app_sessions: async_sessionmaker[AsyncSession]
+
+async def test_a_chain_only_a_revoked_key_signed_waits_for_an_operator(
+    app: Starlette,
+    database: Database,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """The seq a revoked key signed is signed again by the platform's key (one checkpoint per
-    seq and key), once: then it is the chain's latest checkpoint."""
+    """A chain only a revoked key signed is not signed by the periodic checkpointer; once an
+    operator re-anchors it, the seq the revoked key signed holds the platform key's checkpoint
+    too (one per seq and key), and nothing more is signed while the chain stands still."""
     leaked = SigningKey(Ed25519PrivateKey.generate())
     platform = signing_key(app)  # so every other firm signed meanwhile stays verifiable
     trail = await new_trail(members, app_sessions, 2)
     await sign_head(app_sessions, trail, leaked)
     revoking = SigningKey(platform.private, (leaked.public,), frozenset({leaked.key_id}))
-    for _ in range(2):
+
+    async def signed() -> list[Any]:
         await checkpoints.checkpoint_due_firms(app_sessions, revoking)
         async with tenant_transaction(app_sessions, trail.firm_id) as session:
             found = await session.execute(
@@ -237,11 +282,18 @@ async def test_the_periodic_checkpointer_signs_a_head_only_a_revoked_key_had_sig
                     AuditCheckpoint.signed_at
                 )
             )
-            assert found.all() == [(2, leaked.key_id), (2, platform.key_id)]
+            return list(found.all())
+
+    assert await signed() == [(2, leaked.key_id)]
+    [(firm, made)] = await reanchor_firms(database.owner_url, revoking, trail.firm_id)
+    assert firm == trail.firm_id
+    assert isinstance(made, AuditCheckpoint)
+    assert (made.seq, made.key_id, made.created_by) == (2, platform.key_id, "operator:reanchor")
+    assert await signed() == [(2, leaked.key_id), (2, platform.key_id)]
 
 
 def test_a_revoked_key_is_named_by_its_id_and_never_signs(
-    tmp_path: Path, database: Database
+    tmp_path: Path, database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = SigningKey(Ed25519PrivateKey.generate())
     assert revoked_key_ids(f" {key.key_id},{'a' * 16}  {'b' * 16} ") == {
@@ -261,3 +313,15 @@ def test_a_revoked_key_is_named_by_its_id_and_never_signs(
     )
     with pytest.raises(ConfigError, match="is revoked"):
         load(configured)
+    # The start-up log names the keys, so a revocation that names the wrong key shows.
+    other = SigningKey(Ed25519PrivateKey.generate())
+    with caplog.at_level(logging.INFO, logger="coverproof"):
+        create_app(
+            configured.model_copy(
+                update={"audit_signing_key": SecretStr(private_pem(other.private))}
+            )
+        )
+    assert (
+        f"audit keys: signing with {other.key_id}; trusted {other.key_id}; revoked {key.key_id}"
+        in caplog.text
+    )

@@ -727,6 +727,28 @@ async def test_a_forged_checkpoint_is_refused(
         assert (code, out) == (1, "BROKEN: line 5: checkpoint at seq 3: signature invalid\n")
 
 
+async def test_a_checkpoint_beside_ours_at_its_seq_is_refused(
+    client: httpx.AsyncClient,
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    """A seq may hold one checkpoint per key (migration 0014, for signing again after a key is
+    revoked): a row another key signed beside ours is checked as well, and refused, every time;
+    nor does signing resume from it."""
+    key = signing_key(app)
+    trail = await new_trail(members, app_sessions, 3)
+    await sign_head(app_sessions, trail, key)
+    await _forge_with_another_key(superuser_engine, app_sessions, trail)
+    for _ in range(3):
+        result = await verify_graphql(client, trail.admin)
+        assert (result["ok"], result["failure"]["seq"]) == (False, 3), result
+        assert result["failure"]["reason"].endswith(", not one of ours"), result
+    refused = await gql(client, CHECKPOINT, None, trail.admin)
+    assert refused["errors"][0]["extensions"]["code"] == "AUDIT_CHAIN_BROKEN", refused
+
+
 async def test_a_checkpoint_is_checked_against_the_published_key_not_the_one_it_names(
     app: Starlette,
     members: Members,
