@@ -206,6 +206,7 @@ async def _seed_pack_firm(
                 firm_id=uuid.UUID(firm),
                 template_id=FIT.id,
                 template_version=FIT.version,
+                template_snapshot=json.loads(snapshot),  # the receipt covers the form too
                 answers=answers,
                 attestation_accepted=True,
                 signature_name=name,
