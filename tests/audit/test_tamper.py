@@ -929,6 +929,27 @@ async def test_the_owner_is_stopped_by_the_append_only_trigger(
 # --- signing only a chain that extends the last checkpoint ---------------------------------
 
 
+async def test_a_first_checkpoint_is_signed_only_over_a_chain_that_verifies(
+    client: httpx.AsyncClient,
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    """With no checkpoint to extend, the whole chain is checked before its head is signed: a
+    first checkpoint would otherwise vouch for a chain already broken."""
+    trail = await new_trail(members, app_sessions, 3)
+    await rewrite(superuser_engine, trail.firm_id, [2], relink=False)
+    refused = await gql(client, CHECKPOINT, None, trail.admin)
+    assert refused["errors"][0]["extensions"]["code"] == "AUDIT_CHAIN_BROKEN", refused
+    assert refused["errors"][0]["message"] == (
+        "The audit trail does not verify: seq 3: prev_hash does not match the previous "
+        "entry's hash."
+    )
+    async with tenant_transaction(app_sessions, trail.firm_id) as session:
+        assert await checkpoints.newest(session, trail.firm_id) is None
+
+
 @pytest.mark.parametrize(
     ("case", "reason"),
     [
