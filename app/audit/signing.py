@@ -110,7 +110,8 @@ def retired_keys(text: str) -> tuple[Ed25519PublicKey, ...]:
 
 def revoked_key_ids(text: str) -> frozenset[str]:
     """The key ids in ``text`` (separated by commas or spaces); a ConfigError for anything
-    else, so a mistyped id stops the start instead of leaving a leaked key trusted."""
+    that is not a key id. A well-formed id of no key of ours is accepted: the start-up log
+    lists the trusted keys, where a leaked key still trusted shows."""
     ids = frozenset(part for part in re.split(r"[,\s]+", text.strip()) if part)
     if any(not _KEY_ID.match(one) for one in ids):
         raise ConfigError(
