@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import coredis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import create_app
@@ -17,22 +16,12 @@ from app.ratelimit.limiter import key_digest
 from app.ratelimit.policies import Policy
 from tests.browser import browser_for, codes, new_email, signed_up
 from tests.conftest import Database, make_settings, started
+from tests.declarations.test_firm_side import actions_on
 from tests.declarations.test_loop import FORM, SUBMIT, sent_declaration, valid_answers
 from tests.mail.smtp import SmtpServer
 
+REFUSED = "declaration.token_refused"
 REDIS_URL = os.environ.get("COVERPROOF_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-
-
-async def _refusals(engine: AsyncEngine, declaration_id: str) -> int:
-    async with engine.connect() as conn:
-        found = await conn.execute(
-            text(
-                "select count(*) from audit_log "
-                "where target_id = :id and action = 'declaration.token_refused'"
-            ),
-            {"id": declaration_id},
-        )
-        return int(found.scalar_one())
 
 
 async def test_a_refusal_is_recorded_when_the_limiter_cannot_count_it(
@@ -59,7 +48,7 @@ async def test_a_refusal_is_recorded_when_the_limiter_cannot_count_it(
                     assert codes(await recipient.gql(SUBMIT, {"t": token, "i": submission})) == [
                         "TOKEN_USED"
                     ]
-                assert await _refusals(superuser_engine, declaration_id) == 1
+                assert (await actions_on(superuser_engine, declaration_id)).count(REFUSED) == 1
                 # The count's key now holds a string: Redis answers it with WRONGTYPE.
                 item = Policy.REFUSAL_RECORDS.item
                 count_key = "coverproof:" + item.key_for(key_digest(f"{declaration_id}:TOKEN_USED"))
@@ -69,7 +58,7 @@ async def test_a_refusal_is_recorded_when_the_limiter_cannot_count_it(
                     assert codes(await recipient.gql(SUBMIT, {"t": token, "i": submission})) == [
                         "TOKEN_USED"
                     ]
-                assert await _refusals(superuser_engine, declaration_id) == 3
+                assert (await actions_on(superuser_engine, declaration_id)).count(REFUSED) == 3
                 await redis.delete([count_key])
     finally:
         redis.connection_pool.disconnect()

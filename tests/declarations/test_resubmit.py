@@ -15,17 +15,11 @@ from starlette.applications import Starlette
 
 from app.audit import chain
 from tests.browser import Browser, browser_for, codes, new_email, signed_up
+from tests.declarations.test_firm_side import actions_on
 from tests.declarations.test_loop import FORM, SUBMIT, sent_declaration, valid_answers
 from tests.mail.smtp import SmtpServer
 
-ENTRIES = "select action from audit_log where target_id = :id order by seq"
 KEYS = "select count(*) from idempotency_keys where actor_id = :id"
-
-
-async def _entries(superuser: AsyncEngine, declaration_id: str) -> list[str]:
-    async with superuser.connect() as conn:
-        rows = await conn.execute(text(ENTRIES), {"id": declaration_id})
-        return [row.action for row in rows]
 
 
 @pytest.fixture
@@ -55,13 +49,13 @@ async def test_a_retry_with_the_first_key_gets_the_first_receipt_and_writes_noth
         submission = await _submission(recipient, token, key)
         first = await recipient.gql(SUBMIT, {"t": token, "i": submission})
         assert "errors" not in first, first
-        written = await _entries(superuser_engine, declaration_id)
+        written = await actions_on(superuser_engine, declaration_id)
         assert written[-1] == "declaration.submitted"
         for _ in range(3):
             again = await recipient.gql(SUBMIT, {"t": token, "i": submission})
             assert again == first
         # Nothing more on the record: no second submission, and no refusal either.
-        assert await _entries(superuser_engine, declaration_id) == written
+        assert await actions_on(superuser_engine, declaration_id) == written
 
         # Anything but the same key with the same input is refused as before (the key with
         # other input too: it must not tell a guess of the response from a wrong one).
@@ -71,7 +65,7 @@ async def test_a_retry_with_the_first_key_gets_the_first_receipt_and_writes_noth
         assert codes(await recipient.gql(SUBMIT, {"t": token, "i": other})) == ["TOKEN_USED"]
         plain = {k: v for k, v in submission.items() if k != "idempotencyKey"}
         assert codes(await recipient.gql(SUBMIT, {"t": token, "i": plain})) == ["TOKEN_USED"]
-    after = await _entries(superuser_engine, declaration_id)
+    after = await actions_on(superuser_engine, declaration_id)
     assert after[: len(written)] == written
     assert set(after[len(written) :]) == {"declaration.token_refused"}
 
@@ -90,7 +84,7 @@ async def test_concurrent_attempts_with_one_key_all_get_the_one_receipt(
     assert all("errors" not in r for r in results), results
     receipts = {r["data"]["submitDeclaration"]["responseSha256"] for r in results}
     assert len(receipts) == 1
-    entries = await _entries(superuser_engine, declaration_id)
+    entries = await actions_on(superuser_engine, declaration_id)
     assert entries.count("declaration.submitted") == 1
     async with superuser_engine.connect() as conn:
         stored = await conn.execute(
@@ -117,7 +111,7 @@ async def test_a_key_answers_only_for_its_own_declaration(
     assert "errors" not in second, second
     assert first != second
     for declaration_id in (first_id, second_id):
-        entries = await _entries(superuser_engine, declaration_id)
+        entries = await actions_on(superuser_engine, declaration_id)
         assert entries.count("declaration.submitted") == 1
 
 
@@ -148,7 +142,7 @@ async def test_a_submissions_key_must_be_hard_to_guess(
         refused = await recipient.gql(SUBMIT, {"t": token, "i": submission})
     assert codes(refused) == ["BAD_USER_INPUT"]
     assert refused["errors"][0]["extensions"]["fields"][0]["field"] == "idempotencyKey"
-    assert "declaration.submitted" not in await _entries(superuser_engine, declaration_id)
+    assert "declaration.submitted" not in await actions_on(superuser_engine, declaration_id)
 
 
 async def test_a_keyed_submission_waiting_for_its_row_holds_no_firm_wide_lock(

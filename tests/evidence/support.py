@@ -154,11 +154,8 @@ async def s3_client(endpoint_url: str) -> AsyncIterator[Any]:
         yield client
 
 
-async def generate_then_fail(
-    firm: Browser, storage: Any, title: str, monkeypatch: pytest.MonkeyPatch
-) -> list[str]:
-    """Run GENERATE_THEN_FAIL (which must be refused whole) and return the keys the pack's
-    PDF was stored under meanwhile."""
+def stored_keys(storage: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys ``storage`` stores objects under from now on (it still stores them)."""
     stored: list[str] = []
     put = storage.put
 
@@ -167,13 +164,16 @@ async def generate_then_fail(
         await put(key, data, sha256)
 
     monkeypatch.setattr(storage, "put", recorded)
+    return stored
+
+
+async def generate_then_fail(firm: Browser, title: str) -> None:
+    """Run GENERATE_THEN_FAIL, which must be refused whole."""
     unknown = {
         "templateId": str(uuid.uuid4()),
         "recipientName": "Nobody",
         "recipientEmail": new_email(),
     }
     body = await firm.gql(GENERATE_THEN_FAIL, {"i": {"title": title, **period()}, "d": unknown})
-    monkeypatch.undo()
     assert [e["extensions"]["code"] for e in body["errors"]] == ["NOT_FOUND"], body
     assert body["data"] is None
-    return stored

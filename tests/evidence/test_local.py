@@ -35,6 +35,7 @@ from tests.evidence.support import (
     pack_row,
     pdf_text,
     period,
+    stored_keys,
     submitted_declaration,
 )
 from tests.factories import Members, gql
@@ -388,7 +389,8 @@ async def test_a_pack_whose_request_is_refused_leaves_no_file(
     row is rolled back, and the file it named is deleted with it."""
     await signed_up(browser, smtp, firm="Refused Request Ltd")
     storage = auth_app.state.coverproof.storage
-    stored = await generate_then_fail(browser, storage, "Rolled back", monkeypatch)
+    stored = stored_keys(storage, monkeypatch)
+    await generate_then_fail(browser, "Rolled back")
     assert len(stored) == 1
     assert not storage.path(stored[0]).exists()
     async with superuser_engine.connect() as conn:

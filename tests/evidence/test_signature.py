@@ -37,6 +37,7 @@ from tests.evidence.support import (
     generate,
     pack_row,
     pdf_text,
+    stored_keys,
     submitted_declaration,
 )
 from tests.mail.smtp import SmtpServer
@@ -148,17 +149,11 @@ async def test_a_pack_its_own_reader_cannot_read_back_fails_and_stores_nothing(
     with a reason, is recorded as failed, and nothing is stored or offered for download."""
     await signed_up(browser, smtp, firm="Unreadable Ltd")
     storage = auth_app.state.coverproof.storage
-    stored: list[str] = []
-    put = storage.put
-
-    async def counted(key: str, data: bytes, sha256: bytes) -> None:
-        stored.append(key)
-        await put(key, data, sha256)
+    stored = stored_keys(storage, monkeypatch)
 
     def unreadable(self: PackSigner, pdf: bytes, pack_id: str) -> bytes:
         return b"%PDF-1.7\n" + pdf[: len(pdf) // 2]  # cut off: no trailer, no xref
 
-    monkeypatch.setattr(storage, "put", counted)
     monkeypatch.setattr(PackSigner, "sign", unreadable)
     pack = await generate(browser, "Half a pack")
     assert pack["status"] == "FAILED", pack
