@@ -23,7 +23,7 @@ from strawberry.types.graphql import OperationType
 from app.auth import sessions
 from app.auth.sessions import SessionIdentity
 from app.db.tenant import transaction
-from app.errors import AppError, RateLimited, format_errors
+from app.errors import AppError, MethodNotAllowed, RateLimited, format_errors
 from app.http import lane, persisted
 from app.http.credentials import credentials, identify
 from app.http.graphiql import graphiql_page
@@ -141,6 +141,11 @@ async def execute(
                 raise _Rollback(result)
     except _Rollback as rollback:
         await record_refusals(state, rollback.result)
+        refused = _refused_method(rollback.result)
+        if refused is not None:
+            # An operation a GET may not run (one that records what it shows) is answered as
+            # every other GET refusal is: 405, naming POST.
+            raise RequestError(405, refused.code, refused.message) from None
         # Nothing of a failed operation was kept, so none of it is shown either: no id of a row
         # that does not exist, no download link whose audit entry was rolled back.
         rollback.result.data = None
@@ -155,6 +160,13 @@ async def record_refusals(state: AppState, result: ExecutionResult) -> None:
         if isinstance(original, AppError) and original.after_rollback is not None:
             async with transaction(state.sessions) as session:
                 await original.after_rollback(session)
+
+
+def _refused_method(result: ExecutionResult) -> MethodNotAllowed | None:
+    for error in result.errors or ():
+        if isinstance(error.original_error, MethodNotAllowed):
+            return error.original_error
+    return None
 
 
 def _is_request_error(result: ExecutionResult) -> bool:

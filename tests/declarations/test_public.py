@@ -233,7 +233,8 @@ async def test_a_get_never_opens_the_form(
     browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
     """A link scanner or prefetcher may GET whatever it finds: the shipped form document sent
-    by GET is refused (METHOD_NOT_ALLOWED) and records nothing; the page's POST opens it."""
+    by GET is refused (405, METHOD_NOT_ALLOWED, as every GET refusal is) and records nothing;
+    the page's POST opens it."""
     await signed_up(browser, smtp, firm="Prefetched Ltd")
     declaration_id, token = await sent_declaration(browser, smtp, new_email())
     recipient = browser_for(auth_app)
@@ -241,8 +242,10 @@ async def test_a_get_never_opens_the_form(
         fetched = await run_persisted(
             recipient.client, first_party.RECIPIENT_FORM, {"t": token}, form="get"
         )
+        assert fetched.status_code == 405, fetched.text
         assert codes(fetched.json()) == ["METHOD_NOT_ALLOWED"], fetched.text
-        assert fetched.json()["data"] is None
+        assert "POST" in fetched.headers["allow"]
+        assert "data" not in fetched.json()
         still = await get(browser, declaration_id)
         assert (still["status"], still["openedAt"]) == ("SENT", None)
         assert "declaration.opened" not in await actions_on(superuser_engine, declaration_id)
