@@ -162,6 +162,9 @@ class Verification:
     failure_seq: int | None = None
     failure_reason: str | None = None
     failure_checkpoint: uuid.UUID | None = None
+    # Checkpoints a revoked key signed that disagree with the chain (another hash at their
+    # seq, or a seq beyond its head): they vouch for nothing, but say the key was used.
+    revoked_conflicts: tuple[uuid.UUID, ...] = ()
 
 
 def _body_of(row: Mapping[Any, Any], details: Any) -> dict[str, Any]:
@@ -292,9 +295,9 @@ async def verify(
     entry once it has checked out (as ``calls.chain_entries`` streams it: ``details`` as its
     JSON text), so a caller can rely on what the chain vouches for. From ``since`` (a firm's
     entry already trusted: a signed checkpoint's seq and hash), only the entries after it are
-    checked, the first against its hash. Checkpoints signed by a ``revoked`` key (by id) are
-    left alone: they vouch for nothing, so they are neither counted nor held against the
-    chain."""
+    checked, the first against its hash. Checkpoints signed by a ``revoked`` key (by id) vouch
+    for nothing, so they are neither counted nor held against the chain; those that disagree
+    with it are named in ``revoked_conflicts``, as evidence of what the key was used for."""
     checked, prev_hash = (since.seq, since.hash) if since else (0, canonical.GENESIS)
     matched = 0
     query = select(AuditCheckpoint).where(
@@ -302,9 +305,12 @@ async def verify(
     )
     # Every checkpoint at a seq is checked (one per key may sign it).
     checkpoints: dict[int, list[Any]] = {}
+    disowned: dict[int, list[Any]] = {}
     for found in (await session.execute(query.order_by(AuditCheckpoint.id))).scalars():
-        if found.key_id not in revoked:
-            checkpoints.setdefault(found.seq, []).append(found)
+        (disowned if found.key_id in revoked else checkpoints).setdefault(found.seq, []).append(
+            found
+        )
+    conflicts: list[uuid.UUID] = []
     async with contextlib.aclosing(_entries(session, firm_id, checked)) as batches:
         async for batch in batches:
             for row in batch:
@@ -320,14 +326,37 @@ async def verify(
                 if problem:
                     failed = cp.id if cp else None
                     return Verification(
-                        False, checked, checked, prev_hash, matched, checked + 1, problem, failed
+                        False,
+                        checked,
+                        checked,
+                        prev_hash,
+                        matched,
+                        checked + 1,
+                        problem,
+                        failed,
+                        tuple(conflicts),
                     )
+                if disowned and row["seq"] in disowned:
+                    conflicts += [c.id for c in disowned[row["seq"]] if c.head_hash != row["hash"]]
                 checked, prev_hash = row["seq"], row["hash"]
                 if seen is not None:
                     seen(row)
+    conflicts += [c.id for seq, cps in sorted(disowned.items()) if seq > checked for c in cps]
     beyond = [cps[0] for seq, cps in sorted(checkpoints.items()) if seq > checked]
     if beyond:
         cp = beyond[0]
         reason = f"the chain ends at seq {checked} but checkpoint {cp.id} signed seq {cp.seq}"
-        return Verification(False, checked, checked, prev_hash, matched, checked + 1, reason, cp.id)
-    return Verification(True, checked, checked, prev_hash, matched)
+        return Verification(
+            False,
+            checked,
+            checked,
+            prev_hash,
+            matched,
+            checked + 1,
+            reason,
+            cp.id,
+            tuple(conflicts),
+        )
+    return Verification(
+        True, checked, checked, prev_hash, matched, revoked_conflicts=tuple(conflicts)
+    )

@@ -107,6 +107,13 @@ class AuditVerification:
     head_hash: str
     checkpoints_checked: int
     failure: AuditFailure | None
+    revoked_conflicts: list[uuid.UUID] = strawberry.field(
+        description=(
+            "Checkpoints signed by a revoked key that disagree with the chain (another hash at "
+            "their seq, or a seq beyond its head). They vouch for nothing and do not fail the "
+            "verification, but show that whoever holds the key used it: report them."
+        )
+    )
 
     @classmethod
     def of(cls, result: Verification) -> AuditVerification:
@@ -124,6 +131,7 @@ class AuditVerification:
             head_hash=result.head_hash.hex(),
             checkpoints_checked=result.checkpoints_checked,
             failure=failure,
+            revoked_conflicts=list(result.revoked_conflicts),
         )
 
 

@@ -158,14 +158,16 @@ EXPORT = "{ exportAuditLog { jsonl } }"
 
 async def _signed_by(
     sessions: async_sessionmaker[AsyncSession], trail: Trail, key: SigningKey, seq: int
-) -> None:
+) -> uuid.UUID:
     """A checkpoint ``key`` signs at ``seq`` over a hash the chain never had, stored as the app
-    would store one (the app role may insert checkpoints): what a leaked key makes possible."""
+    would store one (the app role may insert checkpoints): what a leaked key makes possible.
+    Its id."""
     forged, signed_at = hashlib.sha256(b"a chain that never was").digest(), datetime.now(UTC)
+    checkpoint_id = uuid.uuid4()
     async with tenant_transaction(sessions, trail.firm_id, trail.owner.user_id) as session:
         session.add(
             AuditCheckpoint(
-                id=uuid.uuid4(),
+                id=checkpoint_id,
                 firm_id=trail.firm_id,
                 seq=seq,
                 head_hash=forged,
@@ -175,6 +177,7 @@ async def _signed_by(
                 created_by="system",
             )
         )
+    return checkpoint_id
 
 
 async def test_a_revoked_keys_checkpoints_vouch_for_nothing(
@@ -189,7 +192,8 @@ async def test_a_revoked_keys_checkpoints_vouch_for_nothing(
     leaked, new, trail = await _signed_then_rotated(members, app_sessions)
     kept_path = tmp_path / "kept.jsonl"  # what the firm kept, before the key leaked
     kept_path.write_text("".join(await export(app_sessions, trail.firm_id, leaked)))
-    await _signed_by(app_sessions, trail, leaked, 3)  # whoever holds the key signs at will
+    forged = await _signed_by(app_sessions, trail, leaked, 3)  # the key's holder signs at will
+    beyond = await _signed_by(app_sessions, trail, leaked, 9)  # past the head
 
     # Merely retired, the leaked key is still trusted: its forgery stands against the chain.
     async with _client(database, settings, tmp_path / "a", new, leaked.public_pem()) as (_, c):
@@ -210,8 +214,16 @@ async def test_a_revoked_keys_checkpoints_vouch_for_nothing(
             "checkpointsChecked": 0,
             "failure": None,
         }, body
+        # What it signed against the chain is reported (its genuine checkpoint at 2 is not).
+        conflicts = await gql(
+            client, "{ verifyAuditChain { revokedConflicts } }", None, trail.admin
+        )
+        assert conflicts["data"]["verifyAuditChain"]["revokedConflicts"] == [
+            str(forged),
+            str(beyond),
+        ], conflicts
         listed = (await gql(client, CHECKPOINTS, None, trail.admin))["data"]["auditCheckpoints"]
-        assert [(c["seq"], c["keyRevoked"]) for c in listed] == [(3, True), (2, True)]
+        assert [(c["seq"], c["keyRevoked"]) for c in listed] == [(9, True), (3, True), (2, True)]
         # Signing never resumes by itself from a chain only the revoked key vouched for: its
         # links would check out however whoever held the key rewrote it.
         refused = await gql(client, CHECKPOINT, None, trail.admin)
@@ -226,6 +238,14 @@ async def test_a_revoked_keys_checkpoints_vouch_for_nothing(
         assert f"re-anchored firm {trail.firm_id} at seq 3 with key {new.key_id}" in (
             capsys.readouterr().out
         )
+        verify = ["audit", "verify", "--firm", str(trail.firm_id)]
+        assert await asyncio.to_thread(main, verify) == 0
+        warned = [line for line in capsys.readouterr().out.splitlines() if "WARNING" in line]
+        assert warned == [
+            f"WARNING firm {trail.firm_id}: checkpoint {c}, signed by a revoked key, disagrees "
+            "with the chain: a sign the key was misused"
+            for c in (forged, beyond)
+        ]
         body = await gql(client, VERIFY, None, trail.admin)
         assert body["data"]["verifyAuditChain"]["checkpointsChecked"] == 1, body
         made = await gql(client, CHECKPOINT, None, trail.admin)  # the head is signed already
