@@ -3,6 +3,7 @@ isolation, signed checkpoints and the published key, and the periodic checkpoint
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -506,6 +507,34 @@ async def test_the_periodic_checkpointer_signs_moved_chains_only(
     assert await _all_checkpoints(owner_sessions) == before
     assert [cp.id for cp in await _checkpoints_of(app_sessions, moved)] == [c.id for c in moved_cps]
     assert [cp.id for cp in await _checkpoints_of(app_sessions, still)] == [signed_before.id]
+
+
+async def test_signers_racing_each_other_and_appends_sign_each_head_once(
+    app: Starlette, members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Signers of one firm (admins' createAuditCheckpoint, the periodic checkpointer of another
+    process) racing one another and the firm's appends queue on its chain lock: none fails,
+    whoever comes second gets the checkpoint already made for that head, and every checkpoint
+    matches the chain. The first round signs a never-signed chain, the later ones extend one."""
+    key = signing_key(app)
+    trail = await new_trail(members, app_sessions, 3)
+    returned: set[uuid.UUID] = set()
+    for n in range(6):
+        *signed, _ = await asyncio.gather(
+            *(sign_head(app_sessions, trail, key) for _ in range(4)),
+            append(app_sessions, trail.actor, 1, start=4 + n),
+        )
+        by_seq: dict[int, set[uuid.UUID]] = {}
+        for checkpoint in signed:
+            by_seq.setdefault(checkpoint.seq, set()).add(checkpoint.id)
+        assert all(len(ids) == 1 for ids in by_seq.values()), by_seq
+        assert set(by_seq) <= {3 + n, 4 + n}, by_seq
+        returned |= {checkpoint.id for checkpoint in signed}
+    stored = await _checkpoints_of(app_sessions, trail)
+    assert {cp.id for cp in stored} == returned
+    async with tenant_transaction(app_sessions, trail.firm_id) as session:
+        result = await chain.verify(session, trail.firm_id, key.trusted)
+    assert (result.ok, result.head_seq, result.checkpoints_checked) == (True, 9, len(stored))
 
 
 async def test_the_periodic_checkpointer_never_signs_a_chain_cut_below_its_checkpoint(
