@@ -164,6 +164,14 @@ def stored_response_hash(declaration: Declaration) -> bytes | None:
     )
 
 
+def receipt_covers_form(declaration: Declaration) -> bool:
+    """Whether a submitted declaration's receipt covers the form it answered as well as its
+    response: false for a receipt given before receipts covered the form (or one that no longer
+    matches at all, which ``response_matches`` refuses)."""
+    recorded = declaration.response_sha256
+    return recorded is not None and stored_response_hash(declaration) == recorded
+
+
 def response_matches(declaration: Declaration) -> bool:
     """Whether a submitted declaration's stored response, with the form it answered, still
     hashes to its recorded ``response_sha256``. A receipt given before receipts covered the
@@ -172,7 +180,7 @@ def response_matches(declaration: Declaration) -> bool:
     recorded = declaration.response_sha256
     if recorded is None or declaration.submitted_at is None or declaration.answers is None:
         return False
-    if stored_response_hash(declaration) == recorded:
+    if receipt_covers_form(declaration):
         return True
     legacy = receipt_hash(
         declaration,

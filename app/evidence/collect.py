@@ -28,7 +28,7 @@ from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType
 from app.counterparties.service import cover_statuses
 from app.db.models import AuditEntry, Counterparty, Declaration, Firm, User
-from app.declarations.public import response_matches
+from app.declarations.public import receipt_covers_form, response_matches
 from app.declarations.service import effective_status
 from app.declarations.templates import TemplateSpec, spec_from_snapshot
 from app.errors import field_error
@@ -178,6 +178,7 @@ def _declaration(
         signature_name=d.signature_name,
         submitted_ip=d.submitted_ip,
         response_sha256=d.response_sha256.hex() if d.response_sha256 else None,
+        receipt_covers_form=d.status != "submitted" or receipt_covers_form(d),
     )
 
 

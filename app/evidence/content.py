@@ -39,6 +39,8 @@ class DeclarationContent:
     signature_name: str | None
     submitted_ip: str | None
     response_sha256: str | None
+    # False for a receipt given before receipts covered the form (docs/audit.md).
+    receipt_covers_form: bool = True
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,13 @@ def _summary(pack: PackContent) -> str:
     )
 
 
+COVERS_FORM = "The response and the form above, as it was sent"
+COVERS_RESPONSE = (
+    "The response only: given before receipts covered the form, so nothing shows whether the "
+    "form above was reworded since"
+)
+
+
 def _declaration(n: int, d: DeclarationContent) -> str:
     facts = [
         ("Recipient", f"{d.recipient_name} <{d.recipient_email}>"),
@@ -170,6 +177,7 @@ def _declaration(n: int, d: DeclarationContent) -> str:
         ("Submitted at", d.submitted_at),
         ("Submitted from IP", d.submitted_ip),
         ("Response SHA-256", d.response_sha256),
+        ("Receipt covers", COVERS_FORM if d.receipt_covers_form else COVERS_RESPONSE),
     ]
     parts.append(_facts(response, mono=frozenset({"Response SHA-256"})))
     return "".join(parts)

@@ -11,6 +11,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.db.models import Declaration as DeclarationModel
+from app.declarations.public import receipt_covers_form
 from app.declarations.service import effective_status
 from app.declarations.template_service import Template as TemplateValue
 from app.declarations.templates import TemplateSpec, spec_from_snapshot
@@ -110,6 +111,11 @@ class Template:
         )
 
 
+def _receipt_covers_form(root: DeclarationResponse) -> bool:
+    # Worked out only when asked for: it hashes the whole form.
+    return receipt_covers_form(root.submitted)
+
+
 @strawberry.type
 class DeclarationResponse:
     answers: JSON
@@ -119,6 +125,14 @@ class DeclarationResponse:
     submitted_ip: str | None
     submitted_user_agent: str | None
     response_sha256: str = strawberry.field(description="Hex SHA-256 of the canonical response.")
+    submitted: strawberry.Private[DeclarationModel]
+    receipt_covers_form: bool = strawberry.field(
+        resolver=_receipt_covers_form,
+        description=(
+            "Whether responseSha256 covers the form answered as well as the answers: false for "
+            "a receipt given before receipts covered the form (docs/audit.md)."
+        ),
+    )
 
 
 async def _counterparty(root: Declaration, info: Info) -> Counterparty | None:
@@ -178,6 +192,7 @@ class Declaration:
                 submitted_ip=d.submitted_ip,
                 submitted_user_agent=d.submitted_user_agent,
                 response_sha256=d.response_sha256.hex(),
+                submitted=d,
             )
         return cls(
             id=d.id,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.db.models import Declaration
-from app.declarations.public import receipt_hash, response_matches
+from app.declarations.public import receipt_covers_form, receipt_hash, response_matches
 from tests.browser import Browser, signed_up
 from tests.declarations.test_loop import FIT
 from tests.evidence.support import submitted_declaration
@@ -50,6 +50,11 @@ async def test_a_receipt_is_the_documented_hash_of_the_response_and_its_form(
         "form_sha256": _sha256(row.template_snapshot),
     }
     assert _sha256(body) == done.receipt
+    read = await browser.gql(
+        "query($id: UUID!) { declaration(id: $id) { response { receiptCoversForm } } }",
+        {"id": done.id},
+    )
+    assert read["data"]["declaration"]["response"] == {"receiptCoversForm": True}, read
     assert row.template_snapshot["questions"] == [
         q.model_dump(mode="json") for q in FIT.spec.questions
     ]
@@ -82,8 +87,10 @@ def test_a_reworded_form_no_longer_matches_its_receipt() -> None:
         declaration, {"q1": True}, True, "Pat Doe", declaration.submitted_at
     )
     assert response_matches(declaration)
+    assert receipt_covers_form(declaration)
     declaration.template_snapshot = _reworded(snapshot)
     assert not response_matches(declaration)
+    assert not receipt_covers_form(declaration)
 
 
 def test_a_receipt_given_before_forms_were_covered_still_matches_its_response() -> None:
@@ -96,5 +103,6 @@ def test_a_receipt_given_before_forms_were_covered_still_matches_its_response() 
         declaration, {"q1": True}, True, "Pat Doe", at, form=False
     )
     assert response_matches(declaration)
+    assert not receipt_covers_form(declaration)  # what packs and the API say of it
     declaration.signature_name = "Someone Else"
     assert not response_matches(declaration)

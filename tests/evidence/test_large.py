@@ -23,7 +23,7 @@ from app.audit.actions import Action
 from app.auth.actor import Actor, ActorType, Role
 from app.db.models import Declaration
 from app.db.tenant import tenant_transaction
-from app.declarations.public import stored_response_hash
+from app.declarations.public import receipt_hash, stored_response_hash
 from app.declarations.templates import QuestionKind, snapshot
 from app.evidence import render
 from app.evidence.content import PackContent
@@ -56,11 +56,13 @@ async def firm_with_declarations(
     count: int,
     *,
     audited: bool = True,
+    receipts_before_forms: int = 0,
 ) -> Member:
     """A firm whose owner has ``count`` submitted declarations, written straight into the
     database (as the owner role, inside the firm's tenant context) to keep the test fast, each
     with the ``declaration.submitted`` audit entry a submission writes (unless ``audited`` is
-    false)."""
+    false). The first ``receipts_before_forms`` were given receipts as they were before
+    receipts covered the form."""
     owner = await members.create(name=f"Big Pack {count} Ltd")
     pinned = snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key)
     now = datetime.now(UTC)
@@ -85,8 +87,13 @@ async def firm_with_declarations(
         }
         for n in range(count)
     ]
-    for row in rows:  # what the recipient would have been given: packs check it
-        row["response_sha256"] = stored_response_hash(Declaration(**row))
+    for n, row in enumerate(rows):  # what the recipient would have been given: packs check it
+        declaration = Declaration(**row)
+        row["response_sha256"] = (
+            receipt_hash(declaration, row["answers"], True, row["signature_name"], now, form=False)
+            if n < receipts_before_forms
+            else stored_response_hash(declaration)
+        )
     async with tenant_transaction(owner_sessions, owner.firm_id) as session:
         await session.execute(insert(Declaration), rows)
         for row in rows if audited else []:

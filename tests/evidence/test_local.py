@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 
 from app.auth.actor import Role
 from app.db.tenant import tenant_transaction
-from app.evidence import collect, download, render
+from app.evidence import collect, document, download, render
 from tests.browser import Browser, browser_for, codes, signed_up
 from tests.evidence.support import (
     GENERATE,
@@ -38,6 +38,7 @@ from tests.evidence.support import (
     stored_keys,
     submitted_declaration,
 )
+from tests.evidence.test_large import firm_with_declarations
 from tests.factories import Members, gql
 from tests.mail.smtp import SmtpServer
 
@@ -151,6 +152,30 @@ async def test_the_cover_says_which_declarations_the_scope_holds(
         assert counterparties in text, scope
         # Alice's declaration is a person's, with no counterparty: out of the second scope.
         assert ("No declarations are in scope." not in text) is holds_alice, scope
+
+
+async def test_a_pack_says_whether_each_receipt_covers_the_form(
+    auth_app: Starlette, members: Members, owner_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A receipt given before receipts covered the form still vouches for its response, and the
+    pack says it does not vouch for the form shown beside it; the others say they do."""
+    owner = await firm_with_declarations(members, owner_sessions, 3, receipts_before_forms=1)
+    transport = httpx.ASGITransport(app=auth_app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        made = await gql(client, GENERATE, {"i": {"title": "Receipts", **period()}}, owner)
+        pack = made["data"]["generateEvidencePack"]["pack"]
+        assert pack["status"] == "READY", made
+        read = await gql(client, PACK, {"id": pack["id"]}, owner)
+        url = read["data"]["evidencePack"]["downloadUrl"]
+        response = await client.get(_path(url), headers=owner.headers)
+    text = " ".join(pdf_text(response.content).split())
+    assert text.count(document.COVERS_RESPONSE) == 1, text
+    assert text.count(document.COVERS_FORM) == 2, text
+    # The one given before (Recipient 000's) is said so of its own declaration.
+    starts = sorted(text.index(f"Recipient {n:03d} <") for n in range(3))
+    start = text.index("Recipient 000 <")
+    end = next((at for at in starts if at > start), len(text))
+    assert document.COVERS_RESPONSE in text[start:end]
 
 
 async def test_a_pack_reads_the_firm_at_one_moment(
