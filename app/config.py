@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # vouches for nothing, and is left out of exports and the published keys.
     audit_revoked_key_ids: str = ""
     audit_checkpoint_minutes: int = 60
+    # How often stored pack PDFs that no pack names are deleted (app/evidence/sweep.py); 0: never.
+    pack_sweep_minutes: int = 60
     smtp_url: SecretStr | None = None
     mail_from: str = "CoverProof <no-reply@coverproof.test>"
     rate_limit_storage: str = "memory://"

@@ -17,6 +17,7 @@ from app.audit import checkpoints, signing
 from app.config import ConfigError, Settings
 from app.db.engine import create_engine, create_lane_pool, session_factory
 from app.db.safety import check_runtime_role
+from app.evidence import sweep
 from app.evidence.signature import pack_signer
 from app.evidence.storage import open_storage
 from app.http.evidence import ROUTES as EVIDENCE_ROUTES
@@ -73,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         limiter = open_limiter(settings.rate_limit_storage, settings.rate_limit_scale)
         sessions = session_factory(engine)
         mailer = MailSender(sessions, settings)
-        checkpointer: asyncio.Task[None] | None = None
+        background: list[asyncio.Task[None]] = []
         lane_pool = None
         try:
             await check_runtime_role(engine)
@@ -84,9 +85,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await mailer.start()
             await storage.open()
             if settings.audit_checkpoint_minutes > 0:
-                checkpointer = asyncio.create_task(
-                    checkpoints.run_periodically(
-                        sessions, signing_key, settings.audit_checkpoint_minutes
+                background.append(
+                    asyncio.create_task(
+                        checkpoints.run_periodically(
+                            sessions, signing_key, settings.audit_checkpoint_minutes
+                        )
+                    )
+                )
+            if settings.pack_sweep_minutes > 0:
+                background.append(
+                    asyncio.create_task(
+                        sweep.run_periodically(sessions, storage, settings.pack_sweep_minutes)
                     )
                 )
             limiter_holder.append(limiter)
@@ -114,8 +123,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             gc.unfreeze()
             if lane_pool is not None:
                 await lane_pool.close()
-            if checkpointer is not None:
-                checkpointer.cancel()
+            for task in background:
+                task.cancel()
             limiter_holder.clear()
             await mailer.stop()
             await storage.close()

@@ -24,6 +24,8 @@ import re
 import secrets
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +40,7 @@ log = logging.getLogger("coverproof.evidence")
 
 CONTENT_TYPE = "application/pdf"
 _SUFFIX = re.compile(r"^[0-9a-f-]{36}-[A-Za-z0-9_-]{22}\.pdf$")
+_PARTIAL = re.compile(r"^\.[0-9a-f-]{36}-[A-Za-z0-9_-]{22}\.pdf\.[0-9a-f]{8}\.part$")
 
 
 class StorageError(Exception):
@@ -87,6 +90,21 @@ class Storage(ABC):
     @abstractmethod
     async def delete(self, key: str) -> None:
         """Remove ``key`` if it exists; raise StorageError on failure."""
+
+    @abstractmethod
+    def written_before(self, moment: datetime) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
+        """The keys of the objects last written before ``moment``, a firm at a time (for the
+        sweep of objects no pack names); raise StorageError if they cannot be listed."""
+
+
+def _firm_of(folder: str, name: str) -> uuid.UUID | None:
+    """The firm whose folder holds the object ``name``, if both are as ``new_key`` makes them;
+    None for anything else, which is never a pack's."""
+    try:
+        firm = uuid.UUID(folder)
+    except ValueError:
+        return None
+    return firm if str(firm) == folder and _SUFFIX.match(name) else None
 
 
 class LocalStorage(Storage):
@@ -157,6 +175,28 @@ class LocalStorage(Storage):
             await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
         except OSError as error:
             raise StorageError("The pack's file cannot be removed.") from error
+
+    async def written_before(self, moment: datetime) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
+        try:
+            found = await asyncio.to_thread(self._written_before, moment.timestamp())
+        except OSError as error:
+            raise StorageError("The packs folder cannot be listed.") from error
+        for firm, keys in found:
+            yield firm, keys
+
+    def _written_before(self, moment: float) -> list[tuple[uuid.UUID, list[str]]]:
+        """Also removes the half-written files (``_write``'s) that a process which died while
+        writing left behind: no key ever names one."""
+        found: dict[uuid.UUID, list[str]] = {}
+        for folder in sorted(self.root.iterdir()):
+            for file in sorted(folder.iterdir()) if folder.is_dir() else ():
+                if file.stat().st_mtime >= moment:
+                    continue
+                if _PARTIAL.match(file.name):
+                    file.unlink(missing_ok=True)
+                elif (firm := _firm_of(folder.name, file.name)) is not None:
+                    found.setdefault(firm, []).append(f"{folder.name}/{file.name}")
+        return list(found.items())
 
 
 def _client_error_code(error: Exception) -> str:
@@ -250,6 +290,32 @@ class S3Storage(Storage):
             if code not in {"NoSuchKey", "404"}:
                 log.warning("evidence pack delete failed: %s", code)
                 raise StorageError(f"The object cannot be removed ({code}).") from error
+
+    async def written_before(self, moment: datetime) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
+        # Listed in key order, so each firm's objects come together.
+        start = f"{self.prefix}/" if self.prefix else ""
+        firm: uuid.UUID | None = None
+        keys: list[str] = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=start
+            )
+            async for page in pages:
+                for item in page.get("Contents", ()):
+                    folder, _, name = item["Key"].removeprefix(start).partition("/")
+                    owner = _firm_of(folder, name)
+                    if owner is None or item["LastModified"] >= moment:
+                        continue
+                    if owner != firm:
+                        if firm is not None and keys:
+                            yield firm, keys
+                        firm, keys = owner, []
+                    keys.append(item["Key"])
+        except (BotoCoreError, ClientError) as error:
+            code = _client_error_code(error)
+            raise StorageError(f"The object store cannot be listed ({code}).") from error
+        if firm is not None and keys:
+            yield firm, keys
 
 
 def _secret(value: Any) -> str | None:

@@ -3,6 +3,7 @@ way a firm and its recipient make one (through HTTP, with real mail), and PDF/au
 
 from __future__ import annotations
 
+import hashlib
 import io
 import socket
 import uuid
@@ -20,6 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from app.evidence import sweep
+from app.evidence.storage import StorageError
 from tests.browser import Browser, browser_for, new_email
 from tests.declarations.test_loop import CREATE, FIT, FORM, LINK, SEND, SUBMIT, valid_answers
 from tests.mail.smtp import SmtpServer
@@ -177,3 +180,43 @@ async def generate_then_fail(firm: Browser, title: str) -> None:
     body = await firm.gql(GENERATE_THEN_FAIL, {"i": {"title": title, **period()}, "d": unknown})
     assert [e["extensions"]["code"] for e in body["errors"]] == ["NOT_FOUND"], body
     assert body["data"] is None
+
+
+async def orphaned_pdf(firm: Browser, storage: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The key of a pack's PDF stored by a request that then failed, left behind as a process
+    that died before its rollback's undo ran would leave it: no pack names it."""
+
+    async def never(key: str) -> None:
+        """The process died: nothing deletes it."""
+
+    with monkeypatch.context() as patched:
+        stored = stored_keys(storage, patched)
+        patched.setattr(storage, "delete", never)
+        await generate_then_fail(firm, "Orphaned")
+    [key] = stored
+    return key
+
+
+async def swept_once_old_enough(
+    app: Starlette, firm: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep deletes a stored PDF no pack names, once it is older than its grace period, and
+    never one a pack names, of this firm or any other (it runs over the whole store)."""
+    state = app.state.coverproof
+    kept = await generate(firm, "Kept")
+    assert kept["status"] == "READY", kept
+    orphan = await orphaned_pdf(firm, state.storage, monkeypatch)
+    assert await state.storage.read(orphan)
+    # Young, it might be a pack's whose transaction is still open: it stays.
+    await sweep.sweep(state.sessions, state.storage)
+    assert await state.storage.read(orphan)
+    later = datetime.now(UTC) + timedelta(seconds=2)
+    assert await sweep.sweep(state.sessions, state.storage, before=later) >= 1
+    with pytest.raises(StorageError):
+        await state.storage.read(orphan)
+    assert await sweep.sweep(state.sessions, state.storage, before=later) == 0
+    read = await firm.gql(PACK, {"id": kept["id"]})
+    url = read["data"]["evidencePack"]["downloadUrl"]
+    downloaded = await firm.client.get(url.removeprefix("https://testserver"))
+    assert downloaded.status_code == 200, downloaded.text
+    assert hashlib.sha256(downloaded.content).hexdigest() == kept["sha256"]

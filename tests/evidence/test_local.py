@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +23,7 @@ from starlette.applications import Starlette
 
 from app.auth.actor import Role
 from app.db.tenant import tenant_transaction
-from app.evidence import collect, document, download, render
+from app.evidence import collect, document, download, render, sweep
 from tests.browser import Browser, browser_for, codes, signed_up
 from tests.evidence.support import (
     GENERATE,
@@ -37,6 +39,7 @@ from tests.evidence.support import (
     period,
     stored_keys,
     submitted_declaration,
+    swept_once_old_enough,
 )
 from tests.evidence.test_large import firm_with_declarations
 from tests.factories import Members, gql
@@ -423,3 +426,44 @@ async def test_a_pack_whose_request_is_refused_leaves_no_file(
             text("select count(*) from evidence_packs where title = 'Rolled back'")
         )
     assert rows == 0
+
+
+async def test_a_pdf_no_pack_names_is_swept_once_old_enough(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await signed_up(browser, smtp, firm="Swept Folder Ltd")
+    await swept_once_old_enough(auth_app, browser, monkeypatch)
+
+
+async def test_the_sweep_removes_half_written_files_and_judges_nothing_else(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A process that died while writing a PDF leaves its temporary file (never a key): the
+    sweep removes it once it is old enough. A file the store never writes, and a PDF under a
+    firm it cannot see, are left alone."""
+    await signed_up(browser, smtp, firm="Half Written Ltd")
+    pack = await generate(browser, "Beside")
+    state = auth_app.state.coverproof
+    folder = state.storage.path((await pack_row(superuser_engine, pack["id"])).storage_key).parent
+    name = f"{uuid.uuid4()}-{'A' * 22}.pdf"
+    partial, young = folder / f".{name}.0123abcd.part", folder / f".{name}.89abcdef.part"
+    other = folder / "notes.txt"
+    nobody = str(uuid.uuid4())
+    unseen = state.storage.path(f"{nobody}/{name}")
+    unseen.parent.mkdir()
+    for path in (partial, young, other, unseen):
+        path.write_bytes(b"%PDF-1.4 half")
+    hour_ago = time.time() - 3600
+    for path in (partial, other, unseen):
+        os.utime(path, (hour_ago, hour_ago))
+    minute_ago = datetime.now(UTC) - timedelta(minutes=1)
+    await sweep.sweep(state.sessions, state.storage, before=minute_ago)
+    assert [p.exists() for p in (partial, young, other, unseen)] == [False, True, True, True]
+    assert f"stored pack PDFs under {nobody}, a firm not found, left alone" in caplog.text
+    for path in (young, other, unseen):
+        path.unlink()
+    unseen.parent.rmdir()

@@ -30,6 +30,7 @@ from tests.evidence.support import (
     s3_client,
     stored_keys,
     submitted_declaration,
+    swept_once_old_enough,
 )
 from tests.mail.smtp import SmtpServer
 from tests.partners import CREATE_KEY
@@ -223,3 +224,12 @@ async def test_a_pack_whose_request_is_refused_leaves_no_object(
     async with s3_client(moto_url) as s3:
         listed = await s3.list_objects_v2(Bucket=bucket, Prefix=stored[0])
     assert listed.get("KeyCount", 0) == 0
+
+
+async def test_an_object_no_pack_names_is_swept_once_old_enough(
+    s3_app: Starlette, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    firm = browser_for(s3_app)
+    async with firm.client:
+        await signed_up(firm, smtp, firm="Swept Bucket Ltd")
+        await swept_once_old_enough(s3_app, firm, monkeypatch)
