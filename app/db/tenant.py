@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import AppError
@@ -33,15 +34,32 @@ _SET_MAIL_SENDER = text("select set_config('app.mail_sender', 'on', true)")
 @asynccontextmanager
 async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """One transaction: commit when the block succeeds, roll back on any exception; when it
-    does not commit (its commit failing included), undo what was done outside the database for
-    it (``on_rollback``)."""
+    certainly did not commit, undo what was done outside the database for it (``on_rollback``).
+    A commit that fails without PostgreSQL saying it rolled back (the connection lost, the
+    request cancelled, the backend terminated) may have gone through: nothing is undone then,
+    since undoing it could destroy what a committed row names (``app/evidence/sweep.py`` deletes
+    later what no row names)."""
+    committing = False
     async with sessions() as session:
         try:
             async with session.begin():
                 yield session
-        except BaseException:
-            await _undo(session)
+                committing = True
+        except BaseException as error:
+            if not committing or _rolled_back(error):
+                await _undo(session)
+            elif session.info.pop(_UNDO, None):
+                log.warning("a commit failed and may have gone through; its undo is not run")
             raise
+
+
+def _rolled_back(error: BaseException) -> bool:
+    """Whether PostgreSQL answered the commit saying the transaction was rolled back: a
+    constraint checked at commit (SQLSTATE class 23) or a serialisation failure (40)."""
+    if not isinstance(error, DBAPIError):
+        return False
+    state = getattr(error.orig, "sqlstate", None)
+    return isinstance(state, str) and state[:2] in {"23", "40"}
 
 
 def on_rollback(session: AsyncSession, undo: Callable[[], Awaitable[None]]) -> None:

@@ -1,13 +1,15 @@
 """``transaction`` undoes the outside work of a transaction that does not commit: when its block
-fails and when its commit fails (a deferred constraint, checked only at commit), never when it
-commits; an undo that fails is logged and does not hide the transaction's own error."""
+fails and when PostgreSQL refuses its commit (a deferred constraint, checked only at commit);
+never when it commits, nor when a commit fails in a way that may have let it through. An undo
+that fails is logged and does not hide the transaction's own error."""
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from app.db.tenant import on_rollback, transaction
 
@@ -69,3 +71,29 @@ async def test_a_commit_is_not_undone(app_sessions: Sessions) -> None:
         await session.execute(text("select 1"))
         on_rollback(session, undo)
     assert undone == []
+
+
+async def test_a_commit_whose_outcome_is_unknown_is_not_undone(
+    app_sessions: Sessions, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A commit that fails without PostgreSQL saying it rolled back may have gone through (the
+    connection lost as the answer came): undoing it could destroy what its rows name. Here it
+    did go through, and the failure came after."""
+    undone: list[str] = []
+
+    async def undo() -> None:
+        undone.append("object")
+
+    def lost(session: Session) -> None:
+        raise ConnectionResetError("the answer to COMMIT never came")
+
+    async def committed_then_lost() -> None:
+        async with transaction(app_sessions) as session:
+            event.listen(session.sync_session, "after_commit", lost)
+            await session.execute(text("select 1"))
+            on_rollback(session, undo)
+
+    with pytest.raises(ConnectionResetError):
+        await committed_then_lost()
+    assert undone == []
+    assert "may have gone through; its undo is not run" in caplog.text
