@@ -91,17 +91,17 @@ def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     results = asyncio.run(
         verify_firms(_owner_url(settings), firm, key.trusted, args.all, key.revoked)
     )
+    for firm_id, result in results:  # first: a broken chain's are evidence too
+        for checkpoint_id in result.revoked_conflicts:
+            print(
+                f"WARNING firm {firm_id}: checkpoint {checkpoint_id}, naming a revoked key, "
+                "disagrees with the chain: the key may have been misused"
+            )
     for firm_id, result in results:
         if not result.ok:
             chain = f"firm {firm_id}" if firm_id else "the platform chain"
             print(f"BROKEN {chain} at seq {result.failure_seq}: {result.failure_reason}")
             return 1
-    for firm_id, result in results:
-        for checkpoint_id in result.revoked_conflicts:
-            print(
-                f"WARNING firm {firm_id}: checkpoint {checkpoint_id}, signed by a revoked key, "
-                "disagrees with the chain: a sign the key was misused"
-            )
     total = sum(result.entries_checked for _, result in results)
     print(f"ok: {len(results)} chain(s), {total} entries verified")
     return 0

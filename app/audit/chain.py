@@ -162,8 +162,9 @@ class Verification:
     failure_seq: int | None = None
     failure_reason: str | None = None
     failure_checkpoint: uuid.UUID | None = None
-    # Checkpoints a revoked key signed that disagree with the chain (another hash at their
-    # seq, or a seq beyond its head): they vouch for nothing, but say the key was used.
+    # Checkpoints naming a revoked key that disagree with the chain (another hash at their
+    # seq, or a seq beyond its head): they vouch for nothing, but may say the key was used.
+    # Their signatures are not checked (the key may not be configured any more).
     revoked_conflicts: tuple[uuid.UUID, ...] = ()
 
 

@@ -109,9 +109,9 @@ class AuditVerification:
     failure: AuditFailure | None
     revoked_conflicts: list[uuid.UUID] = strawberry.field(
         description=(
-            "Checkpoints signed by a revoked key that disagree with the chain (another hash at "
+            "Checkpoints naming a revoked key that disagree with the chain (another hash at "
             "their seq, or a seq beyond its head). They vouch for nothing and do not fail the "
-            "verification, but show that whoever holds the key used it: report them."
+            "verification, but may show that whoever holds the key used it: investigate them."
         )
     )
 
