@@ -36,6 +36,9 @@ _BATCH = 2000
 _FIRM_ENTRIES = _ENTRIES + "where firm_id = $1 and seq > $2 order by seq"
 _PLATFORM_ENTRIES = _ENTRIES + "where firm_id is null and seq > $1 order by seq"
 _XACT_LOCK = text("select pg_advisory_xact_lock(:key)")
+# The two-key form: a lock space apart from the one-key form's (the firms' chain locks).
+_PAIR_LOCK = text("select pg_advisory_xact_lock(:space, :key)")
+_TRY_PAIR_LOCK = text("select pg_try_advisory_xact_lock(:space, :key)")
 _USER_BY_EMAIL = text(
     "select user_id, password_hash, email_verified, throttled_until, firm_id, role "
     "from auth_user_by_email(:email)"
@@ -134,6 +137,16 @@ async def insert_row(conn: asyncpg.Connection, table: Table, row: Mapping[str, A
 async def transaction_lock(session: AsyncSession, key: int) -> None:
     """Take a transaction-scoped advisory lock; it is released at commit or rollback."""
     await session.execute(_XACT_LOCK, {"key": key})
+
+
+async def pair_lock(session: AsyncSession, space: int, key: int) -> None:
+    """Take a transaction-scoped advisory lock on (space, key), two 32-bit integers."""
+    await session.execute(_PAIR_LOCK, {"space": space, "key": key})
+
+
+async def try_pair_lock(session: AsyncSession, space: int, key: int) -> bool:
+    """``pair_lock`` if no other transaction holds it; whether it was taken."""
+    return bool(await session.scalar(_TRY_PAIR_LOCK, {"space": space, "key": key}))
 
 
 async def ping(conn: AsyncConnection) -> None:

@@ -36,7 +36,7 @@ from app.auth.actor import Actor, ActorType, Role
 from app.db.models import EvidencePack
 from app.db.tenant import on_rollback, snapshot_transaction
 from app.errors import BadUserInput, NotFound, RateLimited, field_error
-from app.evidence import download
+from app.evidence import download, sweep
 from app.evidence.collect import collect
 from app.evidence.render import RenderError, render
 from app.evidence.schemas import PackCreate
@@ -175,12 +175,13 @@ async def _produce(
         except RenderError as error:
             return await _fail(session, actor, pack, str(error), "render", retry)
         key = env.storage.new_key(actor.firm_id, pack.id)
+        await sweep.storing(session, pack.id)  # until this transaction ends, however long
         try:
             await env.storage.put(key, rendered.pdf, rendered.sha256)
         except StorageError as error:
             return await _fail(session, actor, pack, str(error), "store", retry)
-    # Lost with the row if the request's transaction is not kept: this one failing below, the
-    # request's other mutation failing, or its commit.
+    # Lost with the row if the request's transaction is rolled back: this one failing below,
+    # the request's other mutation failing, or its commit refused.
     on_rollback(session, lambda: env.storage.delete(key))
     pack.status, pack.storage_key, pack.completed_at = "ready", key, datetime.now(UTC)
     pack.sha256, pack.size_bytes = rendered.sha256, len(rendered.pdf)

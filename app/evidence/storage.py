@@ -101,10 +101,16 @@ def _firm_of(folder: str, name: str) -> uuid.UUID | None:
     """The firm whose folder holds the object ``name``, if both are as ``new_key`` makes them;
     None for anything else, which is never a pack's."""
     try:
-        firm = uuid.UUID(folder)
+        firm, pack = uuid.UUID(folder), uuid.UUID(name[:36])
     except ValueError:
         return None
-    return firm if str(firm) == folder and _SUFFIX.match(name) else None
+    ours = str(firm) == folder and str(pack) == name[:36] and _SUFFIX.match(name)
+    return firm if ours else None
+
+
+def pack_of(key: str) -> uuid.UUID:
+    """The id of the pack whose PDF is stored at ``key`` (one ``new_key`` made)."""
+    return uuid.UUID(key.rpartition("/")[2][:36])
 
 
 class LocalStorage(Storage):
@@ -190,8 +196,11 @@ class LocalStorage(Storage):
         found: dict[uuid.UUID, list[str]] = {}
         for folder in sorted(self.root.iterdir()):
             for file in sorted(folder.iterdir()) if folder.is_dir() else ():
-                if file.stat().st_mtime >= moment:
-                    continue
+                try:
+                    if file.stat().st_mtime >= moment:
+                        continue
+                except FileNotFoundError:
+                    continue  # deleted or renamed since it was listed
                 if _PARTIAL.match(file.name):
                     file.unlink(missing_ok=True)
                 elif (firm := _firm_of(folder.name, file.name)) is not None:

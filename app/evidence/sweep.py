@@ -1,71 +1,117 @@
 """Deleting stored pack PDFs that no pack names.
 
-A pack's PDF is stored before its request's transaction commits. If the request then fails,
-the transaction's undo deletes it (``on_rollback`` in app/db/tenant.py); only a process that
-dies in between leaves one behind: the firm's declarations, in storage, that no pack shows and
-nothing else would ever delete. Nothing of it is on the firm's record either (its pack row and
-audit entries were never committed), so deleting it is logged, not audited.
+A pack's PDF is stored before its request's transaction commits. If PostgreSQL rolls that
+transaction back, its undo deletes the PDF (``on_rollback`` in app/db/tenant.py). A PDF is left
+behind, the firm's declarations in storage that no pack shows and nothing else would delete,
+when the process dies before its rollback, when that undo fails, and when the commit's outcome
+is unknown (the undo is then not run: the commit may have gone through). Nothing of such a PDF
+is on the firm's record (its pack row and audit entries were never committed), so deleting it
+is logged, not audited.
 
-The sweep deletes each such object once it is older than ``GRACE``, far longer than a pack's
-transaction stays open after its upload. It reads which keys the firm's packs name inside that
-firm's tenant transaction, as any request would (a key sits under its firm's prefix, so only
-that firm's rows can name it).
+A pack's transaction holds its storing lock from before its PDF is stored until it ends,
+however long that is; the sweep passes over a PDF whose lock is held, and otherwise deletes it
+once it is older than ``GRACE`` and, read after taking that lock, no pack names it. It reads
+which keys the packs name inside the firm's own tenant transaction, as any request would (a key
+sits under its firm's prefix, so only that firm's rows can name it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db import calls
 from app.db.models import EvidencePack, Firm
 from app.db.tenant import tenant_transaction
-from app.evidence.storage import Storage
+from app.evidence.storage import Storage, pack_of
 
 log = logging.getLogger("coverproof.evidence")
 
 GRACE = timedelta(hours=1)
+# The advisory-lock space of packs being stored ("PACK"), apart from the chain locks.
+_STORING = 0x5041434B
+_NAMED = select(EvidencePack.storage_key).where(
+    EvidencePack.storage_key == any_(bindparam("keys", type_=ARRAY(String)))
+)
+
+
+def _lock_key(pack_id: uuid.UUID) -> int:
+    return int.from_bytes(pack_id.bytes[:4], "big", signed=True)
+
+
+async def storing(session: AsyncSession, pack_id: uuid.UUID) -> None:
+    """Hold the pack's storing lock until the transaction ends; taken before its PDF is stored,
+    so that the sweep never judges a PDF whose pack may still be committed."""
+    await calls.pair_lock(session, _STORING, _lock_key(pack_id))
+
+
+async def _unnamed(session: AsyncSession, keys: Sequence[str]) -> list[str]:
+    named = set(await session.scalars(_NAMED, {"keys": list(keys)}))
+    return [key for key in keys if key not in named]
+
+
+async def _sweep_firm(
+    sessions: async_sessionmaker[AsyncSession],
+    storage: Storage,
+    firm_id: uuid.UUID,
+    keys: list[str],
+) -> int:
+    async with tenant_transaction(sessions, firm_id) as session:
+        # Seen only in its own tenant: were the binding ever wrong, no pack would be seen
+        # either, and every one of its PDFs would look like an orphan.
+        if await session.scalar(select(Firm.id).where(Firm.id == firm_id)) is None:
+            log.error("stored pack PDFs under %s, a firm not found, left alone", firm_id)
+            return 0
+        idle = [
+            key
+            for key in await _unnamed(session, keys)
+            if await calls.try_pair_lock(session, _STORING, _lock_key(pack_of(key)))
+        ]
+        # Read again under the locks: a pack committed since the first read is named now.
+        orphans = await _unnamed(session, idle)
+        for key in orphans:
+            await storage.delete(key)
+    if orphans:
+        log.warning(
+            "deleted %d stored pack PDF(s) of firm %s that no pack names", len(orphans), firm_id
+        )
+    return len(orphans)
 
 
 async def sweep(
     sessions: async_sessionmaker[AsyncSession], storage: Storage, before: datetime | None = None
 ) -> int:
     """Delete every stored pack PDF last written before ``before`` (an hour ago by default)
-    that no pack names; how many were deleted."""
+    that no pack names; how many were deleted. A firm whose PDFs cannot be judged is logged
+    and the others are still swept."""
     cutoff = before or datetime.now(UTC) - GRACE
     deleted = 0
     async for firm_id, keys in storage.written_before(cutoff):
-        async with tenant_transaction(sessions, firm_id) as session:
-            # Seen only in its own tenant: were the binding ever wrong, no pack would be seen
-            # either, and every one of its PDFs would look like an orphan.
-            if await session.scalar(select(Firm.id).where(Firm.id == firm_id)) is None:
-                log.error("stored pack PDFs under %s, a firm not found, left alone", firm_id)
-                continue
-            named = set(
-                await session.scalars(
-                    select(EvidencePack.storage_key).where(EvidencePack.storage_key.in_(keys))
-                )
-            )
-        orphans = [key for key in keys if key not in named]
-        for key in orphans:
-            await storage.delete(key)
-        if orphans:
-            log.warning(
-                "deleted %d stored pack PDF(s) of firm %s that no pack names", len(orphans), firm_id
-            )
-        deleted += len(orphans)
+        try:
+            deleted += await _sweep_firm(sessions, storage, firm_id, keys)
+        except Exception:
+            log.exception("stored pack PDFs of firm %s not swept", firm_id)
     return deleted
 
 
 async def run_periodically(
     sessions: async_sessionmaker[AsyncSession], storage: Storage, minutes: int
 ) -> None:
-    """The background sweep (cancelled at shutdown)."""
+    """The background sweep (cancelled at shutdown). The first waits a random part of the
+    interval, so that processes restarted more often than that still sweep, at staggered
+    times."""
+    delay = 1 + secrets.randbelow(minutes * 60)
     while True:
-        await asyncio.sleep(minutes * 60)
+        await asyncio.sleep(delay)
+        delay = minutes * 60
         try:
             await sweep(sessions, storage)
         except Exception:

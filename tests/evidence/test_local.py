@@ -171,6 +171,18 @@ async def test_a_pack_says_whether_each_receipt_covers_the_form(
         read = await gql(client, PACK, {"id": pack["id"]}, owner)
         url = read["data"]["evidencePack"]["downloadUrl"]
         response = await client.get(_path(url), headers=owner.headers)
+        listed = await gql(
+            client,
+            "{ declarations(first: 3) { edges { node { recipientName "
+            "response { receiptCoversForm } } } } }",
+            {},
+            owner,
+        )
+    covers = {
+        e["node"]["recipientName"]: e["node"]["response"]["receiptCoversForm"]
+        for e in listed["data"]["declarations"]["edges"]
+    }
+    assert covers == {"Recipient 000": False, "Recipient 001": True, "Recipient 002": True}
     text = " ".join(pdf_text(response.content).split())
     assert text.count(document.COVERS_RESPONSE) == 1, text
     assert text.count(document.COVERS_FORM) == 2, text
@@ -467,3 +479,34 @@ async def test_the_sweep_removes_half_written_files_and_judges_nothing_else(
     for path in (young, other, unseen):
         path.unlink()
     unseen.parent.rmdir()
+
+
+async def test_a_pdf_whose_pack_may_still_commit_is_never_swept(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette
+) -> None:
+    """A pack's transaction may stay open longer than the sweep's grace (a document of many
+    packs, a slow database): while it holds its storing lock its PDF is left alone, however
+    old, though no committed row names it yet."""
+    await signed_up(browser, smtp, firm="Slow Commit Ltd")
+    state = auth_app.state.coverproof
+    firm_id = uuid.UUID((await browser.gql("{ firm { id } }"))["data"]["firm"]["id"])
+    pack_id = uuid.uuid4()
+    key = state.storage.new_key(firm_id, pack_id)
+    data = b"%PDF-1.4 still committing"
+    later = datetime.now(UTC) + timedelta(seconds=2)
+
+    class Abandoned(Exception):
+        pass
+
+    async def still_committing() -> None:
+        async with tenant_transaction(state.sessions, firm_id) as session:
+            await sweep.storing(session, pack_id)
+            await state.storage.put(key, data, hashlib.sha256(data).digest())
+            await sweep.sweep(state.sessions, state.storage, before=later)
+            assert await state.storage.read(key) == data
+            raise Abandoned  # the process gave up on it; its lock goes with its transaction
+
+    with pytest.raises(Abandoned):
+        await still_committing()
+    await sweep.sweep(state.sessions, state.storage, before=later)
+    assert not state.storage.path(key).exists()
