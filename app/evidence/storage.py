@@ -97,6 +97,13 @@ class Storage(ABC):
         sweep of objects no pack names); raise StorageError if they cannot be listed."""
 
 
+def _is_firm_folder(folder: str) -> bool:
+    try:
+        return str(uuid.UUID(folder)) == folder
+    except ValueError:
+        return False
+
+
 def _firm_of(folder: str, name: str) -> uuid.UUID | None:
     """The firm whose folder holds the object ``name``, if both are as ``new_key`` makes them;
     None for anything else, which is never a pack's."""
@@ -195,9 +202,11 @@ class LocalStorage(Storage):
         writing left behind: no key ever names one."""
         found: dict[uuid.UUID, list[str]] = {}
         for folder in sorted(self.root.iterdir()):
-            for file in sorted(folder.iterdir()) if folder.is_dir() else ():
+            if folder.is_symlink() or not folder.is_dir() or not _is_firm_folder(folder.name):
+                continue  # nothing new_key makes
+            for file in sorted(folder.iterdir()):
                 try:
-                    if file.stat().st_mtime >= moment:
+                    if file.is_symlink() or file.stat().st_mtime >= moment:
                         continue
                 except FileNotFoundError:
                     continue  # deleted or renamed since it was listed

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy import String, any_, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -36,11 +36,17 @@ from app.evidence.storage import Storage, pack_of
 log = logging.getLogger("coverproof.evidence")
 
 GRACE = timedelta(hours=1)
+# Keys judged in one transaction: each may hold a lock until it ends, and PostgreSQL's lock
+# table is shared by every transaction (a backlog of orphans must not fill it).
+BATCH = 200
 # The advisory-lock space of packs being stored ("PACK"), apart from the chain locks.
 _STORING = 0x5041434B
 _NAMED = select(EvidencePack.storage_key).where(
     EvidencePack.storage_key == any_(bindparam("keys", type_=ARRAY(String)))
 )
+
+
+_ISOLATION = text("select current_setting('transaction_isolation')")
 
 
 def _lock_key(pack_id: uuid.UUID) -> int:
@@ -64,11 +70,28 @@ async def _sweep_firm(
     firm_id: uuid.UUID,
     keys: list[str],
 ) -> int:
+    deleted = 0
+    for start in range(0, len(keys), BATCH):
+        deleted += await _sweep_batch(sessions, storage, firm_id, keys[start : start + BATCH])
+    return deleted
+
+
+async def _sweep_batch(
+    sessions: async_sessionmaker[AsyncSession],
+    storage: Storage,
+    firm_id: uuid.UUID,
+    keys: list[str],
+) -> int:
     async with tenant_transaction(sessions, firm_id) as session:
         # Seen only in its own tenant: were the binding ever wrong, no pack would be seen
         # either, and every one of its PDFs would look like an orphan.
         if await session.scalar(select(Firm.id).where(Firm.id == firm_id)) is None:
             log.error("stored pack PDFs under %s, a firm not found, left alone", firm_id)
+            return 0
+        # The second read below must see what committed since the first: each statement's own
+        # snapshot, which a database defaulting to a stricter isolation would not give.
+        if await session.scalar(_ISOLATION) != "read committed":
+            log.error("stored pack PDFs not swept: transactions are not read committed")
             return 0
         idle = [
             key

@@ -510,3 +510,54 @@ async def test_a_pdf_whose_pack_may_still_commit_is_never_swept(
         await still_committing()
     await sweep.sweep(state.sessions, state.storage, before=later)
     assert not state.storage.path(key).exists()
+
+
+async def test_a_pdf_its_request_is_still_storing_is_never_swept(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pack's own request holds its storing lock: a sweep run just after its PDF is stored
+    (as though an hour had passed) leaves the PDF, and the pack is READY and downloads."""
+    await signed_up(browser, smtp, firm="Racing The Sweep Ltd")
+    state = auth_app.state.coverproof
+    put = state.storage.put
+
+    async def put_then_sweep(key: str, data: bytes, sha256: bytes) -> None:
+        await put(key, data, sha256)
+        later = datetime.now(UTC) + timedelta(seconds=2)
+        await sweep.sweep(state.sessions, state.storage, before=later)
+        assert await state.storage.read(key) == data
+
+    monkeypatch.setattr(state.storage, "put", put_then_sweep)
+    pack = await generate(browser, "Stored as the sweep runs")
+    assert pack["status"] == "READY", pack
+    downloaded = await browser.client.get(_path(await _download_url(browser, pack["id"])))
+    assert hashlib.sha256(downloaded.content).hexdigest() == pack["sha256"]
+
+
+async def test_the_sweep_reads_the_named_keys_again_under_the_locks(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pack that commits between the sweep's first read and its taking the pack's lock is
+    named when read again under the lock: its PDF stays. Here every first read misses every
+    pack, as one made just before a commit would."""
+    await signed_up(browser, smtp, firm="Committed Meanwhile Ltd")
+    pack = await generate(browser, "Committed meanwhile")
+    state = auth_app.state.coverproof
+    read = sweep._unnamed
+    reads: list[int] = []
+
+    async def first_reads_miss(session: AsyncSession, keys: list[str]) -> list[str]:
+        reads.append(len(keys))
+        return list(keys) if len(reads) % 2 else await read(session, keys)
+
+    monkeypatch.setattr(sweep, "_unnamed", first_reads_miss)
+    await sweep.sweep(
+        state.sessions, state.storage, before=datetime.now(UTC) + timedelta(seconds=2)
+    )
+    assert len(reads) >= 2
+    key = (await pack_row(superuser_engine, pack["id"])).storage_key
+    assert state.storage.path(key).exists()
