@@ -1,4 +1,4 @@
-"""The ``coverproof`` command: serve, migrate, db url, export-schema, audit verify."""
+"""The ``coverproof`` command: serve, migrate, db url, export-schema, audit, packs sweep."""
 
 from __future__ import annotations
 
@@ -172,6 +172,42 @@ def persisted_load(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _app_url(settings: Settings) -> str:
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    return _embedded_urls(settings)[0]
+
+
+def packs_sweep(settings: Settings, args: argparse.Namespace) -> int:
+    """What the server's periodic sweep does, once (or, with --dry-run, only listed): after a
+    restore, the PDFs of packs made after its point are listed here before anything deletes
+    them."""
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    from app.db.engine import create_engine, session_factory  # noqa: PLC0415
+    from app.evidence import sweep  # noqa: PLC0415
+    from app.evidence.storage import open_storage  # noqa: PLC0415
+
+    async def run() -> list[str]:
+        storage = open_storage(settings)
+        # The app role, as the server's sweep: the packs it reads are the ones RLS shows it.
+        engine = create_engine(_app_url(settings), pool_size=1)
+        await storage.open()
+        try:
+            before = datetime.now(UTC) - timedelta(minutes=args.older_than_minutes)
+            return await sweep.sweep(session_factory(engine), storage, before, dry_run=args.dry_run)
+        finally:
+            await storage.close()
+            await engine.dispose()
+
+    orphans = asyncio.run(run())
+    for key in orphans:
+        print(f"{'no pack names' if args.dry_run else 'deleted'} {key}")
+    done = "found (nothing deleted)" if args.dry_run else "deleted"
+    print(f"{len(orphans)} stored pack PDF(s) no pack names {done}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="coverproof", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -209,6 +245,13 @@ def parser() -> argparse.ArgumentParser:
     audit.add_parser("public-key", help="the checkpoint signing key (PEM)").set_defaults(
         handler=audit_key
     )
+    packs = commands.add_parser("packs", help="evidence-pack PDFs").add_subparsers(
+        dest="packs", required=True
+    )
+    swept = packs.add_parser("sweep", help="delete stored PDFs no pack names (or list them)")
+    swept.add_argument("--dry-run", action="store_true", help="list them; delete nothing")
+    swept.add_argument("--older-than-minutes", type=int, default=60)
+    swept.set_defaults(handler=packs_sweep)
     persisted = commands.add_parser("persisted-queries", help="the trusted documents")
     persisted_commands = persisted.add_subparsers(dest="persisted", required=True)
     load = persisted_commands.add_parser("load", help="add a manifest's documents")

@@ -69,11 +69,13 @@ async def _sweep_firm(
     storage: Storage,
     firm_id: uuid.UUID,
     keys: list[str],
-) -> int:
-    deleted = 0
+    dry_run: bool,
+) -> list[str]:
+    orphans: list[str] = []
     for start in range(0, len(keys), BATCH):
-        deleted += await _sweep_batch(sessions, storage, firm_id, keys[start : start + BATCH])
-    return deleted
+        batch = keys[start : start + BATCH]
+        orphans += await _sweep_batch(sessions, storage, firm_id, batch, dry_run)
+    return orphans
 
 
 async def _sweep_batch(
@@ -81,18 +83,19 @@ async def _sweep_batch(
     storage: Storage,
     firm_id: uuid.UUID,
     keys: list[str],
-) -> int:
+    dry_run: bool,
+) -> list[str]:
     async with tenant_transaction(sessions, firm_id) as session:
         # Seen only in its own tenant: were the binding ever wrong, no pack would be seen
         # either, and every one of its PDFs would look like an orphan.
         if await session.scalar(select(Firm.id).where(Firm.id == firm_id)) is None:
             log.error("stored pack PDFs under %s, a firm not found, left alone", firm_id)
-            return 0
+            return []
         # The second read below must see what committed since the first: each statement's own
         # snapshot, which a database defaulting to a stricter isolation would not give.
         if await session.scalar(_ISOLATION) != "read committed":
             log.error("stored pack PDFs not swept: transactions are not read committed")
-            return 0
+            return []
         idle = [
             key
             for key in await _unnamed(session, keys)
@@ -100,29 +103,33 @@ async def _sweep_batch(
         ]
         # Read again under the locks: a pack committed since the first read is named now.
         orphans = await _unnamed(session, idle)
-        for key in orphans:
+        for key in [] if dry_run else orphans:
             await storage.delete(key)
-    if orphans:
+    if orphans and not dry_run:
         log.warning(
             "deleted %d stored pack PDF(s) of firm %s that no pack names", len(orphans), firm_id
         )
-    return len(orphans)
+    return orphans
 
 
 async def sweep(
-    sessions: async_sessionmaker[AsyncSession], storage: Storage, before: datetime | None = None
-) -> int:
+    sessions: async_sessionmaker[AsyncSession],
+    storage: Storage,
+    before: datetime | None = None,
+    *,
+    dry_run: bool = False,
+) -> list[str]:
     """Delete every stored pack PDF last written before ``before`` (an hour ago by default)
-    that no pack names; how many were deleted. A firm whose PDFs cannot be judged is logged
-    and the others are still swept."""
+    that no pack names (with ``dry_run``, only find them); their keys. A firm whose PDFs
+    cannot be judged is logged and the others are still swept."""
     cutoff = before or datetime.now(UTC) - GRACE
-    deleted = 0
+    orphans: list[str] = []
     async for firm_id, keys in storage.written_before(cutoff):
         try:
-            deleted += await _sweep_firm(sessions, storage, firm_id, keys)
+            orphans += await _sweep_firm(sessions, storage, firm_id, keys, dry_run)
         except Exception:
             log.exception("stored pack PDFs of firm %s not swept", firm_id)
-    return deleted
+    return orphans
 
 
 async def run_periodically(

@@ -211,10 +211,10 @@ async def swept_once_old_enough(
     await sweep.sweep(state.sessions, state.storage)
     assert await state.storage.read(orphan)
     later = datetime.now(UTC) + timedelta(seconds=2)
-    assert await sweep.sweep(state.sessions, state.storage, before=later) == 1
+    assert await sweep.sweep(state.sessions, state.storage, before=later) == [orphan]
     with pytest.raises(StorageError):
         await state.storage.read(orphan)
-    assert await sweep.sweep(state.sessions, state.storage, before=later) == 0
+    assert await sweep.sweep(state.sessions, state.storage, before=later) == []
     read = await firm.gql(PACK, {"id": kept["id"]})
     url = read["data"]["evidencePack"]["downloadUrl"]
     downloaded = await firm.client.get(url.removeprefix("https://testserver"))

@@ -22,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from app.auth.actor import Role
+from app.cli import main
 from app.db.tenant import tenant_transaction
 from app.evidence import collect, document, download, render, sweep
 from tests.browser import Browser, browser_for, codes, signed_up
+from tests.conftest import Database
 from tests.evidence.support import (
     GENERATE,
     PACK,
@@ -34,6 +36,7 @@ from tests.evidence.support import (
     generate,
     generate_then_fail,
     hash_at,
+    orphaned_pdf,
     pack_row,
     pdf_text,
     period,
@@ -561,3 +564,38 @@ async def test_the_sweep_reads_the_named_keys_again_under_the_locks(
     assert len(reads) >= 2
     key = (await pack_row(superuser_engine, pack["id"])).storage_key
     assert state.storage.path(key).exists()
+
+
+async def test_the_sweep_command_lists_then_deletes(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    database: Database,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`coverproof packs sweep --dry-run` lists the stored PDFs no pack names and deletes
+    nothing (after a restore: what to keep); without it they are deleted, as the server's own
+    sweep deletes them."""
+    await signed_up(browser, smtp, firm="Swept By Hand Ltd")
+    state = auth_app.state.coverproof
+    kept = await generate(browser, "Kept by hand")
+    orphan = await orphaned_pdf(browser, state.storage, monkeypatch)
+    monkeypatch.setenv("COVERPROOF_DATABASE_URL", database.app_url)
+    monkeypatch.setenv("COVERPROOF_DATA_DIR", str(state.settings.data_dir))
+    command = ["packs", "sweep", "--older-than-minutes", "0"]
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, [*command, "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"no pack names {orphan}",
+        "1 stored pack PDF(s) no pack names found (nothing deleted)",
+    ]
+    assert state.storage.path(orphan).exists()
+    assert await asyncio.to_thread(main, command) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"deleted {orphan}",
+        "1 stored pack PDF(s) no pack names deleted",
+    ]
+    assert not state.storage.path(orphan).exists()
+    assert state.storage.path((await pack_row(superuser_engine, kept["id"])).storage_key).exists()
