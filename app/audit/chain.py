@@ -281,6 +281,28 @@ async def _entries(
             yield batch
 
 
+def _broken(
+    checked: int,
+    prev_hash: bytes,
+    matched: int,
+    reason: str,
+    checkpoint: uuid.UUID | None,
+    conflicts: list[uuid.UUID],
+) -> Verification:
+    """A verification that failed at the entry after seq ``checked``."""
+    return Verification(
+        False,
+        checked,
+        checked,
+        prev_hash,
+        matched,
+        checked + 1,
+        reason,
+        checkpoint,
+        tuple(conflicts),
+    )
+
+
 async def verify(
     session: AsyncSession,
     firm_id: uuid.UUID | None,
@@ -326,17 +348,7 @@ async def verify(
                         matched += 1
                 if problem:
                     failed = cp.id if cp else None
-                    return Verification(
-                        False,
-                        checked,
-                        checked,
-                        prev_hash,
-                        matched,
-                        checked + 1,
-                        problem,
-                        failed,
-                        tuple(conflicts),
-                    )
+                    return _broken(checked, prev_hash, matched, problem, failed, conflicts)
                 if disowned and row["seq"] in disowned:
                     conflicts += [c.id for c in disowned[row["seq"]] if c.head_hash != row["hash"]]
                 checked, prev_hash = row["seq"], row["hash"]
@@ -347,17 +359,7 @@ async def verify(
     if beyond:
         cp = beyond[0]
         reason = f"the chain ends at seq {checked} but checkpoint {cp.id} signed seq {cp.seq}"
-        return Verification(
-            False,
-            checked,
-            checked,
-            prev_hash,
-            matched,
-            checked + 1,
-            reason,
-            cp.id,
-            tuple(conflicts),
-        )
+        return _broken(checked, prev_hash, matched, reason, cp.id, conflicts)
     return Verification(
         True, checked, checked, prev_hash, matched, revoked_conflicts=tuple(conflicts)
     )
