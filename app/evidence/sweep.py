@@ -44,8 +44,6 @@ _STORING = 0x5041434B
 _NAMED = select(EvidencePack.storage_key).where(
     EvidencePack.storage_key == any_(bindparam("keys", type_=ARRAY(String)))
 )
-
-
 _ISOLATION = text("select current_setting('transaction_isolation')")
 
 
