@@ -201,7 +201,7 @@ async def swept_once_old_enough(
     app: Starlette, firm: Browser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The sweep deletes a stored PDF no pack names, once it is older than its grace period, and
-    never one a pack names, of this firm or any other (it runs over the whole store)."""
+    leaves the firm's READY pack's PDF, which downloads as before."""
     state = app.state.coverproof
     kept = await generate(firm, "Kept")
     assert kept["status"] == "READY", kept
