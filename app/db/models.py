@@ -221,6 +221,8 @@ class EvidencePack(Base):
     status: Mapped[str] = mapped_column(Text)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     storage_key: Mapped[str | None] = mapped_column(Text)
+    # The stored object's version, where the store keeps versions (S3 with versioning on).
+    storage_version: Mapped[str | None] = mapped_column(Text)
     sha256: Mapped[bytes | None]
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     page_count: Mapped[int | None]

@@ -177,13 +177,14 @@ async def _produce(
         key = env.storage.new_key(actor.firm_id, pack.id)
         await sweep.storing(session, pack.id)  # until this transaction ends, however long
         try:
-            await env.storage.put(key, rendered.pdf, rendered.sha256)
+            version = await env.storage.put(key, rendered.pdf, rendered.sha256)
         except StorageError as error:
             return await _fail(session, actor, pack, str(error), "store", retry)
     # Lost with the row if the request's transaction is rolled back: this one failing below,
     # the request's other mutation failing, or its commit refused.
     on_rollback(session, lambda: env.storage.delete(key))
     pack.status, pack.storage_key, pack.completed_at = "ready", key, datetime.now(UTC)
+    pack.storage_version = version
     pack.sha256, pack.size_bytes = rendered.sha256, len(rendered.pdf)
     pack.page_count = rendered.page_count
     await session.flush()
@@ -214,6 +215,7 @@ async def _fail(
 ) -> EvidencePack:
     pack.status, pack.failure_reason = "failed", reason[:1000]
     pack.storage_key, pack.sha256, pack.size_bytes, pack.page_count = None, None, None, None
+    pack.storage_version = None
     pack.completed_at = datetime.now(UTC)
     await session.flush()
     await _requested(session, actor, pack, retry)
@@ -245,7 +247,7 @@ async def serve_download(
     pack = await get_pack(session, actor, pack_id)
     if pack.status != "ready" or pack.storage_key is None or pack.sha256 is None:
         raise NotFound("Evidence pack not found.")
-    data = await storage.read(pack.storage_key)
+    data = await storage.read(pack.storage_key, pack.storage_version)
     if hashlib.sha256(data).digest() != pack.sha256:
         log.error("evidence pack %s: the stored file differs from its recorded SHA-256", pack.id)
         raise PackFileAltered("The stored pack does not match its recorded SHA-256.")

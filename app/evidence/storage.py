@@ -80,12 +80,14 @@ class Storage(ABC):
         """A fresh, unguessable key under the firm's own prefix."""
 
     @abstractmethod
-    async def put(self, key: str, data: bytes, sha256: bytes) -> None:
-        """Store ``data`` at ``key``, all or nothing; raise StorageError on failure."""
+    async def put(self, key: str, data: bytes, sha256: bytes) -> str | None:
+        """Store ``data`` at ``key``, all or nothing; raise StorageError on failure. The
+        version the store made of it, if it keeps versions."""
 
     @abstractmethod
-    async def read(self, key: str) -> bytes:
-        """The stored bytes; raise StorageError if they cannot be read."""
+    async def read(self, key: str, version: str | None = None) -> bytes:
+        """The stored bytes (of ``version``, given one); raise StorageError if they cannot be
+        read."""
 
     @abstractmethod
     async def delete(self, key: str) -> None:
@@ -177,7 +179,9 @@ class LocalStorage(Storage):
             await asyncio.to_thread(path.unlink, missing_ok=True)
             raise StorageError(f"The pack could not be written ({error.strerror}).") from error
 
-    async def read(self, key: str) -> bytes:
+    async def read(self, key: str, version: str | None = None) -> bytes:
+        if version is not None:
+            raise StorageError("A local file has no versions.")
         try:
             return await asyncio.to_thread(self.path(key).read_bytes)
         except OSError as error:
@@ -269,9 +273,9 @@ class S3Storage(Storage):
         name = f"{firm_id}/{_random_name(pack_id)}"
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    async def put(self, key: str, data: bytes, sha256: bytes) -> None:
+    async def put(self, key: str, data: bytes, sha256: bytes) -> str | None:
         try:
-            await self._client.put_object(
+            stored = await self._client.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=data,
@@ -288,10 +292,14 @@ class S3Storage(Storage):
             code = _client_error_code(error)
             log.warning("evidence pack upload failed: %s", code)
             raise StorageError(f"The object store refused the upload ({code}).") from error
+        # Only a bucket with versioning on names one ("null" when it is suspended).
+        version = stored.get("VersionId")
+        return version if version and version != "null" else None
 
-    async def read(self, key: str) -> bytes:
+    async def read(self, key: str, version: str | None = None) -> bytes:
+        pinned = {} if version is None else {"VersionId": version}
         try:
-            response = await self._client.get_object(Bucket=self.bucket, Key=key)
+            response = await self._client.get_object(Bucket=self.bucket, Key=key, **pinned)
             async with response["Body"] as body:
                 data: bytes = await body.read()
             return data

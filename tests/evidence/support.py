@@ -162,9 +162,10 @@ def stored_keys(storage: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     stored: list[str] = []
     put = storage.put
 
-    async def recorded(key: str, data: bytes, sha256: bytes) -> None:
+    async def recorded(key: str, data: bytes, sha256: bytes) -> str | None:
         stored.append(key)
-        await put(key, data, sha256)
+        version: str | None = await put(key, data, sha256)
+        return version
 
     monkeypatch.setattr(storage, "put", recorded)
     return stored

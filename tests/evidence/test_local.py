@@ -525,7 +525,7 @@ async def test_a_pdf_its_request_is_still_storing_is_never_swept(
     put = state.storage.put
 
     async def put_then_sweep(key: str, data: bytes, sha256: bytes) -> None:
-        await put(key, data, sha256)
+        assert await put(key, data, sha256) is None  # a local file has no versions
         later = datetime.now(UTC) + timedelta(seconds=2)
         await sweep.sweep(state.sessions, state.storage, before=later)
         assert await state.storage.read(key) == data

@@ -93,6 +93,7 @@ async def test_a_pack_is_stored_encrypted_and_downloaded_only_through_the_app(
         row = await pack_row(superuser_engine, pack["id"])
         assert row.storage_key.startswith(f"packs/{row.firm_id}/{pack['id']}-")
         assert row.storage_key.endswith(".pdf")
+        assert row.storage_version is None  # the bucket keeps no versions
 
         async with s3_client(moto_url) as s3:
             head = await s3.head_object(Bucket=bucket, Key=row.storage_key)
@@ -233,3 +234,37 @@ async def test_an_object_no_pack_names_is_swept_once_old_enough(
     async with firm.client:
         await signed_up(firm, smtp, firm="Swept Bucket Ltd")
         await swept_once_old_enough(s3_app, firm, monkeypatch)
+
+
+async def test_a_pack_in_a_versioned_bucket_is_read_at_its_own_version(
+    database: Database,
+    smtp: SmtpServer,
+    tmp_path: Path,
+    moto_url: str,
+    superuser_engine: AsyncEngine,
+) -> None:
+    """With versioning on, the version the upload made is recorded with the pack, and its
+    download reads that version: an object overwritten since, by whoever holds the bucket's
+    keys, is never served, and the pack still downloads as it was made. (Without versioning
+    no version is recorded: the first test here.)"""
+    bucket = f"cp-versioned-{secrets.token_hex(4)}"
+    async with s3_client(moto_url) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    async for app in _app(database, smtp, tmp_path, moto_url, bucket):
+        firm = browser_for(app)
+        async with firm.client:
+            await signed_up(firm, smtp, firm="Versioned Bucket Ltd")
+            pack = await generate(firm, "Versioned")
+            assert pack["status"] == "READY", pack
+            row = await pack_row(superuser_engine, pack["id"])
+            assert row.storage_version
+            async with s3_client(moto_url) as s3:
+                await s3.put_object(Bucket=bucket, Key=row.storage_key, Body=b"%PDF-1.4 forged")
+                head = await s3.head_object(Bucket=bucket, Key=row.storage_key)
+            assert head["VersionId"] != row.storage_version
+            read = await firm.gql(PACK, {"id": pack["id"]})
+            url = read["data"]["evidencePack"]["downloadUrl"]
+            response = await firm.client.get(urlsplit(url).path)
+            assert response.status_code == 200, response.text
+            assert hashlib.sha256(response.content).hexdigest() == pack["sha256"]
