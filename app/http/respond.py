@@ -1,7 +1,9 @@
 """The recipients' answer page, ``/respond/<token>``: rendered in the browser from the pinned
 template that the public ``recipientForm`` query returns, and submitted with the one public
-mutation. Opening the page changes nothing by itself; the script's first query marks the
-declaration opened. Only the server validates; the inputs carry hints (required, max length).
+mutation. Loading the page changes nothing, even where its script runs: the form is fetched,
+and the declaration marked opened, only when the recipient presses "Open the form" (link
+scanners and previews that run scripts do not press buttons). Only the server validates; the
+inputs carry hints (required, max length).
 """
 
 from __future__ import annotations
@@ -138,7 +140,11 @@ async function start() {
       el("code", {}, result.data.submitDeclaration.responseSha256));
   });
 }
-start();
+const opener = document.getElementById("open");
+opener.addEventListener("click", () => {
+  main.replaceChildren();
+  start();
+}, {once: true});
 """
 
 
@@ -156,7 +162,9 @@ def render() -> tuple[str, dict[str, str]]:
         "margin:2rem auto;padding:0 1rem;line-height:1.5}input,select,textarea{font-size:1rem;"
         "padding:.4rem;width:100%;box-sizing:border-box}input[type=checkbox]{width:auto}"
         "button{font-size:1rem;padding:.5rem 1rem}code{word-break:break-all}</style></head>"
-        '<body><main id="main"></main>'
+        '<body><main id="main"><p>You have been asked to complete a declaration. Opening it '
+        "is recorded on the firm's audit trail.</p>"
+        '<p><button id="open" type="button">Open the form</button></p></main>'
         f'<script nonce="{nonce}">{script}</script></body></html>'
     )
     csp = (

@@ -4,8 +4,13 @@ declaration of one firm only, rate limits, and no session needed."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.auth.sessions import COOKIE_NAME
+from app.http import respond
 from app.partners import first_party
+from app.partners.documents import document_id
 from tests.browser import Browser, browser_for, codes, new_email, signed_up
 from tests.declarations.test_firm_side import (
     COUNTS,
@@ -527,3 +534,40 @@ async def test_a_submission_losing_to_a_change_of_its_link_is_told_which(
         )
     assert codes(answer) == [code], answer
     assert (await get(browser, declaration_id))["status"] != "SUBMITTED"
+
+
+async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) -> None:
+    """The page's script, run in a stand-in for a browser (Node with a stub DOM): loading it
+    sends nothing, so a link scanner or preview that runs scripts never marks the declaration
+    opened; pressing "Open the form" POSTs the form's persisted query with the link's token."""
+    node = shutil.which("node")
+    assert node is not None, "Node.js is needed (it runs the Apollo Client test too)"
+    body, _ = respond.render()
+    found = re.search(r'<script nonce="[^"]+">(.*)</script>', body, re.DOTALL)
+    assert found is not None
+    script = tmp_path / "page.js"
+    script.write_text(found.group(1))
+    harness = Path(__file__).with_name("answer_page.mjs")
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(harness),
+        str(script),
+        "a.token/with+odd=chars",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    seen = json.loads(out)
+    assert seen["loaded"] == 0
+    assert seen["clicked"] == [
+        {
+            "url": "/graphql",
+            "method": "POST",
+            "body": {
+                "documentId": "sha256:" + document_id(first_party.RECIPIENT_FORM),
+                "variables": {"t": "a.token/with+odd=chars"},
+            },
+        }
+    ]
+    assert "Open the form" in body
