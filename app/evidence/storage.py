@@ -297,16 +297,31 @@ class S3Storage(Storage):
         return version if version and version != "null" else None
 
     async def read(self, key: str, version: str | None = None) -> bytes:
-        pinned = {} if version is None else {"VersionId": version}
+        if version is not None:
+            try:
+                return await self._get(key, {"VersionId": version})
+            except ClientError as error:
+                # A store that names versions it cannot read back (R2 is reported to), a key
+                # not allowed s3:GetObjectVersion, a version a lifecycle rule expired, or a
+                # bucket copied elsewhere: the current object, which the caller checks against
+                # the recorded SHA-256 all the same.
+                log.warning("pack object version unreadable (%s)", _client_error_code(error))
+            except BotoCoreError as error:
+                raise StorageError(f"The object cannot be read ({type(error).__name__}).") from (
+                    error
+                )
         try:
-            response = await self._client.get_object(Bucket=self.bucket, Key=key, **pinned)
-            async with response["Body"] as body:
-                data: bytes = await body.read()
-            return data
+            return await self._get(key, {})
         except (BotoCoreError, ClientError) as error:
             raise StorageError(f"The object cannot be read ({_client_error_code(error)}).") from (
                 error
             )
+
+    async def _get(self, key: str, pinned: dict[str, str]) -> bytes:
+        response = await self._client.get_object(Bucket=self.bucket, Key=key, **pinned)
+        async with response["Body"] as body:
+            data: bytes = await body.read()
+        return data
 
     async def delete(self, key: str) -> None:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -268,3 +269,32 @@ async def test_a_pack_in_a_versioned_bucket_is_read_at_its_own_version(
             response = await firm.client.get(urlsplit(url).path)
             assert response.status_code == 200, response.text
             assert hashlib.sha256(response.content).hexdigest() == pack["sha256"]
+
+
+async def test_a_version_the_store_cannot_read_falls_back_to_the_current_object(
+    s3_app: Starlette,
+    smtp: SmtpServer,
+    superuser_engine: AsyncEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A recorded version that cannot be read (a store that names versions it does not keep,
+    as R2 is reported to; a key without s3:GetObjectVersion; a version a lifecycle rule
+    expired): the current object is read, and checked against the SHA-256 as ever."""
+    firm = browser_for(s3_app)
+    async with firm.client:
+        await signed_up(firm, smtp, firm="Unkept Versions Ltd")
+        pack = await generate(firm, "Unkept")
+        async with superuser_engine.begin() as conn:  # past 0012: a ready pack is final
+            await conn.execute(text("alter table evidence_packs disable trigger user"))
+            await conn.execute(
+                text(
+                    "update evidence_packs set storage_version = 'no-such-version' where id = :id"
+                ),
+                {"id": uuid.UUID(pack["id"])},
+            )
+            await conn.execute(text("alter table evidence_packs enable trigger user"))
+        read = await firm.gql(PACK, {"id": pack["id"]})
+        response = await firm.client.get(urlsplit(read["data"]["evidencePack"]["downloadUrl"]).path)
+        assert response.status_code == 200, response.text
+        assert hashlib.sha256(response.content).hexdigest() == pack["sha256"]
+    assert "pack object version unreadable" in caplog.text
