@@ -89,9 +89,11 @@ function attemptKey() {
 }
 async function start() {
   const body = await call(%(form)s, {t: token});
+  main.replaceChildren();
   if (body.errors) { main.append(el("p", {role: "alert"}, body.errors[0].message)); return; }
   const f = body.data.recipientForm;
-  main.append(el("h1", {}, f.templateName), el("p", {}, f.firmName + " asks " + f.recipientName +
+  const heading = el("h1", {tabindex: "-1"}, f.templateName);
+  main.append(heading, el("p", {}, f.firmName + " asks " + f.recipientName +
     " to complete this form" + (f.dueDate ? " by " + f.dueDate : "") + "."));
   const form = el("form", {id: "form", novalidate: ""});
   for (const q of f.questions) form.append(input(q));
@@ -105,6 +107,7 @@ async function start() {
   const attempt = attemptKey();
   form.append(attest, sign, el("button", {type: "submit"}, "Submit"), status);
   main.append(form);
+  heading.focus();  // the button that had focus is gone
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const answers = {};
@@ -140,10 +143,14 @@ async function start() {
       el("code", {}, result.data.submitDeclaration.responseSha256));
   });
 }
-const opener = document.getElementById("open");
-opener.addEventListener("click", () => {
-  main.replaceChildren();
-  start();
+document.getElementById("open").addEventListener("click", async () => {
+  main.replaceChildren(el("p", {role: "status"}, "Opening the form..."));
+  try {
+    await start();
+  } catch (error) {
+    main.replaceChildren(el("p", {role: "alert"},
+      "The form could not be opened. Check your connection, then reload this page."));
+  }
 }, {once: true});
 """
 
@@ -162,8 +169,9 @@ def render() -> tuple[str, dict[str, str]]:
         "margin:2rem auto;padding:0 1rem;line-height:1.5}input,select,textarea{font-size:1rem;"
         "padding:.4rem;width:100%;box-sizing:border-box}input[type=checkbox]{width:auto}"
         "button{font-size:1rem;padding:.5rem 1rem}code{word-break:break-all}</style></head>"
-        '<body><main id="main"><p>You have been asked to complete a declaration. Opening it '
-        "is recorded on the firm's audit trail.</p>"
+        '<body><main id="main"><h1>Your declaration</h1>'
+        "<p>You have been asked to complete a declaration. Opening it is recorded on the "
+        "firm's audit trail.</p>"
         '<p><button id="open" type="button">Open the form</button></p></main>'
         f'<script nonce="{nonce}">{script}</script></body></html>'
     )

@@ -1,18 +1,33 @@
 // Runs the answer page's script (the file named first) in a bare stand-in for a browser: a DOM
-// of plain objects that records listeners, and a fetch that records what is sent. Prints, as
-// JSON, what was fetched once the script has run and settled, and then once "open" is clicked.
+// of plain objects that records listeners, and a fetch that records what is sent and answers
+// with the form ("form"), with an error ("refused") or fails as an unreachable network does
+// ("offline"), as the third argument says. Prints, as JSON, what was fetched once the script has run and settled, how the
+// click listener was added, what was fetched after "open" was clicked, and what the page then
+// says.
 import { readFileSync } from "node:fs";
 
 class Element {
   constructor(tag) {
-    Object.assign(this, { tag, attributes: {}, children: [], listeners: {}, textContent: "" });
+    Object.assign(this, {
+      tag, attributes: {}, children: [], listeners: {}, options: {}, textContent: "",
+    });
   }
   setAttribute(name, value) { this.attributes[name] = value; }
   append(...nodes) { this.children.push(...nodes); }
   replaceChildren(...nodes) { this.children = nodes; }
-  addEventListener(type, listener) { this.listeners[type] = listener; }
+  addEventListener(type, listener, options) {
+    this.listeners[type] = listener;
+    this.options[type] = options ?? {};
+  }
+  focus() { globalThis.focused = this.tag; }
 }
 
+const FORM = {
+  firmName: "Loop Advisers Ltd", recipientName: "Pat Doe", templateName: "Fitness", dueDate: null,
+  attestation: "I confirm.",
+  questions: [{ id: "q1", kind: "YES_NO", label: "Ever?", required: true, choices: [] }],
+};
+const [script, token, network] = process.argv.slice(2);
 const elements = { main: new Element("main"), open: new Element("button") };
 const fetched = [];
 Object.assign(globalThis, {
@@ -20,18 +35,25 @@ Object.assign(globalThis, {
     getElementById: (id) => elements[id] ?? null,
     createElement: (tag) => new Element(tag),
   },
-  location: { pathname: "/respond/" + encodeURIComponent(process.argv[3]) },
+  location: { pathname: "/respond/" + encodeURIComponent(token) },
   sessionStorage: { getItem: () => null, setItem: () => {} },
   fetch: async (url, init) => {
     fetched.push({ url, method: init.method, body: JSON.parse(init.body) });
-    return { json: async () => ({ errors: [{ message: "not a real server" }] }) };
+    if (network === "offline") throw new TypeError("Failed to fetch");
+    if (network === "form") return { json: async () => ({ data: { recipientForm: FORM } }) };
+    return { json: async () => ({ errors: [{ message: "This link is not valid." }] }) };
   },
 });
 
 const settled = () => new Promise((resolve) => setTimeout(resolve, 50));
-new Function(readFileSync(process.argv[2], "utf8"))();
+new Function(readFileSync(script, "utf8"))();
 await settled();
 const loaded = fetched.length;
-elements.open.listeners.click();
+const once = elements.open.options.click?.once === true;
+await elements.open.listeners.click();
 await settled();
-console.log(JSON.stringify({ loaded, clicked: fetched }));
+const shown = elements.main.children.map((child) => [
+  child.tag, child.attributes.role ?? null, child.textContent,
+]);
+const focused = globalThis.focused ?? null;
+console.log(JSON.stringify({ loaded, once, clicked: fetched, shown, focused }));

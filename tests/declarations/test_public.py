@@ -536,38 +536,64 @@ async def test_a_submission_losing_to_a_change_of_its_link_is_told_which(
     assert (await get(browser, declaration_id))["status"] != "SUBMITTED"
 
 
-async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) -> None:
-    """The page's script, run in a stand-in for a browser (Node with a stub DOM): loading it
-    sends nothing, so a link scanner or preview that runs scripts never marks the declaration
-    opened; pressing "Open the form" POSTs the form's persisted query with the link's token."""
-    node = shutil.which("node")
-    assert node is not None, "Node.js is needed (it runs the Apollo Client test too)"
-    body, _ = respond.render()
-    found = re.search(r'<script nonce="[^"]+">(.*)</script>', body, re.DOTALL)
-    assert found is not None
-    script = tmp_path / "page.js"
-    script.write_text(found.group(1))
+async def _run_page(node: str, script: Path, token: str, network: str) -> dict[str, Any]:
     harness = Path(__file__).with_name("answer_page.mjs")
     process = await asyncio.create_subprocess_exec(
         node,
         str(harness),
         str(script),
-        "a.token/with+odd=chars",
+        token,
+        network,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     assert process.returncode == 0, err.decode()
-    seen = json.loads(out)
-    assert seen["loaded"] == 0
-    assert seen["clicked"] == [
+    seen: dict[str, Any] = json.loads(out)
+    return seen
+
+
+async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) -> None:
+    """The page's script, run in a stand-in for a browser (Node with a stub DOM): loading it
+    sends nothing, so a link scanner or preview that runs scripts never marks the declaration
+    opened; pressing "Open the form" (once) POSTs the form's persisted query with the link's
+    token, and shows what went wrong if it was refused or never arrived."""
+    node = shutil.which("node")
+    assert node is not None, "Node.js is needed (it runs the Apollo Client test too)"
+    body, _ = respond.render()
+    found = re.search(r'<script nonce="[^"]+">(.*)</script>', body, re.DOTALL)
+    assert found is not None
+    # The button is in the markup, before the script that listens to it.
+    assert body.index('<button id="open" type="button">Open the form</button>') < found.start()
+    script = tmp_path / "page.js"
+    script.write_text(found.group(1))
+    token = "a.token/with+odd=chars"
+    refused = await _run_page(node, script, token, "refused")
+    assert (refused["loaded"], refused["once"]) == (0, True)
+    assert refused["clicked"] == [
         {
             "url": "/graphql",
             "method": "POST",
             "body": {
                 "documentId": "sha256:" + document_id(first_party.RECIPIENT_FORM),
-                "variables": {"t": "a.token/with+odd=chars"},
+                "variables": {"t": token},
             },
         }
     ]
-    assert "Open the form" in body
+    assert refused["shown"] == [["p", "alert", "This link is not valid."]]
+    form = await _run_page(node, script, token, "form")
+    assert [form["shown"][0], form["shown"][-1][0]] == [["h1", None, "Fitness"], "form"]
+    assert form["focused"] == "h1"  # where the pressed button was, now gone
+    offline = await _run_page(node, script, token, "offline")
+    assert offline["shown"] == [
+        [
+            "p",
+            "alert",
+            "The form could not be opened. Check your connection, then reload this page.",
+        ]
+    ]
