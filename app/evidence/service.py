@@ -11,9 +11,10 @@ A collect (a response that no longer matches its hash), render or storage failur
 survive the request, so it is not raised: the row becomes failed with a reason,
 ``evidence_pack.failed`` is recorded, nothing is left in storage, and the failed pack is
 returned as an ordinary result that commits. Scope problems are raised before rendering and
-roll everything back. A stored PDF whose row is then not kept (the request fails after it, or
-its commit does) is deleted again (``on_rollback``). RLS confines every statement here to the
-actor's firm: another firm's pack is simply not found, whatever its id.
+roll everything back. A stored PDF whose row is then rolled back (the request fails after it,
+or PostgreSQL refuses its commit) is deleted again (``on_rollback``); one whose commit's outcome
+is unknown is left to the sweep (app/evidence/sweep.py). RLS confines every statement here to
+the actor's firm: another firm's pack is simply not found, whatever its id.
 """
 
 from __future__ import annotations

@@ -62,20 +62,6 @@ async def _unnamed(session: AsyncSession, keys: Sequence[str]) -> list[str]:
     return [key for key in keys if key not in named]
 
 
-async def _sweep_firm(
-    sessions: async_sessionmaker[AsyncSession],
-    storage: Storage,
-    firm_id: uuid.UUID,
-    keys: list[str],
-    dry_run: bool,
-) -> list[str]:
-    orphans: list[str] = []
-    for start in range(0, len(keys), BATCH):
-        batch = keys[start : start + BATCH]
-        orphans += await _sweep_batch(sessions, storage, firm_id, batch, dry_run)
-    return orphans
-
-
 async def _sweep_batch(
     sessions: async_sessionmaker[AsyncSession],
     storage: Storage,
@@ -124,7 +110,9 @@ async def sweep(
     orphans: list[str] = []
     async for firm_id, keys in storage.written_before(cutoff):
         try:
-            orphans += await _sweep_firm(sessions, storage, firm_id, keys, dry_run)
+            for start in range(0, len(keys), BATCH):
+                batch = keys[start : start + BATCH]
+                orphans += await _sweep_batch(sessions, storage, firm_id, batch, dry_run)
         except Exception:
             log.exception("stored pack PDFs of firm %s not swept", firm_id)
     return orphans

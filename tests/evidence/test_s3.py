@@ -24,6 +24,7 @@ from tests.evidence.support import (
     PACK,
     RETRY,
     audit_of,
+    download,
     generate,
     generate_then_fail,
     pack_row,
@@ -264,9 +265,7 @@ async def test_a_pack_in_a_versioned_bucket_is_read_at_its_own_version(
                 await s3.put_object(Bucket=bucket, Key=row.storage_key, Body=b"%PDF-1.4 forged")
                 head = await s3.head_object(Bucket=bucket, Key=row.storage_key)
             assert head["VersionId"] != row.storage_version
-            read = await firm.gql(PACK, {"id": pack["id"]})
-            url = read["data"]["evidencePack"]["downloadUrl"]
-            response = await firm.client.get(urlsplit(url).path)
+            response = await download(firm, pack["id"])
             assert response.status_code == 200, response.text
             assert hashlib.sha256(response.content).hexdigest() == pack["sha256"]
 
@@ -293,8 +292,7 @@ async def test_a_version_the_store_cannot_read_falls_back_to_the_current_object(
                 {"id": uuid.UUID(pack["id"])},
             )
             await conn.execute(text("alter table evidence_packs enable trigger user"))
-        read = await firm.gql(PACK, {"id": pack["id"]})
-        response = await firm.client.get(urlsplit(read["data"]["evidencePack"]["downloadUrl"]).path)
+        response = await download(firm, pack["id"])
         assert response.status_code == 200, response.text
         assert hashlib.sha256(response.content).hexdigest() == pack["sha256"]
     assert "pack object version unreadable" in caplog.text
