@@ -183,7 +183,7 @@ async def _produce(
             return await _fail(session, actor, pack, str(error), "store", retry)
     # Lost with the row if the request's transaction is rolled back: this one failing below,
     # the request's other mutation failing, or its commit refused.
-    on_rollback(session, lambda: env.storage.delete(key))
+    on_rollback(session, lambda: env.storage.delete(key, version))
     pack.status, pack.storage_key, pack.completed_at = "ready", key, datetime.now(UTC)
     pack.storage_version = version
     pack.sha256, pack.size_bytes = rendered.sha256, len(rendered.pdf)

@@ -90,8 +90,9 @@ class Storage(ABC):
         read."""
 
     @abstractmethod
-    async def delete(self, key: str) -> None:
-        """Remove ``key`` if it exists; raise StorageError on failure."""
+    async def delete(self, key: str, version: str | None = None) -> None:
+        """Remove ``key`` if it exists, and ``version`` of it (as ``put`` named it) for good
+        where the store keeps versions; raise StorageError on failure."""
 
     @abstractmethod
     def written_before(self, moment: datetime) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
@@ -187,7 +188,11 @@ class LocalStorage(Storage):
         except OSError as error:
             raise StorageError("The pack's file cannot be read.") from error
 
-    async def delete(self, key: str) -> None:
+    async def delete(
+        self,
+        key: str,
+        version: str | None = None,  # noqa: ARG002 (the interface's; a file has no versions)
+    ) -> None:
         try:
             await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
         except OSError as error:
@@ -323,7 +328,11 @@ class S3Storage(Storage):
             data: bytes = await body.read()
         return data
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, version: str | None = None) -> None:
+        # In a versioned bucket a plain delete only hides the object behind a delete marker,
+        # its bytes kept as a noncurrent version; deleting the version removes them.
+        if version is not None and await self._delete_version(key, version):
+            return
         try:
             await self._client.delete_object(Bucket=self.bucket, Key=key)
         except (BotoCoreError, ClientError) as error:
@@ -331,6 +340,25 @@ class S3Storage(Storage):
             if code not in {"NoSuchKey", "404"}:
                 log.warning("evidence pack delete failed: %s", code)
                 raise StorageError(f"The object cannot be removed ({code}).") from error
+
+    async def _delete_version(self, key: str, version: str) -> bool:
+        """Delete ``version`` of ``key``; whether no current object is left at ``key``. A store
+        may refuse (a key without s3:DeleteObjectVersion), or acknowledge a version it never
+        kept (R2 is reported to name versions on upload): either way the caller deletes the
+        key plainly."""
+        try:
+            await self._client.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
+        except (BotoCoreError, ClientError) as error:
+            log.warning("evidence pack version delete refused: %s", _client_error_code(error))
+            return False
+        try:
+            await self._client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            return _client_error_code(error) in {"NoSuchKey", "404"}
+        except BotoCoreError:
+            return False
+        log.warning("evidence pack object outlived the delete of its version")
+        return False
 
     async def written_before(self, moment: datetime) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
         # Listed in key order, so each firm's objects come together.

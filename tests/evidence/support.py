@@ -195,7 +195,7 @@ async def orphaned_pdf(firm: Browser, storage: Any, monkeypatch: pytest.MonkeyPa
     """The key of a pack's PDF stored by a request that then failed, left behind as a process
     that died before its rollback's undo ran would leave it: no pack names it."""
 
-    async def never(key: str) -> None:
+    async def never(key: str, version: str | None = None) -> None:
         """The process died: nothing deletes it."""
 
     with monkeypatch.context() as patched:

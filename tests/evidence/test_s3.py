@@ -238,36 +238,117 @@ async def test_an_object_no_pack_names_is_swept_once_old_enough(
         await swept_once_old_enough(s3_app, firm, monkeypatch)
 
 
-async def test_a_pack_in_a_versioned_bucket_is_read_at_its_own_version(
+@pytest.fixture(scope="module")
+async def versioned_bucket(moto_url: str) -> str:
+    name = f"cp-versioned-{secrets.token_hex(4)}"
+    async with s3_client(moto_url) as s3:
+        await s3.create_bucket(Bucket=name)
+        await s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+@pytest.fixture(scope="module")
+async def versioned_app(
     database: Database,
     smtp: SmtpServer,
-    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     moto_url: str,
+    versioned_bucket: str,
+) -> AsyncIterator[Starlette]:
+    tmp = tmp_path_factory.mktemp("versioned")
+    async for running in _app(database, smtp, tmp, moto_url, versioned_bucket):
+        yield running
+
+
+async def test_a_pack_in_a_versioned_bucket_is_read_at_its_own_version(
+    versioned_app: Starlette,
+    smtp: SmtpServer,
+    moto_url: str,
+    versioned_bucket: str,
     superuser_engine: AsyncEngine,
 ) -> None:
     """With versioning on, the version the upload made is recorded with the pack, and its
     download reads that version: an object overwritten since, by whoever holds the bucket's
     keys, is never served, and the pack still downloads as it was made. (Without versioning
     no version is recorded: the first test here.)"""
-    bucket = f"cp-versioned-{secrets.token_hex(4)}"
+    firm = browser_for(versioned_app)
+    async with firm.client:
+        await signed_up(firm, smtp, firm="Versioned Bucket Ltd")
+        pack = await generate(firm, "Versioned")
+        assert pack["status"] == "READY", pack
+        row = await pack_row(superuser_engine, pack["id"])
+        assert row.storage_version
+        async with s3_client(moto_url) as s3:
+            await s3.put_object(
+                Bucket=versioned_bucket, Key=row.storage_key, Body=b"%PDF-1.4 forged"
+            )
+            head = await s3.head_object(Bucket=versioned_bucket, Key=row.storage_key)
+        assert head["VersionId"] != row.storage_version
+        response = await download(firm, pack["id"])
+        assert response.status_code == 200, response.text
+        assert hashlib.sha256(response.content).hexdigest() == pack["sha256"]
+
+
+async def _versions(moto_url: str, bucket: str, key: str) -> tuple[list[str], list[str]]:
+    """The versions of ``key`` the bucket keeps, and its delete markers (by version id)."""
     async with s3_client(moto_url) as s3:
-        await s3.create_bucket(Bucket=bucket)
-        await s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    async for app in _app(database, smtp, tmp_path, moto_url, bucket):
-        firm = browser_for(app)
-        async with firm.client:
-            await signed_up(firm, smtp, firm="Versioned Bucket Ltd")
-            pack = await generate(firm, "Versioned")
-            assert pack["status"] == "READY", pack
-            row = await pack_row(superuser_engine, pack["id"])
-            assert row.storage_version
-            async with s3_client(moto_url) as s3:
-                await s3.put_object(Bucket=bucket, Key=row.storage_key, Body=b"%PDF-1.4 forged")
-                head = await s3.head_object(Bucket=bucket, Key=row.storage_key)
-            assert head["VersionId"] != row.storage_version
-            response = await download(firm, pack["id"])
-            assert response.status_code == 200, response.text
-            assert hashlib.sha256(response.content).hexdigest() == pack["sha256"]
+        listed = await s3.list_object_versions(Bucket=bucket, Prefix=key)
+    versions = [v["VersionId"] for v in listed.get("Versions", ()) if v["Key"] == key]
+    markers = [m["VersionId"] for m in listed.get("DeleteMarkers", ()) if m["Key"] == key]
+    return versions, markers
+
+
+async def test_a_refused_pack_leaves_no_version_of_its_pdf(
+    versioned_app: Starlette,
+    smtp: SmtpServer,
+    moto_url: str,
+    versioned_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a versioned bucket a plain delete keeps the bytes as a noncurrent version behind a
+    delete marker: the PDF of a pack that was never on the record would stay readable to
+    whoever holds the bucket's keys. Its own version is deleted instead."""
+    firm = browser_for(versioned_app)
+    async with firm.client:
+        await signed_up(firm, smtp, firm="Purged Version Ltd")
+        stored = stored_keys(versioned_app.state.coverproof.storage, monkeypatch)
+        await generate_then_fail(firm, "Purged")
+    [key] = stored
+    assert await _versions(moto_url, versioned_bucket, key) == ([], [])
+
+
+async def test_a_version_delete_the_store_ignores_still_deletes_the_object(
+    versioned_app: Starlette,
+    smtp: SmtpServer,
+    moto_url: str,
+    versioned_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A store that names a version on upload it does not keep (R2 is reported to) may
+    acknowledge that version's delete and keep the object: the object is then deleted plainly,
+    so no current object of a pack that was rolled back is left."""
+    storage = versioned_app.state.coverproof.storage
+    put, stored = storage.put, []
+
+    async def unkept(key: str, data: bytes, sha256: bytes) -> str:
+        stored.append(key)
+        await put(key, data, sha256)
+        return "a-version-never-kept"
+
+    monkeypatch.setattr(storage, "put", unkept)
+    firm = browser_for(versioned_app)
+    async with firm.client:
+        await signed_up(firm, smtp, firm="Unkept Delete Ltd")
+        await generate_then_fail(firm, "Unkept delete")
+    [key] = stored
+    versions, markers = await _versions(moto_url, versioned_bucket, key)
+    assert len(versions) == 1  # hidden behind a marker, as a plain delete leaves it
+    assert len(markers) == 1
+    async with s3_client(moto_url) as s3:
+        listed = await s3.list_objects_v2(Bucket=versioned_bucket, Prefix=key)
+    assert listed.get("KeyCount", 0) == 0
+    assert "outlived the delete of its version" in caplog.text
 
 
 async def test_a_version_the_store_cannot_read_falls_back_to_the_current_object(
