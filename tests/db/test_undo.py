@@ -5,13 +5,17 @@ that fails is logged and does not hide the transaction's own error."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from app.db.engine import create_engine, session_factory
 from app.db.tenant import on_rollback, transaction
+from tests.conftest import Database
 
 Sessions = async_sessionmaker[AsyncSession]
 # A temporary table whose uniqueness is checked only at commit.
@@ -95,5 +99,60 @@ async def test_a_commit_whose_outcome_is_unknown_is_not_undone(
 
     with pytest.raises(ConnectionResetError):
         await committed_then_lost()
+    assert undone == []
+    assert "may have gone through; its undo is not run" in caplog.text
+
+
+# A commit that takes its time: a deferred trigger, run only at COMMIT, sleeps in it.
+SLOW_COMMIT = (
+    "create function pg_temp.slow_commit() returns trigger language plpgsql "
+    "as $$ begin perform pg_sleep(5); return null; end $$",
+    "create temporary table slow_probe (n int) on commit drop",
+    "create constraint trigger slow after insert on slow_probe deferrable initially deferred "
+    "for each row execute function pg_temp.slow_commit()",
+    "insert into slow_probe values (1)",
+)
+
+
+async def test_a_request_cancelled_during_its_commit_is_not_undone(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request cancelled while its COMMIT is on the wire (the client went away, a server
+    shutting down) cannot know whether it committed: nothing is undone. Its own engine, since
+    the cancelled connection is thrown away."""
+    engine = create_engine(database.app_url, pool_size=2)
+    undone: list[str] = []
+    committing = asyncio.Event()
+
+    async def undo() -> None:
+        undone.append("object")
+
+    async def slow() -> None:
+        async with transaction(session_factory(engine)) as session:
+            for statement in SLOW_COMMIT:
+                await session.execute(text(statement))
+            on_rollback(session, undo)
+            event.listen(session.sync_session, "before_commit", lambda _: committing.set())
+
+    try:
+        request = asyncio.create_task(slow())
+        await asyncio.wait_for(committing.wait(), 5)
+        async with engine.connect() as watcher:
+            for _ in range(100):
+                sleeping = await watcher.scalar(
+                    text(
+                        "select count(*) from pg_stat_activity "
+                        "where wait_event = 'PgSleep' and query ilike 'commit%'"
+                    )
+                )
+                if sleeping:
+                    break
+                await asyncio.sleep(0.05)
+        assert sleeping == 1  # the COMMIT is running
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+    finally:
+        await engine.dispose()
     assert undone == []
     assert "may have gone through; its undo is not run" in caplog.text
