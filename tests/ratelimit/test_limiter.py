@@ -53,6 +53,20 @@ async def test_refused_hits_are_not_counted_and_the_window_slides(
     assert [await accepted(limiter, policy, "k") for _ in range(3)] == [True, True, False]
 
 
+async def test_the_window_slides_rather_than_resetting(
+    limiter: RateLimiter, make_policy: MakePolicy
+) -> None:
+    """The security page promises sliding windows: each hit leaves the window on its own,
+    its period after it was made. A fixed window would be emptied whole at its end and take
+    two more here, letting a client double its rate across the boundary."""
+    policy = make_policy("2 per 3 seconds")
+    assert await accepted(limiter, policy, "k")
+    await asyncio.sleep(1.5)
+    assert await accepted(limiter, policy, "k")
+    await asyncio.sleep(1.8)  # the first hit has left the window; the second has not
+    assert [await accepted(limiter, policy, "k") for _ in range(2)] == [True, False]
+
+
 async def test_fifty_concurrent_hits_accept_exactly_the_limit(
     limiter: RateLimiter, make_policy: MakePolicy
 ) -> None:
