@@ -52,11 +52,27 @@ async def test_the_catalog_check_catches_a_table_that_forgets(owner_engine: Asyn
         await tx.rollback()
 
 
-async def test_the_catalog_check_covers_the_mail_outbox(owner_engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("table", ["mail_outbox", "users", "sessions", "auth_tokens"])
+async def test_the_catalog_check_covers_tables_without_a_firm_id(
+    owner_engine: AsyncEngine, table: str
+) -> None:
+    """People's rows (users, their sessions and sign-in tokens, the mail sent to them) carry
+    no firm_id, and are policed all the same."""
     async with owner_engine.connect() as conn, conn.begin() as tx:
-        await conn.execute(text("alter table mail_outbox no force row level security"))
-        assert (await conn.execute(UNPOLICED_TABLES)).scalars().all() == ["mail_outbox"]
+        await conn.execute(text(f"alter table {table} no force row level security"))
+        assert (await conn.execute(UNPOLICED_TABLES)).scalars().all() == [table]
         await tx.rollback()
+
+
+async def test_only_tables_of_no_one_are_left_unpoliced(owner_engine: AsyncEngine) -> None:
+    async with owner_engine.connect() as conn:
+        unforced = await conn.execute(
+            text(
+                "select relname from pg_class where relnamespace = 'public'::regnamespace "
+                "and relkind in ('r', 'p') and not relforcerowsecurity order by 1"
+            )
+        )
+        assert unforced.scalars().all() == ["alembic_version", "trusted_documents"]
 
 
 async def test_queued_mail_is_seen_by_the_sender_alone(
