@@ -20,6 +20,7 @@ from app.audit.actions import Action
 from app.auth.actor import Actor, ActorType, Role
 from app.cli import main
 from app.db import calls
+from app.db.engine import session_factory
 from app.db.models import AuditEntry
 from app.db.tenant import tenant_transaction
 from tests.conftest import Database
@@ -80,32 +81,40 @@ async def test_a_failed_mutation_writes_no_entry(
     assert await entries(app_sessions, owner.firm_id) == []
 
 
-async def test_the_app_role_cannot_change_or_remove_entries(
-    client: httpx.AsyncClient, members: Members, app_sessions: async_sessionmaker[AsyncSession]
+@pytest.mark.parametrize("role", ["app", "owner"])
+async def test_no_role_of_ours_can_change_or_remove_entries(
+    client: httpx.AsyncClient,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    owner_sessions: async_sessionmaker[AsyncSession],
+    role: str,
 ) -> None:
     owner = await members.create()
     await rename(client, owner, "Append Only Ltd")
+    sessions = app_sessions if role == "app" else owner_sessions
     for statement in [
         "update audit_log set action = 'x'",
         "delete from audit_log",
         "truncate audit_log",
     ]:
         with pytest.raises(DBAPIError, match="permission denied"):
-            async with tenant_transaction(app_sessions, owner.firm_id) as session:
+            async with tenant_transaction(sessions, owner.firm_id) as session:
                 await session.execute(text(statement))
 
 
-async def test_the_owner_is_stopped_by_the_trigger(
-    client: httpx.AsyncClient, members: Members, owner_sessions: async_sessionmaker[AsyncSession]
+async def test_a_superuser_is_stopped_by_the_trigger(
+    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
 ) -> None:
+    """Whoever holds the privileges is still stopped, unless it disables the trigger."""
     owner = await members.create()
     await rename(client, owner, "Owner Proof Ltd")
+    sessions = session_factory(superuser_engine)
     for statement in ["update audit_log set action = 'x'", "delete from audit_log"]:
         with pytest.raises(DBAPIError, match="append-only"):
-            async with tenant_transaction(owner_sessions, owner.firm_id) as session:
+            async with tenant_transaction(sessions, owner.firm_id) as session:
                 await session.execute(text(statement))
     with pytest.raises(DBAPIError, match="append-only"):
-        async with tenant_transaction(owner_sessions, owner.firm_id) as session:
+        async with tenant_transaction(sessions, owner.firm_id) as session:
             await session.execute(text("truncate audit_log cascade"))
 
 

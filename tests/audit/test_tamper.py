@@ -29,6 +29,7 @@ from app.audit.actions import Action
 from app.audit.export import export_lines
 from app.audit.signing import SigningKey, checkpoint_payload, key_id
 from app.auth.actor import Actor, ActorType, Role
+from app.db.engine import session_factory
 from app.db.models import AuditCheckpoint
 from app.db.tenant import bind_tenant, tenant_transaction
 from tests.factories import Member, Members, codes, gql
@@ -877,31 +878,39 @@ APPEND_ONLY_TABLES = ["audit_log", "audit_checkpoints"]
 
 
 @pytest.mark.parametrize("table", APPEND_ONLY_TABLES)
-async def test_the_app_role_may_not_update_delete_or_truncate(
-    app: Starlette,
-    members: Members,
-    app_sessions: async_sessionmaker[AsyncSession],
-    table: str,
-) -> None:
-    trail = await new_trail(members, app_sessions, 2)
-    await sign_head(app_sessions, trail, signing_key(app))
-    for statement in [
-        f"update {table} set seq = seq + 1",
-        f"delete from {table}",
-        f"truncate {table}",
-    ]:
-        message = await _refusal(app_sessions, trail.firm_id, statement)
-        assert f"permission denied for table {table}" in message, (statement, message)
-
-
-@pytest.mark.parametrize("table", APPEND_ONLY_TABLES)
-async def test_the_owner_is_stopped_by_the_append_only_trigger(
+@pytest.mark.parametrize("role", ["app", "owner"])
+async def test_no_role_of_ours_may_update_delete_or_truncate(
     app: Starlette,
     members: Members,
     app_sessions: async_sessionmaker[AsyncSession],
     owner_sessions: async_sessionmaker[AsyncSession],
     table: str,
+    role: str,
 ) -> None:
+    """Neither the app's role nor the tables' owner (the migrations' and the CLI's role)
+    holds the privileges: the database revokes them."""
+    trail = await new_trail(members, app_sessions, 2)
+    await sign_head(app_sessions, trail, signing_key(app))
+    sessions = app_sessions if role == "app" else owner_sessions
+    for statement in [
+        f"update {table} set seq = seq + 1",
+        f"delete from {table}",
+        f"truncate {table}",
+    ]:
+        message = await _refusal(sessions, trail.firm_id, statement)
+        assert f"permission denied for table {table}" in message, (statement, message)
+
+
+@pytest.mark.parametrize("table", APPEND_ONLY_TABLES)
+async def test_a_role_holding_the_privileges_is_stopped_by_the_append_only_trigger(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    table: str,
+) -> None:
+    """The trigger is the second barrier: a superuser holds every privilege, and is stopped
+    all the same unless it disables the trigger first (as ``tamper`` does)."""
     trail = await new_trail(members, app_sessions, 2)
     await sign_head(app_sessions, trail, signing_key(app))
     for statement, operation in [
@@ -909,7 +918,7 @@ async def test_the_owner_is_stopped_by_the_append_only_trigger(
         (f"delete from {table} where firm_id = '{trail.firm_id}'", "DELETE"),
         (f"truncate {table} cascade", "TRUNCATE"),
     ]:
-        message = await _refusal(owner_sessions, trail.firm_id, statement)
+        message = await _refusal(session_factory(superuser_engine), trail.firm_id, statement)
         assert "append-only" in message, (statement, message)
         assert f"{operation} is not allowed" in message, (statement, message)
     # and nothing changed
