@@ -26,12 +26,14 @@ async def sign_out(session: AsyncSession, actor: Actor) -> None:
 
 
 async def sign_out_everywhere(session: AsyncSession, actor: Actor) -> int:
-    """End every session of the user, in every firm; returns how many were live."""
-    count = await sessions.revoke_all(session, actor.id)
+    """End every session of the user, in every firm; returns how many were live. The firm's
+    audit trail counts only its own: its readers may not learn of the user's other firms."""
+    firms = await sessions.revoke_all(session, actor.id)
+    count = firms.count(actor.firm_id)
     await chain.record(
         session, actor, Action.SIGNED_OUT_EVERYWHERE, "user", actor.id, {"sessions": count}
     )
-    return count
+    return len(firms)
 
 
 async def list_sessions(session: AsyncSession, actor: Actor, idle: timedelta) -> list[Session]:
@@ -74,5 +76,7 @@ async def switch_firm(
         raise NotFound("Firm not found.")
     if actor.session_id is not None:
         await sessions.revoke(session, actor.id, actor.session_id)
-    await chain.record(session, actor, Action.FIRM_SWITCHED, "firm", firm_id)
+    # Recorded in the firm left, naming the session ended: the firm switched to is not this
+    # firm's business, and its readers may not learn which other firms the user belongs to.
+    await chain.record(session, actor, Action.FIRM_SWITCHED, "session", actor.session_id)
     return await sessions.create(session, actor.id, firm_id, lifetime, actor.ip, user_agent)

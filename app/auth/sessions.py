@@ -83,14 +83,16 @@ async def create(
     return token
 
 
-async def revoke_all(session: AsyncSession, user_id: uuid.UUID) -> int:
-    """Revoke every live session of the user, in every firm (RLS: only the actor's own)."""
+async def revoke_all(session: AsyncSession, user_id: uuid.UUID) -> list[uuid.UUID]:
+    """Revoke every live session of the user, in every firm (RLS: only the actor's own); the
+    firm of each session revoked."""
     result = await session.execute(
         update(Session)
         .where(Session.user_id == user_id, Session.revoked_at.is_(None))
         .values(revoked_at=datetime.now(UTC))
+        .returning(Session.firm_id)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return list(result.scalars())
 
 
 async def revoke(session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID) -> bool:

@@ -260,7 +260,7 @@ async def test_revoke_session_ends_only_your_own_other_device(
 
 
 async def test_switch_firm_reissues_the_session_for_another_of_your_firms(
-    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
 ) -> None:
     email = await signed_up(browser, smtp, firm="Firm A Ltd")
     firm_a = await firm_id_of(browser)
@@ -300,6 +300,45 @@ async def test_switch_firm_reissues_the_session_for_another_of_your_firms(
     assert session_cookies(response) == []
     assert browser.session_cookie == after
     assert await firm_id_of(browser) == firm_a
+
+    # Signed out everywhere from firm A, with a session in firm B too: each firm's audit trail
+    # says nothing of the other firm (neither its id nor the sessions held there).
+    laptop = new_browser()
+    await sign_in(laptop, email)
+    assert "errors" not in (await laptop.post(SWITCH, {"f": firm_b})).json()
+    live = await _live_sessions(superuser_engine, email)
+    assert live[firm_b] == 1  # the laptop's
+    body = await browser.gql(SIGN_OUT_EVERYWHERE)
+    assert body == {"data": {"signOutEverywhere": {"ok": True}}}
+    assert unauthenticated(await laptop.gql(FIRM))
+    trails = {firm: await _trail(superuser_engine, firm) for firm in (firm_a, firm_b)}
+    assert firm_b not in trails[firm_a]
+    assert firm_a not in trails[firm_b]
+    assert '"action":"auth.firm_switched"' in trails[firm_b]
+    assert '"action":"auth.signed_out_everywhere","actor"' in trails[firm_a]
+    assert f'"details":{{"sessions":{live[firm_a]}}}' in trails[firm_a]  # none of B's
+
+
+async def _live_sessions(engine: AsyncEngine, email: str) -> dict[str, int]:
+    """How many live sessions the user has, by firm."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "select s.firm_id::text, count(*) from sessions s join users u on u.id = s.user_id "
+                "where u.email = :e and s.revoked_at is null group by 1"
+            ),
+            {"e": email},
+        )
+    return dict(rows.all())
+
+
+async def _trail(engine: AsyncEngine, firm: str) -> str:
+    """A firm's audit trail as the text of its entries' canonical bytes."""
+    async with engine.connect() as conn:
+        rows = await conn.scalars(
+            text("select canonical from audit_log where firm_id = :f order by seq"), {"f": firm}
+        )
+    return "\n".join(bytes(row).decode() for row in rows.all())
 
 
 async def test_idle_and_absolute_limits_are_enforced_by_the_server(
