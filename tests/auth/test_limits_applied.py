@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -13,9 +14,11 @@ from starlette.applications import Starlette
 from app.ratelimit.policies import Policy
 from tests.browser import (
     MAGIC,
+    MAGIC_SIGN_IN,
     PASSWORD,
     SIGN_IN,
     SIGN_UP,
+    VERIFY,
     Browser,
     browser_for,
     codes,
@@ -91,4 +94,45 @@ async def test_one_caller_guessing_links_stops_at_its_limit(auth_app: Starlette)
             assert codes(await other.gql(FORM, {"t": secrets.token_urlsafe(32)})) == [
                 "TOKEN_INVALID"
             ]
+    assert answers == [["TOKEN_INVALID"]] * limit + [["RATE_LIMITED"]]
+
+
+# Every field that redeems a link of ours (not only the recipients' forms) is limited too.
+LINKS = {
+    "verifyEmail": (VERIFY, {}),
+    "signInWithMagicLink": (MAGIC_SIGN_IN, {}),
+    "resetPassword": (
+        "mutation($t: String!, $p: String!) { resetPassword(token: $t, newPassword: $p) { ok } }",
+        {"p": PASSWORD},
+    ),
+    "acceptInvitation": ("mutation($t: String!) { acceptInvitation(token: $t) { firmId } }", {}),
+}
+
+
+@pytest.mark.parametrize("field", LINKS)
+async def test_one_caller_guessing_account_links_stops_at_its_limit(
+    auth_app: Starlette, field: str
+) -> None:
+    query, extra = LINKS[field]
+    limit = _limit(Policy.PUBLIC_TOKEN_PER_IP)
+    browser = browser_for(auth_app)
+    async with browser.client:
+        answers = [
+            codes(await browser.gql(query, {"t": secrets.token_urlsafe(32), **extra}))
+            for _ in range(limit + 1)
+        ]
+    assert answers == [["TOKEN_INVALID"]] * limit + [["RATE_LIMITED"]]
+
+
+@pytest.mark.parametrize("field", LINKS)
+async def test_one_account_link_answers_at_most_its_limit_from_any_number_of_callers(
+    auth_app: Starlette, field: str
+) -> None:
+    query, extra = LINKS[field]
+    limit = _limit(Policy.PUBLIC_TOKEN_PER_TOKEN)
+    token = secrets.token_urlsafe(32)
+    answers = [
+        await _each_from_a_new_address(auth_app, query, {"t": token, **extra})
+        for _ in range(limit + 1)
+    ]
     assert answers == [["TOKEN_INVALID"]] * limit + [["RATE_LIMITED"]]
