@@ -46,6 +46,7 @@ from tests.evidence.support import (
 )
 from tests.evidence.test_large import firm_with_declarations
 from tests.factories import Members, gql
+from tests.http.test_headers_everywhere import assert_security_headers
 from tests.mail.smtp import SmtpServer
 
 
@@ -88,6 +89,7 @@ async def test_a_pack_is_generated_downloaded_and_matches_its_record(
     assert response.headers["content-type"] == "application/pdf"
     assert response.headers["content-disposition"] == f'attachment; filename="{pack["id"]}.pdf"'
     assert response.headers["cache-control"] == "no-store"
+    assert_security_headers(response)
     assert hashlib.sha256(response.content).hexdigest() == pack["sha256"] == row.sha256.hex()
     assert len(response.content) == pack["sizeBytes"]
 
@@ -275,6 +277,7 @@ async def test_downloads_are_limited_per_caller_so_they_cannot_flood_the_chain(
     assert refused.status_code == 429, refused.text
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert_security_headers(refused)
     downloads = [a for a in await audit_of(superuser_engine, pack["id"]) if "download" in a.action]
     assert len(downloads) == 30
 
