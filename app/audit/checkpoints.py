@@ -53,7 +53,7 @@ async def _sign_head(
         current = await chain.head(session, firm_id)
         checked = await _extends(session, firm_id, last, since, current, key)
     else:
-        if not reanchor and await newest(session, firm_id) is not None:
+        if not reanchor and await revoked_signed(session, firm_id, key.revoked):
             raise AuditChainBroken(REVOKED_ONLY)
         checked = await _whole(session, firm_id, key)
     head = await chain.locked_head(session, firm_id)  # it cannot move while it is signed
@@ -93,6 +93,20 @@ async def _sign_head(
         insert(AuditCheckpoint).values({c.key: getattr(checkpoint, c.key) for c in columns})
     )
     return checkpoint, True
+
+
+async def revoked_signed(
+    session: AsyncSession, firm_id: uuid.UUID, revoked: Collection[str]
+) -> bool:
+    """Whether a ``revoked`` key signed any of the firm's checkpoints. Asked of the revoked
+    keys alone: "no checkpoint of ours, yet some checkpoint" read in two statements would take
+    one another signer committed in between for a revoked key's."""
+    if not revoked:
+        return False
+    query = select(AuditCheckpoint.id).where(
+        AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.key_id.in_(sorted(revoked))
+    )
+    return await session.scalar(query.limit(1)) is not None
 
 
 async def newest(

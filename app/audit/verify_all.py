@@ -84,7 +84,6 @@ async def reanchor_firms(
 
 async def _revoked_only(session: AsyncSession, firm_id: uuid.UUID, key: SigningKey) -> bool:
     """Whether the firm's chain has checkpoints, all by revoked keys."""
-    return (
-        await checkpoints.newest(session, firm_id, key.revoked) is None
-        and await checkpoints.newest(session, firm_id) is not None
-    )
+    if await checkpoints.newest(session, firm_id, key.revoked) is not None:
+        return False
+    return await checkpoints.revoked_signed(session, firm_id, key.revoked)

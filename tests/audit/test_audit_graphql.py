@@ -537,6 +537,33 @@ async def test_signers_racing_each_other_and_appends_sign_each_head_once(
     assert (result.ok, result.head_seq, result.checkpoints_checked) == (True, 9, len(stored))
 
 
+async def test_a_first_checkpoint_signed_by_another_as_one_looks_is_not_taken_for_a_revoked_one(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A never-signed chain: a signer finds no checkpoint of ours, and another signer commits
+    the first one just then. The signer must not mistake it for a revoked key's (and refuse
+    with AUDIT_CHAIN_BROKEN, as the race above once did): it gets that checkpoint."""
+    key = signing_key(app)
+    trail = await new_trail(members, app_sessions, 3)
+    first_look = checkpoints.newest
+    others: list[AuditCheckpoint] = []
+
+    async def then_another_signs(*args: Any, **kwargs: Any) -> AuditCheckpoint | None:
+        found = await first_look(*args, **kwargs)
+        if not others:
+            monkeypatch.setattr(checkpoints, "newest", first_look)  # the other looks plainly
+            others.append(await sign_head(app_sessions, trail, key))  # committed meanwhile
+        return found
+
+    monkeypatch.setattr(checkpoints, "newest", then_another_signs)
+    signed = await sign_head(app_sessions, trail, key)
+    assert [cp.seq for cp in others] == [3]
+    assert signed.id == others[0].id
+
+
 async def test_the_periodic_checkpointer_never_signs_a_chain_cut_below_its_checkpoint(
     app: Starlette,
     members: Members,
