@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 
 import pytest
 from sqlalchemy import text
@@ -232,6 +233,21 @@ async def test_reset_password_revokes_every_session_and_a_weak_one_keeps_the_lin
         assert "errors" not in await other.gql(SIGN_IN, {"e": email, "p": new_password})
 
 
+async def _rows_holding(engine: AsyncEngine, value: str) -> int:
+    """How many rows of users, the audit log, the outbox and the sign-in tokens hold
+    ``value`` anywhere in their text."""
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            text(
+                "select count(*) from (select u::text as t from users u union all "
+                "select a::text from audit_log a union all select o::text from mail_outbox o "
+                "union all select t::text from auth_tokens t) rows where t like :p"
+            ),
+            {"p": f"%{value}%"},
+        )
+    return int(found or 0)
+
+
 async def test_passwords_are_argon2id_and_never_stored_logged_or_mailed(
     browser: Browser,
     smtp: SmtpServer,
@@ -248,18 +264,55 @@ async def test_passwords_are_argon2id_and_never_stored_logged_or_mailed(
             )
         ).scalar_one()
         assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
-        dump = await conn.execute(
-            text(
-                "select count(*) from (select u::text as t from users u union all "
-                "select a::text from audit_log a union all select o::text from mail_outbox o "
-                "union all select t::text from auth_tokens t) rows where t like :p"
-            ),
-            {"p": f"%{PASSWORD}%"},
-        )
-        assert dump.scalar_one() == 0
+    assert await _rows_holding(superuser_engine, PASSWORD) == 0
     assert PASSWORD not in caplog.text
     for message in smtp.to(email):
         assert PASSWORD not in message.as_string()
+
+
+async def test_refused_passwords_are_never_stored_logged_echoed_or_mailed(
+    browser: Browser,
+    smtp: SmtpServer,
+    superuser_engine: AsyncEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The failure paths, where a value is easiest to let slip into an error or a log line: a
+    wrong password, a guessable one, one too long for its field, one for a malformed email,
+    and a new one offered with a link that is no good. Each is refused; none appears in the
+    answer, the logs, the database or the mail."""
+    caplog.set_level(logging.DEBUG)
+    email = await signed_up(browser, smtp)
+    secret = f"wrong {secrets.token_hex(8)} password"
+    guessable = f"pw{secrets.token_hex(2)}"  # too short to accept
+    too_long = f"long{secrets.token_hex(8)}" + "x" * 200  # past the field's 128 characters
+    malformed = f"malformed {secrets.token_hex(8)} sign-in"
+    reset = f"reset {secrets.token_hex(8)} password"
+    attempts = [
+        (SIGN_IN, {"e": email, "p": secret}, "INVALID_CREDENTIALS"),
+        (SIGN_IN, {"e": email, "p": too_long}, "BAD_USER_INPUT"),
+        (SIGN_IN, {"e": "not an email", "p": malformed}, "BAD_USER_INPUT"),
+        (
+            SIGN_UP,
+            {"input": {"email": new_email(), "password": guessable, "firmName": "Weak Ltd"}},
+            "BAD_USER_INPUT",
+        ),
+        (
+            SIGN_UP,
+            {"input": {"email": new_email(), "password": too_long, "firmName": "Long Ltd"}},
+            "BAD_USER_INPUT",
+        ),
+        (RESET, {"t": secrets.token_urlsafe(32), "p": reset}, "TOKEN_INVALID"),
+    ]
+    passwords = [secret, guessable, too_long, malformed, reset]
+    for query, variables, code in attempts:
+        response = await browser.post(query, variables)
+        assert codes(response.json()) == [code], response.text
+        assert not [p for p in passwords if p in response.text], response.text
+    assert not [p for p in passwords if p in caplog.text]
+    for password in passwords:
+        assert await _rows_holding(superuser_engine, password) == 0, password
+    for message in smtp.to(email):
+        assert not [p for p in passwords if p in message.as_string()]
 
 
 async def test_sign_in_is_rate_limited_per_email_and_counts_aliased_operations(
