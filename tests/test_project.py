@@ -51,6 +51,25 @@ def test_only_app_db_sets_tenant_settings_or_writes_sql_text() -> None:
         assert "import text" not in source, path
 
 
+SET_CONFIG = re.compile(r"set_config\(([^()]*)\)", re.I)
+SESSION_SET = re.compile(r"\bset\s+(session|role|app\.)", re.I)
+
+
+def test_every_setting_dies_with_its_transaction() -> None:
+    """The write and read lanes' pool skips asyncpg's reset on release (engine.py), so a
+    setting that outlived its transaction would carry one request's firm to the next on that
+    connection. Every set_config, in the app and in the database functions the migrations make,
+    is transaction-local (its third argument true), and nothing sets a session or role."""
+    found = 0
+    for path in [*APP.rglob("*.py"), *(ROOT / "migrations").rglob("*.py")]:
+        source = path.read_text()
+        for call in SET_CONFIG.finditer(source):
+            found += 1
+            assert call.group(1).rsplit(",", 1)[-1].strip().lower() == "true", (path, call[0])
+        assert not SESSION_SET.search(source), (path, SESSION_SET.search(source))
+    assert found >= 7  # the tenant's, the mail sender's, and the two binding functions'
+
+
 SQL_VERB = re.compile(
     r"\s*(select|insert|update|delete|create|alter|drop|grant|revoke|with)\b", re.I
 )
