@@ -409,11 +409,16 @@ async def test_the_cli_exports_what_the_api_exports_and_verifies_a_firm(
     trail = await new_trail(members, app_sessions, 5)
     await sign_head(app_sessions, trail, key)
     await append(app_sessions, trail.actor, 2, start=6)
+    # Another firm's signed trail: the CLI's owner role reads past RLS, so only its own
+    # queries' firm filters keep this out of the export.
+    other = await new_trail(members, app_sessions, 3)
+    await sign_head(app_sessions, other, key)
     _cli_env(monkeypatch, database, key, tmp_path)
     capsys.readouterr()
 
     assert await _cli(["audit", "export", "--firm", str(trail.firm_id)]) == 0
     printed = capsys.readouterr().out.splitlines(keepends=True)
+    assert str(other.firm_id) not in "".join(printed)
     expected = await export(owner_sessions, trail.firm_id, key)
     assert len(printed) == len(expected) == 1 + 7 + 1 + 1  # header, entries, checkpoint, trailer
     # The same lines but the trailer, whose digest covers the header's own exported_at.
