@@ -345,6 +345,15 @@ async def test_another_firm_can_never_list_read_retry_or_download_a_pack(
         forged = download.sign(secret, other.firm_id, uuid.UUID(pack["id"]))
         refused = await firm_b.client.get(download.PATH + forged)
         assert refused.status_code == 404
+    # A member of A who has not confirmed their email: refused like anyone else.
+    firm_a = (await browser.gql("{ firm { id } }"))["data"]["firm"]["id"]
+    unverified = await members.create(Role.MEMBER, firm_id=uuid.UUID(firm_a), verified=False)
+    waiting = browser_for(auth_app)
+    waiting.client.headers["cookie"] = unverified.headers["cookie"]
+    async with waiting.client:
+        refused = await waiting.client.get(_path(url))
+        assert refused.status_code == 404
+        assert pack["id"] not in refused.text
     # No session at all: refused too.
     transport = httpx.ASGITransport(app=auth_app)
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as anonymous:
