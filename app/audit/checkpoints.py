@@ -16,7 +16,7 @@ from app.audit.signing import SigningKey, checkpoint_payload
 from app.auth.actor import Actor, Role
 from app.db import calls
 from app.db.models import AuditCheckpoint
-from app.db.tenant import tenant_transaction, transaction
+from app.db.tenant import checkpointer_transaction, tenant_transaction
 from app.errors import AuditChainBroken, BadUserInput
 
 log = logging.getLogger("coverproof.audit")
@@ -217,7 +217,7 @@ async def list_checkpoints(session: AsyncSession, actor: Actor) -> list[AuditChe
 
 async def checkpoint_due_firms(sessions: async_sessionmaker[AsyncSession], key: SigningKey) -> int:
     """Sign every firm whose chain moved since its last checkpoint; returns how many."""
-    async with transaction(sessions) as session:
+    async with checkpointer_transaction(sessions) as session:
         heads = await calls.chain_heads(session, key.revoked)
     signed = 0
     for head in heads:

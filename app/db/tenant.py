@@ -29,6 +29,7 @@ _SET_TENANT = text(
 )
 # What the outbox's policies look for (migration 0011).
 _SET_MAIL_SENDER = text("select set_config('app.mail_sender', 'on', true)")
+_SET_CHECKPOINTER = text("select set_config('app.checkpointer', 'on', true)")
 
 
 @asynccontextmanager
@@ -86,6 +87,17 @@ async def mail_sender_transaction(
     table's rows are visible in it."""
     async with transaction(sessions) as session:
         await session.execute(_SET_MAIL_SENDER)
+        yield session
+
+
+@asynccontextmanager
+async def checkpointer_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """The periodic checkpointer's transaction: the only one in which ``audit_chain_heads``
+    lists every firm's chain head (0017). It binds no tenant: bound to one, it lists none."""
+    async with transaction(sessions) as session:
+        await session.execute(_SET_CHECKPOINTER)
         yield session
 
 

@@ -22,8 +22,14 @@ from app.audit import canonical, chain, checkpoints
 from app.audit.actions import Action
 from app.audit.signing import checkpoint_payload, verify_signature
 from app.auth.actor import Actor, ActorType, Role
+from app.db import calls
 from app.db.models import AuditCheckpoint
-from app.db.tenant import tenant_transaction, transaction
+from app.db.tenant import (
+    bind_tenant,
+    checkpointer_transaction,
+    tenant_transaction,
+    transaction,
+)
 from app.declarations.templates import load_builtins
 from tests.audit.test_tamper import (
     CHECKPOINT,
@@ -507,6 +513,25 @@ async def test_the_periodic_checkpointer_signs_moved_chains_only(
     assert await _all_checkpoints(owner_sessions) == before
     assert [cp.id for cp in await _checkpoints_of(app_sessions, moved)] == [c.id for c in moved_cps]
     assert [cp.id for cp in await _checkpoints_of(app_sessions, still)] == [signed_before.id]
+
+
+async def test_only_the_checkpointer_lists_every_firms_chain_head(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The list of every firm's chain head (which firms exist, how active each is) is the
+    periodic checkpointer's alone: a request's transaction, bound to its firm or not yet
+    bound, gets nothing from it."""
+    trail = await new_trail(members, app_sessions, 2)
+    async with checkpointer_transaction(app_sessions) as session:
+        heads = {head.firm_id: head.head_seq for head in await calls.chain_heads(session, ())}
+    assert heads[trail.firm_id] == 2
+    async with tenant_transaction(app_sessions, trail.firm_id) as session:
+        assert await calls.chain_heads(session, ()) == []
+    async with transaction(app_sessions) as session:
+        assert await calls.chain_heads(session, ()) == []
+    async with checkpointer_transaction(app_sessions) as session:
+        await bind_tenant(session, trail.firm_id, None)
+        assert await calls.chain_heads(session, ()) == []
 
 
 async def test_signers_racing_each_other_and_appends_sign_each_head_once(
