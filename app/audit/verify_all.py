@@ -27,7 +27,9 @@ async def verify_firms(
     revoked: Collection[str] = (),
 ) -> list[tuple[uuid.UUID | None, Verification]]:
     """Each firm's verification in firm id order (and the platform chain's, as None); the owner
-    lists firms, then reads each chain inside that firm's tenant context like any reader."""
+    lists firms, then reads each chain in that firm's tenant context. The owner's policies let
+    it read every firm's rows there too: what keeps each chain to its firm is the queries'
+    own firm filters (tests/audit/test_export.py holds the export's)."""
     engine = create_engine(owner_url, pool_size=2)
     sessions = session_factory(engine)
     try:
@@ -48,7 +50,8 @@ async def verify_firms(
 
 
 async def export_firm(owner_url: str, firm_id: uuid.UUID, key: SigningKey) -> AsyncIterator[str]:
-    """One firm's export, streamed, as the owner inside that firm's tenant context."""
+    """One firm's export, streamed, as the owner in that firm's tenant context (which, for
+    the owner, restricts nothing: the export's queries filter by firm)."""
     engine = create_engine(owner_url, pool_size=1)
     try:
         async with tenant_transaction(session_factory(engine), firm_id) as session:
