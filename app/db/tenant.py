@@ -94,8 +94,10 @@ async def mail_sender_transaction(
 async def checkpointer_transaction(
     sessions: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """The periodic checkpointer's transaction: the only one in which ``audit_chain_heads``
-    lists every firm's chain head (0017). It binds no tenant: bound to one, it lists none."""
+    """The periodic checkpointer's transaction, marked as the one in which
+    ``audit_chain_heads`` lists every firm's chain head (0017; it raises in any other, and in
+    this one once a tenant is bound). The mark keeps our own code honest, not an attacker out:
+    any statement of the app role could set it, and only this module does."""
     async with transaction(sessions) as session:
         await session.execute(_SET_CHECKPOINTER)
         yield session

@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
@@ -520,18 +521,28 @@ async def test_only_the_checkpointer_lists_every_firms_chain_head(
 ) -> None:
     """The list of every firm's chain head (which firms exist, how active each is) is the
     periodic checkpointer's alone: a request's transaction, bound to its firm or not yet
-    bound, gets nothing from it."""
+    bound, is refused it, loudly (an empty list would look like nothing to sign)."""
     trail = await new_trail(members, app_sessions, 2)
     async with checkpointer_transaction(app_sessions) as session:
         heads = {head.firm_id: head.head_seq for head in await calls.chain_heads(session, ())}
     assert heads[trail.firm_id] == 2
-    async with tenant_transaction(app_sessions, trail.firm_id) as session:
-        assert await calls.chain_heads(session, ()) == []
-    async with transaction(app_sessions) as session:
-        assert await calls.chain_heads(session, ()) == []
-    async with checkpointer_transaction(app_sessions) as session:
-        await bind_tenant(session, trail.firm_id, None)
-        assert await calls.chain_heads(session, ()) == []
+
+    async def bound() -> None:
+        async with tenant_transaction(app_sessions, trail.firm_id) as session:
+            await calls.chain_heads(session, ())
+
+    async def unbound() -> None:
+        async with transaction(app_sessions) as session:
+            await calls.chain_heads(session, ())
+
+    async def marked_then_bound() -> None:
+        async with checkpointer_transaction(app_sessions) as session:
+            await bind_tenant(session, trail.firm_id, None)
+            await calls.chain_heads(session, ())
+
+    for attempt in (bound, unbound, marked_then_bound):
+        with pytest.raises(DBAPIError, match="listed to the checkpointer alone"):
+            await attempt()
 
 
 async def test_signers_racing_each_other_and_appends_sign_each_head_once(
