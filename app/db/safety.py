@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 _ROLE = text(
     "select rolsuper, rolbypassrls, "
@@ -15,15 +15,30 @@ _OWNED = text(
     "where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm') "
     "and pg_get_userbyid(c.relowner) = current_user"
 )
-# Every table must be forced under RLS with a policy, except those that hold nothing of any
-# firm or person: alembic's version, and the persisted documents partners may run (query
-# texts we publish). A new table is policed unless it is named here.
+# Every table of ours (made by the migrations, so owned by coverproof_owner) or holding a
+# firm_id must be forced under RLS with a policy, except those that hold nothing of any firm or
+# person: alembic's version, and the persisted documents partners may run (query texts we
+# publish). A new table is policed unless it is named here; another tool's tables in the
+# schema (PostGIS's spatial_ref_sys, say) are not ours to police.
 UNPOLICED_TABLES = text(
     "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
     "where n.nspname = 'public' and c.relkind in ('r', 'p') "
     "and c.relname not in ('alembic_version', 'trusted_documents') "
+    "and (pg_get_userbyid(c.relowner) = 'coverproof_owner' or exists (select 1 "
+    "from pg_attribute a where a.attrelid = c.oid and a.attname = 'firm_id' "
+    "and not a.attisdropped)) "
     "and not (c.relrowsecurity and c.relforcerowsecurity "
     "and exists (select 1 from pg_policy p where p.polrelid = c.oid)) order by 1"
+)
+
+
+# What the audit tables' owner could do to them (0016 revokes it all), counting privileges it
+# inherits (a managed provider may grant pg_write_all_data to its admin roles): the security
+# page says the database revokes UPDATE and DELETE on the audit trail.
+AUDIT_WRITES = text(
+    "select t || ' ' || p from unnest(array['audit_log', 'audit_checkpoints']) t, "
+    "unnest(array['UPDATE', 'DELETE', 'TRUNCATE']) p "
+    "where has_table_privilege('coverproof_owner', t, p) order by 1"
 )
 
 
@@ -32,26 +47,36 @@ class UnsafeDatabase(Exception):
 
 
 async def check_runtime_role(engine: AsyncEngine) -> None:
-    """Raise UnsafeDatabase unless the runtime role is unprivileged and every table that may
-    hold a firm's or a person's data is forced under RLS."""
-    problems = []
+    """Raise UnsafeDatabase unless the runtime role is unprivileged, every table that may hold
+    a firm's or a person's data is forced under RLS, and no role of ours may change the audit
+    trail."""
     async with engine.connect() as conn:
-        role = (await conn.execute(_ROLE)).one()
-        if role.rolsuper:
-            problems.append("the database role is a superuser")
-        if role.rolbypassrls:
-            problems.append("the database role has BYPASSRLS")
-        if role.owner_member:
-            problems.append("the database role is a member of coverproof_owner")
-        owned = (await conn.execute(_OWNED)).scalars().all()
-        if owned:
-            problems.append(f"the database role owns {', '.join(owned)}")
-        unpoliced = (await conn.execute(UNPOLICED_TABLES)).scalars().all()
-        if unpoliced:
-            problems.append(f"tables without forced row-level security: {', '.join(unpoliced)}")
+        problems = await runtime_problems(conn)
     if problems:
         raise UnsafeDatabase(
             "Refusing to start: "
             + "; ".join(problems)
             + ". Connect as coverproof_app (COVERPROOF_DATABASE_URL) after `coverproof migrate`."
         )
+
+
+async def runtime_problems(conn: AsyncConnection) -> list[str]:
+    """What ``check_runtime_role`` refuses, as seen by this connection's role."""
+    problems = []
+    role = (await conn.execute(_ROLE)).one()
+    if role.rolsuper:
+        problems.append("the database role is a superuser")
+    if role.rolbypassrls:
+        problems.append("the database role has BYPASSRLS")
+    if role.owner_member:
+        problems.append("the database role is a member of coverproof_owner")
+    owned = (await conn.execute(_OWNED)).scalars().all()
+    if owned:
+        problems.append(f"the database role owns {', '.join(owned)}")
+    unpoliced = (await conn.execute(UNPOLICED_TABLES)).scalars().all()
+    if unpoliced:
+        problems.append(f"tables without forced row-level security: {', '.join(unpoliced)}")
+    writes = (await conn.execute(AUDIT_WRITES)).scalars().all()
+    if writes:
+        problems.append(f"coverproof_owner may change the audit trail: {', '.join(writes)}")
+    return problems

@@ -64,6 +64,16 @@ async def test_the_catalog_check_covers_tables_without_a_firm_id(
         await tx.rollback()
 
 
+async def test_another_tools_tables_are_not_ours_to_police(superuser_engine: AsyncEngine) -> None:
+    """A table some other tool made in the schema (PostGIS's spatial_ref_sys, say) does not
+    stop the server, unless it holds a firm_id."""
+    async with superuser_engine.connect() as conn, conn.begin() as tx:
+        await conn.execute(text("create table their_lookup (id int)"))
+        await conn.execute(text("create table their_firm_copy (firm_id uuid)"))
+        assert (await conn.execute(UNPOLICED_TABLES)).scalars().all() == ["their_firm_copy"]
+        await tx.rollback()
+
+
 async def test_only_tables_of_no_one_are_left_unpoliced(owner_engine: AsyncEngine) -> None:
     async with owner_engine.connect() as conn:
         unforced = await conn.execute(

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.safety import UnsafeDatabase, check_runtime_role
+from app.db.safety import (
+    AUDIT_WRITES,
+    UnsafeDatabase,
+    check_runtime_role,
+    runtime_problems,
+)
 from app.main import create_app
 from tests.conftest import Database, make_settings, started
 
@@ -29,3 +35,23 @@ async def test_the_server_does_not_start_as_superuser(database: Database, tmp_pa
     with pytest.raises(UnsafeDatabase, match="Refusing to start"):
         async for _ in started(app):
             pass
+
+
+async def test_the_audit_trail_is_changeable_by_no_role_of_ours(owner_engine: AsyncEngine) -> None:
+    async with owner_engine.connect() as conn:
+        assert (await conn.execute(AUDIT_WRITES)).scalars().all() == []
+
+
+async def test_an_owner_that_may_change_the_audit_trail_is_refused(
+    superuser_engine: AsyncEngine,
+) -> None:
+    """Even through a role it inherits from, as a managed provider's admin role may. (Granted
+    in a transaction that is rolled back: roles are the whole cluster's.)"""
+    async with superuser_engine.connect() as conn, conn.begin() as tx:
+        await conn.execute(text("grant pg_write_all_data to coverproof_owner"))
+        problems = await runtime_problems(conn)
+        await tx.rollback()
+    assert problems[-1] == (
+        "coverproof_owner may change the audit trail: audit_checkpoints DELETE, "
+        "audit_checkpoints UPDATE, audit_log DELETE, audit_log UPDATE"
+    )
