@@ -353,9 +353,11 @@ class S3Storage(Storage):
             return False
         try:
             await self._client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            return _client_error_code(error) in {"NoSuchKey", "404"}
-        except BotoCoreError:
+        except (BotoCoreError, ClientError) as error:
+            code = _client_error_code(error)
+            if code in {"NoSuchKey", "404"}:
+                return True
+            log.warning("evidence pack object unchecked after its version's delete: %s", code)
             return False
         log.warning("evidence pack object outlived the delete of its version")
         return False
