@@ -51,8 +51,25 @@ def test_only_app_db_sets_tenant_settings_or_writes_sql_text() -> None:
         assert "import text" not in source, path
 
 
-SET_CONFIG = re.compile(r"set_config\(([^()]*)\)", re.I)
 SESSION_SET = re.compile(r"\bset\s+(session|role|app\.)", re.I)
+
+
+def _set_config_calls(source: str) -> list[list[str]]:
+    """Each set_config call's top-level arguments, however nested they are."""
+    calls = []
+    for found in re.finditer(r"set_config\(", source, re.I):
+        depth, arguments, current = 1, [], ""
+        for char in source[found.end() :]:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if depth == 0:
+                break
+            if char == "," and depth == 1:
+                arguments.append(current.strip())
+                current = ""
+            else:
+                current += char
+        calls.append([*arguments, current.strip()])
+    return calls
 
 
 def test_every_setting_dies_with_its_transaction() -> None:
@@ -60,14 +77,16 @@ def test_every_setting_dies_with_its_transaction() -> None:
     setting that outlived its transaction would carry one request's firm to the next on that
     connection. Every set_config, in the app and in the database functions the migrations make,
     is transaction-local (its third argument true), and nothing sets a session or role."""
-    found = 0
+    calls = []
     for path in [*APP.rglob("*.py"), *(ROOT / "migrations").rglob("*.py")]:
         source = path.read_text()
-        for call in SET_CONFIG.finditer(source):
-            found += 1
-            assert call.group(1).rsplit(",", 1)[-1].strip().lower() == "true", (path, call[0])
+        calls += [(path, call) for call in _set_config_calls(source) if call != ["...", "true"]]
         assert not SESSION_SET.search(source), (path, SESSION_SET.search(source))
-    assert found >= 7  # the tenant's, the mail sender's, and the two binding functions'
+    assert [(path, call) for path, call in calls if call[-1].lower() != "true"] == []
+    assert len(calls) >= 8  # the tenant's, the mail sender's, the checkpointer's, two functions'
+    assert _set_config_calls("set_config('app.firm_id', coalesce(x, ''), false)") == [
+        ["'app.firm_id'", "coalesce(x, '')", "false"]
+    ]
 
 
 SQL_VERB = re.compile(

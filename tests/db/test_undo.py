@@ -137,7 +137,9 @@ async def test_a_request_cancelled_during_its_commit_is_not_undone(
     try:
         request = asyncio.create_task(slow())
         await asyncio.wait_for(committing.wait(), 5)
-        async with engine.connect() as watcher:
+        # Each poll its own transaction: pg_stat_activity is read once per transaction.
+        async with engine.connect() as plain:
+            watcher = await plain.execution_options(isolation_level="AUTOCOMMIT")
             for _ in range(100):
                 sleeping = await watcher.scalar(
                     text(
