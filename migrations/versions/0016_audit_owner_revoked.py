@@ -11,13 +11,13 @@ down_revision = "0015"
 branch_labels = None
 depends_on = None
 
-# The app role was only ever granted select and insert; the owner (this migration's role, which
+# The app role was only ever granted select and insert; the owner (the migrations' role, which
 # the CLI also connects as) held every privilege on its own tables, stopped only by the
 # append-only triggers. Revoked from it too, changing an entry now takes two deliberate steps
 # as the owner (granting the privilege back, then disabling the trigger) or a superuser; and
 # the hash chain and its signed checkpoints still show any change.
 STATEMENTS = [
-    "revoke update, delete, truncate on audit_log, audit_checkpoints from current_user",
+    "revoke update, delete, truncate on audit_log, audit_checkpoints from coverproof_owner",
 ]
 
 

@@ -106,7 +106,7 @@ async def test_a_commit_whose_outcome_is_unknown_is_not_undone(
 # A commit that takes its time: a deferred trigger, run only at COMMIT, sleeps in it.
 SLOW_COMMIT = (
     "create function pg_temp.slow_commit() returns trigger language plpgsql "
-    "as $$ begin perform pg_sleep(5); return null; end $$",
+    "as $$ begin perform pg_sleep(30); return null; end $$",
     "create temporary table slow_probe (n int) on commit drop",
     "create constraint trigger slow after insert on slow_probe deferrable initially deferred "
     "for each row execute function pg_temp.slow_commit()",
