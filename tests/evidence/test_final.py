@@ -85,6 +85,10 @@ async def test_a_submitted_declaration_and_a_ready_pack_cannot_change(
     ):
         message = await _refusal(owner_sessions, firm, statement)
         assert "cannot change" in message, (statement, message)
+    # Nor truncate them away, which fires no row trigger (the app role may not truncate).
+    for table in ("declarations", "evidence_packs"):
+        message = await _refusal(owner_sessions, firm, f"truncate {table} cascade")
+        assert f"{table} holds final records and cannot be truncated" in message, message
 
     # A draft is not final: it still changes, and the owner may still delete it (each rolled
     # back here).
