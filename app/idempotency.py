@@ -90,6 +90,15 @@ async def first_result(
     return row.result if same else None
 
 
+async def kept_result(
+    session: AsyncSession, actor: Actor, key: str, operation: str
+) -> dict[str, Any] | None:
+    """The first result kept under ``key`` for ``operation``, whatever request it answered (for
+    a caller that only reports it), or None."""
+    row = await _kept(session, actor, key)
+    return row.result if row is not None and row.operation == operation else None
+
+
 async def _kept(session: AsyncSession, actor: Actor, key: str) -> IdempotencyKey | None:
     query = select(IdempotencyKey).where(
         IdempotencyKey.firm_id == actor.firm_id,

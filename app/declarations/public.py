@@ -32,6 +32,7 @@ from app.declarations.templates import spec_from_snapshot
 from app.errors import (
     AppError,
     BadUserInput,
+    NotFound,
     RateLimited,
     TokenExpired,
     TokenInvalid,
@@ -243,6 +244,24 @@ async def _first_attempt(
         log.error("declaration %s no longer holds its first receipt", declaration.id)
         return False
     return True
+
+
+async def submission_receipt(
+    session: AsyncSession, env: AuthEnv, token: str, key: str
+) -> Declaration:
+    """The submitted declaration, for the idempotency key its submission was sent with: a
+    recipient whose answer to that submission was lost, and who has since reloaded the page
+    (the form is refused once submitted), learns that it arrived and gets its receipt. Writes
+    nothing. NOT_FOUND while nothing has arrived with that key; TOKEN_USED if another attempt
+    submitted it; the form's own refusals otherwise (unaudited: this asks, it does not try)."""
+    declaration, _ = await _found(session, env, token)
+    first = await idempotency.kept_result(session, recipient(env, declaration), key, _SUBMIT)
+    receipt = declaration.response_sha256
+    if first is not None and receipt is not None and first.get("response_sha256") == receipt.hex():
+        return declaration
+    if declaration.status in ("sent", "opened"):
+        raise NotFound("Nothing was submitted with this key.")
+    raise _refusal(declaration) or TokenInvalid()
 
 
 async def submit_declaration(

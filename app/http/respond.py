@@ -143,10 +143,25 @@ async function start() {
       el("code", {}, result.data.submitDeclaration.responseSha256));
   });
 }
+// A submission from this tab whose answer never came back (a reload since): ask whether it
+// arrived before opening the form, which is refused once it has.
+async function arrived() {
+  let key = null;
+  try { key = sessionStorage.getItem("coverproof-attempt:" + token); } catch (error) { /* none */ }
+  if (!key) return false;
+  const body = await call(%(receipt)s, {t: token, k: key});
+  if (body.errors) return false;  // nothing arrived with it: the form says what comes next
+  const heading = el("h1", {tabindex: "-1"}, "Your declaration");
+  main.replaceChildren(heading, el("p", {}, "Thank you: your answers were submitted."),
+    el("p", {}, "Receipt (SHA-256 of your response): "),
+    el("code", {}, body.data.submissionReceipt.responseSha256));
+  heading.focus();
+  return true;
+}
 document.getElementById("open").addEventListener("click", async () => {
   main.replaceChildren(el("p", {role: "status"}, "Opening the form..."));
   try {
-    await start();
+    if (!(await arrived())) await start();
   } catch (error) {
     main.replaceChildren(el("p", {role: "alert"},
       "The form could not be opened. Check your connection, then reload this page."));
@@ -160,6 +175,7 @@ def render() -> tuple[str, dict[str, str]]:
     script = _SCRIPT % {
         "form": json.dumps("sha256:" + document_id(first_party.RECIPIENT_FORM)),
         "submit": json.dumps("sha256:" + document_id(first_party.SUBMIT_DECLARATION)),
+        "receipt": json.dumps("sha256:" + document_id(first_party.SUBMISSION_RECEIPT)),
     }
     body = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

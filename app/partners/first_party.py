@@ -36,6 +36,10 @@ SUBMIT_DECLARATION = (
     "mutation($t: String!, $i: SubmissionInput!) { submitDeclaration(token: $t, input: $i) "
     "{ submittedAt responseSha256 } }"
 )
+SUBMISSION_RECEIPT = (
+    "query($t: String!, $k: String!) { submissionReceipt(token: $t, idempotencyKey: $k) "
+    "{ submittedAt responseSha256 } }"
+)
 
 DOCUMENTS: dict[str, Document] = {
     document_id(body): Document(document_id(body), body, name)
@@ -52,5 +56,6 @@ DOCUMENTS: dict[str, Document] = {
         "SignOut": SIGN_OUT,
         "RecipientForm": RECIPIENT_FORM,
         "SubmitDeclaration": SUBMIT_DECLARATION,
+        "SubmissionReceipt": SUBMISSION_RECEIPT,
     }.items()
 }

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from app import idempotency
 from app.declarations import public, service, template_service
@@ -13,9 +15,10 @@ from app.declarations.schemas import (
     DeclarationCreate,
     DeclarationFilter,
     Submission,
+    SubmissionKey,
 )
 from app.declarations.templates import TemplateSpec, spec_from_snapshot
-from app.errors import MethodNotAllowed
+from app.errors import MethodNotAllowed, field_error
 from app.schema.context import Info
 from app.schema.declarations import (
     BulkDeclarationCreateInput,
@@ -36,6 +39,11 @@ from app.schema.declarations import (
     questions_of,
 )
 from app.schema.pagination import PageInfo
+
+if TYPE_CHECKING:
+    from app.db.models import Declaration as Row
+
+_SUBMISSION_KEY: TypeAdapter[str] = TypeAdapter(SubmissionKey)
 
 
 def _plain(value: Any) -> Any:
@@ -163,11 +171,24 @@ async def recipient_form(info: Info, token: str) -> RecipientForm:
     )
 
 
+async def submission_receipt(
+    info: Info, token: str, idempotency_key: str
+) -> SubmitDeclarationPayload:
+    try:
+        key = _SUBMISSION_KEY.validate_python(idempotency_key)
+    except ValidationError as error:
+        raise field_error("idempotencyKey", "Send the key the submission was sent with.") from error
+    return _receipt(await info.context.run_public(public.submission_receipt, token, key))
+
+
 async def submit_declaration(
     info: Info, token: str, input: SubmissionInput
 ) -> SubmitDeclarationPayload:
     data = Submission.model_validate(_plain(input))
-    done = await info.context.run_public(public.submit_declaration, token, data)
+    return _receipt(await info.context.run_public(public.submit_declaration, token, data))
+
+
+def _receipt(done: Row) -> SubmitDeclarationPayload:
     assert done.submitted_at is not None
     assert done.response_sha256 is not None
     return SubmitDeclarationPayload(

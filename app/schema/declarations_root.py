@@ -1,4 +1,4 @@
-"""Root fields for templates and declarations, and the recipients' two public fields."""
+"""Root fields for templates and declarations, and the recipients' public fields."""
 
 from __future__ import annotations
 
@@ -44,6 +44,15 @@ class DeclarationQuery:
         description=(
             "A recipient's form, by the token in their link; viewing does not use it up. "
             "POST only: the first view is recorded (METHOD_NOT_ALLOWED over GET)."
+        ),
+    )
+    submission_receipt: SubmitDeclarationPayload = strawberry.field(
+        resolver=r.submission_receipt,
+        metadata=PUBLIC,
+        description=(
+            "The receipt of a recipient's submission, asked with the token and the "
+            "idempotencyKey it was sent with: after an answer lost on the way, whether it "
+            "arrived. NOT_FOUND while nothing has arrived with that key; writes nothing."
         ),
     )
 

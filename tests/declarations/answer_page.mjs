@@ -1,9 +1,10 @@
 // Runs the answer page's script (the file named first) in a bare stand-in for a browser: a DOM
 // of plain objects that records listeners, and a fetch that records what is sent and answers
 // with the form ("form"), with an error ("refused") or fails as an unreachable network does
-// ("offline"), as the third argument says. Prints, as JSON, what was fetched once the script has run and settled, how the
-// click listener was added, what was fetched after "open" was clicked, and what the page then
-// says.
+// ("offline"), or holds a key from a submission sent earlier that arrived ("kept") or did not
+// ("kept-unreceived"), as the third argument says. Prints, as JSON, what was fetched once the
+// script has run and settled, how the click listener was added, what was fetched after "open"
+// was clicked, and what the page then says.
 import { readFileSync } from "node:fs";
 
 class Element {
@@ -27,6 +28,8 @@ const FORM = {
   attestation: "I confirm.",
   questions: [{ id: "q1", kind: "YES_NO", label: "Ever?", required: true, choices: [] }],
 };
+const KEY = "k".repeat(32);
+const RECEIPT = { submittedAt: "2026-11-29T10:00:00Z", responseSha256: "ab".repeat(32) };
 const [script, token, network] = process.argv.slice(2);
 const elements = { main: new Element("main"), open: new Element("button") };
 const fetched = [];
@@ -36,11 +39,25 @@ Object.assign(globalThis, {
     createElement: (tag) => new Element(tag),
   },
   location: { pathname: "/respond/" + encodeURIComponent(token) },
-  sessionStorage: { getItem: () => null, setItem: () => {} },
+  // "kept" and "kept-unreceived": this tab sent a submission earlier (its key is kept), which
+  // arrived or did not.
+  sessionStorage: {
+    getItem: () => (network.startsWith("kept") ? KEY : null),
+    setItem: () => {},
+  },
   fetch: async (url, init) => {
-    fetched.push({ url, method: init.method, body: JSON.parse(init.body) });
+    const body = JSON.parse(init.body);
+    fetched.push({ url, method: init.method, body });
     if (network === "offline") throw new TypeError("Failed to fetch");
-    if (network === "form") return { json: async () => ({ data: { recipientForm: FORM } }) };
+    if (body.variables.k !== undefined) {
+      const answer = network === "kept"
+        ? { data: { submissionReceipt: RECEIPT } }
+        : { errors: [{ message: "Nothing was submitted with this key." }] };
+      return { json: async () => answer };
+    }
+    if (network === "form" || network === "kept-unreceived") {
+      return { json: async () => ({ data: { recipientForm: FORM } }) };
+    }
     return { json: async () => ({ errors: [{ message: "This link is not valid." }] }) };
   },
 });

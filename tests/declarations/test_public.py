@@ -589,6 +589,26 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
     form = await _run_page(node, script, token, "form")
     assert [form["shown"][0], form["shown"][-1][0]] == [["h1", None, "Fitness"], "form"]
     assert form["focused"] == "h1"  # where the pressed button was, now gone
+    # After a reload, a submission this tab sent (its key kept) is asked after first: if it
+    # arrived, its receipt is shown and the form (refused once submitted) is not asked for.
+    receipt_query = {
+        "url": "/graphql",
+        "method": "POST",
+        "body": {
+            "documentId": "sha256:" + document_id(first_party.SUBMISSION_RECEIPT),
+            "variables": {"t": token, "k": "k" * 32},
+        },
+    }
+    kept = await _run_page(node, script, token, "kept")
+    assert kept["clicked"] == [receipt_query]
+    assert kept["shown"][1:] == [
+        ["p", None, "Thank you: your answers were submitted."],
+        ["p", None, "Receipt (SHA-256 of your response): "],
+        ["code", None, "ab" * 32],
+    ]
+    unreceived = await _run_page(node, script, token, "kept-unreceived")
+    assert unreceived["clicked"] == [receipt_query, refused["clicked"][0]]
+    assert unreceived["shown"][0] == ["h1", None, "Fitness"]
     offline = await _run_page(node, script, token, "offline")
     assert offline["shown"] == [
         [

@@ -20,6 +20,8 @@ from tests.declarations.test_loop import FORM, SUBMIT, sent_declaration, valid_a
 from tests.mail.smtp import SmtpServer
 
 KEYS = "select count(*) from idempotency_keys where actor_id = :id"
+RECEIPT = """query($t: String!, $k: String!) { submissionReceipt(token: $t, idempotencyKey: $k)
+  { submittedAt responseSha256 } }"""
 
 
 @pytest.fixture
@@ -68,6 +70,33 @@ async def test_a_retry_with_the_first_key_gets_the_first_receipt_and_writes_noth
     after = await actions_on(superuser_engine, declaration_id)
     assert after[: len(written)] == written
     assert set(after[len(written) :]) == {"declaration.token_refused"}
+
+
+async def test_a_reloaded_page_learns_from_its_key_that_its_submission_arrived(
+    link: tuple[str, str], auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    """After an answer lost on the way and a reload, the form is refused (the link is used) and
+    the page no longer holds the input to send again: the key the submission was sent with
+    asks whether it arrived, and gets the receipt. Asking writes nothing."""
+    declaration_id, token = link
+    key = secrets.token_hex(16)
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        assert codes(await recipient.gql(RECEIPT, {"t": token, "k": key})) == ["NOT_FOUND"]
+        submission = await _submission(recipient, token, key)
+        first = await recipient.gql(SUBMIT, {"t": token, "i": submission})
+        assert "errors" not in first, first
+        assert codes(await recipient.gql(FORM, {"t": token})) == ["TOKEN_USED"]
+        written = await actions_on(superuser_engine, declaration_id)
+        receipt = await recipient.gql(RECEIPT, {"t": token, "k": key})
+        assert receipt == {"data": {"submissionReceipt": first["data"]["submitDeclaration"]}}
+        other = {"t": token, "k": secrets.token_hex(16)}
+        assert codes(await recipient.gql(RECEIPT, other)) == ["TOKEN_USED"]
+        assert codes(await recipient.gql(RECEIPT, {"t": token, "k": "short"})) == ["BAD_USER_INPUT"]
+        assert codes(await recipient.gql(RECEIPT, {"t": token + "x", "k": key})) == [
+            "TOKEN_INVALID"
+        ]
+    assert await actions_on(superuser_engine, declaration_id) == written
 
 
 async def test_concurrent_attempts_with_one_key_all_get_the_one_receipt(

@@ -18,8 +18,9 @@ from app.schema import build_schema
 from tests.factories import codes, gql
 
 # The fields a caller may use before signing in: signing up, in and out, the links emailed
-# to people, and a recipient's one form. Adding one here is a security decision.
-PUBLIC_QUERIES = {"recipientForm", "viewer"}
+# to people, and a recipient's one form (and its receipt, to whoever holds the link and the
+# key it was submitted with). Adding one here is a security decision.
+PUBLIC_QUERIES = {"recipientForm", "submissionReceipt", "viewer"}
 PUBLIC_MUTATIONS = {
     "acceptInvitation",
     "requestMagicLink",
