@@ -251,17 +251,19 @@ async def submission_receipt(
 ) -> Declaration:
     """The submitted declaration, for the idempotency key its submission was sent with: a
     recipient whose answer to that submission was lost, and who has since reloaded the page
-    (the form is refused once submitted), learns that it arrived and gets its receipt. Writes
-    nothing. NOT_FOUND while nothing has arrived with that key; TOKEN_USED if another attempt
-    submitted it; the form's own refusals otherwise (unaudited: this asks, it does not try)."""
+    (the form is refused once submitted), learns that it arrived and gets its receipt. Any
+    other key gets NOT_FOUND, whatever the declaration's state: the link alone must not tell
+    whether, or when, it was used without that being recorded (the form's refusals are).
+    Writes nothing."""
     declaration, _ = await _found(session, env, token)
     first = await idempotency.kept_result(session, recipient(env, declaration), key, _SUBMIT)
-    receipt = declaration.response_sha256
-    if first is not None and receipt is not None and first.get("response_sha256") == receipt.hex():
-        return declaration
-    if declaration.status in ("sent", "opened"):
+    if first is None:
         raise NotFound("Nothing was submitted with this key.")
-    raise _refusal(declaration) or TokenInvalid()
+    receipt = declaration.response_sha256
+    if receipt is None or first.get("response_sha256") != receipt.hex():
+        log.error("declaration %s no longer holds its first receipt", declaration.id)
+        raise NotFound("Nothing was submitted with this key.")
+    return declaration
 
 
 async def submit_declaration(

@@ -104,7 +104,7 @@ async function start() {
   sign.append(el("label", {for: "sig"}, "Your full name (signature) *"), el("br"),
     el("input", {id: "sig", required: "", maxlength: "200", autocomplete: "name"}));
   const status = el("div", {role: "status", "aria-live": "polite"});
-  const attempt = attemptKey();
+  let attempt = null;  // made at the first Submit, and sent with every one after it
   form.append(attest, sign, el("button", {type: "submit"}, "Submit"), status);
   main.append(form);
   heading.focus();  // the button that had focus is gone
@@ -118,7 +118,9 @@ async function start() {
       if (e && e.value.trim()) answers[q.id + "_explanation"] = e.value.trim();
     }
     const input = {answers, attestationAccepted: document.getElementById("attest").checked,
-      signatureName: document.getElementById("sig").value, idempotencyKey: attempt};
+      signatureName: document.getElementById("sig").value};
+    attempt = attempt || attemptKey();
+    input.idempotencyKey = attempt;
     let result;
     try {
       result = await call(%(submit)s, {t: token, i: input});
@@ -143,14 +145,22 @@ async function start() {
       el("code", {}, result.data.submitDeclaration.responseSha256));
   });
 }
-// A submission from this tab whose answer never came back (a reload since): ask whether it
-// arrived before opening the form, which is refused once it has.
+// This tab pressed Submit before (its key is kept) and has been reloaded since: ask whether that
+// submission arrived before opening the form, which is refused once it has.
 async function arrived() {
   let key = null;
   try { key = sessionStorage.getItem("coverproof-attempt:" + token); } catch (error) { /* none */ }
   if (!key) return false;
   const body = await call(%(receipt)s, {t: token, k: key});
-  if (body.errors) return false;  // nothing arrived with it: the form says what comes next
+  if (body.errors) {
+    // Nothing arrived with it, or the link is no good: the form comes next, and says so.
+    const code = body.errors[0].extensions && body.errors[0].extensions.code;
+    if (code !== "RATE_LIMITED" && code !== "INTERNAL_SERVER_ERROR") return false;
+    // Not the form: if the answers did arrive, it would only say the link was used.
+    main.replaceChildren(el("p", {role: "alert"}, "We could not check whether your answers " +
+      "arrived. Reload this page to try again."));
+    return true;
+  }
   const heading = el("h1", {tabindex: "-1"}, "Your declaration");
   main.replaceChildren(heading, el("p", {}, "Thank you: your answers were submitted."),
     el("p", {}, "Receipt (SHA-256 of your response): "),

@@ -174,6 +174,8 @@ async def recipient_form(info: Info, token: str) -> RecipientForm:
 async def submission_receipt(
     info: Info, token: str, idempotency_key: str
 ) -> SubmitDeclarationPayload:
+    if info.context.method != "POST":
+        raise MethodNotAllowed("Ask with POST: the link and the key stay out of URLs and logs.")
     try:
         key = _SUBMISSION_KEY.validate_python(idempotency_key)
     except ValidationError as error:

@@ -1,8 +1,9 @@
 // Runs the answer page's script (the file named first) in a bare stand-in for a browser: a DOM
 // of plain objects that records listeners, and a fetch that records what is sent and answers
 // with the form ("form"), with an error ("refused") or fails as an unreachable network does
-// ("offline"), or holds a key from a submission sent earlier that arrived ("kept") or did not
-// ("kept-unreceived"), as the third argument says. Prints, as JSON, what was fetched once the
+// ("offline"), or holds a key from a submission sent earlier that arrived ("kept"), did not
+// ("kept-unreceived"), or cannot be asked after now ("kept-limited"), as the third argument
+// says. Prints, as JSON, what was fetched once the
 // script has run and settled, how the click listener was added, what was fetched after "open"
 // was clicked, and what the page then says.
 import { readFileSync } from "node:fs";
@@ -50,9 +51,12 @@ Object.assign(globalThis, {
     fetched.push({ url, method: init.method, body });
     if (network === "offline") throw new TypeError("Failed to fetch");
     if (body.variables.k !== undefined) {
-      const answer = network === "kept"
-        ? { data: { submissionReceipt: RECEIPT } }
-        : { errors: [{ message: "Nothing was submitted with this key." }] };
+      const refusal = (code, message) => ({ errors: [{ message, extensions: { code } }] });
+      const answer = {
+        kept: { data: { submissionReceipt: RECEIPT } },
+        "kept-unreceived": refusal("NOT_FOUND", "Nothing was submitted with this key."),
+        "kept-limited": refusal("RATE_LIMITED", "Too many requests; try again shortly."),
+      }[network];
       return { json: async () => answer };
     }
     if (network === "form" || network === "kept-unreceived") {

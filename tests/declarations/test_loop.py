@@ -86,7 +86,7 @@ async def test_create_send_open_submit_and_read_back_with_its_audit_trail(
         page = await recipient.client.get(f"/respond/{token}")
         assert page.status_code == 200
         assert "nonce-" in page.headers["content-security-policy"]
-        assert "idempotencyKey: attempt" in page.text  # so that its retry gets the receipt
+        assert "input.idempotencyKey = attempt" in page.text  # so that its retry gets the receipt
         form = (await recipient.gql(FORM, {"t": token}))["data"]["recipientForm"]
         assert (form["firmName"], form["recipientName"]) == ("Loop Advisers Ltd", "Pat Doe")
         assert form["templateName"] == FIT.spec.name

@@ -601,14 +601,27 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
     }
     kept = await _run_page(node, script, token, "kept")
     assert kept["clicked"] == [receipt_query]
-    assert kept["shown"][1:] == [
+    assert kept["shown"] == [
+        ["h1", None, "Your declaration"],
         ["p", None, "Thank you: your answers were submitted."],
         ["p", None, "Receipt (SHA-256 of your response): "],
         ["code", None, "ab" * 32],
     ]
+    assert kept["focused"] == "h1"
+    # Nothing arrived with the key: the form. The ask failing: never the form, which would
+    # only say the link was used if the submission had in fact arrived.
     unreceived = await _run_page(node, script, token, "kept-unreceived")
     assert unreceived["clicked"] == [receipt_query, refused["clicked"][0]]
     assert unreceived["shown"][0] == ["h1", None, "Fitness"]
+    limited = await _run_page(node, script, token, "kept-limited")
+    assert limited["clicked"] == [receipt_query]
+    assert limited["shown"] == [
+        [
+            "p",
+            "alert",
+            "We could not check whether your answers arrived. Reload this page to try again.",
+        ]
+    ]
     offline = await _run_page(node, script, token, "offline")
     assert offline["shown"] == [
         [

@@ -5,6 +5,7 @@ before (a used link stays used)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from typing import Any
 
@@ -14,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.audit import chain
+from app.partners import first_party
+from app.partners.documents import document_id
 from tests.browser import Browser, browser_for, codes, new_email, signed_up
 from tests.declarations.test_firm_side import actions_on
 from tests.declarations.test_loop import FORM, SUBMIT, sent_declaration, valid_answers
@@ -77,26 +80,49 @@ async def test_a_reloaded_page_learns_from_its_key_that_its_submission_arrived(
 ) -> None:
     """After an answer lost on the way and a reload, the form is refused (the link is used) and
     the page no longer holds the input to send again: the key the submission was sent with
-    asks whether it arrived, and gets the receipt. Asking writes nothing."""
+    asks whether it arrived, and gets the receipt. Any other key learns nothing, not even
+    whether the link was used; asking writes nothing, and is refused over GET."""
     declaration_id, token = link
-    key = secrets.token_hex(16)
+    key, other = secrets.token_hex(16), {"t": token, "k": secrets.token_hex(16)}
     recipient = browser_for(auth_app)
     async with recipient.client:
+        before = await _state(superuser_engine, declaration_id)
         assert codes(await recipient.gql(RECEIPT, {"t": token, "k": key})) == ["NOT_FOUND"]
+        assert codes(await recipient.gql(RECEIPT, other)) == ["NOT_FOUND"]
+        assert await _state(superuser_engine, declaration_id) == before  # not even opened
         submission = await _submission(recipient, token, key)
         first = await recipient.gql(SUBMIT, {"t": token, "i": submission})
         assert "errors" not in first, first
-        assert codes(await recipient.gql(FORM, {"t": token})) == ["TOKEN_USED"]
-        written = await actions_on(superuser_engine, declaration_id)
+        written = await _state(superuser_engine, declaration_id)
         receipt = await recipient.gql(RECEIPT, {"t": token, "k": key})
         assert receipt == {"data": {"submissionReceipt": first["data"]["submitDeclaration"]}}
-        other = {"t": token, "k": secrets.token_hex(16)}
-        assert codes(await recipient.gql(RECEIPT, other)) == ["TOKEN_USED"]
-        assert codes(await recipient.gql(RECEIPT, {"t": token, "k": "short"})) == ["BAD_USER_INPUT"]
-        assert codes(await recipient.gql(RECEIPT, {"t": token + "x", "k": key})) == [
-            "TOKEN_INVALID"
-        ]
-    assert await actions_on(superuser_engine, declaration_id) == written
+        assert codes(await recipient.gql(RECEIPT, other)) == ["NOT_FOUND"]  # used, unsaid
+        short = await recipient.gql(RECEIPT, {"t": token, "k": "short"})
+        assert codes(short) == ["BAD_USER_INPUT"]
+        unknown = await recipient.gql(RECEIPT, {"t": token + "x", "k": key})
+        assert codes(unknown) == ["TOKEN_INVALID"]
+        persisted = "sha256:" + document_id(first_party.SUBMISSION_RECEIPT)
+        variables = json.dumps({"t": token, "k": key})
+        fetched = await recipient.client.get(
+            "/graphql", params={"documentId": persisted, "variables": variables}
+        )
+        assert fetched.status_code == 405, fetched.text
+        assert fetched.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+        assert await _state(superuser_engine, declaration_id) == written
+
+
+async def _state(engine: AsyncEngine, declaration_id: str) -> tuple[Any, ...]:
+    """What asking must not change: the declaration's status and first view, its audit
+    entries, and the idempotency keys kept for it."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("select status, opened_at from declarations where id = :id"),
+                {"id": declaration_id},
+            )
+        ).one()
+        keys = await conn.scalar(text(KEYS), {"id": declaration_id})
+    return (*row, keys, await actions_on(engine, declaration_id))
 
 
 async def test_concurrent_attempts_with_one_key_all_get_the_one_receipt(
