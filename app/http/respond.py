@@ -121,15 +121,24 @@ async function start() {
       signatureName: document.getElementById("sig").value};
     attempt = attempt || attemptKey();
     input.idempotencyKey = attempt;
+    // It may have gone through: the same answers again get its receipt, other answers would
+    // be refused as a second submission.
+    const unconfirmed = () => status.replaceChildren(el("p", {role: "alert"}, "We could not " +
+      "confirm your submission. Press Submit again without changing your answers: it will " +
+      "not be sent twice."));
     let result;
     try {
       result = await call(%(submit)s, {t: token, i: input});
     } catch (error) {
-      status.replaceChildren(el("p", {role: "alert"}, "We could not confirm your " +
-        "submission. Press Submit again: it will not be sent twice."));
+      unconfirmed();
       return;
     }
     status.replaceChildren();
+    const code = result.errors && result.errors[0].extensions && result.errors[0].extensions.code;
+    if (code === "INTERNAL_SERVER_ERROR" || code === "RATE_LIMITED") {
+      unconfirmed();
+      return;
+    }
     if (result.errors) {
       const list = el("ul");
       for (const e of result.errors) {

@@ -2,19 +2,38 @@
 // of plain objects that records listeners, and a fetch that records what is sent and answers
 // with the form ("form"), with an error ("refused") or fails as an unreachable network does
 // ("offline"), or holds a key from a submission sent earlier that arrived ("kept"), did not
-// ("kept-unreceived"), or cannot be asked after now ("kept-limited"), as the third argument
-// says. Prints, as JSON, what was fetched once the
+// ("kept-unreceived"), or cannot be asked after now ("kept-limited"), or opens the form and
+// then refuses its submission with a server error ("submit-failed") or as invalid
+// ("submit-invalid"), as the third argument says. Prints, as JSON, what was fetched once the
 // script has run and settled, how the click listener was added, what was fetched after "open"
-// was clicked, and what the page then says.
+// was clicked, and what the page then says; in the submit modes, what two presses of Submit
+// sent and what the page said after them.
 import { readFileSync } from "node:fs";
+
+const byId = {};
 
 class Element {
   constructor(tag) {
     Object.assign(this, {
       tag, attributes: {}, children: [], listeners: {}, options: {}, textContent: "",
+      value: "", checked: false,
     });
   }
-  setAttribute(name, value) { this.attributes[name] = value; }
+  setAttribute(name, value) {
+    this.attributes[name] = value;
+    if (name === "id") byId[value] = this;
+  }
+  // A form's controls by name, as a browser's form.elements gives them.
+  get elements() {
+    const find = (node, name) => !(node instanceof Element) ? undefined
+      : node.attributes.name === name ? node
+        : node.children.map((child) => find(child, name)).find(Boolean);
+    return new Proxy({}, { get: (_, name) => find(this, name) });
+  }
+  texts() {
+    const inner = (child) => child instanceof Element ? child.texts() : [String(child)];
+    return [this.textContent, ...this.children.flatMap(inner)];
+  }
   append(...nodes) { this.children.push(...nodes); }
   replaceChildren(...nodes) { this.children = nodes; }
   addEventListener(type, listener, options) {
@@ -36,7 +55,7 @@ const elements = { main: new Element("main"), open: new Element("button") };
 const fetched = [];
 Object.assign(globalThis, {
   document: {
-    getElementById: (id) => elements[id] ?? null,
+    getElementById: (id) => elements[id] ?? byId[id] ?? null,
     createElement: (tag) => new Element(tag),
   },
   location: { pathname: "/respond/" + encodeURIComponent(token) },
@@ -59,7 +78,15 @@ Object.assign(globalThis, {
       }[network];
       return { json: async () => answer };
     }
-    if (network === "form" || network === "kept-unreceived") {
+    if (body.variables.i !== undefined) {  // "submit-failed" and "submit-invalid"
+      const answer = network === "submit-failed"
+        ? { errors: [{ message: "Internal server error.",
+          extensions: { code: "INTERNAL_SERVER_ERROR" } }] }
+        : { errors: [{ message: "Some answers are not valid.", extensions: {
+          code: "BAD_USER_INPUT", fields: [{ field: "q1", message: "Choose one." }] } }] };
+      return { json: async () => answer };
+    }
+    if (["form", "kept-unreceived", "submit-failed", "submit-invalid"].includes(network)) {
       return { json: async () => ({ data: { recipientForm: FORM } }) };
     }
     return { json: async () => ({ errors: [{ message: "This link is not valid." }] }) };
@@ -77,4 +104,18 @@ const shown = elements.main.children.map((child) => [
   child.tag, child.attributes.role ?? null, child.textContent,
 ]);
 const focused = globalThis.focused ?? null;
-console.log(JSON.stringify({ loaded, once, clicked: fetched, shown, focused }));
+// The form answered, and Submit pressed twice: what each press sent, and what the page said.
+let submitted = [], status = [];
+if (network.startsWith("submit")) {
+  const form = elements.main.children.find((child) => child.tag === "form");
+  Object.assign(byId.q_q1, { value: "no" });
+  Object.assign(byId.attest, { checked: true });
+  Object.assign(byId.sig, { value: "Pat Doe" });
+  for (let press = 0; press < 2; press += 1) {
+    await form.listeners.submit({ preventDefault: () => {} });
+  }
+  submitted = fetched.filter((f) => f.body.variables.i).map((f) => f.body.variables.i);
+  const box = form.children.find((child) => child.attributes.role === "status");
+  status = box.texts().filter(Boolean);
+}
+console.log(JSON.stringify({ loaded, once, clicked: fetched, shown, focused, submitted, status }));

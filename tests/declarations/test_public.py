@@ -622,6 +622,19 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
             "We could not check whether your answers arrived. Reload this page to try again.",
         ]
     ]
+    # A submission refused by a server error may have gone through: the page asks for the same
+    # answers again (a retry with the same key gets the receipt), never for corrections. Both
+    # presses send one key, made at the first.
+    failed = await _run_page(node, script, token, "submit-failed")
+    [first, second] = failed["submitted"]
+    assert first == second
+    assert re.fullmatch("[0-9a-f]{32}", first["idempotencyKey"])
+    assert failed["status"] == [
+        "We could not confirm your submission. Press Submit again without changing your "
+        "answers: it will not be sent twice."
+    ]
+    invalid = await _run_page(node, script, token, "submit-invalid")
+    assert invalid["status"] == ["Please correct:", "q1: Choose one."]
     offline = await _run_page(node, script, token, "offline")
     assert offline["shown"] == [
         [
