@@ -238,9 +238,14 @@ async def _first_attempt(
     if first is None:
         return False
     await session.refresh(declaration)
+    return _holds(declaration, first)
+
+
+def _holds(declaration: Declaration, first: dict[str, Any]) -> bool:
+    """Whether the declaration still holds the receipt its first submission was given; if not,
+    vouch for neither (and say so)."""
     receipt = declaration.response_sha256
     if receipt is None or first.get("response_sha256") != receipt.hex():
-        # The row no longer holds the response that key was given: vouch for neither.
         log.error("declaration %s no longer holds its first receipt", declaration.id)
         return False
     return True
@@ -257,11 +262,7 @@ async def submission_receipt(
     Writes nothing."""
     declaration, _ = await _found(session, env, token)
     first = await idempotency.kept_result(session, recipient(env, declaration), key, _SUBMIT)
-    if first is None:
-        raise NotFound("Nothing was submitted with this key.")
-    receipt = declaration.response_sha256
-    if receipt is None or first.get("response_sha256") != receipt.hex():
-        log.error("declaration %s no longer holds its first receipt", declaration.id)
+    if first is None or not _holds(declaration, first):
         raise NotFound("Nothing was submitted with this key.")
     return declaration
 

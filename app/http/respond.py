@@ -76,15 +76,15 @@ function value(q, form) {
 }
 // One random key for every attempt at this link from this tab, kept across a reload: a retry
 // after a lost answer gets the receipt instead of being told the link was used.
+const attemptName = "coverproof-attempt:" + token;
 function attemptKey() {
-  const name = "coverproof-attempt:" + token;
   try {
-    const kept = sessionStorage.getItem(name);
+    const kept = sessionStorage.getItem(attemptName);
     if (kept) return kept;
   } catch (error) { /* storage refused: this page's key only */ }
   const fresh = Array.from(crypto.getRandomValues(new Uint8Array(16)),
     (b) => b.toString(16).padStart(2, "0")).join("");
-  try { sessionStorage.setItem(name, fresh); } catch (error) { /* as above */ }
+  try { sessionStorage.setItem(attemptName, fresh); } catch (error) { /* as above */ }
   return fresh;
 }
 async function start() {
@@ -158,7 +158,7 @@ async function start() {
 // submission arrived before opening the form, which is refused once it has.
 async function arrived() {
   let key = null;
-  try { key = sessionStorage.getItem("coverproof-attempt:" + token); } catch (error) { /* none */ }
+  try { key = sessionStorage.getItem(attemptName); } catch (error) { /* none */ }
   if (!key) return false;
   const body = await call(%(receipt)s, {t: token, k: key});
   if (body.errors) {

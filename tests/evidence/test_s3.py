@@ -55,12 +55,19 @@ async def _app(
         yield running
 
 
-@pytest.fixture(scope="module")
-async def bucket(moto_url: str) -> str:
-    name = f"cp-packs-{secrets.token_hex(4)}"
+async def _new_bucket(moto_url: str, prefix: str, versioned: bool = False) -> str:
+    name = f"{prefix}-{secrets.token_hex(4)}"
     async with s3_client(moto_url) as s3:
         await s3.create_bucket(Bucket=name)
+        if versioned:
+            status = {"Status": "Enabled"}
+            await s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=status)
     return name
+
+
+@pytest.fixture(scope="module")
+async def bucket(moto_url: str) -> str:
+    return await _new_bucket(moto_url, "cp-packs")
 
 
 @pytest.fixture(scope="module")
@@ -240,11 +247,7 @@ async def test_an_object_no_pack_names_is_swept_once_old_enough(
 
 @pytest.fixture(scope="module")
 async def versioned_bucket(moto_url: str) -> str:
-    name = f"cp-versioned-{secrets.token_hex(4)}"
-    async with s3_client(moto_url) as s3:
-        await s3.create_bucket(Bucket=name)
-        await s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
+    return await _new_bucket(moto_url, "cp-versioned", versioned=True)
 
 
 @pytest.fixture(scope="module")
