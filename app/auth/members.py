@@ -108,7 +108,10 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
 
 
 async def _target(session: AsyncSession, actor: Actor, user_id: uuid.UUID) -> Membership:
-    membership = await session.get(Membership, (actor.firm_id, user_id), with_for_update=True)
+    # Read afresh: a role loaded earlier in this request may be stale, and decides who may act.
+    membership = await session.get(
+        Membership, (actor.firm_id, user_id), with_for_update=True, populate_existing=True
+    )
     if membership is None:
         raise NotFound("Member not found.")
     return membership

@@ -42,12 +42,15 @@ async def get_counterparty(
 
 
 async def _locked(session: AsyncSession, counterparty_id: uuid.UUID) -> Counterparty:
-    # Row lock: two concurrent changes to one counterparty apply (and are audited) in turn.
-    counterparty = (
-        await session.execute(
-            select(Counterparty).where(Counterparty.id == counterparty_id).with_for_update()
-        )
-    ).scalar_one_or_none()
+    # Row lock: two concurrent changes to one counterparty apply (and are audited) in turn; read
+    # afresh, or a copy this request loaded earlier would audit stale values as "from".
+    query = (
+        select(Counterparty)
+        .where(Counterparty.id == counterparty_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    counterparty = (await session.execute(query)).scalar_one_or_none()
     if counterparty is None:
         raise NotFound("Counterparty not found.")
     return counterparty

@@ -244,8 +244,12 @@ async def bulk_create_declarations(
 
 
 async def _locked(session: AsyncSession, declaration_id: uuid.UUID) -> Declaration:
+    # Read afresh: a copy this request loaded earlier may predate another's committed change.
     row = await session.execute(
-        select(Declaration).where(Declaration.id == declaration_id).with_for_update()
+        select(Declaration)
+        .where(Declaration.id == declaration_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     declaration = row.scalar_one_or_none()
     if declaration is None:

@@ -135,7 +135,12 @@ async def retry_pack(
 ) -> EvidencePack:
     """Make a failed pack again, from the same scope (members and up)."""
     actor.require(Role.MEMBER)
-    query = select(EvidencePack).where(EvidencePack.id == pack_id).with_for_update()
+    query = (
+        select(EvidencePack)
+        .where(EvidencePack.id == pack_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)  # a copy loaded earlier may be stale
+    )
     pack = (await session.execute(query)).scalar_one_or_none()
     if pack is None:
         raise NotFound("Evidence pack not found.")

@@ -1,0 +1,125 @@
+"""A row a change locks is read afresh. The ORM keeps one copy of each row per request; a copy
+loaded earlier in the request (by an earlier field of the same document, say) may predate a
+change another request has committed since, and a decision taken on it would be taken on
+stale data: a second revocation, an audit entry saying a field changed "from" a value it no
+longer held, an admin demoting someone who has become an owner."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth import members as member_service
+from app.auth.actor import Actor, ActorType, Role
+from app.counterparties import service as counterparty_service
+from app.counterparties.schemas import CounterpartyUpdate
+from app.db.models import AuditEntry, Membership
+from app.db.tenant import tenant_transaction
+from app.declarations import service as declaration_service
+from app.errors import BadUserInput, Forbidden
+from tests.declarations.test_loop import FIT
+from tests.factories import Member, Members, gql
+
+CREATE = """mutation($i: DeclarationCreateInput!) {
+  createDeclaration(input: $i) { declaration { id status } } }"""
+REVOKE = "mutation($id: UUID!) { revokeDeclaration(id: $id) { declaration { status } } }"
+NEW_COUNTERPARTY = """mutation($i: CounterpartyCreateInput!) {
+  createCounterparty(input: $i) { counterparty { id } } }"""
+RENAME = """mutation($id: UUID!, $i: CounterpartyUpdateInput!) {
+  updateCounterparty(id: $id, input: $i) { counterparty { name } } }"""
+CHANGE_ROLE = """mutation($i: MemberRoleChangeInput!) {
+  changeMemberRole(input: $i) { member { role } } }"""
+
+
+def actor_of(member: Member) -> Actor:
+    return Actor(ActorType.USER, member.user_id, member.firm_id, member.role)
+
+
+def data(body: dict[str, object]) -> dict[str, object]:
+    assert "errors" not in body, body
+    found = body["data"]
+    assert isinstance(found, dict)
+    return found
+
+
+async def test_a_declaration_revoked_meanwhile_is_not_revoked_twice(
+    client: httpx.AsyncClient,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    member = await members.create(Role.MEMBER)
+    created = data(
+        await gql(
+            client,
+            CREATE,
+            {
+                "i": {
+                    "templateId": str(FIT.id),
+                    "recipientName": "Pat",
+                    "recipientEmail": "p@x.test",
+                }
+            },
+            member,
+        )
+    )
+    declaration_id = uuid.UUID(created["createDeclaration"]["declaration"]["id"])  # type: ignore[index]
+    async with tenant_transaction(app_sessions, member.firm_id, member.user_id) as session:
+        early = await declaration_service.get_declaration(session, actor_of(member), declaration_id)
+        assert early.status == "draft"
+        data(await gql(client, REVOKE, {"id": str(declaration_id)}, member))  # another request
+        with pytest.raises(BadUserInput, match="A revoked declaration cannot be revoked"):
+            await declaration_service.revoke_declaration(session, actor_of(member), early.id)
+
+
+async def test_a_counterparty_renamed_meanwhile_is_audited_from_its_new_name(
+    client: httpx.AsyncClient,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    admin = await members.create(Role.ADMIN)
+    created = data(
+        await gql(client, NEW_COUNTERPARTY, {"i": {"name": "First Ltd", "kind": "INSURER"}}, admin)
+    )
+    counterparty_id = uuid.UUID(created["createCounterparty"]["counterparty"]["id"])  # type: ignore[index]
+    async with tenant_transaction(app_sessions, admin.firm_id, admin.user_id) as session:
+        early = await counterparty_service.get_counterparty(
+            session, actor_of(admin), counterparty_id
+        )
+        assert early.name == "First Ltd"
+        renamed = {"id": str(counterparty_id), "i": {"name": "Second Ltd"}}
+        data(await gql(client, RENAME, renamed, admin))  # another request
+        update = CounterpartyUpdate.model_validate({"name": "Third Ltd"})
+        await counterparty_service.update_counterparty(
+            session, actor_of(admin), counterparty_id, update
+        )
+        latest = await session.execute(
+            select(AuditEntry.details)
+            .where(AuditEntry.target_id == str(counterparty_id))
+            .order_by(AuditEntry.seq.desc())
+            .limit(1)
+        )
+        assert latest.scalar_one()["changes"]["name"] == {"from": "Second Ltd", "to": "Third Ltd"}
+
+
+async def test_an_admin_cannot_demote_a_member_who_has_become_an_owner_meanwhile(
+    client: httpx.AsyncClient,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    owner = await members.create(Role.OWNER)
+    admin = await members.create(Role.ADMIN, firm_id=owner.firm_id)
+    other = await members.create(Role.MEMBER, firm_id=owner.firm_id)
+    async with tenant_transaction(app_sessions, admin.firm_id, admin.user_id) as session:
+        early = await session.get(Membership, (admin.firm_id, other.user_id))
+        assert early is not None
+        assert early.role == Role.MEMBER.value
+        promote = {"i": {"userId": str(other.user_id), "role": "OWNER"}}
+        data(await gql(client, CHANGE_ROLE, promote, owner))  # another request
+        with pytest.raises(Forbidden):
+            await member_service.change_member_role(
+                session, actor_of(admin), other.user_id, Role.VIEWER
+            )
