@@ -25,6 +25,17 @@ async def sign_out(session: AsyncSession, actor: Actor) -> None:
     await chain.record(session, actor, Action.SIGNED_OUT, "session", actor.session_id)
 
 
+async def end_replaced_session(session: AsyncSession, actor: Actor) -> None:
+    """End the session a browser presented when it signed in again: the browser's cookie now
+    names the new one, and a copy of the old must not go on working. Recorded as a sign-out in
+    the old session's own firm, and nothing of the sign-in that replaced it (which may be
+    another user's, in another firm). A session already ended (a firm switch ends its own)
+    records nothing."""
+    if actor.session_id is not None and await sessions.revoke(session, actor.id, actor.session_id):
+        details = {"replaced": True}
+        await chain.record(session, actor, Action.SIGNED_OUT, "session", actor.session_id, details)
+
+
 async def sign_out_everywhere(session: AsyncSession, actor: Actor) -> int:
     """End every session of the user, in every firm; returns how many were live. The firm's
     audit trail counts only its own: its readers may not learn of the user's other firms."""

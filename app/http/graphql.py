@@ -20,9 +20,10 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from app.auth import sessions
+from app.auth import account, sessions
+from app.auth.actor import Actor
 from app.auth.sessions import SessionIdentity
-from app.db.tenant import transaction
+from app.db.tenant import bind_tenant, transaction
 from app.errors import AppError, MethodNotAllowed, RateLimited, format_errors
 from app.http import lane, persisted
 from app.http.credentials import credentials, identify
@@ -42,7 +43,7 @@ from app.http.state import AppState, app_state
 from app.partners import keys
 from app.ratelimit.client_ip import client_ip
 from app.ratelimit.policies import Policy
-from app.schema.context import Context
+from app.schema.context import Context, actor_of
 from app.schema.fastpath import Plan
 
 log = logging.getLogger("coverproof.graphql")
@@ -150,7 +151,22 @@ async def execute(
         # that does not exist, no download link whose audit entry was rolled back.
         rollback.result.data = None
         return rollback.result, context
+    if context.new_session_cookie is not None and isinstance(identity, SessionIdentity):
+        await end_replaced_session(state, actor_of(identity, context.ip))
     return result, context
+
+
+async def end_replaced_session(state: AppState, actor: Actor) -> None:
+    """Once a sign-in that replaced the browser's cookie has committed, end the session the old
+    cookie named, in a transaction bound to that session's own firm: the new session may be
+    another user's, in another firm, and one transaction is bound to one. Should this fail,
+    the sign-in stands (it has committed) and the old session lapses when idle."""
+    try:
+        async with transaction(state.sessions) as session:
+            await bind_tenant(session, actor.firm_id, actor.id)
+            await account.end_replaced_session(session, actor)
+    except Exception:
+        log.warning("could not end session %s after a new sign-in", actor.session_id, exc_info=True)
 
 
 async def record_refusals(state: AppState, result: ExecutionResult) -> None:

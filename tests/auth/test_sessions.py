@@ -4,6 +4,7 @@ absolute limits enforced by the server."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -132,9 +133,9 @@ async def test_every_sign_in_gets_a_new_independent_session(
     email = await signed_up(browser, smtp)
     assert (await browser.gql(SIGN_OUT))["data"] == {"signOut": {"ok": True}}
 
-    device = new_browser()
-    await sign_in(device, email)
-    first = device.session_cookie
+    laptop, device = new_browser(), new_browser()
+    await sign_in(laptop, email)
+    first = laptop.session_cookie
     await sign_in(device, email)
     second = device.session_cookie
     assert first is not None
@@ -161,6 +162,63 @@ async def test_every_sign_in_gets_a_new_independent_session(
     assert await firm_id_of(device) == firm_id
     body = await device.gql(SESSIONS)
     assert [s["current"] for s in body["data"]["sessions"]] == [True]
+
+
+async def test_signing_in_again_in_a_browser_ends_the_session_it_held(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
+) -> None:
+    email = await signed_up(browser, smtp, firm="First Firm Ltd")
+    first_firm = await firm_id_of(browser)
+    held = browser.session_cookie
+    assert held is not None
+    held_id = await _session_id(superuser_engine, held)
+
+    # A wrong password changes nothing: the session the browser holds goes on working.
+    body = await browser.gql(SIGN_IN, {"e": email, "p": "not the password at all"})
+    assert codes(body) == ["INVALID_CREDENTIALS"]
+    assert browser.session_cookie == held
+    assert await firm_id_of(browser) == first_firm
+
+    # Someone else signs in on the same browser: the old session ends, copies of its cookie too.
+    other = new_browser()
+    other_email = await signed_up(other, smtp, firm="Second Firm Ltd")
+    second_firm = await firm_id_of(other)
+    await sign_in(browser, other_email)
+    assert await firm_id_of(browser) == second_firm
+    assert unauthenticated(await replay(new_browser(), held))
+    first_trail = await _trail(superuser_engine, first_firm)
+    endings = [
+        e for e in map(json.loads, first_trail.splitlines()) if e["action"] == "auth.signed_out"
+    ]
+    assert [(e["actor"]["id"], e["target"], e["details"]) for e in endings] == [
+        (
+            await _user_id(superuser_engine, email),
+            {"id": str(held_id), "type": "session"},
+            {"replaced": True},
+        )
+    ]
+    # Neither firm's trail names the other, nor the other's user.
+    second_trail = await _trail(superuser_engine, second_firm)
+    assert second_firm not in first_trail
+    assert other_email not in first_trail
+    assert first_firm not in second_trail
+    assert str(held_id) not in second_trail
+
+    # The same user signing in again ends their own old session as well.
+    replaced = browser.session_cookie
+    assert replaced is not None
+    await sign_in(browser, other_email)
+    assert browser.session_cookie not in (None, replaced)
+    assert unauthenticated(await replay(new_browser(), replaced))
+    assert await firm_id_of(browser) == second_firm
+    assert (await _live_sessions(superuser_engine, other_email))[second_firm] == 2  # its own
+
+
+async def _user_id(engine: AsyncEngine, email: str) -> str:
+    async with engine.connect() as conn:
+        found = await conn.scalar(text("select id::text from users where email = :e"), {"e": email})
+    assert isinstance(found, str)
+    return found
 
 
 async def test_sign_out_revokes_the_session_and_clears_the_cookie(
