@@ -1,8 +1,10 @@
-"""The emails recipients receive: a request and a reminder, each with the single-use link."""
+"""The emails recipients receive: a request and a reminder, each with the single-use link, and
+the confirmation of a submission, with its receipt."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from html import escape
 
 from app.auth.mails import Mail, compose
 
@@ -27,3 +29,18 @@ def reminder(url: str, firm_name: str, template_name: str, due: date | None) -> 
         url,
         "This link replaces any earlier one, which no longer works.",
     )
+
+
+def received(firm_name: str, template_name: str, at: datetime, receipt: str) -> Mail:
+    """What was received and when, with the receipt the firm's record holds: the recipient can
+    later show what they submitted, and learns if someone else used their link. Not the
+    answers (an email is no place for them) and no link (theirs is spent)."""
+    lines = [
+        f"{firm_name} has received your {template_name}, submitted on "
+        f"{at:%d %B %Y at %H:%M:%S} UTC.",
+        f"Receipt (SHA-256 of your response): {receipt}",
+        f"Keep this email. If you did not submit this, tell {firm_name} at once.",
+    ]
+    text = "\n\n".join(lines) + "\n\n-- CoverProof\n"
+    html = "".join(f"<p>{escape(line)}</p>" for line in lines) + "<p>-- CoverProof</p>"
+    return Mail(f"Received: your {template_name} for {firm_name}", text, html)

@@ -25,7 +25,7 @@ from app.auth.env import AuthEnv
 from app.db import calls
 from app.db.models import Declaration, Firm
 from app.db.tenant import bind_tenant
-from app.declarations import links
+from app.declarations import links, mails
 from app.declarations.answers import validate_answers
 from app.declarations.schemas import Submission
 from app.declarations.templates import spec_from_snapshot
@@ -328,4 +328,16 @@ async def submit_declaration(
     kept = {"response_sha256": digest.hex()}
     await idempotency.remember(session, actor, data.idempotency_key, _SUBMIT, data, kept)
     await session.refresh(declaration)
+    await _confirm(session, env, declaration, digest, now)
     return declaration
+
+
+async def _confirm(
+    session: AsyncSession, env: AuthEnv, declaration: Declaration, digest: bytes, at: datetime
+) -> None:
+    """Email the recipient what was received, in this transaction: it leaves only if the
+    submission commits, and a retry answered with the first receipt sends nothing more."""
+    firm = await session.get(Firm, declaration.firm_id)
+    name = declaration.template_snapshot["name"]
+    mail = mails.received(firm.name if firm else "Your firm", name, at, digest.hex())
+    await env.send(session, declaration.recipient_email, mail.subject, mail.text, mail.html)

@@ -77,6 +77,7 @@ function value(q, form) {
 // One random key for every attempt at this link from this tab, kept across a reload: a retry
 // after a lost answer gets the receipt instead of being told the link was used.
 const attemptName = "coverproof-attempt:" + token;
+const submitted = "Thank you: your answers were submitted. We have emailed you this receipt.";
 function attemptKey() {
   try {
     const kept = sessionStorage.getItem(attemptName);
@@ -149,7 +150,7 @@ async function start() {
       status.append(el("p", {}, "Please correct:"), list);
       return;
     }
-    form.replaceChildren(el("p", {}, "Thank you: your answers were submitted."),
+    form.replaceChildren(el("p", {}, submitted),
       el("p", {}, "Receipt (SHA-256 of your response): "),
       el("code", {}, result.data.submitDeclaration.responseSha256));
   });
@@ -171,7 +172,7 @@ async function arrived() {
     return true;
   }
   const heading = el("h1", {tabindex: "-1"}, "Your declaration");
-  main.replaceChildren(heading, el("p", {}, "Thank you: your answers were submitted."),
+  main.replaceChildren(heading, el("p", {}, submitted),
     el("p", {}, "Receipt (SHA-256 of your response): "),
     el("code", {}, body.data.submissionReceipt.responseSha256));
   heading.focus();

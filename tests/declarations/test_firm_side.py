@@ -403,7 +403,8 @@ async def test_draft_sent_opened_submitted_and_revoked_with_their_timestamps(
         assert codes(refused) == ["BAD_USER_INPUT"], refused
     after = await get(browser, draft["id"])
     assert (after["status"], after["revokedAt"]) == ("SUBMITTED", None)
-    assert len(smtp.to(email)) == 1
+    await smtp.wait_for(lambda _: len(smtp.to(email)) >= 2)  # the link, then the confirmation
+    assert [str(m["subject"]).split(":")[0] for m in smtp.to(email)][1:] == ["Received"]
 
     # Revoking a sent declaration kills its link.
     other_email = new_email()

@@ -102,6 +102,18 @@ async def test_create_send_open_submit_and_read_back_with_its_audit_trail(
             again = await recipient.gql(SUBMIT, {"t": token, "i": submission})
             assert codes(again) == ["TOKEN_USED"]
 
+    # The recipient is emailed what was received, once: the receipt, never the answers.
+    await smtp.wait_for(lambda _: len(smtp.to(recipient_email)) == 2)
+    confirmation = smtp.to(recipient_email)[-1]
+    assert confirmation["subject"] == f"Received: your {FIT.spec.name} for Loop Advisers Ltd"
+    text_body = confirmation.get_body(preferencelist=("plain",)).get_content()
+    assert f"Receipt (SHA-256 of your response): {receipt}" in text_body
+    assert "/respond/" not in text_body
+    assert "A careful answer" in answers.values()
+    assert "A careful answer" not in text_body
+    html_body = confirmation.get_body(preferencelist=("html",)).get_content()
+    assert receipt in html_body
+
     read = (await browser.gql(READ, {"id": declaration_id}))["data"]["declaration"]
     assert read["status"] == "SUBMITTED"
     assert read["response"]["answers"] == answers
@@ -124,6 +136,7 @@ async def test_create_send_open_submit_and_read_back_with_its_audit_trail(
         "declaration.token_refused",
     ]
     assert actions[3].details["response_sha256"] == receipt
+    assert len(smtp.to(recipient_email)) == 2  # the replays sent nothing
 
 
 async def test_twenty_concurrent_submissions_of_one_link_store_exactly_one_response(

@@ -603,7 +603,7 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
     assert kept["clicked"] == [receipt_query]
     assert kept["shown"] == [
         ["h1", None, "Your declaration"],
-        ["p", None, "Thank you: your answers were submitted."],
+        ["p", None, "Thank you: your answers were submitted. We have emailed you this receipt."],
         ["p", None, "Receipt (SHA-256 of your response): "],
         ["code", None, "ab" * 32],
     ]
