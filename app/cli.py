@@ -84,32 +84,42 @@ def export_schema(settings: Settings, args: argparse.Namespace) -> int:
 
 def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from app.audit import signing  # noqa: PLC0415
-    from app.audit.verify_all import verify_firms  # noqa: PLC0415
+    from app.audit.verify_all import UnknownFirm, verify_firms  # noqa: PLC0415
 
     firm = uuid.UUID(args.firm) if args.firm else None
     key = signing.load(settings)
-    results = asyncio.run(
-        verify_firms(_owner_url(settings), firm, key.trusted, args.all, key.revoked)
-    )
+    try:
+        results = asyncio.run(
+            verify_firms(_owner_url(settings), firm, key.trusted, args.all, key.revoked)
+        )
+    except UnknownFirm as error:
+        return _refused(error)
     for firm_id, result in results:  # first: a broken chain's are evidence too
         for checkpoint_id in result.revoked_conflicts:
             print(
                 f"WARNING firm {firm_id}: checkpoint {checkpoint_id}, naming a revoked key, "
                 "disagrees with the chain: the key may have been misused"
             )
-    for firm_id, result in results:
-        if not result.ok:
-            chain = f"firm {firm_id}" if firm_id else "the platform chain"
-            print(f"BROKEN {chain} at seq {result.failure_seq}: {result.failure_reason}")
-            return 1
+    broken = [(firm_id, result) for firm_id, result in results if not result.ok]
+    for firm_id, result in broken:  # every one: an operator repairs them all, not the first
+        chain = f"firm {firm_id}" if firm_id else "the platform chain"
+        print(f"BROKEN {chain} at seq {result.failure_seq}: {result.failure_reason}")
+    if broken:
+        return 1
     total = sum(result.entries_checked for _, result in results)
     print(f"ok: {len(results)} chain(s), {total} entries verified")
     return 0
 
 
+def _refused(error: Exception) -> int:
+    """A command that cannot do what it was asked: why, on stderr, and exit code 2."""
+    print(error, file=sys.stderr)
+    return 2
+
+
 def audit_export(settings: Settings, args: argparse.Namespace) -> int:
     from app.audit import signing  # noqa: PLC0415
-    from app.audit.verify_all import export_firm  # noqa: PLC0415
+    from app.audit.verify_all import UnknownFirm, export_firm  # noqa: PLC0415
 
     key = signing.load(settings)
 
@@ -117,18 +127,24 @@ def audit_export(settings: Settings, args: argparse.Namespace) -> int:
         async for line in export_firm(_owner_url(settings), uuid.UUID(args.firm), key):
             sys.stdout.write(line)
 
-    asyncio.run(write())
+    try:
+        asyncio.run(write())
+    except UnknownFirm as error:
+        return _refused(error)
     return 0
 
 
 def audit_reanchor(settings: Settings, args: argparse.Namespace) -> int:
     from app.audit import signing  # noqa: PLC0415
-    from app.audit.verify_all import reanchor_firms  # noqa: PLC0415
+    from app.audit.verify_all import UnknownFirm, reanchor_firms  # noqa: PLC0415
     from app.errors import AuditChainBroken  # noqa: PLC0415
 
     key = signing.load(settings)
     firm = uuid.UUID(args.firm) if args.firm else None
-    results = asyncio.run(reanchor_firms(_owner_url(settings), key, firm))
+    try:
+        results = asyncio.run(reanchor_firms(_owner_url(settings), key, firm))
+    except UnknownFirm as error:
+        return _refused(error)
     for firm_id, result in results:
         if isinstance(result, AuditChainBroken):
             print(f"NOT SIGNED firm {firm_id}: {result.message}")

@@ -19,6 +19,21 @@ from app.db.tenant import tenant_transaction, transaction
 from app.errors import AuditChainBroken
 
 
+class UnknownFirm(LookupError):
+    """A command named a firm that does not exist (an empty answer would read as all clear)."""
+
+
+async def _firm_ids(session: AsyncSession, firm_id: uuid.UUID | None) -> list[uuid.UUID]:
+    """Every firm's id in order, or just ``firm_id``'s; raises UnknownFirm for a firm not found."""
+    query = select(Firm.id).order_by(Firm.id)
+    if firm_id is not None:
+        query = query.where(Firm.id == firm_id)
+    firm_ids = list((await session.execute(query)).scalars())
+    if firm_id is not None and not firm_ids:
+        raise UnknownFirm(f"no firm {firm_id}")
+    return firm_ids
+
+
 async def verify_firms(
     owner_url: str,
     firm_id: uuid.UUID | None = None,
@@ -34,9 +49,7 @@ async def verify_firms(
     sessions = session_factory(engine)
     try:
         async with transaction(sessions) as session:
-            firm_ids = list((await session.execute(select(Firm.id).order_by(Firm.id))).scalars())
-        if firm_id is not None:
-            firm_ids = [f for f in firm_ids if f == firm_id]
+            firm_ids = await _firm_ids(session, firm_id)
         results: list[tuple[uuid.UUID | None, Verification]] = []
         for fid in firm_ids:
             async with tenant_transaction(sessions, fid) as session:
@@ -55,6 +68,7 @@ async def export_firm(owner_url: str, firm_id: uuid.UUID, key: SigningKey) -> As
     engine = create_engine(owner_url, pool_size=1)
     try:
         async with tenant_transaction(session_factory(engine), firm_id) as session:
+            await _firm_ids(session, firm_id)
             async for line in export_lines(session, firm_id, key):
                 yield line
     finally:
@@ -70,9 +84,9 @@ async def reanchor_firms(
     sessions = session_factory(engine)
     try:
         async with transaction(sessions) as session:
-            firm_ids = list((await session.execute(select(Firm.id).order_by(Firm.id))).scalars())
+            firm_ids = await _firm_ids(session, firm_id)
         results: list[tuple[uuid.UUID, AuditCheckpoint | AuditChainBroken | None]] = []
-        for fid in firm_ids if firm_id is None else [f for f in firm_ids if f == firm_id]:
+        for fid in firm_ids:
             try:
                 async with tenant_transaction(sessions, fid) as session:
                     if firm_id is None and not await _revoked_only(session, fid, key):

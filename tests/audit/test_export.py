@@ -515,3 +515,38 @@ async def test_the_cli_verifies_the_platform_chain_with_all(
     capsys.readouterr()
     assert await _cli(["audit", "verify", "--firm", str(trail.firm_id), "--all"]) == 0
     assert capsys.readouterr().out == f"ok: 2 chain(s), {2 + platform} entries verified\n"
+
+
+async def test_the_cli_refuses_a_firm_that_does_not_exist_and_names_every_broken_chain(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """A mistyped firm id is an error (exit 2), never "ok: 0 chain(s)" or an empty export; and
+    verifying several chains names each broken one, not only the first."""
+    key = signing_key(app)
+    _cli_env(monkeypatch, database, key, tmp_path)
+    nobody = str(uuid.uuid4())
+    for command in (["verify", "--firm"], ["export", "--firm"], ["reanchor", "--firm"]):
+        capsys.readouterr()
+        assert await _cli(["audit", *command, nobody]) == 2
+        printed = capsys.readouterr()
+        assert (printed.out, printed.err) == ("", f"no firm {nobody}\n")
+
+    trails = [await new_trail(members, app_sessions, 3) for _ in range(2)]
+    for trail in trails:
+        await tamper(
+            superuser_engine,
+            ["delete from audit_log where firm_id = :firm and seq = 2"],
+            {"firm": trail.firm_id},
+        )
+    capsys.readouterr()
+    assert await _cli(["audit", "verify"]) == 1
+    broken = [line for line in capsys.readouterr().out.splitlines() if line.startswith("BROKEN")]
+    for trail in trails:
+        assert f"BROKEN firm {trail.firm_id} at seq 2: " in "\n".join(broken)
