@@ -27,6 +27,7 @@ PI = next(b for b in load_builtins() if b.key == "pi_cover")
 INVITE = "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { ok } }"
 ACCEPT = "mutation($t: String!) { acceptInvitation(token: $t) { userId firmId role } }"
 FIRM = "{ firm { id name } }"
+UPDATE_FIRM = "mutation($n: String!) { updateFirm(input: {name: $n}) { firm { name } } }"
 
 FIELDS = """id status templateId templateVersion recipientName recipientEmail dueDate createdAt
   sentAt openedAt submittedAt revokedAt lastRemindedAt reminderCount linkExpiresAt"""
@@ -819,3 +820,37 @@ async def test_another_firm_can_neither_see_nor_touch_a_firms_declarations_or_te
     async with recipient.client:
         assert (await form(recipient, token_a))["firmName"] == "Firm A Ltd"
     assert [d["id"] for d in await listed(other)] == [own_b["id"]]
+
+
+async def test_a_line_break_in_a_firms_or_forms_name_never_stops_a_link_or_a_submission(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    """Mail subjects carry the firm's and the form's names, and the outbox refuses a subject on
+    two lines: the names are put on one, or a firm renamed with a line break (before names were
+    held to one line, or by hand) would make every send and every submission fail."""
+    await signed_up(browser, smtp, firm="Broken Lines Ltd")
+    body = await browser.gql(UPDATE_FIRM, {"n": "Broken\nLines Ltd"})
+    assert codes(body) == ["BAD_USER_INPUT"], body
+    firm_id = (await firm_of(browser))["id"]
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text("update firms set name = :n where id = :f"),
+            {"n": "Broken\r\nLines Ltd", "f": firm_id},
+        )
+    template_id = await create_template(
+        browser, "Annual\nreview", question("q1", "short_text")
+    )
+    email = new_email()
+    _, token = await sent_declaration(browser, smtp, email, template_id)
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        form_fields = (await recipient.gql(FORM, {"t": token}))["data"]["recipientForm"]
+        done = await recipient.gql(
+            SUBMIT, {"t": token, "i": submission(valid_answers(form_fields["questions"]))}
+        )
+    assert "errors" not in done, done
+    await smtp.wait_for(lambda _: len(smtp.to(email)) == 2)
+    assert [str(m["subject"]) for m in smtp.to(email)] == [
+        "Broken Lines Ltd asks you to complete: Annual review",
+        "Received: your Annual review for Broken Lines Ltd",
+    ]
