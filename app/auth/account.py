@@ -15,22 +15,24 @@ from app.auth import sessions
 from app.auth.actor import Actor
 from app.db import calls
 from app.db.models import Session
+from app.db.tenant import bind_tenant
 from app.errors import NotFound
 
 
 async def sign_out(session: AsyncSession, actor: Actor) -> None:
-    """End the current session."""
-    if actor.session_id is not None:
-        await sessions.revoke(session, actor.id, actor.session_id)
-    await chain.record(session, actor, Action.SIGNED_OUT, "session", actor.session_id)
+    """End the current session (recorded once, should a copy of its cookie race this one)."""
+    if actor.session_id is not None and await sessions.revoke(session, actor.id, actor.session_id):
+        await chain.record(session, actor, Action.SIGNED_OUT, "session", actor.session_id)
 
 
 async def end_replaced_session(session: AsyncSession, actor: Actor) -> None:
-    """End the session a browser presented when it signed in again: the browser's cookie now
-    names the new one, and a copy of the old must not go on working. Recorded as a sign-out in
-    the old session's own firm, and nothing of the sign-in that replaced it (which may be
-    another user's, in another firm). A session already ended (a firm switch ends its own)
-    records nothing."""
+    """End the session a browser presented when it signed in again, in a transaction of the
+    old session's own (its firm and user are bound here): the browser's cookie now names the
+    new one, and a copy of the old must not go on working. Recorded as a sign-out in the old
+    session's firm, with the address the sign-in came from (the one that presented the old
+    cookie) and nothing else of it: it may be another user's, in another firm. A session
+    already ended records nothing."""
+    await bind_tenant(session, actor.firm_id, actor.id)
     if actor.session_id is not None and await sessions.revoke(session, actor.id, actor.session_id):
         details = {"replaced": True}
         await chain.record(session, actor, Action.SIGNED_OUT, "session", actor.session_id, details)

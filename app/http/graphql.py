@@ -3,7 +3,8 @@
 Every operation runs inside exactly one database transaction, bound to the caller's firm. It
 commits only when the operation produced no error; any error rolls back all of it, so a mutation
 is never half-written and never written without its audit entry. Refusals that must still be on
-the record (a failed sign-in) are written afterwards, in a transaction of their own.
+the record (a failed sign-in) are written afterwards, in a transaction of their own, as is what
+a committed operation leaves for afterwards (ending the session a new sign-in replaced).
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from app.auth import account, sessions
-from app.auth.actor import Actor
+from app.auth import sessions
 from app.auth.sessions import SessionIdentity
-from app.db.tenant import bind_tenant, transaction
+from app.db.tenant import transaction
 from app.errors import AppError, MethodNotAllowed, RateLimited, format_errors
 from app.http import lane, persisted
 from app.http.credentials import credentials, identify
@@ -43,7 +43,7 @@ from app.http.state import AppState, app_state
 from app.partners import keys
 from app.ratelimit.client_ip import client_ip
 from app.ratelimit.policies import Policy
-from app.schema.context import Context, actor_of
+from app.schema.context import Context
 from app.schema.fastpath import Plan
 
 log = logging.getLogger("coverproof.graphql")
@@ -151,22 +151,19 @@ async def execute(
         # that does not exist, no download link whose audit entry was rolled back.
         rollback.result.data = None
         return rollback.result, context
-    if context.new_session_cookie is not None and isinstance(identity, SessionIdentity):
-        await end_replaced_session(state, actor_of(identity, context.ip))
+    await after_commit(state, context)
     return result, context
 
 
-async def end_replaced_session(state: AppState, actor: Actor) -> None:
-    """Once a sign-in that replaced the browser's cookie has committed, end the session the old
-    cookie named, in a transaction bound to that session's own firm: the new session may be
-    another user's, in another firm, and one transaction is bound to one. Should this fail,
-    the sign-in stands (it has committed) and the old session lapses when idle."""
-    try:
-        async with transaction(state.sessions) as session:
-            await bind_tenant(session, actor.firm_id, actor.id)
-            await account.end_replaced_session(session, actor)
-    except Exception:
-        log.warning("could not end session %s after a new sign-in", actor.session_id, exc_info=True)
+async def after_commit(state: AppState, context: Context) -> None:
+    """What a committed operation left for afterwards, each in a transaction of its own (which
+    binds its own tenant). The operation stands whatever happens here: a failure is logged."""
+    for work in context.after_commit:
+        try:
+            async with transaction(state.sessions) as session:
+                await work(session)
+        except Exception:
+            log.error("work after a commit failed (request %s)", context.request_id, exc_info=True)
 
 
 async def record_refusals(state: AppState, result: ExecutionResult) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from app.auth import service
+import functools
+
+from app.auth import account, service
 from app.auth.schemas import EmailOnly, PasswordSignIn, SignUp
 from app.auth.service import SignedIn
+from app.auth.sessions import SessionIdentity
 from app.schema.auth import MailSentPayload, OkPayload, SignInPayload, SignUpInput
-from app.schema.context import Context, Info
+from app.schema.context import Context, Info, actor_of
 
 MAIL_SENT = MailSentPayload(
     accepted=True,
@@ -16,6 +19,11 @@ MAIL_SENT = MailSentPayload(
 
 def signed_in(context: Context, result: SignedIn) -> SignInPayload:
     context.new_session_cookie = result.cookie
+    if isinstance(context.identity, SessionIdentity):
+        # The browser's old session, once this one has committed: bound to its own firm, which
+        # this transaction (bound to the new session's) cannot be.
+        replaced = actor_of(context.identity, context.ip)
+        context.after_commit.append(functools.partial(account.end_replaced_session, actor=replaced))
     return SignInPayload(
         user_id=result.actor.id,
         firm_id=result.actor.firm_id,

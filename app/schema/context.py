@@ -67,6 +67,8 @@ class Context:
     new_session_cookie: str | None = None
     mail_queued: bool = False
     clear_session_cookie: bool = False
+    # Work for after the commit, each in a transaction of its own (it binds its own tenant).
+    after_commit: list[Callable[[AsyncSession], Awaitable[None]]] = field(default_factory=list)
     # Per-request DataLoaders by name, so a page's fields share one batch (and its cache).
     loaders: dict[str, Any] = field(default_factory=dict)
     # Where evidence-pack PDFs are stored (and the app-wide render slots).

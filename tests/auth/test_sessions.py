@@ -5,6 +5,7 @@ absolute limits enforced by the server."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from app.auth import account
 from app.auth.sessions import COOKIE_NAME, token_hash
 from tests.browser import (
     PASSWORD,
@@ -187,16 +189,11 @@ async def test_signing_in_again_in_a_browser_ends_the_session_it_held(
     assert await firm_id_of(browser) == second_firm
     assert unauthenticated(await replay(new_browser(), held))
     first_trail = await _trail(superuser_engine, first_firm)
-    endings = [
-        e for e in map(json.loads, first_trail.splitlines()) if e["action"] == "auth.signed_out"
-    ]
-    assert [(e["actor"]["id"], e["target"], e["details"]) for e in endings] == [
-        (
-            await _user_id(superuser_engine, email),
-            {"id": str(held_id), "type": "session"},
-            {"replaced": True},
-        )
-    ]
+    assert _ended(first_trail) == [(str(held_id), {"replaced": True})]
+    assert (
+        f'"action":"auth.signed_out","actor":{{"id":"{await _user_id(superuser_engine, email)}"'
+        in first_trail
+    )
     # Neither firm's trail names the other, nor the other's user.
     second_trail = await _trail(superuser_engine, second_firm)
     assert second_firm not in first_trail
@@ -212,6 +209,39 @@ async def test_signing_in_again_in_a_browser_ends_the_session_it_held(
     assert unauthenticated(await replay(new_browser(), replaced))
     assert await firm_id_of(browser) == second_firm
     assert (await _live_sessions(superuser_engine, other_email))[second_firm] == 2  # its own
+
+
+async def test_a_sign_in_stands_when_ending_the_session_it_replaced_fails(
+    browser: Browser,
+    smtp: SmtpServer,
+    new_browser: NewBrowser,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The sign-in has committed when the old session is ended: a failure there is logged as
+    an error (the old session stays usable until it lapses) and the new session is answered."""
+    email = await signed_up(browser, smtp)
+    held = browser.session_cookie
+    assert held is not None
+
+    async def failing(session: object, actor: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(account, "end_replaced_session", failing)
+    with caplog.at_level(logging.ERROR, logger="coverproof.graphql"):
+        await sign_in(browser, email)
+    assert browser.session_cookie not in (None, held)
+    assert "errors" not in await browser.gql(FIRM)
+    assert "errors" not in await replay(new_browser(), held)
+    (logged,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "work after a commit failed" in logged.getMessage()
+    assert logged.exc_info is not None
+
+
+def _ended(trail: str) -> list[tuple[str, dict[str, Any]]]:
+    """The sessions a firm's trail records as signed out (by id), with each entry's details."""
+    entries = [json.loads(line) for line in trail.splitlines()]
+    return [(e["target"]["id"], e["details"]) for e in entries if e["action"] == "auth.signed_out"]
 
 
 async def _user_id(engine: AsyncEngine, email: str) -> str:
@@ -328,9 +358,15 @@ async def test_switch_firm_reissues_the_session_for_another_of_your_firms(
     body = await inviter.gql(INVITE, {"input": {"email": email, "role": "MEMBER"}})
     assert body == {"data": {"inviteMember": {"ok": True}}}
     token = await link_token(smtp, email, "You are invited")
+    held = browser.session_cookie
+    assert held is not None
+    held_id = await _session_id(superuser_engine, held)
     body = await browser.gql(ACCEPT, {"t": token})
     assert body == {"data": {"acceptInvitation": {"firmId": firm_b, "role": "MEMBER"}}}
     assert await firm_id_of(browser) == firm_b
+    # Accepting signed the browser in to firm B: its firm A session ended, recorded in firm A.
+    assert unauthenticated(await replay(new_browser(), held))
+    assert _ended(await _trail(superuser_engine, firm_a)) == [(str(held_id), {"replaced": True})]
 
     before = browser.session_cookie
     assert before is not None
@@ -350,6 +386,9 @@ async def test_switch_firm_reissues_the_session_for_another_of_your_firms(
         firm_b: ("MEMBER", False),
     }
     assert unauthenticated(await replay(new_browser(), before))
+    # A switch ends the session it leaves as a switch, not also as a replaced session.
+    assert '"action":"auth.firm_switched"' in await _trail(superuser_engine, firm_b)
+    assert _ended(await _trail(superuser_engine, firm_b)) == []
 
     response = await browser.post(SWITCH, {"f": str(uuid.uuid4())})
     body = response.json()
