@@ -77,7 +77,6 @@ function value(q, form) {
 // One random key for every attempt at this link from this tab, kept across a reload: a retry
 // after a lost answer gets the receipt instead of being told the link was used.
 const attemptName = "coverproof-attempt:" + token;
-const submitted = "Thank you: your answers were submitted. We have emailed you this receipt.";
 function attemptKey() {
   try {
     const kept = sessionStorage.getItem(attemptName);
@@ -150,7 +149,8 @@ async function start() {
       status.append(el("p", {}, "Please correct:"), list);
       return;
     }
-    form.replaceChildren(el("p", {}, submitted),
+    form.replaceChildren(el("p", {}, "Thank you: your answers were submitted. We are " +
+        "emailing you a copy of this receipt."),
       el("p", {}, "Receipt (SHA-256 of your response): "),
       el("code", {}, result.data.submitDeclaration.responseSha256));
   });
@@ -172,7 +172,7 @@ async function arrived() {
     return true;
   }
   const heading = el("h1", {tabindex: "-1"}, "Your declaration");
-  main.replaceChildren(heading, el("p", {}, submitted),
+  main.replaceChildren(heading, el("p", {}, "Thank you: your answers were submitted."),
     el("p", {}, "Receipt (SHA-256 of your response): "),
     el("code", {}, body.data.submissionReceipt.responseSha256));
   heading.focus();

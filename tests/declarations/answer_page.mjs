@@ -4,10 +4,11 @@
 // ("offline"), or holds a key from a submission sent earlier that arrived ("kept"), did not
 // ("kept-unreceived"), or cannot be asked after now ("kept-limited"), or opens the form and
 // then refuses its submission with a server error ("submit-failed") or as invalid
-// ("submit-invalid"), as the third argument says. Prints, as JSON, what was fetched once the
-// script has run and settled, how the click listener was added, what was fetched after "open"
-// was clicked, and what the page then says; in the submit modes, what two presses of Submit
-// sent and what the page said after them.
+// ("submit-invalid") or accepts it ("submit-ok"), as the third argument says. Prints, as
+// JSON, what was fetched once the script has run and settled, how the click listener was
+// added, what was fetched after "open" was clicked, and what the page then says; in the
+// submit modes, what two presses of Submit (one, once accepted) sent and what the page said
+// after them.
 import { readFileSync } from "node:fs";
 
 const byId = {};
@@ -78,7 +79,10 @@ Object.assign(globalThis, {
       }[network];
       return { json: async () => answer };
     }
-    if (body.variables.i !== undefined) {  // "submit-failed" and "submit-invalid"
+    if (body.variables.i !== undefined) {  // the submit modes
+      if (network === "submit-ok") {
+        return { json: async () => ({ data: { submitDeclaration: RECEIPT } }) };
+      }
       const answer = network === "submit-failed"
         ? { errors: [{ message: "Internal server error.",
           extensions: { code: "INTERNAL_SERVER_ERROR" } }] }
@@ -86,7 +90,7 @@ Object.assign(globalThis, {
           code: "BAD_USER_INPUT", fields: [{ field: "q1", message: "Choose one." }] } }] };
       return { json: async () => answer };
     }
-    if (["form", "kept-unreceived", "submit-failed", "submit-invalid"].includes(network)) {
+    if (network === "form" || network === "kept-unreceived" || network.startsWith("submit")) {
       return { json: async () => ({ data: { recipientForm: FORM } }) };
     }
     return { json: async () => ({ errors: [{ message: "This link is not valid." }] }) };
@@ -111,11 +115,12 @@ if (network.startsWith("submit")) {
   Object.assign(byId.q_q1, { value: "no" });
   Object.assign(byId.attest, { checked: true });
   Object.assign(byId.sig, { value: "Pat Doe" });
-  for (let press = 0; press < 2; press += 1) {
+  for (let press = 0; press < (network === "submit-ok" ? 1 : 2); press += 1) {
     await form.listeners.submit({ preventDefault: () => {} });
   }
   submitted = fetched.filter((f) => f.body.variables.i).map((f) => f.body.variables.i);
-  const box = form.children.find((child) => child.attributes.role === "status");
+  // Accepted, the form holds only the thank-you and the receipt.
+  const box = form.children.find((child) => child.attributes.role === "status") ?? form;
   status = box.texts().filter(Boolean);
 }
 console.log(JSON.stringify({ loaded, once, clicked: fetched, shown, focused, submitted, status }));

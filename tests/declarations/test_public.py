@@ -603,7 +603,7 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
     assert kept["clicked"] == [receipt_query]
     assert kept["shown"] == [
         ["h1", None, "Your declaration"],
-        ["p", None, "Thank you: your answers were submitted. We have emailed you this receipt."],
+        ["p", None, "Thank you: your answers were submitted."],
         ["p", None, "Receipt (SHA-256 of your response): "],
         ["code", None, "ab" * 32],
     ]
@@ -632,6 +632,13 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
     assert failed["status"] == [
         "We could not confirm your submission. Press Submit again without changing your "
         "answers: it will not be sent twice."
+    ]
+    accepted = await _run_page(node, script, token, "submit-ok")
+    assert len(accepted["submitted"]) == 1
+    assert accepted["status"] == [
+        "Thank you: your answers were submitted. We are emailing you a copy of this receipt.",
+        "Receipt (SHA-256 of your response): ",
+        "ab" * 32,
     ]
     invalid = await _run_page(node, script, token, "submit-invalid")
     assert invalid["status"] == ["Please correct:", "q1: Choose one."]
