@@ -7,6 +7,7 @@ longer held, an admin demoting someone who has become an owner."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -35,14 +36,13 @@ CHANGE_ROLE = """mutation($i: MemberRoleChangeInput!) {
   changeMemberRole(input: $i) { member { role } } }"""
 
 
-def actor_of(member: Member) -> Actor:
+def as_actor(member: Member) -> Actor:
     return Actor(ActorType.USER, member.user_id, member.firm_id, member.role)
 
 
-def data(body: dict[str, object]) -> dict[str, object]:
+def data(body: dict[str, Any]) -> dict[str, Any]:
     assert "errors" not in body, body
-    found = body["data"]
-    assert isinstance(found, dict)
+    found: dict[str, Any] = body["data"]
     return found
 
 
@@ -66,13 +66,13 @@ async def test_a_declaration_revoked_meanwhile_is_not_revoked_twice(
             member,
         )
     )
-    declaration_id = uuid.UUID(created["createDeclaration"]["declaration"]["id"])  # type: ignore[index]
+    declaration_id = uuid.UUID(created["createDeclaration"]["declaration"]["id"])
     async with tenant_transaction(app_sessions, member.firm_id, member.user_id) as session:
-        early = await declaration_service.get_declaration(session, actor_of(member), declaration_id)
+        early = await declaration_service.get_declaration(session, as_actor(member), declaration_id)
         assert early.status == "draft"
         data(await gql(client, REVOKE, {"id": str(declaration_id)}, member))  # another request
         with pytest.raises(BadUserInput, match="A revoked declaration cannot be revoked"):
-            await declaration_service.revoke_declaration(session, actor_of(member), early.id)
+            await declaration_service.revoke_declaration(session, as_actor(member), early.id)
 
 
 async def test_a_counterparty_renamed_meanwhile_is_audited_from_its_new_name(
@@ -84,17 +84,17 @@ async def test_a_counterparty_renamed_meanwhile_is_audited_from_its_new_name(
     created = data(
         await gql(client, NEW_COUNTERPARTY, {"i": {"name": "First Ltd", "kind": "INSURER"}}, admin)
     )
-    counterparty_id = uuid.UUID(created["createCounterparty"]["counterparty"]["id"])  # type: ignore[index]
+    counterparty_id = uuid.UUID(created["createCounterparty"]["counterparty"]["id"])
     async with tenant_transaction(app_sessions, admin.firm_id, admin.user_id) as session:
         early = await counterparty_service.get_counterparty(
-            session, actor_of(admin), counterparty_id
+            session, as_actor(admin), counterparty_id
         )
         assert early.name == "First Ltd"
         renamed = {"id": str(counterparty_id), "i": {"name": "Second Ltd"}}
         data(await gql(client, RENAME, renamed, admin))  # another request
         update = CounterpartyUpdate.model_validate({"name": "Third Ltd"})
         await counterparty_service.update_counterparty(
-            session, actor_of(admin), counterparty_id, update
+            session, as_actor(admin), counterparty_id, update
         )
         latest = await session.execute(
             select(AuditEntry.details)
@@ -121,5 +121,28 @@ async def test_an_admin_cannot_demote_a_member_who_has_become_an_owner_meanwhile
         data(await gql(client, CHANGE_ROLE, promote, owner))  # another request
         with pytest.raises(Forbidden):
             await member_service.change_member_role(
-                session, actor_of(admin), other.user_id, Role.VIEWER
+                session, as_actor(admin), other.user_id, Role.VIEWER
             )
+
+
+async def test_an_admin_demoted_meanwhile_no_longer_acts_as_an_admin(
+    client: httpx.AsyncClient,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The acting admin's own role is read again under the firm's lock: their session was
+    looked up with the role they held when the request began."""
+    owner = await members.create(Role.OWNER)
+    admin = await members.create(Role.ADMIN, firm_id=owner.firm_id)
+    other = await members.create(Role.MEMBER, firm_id=owner.firm_id)
+    demote = {"i": {"userId": str(admin.user_id), "role": "VIEWER"}}
+    data(await gql(client, CHANGE_ROLE, demote, owner))  # after the admin's request began
+    for act in (
+        lambda session: member_service.change_member_role(
+            session, as_actor(admin), other.user_id, Role.VIEWER
+        ),
+        lambda session: member_service.remove_member(session, as_actor(admin), other.user_id),
+    ):
+        async with tenant_transaction(app_sessions, admin.firm_id, admin.user_id) as session:
+            with pytest.raises(Forbidden):
+                await act(session)

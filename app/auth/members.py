@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +21,7 @@ from app.auth.tokens import Purpose
 from app.db import calls
 from app.db.models import Firm, Membership, User
 from app.db.tenant import bind_tenant
-from app.errors import BadUserInput, NotFound
+from app.errors import BadUserInput, Forbidden, NotFound
 
 
 async def list_members(session: AsyncSession, actor: Actor) -> list[tuple[User, str]]:
@@ -107,6 +108,15 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
     return await start_session(session, env, actor)
 
 
+async def _as_now(session: AsyncSession, actor: Actor) -> Actor:
+    """The acting member with the role they hold now, read under the firm's lock (taken first):
+    the role their session was looked up with may have been changed while they waited on it."""
+    mine = await session.get(Membership, (actor.firm_id, actor.id), populate_existing=True)
+    if mine is None:
+        raise Forbidden()
+    return dataclasses.replace(actor, role=Role(mine.role))
+
+
 async def _target(session: AsyncSession, actor: Actor, user_id: uuid.UUID) -> Membership:
     # Read afresh: a role loaded earlier in this request may be stale, and decides who may act.
     membership = await session.get(
@@ -139,6 +149,8 @@ async def change_member_role(
     """Admins change members' roles; only owners touch owners."""
     actor.require(Role.ADMIN)
     await chain.lock_firm(session, actor.firm_id)
+    actor = await _as_now(session, actor)
+    actor.require(Role.ADMIN)
     target = await _target(session, actor, user_id)
     if role is Role.OWNER or target.role == Role.OWNER.value:
         actor.require(Role.OWNER)
@@ -158,6 +170,8 @@ async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID)
     requires a membership)."""
     actor.require(Role.ADMIN)
     await chain.lock_firm(session, actor.firm_id)
+    actor = await _as_now(session, actor)
+    actor.require(Role.ADMIN)
     target = await _target(session, actor, user_id)
     if target.role == Role.OWNER.value:
         actor.require(Role.OWNER)
