@@ -837,9 +837,7 @@ async def test_a_line_break_in_a_firms_or_forms_name_never_stops_a_link_or_a_sub
             text("update firms set name = :n where id = :f"),
             {"n": "Broken\r\nLines Ltd", "f": firm_id},
         )
-    template_id = await create_template(
-        browser, "Annual\nreview", question("q1", "short_text")
-    )
+    template_id = await create_template(browser, "Annual\nreview", question("q1", "short_text"))
     email = new_email()
     _, token = await sent_declaration(browser, smtp, email, template_id)
     recipient = browser_for(auth_app)

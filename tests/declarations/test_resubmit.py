@@ -23,6 +23,11 @@ from tests.declarations.test_loop import FORM, SUBMIT, sent_declaration, valid_a
 from tests.mail.smtp import SmtpServer
 
 KEYS = "select count(*) from idempotency_keys where actor_id = :id"
+# Confirmations queued (committed with their submission, whether or not delivered yet).
+CONFIRMATIONS = (
+    "select count(*) from mail_outbox o join declarations d on d.recipient_email = o.to_address "
+    "where d.id = :id and o.subject like 'Received:%'"
+)
 RECEIPT = """query($t: String!, $k: String!) { submissionReceipt(token: $t, idempotencyKey: $k)
   { submittedAt responseSha256 } }"""
 
@@ -73,6 +78,8 @@ async def test_a_retry_with_the_first_key_gets_the_first_receipt_and_writes_noth
     after = await actions_on(superuser_engine, declaration_id)
     assert after[: len(written)] == written
     assert set(after[len(written) :]) == {"declaration.token_refused"}
+    async with superuser_engine.connect() as conn:  # one confirmation, whatever the retries
+        assert (await conn.execute(text(CONFIRMATIONS), {"id": declaration_id})).scalar_one() == 1
 
 
 async def test_a_reloaded_page_learns_from_its_key_that_its_submission_arrived(
@@ -147,6 +154,7 @@ async def test_concurrent_attempts_with_one_key_all_get_the_one_receipt(
         )
         assert stored.scalar_one().hex() == receipts.pop()
         assert (await conn.execute(text(KEYS), {"id": declaration_id})).scalar_one() == 1
+        assert (await conn.execute(text(CONFIRMATIONS), {"id": declaration_id})).scalar_one() == 1
 
 
 async def test_a_key_answers_only_for_its_own_declaration(
@@ -181,10 +189,13 @@ async def test_a_refused_first_attempt_keeps_nothing_so_its_retry_submits(
         unsigned = {**submission, "attestationAccepted": False}
         refused = await recipient.gql(SUBMIT, {"t": token, "i": unsigned})
         assert codes(refused) == ["BAD_USER_INPUT"]
+        async with superuser_engine.connect() as conn:  # a refused submission confirms nothing
+            assert (await conn.scalar(text(CONFIRMATIONS), {"id": declaration_id})) == 0
         done = await recipient.gql(SUBMIT, {"t": token, "i": submission})
         assert "errors" not in done, done
     async with superuser_engine.connect() as conn:
         assert (await conn.execute(text(KEYS), {"id": declaration_id})).scalar_one() == 1
+        assert (await conn.scalar(text(CONFIRMATIONS), {"id": declaration_id})) == 1
 
 
 async def test_a_submissions_key_must_be_hard_to_guess(
