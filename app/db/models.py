@@ -153,6 +153,8 @@ class Declaration(Base):
     recipient_email: Mapped[str] = mapped_column(Text)
     counterparty_id: Mapped[uuid.UUID | None]
     due_date: Mapped[date | None] = mapped_column(Date)
+    # Days each link it is sent lasts (null: the default), never past due date + grace.
+    link_days: Mapped[int | None]
     status: Mapped[str] = mapped_column(Text)
     created_by: Mapped[uuid.UUID | None]
     created_at: Mapped[datetime]

@@ -77,6 +77,7 @@ def draft(actor: Actor, template: Template, data: DeclarationCreate) -> dict[str
         "recipient_email": data.recipient_email,
         "counterparty_id": data.counterparty_id,
         "due_date": data.due_date,
+        "link_days": data.link_days,
         "status": "draft",
         "created_by": actor.id,
         "created_at": datetime.now(UTC),
@@ -112,15 +113,12 @@ async def _create(session: AsyncSession, actor: Actor, data: DeclarationCreate) 
 
 
 async def _issue_link(
-    session: AsyncSession,
-    env: AuthEnv,
-    declaration: Declaration,
-    link_days: int | None,
-    reminder: bool,
+    session: AsyncSession, env: AuthEnv, declaration: Declaration, reminder: bool
 ) -> None:
-    """A new single-use link (the previous one dies) and the email that carries it."""
+    """A new single-use link (the previous one dies), lasting the declaration's link days, and
+    the email that carries it."""
     now = datetime.now(UTC)
-    expires = links.expiry(env.settings, declaration.due_date, link_days, now)
+    expires = links.expiry(env.settings, declaration.due_date, declaration.link_days, now)
     if expires <= now:
         raise field_error("dueDate", "The due date and its grace period have passed.")
     token, token_hash = links.new_token(env.secret_key)
@@ -137,18 +135,14 @@ async def _issue_link(
 
 
 async def send_declaration(
-    session: AsyncSession,
-    actor: Actor,
-    env: AuthEnv,
-    declaration_id: uuid.UUID,
-    link_days: int | None = None,
+    session: AsyncSession, actor: Actor, env: AuthEnv, declaration_id: uuid.UUID
 ) -> Declaration:
     """Email the recipient their link; a draft becomes sent (members)."""
     actor.require(Role.MEMBER)
     declaration = await _locked(session, declaration_id)
     if declaration.status != "draft":
         raise BadUserInput("Only a draft can be sent; remind or reissue the link instead.")
-    await _issue_link(session, env, declaration, link_days, reminder=False)
+    await _issue_link(session, env, declaration, reminder=False)
     declaration.status, declaration.sent_at = "sent", datetime.now(UTC)
     await session.flush()
     details = {
@@ -169,7 +163,7 @@ async def remind_declaration(
     sent again; it stops working)."""
     actor.require(Role.MEMBER)
     declaration = await _live(session, declaration_id)
-    await _issue_link(session, env, declaration, None, reminder=True)
+    await _issue_link(session, env, declaration, reminder=True)
     declaration.last_reminded_at = datetime.now(UTC)
     declaration.reminder_count += 1
     await session.flush()
@@ -186,7 +180,7 @@ async def reissue_declaration_link(
     """Replace the recipient's link; the old token dies at once (members)."""
     actor.require(Role.MEMBER)
     declaration = await _live(session, declaration_id)
-    await _issue_link(session, env, declaration, None, reminder=False)
+    await _issue_link(session, env, declaration, reminder=False)
     await session.flush()
     await chain.record(
         session, actor, Action.DECLARATION_LINK_REISSUED, "declaration", declaration.id
@@ -232,9 +226,7 @@ async def bulk_create_declarations(
         )
         declaration = await _create(session, actor, one)
         if data.send:
-            declaration = await send_declaration(
-                session, actor, env, declaration.id, data.link_days
-            )
+            declaration = await send_declaration(session, actor, env, declaration.id)
         created.append(declaration)
     ids = {"ids": [str(d.id) for d in created]}
     await idempotency.remember(

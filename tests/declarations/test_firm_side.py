@@ -516,6 +516,60 @@ async def test_an_expired_link_is_refused_and_listed_and_counted_as_expired(
     assert "declaration.submitted" not in await actions_on(superuser_engine, declaration_id)
 
 
+async def test_each_link_lasts_the_days_the_declaration_was_created_with(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette
+) -> None:
+    """linkDays, given when the declaration is created, holds for every link it is sent (the
+    first, a reminder's, a reissue's, and each of a bulk send's); without it, the default; never
+    past the due date plus its grace period."""
+    settings = auth_app.state.coverproof.settings
+    await signed_up(browser, smtp, firm="Lifetimes Ltd")
+
+    def lasts(declaration: dict[str, Any], days: float) -> None:
+        # Within a minute: the expiry is counted from when the link was made.
+        left = moment(declaration["linkExpiresAt"]) - datetime.now(UTC)
+        assert timedelta(days=days, minutes=-1) < left <= timedelta(days=days), declaration
+
+    variables = {"templateId": str(FIT.id), "recipientName": "Pat Doe", "linkDays": 3}
+    draft = ok(await browser.gql(CREATE, {"i": {**variables, "recipientEmail": new_email()}}))[
+        "createDeclaration"
+    ]["declaration"]
+    assert draft["linkExpiresAt"] is None
+    for mutation in (SEND, REMIND, REISSUE):
+        changed = ok(await browser.gql(mutation, {"id": draft["id"]}))
+        lasts(next(iter(changed.values()))["declaration"], 3)
+
+    default = await create(browser)
+    sent = ok(await browser.gql(SEND, {"id": default["id"]}))["sendDeclaration"]["declaration"]
+    lasts(sent, settings.declaration_token_days)
+
+    due = datetime.now(UTC).date() + timedelta(days=1)
+    capped = ok(
+        await browser.gql(
+            CREATE,
+            {
+                "i": {
+                    **variables,
+                    "linkDays": 30,
+                    "dueDate": due.isoformat(),
+                    "recipientEmail": new_email(),
+                }
+            },
+        )
+    )["createDeclaration"]["declaration"]
+    sent = ok(await browser.gql(SEND, {"id": capped["id"]}))["sendDeclaration"]["declaration"]
+    latest = datetime.combine(due, datetime.max.time(), UTC)
+    assert moment(sent["linkExpiresAt"]) == latest + timedelta(days=settings.declaration_grace_days)
+
+    bulk = {
+        "templateId": str(FIT.id),
+        "linkDays": 5,
+        "recipients": [{"name": "A", "email": new_email()}],
+    }
+    (made,) = ok(await browser.gql(BULK, {"i": bulk}))["bulkCreateDeclarations"]["declarations"]
+    lasts(await get(browser, made["id"]), 5)
+
+
 # ---- 5. bulk ------------------------------------------------------------------------------------
 
 
