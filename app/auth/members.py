@@ -166,8 +166,8 @@ async def change_member_role(
 
 
 async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID) -> None:
-    """Remove a member; their sessions for this firm stop working at once (the session lookup
-    requires a membership)."""
+    """Remove a member and end their sessions for this firm (``details.sessions`` counts them):
+    re-invited later, they sign in afresh."""
     actor.require(Role.ADMIN)
     await chain.lock_firm(session, actor.firm_id)
     actor = await _as_now(session, actor)
@@ -179,6 +179,7 @@ async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID)
     await session.execute(
         delete(Membership).where(Membership.firm_id == actor.firm_id, Membership.user_id == user_id)
     )
-    await chain.record(
-        session, actor, Action.MEMBER_REMOVED, "user", user_id, {"role": target.role}
-    )
+    # Ended, not only unusable while they are not a member: a re-invitation must not revive them.
+    ended = await calls.end_member_sessions(session, user_id)
+    details = {"role": target.role, "sessions": ended}
+    await chain.record(session, actor, Action.MEMBER_REMOVED, "user", user_id, details)

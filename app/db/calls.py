@@ -48,6 +48,7 @@ _REDEEM = text(
 )
 _MY_FIRMS = text("select firm_id, firm_name, role from auth_my_firms()")
 _NOTE_FAILURE = text("select auth_note_failed_sign_in(:user_id, :threshold)")
+_END_MEMBER_SESSIONS = text("select auth_end_member_sessions(:user_id)")
 _DECLARATION_TOKEN = text(
     "select declaration_id, firm_id from declaration_token_lookup(:token_hash)"
 )
@@ -170,6 +171,11 @@ async def my_firms(session: AsyncSession) -> list[Row[Any]]:
 
 async def note_failed_sign_in(session: AsyncSession, user_id: object, threshold: int) -> None:
     await session.execute(_NOTE_FAILURE, {"user_id": user_id, "threshold": threshold})
+
+
+async def end_member_sessions(session: AsyncSession, user_id: object) -> int:
+    """End a removed member's sessions in the bound firm; how many were live."""
+    return int((await session.execute(_END_MEMBER_SESSIONS, {"user_id": user_id})).scalar_one())
 
 
 async def platform_chain_head(session: AsyncSession) -> Row[Any] | None:

@@ -374,6 +374,16 @@ async def test_a_removed_members_session_stops_working_at_once(
     assert codes(body) == ["UNAUTHENTICATED"]
     assert member.user_id not in [m["userId"] for m in await members_of(browser)]
 
+    # Ended, not only refused while they are not a member: invited back and signed in
+    # elsewhere, the old cookie (or a copy of it) still does not work.
+    assert (await invite(browser, member.email, "MEMBER"))["data"] == {"inviteMember": {"ok": True}}
+    await smtp.wait_for(lambda _: len(smtp.to(member.email)) == 2)  # the second invitation
+    token = await link_token(smtp, member.email, INVITED)
+    again = new_browser()
+    assert "errors" not in await again.gql(ACCEPT, {"t": token})
+    assert await firm_id_of(again) == firm_id
+    assert codes(await member.browser.gql(FIRM)) == ["UNAUTHENTICATED"]
+
 
 async def test_every_membership_change_is_in_the_firms_audit_chain(
     browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
@@ -411,7 +421,7 @@ async def test_every_membership_change_is_in_the_firms_audit_chain(
         ("member.invited", owner_id, None, {"email": email, "role": "member"}),
         ("member.joined", user_id, user_id, {"role": "member"}),
         ("member.role_changed", owner_id, user_id, {"from": "member", "to": "viewer"}),
-        ("member.removed", owner_id, user_id, {"role": "viewer"}),
+        ("member.removed", owner_id, user_id, {"role": "viewer", "sessions": 1}),
     ]
     payload = token.split(".")[0]
     for canonical in [bytes(r.canonical) for r in rows] + all_canonical:

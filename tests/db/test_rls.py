@@ -235,3 +235,48 @@ async def test_definer_functions_pin_search_path_and_views_run_as_invoker(
             )
         )
         assert owner_views.scalars().all() == []
+
+
+async def test_only_an_admin_ends_sessions_and_only_of_a_removed_member_of_their_firm(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    """auth_end_member_sessions runs as the owner, past the rule that a session is its user's:
+    it must end nothing but the sessions, in the bound firm, of a user removed from it, and only
+    for that firm's admin or owner."""
+    owner = await members.create(Role.OWNER)
+    plain = await members.create(Role.MEMBER, firm_id=owner.firm_id)
+    current = await members.create(Role.MEMBER, firm_id=owner.firm_id)
+    elsewhere = await members.create(Role.OWNER)
+    end = text("select auth_end_member_sessions(:u)")
+
+    async def live(user_id: uuid.UUID) -> int:
+        async with superuser_engine.connect() as conn:
+            found = await conn.execute(
+                text("select count(*) from sessions where user_id = :u and revoked_at is null"),
+                {"u": user_id},
+            )
+            return int(found.scalar_one())
+
+    for firm_id, actor_id, refusal in [
+        (None, None, "only a firm's admin"),  # no firm bound
+        (owner.firm_id, plain.user_id, "only a firm's admin"),
+        (owner.firm_id, owner.user_id, "only once they are removed"),  # still a member
+    ]:
+        with pytest.raises(DBAPIError, match=refusal):
+            async with tenant_transaction(app_sessions, firm_id, actor_id) as session:
+                await session.execute(end, {"u": current.user_id})
+    # Another firm's owner: no member of theirs, so allowed, and it ends nothing of this firm's.
+    async with tenant_transaction(app_sessions, elsewhere.firm_id, elsewhere.user_id) as session:
+        assert (await session.execute(end, {"u": current.user_id})).scalar_one() == 0
+    assert await live(current.user_id) == 1
+
+    async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
+        await session.execute(
+            text("delete from memberships where firm_id = :f and user_id = :u"),
+            {"f": owner.firm_id, "u": current.user_id},
+        )
+        assert (await session.execute(end, {"u": current.user_id})).scalar_one() == 1
+    assert await live(current.user_id) == 0
+    assert await live(plain.user_id) == 1
