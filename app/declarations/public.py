@@ -267,6 +267,26 @@ async def submission_receipt(
     return declaration
 
 
+def _checked(declaration: Declaration, data: Submission) -> dict[str, Any]:
+    """The normalised answers, or BAD_USER_INPUT naming every problem of the submission at
+    once (answers, statement, signature), so that one round of corrections is enough."""
+    problems: list[dict[str, str]] = []
+    answers: dict[str, Any] = {}
+    try:
+        answers = validate_answers(spec_from_snapshot(declaration.template_snapshot), data.answers)
+    except BadUserInput as invalid:
+        problems += invalid.extensions["fields"]
+    if not data.attestation_accepted:
+        problems.append(
+            {"field": "attestationAccepted", "message": "Accept the statement to submit."}
+        )
+    if not data.signature_name:
+        problems.append({"field": "signatureName", "message": "Sign with your full name."})
+    if problems:
+        raise BadUserInput(fields=problems)
+    return answers
+
+
 async def submit_declaration(
     session: AsyncSession, env: AuthEnv, token: str, data: Submission
 ) -> Declaration:
@@ -281,11 +301,7 @@ async def submit_declaration(
     if await _first_attempt(session, actor, data, declaration):
         return declaration
     await _refuse_if_closed(env, declaration)
-    answers = validate_answers(spec_from_snapshot(declaration.template_snapshot), data.answers)
-    if not data.attestation_accepted:
-        raise BadUserInput(
-            fields=[{"field": "attestationAccepted", "message": "Accept the statement to submit."}]
-        )
+    answers = _checked(declaration, data)
     now = datetime.now(UTC)
     digest = response_hash(declaration, answers, data, now)
     won = await session.execute(

@@ -52,7 +52,9 @@ SubmissionKey = Annotated[
 class Submission(Strict):
     answers: dict[str, Any]
     attestation_accepted: bool
-    signature_name: Name
+    # May be empty here: a missing signature is refused with the other problems of the
+    # submission (public.submit_declaration), not before them.
+    signature_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
     idempotency_key: SubmissionKey | None = None
 
 

@@ -179,7 +179,10 @@ async def test_bad_answers_of_every_kind_are_refused_field_by_field_and_the_link
     body = await refused(GOOD, attestationAccepted=False)
     assert error_fields(body) == ["attestationAccepted"], body
     for blank in ("", "   "):
-        await refused(GOOD, signatureName=blank)
+        assert error_fields(await refused(GOOD, signatureName=blank)) == ["signatureName"]
+    # Every problem at once, so that one round of corrections is enough.
+    body = await refused({**GOOD, "st": 12345}, attestationAccepted=False, signatureName=" ")
+    assert error_fields(body) == ["answers.st", "attestationAccepted", "signatureName"], body
 
     # None of that used the link up or recorded a submission.
     assert (await get(browser, declaration_id))["status"] == "OPENED"
