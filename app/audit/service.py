@@ -13,7 +13,7 @@ from app.audit import chain
 from app.audit.export import export_lines
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType, Role
-from app.db.models import AuditEntry, Declaration, User
+from app.db.models import ApiKey, AuditEntry, Declaration, User
 from app.errors import BadUserInput, field_error
 
 MAX_PAGE = 100
@@ -61,9 +61,14 @@ async def list_entries(
 async def actor_names(
     session: AsyncSession, actor: Actor, entries: list[AuditEntry]
 ) -> dict[tuple[str, str], str]:
-    """Display names for the entries' actors, in two queries: users (by email) and recipients
-    (by name). An actor no longer visible (a removed member) keeps only its id."""
-    ids: dict[str, set[uuid.UUID]] = {ActorType.USER: set(), ActorType.RECIPIENT: set()}
+    """Display names for the entries' actors, in a query per kind: users (by email), recipients
+    (by name) and partner API keys (by name and public prefix, revoked ones too). An actor no
+    longer visible (a removed member) keeps only its id."""
+    ids: dict[str, set[uuid.UUID]] = {
+        ActorType.USER: set(),
+        ActorType.RECIPIENT: set(),
+        ActorType.API_KEY: set(),
+    }
     for entry in entries:
         if entry.actor_type in ids and entry.actor_id:
             ids[entry.actor_type].add(uuid.UUID(entry.actor_id))
@@ -80,6 +85,15 @@ async def actor_names(
             )
         )
         names.update({(ActorType.RECIPIENT, str(i)): name for i, name in recipients.all()})
+    if ids[ActorType.API_KEY]:
+        keys = await session.execute(
+            select(ApiKey.id, ApiKey.name, ApiKey.display_prefix).where(
+                ApiKey.id.in_(ids[ActorType.API_KEY])
+            )
+        )
+        names.update(
+            {(ActorType.API_KEY, str(i)): f"{name} ({prefix})" for i, name, prefix in keys.all()}
+        )
     return names
 
 

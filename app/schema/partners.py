@@ -21,6 +21,9 @@ class ApiKey:
     prefix: str = strawberry.field(description="The key's public start, to recognise it by.")
     scopes: list[Scope]
     created_at: datetime
+    created_by: uuid.UUID | None = strawberry.field(
+        description="The member who created the key (a user id, as on Member)."
+    )
     last_used_at: datetime | None
     expires_at: datetime | None
     revoked_at: datetime | None
@@ -33,6 +36,7 @@ class ApiKey:
             prefix=key.display_prefix,
             scopes=[Scope(scope) for scope in key.scopes],
             created_at=key.created_at,
+            created_by=key.created_by,
             last_used_at=key.last_used_at,
             expires_at=key.expires_at,
             revoked_at=key.revoked_at,

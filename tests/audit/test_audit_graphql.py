@@ -229,6 +229,39 @@ async def test_entries_come_newest_first_with_cursors_filters_names_and_their_ch
     assert seqs(await page(client, admin, action="no.such.action")) == []
 
 
+async def test_a_partner_key_is_named_by_its_name_and_prefix_and_its_creator_is_listed(
+    client: httpx.AsyncClient, members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """An entry a partner's key made shows the key's name and public prefix, as the key list
+    does (revoked keys too), not a bare id; the key list says which member created it."""
+    admin = await members.create(Role.ADMIN)
+    made = await gql(
+        client,
+        "mutation($i: ApiKeyCreateInput!) { createApiKey(input: $i) { apiKey { id prefix } } }",
+        {"i": {"name": "Payroll sync", "scopes": ["DECLARATIONS_READ"]}},
+        admin,
+    )
+    assert "errors" not in made, made
+    key = made["data"]["createApiKey"]["apiKey"]
+    partner = Actor(ActorType.API_KEY, uuid.UUID(key["id"]), admin.firm_id, Role.MEMBER)
+    async with tenant_transaction(app_sessions, admin.firm_id) as session:
+        await chain.record(session, partner, Action.DECLARATION_REMINDED, "declaration", "d-1")
+    revoked = await gql(
+        client, "mutation($id: UUID!) { revokeApiKey(id: $id) { apiKey { id } } }", key, admin
+    )
+    assert "errors" not in revoked, revoked
+    actors = [edge["node"]["actor"] for edge in (await page(client, admin))["edges"]]
+    assert [a for a in actors if a["type"] == "API_KEY"] == [
+        {
+            "type": "API_KEY",
+            "id": key["id"],
+            "displayName": f"Payroll sync ({key['prefix']})",
+        }
+    ]
+    listed = await gql(client, "{ apiKeys { id createdBy } }", member=admin)
+    assert listed["data"]["apiKeys"] == [{"id": key["id"], "createdBy": str(admin.user_id)}]
+
+
 @pytest.mark.parametrize(
     ("first", "after"),
     [(101, None), (0, None), (-1, None), (10, "abc"), (10, "-5"), (10, "9" * 20)],
