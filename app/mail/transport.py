@@ -3,7 +3,9 @@
 ``COVERPROOF_SMTP_URL`` forms:
 
 - ``smtp://user:pass@host:587``: STARTTLS when the server offers it; required when the URL
-  carries credentials (a password is never sent in the clear), or with ``?starttls=required``.
+  carries credentials (a password is never sent in the clear), with ``?starttls=required``,
+  and always in production (mail carries sign-in and reset links: a server that does not
+  offer STARTTLS, or a network that strips the offer, must not get them in the clear).
 - ``smtps://user:pass@host:465``: implicit TLS.
 - ``smtp+insecure://127.0.0.1:1025``: plain SMTP to a loopback test server, no credentials.
 
@@ -114,8 +116,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def smtp_transport(url: str) -> SmtpTransport:
-    """Parse COVERPROOF_SMTP_URL; raise ConfigError (without echoing the URL) if it is unusable."""
+def smtp_transport(url: str, production: bool = False) -> SmtpTransport:
+    """Parse COVERPROOF_SMTP_URL; raise ConfigError (without echoing the URL) if it is unusable.
+    In ``production``, smtp:// always requires STARTTLS."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     try:
@@ -149,7 +152,7 @@ def smtp_transport(url: str) -> SmtpTransport:
         start_tls={
             "smtps": False,  # already TLS from the first byte
             "smtp+insecure": False,
-            "smtp": True if (credentials or "starttls" in query) else None,
+            "smtp": True if (credentials or "starttls" in query or production) else None,
         }[scheme],
     )
 
@@ -157,7 +160,7 @@ def smtp_transport(url: str) -> SmtpTransport:
 def transport_for(settings: Settings) -> Transport:
     """SMTP when configured; otherwise .eml files (development only; production refuses)."""
     if settings.smtp_url is not None:
-        return smtp_transport(settings.smtp_url.get_secret_value())
+        return smtp_transport(settings.smtp_url.get_secret_value(), settings.is_production)
     if settings.is_production:
         raise ConfigError(
             ["COVERPROOF_SMTP_URL must be set in production (smtp:// or smtps://) to send mail."]

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from app.config import ConfigError
+from app.config import ConfigError, Settings
 from app.mail.outbox import Mail
-from app.mail.transport import build_message, smtp_transport
+from app.mail.transport import SmtpTransport, build_message, smtp_transport, transport_for
 
 
 def test_smtp_with_credentials_requires_starttls() -> None:
@@ -23,6 +23,16 @@ def test_smtp_with_credentials_requires_starttls() -> None:
 def test_smtp_without_credentials_uses_starttls_when_offered_unless_required() -> None:
     assert smtp_transport("smtp://relay.internal:25").start_tls is None
     assert smtp_transport("smtp://relay.internal:25?starttls=required").start_tls is True
+
+
+def test_production_always_requires_starttls_on_smtp() -> None:
+    """Mail carries sign-in and reset links: in production a relay that offers no STARTTLS, or
+    a network that strips the offer, must not get them in the clear."""
+    assert smtp_transport("smtp://relay.internal:25", production=True).start_tls is True
+    settings = Settings(_env_file=None, env="production", smtp_url="smtp://relay.internal:25")  # type: ignore[call-arg]
+    transport = transport_for(settings)
+    assert isinstance(transport, SmtpTransport)
+    assert transport.start_tls is True
 
 
 def test_smtps_is_implicit_tls() -> None:
