@@ -1,33 +1,53 @@
-"""A counterparty's professional indemnity cover status, from its latest confirmation.
+"""A counterparty's professional indemnity cover status, from its confirmations.
 
 Pure functions of dates: the caller passes ``today`` (the clock is injected), so status moves
 from covered to expiring to lapsed as days pass without anything being stored or rewritten.
+The newest confirmation speaks for the cover, but a renewal confirmed ahead of its start does
+not end the policy still in force: the cover runs on into it if they leave no gap (so the
+counterparty is not expiring), and a policy confirmed ahead with none in force is not yet in
+force.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any
 
 DEFAULT_WINDOW_DAYS = 30
 PERIOD_END = "period_end"  # the pi_cover built-in's question id for the policy end date
+PERIOD_START = "period_start"
+COVERS_ALL = "covers_our_activities"
 
 
 class CoverState(StrEnum):
     covered = "covered"
     expiring = "expiring"
     lapsed = "lapsed"
+    not_yet_in_force = "not_yet_in_force"
     unknown = "unknown"
 
 
 @dataclass(frozen=True)
 class CoverStatus:
-    """The state of cover and, when known, the last day it is in force."""
+    """The state of cover and, when known, the last day it is in force; whether the policies in
+    force say they cover everything the counterparty does for the firm (None when no policy is
+    in force, or none says); and, for cover not yet in force, the day it starts."""
 
     state: CoverState
     until: date | None
+    covers_all_activities: bool | None = None
+    starts: date | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One confirmed policy period, as a submitted confirmation gives it."""
+
+    start: date | None
+    end: date
+    covers_all_activities: bool | None
 
 
 def cover_status(
@@ -66,3 +86,58 @@ def period_end_of(answers: dict[str, Any] | None) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         return None
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def policy_of(answers: dict[str, Any] | None) -> Policy | None:
+    """The policy a submitted pi_cover confirmation gives, or None if it gives no usable one:
+    no end date, or one before its start (evidence of nothing)."""
+    end = period_end_of(answers)
+    if answers is None or end is None:
+        return None
+    start = _date(answers.get(PERIOD_START))
+    if start is not None and start > end:
+        return None
+    covers = answers.get(COVERS_ALL)
+    return Policy(start, end, covers if isinstance(covers, bool) else None)
+
+
+def cover_from(
+    policies: list[Policy], today: date, window_days: int = DEFAULT_WINDOW_DAYS
+) -> CoverStatus:
+    """Cover status on ``today`` from the confirmed policies, newest confirmation first. The
+    newest speaks for the cover (a correction, or a policy cut short, replaces what came
+    before), except that a renewal confirmed ahead of its start leaves the policy before it in
+    force until then: the cover runs on into the renewal if it leaves no gap, and is not yet in
+    force if nothing covers today."""
+    if not policies:
+        return cover_status(None, today, window_days)
+    newest = policies[0]
+    if newest.start is None or newest.start <= today:
+        status = cover_status(newest.end, today, window_days)
+        in_force = status.state in (CoverState.covered, CoverState.expiring)
+        return replace(
+            status, covers_all_activities=newest.covers_all_activities if in_force else None
+        )
+    before = next(
+        (
+            p
+            for p in policies[1:]
+            if (p.start is None or p.start <= today) and today <= p.end < newest.start
+        ),
+        None,
+    )
+    if before is None:
+        return CoverStatus(CoverState.not_yet_in_force, None, starts=newest.start)
+    until = newest.end if newest.start <= before.end + timedelta(days=1) else before.end
+    return replace(
+        cover_status(until, today, window_days), covers_all_activities=before.covers_all_activities
+    )

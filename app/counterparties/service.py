@@ -13,14 +13,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, tuple_
-from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import idempotency, pagination
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, Role
-from app.counterparties.cover import PERIOD_END, CoverStatus, cover_status, period_end_of
+from app.counterparties.cover import CoverStatus, Policy, cover_from, policy_of
 from app.counterparties.schemas import CounterpartyCreate, CounterpartyUpdate
 from app.db.models import Counterparty, Declaration
 from app.errors import BadUserInput, NotFound, field_error
@@ -188,31 +187,26 @@ async def cover_statuses(
     today: date,
     window_days: int,
 ) -> dict[uuid.UUID, CoverStatus]:
-    """Each counterparty's cover status on ``today``, from the period end its latest submitted
-    PI cover declaration gives, in one statement for all of them (a page's DataLoader batch).
-    A counterparty with no such declaration, or one not visible to the actor, is unknown."""
-    latest: dict[uuid.UUID, date | None] = {}
+    """Each counterparty's cover status on ``today``, from the policies its submitted PI cover
+    declarations confirm, newest first (``cover.cover_from``), in one statement for all of them
+    (a page's DataLoader batch). A counterparty with no such declaration, or one not visible to
+    the actor, is unknown."""
+    policies: dict[uuid.UUID, list[Policy]] = {ident: [] for ident in counterparty_ids}
     if counterparty_ids:
         query = (
-            select(Declaration.counterparty_id, Declaration.answers[PERIOD_END])
+            select(Declaration.counterparty_id, Declaration.answers)
             .where(
                 Declaration.counterparty_id.in_(counterparty_ids),
                 Declaration.status == "submitted",
                 Declaration.template_snapshot["key"].astext == PI_COVER_KEY,
             )
-            # DISTINCT ON keeps the first row per counterparty: the latest submission.
-            .ext(distinct_on(Declaration.counterparty_id))
-            .order_by(
-                Declaration.counterparty_id,
-                Declaration.submitted_at.desc().nulls_last(),
-                Declaration.id.desc(),
-            )
+            .order_by(Declaration.submitted_at.desc().nulls_last(), Declaration.id.desc())
         )
-        for counterparty_id, raw in (await session.execute(query)).all():
-            latest[counterparty_id] = period_end_of({PERIOD_END: raw})
-    return {
-        ident: cover_status(latest.get(ident), today, window_days) for ident in counterparty_ids
-    }
+        for counterparty_id, answers in (await session.execute(query)).all():
+            policy = policy_of(answers)
+            if policy is not None:
+                policies[counterparty_id].append(policy)
+    return {ident: cover_from(policies[ident], today, window_days) for ident in counterparty_ids}
 
 
 async def counterparties_by_ids(

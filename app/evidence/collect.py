@@ -26,6 +26,7 @@ from app.audit.actions import Action
 from app.audit.service import actor_names
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType
+from app.counterparties.cover import CoverStatus
 from app.counterparties.service import cover_statuses
 from app.db.models import AuditEntry, Counterparty, Declaration, Firm, User
 from app.declarations.public import receipt_covers_form, response_matches
@@ -249,8 +250,18 @@ async def _cover(
         status = statuses[c.id]
         until = status.until.isoformat() if status.until else None
         kind = c.kind.replace("_", " ")
-        lines.append(CounterpartyContent(c.name, kind, c.frn, status.state.value, until))
+        lines.append(CounterpartyContent(c.name, kind, c.frn, _cover_words(status), until))
     return lines
+
+
+def _cover_words(status: CoverStatus) -> str:
+    """The state as the pack prints it, with what qualifies it."""
+    words = status.state.value.replace("_", " ")
+    if status.starts is not None:
+        words += f" (starts {status.starts.isoformat()})"
+    if status.covers_all_activities is False:
+        words += "; not all activities covered"
+    return words
 
 
 def _verification(verified: chain.Verification) -> VerificationContent:

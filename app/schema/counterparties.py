@@ -26,11 +26,16 @@ _COUNTERPARTY_LOADER = "counterparty"
 _COVER_LOADER = "counterparty.cover_status"
 
 
-@strawberry.enum(description="Professional indemnity cover, from the latest confirmation.")
+@strawberry.enum(
+    description="Professional indemnity cover today, from the policies confirmed: COVERED, "
+    "EXPIRING (ending within the window with no renewal confirmed), LAPSED, NOT_YET_IN_FORCE "
+    "(a policy confirmed ahead of its start, and none in force), UNKNOWN (none confirmed)."
+)
 class CoverState(Enum):
     COVERED = "covered"
     EXPIRING = "expiring"
     LAPSED = "lapsed"
+    NOT_YET_IN_FORCE = "not_yet_in_force"
     UNKNOWN = "unknown"
 
 
@@ -38,12 +43,25 @@ class CoverState(Enum):
 class CoverStatus:
     state: CoverState
     until: date | None = strawberry.field(
-        description="The last day of cover the latest confirmation gives; null when unknown."
+        description="The last day of cover, through confirmed renewals that leave no gap (for "
+        "LAPSED, the day it ended); null when unknown or not yet in force."
+    )
+    covers_all_activities: bool | None = strawberry.field(
+        description="Whether the policies in force say they cover everything the counterparty "
+        "does for the firm (false: the confirmation lists exclusions); null when none is in force."
+    )
+    starts_on: date | None = strawberry.field(
+        description="For NOT_YET_IN_FORCE, the day the confirmed cover starts."
     )
 
     @classmethod
     def from_status(cls, status: cover.CoverStatus) -> CoverStatus:
-        return cls(state=CoverState(status.state.value), until=status.until)
+        return cls(
+            state=CoverState(status.state.value),
+            until=status.until,
+            covers_all_activities=status.covers_all_activities,
+            starts_on=status.starts,
+        )
 
 
 def today() -> date:
@@ -100,7 +118,7 @@ class Counterparty:
 
     cover_status: CoverStatus = strawberry.field(
         resolver=_cover_status,
-        description="Derived from the latest submitted PI cover confirmation.",
+        description="Derived from the submitted PI cover confirmations.",
     )
 
     @classmethod

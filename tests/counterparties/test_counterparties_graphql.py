@@ -107,6 +107,7 @@ async def add_declaration(
     *,
     key: str = "pi_cover",
     status: str = "submitted",
+    **answers: Any,
 ) -> None:
     """A confirmation as the public submit flow would have left it."""
     async with tenant_transaction(sessions, firm_id) as session:
@@ -122,7 +123,7 @@ async def add_declaration(
                 counterparty_id=counterparty_id,
                 status=status,
                 submitted_at=submitted_at if status == "submitted" else None,
-                answers={"period_end": period_end},
+                answers={"period_end": period_end, **answers},
             )
         )
 
@@ -355,6 +356,47 @@ async def test_cover_status_follows_the_latest_submission_and_the_clock(
     assert await status(covered, date(2026, 5, 30)) == {"state": "EXPIRING", "until": until}
     body = await gql(client, COVER, {"id": str(theirs)}, viewer)
     assert codes(body) == ["NOT_FOUND"]
+
+
+async def test_a_renewal_confirmed_ahead_and_exclusions_show_in_cover_status(
+    client: httpx.AsyncClient,
+    members: Members,
+    owner_sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    viewer = await members.create(Role.VIEWER)
+    renewed, ahead = await add_counterparties(owner_sessions, viewer.firm_id, ["Renewed", "Ahead"])
+    now = datetime.now(UTC)
+    this_year = {"period_start": "2025-07-01", "covers_our_activities": False}
+    next_year = {"period_start": "2026-07-01", "covers_our_activities": True}
+    firm = viewer.firm_id
+    await add_declaration(
+        owner_sessions, firm, renewed, "2026-06-30", now - timedelta(days=300), **this_year
+    )
+    await add_declaration(owner_sessions, firm, renewed, "2027-06-30", now, **next_year)
+    await add_declaration(owner_sessions, firm, ahead, "2027-06-30", now, **next_year)
+    monkeypatch.setattr(counterparty_types, "today", lambda: date(2026, 6, 15))
+    query = """query($id: UUID!) { counterparty(id: $id) {
+      coverStatus { state until coversAllActivities startsOn } } }"""
+    found = {}
+    for ident in (renewed, ahead):
+        body = await gql(client, query, {"id": str(ident)}, viewer)
+        assert "errors" not in body, body
+        found[ident] = body["data"]["counterparty"]["coverStatus"]
+    # This year's policy (with its exclusions) is in force, and the cover runs on into the
+    # renewal: not expiring at the end of June.
+    assert found[renewed] == {
+        "state": "COVERED",
+        "until": "2027-06-30",
+        "coversAllActivities": False,
+        "startsOn": None,
+    }
+    assert found[ahead] == {
+        "state": "NOT_YET_IN_FORCE",
+        "until": None,
+        "coversAllActivities": None,
+        "startsOn": "2026-07-01",
+    }
 
 
 @contextmanager

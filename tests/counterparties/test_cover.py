@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from app.counterparties.cover import CoverState, CoverStatus, cover_status, period_end_of
+from app.counterparties.cover import (
+    CoverState,
+    CoverStatus,
+    Policy,
+    cover_from,
+    cover_status,
+    period_end_of,
+    policy_of,
+)
 
 END = date(2026, 3, 31)
 
@@ -76,3 +84,73 @@ def test_period_end_is_read_from_a_pi_cover_submission(
     answers: dict[str, Any] | None, expected: date | None
 ) -> None:
     assert period_end_of(answers) == expected
+
+
+# ---- from every confirmation, newest first ------------------------------------------------------
+
+THIS_YEAR = Policy(date(2025, 4, 1), END, True)
+NEXT_YEAR = Policy(END + timedelta(days=1), date(2027, 3, 31), True)
+
+
+def test_a_renewal_confirmed_ahead_keeps_the_cover_running_into_it() -> None:
+    """Next year's policy, confirmed before this one ends, leaves this one in force until then
+    and the cover is not expiring: it runs on to the renewal's end."""
+    today = END - timedelta(days=10)
+    assert cover_from([NEXT_YEAR, THIS_YEAR], today) == CoverStatus(
+        CoverState.covered, date(2027, 3, 31), True
+    )
+    # Renewed with a gap: this policy's end is the end of cover, and it is expiring.
+    gap = Policy(END + timedelta(days=3), date(2027, 3, 31), True)
+    assert cover_from([gap, THIS_YEAR], today) == CoverStatus(CoverState.expiring, END, True)
+    # The renewal in force: it speaks for itself.
+    assert cover_from([NEXT_YEAR, THIS_YEAR], END + timedelta(days=1)).until == date(2027, 3, 31)
+
+
+def test_a_policy_confirmed_ahead_with_none_in_force_is_not_yet_in_force() -> None:
+    today = END - timedelta(days=10)
+    assert cover_from([NEXT_YEAR], today) == CoverStatus(
+        CoverState.not_yet_in_force, None, starts=NEXT_YEAR.start
+    )
+    lapsed = Policy(date(2024, 4, 1), date(2025, 3, 31), True)
+    assert cover_from([NEXT_YEAR, lapsed], today).state == CoverState.not_yet_in_force
+
+
+def test_the_newest_confirmation_replaces_what_came_before() -> None:
+    """A correction, or a policy cut short, is confirmed again: the newest end stands, even an
+    earlier one."""
+    cut_short = Policy(date(2025, 4, 1), date(2025, 12, 31), True)
+    assert cover_from([cut_short, THIS_YEAR], date(2026, 1, 5)) == CoverStatus(
+        CoverState.lapsed, date(2025, 12, 31)
+    )
+
+
+def test_exclusions_are_said_while_the_policy_is_in_force() -> None:
+    partial = Policy(date(2025, 4, 1), END, False)
+    assert cover_from([partial], date(2025, 6, 1)) == CoverStatus(CoverState.covered, END, False)
+    assert cover_from([partial], END + timedelta(days=1)).covers_all_activities is None
+    unsaid = Policy(date(2025, 4, 1), END, None)
+    assert cover_from([unsaid], date(2025, 6, 1)).covers_all_activities is None
+    assert cover_from([], date(2025, 6, 1)) == CoverStatus(CoverState.unknown, None)
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected"),
+    [
+        (
+            {
+                "period_start": "2025-04-01",
+                "period_end": "2026-03-31",
+                "covers_our_activities": True,
+            },
+            THIS_YEAR,
+        ),
+        ({"period_end": "2026-03-31"}, Policy(None, END, None)),
+        ({"period_start": "2026-04-01", "period_end": "2026-03-31"}, None),  # ends before it starts
+        ({"period_start": "2025-04-01"}, None),
+        (None, None),
+    ],
+)
+def test_a_policy_is_read_from_a_pi_cover_submission(
+    answers: dict[str, Any] | None, expected: Policy | None
+) -> None:
+    assert policy_of(answers) == expected
