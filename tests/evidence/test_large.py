@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -123,14 +122,12 @@ async def test_a_pack_of_500_declarations_renders(
     owner_sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     owner = await firm_with_declarations(members, owner_sessions, 500)
-    started = time.monotonic()
+    # How long it takes is the benchmark's to say (bench/: the pack against a bare render).
     body = await gql(big_client, GENERATE, {"i": {"title": "Everything", **period()}}, owner)
-    elapsed = time.monotonic() - started
     assert "errors" not in body, body
     pack = body["data"]["generateEvidencePack"]["pack"]
     assert pack["status"] == "READY", pack
     assert pack["pageCount"] > 10
-    assert elapsed < 60, f"rendering 500 declarations took {elapsed:.1f}s"
     read = await gql(
         big_client,
         "query($id: UUID!) { evidencePack(id: $id) { downloadUrl } }",
@@ -171,13 +168,10 @@ async def test_the_server_keeps_answering_while_a_big_pack_renders(
     while not rendering.is_set():
         assert not generating.done(), generating.result()
         await asyncio.sleep(0.01)
-    started = time.monotonic()
     health = await big_client.get("/healthz")
-    answered_in = time.monotonic() - started
     assert health.status_code == 200
-    # It answered while the render was still going, and quickly.
+    # It answered while the render was still going (how fast is the benchmark's to say).
     assert not rendered.is_set()
-    assert answered_in < 1.0, answered_in
     body = await generating
     assert body["data"]["generateEvidencePack"]["pack"]["status"] == "READY", body
     assert rendered.is_set()
