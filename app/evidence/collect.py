@@ -191,14 +191,22 @@ async def _generated_by(session: AsyncSession, actor: Actor) -> str:
     return f"{actor.type.value} {actor.id}"
 
 
-async def _entries(session: AsyncSession, actor: Actor, data: PackCreate) -> list[EntryContent]:
+async def _entries(
+    session: AsyncSession, actor: Actor, data: PackCreate, declarations: list[Declaration]
+) -> list[EntryContent]:
+    """The firm's entries in the period, and every entry about a declaration in the pack,
+    whenever it was made (one named by id may lie outside the period, and one in scope may have
+    been sent before it)."""
     start, end = period(data)
+    about = [str(d.id) for d in declarations]
     query = (
         select(AuditEntry)
         .where(
             AuditEntry.firm_id == actor.firm_id,
-            AuditEntry.occurred_at >= start,
-            AuditEntry.occurred_at < end,
+            or_(
+                and_(AuditEntry.occurred_at >= start, AuditEntry.occurred_at < end),
+                and_(AuditEntry.target_type == "declaration", AuditEntry.target_id.in_(about)),
+            ),
         )
         .order_by(AuditEntry.seq)
         .limit(MAX_ENTRIES + 1)
@@ -206,7 +214,7 @@ async def _entries(session: AsyncSession, actor: Actor, data: PackCreate) -> lis
     rows = list((await session.execute(query)).scalars())
     if len(rows) > MAX_ENTRIES:
         raise field_error(
-            "from", f"More than {MAX_ENTRIES} audit entries fall in the period; narrow it."
+            "from", f"More than {MAX_ENTRIES} audit entries are in scope; narrow the period."
         )
     names = await actor_names(session, actor, rows)
     return [
@@ -323,7 +331,7 @@ async def collect(
         signing_key_id=key.key_id,
         declarations=[_declaration(d, names, receipts) for d in declarations],
         counterparties=await _cover(session, actor, counterparties, cover_window_days),
-        entries=await _entries(session, actor, data),
+        entries=await _entries(session, actor, data, declarations),
         verification=_verification(verified),
         checkpoint=await _checkpoint(session, actor.firm_id, key),
     )

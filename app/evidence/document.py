@@ -252,11 +252,12 @@ def _appendix(pack: PackContent) -> str:
         f'<table repeat="1">{_header(("Seq", 6), ("Time", 27), ("Action", 25), ("Actor", 42))}'
         f"{rows}</table>"
         if pack.entries
-        else "<p>No audit entries fall in the period.</p>"
+        else "<p>No audit entries fall in the period or concern these declarations.</p>"
     )
     return (
         '<pdf:nextpage /><h2>Audit appendix</h2><p class="small">The firm\'s audit entries in '
-        "the period, in chain order; the line under each is its SHA-256 chain hash.</p>"
+        "the period, and every entry about a declaration in this pack, in chain order; the line "
+        "under each is its SHA-256 chain hash.</p>"
         f"{table}{_verification(pack.verification)}"
         f"{_checkpoint(pack.checkpoint, pack.signing_key_id)}{_SIGNED}"
     )

@@ -162,6 +162,39 @@ async def test_the_cover_says_which_declarations_the_scope_holds(
         assert ("No declarations are in scope." not in text) is holds_alice, scope
 
 
+async def test_the_appendix_holds_the_entries_about_the_packs_declarations_whenever_made(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette
+) -> None:
+    """A declaration named by id is in the pack whatever its dates: its audit entries are in
+    the appendix too, though they fall outside the pack's period."""
+    await signed_up(browser, smtp, firm="Named Ltd")
+    alice = await submitted_declaration(browser, smtp, auth_app, "Alice Named")
+    last_year = datetime.now(UTC).date() - timedelta(days=365)
+    past = {"from": (last_year - timedelta(days=30)).isoformat(), "to": last_year.isoformat()}
+    pack = await generate(browser, "Named", **past, declarationIds=[alice.id])
+    response = await browser.client.get(_path(await _download_url(browser, pack["id"])))
+    appendix = pdf_text(response.content).split("Audit appendix")[-1]
+    for action in ("declaration.created", "declaration.sent", "declaration.submitted"):
+        assert action in appendix, appendix[:800]
+    assert "auth.email_verified" not in appendix  # the firm's other entries: not in the period
+
+
+async def test_a_pack_with_more_audit_entries_than_it_may_hold_is_refused_whole(
+    browser: Browser, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An appendix cut short would be a trail with a hole in it: over the limit (5,000; 2 here),
+    the pack is refused, naming the period, and nothing is made."""
+    await signed_up(browser, smtp, firm="Busy Trail Ltd")  # signed up, verified: 2 entries
+    renamed = 'mutation { updateFirm(input: {name: "Busier Trail Ltd"}) { firm { name } } }'
+    assert "errors" not in await browser.gql(renamed)  # a third
+    monkeypatch.setattr(collect, "MAX_ENTRIES", 2)
+    body = await browser.gql(GENERATE, {"i": {"title": "Too long", **period()}})
+    assert codes(body) == ["BAD_USER_INPUT"], body
+    assert [f["field"] for f in body["errors"][0]["extensions"]["fields"]] == ["from"]
+    listed = await browser.gql(PACKS)
+    assert listed["data"]["evidencePacks"]["edges"] == []
+
+
 async def test_a_pack_says_whether_each_receipt_covers_the_form(
     auth_app: Starlette, members: Members, owner_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
