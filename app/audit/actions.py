@@ -50,6 +50,8 @@ class Action(StrEnum):
     DECLARATION_LINK_REISSUED = "declaration.link_reissued"
     DECLARATION_TOKEN_REFUSED = "declaration.token_refused"
 
+    AUDIT_EXPORTED = "audit.exported"
+
     EVIDENCE_PACK_REQUESTED = "evidence_pack.requested"
     EVIDENCE_PACK_GENERATED = "evidence_pack.generated"
     EVIDENCE_PACK_FAILED = "evidence_pack.failed"

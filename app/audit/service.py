@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import chain
+from app.audit.actions import Action
 from app.audit.export import export_lines
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType, Role
@@ -110,11 +112,21 @@ async def export_log(
     start: datetime | None,
     end: datetime | None,
 ) -> str:
-    """The firm's trail as JSON Lines (admins); very long trails go through the CLI."""
+    """The firm's trail as JSON Lines (admins); very long trails go through the CLI. The export
+    is recorded (``audit.exported``), after it and so outside it, with its dates, the head it
+    reaches and its SHA-256 (the signed digest), so the trail says who took which export."""
     actor.require(Role.ADMIN)
     lines = []
     async for line in export_lines(session, actor.firm_id, key, start, end):
         lines.append(line)
         if len(lines) > MAX_EXPORT_LINES:
             raise BadUserInput("Too many entries for one request; narrow the dates or use the CLI.")
+    header, trailer = json.loads(lines[0]), json.loads(lines[-1])
+    details = {
+        "from": header["from"],
+        "to": header["to"],
+        "head_seq": header["head_seq"],
+        "sha256": trailer["sha256"],
+    }
+    await chain.record(session, actor, Action.AUDIT_EXPORTED, details=details)
     return "".join(lines)

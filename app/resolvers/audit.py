@@ -6,6 +6,7 @@ from datetime import datetime
 
 from app import pagination
 from app.audit import checkpoints, service
+from app.errors import MethodNotAllowed
 from app.schema.audit import (
     AuditCheckpoint,
     AuditCheckpointPayload,
@@ -63,6 +64,9 @@ async def create_audit_checkpoint(info: Info) -> AuditCheckpointPayload:
 async def export_audit_log(
     info: Info, from_: datetime | None = None, to: datetime | None = None
 ) -> AuditExport:
+    if info.context.method != "POST":
+        # Taking an export is recorded, and a GET must change nothing.
+        raise MethodNotAllowed("Export with POST: taking an export is recorded.")
     key = info.context.signing_key
     text = await info.context.run(service.export_log, key, from_, to)
     return AuditExport(key_id=key.key_id, jsonl=text)

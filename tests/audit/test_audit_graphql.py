@@ -43,6 +43,7 @@ from tests.audit.test_tamper import (
     tamper,
 )
 from tests.factories import Member, Members, codes, gql
+from tests.partners import doc_id, trust
 
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 RENAME = "mutation($name: String!) { updateFirm(input: {name: $name}) { firm { name } } }"
@@ -663,3 +664,46 @@ async def test_the_periodic_checkpointer_never_signs_a_chain_cut_below_its_check
         f"audit chain of firm {cut.firm_id} not signed: "
         "The audit trail ends at seq 2, before its checkpoint at seq 3."
     ) in caplog.text
+
+
+async def test_taking_an_export_is_recorded_and_a_get_takes_none(
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+) -> None:
+    """Who took which export is on the trail: its dates, the head it reaches and its SHA-256
+    (the digest its trailer signs). Recording is a change, so a GET, which prefetchers send
+    unasked, is refused (405) and records nothing."""
+    admin = await members.create(Role.ADMIN)
+    window = {"from": "2020-01-01T00:00:00Z", "to": None}
+    body = await gql(
+        client,
+        "query($from: DateTime, $to: DateTime) { exportAuditLog(from: $from, to: $to) "
+        "{ keyId jsonl } }",
+        window,
+        admin,
+    )
+    assert "errors" not in body, body
+    lines = [json.loads(line) for line in body["data"]["exportAuditLog"]["jsonl"].splitlines()]
+    (newest, *_) = (await page(client, admin))["edges"]
+    assert newest["node"]["action"] == "audit.exported"
+    assert newest["node"]["actor"]["id"] == str(admin.user_id)
+    assert newest["node"]["details"] == {
+        "from": lines[0]["from"],
+        "to": None,
+        "head_seq": lines[0]["head_seq"],
+        "sha256": lines[-1]["sha256"],
+    }
+    assert newest["node"]["seq"] == lines[0]["head_seq"] + 1  # after the export, not in it
+
+    document = "query ExportByGet { exportAuditLog { jsonl } }"
+    await trust(superuser_engine, [document])
+    before = (await page(client, admin))["edges"]
+    fetched = await client.get(
+        "/graphql",
+        params={"documentId": f"sha256:{doc_id(document)}", "variables": "{}"},
+        headers=admin.headers,
+    )
+    assert fetched.status_code == 405, fetched.text
+    assert codes(fetched.json()) == ["METHOD_NOT_ALLOWED"]
+    assert (await page(client, admin))["edges"] == before
