@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app.audit import signing
 from app.config import ConfigError, Settings
 from app.schema import build_schema
 
@@ -154,6 +155,20 @@ def test_production_refuses_to_start_without_its_settings() -> None:
     assert any("COVERPROOF_SECRET_KEY" in p for p in problems)
     assert any("COVERPROOF_DATABASE_URL" in p for p in problems)
     assert any("https://" in p for p in problems)
+
+
+def test_production_refuses_to_make_up_an_audit_signing_key(tmp_path: Path) -> None:
+    """A key generated on the spot would sign checkpoints nobody can check against a published
+    key: production names the missing setting instead, and writes no key."""
+    settings = Settings(_env_file=None, env="production", data_dir=tmp_path)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError) as refused:
+        signing.load(settings)
+    assert refused.value.problems == [
+        "COVERPROOF_AUDIT_SIGNING_KEY (an Ed25519 PEM key) must be set in production."
+    ]
+    assert list(tmp_path.iterdir()) == []
+    development = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    assert signing.load(development).key_id == signing.load(development).key_id  # made once
 
 
 def test_development_generates_the_secret_key_once(tmp_path: Path) -> None:

@@ -55,3 +55,24 @@ async def test_an_owner_that_may_change_the_audit_trail_is_refused(
         "coverproof_owner may change the audit trail: audit_checkpoints DELETE, "
         "audit_checkpoints UPDATE, audit_log DELETE, audit_log UPDATE"
     )
+
+
+@pytest.mark.parametrize(
+    ("attributes", "refusal"),
+    [
+        ("bypassrls", "the database role has BYPASSRLS"),
+        ("in role coverproof_owner", "the database role is a member of coverproof_owner"),
+    ],
+)
+async def test_a_role_that_bypasses_rls_or_inherits_the_owner_is_refused(
+    superuser_engine: AsyncEngine, attributes: str, refusal: str
+) -> None:
+    """Neither is a superuser nor owns a table, and either would read every firm's rows. (Made
+    in a transaction that is rolled back: roles are the whole cluster's.)"""
+    async with superuser_engine.connect() as conn, conn.begin() as tx:
+        await conn.execute(text(f"create role coverproof_probe {attributes}"))
+        await conn.execute(text("set local role coverproof_probe"))
+        problems = await runtime_problems(conn)
+        await tx.rollback()
+    assert refusal in problems
+    assert not any("superuser" in p or "owns" in p for p in problems), problems
