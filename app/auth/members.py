@@ -91,7 +91,6 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
                 email=found.email,
                 email_verified_at=now,
                 created_at=now,
-                failed_sign_ins=0,
             )
         )
     else:

@@ -99,7 +99,6 @@ async def sign_up(session: AsyncSession, env: AuthEnv, data: SignUp) -> None:
                     email=data.email,
                     password_hash=password_hash,
                     created_at=now,
-                    failed_sign_ins=0,
                 )
             )
     except IntegrityError:
@@ -220,34 +219,41 @@ async def sign_in_with_password(
     await env.limit(Policy.SIGN_IN_PER_IP, env.ip_key)
     user = await calls.user_by_email(session, data.email)
     now = datetime.now(UTC)
-    if user is not None and user.throttled_until is not None and user.throttled_until > now:
-        retry_after = max(1, int((user.throttled_until - now).total_seconds()))
+    # Counted by address, registered or not: a throttled answer tells nothing of which it is.
+    throttled_until = await calls.sign_in_throttled_until(session, data.email)
+    if throttled_until is not None and throttled_until > now:
+        retry_after = max(1, int((throttled_until - now).total_seconds()))
         raise RateLimited(retryAfter=retry_after).on_record(
-            lambda fresh: _record_failure(fresh, env, user, Action.SIGN_IN_THROTTLED)
+            lambda fresh: _record_failure(fresh, env, data.email, user, Action.SIGN_IN_THROTTLED)
         )
     matches = await passwords.verify_password(user.password_hash if user else None, data.password)
     if user is None or not matches or user.firm_id is None:
         raise InvalidCredentials().on_record(
-            lambda fresh: _record_failure(fresh, env, user, Action.SIGN_IN_FAILED)
+            lambda fresh: _record_failure(fresh, env, data.email, user, Action.SIGN_IN_FAILED)
         )
     actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
     await bind_tenant(session, actor.firm_id, actor.id)
-    values: dict[str, Any] = {"failed_sign_ins": 0, "throttled_until": None}
+    await calls.clear_failed_sign_ins(session, data.email)
     if passwords.needs_rehash(user.password_hash):
-        values["password_hash"] = await passwords.hash_password(data.password)
-    await session.execute(update(User).where(User.id == actor.id).values(values))
+        rehashed = await passwords.hash_password(data.password)
+        await session.execute(
+            update(User).where(User.id == actor.id).values(password_hash=rehashed)
+        )
     details = {"method": "password"}
     await chain.record(session, actor, Action.SIGN_IN_SUCCEEDED, "user", actor.id, details)
     return await start_session(session, env, actor, user.email_verified)
 
 
-async def _record_failure(session: AsyncSession, env: AuthEnv, user: Any, action: Action) -> None:
-    """After the failed attempt rolled back: count it against the account and audit it."""
+async def _record_failure(
+    session: AsyncSession, env: AuthEnv, email: str, user: Any, action: Action
+) -> None:
+    """After the failed attempt rolled back: count it against the address (registered or not)
+    and audit it, in the account's firm if there is one."""
+    if action is Action.SIGN_IN_FAILED:
+        await calls.note_failed_sign_in(session, email, THROTTLE_AFTER_FAILURES)
     if user is None or user.firm_id is None:
         await chain.record_platform(session, action, ip=env.ip)
         return
-    if action is Action.SIGN_IN_FAILED:
-        await calls.note_failed_sign_in(session, user.user_id, THROTTLE_AFTER_FAILURES)
     await bind_tenant(session, user.firm_id, user.user_id)
     actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
     await chain.record(session, actor, action, "user", user.user_id)
@@ -303,12 +309,10 @@ async def reset_password(session: AsyncSession, env: AuthEnv, token: str, passwo
     await session.execute(
         update(User)
         .where(User.id == actor.id)
-        .values(
-            password_hash=await passwords.hash_password(password),
-            failed_sign_ins=0,
-            throttled_until=None,
-        )
+        .values(password_hash=await passwords.hash_password(password))
     )
+    if found.email:
+        await calls.clear_failed_sign_ins(session, found.email)
     await session.execute(
         update(User)
         .where(User.id == actor.id, User.email_verified_at.is_(None))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncGenerator, Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -40,14 +41,17 @@ _XACT_LOCK = text("select pg_advisory_xact_lock(:key)")
 _PAIR_LOCK = text("select pg_advisory_xact_lock(:space, :key)")
 _TRY_PAIR_LOCK = text("select pg_try_advisory_xact_lock(:space, :key)")
 _USER_BY_EMAIL = text(
-    "select user_id, password_hash, email_verified, throttled_until, firm_id, role "
-    "from auth_user_by_email(:email)"
+    "select user_id, password_hash, email_verified, firm_id, role from auth_user_by_email(:email)"
 )
 _REDEEM = text(
     "select status, user_id, firm_id, email, role from auth_redeem_token(:purpose, :token_hash)"
 )
 _MY_FIRMS = text("select firm_id, firm_name, role from auth_my_firms()")
-_NOTE_FAILURE = text("select auth_note_failed_sign_in(:user_id, :threshold)")
+# Failed password sign-ins are counted by address, registered or not (so the throttle cannot
+# tell which addresses are).
+_THROTTLED_UNTIL = text("select auth_sign_in_throttled_until(:email)")
+_NOTE_FAILURE = text("select auth_note_failed_sign_in_by_address(:email, :threshold)")
+_CLEAR_FAILURES = text("select auth_clear_sign_in_failures(:email)")
 _END_MEMBER_SESSIONS = text("select auth_end_member_sessions(:user_id)")
 _DECLARATION_TOKEN = text(
     "select declaration_id, firm_id from declaration_token_lookup(:token_hash)"
@@ -169,8 +173,18 @@ async def my_firms(session: AsyncSession) -> list[Row[Any]]:
     return list((await session.execute(_MY_FIRMS)).all())
 
 
-async def note_failed_sign_in(session: AsyncSession, user_id: object, threshold: int) -> None:
-    await session.execute(_NOTE_FAILURE, {"user_id": user_id, "threshold": threshold})
+async def sign_in_throttled_until(session: AsyncSession, email: str) -> datetime | None:
+    """Until when password sign-in to this address is refused (None: it is not)."""
+    found: datetime | None = await session.scalar(_THROTTLED_UNTIL, {"email": email})
+    return found
+
+
+async def note_failed_sign_in(session: AsyncSession, email: str, threshold: int) -> None:
+    await session.execute(_NOTE_FAILURE, {"email": email, "threshold": threshold})
+
+
+async def clear_failed_sign_ins(session: AsyncSession, email: str) -> None:
+    await session.execute(_CLEAR_FAILURES, {"email": email})
 
 
 async def end_member_sessions(session: AsyncSession, user_id: object) -> int:

@@ -36,8 +36,6 @@ class User(Base):
     email_verified_at: Mapped[datetime | None]
     password_hash: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
-    failed_sign_ins: Mapped[int]
-    throttled_until: Mapped[datetime | None]
 
 
 class Membership(Base):

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.auth.sessions import token_hash
+from tests.auth.test_flows import failed_already
 from tests.browser import (
     MAGIC,
     PASSWORD,
@@ -114,9 +115,7 @@ async def test_a_throttled_sign_in_and_a_resent_verification_are_on_the_trail(
                 {"e": email},
             )
         ).one()
-        await conn.execute(
-            text("update users set failed_sign_ins = 99 where email = :e"), {"e": email}
-        )
+    await failed_already(superuser_engine, email, 99)
     wrong = await browser.gql(SIGN_IN, {"e": email, "p": "wrong password here"})
     assert codes(wrong) == ["INVALID_CREDENTIALS"]
     assert codes(await browser.gql(SIGN_IN, {"e": email, "p": PASSWORD})) == ["RATE_LIMITED"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -338,14 +339,25 @@ async def test_sign_in_is_rate_limited_per_email_and_counts_aliased_operations(
     assert all(1 <= r["errors"][0]["extensions"]["retryAfter"] <= 60 for r in limited)
 
 
+async def failed_already(engine: AsyncEngine, email: str, failures: int) -> None:
+    """As if ``failures`` password sign-ins to the address had failed (counted by address), the
+    last of them long enough ago that it is not throttled now."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "insert into sign_in_failures (address_sha256, failures) "
+                "values (sha256(convert_to(lower(:e), 'UTF8')), :n) "
+                "on conflict (address_sha256) do update set failures = :n, throttled_until = null"
+            ),
+            {"e": email, "n": failures},
+        )
+
+
 async def test_after_many_failures_password_sign_in_is_throttled_but_magic_links_work(
     browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
 ) -> None:
     email = await signed_up(browser, smtp)
-    async with superuser_engine.begin() as conn:
-        await conn.execute(
-            text("update users set failed_sign_ins = 99 where email = :e"), {"e": email}
-        )
+    await failed_already(superuser_engine, email, 99)
     assert codes(await browser.gql(SIGN_IN, {"e": email, "p": "wrong password here"})) == [
         "INVALID_CREDENTIALS"
     ]
@@ -355,6 +367,52 @@ async def test_after_many_failures_password_sign_in_is_throttled_but_magic_links
     await browser.gql(MAGIC, {"e": email})
     token = await link_token(smtp, email, "sign-in link")
     assert "errors" not in await browser.gql(MAGIC_SIGN_IN, {"t": token})
+
+
+async def test_the_throttle_answers_alike_for_registered_and_unknown_addresses(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    """Failures are counted by address, so an unknown address is throttled exactly as a
+    registered one is: a hundred wrong passwords no longer tell which addresses have accounts.
+    A successful sign-in clears the count."""
+    registered, unknown = await signed_up(browser, smtp), new_email()
+    answers: dict[str, list[Any]] = {}
+    for email in (registered, unknown):
+        await failed_already(superuser_engine, email, 99)
+        attempt = browser_for(auth_app)  # a client address of its own: per-IP limits apart
+        async with attempt.client:
+            wrong = await attempt.gql(SIGN_IN, {"e": email, "p": "wrong password here"})
+            held = await attempt.gql(SIGN_IN, {"e": email, "p": PASSWORD})
+        answers[email] = [
+            codes(wrong),
+            codes(held),
+            held["errors"][0]["extensions"]["retryAfter"],
+            held["errors"][0]["message"],
+        ]
+    assert (
+        answers[registered]
+        == answers[unknown]
+        == [
+            ["INVALID_CREDENTIALS"],
+            ["RATE_LIMITED"],
+            1,
+            answers[unknown][3],
+        ]
+    )
+
+    await failed_already(superuser_engine, registered, 50)
+    fresh = browser_for(auth_app)
+    async with fresh.client:
+        assert "errors" not in await fresh.gql(SIGN_IN, {"e": registered, "p": PASSWORD})
+    async with superuser_engine.connect() as conn:
+        left = await conn.scalar(
+            text(
+                "select count(*) from sign_in_failures "
+                "where address_sha256 = sha256(convert_to(lower(:e), 'UTF8'))"
+            ),
+            {"e": registered},
+        )
+    assert left == 0
 
 
 async def test_link_pages_change_nothing_and_run_under_a_nonce_csp(browser: Browser) -> None:
