@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import idempotency
 from app.audit import chain
 from app.audit.actions import Action
-from app.auth import mails, tokens
+from app.auth import mails, sessions, tokens
 from app.auth.actor import Actor, Role
 from app.auth.env import AuthEnv
 from app.auth.service import SignedIn, prove_address, redeem_link, start_session, user_actor
@@ -179,6 +179,11 @@ async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID)
         delete(Membership).where(Membership.firm_id == actor.firm_id, Membership.user_id == user_id)
     )
     # Ended, not only unusable while they are not a member: a re-invitation must not revive them.
-    ended = await calls.end_member_sessions(session, user_id)
+    # An admin leaving ends their own, which RLS lets them (and the owner's function, which
+    # acts for the firm's admins, no longer would: they are not one now).
+    if user_id == actor.id:
+        ended = await sessions.revoke_in_firm(session, user_id, actor.firm_id)
+    else:
+        ended = await calls.end_member_sessions(session, user_id)
     details = {"role": target.role, "sessions": ended}
     await chain.record(session, actor, Action.MEMBER_REMOVED, "user", user_id, details)

@@ -95,6 +95,16 @@ async def revoke_all(session: AsyncSession, user_id: uuid.UUID) -> list[uuid.UUI
     return list(result.scalars())
 
 
+async def revoke_in_firm(session: AsyncSession, user_id: uuid.UUID, firm_id: uuid.UUID) -> int:
+    """Revoke the user's live sessions in one firm (RLS: only the actor's own); how many."""
+    result = await session.execute(
+        update(Session)
+        .where(Session.user_id == user_id, Session.firm_id == firm_id, Session.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def revoke(session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID) -> bool:
     """Revoke one of the user's sessions; False when there is no such live session."""
     result = await session.execute(

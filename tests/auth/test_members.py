@@ -385,6 +385,35 @@ async def test_a_removed_members_session_stops_working_at_once(
     assert codes(await member.browser.gql(FIRM)) == ["UNAUTHENTICATED"]
 
 
+async def test_an_admin_may_leave_and_their_sessions_end(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
+) -> None:
+    """Removing yourself ends your own sessions in the firm (the function that ends another
+    member's acts for the firm's admins, which the leaver no longer is)."""
+    await signed_up(browser, smtp)
+    firm_id = await firm_id_of(browser)
+    admin = await join(browser, smtp, new_browser(), "ADMIN")
+    body = await admin.browser.gql(REMOVE, {"u": admin.user_id})
+    assert body == {"data": {"removeMember": {"ok": True}}}, body
+    assert codes(await admin.browser.gql(FIRM)) == ["UNAUTHENTICATED"]
+    async with superuser_engine.connect() as conn:
+        live = await conn.scalar(
+            text("select count(*) from sessions where user_id = :u and revoked_at is null"),
+            {"u": admin.user_id},
+        )
+        removed = (
+            await conn.execute(
+                text(
+                    "select actor_id, details from audit_log where firm_id = :f "
+                    "and action = 'member.removed'"
+                ),
+                {"f": firm_id},
+            )
+        ).one()
+    assert live == 0
+    assert (removed.actor_id, removed.details) == (admin.user_id, {"role": "admin", "sessions": 1})
+
+
 async def test_every_membership_change_is_in_the_firms_audit_chain(
     browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
 ) -> None:
