@@ -16,7 +16,14 @@ from app.audit.actions import Action
 from app.auth import mails, sessions, tokens
 from app.auth.actor import Actor, Role
 from app.auth.env import AuthEnv
-from app.auth.service import SignedIn, prove_address, redeem_link, start_session, user_actor
+from app.auth.service import (
+    SignedIn,
+    prove_address,
+    proved_owner,
+    redeem_link,
+    start_session,
+    user_actor,
+)
 from app.auth.tokens import Purpose
 from app.db import calls
 from app.db.models import Firm, Membership, User
@@ -80,6 +87,7 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
     """Join the firm (creating a password-less user if needed) and sign in to it; the link
     came to the invited address, so it also proves that address."""
     found = await redeem_link(session, env, Purpose.INVITATION, token)
+    await proved_owner(session, env, found.email)
     existing = await calls.user_by_email(session, found.email)
     user_id = existing.user_id if existing else uuid.uuid4()
     now = datetime.now(UTC)

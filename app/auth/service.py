@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import chain
 from app.audit.actions import Action
-from app.auth import mails, passwords, sessions, tokens
+from app.auth import mails, passwords, sessions, throttle, tokens
 from app.auth.actor import Actor, ActorType, Role
 from app.auth.env import AuthEnv
 from app.auth.schemas import EmailOnly, PasswordSignIn, SignUp
@@ -170,6 +170,14 @@ async def start_session(
     return SignedIn(cookie, actor, email_verified)
 
 
+async def proved_owner(session: AsyncSession, env: AuthEnv, email: str | None) -> None:
+    """Whoever followed an emailed link (or reset the password) owns the address: its failed
+    password sign-ins are forgiven, so a stranger's wrong passwords cannot keep its owner
+    throttled, nor throttle an address before it is registered."""
+    if email:
+        await calls.clear_failed_sign_ins(session, throttle.address_key(env.secret_key, email))
+
+
 async def prove_address(session: AsyncSession, user_id: uuid.UUID, *, clear_password: bool) -> None:
     """Mark the address verified by an emailed link. If it was not verified yet, whoever set the
     account up before its owner proved the address loses it: every existing session ends and,
@@ -194,6 +202,7 @@ async def verify_email(session: AsyncSession, env: AuthEnv, token: str) -> Signe
     actor = user_actor(env, found.user_id, found.firm_id, found.role)
     await bind_tenant(session, actor.firm_id, actor.id)
     await prove_address(session, actor.id, clear_password=False)
+    await proved_owner(session, env, found.email)
     await chain.record(session, actor, Action.EMAIL_VERIFIED, "user", actor.id)
     return await start_session(session, env, actor)
 
@@ -220,7 +229,8 @@ async def sign_in_with_password(
     user = await calls.user_by_email(session, data.email)
     now = datetime.now(UTC)
     # Counted by address, registered or not: a throttled answer tells nothing of which it is.
-    throttled_until = await calls.sign_in_throttled_until(session, data.email)
+    address = throttle.address_key(env.secret_key, data.email)
+    throttled_until = await calls.sign_in_throttled_until(session, address)
     if throttled_until is not None and throttled_until > now:
         retry_after = max(1, int((throttled_until - now).total_seconds()))
         raise RateLimited(retryAfter=retry_after).on_record(
@@ -233,7 +243,7 @@ async def sign_in_with_password(
         )
     actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
     await bind_tenant(session, actor.firm_id, actor.id)
-    await calls.clear_failed_sign_ins(session, data.email)
+    await calls.clear_failed_sign_ins(session, address)
     if passwords.needs_rehash(user.password_hash):
         rehashed = await passwords.hash_password(data.password)
         await session.execute(
@@ -250,7 +260,8 @@ async def _record_failure(
     """After the failed attempt rolled back: count it against the address (registered or not)
     and audit it, in the account's firm if there is one."""
     if action is Action.SIGN_IN_FAILED:
-        await calls.note_failed_sign_in(session, email, THROTTLE_AFTER_FAILURES)
+        address = throttle.address_key(env.secret_key, email)
+        await calls.note_failed_sign_in(session, address, THROTTLE_AFTER_FAILURES)
     if user is None or user.firm_id is None:
         await chain.record_platform(session, action, ip=env.ip)
         return
@@ -285,6 +296,7 @@ async def sign_in_with_magic_link(session: AsyncSession, env: AuthEnv, token: st
     actor = user_actor(env, found.user_id, found.firm_id, found.role)
     await bind_tenant(session, actor.firm_id, actor.id)
     await prove_address(session, actor.id, clear_password=True)
+    await proved_owner(session, env, found.email)
     details = {"method": "magic_link"}
     await chain.record(session, actor, Action.SIGN_IN_SUCCEEDED, "user", actor.id, details)
     return await start_session(session, env, actor)
@@ -311,8 +323,7 @@ async def reset_password(session: AsyncSession, env: AuthEnv, token: str, passwo
         .where(User.id == actor.id)
         .values(password_hash=await passwords.hash_password(password))
     )
-    if found.email:
-        await calls.clear_failed_sign_ins(session, found.email)
+    await proved_owner(session, env, found.email)
     await session.execute(
         update(User)
         .where(User.id == actor.id, User.email_verified_at.is_(None))

@@ -49,9 +49,9 @@ _REDEEM = text(
 _MY_FIRMS = text("select firm_id, firm_name, role from auth_my_firms()")
 # Failed password sign-ins are counted by address, registered or not (so the throttle cannot
 # tell which addresses are).
-_THROTTLED_UNTIL = text("select auth_sign_in_throttled_until(:email)")
-_NOTE_FAILURE = text("select auth_note_failed_sign_in_by_address(:email, :threshold)")
-_CLEAR_FAILURES = text("select auth_clear_sign_in_failures(:email)")
+_THROTTLED_UNTIL = text("select auth_sign_in_throttled_until(:address)")
+_NOTE_FAILURE = text("select auth_note_failed_sign_in_by_address(:address, :threshold)")
+_CLEAR_FAILURES = text("select auth_clear_sign_in_failures(:address)")
 _END_MEMBER_SESSIONS = text("select auth_end_member_sessions(:user_id)")
 _DECLARATION_TOKEN = text(
     "select declaration_id, firm_id from declaration_token_lookup(:token_hash)"
@@ -173,18 +173,18 @@ async def my_firms(session: AsyncSession) -> list[Row[Any]]:
     return list((await session.execute(_MY_FIRMS)).all())
 
 
-async def sign_in_throttled_until(session: AsyncSession, email: str) -> datetime | None:
-    """Until when password sign-in to this address is refused (None: it is not)."""
-    found: datetime | None = await session.scalar(_THROTTLED_UNTIL, {"email": email})
+async def sign_in_throttled_until(session: AsyncSession, address: bytes) -> datetime | None:
+    """Until when password sign-in to this address (its throttle.address_key) is refused."""
+    found: datetime | None = await session.scalar(_THROTTLED_UNTIL, {"address": address})
     return found
 
 
-async def note_failed_sign_in(session: AsyncSession, email: str, threshold: int) -> None:
-    await session.execute(_NOTE_FAILURE, {"email": email, "threshold": threshold})
+async def note_failed_sign_in(session: AsyncSession, address: bytes, threshold: int) -> None:
+    await session.execute(_NOTE_FAILURE, {"address": address, "threshold": threshold})
 
 
-async def clear_failed_sign_ins(session: AsyncSession, email: str) -> None:
-    await session.execute(_CLEAR_FAILURES, {"email": email})
+async def clear_failed_sign_ins(session: AsyncSession, address: bytes) -> None:
+    await session.execute(_CLEAR_FAILURES, {"address": address})
 
 
 async def end_member_sessions(session: AsyncSession, user_id: object) -> int:

@@ -97,7 +97,7 @@ async def test_sign_in_links_resets_and_ended_sessions_are_on_the_trail(
 
 
 async def test_a_throttled_sign_in_and_a_resent_verification_are_on_the_trail(
-    browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
     email = new_email()
     variables = {"input": {"email": email, "password": PASSWORD, "firmName": "Unverified Ltd"}}
@@ -115,7 +115,7 @@ async def test_a_throttled_sign_in_and_a_resent_verification_are_on_the_trail(
                 {"e": email},
             )
         ).one()
-    await failed_already(superuser_engine, email, 99)
+    await failed_already(auth_app, superuser_engine, email, 104)
     wrong = await browser.gql(SIGN_IN, {"e": email, "p": "wrong password here"})
     assert codes(wrong) == ["INVALID_CREDENTIALS"]
     assert codes(await browser.gql(SIGN_IN, {"e": email, "p": PASSWORD})) == ["RATE_LIMITED"]

@@ -280,3 +280,34 @@ async def test_only_an_admin_ends_sessions_and_only_of_a_removed_member_of_their
         assert (await session.execute(end, {"u": current.user_id})).scalar_one() == 1
     assert await live(current.user_id) == 0
     assert await live(plain.user_id) == 1
+
+
+async def test_sign_in_failures_are_the_owners_functions_alone_and_pruned_when_quiet(
+    app_engine: AsyncEngine, superuser_engine: AsyncEngine
+) -> None:
+    """The table keys failed sign-ins by address (registered or not): the app role may not read
+    it (only count through the functions), and rows a month quiet go as failures arrive."""
+    quiet, fresh = uuid.uuid4().bytes * 2, uuid.uuid4().bytes * 2
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "insert into sign_in_failures (address_key, failures, last_failed_at) "
+                "values (:a, 5, now() - interval '31 days')"
+            ),
+            {"a": quiet},
+        )
+    with pytest.raises(DBAPIError, match="permission denied"):
+        async with app_engine.begin() as conn:
+            await conn.execute(text("select count(*) from sign_in_failures"))
+    async with app_engine.begin() as conn:
+        await conn.execute(
+            text("select auth_note_failed_sign_in_by_address(:a, 100)"), {"a": fresh}
+        )
+    async with superuser_engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "select address_key, failures from sign_in_failures where address_key in (:q, :f)"
+            ),
+            {"q": quiet, "f": fresh},
+        )
+        assert {bytes(k): n for k, n in rows.all()} == {fresh: 1}
