@@ -38,11 +38,11 @@ class CoverStatus:
     state: CoverState
     until: date | None
     covers_all_activities: bool | None = None
-    starts: date | None = None
+    starts_on: date | None = None
 
 
 @dataclass(frozen=True)
-class Policy:
+class ConfirmedPolicy:
     """One confirmed policy period, as a submitted confirmation gives it."""
 
     start: date | None
@@ -97,7 +97,7 @@ def _date(value: Any) -> date | None:
         return None
 
 
-def policy_of(answers: dict[str, Any] | None) -> Policy | None:
+def policy_of(answers: dict[str, Any] | None) -> ConfirmedPolicy | None:
     """The policy a submitted pi_cover confirmation gives, or None if it gives no usable one:
     no end date, or one before its start (evidence of nothing)."""
     end = period_end_of(answers)
@@ -107,37 +107,54 @@ def policy_of(answers: dict[str, Any] | None) -> Policy | None:
     if start is not None and start > end:
         return None
     covers = answers.get(COVERS_ALL)
-    return Policy(start, end, covers if isinstance(covers, bool) else None)
+    return ConfirmedPolicy(start, end, covers if isinstance(covers, bool) else None)
 
 
 def cover_from(
-    policies: list[Policy], today: date, window_days: int = DEFAULT_WINDOW_DAYS
+    policies: list[ConfirmedPolicy], today: date, window_days: int = DEFAULT_WINDOW_DAYS
 ) -> CoverStatus:
     """Cover status on ``today`` from the confirmed policies, newest confirmation first. The
     newest speaks for the cover (a correction, or a policy cut short, replaces what came
     before), except that a renewal confirmed ahead of its start leaves the policy before it in
-    force until then: the cover runs on into the renewal if it leaves no gap, and is not yet in
-    force if nothing covers today."""
+    force until then; with none in force, the cover is not yet in force, from the earliest
+    start to come. The cover runs on through confirmed renewals that leave no gap."""
     if not policies:
         return cover_status(None, today, window_days)
     newest = policies[0]
-    if newest.start is None or newest.start <= today:
-        status = cover_status(newest.end, today, window_days)
-        in_force = status.state in (CoverState.covered, CoverState.expiring)
-        return replace(
-            status, covers_all_activities=newest.covers_all_activities if in_force else None
+    current: ConfirmedPolicy | None = newest
+    if not _begun(newest, today):
+        current = next(
+            (p for p in policies[1:] if _begun(p, today) and p.end >= today and _before(p, newest)),
+            None,
         )
-    before = next(
-        (
-            p
-            for p in policies[1:]
-            if (p.start is None or p.start <= today) and today <= p.end < newest.start
-        ),
-        None,
-    )
-    if before is None:
-        return CoverStatus(CoverState.not_yet_in_force, None, starts=newest.start)
-    until = newest.end if newest.start <= before.end + timedelta(days=1) else before.end
+    if current is None:
+        coming = [p.start for p in policies if p.start is not None and p.start > today]
+        return CoverStatus(CoverState.not_yet_in_force, None, starts_on=min(coming))
+    status = cover_status(_continued(current, policies), today, window_days)
+    in_force = status.state in (CoverState.covered, CoverState.expiring)
     return replace(
-        cover_status(until, today, window_days), covers_all_activities=before.covers_all_activities
+        status, covers_all_activities=current.covers_all_activities if in_force else None
     )
+
+
+def _begun(policy: ConfirmedPolicy, today: date) -> bool:
+    return policy.start is None or policy.start <= today
+
+
+def _before(policy: ConfirmedPolicy, renewal: ConfirmedPolicy) -> bool:
+    """Whether ``policy`` began before ``renewal`` does (one without a start, always)."""
+    return policy.start is None or (renewal.start is not None and policy.start < renewal.start)
+
+
+def _continued(current: ConfirmedPolicy, policies: list[ConfirmedPolicy]) -> date:
+    """The end of ``current``, carried on through confirmed renewals (policies that begin after
+    it does, not a correction of it) that start no later than the day after cover ends."""
+    renewals = [p for p in policies if p.start is not None and _before(current, p)]
+    until, extended = current.end, True
+    while extended:
+        extended = False
+        for p in renewals:
+            assert p.start is not None
+            if p.start <= until + timedelta(days=1) and p.end > until:
+                until, extended = p.end, True
+    return until

@@ -19,7 +19,15 @@ from app import idempotency, pagination
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, Role
-from app.counterparties.cover import CoverStatus, Policy, cover_from, policy_of
+from app.counterparties.cover import (
+    COVERS_ALL,
+    PERIOD_END,
+    PERIOD_START,
+    ConfirmedPolicy,
+    CoverStatus,
+    cover_from,
+    policy_of,
+)
 from app.counterparties.schemas import CounterpartyCreate, CounterpartyUpdate
 from app.db.models import Counterparty, Declaration
 from app.errors import BadUserInput, NotFound, field_error
@@ -191,10 +199,11 @@ async def cover_statuses(
     declarations confirm, newest first (``cover.cover_from``), in one statement for all of them
     (a page's DataLoader batch). A counterparty with no such declaration, or one not visible to
     the actor, is unknown."""
-    policies: dict[uuid.UUID, list[Policy]] = {ident: [] for ident in counterparty_ids}
+    policies: dict[uuid.UUID, list[ConfirmedPolicy]] = {ident: [] for ident in counterparty_ids}
     if counterparty_ids:
+        keys = (PERIOD_START, PERIOD_END, COVERS_ALL)
         query = (
-            select(Declaration.counterparty_id, Declaration.answers)
+            select(Declaration.counterparty_id, *(Declaration.answers[key] for key in keys))
             .where(
                 Declaration.counterparty_id.in_(counterparty_ids),
                 Declaration.status == "submitted",
@@ -202,8 +211,8 @@ async def cover_statuses(
             )
             .order_by(Declaration.submitted_at.desc().nulls_last(), Declaration.id.desc())
         )
-        for counterparty_id, answers in (await session.execute(query)).all():
-            policy = policy_of(answers)
+        for counterparty_id, *values in (await session.execute(query)).all():
+            policy = policy_of(dict(zip(keys, values, strict=True)))
             if policy is not None:
                 policies[counterparty_id].append(policy)
     return {ident: cover_from(policies[ident], today, window_days) for ident in counterparty_ids}

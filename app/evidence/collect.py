@@ -265,8 +265,8 @@ async def _cover(
 def _cover_words(status: CoverStatus) -> str:
     """The state as the pack prints it, with what qualifies it."""
     words = status.state.value.replace("_", " ")
-    if status.starts is not None:
-        words += f" (starts {status.starts.isoformat()})"
+    if status.starts_on is not None:
+        words += f" (starts {status.starts_on.isoformat()})"
     if status.covers_all_activities is False:
         words += "; not all activities covered"
     return words

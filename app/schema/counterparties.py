@@ -60,7 +60,7 @@ class CoverStatus:
             state=CoverState(status.state.value),
             until=status.until,
             covers_all_activities=status.covers_all_activities,
-            starts_on=status.starts,
+            starts_on=status.starts_on,
         )
 
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from app.counterparties.cover import (
+    ConfirmedPolicy,
     CoverState,
     CoverStatus,
-    Policy,
     cover_from,
     cover_status,
     period_end_of,
@@ -88,8 +88,8 @@ def test_period_end_is_read_from_a_pi_cover_submission(
 
 # ---- from every confirmation, newest first ------------------------------------------------------
 
-THIS_YEAR = Policy(date(2025, 4, 1), END, True)
-NEXT_YEAR = Policy(END + timedelta(days=1), date(2027, 3, 31), True)
+THIS_YEAR = ConfirmedPolicy(date(2025, 4, 1), END, True)
+NEXT_YEAR = ConfirmedPolicy(END + timedelta(days=1), date(2027, 3, 31), True)
 
 
 def test_a_renewal_confirmed_ahead_keeps_the_cover_running_into_it() -> None:
@@ -100,35 +100,56 @@ def test_a_renewal_confirmed_ahead_keeps_the_cover_running_into_it() -> None:
         CoverState.covered, date(2027, 3, 31), True
     )
     # Renewed with a gap: this policy's end is the end of cover, and it is expiring.
-    gap = Policy(END + timedelta(days=3), date(2027, 3, 31), True)
+    gap = ConfirmedPolicy(END + timedelta(days=3), date(2027, 3, 31), True)
     assert cover_from([gap, THIS_YEAR], today) == CoverStatus(CoverState.expiring, END, True)
     # The renewal in force: it speaks for itself.
     assert cover_from([NEXT_YEAR, THIS_YEAR], END + timedelta(days=1)).until == date(2027, 3, 31)
 
 
+def test_a_renewal_that_overlaps_or_hands_over_on_the_day_keeps_the_cover_running() -> None:
+    """A renewal starting on or before the current policy's last day (a same-day handover, or
+    a mid-term replacement) leaves the current one in force until then, not NOT_YET_IN_FORCE."""
+    today = END - timedelta(days=10)
+    for start in (END, END - timedelta(days=5)):
+        renewal = ConfirmedPolicy(start, date(2027, 3, 31), None)
+        assert cover_from([renewal, THIS_YEAR], today) == CoverStatus(
+            CoverState.covered, date(2027, 3, 31), True
+        ), start
+
+
+def test_the_cover_runs_on_through_every_renewal_confirmed_and_starts_at_the_first() -> None:
+    after_next = ConfirmedPolicy(date(2027, 4, 1), date(2028, 3, 31), True)
+    today = END - timedelta(days=10)
+    assert cover_from([after_next, NEXT_YEAR, THIS_YEAR], today).until == date(2028, 3, 31)
+    # Two confirmed ahead, none in force: not yet in force, from the earlier start.
+    assert cover_from([after_next, NEXT_YEAR], today) == CoverStatus(
+        CoverState.not_yet_in_force, None, starts_on=NEXT_YEAR.start
+    )
+
+
 def test_a_policy_confirmed_ahead_with_none_in_force_is_not_yet_in_force() -> None:
     today = END - timedelta(days=10)
     assert cover_from([NEXT_YEAR], today) == CoverStatus(
-        CoverState.not_yet_in_force, None, starts=NEXT_YEAR.start
+        CoverState.not_yet_in_force, None, starts_on=NEXT_YEAR.start
     )
-    lapsed = Policy(date(2024, 4, 1), date(2025, 3, 31), True)
+    lapsed = ConfirmedPolicy(date(2024, 4, 1), date(2025, 3, 31), True)
     assert cover_from([NEXT_YEAR, lapsed], today).state == CoverState.not_yet_in_force
 
 
 def test_the_newest_confirmation_replaces_what_came_before() -> None:
     """A correction, or a policy cut short, is confirmed again: the newest end stands, even an
     earlier one."""
-    cut_short = Policy(date(2025, 4, 1), date(2025, 12, 31), True)
+    cut_short = ConfirmedPolicy(date(2025, 4, 1), date(2025, 12, 31), True)
     assert cover_from([cut_short, THIS_YEAR], date(2026, 1, 5)) == CoverStatus(
         CoverState.lapsed, date(2025, 12, 31)
     )
 
 
 def test_exclusions_are_said_while_the_policy_is_in_force() -> None:
-    partial = Policy(date(2025, 4, 1), END, False)
+    partial = ConfirmedPolicy(date(2025, 4, 1), END, False)
     assert cover_from([partial], date(2025, 6, 1)) == CoverStatus(CoverState.covered, END, False)
     assert cover_from([partial], END + timedelta(days=1)).covers_all_activities is None
-    unsaid = Policy(date(2025, 4, 1), END, None)
+    unsaid = ConfirmedPolicy(date(2025, 4, 1), END, None)
     assert cover_from([unsaid], date(2025, 6, 1)).covers_all_activities is None
     assert cover_from([], date(2025, 6, 1)) == CoverStatus(CoverState.unknown, None)
 
@@ -144,13 +165,13 @@ def test_exclusions_are_said_while_the_policy_is_in_force() -> None:
             },
             THIS_YEAR,
         ),
-        ({"period_end": "2026-03-31"}, Policy(None, END, None)),
+        ({"period_end": "2026-03-31"}, ConfirmedPolicy(None, END, None)),
         ({"period_start": "2026-04-01", "period_end": "2026-03-31"}, None),  # ends before it starts
         ({"period_start": "2025-04-01"}, None),
         (None, None),
     ],
 )
 def test_a_policy_is_read_from_a_pi_cover_submission(
-    answers: dict[str, Any] | None, expected: Policy | None
+    answers: dict[str, Any] | None, expected: ConfirmedPolicy | None
 ) -> None:
     assert policy_of(answers) == expected
