@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.applications import Starlette
 
 from app.auth import account
+from app.auth.actor import Actor
 from app.auth.sessions import COOKIE_NAME, token_hash
 from tests.browser import (
     PASSWORD,
@@ -236,6 +237,27 @@ async def test_a_sign_in_stands_when_ending_the_session_it_replaced_fails(
     (logged,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "work after a commit failed" in logged.getMessage()
     assert logged.exc_info is not None
+
+
+async def test_a_firm_switch_leaves_no_session_to_end_after_its_commit(
+    browser: Browser, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A switch ends the session it leaves itself (recorded as a switch); only a sign-in over
+    a held session leaves that session to end once it has committed."""
+    email = await signed_up(browser, smtp)
+    ended: list[object] = []
+    real = account.end_replaced_session
+
+    async def watched(session: AsyncSession, actor: Actor) -> None:
+        ended.append(actor.session_id)
+        await real(session, actor)
+
+    monkeypatch.setattr(account, "end_replaced_session", watched)
+    switched = await browser.post(SWITCH, {"f": await firm_id_of(browser)})
+    assert "errors" not in switched.json(), switched.json()
+    assert ended == []
+    await sign_in(browser, email)
+    assert len(ended) == 1
 
 
 def _ended(trail: str) -> list[tuple[str, dict[str, Any]]]:
