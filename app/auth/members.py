@@ -115,7 +115,7 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
     return await start_session(session, env, actor)
 
 
-async def _as_now(session: AsyncSession, actor: Actor) -> Actor:
+async def _acting_member(session: AsyncSession, actor: Actor) -> Actor:
     """The acting member with the role they hold now, read under the firm's lock (taken first):
     the role their session was looked up with may have been changed while they waited on it."""
     mine = await session.get(Membership, (actor.firm_id, actor.id), populate_existing=True)
@@ -156,7 +156,7 @@ async def change_member_role(
     """Admins change members' roles; only owners touch owners."""
     actor.require(Role.ADMIN)
     await chain.lock_firm(session, actor.firm_id)
-    actor = await _as_now(session, actor)
+    actor = await _acting_member(session, actor)
     actor.require(Role.ADMIN)
     target = await _target(session, actor, user_id)
     if role is Role.OWNER or target.role == Role.OWNER.value:
@@ -177,7 +177,7 @@ async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID)
     re-invited later, they sign in afresh."""
     actor.require(Role.ADMIN)
     await chain.lock_firm(session, actor.firm_id)
-    actor = await _as_now(session, actor)
+    actor = await _acting_member(session, actor)
     actor.require(Role.ADMIN)
     target = await _target(session, actor, user_id)
     if target.role == Role.OWNER.value:

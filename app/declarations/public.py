@@ -267,7 +267,7 @@ async def submission_receipt(
     return declaration
 
 
-def _checked(declaration: Declaration, data: Submission) -> dict[str, Any]:
+def _valid_submission(declaration: Declaration, data: Submission) -> dict[str, Any]:
     """The normalised answers, or BAD_USER_INPUT naming every problem of the submission at
     once (answers, statement, signature), so that one round of corrections is enough."""
     problems: list[dict[str, str]] = []
@@ -301,7 +301,7 @@ async def submit_declaration(
     if await _first_attempt(session, actor, data, declaration):
         return declaration
     await _refuse_if_closed(env, declaration)
-    answers = _checked(declaration, data)
+    answers = _valid_submission(declaration, data)
     now = datetime.now(UTC)
     digest = response_hash(declaration, answers, data, now)
     won = await session.execute(
