@@ -31,9 +31,9 @@ class CoverState(StrEnum):
 
 @dataclass(frozen=True)
 class CoverStatus:
-    """The state of cover and, when known, the last day it is in force; whether the policies in
-    force say they cover everything the counterparty does for the firm (None when no policy is
-    in force, or none says); and, for cover not yet in force, the day it starts."""
+    """The state of cover and, when known, the last day it is in force; whether the policy in
+    force says it covers everything the counterparty does for the firm (None when no policy is
+    in force, or it does not say); and, for cover not yet in force, the day it starts."""
 
     state: CoverState
     until: date | None
@@ -77,15 +77,7 @@ def period_end_of(answers: dict[str, Any] | None) -> date | None:
     Submitted answers were validated (dates stored as ISO strings); anything else here means
     the answers came from another template, so the status is unknown rather than an error.
     """
-    if not answers:
-        return None
-    value = answers.get(PERIOD_END)
-    if not isinstance(value, str):
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None
+    return _date(answers.get(PERIOD_END)) if answers else None
 
 
 def _date(value: Any) -> date | None:

@@ -47,8 +47,9 @@ class CoverStatus:
         "LAPSED, the day it ended); null when unknown or not yet in force."
     )
     covers_all_activities: bool | None = strawberry.field(
-        description="Whether the policies in force say they cover everything the counterparty "
-        "does for the firm (false: the confirmation lists exclusions); null when none is in force."
+        description="Whether the policy in force says it covers everything the counterparty "
+        "does for the firm (false: its confirmation lists exclusions); null when none is in force "
+        "or it does not say."
     )
     starts_on: date | None = strawberry.field(
         description="For NOT_YET_IN_FORCE, the day the confirmed cover starts."
