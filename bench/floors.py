@@ -98,7 +98,7 @@ async def write(pool: asyncpg.Pool, firm: str) -> uuid.UUID:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(SET_ACTOR, firm, actor)
         await conn.execute(INSERT, declaration, firm_id, FIT.id, SNAPSHOT)
-        head = await conn.fetchrow(HEAD, firm_id, chain.lock_key(firm_id))
+        head = await conn.fetchrow(HEAD, firm_id, chain._lock_key(firm_id))
         seq, prev = (head["seq"] + 1, head["hash"]) if head else (1, canonical.GENESIS)
         details = {"template_id": str(FIT.id), "version": 1}
         at = datetime.now(UTC)

@@ -41,22 +41,21 @@ class Head(NamedTuple):
     hash: bytes
 
 
-def lock_key(firm_id: uuid.UUID) -> int:
-    """The firm chain lock's advisory-lock key."""
+def _lock_key(firm_id: uuid.UUID) -> int:
     return int.from_bytes(firm_id.bytes[:8], "big", signed=True)
 
 
 async def locked_head(session: AsyncSession, firm_id: uuid.UUID) -> Any:
     """The firm's chain head (seq, hash), or None, read after taking the firm's lock so it
     cannot move until the transaction ends."""
-    return await calls.locked_chain_head(session, firm_id, lock_key(firm_id))
+    return await calls.locked_chain_head(session, firm_id, _lock_key(firm_id))
 
 
 async def lock_firm(session: AsyncSession, firm_id: uuid.UUID) -> None:
     """Take the firm's chain lock now (it is re-entrant within the transaction). Services that
     lock several rows of one firm take it first, so concurrent ones queue instead of
     deadlocking."""
-    await calls.transaction_lock(session, lock_key(firm_id))
+    await calls.transaction_lock(session, _lock_key(firm_id))
 
 
 def _entry(
@@ -114,9 +113,8 @@ async def record(
     return entry
 
 
-async def append_on(
+async def record_on(
     conn: asyncpg.Connection,
-    found: asyncpg.Record | None,
     actor: Actor,
     action: Action,
     target_type: str | None = None,
@@ -124,12 +122,12 @@ async def append_on(
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``record`` on a plain asyncpg connection whose transaction is bound to the actor's firm
-    (the write lane's), once the firm's chain lock is held and ``found`` is the head read under
-    it (as ``calls.insert_row_then_lock_chain`` gives it, None for an empty chain): the same
-    entry and insert."""
+    (the write lane's): the same lock, head, entry and insert."""
+    firm_id = actor.firm_id
+    found = await calls.lane_locked_chain_head(conn, firm_id, _lock_key(firm_id))
     head = None if found is None else Head(found["seq"], found["hash"])
     entry = _entry(
-        actor.firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details
+        firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details
     )
     await calls.insert_row(conn, _TABLE, entry)
     return entry

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import JSON, Row, Table, bindparam, func, insert, select, text
+from sqlalchemy import JSON, Row, Table, bindparam, insert, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -21,6 +21,7 @@ _BIND_SESSION = (
     "select session_id, user_id, firm_id, role, email_verified from auth_bind_session($1, $2)"
 )
 _LOCKED_HEAD = text("select seq, hash from audit_locked_head(:firm_id, :key)")
+_LOCKED_HEAD_PLAIN = "select seq, hash from audit_locked_head($1, $2)"
 _BIND_API_KEY = "select key_id, firm_id, scopes from api_key_bind($1)"
 _ENTRIES = (
     "select seq, firm_id::text as firm_id, "
@@ -112,7 +113,11 @@ async def locked_chain_head(session: AsyncSession, firm_id: object, key: int) ->
     return (await session.execute(_LOCKED_HEAD, {"firm_id": firm_id, "key": key})).one_or_none()
 
 
-_LOCK_FIRM, _LOCK_KEY = "lock_firm_id", "lock_key"  # no table of ours has such columns
+async def lane_locked_chain_head(
+    conn: asyncpg.Connection, firm_id: object, key: int
+) -> asyncpg.Record | None:
+    """``locked_chain_head`` on a plain asyncpg connection (the write lane's)."""
+    return await conn.fetchrow(_LOCKED_HEAD_PLAIN, firm_id, key)
 
 
 @functools.cache
@@ -125,40 +130,13 @@ def _insert(table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[str, ...
     return compiled.string, tuple(compiled.positiontup or ()), json
 
 
-def _values(row: Mapping[str, Any], order: tuple[str, ...], json: frozenset[str]) -> list[Any]:
-    return [orjson.dumps(row[name]).decode() if name in json else row[name] for name in order]
-
-
 async def insert_row(conn: asyncpg.Connection, table: Table, row: Mapping[str, Any]) -> None:
     """Insert one row on a plain asyncpg connection, with the statement SQLAlchemy compiles from
     the table's definition (never a hand-written copy); JSON as the ORM's serialiser writes it."""
     sql, order, json = _insert(table, tuple(row))
-    await conn.execute(sql, *_values(row, order, json))
-
-
-@functools.cache
-def _insert_then_lock(table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    """``_insert`` as a CTE, under a select of ``audit_locked_head``: compiled once, with its
-    parameters' order (the row's columns, then the lock's firm and key)."""
-    inserted = insert(table).values({name: bindparam(name) for name in columns}).cte("inserted")
-    head = func.audit_locked_head(bindparam(_LOCK_FIRM), bindparam(_LOCK_KEY)).table_valued(
-        "seq", "hash"
+    await conn.execute(
+        sql, *(orjson.dumps(row[name]).decode() if name in json else row[name] for name in order)
     )
-    statement = select(head.c.seq, head.c.hash).add_cte(inserted)
-    compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
-    return compiled.string, tuple(compiled.positiontup or ())
-
-
-async def insert_row_then_lock_chain(
-    conn: asyncpg.Connection, table: Table, row: Mapping[str, Any], firm_id: object, key: int
-) -> asyncpg.Record | None:
-    """``insert_row``, then ``locked_chain_head``, in one statement and one round trip (the
-    write lane's): the row is written whatever the select returns, and the lock is held until
-    the transaction ends, as when they are sent apart."""
-    sql, order = _insert_then_lock(table, tuple(row))
-    values = {**row, _LOCK_FIRM: firm_id, _LOCK_KEY: key}
-    json = _insert(table, tuple(row))[2]
-    return await conn.fetchrow(sql, *_values(values, order, json))
 
 
 async def transaction_lock(session: AsyncSession, key: int) -> None:

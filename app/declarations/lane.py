@@ -50,12 +50,9 @@ async def create_declaration(
         raise NotFound("Counterparty not found.")
     template = await lane_template(conn, data.template_id)
     row = service.draft(actor, template, data)
-    # The draft and the chain's lock and head in one round trip: the append follows under it.
-    key = chain.lock_key(actor.firm_id)
-    head = await calls.insert_row_then_lock_chain(conn, _TABLE, row, actor.firm_id, key)
-    await chain.append_on(
+    await calls.insert_row(conn, _TABLE, row)
+    await chain.record_on(
         conn,
-        head,
         actor,
         Action.DECLARATION_CREATED,
         "declaration",

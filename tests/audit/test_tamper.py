@@ -1079,7 +1079,7 @@ async def _lock_is_free(superuser_engine: AsyncEngine, firm_id: uuid.UUID) -> bo
     """Whether the firm's chain lock could be taken now (by another connection, let go at once)."""
     async with superuser_engine.connect() as conn:
         free = await conn.scalar(
-            text("select pg_try_advisory_xact_lock(:key)"), {"key": chain.lock_key(firm_id)}
+            text("select pg_try_advisory_xact_lock(:key)"), {"key": chain._lock_key(firm_id)}
         )
         await conn.rollback()
         return bool(free)

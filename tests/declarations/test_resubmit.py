@@ -228,7 +228,7 @@ async def test_a_keyed_submission_waiting_for_its_row_holds_no_firm_wide_lock(
             submitting = asyncio.create_task(recipient.gql(SUBMIT, {"t": token, "i": submission}))
             await _until_waiting(superuser_engine)
             free = await conn.scalar(
-                text("select pg_try_advisory_xact_lock(:key)"), {"key": chain.lock_key(firm_id)}
+                text("select pg_try_advisory_xact_lock(:key)"), {"key": chain._lock_key(firm_id)}
             )
             await conn.commit()
         done = await submitting
