@@ -46,6 +46,10 @@ class AuthEnv:
     async def send(
         self, session: AsyncSession, to: str, subject: str, text: str, html: str
     ) -> None:
-        """Queue mail in the caller's transaction: it leaves only if the transaction commits."""
+        """Queue mail in the caller's transaction: it leaves only if the transaction commits.
+        The subject is put on one line: it is made of names people typed, and a line break in
+        a firm's or a form's name must not make the outbox refuse the mail (it refuses a header
+        that spans lines), and with it the request that sends it."""
+        subject = " ".join(subject.split())
         await enqueue(session, self.mail_key, to=to, subject=subject, text=text, html=html)
         self.on_mail()

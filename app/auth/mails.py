@@ -14,13 +14,6 @@ class Mail:
     html: str
 
 
-def one_line(text: str) -> str:
-    """A subject made of names people typed: on one line, so a line break in a firm's or a
-    form's name cannot make the mail refused (the outbox refuses a header that spans lines),
-    and with it the request that sends it."""
-    return " ".join(text.split())
-
-
 def compose(subject: str, intro: str, action: str, url: str, outro: str) -> Mail:
     text = f"{intro}\n\n{action}:\n{url}\n\n{outro}\n\n-- CoverProof\n"
     html = (
@@ -28,7 +21,7 @@ def compose(subject: str, intro: str, action: str, url: str, outro: str) -> Mail
         f'<p><a href="{escape(url)}">{escape(action)}</a></p>'
         f"<p>{escape(outro)}</p><p>-- CoverProof</p>"
     )
-    return Mail(one_line(subject), text, html)
+    return Mail(subject, text, html)
 
 
 def link(base_url: str, page: str, token: str) -> str:

@@ -234,12 +234,12 @@ async def sign_in_with_password(
     if throttled_until is not None and throttled_until > now:
         retry_after = max(1, int((throttled_until - now).total_seconds()))
         raise RateLimited(retryAfter=retry_after).on_record(
-            lambda fresh: _record_failure(fresh, env, data.email, user, Action.SIGN_IN_THROTTLED)
+            lambda fresh: _record_failure(fresh, env, address, user, Action.SIGN_IN_THROTTLED)
         )
     matches = await passwords.verify_password(user.password_hash if user else None, data.password)
     if user is None or not matches or user.firm_id is None:
         raise InvalidCredentials().on_record(
-            lambda fresh: _record_failure(fresh, env, data.email, user, Action.SIGN_IN_FAILED)
+            lambda fresh: _record_failure(fresh, env, address, user, Action.SIGN_IN_FAILED)
         )
     actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
     await bind_tenant(session, actor.firm_id, actor.id)
@@ -255,12 +255,11 @@ async def sign_in_with_password(
 
 
 async def _record_failure(
-    session: AsyncSession, env: AuthEnv, email: str, user: Any, action: Action
+    session: AsyncSession, env: AuthEnv, address: bytes, user: Any, action: Action
 ) -> None:
-    """After the failed attempt rolled back: count it against the address (registered or not)
-    and audit it, in the account's firm if there is one."""
+    """After the failed attempt rolled back: count it against the address (its throttle key;
+    registered or not) and audit it, in the account's firm if there is one."""
     if action is Action.SIGN_IN_FAILED:
-        address = throttle.address_key(env.secret_key, email)
         await calls.note_failed_sign_in(session, address, THROTTLE_AFTER_FAILURES)
     if user is None or user.firm_id is None:
         await chain.record_platform(session, action, ip=env.ip)

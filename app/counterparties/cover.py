@@ -141,12 +141,11 @@ def _before(policy: ConfirmedPolicy, renewal: ConfirmedPolicy) -> bool:
 def _continued(current: ConfirmedPolicy, policies: list[ConfirmedPolicy]) -> date:
     """The end of ``current``, carried on through confirmed renewals (policies that begin after
     it does, not a correction of it) that start no later than the day after cover ends."""
-    renewals = [p for p in policies if p.start is not None and _before(current, p)]
+    renewals = [(p.start, p.end) for p in policies if p.start is not None and _before(current, p)]
     until, extended = current.end, True
     while extended:
         extended = False
-        for p in renewals:
-            assert p.start is not None
-            if p.start <= until + timedelta(days=1) and p.end > until:
-                until, extended = p.end, True
+        for start, end in renewals:
+            if start <= until + timedelta(days=1) and end > until:
+                until, extended = end, True
     return until

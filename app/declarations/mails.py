@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from html import escape
 
-from app.auth.mails import Mail, compose, one_line
+from app.auth.mails import Mail, compose
 
 
 def request(url: str, firm_name: str, template_name: str, due: date | None) -> Mail:
@@ -43,4 +43,4 @@ def received(firm_name: str, template_name: str, at: datetime, receipt: str) -> 
     ]
     text = "\n\n".join(lines) + "\n\n-- CoverProof\n"
     html = "".join(f"<p>{escape(line)}</p>" for line in lines) + "<p>-- CoverProof</p>"
-    return Mail(one_line(f"Received: your {template_name} for {firm_name}"), text, html)
+    return Mail(f"Received: your {template_name} for {firm_name}", text, html)
