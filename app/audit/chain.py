@@ -188,43 +188,42 @@ def canonical_of(row: Mapping[Any, Any]) -> bytes:
     return canonical.encode(_body_of(row, row["details"]))
 
 
-def _streamed_body(row: asyncpg.Record, details: Any) -> dict[str, Any]:
-    # By position (seq to target_id, then ip), as calls.chain_entries orders them: by name costs
-    # more, once per entry.
-    seq, firm, at, actor_type, actor_id, action, target_type, target_id = row[:8]
-    return canonical.written_body(
-        seq, firm, at, actor_type, actor_id, action, target_type, target_id, details, row[9]
-    )
-
-
-def _fields_agree(row: asyncpg.Record) -> bool:
-    """Whether a streamed entry's stored fields (as ``calls.chain_entries`` gives them, with
-    ``details`` as its JSON text and ``occurred_at`` as its canonical text) are exactly what its
-    canonical bytes say."""
-    details, body = row["details"], row["canonical"]
-    if row["occurred_at"] is None:
+def _fields_agree(row: asyncpg.Record, firm: str | None) -> bool:
+    """Whether a streamed entry of ``firm``'s chain has stored fields (as
+    ``calls.chain_entries`` gives them, with ``details`` as its JSON text and ``occurred_at`` as
+    its canonical text) that are exactly what its canonical bytes say. By position: by name
+    costs more, once per entry verified."""
+    seq, at, actor_type, actor_id, action, target_type, target_id, details, ip = row[:9]
+    if at is None:
         return False  # a moment canonical text cannot hold, even were the bytes to say null
+    fields, body = (seq, firm, at, actor_type, actor_id, action, target_type, target_id), row[11]
     try:
-        if orjson.dumps(_streamed_body(row, orjson.loads(details)), option=SORT) == body:
+        written = canonical.written_body(*fields, orjson.loads(details), ip)
+        if orjson.dumps(written, option=SORT) == body:
             return True  # the same bytes (the usual case): nothing can differ
     except (orjson.JSONDecodeError, orjson.JSONEncodeError):
         pass
     # Exactly, as the bytes were made: orjson would read an integer beyond 64 bits as a float,
     # so ...890 and ...891 could look alike; a float (never in canonical bytes) is a difference.
     try:
-        return bool(canonical.encode(_streamed_body(row, json.loads(details))) == body)
+        return bool(
+            canonical.encode(canonical.written_body(*fields, json.loads(details), ip)) == body
+        )
     except (ValueError, TypeError):
         return False
 
 
-def _problem(row: Mapping[str, Any], expected_seq: int, prev_hash: bytes) -> str | None:
-    if row["seq"] != expected_seq:
-        return f"seq {row['seq']} found where {expected_seq} was expected (entry missing or moved)"
-    if row["prev_hash"] != prev_hash:
+def _problem(
+    row: asyncpg.Record, expected_seq: int, prev_hash: bytes, firm: str | None
+) -> str | None:
+    seq, (stored_prev, digest, body) = row[0], row[9:12]
+    if seq != expected_seq:
+        return f"seq {seq} found where {expected_seq} was expected (entry missing or moved)"
+    if stored_prev != prev_hash:
         return "prev_hash does not match the previous entry's hash"
-    if not _fields_agree(row):
+    if not _fields_agree(row, firm):
         return "stored fields differ from the entry's canonical bytes"
-    if canonical.chain_hash(row["prev_hash"], row["canonical"]) != row["hash"]:
+    if canonical.chain_hash(stored_prev, body) != digest:
         return "hash does not match SHA-256(prev_hash || canonical)"
     return None
 
@@ -268,7 +267,7 @@ async def head(session: AsyncSession, firm_id: uuid.UUID) -> Head | None:
 
 async def _entries(
     session: AsyncSession, firm_id: uuid.UUID | None, after: int
-) -> AsyncGenerator[list[Mapping[str, Any]], None]:
+) -> AsyncGenerator[list[asyncpg.Record], None]:
     """A chain's entries in order, in batches, streamed on the session's own connection (its
     transaction, so its tenant and RLS) without the ORM's per-row work: memory stays flat
     however long the chain is."""
@@ -334,11 +333,12 @@ async def verify(
             found
         )
     conflicts: list[uuid.UUID] = []
+    firm = None if firm_id is None else str(firm_id)
     async with contextlib.aclosing(_entries(session, firm_id, checked)) as batches:
         async for batch in batches:
             for row in batch:
-                problem = _problem(row, checked + 1, prev_hash)
-                signed = checkpoints.get(row["seq"]) if problem is None else None
+                problem = _problem(row, checked + 1, prev_hash, firm)
+                signed = checkpoints.get(row[0]) if problem is None and checkpoints else None
                 cp: Any = None
                 if signed:
                     for cp in signed:
@@ -349,9 +349,9 @@ async def verify(
                 if problem:
                     failed = cp.id if cp else None
                     return _broken(checked, prev_hash, matched, problem, failed, conflicts)
-                if disowned and row["seq"] in disowned:
-                    conflicts += [c.id for c in disowned[row["seq"]] if c.head_hash != row["hash"]]
-                checked, prev_hash = row["seq"], row["hash"]
+                if disowned and row[0] in disowned:
+                    conflicts += [c.id for c in disowned[row[0]] if c.head_hash != row[10]]
+                checked, prev_hash = row[0], row[10]
                 if seen is not None:
                     seen(row)
     conflicts += [c.id for seq, cps in sorted(disowned.items()) if seq > checked for c in cps]

@@ -24,7 +24,7 @@ _LOCKED_HEAD = text("select seq, hash from audit_locked_head(:firm_id, :key)")
 _LOCKED_HEAD_PLAIN = "select seq, hash from audit_locked_head($1, $2)"
 _BIND_API_KEY = "select key_id, firm_id, scopes from api_key_bind($1)"
 _ENTRIES = (
-    "select seq, firm_id::text as firm_id, "
+    "select seq, "
     # As canonical.timestamp writes it (a test holds the two to the same text); null, so never
     # equal, for a moment it cannot write: a year before 1 or after 9999, or infinity.
     "case when occurred_at >= '0001-01-01T00:00:00Z' and occurred_at < '10000-01-01T00:00:00Z' "
@@ -96,11 +96,11 @@ async def chain_entries(
     conn: asyncpg.Connection, firm_id: object | None, after: int = 0
 ) -> AsyncGenerator[list[asyncpg.Record], None]:
     """A firm's chain (or, for None, the platform's) in order, in batches through a server-side
-    cursor. Each row holds seq, firm_id, occurred_at, actor_type, actor_id, action, target_type,
+    cursor. Each row holds seq, occurred_at, actor_type, actor_id, action, target_type,
     target_id, details, ip, prev_hash, hash and canonical, in that order (verification unpacks
     them by position); ``details`` as its JSON text and ``occurred_at`` as its canonical text,
-    for an exact comparison (PostgreSQL formats a timestamp for less than Python). From seq
-    ``after`` + 1. Needs an open transaction."""
+    for an exact comparison (PostgreSQL formats a timestamp for less than Python). Not firm_id:
+    every row's is the one asked for. From seq ``after`` + 1. Needs an open transaction."""
     args = (after,) if firm_id is None else (firm_id, after)
     cursor = await conn.cursor(_PLATFORM_ENTRIES if firm_id is None else _FIRM_ENTRIES, *args)
     # Whole batches: iterating the cursor row by row costs more than checking the row.
