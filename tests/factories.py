@@ -3,14 +3,15 @@ the same tenant policies: every firm's rows are written inside that firm's tenan
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth import sessions
 from app.auth.actor import Role
@@ -90,3 +91,13 @@ async def gql(
 
 def codes(body: dict[str, Any]) -> list[str]:
     return [error["extensions"]["code"] for error in body.get("errors", [])]
+
+
+async def until_lock_waited(superuser: AsyncEngine) -> None:
+    """Until some backend waits for a lock (the request under test, on a row a test holds)."""
+    for _ in range(200):
+        async with superuser.connect() as conn:
+            if await conn.scalar(text("select count(*) from pg_locks where not granted")):
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no backend came to wait for a lock")

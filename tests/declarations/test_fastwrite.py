@@ -5,6 +5,7 @@ hands over a request whose commit may have happened."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,14 +15,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from app.audit import chain
 from app.auth.actor import Role
 from app.declarations.templates import load_builtins
+from app.http import persisted
 from app.partners import first_party
 from app.partners.documents import document_id
 from app.ratelimit.limiter import key_digest
 from app.ratelimit.policies import Policy
 from app.schema.fastpath import FastPathState, compile_plan
-from tests.factories import Member, Members
+from tests.factories import Member, Members, until_lock_waited
 from tests.partners import key_headers, trust
 
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
@@ -91,6 +94,26 @@ async def _row(superuser: AsyncEngine, table: str, column: str, value: object) -
     return rows[0]
 
 
+async def _held(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser: AsyncEngine,
+    documents: list[str],
+) -> None:
+    """Trust ``documents`` and have the app hold them: a process loads a trusted document on
+    its first request for it, on the normal path, and a lane answers only one it holds. Loaded
+    by a viewer of another firm, whom the normal path refuses, so nothing is written."""
+    await trust(superuser, documents)
+    viewer = await members.create(Role.VIEWER)
+    for body in documents:
+        payload = _persisted(body, {"i": GOOD, "input": GOOD})
+        loaded = await client.post("/graphql", json=payload, headers=viewer.headers)
+        assert loaded.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN", loaded.text
+        held = persisted.held(app.state.coverproof, document_id(body), partner=False)
+        assert held == body
+
+
 def _without(row: dict[str, Any], fresh: set[str]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in fresh}
 
@@ -156,6 +179,7 @@ async def _template(client: httpx.AsyncClient, owner: Member, name: str) -> str:
 
 
 async def test_the_lane_creates_what_the_executor_creates(
+    app: Starlette,
     client: httpx.AsyncClient,
     members: Members,
     superuser_engine: AsyncEngine,
@@ -163,7 +187,7 @@ async def test_the_lane_creates_what_the_executor_creates(
 ) -> None:
     owner = await members.create()
     member = await members.create(Role.MEMBER, firm_id=owner.firm_id)
-    await trust(superuser_engine, DOCUMENTS)
+    await _held(app, client, members, superuser_engine, DOCUMENTS)
     own = await _template(client, owner, "Our own")
     counterparty = await _gql(
         client,
@@ -223,7 +247,7 @@ async def test_anything_else_is_the_normal_paths_to_answer_with_nothing_written(
     viewer = await members.create(Role.VIEWER, firm_id=owner.firm_id)
     unverified = await members.create(Role.MEMBER, firm_id=owner.firm_id, verified=False)
     stranger = await members.create()
-    await trust(superuser_engine, DOCUMENTS)
+    await _held(app, client, members, superuser_engine, DOCUMENTS)
     theirs = await _gql(
         client,
         stranger,
@@ -277,13 +301,14 @@ async def test_anything_else_is_the_normal_paths_to_answer_with_nothing_written(
 
 
 async def test_documents_the_lane_does_not_compile_are_the_executors(
+    app: Starlette,
     client: httpx.AsyncClient,
     members: Members,
     superuser_engine: AsyncEngine,
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await trust(superuser_engine, NOT_COMPILED)
+    await _held(app, client, members, superuser_engine, NOT_COMPILED)
     for body in NOT_COMPILED:
         payload = _persisted(body, {} if "$i" not in body else {"i": GOOD})
         counters = (state.writes, state.write_fallback)
@@ -293,13 +318,14 @@ async def test_documents_the_lane_does_not_compile_are_the_executors(
 
 
 async def test_an_idempotency_key_is_the_normal_paths_and_replays(
+    app: Starlette,
     client: httpx.AsyncClient,
     members: Members,
     superuser_engine: AsyncEngine,
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await trust(superuser_engine, DOCUMENTS)
+    await _held(app, client, members, superuser_engine, DOCUMENTS)
     payload = _persisted(
         CREATE,
         {
@@ -329,7 +355,7 @@ async def test_the_lane_counts_a_mutation_once_even_when_it_hands_it_over(
 ) -> None:
     owner = await members.create()
     viewer = await members.create(Role.VIEWER, firm_id=owner.firm_id)
-    await trust(superuser_engine, DOCUMENTS)
+    await _held(app, client, members, superuser_engine, DOCUMENTS)
     limiter = app.state.coverproof.limiter
     item = limiter._item(Policy.MUTATIONS_PER_USER)
 
@@ -364,7 +390,7 @@ async def test_a_limit_the_lane_meets_is_refused_as_the_normal_path_refuses_it(
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await trust(superuser_engine, DOCUMENTS)
+    await _held(app, client, members, superuser_engine, DOCUMENTS)
     limiter = app.state.coverproof.limiter
     item = limiter._item(Policy.MUTATIONS_PER_USER)
     for _ in range(item.amount):
@@ -383,6 +409,7 @@ async def test_a_limit_the_lane_meets_is_refused_as_the_normal_path_refuses_it(
 
 
 async def test_a_failed_commit_is_never_handed_over_to_write_again(
+    app: Starlette,
     client: httpx.AsyncClient,
     members: Members,
     superuser_engine: AsyncEngine,
@@ -391,7 +418,7 @@ async def test_a_failed_commit_is_never_handed_over_to_write_again(
     """A commit that fails (here a deferred check refuses it) may, in general, have happened:
     the lane answers it as the normal path answers a failed commit, and writes nothing twice."""
     owner = await members.create()
-    await trust(superuser_engine, DOCUMENTS)
+    await _held(app, client, members, superuser_engine, DOCUMENTS)
     name = "Refused At Commit " + uuid.uuid4().hex
     async with superuser_engine.begin() as conn:
         await conn.execute(
@@ -441,7 +468,7 @@ async def test_a_partner_key_writes_through_the_lane_after_its_audited_first_use
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await trust(superuser_engine, DOCUMENTS)
+    await _held(app, client, members, superuser_engine, DOCUMENTS)
     headers, key_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
     writes = state.writes
     first = await client.post("/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=headers)
@@ -481,7 +508,7 @@ async def test_a_key_the_normal_path_would_refuse_is_refused_there_with_nothing_
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await trust(superuser_engine, DOCUMENTS)
+    await _held(app, client, members, superuser_engine, DOCUMENTS)
     reader, _ = await key_headers(app, owner, ["DECLARATIONS_READ"])
     revoked, revoked_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
     payload = _persisted(CREATE, {"i": GOOD})
@@ -528,7 +555,7 @@ async def test_a_keys_requests_and_mutations_are_counted_once_when_handed_over(
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await trust(superuser_engine, DOCUMENTS)
+    await _held(app, client, members, superuser_engine, DOCUMENTS)
     headers, key_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
     limiter = app.state.coverproof.limiter
 
@@ -567,7 +594,7 @@ async def test_a_key_over_its_request_limit_is_refused_alike_with_nothing_writte
     state: FastPathState,
 ) -> None:
     owner = await members.create()
-    await trust(superuser_engine, DOCUMENTS)
+    await _held(app, client, members, superuser_engine, DOCUMENTS)
     headers, key_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
     payload = _persisted(CREATE, {"i": GOOD})
     await client.post("/graphql", json=payload, headers=headers)  # the key's first use
@@ -590,3 +617,33 @@ async def test_a_key_over_its_request_limit_is_refused_alike_with_nothing_writte
             text("select count(*) from declarations where firm_id = :f"), {"f": owner.firm_id}
         )
     assert count == 1  # the first use's, and nothing after it
+
+
+async def test_the_lane_takes_the_firms_row_before_its_chain_lock_as_update_firm_does(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+) -> None:
+    """updateFirm locks the firm's row, then its chain; a lane write that took the chain lock
+    before its insert's key-share lock on that row would deadlock with it."""
+    owner = await members.create()
+    await _held(app, client, members, superuser_engine, DOCUMENTS)
+    writes = state.writes
+    async with superuser_engine.connect() as conn:
+        await conn.execute(
+            text("select id from firms where id = :id for update"), {"id": owner.firm_id}
+        )
+        creating = asyncio.create_task(
+            client.post("/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=owner.headers)
+        )
+        await until_lock_waited(superuser_engine)
+        free = await conn.scalar(
+            text("select pg_try_advisory_xact_lock(:key)"), {"key": chain._lock_key(owner.firm_id)}
+        )
+        await conn.commit()
+    made = await creating
+    assert free, "the lane held the firm's chain lock while it waited for the firm's row"
+    assert "errors" not in made.json(), made.text
+    assert state.writes == writes + 1  # the lane's write, not the executor's

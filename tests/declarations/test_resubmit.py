@@ -20,6 +20,7 @@ from app.partners.documents import document_id
 from tests.browser import Browser, browser_for, codes, new_email, signed_up
 from tests.declarations.test_firm_side import actions_on
 from tests.declarations.test_loop import FORM, SUBMIT, sent_declaration, valid_answers
+from tests.factories import until_lock_waited
 from tests.mail.smtp import SmtpServer
 
 KEYS = "select count(*) from idempotency_keys where actor_id = :id"
@@ -226,7 +227,7 @@ async def test_a_keyed_submission_waiting_for_its_row_holds_no_firm_wide_lock(
                 {"id": declaration_id},
             )
             submitting = asyncio.create_task(recipient.gql(SUBMIT, {"t": token, "i": submission}))
-            await _until_waiting(superuser_engine)
+            await until_lock_waited(superuser_engine)
             free = await conn.scalar(
                 text("select pg_try_advisory_xact_lock(:key)"), {"key": chain._lock_key(firm_id)}
             )
@@ -234,16 +235,6 @@ async def test_a_keyed_submission_waiting_for_its_row_holds_no_firm_wide_lock(
         done = await submitting
     assert free, "the submission held the firm's chain lock while it waited for the row"
     assert "errors" not in done, done
-
-
-async def _until_waiting(superuser: AsyncEngine) -> None:
-    """Until some backend waits for a lock (the submission, on the locked row)."""
-    for _ in range(200):
-        async with superuser.connect() as conn:
-            if await conn.scalar(text("select count(*) from pg_locks where not granted")):
-                return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the submission never waited for the row")
 
 
 async def test_a_retry_is_not_answered_from_a_row_altered_since(
