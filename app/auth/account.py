@@ -50,12 +50,14 @@ async def sign_out_everywhere(session: AsyncSession, actor: Actor) -> int:
 
 
 async def list_sessions(session: AsyncSession, actor: Actor, idle: timedelta) -> list[Session]:
-    """The user's live sessions, most recently used first."""
+    """The user's live sessions in this firm, most recently used first (a session in another
+    of their firms is that firm's row: seen there, once switched to it)."""
     now = datetime.now(UTC)
     rows = await session.execute(
         select(Session)
         .where(
             Session.user_id == actor.id,
+            Session.firm_id == actor.firm_id,
             Session.revoked_at.is_(None),
             Session.expires_at > now,
             Session.last_seen_at > now - idle,

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.actor import Role
@@ -63,36 +63,29 @@ async def create(
     ip: str | None = None,
     user_agent: str | None = None,
 ) -> str:
-    """Store a new session (in a transaction bound to that user and firm) and return the
-    cookie value, which is never stored."""
+    """Store a new session for the bound user, in a firm they belong to (the bound one, or
+    another they are switching to), and return the cookie value, which is never stored."""
     token = new_token()
-    now = datetime.now(UTC)
-    await session.execute(
-        insert(Session).values(
-            id=uuid.uuid4(),
-            token_hash=token_hash(token),
-            user_id=user_id,
-            firm_id=firm_id,
-            created_at=now,
-            last_seen_at=now,
-            expires_at=now + lifetime,
-            ip=ip,
-            user_agent=(user_agent or "")[:512] or None,
-        )
+    await calls.start_session(
+        session,
+        {
+            "id": uuid.uuid4(),
+            "token_hash": token_hash(token),
+            "user_id": user_id,
+            "firm_id": firm_id,
+            "expires_at": datetime.now(UTC) + lifetime,
+            "ip": ip,
+            "user_agent": (user_agent or "")[:512] or None,
+        },
     )
     return token
 
 
 async def revoke_all(session: AsyncSession, user_id: uuid.UUID) -> list[uuid.UUID]:
-    """Revoke every live session of the user, in every firm (RLS: only the actor's own); the
-    firm of each session revoked."""
-    result = await session.execute(
-        update(Session)
-        .where(Session.user_id == user_id, Session.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
-        .returning(Session.firm_id)
-    )
-    return list(result.scalars())
+    """Revoke every live session of the bound user, in every firm (through the one function
+    that may cross firms: RLS shows a user only their sessions in the bound firm); the firm of
+    each session revoked."""
+    return await calls.end_my_sessions(session, user_id)
 
 
 async def revoke_in_firm(session: AsyncSession, user_id: uuid.UUID, firm_id: uuid.UUID) -> int:

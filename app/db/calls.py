@@ -53,6 +53,10 @@ _THROTTLED_UNTIL = text("select auth_sign_in_throttled_until(:address)")
 _NOTE_FAILURE = text("select auth_note_failed_sign_in_by_address(:address, :threshold)")
 _CLEAR_FAILURES = text("select auth_clear_sign_in_failures(:address)")
 _END_MEMBER_SESSIONS = text("select auth_end_member_sessions(:user_id)")
+_END_MY_SESSIONS = text("select firm_id from auth_end_my_sessions(:user_id)")
+_START_SESSION = text(
+    "select auth_start_session(:id, :token_hash, :user_id, :firm_id, :expires_at, :ip, :user_agent)"
+)
 _DECLARATION_TOKEN = text(
     "select declaration_id, firm_id from declaration_token_lookup(:token_hash)"
 )
@@ -190,6 +194,17 @@ async def clear_failed_sign_ins(session: AsyncSession, address: bytes) -> None:
 async def end_member_sessions(session: AsyncSession, user_id: object) -> int:
     """End a removed member's sessions in the bound firm; how many were live."""
     return int((await session.execute(_END_MEMBER_SESSIONS, {"user_id": user_id})).scalar_one())
+
+
+async def end_my_sessions(session: AsyncSession, user_id: object) -> list[Any]:
+    """End every live session of the bound user (``user_id``), in every firm; the firm of each."""
+    return list((await session.execute(_END_MY_SESSIONS, {"user_id": user_id})).scalars())
+
+
+async def start_session(session: AsyncSession, values: Mapping[str, Any]) -> None:
+    """Store a session of the bound user (``values["user_id"]``) in a firm they belong to,
+    bound or not: id, token_hash, user_id, firm_id, expires_at, ip and user_agent."""
+    await session.execute(_START_SESSION, dict(values))
 
 
 async def platform_chain_head(session: AsyncSession) -> Row[Any] | None:

@@ -28,7 +28,7 @@ class CoreQuery:
     )
     firm: Firm = strawberry.field(resolver=firms.firm, description="The active firm.")
     sessions: list[SessionInfo] = strawberry.field(
-        resolver=account.sessions, description="Your live sessions, on every device."
+        resolver=account.sessions, description="Your live sessions in this firm, on every device."
     )
     my_firms: list[FirmMembership] = strawberry.field(
         resolver=account.my_firms, description="Every firm you belong to."
@@ -72,7 +72,10 @@ class CoreMutation:
         description="Set a new password; every session of the user is signed out.",
     )
     sign_out: OkPayload = strawberry.mutation(resolver=account.sign_out, metadata=PUBLIC)
-    sign_out_everywhere: OkPayload = strawberry.mutation(resolver=account.sign_out_everywhere)
+    sign_out_everywhere: OkPayload = strawberry.mutation(
+        resolver=account.sign_out_everywhere,
+        description="End every session of yours, on every device and in every firm.",
+    )
     revoke_session: OkPayload = strawberry.mutation(resolver=account.revoke_session)
     switch_firm: SignInPayload = strawberry.mutation(
         resolver=account.switch_firm, description="Re-issue the session for another of your firms."

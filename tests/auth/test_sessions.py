@@ -15,12 +15,14 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from app.auth import account
 from app.auth.actor import Actor
 from app.auth.sessions import COOKIE_NAME, token_hash
+from app.db.tenant import tenant_transaction
 from tests.browser import (
     PASSWORD,
     SIGN_IN,
@@ -436,6 +438,92 @@ async def test_switch_firm_reissues_the_session_for_another_of_your_firms(
     assert '"action":"auth.firm_switched"' in trails[firm_b]
     assert '"action":"auth.signed_out_everywhere","actor"' in trails[firm_a]
     assert f'"details":{{"sessions":{live[firm_a]}}}' in trails[firm_a]  # none of B's
+
+
+async def test_a_users_session_in_another_firm_is_that_firms_row(
+    browser: Browser,
+    smtp: SmtpServer,
+    new_browser: NewBrowser,
+    superuser_engine: AsyncEngine,
+    app_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """No query sees a row of a firm other than the bound one: bound to firm A, a user of
+    firms A and B neither lists, ends, changes nor starts their session in B, except through
+    the two moves that cross firms (signing out everywhere, starting a session in a firm of
+    theirs), which act only for the bound user."""
+    email = await signed_up(browser, smtp, firm="Firm A Ltd")
+    firm_a = uuid.UUID(await firm_id_of(browser))
+    inviter = new_browser()
+    await signed_up(inviter, smtp, firm="Firm B Ltd")
+    firm_b = uuid.UUID(await firm_id_of(inviter))
+    body = await inviter.gql(INVITE, {"input": {"email": email, "role": "MEMBER"}})
+    assert body == {"data": {"inviteMember": {"ok": True}}}
+    laptop = new_browser()
+    body = await laptop.gql(ACCEPT, {"t": await link_token(smtp, email, "You are invited")})
+    assert body["data"]["acceptInvitation"]["firmId"] == str(firm_b), body
+    assert browser.session_cookie is not None
+    assert laptop.session_cookie is not None
+    here = await _session_id(superuser_engine, browser.session_cookie)
+    there = await _session_id(superuser_engine, laptop.session_cookie)
+
+    listed = [s["id"] for s in (await browser.gql(SESSIONS))["data"]["sessions"]]
+    assert listed == [str(here)]
+    assert codes(await browser.gql(REVOKE, {"id": str(there)})) == ["NOT_FOUND"]
+    assert "errors" not in await laptop.gql(FIRM)
+
+    async with superuser_engine.connect() as conn:
+        user_id = await conn.scalar(text("select id from users where email = :e"), {"e": email})
+        stranger = await conn.scalar(
+            text("select user_id from memberships where firm_id = :f"), {"f": firm_b}
+        )
+    async with tenant_transaction(app_sessions, firm_a, user_id) as session:
+        seen = await session.scalar(
+            text("select count(*) from sessions where firm_id = :b"), {"b": firm_b}
+        )
+        changed = await session.execute(
+            text("update sessions set user_agent = 'changed' where firm_id = :b"), {"b": firm_b}
+        )
+        assert (seen, changed.rowcount) == (0, 0)  # type: ignore[attr-defined]
+    refusals = [
+        # A session in firm B written straight into the table while bound to firm A.
+        (
+            "insert into sessions (id, token_hash, user_id, firm_id, created_at, "
+            "last_seen_at, expires_at) values (:id, :h, :u, :b, now(), now(), "
+            "now() + interval '1 hour')",
+            "row-level security",
+        ),
+        # Started for a firm the user does not belong to, or for another user.
+        (
+            "select auth_start_session(:id, :h, :u, :nowhere, now() + interval '1 hour', "
+            "null, null)",
+            "a session starts only",
+        ),
+        (
+            "select auth_start_session(:id, :h, :stranger, :b, now() + interval '1 hour', "
+            "null, null)",
+            "a session starts only",
+        ),
+        ("select auth_end_my_sessions(:stranger)", "ended only by that user"),
+    ]
+    values = {
+        "id": uuid.uuid4(),
+        "h": token_hash(uuid.uuid4().hex),
+        "u": user_id,
+        "b": firm_b,
+        "nowhere": uuid.uuid4(),
+        "stranger": stranger,
+    }
+    for statement, refused in refusals:
+        with pytest.raises(DBAPIError, match=refused):
+            async with tenant_transaction(app_sessions, firm_a, user_id) as session:
+                await session.execute(text(statement), values)
+    assert "errors" not in await laptop.gql(FIRM)
+    assert "errors" not in await inviter.gql(FIRM)
+
+    body = await browser.gql(SIGN_OUT_EVERYWHERE)
+    assert body == {"data": {"signOutEverywhere": {"ok": True}}}
+    assert unauthenticated(await laptop.gql(FIRM))
+    assert "errors" not in await inviter.gql(FIRM)
 
 
 async def _live_sessions(engine: AsyncEngine, email: str) -> dict[str, int]:
