@@ -202,3 +202,44 @@ def test_every_audit_action_is_documented() -> None:
     documented = (ROOT / "docs" / "audit.md").read_text()
     missing = [action.value for action in Action if f"`{action.value}`" not in documented]
     assert missing == []
+
+
+# What would change or remove an audit record, or open the way to it, in SQL.
+AUDIT_REWRITES = re.compile(
+    r"disable\s+trigger"
+    r"|\b(update|delete\s+from|truncate(\s+table)?)\s+(only\s+)?audit_(log|checkpoints)\b"
+    r"|\bgrant\s[^;\"]*\b(update|delete|truncate|all)\b[^;\"]*\bon\s+(table\s+)?audit_"
+    r"|\balter\s+table\s+audit_(log|checkpoints)\s+owner\b",
+    re.IGNORECASE,
+)
+
+
+def test_no_code_path_changes_or_removes_an_audit_record() -> None:
+    """The security page says no code path, for anyone, can modify or remove an audit record.
+    The app role holds no such privilege (tests/audit/test_tamper.py); the owner's could be
+    granted back, or its triggers disabled, by a statement it runs: none of the product's code
+    (the app, its migrations, scripts and tools) holds one. The tests tamper on purpose, and
+    the benchmark seeds its own throwaway chain, as a superuser."""
+    paths = [
+        p
+        for folder in ("app", "migrations", "scripts", "tools")
+        for p in (ROOT / folder).rglob("*.py")
+    ]
+    found = {
+        f"{path.relative_to(ROOT)}:{text[: match.start()].count(chr(10)) + 1}": match.group(0)
+        for path in paths
+        for text in [path.read_text()]
+        for match in AUDIT_REWRITES.finditer(text)
+    }
+    assert len(paths) > 100, paths  # the product's code was read
+    assert found == {}
+    samples = [
+        "alter table audit_log disable trigger audit_log_no_update_delete",
+        "UPDATE audit_log SET details = '{}'",
+        "delete from audit_checkpoints where seq > 3",
+        "truncate table audit_log",
+        "grant update on audit_log to coverproof_owner",
+        "alter table audit_log owner to someone",
+    ]
+    assert [bool(AUDIT_REWRITES.search(sample)) for sample in samples] == [True] * len(samples)
+    assert not AUDIT_REWRITES.search("grant select, insert on audit_log to coverproof_app")
