@@ -23,7 +23,7 @@ from app.db.tenant import mail_sender_transaction
 from app.mail.models import MailOutbox
 from app.mail.outbox import open_mail
 from app.mail.sealing import SealBroken, key_id, mail_key
-from app.mail.transport import Transport, build_message, transport_for
+from app.mail.transport import Connection, Transport, build_message, transport_for
 
 log = logging.getLogger("coverproof.mail")
 
@@ -133,20 +133,23 @@ class MailSender:
     async def _pass(self, limit: int) -> tuple[int, int]:
         key, transport = self._setup()
         sent = 0
-        async with mail_sender_transaction(self.sessions) as session:
+        async with (
+            mail_sender_transaction(self.sessions) as session,
+            transport.connection() as connection,
+        ):
             rows = (await session.execute(_due(limit, key))).scalars().all()
             for row in rows:
-                sent += await self._deliver(session, key, transport, row)
+                sent += await self._deliver(session, key, connection, row)
         return len(rows), sent
 
     async def _deliver(
-        self, session: AsyncSession, key: bytes, transport: Transport, row: MailOutbox
+        self, session: AsyncSession, key: bytes, connection: Connection, row: MailOutbox
     ) -> int:
         try:
             if row.body is None:
                 raise SealBroken("the row has no body to send")
             mail = open_mail(key, row.id, row.to_address, row.subject, row.body)
-            await transport.send(build_message(mail, self.settings.mail_from), mail)
+            await connection.send(build_message(mail, self.settings.mail_from), mail)
         except Exception as exc:
             await self._failed(session, row, exc)
             return 0

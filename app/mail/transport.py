@@ -14,9 +14,11 @@ Errors about the URL never repeat it: it may hold a password.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import re
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
@@ -32,14 +34,21 @@ from app.mail.outbox import Mail
 log = logging.getLogger("coverproof.mail")
 
 SMTP_TIMEOUT_SECONDS = 30.0
+MESSAGES_PER_CONNECTION = 50
 _DEFAULT_PORTS = {"smtp": 587, "smtps": 465, "smtp+insecure": 25}
 _URL = re.compile(r"https?://[^\s<>\"']+")
 
 
-class Transport(Protocol):
+class Connection(Protocol):
     """Delivers one message; returns only once it is accepted (or raises)."""
 
     async def send(self, message: EmailMessage, mail: Mail) -> None: ...
+
+
+class Transport(Protocol):
+    """Where messages leave: a pass of the sender opens one ``connection()`` for all it sends."""
+
+    def connection(self) -> AbstractAsyncContextManager[Connection]: ...
 
 
 def build_message(mail: Mail, mail_from: str) -> EmailMessage:
@@ -60,7 +69,7 @@ def build_message(mail: Mail, mail_from: str) -> EmailMessage:
 
 @dataclass(frozen=True)
 class SmtpTransport:
-    """Sends through an SMTP server with aiosmtplib; one connection per message."""
+    """Sends through an SMTP server with aiosmtplib."""
 
     hostname: str
     port: int
@@ -70,11 +79,9 @@ class SmtpTransport:
     start_tls: bool | None = None  # None: upgrade when the server offers STARTTLS
     timeout: float = SMTP_TIMEOUT_SECONDS
 
-    async def send(self, message: EmailMessage, mail: Mail) -> None:
-        await aiosmtplib.send(
-            message,
-            sender=parseaddr(str(message["From"]))[1],
-            recipients=[mail.to],
+    def client(self) -> aiosmtplib.SMTP:
+        """A client not yet connected; connecting upgrades to TLS and signs in as configured."""
+        return aiosmtplib.SMTP(
             hostname=self.hostname,
             port=self.port,
             username=self.username,
@@ -84,12 +91,56 @@ class SmtpTransport:
             timeout=self.timeout,
         )
 
+    def connection(self) -> SmtpConnection:
+        return SmtpConnection(self)
+
+
+class SmtpConnection:
+    """One SMTP connection for a pass of the sender, rather than a handshake (and a TLS one)
+    per message: opened at its first message, and opened afresh after a failure (the server
+    may have dropped it, or be left mid-transaction) and every ``MESSAGES_PER_CONNECTION``
+    messages (providers cap them)."""
+
+    def __init__(self, transport: SmtpTransport) -> None:
+        self.transport = transport
+        self.client: aiosmtplib.SMTP | None = None
+        self.sent = 0
+
+    async def __aenter__(self) -> SmtpConnection:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+
+    async def send(self, message: EmailMessage, mail: Mail) -> None:
+        if self.client is not None and self.sent >= MESSAGES_PER_CONNECTION:
+            await self.__aexit__()
+        if self.client is None:
+            client = self.transport.client()
+            await client.connect()
+            self.client, self.sent = client, 0
+        try:
+            await self.client.send_message(
+                message, sender=parseaddr(str(message["From"]))[1], recipients=[mail.to]
+            )
+        except BaseException:
+            self.client.close()
+            self.client = None
+            raise
+        self.sent += 1
+
 
 @dataclass(frozen=True)
 class FileTransport:
     """Development without SMTP: writes ``<dir>/<id>.eml`` and logs where, with the first link."""
 
     directory: Path
+
+    def connection(self) -> AbstractAsyncContextManager[FileTransport]:
+        return contextlib.nullcontext(self)
 
     async def send(self, message: EmailMessage, mail: Mail) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)

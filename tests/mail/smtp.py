@@ -23,26 +23,31 @@ ACCEPTED = "250 Message accepted for delivery"
 
 @dataclass(frozen=True)
 class Received:
-    """One accepted message: the SMTP envelope and the parsed message."""
+    """One accepted message: the SMTP envelope, the parsed message and the client's address
+    and port (which tell its connections apart)."""
 
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    peer: tuple[str, int]
 
 
 class _Collector:
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.reply = ACCEPTED
+        self.refusals = 0  # how many of the next messages get ``reply``; -1: all of them
 
     # aiosmtpd calls its hooks positionally: (server, session, envelope).
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
-        if self.reply != ACCEPTED:
+    async def handle_DATA(self, _server: Any, session: Any, envelope: Any) -> str:
+        if self.refusals:
+            self.refusals -= self.refusals > 0
             return self.reply
         raw = envelope.original_content or envelope.content
         message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
-        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        received = Received(envelope.mail_from, list(envelope.rcpt_tos), message, session.peer)
+        self.received.append(received)
         return ACCEPTED
 
 
@@ -72,10 +77,11 @@ class SmtpServer:
     def received(self) -> list[Received]:
         return list(self._collector.received)
 
-    def refuse(self, reply: str | None) -> None:
-        """Answer DATA with ``reply`` (e.g. "451 4.3.0 try later") instead of accepting; None
-        accepts again."""
+    def refuse(self, reply: str | None, times: int = -1) -> None:
+        """Answer DATA with ``reply`` (e.g. "451 4.3.0 try later") instead of accepting, the
+        next ``times`` times (-1: until told otherwise); None accepts again."""
         self._collector.reply = reply or ACCEPTED
+        self._collector.refusals = times if reply else 0
 
     def to(self, address: str) -> list[EmailMessage]:
         """The messages whose envelope named ``address`` as a recipient."""

@@ -12,6 +12,7 @@ from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import ConfigError
+from app.mail import transport
 from app.mail.models import MailOutbox
 from app.mail.sender import GAVE_UP, MAX_ATTEMPTS, MailSender, backoff
 from tests.conftest import Database, make_settings
@@ -127,6 +128,51 @@ async def test_mail_the_server_refuses_is_not_marked_sent(
     assert row.last_error is not None
     assert row.last_error.startswith("SMTPDataError")
     assert "Try again later" in row.last_error
+
+
+async def test_a_pass_sends_over_one_connection_and_a_refusal_fails_alone(
+    database: Database,
+    tmp_path: Path,
+    app_sessions: async_sessionmaker[AsyncSession],
+    smtp_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One SMTP handshake (a TLS one, in production) for all a pass sends, not one per
+    message; a message the server refuses fails alone, and the rest of the pass goes on; a
+    connection carries at most MESSAGES_PER_CONNECTION messages."""
+    settings = make_settings(database, tmp_path, smtp_url=smtp_server.url)
+    sender = MailSender(app_sessions, settings)
+    await sender.deliver_due()  # whatever earlier tests left due
+    addresses = [new_address() for _ in range(3)]
+    for to in addresses:
+        await enqueue_committed(app_sessions, settings, to)
+    assert await sender.deliver_due() == 3
+    delivered = [r for r in smtp_server.received if r.rcpt_tos[0] in addresses]
+    assert len(delivered) == 3
+    assert len({r.peer for r in delivered}) == 1
+
+    refused, *accepted = [new_address() for _ in range(3)]
+    ids = {to: await enqueue_committed(app_sessions, settings, to) for to in (refused, *accepted)}
+    smtp_server.refuse("451 4.3.0 Try again later", times=1)
+    assert await sender.deliver_due() == 2
+    failed = [
+        to
+        for to, mail_id in ids.items()
+        if (await outbox_row(app_sessions, mail_id)).sent_at is None
+    ]
+    assert failed == [refused]  # the first of the pass, refused; the others sent after it
+    later = [r for r in smtp_server.received if r.rcpt_tos[0] in accepted]
+    assert len(later) == 2
+    assert len({r.peer for r in later}) == 1
+
+    monkeypatch.setattr(transport, "MESSAGES_PER_CONNECTION", 2)
+    capped = [new_address() for _ in range(3)]
+    for to in capped:
+        await enqueue_committed(app_sessions, settings, to)
+    assert await sender.deliver_due() == 3
+    peers = [r.peer for r in smtp_server.received if r.rcpt_tos[0] in capped]
+    assert len(peers) == 3
+    assert len(set(peers)) == 2
 
 
 async def test_after_the_last_attempt_the_row_is_parked(
