@@ -473,8 +473,9 @@ async def test_a_users_session_in_another_firm_is_that_firms_row(
 
     async with superuser_engine.connect() as conn:
         user_id = await conn.scalar(text("select id from users where email = :e"), {"e": email})
-        stranger = await conn.scalar(
-            text("select user_id from memberships where firm_id = :f"), {"f": firm_b}
+        stranger = await conn.scalar(  # firm B's owner, who invited the user
+            text("select user_id from memberships where firm_id = :f and user_id <> :u"),
+            {"f": firm_b, "u": user_id},
         )
     async with tenant_transaction(app_sessions, firm_a, user_id) as session:
         seen = await session.scalar(
