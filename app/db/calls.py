@@ -60,6 +60,9 @@ _START_SESSION = text(
 _DECLARATION_TOKEN = text(
     "select declaration_id, firm_id from declaration_token_lookup(:token_hash)"
 )
+_RETIRED_LINK = text(
+    "select declaration_id, firm_id, reason from declaration_retired_link(:token_hash)"
+)
 _CHAIN_HEADS = text(
     "select firm_id, head_seq, checkpoint_seq from audit_chain_heads(cast(:revoked as text[]))"
 )
@@ -219,6 +222,12 @@ async def platform_chain_append(session: AsyncSession, values: dict[str, Any]) -
 async def declaration_by_token(session: AsyncSession, token_hash: bytes) -> Row[Any] | None:
     """The declaration and firm a recipient's link belongs to, before the tenant is known."""
     return (await session.execute(_DECLARATION_TOKEN, {"token_hash": token_hash})).one_or_none()
+
+
+async def retired_link(session: AsyncSession, token_hash: bytes) -> Row[Any] | None:
+    """The declaration, firm and reason (replaced, withdrawn) of a recipient's link that no
+    longer works, before the tenant is known."""
+    return (await session.execute(_RETIRED_LINK, {"token_hash": token_hash})).one_or_none()
 
 
 async def chain_heads(session: AsyncSession, revoked: Collection[str]) -> list[Row[Any]]:

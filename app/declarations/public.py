@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,7 +63,7 @@ async def _found(session: AsyncSession, env: AuthEnv, token: str) -> tuple[Decla
     await env.limit(Policy.PUBLIC_TOKEN_PER_TOKEN, token_hash.hex())
     found = await calls.declaration_by_token(session, token_hash)
     if found is None:
-        raise TokenInvalid()
+        raise await _retired(session, env, token_hash)
     await bind_tenant(session, found.firm_id, found.declaration_id)
     declaration = await session.get(Declaration, found.declaration_id)
     if declaration is None:
@@ -70,10 +71,29 @@ async def _found(session: AsyncSession, env: AuthEnv, token: str) -> tuple[Decla
     return declaration, token_hash
 
 
+# What the recipient of a retired link is told; the code stays TOKEN_INVALID.
+_RETIRED = {
+    "replaced": "This link has been replaced by a newer one: use the link in the most recent "
+    "email you received about this request.",
+    "withdrawn": "This request has been withdrawn by the firm that sent it.",
+}
+
+
+async def _retired(session: AsyncSession, env: AuthEnv, token_hash: bytes) -> AppError:
+    """The refusal of a link that is not live: a link that was replaced or withdrawn says so
+    and goes on its declaration's record (a recipient, or whoever holds an old email, still
+    trying it); any other is simply not valid, and belongs to no firm to record it in."""
+    retired = await calls.retired_link(session, token_hash)
+    if retired is None:
+        return TokenInvalid()
+    refusal = TokenInvalid(_RETIRED[retired.reason])
+    return await _audited(refusal, env, retired.firm_id, retired.declaration_id, retired.reason)
+
+
 async def _refuse_if_closed(env: AuthEnv, declaration: Declaration) -> None:
     refusal = _refusal(declaration)
     if refusal is not None:
-        raise await _audited(refusal, env, declaration)
+        raise await _audited(refusal, env, declaration.firm_id, declaration.id)
 
 
 def _refusal(declaration: Declaration) -> AppError | None:
@@ -95,17 +115,26 @@ def _lost(declaration: Declaration, token_hash: bytes) -> AppError:
     return TokenInvalid() if declaration.token_hash != token_hash else TokenUsed()
 
 
-async def _audited(error: AppError, env: AuthEnv, declaration: Declaration) -> AppError:
-    """A replayed or expired link is on the record (without the token) after the rollback:
-    once per declaration, reason and hour (Policy.REFUSAL_RECORDS), so that replaying a link
-    cannot flood the firm's chain, and with it the audit appendix of its evidence packs."""
-    firm_id, declaration_id, code = declaration.firm_id, declaration.id, error.code
+async def _audited(
+    error: AppError,
+    env: AuthEnv,
+    firm_id: uuid.UUID,
+    declaration_id: uuid.UUID,
+    link: str | None = None,
+) -> AppError:
+    """A replayed, expired or retired (``link``: replaced, withdrawn) link is on the record
+    (without the token) after the rollback: once per declaration, reason and hour
+    (Policy.REFUSAL_RECORDS), so that replaying a link cannot flood the firm's chain, and with
+    it the audit appendix of its evidence packs."""
+    code = error.code
+    reason = code if link is None else f"{code}:{link}"
     try:
-        await env.limit(Policy.REFUSAL_RECORDS, f"{declaration_id}:{code}")
+        await env.limit(Policy.REFUSAL_RECORDS, f"{declaration_id}:{reason}")
     except RateLimited:
         return error  # already on the record this hour
     except StorageError:
         log.warning("refusal limit unavailable; recording the refusal")  # rather than lose it
+    details = {"code": code} if link is None else {"code": code, "link": link}
 
     async def record(session: AsyncSession) -> None:
         await bind_tenant(session, firm_id, declaration_id)
@@ -116,7 +145,7 @@ async def _audited(error: AppError, env: AuthEnv, declaration: Declaration) -> A
             Action.DECLARATION_TOKEN_REFUSED,
             "declaration",
             declaration_id,
-            {"code": code},
+            details,
         )
 
     return error.on_record(record)
@@ -332,7 +361,9 @@ async def submit_declaration(
         if await _first_attempt(session, actor, data, declaration):
             return declaration
         await session.refresh(declaration)
-        raise await _audited(_lost(declaration, token_hash), env, declaration)
+        raise await _audited(
+            _lost(declaration, token_hash), env, declaration.firm_id, declaration.id
+        )
     await chain.record(
         session,
         actor,

@@ -45,7 +45,8 @@ EXCEPTIONS = {
 # in the other firm); 0023 adds the tenant to it, so it is held to the rule with the rest.
 
 # One valid row per table, for the firm :firm. Ids, hashes, sequence numbers and keys are
-# fresh per statement, so the same row can be made again; :template is a template of :firm,
+# fresh per statement, so the same row can be made again; :template and :declaration are firm
+# B's (the rows are made for it, and refused for it in firm A's context),
 # :user a member of both firms (:actor as text), :other a user of no firm yet.
 ZERO_HASH = "'\\x" + "00" * 32 + "'::bytea"
 ROWS = {
@@ -86,6 +87,8 @@ ROWS = {
     "values (:firm, :actor, gen_random_uuid()::text, 'probe', '{}'::jsonb)",
     "memberships": "insert into memberships (firm_id, user_id, role) "
     "values (:firm, :other, 'viewer')",
+    "retired_links": "insert into retired_links (token_hash, firm_id, declaration_id, reason) "
+    "values (sha256(gen_random_uuid()::text::bytea), :firm, :declaration, 'replaced')",
     "sessions": "insert into sessions (id, token_hash, user_id, firm_id, expires_at) values "
     "(gen_random_uuid(), sha256(gen_random_uuid()::text::bytea), :user, :firm, "
     "now() + interval '1 day')",
@@ -162,13 +165,14 @@ async def policy_problems(session: AsyncSession, tables: list[str]) -> list[str]
 @dataclass(frozen=True)
 class Firms:
     """Firm A and firm B, a user member of both (so no policy on the actor alone suffices),
-    two users of neither, and a template of firm B."""
+    two users of neither, and a template and a declaration of firm B."""
 
     a: uuid.UUID
     b: uuid.UUID
     user: uuid.UUID
     others: tuple[uuid.UUID, uuid.UUID]
     template: uuid.UUID
+    declaration: uuid.UUID
 
     def params(self, firm: uuid.UUID, other: int = 0) -> dict[str, object]:
         return {
@@ -177,6 +181,7 @@ class Firms:
             "actor": str(self.user),  # idempotency_keys.actor_id is text
             "other": self.others[other],
             "template": self.template,
+            "declaration": self.declaration,
         }
 
 
@@ -202,6 +207,14 @@ async def make_firms(session: AsyncSession, firms: Firms) -> None:
         ),
         {"t": firms.template, "f": firms.b},
     )
+    await session.execute(
+        text(
+            "insert into declarations (id, firm_id, template_id, template_version, "
+            "template_snapshot, recipient_name, recipient_email) values (:d, :f, :t, 1, "
+            "'{}'::jsonb, 'Pat Probe', 'pat@example.test')"
+        ),
+        {"d": firms.declaration, "t": firms.template, "f": firms.b},
+    )
 
 
 @pytest.fixture
@@ -210,7 +223,12 @@ async def firms(superuser_engine: AsyncEngine) -> AsyncIterator[Firms]:
     RLS); all of it deleted afterwards, past the append-only triggers, so nothing is left for
     tests that read every firm (the audit chain's verifier, the checkpointer)."""
     made = Firms(
-        uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), (uuid.uuid4(), uuid.uuid4()), uuid.uuid4()
+        uuid.uuid4(),
+        uuid.uuid4(),
+        uuid.uuid4(),
+        (uuid.uuid4(), uuid.uuid4()),
+        uuid.uuid4(),
+        uuid.uuid4(),
     )
     sessions = session_factory(superuser_engine)
     try:

@@ -216,6 +216,19 @@ async def actions_on(engine: AsyncEngine, target_id: str) -> list[str]:
         return [row.action for row in rows]
 
 
+async def refusal_details(engine: AsyncEngine, target_id: str) -> list[Any]:
+    """The details of each refused link recorded against a declaration, in chain order."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "select details from audit_log where target_id = :id "
+                "and action = 'declaration.token_refused' order by seq"
+            ),
+            {"id": target_id},
+        )
+        return [row.details for row in rows]
+
+
 async def stored(engine: AsyncEngine, firm_id: str) -> dict[str, int]:
     """What the firm has in the database (RLS bypassed): declarations, templates, audit rows."""
     async with engine.connect() as conn:
@@ -459,9 +472,14 @@ async def test_remind_and_reissue_each_mail_a_new_link_and_kill_the_old_one(
     recipient = browser_for(auth_app)
     async with recipient.client:
         for old in (first, second, third):
-            assert codes(await recipient.gql(FORM, {"t": old})) == ["TOKEN_INVALID"]
-            refused = await recipient.gql(SUBMIT, {"t": old, "i": submission({})})
-            assert codes(refused) == ["TOKEN_INVALID"]
+            for refused in (
+                await recipient.gql(FORM, {"t": old}),
+                await recipient.gql(SUBMIT, {"t": old, "i": submission({})}),
+            ):
+                assert codes(refused) == ["TOKEN_INVALID"]
+                assert refused["errors"][0]["message"].startswith(
+                    "This link has been replaced by a newer one: use the link in the most recent"
+                )
         assert (await form(recipient, fourth))["recipientName"] == "Pat Doe"
         await submit_valid(recipient, fourth)
     read = await get(browser, declaration_id)
@@ -473,8 +491,40 @@ async def test_remind_and_reissue_each_mail_a_new_link_and_kill_the_old_one(
         "declaration.reminded",
         "declaration.reminded",
         "declaration.link_reissued",
+        "declaration.token_refused",  # the old links tried: once, whichever and however often
         "declaration.opened",
         "declaration.submitted",
+    ]
+    assert await refusal_details(superuser_engine, declaration_id) == [
+        {"code": "TOKEN_INVALID", "link": "replaced"}
+    ]
+
+
+async def test_a_withdrawn_link_says_so_and_is_on_the_record_and_an_unknown_one_is_not(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    """Revoking a sent declaration withdraws its link: its recipient is told the request was
+    withdrawn (still TOKEN_INVALID), and the attempt goes on the declaration's record, as an
+    old link's does once replaced. A link never issued is just not valid: nothing names a
+    firm whose record it could go on."""
+    await signed_up(browser, smtp, firm="Withdrawn Ltd")
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    assert ok(await browser.gql(REVOKE, {"id": declaration_id}))
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        refused = await recipient.gql(FORM, {"t": token})
+        unknown = await recipient.gql(FORM, {"t": token[:-4] + "AAAA"})
+    assert codes(refused) == codes(unknown) == ["TOKEN_INVALID"]
+    assert refused["errors"][0]["message"] == (
+        "This request has been withdrawn by the firm that sent it."
+    )
+    assert unknown["errors"][0]["message"] == "This link is not valid."
+    assert (await actions_on(superuser_engine, declaration_id))[-2:] == [
+        "declaration.revoked",
+        "declaration.token_refused",
+    ]
+    assert await refusal_details(superuser_engine, declaration_id) == [
+        {"code": "TOKEN_INVALID", "link": "withdrawn"}
     ]
 
 
