@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.actor import Role
 from app.db import calls
 from app.db.models import Session
+from app.errors import NotFound
 
 COOKIE_NAME = "__Host-cp_session"
+_NOT_A_MEMBER = "42501"  # insufficient_privilege, as auth_start_session refuses a non-member
 
 
 @dataclass(frozen=True)
@@ -66,18 +69,22 @@ async def create(
     """Store a new session for the bound user, in a firm they belong to (the bound one, or
     another they are switching to), and return the cookie value, which is never stored."""
     token = new_token()
-    await calls.start_session(
-        session,
-        {
-            "id": uuid.uuid4(),
-            "token_hash": token_hash(token),
-            "user_id": user_id,
-            "firm_id": firm_id,
-            "expires_at": datetime.now(UTC) + lifetime,
-            "ip": ip,
-            "user_agent": (user_agent or "")[:512] or None,
-        },
-    )
+    values = {
+        "id": uuid.uuid4(),
+        "token_hash": token_hash(token),
+        "user_id": user_id,
+        "firm_id": firm_id,
+        "expires_at": datetime.now(UTC) + lifetime,
+        "ip": ip,
+        "user_agent": (user_agent or "")[:512] or None,
+    }
+    try:
+        await calls.start_session(session, values)
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) == _NOT_A_MEMBER:
+            # Removed from the firm since the caller checked (a race): not our fault.
+            raise NotFound("Firm not found.") from None
+        raise
     return token
 
 

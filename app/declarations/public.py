@@ -288,7 +288,8 @@ async def submission_receipt(
     (the form is refused once submitted), learns that it arrived and gets its receipt. Any
     other key gets NOT_FOUND, whatever the declaration's state: the link alone must not tell
     whether, or when, it was used without that being recorded (the form's refusals are).
-    Writes nothing."""
+    Writes nothing, but for a link replaced or withdrawn: that attempt is recorded, as the
+    form records it."""
     declaration, _ = await _found(session, env, token)
     first = await idempotency.kept_result(session, recipient(env, declaration), key, _SUBMIT)
     if first is None or not _holds(declaration, first):

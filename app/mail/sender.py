@@ -133,9 +133,11 @@ class MailSender:
     async def _pass(self, limit: int) -> tuple[int, int]:
         key, transport = self._setup()
         sent = 0
+        # The connection outlives the transaction: the rows are marked sent, and committed,
+        # before QUIT (which a slow server may take its time over) is sent.
         async with (
-            mail_sender_transaction(self.sessions) as session,
             transport.connection() as connection,
+            mail_sender_transaction(self.sessions) as session,
         ):
             rows = (await session.execute(_due(limit, key))).scalars().all()
             for row in rows:

@@ -34,7 +34,6 @@ from app.mail.outbox import Mail
 log = logging.getLogger("coverproof.mail")
 
 SMTP_TIMEOUT_SECONDS = 30.0
-MESSAGES_PER_CONNECTION = 50
 _DEFAULT_PORTS = {"smtp": 587, "smtps": 465, "smtp+insecure": 25}
 _URL = re.compile(r"https?://[^\s<>\"']+")
 
@@ -96,15 +95,13 @@ class SmtpTransport:
 
 
 class SmtpConnection:
-    """One SMTP connection for a pass of the sender, rather than a handshake (and a TLS one)
-    per message: opened at its first message, and opened afresh after a failure (the server
-    may have dropped it, or be left mid-transaction) and every ``MESSAGES_PER_CONNECTION``
-    messages (providers cap them)."""
+    """One SMTP connection for a pass of the sender (at most its batch of messages), rather
+    than a handshake (and a TLS one) per message: opened at its first message, and opened
+    afresh after a failure (the server may have dropped it, or be left mid-transaction)."""
 
     def __init__(self, transport: SmtpTransport) -> None:
         self.transport = transport
         self.client: aiosmtplib.SMTP | None = None
-        self.sent = 0
 
     async def __aenter__(self) -> SmtpConnection:
         return self
@@ -116,12 +113,22 @@ class SmtpConnection:
                 await client.quit()
 
     async def send(self, message: EmailMessage, mail: Mail) -> None:
-        if self.client is not None and self.sent >= MESSAGES_PER_CONNECTION:
-            await self.__aexit__()
+        reused = self.client is not None
+        try:
+            await self._send(message, mail)
+        except aiosmtplib.SMTPServerDisconnected:
+            if not reused:
+                raise
+            # The server closed the connection it kept open between messages (an idle
+            # timeout): the message is tried once more on a fresh one rather than charged an
+            # attempt. Were it taken after all, the copy carries the same Message-ID.
+            await self._send(message, mail)
+
+    async def _send(self, message: EmailMessage, mail: Mail) -> None:
         if self.client is None:
             client = self.transport.client()
             await client.connect()
-            self.client, self.sent = client, 0
+            self.client = client
         try:
             await self.client.send_message(
                 message, sender=parseaddr(str(message["From"]))[1], recipients=[mail.to]
@@ -130,7 +137,6 @@ class SmtpConnection:
             self.client.close()
             self.client = None
             raise
-        self.sent += 1
 
 
 @dataclass(frozen=True)

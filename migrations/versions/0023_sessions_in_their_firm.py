@@ -20,13 +20,13 @@ depends_on = None
 # functions that run as the owner and do only that move, for the bound user alone:
 # ending every session of theirs (sign out everywhere, a password reset, an address proved),
 # and starting one in a firm they belong to (every sign-in, and switching firms, which starts
-# the new session while the transaction is bound to the firm left); the app starts every
-# session through the second, so none starts for anyone but a member of its firm.
+# the new session while the transaction is bound to the firm left). The app role may no longer
+# insert sessions itself: every session starts through the second, so none starts for anyone
+# but a member of its firm.
 #
-# The previous release's processes still insert sessions themselves (within the bound firm,
-# which the policy allows), so the app role keeps its insert until a later migration revokes
-# it. Their sign-out everywhere and password resets end only the bound firm's sessions: drain
-# them before this migration runs (docs/deployment.md).
+# The previous release's processes cannot work with this: their switchFirm and sign-ins write
+# sessions themselves, and their sign-out everywhere and password resets would end only the
+# bound firm's sessions. Stop them before this migration runs (docs/deployment.md).
 START = "auth_start_session(uuid, bytea, uuid, uuid, timestamptz, text, text)"
 STATEMENTS = [
     f"alter policy own_sessions on sessions "
@@ -65,6 +65,7 @@ STATEMENTS = [
     "grant execute on function auth_end_my_sessions(uuid) to coverproof_app",
     f"revoke all on function {START} from public",
     f"grant execute on function {START} to coverproof_app",
+    "revoke insert on sessions from coverproof_app",
 ]
 
 

@@ -18,15 +18,17 @@ depends_on = None
 # never issued: its recipient was told only that it was not valid, and nothing was recorded,
 # since no firm could be found for it. The database now keeps each retired hash, with its
 # declaration and why, whichever code changes the link: a trigger writes it, in the same
-# transaction, under the firm's RLS. Its lookup, like the live one (0003), runs before the
+# transaction, under the firm's RLS (and its key names the declaration with its firm, as
+# every key between firm tables does). Its lookup, like the live one (0003), runs before the
 # firm is known and returns only the ids needed to bind it.
 STATEMENTS = [
     """create table retired_links (
         token_hash bytea primary key,
         firm_id uuid not null references firms (id),
-        declaration_id uuid not null references declarations (id),
+        declaration_id uuid not null,
         reason text not null check (reason in ('replaced', 'withdrawn')),
-        retired_at timestamptz not null default now()
+        retired_at timestamptz not null default now(),
+        foreign key (declaration_id, firm_id) references declarations (id, firm_id)
     )""",
     "create index retired_links_declaration_idx on retired_links (firm_id, declaration_id)",
     *force_rls("retired_links"),
@@ -44,10 +46,15 @@ STATEMENTS = [
     end $$""",
     "create trigger declarations_retire_link after update of token_hash on declarations "
     "for each row execute function declarations_retire_link()",
+    # A link replaced by a reminder and then withdrawn with its declaration is withdrawn too.
     """create function declaration_retired_link(p_token_hash bytea)
     returns table (declaration_id uuid, firm_id uuid, reason text)
     language sql stable security definer set search_path = pg_catalog, public, pg_temp as $$
-        select declaration_id, firm_id, reason from retired_links where token_hash = p_token_hash
+        select r.declaration_id, r.firm_id,
+               case when d.status = 'revoked' then 'withdrawn' else r.reason end
+        from retired_links r
+        join declarations d on d.id = r.declaration_id and d.firm_id = r.firm_id
+        where r.token_hash = p_token_hash
     $$""",
     "create policy platform_lookup on retired_links for select to coverproof_owner using (true)",
     "revoke all on function declaration_retired_link(bytea) from public",

@@ -8,7 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -19,10 +19,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
-from app.auth import account
+from app.auth import account, sessions
 from app.auth.actor import Actor
 from app.auth.sessions import COOKIE_NAME, token_hash
 from app.db.tenant import tenant_transaction
+from app.errors import NotFound
 from tests.browser import (
     PASSWORD,
     SIGN_IN,
@@ -486,12 +487,13 @@ async def test_a_users_session_in_another_firm_is_that_firms_row(
         )
         assert (seen, changed.rowcount) == (0, 0)  # type: ignore[attr-defined]
     refusals = [
-        # A session in firm B written straight into the table while bound to firm A.
+        # A session written straight into the table: the app role may not (not even in the
+        # bound firm); every session starts through auth_start_session.
         (
             "insert into sessions (id, token_hash, user_id, firm_id, created_at, "
             "last_seen_at, expires_at) values (:id, :h, :u, :b, now(), now(), "
             "now() + interval '1 hour')",
-            "row-level security",
+            "permission denied for table sessions",
         ),
         # Started for a firm the user does not belong to, or for another user.
         (
@@ -520,6 +522,11 @@ async def test_a_users_session_in_another_firm_is_that_firms_row(
                 await session.execute(text(statement), values)
     assert "errors" not in await laptop.gql(FIRM)
     assert "errors" not in await inviter.gql(FIRM)
+    # Refused by the function (a firm the user has left since it was checked, say): a clean
+    # NOT_FOUND, not an internal error.
+    with pytest.raises(NotFound):
+        async with tenant_transaction(app_sessions, firm_a, user_id) as session:
+            await sessions.create(session, user_id, uuid.uuid4(), timedelta(hours=1))
 
     body = await browser.gql(SIGN_OUT_EVERYWHERE)
     assert body == {"data": {"signOutEverywhere": {"ok": True}}}

@@ -106,7 +106,8 @@ APP_POLICIES = text(
     "where r <> 'public' and pg_has_role(:role, r, 'MEMBER'))) order by 1, 2"
 )
 MAY_CHANGE = text(
-    "select has_column_privilege(current_user, :t, :c, 'UPDATE'), "
+    "select has_table_privilege(current_user, :t, 'INSERT'), "
+    "has_column_privilege(current_user, :t, :c, 'UPDATE'), "
     "has_table_privilege(current_user, :t, 'DELETE')"
 )
 UNFORCED = text(
@@ -215,6 +216,8 @@ async def make_firms(session: AsyncSession, firms: Firms) -> None:
         ),
         {"d": firms.declaration, "t": firms.template, "f": firms.b},
     )
+    # The user's own session in firm A: the row a move into firm B would take (leaks()).
+    await session.execute(text(ROWS["sessions"]), firms.params(firms.a))
 
 
 @pytest.fixture
@@ -266,18 +269,25 @@ async def refusal(session: AsyncSession, statement: str, params: dict[str, objec
 async def leaks(session: AsyncSession, table: str, firms: Firms) -> list[str]:
     """What a transaction bound to firm A (as firms.user) may do to firm B's rows of
     ``table``: nothing, so an empty list. Each write is tried only where the role holds the
-    privilege (else PostgreSQL refuses it before RLS is asked)."""
+    privilege (else PostgreSQL refuses it before RLS is asked). Where it may update the
+    tenant column but not insert (sessions), moving its own firm-A row into firm B is the way
+    a row could reach firm B, so that is tried too."""
     col, params = column(table), firms.params(firms.b, other=1)
     where = f"where {col} = :firm"
     found = []
     seen = (await session.execute(text(f"select count(*) from {table} {where}"), params)).one()[0]
     if seen:
         found.append(f"reads {seen} rows")
-    may_update, may_delete = (await session.execute(MAY_CHANGE, {"t": table, "c": col})).one()
+    may_insert, may_update, may_delete = (
+        await session.execute(MAY_CHANGE, {"t": table, "c": col})
+    ).one()
+    # No WHERE: one that reads the row makes PostgreSQL hold the moved row to the read policy too.
+    move = f"update {table} set {col} = :firm"
     writes = [
-        ("insert", ROWS[table], True, "refused by RLS"),
+        ("insert", ROWS[table], may_insert, "refused by RLS"),
         ("update", f"update {table} set {col} = {col} {where}", may_update, "0 rows"),
         ("delete", f"delete from {table} {where}", may_delete, "0 rows"),
+        ("move", move, may_update and not may_insert, "refused by RLS"),
     ]
     for name, statement, granted, safe in writes:
         if granted and (outcome := await refusal(session, statement, params)) != safe:
@@ -324,7 +334,8 @@ async def test_the_probe_rows_are_seen_and_made_in_their_own_firm(
         for table in await firm_tables(session):
             count = f"select count(*) from {table} where {column(table)} = :firm"
             assert (await session.execute(text(count), {"firm": firms.b})).scalar_one() >= 1
-            if table != "firms":
+            may_insert = await session.execute(MAY_CHANGE, {"t": table, "c": column(table)})
+            if table != "firms" and may_insert.one()[0]:
                 made = await refusal(session, ROWS[table], firms.params(firms.b, other=1))
                 assert made == "1 rows", (table, made)
 

@@ -508,16 +508,23 @@ async def test_a_withdrawn_link_says_so_and_is_on_the_record_and_an_unknown_one_
     old link's does once replaced. A link never issued is just not valid: nothing names a
     firm whose record it could go on."""
     await signed_up(browser, smtp, firm="Withdrawn Ltd")
-    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    email = new_email()
+    declaration_id, first = await sent_declaration(browser, smtp, email)
+    assert ok(await browser.gql(REMIND, {"id": declaration_id}))  # the first link replaced
+    second = await nth_link(smtp, email, 2)
     assert ok(await browser.gql(REVOKE, {"id": declaration_id}))
     recipient = browser_for(auth_app)
     async with recipient.client:
-        refused = await recipient.gql(FORM, {"t": token})
-        unknown = await recipient.gql(FORM, {"t": token[:-4] + "AAAA"})
-    assert codes(refused) == codes(unknown) == ["TOKEN_INVALID"]
-    assert refused["errors"][0]["message"] == (
+        refused = [await recipient.gql(FORM, {"t": token}) for token in (first, second)]
+        unknown = await recipient.gql(
+            FORM, {"t": first[:-4] + ("B" if first[-4] == "A" else "A") * 4}
+        )
+    for answer in [*refused, unknown]:
+        assert codes(answer) == ["TOKEN_INVALID"]
+    # The replaced link too: the request it would lead to is withdrawn.
+    assert [answer["errors"][0]["message"] for answer in refused] == [
         "This request has been withdrawn by the firm that sent it."
-    )
+    ] * 2
     assert unknown["errors"][0]["message"] == "This link is not valid."
     assert (await actions_on(superuser_engine, declaration_id))[-2:] == [
         "declaration.revoked",

@@ -105,6 +105,13 @@ class SmtpServer:
     def start(self) -> None:
         self._controller.start()
 
+    def restart(self) -> None:
+        """Stop (dropping every connection a client holds) and listen again on the same port,
+        keeping what was received."""
+        self._controller.stop()
+        self._controller = Controller(self._collector, hostname=self.host, port=self.port)
+        self._controller.start()
+
     def stop(self) -> None:
         self._controller.stop()
 

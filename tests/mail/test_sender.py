@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -12,9 +13,10 @@ from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import ConfigError
-from app.mail import transport
 from app.mail.models import MailOutbox
+from app.mail.outbox import Mail
 from app.mail.sender import GAVE_UP, MAX_ATTEMPTS, MailSender, backoff
+from app.mail.transport import build_message, smtp_transport
 from tests.conftest import Database, make_settings
 from tests.mail.helpers import enqueue_committed, new_address, outbox_row
 from tests.mail.smtp import SmtpServer, free_port
@@ -135,11 +137,9 @@ async def test_a_pass_sends_over_one_connection_and_a_refusal_fails_alone(
     tmp_path: Path,
     app_sessions: async_sessionmaker[AsyncSession],
     smtp_server: SmtpServer,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One SMTP handshake (a TLS one, in production) for all a pass sends, not one per
-    message; a message the server refuses fails alone, and the rest of the pass goes on; a
-    connection carries at most MESSAGES_PER_CONNECTION messages."""
+    message; a message the server refuses fails alone, and the rest of the pass goes on."""
     settings = make_settings(database, tmp_path, smtp_url=smtp_server.url)
     sender = MailSender(app_sessions, settings)
     await sender.deliver_due()  # whatever earlier tests left due
@@ -165,14 +165,21 @@ async def test_a_pass_sends_over_one_connection_and_a_refusal_fails_alone(
     assert len(later) == 2
     assert len({r.peer for r in later}) == 1
 
-    monkeypatch.setattr(transport, "MESSAGES_PER_CONNECTION", 2)
-    capped = [new_address() for _ in range(3)]
-    for to in capped:
-        await enqueue_committed(app_sessions, settings, to)
-    assert await sender.deliver_due() == 3
-    peers = [r.peer for r in smtp_server.received if r.rcpt_tos[0] in capped]
-    assert len(peers) == 3
-    assert len(set(peers)) == 2
+
+async def test_a_connection_the_server_dropped_between_messages_is_opened_again(
+    smtp_server: SmtpServer,
+) -> None:
+    """A server may close a connection kept open between messages (an idle timeout, a
+    restart): the next message goes over a fresh one instead of failing an attempt."""
+    connection = smtp_transport(smtp_server.url).connection()
+    mails = [Mail(uuid.uuid4(), new_address(), "Subject", "Text", "<p>HTML</p>") for _ in range(2)]
+    async with connection:
+        await connection.send(build_message(mails[0], FROM), mails[0])
+        smtp_server.restart()  # drops the connection the client holds
+        await connection.send(build_message(mails[1], FROM), mails[1])
+    peers = [r.peer for m in mails for r in smtp_server.received if m.to in r.rcpt_tos]
+    assert len(peers) == 2
+    assert peers[0] != peers[1]
 
 
 async def test_after_the_last_attempt_the_row_is_parked(
