@@ -101,3 +101,28 @@ async def until_lock_waited(superuser: AsyncEngine) -> None:
                 return
         await asyncio.sleep(0.02)
     raise AssertionError("no backend came to wait for a lock")
+
+
+async def tables_holding(engine: AsyncEngine, value: str) -> list[str]:
+    """The tables with a row that holds ``value`` anywhere in its text, searching every table
+    of every schema but PostgreSQL's own (as superuser, so RLS hides none). A ``bytea`` column
+    reads as hex in a row's text, so the value's hex is looked for too."""
+    async with engine.connect() as conn:
+        tables = (
+            await conn.execute(
+                text(
+                    "select format('%I.%I', table_schema, table_name) "
+                    "from information_schema.tables where table_type = 'BASE TABLE' "
+                    "and table_schema not in ('pg_catalog', 'information_schema')"
+                )
+            )
+        ).scalars()
+        holding = []
+        for table in tables:  # names from the catalogue, quoted by format()
+            found = await conn.scalar(
+                text(f"select count(*) from {table} r where r::text like :p or r::text like :hex"),
+                {"p": f"%{value}%", "hex": f"%{value.encode().hex()}%"},
+            )
+            if found:
+                holding.append(table)
+    return holding

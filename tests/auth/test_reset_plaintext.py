@@ -14,35 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from tests.browser import SIGN_IN, Browser, browser_for, codes, link_token, signed_up
+from tests.factories import tables_holding
 from tests.mail.smtp import SmtpServer
 
 RESET_REQUEST = "mutation($e: String!) { requestPasswordReset(email: $e) { accepted message } }"
 RESET = "mutation($t: String!, $p: String!) { resetPassword(token: $t, newPassword: $p) { ok } }"
-
-
-async def _rows_holding(engine: AsyncEngine, value: str) -> list[str]:
-    """The tables with a row that holds ``value`` anywhere in its text, searching every table
-    of every schema but PostgreSQL's own (as superuser, so RLS hides none). A ``bytea`` column
-    reads as hex in a row's text, so the value's hex is looked for too."""
-    async with engine.connect() as conn:
-        tables = (
-            await conn.execute(
-                text(
-                    "select format('%I.%I', table_schema, table_name) "
-                    "from information_schema.tables where table_type = 'BASE TABLE' "
-                    "and table_schema not in ('pg_catalog', 'information_schema')"
-                )
-            )
-        ).scalars()
-        holding = []
-        for table in tables:  # names from the catalogue, quoted by format()
-            found = await conn.scalar(
-                text(f"select count(*) from {table} r where r::text like :p or r::text like :hex"),
-                {"p": f"%{value}%", "hex": f"%{value.encode().hex()}%"},
-            )
-            if found:
-                holding.append(table)
-    return holding
 
 
 async def _delivered(engine: AsyncEngine, email: str) -> None:
@@ -86,7 +62,7 @@ async def test_a_successful_reset_never_stores_logs_mails_or_echoes_the_new_pass
     for answer in (reset, signed_in):
         assert new_password not in answer.text
         assert new_password not in str(answer.headers)
-    assert await _rows_holding(superuser_engine, new_password) == []
+    assert await tables_holding(superuser_engine, new_password) == []
     await _delivered(superuser_engine, email)
     mailed = [r.message for r in smtp.received if new_password in r.message.as_string()]
     assert mailed == []
