@@ -202,7 +202,7 @@ def packs_sweep(settings: Settings, args: argparse.Namespace) -> int:
 
     from app.db.engine import create_engine, session_factory  # noqa: PLC0415
     from app.evidence import sweep  # noqa: PLC0415
-    from app.evidence.storage import open_storage  # noqa: PLC0415
+    from app.evidence.stores import open_storage  # noqa: PLC0415
 
     async def run() -> list[str]:
         storage = open_storage(settings)

@@ -19,7 +19,7 @@ from app.db.engine import create_engine, create_lane_pool, session_factory
 from app.db.safety import check_runtime_role
 from app.evidence import sweep
 from app.evidence.signature import pack_signer
-from app.evidence.storage import open_storage
+from app.evidence.stores import open_storage
 from app.http.evidence import ROUTES as EVIDENCE_ROUTES
 from app.http.graphql import graphql_endpoint
 from app.http.middleware import BodySizeLimit, SecurityHeaders

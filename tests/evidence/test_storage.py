@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from app.config import ConfigError, Settings
-from app.evidence.storage import LocalStorage, S3Storage, StorageError, open_storage
+from app.evidence.local_storage import LocalStorage
+from app.evidence.s3_storage import S3Storage
+from app.evidence.storage import StorageError
+from app.evidence.stores import open_storage
 
 
 async def test_local_files_are_private_unguessable_and_inside_the_folder(tmp_path: Path) -> None:
