@@ -82,6 +82,14 @@ def export_schema(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# What a revoked key's conflicting checkpoint says, by whether the key made its signature.
+_SIGNED = {
+    True: "the key signed it, so the key was used to sign another history",
+    False: "the key did not sign it, so someone wrote the row",
+    None: "its signature is unchecked (list the key's public half as retired to check it)",
+}
+
+
 def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from app.audit import signing  # noqa: PLC0415
     from app.audit.verify_all import UnknownFirm, verify_firms  # noqa: PLC0415
@@ -90,15 +98,18 @@ def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     key = signing.load(settings)
     try:
         results = asyncio.run(
-            verify_firms(_owner_url(settings), firm, key.trusted, args.all, key.revoked)
+            verify_firms(
+                _owner_url(settings), firm, key.trusted, args.all, key.revoked, key.revoked_keys
+            )
         )
     except UnknownFirm as error:
         return _refused(error)
     for firm_id, result in results:  # first: a broken chain's are evidence too
-        for checkpoint_id in result.revoked_conflicts:
+        for conflict in result.revoked_conflicts:
             print(
-                f"WARNING firm {firm_id}: checkpoint {checkpoint_id}, naming a revoked key, "
-                "disagrees with the chain: the key may have been misused"
+                f"WARNING firm {firm_id}: checkpoint {conflict.checkpoint_id} at seq "
+                f"{conflict.seq}, naming revoked key {conflict.key_id}, disagrees with the chain: "
+                + _SIGNED[conflict.signed]
             )
     broken = [(firm_id, result) for firm_id, result in results if not result.ok]
     for firm_id, result in broken:  # every one: an operator repairs them all, not the first

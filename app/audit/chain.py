@@ -153,6 +153,18 @@ async def record_platform(
 
 
 @dataclass(frozen=True)
+class RevokedConflict:
+    """A checkpoint naming a revoked key that disagrees with the chain. ``signed``: whether
+    that key made its signature (the key was used to sign another history), or not (the row
+    is not the key's: someone wrote it); None when the key's public half is not configured."""
+
+    checkpoint_id: uuid.UUID
+    seq: int
+    key_id: str
+    signed: bool | None
+
+
+@dataclass(frozen=True)
 class Verification:
     ok: bool
     entries_checked: int
@@ -164,8 +176,7 @@ class Verification:
     failure_checkpoint: uuid.UUID | None = None
     # Checkpoints naming a revoked key that disagree with the chain (another hash at their
     # seq, or a seq beyond its head): they vouch for nothing, but may say the key was used.
-    # Their signatures are not checked (the key may not be configured any more).
-    revoked_conflicts: tuple[uuid.UUID, ...] = ()
+    revoked_conflicts: tuple[RevokedConflict, ...] = ()
 
 
 def _body_of(row: Mapping[Any, Any], details: Any) -> dict[str, Any]:
@@ -241,6 +252,15 @@ def _checkpoint_problem(
     return None if problem is None else f"checkpoint {cp.id} at seq {cp.seq} {problem}"
 
 
+def _conflict(cp: Any, revoked_keys: Mapping[str, Ed25519PublicKey]) -> RevokedConflict:
+    public = revoked_keys.get(cp.key_id)
+    signed = None
+    if public is not None:
+        payload = checkpoint_payload(cp.firm_id, cp.seq, cp.head_hash, cp.signed_at)
+        signed = verify_signature(public, payload, cp.signature)
+    return RevokedConflict(cp.id, cp.seq, cp.key_id, signed)
+
+
 def signature_problem(cp: Any, keys: Mapping[str, Ed25519PublicKey]) -> str | None:
     """What is wrong with a checkpoint's signature, given the keys we trust (by key id), as
     the end of a sentence about it; None if one of them made it."""
@@ -286,7 +306,7 @@ def _broken(
     matched: int,
     reason: str,
     checkpoint: uuid.UUID | None,
-    conflicts: list[uuid.UUID],
+    conflicts: list[RevokedConflict],
 ) -> Verification:
     """A verification that failed at the entry after seq ``checked``."""
     return Verification(
@@ -309,6 +329,7 @@ async def verify(
     seen: Callable[[asyncpg.Record], None] | None = None,
     since: Head | None = None,
     revoked: Collection[str] = (),
+    revoked_keys: Mapping[str, Ed25519PublicKey] | None = None,
 ) -> Verification:
     """Recompute the firm's chain from its first entry, streaming rows through a server-side
     cursor so memory stays flat however long the chain is, and check that every signed
@@ -319,7 +340,9 @@ async def verify(
     entry already trusted: a signed checkpoint's seq and hash), only the entries after it are
     checked, the first against its hash. Checkpoints signed by a ``revoked`` key (by id) vouch
     for nothing, so they are neither counted nor held against the chain; those that disagree
-    with it are named in ``revoked_conflicts``, as evidence of what the key was used for."""
+    with it are named in ``revoked_conflicts``, as evidence of what the key was used for: with
+    the public halves of revoked keys still configured (``revoked_keys``, by key id), each says
+    whether that key made its signature."""
     checked, prev_hash = (since.seq, since.hash) if since else (0, canonical.GENESIS)
     matched = 0
     query = select(AuditCheckpoint).where(
@@ -332,7 +355,8 @@ async def verify(
         (disowned if found.key_id in revoked else checkpoints).setdefault(found.seq, []).append(
             found
         )
-    conflicts: list[uuid.UUID] = []
+    conflicts: list[RevokedConflict] = []
+    revoked_keys = revoked_keys or {}
     firm = None if firm_id is None else str(firm_id)
     async with contextlib.aclosing(_entries(session, firm_id, checked)) as batches:
         async for batch in batches:
@@ -350,11 +374,20 @@ async def verify(
                     failed = cp.id if cp else None
                     return _broken(checked, prev_hash, matched, problem, failed, conflicts)
                 if disowned and row[0] in disowned:
-                    conflicts += [c.id for c in disowned[row[0]] if c.head_hash != row[10]]
+                    conflicts += [
+                        _conflict(c, revoked_keys)
+                        for c in disowned[row[0]]
+                        if c.head_hash != row[10]
+                    ]
                 checked, prev_hash = row[0], row[10]
                 if seen is not None:
                     seen(row)
-    conflicts += [c.id for seq, cps in sorted(disowned.items()) if seq > checked for c in cps]
+    conflicts += [
+        _conflict(c, revoked_keys)
+        for seq, cps in sorted(disowned.items())
+        if seq > checked
+        for c in cps
+    ]
     beyond = [cps[0] for seq, cps in sorted(checkpoints.items()) if seq > checked]
     if beyond:
         cp = beyond[0]

@@ -102,7 +102,9 @@ async def actor_names(
 async def verify_chain(session: AsyncSession, actor: Actor, key: SigningKey) -> chain.Verification:
     """Verify the firm's chain from its first entry, and every signed checkpoint (admins)."""
     actor.require(Role.ADMIN)
-    return await chain.verify(session, actor.firm_id, key.trusted, revoked=key.revoked)
+    return await chain.verify(
+        session, actor.firm_id, key.trusted, revoked=key.revoked, revoked_keys=key.revoked_keys
+    )
 
 
 async def export_log(

@@ -56,6 +56,12 @@ class SigningKey:
             if key_id(public) not in self.revoked
         }
 
+    @property
+    def revoked_keys(self) -> Mapping[str, Ed25519PublicKey]:
+        """The revoked keys whose public halves are still configured (as retired), by key id:
+        what a revoked key's checkpoints are checked against, to tell its use from a forgery."""
+        return {key_id(public): public for public in self.retired if key_id(public) in self.revoked}
+
     def trusted_pem(self) -> str:
         """The trusted keys' public halves, this one first."""
         keys = (self.public, *self.retired)

@@ -40,6 +40,7 @@ async def verify_firms(
     keys: Mapping[str, Ed25519PublicKey] | None = None,
     platform: bool = False,
     revoked: Collection[str] = (),
+    revoked_keys: Mapping[str, Ed25519PublicKey] | None = None,
 ) -> list[tuple[uuid.UUID | None, Verification]]:
     """Each firm's verification in firm id order (and the platform chain's, as None); the owner
     lists firms, then reads each chain in that firm's tenant context. The owner's policies let
@@ -53,7 +54,10 @@ async def verify_firms(
         results: list[tuple[uuid.UUID | None, Verification]] = []
         for fid in firm_ids:
             async with tenant_transaction(sessions, fid) as session:
-                results.append((fid, await verify(session, fid, keys, revoked=revoked)))
+                verified = await verify(
+                    session, fid, keys, revoked=revoked, revoked_keys=revoked_keys
+                )
+                results.append((fid, verified))
         if platform:
             async with transaction(sessions) as session:
                 results.append((None, await verify(session, None)))

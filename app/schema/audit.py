@@ -99,6 +99,20 @@ class AuditFailure:
     checkpoint_id: uuid.UUID | None
 
 
+@strawberry.type(description="A checkpoint naming a revoked key that disagrees with the chain.")
+class RevokedConflict:
+    checkpoint_id: uuid.UUID
+    seq: int
+    key_id: str
+    signed_by_key: bool | None = strawberry.field(
+        description=(
+            "Whether the revoked key made its signature: true, the key was used to sign another "
+            "history; false, someone wrote the row; null, the key's public half is not "
+            "configured (list it as retired to check)."
+        )
+    )
+
+
 @strawberry.type
 class AuditVerification:
     ok: bool
@@ -113,6 +127,9 @@ class AuditVerification:
             "their seq, or a seq beyond its head). They vouch for nothing and do not fail the "
             "verification, but may show that whoever holds the key used it: investigate them."
         )
+    )
+    revoked_conflict_details: list[RevokedConflict] = strawberry.field(
+        description="The same checkpoints, each with its seq, key and what its signature says."
     )
 
     @classmethod
@@ -131,7 +148,16 @@ class AuditVerification:
             head_hash=result.head_hash.hex(),
             checkpoints_checked=result.checkpoints_checked,
             failure=failure,
-            revoked_conflicts=list(result.revoked_conflicts),
+            revoked_conflicts=[c.checkpoint_id for c in result.revoked_conflicts],
+            revoked_conflict_details=[
+                RevokedConflict(
+                    checkpoint_id=c.checkpoint_id,
+                    seq=c.seq,
+                    key_id=c.key_id,
+                    signed_by_key=c.signed,
+                )
+                for c in result.revoked_conflicts
+            ],
         )
 
 

@@ -153,15 +153,23 @@ def test_retired_keys_are_ed25519_public_keys_and_nothing_else() -> None:
 
 
 CHECKPOINTS = "{ auditCheckpoints { seq keyId keyRevoked } }"
+CONFLICTS = (
+    "{ verifyAuditChain { revokedConflicts "
+    "revokedConflictDetails { checkpointId seq keyId signedByKey } } }"
+)
 EXPORT = "{ exportAuditLog { jsonl } }"
 
 
 async def _signed_by(
-    sessions: async_sessionmaker[AsyncSession], trail: Trail, key: SigningKey, seq: int
+    sessions: async_sessionmaker[AsyncSession],
+    trail: Trail,
+    key: SigningKey,
+    seq: int,
+    signer: SigningKey | None = None,
 ) -> uuid.UUID:
     """A checkpoint ``key`` signs at ``seq`` over a hash the chain never had, stored as the app
     would store one (the app role may insert checkpoints): what a leaked key makes possible.
-    Its id."""
+    With ``signer``, one naming ``key`` that ``signer`` signed instead. Its id."""
     forged, signed_at = hashlib.sha256(b"a chain that never was").digest(), datetime.now(UTC)
     checkpoint_id = uuid.uuid4()
     async with tenant_transaction(sessions, trail.firm_id, trail.owner.user_id) as session:
@@ -173,7 +181,9 @@ async def _signed_by(
                 head_hash=forged,
                 signed_at=signed_at,
                 key_id=key.key_id,
-                signature=key.sign(checkpoint_payload(trail.firm_id, seq, forged, signed_at)),
+                signature=(signer or key).sign(
+                    checkpoint_payload(trail.firm_id, seq, forged, signed_at)
+                ),
                 created_by="system",
             )
         )
@@ -194,6 +204,9 @@ async def test_a_revoked_keys_checkpoints_vouch_for_nothing(
     kept_path.write_text("".join(await export(app_sessions, trail.firm_id, leaked)))
     forged = await _signed_by(app_sessions, trail, leaked, 3)  # the key's holder signs at will
     beyond = await _signed_by(app_sessions, trail, leaked, 9)  # past the head
+    # A row naming the leaked key that the key never signed: someone wrote it (with another
+    # key's signature), which says something else than the key's use.
+    written = await _signed_by(app_sessions, trail, leaked, 5, signer=new)
 
     # Merely retired, the leaked key is still trusted: its forgery stands against the chain.
     async with _client(database, settings, tmp_path / "a", new, leaked.public_pem()) as (_, c):
@@ -215,15 +228,25 @@ async def test_a_revoked_keys_checkpoints_vouch_for_nothing(
             "failure": None,
         }, body
         # What it signed against the chain is reported (its genuine checkpoint at 2 is not).
-        conflicts = await gql(
-            client, "{ verifyAuditChain { revokedConflicts } }", None, trail.admin
-        )
-        assert conflicts["data"]["verifyAuditChain"]["revokedConflicts"] == [
-            str(forged),
-            str(beyond),
+        conflicts = await gql(client, CONFLICTS, None, trail.admin)
+        found = conflicts["data"]["verifyAuditChain"]
+        assert found["revokedConflicts"] == [str(forged), str(written), str(beyond)], conflicts
+        # Which of them the key really signed, checked against its public half (still listed).
+        assert [
+            (c["checkpointId"], c["seq"], c["keyId"], c["signedByKey"])
+            for c in found["revokedConflictDetails"]
+        ] == [
+            (str(forged), 3, leaked.key_id, True),
+            (str(written), 5, leaked.key_id, False),
+            (str(beyond), 9, leaked.key_id, True),
         ], conflicts
         listed = (await gql(client, CHECKPOINTS, None, trail.admin))["data"]["auditCheckpoints"]
-        assert [(c["seq"], c["keyRevoked"]) for c in listed] == [(9, True), (3, True), (2, True)]
+        assert [(c["seq"], c["keyRevoked"]) for c in listed] == [
+            (9, True),
+            (5, True),
+            (3, True),
+            (2, True),
+        ]
         # Signing never resumes by itself from a chain only the revoked key vouched for: its
         # links would check out however whoever held the key rewrote it.
         refused = await gql(client, CHECKPOINT, None, trail.admin)
@@ -239,13 +262,27 @@ async def test_a_revoked_keys_checkpoints_vouch_for_nothing(
             capsys.readouterr().out
         )
         verify = ["audit", "verify", "--firm", str(trail.firm_id)]
-        assert await asyncio.to_thread(main, verify) == 0
-        warned = [line for line in capsys.readouterr().out.splitlines() if "WARNING" in line]
-        assert warned == [
-            f"WARNING firm {trail.firm_id}: checkpoint {c}, naming a revoked key, disagrees "
-            "with the chain: the key may have been misused"
-            for c in (forged, beyond)
-        ]
+        says = {
+            True: "the key signed it, so the key was used to sign another history",
+            False: "the key did not sign it, so someone wrote the row",
+            None: "its signature is unchecked (list the key's public half as retired to check it)",
+        }
+        # The operator's environment lists the revoked key's id but not its public half, then
+        # lists that too: only then can it say which conflicting row the key really signed.
+        for retired, signed in (
+            ("", (None, None, None)),
+            (leaked.public_pem(), (True, False, True)),
+        ):
+            monkeypatch.setenv("COVERPROOF_AUDIT_RETIRED_PUBLIC_KEYS", retired)
+            assert await asyncio.to_thread(main, verify) == 0
+            warned = [line for line in capsys.readouterr().out.splitlines() if "WARNING" in line]
+            assert warned == [
+                f"WARNING firm {trail.firm_id}: checkpoint {c} at seq {seq}, naming revoked key "
+                f"{leaked.key_id}, disagrees with the chain: {says[verdict]}"
+                for c, seq, verdict in zip(
+                    (forged, written, beyond), (3, 5, 9), signed, strict=True
+                )
+            ]
         body = await gql(client, VERIFY, None, trail.admin)
         assert body["data"]["verifyAuditChain"]["checkpointsChecked"] == 1, body
         made = await gql(client, CHECKPOINT, None, trail.admin)  # the head is signed already
