@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from app.declarations.templates import load_builtins
 from tests.browser import Browser, browser_for, codes, link_token, new_email, signed_up
 from tests.declarations.test_loop import FIT, FORM, LINK, SUBMIT, sent_declaration, valid_answers
+from tests.evidence.support import audit_of
 from tests.mail.smtp import SmtpServer
 
 PI = next(b for b in load_builtins() if b.key == "pi_cover")
@@ -218,15 +219,8 @@ async def actions_on(engine: AsyncEngine, target_id: str) -> list[str]:
 
 async def refusal_details(engine: AsyncEngine, target_id: str) -> list[Any]:
     """The details of each refused link recorded against a declaration, in chain order."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "select details from audit_log where target_id = :id "
-                "and action = 'declaration.token_refused' order by seq"
-            ),
-            {"id": target_id},
-        )
-        return [row.details for row in rows]
+    entries = await audit_of(engine, target_id)
+    return [entry.details for entry in entries if entry.action == "declaration.token_refused"]
 
 
 async def stored(engine: AsyncEngine, firm_id: str) -> dict[str, int]:
