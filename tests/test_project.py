@@ -116,33 +116,142 @@ def _built_from_values(node: ast.AST) -> str | None:
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "format"
+        and node.func.attr in {"format", "join"}
         and isinstance(node.func.value, ast.Constant)
     ):
         return str(node.func.value.value)
     return None
 
 
-def test_no_sql_is_built_from_values() -> None:
-    """Parameters are always bound: no statement is formatted or concatenated from values,
-    whether written where it is sent or kept in a variable first."""
-    found: dict[str, set[int]] = {}
-    for path in APP.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            built = _built_from_values(node)
-            sent = (
+def _constant_text(node: ast.AST, constants: set[str]) -> bool:
+    """Whether an expression is text fixed in the source: literals, and module-level names and
+    sums of them (``_ENTRIES + "where ..."``)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.Name):
+        return node.id in constants
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _constant_text(node.left, constants) and _constant_text(node.right, constants)
+    if isinstance(node, ast.IfExp):
+        return _constant_text(node.body, constants) and _constant_text(node.orelse, constants)
+    return False
+
+
+def _module_constants(tree: ast.Module) -> set[str]:
+    constants: set[str] = set()
+    for node in tree.body:  # in order: a constant may be built from earlier ones
+        if isinstance(node, ast.Assign) and _constant_text(node.value, constants):
+            constants.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return constants
+
+
+def _sql_pieced_together(tree: ast.Module) -> set[int]:
+    """Lines where a statement is assembled from values in steps the expression check cannot
+    see: text held in a variable, then extended with ``+=`` or sent. Per scope: a name built
+    from values, or holding a statement's text, in one function says nothing of another's."""
+    constants = _module_constants(tree)
+    lines: set[int] = set()
+    scopes = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    for scope in [tree, *scopes]:
+        nodes = [
+            n
+            for n in ast.walk(scope)
+            if n is scope or not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+        ]
+        statements: set[str] = set()
+        built: set[str] = set()
+        for node in nodes:
+            if not isinstance(node, ast.Assign):
+                continue
+            names = {t.id for t in node.targets if isinstance(t, ast.Name)}
+            text = _built_from_values(node.value)
+            if text is not None and not _constant_text(node.value, constants):
+                built |= names
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                text = node.value.value
+            if text is not None and SQL_VERB.match(text):
+                statements |= names
+        for node in nodes:
+            if (
+                isinstance(node, ast.AugAssign)
+                and isinstance(node.target, ast.Name)
+                and node.target.id in statements | built
+                and not _constant_text(node.value, constants)
+            ):
+                lines.add(node.lineno)
+            if (
                 isinstance(node, ast.Call)
                 and node.args
-                and (
-                    getattr(node.func, "attr", None) in SQL_CALLS
-                    or getattr(node.func, "id", None) in SQL_CALLS
-                )
-                and _built_from_values(node.args[0]) is not None
-                and not isinstance(node.args[0], ast.BinOp | ast.Constant)
-            )
-            if (built is not None and SQL_VERB.match(built)) or sent:
-                found.setdefault(str(path.relative_to(ROOT)), set()).add(node.lineno)
-    assert {path: len(lines) for path, lines in found.items()} == IDENTIFIER_SQL
+                and _sql_call(node)
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id in built
+            ):
+                lines.add(node.lineno)
+    return lines
+
+
+def _sql_call(node: ast.Call) -> bool:
+    return (
+        getattr(node.func, "attr", None) in SQL_CALLS or getattr(node.func, "id", None) in SQL_CALLS
+    )
+
+
+def _sql_built_from_values(source: str) -> set[int]:
+    """The lines of ``source`` that build a statement from values."""
+    tree = ast.parse(source)
+    lines = _sql_pieced_together(tree)
+    for node in ast.walk(tree):
+        built = _built_from_values(node)
+        sent = (
+            isinstance(node, ast.Call)
+            and node.args
+            and _sql_call(node)
+            and _built_from_values(node.args[0]) is not None
+            and not isinstance(node.args[0], ast.BinOp | ast.Constant)
+        )
+        if (built is not None and SQL_VERB.match(built)) or sent:
+            lines.add(node.lineno)
+    return lines
+
+
+def test_no_sql_is_built_from_values() -> None:
+    """Parameters are always bound: no statement is formatted, concatenated or joined from
+    values, whether written where it is sent, kept in a variable first, or extended in steps."""
+    found = {
+        str(path.relative_to(ROOT)): _sql_built_from_values(path.read_text())
+        for path in APP.rglob("*.py")
+    }
+    assert {path: len(lines) for path, lines in found.items() if lines} == IDENTIFIER_SQL
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'q = "select * from t where a = %s" % a',
+        'text(f"select * from {table}")',
+        'conn.fetch("delete from t where id = " + str(i))',
+        'def f(i):\n    q = "select * from t"\n    q += " where id = " + i\n    conn.fetch(q)',
+        'def f(c):\n    q = "select " + ", ".join(c)\n    return text(q)',
+        'def f(c):\n    q = ", ".join(c)\n    return conn.fetch(q)',
+        'conn.execute(" and ".join(parts))',
+        'def f(w):\n    q = "update t set a = 1"\n    q += w\n    return conn.execute(q)',
+    ],
+)
+def test_the_sql_check_sees_statements_built_from_values(source: str) -> None:
+    assert _sql_built_from_values(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '_A = "select a from t "\n_B = _A + "where id = $1"\nconn.fetch(_B, i)',
+        'def f(c):\n    line = ", ".join(c)\n    print(line)',
+        'def f(i):\n    n = 0\n    n += i\n    return conn.fetch("select $1::int", n)',
+        "def f(q):\n    return session.execute(q.where(x == 1))",
+    ],
+)
+def test_the_sql_check_lets_fixed_statements_through(source: str) -> None:
+    assert not _sql_built_from_values(source)
 
 
 def test_production_refuses_to_start_without_its_settings() -> None:
