@@ -22,6 +22,7 @@ from xhtml2pdf import pisa
 from app.audit import canonical, chain
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType, Role
+from app.db import calls
 from app.db.engine import create_engine, session_factory
 from app.db.tenant import tenant_transaction
 from app.evidence import document
@@ -89,7 +90,7 @@ async def _streamed_floor(conn: asyncpg.Connection, firm_id: uuid.UUID) -> float
     hash them."""
     started, prev = time.monotonic(), canonical.GENESIS
     cursor = await conn.cursor(CHAIN, firm_id)
-    while batch := await cursor.fetch(2000):
+    async for batch in calls.batches(cursor, calls.BATCH):
         for prev_hash, body, digest in batch:
             if prev_hash != prev or hashlib.sha256(prev_hash + body).digest() != digest:
                 raise RuntimeError("the seeded chain does not verify")

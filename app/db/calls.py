@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 from collections.abc import AsyncGenerator, Collection, Mapping
 from datetime import datetime
@@ -33,7 +35,7 @@ _ENTRIES = (
     "actor_type, actor_id, action, target_type, target_id, details::text as details, ip, "
     "prev_hash, hash, canonical from audit_log "
 )
-_BATCH = 2000
+BATCH = 500
 _FIRM_ENTRIES = _ENTRIES + "where firm_id = $1 and seq > $2 order by seq"
 _PLATFORM_ENTRIES = _ENTRIES + "where firm_id is null and seq > $1 order by seq"
 _XACT_LOCK = text("select pg_advisory_xact_lock(:key)")
@@ -110,9 +112,28 @@ async def chain_entries(
     every row's is the one asked for. From seq ``after`` + 1. Needs an open transaction."""
     args = (after,) if firm_id is None else (firm_id, after)
     cursor = await conn.cursor(_PLATFORM_ENTRIES if firm_id is None else _FIRM_ENTRIES, *args)
-    # Whole batches: iterating the cursor row by row costs more than checking the row.
-    while batch := await cursor.fetch(_BATCH):
-        yield batch
+    async with contextlib.aclosing(batches(cursor, BATCH)) as found:
+        async for batch in found:
+            yield batch
+
+
+async def batches(
+    cursor: asyncpg.cursor.Cursor[asyncpg.Record], size: int
+) -> AsyncGenerator[list[asyncpg.Record], None]:
+    """A server-side cursor's rows in whole batches (iterating row by row costs more than most
+    callers' work on a row), each asked for before the one before it is handed over: PostgreSQL
+    makes the next on its own core while the caller works on this one. Until the generator is
+    closed, the connection is busy (one request at a time)."""
+    pending = asyncio.ensure_future(cursor.fetch(size))
+    try:
+        while batch := await pending:
+            pending = asyncio.ensure_future(cursor.fetch(size))
+            await asyncio.sleep(0)  # the request goes out before the caller's work starts
+            yield batch
+    finally:
+        # Left early: the request in flight ends before the connection can take another.
+        with contextlib.suppress(Exception):
+            await pending
 
 
 async def locked_chain_head(session: AsyncSession, firm_id: object, key: int) -> Row[Any] | None:

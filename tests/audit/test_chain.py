@@ -484,7 +484,7 @@ async def test_verification_reads_across_batches(
 ) -> None:
     """Batches of two: a chain that ends on a boundary, or past one, verifies; a break on
     either side of a boundary is named, with the entries before it counted."""
-    monkeypatch.setattr(calls, "_BATCH", 2)
+    monkeypatch.setattr(calls, "BATCH", 2)
     owner = await members.create()
     actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
     for n in range(length):
