@@ -24,19 +24,26 @@ def timestamp(moment: datetime) -> str:
     return text[:26] + "Z" if utc.microsecond else text[:19] + ".000000Z"
 
 
-def _check_no_floats(value: Any) -> None:
-    if isinstance(value, float):
-        raise TypeError("audit details may not hold floats; use integers or strings")
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_no_floats(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_no_floats(item)
+def holds_float(value: Any) -> bool:
+    """Whether parsed JSON holds a float anywhere. By exact type (JSON parsers make no
+    subclasses), and without a call per scalar: verification asks once for every entry."""
+    kind = type(value)
+    if kind is float:
+        return True
+    if kind is dict:
+        value = value.values()
+    elif kind is not list:
+        return False
+    for item in value:
+        kind = type(item)
+        if kind is float or ((kind is dict or kind is list) and holds_float(item)):
+            return True
+    return False
 
 
 def encode(body: dict[str, Any]) -> bytes:
-    _check_no_floats(body)
+    if holds_float(body):
+        raise TypeError("audit details may not hold floats; use integers or strings")
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -209,13 +209,18 @@ def _fields_agree(row: asyncpg.Record, firm: str | None) -> bool:
         return False  # a moment canonical text cannot hold, even were the bytes to say null
     fields, body = (seq, firm, at, actor_type, actor_id, action, target_type, target_id), row[11]
     try:
-        written = canonical.written_body(*fields, orjson.loads(details), ip)
-        if orjson.dumps(written, option=SORT) == body:
-            return True  # the same bytes (the usual case): nothing can differ
+        parsed = orjson.loads(details)
+        # orjson reads an integer beyond 64 bits, or a long decimal, as a float: bytes forged
+        # to hold that float would match. Canonical bytes never hold one, so then compare
+        # exactly, below.
+        if not canonical.holds_float(parsed):
+            written = canonical.written_body(*fields, parsed, ip)
+            if orjson.dumps(written, option=SORT) == body:
+                return True  # the same bytes (the usual case): nothing can differ
     except (orjson.JSONDecodeError, orjson.JSONEncodeError):
         pass
-    # Exactly, as the bytes were made: orjson would read an integer beyond 64 bits as a float,
-    # so ...890 and ...891 could look alike; a float (never in canonical bytes) is a difference.
+    # Exactly, as the bytes were made: ...890 and ...891 beyond 64 bits differ, and a float
+    # (never in canonical bytes) is a difference.
     try:
         return bool(
             canonical.encode(canonical.written_body(*fields, json.loads(details), ip)) == body

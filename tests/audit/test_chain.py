@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import insert, text
 from sqlalchemy.exc import DBAPIError
@@ -243,6 +244,20 @@ def test_canonical_bytes_are_sorted_compact_utf8_without_floats() -> None:
         canonical.encode({"a": [1.5]})
 
 
+@pytest.mark.parametrize(
+    ("value", "held"),
+    [
+        (1.5, True),
+        ({"a": {"b": [1, "x", {"c": 0.0}]}}, True),
+        ([[[2.0]]], True),
+        ({"a": [1, "1.5", None, True, {"b": 2**70}]}, False),
+        ({}, False),
+    ],
+)
+def test_a_float_is_found_at_any_depth(value: object, held: bool) -> None:
+    assert canonical.holds_float(value) is held
+
+
 async def _one_entry(
     members: Members, sessions: async_sessionmaker[AsyncSession], details: dict[str, Any], **kw: Any
 ) -> Member:
@@ -373,6 +388,30 @@ async def test_integers_beyond_64_bits_are_compared_exactly(
         )
         result = await _verified(app_sessions, owner.firm_id)
         assert result.ok is ok, (details, result)
+
+
+@pytest.mark.parametrize(
+    "stored", ["1180591620717411303424", "1.0", "0.1000000000000000055511151231257827"]
+)
+async def test_canonical_bytes_holding_a_float_never_match(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    stored: str,
+) -> None:
+    """Canonical bytes never hold a float: forged ones that hold one never match, even the
+    float a lossy reading of the stored number gives (2**70 read as 1.1805916207174113e+21)."""
+    owner = await _one_entry(members, app_sessions, {"n": 1})
+    as_float = orjson.dumps(orjson.loads(stored)).decode()
+    await rewrite_canonical(superuser_engine, owner.firm_id, '"n":1', f'"n":{as_float}')
+    await tamper(
+        superuser_engine,
+        f"update audit_log set details = '{{\"n\": {stored}}}'::jsonb where firm_id = :firm",
+        owner.firm_id,
+    )
+    result = await _verified(app_sessions, owner.firm_id)
+    assert (result.ok, result.failure_seq) == (False, 1), result
+    assert result.failure_reason == "stored fields differ from the entry's canonical bytes"
 
 
 @pytest.mark.parametrize(
