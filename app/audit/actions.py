@@ -51,6 +51,7 @@ class Action(StrEnum):
     DECLARATION_TOKEN_REFUSED = "declaration.token_refused"
 
     AUDIT_EXPORTED = "audit.exported"
+    AUDIT_CHECKPOINT_CREATED = "audit.checkpoint_created"
 
     EVIDENCE_PACK_REQUESTED = "evidence_pack.requested"
     EVIDENCE_PACK_GENERATED = "evidence_pack.generated"

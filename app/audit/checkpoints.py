@@ -12,6 +12,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import chain
+from app.audit.actions import Action
 from app.audit.signing import SigningKey, checkpoint_payload
 from app.auth.actor import Actor, Role
 from app.db import calls
@@ -36,6 +37,7 @@ async def _sign_head(
     created_by: str,
     *,
     reanchor: bool = False,
+    requested_by: Actor | None = None,
 ) -> tuple[AuditCheckpoint | None, bool]:
     """The checkpoint of the firm's current head (None for an empty chain), and whether it was
     signed just now (a head already signed keeps its checkpoint). Only a chain that still
@@ -44,7 +46,9 @@ async def _sign_head(
     first; and a chain only a revoked key signed is signed only as an operator's ``reanchor``
     (its links check out however whoever held the key rewrote it). The entries since that
     checkpoint are checked before the firm's chain lock is taken, so its appends do not wait on
-    that; under the lock, only what was appended meanwhile is."""
+    that; under the lock, only what was appended meanwhile is. A new checkpoint ``requested_by``
+    a member is recorded on the trail first (``audit.checkpoint_created``, naming it), so it
+    signs the entry that says who asked for it."""
     last = await newest(session, firm_id, key.revoked)
     checked: chain.Head | None
     if last is not None:
@@ -77,9 +81,19 @@ async def _sign_head(
         await _whole(session, firm_id, key, checked)  # what was appended meanwhile
     if head is None:
         return None, False
+    checkpoint_id = uuid.uuid4()
+    if requested_by is not None:
+        entry = await chain.record(
+            session,
+            requested_by,
+            Action.AUDIT_CHECKPOINT_CREATED,
+            "audit_checkpoint",
+            checkpoint_id,
+        )
+        head = chain.Head(entry["seq"], entry["hash"])
     signed_at = datetime.now(UTC)
     checkpoint = AuditCheckpoint(
-        id=uuid.uuid4(),
+        id=checkpoint_id,
         firm_id=firm_id,
         seq=head.seq,
         head_hash=head.hash,
@@ -188,10 +202,21 @@ async def create_checkpoint(
 ) -> AuditCheckpoint:
     """Sign the firm's current chain head now (admins); the same head is signed once."""
     actor.require(Role.ADMIN)
-    checkpoint, _ = await _sign_head(session, actor.firm_id, key, f"user:{actor.id}")
+    checkpoint, _ = await _sign_head(
+        session, actor.firm_id, key, f"user:{actor.id}", requested_by=actor
+    )
     if checkpoint is None:
         raise BadUserInput("The audit trail is empty; there is nothing to sign yet.")
     return checkpoint
+
+
+async def sign_head(
+    session: AsyncSession, firm_id: uuid.UUID, key: SigningKey
+) -> tuple[AuditCheckpoint | None, bool]:
+    """The platform's own signature of a firm's head, as the periodic checkpointer makes it:
+    the checkpoint (None for an empty chain), and whether it was signed just now. Not
+    recorded on the trail: each entry saying so would move the head it signed."""
+    return await _sign_head(session, firm_id, key, "system")
 
 
 async def reanchor(
@@ -224,7 +249,7 @@ async def checkpoint_due_firms(sessions: async_sessionmaker[AsyncSession], key: 
         if head.head_seq is not None and head.head_seq != head.checkpoint_seq:
             try:
                 async with tenant_transaction(sessions, head.firm_id) as session:
-                    _, created = await _sign_head(session, head.firm_id, key, "system")
+                    _, created = await sign_head(session, head.firm_id, key)
             except AuditChainBroken as broken:
                 log.error("audit chain of firm %s not signed: %s", head.firm_id, broken.message)
                 continue

@@ -429,21 +429,30 @@ async def test_checkpoints_are_signed_once_per_head_listed_newest_first_and_veri
     trail = await new_trail(members, app_sessions, 3)
     first = (await gql(client, CHECKPOINT, None, trail.admin))["data"]["createAuditCheckpoint"]
     again = (await gql(client, CHECKPOINT, None, trail.owner))["data"]["createAuditCheckpoint"]
-    assert first == again
-    assert first["checkpoint"]["seq"] == 3
+    assert first == again  # nothing new since: the same checkpoint, and nothing recorded
+    assert first["checkpoint"]["seq"] == 4  # the three entries and the request's own
     await append(app_sessions, trail.actor, 2, start=4)
     newer = (await gql(client, CHECKPOINT, None, trail.admin))["data"]["createAuditCheckpoint"]
-    assert newer["checkpoint"]["seq"] == 5
+    assert newer["checkpoint"]["seq"] == 7
     assert newer["checkpoint"]["id"] != first["checkpoint"]["id"]
 
     listed = (await gql(client, CHECKPOINTS, None, trail.admin))["data"]["auditCheckpoints"]
     assert [(cp["id"], cp["seq"]) for cp in listed] == [
-        (newer["checkpoint"]["id"], 5),
-        (first["checkpoint"]["id"], 3),
+        (newer["checkpoint"]["id"], 7),
+        (first["checkpoint"]["id"], 4),
     ]
-    hashes = {
-        e["node"]["seq"]: e["node"]["hash"] for e in (await page(client, trail.admin))["edges"]
+    edges = (await page(client, trail.admin))["edges"]
+    assert [e["node"]["seq"] for e in edges] == [7, 6, 5, 4, 3, 2, 1]
+    requests = {
+        e["node"]["seq"]: (e["node"]["action"], e["node"]["actor"]["id"], e["node"]["targetId"])
+        for e in edges
+        if e["node"]["targetType"] == "audit_checkpoint"
     }
+    assert requests == {
+        4: ("audit.checkpoint_created", str(trail.admin.user_id), first["checkpoint"]["id"]),
+        7: ("audit.checkpoint_created", str(trail.admin.user_id), newer["checkpoint"]["id"]),
+    }
+    hashes = {e["node"]["seq"]: e["node"]["hash"] for e in edges}
 
     response = await client.get(KEY_URL)
     assert response.status_code == 200
@@ -518,10 +527,7 @@ async def test_the_periodic_checkpointer_signs_moved_chains_only(
     assert signed == await _all_checkpoints(owner_sessions) - before
 
     moved_cps = await _checkpoints_of(app_sessions, moved)
-    assert [(cp.seq, cp.created_by) for cp in moved_cps] == [
-        (3, f"user:{moved.owner.user_id}"),
-        (5, "system"),
-    ]
+    assert [(cp.seq, cp.created_by) for cp in moved_cps] == [(3, "system"), (5, "system")]
     assert [(cp.seq, cp.created_by) for cp in await _checkpoints_of(app_sessions, never)] == [
         (2, "system")
     ]

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
-from app.audit import canonical, checkpoints
+from app.audit import canonical
 from app.audit.signing import SigningKey
 from app.db.models import AuditEntry
 from app.db.tenant import tenant_transaction
@@ -381,8 +381,7 @@ async def test_an_export_is_checked_against_earlier_ones_kept(
         {"firm": trail.firm_id},
         table="audit_checkpoints",
     )
-    async with tenant_transaction(app_sessions, trail.firm_id, trail.owner.user_id) as session:
-        await checkpoints.create_checkpoint(session, trail.actor, key)
+    await sign_head(app_sessions, trail, key)
     forged = await _kept(tmp_path, owner_sessions, trail, key, "forged")
     code, out = await _verifier(forged, pem)
     assert code == 0, out
