@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 100_000
     db_pool_size: int = 10
     session_idle_minutes: int = 30
-    session_lifetime_hours: int = 12
+    # At most 30 days: the database starts no longer session, whatever it is asked (0025).
+    session_lifetime_hours: int = Field(default=12, ge=1, le=720)
     link_base_url: str | None = None
     magic_link_minutes: int = 10
     verification_hours: int = 24

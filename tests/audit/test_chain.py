@@ -119,6 +119,60 @@ async def test_a_superuser_is_stopped_by_the_trigger(
             await session.execute(text("truncate audit_log cascade"))
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("occurred_at", datetime(2020, 1, 1, tzinfo=UTC)),
+        ("actor_type", "system"),
+        ("actor_id", "someone-else"),
+        ("target_type", "user"),
+        ("target_id", None),
+        ("details", {"n": 2}),
+        ("details", {"n": 1, "m": 1}),
+        ("ip", "10.0.0.1"),
+        ("ip", None),
+        (None, None),  # the control: an entry that agrees with its bytes is taken
+    ],
+)
+async def test_the_database_refuses_an_entry_whose_fields_disagree_with_its_bytes(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    field: str | None,
+    value: object,
+) -> None:
+    """Verification would find the difference later; the append trigger refuses it as the
+    entry is written, whatever writes it."""
+    owner = await members.create()
+    fields: dict[str, Any] = {
+        "seq": 1,
+        "occurred_at": datetime.now(UTC),
+        "actor_type": "user",
+        "actor_id": str(owner.user_id),
+        "action": "firm.updated",
+        "target_type": "firm",
+        "target_id": str(owner.firm_id),
+        "details": {"n": 1},
+        "ip": "192.0.2.1",
+    }
+    body = canonical.encode(canonical.entry_body(firm_id=str(owner.firm_id), **fields))
+    if field is not None:
+        fields[field] = value
+    row = {
+        "id": uuid.uuid4(),
+        "firm_id": owner.firm_id,
+        **fields,
+        "prev_hash": canonical.GENESIS,
+        "hash": canonical.chain_hash(canonical.GENESIS, body),
+        "canonical": body,
+    }
+    async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
+        if field is None:
+            await session.execute(insert(AuditEntry).values(row))
+            return
+        with pytest.raises(DBAPIError, match="canonical bytes disagree with the row"):
+            await session.execute(insert(AuditEntry).values(row))
+
+
 async def test_the_database_refuses_an_append_that_forks_the_chain(
     members: Members, app_sessions: async_sessionmaker[AsyncSession]
 ) -> None:

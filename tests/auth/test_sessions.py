@@ -483,7 +483,7 @@ async def test_a_users_session_in_another_firm_is_that_firms_row(
             text("select count(*) from sessions where firm_id = :b"), {"b": firm_b}
         )
         changed = await session.execute(
-            text("update sessions set user_agent = 'changed' where firm_id = :b"), {"b": firm_b}
+            text("update sessions set revoked_at = now() where firm_id = :b"), {"b": firm_b}
         )
         assert (seen, changed.rowcount) == (0, 0)  # type: ignore[attr-defined]
     refusals = [

@@ -65,8 +65,10 @@ ROWS = {
     "body.canonical from (select coalesce(max(seq), 0) + 1 as seq, "
     f"coalesce((array_agg(hash order by seq desc))[1], {ZERO_HASH}) as prev "
     "from audit_log where firm_id = :firm) head, lateral (select convert_to(jsonb_build_object("
-    "'seq', head.seq, 'firm_id', cast(:firm as text), 'action', 'probe')::text, 'UTF8') "
-    "as canonical) body",
+    "'seq', head.seq, 'firm_id', cast(:firm as text), 'action', 'probe', 'occurred_at', "
+    """to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), 'actor', """
+    "jsonb_build_object('type', 'system', 'id', null), 'target', jsonb_build_object('type', "
+    "null, 'id', null), 'details', '{}'::jsonb, 'ip', null)::text, 'UTF8') as canonical) body",
     "auth_tokens": "insert into auth_tokens "
     "(id, purpose, token_hash, firm_id, email, role, created_by, expires_at) values "
     "(gen_random_uuid(), 'invitation', sha256(gen_random_uuid()::text::bytea), :firm, "
@@ -369,7 +371,13 @@ async def test_loosening_any_policy_of_a_table_fails_both_checks(
             named = [p for p in await policy_problems(session, [table]) if p.startswith(table)]
             await session.execute(text(f"set local role {APP_ROLE}"))
             await bind_tenant(session, firms.a, firms.user)
+            may = (await session.execute(MAY_CHANGE, {"t": table, "c": column(table)})).one()
             leaked = await leaks(session, table, firms)
             await session.rollback()
         assert named, loosen
-        assert leaked, loosen
+        if "with check" in loosen and not (may[0] or may[1]):
+            # The app role may neither insert nor set the tenant column (sessions,
+            # retired_links): its privileges leave that check nothing to hold.
+            assert not leaked, loosen
+        else:
+            assert leaked, loosen

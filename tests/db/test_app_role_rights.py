@@ -1,0 +1,146 @@
+"""The app role may change only what the app changes (migration 0025): a statement the app
+never sends, run with the app's own rights in its own firm, cannot revive or stretch a
+session, rewrite a user, plant a retired link, or write an audit entry its bytes disown."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.auth import sessions
+from app.config import Settings
+from app.db.tenant import tenant_transaction
+from tests.factories import Member, Members
+
+OWN_SESSION = "select id from sessions where token_hash = :h"
+
+
+async def _refused(
+    sessions_: async_sessionmaker[AsyncSession], member: Member, statement: str, **params: object
+) -> str:
+    """What PostgreSQL answers the statement, run as the app role bound to the member."""
+    with pytest.raises(DBAPIError) as refused:
+        async with tenant_transaction(sessions_, member.firm_id, member.user_id) as session:
+            await session.execute(text(statement), params)
+    return str(refused.value.orig)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "expires_at = 'infinity'",
+        "token_hash = sha256('x'::bytea)",
+        "user_id = user_id",
+        "last_seen_at = now()",
+    ],
+)
+async def test_only_when_a_session_was_revoked_may_be_changed(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession], change: str
+) -> None:
+    member = await members.create()
+    answer = await _refused(
+        app_sessions,
+        member,
+        f"update sessions set {change} where token_hash = :h",
+        h=sessions.token_hash(member.cookie),
+    )
+    assert "permission denied for table sessions" in answer
+
+
+async def test_a_revoked_session_stays_revoked(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    member = await members.create()
+    own = {"h": sessions.token_hash(member.cookie)}
+    async with tenant_transaction(app_sessions, member.firm_id, member.user_id) as session:
+        revoked = await session.execute(
+            text("update sessions set revoked_at = now() where token_hash = :h"), own
+        )
+        assert revoked.rowcount == 1  # type: ignore[attr-defined]
+    for back in ("null", "now() + interval '1 day'"):
+        answer = await _refused(
+            app_sessions,
+            member,
+            f"update sessions set revoked_at = {back} where token_hash = :h",
+            **own,
+        )
+        assert "a revoked session stays revoked" in answer
+    # Whoever writes: the rule is the table's, not the app role's.
+    with pytest.raises(DBAPIError, match="a revoked session stays revoked"):
+        async with superuser_engine.begin() as conn:
+            await conn.execute(
+                text("update sessions set revoked_at = null where token_hash = :h"), own
+            )
+
+
+@pytest.mark.parametrize(
+    "change", ["email = 'someone@example.test'", "created_at = now()", "id = id"]
+)
+async def test_only_a_users_password_and_proved_address_may_be_changed(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession], change: str
+) -> None:
+    member = await members.create()
+    answer = await _refused(
+        app_sessions, member, f"update users set {change} where id = :u", u=member.user_id
+    )
+    assert "permission denied for table users" in answer
+    async with tenant_transaction(app_sessions, member.firm_id, member.user_id) as session:
+        allowed = await session.execute(
+            text("update users set password_hash = null, email_verified_at = now() where id = :u"),
+            {"u": member.user_id},
+        )
+        assert allowed.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def test_a_session_starts_for_at_most_thirty_days_whatever_is_asked(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    member = await members.create()
+    session_id = uuid.uuid4()
+    async with tenant_transaction(app_sessions, member.firm_id, member.user_id) as session:
+        await session.execute(
+            text("select auth_start_session(:id, sha256(:h), :u, :f, 'infinity', null, null)"),
+            {"id": session_id, "h": session_id.bytes, "u": member.user_id, "f": member.firm_id},
+        )
+        expires = (
+            await session.execute(
+                text("select expires_at from sessions where id = :id"), {"id": session_id}
+            )
+        ).scalar_one()
+    assert expires <= datetime.now(UTC) + timedelta(days=30)
+    assert expires > datetime.now(UTC) + timedelta(days=29)
+
+
+@pytest.mark.parametrize(("hours", "taken"), [(720, True), (721, False), (0, False)])
+def test_the_session_lifetime_setting_stays_within_what_the_database_starts(
+    hours: int, taken: bool
+) -> None:
+    if taken:
+        assert Settings(session_lifetime_hours=hours).session_lifetime_hours == hours
+    else:
+        with pytest.raises(ValidationError):
+            Settings(session_lifetime_hours=hours)
+
+
+async def test_the_app_role_cannot_plant_a_retired_link(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Only the trigger on declarations writes them (as the owner, from the firm's own update;
+    tests/declarations cover that it does)."""
+    member = await members.create()
+    answer = await _refused(
+        app_sessions,
+        member,
+        "insert into retired_links (token_hash, firm_id, declaration_id, reason) "
+        "values (sha256('x'::bytea), :f, gen_random_uuid(), 'replaced')",
+        f=member.firm_id,
+    )
+    assert "permission denied for table retired_links" in answer
