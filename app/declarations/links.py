@@ -1,4 +1,4 @@
-"""Recipients' single-use links: ``<links url>/respond/<token>``.
+"""Recipients' single-use links: ``<links url>/respond#token=<token>``.
 
 The token is 256 random bits signed with itsdangerous (its own salt), so forged tokens are
 refused before the database; the declaration stores only the SHA-256 of the random part and
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, date, datetime, time, timedelta
+from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -55,4 +56,7 @@ def expiry(settings: Settings, due: date | None, link_days: int | None, now: dat
 
 
 def url(settings: Settings, token: str) -> str:
-    return f"{settings.links_url}/respond/{token}"
+    """The token travels in the fragment, as the auth links' do: browsers send it to no server
+    (a proxy's or CDN's request log) and in no Referer. Links already sent, with the token in
+    the path, still open the page."""
+    return f"{settings.links_url}/respond#token={quote(token, safe='')}"

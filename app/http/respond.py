@@ -1,4 +1,4 @@
-"""The recipients' answer page, ``/respond/<token>``: rendered in the browser from the pinned
+"""The recipients' answer page, ``/respond#token=<token>``: rendered in the browser from the pinned
 template that the public ``recipientForm`` query returns, and submitted with the one public
 mutation. Loading the page changes nothing, even where its script runs: the form is fetched,
 and the declaration marked opened, only when the recipient presses "Open the form" (link
@@ -20,7 +20,9 @@ from app.partners.documents import document_id
 
 # DOM building only (textContent, never innerHTML): template text cannot become markup.
 _SCRIPT = """
-const token = decodeURIComponent(location.pathname.split("/").pop());
+const inPath = location.pathname.startsWith("/respond/")  // a link sent before the fragment
+  ? decodeURIComponent(location.pathname.slice("/respond/".length)) : "";
+const token = new URLSearchParams(location.hash.slice(1)).get("token") || inPath;
 const main = document.getElementById("main");
 const el = (tag, attrs = {}, text) => {
   const node = document.createElement(tag);
@@ -223,4 +225,8 @@ async def respond_page(request: Request) -> Response:
     return HTMLResponse(body, headers=headers)
 
 
-ROUTES = [Route("/respond/{token}", respond_page, methods=["GET"])]
+ROUTES = [
+    Route("/respond", respond_page, methods=["GET"]),
+    # Links sent before the token moved to the fragment: the page reads it from the path.
+    Route("/respond/{token}", respond_page, methods=["GET"]),
+]

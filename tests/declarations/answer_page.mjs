@@ -8,7 +8,8 @@
 // JSON, what was fetched once the script has run and settled, how the click listener was
 // added, what was fetched after "open" was clicked, and what the page then says; in the
 // submit modes, what two presses of Submit (one, once accepted) sent and what the page said
-// after them.
+// after them. A fourth argument, "path", opens the page through a link of the form mailed
+// before the token moved to the fragment.
 import { readFileSync } from "node:fs";
 
 const byId = {};
@@ -51,7 +52,7 @@ const FORM = {
 };
 const KEY = "k".repeat(32);
 const RECEIPT = { submittedAt: "2026-11-29T10:00:00Z", responseSha256: "ab".repeat(32) };
-const [script, token, network] = process.argv.slice(2);
+const [script, token, network, link] = process.argv.slice(2);
 const elements = { main: new Element("main"), open: new Element("button") };
 const fetched = [];
 Object.assign(globalThis, {
@@ -59,7 +60,10 @@ Object.assign(globalThis, {
     getElementById: (id) => elements[id] ?? byId[id] ?? null,
     createElement: (tag) => new Element(tag),
   },
-  location: { pathname: "/respond/" + encodeURIComponent(token) },
+  // The link as mailed now (its token in the fragment), or as mailed before ("path").
+  location: link === "path"
+    ? { pathname: "/respond/" + encodeURIComponent(token), hash: "" }
+    : { pathname: "/respond", hash: "#token=" + encodeURIComponent(token) },
   // "kept" and "kept-unreceived": this tab sent a submission earlier (its key is kept), which
   // arrived or did not.
   sessionStorage: {

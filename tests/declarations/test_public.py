@@ -539,7 +539,9 @@ async def test_a_submission_losing_to_a_change_of_its_link_is_told_which(
     assert (await get(browser, declaration_id))["status"] != "SUBMITTED"
 
 
-async def _run_page(node: str, script: Path, token: str, network: str) -> dict[str, Any]:
+async def _run_page(
+    node: str, script: Path, token: str, network: str, link: str = "fragment"
+) -> dict[str, Any]:
     harness = Path(__file__).with_name("answer_page.mjs")
     process = await asyncio.create_subprocess_exec(
         node,
@@ -547,6 +549,7 @@ async def _run_page(node: str, script: Path, token: str, network: str) -> dict[s
         str(script),
         token,
         network,
+        link,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -589,6 +592,10 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
         }
     ]
     assert refused["shown"] == [["p", "alert", "This link is not valid."]]
+    # A link mailed before the token moved to the fragment sends the same.
+    assert (await _run_page(node, script, token, "refused", "path"))["clicked"] == refused[
+        "clicked"
+    ]
     form = await _run_page(node, script, token, "form")
     assert [form["shown"][0], form["shown"][-1][0]] == [["h1", None, "Fitness"], "form"]
     assert form["focused"] == "h1"  # where the pressed button was, now gone

@@ -1,5 +1,5 @@
 """The HTML pages' own Content-Security-Policy, compared whole: the recipient's answer page
-(/respond/<token>) and the pages for emailed links (/auth/*) replace the API's policy with
+(/respond#token=...) and the pages for emailed links (/auth/*) replace the API's policy with
 one that lets their single nonce-tagged script and style run. A substring check would pass a
 policy that also allowed 'unsafe-eval', any https: script or *, or that dropped form-action;
 these parse the header into directives and compare it with the policy written out below, so
@@ -87,7 +87,7 @@ async def test_the_app_serves_exactly_these_pages(app: Starlette) -> None:
     """A new /auth/ page must be added to AUTH_PAGES, and so to the tests below."""
     paths = [route.path for route in app.routes if isinstance(route, Route)]
     assert sorted(p for p in paths if p.startswith("/auth/")) == sorted(AUTH_PAGES)
-    assert "/respond/{token}" in paths
+    assert {"/respond", "/respond/{token}"} <= set(paths)
 
 
 @pytest.mark.parametrize("path", AUTH_PAGES)
@@ -102,14 +102,17 @@ async def test_each_auth_page_sends_exactly_the_page_policy(
 async def test_the_answer_page_of_a_sent_declaration_sends_exactly_the_page_policy(
     browser: Browser, smtp: SmtpServer, auth_app: Starlette
 ) -> None:
-    """Opened through the link a real sent declaration's email carries, as a recipient would."""
+    """Opened through the link a real sent declaration's email carries, as a recipient would
+    (the token in the fragment, which the browser keeps), and through the form of link sent
+    before it moved there (the token in the path)."""
     await signed_up(browser, smtp, firm="Policy Advisers Ltd")
     _, token = await sent_declaration(browser, smtp, new_email())
     recipient = browser_for(auth_app)
     async with recipient.client:
-        first = await recipient.client.get(f"/respond/{token}")
+        first = await recipient.client.get("/respond")
         second = await recipient.client.get(f"/respond/{token}")
     assert "Open the form" in first.text  # the answer page, not an error page
+    assert "Open the form" in second.text
     assert assert_page_csp(first) != assert_page_csp(second)
 
 

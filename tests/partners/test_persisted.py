@@ -49,7 +49,7 @@ CREATE = """mutation Create{tag}($i: DeclarationCreateInput!) { createDeclaratio
   declaration { id status } } }"""
 SEND = "mutation Send{tag}($id: UUID!) { sendDeclaration(id: $id) { declaration { status } } }"
 FIRM = "query Firm{tag} { firm { name } }"
-LINK = re.compile(r"/respond/([^\s\"<]+)")
+LINK = re.compile(r"/respond#token=([^\s\"<]+)")
 
 
 def apq(document: str, *, digest: str | None = None, with_query: bool = True) -> dict[str, Any]:
