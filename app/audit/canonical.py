@@ -24,9 +24,23 @@ def timestamp(moment: datetime) -> str:
     return text[:26] + "Z" if utc.microsecond else text[:19] + ".000000Z"
 
 
+def _check_no_floats(value: Any) -> None:
+    """By isinstance, unlike ``holds_float``: what the app builds may hold a float subclass,
+    an OrderedDict or a tuple, each of which json.dumps would write."""
+    if isinstance(value, float):
+        raise TypeError("audit details may not hold floats; use integers or strings")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_no_floats(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_no_floats(item)
+
+
 def holds_float(value: Any) -> bool:
-    """Whether parsed JSON holds a float anywhere. By exact type (JSON parsers make no
-    subclasses), and without a call per scalar: verification asks once for every entry."""
+    """Whether parsed JSON holds a float anywhere. By exact type (a JSON parser makes only
+    dict, list, str, int, float, bool and None), and without a call per scalar: verification
+    asks once for every entry."""
     kind = type(value)
     if kind is float:
         return True
@@ -42,8 +56,7 @@ def holds_float(value: Any) -> bool:
 
 
 def encode(body: dict[str, Any]) -> bytes:
-    if holds_float(body):
-        raise TypeError("audit details may not hold floats; use integers or strings")
+    _check_no_floats(body)
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -20,8 +20,10 @@ from app.partners.documents import document_id
 
 # DOM building only (textContent, never innerHTML): template text cannot become markup.
 _SCRIPT = """
-const inPath = location.pathname.startsWith("/respond/")  // a link sent before the fragment
-  ? decodeURIComponent(location.pathname.slice("/respond/".length)) : "";
+// A link mailed before the token moved to the fragment: its last path segment, wherever the
+// page is served (LINK_BASE_URL may carry a path).
+const inPath = location.pathname.includes("/respond/")
+  ? decodeURIComponent(location.pathname.split("/").pop()) : "";
 const token = new URLSearchParams(location.hash.slice(1)).get("token") || inPath;
 const main = document.getElementById("main");
 const el = (tag, attrs = {}, text) => {

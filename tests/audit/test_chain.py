@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import random
 import uuid
+from collections import OrderedDict, defaultdict
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -296,6 +297,21 @@ def test_canonical_bytes_are_sorted_compact_utf8_without_floats() -> None:
     assert canonical.encode({"b": 1, "a": "é"}) == '{"a":"é","b":1}'.encode()
     with pytest.raises(TypeError, match="floats"):
         canonical.encode({"a": [1.5]})
+
+
+class _Amount(float):
+    pass
+
+
+@pytest.mark.parametrize(
+    "details",
+    [OrderedDict(b=1.5), defaultdict(int, b=1.5), {"b": (1, 2.5)}, {"b": _Amount(2)}],
+)
+def test_no_float_reaches_canonical_bytes_in_any_container_the_app_might_build(
+    details: object,
+) -> None:
+    with pytest.raises(TypeError, match="floats"):
+        canonical.encode({"details": details})
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@
 // added, what was fetched after "open" was clicked, and what the page then says; in the
 // submit modes, what two presses of Submit (one, once accepted) sent and what the page said
 // after them. A fourth argument, "path", opens the page through a link of the form mailed
-// before the token moved to the fragment.
+// before the token moved to the fragment. The page is served under a path prefix (as a
+// LINK_BASE_URL with a path serves it).
 import { readFileSync } from "node:fs";
 
 const byId = {};
@@ -62,8 +63,8 @@ Object.assign(globalThis, {
   },
   // The link as mailed now (its token in the fragment), or as mailed before ("path").
   location: link === "path"
-    ? { pathname: "/respond/" + encodeURIComponent(token), hash: "" }
-    : { pathname: "/respond", hash: "#token=" + encodeURIComponent(token) },
+    ? { pathname: "/app/respond/" + encodeURIComponent(token), hash: "" }
+    : { pathname: "/app/respond", hash: "#token=" + encodeURIComponent(token) },
   // "kept" and "kept-unreceived": this tab sent a submission earlier (its key is kept), which
   // arrived or did not.
   sessionStorage: {
