@@ -69,6 +69,10 @@ class _Refused(Exception):
 
 
 async def download_pack(request: Request) -> Response:
+    if request.method != "GET":  # HEAD (Starlette adds it): a download recorded, nothing sent
+        response = _refused(405, "METHOD_NOT_ALLOWED", "Download the pack with GET.")
+        response.headers["allow"] = "GET"
+        return response
     state = app_state(request)
     claim = download.read(state.secret_key, request.path_params["token"])
     if claim is None or state.storage is None:

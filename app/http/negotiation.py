@@ -120,20 +120,21 @@ def _shape(data: Any) -> GraphQLRequest:
     document_id = data.get("documentId")
     if not isinstance(document_id, str | None):
         raise RequestError(400, "BAD_REQUEST", "`documentId` must be a string.")
-    persisted = document_id is not None or (
-        isinstance(extensions, dict) and "persistedQuery" in extensions
-    )
-    if not (isinstance(query, str) and query) and not (query is None and persisted):
+    if not isinstance(extensions, dict | None):
+        raise RequestError(400, "BAD_REQUEST", "`extensions` must be an object or null.")
+    request = GraphQLRequest(query, variables, operation_name, extensions, document_id)
+    # Without query text, a document the server can name (an APQ of another version names none).
+    if not (isinstance(query, str) and query) and not (
+        query is None and request.persisted_id is not None
+    ):
         raise RequestError(400, "BAD_REQUEST", "`query` must be a non-empty string.")
     if not isinstance(variables, dict | None):
         raise RequestError(400, "BAD_REQUEST", "`variables` must be an object or null.")
     if not isinstance(operation_name, str | None):
         raise RequestError(400, "BAD_REQUEST", "`operationName` must be a string or null.")
-    if not isinstance(extensions, dict | None):
-        raise RequestError(400, "BAD_REQUEST", "`extensions` must be an object or null.")
     if _has_nul(query) or _has_nul(variables) or _has_nul(operation_name):
         raise RequestError(400, "BAD_USER_INPUT", "Text may not contain NUL characters.")
-    return GraphQLRequest(query, variables, operation_name, extensions, document_id)
+    return request
 
 
 def error_body(code: str, message: str) -> bytes:

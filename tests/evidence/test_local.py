@@ -436,6 +436,9 @@ async def test_altered_expired_and_foreign_links_are_refused(
         assert response.status_code == 404, bad
     assert download.read(secret, expired) is None
     assert download.read(secret, token) is not None
+    # HEAD would send nothing, so it is no download: refused, and not recorded as one.
+    head = await browser.client.head(download.PATH + token)
+    assert (head.status_code, head.headers["allow"]) == (405, "GET")
     # Only the genuine, fresh link downloads; the refusals above recorded nothing.
     assert (await browser.client.get(download.PATH + token)).status_code == 200
     actions = [a.action for a in await audit_of(superuser_engine, pack["id"])]

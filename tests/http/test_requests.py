@@ -99,6 +99,11 @@ async def test_a_body_that_is_not_json_is_400(client: httpx.AsyncClient, body: b
         (b'{"query": 5}', "`query` must be a non-empty string."),
         (b'{"query": ["{ viewer { role } }"]}', "`query` must be a non-empty string."),
         (
+            b'{"extensions": {"persistedQuery": {"version": 2, "sha256Hash": "ab"}}}',
+            "`query` must be a non-empty string.",
+        ),
+        (b'{"extensions": {"persistedQuery": "x"}}', "`query` must be a non-empty string."),
+        (
             b'{"query": "{ viewer { role } }", "variables": []}',
             "`variables` must be an object or null.",
         ),
@@ -123,6 +128,8 @@ async def test_a_body_that_is_not_json_is_400(client: httpx.AsyncClient, body: b
         "empty-query",
         "query-number",
         "query-list",
+        "apq-version-2",
+        "apq-not-an-object",
         "variables-list",
         "variables-string",
         "extensions-string",
