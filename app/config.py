@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     mail_from: str = "CoverProof <no-reply@coverproof.test>"
     rate_limit_storage: str = "memory://"
+    # Where limits are counted in a shared Redis: deployments sharing one count apart.
+    rate_limit_prefix: str = "coverproof"
     rate_limit_scale: int = Field(default=1, ge=1)
     ip_requests_per_minute: int = 600
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -138,6 +140,12 @@ class Settings(BaseSettings):
             )
         if self.rate_limit_scale != 1:
             problems.append("COVERPROOF_RATE_LIMIT_SCALE is for load tests; unset it.")
+        if self.rate_limit_storage.startswith("memory:"):
+            problems.append(
+                "COVERPROOF_RATE_LIMIT_STORAGE must name Redis (redis://host:6379/0) in "
+                "production: in memory, each process counts alone, so every limit is multiplied "
+                "by the number of processes."
+            )
         if urlsplit(self.public_url).scheme != "https":
             problems.append("COVERPROOF_PUBLIC_URL must be an https:// URL in production.")
         if self.storage_url is None:

@@ -71,7 +71,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         storage = open_storage(settings)
         engine = create_engine(database_url, pool_size=settings.db_pool_size)
-        limiter = open_limiter(settings.rate_limit_storage, settings.rate_limit_scale)
+        limiter = open_limiter(
+            settings.rate_limit_storage, settings.rate_limit_scale, settings.rate_limit_prefix
+        )
         sessions = session_factory(engine)
         mailer = MailSender(sessions, settings)
         background: list[asyncio.Task[None]] = []

@@ -130,6 +130,15 @@ def new_signing_key_pem() -> str:
     return private_pem(Ed25519PrivateKey.generate())
 
 
+REDIS_URL = os.environ.get("COVERPROOF_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def shared_limits() -> dict[str, str]:
+    """Production's rate limits (it refuses in-memory ones): on the test Redis, under a key
+    prefix no other app, test or run uses."""
+    return {"rate_limit_storage": REDIS_URL, "rate_limit_prefix": f"test-{uuid.uuid4().hex}"}
+
+
 def make_settings(database: Database, tmp: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database.app_url,

@@ -259,7 +259,8 @@ def test_production_refuses_to_start_without_its_settings() -> None:
     with pytest.raises(ConfigError) as refused:
         settings.check_production()
     problems = refused.value.problems
-    assert len(problems) == 4
+    assert len(problems) == 5
+    assert any("COVERPROOF_RATE_LIMIT_STORAGE must name Redis" in p for p in problems)
     assert any("COVERPROOF_STORAGE_URL" in p for p in problems)
     assert any("COVERPROOF_SECRET_KEY" in p for p in problems)
     assert any("COVERPROOF_DATABASE_URL" in p for p in problems)

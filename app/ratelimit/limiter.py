@@ -94,7 +94,7 @@ class RateLimiter:
             self.storage.timer.cancel()
 
 
-def open_limiter(storage_uri: str, scale: int = 1) -> RateLimiter:
+def open_limiter(storage_uri: str, scale: int = 1, prefix: str = KEY_PREFIX) -> RateLimiter:
     """A limiter on ``memory://`` (one process) or ``redis://host:port[/db]`` (shared).
 
     ``rediss://`` and ``redis+unix://`` work too. Redis is connected lazily: call ``check()``
@@ -110,7 +110,7 @@ def open_limiter(storage_uri: str, scale: int = 1) -> RateLimiter:
     if scheme == "memory":
         return RateLimiter(MemoryWindows(wrap_exceptions=True), scale)
     uri = f"{_ASYNC_SCHEMES[scheme]}://{rest}"
-    storage = storage_from_string(uri, wrap_exceptions=True, key_prefix=KEY_PREFIX)
+    storage = storage_from_string(uri, wrap_exceptions=True, key_prefix=prefix)
     if not isinstance(storage, Storage):  # pragma: no cover - the async+ schemes guarantee it
         raise TypeError(f"expected an async storage, got {type(storage).__name__}")
     return RateLimiter(storage, scale)

@@ -30,6 +30,7 @@ from tests.conftest import (
     http_client,
     make_settings,
     new_signing_key_pem,
+    shared_limits,
     started,
 )
 from tests.factories import Member, Members
@@ -61,6 +62,7 @@ async def production_app(
         storage_url="s3://packs",
         s3_endpoint_url="http://127.0.0.1:1",
         audit_signing_key=new_signing_key_pem(),
+        **shared_limits(),
     )
     assert settings.is_production
     async for running in started(create_app(settings)):

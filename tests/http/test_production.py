@@ -11,7 +11,14 @@ import pytest
 from starlette.applications import Starlette
 
 from app.main import create_app
-from tests.conftest import Database, http_client, make_settings, new_signing_key_pem, started
+from tests.conftest import (
+    Database,
+    http_client,
+    make_settings,
+    new_signing_key_pem,
+    shared_limits,
+    started,
+)
 from tests.factories import Members, codes, gql
 
 INTROSPECTION = "{ __schema { types { name } } }"
@@ -35,6 +42,7 @@ async def production_app(
         storage_url="s3://packs",
         s3_endpoint_url="http://127.0.0.1:1",
         audit_signing_key=new_signing_key_pem(),
+        **shared_limits(),
     )
     assert settings.is_production
     async for running in started(create_app(settings)):

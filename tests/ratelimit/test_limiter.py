@@ -9,7 +9,7 @@ from limits.errors import StorageError
 
 from app.errors import RateLimited
 from app.ratelimit import RateLimiter, open_limiter
-from tests.ratelimit.conftest import MakePolicy
+from tests.ratelimit.conftest import REDIS_URL, MakePolicy
 from tests.ratelimit.support import accepted, burst
 
 
@@ -96,3 +96,20 @@ async def test_an_unreachable_redis_raises_storage_error_rather_than_letting_thr
             await limiter.hit(make_policy("10/minute"), "someone@example.test")
     finally:
         await limiter.close()
+
+
+async def test_deployments_sharing_a_redis_count_apart_under_their_prefixes(
+    make_policy: MakePolicy,
+) -> None:
+    """Same Redis, same policy and key: one prefix counts together, another apart."""
+    policy = make_policy("2/minute")
+    staging = [open_limiter(REDIS_URL, prefix="staging-test") for _ in range(2)]
+    production = open_limiter(REDIS_URL, prefix="production-test")
+    try:
+        for limiter in staging:
+            await limiter.hit(policy, "a@example.test")
+        assert not await accepted(staging[0], policy, "a@example.test")
+        assert await accepted(production, policy, "a@example.test")
+    finally:
+        for limiter in [*staging, production]:
+            await limiter.close()
