@@ -89,9 +89,15 @@ async def switch_firm(
     """Re-issue the session for another firm the user belongs to; returns the new cookie."""
     if firm_id not in {row.firm_id for row in await calls.my_firms(session)}:
         raise NotFound("Firm not found.")
+    # The new session ends when the one it replaces would have: switching (back and forth,
+    # or to the same firm) must not keep a session alive past its lifetime.
+    ends_by = None
     if actor.session_id is not None:
+        ends_by = await sessions.expiry(session, actor.session_id)
         await sessions.revoke(session, actor.id, actor.session_id)
     # Recorded in the firm left, naming the session ended: the firm switched to is not this
     # firm's business, and its readers may not learn which other firms the user belongs to.
     await chain.record(session, actor, Action.FIRM_SWITCHED, "session", actor.session_id)
-    return await sessions.create(session, actor.id, firm_id, lifetime, actor.ip, user_agent)
+    return await sessions.create(
+        session, actor.id, firm_id, lifetime, actor.ip, user_agent, ends_by=ends_by
+    )

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,16 +65,19 @@ async def create(
     lifetime: timedelta,
     ip: str | None = None,
     user_agent: str | None = None,
+    ends_by: datetime | None = None,
 ) -> str:
     """Store a new session for the bound user, in a firm they belong to (the bound one, or
-    another they are switching to), and return the cookie value, which is never stored."""
+    another they are switching to), and return the cookie value, which is never stored. It
+    lasts ``lifetime``, and no longer than ``ends_by`` (the session it replaces, on a switch)."""
     token = new_token()
+    expires_at = datetime.now(UTC) + lifetime
     values = {
         "id": uuid.uuid4(),
         "token_hash": token_hash(token),
         "user_id": user_id,
         "firm_id": firm_id,
-        "expires_at": datetime.now(UTC) + lifetime,
+        "expires_at": expires_at if ends_by is None else min(expires_at, ends_by),
         "ip": ip,
         "user_agent": (user_agent or "")[:512] or None,
     }
@@ -103,6 +106,14 @@ async def revoke_in_firm(session: AsyncSession, user_id: uuid.UUID, firm_id: uui
         .values(revoked_at=datetime.now(UTC))
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def expiry(session: AsyncSession, session_id: uuid.UUID) -> datetime | None:
+    """When one of the bound user's sessions in the bound firm ends (RLS), or None."""
+    found: datetime | None = await session.scalar(
+        select(Session.expires_at).where(Session.id == session_id)
+    )
+    return found
 
 
 async def revoke(session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID) -> bool:

@@ -324,6 +324,17 @@ async def test_sign_out_everywhere_ends_every_session_of_the_user(
     assert "errors" not in await bystander.gql(FIRM)
 
 
+async def _expiry(engine: AsyncEngine, cookie: str) -> datetime:
+    async with engine.connect() as conn:
+        ends: datetime = (
+            await conn.execute(
+                text("select expires_at from sessions where token_hash = :h"),
+                {"h": token_hash(cookie)},
+            )
+        ).scalar_one()
+    return ends
+
+
 async def _session_id(engine: AsyncEngine, cookie: str) -> uuid.UUID:
     async with engine.connect() as conn:
         found = await conn.scalar(
@@ -414,6 +425,22 @@ async def test_switch_firm_reissues_the_session_for_another_of_your_firms(
     # A switch ends the session it leaves as a switch, not also as a replaced session.
     assert '"action":"auth.firm_switched"' in await _trail(superuser_engine, firm_b)
     assert _ended(await _trail(superuser_engine, firm_b)) == []
+
+    # Switching never moves the session's end: the new one ends when the one it left would
+    # have (here made to end in an hour), so switching back and forth cannot outlive it.
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "update sessions set expires_at = now() + interval '1 hour' where token_hash = :h"
+            ),
+            {"h": token_hash(after)},
+        )
+    ends = await _expiry(superuser_engine, after)
+    for firm in (firm_b, firm_a, firm_a):  # the same firm too
+        assert "errors" not in (await browser.post(SWITCH, {"f": firm})).json()
+        assert browser.session_cookie is not None
+        assert await _expiry(superuser_engine, browser.session_cookie) == ends
+    after = browser.session_cookie
 
     response = await browser.post(SWITCH, {"f": str(uuid.uuid4())})
     body = response.json()
