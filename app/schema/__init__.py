@@ -21,7 +21,14 @@ from app.schema.counterparties_root import CounterpartyMutation, CounterpartyQue
 from app.schema.declarations_root import DeclarationMutation, DeclarationQuery
 from app.schema.enums import LONG, Long
 from app.schema.evidence_root import EvidenceMutation, EvidenceQuery
-from app.schema.limits import ALIAS_LIMIT, MAX_ALIASES, MAX_DEPTH, DepthLimit, SelectionLimits
+from app.schema.limits import (
+    ALIAS_LIMIT,
+    MAX_ALIASES,
+    MAX_DEPTH,
+    CredentialsAlone,
+    DepthLimit,
+    SelectionLimits,
+)
 from app.schema.partners_root import PartnerMutation, PartnerQuery
 
 __all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_TOKENS", "build_schema"]
@@ -63,7 +70,7 @@ def build_schema(*, production: bool) -> strawberry.Schema:
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: AddValidationRules([DepthLimit, SelectionLimits, ALIAS_LIMIT]),
+        lambda: AddValidationRules([DepthLimit, SelectionLimits, CredentialsAlone, ALIAS_LIMIT]),
     ]
     if production:
         extensions.append(DisableIntrospection)

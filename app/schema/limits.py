@@ -92,6 +92,57 @@ class SelectionLimits(ValidationRule):
             self.report_error(GraphQLError("A field is repeated too many times.", node))
 
 
+# Mutations that check a password or redeem a token. In an operation with other root fields,
+# one of those failing rolls the whole request back, the check's success included, while the
+# answer still shows which field failed: a password could be confirmed with nothing recorded.
+ALONE = frozenset(
+    {
+        "signInWithPassword",
+        "signInWithMagicLink",
+        "verifyEmail",
+        "resetPassword",
+        "acceptInvitation",
+    }
+)
+
+
+def _root_fields(
+    selections: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode], seen: frozenset[str]
+) -> list[FieldNode]:
+    """The operation's root fields, through fragments (a cyclic or unknown one is left to the
+    rules that report it)."""
+    fields: list[FieldNode] = []
+    for selection in selections.selections:
+        if isinstance(selection, FieldNode):
+            fields.append(selection)
+        elif isinstance(selection, InlineFragmentNode):
+            fields += _root_fields(selection.selection_set, fragments, seen)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            if name not in seen and (fragment := fragments.get(name)) is not None:
+                fields += _root_fields(fragment.selection_set, fragments, seen | {name})
+    return fields
+
+
+class CredentialsAlone(ValidationRule):
+    def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
+        if node.operation.value != "mutation":
+            return
+        fragments = {
+            d.name.value: d
+            for d in self.context.document.definitions
+            if isinstance(d, FragmentDefinitionNode)
+        }
+        fields = _root_fields(node.selection_set, fragments, frozenset())
+        for field in fields:
+            if field.name.value in ALONE and len(fields) > 1:
+                self.report_error(
+                    GraphQLError(
+                        f"{field.name.value} must be the only field of its operation.", field
+                    )
+                )
+
+
 MAX_ALIASES = 30
 # One rule class for the app's lifetime: ValidationCache keys on the rules, and Strawberry's
 # MaxAliasesLimiter makes a new class per request, which would defeat the cache.
