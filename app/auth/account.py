@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import chain
 from app.audit.actions import Action
-from app.auth import sessions
+from app.auth import sessions, tokens
 from app.auth.actor import Actor
 from app.db import calls
 from app.db.models import Session
@@ -42,6 +42,7 @@ async def sign_out_everywhere(session: AsyncSession, actor: Actor) -> int:
     """End every session of the user, in every firm; returns how many were live. The firm's
     audit trail counts only its own: its readers may not learn of the user's other firms."""
     firms = await sessions.revoke_all(session, actor.id)
+    await tokens.spend_sign_in_links(session, actor.id)
     count = firms.count(actor.firm_id)
     await chain.record(
         session, actor, Action.SIGNED_OUT_EVERYWHERE, "user", actor.id, {"sessions": count}

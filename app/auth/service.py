@@ -329,4 +329,5 @@ async def reset_password(session: AsyncSession, env: AuthEnv, token: str, passwo
         .values(email_verified_at=now)
     )
     await sessions.revoke_all(session, actor.id)
+    await tokens.spend_sign_in_links(session, actor.id)
     await chain.record(session, actor, Action.PASSWORD_RESET_COMPLETED, "user", actor.id)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.actor import Role
@@ -133,3 +133,19 @@ class RefusedToken(Exception):
         super().__init__(error.code)
         self.error = error
         self.known = known
+
+
+async def spend_sign_in_links(session: AsyncSession, user_id: uuid.UUID) -> int:
+    """Spend the user's unused sign-in and reset links (RLS: only the bound user's own), so a
+    link someone else took from the mailbox stops working once the user resets the password
+    or signs out everywhere; how many there were. Redeemed later, each is TOKEN_USED."""
+    result = await session.execute(
+        update(AuthToken)
+        .where(
+            AuthToken.user_id == user_id,
+            AuthToken.used_at.is_(None),
+            AuthToken.purpose.in_([Purpose.MAGIC_LINK.value, Purpose.PASSWORD_RESET.value]),
+        )
+        .values(used_at=datetime.now(UTC))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -236,6 +236,41 @@ async def test_reset_password_revokes_every_session_and_a_weak_one_keeps_the_lin
         assert "errors" not in await other.gql(SIGN_IN, {"e": email, "p": new_password})
 
 
+@pytest.mark.parametrize("ending", ["reset", "sign out everywhere"])
+async def test_links_already_mailed_stop_working_once_the_user_resets_or_signs_out_everywhere(
+    browser: Browser, smtp: SmtpServer, ending: str
+) -> None:
+    """Someone who once read the mailbox may hold a sign-in or reset link: resetting the
+    password, or signing out everywhere, spends every such link the user has not used."""
+    email = await signed_up(browser, smtp)
+    await browser.gql(MAGIC, {"e": email})
+    magic = await link_token(smtp, email, "sign-in link")
+    await browser.gql(RESET_REQUEST, {"e": email})
+    held = await link_token(smtp, email, "Reset your")
+    await browser.gql(RESET_REQUEST, {"e": email})
+    await smtp.wait_for(lambda _: len(_mails(smtp, email, "Reset your")) == 2)
+    used = await link_token(smtp, email, "Reset your")
+    assert used != held
+    if ending == "reset":
+        body = await browser.gql(RESET, {"t": used, "p": "an entirely new passphrase 77"})
+        assert "errors" not in body, body
+    else:
+        assert "errors" not in await browser.gql("mutation { signOutEverywhere { ok } }")
+    assert codes(await browser.gql(MAGIC_SIGN_IN, {"t": magic})) == ["TOKEN_USED"]
+    assert codes(await browser.gql(RESET, {"t": held, "p": "yet another passphrase 88"})) == [
+        "TOKEN_USED"
+    ]
+    # A link asked for afterwards works.
+    await browser.gql(MAGIC, {"e": email})
+    await smtp.wait_for(lambda _: len(_mails(smtp, email, "sign-in link")) == 2)
+    fresh = await link_token(smtp, email, "sign-in link")
+    assert "errors" not in await browser.gql(MAGIC_SIGN_IN, {"t": fresh})
+
+
+def _mails(smtp: SmtpServer, email: str, subject_part: str) -> list[Any]:
+    return [m for m in smtp.to(email) if subject_part in str(m["subject"])]
+
+
 async def test_passwords_are_argon2id_and_never_stored_logged_or_mailed(
     browser: Browser,
     smtp: SmtpServer,
