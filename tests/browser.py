@@ -93,7 +93,8 @@ async def link_token(smtp: SmtpServer, to: str, subject_part: str) -> str:
 
 
 SIGN_UP = """mutation($input: SignUpInput!) { signUp(input: $input) { accepted message } }"""
-VERIFY = "mutation($t: String!) { verifyEmail(token: $t) { userId firmId role emailVerified } }"
+VERIFY = """mutation($t: String!, $p: String) {
+  verifyEmail(token: $t, password: $p) { userId firmId role emailVerified } }"""
 SIGN_IN = """mutation($e: String!, $p: String!) {
   signInWithPassword(email: $e, password: $p) { userId firmId role emailVerified } }"""
 MAGIC = "mutation($e: String!) { requestMagicLink(email: $e) { accepted message } }"
@@ -110,7 +111,7 @@ async def signed_up(
     body = await browser.gql(SIGN_UP, variables)
     assert body["data"]["signUp"]["accepted"] is True, body
     token = await link_token(smtp, email, "Confirm your email")
-    body = await browser.gql(VERIFY, {"t": token})
+    body = await browser.gql(VERIFY, {"t": token, "p": PASSWORD})
     assert body["data"]["verifyEmail"]["emailVerified"] is True, body
     return email
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -196,11 +196,20 @@ async def prove_address(session: AsyncSession, user_id: uuid.UUID, *, clear_pass
         await sessions.revoke_all(session, user_id)
 
 
-async def verify_email(session: AsyncSession, env: AuthEnv, token: str) -> SignedIn:
-    """Mark the address verified and sign the user in; returns the new session's cookie."""
+async def verify_email(
+    session: AsyncSession, env: AuthEnv, token: str, password: str | None = None
+) -> SignedIn:
+    """Mark the address verified and sign the user in; returns the new session's cookie. An
+    account signed up with a password is verified only with that password too: the link proves
+    the mailbox, not who chose the password, and whoever did would otherwise keep an account
+    its owner confirmed unawares (into which a later invitation would let them). Refused, the
+    link stays unspent for another try."""
     found = await redeem_link(session, env, Purpose.VERIFY_EMAIL, token)
     actor = user_actor(env, found.user_id, found.firm_id, found.role)
     await bind_tenant(session, actor.firm_id, actor.id)
+    chosen = await session.scalar(select(User.password_hash).where(User.id == actor.id))
+    if chosen is not None and not await passwords.verify_password(chosen, password or ""):
+        raise InvalidCredentials("Enter the password you chose when you signed up.")
     await prove_address(session, actor.id, clear_password=False)
     await proved_owner(session, env, found.email)
     await chain.record(session, actor, Action.EMAIL_VERIFIED, "user", actor.id)

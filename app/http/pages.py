@@ -27,8 +27,20 @@ class Page:
     button: str
     mutation: str
     success: str
-    password: bool = False
+    password: str = ""  # the form's password field, if it has one
 
+
+_NEW_PASSWORD = (
+    '<p><label for="password">New password</label><br>'
+    '<input id="password" name="password" type="password" autocomplete="new-password" '
+    'minlength="12" maxlength="128" required></p>'
+)
+# Not required: an account signed up for sign-in links has no password.
+_CHOSEN_PASSWORD = (
+    '<p><label for="password">The password you chose when you signed up (if you chose one)'
+    '</label><br><input id="password" name="password" type="password" '
+    'autocomplete="current-password" maxlength="128"></p>'
+)
 
 _PAGES = [
     Page(
@@ -38,6 +50,7 @@ _PAGES = [
         "Confirm my email address",
         first_party.VERIFY_EMAIL,
         "Your email address is confirmed and you are signed in.",
+        password=_CHOSEN_PASSWORD,
     ),
     Page(
         "magic-link",
@@ -54,7 +67,7 @@ _PAGES = [
         "Set my new password",
         first_party.RESET_PASSWORD,
         "Your password is changed. Every session was signed out; sign in again.",
-        password=True,
+        password=_NEW_PASSWORD,
     ),
     Page(
         "invitation",
@@ -65,12 +78,6 @@ _PAGES = [
         "You have joined the firm and are signed in.",
     ),
 ]
-
-_PASSWORD_FIELD = (
-    '<p><label for="password">New password</label><br>'
-    '<input id="password" name="password" type="password" autocomplete="new-password" '
-    'minlength="12" maxlength="128" required></p>'
-)
 
 _SCRIPT = """
 const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
@@ -113,7 +120,7 @@ def render(page: Page) -> tuple[str, dict[str, str]]:
         "margin:3rem auto;padding:0 1rem;line-height:1.5}button,input{font-size:1rem;"
         "padding:.5rem}</style></head><body><main>"
         f"<h1>{html.escape(page.title)}</h1><p>{html.escape(page.lead)}</p>"
-        f'<form id="form">{_PASSWORD_FIELD if page.password else ""}'
+        f'<form id="form">{page.password}'
         f'<button type="submit">{html.escape(page.button)}</button></form>'
         '<p id="status" role="status" aria-live="polite"></p></main>'
         f'<script nonce="{nonce}">{script}</script></body></html>'

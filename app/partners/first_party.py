@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from app.partners.documents import Document, document_id
 
-VERIFY_EMAIL = "mutation($token: String!) { verifyEmail(token: $token) { emailVerified } }"
+VERIFY_EMAIL = (
+    "mutation($token: String!, $password: String) "
+    "{ verifyEmail(token: $token, password: $password) { emailVerified } }"
+)
 MAGIC_LINK_SIGN_IN = "mutation($token: String!) { signInWithMagicLink(token: $token) { userId } }"
 RESET_PASSWORD = (
     "mutation($token: String!, $password: String!) "

@@ -38,8 +38,9 @@ async def sign_up(info: Info, input: SignUpInput) -> MailSentPayload:
     return MAIL_SENT
 
 
-async def verify_email(info: Info, token: str) -> SignInPayload:
-    return signed_in(info.context, await info.context.run_public(service.verify_email, token))
+async def verify_email(info: Info, token: str, password: str | None = None) -> SignInPayload:
+    result = await info.context.run_public(service.verify_email, token, password)
+    return signed_in(info.context, result)
 
 
 async def resend_verification(info: Info, email: str) -> MailSentPayload:

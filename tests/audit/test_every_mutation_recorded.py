@@ -518,7 +518,7 @@ async def test_account_mutations_are_recorded_on_the_users_firm_chain(
     await smtp.wait_for(lambda _: len(smtp.to(email)) == 2)
 
     token = await link_token(smtp, email, "Confirm your email")
-    verified = ok(await first.gql(VERIFY_EMAIL, {"t": token}))["verifyEmail"]
+    verified = ok(await first.gql(VERIFY_EMAIL, {"t": token, "p": PASSWORD}))["verifyEmail"]
     assert (verified["firmId"], verified["emailVerified"]) == (firm_id, True)
     entries = await trail.recorded("verifyEmail", firm_id)
     assert (targets(entries), by(entries)) == (itself, user)

@@ -62,6 +62,23 @@ async def test_sign_up_verify_sign_in_by_password_and_magic_link_and_sign_out(
     assert (await browser.gql(FIRM))["data"]["firm"]["name"] == "Whole Flow Ltd"
 
 
+async def test_confirming_an_address_signed_up_with_a_password_needs_it(
+    browser: Browser, smtp: SmtpServer
+) -> None:
+    """The link proves the mailbox; the password proves who signed up. A wrong one is refused
+    and leaves the link unspent; the right one then confirms and signs in."""
+    email = new_email()
+    signed = {"input": {"email": email, "password": PASSWORD, "firmName": "Confirm Ltd"}}
+    assert "errors" not in await browser.gql(SIGN_UP, signed)
+    token = await link_token(smtp, email, "Confirm your email")
+    wrong = await browser.gql(VERIFY, {"t": token, "p": "not the password at all"})
+    assert codes(wrong) == ["INVALID_CREDENTIALS"]
+    assert browser.session_cookie is None
+    body = await browser.gql(VERIFY, {"t": token, "p": PASSWORD})
+    assert body["data"]["verifyEmail"]["emailVerified"] is True, body
+    assert (await browser.gql(FIRM))["data"]["firm"]["name"] == "Confirm Ltd"
+
+
 async def test_a_magic_link_only_user_has_no_password(
     browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
 ) -> None:

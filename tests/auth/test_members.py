@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from app.audit import chain
 from tests.browser import (
     PASSWORD,
+    SIGN_IN,
     SIGN_UP,
     VERIFY,
     Browser,
@@ -179,7 +180,7 @@ async def test_an_invitation_token_works_once_and_only_for_invitations(
     assert codes(body) == ["TOKEN_WRONG_PURPOSE"]
     assert wrong.session_cookie is None
     # ...and it was not spent by the attempt.
-    body = await pending.gql(VERIFY, {"t": verification})
+    body = await pending.gql(VERIFY, {"t": verification, "p": PASSWORD})
     assert body["data"]["verifyEmail"]["emailVerified"] is True, body
 
     garbage = new_browser()
@@ -499,3 +500,40 @@ async def test_a_retried_invitation_with_its_key_sends_one_invitation(
             text("select count(*) from auth_tokens where email = :e"), {"e": email}
         )
     assert tokens == 2
+
+
+async def test_an_address_signed_up_by_a_stranger_cannot_be_confirmed_into_their_hands(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
+) -> None:
+    """A stranger signs up with the victim's address and a password of their own; the victim
+    clicks the confirmation link unawares. Without that password the address stays unproved,
+    so when the victim's firm invites them, accepting clears the stranger's password: the
+    stranger cannot sign in and switch into the victim's firm."""
+    victim = new_email()
+    stranger = new_browser()
+    chosen = "the stranger's own passphrase 42"
+    signed = {"input": {"email": victim, "password": chosen, "firmName": "Stranger Ltd"}}
+    assert "errors" not in await stranger.gql(SIGN_UP, signed)
+    confirm = await link_token(smtp, victim, "Confirm your email")
+    for guess in (None, "", "not the password at all"):
+        body = await new_browser().gql(VERIFY, {"t": confirm, "p": guess})
+        assert codes(body) == ["INVALID_CREDENTIALS"], body
+    assert await _verified(superuser_engine, victim) is False
+
+    await signed_up(browser, smtp, firm="Victim's Firm Ltd")
+    invite = {"input": {"email": victim, "role": "MEMBER"}}
+    assert "errors" not in await browser.gql(INVITE, invite)
+    token = await link_token(smtp, victim, "You are invited")
+    assert "errors" not in await new_browser().gql(ACCEPT, {"t": token})
+    assert await _verified(superuser_engine, victim) is True
+    body = await stranger.gql(SIGN_IN, {"e": victim, "p": chosen})
+    assert codes(body) == ["INVALID_CREDENTIALS"]
+
+
+async def _verified(engine: AsyncEngine, email: str) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            text("select email_verified_at is not null from users where email = :e"), {"e": email}
+        )
+    assert isinstance(found, bool)
+    return found

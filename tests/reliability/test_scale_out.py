@@ -198,7 +198,8 @@ async def test_a_session_made_on_one_process_works_on_the_other(
         _, body = await _post(one, SIGN_UP, variables)
         assert body["data"]["signUp"]["accepted"] is True, body
         token = await link_token(smtp, email, "Confirm your email")
-        response, body = await _post(two, VERIFY, {"t": token})  # the link, on the other one
+        # The link, on the other process.
+        response, body = await _post(two, VERIFY, {"t": token, "p": PASSWORD})
         assert body["data"]["verifyEmail"]["emailVerified"] is True, body
         firm_id = body["data"]["verifyEmail"]["firmId"]
         first = _session_cookie(response)
