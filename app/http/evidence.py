@@ -84,6 +84,8 @@ async def download_pack(request: Request) -> Response:
                 raise _Refused
             await bind_tenant(session, identity.firm_id, identity.user_id)
             actor = actor_of(identity, client_ip(request.scope, state.settings.trusted_proxies))
+            if isinstance(identity, ApiKeyIdentity):  # every request of a key counts
+                await state.limiter.hit(Policy.API_KEY_REQUESTS, str(identity.key_id))
             await state.limiter.hit(
                 Policy.PACK_DOWNLOADS_PER_CALLER, f"{actor.type.value}:{actor.id}"
             )

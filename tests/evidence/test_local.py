@@ -25,6 +25,7 @@ from app.auth.actor import Role
 from app.cli import main
 from app.db.tenant import tenant_transaction
 from app.evidence import collect, document, download, render, sweep
+from app.ratelimit import Policy
 from tests.browser import Browser, browser_for, codes, signed_up
 from tests.conftest import Database
 from tests.evidence.support import (
@@ -48,6 +49,7 @@ from tests.evidence.test_large import firm_with_declarations
 from tests.factories import Members, gql
 from tests.http.test_headers_everywhere import assert_security_headers
 from tests.mail.smtp import SmtpServer
+from tests.partners import CREATE_KEY
 
 
 def _path(url: str) -> str:
@@ -313,6 +315,29 @@ async def test_downloads_are_limited_per_caller_so_they_cannot_flood_the_chain(
     assert_security_headers(refused)
     downloads = [a for a in await audit_of(superuser_engine, pack["id"]) if "download" in a.action]
     assert len(downloads) == 30
+
+
+async def test_a_keys_downloads_count_against_its_request_limit(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    """A key's 600 requests a minute are every request of it, downloads included: the
+    600th is served, the 601st refused (429) and not recorded."""
+    await signed_up(browser, smtp, firm="Keyed Downloads Ltd")
+    pack = await generate(browser, "Keyed")
+    path = _path(await _download_url(browser, pack["id"]))
+    made = await browser.gql(CREATE_KEY, {"i": {"name": "reader", "scopes": ["EVIDENCE_READ"]}})
+    key = {"authorization": f"Bearer {made['data']['createApiKey']['secret']}"}
+    limiter = auth_app.state.coverproof.limiter
+    for _ in range(599):  # as if the key had made its other requests this minute
+        await limiter.hit(Policy.API_KEY_REQUESTS, made["data"]["createApiKey"]["apiKey"]["id"])
+    transport = httpx.ASGITransport(app=auth_app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as partner:
+        assert (await partner.get(path, headers=key)).status_code == 200
+        refused = await partner.get(path, headers=key)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    downloads = [a for a in await audit_of(superuser_engine, pack["id"]) if "download" in a.action]
+    assert len(downloads) == 1
 
 
 async def test_viewers_read_and_download_but_only_members_generate(
