@@ -43,6 +43,11 @@ FONT_FILES = {
     ("CPMono", "normal"): "DejaVuSansMono.ttf",
 }
 MAX_RENDER_SECONDS = 240
+# The renderer holds some 170 times the document in memory (500 declarations: 2 MB of HTML,
+# some 340 MB), so content, not counts, bounds a render: 1,000 declarations of ordinary
+# answers fit; 1,000 of 100 KB answers would take the process down.
+MAX_DOCUMENT_BYTES = 8 * 2**20
+MAX_DEPTH = 64
 
 
 class RenderError(Exception):
@@ -79,6 +84,8 @@ def resource_policy() -> ResourceAccessPolicy:
         base_dir=None,
         extra_roots=(folder,) if folder else (),
         max_render_seconds=MAX_RENDER_SECONDS,
+        max_document_bytes=MAX_DOCUMENT_BYTES,
+        max_depth=MAX_DEPTH,
     )
 
 
@@ -87,6 +94,12 @@ def render_pdf(pack: PackContent, signer: PackSigner) -> RenderedPack:
     signing runs its own event loop: call it from a worker thread)."""
     font, mono, faces, _ = _fonts()
     html = document.build(pack, font, mono, faces)
+    size = len(html.encode())
+    if size > MAX_DOCUMENT_BYTES:
+        raise RenderError(
+            f"The pack is too large to render ({size / 2**20:.1f} MB of content, at most "
+            f"{MAX_DOCUMENT_BYTES / 2**20:.0f} MB): choose fewer declarations or a shorter period."
+        )
     policy = resource_policy()
     out = io.BytesIO()
     try:

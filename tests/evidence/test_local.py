@@ -197,6 +197,25 @@ async def test_a_pack_with_more_audit_entries_than_it_may_hold_is_refused_whole(
     assert listed["data"]["evidencePacks"]["edges"] == []
 
 
+async def test_a_pack_too_large_to_render_fails_saying_so_and_stores_nothing(
+    browser: Browser, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch, auth_app: Starlette
+) -> None:
+    """The renderer's memory grows with the document, so its size is capped (8 MB; 2 kB
+    here): over it, the pack fails before rendering, saying why, and nothing is stored."""
+    await signed_up(browser, smtp, firm="Wordy Advisers Ltd")
+    await submitted_declaration(browser, smtp, auth_app, "Pat Wordy")
+    monkeypatch.setattr(render, "MAX_DOCUMENT_BYTES", 2_000)
+    with monkeypatch.context() as patched:
+        stored = stored_keys(auth_app.state.coverproof.storage, patched)
+        pack = await generate(browser, "Too wordy")
+    assert pack["status"] == "FAILED", pack
+    assert pack["failureReason"].startswith("The pack is too large to render (")
+    assert pack["failureReason"].endswith(
+        "MB of content, at most 0 MB): choose fewer declarations or a shorter period."
+    )
+    assert stored == []
+
+
 async def test_a_pack_says_whether_each_receipt_covers_the_form(
     auth_app: Starlette, members: Members, owner_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
