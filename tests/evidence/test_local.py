@@ -184,7 +184,7 @@ async def test_the_appendix_holds_the_entries_about_the_packs_declarations_whene
 async def test_a_pack_with_more_audit_entries_than_it_may_hold_is_refused_whole(
     browser: Browser, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An appendix cut short would be a trail with a hole in it: over the limit (5,000; 2 here),
+    """An appendix cut short would be a trail with a hole in it: over the limit (10,000; 2 here),
     the pack is refused, naming the period, and nothing is made."""
     await signed_up(browser, smtp, firm="Busy Trail Ltd")  # signed up, verified: 2 entries
     renamed = 'mutation { updateFirm(input: {name: "Busier Trail Ltd"}) { firm { name } } }'
