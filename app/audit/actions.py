@@ -29,6 +29,7 @@ class Action(StrEnum):
     MEMBER_JOINED = "member.joined"
     MEMBER_ROLE_CHANGED = "member.role_changed"
     MEMBER_REMOVED = "member.removed"
+    INVITATION_REVOKED = "member.invitation_revoked"
 
     TEMPLATE_CREATED = "template.created"
     TEMPLATE_VERSION_CREATED = "template.version_created"

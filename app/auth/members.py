@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +27,7 @@ from app.auth.service import (
 )
 from app.auth.tokens import Purpose
 from app.db import calls
-from app.db.models import Firm, Membership, User
+from app.db.models import AuthToken, Firm, Membership, User
 from app.db.tenant import bind_tenant
 from app.errors import BadUserInput, Forbidden, NotFound
 
@@ -58,6 +59,7 @@ async def invite_member(
         return
     await env.limit_mail(email)
     ttl = timedelta(days=env.settings.invitation_days)
+    invitation_id = uuid.uuid4()
     token = await tokens.issue(
         session,
         env.secret_key,
@@ -67,6 +69,7 @@ async def invite_member(
         email=email,
         role=role,
         created_by=actor.id,
+        token_id=invitation_id,
     )
     firm = await session.get(Firm, actor.firm_id)
     link = mails.link(env.settings.links_url, "invitation", token)
@@ -78,8 +81,43 @@ async def invite_member(
         actor,
         Action.MEMBER_INVITED,
         "invitation",
-        None,
+        invitation_id,
         {"email": email, "role": role.value},
+    )
+
+
+def _pending(firm_id: uuid.UUID) -> Any:
+    """The firm's invitations not yet accepted, withdrawn or expired."""
+    return (
+        AuthToken.purpose == Purpose.INVITATION.value,
+        AuthToken.firm_id == firm_id,
+        AuthToken.used_at.is_(None),
+        AuthToken.expires_at > func.now(),
+    )
+
+
+async def list_invitations(session: AsyncSession, actor: Actor) -> list[AuthToken]:
+    """The firm's pending invitations, newest first (admins)."""
+    actor.require(Role.ADMIN)
+    query = select(AuthToken).where(*_pending(actor.firm_id))
+    return list((await session.execute(query.order_by(AuthToken.created_at.desc()))).scalars())
+
+
+async def revoke_invitation(session: AsyncSession, actor: Actor, invitation_id: uuid.UUID) -> None:
+    """Withdraw a pending invitation: its link stops working (admins; an owner's, owners)."""
+    actor.require(Role.ADMIN)
+    query = select(AuthToken).where(AuthToken.id == invitation_id, *_pending(actor.firm_id))
+    found = (await session.execute(query.with_for_update())).scalar_one_or_none()
+    if found is None:
+        raise NotFound("Invitation not found.")
+    if found.role == Role.OWNER.value:
+        actor.require(Role.OWNER)
+    await session.execute(
+        update(AuthToken).where(AuthToken.id == invitation_id).values(used_at=func.now())
+    )
+    details = {"email": found.email, "role": found.role}
+    await chain.record(
+        session, actor, Action.INVITATION_REVOKED, "invitation", invitation_id, details
     )
 
 
@@ -183,6 +221,7 @@ async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID)
     if target.role == Role.OWNER.value:
         actor.require(Role.OWNER)
     await _keep_an_owner(session, actor, target)
+    email = await session.scalar(select(User.email).where(User.id == user_id))  # while a member
     await session.execute(
         delete(Membership).where(Membership.firm_id == actor.firm_id, Membership.user_id == user_id)
     )
@@ -193,5 +232,19 @@ async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID)
         ended = await sessions.revoke_in_firm(session, user_id, actor.firm_id)
     else:
         ended = await calls.end_member_sessions(session, user_id)
-    details = {"role": target.role, "sessions": ended}
+    # Their pending invitations go too, those they sent and those to their address: an admin
+    # about to be removed could otherwise invite an address of theirs and come back.
+    withdrawn = await session.execute(
+        update(AuthToken)
+        .where(
+            *_pending(actor.firm_id),
+            or_(AuthToken.created_by == user_id, func.lower(AuthToken.email) == func.lower(email)),
+        )
+        .values(used_at=func.now())
+    )
+    details = {
+        "role": target.role,
+        "sessions": ended,
+        "invitations": int(withdrawn.rowcount),  # type: ignore[attr-defined]
+    }
     await chain.record(session, actor, Action.MEMBER_REMOVED, "user", user_id, details)

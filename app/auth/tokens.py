@@ -61,12 +61,14 @@ async def issue(
     email: str | None = None,
     role: Role | None = None,
     created_by: uuid.UUID | None = None,
+    token_id: uuid.UUID | None = None,
 ) -> str:
-    """Store a new token's hash (in the caller's tenant-bound transaction); return the token."""
+    """Store a new token's hash (in the caller's tenant-bound transaction, with ``token_id``
+    as its id if given); return the token."""
     raw = secrets.token_urlsafe(32)
     await session.execute(
         insert(AuthToken).values(
-            id=uuid.uuid4(),
+            id=token_id or uuid.uuid4(),
             purpose=purpose.value,
             token_hash=_hash(raw),
             user_id=user_id,

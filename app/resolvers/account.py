@@ -10,6 +10,7 @@ from app.auth.actor import Role
 from app.resolvers.auth import signed_in
 from app.schema.auth import (
     FirmMembership,
+    Invitation,
     InviteMemberInput,
     Member,
     MemberRoleChangeInput,
@@ -117,4 +118,23 @@ async def change_member_role(info: Info, input: MemberRoleChangeInput) -> Member
 
 async def remove_member(info: Info, user_id: uuid.UUID) -> OkPayload:
     await info.context.run(members.remove_member, user_id)
+    return OkPayload(ok=True)
+
+
+async def invitations(info: Info) -> list[Invitation]:
+    return [
+        Invitation(
+            id=found.id,
+            email=found.email or "",
+            role=Role(found.role or Role.MEMBER),  # an invitation always names one
+            invited_by=found.created_by,
+            created_at=found.created_at,
+            expires_at=found.expires_at,
+        )
+        for found in await info.context.run(members.list_invitations)
+    ]
+
+
+async def revoke_invitation(info: Info, id: uuid.UUID) -> OkPayload:
+    await info.context.run(members.revoke_invitation, id)
     return OkPayload(ok=True)

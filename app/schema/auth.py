@@ -70,6 +70,18 @@ class Member:
     role: Role
 
 
+@strawberry.type
+class Invitation:
+    """An invitation not yet accepted, withdrawn or expired."""
+
+    id: uuid.UUID
+    email: str
+    role: Role
+    invited_by: uuid.UUID | None
+    created_at: datetime
+    expires_at: datetime
+
+
 @strawberry.input
 class InviteMemberInput:
     email: str

@@ -8,6 +8,7 @@ from app.resolvers import account, auth, firms, viewer
 from app.schema.access import PUBLIC
 from app.schema.auth import (
     FirmMembership,
+    Invitation,
     MailSentPayload,
     Member,
     MemberRoleChangePayload,
@@ -35,6 +36,11 @@ class CoreQuery:
     )
     members: list[Member] = strawberry.field(
         resolver=account.firm_members, description="The active firm's members."
+    )
+    invitations: list[Invitation] = strawberry.field(
+        resolver=account.invitations,
+        description="The active firm's invitations not yet accepted, withdrawn or expired "
+        "(admins).",
     )
 
 
@@ -87,4 +93,12 @@ class CoreMutation:
     change_member_role: MemberRoleChangePayload = strawberry.mutation(
         resolver=account.change_member_role
     )
-    remove_member: OkPayload = strawberry.mutation(resolver=account.remove_member)
+    remove_member: OkPayload = strawberry.mutation(
+        resolver=account.remove_member,
+        description="Remove a member: their sessions in the firm end, and their pending "
+        "invitations (sent by them or to them) are withdrawn.",
+    )
+    revoke_invitation: OkPayload = strawberry.mutation(
+        resolver=account.revoke_invitation,
+        description="Withdraw a pending invitation: its link stops working (admins).",
+    )

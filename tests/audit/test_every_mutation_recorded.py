@@ -26,7 +26,14 @@ from app.evidence.signature import PackSigner
 from app.schema import build_schema
 from tests.audit.test_recorded_actions import RESEND, RESET, RESET_REQUEST, REVOKE_SESSION
 from tests.audit.test_tamper import CHECKPOINT, VERIFY
-from tests.auth.test_members import CHANGE, REMOVE, firm_id_of, invited
+from tests.auth.test_members import (
+    CHANGE,
+    INVITATIONS,
+    REMOVE,
+    REVOKE_INVITATION,
+    firm_id_of,
+    invited,
+)
 from tests.auth.test_sessions import SIGN_OUT, SIGN_OUT_EVERYWHERE, SWITCH, sign_in
 from tests.browser import (
     MAGIC,
@@ -107,6 +114,7 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "acceptInvitation": ("member.joined",),
     "changeMemberRole": ("member.role_changed",),
     "removeMember": ("member.removed",),
+    "revokeInvitation": ("member.invitation_revoked",),
 }
 
 # Mutations no scenario below can call successfully through HTTP, each with the reason. Empty:
@@ -148,7 +156,14 @@ ACCOUNTS = (
     "resetPassword",
     "signOutEverywhere",
 )
-MEMBERSHIP = ("inviteMember", "acceptInvitation", "changeMemberRole", "removeMember", "switchFirm")
+MEMBERSHIP = (
+    "inviteMember",
+    "acceptInvitation",
+    "changeMemberRole",
+    "removeMember",
+    "revokeInvitation",
+    "switchFirm",
+)
 SCENARIOS = (FIRM_AND_KEYS, DECLARATIONS, EVIDENCE, ACCOUNTS, MEMBERSHIP)
 
 
@@ -302,7 +317,7 @@ def test_every_mutation_of_the_schema_says_what_it_records() -> None:
     schema = graphql.build_schema(build_schema(production=False).as_str())
     assert schema.mutation_type is not None
     assert set(schema.mutation_type.fields) == set(RECORDS)
-    assert len(RECORDS) == 34
+    assert len(RECORDS) == 35
 
 
 def test_every_recorded_action_is_in_the_vocabulary() -> None:
@@ -619,8 +634,29 @@ async def test_membership_mutations_are_recorded_on_the_firm_they_change(
     [entry] = await trail.recorded("removeMember", firm_id)
     assert (targets([entry]), entry.details) == (
         [("user", guest_id)],
-        {"role": "member", "sessions": 1},
+        {"role": "member", "sessions": 1, "invitations": 0},
     )
+
+    # An invitation withdrawn: recorded naming it, and its link no longer works.
+    withdrawn = new_email()
+    withdrawn_token = await invited(browser, smtp, withdrawn, "MEMBER")
+    await trail.expect(firm_id, RECORDS["inviteMember"])
+    pending = ok(await browser.gql(INVITATIONS))["invitations"]
+    [invitation] = [i for i in pending if i["email"] == withdrawn]
+    revoked = ok(await browser.gql(REVOKE_INVITATION, {"id": invitation["id"]}))
+    assert revoked["revokeInvitation"]["ok"] is True
+    [entry] = await trail.recorded("revokeInvitation", firm_id)
+    assert (targets([entry]), entry.details) == (
+        [("invitation", invitation["id"])],
+        {"email": withdrawn, "role": "member"},
+    )
+    assert codes(await new_browser().gql(ACCEPT, {"t": withdrawn_token})) == ["TOKEN_USED"]
+    refused = await trail.added()  # a link refused is on the platform's chain
+    assert {c: [e.action for e in es] for c, es in refused.items()} == {
+        None: ["auth.token.refused"]
+    }
+    left = ok(await browser.gql(INVITATIONS))["invitations"]
+    assert withdrawn not in [i["email"] for i in left]
 
     # A user of two firms switches from the one they joined to their own: recorded in the
     # firm left, and nothing in the firm joined.

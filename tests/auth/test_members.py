@@ -37,6 +37,8 @@ MEMBERS = "{ members { userId email role emailVerified } }"
 CHANGE = """mutation($input: MemberRoleChangeInput!) {
   changeMemberRole(input: $input) { member { userId email role } } }"""
 REMOVE = "mutation($u: UUID!) { removeMember(userId: $u) { ok } }"
+INVITATIONS = "{ invitations { id email role invitedBy createdAt expiresAt } }"
+REVOKE_INVITATION = "mutation($id: UUID!) { revokeInvitation(id: $id) { ok } }"
 UPDATE_FIRM = "mutation($n: String!) { updateFirm(input: {name: $n}) { firm { name } } }"
 MY_FIRMS = "{ myFirms { firmId role active } }"
 WHO = "{ viewer { role user { id email } firm { id } } }"
@@ -412,7 +414,10 @@ async def test_an_admin_may_leave_and_their_sessions_end(
             )
         ).one()
     assert live == 0
-    assert (removed.actor_id, removed.details) == (admin.user_id, {"role": "admin", "sessions": 1})
+    assert (removed.actor_id, removed.details) == (
+        admin.user_id,
+        {"role": "admin", "sessions": 1, "invitations": 0},
+    )
 
 
 async def test_every_membership_change_is_in_the_firms_audit_chain(
@@ -442,16 +447,20 @@ async def test_every_membership_change_is_in_the_firms_audit_chain(
         ).all()
         everywhere = (await conn.execute(text("select canonical from audit_log"))).scalars()
         all_canonical = [bytes(c) for c in everywhere]
+        invitation = await conn.scalar(
+            text("select id::text from auth_tokens where email = :e and purpose = 'invitation'"),
+            {"e": email},
+        )
     member_rows = [
         (r.action, r.actor_id, r.target_id, r.details)
         for r in rows
         if r.action.startswith("member.")
     ]
     assert member_rows == [
-        ("member.invited", owner_id, None, {"email": email, "role": "member"}),
+        ("member.invited", owner_id, invitation, {"email": email, "role": "member"}),
         ("member.joined", user_id, user_id, {"role": "member"}),
         ("member.role_changed", owner_id, user_id, {"from": "member", "to": "viewer"}),
-        ("member.removed", owner_id, user_id, {"role": "viewer", "sessions": 1}),
+        ("member.removed", owner_id, user_id, {"role": "viewer", "sessions": 1, "invitations": 0}),
     ]
     payload = token.split(".")[0]
     for canonical in [bytes(r.canonical) for r in rows] + all_canonical:
@@ -537,3 +546,46 @@ async def _verified(engine: AsyncEngine, email: str) -> bool:
         )
     assert isinstance(found, bool)
     return found
+
+
+async def test_a_removed_admin_cannot_come_back_through_an_invitation_they_sent(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
+) -> None:
+    """About to be removed, an admin invites an address of their own; removing them withdraws
+    every pending invitation they sent (and any to their address), so its link does nothing."""
+    await signed_up(browser, smtp, firm="Careful Firm Ltd")
+    admin = new_browser()
+    joined = await join(browser, smtp, admin, "ADMIN")
+    personal = new_email()
+    backdoor = await invited(admin, smtp, personal, "ADMIN")
+    kept = await invited(browser, smtp, new_email(), "MEMBER")  # the owner's own: it stays
+    assert "errors" not in await browser.gql(REMOVE, {"u": joined.user_id})
+    assert codes(await new_browser().gql(ACCEPT, {"t": backdoor})) == ["TOKEN_USED"]
+    listed = (await browser.gql(INVITATIONS))["data"]["invitations"]
+    assert personal not in [i["email"] for i in listed]
+    assert "errors" not in await new_browser().gql(ACCEPT, {"t": kept})
+    async with superuser_engine.connect() as conn:
+        details = await conn.scalar(
+            text(
+                "select details from audit_log where action = 'member.removed' and target_id = :u"
+            ),
+            {"u": joined.user_id},
+        )
+    assert details == {"role": "admin", "sessions": 1, "invitations": 1}
+
+
+async def test_only_admins_list_or_withdraw_invitations_and_only_owners_an_owners(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    await signed_up(browser, smtp, firm="Withdrawing Ltd")
+    admin, member = new_browser(), new_browser()
+    await join(browser, smtp, admin, "ADMIN")
+    await join(browser, smtp, member, "MEMBER")
+    await invited(browser, smtp, new_email(), "OWNER")
+    [owners] = (await browser.gql(INVITATIONS))["data"]["invitations"]
+    assert codes(await member.gql(INVITATIONS)) == ["FORBIDDEN"]
+    assert codes(await member.gql(REVOKE_INVITATION, {"id": owners["id"]})) == ["FORBIDDEN"]
+    assert codes(await admin.gql(REVOKE_INVITATION, {"id": owners["id"]})) == ["FORBIDDEN"]
+    assert codes(await browser.gql(REVOKE_INVITATION, {"id": str(uuid.uuid4())})) == ["NOT_FOUND"]
+    assert "errors" not in await browser.gql(REVOKE_INVITATION, {"id": owners["id"]})
+    assert codes(await browser.gql(REVOKE_INVITATION, {"id": owners["id"]})) == ["NOT_FOUND"]
