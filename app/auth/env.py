@@ -35,11 +35,22 @@ class AuthEnv:
         """Per-IP limits count an IPv6 caller's whole /64, which one user usually holds."""
         return ip_bucket(self.ip) if self.ip else "unknown"
 
+    def at_caller(self, email: str) -> str:
+        """The key of an address as this caller (its IP, or /64) asks about it."""
+        return f"{email.lower()} {self.ip_key}"
+
     async def limit(self, policy: Policy, key: str) -> None:
         await self.limiter.hit(policy, key)
 
+    async def limit_sign_in(self, email: str) -> None:
+        """Password sign-ins per address and caller, per address, and per caller."""
+        await self.limiter.hit(Policy.SIGN_IN_PER_EMAIL_AND_IP, self.at_caller(email))
+        await self.limiter.hit(Policy.SIGN_IN_PER_EMAIL, email.lower())
+        await self.limiter.hit(Policy.SIGN_IN_PER_IP, self.ip_key)
+
     async def limit_mail(self, email: str) -> None:
-        """The email-bombing guard: sends per address and per caller IP."""
+        """The email-bombing guard: sends per address and caller, per address, per caller."""
+        await self.limiter.hit(Policy.MAIL_SEND_PER_EMAIL_AND_IP, self.at_caller(email))
         await self.limiter.hit(Policy.MAIL_SEND_PER_EMAIL, email.lower())
         await self.limiter.hit(Policy.MAIL_SEND_PER_IP, self.ip_key)
 

@@ -233,8 +233,7 @@ async def sign_in_with_password(
     session: AsyncSession, env: AuthEnv, data: PasswordSignIn
 ) -> SignedIn:
     """Check the password and start a session; wrong password and unknown email fail alike."""
-    await env.limit(Policy.SIGN_IN_PER_EMAIL, data.email)
-    await env.limit(Policy.SIGN_IN_PER_IP, env.ip_key)
+    await env.limit_sign_in(data.email)
     user = await calls.user_by_email(session, data.email)
     now = datetime.now(UTC)
     # Counted by address, registered or not: a throttled answer tells nothing of which it is.

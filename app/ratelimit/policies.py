@@ -13,11 +13,17 @@ from typing import ClassVar
 
 import limits
 
-SIGN_IN_PER_EMAIL = "10/minute"
+# Per address and caller, so that one stranger hammering an address locks out only
+# themselves, not its owner signing in from elsewhere; the per-address ceiling alone (ten
+# callers' worth) is what stops a spread-out guesser.
+SIGN_IN_PER_EMAIL_AND_IP = "10/minute"
+SIGN_IN_PER_EMAIL = "100/minute"
 SIGN_IN_PER_IP = "30/minute"
 # Magic links, verification and password-reset mails share these: each send lands in someone's
-# inbox, so the per-email limit is what stops a stranger bombing one address.
-MAIL_SEND_PER_EMAIL = "5/hour"
+# inbox. Per address and caller, so that a stranger using up an address's mails does not leave
+# its owner without a sign-in link; the per-address ceiling is what stops a spread-out bombing.
+MAIL_SEND_PER_EMAIL_AND_IP = "5/hour"
+MAIL_SEND_PER_EMAIL = "20/hour"
 MAIL_SEND_PER_IP = "20/hour"
 SIGN_UP_PER_IP = "10/hour"
 MUTATIONS_PER_USER = "120/minute"
@@ -44,8 +50,10 @@ class Policy:
     limit: str
     item: limits.RateLimitItem = field(init=False, repr=False, compare=False)
 
+    SIGN_IN_PER_EMAIL_AND_IP: ClassVar[Policy]
     SIGN_IN_PER_EMAIL: ClassVar[Policy]
     SIGN_IN_PER_IP: ClassVar[Policy]
+    MAIL_SEND_PER_EMAIL_AND_IP: ClassVar[Policy]
     MAIL_SEND_PER_EMAIL: ClassVar[Policy]
     MAIL_SEND_PER_IP: ClassVar[Policy]
     SIGN_UP_PER_IP: ClassVar[Policy]
@@ -76,8 +84,10 @@ class Policy:
         return self.item.get_expiry()
 
 
+Policy.SIGN_IN_PER_EMAIL_AND_IP = Policy("sign_in_per_email_and_ip", SIGN_IN_PER_EMAIL_AND_IP)
 Policy.SIGN_IN_PER_EMAIL = Policy("sign_in_per_email", SIGN_IN_PER_EMAIL)
 Policy.SIGN_IN_PER_IP = Policy("sign_in_per_ip", SIGN_IN_PER_IP)
+Policy.MAIL_SEND_PER_EMAIL_AND_IP = Policy("mail_send_per_email_and_ip", MAIL_SEND_PER_EMAIL_AND_IP)
 Policy.MAIL_SEND_PER_EMAIL = Policy("mail_send_per_email", MAIL_SEND_PER_EMAIL)
 Policy.MAIL_SEND_PER_IP = Policy("mail_send_per_ip", MAIL_SEND_PER_IP)
 Policy.SIGN_UP_PER_IP = Policy("sign_up_per_ip", SIGN_UP_PER_IP)

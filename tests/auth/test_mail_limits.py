@@ -1,8 +1,9 @@
 """Every field that mails an address someone typed stops at that address's limit, however many
-callers ask: the email-bombing guard the security page promises, applied in each place that
-sends (test_limits_applied.py holds the same for requestMagicLink after a sign-up; these fail if
-``limit_mail`` stops being called in any one of them). Each call comes from a new client
-address, so the per-caller limit never trips first and only the per-address one can refuse."""
+callers ask (20 an hour; 5 from any one caller): the email-bombing guard the security page
+promises, applied in each place that sends (test_limits_applied.py holds the same for
+requestMagicLink after a sign-up; these fail if ``limit_mail`` stops being called in any one of
+them). Each call comes from a new client address, so the per-caller limits never trip first and
+only the per-address one can refuse."""
 
 from __future__ import annotations
 
@@ -81,3 +82,20 @@ async def test_invitations_to_one_address_stop_at_its_limit(
     assert answers == [[]] * LIMIT + [["RATE_LIMITED"]]
     queued = await _queued_subjects(superuser_engine, target)
     assert queued == ["You are invited to Bombing Invitations Ltd on CoverProof"] * LIMIT
+
+
+async def test_one_caller_using_up_an_address_leaves_its_owner_a_sign_in_link(
+    auth_app: Starlette, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    """Per address and caller, 5 an hour: a stranger asking for the owner's links from one
+    place stops there, and the owner, from elsewhere, still gets one."""
+    per_caller = int(Policy.MAIL_SEND_PER_EMAIL_AND_IP.item.amount)
+    target = await members.create()
+    stranger = browser_for(auth_app)
+    async with stranger.client:
+        answers = [
+            codes(await stranger.gql(MAGIC, {"e": target.email})) for _ in range(per_caller + 1)
+        ]
+    assert answers == [[]] * per_caller + [["RATE_LIMITED"]]
+    assert await _from_a_new_caller(auth_app, MAGIC, {"e": target.email}) == []
+    assert len(await _queued_subjects(superuser_engine, target.email)) == per_caller + 1

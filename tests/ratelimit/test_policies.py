@@ -9,9 +9,11 @@ from app.ratelimit import Policy, policies
 
 def test_every_named_policy_parses_to_its_constant() -> None:
     named = {
-        "SIGN_IN_PER_EMAIL": (10, 60),
+        "SIGN_IN_PER_EMAIL_AND_IP": (10, 60),
+        "SIGN_IN_PER_EMAIL": (100, 60),
         "SIGN_IN_PER_IP": (30, 60),
-        "MAIL_SEND_PER_EMAIL": (5, 3600),
+        "MAIL_SEND_PER_EMAIL_AND_IP": (5, 3600),
+        "MAIL_SEND_PER_EMAIL": (20, 3600),
         "MAIL_SEND_PER_IP": (20, 3600),
         "SIGN_UP_PER_IP": (10, 3600),
         "MUTATIONS_PER_USER": (120, 60),
@@ -29,7 +31,7 @@ def test_every_named_policy_parses_to_its_constant() -> None:
 
 def test_policy_names_are_distinct() -> None:
     names = [value.name for value in vars(Policy).values() if isinstance(value, Policy)]
-    assert len(names) == 12
+    assert len(names) == 14
     assert len(set(names)) == len(names)
 
 
