@@ -137,18 +137,38 @@ def _constant_text(node: ast.AST, constants: set[str]) -> bool:
     return False
 
 
+def _bindings(node: ast.AST) -> list[tuple[str, ast.expr]]:
+    """The names an assignment binds, each with the expression it binds: plain and annotated
+    assignments, and a tuple assigned a tuple, pairwise."""
+    if isinstance(node, ast.AnnAssign) and node.value and isinstance(node.target, ast.Name):
+        return [(node.target.id, node.value)]
+    if not isinstance(node, ast.Assign):
+        return []
+    pairs: list[tuple[str, ast.expr]] = []
+    for target in node.targets:
+        if isinstance(target, ast.Name):
+            pairs.append((target.id, node.value))
+        elif isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+            pairs += [
+                (name.id, value)
+                for name, value in zip(target.elts, node.value.elts, strict=False)
+                if isinstance(name, ast.Name)
+            ]
+    return pairs
+
+
 def _module_constants(tree: ast.Module) -> set[str]:
     constants: set[str] = set()
     for node in tree.body:  # in order: a constant may be built from earlier ones
-        if isinstance(node, ast.Assign) and _constant_text(node.value, constants):
-            constants.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        constants |= {n for n, value in _bindings(node) if _constant_text(value, constants)}
     return constants
 
 
 def _sql_pieced_together(tree: ast.Module) -> set[int]:
     """Lines where a statement is assembled from values in steps the expression check cannot
-    see: text held in a variable, then extended with ``+=`` or sent. Per scope: a name built
-    from values, or holding a statement's text, in one function says nothing of another's."""
+    see: text held in a variable, then extended (``q += w``, ``q = q + w``) or sent. Per scope:
+    a name built from values, or holding a statement's text, in one function says nothing of
+    another's."""
     constants = _module_constants(tree)
     lines: set[int] = set()
     scopes = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
@@ -161,16 +181,14 @@ def _sql_pieced_together(tree: ast.Module) -> set[int]:
         statements: set[str] = set()
         built: set[str] = set()
         for node in nodes:
-            if not isinstance(node, ast.Assign):
-                continue
-            names = {t.id for t in node.targets if isinstance(t, ast.Name)}
-            text = _built_from_values(node.value)
-            if text is not None and not _constant_text(node.value, constants):
-                built |= names
-            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-                text = node.value.value
-            if text is not None and SQL_VERB.match(text):
-                statements |= names
+            for name, value in _bindings(node):
+                text = _built_from_values(value)
+                if text is not None and not _constant_text(value, constants):
+                    built.add(name)
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    text = value.value
+                if text is not None and SQL_VERB.match(text):
+                    statements.add(name)
         for node in nodes:
             if (
                 isinstance(node, ast.AugAssign)
@@ -179,6 +197,16 @@ def _sql_pieced_together(tree: ast.Module) -> set[int]:
                 and not _constant_text(node.value, constants)
             ):
                 lines.add(node.lineno)
+            for name, value in _bindings(node):
+                if (
+                    name in statements | built
+                    and isinstance(value, ast.BinOp)
+                    and isinstance(value.op, ast.Add)
+                    and isinstance(value.left, ast.Name)
+                    and value.left.id == name
+                    and not _constant_text(value.right, constants)
+                ):
+                    lines.add(node.lineno)
             if (
                 isinstance(node, ast.Call)
                 and node.args
@@ -199,9 +227,10 @@ def _sql_call(node: ast.Call) -> bool:
 def _sql_built_from_values(source: str) -> set[int]:
     """The lines of ``source`` that build a statement from values."""
     tree = ast.parse(source)
+    constants = _module_constants(tree)
     lines = _sql_pieced_together(tree)
     for node in ast.walk(tree):
-        built = _built_from_values(node)
+        built = None if _constant_text(node, constants) else _built_from_values(node)
         sent = (
             isinstance(node, ast.Call)
             and node.args
@@ -235,6 +264,9 @@ def test_no_sql_is_built_from_values() -> None:
         'def f(c):\n    q = ", ".join(c)\n    return conn.fetch(q)',
         'conn.execute(" and ".join(parts))',
         'def f(w):\n    q = "update t set a = 1"\n    q += w\n    return conn.execute(q)',
+        'def f(w):\n    q = "update t set a = 1"\n    q = q + w\n    return conn.execute(q)',
+        'def f(w):\n    q: str = "update t set a = 1"\n    q += w\n    return conn.execute(q)',
+        'def f(w):\n    q, n = ", ".join(w), 1\n    return conn.fetch(q)',
     ],
 )
 def test_the_sql_check_sees_statements_built_from_values(source: str) -> None:
@@ -245,6 +277,7 @@ def test_the_sql_check_sees_statements_built_from_values(source: str) -> None:
     "source",
     [
         '_A = "select a from t "\n_B = _A + "where id = $1"\nconn.fetch(_B, i)',
+        '_A = "from t"\n_B = "select a " + _A\nconn.fetch(_B)',
         'def f(c):\n    line = ", ".join(c)\n    print(line)',
         'def f(i):\n    n = 0\n    n += i\n    return conn.fetch("select $1::int", n)',
         "def f(q):\n    return session.execute(q.where(x == 1))",
