@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -73,6 +73,23 @@ async def browser(auth_app: Starlette) -> AsyncIterator[Browser]:
     b = browser_for(auth_app)
     async with b.client:
         yield b
+
+
+NewBrowser = Callable[[], Browser]
+
+
+@pytest.fixture
+async def new_browser(auth_app: Starlette) -> AsyncIterator[NewBrowser]:
+    """As many separate browsers (own cookies, own IP) as a test needs; closed after it."""
+    opened: list[Browser] = []
+
+    def make() -> Browser:
+        opened.append(browser_for(auth_app))
+        return opened[-1]
+
+    yield make
+    for b in opened:
+        await b.client.aclose()
 
 
 def new_email() -> str:

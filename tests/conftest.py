@@ -182,4 +182,4 @@ def new_id() -> uuid.UUID:
 
 
 # Fixtures shared by every folder that drives the app as a browser, with real mail.
-from tests.browser import auth_app, browser, smtp  # noqa: E402, F401
+from tests.browser import auth_app, browser, new_browser, smtp  # noqa: E402, F401

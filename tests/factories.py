@@ -126,3 +126,18 @@ async def tables_holding(engine: AsyncEngine, value: str) -> list[str]:
             if found:
                 holding.append(table)
     return holding
+
+
+async def user_and_firm(engine: AsyncEngine, email: str) -> tuple[str, str]:
+    """The user with this address and their (one) firm, as the database holds them."""
+    async with engine.connect() as conn:
+        user_id, firm_id = (
+            await conn.execute(
+                text(
+                    "select u.id::text, m.firm_id::text from users u "
+                    "join memberships m on m.user_id = u.id where u.email = :e"
+                ),
+                {"e": email},
+            )
+        ).one()
+    return user_id, firm_id

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,6 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.applications import Starlette
 
 from app.audit.actions import Action
 from app.auth.actor import Role
@@ -42,7 +41,7 @@ from tests.browser import (
     SIGN_IN,
     SIGN_UP,
     Browser,
-    browser_for,
+    NewBrowser,
     link_token,
     new_email,
     signed_up,
@@ -61,7 +60,6 @@ from tests.declarations.test_firm_side import (
     REVOKE,
     SEND,
     UPDATE_FIRM,
-    NewBrowser,
     create,
     create_template,
     form,
@@ -73,7 +71,7 @@ from tests.declarations.test_firm_side import (
 )
 from tests.declarations.test_loop import FIT, SUBMIT, valid_answers
 from tests.evidence.support import GENERATE, RETRY, generate, pack_row, period
-from tests.factories import Member, Members, codes, gql
+from tests.factories import Member, Members, codes, gql, user_and_firm
 from tests.mail.smtp import SmtpServer
 from tests.partners import CREATE_KEY, REVOKE_KEY
 
@@ -249,20 +247,6 @@ class Trail:
 
 
 @pytest.fixture
-async def new_browser(auth_app: Starlette) -> AsyncIterator[NewBrowser]:
-    """Separate browsers (own cookies, own IP), so no sign-in replaces another's session."""
-    opened: list[Browser] = []
-
-    def make() -> Browser:
-        opened.append(browser_for(auth_app))
-        return opened[-1]
-
-    yield make
-    for b in opened:
-        await b.client.aclose()
-
-
-@pytest.fixture
 async def trail(superuser_engine: AsyncEngine) -> Trail:
     found = Trail(superuser_engine)
     await found.mark()
@@ -275,21 +259,6 @@ def targets(entries: list[Entry]) -> list[tuple[str | None, str | None]]:
 
 def by(entries: list[Entry]) -> set[tuple[str, str | None]]:
     return {(e.actor_type, e.actor_id) for e in entries}
-
-
-async def user_and_firm(engine: AsyncEngine, email: str) -> tuple[str, str]:
-    """The user with this address and their (one) firm, as the database holds them."""
-    async with engine.connect() as conn:
-        user_id, firm_id = (
-            await conn.execute(
-                text(
-                    "select u.id::text, m.firm_id::text from users u "
-                    "join memberships m on m.user_id = u.id where u.email = :e"
-                ),
-                {"e": email},
-            )
-        ).one()
-    return user_id, firm_id
 
 
 async def session_id(engine: AsyncEngine, cookie: str | None) -> str:

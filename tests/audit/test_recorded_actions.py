@@ -25,6 +25,7 @@ from tests.browser import (
 )
 from tests.declarations.test_firm_side import CREATE_TEMPLATE, REVOKE, question, template_input
 from tests.declarations.test_loop import FIT
+from tests.factories import user_and_firm
 from tests.mail.smtp import SmtpServer
 
 ME = "{ viewer { user { id } firm { id } } }"
@@ -105,16 +106,7 @@ async def test_a_throttled_sign_in_and_a_resent_verification_are_on_the_trail(
     await link_token(smtp, email, "Confirm your email")
     assert "errors" not in await browser.gql(RESEND, {"e": email})
     await smtp.wait_for(lambda _: len(smtp.to(email)) == 2)
-    async with superuser_engine.begin() as conn:
-        user_id, firm_id = (
-            await conn.execute(
-                text(
-                    "select u.id::text, m.firm_id::text from users u "
-                    "join memberships m on m.user_id = u.id where u.email = :e"
-                ),
-                {"e": email},
-            )
-        ).one()
+    user_id, firm_id = await user_and_firm(superuser_engine, email)
     await failed_already(auth_app, superuser_engine, email, 104)
     wrong = await browser.gql(SIGN_IN, {"e": email, "p": "wrong password here"})
     assert codes(wrong) == ["INVALID_CREDENTIALS"]

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from starlette.applications import Starlette
 
 from app.audit import chain
 from tests.browser import (
@@ -21,7 +18,7 @@ from tests.browser import (
     SIGN_UP,
     VERIFY,
     Browser,
-    browser_for,
+    NewBrowser,
     codes,
     link_token,
     new_email,
@@ -43,22 +40,6 @@ UPDATE_FIRM = "mutation($n: String!) { updateFirm(input: {name: $n}) { firm { na
 MY_FIRMS = "{ myFirms { firmId role active } }"
 WHO = "{ viewer { role user { id email } firm { id } } }"
 FIRM = "{ firm { id name } }"
-
-NewBrowser = Callable[[], Browser]
-
-
-@pytest.fixture
-async def new_browser(auth_app: Starlette) -> AsyncIterator[NewBrowser]:
-    """Open as many separate browsers as a test needs; all are closed after it."""
-    opened: list[Browser] = []
-
-    def make() -> Browser:
-        opened.append(browser_for(auth_app))
-        return opened[-1]
-
-    yield make
-    for b in opened:
-        await b.client.aclose()
 
 
 @dataclass(frozen=True)

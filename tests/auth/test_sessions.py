@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -28,7 +27,7 @@ from tests.browser import (
     PASSWORD,
     SIGN_IN,
     Browser,
-    browser_for,
+    NewBrowser,
     codes,
     link_token,
     signed_up,
@@ -44,22 +43,6 @@ SWITCH = "mutation($f: UUID!) { switchFirm(firmId: $f) { userId firmId role emai
 INVITE = "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { ok } }"
 ACCEPT = "mutation($t: String!) { acceptInvitation(token: $t) { firmId role } }"
 MY_FIRMS = "{ myFirms { firmId role active } }"
-
-NewBrowser = Callable[[], Browser]
-
-
-@pytest.fixture
-async def new_browser(auth_app: Starlette) -> AsyncIterator[NewBrowser]:
-    """Open as many separate browsers as a test needs; all are closed after it."""
-    opened: list[Browser] = []
-
-    def make() -> Browser:
-        opened.append(browser_for(auth_app))
-        return opened[-1]
-
-    yield make
-    for b in opened:
-        await b.client.aclose()
 
 
 def session_cookies(response: httpx.Response) -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.declarations.templates import load_builtins
-from tests.browser import Browser, browser_for, codes, link_token, new_email, signed_up
+from tests.browser import Browser, NewBrowser, browser_for, codes, link_token, new_email, signed_up
 from tests.declarations.test_loop import FIT, FORM, LINK, SUBMIT, sent_declaration, valid_answers
 from tests.evidence.support import audit_of
 from tests.mail.smtp import SmtpServer
@@ -60,22 +59,6 @@ BULK = """mutation($i: BulkDeclarationCreateInput!) { bulkCreateDeclarations(inp
   declarations { id status recipientName recipientEmail } } }"""
 PINNED = """query($id: UUID!) { declaration(id: $id) { status templateVersion
   pinnedTemplate { version questions { id kind } } response { answers } } }"""
-
-NewBrowser = Callable[[], Browser]
-
-
-@pytest.fixture
-async def new_browser(auth_app: Starlette) -> AsyncIterator[NewBrowser]:
-    """As many separate browsers (own cookies, own IP) as a test needs; closed after it."""
-    opened: list[Browser] = []
-
-    def make() -> Browser:
-        opened.append(browser_for(auth_app))
-        return opened[-1]
-
-    yield make
-    for b in opened:
-        await b.client.aclose()
 
 
 # ---- helpers shared with test_public.py -------------------------------------------------------

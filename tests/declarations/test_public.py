@@ -9,7 +9,6 @@ import json
 import re
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from app.auth.sessions import COOKIE_NAME
 from app.http import respond
 from app.partners import first_party
 from app.partners.documents import document_id
-from tests.browser import Browser, browser_for, codes, new_email, signed_up
+from tests.browser import Browser, NewBrowser, browser_for, codes, new_email, signed_up
 from tests.declarations.test_firm_side import (
     COUNTS,
     GET,
@@ -45,8 +44,6 @@ from tests.declarations.test_firm_side import (
 from tests.declarations.test_loop import FIT, FORM, SUBMIT, sent_declaration, valid_answers
 from tests.mail.smtp import SmtpServer
 from tests.partners import run_persisted
-
-NewBrowser = Callable[[], Browser]
 
 EVERY_KIND = (
     question("flag", "yes_no"),
@@ -71,20 +68,6 @@ FULL_FORM = """query($t: String!) { recipientForm(token: $t) { firmName recipien
   templateName templateVersion attestation dueDate linkExpiresAt
   questions { id label kind required help explainIf explainLabel choices maxLength minPence
   maxPence } } }"""
-
-
-@pytest.fixture
-async def new_browser(auth_app: Starlette) -> AsyncIterator[NewBrowser]:
-    """As many separate browsers (own cookies, own IP) as a test needs; closed after it."""
-    opened: list[Browser] = []
-
-    def make() -> Browser:
-        opened.append(browser_for(auth_app))
-        return opened[-1]
-
-    yield make
-    for b in opened:
-        await b.client.aclose()
 
 
 def messages(body: dict[str, Any]) -> dict[str, str]:
