@@ -53,6 +53,11 @@ async def invite_member(
     """Email an invitation (admins; only owners invite owners). A retry with the same
     idempotency key sends nothing more."""
     actor.require(Role.OWNER if role is Role.OWNER else Role.ADMIN)
+    # Under the firm's lock, with the role read again: an invitation sent while its sender was
+    # being removed or demoted would otherwise commit after the withdrawal that missed it.
+    await chain.lock_firm(session, actor.firm_id)
+    actor = await _acting_member(session, actor)
+    actor.require(Role.OWNER if role is Role.OWNER else Role.ADMIN)
     invited = {"email": email, "role": role.value}
     first = await idempotency.replay(session, actor, idempotency_key, "inviteMember", invited)
     if first is not None:
@@ -105,6 +110,9 @@ async def list_invitations(session: AsyncSession, actor: Actor) -> list[AuthToke
 
 async def revoke_invitation(session: AsyncSession, actor: Actor, invitation_id: uuid.UUID) -> None:
     """Withdraw a pending invitation: its link stops working (admins; an owner's, owners)."""
+    actor.require(Role.ADMIN)
+    await chain.lock_firm(session, actor.firm_id)
+    actor = await _acting_member(session, actor)
     actor.require(Role.ADMIN)
     query = select(AuthToken).where(AuthToken.id == invitation_id, *_pending(actor.firm_id))
     found = (await session.execute(query.with_for_update())).scalar_one_or_none()
@@ -200,14 +208,26 @@ async def change_member_role(
     if role is Role.OWNER or target.role == Role.OWNER.value:
         actor.require(Role.OWNER)
     old = target.role
+    details: dict[str, Any] = {"from": old, "to": role.value}
     if old != role.value:
         await _keep_an_owner(session, actor, target)
         target.role = role.value
         await session.flush()
-    await chain.record(
-        session, actor, Action.MEMBER_ROLE_CHANGED, "user", user_id, {"from": old, "to": role.value}
-    )
+        if Role(old).rank >= Role.ADMIN.rank > role.rank:
+            # No longer one who may invite: what they sent goes, or it would bring them back.
+            details["invitations"] = await _withdraw_invitations(
+                session, actor.firm_id, AuthToken.created_by == user_id
+            )
+    await chain.record(session, actor, Action.MEMBER_ROLE_CHANGED, "user", user_id, details)
     return target
+
+
+async def _withdraw_invitations(session: AsyncSession, firm_id: uuid.UUID, which: Any) -> int:
+    """Spend the firm's pending invitations that ``which`` picks; how many there were."""
+    withdrawn = await session.execute(
+        update(AuthToken).where(*_pending(firm_id), which).values(used_at=func.now())
+    )
+    return int(withdrawn.rowcount)  # type: ignore[attr-defined]
 
 
 async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID) -> None:
@@ -234,17 +254,9 @@ async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID)
         ended = await calls.end_member_sessions(session, user_id)
     # Their pending invitations go too, those they sent and those to their address: an admin
     # about to be removed could otherwise invite an address of theirs and come back.
-    withdrawn = await session.execute(
-        update(AuthToken)
-        .where(
-            *_pending(actor.firm_id),
-            or_(AuthToken.created_by == user_id, func.lower(AuthToken.email) == func.lower(email)),
-        )
-        .values(used_at=func.now())
+    sent_or_to_them = or_(
+        AuthToken.created_by == user_id, func.lower(AuthToken.email) == func.lower(email)
     )
-    details = {
-        "role": target.role,
-        "sessions": ended,
-        "invitations": int(withdrawn.rowcount),  # type: ignore[attr-defined]
-    }
+    withdrawn = await _withdraw_invitations(session, actor.firm_id, sent_or_to_them)
+    details = {"role": target.role, "sessions": ended, "invitations": withdrawn}
     await chain.record(session, actor, Action.MEMBER_REMOVED, "user", user_id, details)

@@ -208,7 +208,11 @@ async def verify_email(
     actor = user_actor(env, found.user_id, found.firm_id, found.role)
     await bind_tenant(session, actor.firm_id, actor.id)
     chosen = await session.scalar(select(User.password_hash).where(User.id == actor.id))
-    if chosen is not None and not await passwords.verify_password(chosen, password or ""):
+    if chosen is not None and not (
+        password is not None
+        and len(password) <= passwords.MAX_LENGTH
+        and await passwords.verify_password(chosen, password)
+    ):
         raise InvalidCredentials("Enter the password you chose when you signed up.")
     await prove_address(session, actor.id, clear_password=False)
     await proved_owner(session, env, found.email)

@@ -138,15 +138,18 @@ class RefusedToken(Exception):
 
 
 async def spend_sign_in_links(session: AsyncSession, user_id: uuid.UUID) -> int:
-    """Spend the user's unused sign-in and reset links (RLS: only the bound user's own), so a
-    link someone else took from the mailbox stops working once the user resets the password
-    or signs out everywhere; how many there were. Redeemed later, each is TOKEN_USED."""
+    """Spend the user's unused links that sign in: magic, reset and verification links (a
+    verification link signs its account in too) (RLS: only the bound user's own), so a link
+    someone else took from the mailbox stops working once the user resets the password or
+    signs out everywhere; how many there were. Redeemed later, each is TOKEN_USED."""
     result = await session.execute(
         update(AuthToken)
         .where(
             AuthToken.user_id == user_id,
             AuthToken.used_at.is_(None),
-            AuthToken.purpose.in_([Purpose.MAGIC_LINK.value, Purpose.PASSWORD_RESET.value]),
+            AuthToken.purpose.in_(
+                [Purpose.MAGIC_LINK.value, Purpose.PASSWORD_RESET.value, Purpose.VERIFY_EMAIL.value]
+            ),
         )
         .values(used_at=datetime.now(UTC))
     )

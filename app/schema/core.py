@@ -75,12 +75,14 @@ class CoreMutation:
     reset_password: OkPayload = strawberry.mutation(
         resolver=auth.reset_password,
         metadata=PUBLIC,
-        description="Set a new password; every session of the user is signed out.",
+        description="Set a new password; every session of the user is signed out, and every "
+        "unused link that signs them in is spent.",
     )
     sign_out: OkPayload = strawberry.mutation(resolver=account.sign_out, metadata=PUBLIC)
     sign_out_everywhere: OkPayload = strawberry.mutation(
         resolver=account.sign_out_everywhere,
-        description="End every session of yours, on every device and in every firm.",
+        description="End every session of yours, on every device and in every firm, and spend "
+        "every unused link that signs you in.",
     )
     revoke_session: OkPayload = strawberry.mutation(resolver=account.revoke_session)
     switch_firm: SignInPayload = strawberry.mutation(

@@ -58,7 +58,8 @@ from app.schema.limits import ALIAS_LIMIT, DepthLimit, SelectionLimits
 from app.schema.shapes import LEAVES, Fallback, fields, key, leaves, node_of
 
 log = logging.getLogger("coverproof.fastpath")
-# The same rules the normal path validates with (graphql's own, plus the app's limits).
+# The normal path's rules (graphql's own, plus the app's limits), but CredentialsAlone: a
+# fast plan is one declarations or createDeclaration field, never a credential mutation.
 RULES = (*specified_rules, DepthLimit, SelectionLimits, ALIAS_LIMIT)
 
 # A saturated lane hands the request to the normal path rather than queue for long.

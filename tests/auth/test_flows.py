@@ -284,6 +284,23 @@ async def test_links_already_mailed_stop_working_once_the_user_resets_or_signs_o
     assert "errors" not in await browser.gql(MAGIC_SIGN_IN, {"t": fresh})
 
 
+async def test_an_unused_verification_link_stops_signing_in_once_the_user_signs_out_everywhere(
+    browser: Browser, smtp: SmtpServer
+) -> None:
+    """A verification link signs its account in (an account for sign-in links has no password
+    to ask for): one left unused is spent with the sessions, like a magic link."""
+    email = new_email()
+    assert "errors" not in await browser.gql(SIGN_UP, {"input": {"email": email, "firmName": "L"}})
+    unused = await link_token(smtp, email, "Confirm your email")
+    assert "errors" not in await browser.gql(RESEND, {"e": email})
+    await smtp.wait_for(lambda _: len(_mails(smtp, email, "Confirm your email")) == 2)
+    used = await link_token(smtp, email, "Confirm your email")
+    assert used != unused
+    assert "errors" not in await browser.gql(VERIFY, {"t": used})
+    assert "errors" not in await browser.gql("mutation { signOutEverywhere { ok } }")
+    assert codes(await browser.gql(VERIFY, {"t": unused})) == ["TOKEN_USED"]
+
+
 def _mails(smtp: SmtpServer, email: str, subject_part: str) -> list[Any]:
     return [m for m in smtp.to(email) if subject_part in str(m["subject"])]
 

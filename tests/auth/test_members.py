@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.audit import chain
+from app.auth import members
+from app.auth.actor import Actor, ActorType, Role
+from app.db.tenant import tenant_transaction
 from tests.browser import (
     PASSWORD,
     SIGN_IN,
@@ -24,6 +27,7 @@ from tests.browser import (
     new_email,
     signed_up,
 )
+from tests.factories import until_lock_waited, user_and_firm
 from tests.mail.smtp import SmtpServer
 
 INVITED = "You are invited"
@@ -553,6 +557,55 @@ async def test_a_removed_admin_cannot_come_back_through_an_invitation_they_sent(
             {"u": joined.user_id},
         )
     assert details == {"role": "admin", "sessions": 1, "invitations": 1}
+
+
+async def test_a_demoted_admin_cannot_come_back_through_an_invitation_they_sent(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
+) -> None:
+    """Demoted below admin, a member may no longer invite: the invitations they sent go too,
+    or one to an address of theirs would bring the role back."""
+    await signed_up(browser, smtp, firm="Demoting Ltd")
+    admin = new_browser()
+    joined = await join(browser, smtp, admin, "ADMIN")
+    backdoor = await invited(admin, smtp, new_email(), "ADMIN")
+    assert "errors" not in await change_role(browser, joined.user_id, "MEMBER")
+    assert codes(await new_browser().gql(ACCEPT, {"t": backdoor})) == ["TOKEN_USED"]
+    async with superuser_engine.connect() as conn:
+        details = await conn.scalar(
+            text(
+                "select details from audit_log where action = 'member.role_changed' "
+                "and target_id = :u"
+            ),
+            {"u": joined.user_id},
+        )
+    assert details == {"from": "admin", "to": "member", "invitations": 1}
+
+
+async def test_an_invitation_sent_while_its_sender_is_being_removed_is_refused(
+    browser: Browser,
+    smtp: SmtpServer,
+    new_browser: NewBrowser,
+    superuser_engine: AsyncEngine,
+    app_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The removal holds the firm's lock; an invitation the admin sends meanwhile waits for it,
+    then finds its sender no longer a member, so none survives the withdrawal that missed it."""
+    owner_email = await signed_up(browser, smtp, firm="Racing Ltd")
+    admin = new_browser()
+    joined = await join(browser, smtp, admin, "ADMIN")
+    owner_id, firm_id = await user_and_firm(superuser_engine, owner_email)
+    owner = Actor(ActorType.USER, uuid.UUID(owner_id), uuid.UUID(firm_id), Role.OWNER)
+    late = new_email()
+    async with tenant_transaction(app_sessions, owner.firm_id, owner.id) as session:
+        await members.remove_member(session, owner, uuid.UUID(joined.user_id))
+        sending = asyncio.create_task(invite(admin, late, "ADMIN"))
+        await until_lock_waited(superuser_engine)
+    assert codes(await sending) == ["FORBIDDEN"]
+    async with superuser_engine.connect() as conn:
+        made = await conn.scalar(
+            text("select count(*) from auth_tokens where email = :e"), {"e": late}
+        )
+    assert made == 0
 
 
 async def test_only_admins_list_or_withdraw_invitations_and_only_owners_an_owners(

@@ -45,7 +45,7 @@ from tests.reliability.support import REDIS_URL, error_codes, json_answer, uniqu
 
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 IP_CEILING = 20  # COVERPROOF_IP_REQUESTS_PER_MINUTE on both processes
-SIGN_IN_LIMIT = 10  # Policy.SIGN_IN_PER_EMAIL: 10/minute
+SIGN_IN_LIMIT = 10  # Policy.SIGN_IN_PER_EMAIL_AND_IP: 10/minute
 START_TIMEOUT = 60
 FIRM = "{ firm { id name } }"
 SIGN_OUT = "mutation { signOut { ok } }"
