@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -399,19 +400,27 @@ async def test_a_renewal_confirmed_ahead_and_exclusions_show_in_cover_status(
     }
 
 
+_COUNTING: ContextVar[bool] = ContextVar("counting", default=False)
+
+
 @contextmanager
 def statements_sent(app: Starlette) -> Iterator[list[str]]:
-    """Every SQL statement the app's engine sends while the block runs."""
+    """Every SQL statement the app's engine sends on behalf of the block (the requests it
+    makes carry its context, whatever task serves them): not the app's background work (the
+    mail sender, say, woken by an earlier test), which shares the engine."""
     engine = app.state.coverproof.engine.sync_engine
     sent: list[str] = []
 
     def count(*args: Any) -> None:
-        sent.append(args[2])  # (conn, cursor, statement, parameters, context, executemany)
+        if _COUNTING.get():
+            sent.append(args[2])  # (conn, cursor, statement, parameters, context, executemany)
 
     event.listen(engine, "before_cursor_execute", count)
+    counting = _COUNTING.set(True)
     try:
         yield sent
     finally:
+        _COUNTING.reset(counting)
         event.remove(engine, "before_cursor_execute", count)
 
 
