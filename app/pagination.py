@@ -32,6 +32,7 @@ def decode(cursor: str) -> tuple[str, uuid.UUID]:
         key, ident = json.loads(base64.urlsafe_b64decode(padded))
         if not isinstance(key, str):
             raise TypeError(key)
+        key.encode()  # a lone surrogate is valid JSON but no UTF-8: it cannot be sent to SQL
         return key, uuid.UUID(ident)
     except (ValueError, TypeError, RecursionError) as error:  # binascii.Error is a ValueError
         raise not_a_cursor() from error

@@ -26,6 +26,7 @@ from app.declarations import links, mails
 from app.declarations.schemas import BulkDeclarationCreate, DeclarationCreate, DeclarationFilter
 from app.declarations.template_service import Template, get_template
 from app.errors import BadUserInput, NotFound, field_error
+from app.ratelimit import Policy
 
 LIVE = ("sent", "opened")
 STATUSES = ("draft", "sent", "opened", "submitted", "expired", "revoked")
@@ -121,6 +122,9 @@ async def _issue_link(
     expires = links.expiry(env.settings, declaration.due_date, declaration.link_days, now)
     if expires <= now:
         raise field_error("dueDate", "The due date and its grace period have passed.")
+    await env.limit(Policy.DECLARATION_MAILS_PER_FIRM, str(declaration.firm_id))
+    recipient = f"{declaration.firm_id} {declaration.recipient_email.lower()}"
+    await env.limit(Policy.DECLARATION_MAILS_PER_RECIPIENT, recipient)
     token, token_hash = links.new_token(env.secret_key)
     declaration.token_hash, declaration.token_expires_at = token_hash, expires
     firm = await session.get(Firm, declaration.firm_id)

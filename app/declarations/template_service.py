@@ -169,6 +169,8 @@ async def create_template_version(
     first = await idempotency.replay(session, actor, key, operation, request)
     if first is not None:
         return Template(template_id, first["version"], spec, False, None)
+    # Two at once would both take the next number, the second failing on the unique key.
+    await chain.lock_firm(session, actor.firm_id)
     current = await get_template(session, actor, template_id)
     if current.built_in:
         raise NotFound("Template not found.")

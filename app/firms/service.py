@@ -42,5 +42,7 @@ async def update_firm(session: AsyncSession, actor: Actor, update: FirmUpdate) -
             changes[field] = {"from": old, "to": new}
             setattr(firm, field, new)
     await session.flush()
-    await chain.record(session, actor, Action.FIRM_UPDATED, "firm", firm.id, {"changes": changes})
+    if changes:  # nothing changed, nothing to record (the trail is kept for ever)
+        details = {"changes": changes}
+        await chain.record(session, actor, Action.FIRM_UPDATED, "firm", firm.id, details)
     return firm

@@ -26,6 +26,10 @@ MAIL_SEND_PER_EMAIL_AND_IP = "5/hour"
 MAIL_SEND_PER_EMAIL = "20/hour"
 MAIL_SEND_PER_IP = "20/hour"
 SIGN_UP_PER_IP = "10/hour"
+# Declaration links: a mail from our domain to an address a member typed. Per firm (two bulk
+# sends of 500 an hour), and per recipient of a firm (a send and its reminders).
+DECLARATION_MAILS_PER_FIRM = "1000/hour"
+DECLARATION_MAILS_PER_RECIPIENT = "5/hour"
 MUTATIONS_PER_USER = "120/minute"
 # "TOKEN" in these names trips the hardcoded-password lint; they are rates, not secrets.
 PUBLIC_TOKEN_PER_TOKEN = "30/minute"  # noqa: S105
@@ -57,6 +61,8 @@ class Policy:
     MAIL_SEND_PER_EMAIL: ClassVar[Policy]
     MAIL_SEND_PER_IP: ClassVar[Policy]
     SIGN_UP_PER_IP: ClassVar[Policy]
+    DECLARATION_MAILS_PER_FIRM: ClassVar[Policy]
+    DECLARATION_MAILS_PER_RECIPIENT: ClassVar[Policy]
     MUTATIONS_PER_USER: ClassVar[Policy]
     PUBLIC_TOKEN_PER_TOKEN: ClassVar[Policy]
     PUBLIC_TOKEN_PER_IP: ClassVar[Policy]
@@ -91,6 +97,10 @@ Policy.MAIL_SEND_PER_EMAIL_AND_IP = Policy("mail_send_per_email_and_ip", MAIL_SE
 Policy.MAIL_SEND_PER_EMAIL = Policy("mail_send_per_email", MAIL_SEND_PER_EMAIL)
 Policy.MAIL_SEND_PER_IP = Policy("mail_send_per_ip", MAIL_SEND_PER_IP)
 Policy.SIGN_UP_PER_IP = Policy("sign_up_per_ip", SIGN_UP_PER_IP)
+Policy.DECLARATION_MAILS_PER_FIRM = Policy("declaration_mails_per_firm", DECLARATION_MAILS_PER_FIRM)
+Policy.DECLARATION_MAILS_PER_RECIPIENT = Policy(
+    "declaration_mails_per_recipient", DECLARATION_MAILS_PER_RECIPIENT
+)
 Policy.MUTATIONS_PER_USER = Policy("mutations_per_user", MUTATIONS_PER_USER)
 Policy.PUBLIC_TOKEN_PER_TOKEN = Policy("public_token_per_token", PUBLIC_TOKEN_PER_TOKEN)
 Policy.PUBLIC_TOKEN_PER_IP = Policy("public_token_per_ip", PUBLIC_TOKEN_PER_IP)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from app import pagination
@@ -20,11 +21,14 @@ from app.schema.audit import (
 from app.schema.context import Info
 from app.schema.pagination import PageInfo
 
+_SEQ = re.compile(r"[0-9]{1,18}")
+
 
 def _before(after: str | None) -> int | None:
     if after is None:
         return None
-    if not after.isdigit() or len(after) > 19:
+    # ASCII digits that fit a bigint: str.isdigit() takes "²", and 19 digits may not fit.
+    if not _SEQ.fullmatch(after):
         raise pagination.not_a_cursor()
     return int(after)
 

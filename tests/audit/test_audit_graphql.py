@@ -211,6 +211,10 @@ async def test_entries_come_newest_first_with_cursors_filters_names_and_their_ch
     assert (seqs(last), last["pageInfo"]) == ([1], {"hasNextPage": False, "endCursor": "1"})
     empty = await page(client, admin, first=3, after="1")
     assert (seqs(empty), empty["pageInfo"]) == ([], {"hasNextPage": False, "endCursor": None})
+    # Not a seq: digits outside ASCII, or past a bigint, are refused, not a 500.
+    for forged in ("\u00b2", "9999999999999999999", "-1", "1.5", ""):
+        body = await gql(client, ENTRIES, {"first": 3, "after": forged}, admin)
+        assert codes(body) == ["BAD_USER_INPUT"], (forged, body)
 
     # Filters, alone and together.
     assert seqs(await page(client, admin, action="firm.updated")) == [7, 6, 2, 1]

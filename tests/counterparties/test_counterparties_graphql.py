@@ -3,6 +3,7 @@ own, every change is audited, and cover status follows the latest PI cover confi
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -255,7 +256,15 @@ async def test_paging_is_complete_and_ordered_by_name_ignoring_case(
         body = await gql(client, LIST, {"first": first}, viewer)
         assert codes(body) == ["BAD_USER_INPUT"]
         assert body["errors"][0]["extensions"]["fields"][0]["field"] == "first"
-    for bad in ({"after": "not a cursor"}, {"search": "x" * 201}, {"search": "a\x00"}):
+    # A cursor whose key is a lone surrogate: valid JSON, but no text the database can take.
+    surrogate = f'["\\ud800", "{uuid.uuid4()}"]'.encode()
+    forged = base64.urlsafe_b64encode(surrogate).decode().rstrip("=")
+    for bad in (
+        {"after": "not a cursor"},
+        {"after": forged},
+        {"search": "x" * 201},
+        {"search": "a\x00"},
+    ):
         assert codes(await gql(client, LIST, bad, viewer)) == ["BAD_USER_INPUT"], bad
 
 

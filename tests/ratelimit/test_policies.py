@@ -16,6 +16,8 @@ def test_every_named_policy_parses_to_its_constant() -> None:
         "MAIL_SEND_PER_EMAIL": (20, 3600),
         "MAIL_SEND_PER_IP": (20, 3600),
         "SIGN_UP_PER_IP": (10, 3600),
+        "DECLARATION_MAILS_PER_FIRM": (1000, 3600),
+        "DECLARATION_MAILS_PER_RECIPIENT": (5, 3600),
         "MUTATIONS_PER_USER": (120, 60),
         "PUBLIC_TOKEN_PER_TOKEN": (30, 60),
         "PUBLIC_TOKEN_PER_IP": (120, 60),
@@ -31,7 +33,7 @@ def test_every_named_policy_parses_to_its_constant() -> None:
 
 def test_policy_names_are_distinct() -> None:
     names = [value.name for value in vars(Policy).values() if isinstance(value, Policy)]
-    assert len(names) == 14
+    assert len(names) == 16
     assert len(set(names)) == len(names)
 
 
