@@ -20,6 +20,9 @@ from app.errors import BadUserInput, field_error
 
 MAX_PAGE = 100
 MAX_EXPORT_LINES = 200_000
+# The export is built in the request's memory, and an entry may be some 20 kB (a counterparty's
+# notes, before and after): bounded in bytes too. Longer trails go through the CLI, streamed.
+MAX_EXPORT_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,12 @@ async def export_log(
     is recorded (``audit.exported``), after it and so outside it, with its dates, the head it
     reaches and its SHA-256 (the signed digest), so the trail says who took which export."""
     actor.require(Role.ADMIN)
-    lines = []
+    lines, size = [], 0
     async for line in export_lines(session, actor.firm_id, key, start, end):
         lines.append(line)
-        if len(lines) > MAX_EXPORT_LINES:
-            raise BadUserInput("Too many entries for one request; narrow the dates or use the CLI.")
+        size += len(line)
+        if len(lines) > MAX_EXPORT_LINES or size > MAX_EXPORT_BYTES:
+            raise BadUserInput("Too large for one request; narrow the dates or use the CLI.")
     header, trailer = json.loads(lines[0]), json.loads(lines[-1])
     details = {
         "from": header["from"],

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from app.audit import canonical, chain, checkpoints
+from app.audit import service as audit_service
 from app.audit.actions import Action
 from app.audit.signing import checkpoint_payload, verify_signature
 from app.auth.actor import Actor, ActorType, Role
@@ -717,3 +718,24 @@ async def test_taking_an_export_is_recorded_and_a_get_takes_none(
     assert fetched.status_code == 405, fetched.text
     assert codes(fetched.json()) == ["METHOD_NOT_ALLOWED"]
     assert (await page(client, admin))["edges"] == before
+
+
+@pytest.mark.parametrize("cap", ["MAX_EXPORT_LINES", "MAX_EXPORT_BYTES"])
+async def test_an_export_too_large_for_one_request_is_refused_and_unrecorded(
+    client: httpx.AsyncClient,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    cap: str,
+) -> None:
+    """Built in the request's memory, an export is bounded by lines and by bytes (3 lines, or
+    1 kB, here): past either, it is refused, saying where to go, and nothing is recorded."""
+    trail = await new_trail(members, app_sessions, 6)
+    before = (await page(client, trail.admin))["edges"]
+    monkeypatch.setattr(audit_service, cap, 3 if cap == "MAX_EXPORT_LINES" else 1000)
+    body = await gql(client, EXPORT, None, trail.admin)
+    assert codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["message"] == (
+        "Too large for one request; narrow the dates or use the CLI."
+    )
+    assert (await page(client, trail.admin))["edges"] == before
