@@ -94,10 +94,9 @@ async def switch_firm(
     # or to the same firm) must not keep a session alive past its lifetime.
     if actor.session_id is None:
         raise NotFound("Session not found.")  # a firm is switched from a session
-    ends_by = await sessions.expiry(session, actor.session_id)
+    ends_by = await sessions.revoke(session, actor.id, actor.session_id)
     if ends_by is None:
         raise NotFound("Session not found.")  # ended meanwhile: nothing to carry its end over
-    await sessions.revoke(session, actor.id, actor.session_id)
     # Recorded in the firm left, naming the session ended: the firm switched to is not this
     # firm's business, and its readers may not learn which other firms the user belongs to.
     await chain.record(session, actor, Action.FIRM_SWITCHED, "session", actor.session_id)

@@ -120,9 +120,7 @@ async def revoke_invitation(session: AsyncSession, actor: Actor, invitation_id: 
         raise NotFound("Invitation not found.")
     if found.role == Role.OWNER.value:
         actor.require(Role.OWNER)
-    await session.execute(
-        update(AuthToken).where(AuthToken.id == invitation_id).values(used_at=func.now())
-    )
+    await _withdraw_invitations(session, actor.firm_id, AuthToken.id == invitation_id)
     details = {"email": found.email, "role": found.role}
     await chain.record(
         session, actor, Action.INVITATION_REVOKED, "invitation", invitation_id, details

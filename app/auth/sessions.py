@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -108,19 +108,15 @@ async def revoke_in_firm(session: AsyncSession, user_id: uuid.UUID, firm_id: uui
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def expiry(session: AsyncSession, session_id: uuid.UUID) -> datetime | None:
-    """When one of the bound user's sessions in the bound firm ends (RLS), or None."""
-    found: datetime | None = await session.scalar(
-        select(Session.expires_at).where(Session.id == session_id)
-    )
-    return found
-
-
-async def revoke(session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID) -> bool:
-    """Revoke one of the user's sessions; False when there is no such live session."""
-    result = await session.execute(
+async def revoke(
+    session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
+) -> datetime | None:
+    """Revoke one of the user's sessions; when it would have ended (a switch carries that over
+    to the session replacing it), or None when there is no such live session."""
+    ended: datetime | None = await session.scalar(
         update(Session)
         .where(Session.id == session_id, Session.user_id == user_id, Session.revoked_at.is_(None))
         .values(revoked_at=datetime.now(UTC))
+        .returning(Session.expires_at)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return ended

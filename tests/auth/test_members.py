@@ -621,5 +621,10 @@ async def test_only_admins_list_or_withdraw_invitations_and_only_owners_an_owner
     assert codes(await member.gql(REVOKE_INVITATION, {"id": owners["id"]})) == ["FORBIDDEN"]
     assert codes(await admin.gql(REVOKE_INVITATION, {"id": owners["id"]})) == ["FORBIDDEN"]
     assert codes(await browser.gql(REVOKE_INVITATION, {"id": str(uuid.uuid4())})) == ["NOT_FOUND"]
+    # Another firm's owner neither sees it nor withdraws it.
+    stranger = new_browser()
+    await signed_up(stranger, smtp, firm="Elsewhere Ltd")
+    assert (await stranger.gql(INVITATIONS))["data"]["invitations"] == []
+    assert codes(await stranger.gql(REVOKE_INVITATION, {"id": owners["id"]})) == ["NOT_FOUND"]
     assert "errors" not in await browser.gql(REVOKE_INVITATION, {"id": owners["id"]})
     assert codes(await browser.gql(REVOKE_INVITATION, {"id": owners["id"]})) == ["NOT_FOUND"]

@@ -48,7 +48,7 @@ async def test_the_plain_routes_carry_the_headers(client: httpx.AsyncClient, pat
     assert_security_headers(response)
 
 
-@pytest.mark.parametrize("path", ["/respond/not-a-real-token", "/auth/verify-email"])
+@pytest.mark.parametrize("path", ["/respond", "/respond/not-a-real-token", "/auth/verify-email"])
 async def test_the_pages_carry_the_headers_with_their_own_narrower_csp(
     client: httpx.AsyncClient, path: str
 ) -> None:
