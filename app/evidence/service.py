@@ -167,7 +167,10 @@ async def _produce(
     # (a response submitted while it is read is in every part of it or in none).
     if env.storage.admitted.locked():
         raise RateLimited("Evidence packs are being made; try again in a minute.", retryAfter=60)
-    async with env.storage.admitted:
+    if env.storage.firm_busy(actor.firm_id):
+        message = "Another evidence pack of your firm is being made; try again in a minute."
+        raise RateLimited(message, retryAfter=60)
+    async with env.storage.admit(actor.firm_id):
         try:
             async with snapshot_transaction(env.sessions, actor.firm_id, actor.id) as snapshot:
                 content = await collect(

@@ -9,8 +9,10 @@ object may exist before it raises ``StorageError``.
 
 The storage object also holds the render slots (a semaphore of ``pack_render_concurrency``)
 and the packs admitted at once (twice that: those rendering and as many waiting; fewer if the
-database pool is small, as each pack in progress holds two of its connections): it lives as
-long as the app, which is what bounds concurrent renders across requests.
+database pool is small, as each pack in progress holds two of its connections), of which one
+firm may hold one fewer than the render slots (at least one): another firm's pack always finds
+a slot to render in, rather than wait out a minute-long render of every one of the first
+firm's. It lives as long as the app, which is what bounds concurrent renders across requests.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import re
 import secrets
 import uuid
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 CONTENT_TYPE = "application/pdf"
@@ -50,6 +54,24 @@ class Storage(ABC):
         self.admitted = asyncio.Semaphore(
             max(1, min(2 * max(1, render_concurrency), (pool_size - 2) // 2))
         )
+        self.per_firm = max(1, render_concurrency - 1)
+        self._firms: Counter[uuid.UUID] = Counter()
+
+    def firm_busy(self, firm_id: uuid.UUID) -> bool:
+        """Whether the firm already has as many packs in progress here as one firm may."""
+        return self._firms[firm_id] >= self.per_firm
+
+    @asynccontextmanager
+    async def admit(self, firm_id: uuid.UUID) -> AsyncIterator[None]:
+        """Hold one of the admitted places, and one of the firm's, while a pack is made."""
+        self._firms[firm_id] += 1
+        try:
+            async with self.admitted:
+                yield
+        finally:
+            self._firms[firm_id] -= 1
+            if not self._firms[firm_id]:
+                del self._firms[firm_id]
 
     @abstractmethod
     async def open(self) -> None:

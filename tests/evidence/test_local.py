@@ -26,7 +26,7 @@ from app.cli import main
 from app.db.tenant import tenant_transaction
 from app.evidence import collect, document, download, render, sweep
 from app.ratelimit import Policy
-from tests.browser import Browser, browser_for, codes, signed_up
+from tests.browser import Browser, NewBrowser, browser_for, codes, signed_up
 from tests.conftest import Database
 from tests.evidence.support import (
     GENERATE,
@@ -280,8 +280,24 @@ async def test_a_pack_reads_the_firm_at_one_moment(
     assert "Renamed Meanwhile Ltd" not in text_of_pack
 
 
+def _slow_renders(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = render.render_pdf
+
+    def slow(*args: Any) -> Any:
+        time.sleep(1.0)
+        return original(*args)
+
+    monkeypatch.setattr(render, "render_pdf", slow)
+
+
+async def _titled(superuser_engine: AsyncEngine, prefix: str) -> int:
+    async with superuser_engine.connect() as conn:
+        query = text("select count(*) from evidence_packs where title like :p")
+        return int(await conn.scalar(query, {"p": prefix + "%"}) or 0)
+
+
 async def test_packs_beyond_those_rendering_and_as_many_waiting_are_refused_at_once(
-    browser: Browser,
+    new_browser: NewBrowser,
     smtp: SmtpServer,
     auth_app: Starlette,
     superuser_engine: AsyncEngine,
@@ -290,31 +306,55 @@ async def test_packs_beyond_those_rendering_and_as_many_waiting_are_refused_at_o
     """A pack's request holds a database connection while it waits to render: beyond the
     render slots and as many waiting, a request is refused (RATE_LIMITED, nothing written)
     instead of queueing, so packs cannot take the pool from every firm's other requests."""
-    await signed_up(browser, smtp, firm="Busy Advisers Ltd")
     storage = auth_app.state.coverproof.storage
     slots = storage.render_slots._value
     assert storage.admitted._value == 2 * slots
-    original = render.render_pdf
-
-    def slow(*args: Any) -> Any:
-        time.sleep(1.0)
-        return original(*args)
-
-    monkeypatch.setattr(render, "render_pdf", slow)
-    titles = [f"Busy {n}" for n in range(2 * slots + 1)]
+    firms = [new_browser() for _ in range(2 * slots + 1)]
+    for n, firm in enumerate(firms):
+        await signed_up(firm, smtp, firm=f"Busy Advisers {n} Ltd")
+    _slow_renders(monkeypatch)
     answers = await asyncio.gather(
-        *(browser.gql(GENERATE, {"i": {"title": t, **period()}}) for t in titles)
+        *(b.gql(GENERATE, {"i": {"title": f"Busy {n}", **period()}}) for n, b in enumerate(firms))
     )
     refused = [a for a in answers if codes(a) == ["RATE_LIMITED"]]
     made = [a["data"]["generateEvidencePack"]["pack"] for a in answers if "errors" not in a]
     assert (len(refused), len(made)) == (1, 2 * slots), answers
     assert {p["status"] for p in made} == {"READY"}
     assert refused[0]["errors"][0]["extensions"]["retryAfter"] == 60
-    async with superuser_engine.connect() as conn:
-        titled = await conn.scalar(
-            text("select count(*) from evidence_packs where title like 'Busy %'")
-        )
-    assert titled == 2 * slots  # the refused one left nothing
+    assert await _titled(superuser_engine, "Busy ") == 2 * slots  # the refused one left nothing
+
+
+async def test_one_firm_cannot_hold_every_render_slot(
+    new_browser: NewBrowser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A firm may have one pack fewer in progress than there are render slots: its next is
+    refused at once (RATE_LIMITED, saying so, nothing written), and another firm's pack, asked
+    for meanwhile, is made without waiting for the first firm's."""
+    storage = auth_app.state.coverproof.storage
+    slots = storage.render_slots._value
+    assert slots >= 2
+    hoarder, other = new_browser(), new_browser()
+    await signed_up(hoarder, smtp, firm="Hoarding Advisers Ltd")
+    await signed_up(other, smtp, firm="Waiting Advisers Ltd")
+    _slow_renders(monkeypatch)
+    answers = await asyncio.gather(
+        *(hoarder.gql(GENERATE, {"i": {"title": f"Hoard {n}", **period()}}) for n in range(slots)),
+        other.gql(GENERATE, {"i": {"title": "Hoard other", **period()}}),
+    )
+    *hoarded, others = answers
+    refused = [a for a in hoarded if codes(a) == ["RATE_LIMITED"]]
+    assert len(refused) == 1, hoarded
+    assert "your firm" in refused[0]["errors"][0]["message"]
+    assert refused[0]["errors"][0]["extensions"]["retryAfter"] == 60
+    assert others["data"]["generateEvidencePack"]["pack"]["status"] == "READY", others
+    assert await _titled(superuser_engine, "Hoard ") == slots  # the refused one left nothing
+    assert not storage._firms  # every place given back
+    again = await hoarder.gql(GENERATE, {"i": {"title": "After", **period()}})
+    assert again["data"]["generateEvidencePack"]["pack"]["status"] == "READY", again
 
 
 async def test_downloads_are_limited_per_caller_so_they_cannot_flood_the_chain(
