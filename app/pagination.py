@@ -30,7 +30,7 @@ def decode(cursor: str) -> tuple[str, uuid.UUID]:
             raise ValueError("too long")
         padded = cursor + "=" * (-len(cursor) % 4)
         key, ident = json.loads(base64.urlsafe_b64decode(padded))
-        if not isinstance(key, str):
+        if not isinstance(key, str) or not isinstance(ident, str):
             raise TypeError(key)
         key.encode()  # a lone surrogate is valid JSON but no UTF-8: it cannot be sent to SQL
         return key, uuid.UUID(ident)

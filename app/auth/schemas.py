@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 from app.firms.schemas import FirmName, Frn
 from app.idempotency import Key
+
+MAX_EMAIL = 320
+
+
+def _still_short(email: str) -> str:
+    # Lowering comes after the length check, and may lengthen: "İ" lowers to two characters.
+    if len(email) > MAX_EMAIL:
+        raise ValueError(f"An address is at most {MAX_EMAIL} characters.")
+    return email
+
 
 Email = Annotated[
     str,
@@ -15,9 +25,10 @@ Email = Annotated[
         strip_whitespace=True,
         to_lower=True,
         min_length=3,
-        max_length=320,
+        max_length=MAX_EMAIL,
         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
     ),
+    AfterValidator(_still_short),
 ]
 Password = Annotated[str, StringConstraints(max_length=128)]
 

@@ -13,6 +13,9 @@ from app.idempotency import Key
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 MAX_BULK = 500
+# A due date's link expiry is counted past it in datetimes, which end in year 9999.
+LATEST_DUE = date(2200, 12, 31)
+DueDate = Annotated[date, Field(le=LATEST_DUE)]
 
 
 class Strict(BaseModel):
@@ -29,7 +32,7 @@ class DeclarationCreate(Strict):
     recipient_name: Name
     recipient_email: Email
     counterparty_id: uuid.UUID | None = None
-    due_date: date | None = None
+    due_date: DueDate | None = None
     link_days: int | None = Field(default=None, ge=1, le=90)
     idempotency_key: Key | None = None
 
@@ -37,7 +40,7 @@ class DeclarationCreate(Strict):
 class BulkDeclarationCreate(Strict):
     template_id: uuid.UUID
     recipients: list[Recipient] = Field(min_length=1, max_length=MAX_BULK)
-    due_date: date | None = None
+    due_date: DueDate | None = None
     link_days: int | None = Field(default=None, ge=1, le=90)
     send: bool = True
     idempotency_key: Key | None = None

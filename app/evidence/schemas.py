@@ -20,6 +20,7 @@ from app.idempotency import Key
 MAX_IDS = 1000
 MAX_PERIOD = timedelta(days=366 * 10)
 EARLIEST = date(2000, 1, 1)
+LATEST = date(2200, 12, 31)  # the day after the period is counted too, in datetimes
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Ids = Annotated[list[uuid.UUID], Field(min_length=1, max_length=MAX_IDS)]
@@ -54,6 +55,8 @@ class PackCreate(BaseModel):
     def _period(self) -> PackCreate:
         if self.start < EARLIEST:
             raise ValueError(f"The period cannot start before {EARLIEST.isoformat()}.")
+        if self.end > LATEST:
+            raise ValueError(f"The period cannot end after {LATEST.isoformat()}.")
         if self.end < self.start:
             raise ValueError("The period must end on or after the day it starts.")
         if self.end - self.start > MAX_PERIOD:

@@ -92,22 +92,29 @@ def parse_query_params(params: Mapping[str, str]) -> GraphQLRequest:
     return _shape(data)
 
 
-def _has_nul(value: Any) -> bool:
-    """Whether any string in the request holds a NUL character, which PostgreSQL text cannot
-    store: refused here, once, rather than failing deep inside a query. A loop, not recursion:
-    the JSON may be nested as deep as the parser allows."""
-    pending = [value]
+# Lists and objects inside one another in a request's values: ours nest fewer than ten deep
+# (a template's questions, an answer's list of rows), and code that walks a value recursively
+# (Strawberry's, pydantic's, ours) must not meet one deep enough to exhaust the stack.
+MAX_NESTING = 32
+
+
+def _refusal(*values: Any) -> str | None:
+    """Why the request's values cannot be taken, or None: a NUL character, which PostgreSQL
+    text cannot store (refused here, once, rather than deep inside a query), or nesting past
+    ``MAX_NESTING``. A loop, not recursion: the JSON may be nested as deep as the parser
+    allows."""
+    pending = [(value, 0) for value in values]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
+                return "Text may not contain NUL characters."
+        elif isinstance(item, dict | list):
+            if depth == MAX_NESTING:
+                return f"Values may be nested at most {MAX_NESTING} deep."
+            inner = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in inner)
+    return None
 
 
 def _shape(data: Any) -> GraphQLRequest:
@@ -132,8 +139,9 @@ def _shape(data: Any) -> GraphQLRequest:
         raise RequestError(400, "BAD_REQUEST", "`variables` must be an object or null.")
     if not isinstance(operation_name, str | None):
         raise RequestError(400, "BAD_REQUEST", "`operationName` must be a string or null.")
-    if _has_nul(query) or _has_nul(variables) or _has_nul(operation_name):
-        raise RequestError(400, "BAD_USER_INPUT", "Text may not contain NUL characters.")
+    refusal = _refusal(query, variables, operation_name)
+    if refusal is not None:
+        raise RequestError(400, "BAD_USER_INPUT", refusal)
     return request
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -19,7 +20,7 @@ from app.schema.audit_root import AuditMutation, AuditQuery
 from app.schema.core import CoreMutation, CoreQuery
 from app.schema.counterparties_root import CounterpartyMutation, CounterpartyQuery
 from app.schema.declarations_root import DeclarationMutation, DeclarationQuery
-from app.schema.enums import LONG, Long
+from app.schema.enums import DATETIME, LONG, Long
 from app.schema.evidence_root import EvidenceMutation, EvidenceQuery
 from app.schema.limits import (
     ALIAS_LIMIT,
@@ -78,5 +79,7 @@ def build_schema(*, production: bool) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         extensions=extensions,
-        config=StrawberryConfig(disable_field_suggestions=production, scalar_map={Long: LONG}),
+        config=StrawberryConfig(
+            disable_field_suggestions=production, scalar_map={Long: LONG, datetime: DATETIME}
+        ),
     )

@@ -33,6 +33,7 @@ from tests.conftest import (
     shared_limits,
     started,
 )
+from tests.declarations.test_loop import FIT
 from tests.factories import Member, Members
 
 PUBLIC_URL = "https://api.example.test"
@@ -492,13 +493,40 @@ UNHANDLED: dict[str, tuple[bytes, int, str]] = {
         "GRAPHQL_VALIDATION_FAILED",
     ),
     "negative-page-size": (body(FIRST, {"n": -1}), 200, "BAD_USER_INPUT"),
+    # Past 32 levels, variables are refused before anything walks them.
     "nested-input-objects": (
         body(CREATE_TEMPLATE, {"i": nested_inputs(60)}),
-        200,
+        400,
         "BAD_USER_INPUT",
     ),
     "json-scalar-nested-500": (
         template_with_questions(nested_json(500)),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    "json-list-nested-500": (
+        template_with_questions(b"[" * 500 + b"]" * 500),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    "answers-nested-500": (
+        body(
+            "mutation($t: String!, $i: SubmissionInput!) { submitDeclaration(token: $t, "
+            "input: $i) { responseSha256 } }",
+            {
+                "t": "x",
+                "i": {
+                    "attestationAccepted": True,
+                    "signatureName": "A",
+                    "answers": {"q1": json.loads("[" * 500 + "]" * 500)},
+                },
+            },
+        ),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    "json-nested-29-in-a-template": (  # within the bound: the template's own rules refuse it
+        template_with_questions(nested_json(29)),
         200,
         "BAD_USER_INPUT",
     ),
@@ -537,6 +565,80 @@ UNHANDLED: dict[str, tuple[bytes, int, str]] = {
             {"f": {"search": "\x00"}},
         ),
         400,
+        "BAD_USER_INPUT",
+    ),
+    # A moment without its offset, or one PostgreSQL cannot turn into UTC.
+    **{
+        f"date-time-{name}": (
+            body(
+                "query($f: AuditEntryFilterInput) { auditEntries(filter: $f) { __typename } }",
+                {"f": {"from": moment}},
+            ),
+            200,
+            "BAD_USER_INPUT",
+        )
+        for name, moment in {
+            "without-offset": "2030-01-01T00:00:00",
+            "date-only": "2030-01-01",
+            "past-9999-in-utc": "9999-12-31T23:59:59-05:00",
+            "before-year-1-in-utc": "0001-01-01T00:00:00+05:00",
+        }.items()
+    },
+    "date-time-literal-without-offset": (
+        body('{ exportAuditLog(from: "2030-01-01T00:00:00") { keyId } }'),
+        200,
+        "GRAPHQL_VALIDATION_FAILED",
+    ),
+    "key-expiring-without-offset": (
+        body(
+            "mutation($i: ApiKeyCreateInput!) { createApiKey(input: $i) { secret } }",
+            {"i": {"name": "k", "scopes": ["AUDIT_READ"], "expiresAt": "2030-01-01"}},
+        ),
+        200,
+        "BAD_USER_INPUT",
+    ),
+    # Past year 2200, where a link's expiry (days after the due date) or the day after a
+    # pack's period would run off the end of the calendar.
+    "due-date-in-year-9999": (
+        body(
+            "mutation($i: DeclarationCreateInput!) { createDeclaration(input: $i) { "
+            "declaration { id } } }",
+            {
+                "i": {
+                    "templateId": str(FIT.id),
+                    "recipientName": "A",
+                    "recipientEmail": "a@example.test",
+                    "dueDate": "9999-12-31",
+                }
+            },
+        ),
+        200,
+        "BAD_USER_INPUT",
+    ),
+    "pack-ending-in-year-9999": (
+        body(
+            "mutation($i: EvidencePackGenerateInput!) { generateEvidencePack(input: $i) { "
+            "pack { id } } }",
+            {"i": {"from": "9999-12-01", "to": "9999-12-31", "title": "Far"}},
+        ),
+        200,
+        "BAD_USER_INPUT",
+    ),
+    # Each "İ" lowers to two characters: within 320 as sent, past it once lowered.
+    "email-longer-once-lowered-sign-up": (
+        body(
+            "mutation($i: SignUpInput!) { signUp(input: $i) { accepted } }",
+            {"i": {"email": "a@b." + "İ" * 300, "firmName": "Longer Ltd"}},
+        ),
+        200,
+        "BAD_USER_INPUT",
+    ),
+    "email-longer-once-lowered-invitation": (
+        body(
+            "mutation($i: InviteMemberInput!) { inviteMember(input: $i) { ok } }",
+            {"i": {"email": "a@b." + "İ" * 300, "role": "VIEWER"}},
+        ),
+        200,
         "BAD_USER_INPUT",
     ),
     "nul-in-an-email": (

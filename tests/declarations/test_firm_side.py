@@ -767,13 +767,16 @@ async def test_listing_pages_newest_first_and_filters(browser: Browser, smtp: Sm
 async def test_listing_refuses_hostile_cursors_as_bad_input_not_as_a_server_error(
     browser: Browser, smtp: SmtpServer
 ) -> None:
-    """Cursors that decode but that no list issued: out-of-range times and deep nesting."""
+    """Cursors that decode but that no list issued: out-of-range times, deep nesting, an id
+    that is not text."""
     await signed_up(browser, smtp, firm="Cursors Ltd")
     await create(browser)
     hostile = {
         "after year 9999 in UTC": cursor(["9999-12-31T23:59:59-12:00", str(uuid.uuid4())]),
         "before year 1 in UTC": cursor(["0001-01-01T00:00:00+14:00", str(uuid.uuid4())]),
         "deeply nested": base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode(),
+        "a number for the id": cursor(["2030-01-01T00:00:00+00:00", 1]),
+        "an object for the id": cursor(["2030-01-01T00:00:00+00:00", {}]),
     }
     for name, bad in hostile.items():
         body = await browser.gql(LIST, {"first": 2, "after": bad})
