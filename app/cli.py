@@ -1,4 +1,5 @@
-"""The ``coverproof`` command: serve, migrate, db url, export-schema, audit, packs sweep."""
+"""The ``coverproof`` command: serve, migrate, db url / seal / unseal, export-schema, audit,
+packs sweep."""
 
 from __future__ import annotations
 
@@ -71,6 +72,30 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def db_url(settings: Settings, args: argparse.Namespace) -> int:
     print(_owner_url(settings))
+    return 0
+
+
+def db_seal(settings: Settings, args: argparse.Namespace) -> int:
+    """Seal the audit trail against coverproof_owner, or lift the seal for a migration that
+    must change the audit tables (app/db/seal.py)."""
+    from app.db import seal  # noqa: PLC0415
+
+    if settings.seal_database_url is not None:
+        url = settings.seal_database_url.get_secret_value()
+    elif settings.database_url is None:
+        from app.db import embedded  # noqa: PLC0415 (only when embedded)
+
+        server = embedded.start(settings.data_dir / "pg")
+        url = server.url(server.superuser, EMBEDDED_DATABASE)
+    else:
+        raise ConfigError(
+            [
+                "COVERPROOF_SEAL_DATABASE_URL (an administrator who may create event triggers) "
+                "is not set."
+            ]
+        )
+    asyncio.run(seal.at(url, args.db))
+    print("sealed" if args.db == "seal" else "unsealed: seal again once migrated")
     return 0
 
 
@@ -248,6 +273,10 @@ def parser() -> argparse.ArgumentParser:
     )
     db = commands.add_parser("db", help="database helpers").add_subparsers(dest="db", required=True)
     db.add_parser("url", help="print the owner URL, for psql").set_defaults(handler=db_url)
+    db.add_parser("seal", help="seal the audit tables against their owner").set_defaults(
+        handler=db_seal
+    )
+    db.add_parser("unseal", help="lift the seal, for a migration").set_defaults(handler=db_seal)
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument("--path", default="schema.graphql")
     export.set_defaults(handler=export_schema)

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     env: Env = Env.DEVELOPMENT
     database_url: SecretStr | None = None
     admin_database_url: SecretStr | None = None
+    # An administrator who may create event triggers, for ``coverproof db seal`` (app/db/seal.py).
+    seal_database_url: SecretStr | None = None
     secret_key: SecretStr | None = None
     public_url: str = ""
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

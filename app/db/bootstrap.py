@@ -1,7 +1,8 @@
-"""Provisioning a PostgreSQL server for CoverProof: roles, database, migrations.
+"""Provisioning a PostgreSQL server for CoverProof: roles, database, migrations, the seal.
 
-On the embedded server (and in tests) a superuser creates both roles and the database, idempotently.
-On a managed server an administrator creates them beforehand (see README); ``migrate`` then runs
+On the embedded server (and in tests) a superuser creates both roles and the database,
+idempotently, and seals the audit trail (app/db/seal.py) around the migrations. On a managed
+server an administrator creates them beforehand and seals (see README); ``migrate`` then runs
 as coverproof_owner alone.
 """
 
@@ -15,6 +16,8 @@ from urllib.parse import urlencode
 import asyncpg
 from alembic import command
 from alembic.config import Config
+
+from app.db import seal
 
 OWNER_ROLE = "coverproof_owner"
 APP_ROLE = "coverproof_app"
@@ -66,7 +69,14 @@ def migrate(owner_url: str) -> None:
     command.upgrade(config, "head")
 
 
-def provision(superuser_url: str, owner_url: str, database: str) -> None:
-    """Roles, database and schema, from a superuser URL; safe to run on every start."""
-    asyncio.run(create_roles_and_database(superuser_url, database))
+def migrate_sealed(superuser_url: str, owner_url: str, database: str) -> None:
+    """``migrate``, unsealed for it (a migration may change the audit tables), sealed after."""
+    asyncio.run(seal.at(superuser_url, "unseal", database))
     migrate(owner_url)
+    asyncio.run(seal.at(superuser_url, "seal", database))
+
+
+def provision(superuser_url: str, owner_url: str, database: str) -> None:
+    """Roles, database and schema, sealed, from a superuser URL; safe to run on every start."""
+    asyncio.run(create_roles_and_database(superuser_url, database))
+    migrate_sealed(superuser_url, owner_url, database)

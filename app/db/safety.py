@@ -42,6 +42,20 @@ AUDIT_WRITES = text(
 )
 
 
+# The seal (app/db/seal.py): its event trigger on, owned by a role coverproof_owner is not
+# (whose commands it lets through), and the audit tables as they were sealed.
+SEAL = text(
+    "select (select evtenabled <> 'D' and evtevent = 'ddl_command_end' "
+    "and evtfoid = to_regprocedure('coverproof_seal.guard()') "
+    "and not pg_has_role('coverproof_owner', evtowner, 'MEMBER') "
+    "from pg_event_trigger where evtname = 'coverproof_audit_seal') as sealed, "
+    "to_regprocedure('coverproof_seal.audit_state()') is not null as checkable"
+)
+SEALED_AS_NOW = text(
+    "select coverproof_seal.audit_state() = (select state from coverproof_seal.sealed)"
+)
+
+
 class UnsafeDatabase(Exception):
     """The runtime role or schema would let the app bypass row-level security."""
 
@@ -49,7 +63,7 @@ class UnsafeDatabase(Exception):
 async def check_runtime_role(engine: AsyncEngine) -> None:
     """Raise UnsafeDatabase unless the runtime role is unprivileged, every table that may hold
     a firm's or a person's data is forced under RLS, and no role of ours may change the audit
-    trail."""
+    trail, nor change what guards it (the seal)."""
     async with engine.connect() as conn:
         problems = await runtime_problems(conn)
     if problems:
@@ -79,4 +93,9 @@ async def runtime_problems(conn: AsyncConnection) -> list[str]:
     writes = (await conn.execute(AUDIT_WRITES)).scalars().all()
     if writes:
         problems.append(f"coverproof_owner may change the audit trail: {', '.join(writes)}")
+    seal = (await conn.execute(SEAL)).one()
+    if not (seal.sealed and seal.checkable):
+        problems.append("the audit trail is not sealed (`coverproof db seal`, as an administrator)")
+    elif not await conn.scalar(SEALED_AS_NOW):
+        problems.append("the audit tables changed since they were sealed")
     return problems
