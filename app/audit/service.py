@@ -23,6 +23,8 @@ MAX_EXPORT_LINES = 200_000
 # The export is built in the request's memory, and an entry may be some 20 kB (a counterparty's
 # notes, before and after): bounded in bytes too. Longer trails go through the CLI, streamed.
 MAX_EXPORT_BYTES = 64 * 2**20
+# Longer than any name, id or address an entry holds: a filter past it can match nothing.
+MAX_FILTER = 400
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,14 @@ async def list_entries(
     if not 1 <= first <= MAX_PAGE:
         raise field_error("first", f"Ask for 1 to {MAX_PAGE}.")
     query = select(AuditEntry).where(AuditEntry.firm_id == actor.firm_id)
-    for column, value in (
-        (AuditEntry.action, filters.action),
-        (AuditEntry.actor_id, filters.actor_id),
-        (AuditEntry.target_type, filters.target_type),
-        (AuditEntry.target_id, filters.target_id),
+    for name, column, value in (
+        ("action", AuditEntry.action, filters.action),
+        ("actorId", AuditEntry.actor_id, filters.actor_id),
+        ("targetType", AuditEntry.target_type, filters.target_type),
+        ("targetId", AuditEntry.target_id, filters.target_id),
     ):
+        if value is not None and len(value) > MAX_FILTER:
+            raise field_error(f"filter.{name}", f"Send at most {MAX_FILTER} characters.")
         if value is not None:
             query = query.where(column == value)
     if filters.start is not None:

@@ -282,6 +282,21 @@ async def test_a_page_size_over_100_or_a_foreign_cursor_is_refused(
     assert body.get("data") is None
 
 
+@pytest.mark.parametrize("field", ["action", "actorId", "targetType", "targetId"])
+async def test_a_filter_longer_than_anything_recorded_is_refused(
+    client: httpx.AsyncClient, members: Members, field: str
+) -> None:
+    """Up to 400 characters, a filter that matches nothing is an empty page; past it, refused."""
+    admin = await members.create(Role.ADMIN)
+    query = """query($f: AuditEntryFilterInput) { auditEntries(filter: $f, first: 10) {
+        edges { cursor } } }"""
+    fits = await gql(client, query, {"f": {field: "x" * 400}}, admin)
+    assert fits == {"data": {"auditEntries": {"edges": []}}}, fits
+    body = await gql(client, query, {"f": {field: "x" * 401}}, admin)
+    assert codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["extensions"]["fields"][0]["field"] == f"filter.{field}", body
+
+
 async def test_a_page_of_100_is_allowed(client: httpx.AsyncClient, members: Members) -> None:
     admin = await members.create(Role.ADMIN)
     body = await gql(client, ENTRIES, {"first": 100}, admin)

@@ -217,6 +217,7 @@ async def test_create_refuses_bad_input(auth_app: Starlette, members: Members) -
             {"name": "Past", "scopes": DECLARATIONS, "expiresAt": past},
             {"name": "No scopes", "scopes": []},
             {"name": "  ", "scopes": DECLARATIONS},
+            {"name": "n" * 101, "scopes": DECLARATIONS},
         ):
             assert codes(await gql(client, CREATE_KEY, {"i": bad})) == ["BAD_USER_INPUT"], bad
         assert (await gql(client, LIST_KEYS))["data"]["apiKeys"] == []
