@@ -1,5 +1,5 @@
-"""The ``coverproof`` command: serve, migrate, db url / seal / unseal, export-schema, audit,
-packs sweep."""
+"""The ``coverproof`` command: serve, migrate, db url / seal, export-schema, audit, packs
+sweep."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _embedded_urls(settings: Settings) -> tuple[str, str]:
 
     server = embedded.start(settings.data_dir / "pg")
     owner_url = server.url(bootstrap.OWNER_ROLE, EMBEDDED_DATABASE)
-    bootstrap.provision(server.url(server.superuser, "postgres"), owner_url, EMBEDDED_DATABASE)
+    bootstrap.provision(server.url(server.superuser, "postgres"), EMBEDDED_DATABASE)
     return server.url(bootstrap.APP_ROLE, EMBEDDED_DATABASE), owner_url
 
 
@@ -42,10 +42,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         app_url, owner_url = _embedded_urls(settings)
         os.environ["COVERPROOF_DATABASE_URL"] = app_url
         os.environ["COVERPROOF_ADMIN_DATABASE_URL"] = owner_url
-    elif settings.admin_database_url is not None:
-        from app.db.bootstrap import migrate  # noqa: PLC0415
-
-        migrate(settings.admin_database_url.get_secret_value())
+    elif settings.admin_database_url is not None or settings.seal_database_url is not None:
+        _migrate(settings)
     host, port = args.host or settings.host, args.port or settings.port
     print(f"CoverProof API: http://{host}:{port}/graphql", flush=True)
     uvicorn.run(
@@ -62,10 +60,20 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from app.db.bootstrap import migrate as run  # noqa: PLC0415
+def _migrate(settings: Settings) -> None:
+    """As coverproof_owner; in the administrator's session, and sealed after, when
+    COVERPROOF_SEAL_DATABASE_URL names one (a migration that changes the audit tables needs
+    it)."""
+    from app.db import bootstrap  # noqa: PLC0415
 
-    run(_owner_url(settings))
+    if settings.seal_database_url is not None:
+        bootstrap.migrate_sealed(settings.seal_database_url.get_secret_value())
+    else:
+        bootstrap.migrate(_owner_url(settings))
+
+
+def migrate(settings: Settings, args: argparse.Namespace) -> int:
+    _migrate(settings)
     print("migrated")
     return 0
 
@@ -76,13 +84,12 @@ def db_url(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def db_seal(settings: Settings, args: argparse.Namespace) -> int:
-    """Seal the audit trail against coverproof_owner, or lift the seal for a migration that
-    must change the audit tables (app/db/seal.py)."""
+    """Seal the audit trail against coverproof_owner as it is now (app/db/seal.py)."""
     from app.db import seal  # noqa: PLC0415
 
     if settings.seal_database_url is not None:
         url = settings.seal_database_url.get_secret_value()
-    elif settings.database_url is None:
+    elif settings.database_url is None and settings.admin_database_url is None:
         from app.db import embedded  # noqa: PLC0415 (only when embedded)
 
         server = embedded.start(settings.data_dir / "pg")
@@ -94,8 +101,8 @@ def db_seal(settings: Settings, args: argparse.Namespace) -> int:
                 "is not set."
             ]
         )
-    asyncio.run(seal.at(url, args.db))
-    print("sealed" if args.db == "seal" else "unsealed: seal again once migrated")
+    asyncio.run(seal.at(url))
+    print("sealed")
     return 0
 
 
@@ -276,7 +283,6 @@ def parser() -> argparse.ArgumentParser:
     db.add_parser("seal", help="seal the audit tables against their owner").set_defaults(
         handler=db_seal
     )
-    db.add_parser("unseal", help="lift the seal, for a migration").set_defaults(handler=db_seal)
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument("--path", default="schema.graphql")
     export.set_defaults(handler=export_schema)

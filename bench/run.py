@@ -200,8 +200,7 @@ async def provision() -> tuple[bootstrap.SocketServer, str, str]:
     conn = await asyncpg.connect(superuser)
     await conn.execute(f"drop database if exists {DATABASE} with (force)")
     await conn.close()
-    owner = pg.url(bootstrap.OWNER_ROLE, DATABASE)
-    await asyncio.to_thread(bootstrap.provision, superuser, owner, DATABASE)
+    await asyncio.to_thread(bootstrap.provision, superuser, DATABASE)
     return pg, pg.url(pg.superuser, DATABASE), pg.url(bootstrap.APP_ROLE, DATABASE)
 
 
@@ -214,8 +213,7 @@ async def seeded_database(reuse: bool) -> tuple[bootstrap.SocketServer, str, str
         superuser = pg.url(pg.superuser, DATABASE)
         # Migrations added since it was seeded (the app refuses a schema it would not police),
         # sealed as provisioning seals. In a thread: alembic's env runs its own event loop.
-        owner = pg.url(bootstrap.OWNER_ROLE, DATABASE)
-        await asyncio.to_thread(bootstrap.migrate_sealed, superuser, owner, DATABASE)
+        await asyncio.to_thread(bootstrap.migrate_sealed, superuser)
         return (
             pg,
             superuser,

@@ -1,4 +1,5 @@
-"""Alembic environment: migrations run as coverproof_owner over asyncpg."""
+"""Alembic environment: migrations run as coverproof_owner over asyncpg (logged in as it, or as
+an administrator who takes its role: what they make is the owner's)."""
 
 import asyncio
 
@@ -17,8 +18,12 @@ def _run(connection: Connection) -> None:
 
 
 async def _main() -> None:
+    role = context.config.attributes.get("role")
     engine = create_async_engine(
-        asyncpg_url(context.config.attributes["url"]), poolclass=pool.NullPool
+        asyncpg_url(context.config.attributes["url"]),
+        poolclass=pool.NullPool,
+        # Taken as the connection starts: the session stays the administrator's.
+        connect_args={"server_settings": {"role": role}} if role else {},
     )
     async with engine.connect() as connection:
         await connection.run_sync(_run)

@@ -63,7 +63,7 @@ def superuser_url() -> str:
 def database(superuser_url: str) -> Iterator[Database]:
     name = f"cp_test_{secrets.token_hex(4)}"
     owner_url = _with(superuser_url, bootstrap.OWNER_ROLE, name)
-    bootstrap.provision(superuser_url, owner_url, name)
+    bootstrap.provision(superuser_url, name)
     yield Database(
         superuser_url=_with(superuser_url, make_url(superuser_url).username or "postgres", name),
         owner_url=owner_url,

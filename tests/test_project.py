@@ -99,7 +99,7 @@ SQL_CALLS = {"text", "execute", "executemany", "fetch", "fetchrow", "fetchval", 
 # file.
 IDENTIFIER_SQL = {
     "app/db/ddl.py": 3,  # force_rls(table): alter table / create policy on a table we name
-    "app/db/bootstrap.py": 1,  # create database "<quoted>" owner coverproof_owner
+    "app/db/bootstrap.py": 2,  # create database "<quoted>", alter database "<quoted>" owner
 }
 
 

@@ -20,6 +20,11 @@ def asyncpg_url(url: str) -> str:
     raise ValueError("database URLs must start with postgresql://")
 
 
+# Our tables are public's, and a name finds no other: left to the default ("$user", public), a
+# schema named after the role, which the database's owner could make, would be searched first.
+SERVER_SETTINGS = {"search_path": "public"}
+
+
 def _json_text(value: object) -> str:
     return orjson.dumps(value).decode()
 
@@ -37,6 +42,7 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         json_deserializer=orjson.loads,
         # Errors are logged; their parameters (hashes, answers) must not be.
         hide_parameters=True,
+        connect_args={"server_settings": SERVER_SETTINGS},
     )
 
 
@@ -53,7 +59,9 @@ async def create_lane_pool(url: str, size: int) -> asyncpg.Pool:
     costs about a quarter of a small request) has nothing to undo and is skipped.
     """
     plain = "postgresql://" + asyncpg_url(url).removeprefix("postgresql+asyncpg://")
-    return await asyncpg.create_pool(plain, min_size=0, max_size=size, reset=_keep)
+    return await asyncpg.create_pool(
+        plain, min_size=0, max_size=size, reset=_keep, server_settings=SERVER_SETTINGS
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -35,17 +35,24 @@ UNPOLICED_TABLES = text(
 # What the audit tables' owner could do to them (0016 revokes it all), counting privileges it
 # inherits (a managed provider may grant pg_write_all_data to its admin roles): the security
 # page says the database revokes UPDATE and DELETE on the audit trail.
+# UPDATE counts when granted on any one column.
 AUDIT_WRITES = text(
     "select t || ' ' || p from unnest(array['audit_log', 'audit_checkpoints']) t, "
     "unnest(array['UPDATE', 'DELETE', 'TRUNCATE']) p "
-    "where has_table_privilege('coverproof_owner', t, p) order by 1"
+    "where case p when 'UPDATE' then has_any_column_privilege(:role, 'public.' || t, p) "
+    "else has_table_privilege(:role, 'public.' || t, p) end order by 1"
+)
+# A database's owner may drop it, audit trail and all.
+OWNER_OWNS_DATABASE = text(
+    "select pg_has_role('coverproof_owner', datdba, 'MEMBER') from pg_database "
+    "where datname = current_database()"
 )
 
 
 # The seal (app/db/seal.py): its event trigger on, owned by a role coverproof_owner is not
 # (whose commands it lets through), and the audit tables as they were sealed.
 SEAL = text(
-    "select (select evtenabled <> 'D' and evtevent = 'ddl_command_end' "
+    "select (select evtenabled in ('O', 'A') and evtevent = 'ddl_command_end' "
     "and evtfoid = to_regprocedure('coverproof_seal.guard()') "
     "and not pg_has_role('coverproof_owner', evtowner, 'MEMBER') "
     "from pg_event_trigger where evtname = 'coverproof_audit_seal') as sealed, "
@@ -90,9 +97,14 @@ async def runtime_problems(conn: AsyncConnection) -> list[str]:
     unpoliced = (await conn.execute(UNPOLICED_TABLES)).scalars().all()
     if unpoliced:
         problems.append(f"tables without forced row-level security: {', '.join(unpoliced)}")
-    writes = (await conn.execute(AUDIT_WRITES)).scalars().all()
-    if writes:
-        problems.append(f"coverproof_owner may change the audit trail: {', '.join(writes)}")
+    for ours in ("coverproof_owner", "coverproof_app"):
+        writes = (await conn.execute(AUDIT_WRITES, {"role": ours})).scalars().all()
+        if writes:
+            problems.append(f"{ours} may change the audit trail: {', '.join(writes)}")
+    if await conn.scalar(OWNER_OWNS_DATABASE):
+        problems.append(
+            "coverproof_owner owns the database (it could drop it, audit trail and all)"
+        )
     seal = (await conn.execute(SEAL)).one()
     if not (seal.sealed and seal.checkable):
         problems.append("the audit trail is not sealed (`coverproof db seal`, as an administrator)")

@@ -5,21 +5,23 @@ included, and triggers refuse them to any role. But an owner's rights over its o
 be revoked: coverproof_owner (the migrations' role, and the CLI's) could grant those rights back
 to itself, disable the triggers, replace their functions, or rewrite a column with ALTER TABLE.
 The seal takes that away: an event trigger, owned by an administrator, that fails any DDL
-command of another role that names an audit table, or that leaves the audit tables (their
-definitions, rights, row security, policies, rules, inheritance, triggers and the triggers'
-functions) other than as they were sealed. The command is rolled back with it.
+command that names an audit table, or that leaves the audit tables (their definitions, rights,
+row security, policies, rules, inheritance, triggers and the triggers' functions) other than as
+they were sealed. The command is rolled back with it.
 
-Sealing needs a role that can create event triggers (a superuser, or a managed provider's
-administrator); the server refuses to start unsealed (app/db/safety.py). A migration that must
-change the audit tables runs unsealed: ``provision`` (the embedded server, tests) unseals,
-migrates and seals again; on a managed server an administrator runs ``coverproof db unseal``,
-``coverproof migrate``, ``coverproof db seal``. The event trigger's owner, and a superuser, pass
-it: they can drop it anyway.
+Only a session opened by the administrator (or a superuser) passes it, as they could drop it
+anyway: a migration runs in such a session, taking coverproof_owner's role, and the tables
+are sealed again as it leaves them (``bootstrap.migrate_sealed``). The seal is never lifted, so
+no session of the owner's ever runs unsealed. Sealing needs a role that can create event
+triggers (a superuser, or a managed provider's administrator); the server refuses to start
+unsealed (app/db/safety.py).
 """
 
 from __future__ import annotations
 
 import asyncpg
+
+from app.config import ConfigError
 
 # Everything about the audit tables that decides what their rows are and who may change them,
 # as one digest. Indexes are left out: one may be added or rebuilt without touching a row.
@@ -40,18 +42,17 @@ from (
                   c.relrowsecurity, c.relforcerowsecurity, c.relacl) as item
     from pg_class c where c.oid in (select oid from protected)
     union all
-    select format('column %s %s %s %s %s %s %s', a.attrelid::regclass, a.attnum, a.attname,
+    select format('column %s %s %s %s %s %s %s %s', a.attrelid::regclass, a.attnum, a.attname,
                   format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attisdropped,
-                  pg_get_expr(d.adbin, d.adrelid))
+                  pg_get_expr(d.adbin, d.adrelid), a.attacl)
     from pg_attribute a left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
     where a.attrelid in (select oid from protected) and a.attnum > 0
     union all
     select format('constraint %s %s %s', conrelid::regclass, conname, pg_get_constraintdef(oid))
     from pg_constraint where conrelid in (select oid from protected)
     union all
-    select format('trigger %s %s %s %s %s %s', t.tgrelid::regclass, pg_get_triggerdef(t.oid),
-                  t.tgenabled, p.proowner::regrole, p.prosecdef, md5(p.prosrc))
-                  || coalesce(p.proconfig::text, '')
+    select format('trigger %s %s %s %s %s', t.tgrelid::regclass, pg_get_triggerdef(t.oid),
+                  t.tgenabled, p.proowner::regrole, md5(pg_get_functiondef(p.oid)))
     from pg_trigger t join pg_proc p on p.oid = t.tgfoid
     where t.tgrelid in (select oid from protected)
     union all
@@ -78,7 +79,7 @@ create or replace function coverproof_seal.guard() returns event_trigger
 language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
     if pg_has_role(
-        current_user,
+        session_user,
         (select evtowner from pg_event_trigger where evtname = 'coverproof_audit_seal'),
         'MEMBER'
     ) then
@@ -94,7 +95,7 @@ begin
     raise exception 'The audit trail is sealed: % may not change its tables or what guards them.',
         current_user
         using errcode = 'insufficient_privilege',
-              hint = 'An administrator unseals it for a migration that must: coverproof db unseal.';
+              hint = 'Run the migration as an administrator (COVERPROOF_SEAL_DATABASE_URL).';
 end
 $$
 """
@@ -123,16 +124,43 @@ async def seal(conn: asyncpg.Connection) -> None:
         )
 
 
-async def unseal(conn: asyncpg.Connection) -> None:
-    """Lift the seal (for a migration that must change the audit tables)."""
-    await conn.execute("drop event trigger if exists coverproof_audit_seal")
+class Changed(ConfigError):
+    """The audit tables are not as they were sealed (``coverproof`` reports it and stops)."""
 
 
-async def at(admin_url: str, step: str, database: str | None = None) -> None:
-    """``seal`` or ``unseal`` through an administrator's URL (to ``database``, if it names
-    another than the URL's)."""
+async def check_unchanged(conn: asyncpg.Connection) -> None:
+    """Raise Changed if the database is sealed and its audit tables are no longer as sealed
+    (by the digest sealed with them: a release may digest more than the one before)."""
+    sealed = await conn.fetchval(
+        "select to_regclass('coverproof_seal.sealed') is not null "
+        "and to_regprocedure('coverproof_seal.audit_state()') is not null"
+    )
+    if sealed and not await conn.fetchval(
+        "select coverproof_seal.audit_state() is not distinct from "
+        "(select state from coverproof_seal.sealed)"
+    ):
+        raise Changed(
+            [
+                "The audit tables changed since they were sealed: find out how (docs/audit.md) "
+                "before sealing them again with `coverproof db seal`."
+            ]
+        )
+
+
+async def at(admin_url: str, database: str | None = None) -> None:
+    """``seal`` through an administrator's URL (to ``database``, if it names another than the
+    URL's)."""
     conn = await asyncpg.connect(admin_url, database=database)
     try:
-        await (seal if step == "seal" else unseal)(conn)
+        await seal(conn)
+    finally:
+        await conn.close()
+
+
+async def unchanged_at(admin_url: str, database: str | None = None) -> None:
+    """``check_unchanged`` through an administrator's URL."""
+    conn = await asyncpg.connect(admin_url, database=database)
+    try:
+        await check_unchanged(conn)
     finally:
         await conn.close()

@@ -10,9 +10,10 @@ object may exist before it raises ``StorageError``.
 The storage object also holds the render slots (a semaphore of ``pack_render_concurrency``)
 and the packs admitted at once (twice that: those rendering and as many waiting; fewer if the
 database pool is small, as each pack in progress holds two of its connections), of which one
-firm may hold one fewer than the render slots (at least one): another firm's pack always finds
-a slot to render in, rather than wait out a minute-long render of every one of the first
-firm's. It lives as long as the app, which is what bounds concurrent renders across requests.
+firm may hold one fewer than the render slots (at least one): with two slots or more, another
+firm's pack always finds one to render in, rather than wait out a minute-long render of every
+one of the first firm's. It lives as long as the app, which is what bounds concurrent renders
+across requests.
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import NewType
+from typing import NewType, cast
 
 import strawberry
+from strawberry.schema.types.base_scalars import DateTimeDefinition
 
 from app.auth.actor import Role
 
@@ -35,24 +37,21 @@ LONG = strawberry.scalar(
 )
 
 
-# Strawberry's own DateTime takes a moment without an offset (which no comparison with our
-# aware times survives) and any year Python can hold (which PostgreSQL's conversion to UTC may
-# not): ours asks for the offset and a year a record of ours could bear.
-EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
+_PARSE = cast(Callable[[object], object], DateTimeDefinition.parse_value)
 
 
+# Strawberry's own DateTime (whose parser this one calls first) takes a moment without an offset,
+# which no comparison with our aware times survives, and one PostgreSQL cannot turn into UTC
+# (year 9999 at -05:00): ours asks for the offset and converts to UTC here.
 def _moment(value: object) -> datetime:
+    moment = _PARSE(value)  # Strawberry's own refusal of what is no date and time
     expected = "Expected a date and time with its offset, as 2030-01-31T09:00:00+00:00."
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise ValueError(expected)
     try:
-        moment = datetime.fromisoformat(value)  # type: ignore[arg-type]
-        if moment.tzinfo is None:
-            raise ValueError(expected)
-        moment = moment.astimezone(UTC)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise ValueError(expected) from error
-    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
-        raise ValueError(f"Expected a moment from {EARLIEST_YEAR} to {LATEST_YEAR}.")
-    return moment
+        return moment.astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError("Expected a moment that is within years 1 to 9999 in UTC.") from error
 
 
 DATETIME = strawberry.scalar(

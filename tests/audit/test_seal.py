@@ -9,9 +9,13 @@ import asyncio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.audit import chain
+from app.audit.actions import Action
 from app.cli import main
+from app.db import bootstrap, seal
+from app.db.engine import create_lane_pool
 from app.db.safety import runtime_problems
 from tests.conftest import Database
 
@@ -26,6 +30,10 @@ ATTEMPTS: dict[str, list[str]] = {
     ],
     "grant itself update and delete": ["grant update, delete on audit_log to coverproof_owner"],
     "grant the app role truncate": ["grant truncate on audit_checkpoints to coverproof_app"],
+    "grant itself update on one column": ["grant update (action) on audit_log to coverproof_owner"],
+    "change how the append check runs": [
+        "alter function audit_log_check_append() set search_path = public, pg_catalog"
+    ],
     "grant itself update on every table": [
         "grant update on all tables in schema public to coverproof_owner"
     ],
@@ -98,6 +106,23 @@ async def test_the_owner_cannot_change_the_audit_tables_or_what_guards_them(
     assert await _sealed_as_now(superuser_engine)
 
 
+async def test_the_owner_cannot_make_a_schema_the_app_would_search_first(
+    database: Database, owner_engine: AsyncEngine, app_engine: AsyncEngine
+) -> None:
+    """A schema named after the app's role comes first in PostgreSQL's default search path;
+    the database is not the owner's to make one in, and the app searches public alone."""
+    async with owner_engine.connect() as conn:
+        with pytest.raises(DBAPIError, match="permission denied for database"):
+            await conn.execute(text("create schema coverproof_app"))
+    async with app_engine.connect() as conn:
+        assert await conn.scalar(text("select current_setting('search_path')")) == "public"
+    pool = await create_lane_pool(database.app_url, 1)
+    try:
+        assert await pool.fetchval("select current_setting('search_path')") == "public"
+    finally:
+        await pool.close()
+
+
 async def test_the_owner_may_still_change_everything_else(owner_engine: AsyncEngine) -> None:
     """A migration that leaves the audit tables alone runs sealed: tables, functions and
     indexes of its own, an index on the audit log too."""
@@ -134,31 +159,54 @@ async def test_the_server_refuses_audit_tables_changed_since_they_were_sealed(
     assert "the audit tables changed since they were sealed" in problems
 
 
-async def test_an_administrator_unseals_for_a_migration_and_seals_again(
+async def test_a_migration_in_the_administrators_session_passes_and_is_sealed_after(
     database: Database,
     owner_engine: AsyncEngine,
     superuser_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """``coverproof db unseal`` lets the owner's migration change the audit tables;
-    ``coverproof db seal`` takes them as they are then, and the owner is refused again."""
+    """In the administrator's session, as coverproof_owner (as ``coverproof migrate`` runs with
+    COVERPROOF_SEAL_DATABASE_URL), an audit table may change, and ``coverproof db seal`` takes
+    the tables as left; in the owner's own session the same command is refused."""
+    change = "alter table audit_checkpoints alter column key_id set default 'sealed-test'"
+    async with superuser_engine.begin() as conn:
+        await conn.execute(text("set local role coverproof_owner"))
+        await conn.execute(text(change))
+    assert not await _sealed_as_now(superuser_engine)
     monkeypatch.setenv("COVERPROOF_SEAL_DATABASE_URL", database.superuser_url)
-    comment = "comment on table audit_checkpoints is 'Signed chain heads.'"
-    try:
-        assert await asyncio.to_thread(main, ["db", "unseal"]) == 0
-        async with owner_engine.begin() as conn:
-            await conn.execute(text(comment))
-        assert await asyncio.to_thread(main, ["db", "seal"]) == 0
-    finally:
-        await asyncio.to_thread(main, ["db", "seal"])
-    assert "sealed" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["db", "seal"]) == 0
+    assert await asyncio.to_thread(main, ["migrate"]) == 0  # at head: sealed again, unchanged
+    assert capsys.readouterr().out.split() == ["sealed", "migrated"]
     assert await _sealed_as_now(superuser_engine)
     async with owner_engine.connect() as conn:
         with pytest.raises(DBAPIError, match="The audit trail is sealed"):
-            await conn.execute(text("comment on table audit_checkpoints is null"))
+            await conn.execute(
+                text("alter table audit_checkpoints alter column key_id drop default")
+            )
+    async with superuser_engine.begin() as conn:
+        await conn.execute(text("alter table audit_checkpoints alter column key_id drop default"))
+    assert await asyncio.to_thread(main, ["db", "seal"]) == 0
     async with superuser_engine.connect() as conn:
         assert not [p for p in await runtime_problems(conn) if "seal" in p]
+
+
+async def test_the_append_check_calls_nothing_the_owner_puts_in_public(
+    owner_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The owner may create functions in public, as its migrations do; an overload there that
+    matches the append check's call better than pg_catalog's (convert_from(bytea, text) against
+    (bytea, name)) is not what the check calls, so the owner's code never answers it (0026).
+    (Rolled back.)"""
+    async with owner_sessions() as session:
+        await session.execute(
+            text(
+                "create function public.convert_from(b bytea, enc text) returns text "
+                "language plpgsql as $$ begin raise exception 'the owner''s function ran'; end $$"
+            )
+        )
+        await chain.record_platform(session, Action.SIGN_UP_DUPLICATE)
+        await session.rollback()
 
 
 def test_sealing_a_managed_database_needs_an_administrators_url(
@@ -168,3 +216,42 @@ def test_sealing_a_managed_database_needs_an_administrators_url(
     monkeypatch.delenv("COVERPROOF_SEAL_DATABASE_URL", raising=False)
     assert main(["db", "seal"]) == 2
     assert "COVERPROOF_SEAL_DATABASE_URL" in capsys.readouterr().err
+
+
+async def test_provisioning_again_takes_the_database_from_the_owner_and_seals_it(
+    superuser_url: str, database: Database, superuser_engine: AsyncEngine
+) -> None:
+    """A database made when coverproof_owner owned it (every one before the seal) is the
+    administrator's after provisioning runs again, and sealed; the server would start on it."""
+    owns = "coverproof_owner owns the database (it could drop it, audit trail and all)"
+    async with superuser_engine.begin() as conn:
+        before = await runtime_problems(conn)  # as a superuser: of its own, only
+        name = await conn.scalar(text("select current_database()"))
+        await conn.execute(text(f'alter database "{name}" owner to coverproof_owner'))
+        assert await runtime_problems(conn) == [*before, owns]
+    await asyncio.to_thread(bootstrap.provision, superuser_url, name)
+    async with superuser_engine.connect() as conn:
+        assert await runtime_problems(conn) == before
+
+
+async def test_provisioning_refuses_to_seal_over_tables_changed_since(
+    superuser_url: str, superuser_engine: AsyncEngine
+) -> None:
+    """Every start of the embedded server migrates and seals again; were that to take the
+    tables as it found them, a change made meanwhile (by a superuser) would be sealed in
+    unseen. It is refused before anything runs, until the administrator seals on purpose."""
+    change = "alter table audit_checkpoints alter column key_id set default 'changed'"
+    async with superuser_engine.begin() as conn:
+        name = await conn.scalar(text("select current_database()"))
+        await conn.execute(text(change))
+    try:
+        with pytest.raises(seal.Changed, match="changed since they were sealed"):
+            await asyncio.to_thread(bootstrap.provision, superuser_url, name)
+        assert not await _sealed_as_now(superuser_engine)
+    finally:
+        async with superuser_engine.begin() as conn:
+            await conn.execute(
+                text("alter table audit_checkpoints alter column key_id drop default")
+            )
+    assert await _sealed_as_now(superuser_engine)
+    await asyncio.to_thread(bootstrap.provision, superuser_url, name)

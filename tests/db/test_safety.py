@@ -37,9 +37,12 @@ async def test_the_server_does_not_start_as_superuser(database: Database, tmp_pa
             pass
 
 
-async def test_the_audit_trail_is_changeable_by_no_role_of_ours(owner_engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("role", ["coverproof_owner", "coverproof_app"])
+async def test_the_audit_trail_is_changeable_by_no_role_of_ours(
+    owner_engine: AsyncEngine, role: str
+) -> None:
     async with owner_engine.connect() as conn:
-        assert (await conn.execute(AUDIT_WRITES)).scalars().all() == []
+        assert (await conn.execute(AUDIT_WRITES, {"role": role})).scalars().all() == []
 
 
 async def test_an_owner_that_may_change_the_audit_trail_is_refused(
@@ -55,6 +58,27 @@ async def test_an_owner_that_may_change_the_audit_trail_is_refused(
         "coverproof_owner may change the audit trail: audit_checkpoints DELETE, "
         "audit_checkpoints UPDATE, audit_log DELETE, audit_log UPDATE"
     )
+
+
+async def test_a_column_grant_counts_as_a_way_to_change_the_audit_trail(
+    superuser_engine: AsyncEngine,
+) -> None:
+    """UPDATE on one column is UPDATE enough. (Granted in a transaction rolled back.)"""
+    async with superuser_engine.connect() as conn, conn.begin() as tx:
+        await conn.execute(text("grant update (action) on audit_log to coverproof_app"))
+        problems = await runtime_problems(conn)
+        await tx.rollback()
+    assert "coverproof_app may change the audit trail: audit_log UPDATE" in problems
+
+
+async def test_an_owner_of_the_database_is_refused(superuser_engine: AsyncEngine) -> None:
+    """It could drop the database, audit trail and all. (Given in a transaction rolled back.)"""
+    async with superuser_engine.connect() as conn, conn.begin() as tx:
+        name = await conn.scalar(text("select current_database()"))
+        await conn.execute(text(f'alter database "{name}" owner to coverproof_owner'))
+        problems = await runtime_problems(conn)
+        await tx.rollback()
+    assert "coverproof_owner owns the database (it could drop it, audit trail and all)" in problems
 
 
 @pytest.mark.parametrize(

@@ -223,6 +223,32 @@ async def test_create_refuses_bad_input(auth_app: Starlette, members: Members) -
         assert (await gql(client, LIST_KEYS))["data"]["apiKeys"] == []
 
 
+async def test_a_key_may_expire_at_the_end_of_the_calendar_and_any_offset_is_read_as_utc(
+    auth_app: Starlette, members: Members
+) -> None:
+    """9999-12-31T23:59:59Z, the usual "never", is taken; a moment given at another offset is
+    kept, and answered, as the same moment in UTC. One without an offset is refused."""
+    owner = await members.create(Role.OWNER)
+    async with session_client(auth_app, owner) as client:
+        for sent, kept in (
+            ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59+00:00"),
+            ("2031-06-01T09:30:00+01:00", "2031-06-01T08:30:00+00:00"),
+        ):
+            body = await gql(
+                client,
+                CREATE_KEY,
+                {"i": {"name": "Far", "scopes": DECLARATIONS, "expiresAt": sent}},
+            )
+            assert body["data"]["createApiKey"]["apiKey"]["expiresAt"] == kept, body
+        listed = (await gql(client, LIST_KEYS))["data"]["apiKeys"]
+        assert sorted(k["expiresAt"] for k in listed) == [
+            "2031-06-01T08:30:00+00:00",
+            "9999-12-31T23:59:59+00:00",
+        ]
+        naive = {"name": "Naive", "scopes": DECLARATIONS, "expiresAt": "2031-06-01T09:30:00"}
+        assert codes(await gql(client, CREATE_KEY, {"i": naive})) == ["BAD_USER_INPUT"]
+
+
 # --- the partner flow -----------------------------------------------------------------------
 
 

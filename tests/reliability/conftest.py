@@ -34,7 +34,7 @@ def private_database(superuser_url: str) -> Iterator[Database]:
     pooled connections of the session-wide apps in the shared test database."""
     name = f"cp_reliability_{secrets.token_hex(4)}"
     owner_url = _with(superuser_url, bootstrap.OWNER_ROLE, name)
-    bootstrap.provision(superuser_url, owner_url, name)
+    bootstrap.provision(superuser_url, name)
     yield Database(
         superuser_url=_with(superuser_url, make_url(superuser_url).username or "postgres", name),
         owner_url=owner_url,
@@ -91,7 +91,7 @@ def restartable_postgres() -> Iterator[Restartable]:
         try:
             name = "coverproof"
             owner_url = server.url(bootstrap.OWNER_ROLE, name)
-            bootstrap.provision(server.url(server.superuser, "postgres"), owner_url, name)
+            bootstrap.provision(server.url(server.superuser, "postgres"), name)
             restartable = Restartable(
                 Database(
                     server.url(server.superuser, name),
