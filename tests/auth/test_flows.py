@@ -335,7 +335,7 @@ async def test_refused_passwords_are_never_stored_logged_echoed_or_mailed(
 ) -> None:
     """The failure paths, where a value is easiest to let slip into an error or a log line: a
     wrong password, a guessable one, one too long for its field, one for a malformed email,
-    and a new one offered with a link that is no good. Each is refused; none appears in the
+    a new one offered with a link that is no good, and a wrong one confirming an address. Each is refused; none appears in the
     answer, the logs, the database or the mail."""
     caplog.set_level(logging.DEBUG)
     email = await signed_up(browser, smtp)
@@ -344,7 +344,13 @@ async def test_refused_passwords_are_never_stored_logged_echoed_or_mailed(
     too_long = f"long{secrets.token_hex(8)}" + "x" * 200  # past the field's 128 characters
     malformed = f"malformed {secrets.token_hex(8)} sign-in"
     reset = f"reset {secrets.token_hex(8)} password"
+    confirming = f"confirming {secrets.token_hex(8)} password"
+    unconfirmed = new_email()
+    signed = {"input": {"email": unconfirmed, "password": PASSWORD, "firmName": "Unsure Ltd"}}
+    assert "errors" not in await browser.gql(SIGN_UP, signed)
+    verification = await link_token(smtp, unconfirmed, "Confirm your email")
     attempts = [
+        (VERIFY, {"t": verification, "p": confirming}, "INVALID_CREDENTIALS"),
         (SIGN_IN, {"e": email, "p": secret}, "INVALID_CREDENTIALS"),
         (SIGN_IN, {"e": email, "p": too_long}, "BAD_USER_INPUT"),
         (SIGN_IN, {"e": "not an email", "p": malformed}, "BAD_USER_INPUT"),
@@ -360,7 +366,7 @@ async def test_refused_passwords_are_never_stored_logged_echoed_or_mailed(
         ),
         (RESET, {"t": secrets.token_urlsafe(32), "p": reset}, "TOKEN_INVALID"),
     ]
-    passwords = [secret, guessable, too_long, malformed, reset]
+    passwords = [secret, guessable, too_long, malformed, reset, confirming]
     for query, variables, code in attempts:
         response = await browser.post(query, variables)
         assert codes(response.json()) == [code], response.text
@@ -368,7 +374,7 @@ async def test_refused_passwords_are_never_stored_logged_echoed_or_mailed(
     assert not [p for p in passwords if p in caplog.text]
     for password in passwords:
         assert await tables_holding(superuser_engine, password) == [], password
-    for message in smtp.to(email):
+    for message in [*smtp.to(email), *smtp.to(unconfirmed)]:
         assert not [p for p in passwords if p in message.as_string()]
 
 
