@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -113,18 +114,37 @@ async def _create(session: AsyncSession, actor: Actor, data: DeclarationCreate) 
     return declaration
 
 
+def _recipient_key(firm_id: uuid.UUID, email: str) -> str:
+    return f"{firm_id} {email.lower()}"
+
+
+async def _count_mails(env: AuthEnv, firm_id: uuid.UUID, emails: list[str]) -> None:
+    """Count declaration mails to ``emails`` against the firm's limit and each recipient's:
+    all of them, or (refused) none, unless two requests race for the last of a recipient's."""
+    recipients = Counter(_recipient_key(firm_id, email) for email in emails)
+    for key, cost in recipients.items():
+        await env.limiter.check_room(Policy.DECLARATION_MAILS_PER_RECIPIENT, key, cost)
+    await env.limiter.hit(Policy.DECLARATION_MAILS_PER_FIRM, str(firm_id), len(emails))
+    for key, cost in recipients.items():
+        await env.limiter.hit(Policy.DECLARATION_MAILS_PER_RECIPIENT, key, cost)
+
+
 async def _issue_link(
-    session: AsyncSession, env: AuthEnv, declaration: Declaration, reminder: bool
+    session: AsyncSession,
+    env: AuthEnv,
+    declaration: Declaration,
+    reminder: bool,
+    *,
+    counted: bool = False,
 ) -> None:
     """A new single-use link (the previous one dies), lasting the declaration's link days, and
-    the email that carries it."""
+    the email that carries it (``counted``: a bulk send counted it already)."""
     now = datetime.now(UTC)
     expires = links.expiry(env.settings, declaration.due_date, declaration.link_days, now)
     if expires <= now:
         raise field_error("dueDate", "The due date and its grace period have passed.")
-    await env.limit(Policy.DECLARATION_MAILS_PER_FIRM, str(declaration.firm_id))
-    recipient = f"{declaration.firm_id} {declaration.recipient_email.lower()}"
-    await env.limit(Policy.DECLARATION_MAILS_PER_RECIPIENT, recipient)
+    if not counted:
+        await _count_mails(env, declaration.firm_id, [declaration.recipient_email])
     token, token_hash = links.new_token(env.secret_key)
     declaration.token_hash, declaration.token_expires_at = token_hash, expires
     firm = await session.get(Firm, declaration.firm_id)
@@ -143,10 +163,21 @@ async def send_declaration(
 ) -> Declaration:
     """Email the recipient their link; a draft becomes sent (members)."""
     actor.require(Role.MEMBER)
+    return await _send(session, actor, env, declaration_id, counted=False)
+
+
+async def _send(
+    session: AsyncSession,
+    actor: Actor,
+    env: AuthEnv,
+    declaration_id: uuid.UUID,
+    *,
+    counted: bool,
+) -> Declaration:
     declaration = await _locked(session, declaration_id)
     if declaration.status != "draft":
         raise BadUserInput("Only a draft can be sent; remind or reissue the link instead.")
-    await _issue_link(session, env, declaration, reminder=False)
+    await _issue_link(session, env, declaration, reminder=False, counted=counted)
     declaration.status, declaration.sent_at = "sent", datetime.now(UTC)
     await session.flush()
     details = {
@@ -219,18 +250,27 @@ async def bulk_create_declarations(
     )
     if first is not None:
         return [await get_declaration(session, actor, uuid.UUID(i)) for i in first["ids"]]
-    created = []
-    for recipient in data.recipients:
-        one = DeclarationCreate(
+    ones = [
+        DeclarationCreate(
             template_id=data.template_id,
             recipient_name=recipient.name,
             recipient_email=recipient.email,
             due_date=data.due_date,
             link_days=data.link_days,
         )
+        for recipient in data.recipients
+    ]
+    if data.send:
+        # Counted at once, once what would refuse every one was checked: a send past a limit
+        # is refused before any of it counts, and one refused otherwise counts nothing.
+        check_due(ones[0])
+        await get_template(session, actor, data.template_id)
+        await _count_mails(env, actor.firm_id, [one.recipient_email for one in ones])
+    created = []
+    for one in ones:
         declaration = await _create(session, actor, one)
         if data.send:
-            declaration = await send_declaration(session, actor, env, declaration.id)
+            declaration = await _send(session, actor, env, declaration.id, counted=True)
         created.append(declaration)
     ids = {"ids": [str(d.id) for d in created]}
     await idempotency.remember(

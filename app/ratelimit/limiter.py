@@ -64,15 +64,26 @@ class RateLimiter:
             self._scaled[policy.name] = item
         return item
 
-    async def hit(self, policy: Policy, key: str) -> None:
-        """Count one operation for ``key`` under ``policy``.
+    async def hit(self, policy: Policy, key: str, cost: int = 1) -> None:
+        """Count ``cost`` operations (one, by default) for ``key`` under ``policy``, all or none.
 
-        Raises ``RateLimited(retryAfter=seconds)`` when the window is already full (the refused
-        call is not counted), and ``limits.errors.StorageError`` when the storage cannot answer.
+        Raises ``RateLimited(retryAfter=seconds)`` when the window has no room for them (the
+        refused call is not counted), and ``limits.errors.StorageError`` when the storage cannot
+        answer.
         """
         digest, item = key_digest(key), self._item(policy)
-        if await self._strategy.hit(item, digest):
+        if await self._strategy.hit(item, digest, cost=cost):
             return
+        await self._refuse(policy, item, digest)
+
+    async def check_room(self, policy: Policy, key: str, cost: int = 1) -> None:
+        """``hit``'s refusal, without counting anything: for a caller that must know that
+        several limits have room before it counts against any of them."""
+        digest, item = key_digest(key), self._item(policy)
+        if not await self._strategy.test(item, digest, cost=cost):
+            await self._refuse(policy, item, digest)
+
+    async def _refuse(self, policy: Policy, item: RateLimitItem, digest: str) -> None:
         stats = await self._strategy.get_window_stats(item, digest)
         # Whole seconds, rounded up so a client that waits exactly that long gets through; at
         # least 1 because "retry after 0" invites a tight loop.

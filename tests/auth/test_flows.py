@@ -334,9 +334,9 @@ async def test_refused_passwords_are_never_stored_logged_echoed_or_mailed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The failure paths, where a value is easiest to let slip into an error or a log line: a
-    wrong password, a guessable one, one too long for its field, one for a malformed email,
-    a new one offered with a link that is no good, and a wrong one confirming an address. Each is refused; none appears in the
-    answer, the logs, the database or the mail."""
+    wrong password, a guessable one, one too long for its field, one for a malformed email, a
+    new one offered with a link that is no good, and a wrong one confirming an address. Each
+    is refused; none appears in the answer, the logs, the database or the mail."""
     caplog.set_level(logging.DEBUG)
     email = await signed_up(browser, smtp)
     secret = f"wrong {secrets.token_hex(8)} password"

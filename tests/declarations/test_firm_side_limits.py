@@ -64,6 +64,34 @@ async def test_a_firms_declaration_mails_stop_at_its_limit_and_a_bulk_send_is_al
             {"e": emails},
         )
     assert made == 0
+    # The refused send counted nothing: the firm's three are all still there, for three.
+    body = await browser.gql(BULK, {"i": {"templateId": str(FIT.id), "recipients": recipients[:3]}})
+    assert "errors" not in body, body
+    assert codes(await browser.gql(SEND, {"id": (await create(browser))["id"]})) == ["RATE_LIMITED"]
+
+
+async def test_a_bulk_send_refused_for_one_recipient_counts_against_no_limit(
+    browser: Browser, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One address already at its five, in a bulk of three: the bulk is refused, and neither
+    the firm's limit nor the other two recipients' counted it."""
+    monkeypatch.setattr(
+        Policy, "DECLARATION_MAILS_PER_FIRM", Policy("declaration_mails_per_firm_u", "7/hour")
+    )
+    await signed_up(browser, smtp, firm="Bulk Refused Ltd")
+    busy, others = new_email(), [new_email(), new_email()]
+    declaration = await create(browser, email=busy)
+    ok(await browser.gql(SEND, {"id": declaration["id"]}))
+    for _ in range(4):
+        ok(await browser.gql(REMIND, {"id": declaration["id"]}))
+    recipients = [{"name": f"R{n}", "email": e} for n, e in enumerate([*others, busy])]
+    body = await browser.gql(BULK, {"i": {"templateId": str(FIT.id), "recipients": recipients}})
+    assert codes(body) == ["RATE_LIMITED"], body
+    # Two left of the firm's seven, and each of the others has all five of theirs.
+    again = [{"name": f"R{n}", "email": e} for n, e in enumerate(others)]
+    assert "errors" not in await browser.gql(
+        BULK, {"i": {"templateId": str(FIT.id), "recipients": again}}
+    )
 
 
 async def test_two_template_versions_at_once_both_land_one_after_the_other(

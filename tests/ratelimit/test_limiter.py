@@ -53,6 +53,23 @@ async def test_refused_hits_are_not_counted_and_the_window_slides(
     assert [await accepted(limiter, policy, "k") for _ in range(3)] == [True, True, False]
 
 
+async def test_a_cost_is_counted_all_or_none_and_room_is_checked_without_counting(
+    limiter: RateLimiter, make_policy: MakePolicy
+) -> None:
+    """Three of five in one hit; three more do not fit and count nothing (two still do);
+    checking for room counts nothing either."""
+    policy = make_policy("5/minute")
+    await limiter.hit(policy, "k", 3)
+    with pytest.raises(RateLimited):
+        await limiter.hit(policy, "k", 3)
+    with pytest.raises(RateLimited):
+        await limiter.check_room(policy, "k", 3)
+    for _ in range(3):
+        await limiter.check_room(policy, "k", 2)
+    await limiter.hit(policy, "k", 2)
+    assert not await accepted(limiter, policy, "k")
+
+
 async def test_the_window_slides_rather_than_resetting(
     limiter: RateLimiter, make_policy: MakePolicy
 ) -> None:
