@@ -61,13 +61,13 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings) -> None:
-    """As coverproof_owner; in the administrator's session, and sealed after, when
-    COVERPROOF_SEAL_DATABASE_URL names one (a migration that changes the audit tables needs
-    it)."""
+    """As coverproof_owner; sealed after, when COVERPROOF_SEAL_DATABASE_URL names an
+    administrator."""
     from app.db import bootstrap  # noqa: PLC0415
 
     if settings.seal_database_url is not None:
-        bootstrap.migrate_sealed(settings.seal_database_url.get_secret_value())
+        admin = settings.seal_database_url.get_secret_value()
+        bootstrap.migrate_sealed(admin, _owner_url(settings))
     else:
         bootstrap.migrate(_owner_url(settings))
 

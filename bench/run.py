@@ -213,7 +213,8 @@ async def seeded_database(reuse: bool) -> tuple[bootstrap.SocketServer, str, str
         superuser = pg.url(pg.superuser, DATABASE)
         # Migrations added since it was seeded (the app refuses a schema it would not police),
         # sealed as provisioning seals. In a thread: alembic's env runs its own event loop.
-        await asyncio.to_thread(bootstrap.migrate_sealed, superuser)
+        owner = pg.url(bootstrap.OWNER_ROLE, DATABASE)
+        await asyncio.to_thread(bootstrap.migrate_sealed, superuser, owner)
         return (
             pg,
             superuser,

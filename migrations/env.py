@@ -1,5 +1,4 @@
-"""Alembic environment: migrations run as coverproof_owner over asyncpg (logged in as it, or as
-an administrator who takes its role: what they make is the owner's)."""
+"""Alembic environment: migrations run as coverproof_owner over asyncpg."""
 
 import asyncio
 
@@ -18,12 +17,8 @@ def _run(connection: Connection) -> None:
 
 
 async def _main() -> None:
-    role = context.config.attributes.get("role")
     engine = create_async_engine(
-        asyncpg_url(context.config.attributes["url"]),
-        poolclass=pool.NullPool,
-        # Taken as the connection starts: the session stays the administrator's.
-        connect_args={"server_settings": {"role": role}} if role else {},
+        asyncpg_url(context.config.attributes["url"]), poolclass=pool.NullPool
     )
     async with engine.connect() as connection:
         await connection.run_sync(_run)

@@ -3,8 +3,7 @@
 On the embedded server (and in tests) a superuser creates both roles and the database,
 idempotently, runs the migrations as coverproof_owner and seals the audit trail
 (app/db/seal.py). On a managed server an administrator creates them beforehand (see README);
-``coverproof migrate`` runs as coverproof_owner, or in the administrator's session as it, and
-then seals.
+``coverproof migrate`` runs as coverproof_owner and seals through the administrator's URL.
 """
 
 from __future__ import annotations
@@ -73,31 +72,27 @@ async def create_roles_and_database(superuser_url: str, database: str) -> None:
         await conn.close()
 
 
-def migrate(url: str, role: str | None = None) -> None:
-    """Apply every migration (``alembic upgrade head``) through ``url``: coverproof_owner's, or
-    an administrator's, who runs them as ``role`` (coverproof_owner)."""
+def migrate(owner_url: str) -> None:
+    """Apply every migration as coverproof_owner (``alembic upgrade head``), logged in as it:
+    never in a privileged session, where code of the owner's making could take its rights."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["url"] = url
-    config.attributes["role"] = role
+    config.attributes["url"] = owner_url
     command.upgrade(config, "head")
 
 
-def migrate_sealed(admin_url: str, database: str | None = None) -> None:
-    """``migrate`` in an administrator's session, as coverproof_owner (what it makes is the
-    owner's), then seal the audit tables as it leaves them. The seal lets such a session change
-    them, as a migration may, and never any of coverproof_owner's own. Raises seal.Changed,
-    before migrating, if they are not as last sealed."""
-    url = admin_url
-    if database is not None:
-        url = make_url(admin_url).set(database=database).render_as_string(hide_password=False)
-    # Sealing takes the tables as they are: first, that they are as last sealed (seal.Changed).
-    asyncio.run(seal.unchanged_at(url))
-    migrate(url, OWNER_ROLE)
-    asyncio.run(seal.at(url))
+def migrate_sealed(admin_url: str, owner_url: str, database: str | None = None) -> None:
+    """``migrate``, then seal the audit tables as it leaves them, through an administrator's
+    URL (to ``database``, if it names another than the URL's). Raises seal.Changed, before
+    migrating, if they are not as last sealed; a migration that would change them is refused
+    by the seal, as the owner's every change to them is."""
+    asyncio.run(seal.unchanged_at(admin_url, database))
+    migrate(owner_url)
+    asyncio.run(seal.at(admin_url, database))
 
 
 def provision(superuser_url: str, database: str) -> None:
     """Roles, database and schema, sealed, from a superuser URL; safe to run on every start."""
     asyncio.run(create_roles_and_database(superuser_url, database))
-    migrate_sealed(superuser_url, database)
+    owner_url = make_url(superuser_url).set(username=OWNER_ROLE, password=None, database=database)
+    migrate_sealed(superuser_url, owner_url.render_as_string(hide_password=False), database)

@@ -56,8 +56,12 @@ SEAL = text(
     "and evtfoid = to_regprocedure('coverproof_seal.guard()') "
     "and not pg_has_role('coverproof_owner', evtowner, 'MEMBER') "
     "from pg_event_trigger where evtname = 'coverproof_audit_seal') as sealed, "
-    "to_regprocedure('coverproof_seal.audit_state()') is not null as checkable"
+    "to_regprocedure('coverproof_seal.audit_state()') is not null "
+    "and to_regprocedure('coverproof_seal.shadows()') is not null as checkable"
 )
+# An operator, cast, conversion or function in public that a query naming no schema could take
+# for a built-in (app/db/seal.py).
+SHADOWS = text("select coverproof_seal.shadows()")
 SEALED_AS_NOW = text(
     "select coverproof_seal.audit_state() = (select state from coverproof_seal.sealed)"
 )
@@ -108,6 +112,10 @@ async def runtime_problems(conn: AsyncConnection) -> list[str]:
     seal = (await conn.execute(SEAL)).one()
     if not (seal.sealed and seal.checkable):
         problems.append("the audit trail is not sealed (`coverproof db seal`, as an administrator)")
-    elif not await conn.scalar(SEALED_AS_NOW):
+        return problems
+    if not await conn.scalar(SEALED_AS_NOW):
         problems.append("the audit tables changed since they were sealed")
+    shadows = await conn.scalar(SHADOWS)
+    if shadows:
+        problems.append(f"public holds what could stand in for a built-in: {', '.join(shadows)}")
     return problems

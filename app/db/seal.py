@@ -6,15 +6,18 @@ be revoked: coverproof_owner (the migrations' role, and the CLI's) could grant t
 to itself, disable the triggers, replace their functions, or rewrite a column with ALTER TABLE.
 The seal takes that away: an event trigger, owned by an administrator, that fails any DDL
 command that names an audit table, or that leaves the audit tables (their definitions, rights,
-row security, policies, rules, inheritance, triggers and the triggers' functions) other than as
-they were sealed. The command is rolled back with it.
+row security, policies, rules, inheritance, triggers and the triggers' functions) or the audit_*
+functions the app reads and appends through other than as they were sealed, or that leaves in
+public anything that could stand in for a built-in. The command is rolled back with it.
 
-Only a session opened by the administrator (or a superuser) passes it, as they could drop it
-anyway: a migration runs in such a session, taking coverproof_owner's role, and the tables
-are sealed again as it leaves them (``bootstrap.migrate_sealed``). The seal is never lifted, so
-no session of the owner's ever runs unsealed. Sealing needs a role that can create event
-triggers (a superuser, or a managed provider's administrator); the server refuses to start
-unsealed (app/db/safety.py).
+Migrations run as coverproof_owner, logged in as it, so always sealed: no session that code of
+the owner's could reach is ever privileged (a trigger, policy or operator of its making runs in
+whatever session meets it, and a superuser's session could take back its superuser role). A
+change to the audit tables is the administrator's to make, by hand, in a session that runs
+nothing of the owner's; ``seal`` then takes the tables as they are. Only a session the
+administrator (or a superuser) opened passes the guard, as either could drop it anyway. Sealing
+needs a role that can create event triggers (a superuser, or a managed provider's
+administrator); the server refuses to start unsealed (app/db/safety.py).
 """
 
 from __future__ import annotations
@@ -67,6 +70,40 @@ from (
     select format('inherits %s %s', inhrelid::regclass, inhparent::regclass)
     from pg_inherits
     where inhrelid in (select oid from protected) or inhparent in (select oid from protected)
+    union all
+    -- The functions through which the app reads and appends entries and heads.
+    select format('function %s %s %s %s', p.oid::regprocedure, p.proowner::regrole, p.proacl,
+                  md5(pg_get_functiondef(p.oid)))
+    from pg_proc p
+    where p.pronamespace = 'public'::regnamespace and p.proname ^@ 'audit_'
+) items
+$$
+"""
+
+# What in public could stand in for a built-in in a query that names no schema: an operator, a
+# cast's function, a conversion, or a function named as one of pg_catalog's (an overload there
+# that fits an argument better wins over pg_catalog's own). The app's queries, and the
+# administrator's, would run it unawares. We make none of these.
+_SHADOWS = """
+create or replace function coverproof_seal.shadows() returns text[]
+language sql stable set search_path = pg_catalog, pg_temp as $$
+select coalesce(array_agg(item order by item), '{}') from (
+    select oid::regoperator::text as item from pg_operator
+    where oprnamespace = 'public'::regnamespace
+    union all
+    select format('cast (%s as %s)', c.castsource::regtype, c.casttarget::regtype)
+    from pg_cast c join pg_proc p on p.oid = c.castfunc
+    where p.pronamespace = 'public'::regnamespace
+    union all
+    select 'conversion ' || conname from pg_conversion
+    where connamespace = 'public'::regnamespace
+    union all
+    select p.oid::regprocedure::text from pg_proc p
+    where p.pronamespace = 'public'::regnamespace
+    and exists (
+        select from pg_proc b
+        where b.pronamespace = 'pg_catalog'::regnamespace and b.proname = p.proname
+    )
 ) items
 $$
 """
@@ -85,6 +122,11 @@ begin
     ) then
         return;
     end if;
+    if cardinality(coverproof_seal.shadows()) > 0 then
+        raise exception 'The audit trail is sealed: % may not leave in public what could stand '
+            'in for a built-in: %', current_user, array_to_string(coverproof_seal.shadows(), ', ')
+            using errcode = 'insufficient_privilege';
+    end if;
     if not exists (
         select from pg_event_trigger_ddl_commands() c
         where c.classid = 'pg_catalog.pg_class'::regclass
@@ -95,10 +137,15 @@ begin
     raise exception 'The audit trail is sealed: % may not change its tables or what guards them.',
         current_user
         using errcode = 'insufficient_privilege',
-              hint = 'Run the migration as an administrator (COVERPROOF_SEAL_DATABASE_URL).';
+              hint = 'An administrator changes them, and seals again (docs/audit.md).';
 end
 $$
 """
+
+
+class Changed(ConfigError):
+    """The audit tables are not as they were sealed, or public holds what could stand in for a
+    built-in (``coverproof`` reports it and stops)."""
 
 
 async def seal(conn: asyncpg.Connection) -> None:
@@ -108,6 +155,10 @@ async def seal(conn: asyncpg.Connection) -> None:
         await conn.execute("create schema if not exists coverproof_seal")
         await conn.execute("grant usage on schema coverproof_seal to public")
         await conn.execute(_STATE)
+        await conn.execute(_SHADOWS)
+        shadows = await conn.fetchval("select coverproof_seal.shadows()")
+        if shadows:
+            raise Changed([f"public holds what could stand in for a built-in: {shadows}"])
         await conn.execute(
             "create table if not exists coverproof_seal.sealed (state text not null)"
         )
@@ -122,10 +173,6 @@ async def seal(conn: asyncpg.Connection) -> None:
             "create event trigger coverproof_audit_seal on ddl_command_end "
             "execute function coverproof_seal.guard()"
         )
-
-
-class Changed(ConfigError):
-    """The audit tables are not as they were sealed (``coverproof`` reports it and stops)."""
 
 
 async def check_unchanged(conn: asyncpg.Connection) -> None:
@@ -147,10 +194,16 @@ async def check_unchanged(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _connect(admin_url: str, database: str | None) -> asyncpg.Connection:
+    # Nothing the owner made in public is found by this session's queries.
+    settings = {"search_path": "pg_catalog, pg_temp"}
+    return await asyncpg.connect(admin_url, database=database, server_settings=settings)
+
+
 async def at(admin_url: str, database: str | None = None) -> None:
     """``seal`` through an administrator's URL (to ``database``, if it names another than the
     URL's)."""
-    conn = await asyncpg.connect(admin_url, database=database)
+    conn = await _connect(admin_url, database)
     try:
         await seal(conn)
     finally:
@@ -159,7 +212,7 @@ async def at(admin_url: str, database: str | None = None) -> None:
 
 async def unchanged_at(admin_url: str, database: str | None = None) -> None:
     """``check_unchanged`` through an administrator's URL."""
-    conn = await asyncpg.connect(admin_url, database=database)
+    conn = await _connect(admin_url, database)
     try:
         await check_unchanged(conn)
     finally:

@@ -10,9 +10,10 @@ run in every append and could have answered the check with bytes of its choosing
 entry's stored fields need not say what its canonical bytes say. The chain head is now read
 from ``public.audit_log`` by name.
 
-Changing an audit trigger's function, it runs where the seal (app/db/seal.py) lets it: before
-the database is first sealed, or in an administrator's session (``coverproof migrate`` with
-COVERPROOF_SEAL_DATABASE_URL). The previous release's processes keep working throughout.
+It changes an audit trigger's function, which the seal (app/db/seal.py) refuses to the owner:
+it runs before the database is first sealed (this release brings the seal). Later changes to
+the audit tables are the administrator's, by hand. The previous release's processes keep
+working throughout.
 """
 
 from alembic import op

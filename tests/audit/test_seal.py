@@ -9,13 +9,13 @@ import asyncio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.audit import chain
 from app.audit.actions import Action
 from app.cli import main
 from app.db import bootstrap, seal
-from app.db.engine import create_lane_pool
+from app.db.engine import create_lane_pool, session_factory
 from app.db.safety import runtime_problems
 from tests.conftest import Database
 
@@ -65,6 +65,24 @@ ATTEMPTS: dict[str, list[str]] = {
     ],
     "stop forcing row security": ["alter table audit_log no force row level security"],
     "drop the checkpoints": ["drop table audit_checkpoints cascade"],
+    "replace how the app reads a chain's head": [
+        "alter function audit_locked_head(uuid, bigint) set search_path = public, pg_catalog"
+    ],
+    "an overload of an audit function": [
+        "create function audit_locked_head(p_firm_id uuid) returns int language sql "
+        "as $$ select 1 $$"
+    ],
+    # What a query naming no schema could take for a built-in, in the app's session or the
+    # administrator's.
+    "an operator in public": [
+        "create function text_eq_varchar(text, varchar) returns boolean language sql "
+        "as $$ select $1 = $2::text $$",
+        "create operator public.= (leftarg = text, rightarg = varchar, function = text_eq_varchar)",
+    ],
+    "a function named as a built-in": [
+        "create function public.convert_from(b bytea, enc text) returns text language sql "
+        "as $$ select 'shadowed' $$"
+    ],
     # A table of pg_temp is found before pg_catalog's unless the search path says otherwise.
     "a copy of the catalog in pg_temp first": [
         "create temp table pg_proc as select * from pg_catalog.pg_proc",
@@ -159,31 +177,29 @@ async def test_the_server_refuses_audit_tables_changed_since_they_were_sealed(
     assert "the audit tables changed since they were sealed" in problems
 
 
-async def test_a_migration_in_the_administrators_session_passes_and_is_sealed_after(
+async def test_an_administrator_changes_an_audit_table_and_seals_it_as_changed(
     database: Database,
     owner_engine: AsyncEngine,
     superuser_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """In the administrator's session, as coverproof_owner (as ``coverproof migrate`` runs with
-    COVERPROOF_SEAL_DATABASE_URL), an audit table may change, and ``coverproof db seal`` takes
-    the tables as left; in the owner's own session the same command is refused."""
+    """A change to the audit tables is the administrator's, in its own session; ``coverproof
+    db seal`` then takes them as changed, and ``coverproof migrate`` (as the owner, sealed
+    after) keeps them so. The owner's same change is refused."""
     change = "alter table audit_checkpoints alter column key_id set default 'sealed-test'"
+    async with owner_engine.connect() as conn:
+        with pytest.raises(DBAPIError, match="The audit trail is sealed"):
+            await conn.execute(text(change))
     async with superuser_engine.begin() as conn:
-        await conn.execute(text("set local role coverproof_owner"))
         await conn.execute(text(change))
     assert not await _sealed_as_now(superuser_engine)
     monkeypatch.setenv("COVERPROOF_SEAL_DATABASE_URL", database.superuser_url)
+    monkeypatch.setenv("COVERPROOF_ADMIN_DATABASE_URL", database.owner_url)
     assert await asyncio.to_thread(main, ["db", "seal"]) == 0
     assert await asyncio.to_thread(main, ["migrate"]) == 0  # at head: sealed again, unchanged
     assert capsys.readouterr().out.split() == ["sealed", "migrated"]
     assert await _sealed_as_now(superuser_engine)
-    async with owner_engine.connect() as conn:
-        with pytest.raises(DBAPIError, match="The audit trail is sealed"):
-            await conn.execute(
-                text("alter table audit_checkpoints alter column key_id drop default")
-            )
     async with superuser_engine.begin() as conn:
         await conn.execute(text("alter table audit_checkpoints alter column key_id drop default"))
     assert await asyncio.to_thread(main, ["db", "seal"]) == 0
@@ -191,22 +207,50 @@ async def test_a_migration_in_the_administrators_session_passes_and_is_sealed_af
         assert not [p for p in await runtime_problems(conn) if "seal" in p]
 
 
-async def test_the_append_check_calls_nothing_the_owner_puts_in_public(
-    owner_sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    """The owner may create functions in public, as its migrations do; an overload there that
-    matches the append check's call better than pg_catalog's (convert_from(bytea, text) against
-    (bytea, name)) is not what the check calls, so the owner's code never answers it (0026).
-    (Rolled back.)"""
-    async with owner_sessions() as session:
+async def test_the_append_check_calls_nothing_in_public(superuser_engine: AsyncEngine) -> None:
+    """An overload in public that fits the append check's call better than pg_catalog's own
+    (convert_from(bytea, text) against (bytea, name)) is not what the check calls (0026). Only
+    a superuser can make one now (the seal refuses the owner); made here, the owner's append
+    still goes through. (Rolled back.)"""
+    sessions = session_factory(superuser_engine)
+    async with sessions() as session:
         await session.execute(
             text(
                 "create function public.convert_from(b bytea, enc text) returns text "
-                "language plpgsql as $$ begin raise exception 'the owner''s function ran'; end $$"
+                "language plpgsql as $$ begin raise exception 'public''s function ran'; end $$"
             )
         )
+        await session.execute(text("set local role coverproof_owner"))
         await chain.record_platform(session, Action.SIGN_UP_DUPLICATE)
         await session.rollback()
+
+
+async def test_migrations_never_run_in_a_privileged_session(
+    superuser_url: str, owner_engine: AsyncEngine
+) -> None:
+    """Code of the owner's making runs in whatever session meets it (here a policy on the
+    migrations' own version table): were migrations run in a superuser's session, taking the
+    owner's role, that code could take the superuser's back. They run logged in as the owner."""
+    hook = [
+        "create function no_superuser_here() returns boolean language plpgsql as $$ begin "
+        "if (select rolsuper from pg_roles where rolname = session_user) then "
+        "raise exception 'owner code ran in a superuser session'; end if; return true; end $$",
+        "alter table alembic_version enable row level security",
+        "alter table alembic_version force row level security",
+        "create policy hooked on alembic_version using (no_superuser_here()) with check (true)",
+    ]
+    async with owner_engine.begin() as conn:
+        name = await conn.scalar(text("select current_database()"))
+        for statement in hook:
+            await conn.execute(text(statement))
+    try:
+        await asyncio.to_thread(bootstrap.provision, superuser_url, name)
+    finally:
+        async with owner_engine.begin() as conn:
+            await conn.execute(text("drop policy hooked on alembic_version"))
+            await conn.execute(text("alter table alembic_version no force row level security"))
+            await conn.execute(text("alter table alembic_version disable row level security"))
+            await conn.execute(text("drop function no_superuser_here()"))
 
 
 def test_sealing_a_managed_database_needs_an_administrators_url(
@@ -255,3 +299,23 @@ async def test_provisioning_refuses_to_seal_over_tables_changed_since(
             )
     assert await _sealed_as_now(superuser_engine)
     await asyncio.to_thread(bootstrap.provision, superuser_url, name)
+
+
+async def test_the_server_refuses_public_holding_what_could_stand_in_for_a_built_in(
+    superuser_engine: AsyncEngine,
+) -> None:
+    """Made by a superuser (the seal refuses the owner), found at the next start. (Rolled
+    back.)"""
+    async with superuser_engine.connect() as conn, conn.begin() as tx:
+        await conn.execute(
+            text(
+                "create function public.convert_from(b bytea, enc text) returns text "
+                "language sql as $$ select 'shadowed' $$"
+            )
+        )
+        problems = await runtime_problems(conn)
+        await tx.rollback()
+    assert (
+        "public holds what could stand in for a built-in: public.convert_from(bytea,text)"
+        in problems
+    )
