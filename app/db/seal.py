@@ -26,8 +26,8 @@ import asyncpg
 
 from app.config import ConfigError
 
-# Everything about the audit tables that decides what their rows are and who may change them,
-# as one digest. Indexes are left out: one may be added or rebuilt without touching a row.
+# Everything about the audit tables that decides what their rows are, who may change them and
+# what may append to them, as one digest.
 # pg_temp comes last in the search path: unlisted, it is searched before pg_catalog for
 # tables, and a role could put a pg_class of its own there, copied before it changed the real.
 _STATE = """
@@ -70,6 +70,10 @@ from (
     select format('inherits %s %s', inhrelid::regclass, inhparent::regclass)
     from pg_inherits
     where inhrelid in (select oid from protected) or inhparent in (select oid from protected)
+    union all
+    -- A unique one could refuse appends; an expression one runs its functions in each.
+    select format('index %s', pg_get_indexdef(indexrelid))
+    from pg_index where indrelid in (select oid from protected)
     union all
     -- The functions through which the app reads and appends entries and heads.
     select format('function %s %s %s %s', p.oid::regprocedure, p.proowner::regrole, p.proacl,

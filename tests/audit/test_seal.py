@@ -65,6 +65,9 @@ ATTEMPTS: dict[str, list[str]] = {
     ],
     "stop forcing row security": ["alter table audit_log no force row level security"],
     "drop the checkpoints": ["drop table audit_checkpoints cascade"],
+    "a unique index refusing appends": [
+        "create unique index refuse_more on audit_log ((firm_id is null)) where seq > 1000000000"
+    ],
     "replace how the app reads a chain's head": [
         "alter function audit_locked_head(uuid, bigint) set search_path = public, pg_catalog"
     ],
@@ -143,13 +146,13 @@ async def test_the_owner_cannot_make_a_schema_the_app_would_search_first(
 
 async def test_the_owner_may_still_change_everything_else(owner_engine: AsyncEngine) -> None:
     """A migration that leaves the audit tables alone runs sealed: tables, functions and
-    indexes of its own, an index on the audit log too."""
+    indexes of its own."""
     async with owner_engine.connect() as conn:
         tx = await conn.begin()
         try:
             await conn.execute(text("create table sealed_probe (id int primary key)"))
             await conn.execute(text("alter table sealed_probe add column note text"))
-            await conn.execute(text("create index sealed_probe_action on audit_log (action)"))
+            await conn.execute(text("create index sealed_probe_note on sealed_probe (note)"))
             await conn.execute(text("drop table sealed_probe"))
         finally:
             await tx.rollback()
