@@ -158,13 +158,18 @@ async def test_the_owner_may_still_change_everything_else(owner_engine: AsyncEng
             await tx.rollback()
 
 
-async def test_the_server_refuses_an_unsealed_database(superuser_engine: AsyncEngine) -> None:
-    """Seal lifted (in a transaction rolled back), the start-up check names it."""
+async def _problems_after(superuser_engine: AsyncEngine, statement: str) -> list[str]:
+    """What the start-up check finds once a superuser has run ``statement`` (rolled back)."""
     async with superuser_engine.connect() as conn, conn.begin() as tx:
-        assert not [p for p in await runtime_problems(conn) if "seal" in p]
-        await conn.execute(text("drop event trigger coverproof_audit_seal"))
+        assert not [p for p in await runtime_problems(conn) if "seal" in p or "public" in p]
+        await conn.execute(text(statement))
         problems = await runtime_problems(conn)
         await tx.rollback()
+    return problems
+
+
+async def test_the_server_refuses_an_unsealed_database(superuser_engine: AsyncEngine) -> None:
+    problems = await _problems_after(superuser_engine, "drop event trigger coverproof_audit_seal")
     assert "the audit trail is not sealed (`coverproof db seal`, as an administrator)" in problems
 
 
@@ -173,10 +178,8 @@ async def test_the_server_refuses_audit_tables_changed_since_they_were_sealed(
 ) -> None:
     """A superuser passes the seal (as the event trigger's owner may: either could drop it);
     what it changed is still found at the next start."""
-    async with superuser_engine.connect() as conn, conn.begin() as tx:
-        await conn.execute(text("alter table audit_log disable trigger audit_log_no_truncate"))
-        problems = await runtime_problems(conn)
-        await tx.rollback()
+    change = "alter table audit_log disable trigger audit_log_no_truncate"
+    problems = await _problems_after(superuser_engine, change)
     assert "the audit tables changed since they were sealed" in problems
 
 
@@ -307,17 +310,12 @@ async def test_provisioning_refuses_to_seal_over_tables_changed_since(
 async def test_the_server_refuses_public_holding_what_could_stand_in_for_a_built_in(
     superuser_engine: AsyncEngine,
 ) -> None:
-    """Made by a superuser (the seal refuses the owner), found at the next start. (Rolled
-    back.)"""
-    async with superuser_engine.connect() as conn, conn.begin() as tx:
-        await conn.execute(
-            text(
-                "create function public.convert_from(b bytea, enc text) returns text "
-                "language sql as $$ select 'shadowed' $$"
-            )
-        )
-        problems = await runtime_problems(conn)
-        await tx.rollback()
+    """Made by a superuser (the seal refuses the owner), found at the next start."""
+    shadow = (
+        "create function public.convert_from(b bytea, enc text) returns text "
+        "language sql as $$ select 'shadowed' $$"
+    )
+    problems = await _problems_after(superuser_engine, shadow)
     assert (
         "public holds what could stand in for a built-in: public.convert_from(bytea,text)"
         in problems
