@@ -99,7 +99,8 @@ SQL_CALLS = {"text", "execute", "executemany", "fetch", "fetchrow", "fetchval", 
 # file.
 IDENTIFIER_SQL = {
     "app/db/ddl.py": 3,  # force_rls(table): alter table / create policy on a table we name
-    "app/db/bootstrap.py": 2,  # create database "<quoted>", alter database "<quoted>" owner
+    # create database "<quoted>"; alter database "<quoted>" owner, reset all; revoke temporary
+    "app/db/bootstrap.py": 4,
 }
 
 

@@ -18,6 +18,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
+from app.config import ConfigError
 from app.db import seal
 
 OWNER_ROLE = "coverproof_owner"
@@ -59,14 +60,30 @@ async def create_roles_and_database(superuser_url: str, database: str) -> None:
         # Identifiers cannot be bound parameters; the name is ours, quoted here.
         quoted = '"' + database.replace('"', '""') + '"'
         exists = await conn.fetchval("select 1 from pg_database where datname = $1", database)
-        if exists:  # made when coverproof_owner owned it: the administrator takes it
+        if exists:
+            # Made when coverproof_owner owned it: the administrator takes it, without the
+            # settings its owner could give every session.
             await conn.execute(f"alter database {quoted} owner to current_user")
+            await conn.execute(f"alter database {quoted} reset all")
         else:
             await conn.execute(f"create database {quoted}")
+        # Temporary tables are searched before any schema: code of the owner's making, run in
+        # the app's session, could put one there for the app to take for the audit log.
+        await conn.execute(f"revoke temporary on database {quoted} from public")
     finally:
         await conn.close()
-    conn = await asyncpg.connect(superuser_url, database=database)
+    conn = await asyncpg.connect(
+        superuser_url, database=database, server_settings={"search_path": "pg_catalog"}
+    )
     try:
+        # What the owner made when the database was its own is none of its to keep.
+        kept = await conn.fetch(
+            "select nspname from pg_namespace "
+            "where nspowner = 'coverproof_owner'::regrole and nspname <> 'public'"
+        )
+        if kept:
+            names = ", ".join(row["nspname"] for row in kept)
+            raise ConfigError([f"coverproof_owner owns schemas that are not ours: {names}"])
         await conn.execute("grant usage, create on schema public to coverproof_owner")
     finally:
         await conn.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.db import seal as seal_sql
+
 _ROLE = text(
     "select rolsuper, rolbypassrls, "
     "pg_has_role(current_user, 'coverproof_owner', 'MEMBER') as owner_member "
@@ -41,6 +43,14 @@ AUDIT_WRITES = text(
     "unnest(array['UPDATE', 'DELETE', 'TRUNCATE']) p "
     "where case p when 'UPDATE' then has_any_column_privilege(:role, 'public.' || t, p) "
     "else has_table_privilege(:role, 'public.' || t, p) end order by 1"
+)
+# A temporary table is found before any schema's: code of the owner's making, run in the app's
+# session, could make one there for the app to take for the audit log.
+TEMPORARY = text("select has_database_privilege(:role, current_database(), 'TEMPORARY')")
+# What it made while it owned the database (a schema named after a role is searched first).
+OWNER_SCHEMAS = text(
+    "select nspname from pg_namespace where nspowner = 'coverproof_owner'::regrole "
+    "and nspname <> 'public' order by 1"
 )
 # A database's owner may drop it, audit trail and all.
 OWNER_OWNS_DATABASE = text(
@@ -101,10 +111,21 @@ async def runtime_problems(conn: AsyncConnection) -> list[str]:
     unpoliced = (await conn.execute(UNPOLICED_TABLES)).scalars().all()
     if unpoliced:
         problems.append(f"tables without forced row-level security: {', '.join(unpoliced)}")
+    return problems + await _audit_problems(conn)
+
+
+async def _audit_problems(conn: AsyncConnection) -> list[str]:
+    """What would let a role of ours change the audit trail, or what guards it."""
+    problems = []
     for ours in ("coverproof_owner", "coverproof_app"):
         writes = (await conn.execute(AUDIT_WRITES, {"role": ours})).scalars().all()
         if writes:
             problems.append(f"{ours} may change the audit trail: {', '.join(writes)}")
+        if await conn.scalar(TEMPORARY, {"role": ours}):
+            problems.append(f"{ours} may create temporary tables")
+    kept = (await conn.execute(OWNER_SCHEMAS)).scalars().all()
+    if kept:
+        problems.append(f"coverproof_owner owns schemas that are not ours: {', '.join(kept)}")
     if await conn.scalar(OWNER_OWNS_DATABASE):
         problems.append(
             "coverproof_owner owns the database (it could drop it, audit trail and all)"
@@ -113,6 +134,9 @@ async def runtime_problems(conn: AsyncConnection) -> list[str]:
     if not (seal.sealed and seal.checkable):
         problems.append("the audit trail is not sealed (`coverproof db seal`, as an administrator)")
         return problems
+    strangers = await conn.scalar(text(seal_sql.NOT_OURS))
+    if strangers:
+        problems.append(f"the seal's own objects are someone else's: {strangers}")
     if not await conn.scalar(SEALED_AS_NOW):
         problems.append("the audit tables changed since they were sealed")
     shadows = await conn.scalar(SHADOWS)

@@ -147,6 +147,23 @@ $$
 """
 
 
+# The seal's schema and what is in it that the event trigger's owner does not own: made before
+# by someone else, each would have kept its owner, who could change it.
+NOT_OURS = """
+select string_agg(name, ', ' order by name) from (
+    select 'schema coverproof_seal' as name, nspowner as owner from pg_namespace
+    where nspname = 'coverproof_seal'
+    union all
+    select oid::regprocedure::text, proowner from pg_proc
+    where pronamespace = 'coverproof_seal'::regnamespace
+    union all
+    select oid::regclass::text, relowner from pg_class
+    where relnamespace = 'coverproof_seal'::regnamespace
+) objects
+where owner <> (select evtowner from pg_event_trigger where evtname = 'coverproof_audit_seal')
+"""
+
+
 class Changed(ConfigError):
     """The audit tables are not as they were sealed, or public holds what could stand in for a
     built-in (``coverproof`` reports it and stops)."""
@@ -177,6 +194,9 @@ async def seal(conn: asyncpg.Connection) -> None:
             "create event trigger coverproof_audit_seal on ddl_command_end "
             "execute function coverproof_seal.guard()"
         )
+        strangers = await conn.fetchval(NOT_OURS)
+        if strangers:  # raised inside the transaction: nothing of this seal stays
+            raise Changed([f"the seal's own objects are someone else's: {strangers}"])
 
 
 async def check_unchanged(conn: asyncpg.Connection) -> None:

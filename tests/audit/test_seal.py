@@ -9,15 +9,19 @@ import asyncio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.audit import chain
 from app.audit.actions import Action
+from app.auth.actor import Actor, ActorType, Role
 from app.cli import main
+from app.config import ConfigError
 from app.db import bootstrap, seal
 from app.db.engine import create_lane_pool, session_factory
 from app.db.safety import runtime_problems
+from app.db.tenant import tenant_transaction
 from tests.conftest import Database
+from tests.factories import Members
 
 # What the owner of a table may otherwise do to it, each enough to change or drop entries, or
 # to let a later command do so unchecked.
@@ -86,17 +90,6 @@ ATTEMPTS: dict[str, list[str]] = {
         "create function public.convert_from(b bytea, enc text) returns text language sql "
         "as $$ select 'shadowed' $$"
     ],
-    # A table of pg_temp is found before pg_catalog's unless the search path says otherwise.
-    "a copy of the catalog in pg_temp first": [
-        "create temp table pg_proc as select * from pg_catalog.pg_proc",
-        "create or replace function audit_log_forbid_change() returns trigger "
-        "language plpgsql as $$ begin return old; end $$",
-    ],
-    "an event trigger of its own in pg_temp": [
-        "create temp table pg_event_trigger as select evtname, "
-        "'coverproof_owner'::regrole::oid as evtowner from pg_catalog.pg_event_trigger",
-        "alter table audit_log disable trigger audit_log_no_update_delete",
-    ],
 }
 
 SEALED_AS_NOW = text(
@@ -125,6 +118,31 @@ async def test_the_owner_cannot_change_the_audit_tables_or_what_guards_them(
         finally:
             await tx.rollback()
     assert await _sealed_as_now(superuser_engine)
+
+
+async def test_no_role_of_ours_may_make_a_temporary_table(
+    owner_engine: AsyncEngine, app_engine: AsyncEngine
+) -> None:
+    """A temporary table is found before any schema's: code of the owner's making, run in the
+    app's session (a function the app calls is the owner's), could make one named audit_log
+    for the app to read and append to in place of the log."""
+    for engine in (owner_engine, app_engine):
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError, match="permission denied to create temporary tables"):
+                await conn.execute(text("create temp view audit_log as select 1 as seq"))
+
+
+async def test_the_seals_digest_reads_the_catalog_not_a_copy_in_pg_temp(
+    superuser_engine: AsyncEngine,
+) -> None:
+    """In a session that may make temporary tables (an administrator's), one named pg_class is
+    found before pg_catalog's unless the search path puts pg_temp last: a copy of pg_class made
+    before a grant would hide the grant from the digest. (Rolled back.)"""
+    async with superuser_engine.connect() as conn, conn.begin() as tx:
+        await conn.execute(text("create temp table pg_class as select * from pg_catalog.pg_class"))
+        await conn.execute(text("grant update on audit_log to coverproof_owner"))
+        assert not await conn.scalar(SEALED_AS_NOW)
+        await tx.rollback()
 
 
 async def test_the_owner_cannot_make_a_schema_the_app_would_search_first(
@@ -278,7 +296,11 @@ async def test_provisioning_again_takes_the_database_from_the_owner_and_seals_it
         before = await runtime_problems(conn)  # as a superuser: of its own, only
         name = await conn.scalar(text("select current_database()"))
         await conn.execute(text(f'alter database "{name}" owner to coverproof_owner'))
-        assert await runtime_problems(conn) == [*before, owns]
+        assert await runtime_problems(conn) == [
+            *before,
+            "coverproof_owner may create temporary tables",  # a database's owner may
+            owns,
+        ]
     await asyncio.to_thread(bootstrap.provision, superuser_url, name)
     async with superuser_engine.connect() as conn:
         assert await runtime_problems(conn) == before
@@ -320,3 +342,69 @@ async def test_the_server_refuses_public_holding_what_could_stand_in_for_a_built
         "public holds what could stand in for a built-in: public.convert_from(bytea,text)"
         in problems
     )
+
+
+async def test_the_seal_is_refused_over_objects_of_its_own_someone_else_owns(
+    superuser_url: str, superuser_engine: AsyncEngine
+) -> None:
+    """A seal schema or function made earlier by the owner (while the database was its own)
+    would keep its owner through ``create or replace``, who could rewrite the guard: sealing
+    refuses, and so does the start-up check."""
+    steal = "alter function coverproof_seal.guard() owner to coverproof_owner"
+    problems = await _problems_after(superuser_engine, steal)
+    assert "the seal's own objects are someone else's: coverproof_seal.guard()" in problems
+    async with superuser_engine.begin() as conn:
+        name = await conn.scalar(text("select current_database()"))
+        await conn.execute(text("alter schema coverproof_seal owner to coverproof_owner"))
+    try:
+        with pytest.raises(seal.Changed, match="schema coverproof_seal"):
+            await seal.at(superuser_url, name)
+        with pytest.raises(ConfigError, match=r"coverproof_owner owns schemas .*coverproof_seal"):
+            await asyncio.to_thread(bootstrap.provision, superuser_url, name)
+    finally:
+        async with superuser_engine.begin() as conn:
+            await conn.execute(text("alter schema coverproof_seal owner to current_user"))
+    await asyncio.to_thread(bootstrap.provision, superuser_url, name)
+
+
+async def test_provisioning_refuses_schemas_the_owner_made_when_the_database_was_its_own(
+    superuser_url: str, superuser_engine: AsyncEngine
+) -> None:
+    async with superuser_engine.begin() as conn:
+        name = await conn.scalar(text("select current_database()"))
+        await conn.execute(text("create schema stray authorization coverproof_owner"))
+    try:
+        with pytest.raises(ConfigError, match="coverproof_owner owns schemas that are not ours"):
+            await asyncio.to_thread(bootstrap.provision, superuser_url, name)
+    finally:
+        async with superuser_engine.begin() as conn:
+            await conn.execute(text("drop schema stray"))
+
+
+async def test_the_checkpointer_lists_every_chain_whatever_the_owner_does_to_firms(
+    owner_engine: AsyncEngine,
+    superuser_engine: AsyncEngine,
+    members: Members,
+    owner_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The firms' policies are the owner's; the chains the checkpointer signs are read from the
+    log (0027), so a policy hiding firms from the owner hides no chain. (Rolled back.)"""
+    owner = await members.create(Role.OWNER)
+    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
+    async with tenant_transaction(owner_sessions, owner.firm_id, owner.user_id) as session:
+        await chain.record(session, actor, Action.FIRM_UPDATED, "firm", owner.firm_id)
+    async with superuser_engine.connect() as conn:
+        chains = set(
+            await conn.scalars(
+                text("select distinct firm_id from audit_log where firm_id is not null")
+            )
+        )
+    assert chains
+    async with owner_engine.connect() as conn, conn.begin() as tx:
+        await conn.execute(
+            text("create policy hide on firms as restrictive for select using (false)")
+        )
+        await conn.execute(text("select set_config('app.checkpointer', 'on', true)"))
+        listed = set(await conn.scalars(text("select firm_id from audit_chain_heads('{}')")))
+        await tx.rollback()
+    assert listed == chains

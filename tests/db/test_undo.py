@@ -10,7 +10,7 @@ import asyncio
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from app.db.engine import create_engine, session_factory
@@ -24,14 +24,20 @@ DEFERRED = (
 )
 
 
-async def test_a_commit_that_fails_is_undone(app_sessions: Sessions) -> None:
+@pytest.fixture
+def temp_sessions(superuser_engine: AsyncEngine) -> Sessions:
+    """A superuser's sessions: no role of ours may make the temporary tables these use."""
+    return session_factory(superuser_engine)
+
+
+async def test_a_commit_that_fails_is_undone(temp_sessions: Sessions) -> None:
     undone: list[str] = []
 
     async def undo() -> None:
         undone.append("object")
 
     async def duplicate_found_at_commit() -> None:
-        async with transaction(app_sessions) as session:
+        async with transaction(temp_sessions) as session:
             await session.execute(text(DEFERRED))
             await session.execute(text("insert into undo_probe values (1), (1)"))
             on_rollback(session, undo)
@@ -120,7 +126,7 @@ async def test_a_request_cancelled_during_its_commit_is_not_undone(
     """A request cancelled while its COMMIT is on the wire (the client went away, a server
     shutting down) cannot know whether it committed: nothing is undone. Its own engine, since
     the cancelled connection is thrown away."""
-    engine = create_engine(database.app_url, pool_size=2)
+    engine = create_engine(database.superuser_url, pool_size=2)  # it makes temporary tables
     undone: list[str] = []
     committing = asyncio.Event()
 
