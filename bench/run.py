@@ -211,10 +211,10 @@ async def seeded_database(reuse: bool) -> tuple[bootstrap.SocketServer, str, str
         print("reusing the database the last run seeded", flush=True)
         pg = embedded.start(ROOT / ".coverproof" / "bench-pg")
         superuser = pg.url(pg.superuser, DATABASE)
-        # Migrations added since it was seeded (the app refuses a schema it would not police),
-        # sealed as provisioning seals. In a thread: alembic's env runs its own event loop.
-        owner = pg.url(bootstrap.OWNER_ROLE, DATABASE)
-        await asyncio.to_thread(bootstrap.migrate_sealed, superuser, owner)
+        # Provisioned again (idempotent): migrations added since it was seeded, and what the
+        # app now refuses to start without (the seal, the administrator's database). In a
+        # thread: alembic's env runs its own event loop.
+        await asyncio.to_thread(bootstrap.provision, pg.url(pg.superuser, "postgres"), DATABASE)
         return (
             pg,
             superuser,
