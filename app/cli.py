@@ -66,6 +66,15 @@ def _migrate(settings: Settings) -> None:
     from app.db import bootstrap  # noqa: PLC0415
 
     if settings.seal_database_url is not None:
+        if settings.admin_database_url is None:
+            # Without it the owner's URL would be the embedded server's: the database named
+            # for sealing would be sealed unmigrated, and its migrations then refused.
+            raise ConfigError(
+                [
+                    "COVERPROOF_ADMIN_DATABASE_URL (coverproof_owner) is not set, and sealing "
+                    "needs the database migrated first."
+                ]
+            )
         admin = settings.seal_database_url.get_secret_value()
         bootstrap.migrate_sealed(admin, _owner_url(settings))
     else:
@@ -101,7 +110,9 @@ def db_seal(settings: Settings, args: argparse.Namespace) -> int:
                 "is not set."
             ]
         )
-    asyncio.run(seal.at(url))
+    from app.db.bootstrap import head_revision  # noqa: PLC0415
+
+    asyncio.run(seal.at(url, head=head_revision()))
     print("sealed")
     return 0
 

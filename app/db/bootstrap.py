@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import asyncpg
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from app.config import ConfigError
@@ -89,13 +90,24 @@ async def create_roles_and_database(superuser_url: str, database: str) -> None:
         await conn.close()
 
 
+def _config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["url"] = url
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration's revision: what a database must be at to be sealed."""
+    head = ScriptDirectory.from_config(_config("")).get_current_head()
+    assert head is not None
+    return head
+
+
 def migrate(owner_url: str) -> None:
     """Apply every migration as coverproof_owner (``alembic upgrade head``), logged in as it:
     never in a privileged session, where code of the owner's making could take its rights."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["url"] = owner_url
-    command.upgrade(config, "head")
+    command.upgrade(_config(owner_url), "head")
 
 
 def migrate_sealed(admin_url: str, owner_url: str, database: str | None = None) -> None:
@@ -105,7 +117,7 @@ def migrate_sealed(admin_url: str, owner_url: str, database: str | None = None) 
     by the seal, as the owner's every change to them is."""
     asyncio.run(seal.unchanged_at(admin_url, database))
     migrate(owner_url)
-    asyncio.run(seal.at(admin_url, database))
+    asyncio.run(seal.at(admin_url, database, head=head_revision()))
 
 
 def provision(superuser_url: str, database: str) -> None:

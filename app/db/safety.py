@@ -132,7 +132,9 @@ async def _audit_problems(conn: AsyncConnection) -> list[str]:
         )
     seal = (await conn.execute(SEAL)).one()
     if not (seal.sealed and seal.checkable):
-        problems.append("the audit trail is not sealed (`coverproof db seal`, as an administrator)")
+        problems.append(
+            "the audit trail is not sealed (migrate, then `coverproof db seal` as an administrator)"
+        )
         return problems
     strangers = await conn.scalar(text(seal_sql.NOT_OURS))
     if strangers:

@@ -169,9 +169,18 @@ class Changed(ConfigError):
     built-in (``coverproof`` reports it and stops)."""
 
 
-async def seal(conn: asyncpg.Connection) -> None:
+async def seal(conn: asyncpg.Connection, head: str) -> None:
     """Seal the audit tables as they are now (on a connection of a role that may create event
-    triggers, to the app's database); sealing again takes their state afresh."""
+    triggers, to the app's database), once migrated to ``head``; sealing again takes their
+    state afresh. Seal as the same role each time: objects of the seal another made are
+    refused."""
+    # Sealed earlier, a migration still to come that changes the audit tables (as 0026 and
+    # 0027 do) would be refused to the owner, who runs migrations.
+    version = None
+    if await conn.fetchval("select to_regclass('public.alembic_version') is not null"):
+        version = await conn.fetchval("select version_num from public.alembic_version")
+    if version != head:
+        raise Changed([f"The database is at migration {version}, not {head}: migrate, then seal."])
     async with conn.transaction():
         await conn.execute("create schema if not exists coverproof_seal")
         await conn.execute("grant usage on schema coverproof_seal to public")
@@ -224,12 +233,12 @@ async def _connect(admin_url: str, database: str | None) -> asyncpg.Connection:
     return await asyncpg.connect(admin_url, database=database, server_settings=settings)
 
 
-async def at(admin_url: str, database: str | None = None) -> None:
+async def at(admin_url: str, database: str | None = None, *, head: str) -> None:
     """``seal`` through an administrator's URL (to ``database``, if it names another than the
     URL's)."""
     conn = await _connect(admin_url, database)
     try:
-        await seal(conn)
+        await seal(conn, head)
     finally:
         await conn.close()
 

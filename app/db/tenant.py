@@ -29,7 +29,12 @@ _SET_TENANT = text(
 )
 # What the outbox's policies look for (migration 0011).
 _SET_MAIL_SENDER = text("select set_config('app.mail_sender', 'on', true)")
-_SET_CHECKPOINTER = text("select set_config('app.checkpointer', 'on', true)")
+# And bound to no firm, whatever the pooled connection's session was left holding: a firm set
+# for the session (by code not ours, in a function the app calls) made audit_chain_heads refuse.
+_SET_CHECKPOINTER = text(
+    "select set_config('app.checkpointer', 'on', true), set_config('app.firm_id', '', true), "
+    "set_config('app.actor_id', '', true)"
+)
 
 
 @asynccontextmanager

@@ -22,7 +22,7 @@ from limits.aio.storage.redis.coredis import CoredisBridge
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from app.errors import RateLimited
+from app.errors import BadUserInput, RateLimited
 from app.ratelimit.memory import MemoryWindows
 from app.ratelimit.policies import Policy
 
@@ -74,16 +74,24 @@ class RateLimiter:
         digest, item = key_digest(key), self._item(policy)
         if await self._strategy.hit(item, digest, cost=cost):
             return
-        await self._refuse(policy, item, digest)
+        await self._refuse(policy, item, digest, cost)
 
     async def check_room(self, policy: Policy, key: str, cost: int = 1) -> None:
         """``hit``'s refusal, without counting anything: for a caller that must know that
         several limits have room before it counts against any of them."""
         digest, item = key_digest(key), self._item(policy)
         if not await self._strategy.test(item, digest, cost=cost):
-            await self._refuse(policy, item, digest)
+            await self._refuse(policy, item, digest, cost)
 
-    async def _refuse(self, policy: Policy, item: RateLimitItem, digest: str) -> None:
+    async def _refuse(self, policy: Policy, item: RateLimitItem, digest: str, cost: int) -> None:
+        if cost > item.amount:
+            raise BadUserInput(
+                f"That is more at once than the limit of {item.amount} allows; send fewer."
+            )
+        if cost > 1:
+            # Room for several waits for as many of the window's hits to leave it, which the
+            # window's stats (its oldest hit) do not say; all of them have left after one window.
+            raise RateLimited(retryAfter=policy.window_seconds)
         stats = await self._strategy.get_window_stats(item, digest)
         # Whole seconds, rounded up so a client that waits exactly that long gets through; at
         # least 1 because "retry after 0" invites a tight loop.

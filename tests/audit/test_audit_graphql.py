@@ -14,7 +14,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -25,6 +25,7 @@ from app.audit.actions import Action
 from app.audit.signing import checkpoint_payload, verify_signature
 from app.auth.actor import Actor, ActorType, Role
 from app.db import calls
+from app.db.engine import create_engine, session_factory
 from app.db.models import AuditCheckpoint
 from app.db.tenant import (
     bind_tenant,
@@ -43,6 +44,7 @@ from tests.audit.test_tamper import (
     signing_key,
     tamper,
 )
+from tests.conftest import Database
 from tests.factories import Member, Members, codes, gql
 from tests.partners import doc_id, trust
 
@@ -603,6 +605,27 @@ async def test_only_the_checkpointer_lists_every_firms_chain_head(
     for attempt in (bound, unbound, marked_then_bound):
         with pytest.raises(DBAPIError, match="listed to the checkpointer alone"):
             await attempt()
+
+
+async def test_the_checkpointer_lists_heads_on_a_connection_left_holding_a_firm(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession], database: Database
+) -> None:
+    """A firm set for a pooled connection's whole session (never by our code; code the owner
+    can change runs in the app's session) no longer stops the checkpointer, whose transaction
+    binds no firm whatever the session holds."""
+    trail = await new_trail(members, app_sessions, 1)
+    engine = create_engine(database.app_url, pool_size=1)
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as session:
+            keep = "select set_config('app.firm_id', :firm, false)"
+            await session.execute(text(keep), {"firm": str(trail.firm_id)})
+            await session.commit()
+        async with checkpointer_transaction(sessions) as session:
+            heads = {head.firm_id: head.head_seq for head in await calls.chain_heads(session, ())}
+        assert heads[trail.firm_id] == 1
+    finally:
+        await engine.dispose()
 
 
 async def test_signers_racing_each_other_and_appends_sign_each_head_once(

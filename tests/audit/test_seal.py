@@ -188,7 +188,10 @@ async def _problems_after(superuser_engine: AsyncEngine, statement: str) -> list
 
 async def test_the_server_refuses_an_unsealed_database(superuser_engine: AsyncEngine) -> None:
     problems = await _problems_after(superuser_engine, "drop event trigger coverproof_audit_seal")
-    assert "the audit trail is not sealed (`coverproof db seal`, as an administrator)" in problems
+    not_sealed = (
+        "the audit trail is not sealed (migrate, then `coverproof db seal` as an administrator)"
+    )
+    assert not_sealed in problems
 
 
 async def test_the_server_refuses_audit_tables_changed_since_they_were_sealed(
@@ -215,18 +218,21 @@ async def test_an_administrator_changes_an_audit_table_and_seals_it_as_changed(
     async with owner_engine.connect() as conn:
         with pytest.raises(DBAPIError, match="The audit trail is sealed"):
             await conn.execute(text(change))
-    async with superuser_engine.begin() as conn:
-        await conn.execute(text(change))
-    assert not await _sealed_as_now(superuser_engine)
     monkeypatch.setenv("COVERPROOF_SEAL_DATABASE_URL", database.superuser_url)
     monkeypatch.setenv("COVERPROOF_ADMIN_DATABASE_URL", database.owner_url)
-    assert await asyncio.to_thread(main, ["db", "seal"]) == 0
-    assert await asyncio.to_thread(main, ["migrate"]) == 0  # at head: sealed again, unchanged
-    assert capsys.readouterr().out.split() == ["sealed", "migrated"]
-    assert await _sealed_as_now(superuser_engine)
     async with superuser_engine.begin() as conn:
-        await conn.execute(text("alter table audit_checkpoints alter column key_id drop default"))
-    assert await asyncio.to_thread(main, ["db", "seal"]) == 0
+        await conn.execute(text(change))
+    try:
+        assert not await _sealed_as_now(superuser_engine)
+        assert await asyncio.to_thread(main, ["db", "seal"]) == 0
+        assert await asyncio.to_thread(main, ["migrate"]) == 0  # at head: sealed again
+        assert capsys.readouterr().out.split() == ["sealed", "migrated"]
+        assert await _sealed_as_now(superuser_engine)
+    finally:  # the session's database, as the other tests expect it
+        async with superuser_engine.begin() as conn:
+            drop = "alter table audit_checkpoints alter column key_id drop default"
+            await conn.execute(text(drop))
+        assert await asyncio.to_thread(main, ["db", "seal"]) == 0
     async with superuser_engine.connect() as conn:
         assert not [p for p in await runtime_problems(conn) if "seal" in p]
 
@@ -296,14 +302,19 @@ async def test_provisioning_again_takes_the_database_from_the_owner_and_seals_it
         before = await runtime_problems(conn)  # as a superuser: of its own, only
         name = await conn.scalar(text("select current_database()"))
         await conn.execute(text(f'alter database "{name}" owner to coverproof_owner'))
-        assert await runtime_problems(conn) == [
-            *before,
-            "coverproof_owner may create temporary tables",  # a database's owner may
-            owns,
-        ]
-    await asyncio.to_thread(bootstrap.provision, superuser_url, name)
-    async with superuser_engine.connect() as conn:
-        assert await runtime_problems(conn) == before
+    try:
+        async with superuser_engine.connect() as conn:
+            assert await runtime_problems(conn) == [
+                *before,
+                "coverproof_owner may create temporary tables",  # a database's owner may
+                owns,
+            ]
+        await asyncio.to_thread(bootstrap.provision, superuser_url, name)
+        async with superuser_engine.connect() as conn:
+            assert await runtime_problems(conn) == before
+    finally:  # the session's database, as the other tests expect it, whatever failed
+        async with superuser_engine.begin() as conn:
+            await conn.execute(text(f'alter database "{name}" owner to current_user'))
 
 
 async def test_provisioning_refuses_to_seal_over_tables_changed_since(
@@ -358,7 +369,7 @@ async def test_the_seal_is_refused_over_objects_of_its_own_someone_else_owns(
         await conn.execute(text("alter schema coverproof_seal owner to coverproof_owner"))
     try:
         with pytest.raises(seal.Changed, match="schema coverproof_seal"):
-            await seal.at(superuser_url, name)
+            await seal.at(superuser_url, name, head=bootstrap.head_revision())
         with pytest.raises(ConfigError, match=r"coverproof_owner owns schemas .*coverproof_seal"):
             await asyncio.to_thread(bootstrap.provision, superuser_url, name)
     finally:
@@ -408,3 +419,32 @@ async def test_the_checkpointer_lists_every_chain_whatever_the_owner_does_to_fir
         listed = set(await conn.scalars(text("select firm_id from audit_chain_heads('{}')")))
         await tx.rollback()
     assert listed == chains
+
+
+async def test_a_database_is_sealed_only_once_migrated(
+    database: Database,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Sealed before a migration that changes the audit tables (0026, 0027), the database
+    could not be migrated at all: migrations run as the owner, whom the seal refuses. So
+    ``coverproof db seal`` refuses a database behind the newest migration, and ``coverproof
+    migrate`` with an administrator's URL will not seal one it cannot migrate itself."""
+    monkeypatch.setenv("COVERPROOF_SEAL_DATABASE_URL", database.superuser_url)
+    async with superuser_engine.begin() as conn:
+        await conn.execute(text("update alembic_version set version_num = '0025'"))
+    try:
+        assert await asyncio.to_thread(main, ["db", "seal"]) == 2
+        assert f"at migration 0025, not {bootstrap.head_revision()}" in capsys.readouterr().err
+    finally:
+        async with superuser_engine.begin() as conn:
+            await conn.execute(
+                text("update alembic_version set version_num = :head"),
+                {"head": bootstrap.head_revision()},
+            )
+    monkeypatch.delenv("COVERPROOF_ADMIN_DATABASE_URL", raising=False)
+    monkeypatch.delenv("COVERPROOF_DATABASE_URL", raising=False)
+    assert await asyncio.to_thread(main, ["migrate"]) == 2
+    assert "COVERPROOF_ADMIN_DATABASE_URL" in capsys.readouterr().err
+    assert await _sealed_as_now(superuser_engine)

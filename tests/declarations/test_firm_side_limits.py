@@ -49,22 +49,28 @@ async def test_a_firms_declaration_mails_stop_at_its_limit_and_a_bulk_send_is_al
     superuser_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """1,000 an hour per firm (3 here): a bulk send past it is refused whole, nothing made."""
+    """1,000 an hour per firm (4 here, one used): a bulk send past what is left is refused
+    whole, nothing made and nothing counted; one of more than the whole limit is refused as
+    bad input, as it can never pass."""
     monkeypatch.setattr(
-        Policy, "DECLARATION_MAILS_PER_FIRM", Policy("declaration_mails_per_firm_t", "3/hour")
+        Policy, "DECLARATION_MAILS_PER_FIRM", Policy("declaration_mails_per_firm_t", "4/hour")
     )
     await signed_up(browser, smtp, firm="Bulk Mailing Ltd")
-    emails = [new_email() for _ in range(4)]
+    ok(await browser.gql(SEND, {"id": (await create(browser))["id"]}))
+    emails = [new_email() for _ in range(5)]
     recipients = [{"name": f"R{n}", "email": email} for n, email in enumerate(emails)]
-    body = await browser.gql(BULK, {"i": {"templateId": str(FIT.id), "recipients": recipients}})
+    body = await browser.gql(BULK, {"i": {"templateId": str(FIT.id), "recipients": recipients[:4]}})
     assert codes(body) == ["RATE_LIMITED"], body
+    assert body["errors"][0]["extensions"]["retryAfter"] == 3600
+    body = await browser.gql(BULK, {"i": {"templateId": str(FIT.id), "recipients": recipients}})
+    assert codes(body) == ["BAD_USER_INPUT"], body
     async with superuser_engine.connect() as conn:
         made = await conn.scalar(
             text("select count(*) from declarations where recipient_email = any(:e)"),
             {"e": emails},
         )
     assert made == 0
-    # The refused send counted nothing: the firm's three are all still there, for three.
+    # The refused sends counted nothing: the firm's three left are all still there, for three.
     body = await browser.gql(BULK, {"i": {"templateId": str(FIT.id), "recipients": recipients[:3]}})
     assert "errors" not in body, body
     assert codes(await browser.gql(SEND, {"id": (await create(browser))["id"]})) == ["RATE_LIMITED"]
@@ -73,25 +79,38 @@ async def test_a_firms_declaration_mails_stop_at_its_limit_and_a_bulk_send_is_al
 async def test_a_bulk_send_refused_for_one_recipient_counts_against_no_limit(
     browser: Browser, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One address already at its five, in a bulk of three: the bulk is refused, and neither
-    the firm's limit nor the other two recipients' counted it."""
+    """One mail an hour per recipient here: one address already had its mail, in a bulk of
+    three. The bulk is refused, and neither the firm's limit nor the other two recipients'
+    counted it: both still get theirs, and the firm its two more."""
     monkeypatch.setattr(
-        Policy, "DECLARATION_MAILS_PER_FIRM", Policy("declaration_mails_per_firm_u", "7/hour")
+        Policy, "DECLARATION_MAILS_PER_FIRM", Policy("declaration_mails_per_firm_u", "3/hour")
+    )
+    monkeypatch.setattr(
+        Policy,
+        "DECLARATION_MAILS_PER_RECIPIENT",
+        Policy("declaration_mails_per_recipient_u", "1/hour"),
     )
     await signed_up(browser, smtp, firm="Bulk Refused Ltd")
     busy, others = new_email(), [new_email(), new_email()]
-    declaration = await create(browser, email=busy)
-    ok(await browser.gql(SEND, {"id": declaration["id"]}))
-    for _ in range(4):
-        ok(await browser.gql(REMIND, {"id": declaration["id"]}))
+    ok(await browser.gql(SEND, {"id": (await create(browser, email=busy))["id"]}))
     recipients = [{"name": f"R{n}", "email": e} for n, e in enumerate([*others, busy])]
     body = await browser.gql(BULK, {"i": {"templateId": str(FIT.id), "recipients": recipients}})
     assert codes(body) == ["RATE_LIMITED"], body
-    # Two left of the firm's seven, and each of the others has all five of theirs.
     again = [{"name": f"R{n}", "email": e} for n, e in enumerate(others)]
-    assert "errors" not in await browser.gql(
-        BULK, {"i": {"templateId": str(FIT.id), "recipients": again}}
-    )
+    body = await browser.gql(BULK, {"i": {"templateId": str(FIT.id), "recipients": again}})
+    assert "errors" not in body, body
+
+
+async def test_a_bulk_naming_one_address_past_its_limit_is_refused_as_bad_input(
+    browser: Browser, smtp: SmtpServer
+) -> None:
+    """Six mails to one address in one send can never pass its five an hour: refused as such
+    (BAD_USER_INPUT), not with a time to try again."""
+    await signed_up(browser, smtp, firm="Repeating Ltd")
+    email = new_email()
+    recipients = [{"name": f"R{n}", "email": email} for n in range(6)]
+    body = await browser.gql(BULK, {"i": {"templateId": str(FIT.id), "recipients": recipients}})
+    assert codes(body) == ["BAD_USER_INPUT"], body
 
 
 async def test_two_template_versions_at_once_both_land_one_after_the_other(

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from limits.errors import StorageError
 
-from app.errors import RateLimited
+from app.errors import BadUserInput, RateLimited
 from app.ratelimit import RateLimiter, open_limiter
 from tests.ratelimit.conftest import REDIS_URL, MakePolicy
 from tests.ratelimit.support import accepted, burst
@@ -68,6 +68,14 @@ async def test_a_cost_is_counted_all_or_none_and_room_is_checked_without_countin
         await limiter.check_room(policy, "k", 2)
     await limiter.hit(policy, "k", 2)
     assert not await accepted(limiter, policy, "k")
+    # Room for several comes back only as the hits leave: a whole window, at most.
+    with pytest.raises(RateLimited) as refused:
+        await limiter.check_room(policy, "k", 2)
+    assert refused.value.extensions["retryAfter"] == 60
+    # More than the limit at once can never pass: refused as such, not as "try again".
+    with pytest.raises(BadUserInput):
+        await limiter.hit(policy, "other", 6)
+    assert await accepted(limiter, policy, "other")
 
 
 async def test_the_window_slides_rather_than_resetting(
