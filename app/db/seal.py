@@ -85,9 +85,9 @@ $$
 """
 
 # What in public could stand in for a built-in in a query that names no schema: an operator, a
-# cast's function, a conversion, or a function named as one of pg_catalog's (an overload there
-# that fits an argument better wins over pg_catalog's own). The app's queries, and the
-# administrator's, would run it unawares. We make none of these.
+# cast's function, a conversion, or a function, relation or type named as one of pg_catalog's
+# (an overload there that fits an argument better wins over pg_catalog's own). The app's
+# queries, and the administrator's, would run it unawares. We make none of these.
 _SHADOWS = """
 create or replace function coverproof_seal.shadows() returns text[]
 language sql stable set search_path = pg_catalog, pg_temp as $$
@@ -107,6 +107,22 @@ select coalesce(array_agg(item order by item), '{}') from (
     and exists (
         select from pg_proc b
         where b.pronamespace = 'pg_catalog'::regnamespace and b.proname = p.proname
+    )
+    union all
+    -- Found first only by a search path that puts public before pg_catalog, which code of the
+    -- owner's in the app's session could set: a view named pg_roles, a domain named jsonb.
+    select 'relation ' || c.oid::regclass::text from pg_class c
+    where c.relnamespace = 'public'::regnamespace
+    and exists (
+        select from pg_class b
+        where b.relnamespace = 'pg_catalog'::regnamespace and b.relname = c.relname
+    )
+    union all
+    select 'type ' || t.oid::regtype::text from pg_type t
+    where t.typnamespace = 'public'::regnamespace
+    and exists (
+        select from pg_type b
+        where b.typnamespace = 'pg_catalog'::regnamespace and b.typname = t.typname
     )
 ) items
 $$

@@ -86,6 +86,10 @@ ATTEMPTS: dict[str, list[str]] = {
         "as $$ select $1 = $2::text $$",
         "create operator public.= (leftarg = text, rightarg = varchar, function = text_eq_varchar)",
     ],
+    "a view named as a catalog's": [
+        "create view public.pg_roles as select * from pg_catalog.pg_roles where false"
+    ],
+    "a domain named as a built-in type": ["create domain public.jsonb as text"],
     "a function named as a built-in": [
         "create function public.convert_from(b bytea, enc text) returns text language sql "
         "as $$ select 'shadowed' $$"
