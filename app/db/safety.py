@@ -69,8 +69,7 @@ SEAL = text(
     "to_regprocedure('coverproof_seal.audit_state()') is not null "
     "and to_regprocedure('coverproof_seal.shadows()') is not null as checkable"
 )
-# An operator, cast, conversion or function in public that a query naming no schema could take
-# for a built-in (app/db/seal.py).
+# What in public a query naming no schema could take for a built-in (app/db/seal.py).
 SHADOWS = text("select coverproof_seal.shadows()")
 SEALED_AS_NOW = text(
     "select coverproof_seal.audit_state() = (select state from coverproof_seal.sealed)"
