@@ -73,9 +73,7 @@ async def create_roles_and_database(superuser_url: str, database: str) -> None:
         await conn.execute(f"revoke temporary on database {quoted} from public")
     finally:
         await conn.close()
-    conn = await asyncpg.connect(
-        superuser_url, database=database, server_settings={"search_path": "pg_catalog"}
-    )
+    conn = await seal.admin_connect(superuser_url, database)
     try:
         # What the owner made when the database was its own is none of its to keep.
         kept = await conn.fetch(

@@ -71,9 +71,8 @@ SEAL = text(
 )
 # What in public a query naming no schema could take for a built-in (app/db/seal.py).
 SHADOWS = text("select coverproof_seal.shadows()")
-SEALED_AS_NOW = text(
-    "select coverproof_seal.audit_state() = (select state from coverproof_seal.sealed)"
-)
+SEALED_AS_NOW = text(seal_sql.SEALED_AS_NOW)
+SEAL_STRANGERS = text(seal_sql.NOT_OURS)
 
 
 class UnsafeDatabase(Exception):
@@ -135,7 +134,7 @@ async def _audit_problems(conn: AsyncConnection) -> list[str]:
             "the audit trail is not sealed (migrate, then `coverproof db seal` as an administrator)"
         )
         return problems
-    strangers = await conn.scalar(text(seal_sql.NOT_OURS))
+    strangers = await conn.scalar(SEAL_STRANGERS)
     if strangers:
         problems.append(f"the seal's own objects are someone else's: {strangers}")
     if not await conn.scalar(SEALED_AS_NOW):

@@ -180,6 +180,13 @@ where owner <> (select evtowner from pg_event_trigger where evtname = 'coverproo
 """
 
 
+# Whether the audit tables are as they were sealed (the seal's functions and table existing).
+SEALED_AS_NOW = (
+    "select coverproof_seal.audit_state() is not distinct from "
+    "(select state from coverproof_seal.sealed)"
+)
+
+
 class Changed(ConfigError):
     """The audit tables are not as they were sealed, or public holds what could stand in for a
     built-in (``coverproof`` reports it and stops)."""
@@ -231,10 +238,7 @@ async def check_unchanged(conn: asyncpg.Connection) -> None:
         "select to_regclass('coverproof_seal.sealed') is not null "
         "and to_regprocedure('coverproof_seal.audit_state()') is not null"
     )
-    if sealed and not await conn.fetchval(
-        "select coverproof_seal.audit_state() is not distinct from "
-        "(select state from coverproof_seal.sealed)"
-    ):
+    if sealed and not await conn.fetchval(SEALED_AS_NOW):
         raise Changed(
             [
                 "The audit tables changed since they were sealed: find out how (docs/audit.md) "
@@ -243,8 +247,8 @@ async def check_unchanged(conn: asyncpg.Connection) -> None:
         )
 
 
-async def _connect(admin_url: str, database: str | None) -> asyncpg.Connection:
-    # Nothing the owner made in public is found by this session's queries.
+async def admin_connect(admin_url: str, database: str | None = None) -> asyncpg.Connection:
+    """An administrator's session whose queries find nothing the owner made in public."""
     settings = {"search_path": "pg_catalog, pg_temp"}
     return await asyncpg.connect(admin_url, database=database, server_settings=settings)
 
@@ -252,7 +256,7 @@ async def _connect(admin_url: str, database: str | None) -> asyncpg.Connection:
 async def at(admin_url: str, database: str | None = None, *, head: str) -> None:
     """``seal`` through an administrator's URL (to ``database``, if it names another than the
     URL's)."""
-    conn = await _connect(admin_url, database)
+    conn = await admin_connect(admin_url, database)
     try:
         await seal(conn, head)
     finally:
@@ -261,7 +265,7 @@ async def at(admin_url: str, database: str | None = None, *, head: str) -> None:
 
 async def unchanged_at(admin_url: str, database: str | None = None) -> None:
     """``check_unchanged`` through an administrator's URL."""
-    conn = await _connect(admin_url, database)
+    conn = await admin_connect(admin_url, database)
     try:
         await check_unchanged(conn)
     finally:

@@ -18,7 +18,7 @@ from app.cli import main
 from app.config import ConfigError
 from app.db import bootstrap, seal
 from app.db.engine import create_lane_pool, session_factory
-from app.db.safety import runtime_problems
+from app.db.safety import SEALED_AS_NOW, runtime_problems
 from app.db.tenant import tenant_transaction
 from tests.conftest import Database
 from tests.factories import Members
@@ -95,10 +95,6 @@ ATTEMPTS: dict[str, list[str]] = {
         "as $$ select 'shadowed' $$"
     ],
 }
-
-SEALED_AS_NOW = text(
-    "select coverproof_seal.audit_state() = (select state from coverproof_seal.sealed)"
-)
 
 
 async def _sealed_as_now(engine: AsyncEngine) -> bool:
