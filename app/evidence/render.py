@@ -123,23 +123,41 @@ def render_pdf(pack: PackContent, signer: PackSigner) -> RenderedPack:
     return RenderedPack(pdf=pdf, sha256=hashlib.sha256(pdf).digest(), page_count=pages)
 
 
-async def render(slots: asyncio.Semaphore, pack: PackContent, signer: PackSigner) -> RenderedPack:
+def _nothing() -> None:
+    pass
+
+
+async def render(
+    slots: asyncio.Semaphore,
+    pack: PackContent,
+    signer: PackSigner,
+    ended: Callable[[], None] = _nothing,
+) -> RenderedPack:
     """Render and sign in a worker thread, holding one of the app's render slots until the
     thread ends, even when the caller is cancelled first: a thread cannot be stopped, and a
-    slot freed early would let more renders run at once than there are slots."""
-    await slots.acquire()
+    slot freed early would let more renders run at once than there are slots. ``ended`` is
+    called once the slot is given up (the firm's place the render holds)."""
+    try:
+        await slots.acquire()
+    except BaseException:
+        ended()
+        raise
     try:
         work = asyncio.ensure_future(asyncio.to_thread(render_pdf, pack, signer))
     except BaseException:
         slots.release()
+        ended()
         raise
-    work.add_done_callback(_release(slots))
+    work.add_done_callback(_release(slots, ended))
     return await asyncio.shield(work)
 
 
-def _release(slots: asyncio.Semaphore) -> Callable[[asyncio.Future[RenderedPack]], None]:
+def _release(
+    slots: asyncio.Semaphore, ended: Callable[[], None]
+) -> Callable[[asyncio.Future[RenderedPack]], None]:
     def done(work: asyncio.Future[RenderedPack]) -> None:
         slots.release()
+        ended()
         if work.cancelled():
             return
         error = work.exception()  # retrieved, so asyncio does not report it again

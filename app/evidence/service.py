@@ -170,7 +170,7 @@ async def _produce(
     if env.storage.firm_busy(actor.firm_id):
         message = "Another evidence pack of your firm is being made; try again in a minute."
         raise RateLimited(message, retryAfter=60)
-    async with env.storage.admit(actor.firm_id):
+    async with env.storage.admit(actor.firm_id) as place:
         try:
             async with snapshot_transaction(env.sessions, actor.firm_id, actor.id) as snapshot:
                 content = await collect(
@@ -180,7 +180,8 @@ async def _produce(
             return await _fail(session, actor, pack, str(error), "collect", retry)
         try:
             slots = env.storage.render_slots
-            rendered = await render(slots, content, pack_signer(env.signing_key))
+            signer = pack_signer(env.signing_key)
+            rendered = await render(slots, content, signer, place.hold())
         except RenderError as error:
             return await _fail(session, actor, pack, str(error), "render", retry)
         key = env.storage.new_key(actor.firm_id, pack.id)

@@ -24,7 +24,7 @@ import secrets
 import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -38,6 +38,26 @@ class StorageError(Exception):
 
 def random_name(pack_id: uuid.UUID) -> str:
     return f"{pack_id}-{secrets.token_urlsafe(16)}.pdf"
+
+
+class FirmPlace:
+    """A firm's place while one of its packs is made, given up when its last holder lets go:
+    the block that admitted the pack and any render's thread that holds it. A thread cannot be
+    stopped, so a cancelled request's render still counts against its firm until it ends."""
+
+    def __init__(self, leave: Callable[[], None]) -> None:
+        self._leave = leave
+        self._holders = 1
+
+    def hold(self) -> Callable[[], None]:
+        """One more holder: call what this returns, once, to let go."""
+        self._holders += 1
+        return self.let_go
+
+    def let_go(self) -> None:
+        self._holders -= 1
+        if not self._holders:
+            self._leave()
 
 
 class Storage(ABC):
@@ -63,16 +83,21 @@ class Storage(ABC):
         return self._firms[firm_id] >= self.per_firm
 
     @asynccontextmanager
-    async def admit(self, firm_id: uuid.UUID) -> AsyncIterator[None]:
-        """Hold one of the admitted places, and one of the firm's, while a pack is made."""
+    async def admit(self, firm_id: uuid.UUID) -> AsyncIterator[FirmPlace]:
+        """Hold one of the admitted places, and one of the firm's, while a pack is made. The
+        firm's is held on by a render's thread given it (``FirmPlace.hold``) until it ends."""
         self._firms[firm_id] += 1
+        place = FirmPlace(lambda: self._leave(firm_id))
         try:
             async with self.admitted:
-                yield
+                yield place
         finally:
-            self._firms[firm_id] -= 1
-            if not self._firms[firm_id]:
-                del self._firms[firm_id]
+            place.let_go()
+
+    def _leave(self, firm_id: uuid.UUID) -> None:
+        self._firms[firm_id] -= 1
+        if not self._firms[firm_id]:
+            del self._firms[firm_id]
 
     @abstractmethod
     async def open(self) -> None:

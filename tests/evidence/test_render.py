@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.evidence import render
+from app.evidence.local_storage import LocalStorage
 
 
 async def _until(check: Any, seconds: float = 5.0) -> None:
@@ -74,3 +77,63 @@ async def test_a_render_answers_its_caller_and_frees_its_slot(
     with pytest.raises(render.RenderError):
         await render.render(slots, None, None)  # type: ignore[arg-type]
     assert not slots.locked()
+
+
+@pytest.mark.parametrize("cancelled", ["rendering", "waiting for a slot"])
+async def test_a_cancelled_render_keeps_its_firms_place_until_its_thread_ends(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cancelled: str
+) -> None:
+    """With two slots a firm may make one pack at a time: a request cancelled while its
+    render's thread runs must not let the firm start another beside it, nor one cancelled
+    while it waited for a slot keep the firm's place."""
+    started, finish = threading.Event(), threading.Event()
+
+    def blocking(pack: Any, signer: Any) -> Any:
+        started.set()
+        finish.wait(10)
+        return "rendered"
+
+    monkeypatch.setattr(render, "render_pdf", blocking)
+    storage = LocalStorage(tmp_path, render_concurrency=2)
+    firm = uuid.uuid4()
+
+    async def make_pack() -> Any:
+        async with storage.admit(firm) as place:
+            return await render.render(storage.render_slots, None, None, place.hold())  # type: ignore[arg-type]
+
+    try:
+        if cancelled == "waiting for a slot":
+            for _ in range(2):
+                await storage.render_slots.acquire()  # every slot taken elsewhere
+        caller = asyncio.create_task(make_pack())
+        if cancelled == "rendering":
+            await _until(started.is_set)
+        else:
+            await _until(lambda: storage.firm_busy(firm))
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        if cancelled == "rendering":
+            assert storage.firm_busy(firm)  # its thread still renders, in one of the slots
+            finish.set()
+            await _until(lambda: not storage.firm_busy(firm))
+        else:
+            assert not storage.firm_busy(firm)  # no render started: nothing holds it
+            assert not started.is_set()
+        assert not storage.admitted.locked()
+    finally:
+        finish.set()
+
+
+async def test_a_finished_pack_gives_its_firms_place_back(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(render, "render_pdf", lambda *_: "rendered")
+    storage = LocalStorage(tmp_path, render_concurrency=2)
+    firm = uuid.uuid4()
+    async with storage.admit(firm) as place:
+        assert storage.firm_busy(firm)
+        assert await render.render(storage.render_slots, None, None, place.hold()) == "rendered"  # type: ignore[arg-type]
+        assert storage.firm_busy(firm)  # the pack is still being stored
+    assert not storage.firm_busy(firm)
+    assert not storage.render_slots.locked()
