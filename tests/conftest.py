@@ -28,6 +28,7 @@ from app.config import Settings
 from app.db import bootstrap
 from app.db.engine import create_engine, session_factory
 from app.main import create_app
+from app.resolvers import auth as auth_resolvers
 from tests.factories import Members
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,3 +184,10 @@ def new_id() -> uuid.UUID:
 
 # Fixtures shared by every folder that drives the app as a browser, with real mail.
 from tests.browser import auth_app, browser, new_browser, smtp  # noqa: E402, F401
+
+
+@pytest.fixture(autouse=True)
+def answers_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flows that answer alike for any address wait half a second to do so
+    (app/resolvers/auth.py): not in tests, but the one that checks that wait."""
+    monkeypatch.setattr(auth_resolvers, "ALIKE_SECONDS", 0.0)

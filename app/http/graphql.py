@@ -9,7 +9,9 @@ a committed operation leaves for afterwards (ending the session a new sign-in re
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -249,6 +251,8 @@ async def graphql_endpoint(request: Request) -> Response:
             NO_STORE,
             "application/json",
         )
+    if context is not None and context.answer_not_before is not None:
+        await asyncio.sleep(context.answer_not_before - time.monotonic())
     response = render(result, media_type, request_id, state.settings.is_production)
     if request.method == "GET":
         # A persisted GET may be cached by the browser alone, never by a shared cache.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -75,6 +76,15 @@ class Context:
     storage: Storage | None = None
     # New transactions of the app's, for work that needs its own (a pack's snapshot).
     sessions: async_sessionmaker[AsyncSession] | None = None
+    started: float = field(default_factory=time.monotonic)
+    # The moment (time.monotonic) before which the answer is not sent (``answer_no_sooner``).
+    answer_not_before: float | None = None
+
+    def answer_no_sooner(self, seconds: float) -> None:
+        """Hold the answer until ``seconds`` after the request began (the HTTP layer waits,
+        after the commit): a public flow whose work differs with what it must not reveal, such
+        as whether an address is registered, then answers after the same time either way."""
+        self.answer_not_before = self.started + seconds
 
     @property
     def actor(self) -> Actor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.auth import throttle
+from app.resolvers import auth as auth_resolvers
 from tests.browser import (
     FIRM,
     MAGIC,
@@ -121,6 +123,37 @@ async def test_answers_never_reveal_whether_an_address_is_registered(
     assert len(subjects) == 4
     assert "Someone tried to sign up with your address" in subjects
     assert smtp.to(unknown) == []
+
+
+async def test_answers_that_are_alike_for_any_address_take_as_long_for_any_address(
+    browser: Browser, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registered address costs a few round trips more than an unknown one (a link issued,
+    a mail queued, its firm's chain appended to): each answer waits for the same moment after
+    its request began, so that difference does not show in when it comes."""
+    known = await signed_up(browser, smtp)
+    unverified = new_email()
+    sign_up = {"password": PASSWORD, "firmName": "Alike Ltd"}
+    assert "errors" not in await browser.gql(SIGN_UP, {"input": {"email": unverified, **sign_up}})
+    monkeypatch.setattr(auth_resolvers, "ALIKE_SECONDS", 0.3)
+    asked = [
+        (MAGIC, {"e": known}, {"e": new_email()}),
+        (RESET_REQUEST, {"e": known}, {"e": new_email()}),
+        (RESEND, {"e": unverified}, {"e": new_email()}),
+        (
+            SIGN_UP,
+            {"input": {"email": known, **sign_up}},
+            {"input": {"email": new_email(), **sign_up}},
+        ),
+    ]
+    for mutation, registered, unknown in asked:
+        for variables in (registered, unknown):
+            started = time.monotonic()
+            body = await browser.gql(mutation, variables)
+            assert "errors" not in body, body
+            assert time.monotonic() - started >= 0.3, (mutation, variables)
+    # The registered addresses were each sent their mail: their flows did run.
+    await smtp.wait_for(lambda _: len(smtp.to(known)) >= 4 and len(smtp.to(unverified)) >= 2)
 
 
 async def test_a_magic_link_works_once_under_twenty_concurrent_redemptions(
