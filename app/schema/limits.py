@@ -95,6 +95,9 @@ class SelectionLimits(ValidationRule):
 # Mutations that check a password or redeem a token. In an operation with other root fields,
 # one of those failing rolls the whole request back, the check's success included, while the
 # answer still shows which field failed: a password could be confirmed with nothing recorded.
+# And those that answer alike for any address: each binds the request to the address's firm
+# only if it is registered, and a second binding fails (one request acts for one firm), so
+# beside a field that bound a firm first they would answer differently for a registered one.
 ALONE = frozenset(
     {
         "signInWithPassword",
@@ -102,6 +105,10 @@ ALONE = frozenset(
         "verifyEmail",
         "resetPassword",
         "acceptInvitation",
+        "signUp",
+        "requestMagicLink",
+        "requestPasswordReset",
+        "resendVerification",
     }
 )
 

@@ -294,25 +294,38 @@ async def test_aliased_fields_in_one_document_each_count_against_the_limit(
     owner_sessions: async_sessionmaker[AsyncSession],
     superuser_engine: AsyncEngine,
 ) -> None:
-    """25 aliased sign-in link requests for one address: five ran and the sixth was refused
-    (5 such emails an hour per address; mutation fields run one after another, and a failed
-    one stops the rest). The document failed, so nothing was sent, but the five were counted,
-    in Redis, for the other process too. Aliased sign-ins are refused before any runs (each
-    must be alone), so they count nothing: the whole limit is still there after them."""
+    """25 aliased invitations of one address: five ran and the sixth was refused (5 emails an
+    hour per address and caller; mutation fields run one after another, and a failed one stops
+    the rest). The document failed, so nothing was sent, but the five were counted, in Redis,
+    for the other process too. Aliased sign-ins and sign-in link requests are refused before
+    any runs (each must be alone), so they count nothing: the whole limit is still there after
+    them."""
     member = await _password_member(members, owner_sessions)
+    invited = unique_email("aliased")
+    invite = "inviteMember(input: {email: $e, role: MEMBER}) { ok }"
+    invites = " ".join(f"a{k}: {invite}" for k in range(25))
     links = " ".join(f"a{k}: requestMagicLink(email: $e) {{ accepted }}" for k in range(25))
     sign_ins = " ".join(
         f"a{k}: signInWithPassword(email: $e, password: $p) {{ userId }}" for k in range(25)
     )
     ip = loopback_ip()
     async with servers.client(0, ip) as one, servers.client(1, ip) as two:
-        _, body = await _post(one, f"mutation($e: String!) {{ {links} }}", {"e": member.email})
+        document = f"mutation($e: String!) {{ {invites} }}"
+        _, body = await _post(one, document, {"e": invited}, member.cookie)
         assert [(e["path"], e["extensions"]["code"]) for e in body["errors"]] == [
             (["a5"], "RATE_LIMITED")
         ], body
         assert body["data"] is None
-        _, body = await _post(two, MAGIC, {"e": member.email})
+        _, body = await _post(
+            two, f"mutation($e: String!) {{ {invite} }}", {"e": invited}, member.cookie
+        )
         assert error_codes(body) == ["RATE_LIMITED"], body
+
+        _, body = await _post(one, f"mutation($e: String!) {{ {links} }}", {"e": member.email})
+        assert set(error_codes(body)) == {"GRAPHQL_VALIDATION_FAILED"}, body
+        for n in range(5):  # the whole limit, as if the aliased ones had never been sent
+            _, body = await _post(two if n % 2 else one, MAGIC, {"e": member.email})
+            assert "errors" not in body, (n, body)
 
         variables = {"e": member.email, "p": PASSWORD}
         document = f"mutation($e: String!, $p: String!) {{ {sign_ins} }}"
@@ -325,7 +338,7 @@ async def test_aliased_fields_in_one_document_each_count_against_the_limit(
             outcomes.append(error_codes(body) or ["OK"])
         assert outcomes == [["OK"]] * SIGN_IN_LIMIT + [["RATE_LIMITED"]]
     queued = "select count(*) from mail_outbox where to_address = :e"
-    assert await _count(superuser_engine, queued, e=member.email) == 0
+    assert await _count(superuser_engine, queued, e=invited) == 0
 
 
 async def test_a_batched_request_is_refused_whole_and_counts_nothing(
