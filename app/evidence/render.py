@@ -123,20 +123,17 @@ def render_pdf(pack: PackContent, signer: PackSigner) -> RenderedPack:
     return RenderedPack(pdf=pdf, sha256=hashlib.sha256(pdf).digest(), page_count=pages)
 
 
-def _nothing() -> None:
-    pass
-
-
 async def render(
     slots: asyncio.Semaphore,
     pack: PackContent,
     signer: PackSigner,
-    ended: Callable[[], None] = _nothing,
+    ended: Callable[[], None],
 ) -> RenderedPack:
     """Render and sign in a worker thread, holding one of the app's render slots until the
     thread ends, even when the caller is cancelled first: a thread cannot be stopped, and a
     slot freed early would let more renders run at once than there are slots. ``ended`` is
-    called once the slot is given up (the firm's place the render holds)."""
+    called once the slot is given up: it lets go of the firm's place (``FirmPlace.hold``),
+    which is the render's to hold for as long."""
     try:
         await slots.acquire()
     except BaseException:

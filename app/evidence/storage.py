@@ -55,6 +55,8 @@ class FirmPlace:
         return self.let_go
 
     def let_go(self) -> None:
+        if not self._holders:
+            raise RuntimeError("let go of a firm's place more often than it was held")
         self._holders -= 1
         if not self._holders:
             self._leave()

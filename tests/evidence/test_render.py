@@ -14,6 +14,7 @@ import pytest
 
 from app.evidence import render
 from app.evidence.local_storage import LocalStorage
+from app.evidence.storage import FirmPlace
 
 
 async def _until(check: Any, seconds: float = 5.0) -> None:
@@ -21,6 +22,10 @@ async def _until(check: Any, seconds: float = 5.0) -> None:
     async with asyncio.timeout(seconds):
         while not check():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+
+def _nothing() -> None:
+    pass
 
 
 @pytest.mark.parametrize("outcome", ["returns", "raises", "crashes"])
@@ -44,7 +49,7 @@ async def test_a_cancelled_render_keeps_its_slot_until_its_thread_ends(
     monkeypatch.setattr(render, "render_pdf", blocking)
     slots = asyncio.Semaphore(1)
     try:
-        caller = asyncio.create_task(render.render(slots, None, None))  # type: ignore[arg-type]
+        caller = asyncio.create_task(render.render(slots, None, None, _nothing))  # type: ignore[arg-type]
         await _until(started.is_set)
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -67,7 +72,7 @@ async def test_a_render_answers_its_caller_and_frees_its_slot(
 ) -> None:
     monkeypatch.setattr(render, "render_pdf", lambda *_: "rendered")
     slots = asyncio.Semaphore(1)
-    assert await render.render(slots, None, None) == "rendered"  # type: ignore[arg-type]
+    assert await render.render(slots, None, None, _nothing) == "rendered"  # type: ignore[arg-type]
     assert not slots.locked()
 
     def failing(pack: Any, signer: Any) -> Any:
@@ -75,7 +80,7 @@ async def test_a_render_answers_its_caller_and_frees_its_slot(
 
     monkeypatch.setattr(render, "render_pdf", failing)
     with pytest.raises(render.RenderError):
-        await render.render(slots, None, None)  # type: ignore[arg-type]
+        await render.render(slots, None, None, _nothing)  # type: ignore[arg-type]
     assert not slots.locked()
 
 
@@ -120,7 +125,6 @@ async def test_a_cancelled_render_keeps_its_firms_place_until_its_thread_ends(
         else:
             assert not storage.firm_busy(firm)  # no render started: nothing holds it
             assert not started.is_set()
-        assert not storage.admitted.locked()
     finally:
         finish.set()
 
@@ -137,3 +141,16 @@ async def test_a_finished_pack_gives_its_firms_place_back(
         assert storage.firm_busy(firm)  # the pack is still being stored
     assert not storage.firm_busy(firm)
     assert not storage.render_slots.locked()
+
+
+def test_a_firms_place_is_given_up_once_by_its_last_holder() -> None:
+    given_up: list[bool] = []
+    place = FirmPlace(lambda: given_up.append(True))
+    let_go = place.hold()
+    place.let_go()
+    assert given_up == []  # the render still holds it
+    let_go()
+    assert given_up == [True]
+    with pytest.raises(RuntimeError):
+        place.let_go()
+    assert given_up == [True]
