@@ -224,13 +224,13 @@ async def resend_verification(session: AsyncSession, env: AuthEnv, data: EmailOn
     """Send a fresh verification link if the address is registered and unverified."""
     await env.limit_mail(data.email)
     user = await calls.user_by_email(session, data.email)
-    if user is None or user.email_verified or user.firm_id is None:
-        await chain.record_platform(session, Action.VERIFICATION_SENT, ip=env.ip)
-        return
-    await bind_tenant(session, user.firm_id, user.user_id)
-    await _issue_and_send(session, env, Purpose.VERIFY_EMAIL, user.user_id, data.email)
-    actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
-    await chain.record(session, actor, Action.VERIFICATION_SENT, "user", user.user_id)
+    if user is not None and not user.email_verified and user.firm_id is not None:
+        await bind_tenant(session, user.firm_id, user.user_id)
+        await _issue_and_send(session, env, Purpose.VERIFY_EMAIL, user.user_id, data.email)
+        actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
+        await chain.record(session, actor, Action.VERIFICATION_SENT, "user", user.user_id)
+    # Registered or not, as in _send_if_known (see why there).
+    await chain.record_platform(session, Action.VERIFICATION_SENT, ip=env.ip)
 
 
 async def sign_in_with_password(
@@ -292,13 +292,15 @@ async def _send_if_known(
     session: AsyncSession, env: AuthEnv, email: str, purpose: Purpose, action: Action
 ) -> None:
     user = await calls.user_by_email(session, email)
-    if user is None or user.firm_id is None:
-        await chain.record_platform(session, action, ip=env.ip)
-        return
-    await bind_tenant(session, user.firm_id, user.user_id)
-    await _issue_and_send(session, env, purpose, user.user_id, email)
-    actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
-    await chain.record(session, actor, action, "user", user.user_id)
+    if user is not None and user.firm_id is not None:
+        await bind_tenant(session, user.firm_id, user.user_id)
+        await _issue_and_send(session, env, purpose, user.user_id, email)
+        actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
+        await chain.record(session, actor, action, "user", user.user_id)
+    # Every request is on the platform chain, registered address or not (naming neither): each
+    # then waits alike for that chain's one lock, so that unknown addresses, which queue for it,
+    # answer no later than registered ones while someone floods it. Last, to hold it least.
+    await chain.record_platform(session, action, ip=env.ip)
 
 
 async def sign_in_with_magic_link(session: AsyncSession, env: AuthEnv, token: str) -> SignedIn:

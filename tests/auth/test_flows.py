@@ -156,6 +156,47 @@ async def test_answers_that_are_alike_for_any_address_take_as_long_for_any_addre
     await smtp.wait_for(lambda _: len(smtp.to(known)) >= 4 and len(smtp.to(unverified)) >= 2)
 
 
+async def test_registered_and_unknown_addresses_alike_wait_for_the_platform_chain(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    """Every request of these flows appends to the platform chain, whose one lock a flood of
+    unknown addresses would hold (here, a session of the test's): a registered address's
+    answer then waits for it as an unknown one's does, so their times still do not differ."""
+    known = await signed_up(browser, smtp)
+    unverified = new_email()
+    sign_up = {"email": unverified, "password": PASSWORD, "firmName": "Waits Ltd"}
+    assert "errors" not in await browser.gql(SIGN_UP, {"input": sign_up})
+    for mutation, registered in ((MAGIC, known), (RESET_REQUEST, known), (RESEND, unverified)):
+        callers = [browser_for(auth_app), browser_for(auth_app)]
+        async with callers[0].client, callers[1].client, superuser_engine.connect() as holder:
+            await holder.execute(text("select pg_advisory_lock(0)"))
+            try:
+                asked = [
+                    asyncio.create_task(caller.gql(mutation, {"e": address}))
+                    for caller, address in zip(callers, (registered, new_email()), strict=True)
+                ]
+                await _until_waiting_for_the_platform_chain(superuser_engine, 2)
+                assert not any(task.done() for task in asked)
+            finally:
+                await holder.execute(text("select pg_advisory_unlock(0)"))
+            answers = await asyncio.gather(*asked)
+        assert answers[0] == answers[1] == {"data": answers[0]["data"]}, answers
+
+
+async def _until_waiting_for_the_platform_chain(engine: AsyncEngine, count: int) -> None:
+    """Polls pg_locks until ``count`` transactions wait for the platform chain's lock."""
+    waiting = text(
+        "select count(*) from pg_locks where locktype = 'advisory' and not granted "
+        "and classid = 0 and objid = 0 and objsubid = 1"
+    )
+    async with asyncio.timeout(10):
+        while True:
+            async with engine.connect() as conn:
+                if await conn.scalar(waiting) == count:
+                    return
+            await asyncio.sleep(0.02)
+
+
 async def test_a_magic_link_works_once_under_twenty_concurrent_redemptions(
     browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
