@@ -113,7 +113,8 @@ async def execute(
     try:
         async with transaction(state.sessions) as session:
             identity = await authenticate(request, state, session)
-            query, held = await persisted.resolve(body, identity, state, session)
+            cookie = credentials(request).cookie
+            query, held = await persisted.resolve(body, identity, cookie, state, session)
             context = build_context(request, state, session, identity)
             context.persisted = held
             context.counted_mutation = request.scope["state"].get(lane.COUNTED_MUTATION)

@@ -51,7 +51,8 @@ async def answer(request: Request, state: AppState, body: GraphQLRequest) -> Exe
     presented = credentials(request)
     if body.persisted_id is None or presented.both or presented.anonymous:
         return None  # neither (anonymous), or both (refused): the normal path answers
-    query = persisted.held(state, body.persisted_id, partner=presented.authorization is not None)
+    partner = presented.authorization is not None
+    query = persisted.held(state, body.persisted_id, partner, presented.cookie)
     plan = fast_path.plan(query, state.schema) if query is not None else None
     if plan is None:
         return None

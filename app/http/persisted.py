@@ -6,9 +6,10 @@
 - An API key may run trusted documents only: query text, or an APQ registration, is refused
   with PERSISTED_QUERY_REQUIRED.
 - A signed-in first-party client may register an automatic persisted query (text + hash; the
-  hash is checked) and then send the hash alone; an unknown hash answers
+  hash is checked) and then send the hash alone, with the same session; an unknown hash answers
   ``PersistedQueryNotFound`` (PERSISTED_QUERY_NOT_FOUND) so Apollo Client retries with the text.
-  Registered documents live in a bounded cache and never become trusted.
+  Registered documents live in a bounded cache, each for the session that registered it, and
+  never become trusted.
 - With COVERPROOF_PERSISTED_ONLY, only trusted documents run, for every caller.
 """
 
@@ -42,13 +43,14 @@ def _held_trusted(state: AppState, doc_id: str) -> str | None:
     return shipped.body if shipped is not None else state.trusted.get(doc_id)
 
 
-def held(state: AppState, doc_id: str, partner: bool) -> str | None:
-    """A persisted document the caller (a session, or a partner's API key) may run, if this
-    process holds it in memory (None otherwise: ``resolve`` then loads it, or refuses)."""
+def held(state: AppState, doc_id: str, partner: bool, cookie: str | None) -> str | None:
+    """A persisted document the caller (a session's ``cookie``, or a partner's API key) may
+    run, if this process holds it in memory (None otherwise: ``resolve`` then loads it, or
+    refuses)."""
     trusted = _held_trusted(state, doc_id)
-    if trusted is not None or partner or state.settings.persisted_only:
+    if trusted is not None or partner or state.settings.persisted_only or cookie is None:
         return trusted
-    return state.apq.get(doc_id)
+    return state.apq.get(documents.holder(cookie), doc_id)
 
 
 async def _trusted(state: AppState, session: AsyncSession, doc_id: str) -> str | None:
@@ -61,10 +63,15 @@ async def _trusted(state: AppState, session: AsyncSession, doc_id: str) -> str |
 
 
 async def resolve(
-    body: GraphQLRequest, identity: object, state: AppState, session: AsyncSession
+    body: GraphQLRequest,
+    identity: object,
+    cookie: str | None,
+    state: AppState,
+    session: AsyncSession,
 ) -> tuple[str, bool]:
     """The query text to execute, and whether it is a persisted document the server holds
-    (trusted, or in the APQ cache); or a refusal."""
+    (trusted, or registered by the session whose ``cookie`` the request carries); or a
+    refusal."""
     doc_id = body.persisted_id
     partner = isinstance(identity, ApiKeyIdentity)
     strict = partner or state.settings.persisted_only
@@ -74,18 +81,20 @@ async def resolve(
         assert body.query is not None
         return body.query, False
     if body.query is not None:
-        return await _register(body.query, doc_id, identity, state, strict)
+        return await _register(body.query, doc_id, identity, cookie, state, strict)
     trusted = await _trusted(state, session, doc_id)
     if trusted is not None:
         return trusted, True
-    registered = None if strict else state.apq.get(doc_id)
+    registered = None
+    if not strict and cookie is not None:
+        registered = state.apq.get(documents.holder(cookie), doc_id)
     if registered is None:
         raise PersistedQueryNotFound()
     return registered, True
 
 
 async def _register(
-    query: str, doc_id: str, identity: object, state: AppState, strict: bool
+    query: str, doc_id: str, identity: object, cookie: str | None, state: AppState, strict: bool
 ) -> tuple[str, bool]:
     if strict:
         raise _required()
@@ -94,11 +103,11 @@ async def _register(
     if len(query) > documents.MAX_DOCUMENT_CHARS:
         raise RequestError(413, "PAYLOAD_TOO_LARGE", "The document is too long to persist.")
     user_id = getattr(identity, "user_id", None)
-    if user_id is not None:  # only signed-in clients register; others just run the text
+    if user_id is not None and cookie is not None:  # only sessions register; others run it
         try:
             await state.limiter.hit(Policy.APQ_REGISTRATIONS_PER_USER, str(user_id))
         except RateLimited as limited:
             raise RequestError(429, limited.code, limited.message) from limited
-        state.apq.put(doc_id, query)
+        state.apq.put(documents.holder(cookie), doc_id, query)
         return query, True
     return query, False

@@ -82,6 +82,12 @@ async def store(session: AsyncSession, docs: list[Document]) -> int:
     return added
 
 
+def holder(cookie: str) -> bytes:
+    """Whose automatic persisted queries a session's requests run: its own (a digest of its
+    cookie, which the read lane has before it knows the user)."""
+    return hashlib.sha256(cookie.encode()).digest()
+
+
 async def trusted(session: AsyncSession, doc_id: str) -> str | None:
     """The trusted document with this id, if loaded."""
     row = await session.execute(select(TrustedDocument.body).where(TrustedDocument.id == doc_id))
@@ -89,24 +95,27 @@ async def trusted(session: AsyncSession, doc_id: str) -> str | None:
 
 
 class ApqCache:
-    """Automatic persisted queries, bounded by count and by total characters (LRU)."""
+    """Automatic persisted queries, each its registering session's (by a digest of its cookie,
+    ``holder``), bounded by count and by total characters (LRU). Shared, a document's id would
+    tell anyone whether someone, in any firm, had sent its text."""
 
     def __init__(self, max_entries: int = 1000, max_chars: int = 2_000_000) -> None:
         self.max_entries, self.max_chars = max_entries, max_chars
-        self._entries: OrderedDict[str, str] = OrderedDict()
+        self._entries: OrderedDict[tuple[bytes, str], str] = OrderedDict()
         self._chars = 0
 
-    def get(self, doc_id: str) -> str | None:
-        body = self._entries.get(doc_id)
+    def get(self, holder: bytes, doc_id: str) -> str | None:
+        body = self._entries.get((holder, doc_id))
         if body is not None:
-            self._entries.move_to_end(doc_id)
+            self._entries.move_to_end((holder, doc_id))
         return body
 
-    def put(self, doc_id: str, body: str) -> None:
-        if doc_id in self._entries:
-            self._entries.move_to_end(doc_id)
+    def put(self, holder: bytes, doc_id: str, body: str) -> None:
+        key = (holder, doc_id)
+        if key in self._entries:
+            self._entries.move_to_end(key)
             return
-        self._entries[doc_id] = body
+        self._entries[key] = body
         self._chars += len(body)
         while len(self._entries) > self.max_entries or self._chars > self.max_chars:
             _, dropped = self._entries.popitem(last=False)

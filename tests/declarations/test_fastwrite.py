@@ -110,7 +110,7 @@ async def _held(
         payload = _persisted(body, {"i": GOOD, "input": GOOD})
         loaded = await client.post("/graphql", json=payload, headers=viewer.headers)
         assert loaded.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN", loaded.text
-        held = persisted.held(app.state.coverproof, document_id(body), partner=False)
+        held = persisted.held(app.state.coverproof, document_id(body), False, viewer.cookie)
         assert held == body
 
 

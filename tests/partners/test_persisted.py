@@ -22,7 +22,7 @@ from app.auth.actor import Role
 from app.auth.sessions import COOKIE_NAME
 from app.main import create_app
 from app.partners import first_party
-from app.partners.documents import MAX_DOCUMENT_CHARS, ApqCache
+from app.partners.documents import MAX_DOCUMENT_CHARS, ApqCache, holder
 from tests.browser import PASSWORD, browser_for, new_email, signed_up
 from tests.conftest import Database, make_settings, started
 from tests.factories import Member, Members
@@ -177,7 +177,7 @@ async def test_an_api_key_may_not_send_query_text_or_register(
             assert registration.status_code == 400, registration.text
             assert codes(registration.json()) == ["PERSISTED_QUERY_REQUIRED"]
     assert await declarations_of(superuser_engine, owner) == 0
-    assert auth_app.state.coverproof.apq.get(doc_id(create)) is None
+    assert auth_app.state.coverproof.apq.get(holder(owner.cookie), doc_id(create)) is None
 
 
 @pytest.mark.parametrize("form", ["documentId", "apollo", "get"])
@@ -203,7 +203,7 @@ async def test_an_apq_registered_document_never_becomes_trusted(
     async with session_client(auth_app, owner) as client:
         registered = await client.post("/graphql", json={**apq(listing), "variables": {"first": 1}})
         assert "errors" not in registered.json(), registered.text
-    assert auth_app.state.coverproof.apq.get(doc_id(listing)) == listing
+    assert auth_app.state.coverproof.apq.get(holder(owner.cookie), doc_id(listing)) == listing
     secret = await key_for(auth_app, owner, ["DECLARATIONS_READ"])
     async with partner_client(auth_app, secret) as partner:
         for form in ("documentId", "apollo", "get"):
@@ -238,6 +238,32 @@ async def test_session_apq_not_found_then_registered_then_by_hash_alone(
         assert by_id.json() == {"data": {"firm": {"name": "Acme Advisers Ltd"}}}
 
 
+@pytest.mark.parametrize("listing", [False, True], ids=["normal-path", "read-lane"])
+async def test_a_registered_document_runs_by_hash_only_for_the_session_that_registered_it(
+    auth_app: Starlette, members: Members, listing: bool
+) -> None:
+    """Shared, the cache would tell anyone (another firm, a stranger) whether someone had sent
+    a document's exact text: its hash would run rather than answer not found."""
+    owner = await members.create(Role.OWNER)
+    document, variables = (tagged(LIST), {"first": 1}) if listing else (tagged(FIRM), {})
+    by_hash = {**apq(document, with_query=False), "variables": variables}
+    async with session_client(auth_app, owner) as client:
+        registered = await client.post("/graphql", json={**apq(document), "variables": variables})
+        assert "errors" not in registered.json(), registered.text
+        lane = auth_app.state.coverproof.fast_path.lane
+        assert (await client.post("/graphql", json=by_hash)).json() == registered.json()
+        assert auth_app.state.coverproof.fast_path.lane == lane + listing  # the lane answered
+    others = [
+        await members.create(Role.OWNER),  # another firm
+        await members.create(Role.MEMBER, firm_id=owner.firm_id),  # the same firm
+        None,  # nobody signed in
+    ]
+    for other in others:
+        async with session_client(auth_app, other) as client:
+            response = await client.post("/graphql", json=by_hash)
+            assert codes(response.json()) == ["PERSISTED_QUERY_NOT_FOUND"], (other, response.text)
+
+
 async def test_a_registration_whose_hash_does_not_match_is_refused(
     auth_app: Starlette, members: Members
 ) -> None:
@@ -249,8 +275,8 @@ async def test_a_registration_whose_hash_does_not_match_is_refused(
             assert response.status_code == 400, response.text
             assert codes(response.json()) == ["BAD_USER_INPUT"]
         cache = auth_app.state.coverproof.apq
-        assert cache.get(doc_id(other)) is None
-        assert cache.get(doc_id(document)) is None
+        assert cache.get(holder(owner.cookie), doc_id(other)) is None
+        assert cache.get(holder(owner.cookie), doc_id(document)) is None
         later = await client.post("/graphql", json=apq(other, with_query=False))
         assert codes(later.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
 
@@ -263,7 +289,7 @@ async def test_an_oversized_document_is_refused(auth_app: Starlette, members: Me
         response = await client.post("/graphql", json=apq(document))
         assert response.status_code == 413, response.text
         assert codes(response.json()) == ["PAYLOAD_TOO_LARGE"]
-        assert auth_app.state.coverproof.apq.get(doc_id(document)) is None
+        assert auth_app.state.coverproof.apq.get(holder(owner.cookie), doc_id(document)) is None
         again = await client.post("/graphql", json=apq(document, with_query=False))
         assert codes(again.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
 
@@ -283,8 +309,8 @@ async def test_a_flood_of_registrations_is_rate_limited_and_the_cache_stays_boun
             assert cache.chars <= cache.max_chars
         assert response.status_code == 429, response.text
         assert codes(response.json()) == ["RATE_LIMITED"]
-    assert cache.get(doc_id(documents[-1])) is None
-    assert cache.get(doc_id(documents[0])) == documents[0]
+    assert cache.get(holder(owner.cookie), doc_id(documents[-1])) is None
+    assert cache.get(holder(owner.cookie), doc_id(documents[0])) == documents[0]
     # Another user's registrations are counted apart.
     other = await members.create(Role.MEMBER, firm_id=owner.firm_id)
     async with session_client(auth_app, other) as client:
@@ -308,7 +334,7 @@ async def test_registrations_beyond_the_bounds_evict_the_oldest(
             assert len(cache) <= 5
             assert cache.chars <= 4_000
         assert len(cache) == 3  # the size bound bites first
-        kept = [d for d in documents if cache.get(doc_id(d)) is not None]
+        kept = [d for d in documents if cache.get(holder(owner.cookie), doc_id(d)) is not None]
         assert kept == documents[-3:]
         evicted = await client.post("/graphql", json=apq(documents[0], with_query=False))
         assert codes(evicted.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
@@ -316,34 +342,39 @@ async def test_registrations_beyond_the_bounds_evict_the_oldest(
         for document in small:
             assert "errors" not in (await client.post("/graphql", json=apq(document))).json()
         assert len(cache) == 5  # now the count bound
-        assert [d for d in small if cache.get(doc_id(d)) is not None] == small[-5:]
+        assert [
+            d for d in small if cache.get(holder(owner.cookie), doc_id(d)) is not None
+        ] == small[-5:]
+
+
+H = holder("a session's cookie")
 
 
 def test_apq_cache_evicts_by_count_least_recently_used_first() -> None:
     cache = ApqCache(max_entries=3, max_chars=10_000)
     for name in "abcd":
-        cache.put(name, name * 10)
+        cache.put(H, name, name * 10)
     assert (len(cache), cache.chars) == (3, 30)
-    assert cache.get("a") is None
-    assert cache.get("b") == "b" * 10  # now the most recently used
-    cache.put("e", "e" * 10)
-    assert cache.get("c") is None
-    assert [cache.get(k) is not None for k in "bde"] == [True, True, True]
-    cache.put("b", "b" * 10)  # again: no second copy
+    assert cache.get(H, "a") is None
+    assert cache.get(H, "b") == "b" * 10  # now the most recently used
+    cache.put(H, "e", "e" * 10)
+    assert cache.get(H, "c") is None
+    assert [cache.get(H, k) is not None for k in "bde"] == [True, True, True]
+    cache.put(H, "b", "b" * 10)  # again: no second copy
     assert (len(cache), cache.chars) == (3, 30)
 
 
 def test_apq_cache_evicts_by_size_and_never_holds_more() -> None:
     cache = ApqCache(max_entries=100, max_chars=100)
-    cache.put("a", "a" * 40)
-    cache.put("b", "b" * 40)
-    cache.put("c", "c" * 40)
-    assert cache.get("a") is None
+    cache.put(H, "a", "a" * 40)
+    cache.put(H, "b", "b" * 40)
+    cache.put(H, "c", "c" * 40)
+    assert cache.get(H, "a") is None
     assert (len(cache), cache.chars) == (2, 80)
-    cache.put("huge", "h" * 101)  # bigger than the whole cache: nothing is kept, not even it
+    cache.put(H, "huge", "h" * 101)  # bigger than the whole cache: nothing is kept, not even it
     assert cache.chars <= 100
-    assert cache.get("huge") is None
-    cache.put("d", "d" * 100)
+    assert cache.get(H, "huge") is None
+    cache.put(H, "d", "d" * 100)
     assert (len(cache), cache.chars) == (1, 100)
 
 
