@@ -157,31 +157,86 @@ class S3Storage(Storage):
         log.warning("evidence pack object outlived the delete of its version")
         return False
 
+    async def purge(self, key: str) -> None:
+        # A plain delete keeps the bytes as a noncurrent version behind a delete marker: each
+        # version, and each marker, is deleted instead. Where the store lists no versions (it
+        # keeps none, or may not say), or refuses to delete one, the key is deleted plainly.
+        try:
+            versions = [v async for v in self._versions(key)]
+        except (BotoCoreError, ClientError) as error:
+            log.warning("evidence pack versions not listed: %s", _client_error_code(error))
+            versions = []
+        for version in versions:
+            try:
+                await self._client.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
+            except (BotoCoreError, ClientError) as error:
+                log.warning("evidence pack version delete refused: %s", _client_error_code(error))
+                break
+        else:
+            if versions:
+                return
+        await self.delete(key)
+
+    async def _versions(self, key: str) -> AsyncIterator[str]:
+        pages = self._client.get_paginator("list_object_versions").paginate(
+            Bucket=self.bucket, Prefix=key
+        )
+        async for page in pages:
+            for item in (*page.get("Versions", ()), *page.get("DeleteMarkers", ())):
+                if item["Key"] == key:
+                    yield item["VersionId"]
+
     async def written_before(self, moment: datetime) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
-        # Listed in key order, so each firm's objects come together.
+        # Listed in key order, so each firm's objects come together; by version where the store
+        # lists them, so that a key only older versions are left of (deleted plainly) is found.
         start = f"{self.prefix}/" if self.prefix else ""
         firm: uuid.UUID | None = None
-        keys: list[str] = []
+        newest: dict[str, datetime] = {}  # the firm's keys, each by its newest version
         try:
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=start
-            )
-            async for page in pages:
-                for item in page.get("Contents", ()):
-                    folder, _, name = item["Key"].removeprefix(start).partition("/")
-                    owner = firm_of(folder, name)
-                    if owner is None or item["LastModified"] >= moment:
-                        continue
-                    if owner != firm:
-                        if firm is not None and keys:
-                            yield firm, keys
-                        firm, keys = owner, []
-                    keys.append(item["Key"])
+            async for key, modified in self._listed(start):
+                folder, _, name = key.removeprefix(start).partition("/")
+                owner = firm_of(folder, name)
+                if owner is None:
+                    continue
+                if owner != firm:
+                    if firm is not None and (old := _older(newest, moment)):
+                        yield firm, old
+                    firm, newest = owner, {}
+                newest[key] = max(modified, newest.get(key, modified))
         except (BotoCoreError, ClientError) as error:
             code = _client_error_code(error)
             raise StorageError(f"The object store cannot be listed ({code}).") from error
-        if firm is not None and keys:
-            yield firm, keys
+        if firm is not None and (old := _older(newest, moment)):
+            yield firm, old
+
+    async def _listed(self, start: str) -> AsyncIterator[tuple[str, datetime]]:
+        """Every object's key under ``start`` and when it was written, in key order: each
+        version and delete marker where the store lists them, else each current object."""
+        first = True
+        try:
+            pages = self._client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=start
+            )
+            async for page in pages:
+                first = False
+                items = (*page.get("Versions", ()), *page.get("DeleteMarkers", ()))
+                for item in sorted(items, key=lambda i: str(i["Key"])):
+                    yield item["Key"], item["LastModified"]
+            return
+        except (BotoCoreError, ClientError) as error:
+            if not first:
+                raise
+            log.warning("evidence pack versions not listed: %s", _client_error_code(error))
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=start
+        )
+        async for page in pages:
+            for item in page.get("Contents", ()):
+                yield item["Key"], item["LastModified"]
+
+
+def _older(newest: dict[str, datetime], moment: datetime) -> list[str]:
+    return [key for key, modified in newest.items() if modified < moment]
 
 
 def _secret(value: Any) -> str | None:

@@ -128,10 +128,16 @@ class Storage(ABC):
         """Remove ``key`` if it exists, and ``version`` of it (as ``put`` named it) for good
         where the store keeps versions; raise StorageError on failure."""
 
+    async def purge(self, key: str) -> None:
+        """Remove every copy of ``key``, each version of it included where the store keeps
+        versions (an object no pack names: no firm's record); raise StorageError on failure."""
+        await self.delete(key)
+
     @abstractmethod
     def written_before(self, moment: datetime) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
         """The keys of the objects last written before ``moment``, a firm at a time (for the
-        sweep of objects no pack names); raise StorageError if they cannot be listed."""
+        sweep of objects no pack names), with those only older versions of are left of, where
+        the store keeps versions; raise StorageError if they cannot be listed."""
 
 
 def is_firm_folder(folder: str) -> bool:

@@ -88,7 +88,7 @@ async def _sweep_batch(
         # Read again under the locks: a pack committed since the first read is named now.
         orphans = await _unnamed(session, idle)
         for key in [] if dry_run else orphans:
-            await storage.delete(key)
+            await storage.purge(key)
     if orphans and not dry_run:
         log.warning(
             "deleted %d stored pack PDF(s) of firm %s that no pack names", len(orphans), firm_id

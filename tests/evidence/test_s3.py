@@ -8,15 +8,20 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from app.evidence import sweep
+from app.evidence.storage import StorageError
 from app.main import create_app
 from tests.browser import browser_for, signed_up
 from tests.conftest import Database, make_settings, started
@@ -27,6 +32,7 @@ from tests.evidence.support import (
     download,
     generate,
     generate_then_fail,
+    orphaned_pdf,
     pack_row,
     pdf_text,
     s3_client,
@@ -380,3 +386,79 @@ async def test_a_version_the_store_cannot_read_falls_back_to_the_current_object(
         assert response.status_code == 200, response.text
         assert hashlib.sha256(response.content).hexdigest() == pack["sha256"]
     assert "pack object version unreadable" in caplog.text
+
+
+@pytest.mark.parametrize("left", ["current", "deleted plainly"])
+async def test_the_sweep_deletes_every_version_of_a_pdf_no_pack_names(
+    versioned_app: Starlette,
+    smtp: SmtpServer,
+    moto_url: str,
+    versioned_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    left: str,
+) -> None:
+    """A plain delete keeps the bytes as a noncurrent version, readable to whoever holds the
+    bucket's keys: the sweep deletes each version and delete marker of a PDF no pack names,
+    and finds one that only an older version is left of (deleted plainly before this release,
+    or by a store that would not delete the version)."""
+    state = versioned_app.state.coverproof
+    firm = browser_for(versioned_app)
+    async with firm.client:
+        await signed_up(firm, smtp, firm=f"Every Version {left.title()} Ltd")
+        orphan = await orphaned_pdf(firm, state.storage, monkeypatch)
+    if left == "deleted plainly":
+        async with s3_client(moto_url) as s3:
+            await s3.delete_object(Bucket=versioned_bucket, Key=orphan)
+    versions, markers = await _versions(moto_url, versioned_bucket, orphan)
+    assert (len(versions), len(markers)) == (1, left == "deleted plainly")
+    later = datetime.now(UTC) + timedelta(seconds=2)
+    # The bucket is the module's: what its other tests left is swept too.
+    assert orphan in await sweep.sweep(state.sessions, state.storage, before=later)
+    assert await _versions(moto_url, versioned_bucket, orphan) == ([], [])
+    assert await sweep.sweep(state.sessions, state.storage, before=later) == []
+
+
+async def test_a_store_that_lists_no_versions_is_swept_as_before(
+    s3_app: Starlette,
+    smtp: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cloudflare R2 keeps no versions and may not answer ListObjectVersions: the sweep lists
+    the current objects and deletes an orphan plainly, as before."""
+    state = s3_app.state.coverproof
+    firm = browser_for(s3_app)
+    async with firm.client:
+        await signed_up(firm, smtp, firm="No Versions Ltd")
+        orphan = await orphaned_pdf(firm, state.storage, monkeypatch)
+    client = state.storage._client
+    paginator = client.get_paginator
+
+    def refusing(name: str) -> Any:
+        if name != "list_object_versions":
+            return paginator(name)
+        refusal = ClientError({"Error": {"Code": "NotImplemented"}}, "ListObjectVersions")
+        return _Refusing(refusal)
+
+    monkeypatch.setattr(client, "get_paginator", refusing)
+    later = datetime.now(UTC) + timedelta(seconds=2)
+    assert orphan in await sweep.sweep(state.sessions, state.storage, before=later)
+    assert "evidence pack versions not listed: NotImplemented" in caplog.messages
+    with pytest.raises(StorageError):
+        await state.storage.read(orphan)
+
+
+class _Refusing:
+    """A paginator whose first page is a refusal."""
+
+    def __init__(self, refusal: Exception) -> None:
+        self.refusal = refusal
+
+    def paginate(self, **_: Any) -> Any:
+        return self
+
+    def __aiter__(self) -> Any:
+        return self
+
+    async def __anext__(self) -> Any:
+        raise self.refusal
