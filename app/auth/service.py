@@ -117,6 +117,9 @@ async def sign_up(session: AsyncSession, env: AuthEnv, data: SignUp) -> None:
     await chain.record(
         session, actor, Action.SIGNED_UP, "user", user_id, {"password": data.password is not None}
     )
+    # A duplicate's is on the platform chain: a new one's too, naming nobody (see why in
+    # _send_if_known).
+    await chain.record_platform(session, Action.SIGNED_UP, ip=env.ip)
 
 
 async def _sign_up_duplicate(session: AsyncSession, env: AuthEnv, email: str) -> None:
@@ -273,12 +276,12 @@ async def _record_failure(
     registered or not) and audit it, in the account's firm if there is one."""
     if action is Action.SIGN_IN_FAILED:
         await calls.note_failed_sign_in(session, address, THROTTLE_AFTER_FAILURES)
-    if user is None or user.firm_id is None:
-        await chain.record_platform(session, action, ip=env.ip)
-        return
-    await bind_tenant(session, user.firm_id, user.user_id)
-    actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
-    await chain.record(session, actor, action, "user", user.user_id)
+    if user is not None and user.firm_id is not None:
+        await bind_tenant(session, user.firm_id, user.user_id)
+        actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
+        await chain.record(session, actor, action, "user", user.user_id)
+    # Registered or not, as in _send_if_known (see why there): the refusal is answered after.
+    await chain.record_platform(session, action, ip=env.ip)
 
 
 async def request_magic_link(session: AsyncSession, env: AuthEnv, data: EmailOnly) -> None:

@@ -117,7 +117,9 @@ RECORDS: dict[str, tuple[str, ...]] = {
 
 # Recorded on the platform chain too, naming no address, registered or not: so that both kinds
 # of address wait for its lock alike (app/auth/service.py, _send_if_known).
-PLATFORM_TOO = frozenset({"resendVerification", "requestMagicLink", "requestPasswordReset"})
+PLATFORM_TOO = frozenset(
+    {"signUp", "resendVerification", "requestMagicLink", "requestPasswordReset"}
+)
 
 # Mutations no scenario below can call successfully through HTTP, each with the reason. Empty:
 # every mutation is exercised. A mutation listed here must say why, never just be skipped.

@@ -159,28 +159,45 @@ async def test_answers_that_are_alike_for_any_address_take_as_long_for_any_addre
 async def test_registered_and_unknown_addresses_alike_wait_for_the_platform_chain(
     browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
-    """Every request of these flows appends to the platform chain, whose one lock a flood of
-    unknown addresses would hold (here, a session of the test's): a registered address's
-    answer then waits for it as an unknown one's does, so their times still do not differ."""
+    """Every request of these flows, and every refused password sign-in, appends to the
+    platform chain, whose one lock a flood of unknown addresses would hold (here, a session of
+    the test's): a registered address's answer then waits for it as an unknown one's does, so
+    their times still do not differ."""
     known = await signed_up(browser, smtp)
     unverified = new_email()
     sign_up = {"email": unverified, "password": PASSWORD, "firmName": "Waits Ltd"}
     assert "errors" not in await browser.gql(SIGN_UP, {"input": sign_up})
-    for mutation, registered in ((MAGIC, known), (RESET_REQUEST, known), (RESEND, unverified)):
+
+    def signing_up(address: str) -> dict[str, Any]:
+        return {"input": {**sign_up, "email": address}}
+
+    def failing(address: str) -> dict[str, Any]:
+        return {"e": address, "p": "not the password at all"}
+
+    asked_for = [
+        (MAGIC, {"e": known}, {"e": new_email()}),
+        (RESET_REQUEST, {"e": known}, {"e": new_email()}),
+        (RESEND, {"e": unverified}, {"e": new_email()}),
+        (SIGN_UP, signing_up(known), signing_up(new_email())),
+        (SIGN_IN, failing(known), failing(new_email())),  # recorded before it is answered
+    ]
+    for mutation, registered, unknown in asked_for:
         callers = [browser_for(auth_app), browser_for(auth_app)]
         async with callers[0].client, callers[1].client, superuser_engine.connect() as holder:
             await holder.execute(text("select pg_advisory_lock(0)"))
             try:
                 asked = [
-                    asyncio.create_task(caller.gql(mutation, {"e": address}))
-                    for caller, address in zip(callers, (registered, new_email()), strict=True)
+                    asyncio.create_task(caller.gql(mutation, variables))
+                    for caller, variables in zip(callers, (registered, unknown), strict=True)
                 ]
                 await _until_waiting_for_the_platform_chain(superuser_engine, 2)
                 assert not any(task.done() for task in asked)
             finally:
                 await holder.execute(text("select pg_advisory_unlock(0)"))
             answers = await asyncio.gather(*asked)
-        assert answers[0] == answers[1] == {"data": answers[0]["data"]}, answers
+        assert [(a.get("data"), codes(a)) for a in answers] == [
+            (answers[0].get("data"), codes(answers[0]))
+        ] * 2, answers
 
 
 async def _until_waiting_for_the_platform_chain(engine: AsyncEngine, count: int) -> None:
