@@ -160,7 +160,9 @@ class S3Storage(Storage):
     async def purge(self, key: str) -> None:
         # A plain delete keeps the bytes as a noncurrent version behind a delete marker: each
         # version, and each marker, is deleted instead. Where the store lists no versions (it
-        # keeps none, or may not say), or refuses to delete one, the key is deleted plainly.
+        # keeps none, or may not say), or refuses to delete one (a retention lock, no
+        # s3:DeleteObjectVersion), a current object is deleted plainly; one already hidden is
+        # left as it is, not given another marker at every sweep.
         try:
             versions = [v async for v in self._versions(key)]
         except (BotoCoreError, ClientError) as error:
@@ -175,7 +177,16 @@ class S3Storage(Storage):
         else:
             if versions:
                 return
-        await self.delete(key)
+        if await self._current(key):
+            await self.delete(key)
+
+    async def _current(self, key: str) -> bool:
+        """Whether ``key`` names a current object (or whether that cannot be told)."""
+        try:
+            await self._client.head_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as error:
+            return _client_error_code(error) not in {"NoSuchKey", "404"}
+        return True
 
     async def _versions(self, key: str) -> AsyncIterator[str]:
         pages = self._client.get_paginator("list_object_versions").paginate(

@@ -462,3 +462,38 @@ class _Refusing:
 
     async def __anext__(self) -> Any:
         raise self.refusal
+
+
+async def test_versions_the_store_will_not_delete_get_no_marker_at_every_sweep(
+    versioned_app: Starlette,
+    smtp: SmtpServer,
+    moto_url: str,
+    versioned_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A version under a retention lock, or a key without s3:DeleteObjectVersion: the current
+    object is deleted plainly once; later sweeps, which still find the orphan by its version,
+    leave it as it is rather than stack a delete marker on it each time."""
+    state = versioned_app.state.coverproof
+    firm = browser_for(versioned_app)
+    async with firm.client:
+        await signed_up(firm, smtp, firm="Locked Version Ltd")
+        orphan = await orphaned_pdf(firm, state.storage, monkeypatch)
+    client = state.storage._client
+    delete_object = client.delete_object
+
+    async def refusing(**kwargs: Any) -> Any:
+        if "VersionId" in kwargs:
+            raise ClientError({"Error": {"Code": "AccessDenied"}}, "DeleteObject")
+        return await delete_object(**kwargs)
+
+    monkeypatch.setattr(client, "delete_object", refusing)
+    later = datetime.now(UTC) + timedelta(seconds=2)
+    for _ in range(3):
+        assert orphan in await sweep.sweep(state.sessions, state.storage, before=later)
+        versions, markers = await _versions(moto_url, versioned_bucket, orphan)
+        assert (len(versions), len(markers)) == (1, 1)
+    assert "evidence pack version delete refused: AccessDenied" in caplog.messages
+    with pytest.raises(StorageError):
+        await state.storage.read(orphan)  # hidden from the app all the same
