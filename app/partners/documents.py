@@ -84,8 +84,9 @@ async def store(session: AsyncSession, docs: list[Document]) -> int:
 
 def holder(cookie: str) -> bytes:
     """Whose automatic persisted queries a session's requests run: its own (a digest of its
-    cookie, which the read lane has before it knows the user)."""
-    return hashlib.sha256(cookie.encode()).digest()
+    cookie, which the read lane has before it knows the user; apart from the sessions table's
+    digest of it, so that no key of this cache is a value in the database)."""
+    return hashlib.sha256(b"apq\0" + cookie.encode()).digest()
 
 
 async def trusted(session: AsyncSession, doc_id: str) -> str | None:
