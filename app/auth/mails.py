@@ -6,6 +6,30 @@ from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
 
+# Embedding, override and isolate controls: they reorder the text that follows them.
+_BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+_DROP_BIDI = dict.fromkeys(_BIDI)
+
+
+def shown(text: str) -> str:
+    """Text with a firm's names in it, as a mail sent from our address shows it: on one line and
+    without bidi controls, so that a name cannot add a paragraph of its own (one that reads as
+    ours) or reorder what follows it. Names held before ``name_for_mail`` refused these."""
+    return " ".join(text.translate(_DROP_BIDI).split())
+
+
+def name_for_mail(name: str) -> str:
+    """A name a firm gives (its own, a form's), which mails sent from our address carry: one
+    line, no control character, no bidi control, and no web address (a link there would read
+    as ours)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise ValueError("A name is one line of text, without control characters.")
+    if any(ord(c) in _BIDI for c in name):
+        raise ValueError("A name may not hold characters that reorder text.")
+    if "://" in name or "www." in name.lower():
+        raise ValueError("A name may not hold a web address.")
+    return name
+
 
 @dataclass(frozen=True)
 class Mail:
@@ -15,6 +39,7 @@ class Mail:
 
 
 def compose(subject: str, intro: str, action: str, url: str, outro: str) -> Mail:
+    subject, intro, outro = shown(subject), shown(intro), shown(outro)
     text = f"{intro}\n\n{action}:\n{url}\n\n{outro}\n\n-- CoverProof\n"
     html = (
         f"<p>{escape(intro)}</p>"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from html import escape
 
-from app.auth.mails import Mail, compose
+from app.auth.mails import Mail, compose, shown
 
 
 def request(url: str, firm_name: str, template_name: str, due: date | None) -> Mail:
@@ -36,11 +36,14 @@ def received(firm_name: str, template_name: str, at: datetime, receipt: str) -> 
     later show what they submitted, and learns if someone else used their link. Not the
     answers (an email is no place for them) and no link (theirs is spent)."""
     lines = [
-        f"{firm_name} has received your {template_name}, submitted on "
-        f"{at:%d %B %Y at %H:%M:%S} UTC.",
-        f"Receipt (SHA-256 of your response): {receipt}",
-        f"Keep this email. If you did not submit this, tell {firm_name} at once.",
+        shown(line)
+        for line in (
+            f"{firm_name} has received your {template_name}, submitted on "
+            f"{at:%d %B %Y at %H:%M:%S} UTC.",
+            f"Receipt (SHA-256 of your response): {receipt}",
+            f"Keep this email. If you did not submit this, tell {firm_name} at once.",
+        )
     ]
     text = "\n\n".join(lines) + "\n\n-- CoverProof\n"
     html = "".join(f"<p>{escape(line)}</p>" for line in lines) + "<p>-- CoverProof</p>"
-    return Mail(f"Received: your {template_name} for {firm_name}", text, html)
+    return Mail(shown(f"Received: your {template_name} for {firm_name}"), text, html)

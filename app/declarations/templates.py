@@ -16,7 +16,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from app.auth.mails import name_for_mail
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 # Fixed forever: built-in template ids are uuid5(BUILTIN_NAMESPACE, "coverproof.builtin.<key>"),
@@ -151,6 +160,16 @@ class TemplateSpec(BaseModel):
         if duplicates:
             raise ValueError(f"Question ids must be unique: {', '.join(duplicates)} repeated.")
         return self
+
+
+class NewTemplateSpec(TemplateSpec):
+    """A template as a firm writes it now. Its name goes into the mails sent from our address,
+    so it is held to what they may carry; stored versions are read as they were written."""
+
+    @field_validator("name")
+    @classmethod
+    def _for_mail(cls, name: str) -> str:
+        return name_for_mail(name)
 
 
 @dataclass(frozen=True)

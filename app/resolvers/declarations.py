@@ -17,7 +17,7 @@ from app.declarations.schemas import (
     Submission,
     SubmissionKey,
 )
-from app.declarations.templates import TemplateSpec, spec_from_snapshot
+from app.declarations.templates import NewTemplateSpec, spec_from_snapshot
 from app.errors import MethodNotAllowed, field_error
 from app.schema.context import Info
 from app.schema.declarations import (
@@ -68,7 +68,7 @@ async def template(info: Info, id: uuid.UUID) -> Template:
 async def create_template(info: Info, input: TemplateInput) -> TemplatePayload:
     fields = _plain(input)
     key = idempotency.checked_key(fields.pop("idempotency_key"))
-    spec = TemplateSpec.model_validate(fields)
+    spec = NewTemplateSpec.model_validate(fields)
     created = await info.context.run(template_service.create_template, spec, key)
     return TemplatePayload(template=Template.of(created))
 
@@ -80,7 +80,7 @@ async def create_template_version(
 ) -> TemplatePayload:
     fields = _plain(input)
     key = idempotency.checked_key(fields.pop("idempotency_key"))
-    spec = TemplateSpec.model_validate(fields)
+    spec = NewTemplateSpec.model_validate(fields)
     created = await info.context.run(
         template_service.create_template_version, template_id, spec, key
     )

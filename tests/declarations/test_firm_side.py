@@ -913,22 +913,54 @@ async def test_another_firm_can_neither_see_nor_touch_a_firms_declarations_or_te
     assert [d["id"] for d in await listed(other)] == [own_b["id"]]
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Annual\n\nIMPORTANT: open https://forms.example instead",
+        "Annual review \u202etxt.exe",
+        "Annual review, see https://forms.example",
+        "Annual review at www.forms.example",
+    ],
+    ids=["line-break", "bidi-override", "url", "www"],
+)
+async def test_a_name_a_mail_would_carry_is_one_line_with_no_web_address(
+    browser: Browser, smtp: SmtpServer, name: str
+) -> None:
+    """A firm's name and its forms' names go into the mails sent from our address: a second
+    paragraph, a reordering control or a link there would read as ours (a phishing mail that
+    passes our domain's checks)."""
+    await signed_up(browser, smtp, firm="Plain Names Ltd")
+    template = template_input(name, question("q1", "short_text"))
+    assert codes(await browser.gql(CREATE_TEMPLATE, {"i": template})) == ["BAD_USER_INPUT"]
+    template_id = await create_template(browser, "Annual review", question("q1", "short_text"))
+    version = await browser.gql(CREATE_VERSION, {"t": template_id, "i": template})
+    assert codes(version) == ["BAD_USER_INPUT"], version
+    assert codes(await browser.gql(UPDATE_FIRM, {"n": name})) == ["BAD_USER_INPUT"]
+    assert (await firm_of(browser))["name"] == "Plain Names Ltd"
+
+
 async def test_a_line_break_in_a_firms_or_forms_name_never_stops_a_link_or_a_submission(
     browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
     """Mail subjects carry the firm's and the form's names, and the outbox refuses a subject on
-    two lines: the names are put on one, or a firm renamed with a line break (before names were
-    held to one line, or by hand) would make every send and every submission fail."""
+    two lines: names held before they were held to one line (or changed by hand) are put on
+    one, or every send and every submission would fail. Nor may such a name add a paragraph of
+    its own to a mail sent from our address, or reorder what follows it (bidi controls)."""
     await signed_up(browser, smtp, firm="Broken Lines Ltd")
     body = await browser.gql(UPDATE_FIRM, {"n": "Broken\nLines Ltd"})
     assert codes(body) == ["BAD_USER_INPUT"], body
+    template_id = await create_template(browser, "Annual review", question("q1", "short_text"))
+    forged = "Annual\n\nIMPORTANT: your link has moved.\u202e\r\nreview"
     firm_id = (await firm_of(browser))["id"]
     async with superuser_engine.begin() as conn:
         await conn.execute(
             text("update firms set name = :n where id = :f"),
             {"n": "Broken\r\nLines Ltd", "f": firm_id},
         )
-    template_id = await create_template(browser, "Annual\nreview", question("q1", "short_text"))
+        await conn.execute(
+            text("update declaration_templates set name = :n where id = :t"),
+            {"n": forged, "t": template_id},
+        )
     email = new_email()
     _, token = await sent_declaration(browser, smtp, email, template_id)
     recipient = browser_for(auth_app)
@@ -939,7 +971,16 @@ async def test_a_line_break_in_a_firms_or_forms_name_never_stops_a_link_or_a_sub
         )
     assert "errors" not in done, done
     await smtp.wait_for(lambda _: len(smtp.to(email)) == 2)
-    assert [str(m["subject"]) for m in smtp.to(email)] == [
-        "Broken Lines Ltd asks you to complete: Annual review",
-        "Received: your Annual review for Broken Lines Ltd",
+    one_line = "Annual IMPORTANT: your link has moved. review"
+    mails = smtp.to(email)
+    assert [str(m["subject"]) for m in mails] == [
+        f"Broken Lines Ltd asks you to complete: {one_line}",
+        f"Received: your {one_line} for Broken Lines Ltd",
     ]
+    for mail in mails:
+        text_part = mail.get_body(preferencelist=("plain",))
+        assert text_part is not None
+        first = text_part.get_content().split("\n\n")[0]
+        assert one_line in first, first
+        assert "Broken Lines Ltd" in first, first
+        assert "\u202e" not in text_part.get_content()
