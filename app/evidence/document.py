@@ -17,6 +17,8 @@ from app.evidence.content import (
     VerificationContent,
 )
 
+# overflow-wrap: a word wider than its line (a long one, or words joined by no-break spaces)
+# is split to fit, where it ran off the page: out of the reader's sight, though in the file.
 CSS = """
 @page {
   size: a4 portrait;
@@ -26,7 +28,8 @@ CSS = """
     left: 1.8cm; width: 17.4cm; bottom: 0.9cm; height: 1cm;
   }
 }
-body { font-family: %(font)s; font-size: 9pt; line-height: 1.3; color: #111; }
+body { font-family: %(font)s; font-size: 9pt; line-height: 1.3; color: #111;
+  overflow-wrap: break-word; }
 h1 { font-size: 20pt; margin: 0 0 8pt 0; }
 h2 { font-size: 13pt; margin: 14pt 0 4pt 0; -pdf-keep-with-next: true; }
 h3 { font-size: 10.5pt; margin: 10pt 0 3pt 0; padding-top: 4pt; border-top: 0.5pt solid #999;

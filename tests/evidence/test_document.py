@@ -1,0 +1,70 @@
+"""What a pack shows stays on its pages: the PDF's text, as a reader sees it."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+
+from pypdf import PdfReader
+
+from app.evidence import render
+from app.evidence.content import Answer, DeclarationContent, PackContent
+
+# Words joined by no-break spaces are one word to the line breaker, as is a run of letters.
+JOINED = "\u00a0".join(["Nothing", "to", "declare.", *["filler"] * 40, "convicted"])
+LONG_NAME = "Pat" + "o" * 140
+
+
+class _Unsigned:
+    def sign(self, pdf: bytes, pack_id: str) -> bytes:  # noqa: ARG002 (the signer's interface)
+        return pdf
+
+
+def _pack() -> PackContent:
+    declaration = DeclarationContent(
+        id="d1",
+        recipient_name=LONG_NAME,
+        recipient_email="pat@example.test",
+        template_name="Annual review",
+        template_version=1,
+        status="submitted",
+        counterparty=None,
+        created_at="2026-11-30 09:00:00 UTC",
+        sent_at="2026-11-30 09:00:00 UTC",
+        submitted_at="2026-11-30 10:00:00 UTC",
+        answers=[Answer("Anything to declare?", JOINED)],
+        attestation="I attest.",
+        attestation_accepted=True,
+        signature_name="Pat",
+        submitted_ip="192.0.2.1",
+        response_sha256="ab" * 32,
+    )
+    return PackContent(
+        pack_id="p1",
+        title="Wide text",
+        firm_name="Acme Ltd",
+        firm_frn=None,
+        period_from=date(2026, 11, 1),
+        period_to=date(2026, 11, 30),
+        declaration_filter=None,
+        counterparty_filter=None,
+        generated_by="Owner",
+        generated_at="2026-11-30 11:00:00 UTC",
+        signing_key_id="k1",
+        declarations=[declaration],
+    )
+
+
+def test_a_word_wider_than_its_line_is_split_onto_the_page() -> None:
+    """An answer of words joined by no-break spaces, or a name with no space, ran off the
+    page's edge in one line: the end of the answer ("convicted") out of the reader's sight, the
+    name printed over the summary's next columns. Each is now split into lines that fit."""
+    rendered = render.render_pdf(_pack(), _Unsigned())  # type: ignore[arg-type]
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(rendered.pdf)).pages)
+    lines = text.split("\n")
+    assert not [line for line in lines if "Nothing" in line and "convicted" in line]
+    assert not [line for line in lines if LONG_NAME in line]
+    # Split, not cut: every character is still there, in order.
+    joined = "".join(lines).replace("\u00a0", " ")
+    assert JOINED.replace("\u00a0", " ") in joined
+    assert LONG_NAME in joined
