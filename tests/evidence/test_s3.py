@@ -388,6 +388,16 @@ async def test_a_version_the_store_cannot_read_falls_back_to_the_current_object(
     assert "pack object version unreadable" in caplog.text
 
 
+async def _an_orphan(
+    app: Starlette, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch, firm_name: str
+) -> str:
+    """A PDF no pack names, left in ``app``'s store by a new firm's failed pack."""
+    firm = browser_for(app)
+    async with firm.client:
+        await signed_up(firm, smtp, firm=firm_name)
+        return await orphaned_pdf(firm, app.state.coverproof.storage, monkeypatch)
+
+
 @pytest.mark.parametrize("left", ["current", "deleted plainly"])
 async def test_the_sweep_deletes_every_version_of_a_pdf_no_pack_names(
     versioned_app: Starlette,
@@ -402,10 +412,7 @@ async def test_the_sweep_deletes_every_version_of_a_pdf_no_pack_names(
     and finds one that only an older version is left of (deleted plainly before this release,
     or by a store that would not delete the version)."""
     state = versioned_app.state.coverproof
-    firm = browser_for(versioned_app)
-    async with firm.client:
-        await signed_up(firm, smtp, firm=f"Every Version {left.title()} Ltd")
-        orphan = await orphaned_pdf(firm, state.storage, monkeypatch)
+    orphan = await _an_orphan(versioned_app, smtp, monkeypatch, f"Every Version {left.title()} Ltd")
     if left == "deleted plainly":
         async with s3_client(moto_url) as s3:
             await s3.delete_object(Bucket=versioned_bucket, Key=orphan)
@@ -427,10 +434,7 @@ async def test_a_store_that_lists_no_versions_is_swept_as_before(
     """Cloudflare R2 keeps no versions and may not answer ListObjectVersions: the sweep lists
     the current objects and deletes an orphan plainly, as before."""
     state = s3_app.state.coverproof
-    firm = browser_for(s3_app)
-    async with firm.client:
-        await signed_up(firm, smtp, firm="No Versions Ltd")
-        orphan = await orphaned_pdf(firm, state.storage, monkeypatch)
+    orphan = await _an_orphan(s3_app, smtp, monkeypatch, "No Versions Ltd")
     client = state.storage._client
     paginator = client.get_paginator
 
@@ -476,10 +480,7 @@ async def test_versions_the_store_will_not_delete_get_no_marker_at_every_sweep(
     object is deleted plainly once; later sweeps, which still find the orphan by its version,
     leave it as it is rather than stack a delete marker on it each time."""
     state = versioned_app.state.coverproof
-    firm = browser_for(versioned_app)
-    async with firm.client:
-        await signed_up(firm, smtp, firm="Locked Version Ltd")
-        orphan = await orphaned_pdf(firm, state.storage, monkeypatch)
+    orphan = await _an_orphan(versioned_app, smtp, monkeypatch, "Locked Version Ltd")
     client = state.storage._client
     delete_object = client.delete_object
 
