@@ -51,10 +51,11 @@ async def list_entries(
         ("targetType", AuditEntry.target_type, filters.target_type),
         ("targetId", AuditEntry.target_id, filters.target_id),
     ):
-        if value is not None and len(value) > MAX_FILTER:
+        if value is None:
+            continue
+        if len(value) > MAX_FILTER:
             raise field_error(f"filter.{name}", f"Send at most {MAX_FILTER} characters.")
-        if value is not None:
-            query = query.where(column == value)
+        query = query.where(column == value)
     if filters.start is not None:
         query = query.where(AuditEntry.occurred_at >= filters.start)
     if filters.end is not None:

@@ -75,11 +75,7 @@ async def create_roles_and_database(superuser_url: str, database: str) -> None:
         await conn.close()
     conn = await seal.admin_connect(superuser_url, database)
     try:
-        # What the owner made when the database was its own is none of its to keep.
-        kept = await conn.fetch(
-            "select nspname from pg_namespace "
-            "where nspowner = 'coverproof_owner'::regrole and nspname <> 'public'"
-        )
+        kept = await conn.fetch(seal.OWNER_SCHEMAS)
         if kept:
             names = ", ".join(row["nspname"] for row in kept)
             raise ConfigError([f"coverproof_owner owns schemas that are not ours: {names}"])

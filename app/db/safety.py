@@ -47,11 +47,7 @@ AUDIT_WRITES = text(
 # A temporary table is found before any schema's: code of the owner's making, run in the app's
 # session, could make one there for the app to take for the audit log.
 TEMPORARY = text("select has_database_privilege(:role, current_database(), 'TEMPORARY')")
-# What it made while it owned the database (a schema named after a role is searched first).
-OWNER_SCHEMAS = text(
-    "select nspname from pg_namespace where nspowner = 'coverproof_owner'::regrole "
-    "and nspname <> 'public' order by 1"
-)
+OWNER_SCHEMAS = text(seal_sql.OWNER_SCHEMAS)
 # A database's owner may drop it, audit trail and all.
 OWNER_OWNS_DATABASE = text(
     "select pg_has_role('coverproof_owner', datdba, 'MEMBER') from pg_database "

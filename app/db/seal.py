@@ -180,6 +180,14 @@ where owner <> (select evtowner from pg_event_trigger where evtname = 'coverproo
 """
 
 
+# What coverproof_owner made while it owned the database: none of its to keep (a schema named
+# after a role is searched first).
+OWNER_SCHEMAS = (
+    "select nspname from pg_namespace where nspowner = 'coverproof_owner'::regrole "
+    "and nspname <> 'public' order by 1"
+)
+
+
 # Whether the audit tables are as they were sealed (the seal's functions and table existing).
 SEALED_AS_NOW = (
     "select coverproof_seal.audit_state() is not distinct from "
