@@ -23,7 +23,7 @@ from app.db import calls
 from app.db.models import Counterparty, Declaration
 from app.declarations import service
 from app.declarations.schemas import DeclarationCreate
-from app.declarations.template_service import lane_template
+from app.declarations.template_service import lane_snapshot, lane_template
 from app.errors import NotFound
 
 _TABLE: Table = Declaration.__table__  # type: ignore[assignment]
@@ -49,7 +49,7 @@ async def create_declaration(
     ):
         raise NotFound("Counterparty not found.")
     template = await lane_template(conn, data.template_id)
-    row = service.draft(actor, template, data)
+    row = service.draft(actor, template, data, lane_snapshot(template))
     await calls.insert_row(conn, _TABLE, row)
     await chain.record_on(
         conn,

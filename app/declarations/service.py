@@ -67,14 +67,17 @@ def check_due(data: DeclarationCreate) -> None:
         raise field_error("dueDate", "The due date has passed.")
 
 
-def draft(actor: Actor, template: Template, data: DeclarationCreate) -> dict[str, Any]:
-    """The column values of a new draft, pinned to the template's version."""
+def draft(
+    actor: Actor, template: Template, data: DeclarationCreate, snapshot: Any = None
+) -> dict[str, Any]:
+    """The column values of a new draft, pinned to the template's version (``snapshot``, when
+    the caller has it already made)."""
     return {
         "id": uuid.uuid4(),
         "firm_id": actor.firm_id,
         "template_id": template.id,
         "template_version": template.version,
-        "template_snapshot": template.snapshot(),
+        "template_snapshot": template.snapshot() if snapshot is None else snapshot,
         "recipient_name": data.recipient_name,
         "recipient_email": data.recipient_email,
         "counterparty_id": data.counterparty_id,
