@@ -63,12 +63,26 @@ def _forwarded_client(entries: list[str], networks: tuple[IPNetwork, ...]) -> IP
     return innermost
 
 
+# Where a request's answer is kept in its scope: the middleware, a lane and the context each ask.
+_MEMO = "coverproof.client_ip"
+
+
 def client_ip(scope: Scope, trusted_proxies: Sequence[str]) -> str | None:
     """The client's address for rate limiting and logs; None when the server has no peer.
 
     A peer that is not an IP (a Unix socket, a test client's name) is returned as it is, and
     its X-Forwarded-For is never read.
     """
+    proxies = tuple(trusted_proxies)
+    memo = scope.get(_MEMO)
+    if memo is not None and memo[0] == proxies:
+        return memo[1]  # type: ignore[no-any-return]
+    found = _client_ip(scope, proxies)
+    scope[_MEMO] = (proxies, found)
+    return found
+
+
+def _client_ip(scope: Scope, trusted_proxies: tuple[str, ...]) -> str | None:
     client = scope.get("client")
     if not client:
         return None
@@ -76,7 +90,7 @@ def client_ip(scope: Scope, trusted_proxies: Sequence[str]) -> str | None:
     peer = _parse(peer_text)
     if peer is None:
         return peer_text
-    networks = _networks(tuple(trusted_proxies))
+    networks = _networks(trusted_proxies)
     if not any(peer in network for network in networks):
         return str(peer)
     forwarded = _forwarded_client(_forwarded_for(scope), networks)

@@ -26,6 +26,17 @@ def test_an_untrusted_peer_is_the_client_whatever_it_forwards() -> None:
     assert client_ip(spoofed, [PROXY]) == CLIENT
 
 
+def test_a_request_is_worked_out_once_for_the_proxies_it_was_asked_about() -> None:
+    # Kept in the scope for the request's later askers, but never for another setting.
+    forwarded = scope(PROXY, CLIENT)
+
+    assert client_ip(forwarded, []) == PROXY
+    assert client_ip(forwarded, [PROXY]) == CLIENT
+    forwarded["client"] = ("198.51.100.9", 50000)  # never in a real scope: shows it is kept
+    assert client_ip(forwarded, [PROXY]) == CLIENT
+    assert client_ip(forwarded, []) == "198.51.100.9"
+
+
 @pytest.mark.parametrize("trusted", [[PROXY], ["10.0.0.0/8"], ["192.0.2.1", "10.0.0.0/24"]])
 def test_a_trusted_proxy_forwards_the_client(trusted: list[str]) -> None:
     assert client_ip(scope(PROXY, CLIENT), trusted) == CLIENT
