@@ -414,7 +414,7 @@ def scenarios(f: dict[str, Path], tokens: int) -> dict[str, list[Scenario]]:
                 "floor: Starlette + asyncpg",
                 "starlette",
                 "graphql.lua",
-                [*firm, str(f["read"])],
+                [*firm, str(f["read"]), ""],  # no prefix: the pause (paced.lua) is 5th
             ),
             Scenario(
                 "read_floor_strawberry",
@@ -549,6 +549,8 @@ def run_http(ctx: dict[str, Any], groups: set[str], rounds: int) -> dict[str, An
     if "read" in groups:
         for scenario in (loads["read"][1], loads["read"][2]):  # the app's persisted read, the peer
             results[scenario.key + "_paced"] = paced(commands, scenario, seconds)
+    if "floors" in groups:  # what the floor's own tail is at the same share of its own peak
+        results["read_floor_starlette_paced"] = paced(commands, loads["floors"][0], seconds)
     if "write" in groups:
         print("write: createDeclaration (with its chained audit entry)", flush=True)
         floor = raw("raw_write_spread", "raw_write_hot")
@@ -614,6 +616,9 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
         ).get("share_of_peak", 0.0),
         "PostGraphile p99 / p50 at 70 % of its peak": ratio(
             "read_postgraphile_paced", "read_postgraphile_paced", "p99_ms", "p50_ms"
+        ),
+        "Starlette + asyncpg floor p99 / p50 at 70 % of its peak": ratio(
+            "read_floor_starlette_paced", "read_floor_starlette_paced", "p99_ms", "p50_ms"
         ),
     }
     return {name: value for name, value in table.items() if value}
