@@ -309,11 +309,12 @@ def parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=audit_export)
     reanchor = audit.add_parser(
         "reanchor",
-        help="sign chains only a revoked key had signed, once checked against kept exports",
+        help="sign chains a revoked key signed past any trusted key's checkpoint, once checked "
+        "against kept exports",
     )
     scope = reanchor.add_mutually_exclusive_group(required=True)
     scope.add_argument("--firm")
-    scope.add_argument("--all", action="store_true", help="every chain only revoked keys signed")
+    scope.add_argument("--all", action="store_true", help="every such chain")
     reanchor.set_defaults(handler=audit_reanchor)
     audit.add_parser("public-key", help="the checkpoint signing key (PEM)").set_defaults(
         handler=audit_key

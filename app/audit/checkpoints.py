@@ -28,6 +28,12 @@ REVOKED_ONLY = (
     "an operator re-anchors it (coverproof audit reanchor) once it has been checked against "
     "exports kept from before the key leaked."
 )
+REVOKED_SINCE = (
+    "A revoked key signed this audit trail past its last checkpoint by a key still trusted "
+    "(seq {seq}), so nothing vouches for the entries in between: an operator re-anchors it "
+    "(coverproof audit reanchor) once it has been checked against exports kept from before "
+    "the key leaked."
+)
 
 
 async def _sign_head(
@@ -43,22 +49,24 @@ async def _sign_head(
     signed just now (a head already signed keeps its checkpoint). Only a chain that still
     extends the last checkpoint, itself validly signed, is signed: signing a rewritten or
     cut-off one would vouch for the rewrite. With no such checkpoint, the whole chain is checked
-    first; and a chain only a revoked key signed is signed only as an operator's ``reanchor``
-    (its links check out however whoever held the key rewrote it). The entries since that
+    first; and a chain a revoked key signed past its last checkpoint of a trusted key (or at
+    all, with none) is signed only as an operator's ``reanchor``: the entries only that key
+    vouched for check out however whoever held it rewrote them. The entries since that
     checkpoint are checked before the firm's chain lock is taken, so its appends do not wait on
     that; under the lock, only what was appended meanwhile is. A new checkpoint ``requested_by``
     a member is recorded on the trail first (``audit.checkpoint_created``, naming it), so it
     signs the entry that says who asked for it."""
     last = await newest(session, firm_id, key.revoked)
+    if last is not None:
+        _signed_by_us(last, key)  # before its time settles anything (``revoked_past``)
+    if not reanchor and await revoked_past(session, firm_id, key.revoked, last):
+        raise AuditChainBroken(REVOKED_ONLY if last is None else REVOKED_SINCE.format(seq=last.seq))
     checked: chain.Head | None
     if last is not None:
-        _signed_by_us(last, key)
         since = _signed(last)
         current = await chain.head(session, firm_id)
         checked = await _extends(session, firm_id, last, since, current, key)
     else:
-        if not reanchor and await revoked_signed(session, firm_id, key.revoked):
-            raise AuditChainBroken(REVOKED_ONLY)
         checked = await _whole(session, firm_id, key)
     head = await chain.locked_head(session, firm_id)  # it cannot move while it is signed
     latest = await newest(session, firm_id, key.revoked)
@@ -109,17 +117,27 @@ async def _sign_head(
     return checkpoint, True
 
 
-async def revoked_signed(
-    session: AsyncSession, firm_id: uuid.UUID, revoked: Collection[str]
+async def revoked_past(
+    session: AsyncSession,
+    firm_id: uuid.UUID,
+    revoked: Collection[str],
+    last: AuditCheckpoint | None,
 ) -> bool:
-    """Whether a ``revoked`` key signed any of the firm's checkpoints. Asked of the revoked
-    keys alone: "no checkpoint of ours, yet some checkpoint" read in two statements would take
-    one another signer committed in between for a revoked key's."""
+    """Whether a ``revoked`` key signed one of the firm's checkpoints past ``last``, its newest
+    of a key not revoked, and after it (any, for None): the entries up to it were vouched for
+    by that key alone. One signed before ``last`` is settled by it: an operator's re-anchor,
+    or (a checkpoint beyond the head that its key's holder made up) the signing it allowed.
+    Asked of the revoked keys alone: "no checkpoint of ours, yet some checkpoint" read in two
+    statements would take one another signer committed in between for a revoked key's."""
     if not revoked:
         return False
     query = select(AuditCheckpoint.id).where(
         AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.key_id.in_(sorted(revoked))
     )
+    if last is not None:
+        query = query.where(
+            AuditCheckpoint.seq > last.seq, AuditCheckpoint.signed_at > last.signed_at
+        )
     return await session.scalar(query.limit(1)) is not None
 
 

@@ -82,8 +82,9 @@ async def export_firm(owner_url: str, firm_id: uuid.UUID, key: SigningKey) -> As
 async def reanchor_firms(
     owner_url: str, key: SigningKey, firm_id: uuid.UUID | None = None
 ) -> list[tuple[uuid.UUID, AuditCheckpoint | AuditChainBroken | None]]:
-    """Re-anchor ``firm_id``'s chain, or every chain only a revoked key signed: each firm's
-    new checkpoint (None for an empty chain), or why it was not signed."""
+    """Re-anchor ``firm_id``'s chain, or every chain a revoked key signed past its last
+    checkpoint of a trusted key: each firm's new checkpoint (None for an empty chain), or why
+    it was not signed."""
     engine = create_engine(owner_url, pool_size=1)
     sessions = session_factory(engine)
     try:
@@ -93,7 +94,7 @@ async def reanchor_firms(
         for fid in firm_ids:
             try:
                 async with tenant_transaction(sessions, fid) as session:
-                    if firm_id is None and not await _revoked_only(session, fid, key):
+                    if firm_id is None and not await _waits_for_operator(session, fid, key):
                         continue
                     results.append((fid, await checkpoints.reanchor(session, fid, key)))
             except AuditChainBroken as broken:
@@ -103,8 +104,8 @@ async def reanchor_firms(
         await engine.dispose()
 
 
-async def _revoked_only(session: AsyncSession, firm_id: uuid.UUID, key: SigningKey) -> bool:
-    """Whether the firm's chain has checkpoints, all by revoked keys."""
-    if await checkpoints.newest(session, firm_id, key.revoked) is not None:
-        return False
-    return await checkpoints.revoked_signed(session, firm_id, key.revoked)
+async def _waits_for_operator(session: AsyncSession, firm_id: uuid.UUID, key: SigningKey) -> bool:
+    """Whether a revoked key signed the firm's chain past its last checkpoint of a trusted key
+    (or at all, with none), which the checkpointer then leaves unsigned."""
+    last = await checkpoints.newest(session, firm_id, key.revoked)
+    return await checkpoints.revoked_past(session, firm_id, key.revoked, last)

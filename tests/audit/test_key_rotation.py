@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_pri
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from app.audit import checkpoints
@@ -38,6 +38,7 @@ from app.cli import main
 from app.config import ConfigError, Settings
 from app.db.models import AuditCheckpoint
 from app.db.tenant import tenant_transaction
+from app.errors import AuditChainBroken
 from app.main import create_app
 from tests.audit.test_offline_verifier import _verifier
 from tests.audit.test_tamper import (
@@ -47,6 +48,7 @@ from tests.audit.test_tamper import (
     append,
     export,
     new_trail,
+    rewrite,
     run_verifier,
     sign_head,
     signing_key,
@@ -347,6 +349,44 @@ async def test_a_chain_only_a_revoked_key_signed_waits_for_an_operator(
     assert isinstance(made, AuditCheckpoint)
     assert (made.seq, made.key_id, made.created_by) == (2, platform.key_id, "operator:reanchor")
     assert await signed() == [(2, leaked.key_id), (2, platform.key_id)]
+
+
+async def test_a_chain_a_revoked_key_signed_past_a_trusted_checkpoint_waits_for_an_operator(
+    app: Starlette,
+    database: Database,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    """A trusted key signed seq 2, a key since revoked signed seq 5: entries 3 to 5 were vouched
+    for by the revoked key alone, so whoever held it (or the database) could have rewritten
+    them. The checkpointer does not sign the chain on from seq 2 by itself; an operator
+    re-anchors it (``--all`` finds it) once it has been checked against exports."""
+    platform = signing_key(app)
+    leaked = SigningKey(Ed25519PrivateKey.generate(), (platform.public,))  # rotated to, later
+    trail = await new_trail(members, app_sessions, 2)
+    await sign_head(app_sessions, trail, platform)
+    await append(app_sessions, trail.actor, 3, start=3)
+    assert (await sign_head(app_sessions, trail, leaked)).seq == 5
+    revoking = SigningKey(platform.private, (leaked.public,), frozenset({leaked.key_id}))
+    await rewrite(superuser_engine, trail.firm_id, [3], relink=True)
+
+    with pytest.raises(AuditChainBroken) as refused:
+        await sign_head(app_sessions, trail, revoking)
+    assert refused.value.message == checkpoints.REVOKED_SINCE.format(seq=2)
+    await checkpoints.checkpoint_due_firms(app_sessions, revoking)
+    async with tenant_transaction(app_sessions, trail.firm_id) as session:
+        last = await checkpoints.newest(session, trail.firm_id, revoking.revoked)
+    assert last is not None
+    assert (last.seq, last.key_id) == (2, platform.key_id)
+
+    anchored = dict(await reanchor_firms(database.owner_url, revoking))
+    made = anchored[trail.firm_id]
+    assert isinstance(made, AuditCheckpoint)
+    assert (made.seq, made.key_id, made.created_by) == (5, platform.key_id, "operator:reanchor")
+    assert trail.firm_id not in dict(await reanchor_firms(database.owner_url, revoking))
+    await append(app_sessions, trail.actor, 1, start=6)  # settled: signing goes on by itself
+    assert (await sign_head(app_sessions, trail, revoking)).seq == 6
 
 
 def test_a_revoked_key_is_named_by_its_id_and_never_signs(
