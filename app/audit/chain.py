@@ -291,7 +291,7 @@ async def head(session: AsyncSession, firm_id: uuid.UUID) -> Head | None:
 
 
 async def _entries(
-    session: AsyncSession, firm_id: uuid.UUID | None, after: int
+    session: AsyncSession, firm_id: uuid.UUID | None, after: int | None
 ) -> AsyncGenerator[list[asyncpg.Record], None]:
     """A chain's entries in order, in batches, streamed on the session's own connection (its
     transaction, so its tenant and RLS) without the ORM's per-row work: memory stays flat
@@ -363,7 +363,8 @@ async def verify(
     conflicts: list[RevokedConflict] = []
     revoked_keys = revoked_keys or {}
     firm = None if firm_id is None else str(firm_id)
-    async with contextlib.aclosing(_entries(session, firm_id, checked)) as batches:
+    after = checked if since else None  # from the start: every row of the chain, whatever its seq
+    async with contextlib.aclosing(_entries(session, firm_id, after)) as batches:
         async for batch in batches:
             for row in batch:
                 problem = _problem(row, checked + 1, prev_hash, firm)

@@ -36,8 +36,9 @@ _ENTRIES = (
     "prev_hash, hash, canonical from audit_log "
 )
 BATCH = 500
-_FIRM_ENTRIES = _ENTRIES + "where firm_id = $1 and seq > $2 order by seq"
-_PLATFORM_ENTRIES = _ENTRIES + "where firm_id is null and seq > $1 order by seq"
+_FIRM_ENTRIES = _ENTRIES + "where firm_id = $1 and seq >= $2 order by seq"
+_PLATFORM_ENTRIES = _ENTRIES + "where firm_id is null and seq >= $1 order by seq"
+_LEAST_SEQ = -(2**63)  # bigint's least: a chain from its start holds every row, whatever its seq
 _XACT_LOCK = text("select pg_advisory_xact_lock(:key)")
 # The two-key form: a lock space apart from the one-key form's (the firms' chain locks).
 _PAIR_LOCK = text("select pg_advisory_xact_lock(:space, :key)")
@@ -102,15 +103,18 @@ async def bind_api_key(conn: asyncpg.Connection, secret_hash: bytes) -> asyncpg.
 
 
 async def chain_entries(
-    conn: asyncpg.Connection, firm_id: object | None, after: int = 0
+    conn: asyncpg.Connection, firm_id: object | None, after: int | None = None
 ) -> AsyncGenerator[list[asyncpg.Record], None]:
     """A firm's chain (or, for None, the platform's) in order, in batches through a server-side
     cursor. Each row holds seq, occurred_at, actor_type, actor_id, action, target_type,
     target_id, details, ip, prev_hash, hash and canonical, in that order (verification unpacks
     them by position); ``details`` as its JSON text and ``occurred_at`` as its canonical text,
     for an exact comparison (PostgreSQL formats a timestamp for less than Python). Not firm_id:
-    every row's is the one asked for. From seq ``after`` + 1. Needs an open transaction."""
-    args = (after,) if firm_id is None else (firm_id, after)
+    every row's is the one asked for. From seq ``after`` + 1; for None, every row, even one
+    below seq 1 that the constraint on seq should keep out (the product would show it, so
+    verification must meet it). Needs an open transaction."""
+    first = _LEAST_SEQ if after is None else after + 1
+    args = (first,) if firm_id is None else (firm_id, first)
     cursor = await conn.cursor(_PLATFORM_ENTRIES if firm_id is None else _FIRM_ENTRIES, *args)
     async with contextlib.aclosing(batches(cursor, BATCH)) as found:
         async for batch in found:

@@ -454,6 +454,36 @@ async def test_a_deleted_middle_entry_is_reported_as_a_gap_at_its_seq(
     assert (code, out) == (1, "BROKEN: line 4: seq 4 follows seq 2 (entry missing or moved)\n")
 
 
+async def test_a_row_below_seq_1_fails_a_verification_from_the_start(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    """A superuser who drops the constraint on seq can put a row at seq 0, before the chain,
+    which the product would list with the firm's entries: a verification from the start meets
+    it. In one transaction, rolled back: the constraint is the database's, shared."""
+    trail = await new_trail(members, app_sessions, 2)
+    async with superuser_engine.connect() as conn:
+        transaction = await conn.begin()
+        await conn.execute(text("alter table audit_log drop constraint audit_log_seq_check"))
+        await conn.execute(text("set local session_replication_role = replica"))  # no triggers
+        await conn.execute(
+            text(
+                f"insert into audit_log (id, {_ROW_FIELDS}) select :id, firm_id, 0, "
+                "occurred_at, actor_type, actor_id, 'member.role_changed', target_type, "
+                "target_id, details, ip, prev_hash, hash, canonical from audit_log "
+                "where firm_id = :firm and seq = 1"
+            ),
+            {"id": uuid.uuid4(), "firm": trail.firm_id},
+        )
+        session = AsyncSession(bind=conn)
+        await bind_tenant(session, trail.firm_id, None)
+        verified = await chain.verify(session, trail.firm_id)
+        await transaction.rollback()
+    reason = "seq 0 found where 1 was expected (entry missing or moved)"
+    assert (verified.ok, verified.failure_seq, verified.failure_reason) == (False, 1, reason)
+
+
 # --- 4. a deleted tail after a checkpoint ----------------------------------------------------
 
 
