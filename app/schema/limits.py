@@ -95,6 +95,8 @@ class SelectionLimits(ValidationRule):
 # Mutations that check a password or redeem a token. In an operation with other root fields,
 # one of those failing rolls the whole request back, the check's success included, while the
 # answer still shows which field failed: a password could be confirmed with nothing recorded.
+# And a second submitDeclaration of the same link would be refused as used by the first, which
+# the rollback then undoes, leaving on the record a refusal of a link never used.
 # And those that answer alike for any address: each binds the request to the address's firm
 # only if it is registered, and a second binding fails (one request acts for one firm), so
 # beside a field that bound a firm first they would answer differently for a registered one.
@@ -105,6 +107,7 @@ ALONE = frozenset(
         "verifyEmail",
         "resetPassword",
         "acceptInvitation",
+        "submitDeclaration",
         "signUp",
         "requestMagicLink",
         "requestPasswordReset",
