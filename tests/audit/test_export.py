@@ -499,7 +499,8 @@ async def test_the_cli_verifies_the_platform_chain_with_all(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
-    """`audit verify --firm ID --all` verifies that firm's chain and the platform chain."""
+    """`audit verify --firm ID --all` verifies that firm's chain and the platform chain, which
+    no checkpoint signs, and says so."""
     key = signing_key(app)
     trail = await new_trail(members, app_sessions, 2)
     async with transaction(app_sessions) as session:
@@ -514,7 +515,11 @@ async def test_the_cli_verifies_the_platform_chain_with_all(
     _cli_env(monkeypatch, database, key, tmp_path)
     capsys.readouterr()
     assert await _cli(["audit", "verify", "--firm", str(trail.firm_id), "--all"]) == 0
-    assert capsys.readouterr().out == f"ok: 2 chain(s), {2 + platform} entries verified\n"
+    assert capsys.readouterr().out == (
+        f"UNSIGNED the platform chain ({platform} entries): no checkpoint signs it, so it links "
+        "up, but so would all of it rewritten from its first entry\n"
+        f"ok: 2 chain(s), {2 + platform} entries verified\n"
+    )
 
 
 async def test_the_cli_refuses_a_firm_that_does_not_exist_and_names_every_broken_chain(
