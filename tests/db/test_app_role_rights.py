@@ -1,6 +1,7 @@
-"""The app role may change only what the app changes (migration 0025): a statement the app
-never sends, run with the app's own rights in its own firm, cannot revive or stretch a
-session, rewrite a user, plant a retired link, or write an audit entry its bytes disown."""
+"""The app role may change only what the app changes (migrations 0025, 0028): a statement the
+app never sends, run with the app's own rights in its own firm, cannot revive or stretch a
+session, rewrite a user, plant a retired link, write an audit entry its bytes disown, or
+enrol someone else or date a membership back."""
 
 from __future__ import annotations
 
@@ -79,6 +80,57 @@ async def test_a_revoked_session_stays_revoked(
             await conn.execute(
                 text("update sessions set revoked_at = null where token_hash = :h"), own
             )
+
+
+HOME_FIRM = "select firm_id from auth_user_by_email(:e)"
+
+
+@pytest.mark.parametrize(
+    "change", ["user_id = :other", "created_at = '2000-01-01'", "firm_id = firm_id"]
+)
+async def test_only_a_members_role_may_be_changed(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession], change: str
+) -> None:
+    """Moving another firm's user into the firm would show the firm their address; dating a
+    membership back would make the firm their home, where their next sign-in lands."""
+    member, other = await members.create(), await members.create()
+    answer = await _refused(
+        app_sessions,
+        member,
+        f"update memberships set {change} where user_id = :u",
+        u=member.user_id,
+        other=other.user_id,
+    )
+    assert "permission denied for table memberships" in answer
+    async with tenant_transaction(app_sessions, member.firm_id, member.user_id) as session:
+        allowed = await session.execute(
+            text("update memberships set role = 'owner' where user_id = :u"), {"u": member.user_id}
+        )
+        assert allowed.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def test_a_membership_is_made_only_for_the_transactions_actor_and_from_now(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    member, other = await members.create(), await members.create()
+    enrol = (
+        "insert into memberships (firm_id, user_id, role, created_at) "
+        "values (:f, :u, 'viewer', '2000-01-01')"
+    )
+    answer = await _refused(app_sessions, member, enrol, f=member.firm_id, u=other.user_id)
+    assert "a membership is made only for the actor of its transaction" in answer
+    # As the actor (an accepted invitation's), enrolled, but dated as it happens.
+    async with tenant_transaction(app_sessions, member.firm_id, other.user_id) as session:
+        await session.execute(text(enrol), {"f": member.firm_id, "u": other.user_id})
+    async with superuser_engine.connect() as conn:
+        dated = await conn.scalar(
+            text("select created_at from memberships where firm_id = :f and user_id = :u"),
+            {"f": member.firm_id, "u": other.user_id},
+        )
+        assert dated > datetime.now(UTC) - timedelta(minutes=5)
+        assert await conn.scalar(text(HOME_FIRM), {"e": other.email}) == other.firm_id
 
 
 @pytest.mark.parametrize(

@@ -331,15 +331,19 @@ async def test_the_probe_rows_are_seen_and_made_in_their_own_firm(
 ) -> None:
     """The control: bound to firm B, the app role reads firm B's rows and may insert each
     probe row, so firm A's refusals above come from the tenant, not from a broken row or a
-    missing grant. (firms is left out of the insert: firm B's own id is taken.)"""
+    missing grant. (firms is left out of the insert: firm B's own id is taken. A membership
+    is made only for the transaction's actor (0028): as the user it enrols.)"""
+    params = firms.params(firms.b, other=1)
     async with tenant_transaction(app_sessions, firms.b, firms.user) as session:
         for table in await firm_tables(session):
             count = f"select count(*) from {table} where {column(table)} = :firm"
             assert (await session.execute(text(count), {"firm": firms.b})).scalar_one() >= 1
             may_insert = await session.execute(MAY_CHANGE, {"t": table, "c": column(table)})
-            if table != "firms" and may_insert.one()[0]:
-                made = await refusal(session, ROWS[table], firms.params(firms.b, other=1))
+            if table not in ("firms", "memberships") and may_insert.one()[0]:
+                made = await refusal(session, ROWS[table], params)
                 assert made == "1 rows", (table, made)
+    async with tenant_transaction(app_sessions, firms.b, firms.others[1]) as session:
+        assert await refusal(session, ROWS["memberships"], params) == "1 rows"
 
 
 @pytest.mark.parametrize("table", sorted(ROWS))
