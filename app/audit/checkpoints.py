@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Collection
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import chain
@@ -58,8 +58,8 @@ async def _sign_head(
     signs the entry that says who asked for it."""
     last = await newest(session, firm_id, key.revoked)
     if last is not None:
-        _signed_by_us(last, key)  # before its time settles anything (``revoked_past``)
-    if not reanchor and await revoked_past(session, firm_id, key.revoked, last):
+        _signed_by_us(last, key)  # before its time settles anything (revoked_signed_since)
+    if not reanchor and await revoked_signed_since(session, firm_id, key, last):
         raise AuditChainBroken(REVOKED_ONLY if last is None else REVOKED_SINCE.format(seq=last.seq))
     checked: chain.Head | None
     if last is not None:
@@ -117,28 +117,34 @@ async def _sign_head(
     return checkpoint, True
 
 
-async def revoked_past(
-    session: AsyncSession,
-    firm_id: uuid.UUID,
-    revoked: Collection[str],
-    last: AuditCheckpoint | None,
+async def revoked_signed_since(
+    session: AsyncSession, firm_id: uuid.UUID, key: SigningKey, last: AuditCheckpoint | None
 ) -> bool:
-    """Whether a ``revoked`` key signed one of the firm's checkpoints past ``last``, its newest
-    of a key not revoked, and after it (any, for None): the entries up to it were vouched for
-    by that key alone. One signed before ``last`` is settled by it: an operator's re-anchor,
-    or (a checkpoint beyond the head that its key's holder made up) the signing it allowed.
-    Asked of the revoked keys alone: "no checkpoint of ours, yet some checkpoint" read in two
-    statements would take one another signer committed in between for a revoked key's."""
-    if not revoked:
+    """Whether a revoked key signed one of the firm's checkpoints past ``last``, its newest of
+    a key not revoked, and after it (any, for None): the entries up to it were vouched for by
+    that key alone. One signed before ``last`` is settled by it: an operator's re-anchor, or
+    (one its holder made up beyond the head) the signing it allowed. A row dated in the future,
+    or, where the revoked key's public half is still listed, one it did not sign, was written by
+    someone else and says nothing of what the key vouched for: were it counted, any role that
+    may add a row would hold signing back for good. Asked of the revoked keys alone: "no
+    checkpoint of ours, yet some checkpoint" read in two statements would take one another
+    signer committed in between for a revoked key's."""
+    if not key.revoked:
         return False
-    query = select(AuditCheckpoint.id).where(
-        AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.key_id.in_(sorted(revoked))
+    query = select(AuditCheckpoint).where(
+        AuditCheckpoint.firm_id == firm_id,
+        AuditCheckpoint.key_id.in_(sorted(key.revoked)),
+        AuditCheckpoint.signed_at <= func.now(),
     )
     if last is not None:
         query = query.where(
             AuditCheckpoint.seq > last.seq, AuditCheckpoint.signed_at > last.signed_at
         )
-    return await session.scalar(query.limit(1)) is not None
+    public = key.revoked_keys
+    for found in (await session.execute(query)).scalars():
+        if found.key_id not in public or chain.signature_problem(found, public) is None:
+            return True
+    return False
 
 
 async def newest(
@@ -240,8 +246,9 @@ async def sign_head(
 async def reanchor(
     session: AsyncSession, firm_id: uuid.UUID, key: SigningKey
 ) -> AuditCheckpoint | None:
-    """Sign the head of a firm's chain that only a revoked key had signed, once the whole chain
-    verifies: an operator's act, after checking it against exports kept from before the leak
+    """Sign the head of a firm's chain that a revoked key signed past its last checkpoint of a
+    trusted key (or alone), once the chain verifies from that checkpoint (or from its first
+    entry): an operator's act, after checking it against exports kept from before the leak
     (its links check out however whoever held the key rewrote it). None for an empty chain."""
     checkpoint, _ = await _sign_head(session, firm_id, key, "operator:reanchor", reanchor=True)
     return checkpoint

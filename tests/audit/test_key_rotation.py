@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
@@ -387,6 +387,45 @@ async def test_a_chain_a_revoked_key_signed_past_a_trusted_checkpoint_waits_for_
     assert trail.firm_id not in dict(await reanchor_firms(database.owner_url, revoking))
     await append(app_sessions, trail.actor, 1, start=6)  # settled: signing goes on by itself
     assert (await sign_head(app_sessions, trail, revoking)).seq == 6
+
+
+async def test_a_row_naming_a_revoked_key_that_it_did_not_sign_holds_nothing_back(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Any role that may add a checkpoint row could name the revoked key in one dated in the
+    future, or (its public half still listed) one the key did not sign: counted, either would
+    hold the firm's signing back for good, and a re-anchor could not settle the first."""
+    platform = signing_key(app)
+    leaked = SigningKey(Ed25519PrivateKey.generate())
+    trail = await new_trail(members, app_sessions, 2)
+    await sign_head(app_sessions, trail, platform)
+    revoked = frozenset({leaked.key_id})
+    by_id = SigningKey(platform.private, (), revoked)  # its public half not listed
+    listed = SigningKey(platform.private, (leaked.public,), revoked)
+    for seq, signed_at, key in (
+        (999, "now() + interval '100 years'", by_id),
+        (998, "now()", listed),
+    ):
+        async with tenant_transaction(app_sessions, trail.firm_id, trail.owner.user_id) as session:
+            await session.execute(
+                text(
+                    "insert into audit_checkpoints (id, firm_id, seq, head_hash, signed_at, "
+                    f"key_id, signature, created_by) values (:id, :firm, :seq, :zero, {signed_at}, "
+                    ":key, :signature, 'system')"
+                ),
+                {
+                    "id": uuid.uuid4(),
+                    "firm": trail.firm_id,
+                    "seq": seq,
+                    "zero": bytes(32),
+                    "key": leaked.key_id,
+                    "signature": bytes(64),
+                },
+            )
+        await append(app_sessions, trail.actor, 1, start=1000 - seq + 2)
+        assert (await sign_head(app_sessions, trail, key)).seq == 1000 - seq + 2
 
 
 def test_a_revoked_key_is_named_by_its_id_and_never_signs(
