@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy import case, func, select, tuple_
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -68,7 +69,10 @@ def check_due(data: DeclarationCreate) -> None:
 
 
 def draft(
-    actor: Actor, template: Template, data: DeclarationCreate, snapshot: Any = None
+    actor: Actor,
+    template: Template,
+    data: DeclarationCreate,
+    snapshot: dict[str, Any] | orjson.Fragment | None = None,
 ) -> dict[str, Any]:
     """The column values of a new draft, pinned to the template's version (``snapshot``, when
     the caller has it already made)."""

@@ -84,7 +84,7 @@ def _builtin(template_id: uuid.UUID) -> Template | None:
     return None if found is None else Template(found.id, found.version, found.spec, True, found.key)
 
 
-def lane_snapshot(template: Template) -> Any:
+def lane_snapshot(template: Template) -> dict[str, Any] | orjson.Fragment:
     """``template.snapshot()`` as the write lane writes it: a built-in's (a version of which
     never changes) serialised once per process, as a fragment ``calls.insert_row`` writes as it
     is; about 40 us a request otherwise, most of it pydantic's dump of the questions."""
