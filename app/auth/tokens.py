@@ -139,9 +139,11 @@ class RefusedToken(Exception):
 
 async def spend_sign_in_links(session: AsyncSession, user_id: uuid.UUID) -> int:
     """Spend the user's unused links that sign in: magic, reset and verification links (a
-    verification link signs its account in too) (RLS: only the bound user's own), so a link
-    someone else took from the mailbox stops working once the user resets the password or
-    signs out everywhere; how many there were. Redeemed later, each is TOKEN_USED."""
+    verification link signs its account in too) (RLS: only the bound user's own), and the
+    invitations to their address, which sign in as they do (any firm's, through the database:
+    the user must be the bound actor), so a link someone else took from the mailbox stops
+    working once the user resets the password or signs out everywhere; how many there were.
+    Redeemed later, each is TOKEN_USED."""
     result = await session.execute(
         update(AuthToken)
         .where(
@@ -153,4 +155,5 @@ async def spend_sign_in_links(session: AsyncSession, user_id: uuid.UUID) -> int:
         )
         .values(used_at=datetime.now(UTC))
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    links = int(result.rowcount)  # type: ignore[attr-defined]
+    return links + await calls.spend_my_invitations(session)

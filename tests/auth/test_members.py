@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -15,6 +16,7 @@ from app.audit import chain
 from app.auth import members
 from app.auth.actor import Actor, ActorType, Role
 from app.db.tenant import tenant_transaction
+from tests.auth.test_flows import RESET, RESET_REQUEST
 from tests.browser import (
     PASSWORD,
     SIGN_IN,
@@ -207,6 +209,44 @@ async def test_an_existing_user_of_another_firm_joins_a_second_firm(
     assert {"email": email, "role": "ADMIN"} in [
         {"email": m["email"], "role": m["role"]} for m in await members_of(browser)
     ]
+
+
+async def test_accepting_an_invitation_withdraws_the_firms_others_to_the_address(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    """Each would sign the address's user in, as the accepted one did, for days."""
+    await signed_up(browser, smtp, firm="Inviting Firm Ltd")
+    guest, email = new_browser(), new_email()
+    first = await invited(browser, smtp, email, "MEMBER")
+    assert await invite(browser, email, "ADMIN") == {"data": {"inviteMember": {"ok": True}}}
+    await smtp.wait_for(lambda _: len([m for m in smtp.to(email) if INVITED in m["subject"]]) == 2)
+    second = await link_token(smtp, email, INVITED)
+    assert first != second
+    assert "errors" not in await guest.gql(ACCEPT, {"t": second})
+    assert (await browser.gql(INVITATIONS))["data"]["invitations"] == []
+    assert codes(await new_browser().gql(ACCEPT, {"t": first})) == ["TOKEN_USED"]
+
+
+@pytest.mark.parametrize("ending", ["signOutEverywhere", "resetPassword"])
+async def test_a_reset_or_signing_out_everywhere_spends_invitations_to_the_address(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, ending: str
+) -> None:
+    """An invitation signs the address's existing user in, as a magic link does: one someone
+    took from the mailbox stops working with the user's own links, whichever firm sent it."""
+    await signed_up(browser, smtp, firm="Inviting Firm Ltd")
+    user = new_browser()
+    email = await signed_up(user, smtp, firm="Home Firm Ltd")
+    token = await invited(browser, smtp, email, "MEMBER")
+    if ending == "signOutEverywhere":
+        assert "errors" not in await user.gql("mutation { signOutEverywhere { ok } }")
+    else:
+        assert "errors" not in await user.gql(RESET_REQUEST, {"e": email})
+        reset = await link_token(smtp, email, "Reset your")
+        assert "errors" not in await user.gql(
+            RESET, {"t": reset, "p": "an entirely new passphrase 77"}
+        )
+    assert codes(await new_browser().gql(ACCEPT, {"t": token})) == ["TOKEN_USED"]
+    assert (await browser.gql(INVITATIONS))["data"]["invitations"] == []
 
 
 async def _no_invitation_for(engine: AsyncEngine, email: str) -> None:
