@@ -41,8 +41,8 @@ async def end_replaced_session(session: AsyncSession, actor: Actor) -> None:
 async def sign_out_everywhere(session: AsyncSession, actor: Actor) -> int:
     """End every session of the user, in every firm; returns how many were live. The firm's
     audit trail counts only its own: its readers may not learn of the user's other firms."""
+    await tokens.spend_sign_in_links(session, actor.id)  # first: see service.reset_password
     firms = await sessions.revoke_all(session, actor.id)
-    await tokens.spend_sign_in_links(session, actor.id)
     count = firms.count(actor.firm_id)
     await chain.record(
         session, actor, Action.SIGNED_OUT_EVERYWHERE, "user", actor.id, {"sessions": count}

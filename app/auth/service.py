@@ -258,6 +258,14 @@ async def sign_in_with_password(
         )
     actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
     await bind_tenant(session, actor.firm_id, actor.id)
+    # The hash is read again under a share lock: a reset (or a proved address) that committed
+    # while the password was checked changed it, and ended the sessions before this one began;
+    # one still running waits for this commit and ends this session with the rest.
+    held = select(User.password_hash).where(User.id == actor.id).with_for_update(read=True)
+    if await session.scalar(held) != user.password_hash:
+        raise InvalidCredentials().on_record(
+            lambda fresh: _record_failure(fresh, env, address, user, Action.SIGN_IN_FAILED)
+        )
     await calls.clear_failed_sign_ins(session, address)
     if passwords.needs_rehash(user.password_hash):
         rehashed = await passwords.hash_password(data.password)
@@ -345,6 +353,8 @@ async def reset_password(session: AsyncSession, env: AuthEnv, token: str, passwo
         .where(User.id == actor.id, User.email_verified_at.is_(None))
         .values(email_verified_at=now)
     )
-    await sessions.revoke_all(session, actor.id)
+    # Links first: a sign-in by link still running then commits before the sessions are
+    # ended (its link's row is held), so its session ends with them; or finds the link spent.
     await tokens.spend_sign_in_links(session, actor.id)
+    await sessions.revoke_all(session, actor.id)
     await chain.record(session, actor, Action.PASSWORD_RESET_COMPLETED, "user", actor.id)

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from app.auth import throttle
+from app.auth import passwords, service, throttle
 from app.resolvers import auth as auth_resolvers
 from tests.browser import (
     FIRM,
@@ -342,6 +342,79 @@ async def test_reset_password_revokes_every_session_and_a_weak_one_keeps_the_lin
             "INVALID_CREDENTIALS"
         ]
         assert "errors" not in await other.gql(SIGN_IN, {"e": email, "p": new_password})
+
+
+async def test_a_password_sign_in_under_way_as_the_password_is_reset_gets_no_session(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone holding the old password signs in while its owner resets it: the password checks
+    out (its hash was read before the reset), but no session may outlive the reset."""
+    email = await signed_up(browser, smtp)
+    await browser.gql(RESET_REQUEST, {"e": email})
+    token = await link_token(smtp, email, "Reset your")
+    checked, go_on = asyncio.Event(), asyncio.Event()
+    verify = passwords.verify_password
+
+    async def slow(password_hash: str | None, password: str) -> bool:
+        matches = await verify(password_hash, password)
+        if password == PASSWORD:  # the old password: held here while the owner resets
+            checked.set()
+            await go_on.wait()
+        return matches
+
+    monkeypatch.setattr(passwords, "verify_password", slow)
+    holder = browser_for(auth_app)
+    async with holder.client:
+        signing_in = asyncio.create_task(holder.gql(SIGN_IN, {"e": email, "p": PASSWORD}))
+        await checked.wait()
+        body = await browser.gql(RESET, {"t": token, "p": "an entirely new passphrase 77"})
+        assert "errors" not in body, body
+        go_on.set()
+        assert codes(await signing_in) == ["INVALID_CREDENTIALS"]
+        assert codes(await holder.gql(FIRM)) == ["UNAUTHENTICATED"]
+
+
+@pytest.mark.parametrize("ending", ["reset", "sign out everywhere"])
+async def test_a_sign_in_by_link_under_way_as_links_are_spent_gets_no_session(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    monkeypatch: pytest.MonkeyPatch,
+    ending: str,
+) -> None:
+    """A magic link redeemed, its session not yet begun, as the user resets the password or
+    signs out everywhere: the link's row is held until that sign-in commits, so the sessions
+    are ended after it, its own with them."""
+    email = await signed_up(browser, smtp)
+    await browser.gql(MAGIC, {"e": email})
+    magic = await link_token(smtp, email, "sign-in link")
+    await browser.gql(RESET_REQUEST, {"e": email})
+    reset = await link_token(smtp, email, "Reset your")
+    redeemed, go_on = asyncio.Event(), asyncio.Event()
+    prove = service.prove_address
+
+    async def slow(session: Any, user_id: Any, *, clear_password: bool) -> None:
+        await prove(session, user_id, clear_password=clear_password)
+        if not redeemed.is_set():  # the magic link's, not the reset's
+            redeemed.set()
+            await go_on.wait()
+
+    monkeypatch.setattr(service, "prove_address", slow)
+    holder = browser_for(auth_app)
+    async with holder.client:
+        signing_in = asyncio.create_task(holder.gql(MAGIC_SIGN_IN, {"t": magic}))
+        await redeemed.wait()
+        if ending == "reset":
+            ended = asyncio.create_task(
+                browser.gql(RESET, {"t": reset, "p": "an entirely new passphrase 77"})
+            )
+        else:
+            ended = asyncio.create_task(browser.gql("mutation { signOutEverywhere { ok } }"))
+        await asyncio.sleep(0.2)  # it reaches the link's row, held by the sign-in
+        go_on.set()
+        assert "errors" not in await signing_in
+        assert "errors" not in await ended
+        assert codes(await holder.gql(FIRM)) == ["UNAUTHENTICATED"]
 
 
 @pytest.mark.parametrize("ending", ["reset", "sign out everywhere"])
