@@ -62,7 +62,7 @@ async def answer(request: Request, state: AppState, body: GraphQLRequest) -> Exe
         return await _create(request, state, plan, presented, body)
     counted: list[str] = []
     # A read records nothing, so its caller's address is not worked out.
-    bind = _binder(state, presented, keys.Scope.DECLARATIONS_READ, counted, None)
+    bind = _binder(state, presented, {keys.Scope.DECLARATIONS_READ}, counted, None)
     try:
         result = await fast_path.answer_lane(plan, pool, bind, body.variables, body.operation_name)
     except RateLimited as limited:  # refused as ``graphql.authenticate`` refuses it
@@ -90,7 +90,10 @@ async def _create(
         mutations.append(str(actor.id))
 
     ip = client_ip(request.scope, state.settings.trusted_proxies)
-    bind = _binder(state, presented, keys.Scope.DECLARATIONS_WRITE, counted, ip)
+    needed = {keys.Scope.DECLARATIONS_WRITE}
+    if any(name != "id" for _, name in plan.leaves):  # as access.READ_SCOPES has it
+        needed.add(keys.Scope.DECLARATIONS_READ)
+    bind = _binder(state, presented, needed, counted, ip)
     try:
         result = await state.fast_path.answer_create(
             plan, state.schema, state.lane_pool, bind, count, body.variables, body.operation_name
@@ -108,14 +111,14 @@ async def _create(
 def _binder(
     state: AppState,
     presented: Credentials,
-    scope: keys.Scope,
+    scopes: set[keys.Scope],
     counted: list[str],
     ip: str | None,
 ) -> Binder:
-    """The caller's binder: the session's, or the key's, which must hold ``scope``."""
+    """The caller's binder: the session's, or the key's, which must hold ``scopes``."""
     if presented.cookie is not None:
         return _member(presented.cookie, state.settings.session_idle, ip)
-    return _partner(presented.api_key, scope, state.limiter, counted, ip)
+    return _partner(presented.api_key, scopes, state.limiter, counted, ip)
 
 
 def _member(token: str, idle: timedelta, ip: str | None) -> Binder:
@@ -139,16 +142,20 @@ def _member(token: str, idle: timedelta, ip: str | None) -> Binder:
 
 
 def _partner(
-    key: str | None, scope: keys.Scope, limiter: RateLimiter, counted: list[str], ip: str | None
+    key: str | None,
+    scopes: set[keys.Scope],
+    limiter: RateLimiter,
+    counted: list[str],
+    ip: str | None,
 ) -> Binder:
-    """Binds a used key that holds ``scope`` and counts the request against the key's limit
+    """Binds a used key that holds ``scopes`` and counts the request against the key's limit
     (before any work, as the normal path does), noting the key in ``counted``."""
 
     async def bind(conn: asyncpg.Connection) -> Actor | None:
         if key is None or not keys.KEY_SHAPE.match(key):
             return None
         found = await calls.bind_api_key(conn, keys.secret_hash(key))
-        if found is None or scope not in found["scopes"]:
+        if found is None or not scopes <= set(found["scopes"]):
             return None
         await limiter.hit(Policy.API_KEY_REQUESTS, str(found["key_id"]))
         counted.append(str(found["key_id"]))

@@ -5,16 +5,32 @@
   operation, whatever fragments or aliases reach them; everything below a root field is
   reachable only through it.
 - A partner's API key may use only root fields that declare a scope (``scoped("...")``) it
-  holds, and nested fields that declare a scope only if it holds that one too.
+  holds, and nested fields that declare a scope only if it holds that one too. Beyond its
+  ``id``, a declaration or counterparty in a mutation's payload is read only with the read
+  scope of its kind: the payload would otherwise show a key with the write scope alone what it
+  may not read (a counterparty "updated" with nothing; a declaration's replay by its
+  idempotency key, answers and all). That is checked before the mutation runs, since a refusal
+  after it would leave its write standing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from inspect import isawaitable
-from typing import Any
+from typing import Any, cast
 
-from graphql import GraphQLResolveInfo, OperationType
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    InlineFragmentNode,
+    OperationType,
+    SelectionSetNode,
+    get_named_type,
+)
 from strawberry.extensions import SchemaExtension
 
 from app.errors import Forbidden
@@ -36,12 +52,47 @@ def _metadata(info: GraphQLResolveInfo[Any]) -> dict[str, Any]:
     return dict(definition.metadata) if definition is not None else {}
 
 
+READ_SCOPES = {"Declaration": "declarations:read", "Counterparty": "counterparties:read"}
+
+
+def _reads(info: GraphQLResolveInfo[Any]) -> set[str]:
+    """The read scopes (READ_SCOPES) the root field's selection needs, through fragments."""
+    needed: set[str] = set()
+
+    def walk(selections: SelectionSetNode, parent: GraphQLNamedType) -> None:
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                name = selection.name.value
+                if name != "id" and not name.startswith("__") and parent.name in READ_SCOPES:
+                    needed.add(READ_SCOPES[parent.name])
+                if selection.selection_set and isinstance(parent, GraphQLObjectType):
+                    walk(selection.selection_set, get_named_type(parent.fields[name].type))
+                continue
+            fragment: FragmentDefinitionNode | InlineFragmentNode
+            if isinstance(selection, FragmentSpreadNode):
+                fragment = info.fragments[selection.name.value]
+            else:
+                fragment = cast(InlineFragmentNode, selection)
+            condition = fragment.type_condition
+            named = info.schema.get_type(condition.name.value) if condition else parent
+            walk(fragment.selection_set, named or parent)
+
+    for node in info.field_nodes:
+        if node.selection_set is not None:
+            walk(node.selection_set, get_named_type(info.return_type))
+    return needed
+
+
 def _check_scope(info: GraphQLResolveInfo[Any], scopes: frozenset[str]) -> None:
     needed = _metadata(info).get("scope")
     if info.path.prev is None and needed is None and not info.field_name.startswith("__"):
         raise Forbidden("API keys cannot use this field.")
     if needed is not None and needed not in scopes:
         raise Forbidden(f"This API key lacks the {needed} scope.")
+    if info.path.prev is None and info.operation.operation is OperationType.MUTATION:
+        missing = sorted(_reads(info) - scopes)  # a query's root field needs the read scope
+        if missing:
+            raise Forbidden(f"This API key lacks the {missing[0]} scope.")
 
 
 def _is_public(info: GraphQLResolveInfo[Any]) -> bool:

@@ -43,6 +43,8 @@ DOCUMENTS = [
     "mutation Aliased($input: DeclarationCreateInput!) { made: createDeclaration(input: $input) "
     "{ d: declaration { who: recipientName state: status when: createdAt id } } }",
 ]
+# A key's scopes for writing these and reading their payloads (beyond the id, the read scope).
+WRITES = ["DECLARATIONS_WRITE", "DECLARATIONS_READ"]
 # Compiled for no lane: each is answered by the executor alone.
 NOT_COMPILED = [
     "mutation Two($i: DeclarationCreateInput!) { a: createDeclaration(input: $i) "
@@ -469,7 +471,7 @@ async def test_a_partner_key_writes_through_the_lane_after_its_audited_first_use
 ) -> None:
     owner = await members.create()
     await _held(app, client, members, superuser_engine, DOCUMENTS)
-    headers, key_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
+    headers, key_id = await key_headers(app, owner, WRITES)
     writes = state.writes
     first = await client.post("/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=headers)
     assert "errors" not in first.json(), first.text
@@ -510,7 +512,7 @@ async def test_a_key_the_normal_path_would_refuse_is_refused_there_with_nothing_
     owner = await members.create()
     await _held(app, client, members, superuser_engine, DOCUMENTS)
     reader, _ = await key_headers(app, owner, ["DECLARATIONS_READ"])
-    revoked, revoked_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
+    revoked, revoked_id = await key_headers(app, owner, WRITES)
     payload = _persisted(CREATE, {"i": GOOD})
     for headers in (reader, revoked):
         await client.post("/graphql", json=payload, headers=headers)  # each key's first use
@@ -556,7 +558,7 @@ async def test_a_keys_requests_and_mutations_are_counted_once_when_handed_over(
 ) -> None:
     owner = await members.create()
     await _held(app, client, members, superuser_engine, DOCUMENTS)
-    headers, key_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
+    headers, key_id = await key_headers(app, owner, WRITES)
     limiter = app.state.coverproof.limiter
 
     async def used(policy: Policy) -> int:
@@ -595,7 +597,7 @@ async def test_a_key_over_its_request_limit_is_refused_alike_with_nothing_writte
 ) -> None:
     owner = await members.create()
     await _held(app, client, members, superuser_engine, DOCUMENTS)
-    headers, key_id = await key_headers(app, owner, ["DECLARATIONS_WRITE"])
+    headers, key_id = await key_headers(app, owner, WRITES)
     payload = _persisted(CREATE, {"i": GOOD})
     await client.post("/graphql", json=payload, headers=headers)  # the key's first use
     limiter = app.state.coverproof.limiter

@@ -386,6 +386,68 @@ async def test_a_key_cannot_use_fields_outside_its_scopes(
     assert written == 0
 
 
+UPDATE_COUNTERPARTY = """mutation Up{tag}($id: UUID!, $i: CounterpartyUpdateInput!) {
+  updateCounterparty(id: $id, input: $i) { counterparty { %s } } }"""
+CREATE_SELECTING = """mutation Made{tag}($i: DeclarationCreateInput!) { createDeclaration(input: $i)
+  { declaration { %s } } }"""
+
+
+async def test_a_write_scope_alone_answers_a_mutation_with_ids_and_nothing_it_may_not_read(
+    auth_app: Starlette,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    database: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A payload would otherwise read for a key what its scopes do not let it read: a
+    counterparty "updated" with nothing, a declaration replayed by its idempotency key, answers
+    and all. Refused before the mutation runs (after it, its write would stand), on the write
+    lane as on the normal path; the ids of what it wrote it is given."""
+    peek_cp = tagged(UPDATE_COUNTERPARTY % "id notes")
+    touch_cp = tagged(UPDATE_COUNTERPARTY % "id")
+    peek, made = tagged(CREATE_SELECTING % "id status"), tagged(CREATE_SELECTING % "id")
+    aside = tagged(CREATE_SELECTING % "... on Declaration { recipientEmail } id")
+    await load_trusted(monkeypatch, database, tmp_path, peek_cp, touch_cp, peek, made, aside)
+    owner = await members.create(Role.OWNER)
+    async with session_client(auth_app, owner) as client:
+        created = await gql(
+            client,
+            CREATE_COUNTERPARTY.replace("{tag}", ""),
+            {"i": {"name": "Secret Introducer", "kind": "OTHER", "notes": "confidential terms"}},
+        )
+        counterparty = created["data"]["createCounterparty"]["counterparty"]["id"]
+        secret, _ = await create_key(client, ["COUNTERPARTIES_WRITE", "DECLARATIONS_WRITE"])
+    async with partner_client(auth_app, secret) as partner:
+        refused = await persisted(partner, peek_cp, {"id": counterparty, "i": {}})
+        assert codes(refused) == ["FORBIDDEN"], refused
+        assert "counterparties:read" in refused["errors"][0]["message"]
+        touched = await persisted(partner, touch_cp, {"id": counterparty, "i": {}})
+        assert touched["data"]["updateCounterparty"]["counterparty"] == {"id": counterparty}
+        before = await count(
+            superuser_engine,
+            "select count(*) from declarations where firm_id = :f",
+            f=owner.firm_id,
+        )
+        for document in (peek, aside):
+            for _ in range(2):  # the normal path, then the write lane, which hands it over
+                assert codes(await persisted(partner, document, {"i": declaration_input()})) == [
+                    "FORBIDDEN"
+                ]
+        after = await count(
+            superuser_engine,
+            "select count(*) from declarations where firm_id = :f",
+            f=owner.firm_id,
+        )
+        assert after == before  # refused before anything was written
+        lane = auth_app.state.coverproof.fast_path
+        writes = lane.writes
+        for _ in range(2):
+            wrote = await persisted(partner, made, {"i": declaration_input()})
+            assert set(wrote["data"]["createDeclaration"]["declaration"]) == {"id"}, wrote
+        assert lane.writes > writes  # the lane answered with the id too
+
+
 ADMIN_FIELDS = {
     "viewer": ("query Viewer{tag} { viewer { role user { email } } }", None),
     "members": ("query Members{tag} { members { email role } }", None),
