@@ -1,7 +1,7 @@
-"""The app role may change only what the app changes (migrations 0025, 0028): a statement the
-app never sends, run with the app's own rights in its own firm, cannot revive or stretch a
-session, rewrite a user, plant a retired link, write an audit entry its bytes disown, or
-enrol someone else or date a membership back."""
+"""The app role may change only what the app changes (migrations 0025, 0028, 0030): a
+statement the app never sends, run with the app's own rights in its own firm, cannot revive or
+stretch a session, rewrite a user, plant a retired link, write an audit entry its bytes
+disown, enrol someone else or date a membership back, or revive, widen or pre-use an API key."""
 
 from __future__ import annotations
 
@@ -83,6 +83,55 @@ async def test_a_revoked_session_stays_revoked(
 
 
 HOME_FIRM = "select firm_id from auth_user_by_email(:e)"
+NEW_KEY = (
+    "insert into api_keys (id, firm_id, name, secret_hash, display_prefix, scopes, created_by, "
+    "last_used_at) values (:id, :f, 'k', sha256(gen_random_uuid()::text::bytea), 'cp_', "
+    "array['declarations:read'], :by, {used})"
+)
+
+
+async def test_a_key_is_changed_only_to_revoke_it_and_a_revoked_key_stays_revoked(
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    """Unrevoked, widened or lengthened by a statement the app never sends, a key would work
+    again, or do more, with nothing on the audit trail."""
+    member = await members.create()
+    key = {"id": uuid.uuid4(), "f": member.firm_id, "by": member.user_id}
+    async with tenant_transaction(app_sessions, member.firm_id, member.user_id) as session:
+        await session.execute(text(NEW_KEY.format(used="null")), key)
+        revoked = await session.execute(
+            text("update api_keys set revoked_at = now() where id = :id"), key
+        )
+        assert revoked.rowcount == 1  # type: ignore[attr-defined]
+    for change in ("scopes = array['audit:read']", "expires_at = null", "last_used_at = now()"):
+        answer = await _refused(
+            app_sessions, member, f"update api_keys set {change} where id = :id", **key
+        )
+        assert "permission denied for table api_keys" in answer
+    answer = await _refused(
+        app_sessions, member, "update api_keys set revoked_at = null where id = :id", **key
+    )
+    assert "a revoked key stays revoked" in answer
+    with pytest.raises(DBAPIError, match="a revoked key stays revoked"):  # whoever writes
+        async with superuser_engine.begin() as conn:
+            await conn.execute(text("update api_keys set revoked_at = null where id = :id"), key)
+
+
+@pytest.mark.parametrize("made", ["used", "by another"])
+async def test_a_key_is_made_unused_by_the_actor_of_its_transaction(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession], made: str
+) -> None:
+    """A key made already used would never have its first use recorded (only a key not yet
+    used is audited on its first request)."""
+    member, other = await members.create(), await members.create()
+    key = {"id": uuid.uuid4(), "f": member.firm_id, "by": member.user_id}
+    if made == "by another":
+        key["by"] = other.user_id
+    used = "now()" if made == "used" else "null"
+    answer = await _refused(app_sessions, member, NEW_KEY.format(used=used), **key)
+    assert "a key is made unused and unrevoked, by the actor of its transaction" in answer
 
 
 @pytest.mark.parametrize(

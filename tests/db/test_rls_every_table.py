@@ -51,9 +51,9 @@ EXCEPTIONS = {
 ZERO_HASH = "'\\x" + "00" * 32 + "'::bytea"
 ROWS = {
     "firms": "insert into firms (id, name) values (:firm, 'Probe Ltd')",
-    "api_keys": "insert into api_keys (id, firm_id, name, secret_hash, display_prefix, scopes) "
-    "values (gen_random_uuid(), :firm, 'Probe', sha256(gen_random_uuid()::text::bytea), "
-    "'cp_probe', array['declarations:read'])",
+    "api_keys": "insert into api_keys (id, firm_id, name, secret_hash, display_prefix, scopes, "
+    "created_by) values (gen_random_uuid(), :firm, 'Probe', "
+    "sha256(gen_random_uuid()::text::bytea), 'cp_probe', array['declarations:read'], :user)",
     "audit_checkpoints": "insert into audit_checkpoints "
     "(id, firm_id, seq, head_hash, signed_at, key_id, signature) values (gen_random_uuid(), "
     ":firm, 1 + floor(random() * 1e9)::bigint, sha256('probe'::bytea), now(), 'probe', "
