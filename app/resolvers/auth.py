@@ -8,6 +8,7 @@ from app.auth import account, service
 from app.auth.schemas import EmailOnly, PasswordSignIn, SignUp
 from app.auth.service import SignedIn
 from app.auth.sessions import SessionIdentity
+from app.errors import InvalidCredentials
 from app.schema.auth import MailSentPayload, OkPayload, SignInPayload, SignUpInput
 from app.schema.context import Context, Info, actor_of
 
@@ -70,7 +71,13 @@ async def sign_in_with_magic_link(info: Info, token: str) -> SignInPayload:
 
 async def sign_in_with_password(info: Info, email: str, password: str) -> SignInPayload:
     data = PasswordSignIn(email=email, password=password)
-    result = await info.context.run_public(service.sign_in_with_password, data)
+    try:
+        result = await info.context.run_public(service.sign_in_with_password, data)
+    except InvalidCredentials:
+        # A registered address's refusal is also on its firm's chain (its lock, a few round
+        # trips): a refusal, registered or not, is answered when the others above are.
+        info.context.answer_no_sooner(ALIKE_SECONDS)
+        raise
     return signed_in(info.context, result)
 
 

@@ -154,6 +154,13 @@ async def test_answers_that_are_alike_for_any_address_take_as_long_for_any_addre
             assert time.monotonic() - started >= 0.3, (mutation, variables)
     # The registered addresses were each sent their mail: their flows did run.
     await smtp.wait_for(lambda _: len(smtp.to(known)) >= 4 and len(smtp.to(unverified)) >= 2)
+    # A refused password sign-in, registered or not (a registered one's is on its firm's chain
+    # too); one that succeeds is not held back.
+    for email in (known, new_email()):
+        started = time.monotonic()
+        refused = await browser.gql(SIGN_IN, {"e": email, "p": "not the password 123"})
+        assert codes(refused) == ["INVALID_CREDENTIALS"]
+        assert time.monotonic() - started >= 0.3, email
 
 
 async def test_registered_and_unknown_addresses_alike_wait_for_the_platform_chain(
