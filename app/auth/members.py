@@ -21,6 +21,7 @@ from app.auth.service import (
     SignedIn,
     prove_address,
     proved_owner,
+    record_refusal,
     redeem_link,
     start_session,
     user_actor,
@@ -29,7 +30,7 @@ from app.auth.tokens import Purpose
 from app.db import calls
 from app.db.models import AuthToken, Firm, Membership, User
 from app.db.tenant import bind_tenant
-from app.errors import BadUserInput, Forbidden, NotFound
+from app.errors import BadUserInput, Forbidden, NotFound, TokenUsed
 
 
 async def list_members(session: AsyncSession, actor: Actor) -> list[tuple[User, str]]:
@@ -131,7 +132,6 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
     """Join the firm (creating a password-less user if needed) and sign in to it; the link
     came to the invited address, so it also proves that address."""
     found = await redeem_link(session, env, Purpose.INVITATION, token)
-    await proved_owner(session, env, found.email)
     existing = await calls.user_by_email(session, found.email)
     user_id = existing.user_id if existing else uuid.uuid4()
     now = datetime.now(UTC)
@@ -146,7 +146,16 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
             )
         )
     else:
+        ttl = timedelta(days=env.settings.invitation_days)
+        if await tokens.invited_before_spent(session, env.secret_key, token, ttl, user_id):
+            # As a link the user's reset spent; rolled back, so the firm's invitation stays as
+            # it was (the firm learns nothing of the user), and recorded on the platform chain.
+            raise TokenUsed().on_record(
+                lambda fresh: record_refusal(fresh, env, Purpose.INVITATION, TokenUsed.code, None)
+            )
         await prove_address(session, user_id, clear_password=True)
+    # After the user's row, as every flow takes the two (a sign-in holds that row, then this).
+    await proved_owner(session, env, found.email)
     await session.execute(
         pg_insert(Membership)
         .values(firm_id=found.firm_id, user_id=user_id, role=found.role.value, created_at=now)

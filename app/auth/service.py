@@ -258,23 +258,34 @@ async def sign_in_with_password(
         )
     actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
     await bind_tenant(session, actor.firm_id, actor.id)
-    # The hash is read again under a share lock: a reset (or a proved address) that committed
-    # while the password was checked changed it, and ended the sessions before this one began;
-    # one still running waits for this commit and ends this session with the rest.
-    held = select(User.password_hash).where(User.id == actor.id).with_for_update(read=True)
-    if await session.scalar(held) != user.password_hash:
+    if not await _still_matches(session, actor.id, user.password_hash, data.password):
         raise InvalidCredentials().on_record(
             lambda fresh: _record_failure(fresh, env, address, user, Action.SIGN_IN_FAILED)
         )
     await calls.clear_failed_sign_ins(session, address)
-    if passwords.needs_rehash(user.password_hash):
-        rehashed = await passwords.hash_password(data.password)
-        await session.execute(
-            update(User).where(User.id == actor.id).values(password_hash=rehashed)
-        )
     details = {"method": "password"}
     await chain.record(session, actor, Action.SIGN_IN_SUCCEEDED, "user", actor.id, details)
     return await start_session(session, env, actor, user.email_verified)
+
+
+async def _still_matches(
+    session: AsyncSession, user_id: uuid.UUID, checked: str, password: str
+) -> bool:
+    """Whether the password still matches the user's hash, read again under a lock held until
+    the commit (and rehashed if due): a reset (or a proved address) that committed while
+    ``checked`` was checked against the password changed it, and ended the sessions before
+    this one began; one still running waits for this commit and ends this session with the
+    rest. Another sign-in's rehash changes the hash but not the password: checked again."""
+    held = select(User.password_hash).where(User.id == user_id).with_for_update(key_share=True)
+    current = await session.scalar(held)
+    if current is None or (
+        current != checked and not await passwords.verify_password(current, password)
+    ):
+        return False
+    if passwords.needs_rehash(current):
+        rehashed = await passwords.hash_password(password)
+        await session.execute(update(User).where(User.id == user_id).values(password_hash=rehashed))
+    return True
 
 
 async def _record_failure(
@@ -341,6 +352,10 @@ async def reset_password(session: AsyncSession, env: AuthEnv, token: str, passwo
     passwords.check_strength(password, email=found.email or "", field="newPassword")
     actor = user_actor(env, found.user_id, found.firm_id, found.role)
     await bind_tenant(session, actor.firm_id, actor.id)
+    # Links first, before this transaction holds anything a sign-in by link under way needs
+    # (the user's row, the address's failures): that sign-in holds its link's row, so this
+    # waits for it to commit and then ends its session with the rest; or it finds it spent.
+    await tokens.spend_sign_in_links(session, actor.id)
     now = datetime.now(UTC)
     await session.execute(
         update(User)
@@ -353,8 +368,5 @@ async def reset_password(session: AsyncSession, env: AuthEnv, token: str, passwo
         .where(User.id == actor.id, User.email_verified_at.is_(None))
         .values(email_verified_at=now)
     )
-    # Links first: a sign-in by link still running then commits before the sessions are
-    # ended (its link's row is held), so its session ends with them; or finds the link spent.
-    await tokens.spend_sign_in_links(session, actor.id)
     await sessions.revoke_all(session, actor.id)
     await chain.record(session, actor, Action.PASSWORD_RESET_COMPLETED, "user", actor.id)

@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.actor import Role
 from app.db import calls
-from app.db.models import AuthToken
+from app.db.models import AuthToken, User
 from app.errors import TokenError, TokenExpired, TokenInvalid, TokenUsed, TokenWrongPurpose
 
 MAX_TOKEN_LENGTH = 300
@@ -139,11 +139,12 @@ class RefusedToken(Exception):
 
 async def spend_sign_in_links(session: AsyncSession, user_id: uuid.UUID) -> int:
     """Spend the user's unused links that sign in: magic, reset and verification links (a
-    verification link signs its account in too) (RLS: only the bound user's own), and the
-    invitations to their address, which sign in as they do (any firm's, through the database:
-    the user must be the bound actor), so a link someone else took from the mailbox stops
-    working once the user resets the password or signs out everywhere; how many there were.
-    Redeemed later, each is TOKEN_USED."""
+    verification link signs its account in too) (RLS: only the bound user's own), so a link
+    someone else took from the mailbox stops working once the user resets the password or
+    signs out everywhere; how many there were. Redeemed later, each is TOKEN_USED. And note
+    when, on the user's row (held until the commit): an invitation, which signs in as they do,
+    is the inviting firm's row, so one sent before then is refused to the user when followed
+    (``invited_before_spent``). The links first, then the row, as a sign-in by link takes them."""
     result = await session.execute(
         update(AuthToken)
         .where(
@@ -155,5 +156,24 @@ async def spend_sign_in_links(session: AsyncSession, user_id: uuid.UUID) -> int:
         )
         .values(used_at=datetime.now(UTC))
     )
-    links = int(result.rowcount)  # type: ignore[attr-defined]
-    return links + await calls.spend_my_invitations(session)
+    await session.execute(update(User).where(User.id == user_id).values(links_spent_at=func.now()))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def invited_before_spent(
+    session: AsyncSession, secret_key: str, token: str, ttl: timedelta, user_id: uuid.UUID
+) -> bool:
+    """Whether an invitation (``token``, already checked) to the existing user ``user_id`` was
+    sent before they last spent their links. Reads the user's row under a lock held until the
+    commit: a reset or "sign out everywhere" under way waits for this one, then ends its
+    session; one that committed first is seen."""
+    spent = await session.scalar(
+        select(User.links_spent_at).where(User.id == user_id).with_for_update(key_share=True)
+    )
+    if spent is None:
+        return False
+    token_hash = check(secret_key, Purpose.INVITATION, token, ttl)
+    sent = await session.scalar(
+        select(AuthToken.created_at).where(AuthToken.token_hash == token_hash)
+    )
+    return sent is None or sent <= spent

@@ -57,7 +57,6 @@ _NOTE_FAILURE = text("select auth_note_failed_sign_in_by_address(:address, :thre
 _CLEAR_FAILURES = text("select auth_clear_sign_in_failures(:address)")
 _END_MEMBER_SESSIONS = text("select auth_end_member_sessions(:user_id)")
 _END_MY_SESSIONS = text("select firm_id from auth_end_my_sessions(:user_id)")
-_SPEND_MY_INVITATIONS = text("select auth_spend_my_invitations()")
 _START_SESSION = text(
     "select auth_start_session(:id, :token_hash, :user_id, :firm_id, :expires_at, :ip, :user_agent)"
 )
@@ -223,11 +222,6 @@ async def clear_failed_sign_ins(session: AsyncSession, address: bytes) -> None:
 async def end_member_sessions(session: AsyncSession, user_id: object) -> int:
     """End a removed member's sessions in the bound firm; how many were live."""
     return int((await session.execute(_END_MEMBER_SESSIONS, {"user_id": user_id})).scalar_one())
-
-
-async def spend_my_invitations(session: AsyncSession) -> int:
-    """Spend the pending invitations, of any firm, to the bound user's address; how many."""
-    return int((await session.execute(_SPEND_MY_INVITATIONS)).scalar_one())
 
 
 async def end_my_sessions(session: AsyncSession, user_id: object) -> list[Any]:

@@ -36,6 +36,7 @@ class User(Base):
     email_verified_at: Mapped[datetime | None]
     password_hash: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+    links_spent_at: Mapped[datetime | None]
 
 
 class Membership(Base):

@@ -23,6 +23,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLInterfaceType,
     GraphQLNamedType,
     GraphQLObjectType,
     GraphQLResolveInfo,
@@ -65,7 +66,9 @@ def _reads(info: GraphQLResolveInfo[Any]) -> set[str]:
                 name = selection.name.value
                 if name != "id" and not name.startswith("__") and parent.name in READ_SCOPES:
                     needed.add(READ_SCOPES[parent.name])
-                if selection.selection_set and isinstance(parent, GraphQLObjectType):
+                if selection.selection_set and isinstance(
+                    parent, GraphQLObjectType | GraphQLInterfaceType
+                ):
                     walk(selection.selection_set, get_named_type(parent.fields[name].type))
                 continue
             fragment: FragmentDefinitionNode | InlineFragmentNode

@@ -381,6 +381,44 @@ async def test_a_password_sign_in_under_way_as_the_password_is_reset_gets_no_ses
         assert codes(await holder.gql(FIRM)) == ["UNAUTHENTICATED"]
 
 
+@pytest.mark.parametrize("order", ["together", "one after the other"])
+async def test_sign_ins_that_rehash_the_password_at_once_both_succeed(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    monkeypatch: pytest.MonkeyPatch,
+    order: str,
+) -> None:
+    """After the hashing settings change, each sign-in rehashes: two of one user at once (a
+    double click) must neither deadlock on the user's row nor take the other's new hash for
+    a reset and refuse the right password."""
+    email = await signed_up(browser, smtp)
+    monkeypatch.setattr(passwords, "needs_rehash", lambda _: True)
+    verify, both, checks = passwords.verify_password, asyncio.Barrier(2), [0]
+    first, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow(password_hash: str | None, password: str) -> bool:
+        matches = await verify(password_hash, password)
+        checks[0] += 1
+        if order == "together" and checks[0] <= 2:
+            await both.wait()  # both checked the hash they read before either locks it
+        elif order != "together" and not first.is_set():
+            first.set()
+            await go_on.wait()  # held while the other signs in and rehashes
+        return matches
+
+    monkeypatch.setattr(passwords, "verify_password", slow)
+    a, b = browser_for(auth_app), browser_for(auth_app)
+    async with a.client, b.client:
+        held = asyncio.create_task(a.gql(SIGN_IN, {"e": email, "p": PASSWORD}))
+        if order != "together":
+            await first.wait()
+        other = await b.gql(SIGN_IN, {"e": email, "p": PASSWORD})
+        go_on.set()
+        answers = [await held, other]
+    assert ["errors" in answer for answer in answers] == [False, False], answers
+
+
 @pytest.mark.parametrize("ending", ["reset", "sign out everywhere"])
 async def test_a_sign_in_by_link_under_way_as_links_are_spent_gets_no_session(
     browser: Browser,
@@ -391,8 +429,13 @@ async def test_a_sign_in_by_link_under_way_as_links_are_spent_gets_no_session(
 ) -> None:
     """A magic link redeemed, its session not yet begun, as the user resets the password or
     signs out everywhere: the link's row is held until that sign-in commits, so the sessions
-    are ended after it, its own with them."""
+    are ended after it, its own with them. A wrong password on record has both flows clear the
+    address's failures too: neither may hold that while waiting for the other."""
     email = await signed_up(browser, smtp)
+    stranger = browser_for(auth_app)
+    async with stranger.client:
+        wrong = await stranger.gql(SIGN_IN, {"e": email, "p": "not the password 123"})
+        assert codes(wrong) == ["INVALID_CREDENTIALS"]
     await browser.gql(MAGIC, {"e": email})
     magic = await link_token(smtp, email, "sign-in link")
     await browser.gql(RESET_REQUEST, {"e": email})

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.audit import chain
-from app.auth import members
+from app.auth import members, passwords, tokens
 from app.auth.actor import Actor, ActorType, Role
 from app.db.tenant import tenant_transaction
 from tests.auth.test_flows import RESET, RESET_REQUEST
@@ -227,12 +227,55 @@ async def test_accepting_an_invitation_withdraws_the_firms_others_to_the_address
     assert codes(await new_browser().gql(ACCEPT, {"t": first})) == ["TOKEN_USED"]
 
 
+async def test_an_invitation_accepted_as_its_user_signs_in_by_password_ends_cleanly(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stranger signed the address up, and a wrong password is on record: the invitation,
+    followed, takes the user's row, then forgives the failures (the address's row), in the
+    order the stranger's sign-in under way takes them. Neither waits for the other while
+    holding what it needs: no deadlock, no 500."""
+    await signed_up(browser, smtp, firm="Inviting Firm Ltd")
+    email, stranger = new_email(), new_browser()
+    squat = {"email": email, "password": PASSWORD, "firmName": "Squat Ltd"}
+    assert "errors" not in await stranger.gql(SIGN_UP, {"input": squat})
+    wrong = await stranger.gql(SIGN_IN, {"e": email, "p": "not the password 123"})
+    assert codes(wrong) == ["INVALID_CREDENTIALS"]
+    token = await invited(browser, smtp, email, "MEMBER")
+    verify, before_spent = passwords.verify_password, tokens.invited_before_spent
+    checked, accepting_held, go_on = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def slow_verify(password_hash: str | None, password: str) -> bool:
+        matches = await verify(password_hash, password)
+        if password == PASSWORD and not checked.is_set():
+            checked.set()
+            await go_on.wait()
+        return matches
+
+    async def slow_before_spent(session: AsyncSession, *args: Any) -> bool:
+        accepting_held.set()  # before it takes the user's row
+        await asyncio.sleep(0.3)  # the sign-in takes that row meanwhile
+        return await before_spent(session, *args)
+
+    monkeypatch.setattr(passwords, "verify_password", slow_verify)
+    monkeypatch.setattr(tokens, "invited_before_spent", slow_before_spent)
+    signing_in = asyncio.create_task(stranger.gql(SIGN_IN, {"e": email, "p": PASSWORD}))
+    await checked.wait()
+    accepting = asyncio.create_task(new_browser().gql(ACCEPT, {"t": token}))
+    await accepting_held.wait()
+    go_on.set()
+    answers = [await signing_in, await accepting]
+    assert "INTERNAL_SERVER_ERROR" not in str(answers), answers
+    assert "errors" not in answers[1], answers
+
+
 @pytest.mark.parametrize("ending", ["signOutEverywhere", "resetPassword"])
 async def test_a_reset_or_signing_out_everywhere_spends_invitations_to_the_address(
     browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, ending: str
 ) -> None:
     """An invitation signs the address's existing user in, as a magic link does: one someone
-    took from the mailbox stops working with the user's own links, whichever firm sent it."""
+    took from the mailbox stops working with the user's own links, whichever firm sent it. The
+    firm's invitation stays listed as it was: it must not learn that the address is registered,
+    nor when its user reset the password."""
     await signed_up(browser, smtp, firm="Inviting Firm Ltd")
     user = new_browser()
     email = await signed_up(user, smtp, firm="Home Firm Ltd")
@@ -245,8 +288,15 @@ async def test_a_reset_or_signing_out_everywhere_spends_invitations_to_the_addre
         assert "errors" not in await user.gql(
             RESET, {"t": reset, "p": "an entirely new passphrase 77"}
         )
+    listed = (await browser.gql(INVITATIONS))["data"]["invitations"]
     assert codes(await new_browser().gql(ACCEPT, {"t": token})) == ["TOKEN_USED"]
-    assert (await browser.gql(INVITATIONS))["data"]["invitations"] == []
+    assert (await browser.gql(INVITATIONS))["data"]["invitations"] == listed
+    assert [i["email"] for i in listed] == [email]
+    # One sent afterwards works.
+    await invite(browser, email, "ADMIN")
+    await smtp.wait_for(lambda _: len([m for m in smtp.to(email) if INVITED in m["subject"]]) == 2)
+    later = await link_token(smtp, email, INVITED)
+    assert "errors" not in await new_browser().gql(ACCEPT, {"t": later})
 
 
 async def _no_invitation_for(engine: AsyncEngine, email: str) -> None:
