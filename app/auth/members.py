@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
@@ -19,6 +19,7 @@ from app.auth.actor import Actor, Role
 from app.auth.env import AuthEnv
 from app.auth.service import (
     SignedIn,
+    link_ttl,
     prove_address,
     proved_owner,
     record_refusal,
@@ -64,7 +65,7 @@ async def invite_member(
     if first is not None:
         return
     await env.limit_mail(email)
-    ttl = timedelta(days=env.settings.invitation_days)
+    ttl = link_ttl(env, Purpose.INVITATION)
     invitation_id = uuid.uuid4()
     token = await tokens.issue(
         session,
@@ -146,7 +147,7 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
             )
         )
     else:
-        ttl = timedelta(days=env.settings.invitation_days)
+        ttl = link_ttl(env, Purpose.INVITATION)
         if await tokens.invited_before_spent(session, env.secret_key, token, ttl, user_id):
             # As a link the user's reset spent; rolled back, so the firm's invitation stays as
             # it was (the firm learns nothing of the user), and recorded on the platform chain.

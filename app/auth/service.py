@@ -54,29 +54,28 @@ async def get_viewer(session: AsyncSession, actor: Actor) -> tuple[User, Firm]:
     return user, firm
 
 
+def link_ttl(env: AuthEnv, purpose: Purpose) -> timedelta:
+    """How long a link of ``purpose`` lives, as configured."""
+    settings = env.settings
+    return {
+        Purpose.VERIFY_EMAIL: timedelta(hours=settings.verification_hours),
+        Purpose.MAGIC_LINK: timedelta(minutes=settings.magic_link_minutes),
+        Purpose.PASSWORD_RESET: timedelta(minutes=settings.password_reset_minutes),
+        Purpose.INVITATION: timedelta(days=settings.invitation_days),
+    }[purpose]
+
+
 async def _issue_and_send(
     session: AsyncSession, env: AuthEnv, purpose: Purpose, user_id: uuid.UUID, to: str
 ) -> None:
-    settings = env.settings
-    ttl, page, compose = {
-        Purpose.VERIFY_EMAIL: (
-            timedelta(hours=settings.verification_hours),
-            "verify-email",
-            mails.verification,
-        ),
-        Purpose.MAGIC_LINK: (
-            timedelta(minutes=settings.magic_link_minutes),
-            "magic-link",
-            mails.magic_link,
-        ),
-        Purpose.PASSWORD_RESET: (
-            timedelta(minutes=settings.password_reset_minutes),
-            "reset-password",
-            mails.password_reset,
-        ),
+    page, compose = {
+        Purpose.VERIFY_EMAIL: ("verify-email", mails.verification),
+        Purpose.MAGIC_LINK: ("magic-link", mails.magic_link),
+        Purpose.PASSWORD_RESET: ("reset-password", mails.password_reset),
     }[purpose]
+    ttl = link_ttl(env, purpose)
     token = await tokens.issue(session, env.secret_key, purpose, ttl, user_id=user_id)
-    mail = compose(mails.link(settings.links_url, page, token))
+    mail = compose(mails.link(env.settings.links_url, page, token))
     await env.send(session, to, mail.subject, mail.text, mail.html)
 
 
@@ -130,12 +129,7 @@ async def _sign_up_duplicate(session: AsyncSession, env: AuthEnv, email: str) ->
 
 async def redeem_link(session: AsyncSession, env: AuthEnv, purpose: Purpose, token: str) -> Any:
     """Check and consume a token; a refusal is audited (firm chain when known) after rollback."""
-    ttl = {
-        Purpose.VERIFY_EMAIL: timedelta(hours=env.settings.verification_hours),
-        Purpose.MAGIC_LINK: timedelta(minutes=env.settings.magic_link_minutes),
-        Purpose.PASSWORD_RESET: timedelta(minutes=env.settings.password_reset_minutes),
-        Purpose.INVITATION: timedelta(days=env.settings.invitation_days),
-    }[purpose]
+    ttl = link_ttl(env, purpose)
     # Each link is limited on its own and per caller IP, like every public token field.
     await env.limit(Policy.PUBLIC_TOKEN_PER_TOKEN, token[-64:])
     await env.limit(Policy.PUBLIC_TOKEN_PER_IP, env.ip_key)
