@@ -90,9 +90,7 @@ async def _create(
         mutations.append(str(actor.id))
 
     ip = client_ip(request.scope, state.settings.trusted_proxies)
-    needed = {keys.Scope.DECLARATIONS_WRITE}
-    if any(name != "id" for _, name in plan.leaves):  # as access.READ_SCOPES has it
-        needed.add(keys.Scope.DECLARATIONS_READ)
+    needed = {keys.Scope.DECLARATIONS_WRITE, *map(keys.Scope, plan.reads)}
     bind = _binder(state, presented, needed, counted, ip)
     try:
         result = await state.fast_path.answer_create(

@@ -56,6 +56,14 @@ def _metadata(info: GraphQLResolveInfo[Any]) -> dict[str, Any]:
 READ_SCOPES = {"Declaration": "declarations:read", "Counterparty": "counterparties:read"}
 
 
+def read_scope(type_name: str, field: str) -> str | None:
+    """The read scope a key needs to select ``field`` of ``type_name`` in a mutation's
+    payload (READ_SCOPES), or None: an id, or a type no read scope guards."""
+    if field == "id" or field.startswith("__"):
+        return None
+    return READ_SCOPES.get(type_name)
+
+
 def _reads(info: GraphQLResolveInfo[Any]) -> set[str]:
     """The read scopes (READ_SCOPES) the root field's selection needs, through fragments."""
     needed: set[str] = set()
@@ -64,8 +72,8 @@ def _reads(info: GraphQLResolveInfo[Any]) -> set[str]:
         for selection in selections.selections:
             if isinstance(selection, FieldNode):
                 name = selection.name.value
-                if name != "id" and not name.startswith("__") and parent.name in READ_SCOPES:
-                    needed.add(READ_SCOPES[parent.name])
+                if scope := read_scope(parent.name, name):
+                    needed.add(scope)
                 if selection.selection_set and isinstance(
                     parent, GraphQLObjectType | GraphQLInterfaceType
                 ):

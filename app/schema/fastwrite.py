@@ -38,6 +38,7 @@ from app.auth.actor import Actor
 from app.declarations import lane
 from app.errors import AppError
 from app.resolvers.declarations import create_input
+from app.schema.access import read_scope
 from app.schema.declarations import DeclarationCreateInput
 from app.schema.shapes import Fallback, fields, key, leaves, node_of
 
@@ -62,6 +63,7 @@ class CreatePlan:
     operation: OperationDefinitionNode  # whose variable definitions coerce the request's values
     name: str | None = None  # the operation's name, which a request's operationName must match
     flat: FlatInput | None = None  # the input's conversion, when flat (``for_schema``)
+    reads: frozenset[str] = frozenset()  # the read scopes its leaves need of a key (access)
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,15 @@ def compile_create(operation: OperationDefinitionNode) -> CreatePlan:
     if len({k for k, _ in selected}) != len(selected):
         raise Fallback  # merged duplicate keys: leave the merging rules to graphql-core
     name = operation.name.value if operation.name else None
+    reads = frozenset(s for _, leaf in selected if (s := read_scope("Declaration", leaf)))
     return CreatePlan(
-        key(root), key(payload), tuple(selected), argument.value.name.value, operation, name
+        key(root),
+        key(payload),
+        tuple(selected),
+        argument.value.name.value,
+        operation,
+        name,
+        reads=reads,
     )
 
 
