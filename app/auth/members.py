@@ -165,9 +165,10 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
     membership = await session.get(Membership, (found.firm_id, user_id))
     role = Role(membership.role) if membership else found.role
     # The firm's other invitations to the address would sign in as this one did, for days.
-    await _withdraw_invitations(session, found.firm_id, AuthToken.email == found.email)
+    withdrawn = await _withdraw_invitations(session, found.firm_id, AuthToken.email == found.email)
     actor = user_actor(env, user_id, found.firm_id, role)
-    await chain.record(session, actor, Action.MEMBER_JOINED, "user", user_id, {"role": role.value})
+    details = {"role": role.value, "invitations": withdrawn}
+    await chain.record(session, actor, Action.MEMBER_JOINED, "user", user_id, details)
     return await start_session(session, env, actor)
 
 

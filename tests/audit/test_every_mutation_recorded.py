@@ -601,7 +601,10 @@ async def test_membership_mutations_are_recorded_on_the_firm_they_change(
             text("select id::text from users where email = :e"), {"e": email}
         )
     [entry] = await trail.recorded("acceptInvitation", firm_id)
-    assert (targets([entry]), entry.details) == ([("user", guest_id)], {"role": "admin"})
+    assert (targets([entry]), entry.details) == (
+        [("user", guest_id)],
+        {"role": "admin", "invitations": 0},
+    )
 
     change = {"input": {"userId": guest_id, "role": "MEMBER"}}
     assert ok(await browser.gql(CHANGE, change))["changeMemberRole"]["member"]["role"] == "MEMBER"

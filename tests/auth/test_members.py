@@ -41,6 +41,8 @@ CHANGE = """mutation($input: MemberRoleChangeInput!) {
   changeMemberRole(input: $input) { member { userId email role } } }"""
 REMOVE = "mutation($u: UUID!) { removeMember(userId: $u) { ok } }"
 INVITATIONS = "{ invitations { id email role invitedBy createdAt expiresAt } }"
+JOINED = """{ auditEntries(first: 10, filter: {action: "member.joined"}) {
+    edges { node { details } } } }"""
 REVOKE_INVITATION = "mutation($id: UUID!) { revokeInvitation(id: $id) { ok } }"
 UPDATE_FIRM = "mutation($n: String!) { updateFirm(input: {name: $n}) { firm { name } } }"
 MY_FIRMS = "{ myFirms { firmId role active } }"
@@ -225,6 +227,10 @@ async def test_accepting_an_invitation_withdraws_the_firms_others_to_the_address
     assert "errors" not in await guest.gql(ACCEPT, {"t": second})
     assert (await browser.gql(INVITATIONS))["data"]["invitations"] == []
     assert codes(await new_browser().gql(ACCEPT, {"t": first})) == ["TOKEN_USED"]
+    # The withdrawal is on the firm's trail, with the joining it came with.
+    body = await browser.gql(JOINED)
+    joined = [e["node"]["details"] for e in body["data"]["auditEntries"]["edges"]]
+    assert joined == [{"role": "admin", "invitations": 1}], body
 
 
 async def test_an_invitation_accepted_as_its_user_signs_in_by_password_ends_cleanly(
@@ -533,7 +539,7 @@ async def test_every_membership_change_is_in_the_firms_audit_chain(
     ]
     assert member_rows == [
         ("member.invited", owner_id, invitation, {"email": email, "role": "member"}),
-        ("member.joined", user_id, user_id, {"role": "member"}),
+        ("member.joined", user_id, user_id, {"role": "member", "invitations": 0}),
         ("member.role_changed", owner_id, user_id, {"from": "member", "to": "viewer"}),
         ("member.removed", owner_id, user_id, {"role": "viewer", "sessions": 1, "invitations": 0}),
     ]
