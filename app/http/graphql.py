@@ -67,8 +67,12 @@ def check_origin(request: Request, state: AppState) -> None:
         raise RequestError(403, "FORBIDDEN_ORIGIN", "This origin may not call the API.")
 
 
+# The request's context, where the endpoint finds it when the operation raised (a 500).
+CONTEXT = "coverproof.context"
+
+
 def build_context(request: Request, state: AppState, session: Any, identity: Any) -> Context:
-    return Context(
+    request.scope["state"][CONTEXT] = context = Context(
         request_id=request.scope["state"]["request_id"],
         session=session,
         settings=state.settings,
@@ -83,6 +87,7 @@ def build_context(request: Request, state: AppState, session: Any, identity: Any
         storage=state.storage,
         sessions=state.sessions,
     )
+    return context
 
 
 async def authenticate(request: Request, state: AppState, session: AsyncSession) -> Identity:
@@ -218,6 +223,12 @@ def apply_cookies(response: Response, context: Context, state: AppState) -> None
         )
 
 
+async def answer_when_due(context: Context | None) -> None:
+    """Wait until the moment the operation's flow answers no sooner than (if it set one)."""
+    if context is not None and context.answer_not_before is not None:
+        await asyncio.sleep(context.answer_not_before - time.monotonic())
+
+
 async def graphql_endpoint(request: Request) -> Response:
     state = app_state(request)
     request_id = request.scope["state"]["request_id"]
@@ -246,14 +257,16 @@ async def graphql_endpoint(request: Request) -> Response:
         raise  # the middleware answers 413
     except Exception:
         log.exception("operation failed [request %s]", request_id)
+        # A failure is answered no sooner than the flow's answer would have been, or its
+        # timing would tell what the wait hides (a registered address's work failing).
+        await answer_when_due(request.scope["state"].get(CONTEXT))
         return Response(
             error_body("INTERNAL_SERVER_ERROR", "Internal server error."),
             500,
             NO_STORE,
             "application/json",
         )
-    if context is not None and context.answer_not_before is not None:
-        await asyncio.sleep(context.answer_not_before - time.monotonic())
+    await answer_when_due(context)
     response = render(result, media_type, request_id, state.settings.is_production)
     if request.method == "GET":
         # A persisted GET may be cached by the browser alone, never by a shared cache.

@@ -8,7 +8,6 @@ from app.auth import account, service
 from app.auth.schemas import EmailOnly, PasswordSignIn, SignUp
 from app.auth.service import SignedIn
 from app.auth.sessions import SessionIdentity
-from app.errors import InvalidCredentials, RateLimited
 from app.schema.auth import MailSentPayload, OkPayload, SignInPayload, SignUpInput
 from app.schema.context import Context, Info, actor_of
 
@@ -73,9 +72,10 @@ async def sign_in_with_password(info: Info, email: str, password: str) -> SignIn
     data = PasswordSignIn(email=email, password=password)
     try:
         result = await info.context.run_public(service.sign_in_with_password, data)
-    except (InvalidCredentials, RateLimited):
+    except Exception:
         # A registered address's refusal is also on its firm's chain (its lock, a few round
-        # trips): a refusal, registered or not, is answered when the others above are.
+        # trips): a refusal, registered or not, or a failure on the way to one, is answered
+        # when the others above are.
         info.context.answer_no_sooner(ALIKE_SECONDS)
         raise
     return signed_in(info.context, result)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.auth import passwords, service, throttle
+from app.http import graphql
 from app.resolvers import auth as auth_resolvers
 from tests.browser import (
     FIRM,
@@ -161,6 +162,34 @@ async def test_answers_that_are_alike_for_any_address_take_as_long_for_any_addre
         refused = await browser.gql(SIGN_IN, {"e": email, "p": "not the password 123"})
         assert codes(refused) == ["INVALID_CREDENTIALS"]
         assert time.monotonic() - started >= 0.3, email
+
+
+async def test_failures_of_flows_that_answer_alike_wait_as_their_answers_do(
+    browser: Browser, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure on a registered address's longer way (a 500 after the operation, an
+    unexpected error on the way to refusing a password) comes no sooner than the answer would
+    have: otherwise how soon it came would tell the address apart."""
+    known = await signed_up(browser, smtp)
+    monkeypatch.setattr(auth_resolvers, "ALIKE_SECONDS", 0.3)
+
+    async def fails(*args: Any) -> None:
+        raise RuntimeError("failed after the operation")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(graphql, "after_commit", fails)
+        started = time.monotonic()
+        response = await browser.client.post(
+            "/graphql", json={"query": MAGIC, "variables": {"e": known}}
+        )
+        assert response.status_code == 500, response.text
+        assert time.monotonic() - started >= 0.3
+    with monkeypatch.context() as patched:
+        patched.setattr(service, "sign_in_with_password", fails)
+        started = time.monotonic()
+        failed = await browser.gql(SIGN_IN, {"e": known, "p": "not the password 123"})
+        assert codes(failed) == ["INTERNAL_SERVER_ERROR"], failed
+        assert time.monotonic() - started >= 0.3
 
 
 async def test_registered_and_unknown_addresses_alike_wait_for_the_platform_chain(
