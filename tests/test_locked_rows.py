@@ -6,7 +6,10 @@ longer held, an admin demoting someone who has become an owner."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +17,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.audit import chain
+from app.audit.actions import Action
 from app.auth import members as member_service
 from app.auth.actor import Actor, ActorType, Role
 from app.counterparties import service as counterparty_service
@@ -32,6 +37,7 @@ NEW_COUNTERPARTY = """mutation($i: CounterpartyCreateInput!) {
   createCounterparty(input: $i) { counterparty { id } } }"""
 RENAME = """mutation($id: UUID!, $i: CounterpartyUpdateInput!) {
   updateCounterparty(id: $id, input: $i) { counterparty { name } } }"""
+UPDATE_FIRM = """mutation($i: FirmUpdateInput!) { updateFirm(input: $i) { firm { name } } }"""
 CHANGE_ROLE = """mutation($i: MemberRoleChangeInput!) {
   changeMemberRole(input: $i) { member { role } } }"""
 
@@ -146,3 +152,86 @@ async def test_an_admin_demoted_meanwhile_no_longer_acts_as_an_admin(
         async with tenant_transaction(app_sessions, admin.firm_id, admin.user_id) as session:
             with pytest.raises(Forbidden):
                 await act(session)
+
+
+async def held_at_record(
+    monkeypatch: pytest.MonkeyPatch, action: Action, change: Awaitable[dict[str, Any]]
+) -> Callable[[Awaitable[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]:
+    """Start ``change`` and hold it, its row locked, just before it appends ``action`` to the
+    firm's chain; the returned function runs another request meanwhile, lets the change go on,
+    and returns both answers, the other request's first. The other must not wait for it."""
+    held, go = asyncio.Event(), asyncio.Event()
+    record = chain.record
+
+    async def paused(session: AsyncSession, actor: Actor, what: Action, *args: Any) -> Any:
+        if what is action:
+            held.set()
+            await go.wait()
+        return await record(session, actor, what, *args)
+
+    monkeypatch.setattr(chain, "record", paused)
+    changing = asyncio.ensure_future(change)
+    await held.wait()
+
+    async def meanwhile(other: Awaitable[dict[str, Any]]) -> list[dict[str, Any]]:
+        running = asyncio.ensure_future(other)
+        done, _ = await asyncio.wait({running}, timeout=5)
+        go.set()
+        answers = [await running, await changing]
+        assert running in done, ("the other request waited for the locked row", answers)
+        return answers
+
+    return meanwhile
+
+
+async def test_a_firm_being_updated_leaves_its_members_changes_to_run(
+    client: httpx.AsyncClient, members: Members, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every entry of the firm's chain, and most rows, refer to the firm's row: locked as a
+    change that deletes it would lock it (FOR UPDATE), a rename held them all up, and the one
+    holding the chain's lock as it waited deadlocked with the rename (a 500)."""
+    admin = await members.create(Role.ADMIN)
+    rename = gql(client, UPDATE_FIRM, {"i": {"name": "Renamed Ltd"}}, admin)
+    meanwhile = await held_at_record(monkeypatch, Action.FIRM_UPDATED, rename)
+    key = str(uuid.uuid4())  # so it takes the chain's lock first
+    new = {"i": {"name": "Meanwhile Ltd", "kind": "INSURER", "idempotencyKey": key}}
+    created, renamed = await meanwhile(gql(client, NEW_COUNTERPARTY, new, admin))
+    assert data(created)["createCounterparty"]["counterparty"]["id"]
+    assert data(renamed)["updateFirm"]["firm"]["name"] == "Renamed Ltd"
+
+
+async def test_a_counterparty_being_updated_leaves_declarations_for_it_to_be_created(
+    client: httpx.AsyncClient, members: Members, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A declaration refers to its counterparty's row; one created with an idempotency key
+    takes the firm's chain lock first, and deadlocked with the update holding that row."""
+    admin = await members.create(Role.ADMIN)
+    new = {"i": {"name": "Insurer Ltd", "kind": "INSURER"}}
+    created = data(await gql(client, NEW_COUNTERPARTY, new, admin))
+    counterparty_id = created["createCounterparty"]["counterparty"]["id"]
+    rename = gql(client, RENAME, {"id": counterparty_id, "i": {"name": "Renamed Ltd"}}, admin)
+    meanwhile = await held_at_record(monkeypatch, Action.COUNTERPARTY_UPDATED, rename)
+    declaration = {
+        "templateId": str(FIT.id),
+        "recipientName": "Pat",
+        "recipientEmail": "p@x.test",
+        "counterpartyId": counterparty_id,
+        "idempotencyKey": str(uuid.uuid4()),
+    }
+    declared, renamed = await meanwhile(gql(client, CREATE, {"i": declaration}, admin))
+    assert data(declared)["createDeclaration"]["declaration"]["status"] == "DRAFT"
+    assert data(renamed)["updateCounterparty"]["counterparty"]["name"] == "Renamed Ltd"
+
+
+def test_no_row_is_locked_as_if_it_were_to_be_deleted() -> None:
+    """The app changes rows and keeps their keys: FOR NO KEY UPDATE, which rows referring to
+    them (inserted with KEY SHARE) do not wait for. Plain FOR UPDATE is for a delete."""
+    app = Path(__file__).resolve().parents[1] / "app"
+    plain = [
+        f"{path.relative_to(app)}:{number}"
+        for path in sorted(app.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if ("with_for_update" in line and "key_share" not in line)
+        or "for update" in line.lower().replace("no key update", "")
+    ]
+    assert plain == []

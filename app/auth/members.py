@@ -117,7 +117,7 @@ async def revoke_invitation(session: AsyncSession, actor: Actor, invitation_id: 
     actor = await _acting_member(session, actor)
     actor.require(Role.ADMIN)
     query = select(AuthToken).where(AuthToken.id == invitation_id, *_pending(actor.firm_id))
-    found = (await session.execute(query.with_for_update())).scalar_one_or_none()
+    found = (await session.execute(query.with_for_update(key_share=True))).scalar_one_or_none()
     if found is None:
         raise NotFound("Invitation not found.")
     if found.role == Role.OWNER.value:
@@ -184,7 +184,10 @@ async def _acting_member(session: AsyncSession, actor: Actor) -> Actor:
 async def _target(session: AsyncSession, actor: Actor, user_id: uuid.UUID) -> Membership:
     # Read afresh: a role loaded earlier in this request may be stale, and decides who may act.
     membership = await session.get(
-        Membership, (actor.firm_id, user_id), with_for_update=True, populate_existing=True
+        Membership,
+        (actor.firm_id, user_id),
+        with_for_update={"key_share": True},
+        populate_existing=True,
     )
     if membership is None:
         raise NotFound("Member not found.")
@@ -199,7 +202,7 @@ async def _keep_an_owner(session: AsyncSession, actor: Actor, leaving: Membershi
         select(func.count()).select_from(
             select(Membership.user_id)
             .where(Membership.firm_id == actor.firm_id, Membership.role == Role.OWNER.value)
-            .with_for_update()
+            .with_for_update(key_share=True)
             .subquery()
         )
     )

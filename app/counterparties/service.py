@@ -54,7 +54,7 @@ async def _locked(session: AsyncSession, counterparty_id: uuid.UUID) -> Counterp
     query = (
         select(Counterparty)
         .where(Counterparty.id == counterparty_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     counterparty = (await session.execute(query)).scalar_one_or_none()

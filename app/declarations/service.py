@@ -291,7 +291,7 @@ async def _locked(session: AsyncSession, declaration_id: uuid.UUID) -> Declarati
     row = await session.execute(
         select(Declaration)
         .where(Declaration.id == declaration_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     declaration = row.scalar_one_or_none()

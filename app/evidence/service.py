@@ -138,7 +138,7 @@ async def retry_pack(
     query = (
         select(EvidencePack)
         .where(EvidencePack.id == pack_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)  # a copy loaded earlier may be stale
     )
     pack = (await session.execute(query)).scalar_one_or_none()

@@ -29,7 +29,7 @@ async def update_firm(session: AsyncSession, actor: Actor, update: FirmUpdate) -
     locked = await session.execute(
         select(Firm)
         .where(Firm.id == actor.firm_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     firm = locked.scalar_one_or_none()

@@ -1,8 +1,8 @@
 """Delivering the outbox: a background task that claims due rows and sends them.
 
 At-least-once: a row is marked sent only after the SMTP server accepted it, in the same
-transaction that claimed it (``FOR UPDATE SKIP LOCKED``, so several servers never send one row
-twice at once). A crash between acceptance and commit re-sends the message later; its stable
+transaction that claimed it (``FOR NO KEY UPDATE SKIP LOCKED``, so several servers never send
+one row twice at once). A crash between acceptance and commit re-sends the message later; its stable
 Message-ID lets a receiver recognise the duplicate. Failures back off exponentially; after
 ``MAX_ATTEMPTS`` the row stays unsent with its last error for a person to look at.
 """
@@ -54,7 +54,7 @@ def _due(limit: int, key: bytes) -> Select[MailOutbox]:
         )
         .order_by(MailOutbox.next_attempt_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
 
 
