@@ -44,15 +44,19 @@ class AuthEnv:
 
     async def limit_sign_in(self, email: str) -> None:
         """Password sign-ins per address and caller, per address, and per caller."""
-        await self.limiter.hit(Policy.SIGN_IN_PER_EMAIL_AND_IP, self.at_caller(email))
-        await self.limiter.hit(Policy.SIGN_IN_PER_EMAIL, email.lower())
-        await self.limiter.hit(Policy.SIGN_IN_PER_IP, self.ip_key)
+        await self.limiter.hit_all(
+            (Policy.SIGN_IN_PER_EMAIL_AND_IP, self.at_caller(email)),
+            (Policy.SIGN_IN_PER_EMAIL, email.lower()),
+            (Policy.SIGN_IN_PER_IP, self.ip_key),
+        )
 
     async def limit_mail(self, email: str) -> None:
         """The email-bombing guard: sends per address and caller, per address, per caller."""
-        await self.limiter.hit(Policy.MAIL_SEND_PER_EMAIL_AND_IP, self.at_caller(email))
-        await self.limiter.hit(Policy.MAIL_SEND_PER_EMAIL, email.lower())
-        await self.limiter.hit(Policy.MAIL_SEND_PER_IP, self.ip_key)
+        await self.limiter.hit_all(
+            (Policy.MAIL_SEND_PER_EMAIL_AND_IP, self.at_caller(email)),
+            (Policy.MAIL_SEND_PER_EMAIL, email.lower()),
+            (Policy.MAIL_SEND_PER_IP, self.ip_key),
+        )
 
     async def send(
         self, session: AsyncSession, to: str, subject: str, text: str, html: str

@@ -83,6 +83,16 @@ class RateLimiter:
         if not await self._strategy.test(item, digest, cost=cost):
             await self._refuse(policy, item, digest, cost)
 
+    async def hit_all(self, *limits: tuple[Policy, str]) -> None:
+        """Count one operation against each (policy, key), or, refused by any, against none: a
+        caller refused by its own limit must not use up a limit it shares with others (an
+        address's, which its owner needs). Two requests racing for the last room may both
+        count some of their limits."""
+        for policy, key in limits:
+            await self.check_room(policy, key)
+        for policy, key in limits:
+            await self.hit(policy, key)
+
     async def _refuse(self, policy: Policy, item: RateLimitItem, digest: str, cost: int) -> None:
         if cost > item.amount:
             raise BadUserInput(

@@ -99,3 +99,23 @@ async def test_one_caller_using_up_an_address_leaves_its_owner_a_sign_in_link(
     assert answers == [[]] * per_caller + [["RATE_LIMITED"]]
     assert await _from_a_new_caller(auth_app, MAGIC, {"e": target.email}) == []
     assert len(await _queued_subjects(superuser_engine, target.email)) == per_caller + 1
+
+
+async def test_callers_refused_by_their_own_limit_leave_an_address_its_mail(
+    auth_app: Starlette, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    """Callers that have used up their own 20 an hour, asking on for an owner's links, are
+    refused without counting against the owner's address (shared by every caller): four of
+    them used to use up its 20, so the owner, from anywhere, got no link for an hour."""
+    per_caller = int(Policy.MAIL_SEND_PER_IP.item.amount)
+    target = await members.create()
+    for _ in range(LIMIT // int(Policy.MAIL_SEND_PER_EMAIL_AND_IP.item.amount)):
+        stranger = browser_for(auth_app)
+        async with stranger.client:
+            for _ in range(per_caller):
+                assert codes(await stranger.gql(MAGIC, {"e": new_email()})) == []
+            for _ in range(LIMIT):
+                refused = await stranger.gql(MAGIC, {"e": target.email})
+                assert codes(refused) == ["RATE_LIMITED"]
+    assert await _from_a_new_caller(auth_app, MAGIC, {"e": target.email}) == []
+    assert len(await _queued_subjects(superuser_engine, target.email)) == 1

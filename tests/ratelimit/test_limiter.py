@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+import uuid
+from typing import cast
 
 import pytest
 from limits.errors import StorageError
 
+from app.auth.env import AuthEnv
+from app.config import Settings
 from app.errors import BadUserInput, RateLimited
 from app.ratelimit import RateLimiter, open_limiter
+from app.ratelimit.policies import Policy
 from tests.ratelimit.conftest import REDIS_URL, MakePolicy
 from tests.ratelimit.support import accepted, burst
 
@@ -76,6 +82,40 @@ async def test_a_cost_is_counted_all_or_none_and_room_is_checked_without_countin
     with pytest.raises(BadUserInput):
         await limiter.hit(policy, "other", 6)
     assert await accepted(limiter, policy, "other")
+
+
+async def test_several_limits_are_counted_all_or_none(
+    limiter: RateLimiter, make_policy: MakePolicy
+) -> None:
+    """A caller refused by its own limit counts nothing against the limit it shares."""
+    own, shared = make_policy("2/minute"), make_policy("3/minute")
+    for _ in range(2):
+        await limiter.hit_all((shared, "address"), (own, "caller"))
+    for _ in range(5):
+        with pytest.raises(RateLimited):
+            await limiter.hit_all((shared, "address"), (own, "caller"))
+    await limiter.hit_all((shared, "address"), (own, "another caller"))
+    assert not await accepted(limiter, shared, "address")
+
+
+@pytest.mark.parametrize("method", ["limit_sign_in", "limit_mail"])
+async def test_a_caller_at_its_own_limit_leaves_the_address_its_limit(
+    limiter: RateLimiter, method: str
+) -> None:
+    """Sign-ins and mail are counted per address and caller, per address and per caller: a
+    caller refused by its own limit does not count against the address's, which others need."""
+    caller = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"  # Redis outlives runs
+    env = AuthEnv(cast(Settings, None), "", b"", limiter, caller, None)
+    shared = Policy.SIGN_IN_PER_EMAIL if method == "limit_sign_in" else Policy.MAIL_SEND_PER_EMAIL
+    own = Policy.SIGN_IN_PER_IP if method == "limit_sign_in" else Policy.MAIL_SEND_PER_IP
+    for n in range(int(own.item.amount)):
+        await getattr(env, method)(f"{n}-{uuid.uuid4().hex}@example.test")
+    victim = f"{uuid.uuid4().hex}@example.test"
+    for _ in range(3):
+        with pytest.raises(RateLimited):
+            await getattr(env, method)(victim)
+    for _ in range(int(shared.item.amount)):
+        await limiter.hit(shared, victim)  # room for exactly the limit: nothing was counted
 
 
 async def test_the_window_slides_rather_than_resetting(
