@@ -38,6 +38,13 @@ _ASYNC_SCHEMES = {
 }
 
 
+# How long a Redis command, or a connection to Redis, may take before it fails (coredis tries
+# a command three times, so a silent Redis fails a hit in about 1.5 s): without a bound a Redis
+# that accepts connections and never answers held every request for ever, failing neither
+# open (the per-address ceiling) nor closed (sign-in and mail).
+REDIS_TIMEOUT_SECONDS = 0.5
+
+
 def key_digest(key: str) -> str:
     """The stored form of a caller's key: the first 32 hex characters of its SHA-256."""
     return hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -139,7 +146,13 @@ def open_limiter(storage_uri: str, scale: int = 1, prefix: str = KEY_PREFIX) -> 
     if scheme == "memory":
         return RateLimiter(MemoryWindows(wrap_exceptions=True), scale)
     uri = f"{_ASYNC_SCHEMES[scheme]}://{rest}"
-    storage = storage_from_string(uri, wrap_exceptions=True, key_prefix=prefix)
+    storage = storage_from_string(
+        uri,
+        wrap_exceptions=True,
+        key_prefix=prefix,
+        connect_timeout=REDIS_TIMEOUT_SECONDS,
+        stream_timeout=REDIS_TIMEOUT_SECONDS,
+    )
     if not isinstance(storage, Storage):  # pragma: no cover - the async+ schemes guarantee it
         raise TypeError(f"expected an async storage, got {type(storage).__name__}")
     return RateLimiter(storage, scale)

@@ -16,7 +16,7 @@ from app.errors import BadUserInput, RateLimited
 from app.ratelimit import RateLimiter, open_limiter
 from app.ratelimit.policies import Policy
 from tests.ratelimit.conftest import REDIS_URL, MakePolicy
-from tests.ratelimit.support import accepted, burst
+from tests.ratelimit.support import accepted, burst, silent_redis
 
 
 async def test_the_eleventh_hit_in_a_minute_is_refused_with_retry_after(
@@ -161,6 +161,22 @@ async def test_an_unreachable_redis_raises_storage_error_rather_than_letting_thr
             await limiter.hit(make_policy("10/minute"), "someone@example.test")
     finally:
         await limiter.close()
+
+
+async def test_a_silent_redis_raises_storage_error_rather_than_holding_the_request(
+    make_policy: MakePolicy,
+) -> None:
+    """A Redis that takes the connection and never answers fails the hit, as one that refuses
+    it does, and the readiness check: it held them for ever."""
+    async with silent_redis() as url:
+        limiter = open_limiter(url)
+        try:
+            with pytest.raises(StorageError):
+                # The bound only ends the test if it would hang; the limiter's own is 1.5 s.
+                await asyncio.wait_for(limiter.hit(make_policy("10/minute"), "k"), 30)
+            assert not await asyncio.wait_for(limiter.check(), 30)
+        finally:
+            await limiter.close()
 
 
 async def test_deployments_sharing_a_redis_count_apart_under_their_prefixes(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import httpx
@@ -15,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.ratelimit import RateLimiter, open_limiter
 from app.ratelimit.middleware import IpCeiling
+from tests.ratelimit.support import silent_redis
 
 PER_MINUTE = 5
 
@@ -126,6 +128,18 @@ async def test_an_unreachable_storage_lets_requests_through() -> None:
                 assert (await http.get("/graphql")).status_code == 200
     finally:
         await limiter.close()
+
+
+async def test_a_silent_storage_lets_requests_through() -> None:
+    """Nor does a Redis that never answers: each request waits for the limiter's timeout."""
+    async with silent_redis() as url:
+        limiter = open_limiter(url)
+        try:
+            async with client(make_app(limiter)) as http:
+                answer = await asyncio.wait_for(http.get("/graphql"), 30)
+                assert answer.status_code == 200
+        finally:
+            await limiter.close()
 
 
 def test_a_ceiling_below_one_is_a_configuration_error() -> None:
