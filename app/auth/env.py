@@ -12,6 +12,7 @@ from app.config import Settings
 from app.mail.outbox import enqueue
 from app.ratelimit.client_ip import ip_bucket
 from app.ratelimit.limiter import RateLimiter
+from app.ratelimit.mailbox import mailbox
 from app.ratelimit.policies import Policy
 
 
@@ -54,7 +55,7 @@ class AuthEnv:
         """The email-bombing guard: sends per address and caller, per address, per caller."""
         await self.limiter.hit_all(
             (Policy.MAIL_SEND_PER_EMAIL_AND_IP, self.at_caller(email)),
-            (Policy.MAIL_SEND_PER_EMAIL, email.lower()),
+            (Policy.MAIL_SEND_PER_EMAIL, mailbox(email)),
             (Policy.MAIL_SEND_PER_IP, self.ip_key),
         )
 

@@ -29,6 +29,7 @@ from app.declarations.schemas import BulkDeclarationCreate, DeclarationCreate, D
 from app.declarations.template_service import Template, get_template
 from app.errors import BadUserInput, NotFound, field_error
 from app.ratelimit import Policy
+from app.ratelimit.mailbox import mailbox
 
 LIVE = ("sent", "opened")
 STATUSES = ("draft", "sent", "opened", "submitted", "expired", "revoked")
@@ -122,7 +123,7 @@ async def _create(session: AsyncSession, actor: Actor, data: DeclarationCreate) 
 
 
 def _recipient_key(firm_id: uuid.UUID, email: str) -> str:
-    return f"{firm_id} {email.lower()}"
+    return f"{firm_id} {mailbox(email)}"
 
 
 async def _count_mails(env: AuthEnv, firm_id: uuid.UUID, emails: list[str]) -> None:

@@ -113,6 +113,32 @@ async def test_a_bulk_naming_one_address_past_its_limit_is_refused_as_bad_input(
     assert codes(body) == ["BAD_USER_INPUT"], body
 
 
+async def test_spellings_of_one_mailbox_count_as_one_recipient(
+    browser: Browser, smtp: SmtpServer
+) -> None:
+    """A +tag, a capital or (at Gmail) a dot reaches the same inbox: six such spellings in one
+    send are refused as six mails to one address are, or a firm could send one inbox its
+    whole 1,000 an hour, one spelling at a time."""
+    await signed_up(browser, smtp, firm="Spelling Ltd")
+    local, domain = new_email().split("@")
+    spellings = [f"{local}+{n}@{domain}" for n in range(4)] + [f"{local.upper()}@{domain}"]
+    recipients = [{"name": f"R{n}", "email": e} for n, e in enumerate(spellings)]
+    ok(await browser.gql(BULK, {"i": {"templateId": str(FIT.id), "recipients": recipients}}))
+    body = await browser.gql(SEND, {"id": (await create(browser, email=f"{local}@{domain}"))["id"]})
+    assert codes(body) == ["RATE_LIMITED"], body
+    gmail = [
+        "j.doe.spelling",
+        "jdoe.spelling+a",
+        "jdoespelling",
+        "JDoeSpelling",
+        "j.d.o.e.spelling",
+    ]
+    gmail = [f"{name}@gmail.com" for name in gmail] + ["jdoespelling+b@gmail.com"]
+    recipients = [{"name": f"G{n}", "email": e} for n, e in enumerate(gmail)]
+    body = await browser.gql(BULK, {"i": {"templateId": str(FIT.id), "recipients": recipients}})
+    assert codes(body) == ["BAD_USER_INPUT"], body
+
+
 async def test_two_template_versions_at_once_both_land_one_after_the_other(
     browser: Browser, smtp: SmtpServer
 ) -> None:

@@ -118,6 +118,23 @@ async def test_a_caller_at_its_own_limit_leaves_the_address_its_limit(
         await limiter.hit(shared, victim)  # room for exactly the limit: nothing was counted
 
 
+async def test_an_addresss_mail_limit_counts_its_mailbox_however_spelled(
+    limiter: RateLimiter,
+) -> None:
+    """A +tag or a capital reaches the same inbox: each spelling does not get a limit of its
+    own. From a new caller each time, so only the address's limit can refuse."""
+    local = uuid.uuid4().hex
+
+    def from_anywhere() -> AuthEnv:
+        caller = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
+        return AuthEnv(cast(Settings, None), "", b"", limiter, caller, None)
+
+    for n in range(int(Policy.MAIL_SEND_PER_EMAIL.item.amount)):
+        await from_anywhere().limit_mail(f"{local}+{n}@example.test")
+    with pytest.raises(RateLimited):
+        await from_anywhere().limit_mail(f"{local.upper()}@EXAMPLE.test")
+
+
 async def test_the_window_slides_rather_than_resetting(
     limiter: RateLimiter, make_policy: MakePolicy
 ) -> None:
