@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
+from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.declarations.templates import load_builtins
+from app.evidence import render
 from tests.factories import Members, codes, gql
 
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
@@ -260,15 +265,34 @@ async def test_a_key_sent_again_with_other_input_is_refused_and_writes_nothing(
 
 
 async def test_concurrent_pack_requests_with_one_key_make_one_pack(
-    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A pack's render holds no lock, so a concurrent duplicate meets the key itself: it waits
-    for the first and answers with its pack, never with an error."""
+    """A duplicate of a pack being made is refused at once (RATE_LIMITED, a few seconds to
+    wait), holding nothing: waiting on the first's key, each held a connection of the pool for
+    the whole render, and a few took the pool from every firm. Asked again, it answers with
+    the first's pack."""
     owner = await members.create()
+    original, rendering = render.render_pdf, threading.Event()
+
+    def slow(*args: Any) -> Any:
+        rendering.set()
+        time.sleep(1.0)
+        return original(*args)
+
+    monkeypatch.setattr(render, "render_pdf", slow)
     pack = {"from": "2026-11-28", "to": "2026-11-29", "title": "Raced", "idempotencyKey": "race"}
-    answers = await asyncio.gather(*(gql(client, PACK, {"i": pack}, owner) for _ in range(3)))
-    for answer in answers:
-        assert "errors" not in answer, answer
-    assert len({a["data"]["generateEvidencePack"]["pack"]["id"] for a in answers}) == 1
+    first = asyncio.ensure_future(gql(client, PACK, {"i": pack}, owner))
+    assert await asyncio.to_thread(rendering.wait, 30)
+    duplicates = await asyncio.gather(*(gql(client, PACK, {"i": pack}, owner) for _ in range(3)))
+    assert not first.done()  # answered while the first renders
+    for duplicate in duplicates:
+        assert codes(duplicate) == ["RATE_LIMITED"], duplicate
+        assert duplicate["errors"][0]["extensions"]["retryAfter"] == 10
+    made = (await first)["data"]["generateEvidencePack"]["pack"]["id"]
+    again = await gql(client, PACK, {"i": pack}, owner)
+    assert again["data"]["generateEvidencePack"]["pack"]["id"] == made
     packs = "select count(*) from evidence_packs where firm_id = :firm"
     assert await _count(superuser_engine, owner.firm_id, packs) == 1

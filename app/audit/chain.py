@@ -45,9 +45,19 @@ def _lock_key(firm_id: uuid.UUID) -> int:
     return int.from_bytes(firm_id.bytes[:8], "big", signed=True)
 
 
+# Set in a session's info once its transaction has taken a firm's chain lock.
+_HOLDS_LOCK = "coverproof.chain_locked"
+
+
+def holds_lock(session: AsyncSession) -> bool:
+    """Whether this session's transaction has taken a firm's chain lock (held until it ends)."""
+    return bool(session.info.get(_HOLDS_LOCK))
+
+
 async def locked_head(session: AsyncSession, firm_id: uuid.UUID) -> Any:
     """The firm's chain head (seq, hash), or None, read after taking the firm's lock so it
     cannot move until the transaction ends."""
+    session.info[_HOLDS_LOCK] = True
     return await calls.locked_chain_head(session, firm_id, _lock_key(firm_id))
 
 
@@ -55,6 +65,7 @@ async def lock_firm(session: AsyncSession, firm_id: uuid.UUID) -> None:
     """Take the firm's chain lock now (it is re-entrant within the transaction). Services that
     lock several rows of one firm take it first, so concurrent ones queue instead of
     deadlocking."""
+    session.info[_HOLDS_LOCK] = True
     await calls.transaction_lock(session, _lock_key(firm_id))
 
 

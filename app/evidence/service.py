@@ -34,6 +34,7 @@ from app.audit import chain
 from app.audit.actions import Action
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType, Role
+from app.db import calls
 from app.db.models import EvidencePack
 from app.db.tenant import on_rollback, snapshot_transaction
 from app.errors import BadUserInput, NotFound, RateLimited, field_error
@@ -47,6 +48,8 @@ from app.evidence.storage import Storage, StorageError
 log = logging.getLogger("coverproof.evidence")
 
 MAX_PAGE = 100
+# A duplicate of a pack being made is refused for this long (most packs take seconds).
+BEING_MADE_RETRY_SECONDS = 10
 TARGET = "evidence_pack"
 
 
@@ -96,6 +99,28 @@ async def list_packs(
     return rows[:first], len(rows) > first
 
 
+# Advisory-lock spaces of packs being made, by idempotency key ("PKEY") and retried ("PRTY").
+_KEYED, _RETRIED = 0x504B4559, 0x50525459
+
+
+def _short(data: bytes) -> int:
+    return int.from_bytes(hashlib.sha256(data).digest()[:4], "big", signed=True)
+
+
+def _keyed(actor: Actor, key: str) -> int:
+    return _short(b"\0".join((actor.firm_id.bytes, str(actor.id).encode(), key.encode())))
+
+
+async def _not_being_made(session: AsyncSession, space: int, key: int) -> None:
+    """Hold the lock of a pack being made until the transaction ends, or refuse at once if
+    another request holds it: waiting, a duplicate (the same idempotency key, the same failed
+    pack retried) held a connection of the pool for the whole render, before the limits on
+    packs under way applied, and a few of them took the pool from every firm's requests."""
+    if not await calls.try_pair_lock(session, space, key):
+        message = "This evidence pack is being made; ask again shortly."
+        raise RateLimited(message, retryAfter=BEING_MADE_RETRY_SECONDS)
+
+
 async def generate_pack(
     session: AsyncSession, actor: Actor, env: EvidenceEnv, data: PackCreate
 ) -> EvidencePack:
@@ -106,6 +131,8 @@ async def generate_pack(
     first = await idempotency.replay(session, actor, key, operation, data, lock=False)
     if first is not None:
         return await get_pack(session, actor, uuid.UUID(first["id"]))
+    if key is not None:
+        await _not_being_made(session, _KEYED, _keyed(actor, key))
     pack = EvidencePack(
         id=uuid.uuid4(),
         firm_id=actor.firm_id,
@@ -121,8 +148,9 @@ async def generate_pack(
             await session.flush()
             await idempotency.remember(session, actor, key, operation, data, {"id": str(pack.id)})
     except IntegrityError:
-        # A concurrent attempt with this key held it (the firm's lock is not taken for a
-        # render) and committed while this one waited: answer with its pack.
+        # A concurrent attempt with this key committed after this one looked for it, before
+        # it took the key's lock (the firm's lock is not taken for a render): answer with its
+        # pack.
         first = await idempotency.replay(session, actor, key, operation, data, lock=False)
         if first is None:
             raise
@@ -135,6 +163,7 @@ async def retry_pack(
 ) -> EvidencePack:
     """Make a failed pack again, from the same scope (members and up)."""
     actor.require(Role.MEMBER)
+    await _not_being_made(session, _RETRIED, _short(pack_id.bytes))
     query = (
         select(EvidencePack)
         .where(EvidencePack.id == pack_id)
@@ -165,6 +194,11 @@ async def _produce(
     # nothing is appended before it: the firm's other requests are never held up by a render.
     # The content is read in one snapshot of the firm, so the pack shows one moment throughout
     # (a response submitted while it is read is in every part of it or in none).
+    if chain.holds_lock(session):
+        # A mutation before it in the operation appended to the chain, whose lock is held
+        # until the commit: rendering now would hold every other write of the firm for it.
+        message = "Make an evidence pack in an operation of its own, or before its other fields."
+        raise BadUserInput(message)
     if env.storage.admitted.locked():
         raise RateLimited("Evidence packs are being made; try again in a minute.", retryAfter=60)
     if env.storage.firm_busy(actor.firm_id):

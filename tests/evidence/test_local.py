@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import os
 import re
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -731,3 +732,51 @@ async def test_the_sweep_command_lists_then_deletes(
     ]
     assert not state.storage.path(orphan).exists()
     assert state.storage.path((await pack_row(superuser_engine, kept["id"])).storage_key).exists()
+
+
+async def test_a_failed_pack_retried_twice_at_once_is_made_once_and_the_other_refused(
+    browser: Browser, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second retry is refused at once (RATE_LIMITED, a few seconds), holding nothing:
+    queued on the pack's row, each held a connection of the pool for the whole render."""
+    await signed_up(browser, smtp, firm="Twice Retried Ltd")
+    original, rendering = render.render_pdf, threading.Event()
+
+    def failing(*args: Any) -> Any:
+        raise render.RenderError("The PDF could not be rendered.")
+
+    monkeypatch.setattr(render, "render_pdf", failing)
+    pack = await generate(browser, "Retried twice")
+    assert pack["status"] == "FAILED", pack
+
+    def slow(*args: Any) -> Any:
+        rendering.set()
+        time.sleep(1.0)
+        return original(*args)
+
+    monkeypatch.setattr(render, "render_pdf", slow)
+    first = asyncio.ensure_future(browser.gql(RETRY, {"id": pack["id"]}))
+    assert await asyncio.to_thread(rendering.wait, 30)
+    second = await browser.gql(RETRY, {"id": pack["id"]})
+    assert not first.done()
+    assert codes(second) == ["RATE_LIMITED"], second
+    assert second["errors"][0]["extensions"]["retryAfter"] == 10
+    assert (await first)["data"]["retryEvidencePack"]["pack"]["status"] == "READY"
+
+
+async def test_a_pack_after_another_mutation_of_its_operation_is_refused(
+    browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    """The mutation before it appended to the firm's chain, whose lock is held until the
+    commit: the pack would render holding every other write of the firm for minutes. Refused
+    whole (BAD_USER_INPUT); first in its operation, or alone, it is made."""
+    await signed_up(browser, smtp, firm="Second Field Ltd")
+    after = """mutation($i: EvidencePackGenerateInput!, $j: EvidencePackGenerateInput!) {
+      first: generateEvidencePack(input: $i) { pack { id } }
+      second: generateEvidencePack(input: $j) { pack { id } } }"""
+    variables = {"i": {"title": "Locked 1", **period()}, "j": {"title": "Locked 2", **period()}}
+    body = await browser.gql(after, variables)
+    assert codes(body) == ["BAD_USER_INPUT"], body
+    assert "operation of its own" in body["errors"][0]["message"]
+    assert await _titled(superuser_engine, "Locked ") == 0
+    assert (await generate(browser, "Locked alone"))["status"] == "READY"
