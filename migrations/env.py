@@ -7,7 +7,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db.engine import asyncpg_url
+from app.db.engine import connector
 
 
 def _run(connection: Connection) -> None:
@@ -17,8 +17,9 @@ def _run(connection: Connection) -> None:
 
 
 async def _main() -> None:
+    url = context.config.attributes["url"]
     engine = create_async_engine(
-        asyncpg_url(context.config.attributes["url"]), poolclass=pool.NullPool
+        "postgresql+asyncpg://", async_creator=connector(url), poolclass=pool.NullPool
     )
     async with engine.connect() as connection:
         await connection.run_sync(_run)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import (
@@ -20,6 +22,26 @@ def asyncpg_url(url: str) -> str:
     raise ValueError("database URLs must start with postgresql://")
 
 
+def libpq_dsn(url: str) -> str:
+    """The URL as asyncpg reads a DSN, with libpq's parameters (``sslmode``, ``sslrootcert``,
+    ...) and environment (``PGSSLMODE``)."""
+    return "postgresql://" + asyncpg_url(url).removeprefix("postgresql+asyncpg://")
+
+
+def connector(url: str) -> Callable[[], Awaitable[asyncpg.Connection]]:
+    """How SQLAlchemy's pools connect: asyncpg reading the URL as the lanes' pool reads it.
+    Left to SQLAlchemy, each of the URL's parameters became a keyword of asyncpg.connect, so
+    the two pools shared no spelling of TLS: ``sslmode=require`` stopped the server starting,
+    and ``ssl=require`` turned the lanes off, each request failing a connection to fall back."""
+    dsn = libpq_dsn(url)
+
+    async def connect() -> asyncpg.Connection:
+        connection: asyncpg.Connection = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+        return connection
+
+    return connect
+
+
 # Our tables are public's, and a name finds no other: left to the default ("$user", public), a
 # schema named after the role, which the database's owner could make, would be searched first.
 SERVER_SETTINGS = {"search_path": "public"}
@@ -32,7 +54,8 @@ def _json_text(value: object) -> str:
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     # orjson for JSONB: templates and answers are decoded on every page of declarations.
     return create_async_engine(
-        asyncpg_url(url),
+        "postgresql+asyncpg://",
+        async_creator=connector(url),
         pool_size=pool_size,
         max_overflow=0,
         # A connection PostgreSQL dropped (restart, failover, a killed backend) is replaced
@@ -42,7 +65,6 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         json_deserializer=orjson.loads,
         # Errors are logged; their parameters (hashes, answers) must not be.
         hide_parameters=True,
-        connect_args={"server_settings": SERVER_SETTINGS},
     )
 
 
@@ -58,9 +80,8 @@ async def create_lane_pool(url: str, size: int) -> asyncpg.Pool:
     default reset on release (RESET ALL, UNLISTEN, CLOSE, advisory unlocks: a round trip that
     costs about a quarter of a small request) has nothing to undo and is skipped.
     """
-    plain = "postgresql://" + asyncpg_url(url).removeprefix("postgresql+asyncpg://")
     return await asyncpg.create_pool(
-        plain, min_size=0, max_size=size, reset=_keep, server_settings=SERVER_SETTINGS
+        libpq_dsn(url), min_size=0, max_size=size, reset=_keep, server_settings=SERVER_SETTINGS
     )
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -18,10 +19,12 @@ from starlette.applications import Starlette
 
 from app.declarations import service
 from app.declarations.templates import load_builtins, snapshot
+from app.main import create_app
 from app.partners.documents import document_id
 from app.ratelimit.limiter import key_digest
 from app.ratelimit.policies import Policy
 from app.schema.fastpath import FastPathState
+from tests.conftest import Database, http_client, make_settings, started
 from tests.factories import Member, Members
 from tests.partners import key_headers, trust
 
@@ -334,3 +337,27 @@ async def test_a_key_the_lane_counted_and_handed_over_is_counted_once(
     lane = state.lane
     await client.post("/graphql", json=page, headers=headers)
     assert (state.lane, await used()) == (lane + 1, 3)
+
+
+async def test_a_database_url_with_libpq_parameters_serves_both_pools(
+    database: Database,
+    tmp_path: Path,
+    members: Members,
+    superuser_engine: AsyncEngine,
+) -> None:
+    """The ORM's pool and the lanes' read the URL alike, as libpq does: sslmode (and the other
+    ssl* names) worked for neither both. ``sslmode=require``, which docs/deployment.md gives,
+    stopped the server starting; ``ssl=require`` turned the lanes off. (The test server has no
+    TLS, so the URL asks for none: the parameter is read, not passed on as a setting.)"""
+    joined = "&" if "?" in database.app_url else "?"
+    url = f"{database.app_url}{joined}sslmode=disable&application_name=coverproof-test"
+    owner = await members.create()
+    await _fixtures(superuser_engine, owner.firm_id)
+    await trust(superuser_engine, DOCUMENTS)
+    payload = {"documentId": "sha256:" + document_id(DOCUMENTS[1]), "variables": {"n": 3}}
+    async for app in started(create_app(make_settings(database, tmp_path, database_url=url))):
+        state: FastPathState = app.state.coverproof.fast_path
+        async with http_client(app) as client:
+            await client.post("/graphql", json=payload, headers=owner.headers)  # first: loads it
+            await _lane_alike(client, state, owner, payload)
+        assert state.lane_fallback == 0
