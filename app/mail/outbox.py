@@ -15,7 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.mail.models import MailOutbox
-from app.mail.sealing import key_id, open_sealed, seal
+from app.mail.sealing import SealBroken, key_id, open_sealed, seal
 
 MAX_ADDRESS_CHARS = 320  # the column's check constraint
 
@@ -53,7 +53,9 @@ async def enqueue(
     if "@" not in to or len(to) > MAX_ADDRESS_CHARS:
         raise ValueError("mail recipient must be an email address of at most 320 characters")
     mail_id = uuid.uuid4()
-    plaintext = json.dumps({"text": text, "html": html}).encode()
+    # The subject is sealed with the body too: in clear in its column, for the operators who
+    # look at a queue, a rewritten one (on a pending reset mail, say) would go out as written.
+    plaintext = json.dumps({"subject": subject, "text": text, "html": html}).encode()
     await session.execute(
         insert(MailOutbox).values(
             id=mail_id,
@@ -67,6 +69,10 @@ async def enqueue(
 
 
 def open_mail(key: bytes, mail_id: uuid.UUID, to: str, subject: str, sealed: bytes) -> Mail:
-    """Open a stored body; raises app.mail.sealing.SealBroken if it was tampered with."""
+    """Open a stored body; raises app.mail.sealing.SealBroken if it, or the subject beside it,
+    was tampered with."""
     body = json.loads(open_sealed(key, sealed, _associated(mail_id, to)))
+    # Mail queued before subjects were sealed has none in its body: its column is all there is.
+    if body.get("subject", subject) != subject:
+        raise SealBroken("the mail's subject is not the one sealed with its body")
     return Mail(id=mail_id, to=to, subject=subject, text=body["text"], html=body["html"])

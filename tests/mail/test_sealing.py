@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+
 import pytest
 
+from app.mail.outbox import _associated, open_mail
 from app.mail.sealing import SealBroken, mail_key, open_sealed, seal
 
 
@@ -42,3 +46,19 @@ def test_other_key_associated_data_or_truncation_does_not_open() -> None:
         open_sealed(key, sealed, b"id\nattacker@example.test")
     with pytest.raises(SealBroken):
         open_sealed(key, sealed[:10])
+
+
+def test_mail_queued_before_subjects_were_sealed_opens_with_its_columns_subject() -> None:
+    """A body sealed without its subject (queued by the release before) is still sent; one
+    sealed with it is sent only under that subject."""
+    key, mail_id, to = mail_key("legacy" * 8), uuid.uuid4(), "someone@example.test"
+    legacy = seal(key, json.dumps({"text": "t", "html": "h"}).encode(), _associated(mail_id, to))
+    assert open_mail(key, mail_id, to, "Subject", legacy).subject == "Subject"
+    sealed = seal(
+        key,
+        json.dumps({"subject": "Subject", "text": "t", "html": "h"}).encode(),
+        _associated(mail_id, to),
+    )
+    assert open_mail(key, mail_id, to, "Subject", sealed).text == "t"
+    with pytest.raises(SealBroken):
+        open_mail(key, mail_id, to, "Another", sealed)

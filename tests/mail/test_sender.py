@@ -237,6 +237,29 @@ async def test_a_body_bound_to_another_recipient_is_never_sent(
     assert row.next_attempt_at == GAVE_UP
 
 
+async def test_a_subject_rewritten_in_the_queue_is_never_sent(
+    database: Database,
+    tmp_path: Path,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    smtp_server: SmtpServer,
+) -> None:
+    """The subject is in clear in its column, and sealed with the body: a pending mail, with
+    its live link, is not sent under a subject someone with the database wrote."""
+    settings = make_settings(database, tmp_path, smtp_url=smtp_server.url)
+    to = new_address()
+    mail_id = await enqueue_committed(app_sessions, settings, to)
+    await make_due(superuser_engine, mail_id, subject="URGENT: your account is locked, call us")
+
+    await MailSender(app_sessions, settings).deliver_due()
+
+    assert smtp_server.to(to) == []
+    row = await outbox_row(app_sessions, mail_id)
+    assert (row.sent_at, row.next_attempt_at) == (None, GAVE_UP)
+    assert row.last_error is not None
+    assert row.last_error.startswith("SealBroken")
+
+
 async def test_development_without_smtp_writes_an_eml_file_and_logs_the_link(
     database: Database,
     tmp_path: Path,
