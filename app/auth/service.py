@@ -7,6 +7,7 @@ tenant and the rest runs under RLS. Answers never reveal whether an address is r
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -241,7 +242,9 @@ async def sign_in_with_password(
     address = throttle.address_key(env.secret_key, data.email)
     throttled_until = await calls.sign_in_throttled_until(session, address)
     if throttled_until is not None and throttled_until > now:
-        retry_after = max(1, int((throttled_until - now).total_seconds()))
+        # Rounded up, as every retryAfter is: a client that waits exactly that long gets
+        # through rather than meeting the throttle (and its entry on the trail) again.
+        retry_after = max(1, math.ceil((throttled_until - now).total_seconds()))
         raise RateLimited(retryAfter=retry_after).on_record(
             lambda fresh: _record_failure(fresh, env, address, user, Action.SIGN_IN_THROTTLED)
         )

@@ -669,6 +669,26 @@ async def failed_already(app: Starlette, engine: AsyncEngine, email: str, failur
         )
 
 
+async def test_a_throttled_sign_ins_retry_after_is_rounded_up(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    """3.5 s left is 4, not 3: a client waiting exactly retryAfter meets the throttle again."""
+    email = await signed_up(browser, smtp)
+    await failed_already(auth_app, superuser_engine, email, 104)
+    address = throttle.address_key(auth_app.state.coverproof.secret_key, email)
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "update sign_in_failures set throttled_until = now() + interval '3.5 seconds' "
+                "where address_key = :a"
+            ),
+            {"a": address},
+        )
+    held = await browser.gql(SIGN_IN, {"e": email, "p": PASSWORD})
+    assert codes(held) == ["RATE_LIMITED"], held
+    assert held["errors"][0]["extensions"]["retryAfter"] == 4
+
+
 async def failures_of(app: Starlette, engine: AsyncEngine, email: str) -> int | None:
     address = throttle.address_key(app.state.coverproof.secret_key, email)
     async with engine.connect() as conn:
