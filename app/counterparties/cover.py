@@ -122,11 +122,13 @@ def cover_from(
     if current is None:
         coming = [p.start for p in policies if p.start is not None and p.start > today]
         return CoverStatus(CoverState.not_yet_in_force, None, starts_on=min(coming))
-    status = cover_status(_continued(current, policies), today, window_days)
-    in_force = status.state in (CoverState.covered, CoverState.expiring)
-    return replace(
-        status, covers_all_activities=current.covers_all_activities if in_force else None
-    )
+    until, in_force = _continued(current, policies, today)
+    status = cover_status(until, today, window_days)
+    if status.state not in (CoverState.covered, CoverState.expiring):
+        return status
+    # Said of the policy in force today: a renewal the cover has run on into, not the one
+    # (confirmed later, perhaps) that it ran on from.
+    return replace(status, covers_all_activities=in_force.covers_all_activities)
 
 
 def _begun(policy: ConfirmedPolicy, today: date) -> bool:
@@ -138,14 +140,28 @@ def _before(policy: ConfirmedPolicy, renewal: ConfirmedPolicy) -> bool:
     return policy.start is None or (renewal.start is not None and policy.start < renewal.start)
 
 
-def _continued(current: ConfirmedPolicy, policies: list[ConfirmedPolicy]) -> date:
-    """The end of ``current``, carried on through confirmed renewals (policies that begin after
-    it does, not a correction of it) that start no later than the day after cover ends."""
-    renewals = [(p.start, p.end) for p in policies if p.start is not None and _before(current, p)]
-    until, extended = current.end, True
+def _continued(
+    current: ConfirmedPolicy, policies: list[ConfirmedPolicy], today: date
+) -> tuple[date, ConfirmedPolicy]:
+    """The end of ``current``, carried on through confirmed renewals that start no later than
+    the day after cover ends, and the policy of that run in force ``today`` (the last begun).
+
+    A renewal begins after ``current`` does. One confirmed after it may begin before it ends (a
+    mid-term replacement); one confirmed before it must begin no earlier than its last day,
+    or ``current``, the newer confirmation, is a correction of it, and speaks for its period:
+    a policy corrected to start and end earlier was otherwise carried on to the end it had."""
+    newer = policies[: policies.index(current)]
+    renewals = [
+        (p.start, p)
+        for p in policies
+        if p.start is not None and _before(current, p) and (p in newer or p.start >= current.end)
+    ]
+    until, run, extended = current.end, [current], True
     while extended:
         extended = False
-        for start, end in renewals:
-            if start <= until + timedelta(days=1) and end > until:
-                until, extended = end, True
-    return until
+        for start, renewal in renewals:
+            if start <= until + timedelta(days=1) and renewal.end > until:
+                until, extended = renewal.end, True
+                run.append(renewal)
+    in_force = [p for p in run if _begun(p, today) and p.end >= today]
+    return until, max(in_force, key=lambda p: p.start or date.min, default=current)

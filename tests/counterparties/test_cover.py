@@ -145,6 +145,31 @@ def test_the_newest_confirmation_replaces_what_came_before() -> None:
     )
 
 
+def test_a_correction_to_an_earlier_period_is_not_carried_on_by_what_it_corrects() -> None:
+    """Confirmed 15 January to 14 January, then corrected to the calendar year: the older
+    confirmation begins after the correction does, but is no renewal of it (it began before
+    the correction's last day), so the cover ends with the correction."""
+    first = ConfirmedPolicy(date(2025, 1, 15), date(2026, 1, 14), True)
+    corrected = ConfirmedPolicy(date(2025, 1, 1), date(2025, 12, 31), True)
+    assert cover_from([corrected, first], date(2026, 1, 5)) == CoverStatus(
+        CoverState.lapsed, date(2025, 12, 31)
+    )
+    # Confirmed the other way round, the newer speaks for the cover, as before.
+    assert cover_from([first, corrected], date(2026, 1, 5)).until == date(2026, 1, 14)
+
+
+def test_exclusions_are_said_of_the_policy_in_force_today() -> None:
+    """This year's policy, with exclusions, confirmed first; last year's, covering every
+    activity, confirmed late: the cover runs from last year's into this year's, and says this
+    year's exclusions, not last year's."""
+    last_year = ConfirmedPolicy(date(2025, 1, 1), date(2025, 12, 31), True)
+    this_year = ConfirmedPolicy(date(2026, 1, 1), date(2026, 12, 31), False)
+    assert cover_from([last_year, this_year], date(2026, 2, 1)) == CoverStatus(
+        CoverState.covered, date(2026, 12, 31), False
+    )
+    assert cover_from([last_year, this_year], date(2025, 6, 1)).covers_all_activities is True
+
+
 def test_exclusions_are_said_while_the_policy_is_in_force() -> None:
     partial = ConfirmedPolicy(date(2025, 4, 1), END, False)
     assert cover_from([partial], date(2025, 6, 1)) == CoverStatus(CoverState.covered, END, False)
