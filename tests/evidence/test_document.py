@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from datetime import date
 
 from pypdf import PdfReader
 
-from app.evidence import render
-from app.evidence.content import Answer, DeclarationContent, PackContent
+from app.evidence import document, render
+from app.evidence.content import Answer, DeclarationContent, EntryContent, PackContent
 
 # Words joined by no-break spaces are one word to the line breaker, as is a run of letters.
 JOINED = "\u00a0".join(["Nothing", "to", "declare.", *["filler"] * 40, "convicted"])
@@ -68,3 +69,28 @@ def test_a_word_wider_than_its_line_is_split_onto_the_page() -> None:
     joined = "".join(lines).replace("\u00a0", " ")
     assert JOINED.replace("\u00a0", " ") in joined
     assert LONG_NAME in joined
+
+
+def test_long_tables_are_split_and_each_entry_says_what_it_concerns() -> None:
+    """xhtml2pdf lays a table out again at each page it spans, its time growing with the
+    square of its rows: the appendix of a pack within its limits (a few thousand entries) ran
+    past the render's four minutes. Tables hold at most TABLE_ROWS rows each, headed; and an
+    entry names the record it concerns, which the appendix left out."""
+    entries = [
+        EntryContent(
+            n,
+            "2026-11-30 10:00:00 UTC",
+            "declaration.sent",
+            "Owner",
+            f"declaration d{n}",
+            "ab" * 32,
+        )
+        for n in range(1, 2 * document.TABLE_ROWS + 2)
+    ]
+    html = document.build(dataclasses.replace(_pack(), entries=entries), "F", "M", "")
+    appendix = html[html.index("<h2>Audit appendix</h2>") :]
+    assert appendix.count("<table") == 3
+    assert appendix.count("<th") == 3 * 4
+    rendered = render.render_pdf(dataclasses.replace(_pack(), entries=entries[:3]), _Unsigned())  # type: ignore[arg-type]
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(rendered.pdf)).pages)
+    assert "declaration d3" in text
