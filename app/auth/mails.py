@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
 
+# A host name (labels of letters, digits and hyphens, in any script, ending in two letters or
+# more) or an IPv4 address: mail clients make a link of "coverproof-secure.example/login" as
+# of "https://...", and one in a mail from our address would read as ours. "Co.Ltd" is one
+# too (.ltd is a top-level domain): written "Co. Ltd", it is not.
+_HOST = re.compile(
+    r"(?<![\w-])(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,}(?![\w-])|\b\d{1,3}(?:\.\d{1,3}){3}\b"
+)
 # Embedding, override and isolate controls: they reorder the text that follows them.
 _BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 _DROP_BIDI = dict.fromkeys(_BIDI)
@@ -26,8 +34,10 @@ def name_for_mail(name: str) -> str:
         raise ValueError("A name is one line of text, without control characters.")
     if any(ord(c) in _BIDI for c in name):
         raise ValueError("A name may not hold characters that reorder text.")
-    if "://" in name or "www." in name.lower():
-        raise ValueError("A name may not hold a web address.")
+    if "://" in name or "www." in name.lower() or _HOST.search(name):
+        raise ValueError(
+            "A name may not hold a web address or a domain name (put a space after a full stop)."
+        )
     return name
 
 

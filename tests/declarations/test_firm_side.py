@@ -920,8 +920,12 @@ async def test_another_firm_can_neither_see_nor_touch_a_firms_declarations_or_te
         "Annual review \u202etxt.exe",
         "Annual review, see https://forms.example",
         "Annual review at www.forms.example",
+        "Acme Ltd. Urgent: re-verify at coverproof-secure.example/login",
+        "Annual review, queries to ex\u0430mple.com",
+        "Annual review: reply to help@forms.example",
+        "Annual review at 192.0.2.1",
     ],
-    ids=["line-break", "bidi-override", "url", "www"],
+    ids=["line-break", "bidi-override", "url", "www", "domain", "idn-domain", "address", "ip"],
 )
 async def test_a_name_a_mail_would_carry_is_one_line_with_no_web_address(
     browser: Browser, smtp: SmtpServer, name: str
