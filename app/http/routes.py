@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from app.db import calls
 from app.evidence.signature import pack_signer
 from app.http.state import app_state
 
@@ -22,11 +21,8 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """The database answers; a load balancer sends no traffic here until it does."""
-    try:
-        async with app_state(request).engine.connect() as conn:
-            await calls.ping(conn)
-    except Exception as error:
-        log.warning("not ready: %s", type(error).__name__)
+    state = app_state(request)
+    if not await state.readiness.check(state.engine):
         return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok"})
 

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from app.audit.signing import SigningKey
 from app.config import Settings
 from app.evidence.storage import Storage
+from app.http.readiness import Readiness
 from app.mail.sender import MailSender
 from app.partners.documents import ApqCache
 from app.ratelimit.limiter import RateLimiter
@@ -34,6 +35,7 @@ class AppState:
     fast_path: FastPathState = field(default_factory=FastPathState)
     storage: Storage | None = None  # evidence-pack PDFs; opened in the lifespan
     lane_pool: asyncpg.Pool | None = None  # the fast path's lanes (app/http/lane.py)
+    readiness: Readiness = field(default_factory=Readiness)
 
 
 def app_state(request: Request) -> AppState:

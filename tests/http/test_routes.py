@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import pytest
+
+from app.db import calls
 
 
 async def test_healthz_is_ok(client: httpx.AsyncClient) -> None:
@@ -17,6 +22,23 @@ async def test_readyz_is_ok_when_the_database_answers(client: httpx.AsyncClient)
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+async def test_a_flood_of_readiness_probes_asks_the_database_once(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probes pass the per-address limits, and each took a connection of the pool: the answer
+    stands for a second, so fifty at once ask the database once at most."""
+    pings, ping = [], calls.ping
+
+    async def counted(conn: Any) -> None:
+        pings.append(conn)
+        await ping(conn)
+
+    monkeypatch.setattr(calls, "ping", counted)
+    answers = await asyncio.gather(*(client.get("/readyz") for _ in range(50)))
+    assert {a.status_code for a in answers} == {200}
+    assert len(pings) <= 1
 
 
 def fields(text: str) -> dict[str, str]:
