@@ -28,7 +28,10 @@ from pathlib import Path
 
 from pypdf import PdfReader
 from xhtml2pdf import pisa  # type: ignore[import-untyped]
-from xhtml2pdf.config.resources import ResourceAccessPolicy  # type: ignore[import-untyped]
+from xhtml2pdf.config.resources import (  # type: ignore[import-untyped]
+    RenderLimitError,
+    ResourceAccessPolicy,
+)
 
 from app.evidence import document
 from app.evidence.content import PackContent
@@ -104,6 +107,12 @@ def render_pdf(pack: PackContent, signer: PackSigner) -> RenderedPack:
     out = io.BytesIO()
     try:
         status = pisa.CreatePDF(html, dest=out, encoding="utf-8", resource_policy=policy)
+    except RenderLimitError as error:  # the time a render may take, most likely
+        log.warning("evidence pack %s went past a render limit: %s", pack.pack_id, error)
+        raise RenderError(
+            "The pack is too large to render in the time a pack may take: choose fewer "
+            "declarations or a shorter period."
+        ) from error
     except Exception as error:
         log.exception("evidence pack %s did not render", pack.pack_id)
         raise RenderError("The PDF could not be rendered.") from error

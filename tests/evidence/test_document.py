@@ -6,6 +6,7 @@ import dataclasses
 import io
 from datetime import date
 
+import pytest
 from pypdf import PdfReader
 
 from app.evidence import document, render
@@ -94,3 +95,15 @@ def test_long_tables_are_split_and_each_entry_says_what_it_concerns() -> None:
     rendered = render.render_pdf(dataclasses.replace(_pack(), entries=entries[:3]), _Unsigned())  # type: ignore[arg-type]
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(rendered.pdf)).pages)
     assert "declaration d3" in text
+
+
+def test_a_pack_past_the_render_time_says_to_narrow_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The largest packs within the counts (1,000 declarations and 10,000 entries) can take
+    longer than a render may: the firm is told to narrow the pack, not only that it failed."""
+    monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 0.01)
+    entries = [
+        EntryContent(n, "2026-11-30 10:00:00 UTC", "declaration.sent", "Owner", "", "ab" * 32)
+        for n in range(1, 400)
+    ]
+    with pytest.raises(render.RenderError, match="fewer declarations or a shorter period"):
+        render.render_pdf(dataclasses.replace(_pack(), entries=entries), _Unsigned())  # type: ignore[arg-type]
