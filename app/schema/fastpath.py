@@ -39,6 +39,7 @@ from graphql import (
     specified_rules,
     validate,
 )
+from limits.errors import StorageError
 from strawberry.types import ExecutionResult
 
 from app import pagination
@@ -296,8 +297,11 @@ async def _attempt(work: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
         return await work
     except Fallback:
         return None
-    except (RateLimited, CommitFailed):
-        raise  # refused, or perhaps written: not handed over
+    except (RateLimited, CommitFailed, StorageError):
+        # Refused, or perhaps written, or perhaps counted (a limit's storage failing may have
+        # counted before its answer was lost): not handed over, or the normal path would count
+        # it again; it fails there as well while the storage does.
+        raise
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         # The database is away (restarting, failing over) or the pool is full: the normal path
         # answers, or reports it; no traceback per request.

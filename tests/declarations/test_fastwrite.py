@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
+from limits.errors import StorageError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -382,6 +384,40 @@ async def test_the_lane_counts_a_mutation_once_even_when_it_hands_it_over(
     )
     assert forbidden.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN", forbidden.text
     assert await used(viewer) == 1
+
+
+async def test_a_count_whose_answer_was_lost_is_not_counted_again(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis counted the mutation and its answer was lost (a connection reset): the lane fails
+    the request (500, nothing written) rather than hand it to the normal path, which counted
+    it again."""
+    owner = await members.create()
+    await _held(app, client, members, superuser_engine, DOCUMENTS)
+    limiter = app.state.coverproof.limiter
+    item, hit = limiter._item(Policy.MUTATIONS_PER_USER), limiter.hit
+
+    async def lost(policy: Policy, key: str, cost: int = 1) -> None:
+        await hit(policy, key, cost)
+        if policy is Policy.MUTATIONS_PER_USER:
+            raise StorageError(ConnectionResetError("the answer was lost"))
+
+    monkeypatch.setattr(limiter, "hit", lost)
+    answer = await client.post(
+        "/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=owner.headers
+    )
+    assert answer.status_code == 500, answer.text
+    stats = await limiter._strategy.get_window_stats(item, key_digest(str(owner.user_id)))
+    assert item.amount - stats.remaining == 1
+    async with superuser_engine.connect() as conn:
+        count = await conn.scalar(
+            text("select count(*) from declarations where firm_id = :f"), {"f": owner.firm_id}
+        )
+    assert count == 0
 
 
 async def test_a_limit_the_lane_meets_is_refused_as_the_normal_path_refuses_it(
