@@ -7,7 +7,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db.engine import connector
+from app.db.engine import connect_args, engine_url
 
 
 def _run(connection: Connection) -> None:
@@ -19,7 +19,7 @@ def _run(connection: Connection) -> None:
 async def _main() -> None:
     url = context.config.attributes["url"]
     engine = create_async_engine(
-        "postgresql+asyncpg://", async_creator=connector(url), poolclass=pool.NullPool
+        engine_url(url), poolclass=pool.NullPool, connect_args=connect_args(url)
     )
     async with engine.connect() as connection:
         await connection.run_sync(_run)

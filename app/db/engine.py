@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import orjson
+from sqlalchemy import URL, make_url
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+# Our tables are public's, and a name finds no other: left to the default ("$user", public), a
+# schema named after the role, which the database's owner could make, would be searched first.
+SERVER_SETTINGS = {"search_path": "public"}
+# libpq's names for what asyncpg.connect calls otherwise: a URL may be written for either.
+_LIBPQ_NAMES = {"sslmode": "ssl"}
+_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 
 
 def asyncpg_url(url: str) -> str:
@@ -22,29 +31,33 @@ def asyncpg_url(url: str) -> str:
     raise ValueError("database URLs must start with postgresql://")
 
 
-def libpq_dsn(url: str) -> str:
-    """The URL as asyncpg reads a DSN, with libpq's parameters (``sslmode``, ``sslrootcert``,
-    ...) and environment (``PGSSLMODE``)."""
-    return "postgresql://" + asyncpg_url(url).removeprefix("postgresql+asyncpg://")
+def engine_url(url: str) -> URL:
+    """The URL as SQLAlchemy parses it (a password may hold any character, escaped or not),
+    with libpq's ``sslmode`` spelled as asyncpg's ``ssl``, and without ``application_name``,
+    which is a setting (``connect_args``), not a keyword of asyncpg.connect."""
+    parsed = make_url(asyncpg_url(url))
+    query = {_LIBPQ_NAMES.get(name, name): value for name, value in parsed.query.items()}
+    query.pop("application_name", None)
+    return parsed.set(query=query)
 
 
-def connector(url: str) -> Callable[[], Awaitable[asyncpg.Connection]]:
-    """How SQLAlchemy's pools connect: asyncpg reading the URL as the lanes' pool reads it.
-    Left to SQLAlchemy, each of the URL's parameters became a keyword of asyncpg.connect, so
-    the two pools shared no spelling of TLS: ``sslmode=require`` stopped the server starting,
-    and ``ssl=require`` turned the lanes off, each request failing a connection to fall back."""
-    dsn = libpq_dsn(url)
-
-    async def connect() -> asyncpg.Connection:
-        connection: asyncpg.Connection = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
-        return connection
-
-    return connect
+def connect_args(url: str) -> dict[str, Any]:
+    """What asyncpg.connect is given besides what SQLAlchemy reads from ``url``: the settings."""
+    name = make_url(asyncpg_url(url)).query.get("application_name")
+    settings = {**SERVER_SETTINGS, **({"application_name": str(name)} if name else {})}
+    return {"server_settings": settings}
 
 
-# Our tables are public's, and a name finds no other: left to the default ("$user", public), a
-# schema named after the role, which the database's owner could make, would be searched first.
-SERVER_SETTINGS = {"search_path": "public"}
+def lane_connect_kwargs(url: str) -> dict[str, Any]:
+    """What asyncpg.connect is given for ``url`` by SQLAlchemy's dialect, as the ORM's pool is:
+    the lanes' pool read it as a DSN instead, so no spelling of TLS worked for both
+    (``sslmode=require`` stopped the server starting, ``ssl=require`` turned the lanes off,
+    every request failing a connection before falling back)."""
+    _, kwargs = _DIALECT.create_connect_args(engine_url(url))  # type: ignore[no-untyped-call]
+    # SQLAlchemy's own statement cache, not asyncpg's (``statement_cache_size``).
+    kwargs.pop("prepared_statement_cache_size", None)
+    kwargs.pop("prepared_statement_name_func", None)
+    return {**kwargs, **connect_args(url)}
 
 
 def _json_text(value: object) -> str:
@@ -54,8 +67,7 @@ def _json_text(value: object) -> str:
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     # orjson for JSONB: templates and answers are decoded on every page of declarations.
     return create_async_engine(
-        "postgresql+asyncpg://",
-        async_creator=connector(url),
+        engine_url(url),
         pool_size=pool_size,
         max_overflow=0,
         # A connection PostgreSQL dropped (restart, failover, a killed backend) is replaced
@@ -65,6 +77,7 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         json_deserializer=orjson.loads,
         # Errors are logged; their parameters (hashes, answers) must not be.
         hide_parameters=True,
+        connect_args=connect_args(url),
     )
 
 
@@ -81,7 +94,7 @@ async def create_lane_pool(url: str, size: int) -> asyncpg.Pool:
     costs about a quarter of a small request) has nothing to undo and is skipped.
     """
     return await asyncpg.create_pool(
-        libpq_dsn(url), min_size=0, max_size=size, reset=_keep, server_settings=SERVER_SETTINGS
+        min_size=0, max_size=size, reset=_keep, **lane_connect_kwargs(url)
     )
 
 

@@ -339,18 +339,28 @@ async def test_a_key_the_lane_counted_and_handed_over_is_counted_once(
     assert (state.lane, await used()) == (lane + 1, 3)
 
 
-async def test_a_database_url_with_libpq_parameters_serves_both_pools(
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        "sslmode=disable&application_name=coverproof-test",
+        "ssl=disable&prepared_statement_cache_size=0",
+    ],
+    ids=["libpq", "asyncpg"],
+)
+async def test_a_database_url_with_parameters_serves_both_pools(
     database: Database,
     tmp_path: Path,
     members: Members,
     superuser_engine: AsyncEngine,
+    parameters: str,
 ) -> None:
-    """The ORM's pool and the lanes' read the URL alike, as libpq does: sslmode (and the other
-    ssl* names) worked for neither both. ``sslmode=require``, which docs/deployment.md gives,
-    stopped the server starting; ``ssl=require`` turned the lanes off. (The test server has no
-    TLS, so the URL asks for none: the parameter is read, not passed on as a setting.)"""
+    """The ORM's pool and the lanes' read the URL alike, as SQLAlchemy does, libpq's
+    ``sslmode`` too: the lanes' read it as a DSN, so no spelling of TLS worked for both.
+    ``sslmode=require``, which docs/deployment.md gave, stopped the server starting;
+    ``ssl=require`` turned the lanes off. (The test server has no TLS, so the URL asks for
+    none: the parameter is read, not passed on as a setting.)"""
     joined = "&" if "?" in database.app_url else "?"
-    url = f"{database.app_url}{joined}sslmode=disable&application_name=coverproof-test"
+    url = f"{database.app_url}{joined}{parameters}"
     owner = await members.create()
     await _fixtures(superuser_engine, owner.firm_id)
     await trust(superuser_engine, DOCUMENTS)
