@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
 
-# A host name (labels of letters, digits and hyphens, in any script, ending in two letters or
-# more) or an IPv4 address: mail clients make a link of "coverproof-secure.example/login" as
-# of "https://...", and one in a mail from our address would read as ours. "Co.Ltd" is one
-# too (.ltd is a top-level domain): written "Co. Ltd", it is not.
+# A host name (labels of letters, digits, hyphens and underscores, in any script, ending in a
+# top-level domain of two letters or more, or a punycode one) or an IPv4 address: mail clients
+# make a link of "coverproof-secure.example/login" as of "https://...", and one in a mail from
+# our address would read as ours. "Co.Ltd" is one (.ltd is a top-level domain): written
+# "Co. Ltd", it is not. A file's name ("Policy.pdf") is not, for the extensions below, which
+# are no top-level domain.
+_FILES = r"(?:pdf|docx?|xlsx?|pptx?|odt|ods|rtf|txt|csv)(?![^\W_])"
 _HOST = re.compile(
-    r"(?<![\w-])(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,}(?![\w-])|\b\d{1,3}(?:\.\d{1,3}){3}\b"
+    rf"(?<![^\W_])(?:[^\W_](?:[\w-]*[^\W_])?\.)+(?!{_FILES})(?:[^\W\d_]{{2,}}|xn--[\w-]+)"
+    r"(?![^\W_])|\b\d{1,3}(?:\.\d{1,3}){3}\b",
+    re.IGNORECASE,
 )
+# Full stops a host name may be written with, which browsers and IDNA read as ".".
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+
+
+def _as_linked(name: str) -> str:
+    """``name`` as a mail client or a browser may read it when it looks for a link: compatibility
+    forms folded (fullwidth letters), other full stops as ".", and invisible format characters
+    (a soft hyphen, a zero-width space) gone, as IDNA drops them."""
+    folded = unicodedata.normalize("NFKC", name).translate(_DOTS)
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf")
+
+
 # Embedding, override and isolate controls: they reorder the text that follows them.
 _BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 _DROP_BIDI = dict.fromkeys(_BIDI)
@@ -34,7 +52,8 @@ def name_for_mail(name: str) -> str:
         raise ValueError("A name is one line of text, without control characters.")
     if any(ord(c) in _BIDI for c in name):
         raise ValueError("A name may not hold characters that reorder text.")
-    if "://" in name or "www." in name.lower() or _HOST.search(name):
+    linked = _as_linked(name)
+    if "://" in linked or "www." in linked.lower() or _HOST.search(linked):
         raise ValueError(
             "A name may not hold a web address or a domain name (put a space after a full stop)."
         )

@@ -15,5 +15,5 @@ def mailbox(email: str) -> str:
         return email.lower()
     local = local.split("+", 1)[0]
     if domain in _DOTS_IGNORED:
-        local = local.replace(".", "")
+        local, domain = local.replace(".", ""), "gmail.com"  # googlemail.com is the same box
     return f"{local}@{domain}"

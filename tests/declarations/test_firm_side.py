@@ -924,8 +924,25 @@ async def test_another_firm_can_neither_see_nor_touch_a_firms_declarations_or_te
         "Annual review, queries to ex\u0430mple.com",
         "Annual review: reply to help@forms.example",
         "Annual review at 192.0.2.1",
+        "Annual review -forms.example/login",
+        "Annual review at forms\u00ad.example",
+        "Annual review at " + "".join(chr(ord(c) + 0xFEE0) for c in "forms.example"),
+        "Annual review at forms.xn--p1ai",
     ],
-    ids=["line-break", "bidi-override", "url", "www", "domain", "idn-domain", "address", "ip"],
+    ids=[
+        "line-break",
+        "bidi-override",
+        "url",
+        "www",
+        "domain",
+        "idn-domain",
+        "address",
+        "ip",
+        "after-hyphen",
+        "soft-hyphen",
+        "fullwidth",
+        "punycode",
+    ],
 )
 async def test_a_name_a_mail_would_carry_is_one_line_with_no_web_address(
     browser: Browser, smtp: SmtpServer, name: str

@@ -1,0 +1,42 @@
+"""Names a firm gives, as mails from our address carry them: what passes and what does not."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.auth.mails import name_for_mail
+from app.ratelimit.mailbox import mailbox
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "J.P. Morgan Ltd",
+        "Smith & Co. Ltd",
+        "A.B.C. Ltd",
+        "St. James's Place",
+        "Fit and proper (v2.1)",
+        "Conflicts Policy.pdf",
+        "Rates v3.xlsx",
+        "Smith-Jones Ltd",
+        "PI cover 2026/27",
+    ],
+)
+def test_ordinary_names_pass(name: str) -> None:
+    """Initials, versions and a file's name are no host name: a firm writes them as it likes."""
+    assert name_for_mail(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Co.Ltd", "Bonus.zip", "Acme _forms.example", "Acme forms.example-", "forms\u200b.example"],
+)
+def test_what_a_mail_client_would_link_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="domain name"):
+        name_for_mail(name)
+
+
+def test_one_mailbox_however_it_is_spelled() -> None:
+    spellings = ["J.Doe+x@GoogleMail.com", "jdoe@gmail.com", "j.d.o.e+y@gmail.com"]
+    assert {mailbox(s) for s in spellings} == {"jdoe@gmail.com"}
+    assert mailbox("j.doe@example.test") == "j.doe@example.test"  # dots count elsewhere
