@@ -193,20 +193,24 @@ async def _generated_by(session: AsyncSession, actor: Actor) -> str:
 
 
 async def _entries(
-    session: AsyncSession, actor: Actor, data: PackCreate, declarations: list[Declaration]
+    session: AsyncSession,
+    actor: Actor,
+    declarations: list[Declaration],
+    counterparties: list[Counterparty],
 ) -> list[EntryContent]:
-    """The firm's entries in the period, and every entry about a declaration in the pack,
-    whenever it was made (one named by id may lie outside the period, and one in scope may have
-    been sent before it)."""
-    start, end = period(data)
-    about = [str(d.id) for d in declarations]
+    """Every entry about a declaration or a counterparty in the pack, whenever it was made (one
+    named by id may lie outside the period, and one in scope may have been sent before it).
+    Not the firm's other entries of the period: its trail is its admins' to read (members make
+    packs and viewers download them), and what a pack proves is what befell what it holds."""
+    declared = [str(d.id) for d in declarations]
+    covered = [str(c.id) for c in counterparties]
     query = (
         select(AuditEntry)
         .where(
             AuditEntry.firm_id == actor.firm_id,
             or_(
-                and_(AuditEntry.occurred_at >= start, AuditEntry.occurred_at < end),
-                and_(AuditEntry.target_type == "declaration", AuditEntry.target_id.in_(about)),
+                and_(AuditEntry.target_type == "declaration", AuditEntry.target_id.in_(declared)),
+                and_(AuditEntry.target_type == "counterparty", AuditEntry.target_id.in_(covered)),
             ),
         )
         .order_by(AuditEntry.seq)
@@ -334,7 +338,7 @@ async def collect(
         signing_key_id=key.key_id,
         declarations=[_declaration(d, names, receipts) for d in declarations],
         counterparties=await _cover(session, actor, counterparties, cover_window_days),
-        entries=await _entries(session, actor, data, declarations),
+        entries=await _entries(session, actor, declarations, counterparties),
         verification=_verification(verified),
         checkpoint=await _checkpoint(session, actor.firm_id, key),
     )

@@ -264,12 +264,12 @@ def _appendix(pack: PackContent) -> str:
     table = (
         _tables(header, rows)
         if pack.entries
-        else "<p>No audit entries fall in the period or concern these declarations.</p>"
+        else "<p>No audit entries concern these declarations or counterparties.</p>"
     )
     return (
-        '<pdf:nextpage /><h2>Audit appendix</h2><p class="small">The firm\'s audit entries in '
-        "the period, and every entry about a declaration in this pack, in chain order; under "
-        "each, what it concerns (a kind of record and its id) and its SHA-256 chain hash.</p>"
+        '<pdf:nextpage /><h2>Audit appendix</h2><p class="small">Every audit entry about a '
+        "declaration or a counterparty in this pack, in chain order; under each, what it "
+        "concerns (a kind of record and its id) and its SHA-256 chain hash.</p>"
         f"{table}{_verification(pack.verification)}"
         f"{_checkpoint(pack.checkpoint, pack.signing_key_id)}{_SIGNED}"
     )

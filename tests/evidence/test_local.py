@@ -27,7 +27,7 @@ from app.cli import main
 from app.db.tenant import tenant_transaction
 from app.evidence import collect, document, download, render, sweep
 from app.ratelimit import Policy
-from tests.browser import Browser, NewBrowser, browser_for, codes, signed_up
+from tests.browser import Browser, NewBrowser, browser_for, codes, new_email, signed_up
 from tests.conftest import Database
 from tests.evidence.support import (
     GENERATE,
@@ -51,6 +51,12 @@ from tests.factories import Members, gql
 from tests.http.test_headers_everywhere import assert_security_headers
 from tests.mail.smtp import SmtpServer
 from tests.partners import CREATE_KEY
+
+INVITE = "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { ok } }"
+NEW_COUNTERPARTY = """mutation($i: CounterpartyCreateInput!) {
+  createCounterparty(input: $i) { counterparty { id } } }"""
+RENAME_COUNTERPARTY = """mutation($id: UUID!, $i: CounterpartyUpdateInput!) {
+  updateCounterparty(id: $id, input: $i) { counterparty { name } } }"""
 
 
 def _path(url: str) -> str:
@@ -182,16 +188,47 @@ async def test_the_appendix_holds_the_entries_about_the_packs_declarations_whene
     assert "auth.email_verified" not in appendix  # the firm's other entries: not in the period
 
 
+async def test_the_appendix_holds_no_entry_of_the_firms_but_about_what_the_pack_holds(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette
+) -> None:
+    """The firm's trail is its admins' to read: a member makes a pack and a viewer downloads
+    it, so its appendix holds the entries about its declarations and counterparties alone, not
+    the period's invitations, keys or renames (which any member could read there)."""
+    await signed_up(browser, smtp, firm="Kept Trail Ltd")
+    invited = {"input": {"email": new_email(), "role": "MEMBER"}}
+    assert "errors" not in await browser.gql(INVITE, invited)
+    made = await browser.gql(NEW_COUNTERPARTY, {"i": {"name": "Insurer Ltd", "kind": "INSURER"}})
+    counterparty = made["data"]["createCounterparty"]["counterparty"]["id"]
+    alice = await submitted_declaration(browser, smtp, auth_app, "Alice Kept")
+    pack = await generate(browser, "Kept", **period(), counterpartyIds=[counterparty])
+    response = await browser.client.get(_path(await _download_url(browser, pack["id"])))
+    appendix = pdf_text(response.content).split("Audit appendix")[-1]
+    assert "counterparty.created" in appendix, appendix[:800]
+    for other in ("member.invited", "auth.email_verified", alice.id, "declaration.created"):
+        assert other not in appendix, other  # Alice's declaration has no counterparty
+    pack = await generate(browser, "Alice's", **period(), declarationIds=[alice.id])
+    response = await browser.client.get(_path(await _download_url(browser, pack["id"])))
+    appendix = pdf_text(response.content).split("Audit appendix")[-1]
+    assert "declaration.submitted" in appendix
+    assert "member.invited" not in appendix
+    assert "counterparty.created" not in appendix
+
+
 async def test_a_pack_with_more_audit_entries_than_it_may_hold_is_refused_whole(
     browser: Browser, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An appendix cut short would be a trail with a hole in it: over the limit (10,000; 2 here),
     the pack is refused, naming the period, and nothing is made."""
-    await signed_up(browser, smtp, firm="Busy Trail Ltd")  # signed up, verified: 2 entries
-    renamed = 'mutation { updateFirm(input: {name: "Busier Trail Ltd"}) { firm { name } } }'
-    assert "errors" not in await browser.gql(renamed)  # a third
+    await signed_up(browser, smtp, firm="Busy Trail Ltd")
+    made = await browser.gql(NEW_COUNTERPARTY, {"i": {"name": "Busy Ltd", "kind": "INSURER"}})
+    counterparty = made["data"]["createCounterparty"]["counterparty"]["id"]
+    renamed = {"id": counterparty, "i": {"name": "Busier Ltd"}}
+    assert "errors" not in await browser.gql(RENAME_COUNTERPARTY, renamed)
+    renamed = {"id": counterparty, "i": {"name": "Busiest Ltd"}}
+    assert "errors" not in await browser.gql(RENAME_COUNTERPARTY, renamed)  # three about it
     monkeypatch.setattr(collect, "MAX_ENTRIES", 2)
-    body = await browser.gql(GENERATE, {"i": {"title": "Too long", **period()}})
+    scope = {"title": "Too long", **period(), "counterpartyIds": [counterparty]}
+    body = await browser.gql(GENERATE, {"i": scope})
     assert codes(body) == ["BAD_USER_INPUT"], body
     assert [f["field"] for f in body["errors"][0]["extensions"]["fields"]] == ["from"]
     listed = await browser.gql(PACKS)
