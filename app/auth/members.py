@@ -132,6 +132,14 @@ async def revoke_invitation(session: AsyncSession, actor: Actor, invitation_id: 
 async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> SignedIn:
     """Join the firm (creating a password-less user if needed) and sign in to it; the link
     came to the invited address, so it also proves that address."""
+    # The firm's chain lock before the invitation's row, as every flow that changes a firm's
+    # members or invitations takes them: withdrawing it, or removing its sender, meanwhile
+    # took the lock and waited for the row this held (a deadlock).
+    firm_id = await tokens.invitation_firm(
+        session, env.secret_key, token, link_ttl(env, Purpose.INVITATION)
+    )
+    if firm_id is not None:
+        await chain.lock_firm(session, firm_id)
     found = await redeem_link(session, env, Purpose.INVITATION, token)
     existing = await calls.user_by_email(session, found.email)
     user_id = existing.user_id if existing else uuid.uuid4()

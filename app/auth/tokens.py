@@ -109,6 +109,18 @@ def _signed_for(secret_key: str, purpose: Purpose, token: str) -> bool:
     return True
 
 
+async def invitation_firm(
+    session: AsyncSession, secret_key: str, token: str, ttl: timedelta
+) -> uuid.UUID | None:
+    """The firm an invitation link is to, or None for a link that is not one of ours (its
+    redemption says why)."""
+    try:
+        token_hash = check(secret_key, Purpose.INVITATION, token, ttl)
+    except TokenError:
+        return None
+    return await calls.invitation_firm(session, token_hash)
+
+
 async def redeem(session: AsyncSession, purpose: Purpose, token_hash: bytes) -> Redemption:
     """Consume the token atomically. Raises TokenUsed/TokenExpired/TokenInvalid; the refusal
     carries the firm and user (when known) so the attempt can be audited."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import uuid
 from collections.abc import AsyncGenerator, Collection, Mapping
 from datetime import datetime
 from typing import Any
@@ -63,6 +64,7 @@ _START_SESSION = text(
 _DECLARATION_TOKEN = text(
     "select declaration_id, firm_id from declaration_token_lookup(:token_hash)"
 )
+_INVITATION_FIRM = text("select auth_invitation_firm(:token_hash)")
 _RETIRED_LINK = text(
     "select declaration_id, firm_id, reason from declaration_retired_link(:token_hash)"
 )
@@ -198,6 +200,12 @@ async def user_by_email(session: AsyncSession, email: str) -> Row[Any] | None:
 async def redeem_token(session: AsyncSession, purpose: str, token_hash: bytes) -> Row[Any]:
     """Consume a token atomically; the row's status says ok, used, expired or invalid."""
     return (await session.execute(_REDEEM, {"purpose": purpose, "token_hash": token_hash})).one()
+
+
+async def invitation_firm(session: AsyncSession, token_hash: bytes) -> uuid.UUID | None:
+    """The firm an invitation (by its token's hash) is to, used or not, or None."""
+    found: uuid.UUID | None = await session.scalar(_INVITATION_FIRM, {"token_hash": token_hash})
+    return found
 
 
 async def my_firms(session: AsyncSession) -> list[Row[Any]]:

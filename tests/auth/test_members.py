@@ -233,6 +233,40 @@ async def test_accepting_an_invitation_withdraws_the_firms_others_to_the_address
     assert joined == [{"role": "admin", "invitations": 1}], body
 
 
+async def test_an_invitation_withdrawn_as_it_is_accepted_ends_cleanly(
+    browser: Browser,
+    smtp: SmtpServer,
+    new_browser: NewBrowser,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The acceptance takes the firm's chain lock before the invitation's row, as withdrawing
+    it does: held after redeeming it, it kept the row while the withdrawal, holding the lock,
+    waited for it, and then waited for the lock (a deadlock, one answered 500). Now the
+    withdrawal waits, and finds the invitation accepted."""
+    await signed_up(browser, smtp, firm="Withdrawing Ltd")
+    email, guest = new_email(), new_browser()
+    token = await invited(browser, smtp, email, "MEMBER")
+    [invitation] = (await browser.gql(INVITATIONS))["data"]["invitations"]
+    redeem, redeemed, go_on = members.redeem_link, asyncio.Event(), asyncio.Event()
+
+    async def held(*args: Any) -> Any:
+        found = await redeem(*args)
+        redeemed.set()
+        await go_on.wait()
+        return found
+
+    monkeypatch.setattr(members, "redeem_link", held)
+    accepting = asyncio.ensure_future(guest.gql(ACCEPT, {"t": token}))
+    await redeemed.wait()
+    withdrawing = asyncio.ensure_future(browser.gql(REVOKE_INVITATION, {"id": invitation["id"]}))
+    await until_lock_waited(superuser_engine)
+    go_on.set()
+    accepted, withdrawn = await accepting, await withdrawing
+    assert "errors" not in accepted, accepted
+    assert codes(withdrawn) == ["NOT_FOUND"], withdrawn
+
+
 async def test_an_invitation_accepted_as_its_user_signs_in_by_password_ends_cleanly(
     browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
