@@ -31,7 +31,7 @@ from app.auth.tokens import Purpose
 from app.db import calls
 from app.db.models import AuthToken, Firm, Membership, User
 from app.db.tenant import bind_tenant
-from app.errors import BadUserInput, Forbidden, NotFound, TokenUsed
+from app.errors import BadUserInput, Forbidden, NotFound, TokenUsed, field_error
 
 
 async def list_members(session: AsyncSession, actor: Actor) -> list[tuple[User, str]]:
@@ -64,6 +64,15 @@ async def invite_member(
     first = await idempotency.replay(session, actor, idempotency_key, "inviteMember", invited)
     if first is not None:
         return
+    # An invitation to a member could do nothing, and accepting it would take the firm's chain
+    # lock before the member's own row, which their sign-in takes the other way round.
+    member = await session.scalar(
+        select(Membership.user_id)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.firm_id == actor.firm_id, func.lower(User.email) == email.lower())
+    )
+    if member is not None:
+        raise field_error("email", "This address is already a member of the firm.")
     await env.limit_mail(email)
     ttl = link_ttl(env, Purpose.INVITATION)
     invitation_id = uuid.uuid4()
@@ -134,7 +143,9 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
     came to the invited address, so it also proves that address."""
     # The firm's chain lock before the invitation's row, as every flow that changes a firm's
     # members or invitations takes them: withdrawing it, or removing its sender, meanwhile
-    # took the lock and waited for the row this held (a deadlock).
+    # took the lock and waited for the row this held (a deadlock). The user's row comes after
+    # the lock here, where a sign-in takes it before its firm's: never the same firm, as no
+    # member of a firm holds a pending invitation to it (invite_member).
     firm_id = await tokens.invitation_firm(
         session, env.secret_key, token, link_ttl(env, Purpose.INVITATION)
     )

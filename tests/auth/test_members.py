@@ -233,6 +233,20 @@ async def test_accepting_an_invitation_withdraws_the_firms_others_to_the_address
     assert joined == [{"role": "admin", "invitations": 1}], body
 
 
+async def test_a_member_is_not_invited_to_their_own_firm(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    """It could do nothing; and a member holding one would have its acceptance take the
+    firm's chain lock before their own row, which their sign-in takes the other way round."""
+    owner_email = await signed_up(browser, smtp, firm="Already Ltd")
+    joined = await join(browser, smtp, new_browser(), "MEMBER")
+    for email in (owner_email, joined.email.upper()):
+        body = await invite(browser, email, "ADMIN")
+        assert codes(body) == ["BAD_USER_INPUT"], body
+        assert body["errors"][0]["extensions"]["fields"][0]["field"] == "email", body
+    assert (await browser.gql(INVITATIONS))["data"]["invitations"] == []
+
+
 async def test_an_invitation_withdrawn_as_it_is_accepted_ends_cleanly(
     browser: Browser,
     smtp: SmtpServer,
