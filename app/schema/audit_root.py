@@ -32,23 +32,27 @@ class AuditQuery:
     audit_entries: AuditEntryConnection = strawberry.field(
         metadata=scoped("audit:read"),
         resolver=r.audit_entries,
-        description="Newest first; `first` is at most 100.",
+        description="Newest first; `first` is at most 100 (admins).",
     )
     verify_audit_chain: AuditVerification = strawberry.field(
         metadata=scoped("audit:read"),
         resolver=r.verify_audit_chain,
-        description="Recompute the firm's chain and check every signed checkpoint.",
+        description="Recompute the firm's chain and check every signed checkpoint (admins).",
     )
     audit_checkpoints: list[AuditCheckpoint] = strawberry.field(
-        metadata=scoped("audit:read"), resolver=r.audit_checkpoints
+        metadata=scoped("audit:read"),
+        resolver=r.audit_checkpoints,
+        description="The firm's signed checkpoints (admins).",
     )
     export_audit_log: AuditExport = strawberry.field(
-        metadata=scoped("audit:read"), resolver=_export
+        metadata=scoped("audit:read"),
+        resolver=_export,
+        description="The firm's entries as signed JSON Lines (admins).",
     )
 
 
 @strawberry.type
 class AuditMutation:
     create_audit_checkpoint: AuditCheckpointPayload = strawberry.mutation(
-        resolver=r.create_audit_checkpoint, description="Sign the chain head now."
+        resolver=r.create_audit_checkpoint, description="Sign the chain head now (admins)."
     )

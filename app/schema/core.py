@@ -88,17 +88,23 @@ class CoreMutation:
     switch_firm: SignInPayload = strawberry.mutation(
         resolver=account.switch_firm, description="Re-issue the session for another of your firms."
     )
-    invite_member: OkPayload = strawberry.mutation(resolver=account.invite_member)
+    invite_member: OkPayload = strawberry.mutation(
+        resolver=account.invite_member,
+        description="Email an invitation to join the firm (admins; only owners invite owners), "
+        "to an address not already a member's.",
+    )
     accept_invitation: SignInPayload = strawberry.mutation(
         resolver=account.accept_invitation, metadata=PUBLIC
     )
     change_member_role: MemberRoleChangePayload = strawberry.mutation(
-        resolver=account.change_member_role
+        resolver=account.change_member_role,
+        description="Change a member's role (admins; only owners make or change owners).",
     )
     remove_member: OkPayload = strawberry.mutation(
         resolver=account.remove_member,
-        description="Remove a member: their sessions in the firm end, and their pending "
-        "invitations (sent by them or to them) are withdrawn.",
+        description="Remove a member (admins; only owners remove owners): their sessions in the "
+        "firm end, and their pending invitations (sent by them or to them) are withdrawn. API "
+        "keys they made keep working until revoked: keys act for the firm.",
     )
     revoke_invitation: OkPayload = strawberry.mutation(
         resolver=account.revoke_invitation,

@@ -59,9 +59,12 @@ class DeclarationQuery:
 
 @strawberry.type
 class DeclarationMutation:
-    create_template: TemplatePayload = strawberry.mutation(resolver=r.create_template)
+    create_template: TemplatePayload = strawberry.mutation(
+        resolver=r.create_template, description="Add a form of the firm's own (admins)."
+    )
     create_template_version: TemplatePayload = strawberry.mutation(
-        resolver=r.create_template_version
+        resolver=r.create_template_version,
+        description="A new version of the firm's form; declarations keep theirs (admins).",
     )
     create_declaration: DeclarationPayload = strawberry.mutation(
         metadata=scoped("declarations:write"),

@@ -18,8 +18,9 @@ class PartnerQuery:
 @strawberry.type
 class PartnerMutation:
     create_api_key: ApiKeyCreatePayload = strawberry.mutation(
-        resolver=r.create_api_key, description="A key for a partner system; the secret shows once."
+        resolver=r.create_api_key,
+        description="A key for a partner system; the secret shows once (admins).",
     )
     revoke_api_key: ApiKeyPayload = strawberry.mutation(
-        resolver=r.revoke_api_key, description="Kill a key at once."
+        resolver=r.revoke_api_key, description="Kill a key at once (admins)."
     )
