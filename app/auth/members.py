@@ -19,6 +19,7 @@ from app.auth.actor import Actor, Role
 from app.auth.env import AuthEnv
 from app.auth.service import (
     SignedIn,
+    limit_link,
     link_ttl,
     prove_address,
     proved_owner,
@@ -143,15 +144,15 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
     came to the invited address, so it also proves that address."""
     # The firm's chain lock before the invitation's row, as every flow that changes a firm's
     # members or invitations takes them: withdrawing it, or removing its sender, meanwhile
-    # took the lock and waited for the row this held (a deadlock). The user's row comes after
-    # the lock here, where a sign-in takes it before its firm's: never the same firm, as no
-    # member of a firm holds a pending invitation to it (invite_member).
-    firm_id = await tokens.invitation_firm(
-        session, env.secret_key, token, link_ttl(env, Purpose.INVITATION)
-    )
+    # took the lock and waited for the row this held (a deadlock). Counted first, so a link
+    # refused by its limits, or spent (the lookup names pending invitations only), queues on
+    # no firm's lock.
+    await limit_link(env, token)
+    ttl = link_ttl(env, Purpose.INVITATION)
+    firm_id = await tokens.invitation_firm(session, env.secret_key, token, ttl)
     if firm_id is not None:
         await chain.lock_firm(session, firm_id)
-    found = await redeem_link(session, env, Purpose.INVITATION, token)
+    found = await redeem_link(session, env, Purpose.INVITATION, token, limited=True)
     existing = await calls.user_by_email(session, found.email)
     user_id = existing.user_id if existing else uuid.uuid4()
     now = datetime.now(UTC)
@@ -166,7 +167,12 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
             )
         )
     else:
-        ttl = link_ttl(env, Purpose.INVITATION)
+        # Before the user's row, which their own sign-in takes before this firm's lock: one
+        # already a member (invited before invite_member refused it) holds no such link.
+        if await session.get(Membership, (found.firm_id, user_id)) is not None:
+            raise TokenUsed().on_record(
+                lambda fresh: record_refusal(fresh, env, Purpose.INVITATION, TokenUsed.code, None)
+            )
         if await tokens.invited_before_spent(session, env.secret_key, token, ttl, user_id):
             # As a link the user's reset spent; rolled back, so the firm's invitation stays as
             # it was (the firm learns nothing of the user), and recorded on the platform chain.

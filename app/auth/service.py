@@ -128,12 +128,20 @@ async def _sign_up_duplicate(session: AsyncSession, env: AuthEnv, email: str) ->
     await chain.record_platform(session, Action.SIGN_UP_DUPLICATE, ip=env.ip)
 
 
-async def redeem_link(session: AsyncSession, env: AuthEnv, purpose: Purpose, token: str) -> Any:
-    """Check and consume a token; a refusal is audited (firm chain when known) after rollback."""
-    ttl = link_ttl(env, purpose)
-    # Each link is limited on its own and per caller IP, like every public token field.
+async def limit_link(env: AuthEnv, token: str) -> None:
+    """Each link is limited on its own and per caller IP, like every public token field."""
     await env.limit(Policy.PUBLIC_TOKEN_PER_TOKEN, token[-64:])
     await env.limit(Policy.PUBLIC_TOKEN_PER_IP, env.ip_key)
+
+
+async def redeem_link(
+    session: AsyncSession, env: AuthEnv, purpose: Purpose, token: str, *, limited: bool = False
+) -> Any:
+    """Check and consume a token; a refusal is audited (firm chain when known) after rollback.
+    ``limited``: the caller has counted it already (``limit_link``)."""
+    ttl = link_ttl(env, purpose)
+    if not limited:
+        await limit_link(env, token)
     try:
         token_hash = tokens.check(env.secret_key, purpose, token, ttl)
         return await tokens.redeem(session, purpose, token_hash)

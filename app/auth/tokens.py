@@ -112,8 +112,7 @@ def _signed_for(secret_key: str, purpose: Purpose, token: str) -> bool:
 async def invitation_firm(
     session: AsyncSession, secret_key: str, token: str, ttl: timedelta
 ) -> uuid.UUID | None:
-    """The firm an invitation link is to, or None for a link that is not one of ours (its
-    redemption says why)."""
+    """The firm a pending invitation's link is to, or None (its redemption says why not)."""
     try:
         token_hash = check(secret_key, Purpose.INVITATION, token, ttl)
     except TokenError:

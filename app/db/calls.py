@@ -203,7 +203,7 @@ async def redeem_token(session: AsyncSession, purpose: str, token_hash: bytes) -
 
 
 async def invitation_firm(session: AsyncSession, token_hash: bytes) -> uuid.UUID | None:
-    """The firm an invitation (by its token's hash) is to, used or not, or None."""
+    """The firm a pending invitation (by its token's hash) is to, or None."""
     found: uuid.UUID | None = await session.scalar(_INVITATION_FIRM, {"token_hash": token_hash})
     return found
 

@@ -7,7 +7,8 @@ Accepting an invitation took its token's row (redeeming it), then the firm's cha
 audit entry), while an admin withdrawing that invitation, or removing the member who sent it,
 takes the chain lock, then the row: the two could each wait for the other (a deadlock, one
 answered 500). Every other flow that changes a firm's members or invitations takes the chain
-lock first; accepting now does too, knowing the firm from this lookup. Its caller holds the
+lock first; accepting now does too, knowing the firm from this lookup. It names the firm of
+a pending invitation only (a spent link queues on no firm's lock). Its caller holds the
 token, so it tells them nothing the link does not.
 """
 
@@ -21,7 +22,9 @@ depends_on = None
 APP = "coverproof_app"
 LOOKUP = """create function auth_invitation_firm(p_token_hash bytea) returns uuid
 language sql stable security definer set search_path = pg_catalog, public, pg_temp as $$
-    select firm_id from auth_tokens where token_hash = p_token_hash and purpose = 'invitation'
+    select firm_id from auth_tokens
+    where token_hash = p_token_hash and purpose = 'invitation'
+      and used_at is null and expires_at > now()
 $$"""
 
 
