@@ -29,7 +29,16 @@ def test_ordinary_names_pass(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["Co.Ltd", "Bonus.zip", "Acme _forms.example", "Acme forms.example-", "forms\u200b.example"],
+    [
+        "Co.Ltd",
+        "Bonus.zip",
+        "Acme _forms.example",
+        "Acme forms.example-",
+        "forms\u200b.example",
+        "coverproof\u180b.app",
+        "coverproof-secure\u034f.example",
+        "forms\ufe0f.example",
+    ],
 )
 def test_what_a_mail_client_would_link_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="domain name"):
