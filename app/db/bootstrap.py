@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from app.config import ConfigError
-from app.db import seal
+from app.db import engine, seal
 
 OWNER_ROLE = "coverproof_owner"
 APP_ROLE = "coverproof_app"
@@ -55,7 +54,7 @@ async def create_roles_and_database(superuser_url: str, database: str) -> None:
     (here the superuser's), not coverproof_owner's: a database's owner may drop it, audit trail
     and all, and owns its public schema (where it could make what a search finds first);
     coverproof_owner may create in public, as its migrations must."""
-    conn = await asyncpg.connect(superuser_url)
+    conn = await engine.connect(superuser_url)
     try:
         await conn.execute(_CREATE_ROLES)
         # Identifiers cannot be bound parameters; the name is ours, quoted here.

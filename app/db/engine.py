@@ -60,6 +60,14 @@ def lane_connect_kwargs(url: str) -> dict[str, Any]:
     return {**kwargs, **connect_args(url)}
 
 
+async def connect(url: str, **overrides: Any) -> asyncpg.Connection:
+    """One plain connection for ``url``, read as every pool reads it; ``overrides`` replace
+    what the URL gives (``database``, ``server_settings``)."""
+    kwargs = {**lane_connect_kwargs(url), **overrides}
+    connection: asyncpg.Connection = await asyncpg.connect(**kwargs)
+    return connection
+
+
 def _json_text(value: object) -> str:
     return orjson.dumps(value).decode()
 

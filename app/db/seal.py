@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncpg
 
 from app.config import ConfigError
+from app.db import engine
 
 # Everything about the audit tables that decides what their rows are, who may change them and
 # what may append to them, as one digest.
@@ -258,7 +259,8 @@ async def check_unchanged(conn: asyncpg.Connection) -> None:
 async def admin_connect(admin_url: str, database: str | None = None) -> asyncpg.Connection:
     """An administrator's session whose queries find nothing the owner made in public."""
     settings = {"search_path": "pg_catalog, pg_temp"}
-    return await asyncpg.connect(admin_url, database=database, server_settings=settings)
+    chosen = {"database": database} if database else {}
+    return await engine.connect(admin_url, server_settings=settings, **chosen)
 
 
 async def at(admin_url: str, database: str | None = None, *, head: str) -> None:
