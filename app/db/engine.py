@@ -36,6 +36,9 @@ def engine_url(url: str) -> URL:
     with libpq's ``sslmode`` spelled as asyncpg's ``ssl``, and without ``application_name``,
     which is a setting (``connect_args``), not a keyword of asyncpg.connect."""
     parsed = make_url(asyncpg_url(url))
+    if {"ssl", "sslmode"} <= parsed.query.keys():
+        # Whichever came last would win, silently: a TLS setting is given once.
+        raise ValueError("The database URL gives both ssl and sslmode: give one.")
     query = {_LIBPQ_NAMES.get(name, name): value for name, value in parsed.query.items()}
     query.pop("application_name", None)
     return parsed.set(query=query)
