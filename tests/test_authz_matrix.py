@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.auth.actor import Role
+from app.partners.keys import Scope
 from tests.browser import new_email
 from tests.declarations.test_loop import FIT, LINK, valid_answers
 from tests.factories import Member, Members
@@ -49,14 +50,7 @@ from tests.partners import (
     trust,
 )
 
-ALL_SCOPES = [
-    "DECLARATIONS_READ",
-    "DECLARATIONS_WRITE",
-    "COUNTERPARTIES_READ",
-    "COUNTERPARTIES_WRITE",
-    "AUDIT_READ",
-    "EVIDENCE_READ",
-]
+ALL_SCOPES = [scope.name for scope in Scope]
 SCOPE_VALUE = {s: s.lower().replace("_", ":") for s in ALL_SCOPES}
 ROLES = ["viewer", "member", "admin", "owner"]
 RANK = {r: i for i, r in enumerate(ROLES)}
@@ -1031,6 +1025,12 @@ async def test_another_firms_download_link_is_useless(world: World) -> None:
 # --- another firm's ids inside inputs: answered as missing ids -----------------------------------
 
 
+def _probe(field: str, value: str) -> dict[str, Any]:
+    """A pack's scope naming one record (of another firm's, in the test)."""
+    scope = {"from": str(_today() - timedelta(days=3)), "to": str(_today()), "title": "Probe"}
+    return {"i": {**scope, field: [value]}}
+
+
 INPUT_ORACLES = [
     (
         "createDeclaration.counterpartyId",
@@ -1051,30 +1051,8 @@ INPUT_ORACLES = [
             "i": {"templateId": t, "recipientName": "Pat Doe", "recipientEmail": new_email()}
         },
     ),
-    (
-        "generateEvidencePack.declarationIds",
-        GENERATE,
-        lambda d: {
-            "i": {
-                "from": str(_today() - timedelta(days=3)),
-                "to": str(_today()),
-                "title": "Probe",
-                "declarationIds": [d],
-            }
-        },
-    ),
-    (
-        "generateEvidencePack.counterpartyIds",
-        GENERATE,
-        lambda cp: {
-            "i": {
-                "from": str(_today() - timedelta(days=3)),
-                "to": str(_today()),
-                "title": "Probe",
-                "counterpartyIds": [cp],
-            }
-        },
-    ),
+    ("generateEvidencePack.declarationIds", GENERATE, lambda d: _probe("declarationIds", d)),
+    ("generateEvidencePack.counterpartyIds", GENERATE, lambda cp: _probe("counterpartyIds", cp)),
     (
         "declarations.filter.counterpartyId",
         "query($cp: UUID!) { declarations(filter: {counterpartyId: $cp}) "

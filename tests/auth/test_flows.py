@@ -654,18 +654,23 @@ async def test_sign_in_is_limited_per_address_and_caller_under_a_ceiling_per_add
     assert outcomes == ["OK"] * 89 + ["RATE_LIMITED"] * 6
 
 
-async def failed_already(app: Starlette, engine: AsyncEngine, email: str, failures: int) -> None:
+async def failed_already(
+    app: Starlette, engine: AsyncEngine, email: str, failures: int, throttled_for: float = 0
+) -> None:
     """As if ``failures`` password sign-ins to the address had failed (counted by address), the
-    last of them long enough ago that it is not throttled now."""
+    address throttled for ``throttled_for`` seconds more (by default, not throttled now)."""
     address = throttle.address_key(app.state.coverproof.secret_key, email)
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "insert into sign_in_failures (address_key, failures, last_failed_at) "
-                "values (:a, :n, now()) "
-                "on conflict (address_key) do update set failures = :n, throttled_until = null"
+                "insert into sign_in_failures (address_key, failures, last_failed_at, "
+                "throttled_until) values (:a, :n, now(), "
+                "case when cast(:s as float8) > 0 "
+                "then now() + make_interval(secs => cast(:s as float8)) end) "
+                "on conflict (address_key) do update set failures = :n, "
+                "throttled_until = excluded.throttled_until"
             ),
-            {"a": address, "n": failures},
+            {"a": address, "n": failures, "s": throttled_for},
         )
 
 
@@ -674,16 +679,7 @@ async def test_a_throttled_sign_ins_retry_after_is_rounded_up(
 ) -> None:
     """3.5 s left is 4, not 3: a client waiting exactly retryAfter meets the throttle again."""
     email = await signed_up(browser, smtp)
-    await failed_already(auth_app, superuser_engine, email, 104)
-    address = throttle.address_key(auth_app.state.coverproof.secret_key, email)
-    async with superuser_engine.begin() as conn:
-        await conn.execute(
-            text(
-                "update sign_in_failures set throttled_until = now() + interval '3.5 seconds' "
-                "where address_key = :a"
-            ),
-            {"a": address},
-        )
+    await failed_already(auth_app, superuser_engine, email, 104, throttled_for=3.5)
     held = await browser.gql(SIGN_IN, {"e": email, "p": PASSWORD})
     assert codes(held) == ["RATE_LIMITED"], held
     assert held["errors"][0]["extensions"]["retryAfter"] == 4
