@@ -178,6 +178,13 @@ def load(
         f"p99 {result['p99_ms']:.2f} ms  rss {result['peak_rss_mb']} MB  errors {errors}",
         flush=True,
     )
+    if errors:
+        # A load answered with errors measured refusals, not the work; with --reuse, the seeded
+        # sessions go idle after the session's idle time.
+        sys.exit(
+            f"{name}: {errors} requests failed, so its numbers measure nothing; run without "
+            "--reuse if the seeded sessions may have gone idle"
+        )
     return result
 
 
