@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import idempotency
@@ -182,13 +181,13 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
         await prove_address(session, user_id, clear_password=True)
     # After the user's row, as every flow takes the two (a sign-in holds that row, then this).
     await proved_owner(session, env, found.email)
+    # Not a member yet: one who already is was refused above, under the firm's lock.
+    role = found.role
     await session.execute(
-        pg_insert(Membership)
-        .values(firm_id=found.firm_id, user_id=user_id, role=found.role.value, created_at=now)
-        .on_conflict_do_nothing()
+        insert(Membership).values(
+            firm_id=found.firm_id, user_id=user_id, role=role.value, created_at=now
+        )
     )
-    membership = await session.get(Membership, (found.firm_id, user_id))
-    role = Role(membership.role) if membership else found.role
     # The firm's other invitations to the address would sign in as this one did, for days.
     withdrawn = await _withdraw_invitations(session, found.firm_id, AuthToken.email == found.email)
     actor = user_actor(env, user_id, found.firm_id, role)
