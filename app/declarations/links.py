@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from app import calendar
 from app.config import Settings
 from app.errors import TokenInvalid
 
@@ -45,12 +46,11 @@ def _hash(raw: str) -> bytes:
 
 
 def expiry(settings: Settings, due: date | None, link_days: int | None, now: datetime) -> datetime:
-    """The link's expiry: ``link_days`` (default setting) from now, never past due + grace."""
+    """The link's expiry: ``link_days`` (default setting) from now, never past the end (in
+    London) of the due day + grace."""
     expires = now + timedelta(days=link_days or settings.declaration_token_days)
     if due is not None:
-        latest = datetime.combine(due, time.max, UTC) + timedelta(
-            days=settings.declaration_grace_days
-        )
+        latest = calendar.end_of(due + timedelta(days=settings.declaration_grace_days))
         expires = min(expires, latest)
     return expires
 

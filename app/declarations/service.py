@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -18,7 +18,7 @@ from sqlalchemy import case, func, select, tuple_
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import idempotency, pagination
+from app import calendar, idempotency, pagination
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, Role
@@ -65,7 +65,7 @@ async def create_declaration(
 
 
 def check_due(data: DeclarationCreate) -> None:
-    if data.due_date is not None and data.due_date < datetime.now(UTC).date():
+    if data.due_date is not None and data.due_date < calendar.today():
         raise field_error("dueDate", "The due date has passed.")
 
 
@@ -336,10 +336,6 @@ def _status_expression() -> Any:
         ),
         else_=Declaration.status,
     )
-
-
-def today() -> date:
-    return datetime.now(UTC).date()
 
 
 MAX_PAGE = 100

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import calendar
 from app.audit import chain, checkpoints
 from app.audit.actions import Action
 from app.audit.service import actor_names
@@ -256,7 +257,7 @@ async def _checkpoint(
 async def _cover(
     session: AsyncSession, actor: Actor, counterparties: list[Counterparty], window_days: int
 ) -> list[CounterpartyContent]:
-    today = datetime.now(UTC).date()
+    today = calendar.today()
     statuses = await cover_statuses(
         session, actor, [c.id for c in counterparties], today, window_days
     )

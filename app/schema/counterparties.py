@@ -7,12 +7,13 @@ types, so keeping them apart avoids an import cycle (as ``firms.py`` and ``core.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import Enum
 
 import strawberry
 from strawberry.dataloader import DataLoader
 
+from app import calendar
 from app.counterparties import cover, service
 from app.counterparties.schemas import CounterpartyKind
 from app.db.models import Counterparty as CounterpartyModel
@@ -66,8 +67,8 @@ class CoverStatus:
 
 
 def today() -> date:
-    """The day cover status is judged on (tests replace this clock)."""
-    return datetime.now(UTC).date()
+    """The day cover status is judged on, in London (tests replace this clock)."""
+    return calendar.today()
 
 
 def cover_status_loader(context: Context) -> DataLoader[uuid.UUID, cover.CoverStatus]:

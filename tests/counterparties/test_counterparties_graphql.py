@@ -17,6 +17,7 @@ from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from app import calendar
 from app.auth.actor import Role
 from app.config import Settings
 from app.db.models import Counterparty, Declaration
@@ -366,6 +367,29 @@ async def test_cover_status_follows_the_latest_submission_and_the_clock(
     assert await status(covered, date(2026, 5, 30)) == {"state": "EXPIRING", "until": until}
     body = await gql(client, COVER, {"id": str(theirs)}, viewer)
     assert codes(body) == ["NOT_FOUND"]
+
+
+async def test_cover_lapses_at_the_end_of_its_last_day_in_london(
+    client: httpx.AsyncClient,
+    members: Members,
+    owner_sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A policy ending on 30 June has lapsed at 00:30 on 1 July in London, though it is still
+    30 June in UTC (British Summer Time)."""
+    viewer = await members.create(Role.VIEWER)
+    (ident,) = await add_counterparties(owner_sessions, viewer.firm_id, ["Summer"])
+    await add_declaration(owner_sessions, viewer.firm_id, ident, "2026-06-30", datetime.now(UTC))
+    found = []
+    for instant in (
+        datetime(2026, 6, 30, 22, 30, tzinfo=UTC),
+        datetime(2026, 6, 30, 23, 30, tzinfo=UTC),
+    ):
+        monkeypatch.setattr(calendar, "now", lambda instant=instant: instant)
+        body = await gql(client, COVER, {"id": str(ident)}, viewer)
+        assert "errors" not in body, body
+        found.append(body["data"]["counterparty"]["coverStatus"]["state"])
+    assert found == ["EXPIRING", "LAPSED"]
 
 
 async def test_a_renewal_confirmed_ahead_and_exclusions_show_in_cover_status(

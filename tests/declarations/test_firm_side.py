@@ -10,12 +10,14 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from app import calendar
 from app.declarations.templates import load_builtins
 from tests.browser import Browser, NewBrowser, browser_for, codes, link_token, new_email, signed_up
 from tests.declarations.test_loop import FIT, FORM, LINK, SUBMIT, sent_declaration, valid_answers
@@ -592,8 +594,10 @@ async def test_each_link_lasts_the_days_the_declaration_was_created_with(
         )
     )["createDeclaration"]["declaration"]
     sent = ok(await browser.gql(SEND, {"id": capped["id"]}))["sendDeclaration"]["declaration"]
-    latest = datetime.combine(due, datetime.max.time(), UTC)
-    assert moment(sent["linkExpiresAt"]) == latest + timedelta(days=settings.declaration_grace_days)
+    # The last moment of the grace period's last day in London (where the firm's days are).
+    last_day = due + timedelta(days=settings.declaration_grace_days)
+    latest = datetime.combine(last_day, datetime.max.time(), ZoneInfo("Europe/London"))
+    assert moment(sent["linkExpiresAt"]) == latest.astimezone(UTC)
 
     bulk = {
         "templateId": str(FIT.id),
@@ -602,6 +606,30 @@ async def test_each_link_lasts_the_days_the_declaration_was_created_with(
     }
     (made,) = ok(await browser.gql(BULK, {"i": bulk}))["bulkCreateDeclarations"]["declarations"]
     lasts(await get(browser, made["id"]), 5)
+
+
+async def test_a_due_date_has_passed_once_its_day_has_ended_in_london(
+    browser: Browser, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The firm's days are London's: at 00:30 on 1 July there (23:30 UTC on 30 June), a
+    declaration due on 30 June is refused, by the one and the bulk create alike."""
+    await signed_up(browser, smtp, firm="Due Dates Ltd")
+    monkeypatch.setattr(calendar, "now", lambda: datetime(2026, 6, 30, 23, 30, tzinfo=UTC))
+    for due, passed in (("2026-06-30", True), ("2026-07-01", False)):
+        one = {"templateId": str(FIT.id), "recipientName": "Pat Doe", "dueDate": due}
+        bulk = {
+            "templateId": str(FIT.id),
+            "dueDate": due,
+            "send": False,
+            "recipients": [{"name": "A", "email": new_email()}],
+        }
+        for mutation, variables in ((CREATE, {**one, "recipientEmail": new_email()}), (BULK, bulk)):
+            body = await browser.gql(mutation, {"i": variables})
+            if passed:
+                assert codes(body) == ["BAD_USER_INPUT"], body
+                assert error_fields(body) == ["dueDate"], body
+            else:
+                ok(body)
 
 
 # ---- 5. bulk ------------------------------------------------------------------------------------
