@@ -274,13 +274,64 @@ async def test_migrations_never_run_in_a_privileged_session(
         for statement in hook:
             await conn.execute(text(statement))
     try:
-        await asyncio.to_thread(bootstrap.provision, superuser_url, name)
+        # Migrated as the owner, whom the hook lets be; then sealing, in the administrator's
+        # session, refuses to read the table unplain (the test below).
+        with pytest.raises(seal.Changed, match="not the plain table"):
+            await asyncio.to_thread(bootstrap.provision, superuser_url, name)
     finally:
         async with owner_engine.begin() as conn:
             await conn.execute(text("drop policy hooked on alembic_version"))
             await conn.execute(text("alter table alembic_version no force row level security"))
             await conn.execute(text("alter table alembic_version disable row level security"))
             await conn.execute(text("drop function no_superuser_here()"))
+
+
+async def test_sealing_reads_the_version_table_only_while_it_can_run_nothing(
+    superuser_url: str, owner_engine: AsyncEngine
+) -> None:
+    """The owner may swap its version table for a view that calls a function of its own: read
+    by the administrator sealing, the function would run as the administrator (here a
+    superuser, whom nothing then stops). Sealing refuses it unread; so it does a policy."""
+    async with owner_engine.connect() as conn:
+        name = await conn.scalar(text("select current_database()"))
+    hook = (
+        "create function no_superuser_here() returns boolean language plpgsql as $$ begin "
+        "if (select rolsuper from pg_roles where rolname = current_user) then "
+        "raise exception 'owner code ran in a superuser session'; end if; return true; end $$"
+    )
+    swaps = {
+        "view": [
+            "alter table alembic_version rename to alembic_version_kept",
+            "create view alembic_version as select version_num from alembic_version_kept "
+            "where no_superuser_here()",
+        ],
+        "policy": [
+            "alter table alembic_version enable row level security",
+            "create policy hooked on alembic_version using (no_superuser_here())",
+        ],
+    }
+    undo = {
+        "view": [
+            "drop view alembic_version",
+            "alter table alembic_version_kept rename to alembic_version",
+        ],
+        "policy": [
+            "drop policy hooked on alembic_version",
+            "alter table alembic_version disable row level security",
+        ],
+    }
+    for kind, statements in swaps.items():
+        async with owner_engine.begin() as conn:
+            for statement in [hook, *statements]:
+                await conn.execute(text(statement))
+        try:
+            with pytest.raises(seal.Changed, match="not the plain table"):
+                await seal.at(superuser_url, name, head=bootstrap.head_revision())
+        finally:
+            async with owner_engine.begin() as conn:
+                for statement in [*undo[kind], "drop function no_superuser_here()"]:
+                    await conn.execute(text(statement))
+    await seal.at(superuser_url, name, head=bootstrap.head_revision())  # plain again: sealed
 
 
 def test_sealing_a_managed_database_needs_an_administrators_url(
