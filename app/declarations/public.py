@@ -49,13 +49,6 @@ def recipient(env: AuthEnv, declaration: Declaration) -> Actor:
     return Actor(ActorType.RECIPIENT, declaration.id, declaration.firm_id, Role.VIEWER, ip=env.ip)
 
 
-async def _open(session: AsyncSession, env: AuthEnv, token: str) -> tuple[Declaration, bytes]:
-    """The token's declaration, bound as tenant; refusals carry their audit entry."""
-    declaration, token_hash = await _found(session, env, token)
-    await _refuse_if_closed(env, declaration)
-    return declaration, token_hash
-
-
 async def _found(session: AsyncSession, env: AuthEnv, token: str) -> tuple[Declaration, bytes]:
     """The token's declaration, bound as tenant, whatever its state."""
     await env.limit(Policy.PUBLIC_TOKEN_PER_IP, env.ip_key)
@@ -107,12 +100,10 @@ def _refusal(declaration: Declaration) -> AppError | None:
     return None
 
 
-def _lost(declaration: Declaration, token_hash: bytes) -> AppError:
-    """Why a submission that passed ``_open`` then matched no row is refused."""
-    refusal = _refusal(declaration)
-    if refusal is not None:
-        return refusal
-    return TokenInvalid() if declaration.token_hash != token_hash else TokenUsed()
+def _lost(declaration: Declaration) -> AppError:
+    """Why a submission that passed ``_refuse_if_closed`` then matched no row is refused, its
+    link still the same (a changed one is ``_retired``'s to refuse)."""
+    return _refusal(declaration) or TokenUsed()
 
 
 async def _audited(
@@ -156,7 +147,13 @@ async def recipient_form(
 ) -> tuple[Declaration, str]:
     """The form for a link: the declaration and the firm's name. The first view marks the
     declaration opened (and is audited); viewing never consumes the token."""
-    declaration, _ = await _open(session, env, token)
+    declaration, token_hash = await _found(session, env, token)
+    # Locked, then checked: a reissue or withdrawal committed since the link was looked up
+    # kills it at once, and one waiting on this lock finds the link as this view left it.
+    await session.refresh(declaration, with_for_update={"key_share": True})
+    if declaration.token_hash != token_hash:
+        raise await _retired(session, env, token_hash)
+    await _refuse_if_closed(env, declaration)
     # Conditional: a view racing a submission (or a revocation) must never move it back.
     opened = await session.execute(
         update(Declaration)
@@ -362,9 +359,9 @@ async def submit_declaration(
         if await _first_attempt(session, actor, data, declaration):
             return declaration
         await session.refresh(declaration)
-        raise await _audited(
-            _lost(declaration, token_hash), env, declaration.firm_id, declaration.id
-        )
+        if declaration.token_hash != token_hash:  # replaced or withdrawn: told which
+            raise await _retired(session, env, token_hash)
+        raise await _audited(_lost(declaration), env, declaration.firm_id, declaration.id)
     await chain.record(
         session,
         actor,

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.auth.sessions import COOKIE_NAME
+from app.declarations import links
+from app.errors import TokenUsed
 from app.http import respond
 from app.partners import first_party
 from app.partners.documents import document_id
@@ -447,21 +449,26 @@ async def test_a_view_racing_a_submission_never_moves_it_back(
             ),
             {"i": declaration_id},
         )
-    real_open = public._open
+    state = auth_app.state.coverproof
+    real_found = public._found
 
-    async def stale_open(session: Any, env: Any, link: str) -> Any:
+    async def stale_found(session: Any, env: Any, link: str) -> Any:
         await public.bind_tenant(session, firm_id, uuid.UUID(declaration_id))
         found = await session.get(public.Declaration, uuid.UUID(declaration_id))
         # What the view had read before the submission committed (not a change to write).
         set_committed_value(found, "status", "sent")
-        return found, b""
+        return found, links.token_hash(state.secret_key, link)
 
-    monkeypatch.setattr(public, "_open", stale_open)
-    state = auth_app.state.coverproof
+    monkeypatch.setattr(public, "_found", stale_found)
     async with transaction(state.sessions) as session:
-        env = type("Env", (), {"ip": None, "secret_key": state.secret_key})()
-        await public.recipient_form(session, env, token)
-    monkeypatch.setattr(public, "_open", real_open)
+
+        async def limit(*_: object) -> None:
+            return None
+
+        env = type("Env", (), {"ip": None, "secret_key": state.secret_key, "limit": limit})()
+        with pytest.raises(TokenUsed):  # read again under its lock: used
+            await public.recipient_form(session, env, token)
+    monkeypatch.setattr(public, "_found", real_found)
     async with superuser_engine.connect() as conn:
         status = await conn.execute(
             text("select status from declarations where id = :i"), {"i": declaration_id}
@@ -477,12 +484,61 @@ async def test_a_view_racing_a_submission_never_moves_it_back(
         assert opened.scalar_one() == 0
 
 
+REISSUED = "token_hash = sha256(gen_random_uuid()::text::bytea)"
+REVOKED = "status = 'revoked', revoked_at = now(), token_hash = null"
+
+
 @pytest.mark.parametrize(
-    ("meanwhile", "code"),
+    ("meanwhile", "code", "said"),
     [
-        ("token_hash = sha256(gen_random_uuid()::text::bytea)", "TOKEN_INVALID"),  # reissued
-        ("status = 'revoked', revoked_at = now(), token_hash = null", "TOKEN_INVALID"),
-        ("token_expires_at = now() - interval '1 second'", "TOKEN_EXPIRED"),
+        (REISSUED, "TOKEN_INVALID", "replaced by a newer one"),
+        (REVOKED, "TOKEN_INVALID", "withdrawn"),
+        ("token_expires_at = now() - interval '1 second'", "TOKEN_EXPIRED", "expired"),
+    ],
+)
+async def test_a_view_losing_to_a_change_of_its_link_is_refused_and_opens_nothing(
+    auth_app: Starlette,
+    smtp: SmtpServer,
+    browser: Browser,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: str,
+    code: str,
+    said: str,
+) -> None:
+    """The link was reissued, withdrawn or expired after the view looked it up: the old link
+    is dead at once (its form is not shown, the declaration is not marked opened), and the
+    recipient is told why, as a later view would be."""
+    from app.declarations import public
+
+    await signed_up(browser, smtp)
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    real_found = public._found
+
+    async def found_then_changed(session: Any, env: Any, link: str) -> Any:
+        found = await real_found(session, env, link)
+        async with superuser_engine.begin() as conn:
+            await conn.execute(
+                text(f"update declarations set {meanwhile} where id = :i"), {"i": declaration_id}
+            )
+        return found
+
+    monkeypatch.setattr(public, "_found", found_then_changed)
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        answer = await recipient.gql(FORM, {"t": token})
+    assert codes(answer) == [code], answer
+    assert said in answer["errors"][0]["message"], answer
+    assert "declaration.opened" not in await actions_on(superuser_engine, declaration_id)
+    assert (await get(browser, declaration_id))["openedAt"] is None
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "code", "said"),
+    [
+        (REISSUED, "TOKEN_INVALID", "replaced by a newer one"),
+        (REVOKED, "TOKEN_INVALID", "withdrawn"),
+        ("token_expires_at = now() - interval '1 second'", "TOKEN_EXPIRED", "expired"),
     ],
 )
 async def test_a_submission_losing_to_a_change_of_its_link_is_told_which(
@@ -493,10 +549,11 @@ async def test_a_submission_losing_to_a_change_of_its_link_is_told_which(
     monkeypatch: pytest.MonkeyPatch,
     meanwhile: str,
     code: str,
+    said: str,
 ) -> None:
     """The link was reissued, revoked or expired after the submission read it and before its
-    update: the recipient is told that, not that the link was already used, and nothing is
-    stored."""
+    update: the recipient is told that (which, as a later attempt would be), not that the link
+    was already used, and nothing is stored."""
     from app.declarations import public
 
     await signed_up(browser, smtp)
@@ -519,6 +576,7 @@ async def test_a_submission_losing_to_a_change_of_its_link_is_told_which(
             SUBMIT, {"t": token, "i": submission(valid_answers(questions))}
         )
     assert codes(answer) == [code], answer
+    assert said in answer["errors"][0]["message"], answer
     assert (await get(browser, declaration_id))["status"] != "SUBMITTED"
 
 
