@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import checkpoints
@@ -14,7 +14,7 @@ from app.audit.chain import Verification, verify
 from app.audit.export import export_lines
 from app.audit.signing import SigningKey
 from app.db.engine import create_engine, session_factory
-from app.db.models import AuditCheckpoint, Firm
+from app.db.models import AuditCheckpoint, AuditEntry, Firm
 from app.db.tenant import tenant_transaction, transaction
 from app.errors import AuditChainBroken
 
@@ -24,10 +24,16 @@ class UnknownFirm(LookupError):
 
 
 async def _firm_ids(session: AsyncSession, firm_id: uuid.UUID | None) -> list[uuid.UUID]:
-    """Every firm's id in order, or just ``firm_id``'s; raises UnknownFirm for a firm not found."""
-    query = select(Firm.id).order_by(Firm.id)
+    """Every firm's id in order, or just ``firm_id``'s; raises UnknownFirm for a firm not found.
+    The firms, and every firm the audit log holds a chain of: a row-level policy the owner
+    added on ``firms`` could hide a firm there (0027 says so of the checkpointer), and the
+    command would report all clear without its chain; the log's own policies are sealed."""
+    firms = select(Firm.id.label("id"))
+    chains = select(AuditEntry.firm_id.label("id")).where(AuditEntry.firm_id.is_not(None))
     if firm_id is not None:
-        query = query.where(Firm.id == firm_id)
+        firms, chains = firms.where(Firm.id == firm_id), chains.where(AuditEntry.firm_id == firm_id)
+    listed = union(firms, chains).subquery()
+    query = select(listed.c.id).order_by(listed.c.id)
     firm_ids = list((await session.execute(query)).scalars())
     if firm_id is not None and not firm_ids:
         raise UnknownFirm(f"no firm {firm_id}")

@@ -555,3 +555,39 @@ async def test_the_cli_refuses_a_firm_that_does_not_exist_and_names_every_broken
     broken = [line for line in capsys.readouterr().out.splitlines() if line.startswith("BROKEN")]
     for trail in trails:
         assert f"BROKEN firm {trail.firm_id} at seq 2: " in "\n".join(broken)
+
+
+async def test_the_cli_verifies_a_chain_whose_firm_a_policy_hides_from_it(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """The CLI reads as the owner, who may add a policy on ``firms`` (not sealed) that hides a
+    firm from itself: that firm's broken chain is still verified, and named, not left out of an
+    "ok" (the chains are listed from the log as well)."""
+    key = signing_key(app)
+    _cli_env(monkeypatch, database, key, tmp_path)
+    trail = await new_trail(members, app_sessions, 3)
+    await tamper(
+        superuser_engine,
+        ["delete from audit_log where firm_id = :firm and seq = 2"],
+        {"firm": trail.firm_id},
+    )
+    hide = (
+        "create policy hidden on firms as restrictive for select to coverproof_owner "
+        f"using (id <> '{trail.firm_id}')"
+    )
+    async with superuser_engine.begin() as conn:
+        await conn.execute(text(hide))
+    try:
+        capsys.readouterr()
+        assert await _cli(["audit", "verify"]) == 1
+        assert f"BROKEN firm {trail.firm_id} at seq 2: " in capsys.readouterr().out
+    finally:
+        async with superuser_engine.begin() as conn:
+            await conn.execute(text("drop policy hidden on firms"))
