@@ -94,15 +94,24 @@ def db_url(settings: Settings, args: argparse.Namespace) -> int:
 
 def db_seal(settings: Settings, args: argparse.Namespace) -> int:
     """Seal the audit trail against coverproof_owner as it is now (app/db/seal.py)."""
-    from app.db import seal  # noqa: PLC0415
+    from app.db import bootstrap, seal  # noqa: PLC0415
 
     if settings.seal_database_url is not None:
+        if settings.admin_database_url is None:
+            raise ConfigError(
+                [
+                    "COVERPROOF_ADMIN_DATABASE_URL (coverproof_owner) is not set: sealing reads "
+                    "the migrations' version logged in as the owner, never as the administrator."
+                ]
+            )
         url = settings.seal_database_url.get_secret_value()
+        owner = settings.admin_database_url.get_secret_value()
     elif settings.database_url is None and settings.admin_database_url is None:
         from app.db import embedded  # noqa: PLC0415 (only when embedded)
 
         server = embedded.start(settings.data_dir / "pg")
         url = server.url(server.superuser, EMBEDDED_DATABASE)
+        owner = server.url(bootstrap.OWNER_ROLE, EMBEDDED_DATABASE)
     else:
         raise ConfigError(
             [
@@ -110,9 +119,8 @@ def db_seal(settings: Settings, args: argparse.Namespace) -> int:
                 "is not set."
             ]
         )
-    from app.db.bootstrap import head_revision  # noqa: PLC0415
-
-    asyncio.run(seal.at(url, head=head_revision()))
+    version = asyncio.run(bootstrap.migrated_version(owner))
+    asyncio.run(seal.at(url, head=bootstrap.head_revision(), version=version))
     print("sealed")
     return 0
 

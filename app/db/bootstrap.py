@@ -110,7 +110,22 @@ def migrate_sealed(admin_url: str, owner_url: str, database: str | None = None) 
     by the seal, as the owner's every change to them is."""
     asyncio.run(seal.unchanged_at(admin_url, database))
     migrate(owner_url)
-    asyncio.run(seal.at(admin_url, database, head=head_revision()))
+    version = asyncio.run(migrated_version(owner_url))
+    asyncio.run(seal.at(admin_url, database, head=head_revision(), version=version))
+
+
+async def migrated_version(owner_url: str) -> str | None:
+    """The migrations' version, read logged in as coverproof_owner, whose table it is: read in
+    an administrator's session, a view, policy or index of the owner's making on it would run
+    the owner's code there (seal.seal). The owner could misstate it, as it could rewrite it."""
+    conn = await engine.connect(owner_url)
+    try:
+        if not await conn.fetchval("select to_regclass('public.alembic_version') is not null"):
+            return None
+        version: str | None = await conn.fetchval("select version_num from public.alembic_version")
+        return version
+    finally:
+        await conn.close()
 
 
 def provision(superuser_url: str, database: str) -> None:

@@ -201,48 +201,16 @@ class Changed(ConfigError):
     built-in (``coverproof`` reports it and stops)."""
 
 
-# The migrations' version table as alembic makes it: one that a read runs nothing of its
-# owner's on (no view, rule, row security or child table, and a column of a built-in type).
-_PLAIN_VERSION_TABLE = """
-select c.relkind = 'r' and not c.relrowsecurity and not c.relhasrules and not c.relhassubclass
-    and not exists (select from pg_policy p where p.polrelid = c.oid)
-    and (select t.typnamespace = 'pg_catalog'::regnamespace from pg_attribute a
-         join pg_type t on t.oid = a.atttypid
-         where a.attrelid = c.oid and a.attname = 'version_num' and not a.attisdropped)
-from pg_class c where c.oid = 'public.alembic_version'::regclass
-"""
-
-
-async def _version(conn: asyncpg.Connection) -> str | None:
-    """The migrations' version, read in the administrator's session. The table is the owner's,
-    who could make it a view (or give it a policy) that calls a function of its own, run here
-    as the administrator: so it is locked first, while plain, and read only then."""
-    async with conn.transaction():
-        if not await conn.fetchval("select to_regclass('public.alembic_version') is not null"):
-            return None
-        # Held until the read: the owner can neither change the table nor swap it meanwhile.
-        # Locking a view, were it one, runs nothing.
-        await conn.execute("lock table public.alembic_version in access share mode")
-        if not await conn.fetchval(_PLAIN_VERSION_TABLE):
-            raise Changed(
-                [
-                    "public.alembic_version is not the plain table migrations make (a view, "
-                    "a rule, row security or a child table would run the owner's code in the "
-                    "administrator's session): find out how (docs/audit.md)."
-                ]
-            )
-        version: str | None = await conn.fetchval("select version_num from public.alembic_version")
-        return version
-
-
-async def seal(conn: asyncpg.Connection, head: str) -> None:
+async def seal(conn: asyncpg.Connection, head: str, version: str | None) -> None:
     """Seal the audit tables as they are now (on a connection of a role that may create event
     triggers, to the app's database), once migrated to ``head``; sealing again takes their
     state afresh. Seal as the same role each time: objects of the seal another made are
-    refused."""
+    refused. ``version`` is the migrations' version, as the owner's own login reads it
+    (``bootstrap.migrated_version``): its table is the owner's, and any query planned on a
+    table of the owner's runs the owner's code in whatever session plans it (a view's or a
+    policy's function, an index expression folded at planning), here the administrator's."""
     # Sealed earlier, a migration still to come that changes the audit tables (as 0026 and
     # 0027 do) would be refused to the owner, who runs migrations.
-    version = await _version(conn)
     if version != head:
         raise Changed([f"The database is at migration {version}, not {head}: migrate, then seal."])
     async with conn.transaction():
@@ -295,12 +263,14 @@ async def admin_connect(admin_url: str, database: str | None = None) -> asyncpg.
     return await engine.connect(admin_url, server_settings=settings, **chosen)
 
 
-async def at(admin_url: str, database: str | None = None, *, head: str) -> None:
+async def at(
+    admin_url: str, database: str | None = None, *, head: str, version: str | None
+) -> None:
     """``seal`` through an administrator's URL (to ``database``, if it names another than the
     URL's)."""
     conn = await admin_connect(admin_url, database)
     try:
-        await seal(conn, head)
+        await seal(conn, head, version)
     finally:
         await conn.close()
 

@@ -274,10 +274,7 @@ async def test_migrations_never_run_in_a_privileged_session(
         for statement in hook:
             await conn.execute(text(statement))
     try:
-        # Migrated as the owner, whom the hook lets be; then sealing, in the administrator's
-        # session, refuses to read the table unplain (the test below).
-        with pytest.raises(seal.Changed, match="not the plain table"):
-            await asyncio.to_thread(bootstrap.provision, superuser_url, name)
+        await asyncio.to_thread(bootstrap.provision, superuser_url, name)
     finally:
         async with owner_engine.begin() as conn:
             await conn.execute(text("drop policy hooked on alembic_version"))
@@ -286,30 +283,34 @@ async def test_migrations_never_run_in_a_privileged_session(
             await conn.execute(text("drop function no_superuser_here()"))
 
 
-async def test_sealing_reads_the_version_table_only_while_it_can_run_nothing(
-    superuser_url: str, owner_engine: AsyncEngine
+@pytest.mark.parametrize("planted", ["view", "policy", "index"])
+async def test_sealing_runs_nothing_of_the_owners_as_the_administrator(
+    superuser_url: str, owner_engine: AsyncEngine, planted: str
 ) -> None:
-    """The owner may swap its version table for a view that calls a function of its own: read
-    by the administrator sealing, the function would run as the administrator (here a
-    superuser, whom nothing then stops). Sealing refuses it unread; so it does a policy."""
+    """The version table is the owner's: read in the administrator's session, a view over it
+    calling a function of the owner's, a policy on it, or an index whose expression the
+    planner folds would run that function as the administrator (here a superuser, whom
+    nothing then stops). Sealing reads it logged in as the owner, so the function runs as the
+    owner, and the database is sealed."""
     async with owner_engine.connect() as conn:
         name = await conn.scalar(text("select current_database()"))
     hook = (
-        "create function no_superuser_here() returns boolean language plpgsql as $$ begin "
-        "if (select rolsuper from pg_roles where rolname = current_user) then "
-        "raise exception 'owner code ran in a superuser session'; end if; return true; end $$"
+        "create function no_superuser_here() returns text language plpgsql immutable as $$ "
+        "begin if (select rolsuper from pg_roles where rolname = current_user) then "
+        "raise exception 'owner code ran in a superuser session'; end if; return ''; end $$"
     )
-    swaps = {
+    plant = {
         "view": [
             "alter table alembic_version rename to alembic_version_kept",
-            "create view alembic_version as select version_num from alembic_version_kept "
-            "where no_superuser_here()",
+            "create view alembic_version as select version_num || no_superuser_here() "
+            "as version_num from alembic_version_kept",
         ],
         "policy": [
             "alter table alembic_version enable row level security",
-            "create policy hooked on alembic_version using (no_superuser_here())",
+            "create policy hooked on alembic_version using (no_superuser_here() = '')",
         ],
-    }
+        "index": ["create index hooked on alembic_version ((version_num || no_superuser_here()))"],
+    }[planted]
     undo = {
         "view": [
             "drop view alembic_version",
@@ -319,19 +320,17 @@ async def test_sealing_reads_the_version_table_only_while_it_can_run_nothing(
             "drop policy hooked on alembic_version",
             "alter table alembic_version disable row level security",
         ],
-    }
-    for kind, statements in swaps.items():
+        "index": ["drop index hooked"],
+    }[planted]
+    async with owner_engine.begin() as conn:
+        for statement in [hook, *plant]:
+            await conn.execute(text(statement))
+    try:
+        await asyncio.to_thread(bootstrap.provision, superuser_url, name)
+    finally:
         async with owner_engine.begin() as conn:
-            for statement in [hook, *statements]:
+            for statement in [*undo, "drop function no_superuser_here()"]:
                 await conn.execute(text(statement))
-        try:
-            with pytest.raises(seal.Changed, match="not the plain table"):
-                await seal.at(superuser_url, name, head=bootstrap.head_revision())
-        finally:
-            async with owner_engine.begin() as conn:
-                for statement in [*undo[kind], "drop function no_superuser_here()"]:
-                    await conn.execute(text(statement))
-    await seal.at(superuser_url, name, head=bootstrap.head_revision())  # plain again: sealed
 
 
 def test_sealing_a_managed_database_needs_an_administrators_url(
@@ -420,7 +419,12 @@ async def test_the_seal_is_refused_over_objects_of_its_own_someone_else_owns(
         await conn.execute(text("alter schema coverproof_seal owner to coverproof_owner"))
     try:
         with pytest.raises(seal.Changed, match="schema coverproof_seal"):
-            await seal.at(superuser_url, name, head=bootstrap.head_revision())
+            await seal.at(
+                superuser_url,
+                name,
+                head=bootstrap.head_revision(),
+                version=bootstrap.head_revision(),
+            )
         with pytest.raises(ConfigError, match=r"coverproof_owner owns schemas .*coverproof_seal"):
             await asyncio.to_thread(bootstrap.provision, superuser_url, name)
     finally:
@@ -483,6 +487,11 @@ async def test_a_database_is_sealed_only_once_migrated(
     ``coverproof db seal`` refuses a database behind the newest migration, and ``coverproof
     migrate`` with an administrator's URL will not seal one it cannot migrate itself."""
     monkeypatch.setenv("COVERPROOF_SEAL_DATABASE_URL", database.superuser_url)
+    monkeypatch.delenv("COVERPROOF_ADMIN_DATABASE_URL", raising=False)
+    # The version is read logged in as the owner: without the owner's URL, nothing is sealed.
+    assert await asyncio.to_thread(main, ["db", "seal"]) == 2
+    assert "COVERPROOF_ADMIN_DATABASE_URL" in capsys.readouterr().err
+    monkeypatch.setenv("COVERPROOF_ADMIN_DATABASE_URL", database.owner_url)
     async with superuser_engine.begin() as conn:
         await conn.execute(text("update alembic_version set version_num = '0025'"))
     try:
