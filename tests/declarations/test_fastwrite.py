@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from app import calendar
 from app.audit import chain
 from app.auth.actor import Role
 from app.declarations.templates import load_builtins
@@ -220,7 +221,7 @@ async def test_the_lane_creates_what_the_executor_creates(
             "templateId": str(FIT.id).replace("-", "").upper(),  # the UUID scalar parses it
             "recipientName": "Today",
             "recipientEmail": "today@example.test",
-            "dueDate": datetime.now(UTC).date().isoformat(),
+            "dueDate": calendar.today().isoformat(),  # London's day, as the service judges it
         },
     ]
     for body in DOCUMENTS:
