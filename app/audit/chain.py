@@ -346,6 +346,7 @@ async def verify(
     since: Head | None = None,
     revoked: Collection[str] = (),
     revoked_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    signed_by: Mapping[str, Ed25519PublicKey] | None = None,
 ) -> Verification:
     """Recompute the firm's chain from its first entry, streaming rows through a server-side
     cursor so memory stays flat however long the chain is, and check that every signed
@@ -358,7 +359,8 @@ async def verify(
     for nothing, so they are neither counted nor held against the chain; those that disagree
     with it are named in ``revoked_conflicts``, as evidence of what the key was used for: with
     the public halves of revoked keys still configured (``revoked_keys``, by key id), each says
-    whether that key made its signature."""
+    whether that key made its signature. Given ``signed_by`` (signing's view), a checkpoint
+    none of those keys signed vouches for nothing either, as a revoked key's."""
     checked, prev_hash = (since.seq, since.hash) if since else (0, canonical.GENESIS)
     matched = 0
     query = select(AuditCheckpoint).where(
@@ -368,9 +370,10 @@ async def verify(
     checkpoints: dict[int, list[Any]] = {}
     disowned: dict[int, list[Any]] = {}
     for found in (await session.execute(query.order_by(AuditCheckpoint.id))).scalars():
-        (disowned if found.key_id in revoked else checkpoints).setdefault(found.seq, []).append(
-            found
+        vouches = found.key_id not in revoked and (
+            signed_by is None or signature_problem(found, signed_by) is None
         )
+        (checkpoints if vouches else disowned).setdefault(found.seq, []).append(found)
     conflicts: list[RevokedConflict] = []
     revoked_keys = revoked_keys or {}
     firm = None if firm_id is None else str(firm_id)

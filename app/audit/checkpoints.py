@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Collection
 from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select
@@ -56,9 +55,7 @@ async def _sign_head(
     that; under the lock, only what was appended meanwhile is. A new checkpoint ``requested_by``
     a member is recorded on the trail first (``audit.checkpoint_created``, naming it), so it
     signs the entry that says who asked for it."""
-    last = await newest(session, firm_id, key.revoked)
-    if last is not None:
-        _signed_by_us(last, key)  # before its time settles anything (revoked_signed_since)
+    last = await newest(session, firm_id, key)
     if not reanchor and await revoked_signed_since(session, firm_id, key, last):
         raise AuditChainBroken(REVOKED_ONLY if last is None else REVOKED_SINCE.format(seq=last.seq))
     checked: chain.Head | None
@@ -69,14 +66,13 @@ async def _sign_head(
     else:
         checked = await _whole(session, firm_id, key)
     head = await chain.locked_head(session, firm_id)  # it cannot move while it is signed
-    latest = await newest(session, firm_id, key.revoked)
+    latest = await newest(session, firm_id, key)
     if last is not None and (latest is None or latest.seq < last.seq):
         raise AuditChainBroken(
             f"The checkpoint at seq {last.seq} was removed while the chain was being checked."
         )
     if latest is not None:
         if last is None or latest.id != last.id:  # signed meanwhile: check from that one
-            _signed_by_us(latest, key)
             checked = _signed(latest)
         assert checked is not None
         await _extends(session, firm_id, latest, checked, head, key)
@@ -99,6 +95,7 @@ async def _sign_head(
             checkpoint_id,
         )
         head = chain.Head(entry["seq"], entry["hash"])
+    await _refuse_a_squatter(session, firm_id, head.seq, key)
     signed_at = datetime.now(UTC)
     checkpoint = AuditCheckpoint(
         id=checkpoint_id,
@@ -115,6 +112,25 @@ async def _sign_head(
         insert(AuditCheckpoint).values({c.key: getattr(checkpoint, c.key) for c in columns})
     )
     return checkpoint, True
+
+
+async def _refuse_a_squatter(
+    session: AsyncSession, firm_id: uuid.UUID, seq: int, key: SigningKey
+) -> None:
+    """Raise AuditChainBroken if a row at ``seq`` already names this key: one we signed is
+    ``newest`` (and signed once), so this one someone wrote, and a seq holds one checkpoint
+    per key (0014): it holds the place of ours until an administrator removes it."""
+    query = select(AuditCheckpoint.id).where(
+        AuditCheckpoint.firm_id == firm_id,
+        AuditCheckpoint.seq == seq,
+        AuditCheckpoint.key_id == key.key_id,
+    )
+    squatter = await session.scalar(query)
+    if squatter is not None:
+        raise AuditChainBroken(
+            f"Checkpoint {squatter} at seq {seq} names our key but does not carry its signature: "
+            "someone wrote it, and it holds the place of ours until an administrator removes it."
+        )
 
 
 async def revoked_signed_since(
@@ -147,34 +163,34 @@ async def revoked_signed_since(
     return False
 
 
+_PAGE = 20
+
+
 async def newest(
-    session: AsyncSession, firm_id: uuid.UUID, revoked: Collection[str] = ()
+    session: AsyncSession, firm_id: uuid.UUID, key: SigningKey
 ) -> AuditCheckpoint | None:
-    """The firm's latest checkpoint signed by a key not ``revoked``, or None."""
-    query = select(AuditCheckpoint).where(
-        AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.key_id.not_in(sorted(revoked))
+    """The firm's latest checkpoint that one of our keys (this one, or a retired one not
+    revoked) signed, or None. A row naming another key, or one of ours without its signature,
+    vouches for nothing: any role that may add a row could write one, and taken as the last it
+    would set where signing resumes, or (refused) stop signing for good, leaving every later
+    entry unanchored. Verification still names it (``chain.verify`` with keys)."""
+    query = (
+        select(AuditCheckpoint)
+        .where(AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.key_id.in_(sorted(key.trusted)))
+        .order_by(AuditCheckpoint.seq.desc(), AuditCheckpoint.signed_at.desc())
+        .limit(_PAGE)
     )
-    found: AuditCheckpoint | None = await session.scalar(
-        query.order_by(AuditCheckpoint.seq.desc(), AuditCheckpoint.signed_at.desc()).limit(1)
-    )
-    return found
+    offset = 0
+    while page := list((await session.scalars(query.offset(offset))).all()):
+        for found in page:
+            if chain.signature_problem(found, key.trusted) is None:
+                return found
+        offset += _PAGE
+    return None
 
 
 def _signed(checkpoint: AuditCheckpoint) -> chain.Head:
     return chain.Head(checkpoint.seq, checkpoint.head_hash)
-
-
-def _signed_by_us(checkpoint: AuditCheckpoint, key: SigningKey) -> None:
-    """Raise AuditChainBroken unless one of our keys (current or retired) signed it: a row
-    anyone with the table could add would otherwise set where signing resumes."""
-    problem = chain.signature_problem(checkpoint, key.trusted)
-    if problem is not None:
-        hint = (
-            ""
-            if checkpoint.key_id in key.trusted
-            else " (after a rotation, list the earlier keys as retired)"
-        )
-        raise AuditChainBroken(f"The checkpoint at seq {checkpoint.seq} {problem}{hint}.")
 
 
 async def _whole(
@@ -183,7 +199,9 @@ async def _whole(
     """Raise AuditChainBroken unless the firm's chain verifies from its first entry (or from
     ``since``, an entry already checked), with the checkpoints of keys not revoked; its newest
     entry, None for an empty chain."""
-    verified = await chain.verify(session, firm_id, since=since, revoked=key.revoked)
+    verified = await chain.verify(
+        session, firm_id, since=since, revoked=key.revoked, signed_by=key.trusted
+    )
     if not verified.ok:
         raise AuditChainBroken(
             f"The audit trail does not verify: seq {verified.failure_seq}: "
@@ -212,7 +230,9 @@ async def _extends(
             what = "its checkpoint signed" if since.seq == last.seq else "that was just checked"
             raise AuditChainBroken(f"The entry at seq {since.seq} is not the one {what}.")
         return since
-    verified = await chain.verify(session, firm_id, since=since, revoked=key.revoked)
+    verified = await chain.verify(
+        session, firm_id, since=since, revoked=key.revoked, signed_by=key.trusted
+    )
     if not verified.ok:
         raise AuditChainBroken(
             f"The audit trail does not extend its checkpoint at seq {last.seq}: "

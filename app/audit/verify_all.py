@@ -113,5 +113,5 @@ async def reanchor_firms(
 async def _waits_for_operator(session: AsyncSession, firm_id: uuid.UUID, key: SigningKey) -> bool:
     """Whether a revoked key signed the firm's chain past its last checkpoint of a trusted key
     (or at all, with none), which the checkpointer then leaves unsigned."""
-    last = await checkpoints.newest(session, firm_id, key.revoked)
+    last = await checkpoints.newest(session, firm_id, key)
     return await checkpoints.revoked_signed_since(session, firm_id, key, last)

@@ -242,7 +242,7 @@ async def _entries(
 async def _checkpoint(
     session: AsyncSession, firm_id: uuid.UUID, key: SigningKey
 ) -> CheckpointContent | None:
-    cp = await checkpoints.newest(session, firm_id, key.revoked)
+    cp = await checkpoints.newest(session, firm_id, key)
     if cp is None:
         return None
     return CheckpointContent(

@@ -376,7 +376,7 @@ async def test_a_chain_a_revoked_key_signed_past_a_trusted_checkpoint_waits_for_
     assert refused.value.message == checkpoints.REVOKED_SINCE.format(seq=2)
     await checkpoints.checkpoint_due_firms(app_sessions, revoking)
     async with tenant_transaction(app_sessions, trail.firm_id) as session:
-        last = await checkpoints.newest(session, trail.firm_id, revoking.revoked)
+        last = await checkpoints.newest(session, trail.firm_id, revoking)
     assert last is not None
     assert (last.seq, last.key_id) == (2, platform.key_id)
 

@@ -32,6 +32,7 @@ from app.auth.actor import Actor, ActorType, Role
 from app.db.engine import session_factory
 from app.db.models import AuditCheckpoint
 from app.db.tenant import bind_tenant, tenant_transaction
+from app.errors import AuditChainBroken
 from tests.factories import Member, Members, codes, gql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -769,7 +770,7 @@ async def test_a_checkpoint_beside_ours_at_its_seq_is_refused(
 ) -> None:
     """A seq may hold one checkpoint per key (migration 0014, for signing again after a key is
     revoked): a row another key signed beside ours is checked as well, and refused, every time;
-    nor does signing resume from it."""
+    signing neither resumes from it nor stops for it."""
     key = signing_key(app)
     trail = await new_trail(members, app_sessions, 3)
     await sign_head(app_sessions, trail, key)
@@ -778,8 +779,14 @@ async def test_a_checkpoint_beside_ours_at_its_seq_is_refused(
         result = await verify_graphql(client, trail.admin)
         assert (result["ok"], result["failure"]["seq"]) == (False, 3), result
         assert result["failure"]["reason"].endswith(", not one of ours"), result
-    refused = await gql(client, CHECKPOINT, None, trail.admin)
-    assert refused["errors"][0]["extensions"]["code"] == "AUDIT_CHAIN_BROKEN", refused
+    # Nor does it stop signing (a row anyone with the table may add would stop it for good):
+    # the head, signed already, is answered with our checkpoint, and a later one is signed.
+    signed = await gql(client, CHECKPOINT, None, trail.admin)
+    assert signed["data"]["createAuditCheckpoint"]["checkpoint"]["seq"] == 3, signed
+    await append(app_sessions, trail.actor, 1, start=4)
+    assert (await sign_head(app_sessions, trail, key)).seq == 4
+    result = await verify_graphql(client, trail.admin)
+    assert result["failure"]["reason"].endswith(", not one of ours"), result
 
 
 async def test_a_checkpoint_is_checked_against_the_published_key_not_the_one_it_names(
@@ -988,7 +995,7 @@ async def test_a_first_checkpoint_is_signed_only_over_a_chain_that_verifies(
         "entry's hash."
     )
     async with tenant_transaction(app_sessions, trail.firm_id) as session:
-        assert await checkpoints.newest(session, trail.firm_id) is None
+        assert await checkpoints.newest(session, trail.firm_id, signing_key(app)) is None
 
 
 @pytest.mark.parametrize(
@@ -1064,15 +1071,19 @@ async def test_a_chain_extending_its_last_checkpoint_is_signed_after_checking_on
     assert (result["ok"], result["failure"]["seq"]) == (False, 2)
 
 
-async def test_a_checkpoint_row_without_our_signature_is_not_signed_over(
+@pytest.mark.parametrize("seq", [5, 10**12], ids=["at-the-head", "beyond-the-head"])
+async def test_a_checkpoint_row_without_our_signature_neither_steers_nor_stops_signing(
     client: httpx.AsyncClient,
     app: Starlette,
     members: Members,
     app_sessions: async_sessionmaker[AsyncSession],
     superuser_engine: AsyncEngine,
+    seq: int,
 ) -> None:
     """The last checkpoint is trusted only if we signed it: a row added with the table's
-    rights (naming a rewritten head, say) would otherwise be where signing resumes from."""
+    rights, naming our key (at the head, or far beyond it) but not signed by it, is not where
+    signing resumes from, and does not stop it either (refused, it would have left every later
+    entry unanchored for good, as no role may delete the row). Verification still names it."""
     key = signing_key(app)
     trail = await new_trail(members, app_sessions, 3)
     await sign_head(app_sessions, trail, key)
@@ -1084,24 +1095,43 @@ async def test_a_checkpoint_row_without_our_signature_is_not_signed_over(
                 {"firm": trail.firm_id},
             )
         ).scalar_one()
+        forged = uuid.uuid4()
         await conn.execute(
             text(
                 "insert into audit_checkpoints "
                 "(id, firm_id, seq, head_hash, signed_at, key_id, signature, created_by) "
-                "values (:id, :firm, 5, :head, now(), :key_id, :signature, 'system')"
+                "values (:id, :firm, :seq, :head, now(), :key_id, :signature, 'system')"
             ),
             {
-                "id": uuid.uuid4(),
+                "id": forged,
                 "firm": trail.firm_id,
+                "seq": seq,
                 "head": head,
                 "key_id": key.key_id,
                 "signature": bytes(64),
             },
         )
+    if seq == 5:  # it holds our key's place at seq 5: said so, and no more than that
+        with pytest.raises(AuditChainBroken, match=f"Checkpoint {forged} at seq 5 names our key"):
+            await sign_head(app_sessions, trail, key)
+    else:
+        assert (await sign_head(app_sessions, trail, key)).seq == 5
+    # An admin's checkpoint: at seq 6 (its own entry) past the squatter; the head already
+    # signed otherwise.
     body = await gql(client, CHECKPOINT, None, trail.admin)
-    assert codes(body) == ["AUDIT_CHAIN_BROKEN"], body
-    assert body["errors"][0]["message"] == (
-        "The checkpoint at seq 5 does not carry a valid signature."
+    assert "errors" not in body, body
+    signed = 6 if seq == 5 else 5
+    assert body["data"]["createAuditCheckpoint"]["checkpoint"]["seq"] == signed
+    async with tenant_transaction(app_sessions, trail.firm_id) as session:
+        last = await checkpoints.newest(session, trail.firm_id, key)
+    assert last is not None
+    assert (last.seq, last.id) != (seq, forged)
+    result = await verify_graphql(client, trail.admin)
+    assert result["ok"] is False, result
+    assert result["failure"]["reason"] == (
+        f"checkpoint {forged} at seq 5 does not carry a valid signature"
+        if seq == 5
+        else f"the chain ends at seq 5 but checkpoint {forged} signed seq {seq}"
     )
 
 
