@@ -119,8 +119,8 @@ def db_seal(settings: Settings, args: argparse.Namespace) -> int:
                 "is not set."
             ]
         )
-    version = asyncio.run(bootstrap.migrated_version(owner))
-    asyncio.run(seal.at(url, head=bootstrap.head_revision(), version=version))
+    found = asyncio.run(bootstrap.migrated(owner))
+    asyncio.run(seal.at(url, head=bootstrap.head_revision(), migrated=found))
     print("sealed")
     return 0
 

@@ -68,8 +68,14 @@ async def create_roles_and_database(superuser_url: str, database: str) -> None:
         else:
             await conn.execute(f"create database {quoted}")
         # Temporary tables are searched before any schema: code of the owner's making, run in
-        # the app's session, could put one there for the app to take for the audit log.
+        # the app's session, could put one there for the app to take for the audit log. Nor
+        # may our roles make schemas: a grant the owner made while the database was its own
+        # survives the change of owner, and a schema coverproof_seal of its making would be
+        # run by the administrator's session (seal.SEAL_NOT_MINE refuses one).
         await conn.execute(f"revoke temporary on database {quoted} from public")
+        await conn.execute(
+            f"revoke create on database {quoted} from public, {OWNER_ROLE}, {APP_ROLE}"
+        )
     finally:
         await conn.close()
     conn = await seal.admin_connect(superuser_url, database)
@@ -110,20 +116,22 @@ def migrate_sealed(admin_url: str, owner_url: str, database: str | None = None) 
     by the seal, as the owner's every change to them is."""
     asyncio.run(seal.unchanged_at(admin_url, database))
     migrate(owner_url)
-    version = asyncio.run(migrated_version(owner_url))
-    asyncio.run(seal.at(admin_url, database, head=head_revision(), version=version))
+    found = asyncio.run(migrated(owner_url))
+    asyncio.run(seal.at(admin_url, database, head=head_revision(), migrated=found))
 
 
-async def migrated_version(owner_url: str) -> str | None:
-    """The migrations' version, read logged in as coverproof_owner, whose table it is: read in
-    an administrator's session, a view, policy or index of the owner's making on it would run
-    the owner's code there (seal.seal). The owner could misstate it, as it could rewrite it."""
+async def migrated(owner_url: str) -> seal.Migrated:
+    """The migrations' version and which database it is, read logged in as coverproof_owner,
+    whose table it is: read in an administrator's session, a view, policy or index of the
+    owner's making on it would run the owner's code there (seal.seal). The owner could
+    misstate it, as it could rewrite it."""
     conn = await engine.connect(owner_url)
     try:
-        if not await conn.fetchval("select to_regclass('public.alembic_version') is not null"):
-            return None
-        version: str | None = await conn.fetchval("select version_num from public.alembic_version")
-        return version
+        database, started = await conn.fetchrow(seal.IDENTITY)
+        version = None
+        if await conn.fetchval("select to_regclass('public.alembic_version') is not null"):
+            version = await conn.fetchval("select version_num from public.alembic_version")
+        return seal.Migrated(version, database, started)
     finally:
         await conn.close()
 

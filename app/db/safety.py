@@ -7,6 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db import seal as seal_sql
 
+_SEARCH_PATH = text("select pg_catalog.current_setting('search_path')")
+_SET_SEARCH_PATH = text("select pg_catalog.set_config('search_path', :path, true)")
 _ROLE = text(
     "select rolsuper, rolbypassrls, "
     "pg_has_role(current_user, 'coverproof_owner', 'MEMBER') as owner_member "
@@ -47,6 +49,7 @@ AUDIT_WRITES = text(
 # A temporary table is found before any schema's: code of the owner's making, run in the app's
 # session, could make one there for the app to take for the audit log.
 TEMPORARY = text("select has_database_privilege(:role, current_database(), 'TEMPORARY')")
+CREATE_SCHEMAS = text("select has_database_privilege(:role, current_database(), 'CREATE')")
 OWNER_SCHEMAS = text(seal_sql.OWNER_SCHEMAS)
 # A database's owner may drop it, audit trail and all.
 OWNER_OWNS_DATABASE = text(
@@ -90,7 +93,18 @@ async def check_runtime_role(engine: AsyncEngine) -> None:
 
 
 async def runtime_problems(conn: AsyncConnection) -> list[str]:
-    """What ``check_runtime_role`` refuses, as seen by this connection's role."""
+    """What ``check_runtime_role`` refuses, as seen by this connection's role. The checks name
+    built-ins unqualified: an overload in public that fits an argument better (the owner's, in
+    a database not yet sealed) would run in this session, with its rights were it wrongly a
+    superuser's; so they search pg_catalog alone, and the caller's search path is put back."""
+    path = await conn.scalar(_SEARCH_PATH)
+    await conn.execute(_SET_SEARCH_PATH, {"path": "pg_catalog, pg_temp"})
+    problems = await _problems(conn)  # on an error, the caller's rollback puts it back
+    await conn.execute(_SET_SEARCH_PATH, {"path": path})
+    return problems
+
+
+async def _problems(conn: AsyncConnection) -> list[str]:
     problems = []
     role = (await conn.execute(_ROLE)).one()
     if role.rolsuper:
@@ -117,6 +131,8 @@ async def _audit_problems(conn: AsyncConnection) -> list[str]:
             problems.append(f"{ours} may change the audit trail: {', '.join(writes)}")
         if await conn.scalar(TEMPORARY, {"role": ours}):
             problems.append(f"{ours} may create temporary tables")
+        if await conn.scalar(CREATE_SCHEMAS, {"role": ours}):
+            problems.append(f"{ours} may create schemas")
     kept = (await conn.execute(OWNER_SCHEMAS)).scalars().all()
     if kept:
         problems.append(f"coverproof_owner owns schemas that are not ours: {', '.join(kept)}")

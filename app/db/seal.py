@@ -22,6 +22,9 @@ administrator); the server refuses to start unsealed (app/db/safety.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import asyncpg
 
 from app.config import ConfigError
@@ -196,23 +199,78 @@ SEALED_AS_NOW = (
 )
 
 
+# The seal's objects someone other than this session's role owns, read from the catalogs
+# alone: checked before any of them is used, since the owner could have made them (in a
+# database once its own) for the administrator's session to run.
+SEAL_NOT_MINE = """
+select string_agg(name, ', ' order by name) from (
+    select 'schema coverproof_seal' as name, nspowner as owner from pg_namespace
+    where nspname = 'coverproof_seal'
+    union all
+    select oid::regprocedure::text, proowner from pg_proc
+    where pronamespace = to_regnamespace('coverproof_seal')
+    union all
+    select oid::regclass::text, relowner from pg_class
+    where relnamespace = to_regnamespace('coverproof_seal')
+    union all
+    select oid::regtype::text, typowner from pg_type
+    where typnamespace = to_regnamespace('coverproof_seal')
+) objects
+where owner <> (select oid from pg_roles where rolname = current_user)
+"""
+
+# Which database a session is in, and on which server (as started), from the catalogs.
+IDENTITY = (
+    "select (select oid from pg_catalog.pg_database where datname = current_database()), "
+    "pg_catalog.pg_postmaster_start_time()"
+)
+
+
+@dataclass(frozen=True)
+class Migrated:
+    """What the owner's own login reads of its database (``bootstrap.migrated``): the
+    migrations' version, and which database that is."""
+
+    version: str | None
+    database: int
+    started: datetime
+
+
 class Changed(ConfigError):
     """The audit tables are not as they were sealed, or public holds what could stand in for a
     built-in (``coverproof`` reports it and stops)."""
 
 
-async def seal(conn: asyncpg.Connection, head: str, version: str | None) -> None:
+async def _refuse_seal_objects_not_mine(conn: asyncpg.Connection) -> None:
+    strangers = await conn.fetchval(SEAL_NOT_MINE)
+    if strangers:
+        raise Changed([f"the seal's own objects are someone else's: {strangers}"])
+
+
+async def seal(conn: asyncpg.Connection, head: str, migrated: Migrated) -> None:
     """Seal the audit tables as they are now (on a connection of a role that may create event
     triggers, to the app's database), once migrated to ``head``; sealing again takes their
     state afresh. Seal as the same role each time: objects of the seal another made are
-    refused. ``version`` is the migrations' version, as the owner's own login reads it
-    (``bootstrap.migrated_version``): its table is the owner's, and any query planned on a
+    refused. ``migrated`` is what the owner's own login reads of the database
+    (``bootstrap.migrated``): the version table is the owner's, and any query planned on a
     table of the owner's runs the owner's code in whatever session plans it (a view's or a
-    policy's function, an index expression folded at planning), here the administrator's."""
+    policy's function, an index expression folded at planning), here the administrator's. The
+    seal's own objects are checked to be this role's before any is used."""
+    database, started = await conn.fetchrow(IDENTITY)
+    if (database, started) != (migrated.database, migrated.started):
+        raise Changed(
+            [
+                "The owner's URL (COVERPROOF_ADMIN_DATABASE_URL) and the administrator's name "
+                "different databases: seal the database the owner migrates."
+            ]
+        )
     # Sealed earlier, a migration still to come that changes the audit tables (as 0026 and
     # 0027 do) would be refused to the owner, who runs migrations.
-    if version != head:
-        raise Changed([f"The database is at migration {version}, not {head}: migrate, then seal."])
+    if migrated.version != head:
+        raise Changed(
+            [f"The database is at migration {migrated.version!r}, not {head}: migrate, then seal."]
+        )
+    await _refuse_seal_objects_not_mine(conn)
     async with conn.transaction():
         await conn.execute("create schema if not exists coverproof_seal")
         await conn.execute("grant usage on schema coverproof_seal to public")
@@ -247,6 +305,8 @@ async def check_unchanged(conn: asyncpg.Connection) -> None:
         "select to_regclass('coverproof_seal.sealed') is not null "
         "and to_regprocedure('coverproof_seal.audit_state()') is not null"
     )
+    if sealed:
+        await _refuse_seal_objects_not_mine(conn)
     if sealed and not await conn.fetchval(SEALED_AS_NOW):
         raise Changed(
             [
@@ -263,14 +323,12 @@ async def admin_connect(admin_url: str, database: str | None = None) -> asyncpg.
     return await engine.connect(admin_url, server_settings=settings, **chosen)
 
 
-async def at(
-    admin_url: str, database: str | None = None, *, head: str, version: str | None
-) -> None:
+async def at(admin_url: str, database: str | None = None, *, head: str, migrated: Migrated) -> None:
     """``seal`` through an administrator's URL (to ``database``, if it names another than the
     URL's)."""
     conn = await admin_connect(admin_url, database)
     try:
-        await seal(conn, head, version)
+        await seal(conn, head, migrated)
     finally:
         await conn.close()
 

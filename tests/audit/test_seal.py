@@ -5,6 +5,7 @@ or whose audit tables changed since."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from sqlalchemy import text
@@ -352,11 +353,16 @@ async def test_provisioning_again_takes_the_database_from_the_owner_and_seals_it
         before = await runtime_problems(conn)  # as a superuser: of its own, only
         name = await conn.scalar(text("select current_database()"))
         await conn.execute(text(f'alter database "{name}" owner to coverproof_owner'))
+    async with superuser_engine.begin() as conn:  # as the owner could have, then
+        await conn.execute(text("set local role coverproof_owner"))
+        await conn.execute(text(f'grant create on database "{name}" to public'))
     try:
         async with superuser_engine.connect() as conn:
             assert await runtime_problems(conn) == [
                 *before,
                 "coverproof_owner may create temporary tables",  # a database's owner may
+                "coverproof_owner may create schemas",
+                "coverproof_app may create schemas",  # the grant, which outlives its ownership
                 owns,
             ]
         await asyncio.to_thread(bootstrap.provision, superuser_url, name)
@@ -405,8 +411,50 @@ async def test_the_server_refuses_public_holding_what_could_stand_in_for_a_built
     )
 
 
+async def test_the_seal_checks_whose_its_objects_are_before_it_uses_them(
+    superuser_url: str, superuser_engine: AsyncEngine, database: Database
+) -> None:
+    """A seal function the owner made (in a database once its own) would run in the
+    administrator's session the moment the seal is checked, before migrating, or sealed
+    again: both refuse it first, from the catalogs alone."""
+    steal = "alter function coverproof_seal.audit_state() owner to coverproof_owner"
+    async with superuser_engine.begin() as conn:
+        name = await conn.scalar(text("select current_database()"))
+        await conn.execute(text(steal))
+    try:
+        with pytest.raises(seal.Changed, match=r"someone else's: coverproof_seal.audit_state\(\)"):
+            await seal.unchanged_at(superuser_url, name)
+        migrated = await bootstrap.migrated(database.owner_url)
+        with pytest.raises(seal.Changed, match=r"someone else's: coverproof_seal.audit_state\(\)"):
+            await seal.at(superuser_url, name, head=bootstrap.head_revision(), migrated=migrated)
+    finally:
+        async with superuser_engine.begin() as conn:
+            await conn.execute(
+                text("alter function coverproof_seal.audit_state() owner to current_user")
+            )
+
+
+async def test_sealing_refuses_an_owners_url_to_another_database(
+    superuser_url: str, superuser_engine: AsyncEngine, database: Database
+) -> None:
+    """The version is read as the owner, in the database its URL names: sealing another (a
+    mistyped administrator's URL) would leave the owner's unsealed and the other unmigratable."""
+    other = f"seal_other_{uuid.uuid4().hex[:8]}"
+    async with superuser_engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text(f'create database "{other}"'))
+    try:
+        migrated = await bootstrap.migrated(database.owner_url)
+        with pytest.raises(seal.Changed, match="name different databases"):
+            await seal.at(superuser_url, other, head=bootstrap.head_revision(), migrated=migrated)
+    finally:
+        async with superuser_engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text(f'drop database "{other}" with (force)'))
+
+
 async def test_the_seal_is_refused_over_objects_of_its_own_someone_else_owns(
-    superuser_url: str, superuser_engine: AsyncEngine
+    superuser_url: str, superuser_engine: AsyncEngine, database: Database
 ) -> None:
     """A seal schema or function made earlier by the owner (while the database was its own)
     would keep its owner through ``create or replace``, who could rewrite the guard: sealing
@@ -423,7 +471,7 @@ async def test_the_seal_is_refused_over_objects_of_its_own_someone_else_owns(
                 superuser_url,
                 name,
                 head=bootstrap.head_revision(),
-                version=bootstrap.head_revision(),
+                migrated=await bootstrap.migrated(database.owner_url),
             )
         with pytest.raises(ConfigError, match=r"coverproof_owner owns schemas .*coverproof_seal"):
             await asyncio.to_thread(bootstrap.provision, superuser_url, name)
@@ -496,7 +544,7 @@ async def test_a_database_is_sealed_only_once_migrated(
         await conn.execute(text("update alembic_version set version_num = '0025'"))
     try:
         assert await asyncio.to_thread(main, ["db", "seal"]) == 2
-        assert f"at migration 0025, not {bootstrap.head_revision()}" in capsys.readouterr().err
+        assert f"at migration '0025', not {bootstrap.head_revision()}" in capsys.readouterr().err
     finally:
         async with superuser_engine.begin() as conn:
             await conn.execute(
