@@ -7,7 +7,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import chain
@@ -174,18 +174,22 @@ async def newest(
     vouches for nothing: any role that may add a row could write one, and taken as the last it
     would set where signing resumes, or (refused) stop signing for good, leaving every later
     entry unanchored. Verification still names it (``chain.verify`` with keys)."""
+    order = (AuditCheckpoint.seq, AuditCheckpoint.signed_at, AuditCheckpoint.id)
     query = (
         select(AuditCheckpoint)
         .where(AuditCheckpoint.firm_id == firm_id, AuditCheckpoint.key_id.in_(sorted(key.trusted)))
-        .order_by(AuditCheckpoint.seq.desc(), AuditCheckpoint.signed_at.desc())
+        .order_by(*(column.desc() for column in order))
         .limit(_PAGE)
     )
-    offset = 0
-    while page := list((await session.scalars(query.offset(offset))).all()):
+    page_query = query
+    # Page by where the last page ended, not by offset: rows written to be skipped cost each
+    # one read, not one a page for every page before.
+    while page := list((await session.scalars(page_query)).all()):
         for found in page:
             if chain.signature_problem(found, key.trusted) is None:
                 return found
-        offset += _PAGE
+        last = page[-1]
+        page_query = query.where(tuple_(*order) < tuple_(last.seq, last.signed_at, last.id))
     return None
 
 

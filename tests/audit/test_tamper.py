@@ -1234,3 +1234,63 @@ async def test_a_chain_changed_while_it_was_checked_is_caught_under_the_lock(
     assert meddled
     assert codes(body) == ["AUDIT_CHAIN_BROKEN"], body
     assert body["errors"][0]["message"] == reason
+
+
+async def test_where_signing_resumes_is_found_past_pages_of_rows_we_did_not_sign(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+) -> None:
+    """Forty-five rows naming our key, unsigned, above our checkpoint (more than two pages of
+    the search, all of one moment): the search reads past them to ours, and the head is
+    signed."""
+    key = signing_key(app)
+    trail = await new_trail(members, app_sessions, 3)
+    ours = await sign_head(app_sessions, trail, key)
+    await append(app_sessions, trail.actor, 2, start=4)
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "insert into audit_checkpoints "
+                "(id, firm_id, seq, head_hash, signed_at, key_id, signature, created_by) "
+                "select gen_random_uuid(), :firm, 1000 + n, sha256(n::text::bytea), "
+                "'2030-01-01T00:00:00Z', :key_id, :signature, 'system' "
+                "from generate_series(0, 44) n"
+            ),
+            {"firm": trail.firm_id, "key_id": key.key_id, "signature": bytes(64)},
+        )
+    async with tenant_transaction(app_sessions, trail.firm_id) as session:
+        found = await checkpoints.newest(session, trail.firm_id, key)
+    assert found is not None
+    assert found.id == ours.id
+    assert (await sign_head(app_sessions, trail, key)).seq == 5
+
+
+@pytest.mark.parametrize("signed_before", [False, True], ids=["first", "after-ours"])
+async def test_a_row_we_did_not_sign_naming_another_hash_is_not_held_against_the_chain(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    superuser_engine: AsyncEngine,
+    signed_before: bool,
+) -> None:
+    """An unsigned row naming our key and another hash at seq 4, among the entries signing
+    checks (from the first entry, or on from our checkpoint): it vouches for nothing, so it
+    does not stop the head being signed."""
+    key = signing_key(app)
+    trail = await new_trail(members, app_sessions, 3)
+    if signed_before:
+        await sign_head(app_sessions, trail, key)
+    await append(app_sessions, trail.actor, 2, start=4)
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "insert into audit_checkpoints "
+                "(id, firm_id, seq, head_hash, signed_at, key_id, signature, created_by) "
+                "values (gen_random_uuid(), :firm, 4, sha256('other'::bytea), now(), :key_id, "
+                ":signature, 'system')"
+            ),
+            {"firm": trail.firm_id, "key_id": key.key_id, "signature": bytes(64)},
+        )
+    assert (await sign_head(app_sessions, trail, key)).seq == 5
