@@ -99,8 +99,9 @@ SQL_CALLS = {"text", "execute", "executemany", "fetch", "fetchrow", "fetchval", 
 # file.
 IDENTIFIER_SQL = {
     "app/db/ddl.py": 3,  # force_rls(table): alter table / create policy on a table we name
-    # create database "<quoted>"; alter database "<quoted>" owner, reset all; revoke temporary
-    "app/db/bootstrap.py": 4,
+    # create database "<quoted>"; alter database "<quoted>" owner, reset all; revoke temporary;
+    # revoke create (its call and its text on two lines)
+    "app/db/bootstrap.py": 6,
 }
 
 

@@ -125,9 +125,52 @@ async def test_the_app_role_moves_declarations_only_as_the_app_does(
         f"update declarations set status = 'opened', opened_at = now() {where}",
         revoke,
         f"update declarations set token_hash = sha256('new') where id = '{declaration_id}'",
-        f"update declarations set recipient_name = 'Renamed' where id = '{draft_id}'",
     ):
         assert await _changed(app_sessions, firm, allowed) == 1, allowed
+
+
+KEPT = "keeps the form, recipient and dates it was made with"
+
+
+async def test_the_app_role_never_changes_what_a_declaration_asks_or_of_whom(
+    sent: tuple[uuid.UUID, str, str], app_sessions: Sessions, owner_sessions: Sessions
+) -> None:
+    """Migration 0032: the form a recipient answers (its template, version and snapshot), the
+    recipient, the counterparty and the dates stay as the declaration was made, sent or draft;
+    a link's expiry moves later only with a new link (an expired link is not revived); and no
+    template version is rewritten. The owner (an import of earlier records) still may."""
+    firm, declaration_id, draft_id = sent
+    refused = {
+        "the form's attestation": (
+            "template_snapshot = jsonb_set(template_snapshot, '{attestation}', '\"Other\"')",
+            KEPT,
+        ),
+        "the form's version": ("template_version = 99", KEPT),
+        "the recipient's address": ("recipient_email = 'someone.else@example.test'", KEPT),
+        "the recipient's name": ("recipient_name = 'Someone Else'", KEPT),
+        "the due date": ("due_date = '2099-01-01'", KEPT),
+        "the link's days": ("link_days = 90", KEPT),
+        "the link's expiry alone": (
+            "token_expires_at = now() + interval '10 years'",
+            "moves its link's expiry later only with a new link",
+        ),
+    }
+    for case, (change, reason) in refused.items():
+        for ident in (declaration_id, draft_id):
+            if ident == draft_id and reason != KEPT:
+                continue  # a draft has no link
+            statement = f"update declarations set {change} where id = '{ident}'"
+            assert reason in await _refusal(app_sessions, firm, statement), (case, ident)
+    fields = refused["the recipient's address"][0]
+    owner_change = f"update declarations set {fields} where id = '{declaration_id}'"
+    assert await _changed(owner_sessions, firm, owner_change) == 1
+    new_link = (
+        "update declarations set token_hash = sha256('new'), "
+        f"token_expires_at = now() + interval '1 day' where id = '{declaration_id}'"
+    )
+    assert await _changed(app_sessions, firm, new_link) == 1
+    rewrite = "update template_versions set attestation = 'Other'"
+    assert "permission denied" in await _refusal(app_sessions, firm, rewrite)
 
 
 async def test_the_app_role_submits_only_through_a_live_link(
@@ -150,9 +193,9 @@ async def test_the_app_role_submits_only_through_a_live_link(
             NO_LINK,
         ),
         "another link": (_submit(declaration_id, token_hash="sha256('another')"), NO_LINK),
-        "a longer link": (
+        "a longer link": (  # refused by 0032 first (a later expiry without a new link)
             _submit(declaration_id, token_expires_at="now() + interval '1 year'"),
-            NO_LINK,
+            "moves its link's expiry later only with a new link",
         ),
         "no answers": (_submit(declaration_id, answers="null"), NO_LINK),
         "no receipt": (_submit(declaration_id, response_sha256="null"), NO_LINK),

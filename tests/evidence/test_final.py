@@ -90,9 +90,9 @@ async def test_a_submitted_declaration_and_a_ready_pack_cannot_change(
         message = await _refusal(owner_sessions, firm, f"truncate {table} cascade")
         assert f"{table} holds final records and cannot be truncated" in message, message
 
-    # A draft is not final: it still changes, and the owner may still delete it (each rolled
-    # back here).
-    updated = f"update declarations set recipient_name = 'Renamed' where id = '{draft_id}'"
+    # A draft is not final: it still changes (what it asks stays: 0032), and the owner may
+    # still delete it (each rolled back here).
+    updated = f"update declarations set status = 'revoked' where id = '{draft_id}'"
     assert await _changed(app_sessions, firm, updated) == 1
     deleted = f"delete from declarations where id = '{draft_id}'"
     assert await _changed(owner_sessions, firm, deleted) == 1
