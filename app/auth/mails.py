@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
 
+from app.visible import ignorable
+
 # A host name (labels of letters, digits, hyphens and underscores, in any script, ending in a
 # top-level domain of two letters or more, or a punycode one) or an IPv4 address: mail clients
 # make a link of "coverproof-secure.example/login" as of "https://...", and one in a mail from
@@ -24,34 +26,12 @@ _HOST = re.compile(
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 
-# Unicode's Default_Ignorable_Code_Point beyond the format characters (Cf): combining and
-# variation marks, fillers, tags. Browsers read a host name without them.
-_IGNORABLE = (
-    (0x034F, 0x034F),
-    (0x115F, 0x1160),
-    (0x17B4, 0x17B5),
-    (0x180B, 0x180F),
-    (0x3164, 0x3164),
-    (0xFE00, 0xFE0F),
-    (0xFFA0, 0xFFA0),
-    (0xFFF0, 0xFFF8),
-    (0x1BCA0, 0x1BCA3),
-    (0x1D173, 0x1D17A),
-    (0xE0000, 0xE0FFF),
-)
-
-
-def _ignorable(c: str) -> bool:
-    code = ord(c)
-    return unicodedata.category(c) == "Cf" or any(lo <= code <= hi for lo, hi in _IGNORABLE)
-
-
 def _as_linked(name: str) -> str:
     """``name`` as a mail client or a browser may read it when it looks for a link: compatibility
     forms folded (fullwidth letters), other full stops as ".", and what is ignorable (a soft
     hyphen, a zero-width space, a variation selector) gone, as IDNA drops them."""
     folded = unicodedata.normalize("NFKC", name).translate(_DOTS)
-    return "".join(c for c in folded if not _ignorable(c))
+    return "".join(c for c in folded if not ignorable(c))
 
 
 # Embedding, override and isolate controls: they reorder the text that follows them.

@@ -40,6 +40,7 @@ from app.declarations.templates import (
     explanation_key,
 )
 from app.errors import BadUserInput
+from app.visible import shows_anything
 
 MAX_EXPLANATION = 5000
 MIN_YEAR, MAX_YEAR = 1900, 2200
@@ -71,8 +72,15 @@ def _parse_date(value: object) -> object:
 
 
 def _blank_to_none(value: str) -> str | None:
-    # An optional text answer of only spaces is no answer, not an answer of "".
-    return value or None
+    # An optional text answer of only spaces (or of what is not shown: a zero-width space) is
+    # no answer, not an answer of "".
+    return value if shows_anything(value) else None
+
+
+def _shown(value: str) -> str:
+    if not shows_anything(value):  # a zero-width space is no answer either
+        raise PydanticCustomError("string_too_short", ANSWER_REQUIRED)
+    return value
 
 
 def _text(max_length: int, *, required: bool) -> Any:
@@ -83,7 +91,7 @@ def _text(max_length: int, *, required: bool) -> Any:
         max_length=max_length,
     )
     if required:
-        return Annotated[str, constraints]
+        return Annotated[str, constraints, AfterValidator(_shown)]
     return Annotated[str, constraints, AfterValidator(_blank_to_none)]
 
 

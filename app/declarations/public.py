@@ -40,6 +40,7 @@ from app.errors import (
     TokenUsed,
 )
 from app.ratelimit.policies import Policy
+from app.visible import shows_anything
 
 log = logging.getLogger("coverproof.declarations")
 _SUBMIT = "submitDeclaration"
@@ -307,7 +308,7 @@ def _valid_submission(declaration: Declaration, data: Submission) -> dict[str, A
         problems.append(
             {"field": "attestationAccepted", "message": "Accept the statement to submit."}
         )
-    if not data.signature_name:
+    if not shows_anything(data.signature_name):  # nor one of only zero-width spaces
         problems.append({"field": "signatureName", "message": "Sign with your full name."})
     if problems:
         raise BadUserInput(fields=problems)

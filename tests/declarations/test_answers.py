@@ -100,8 +100,9 @@ def test_every_optional_kind_accepts_a_valid_value() -> None:
     }
 
 
-def test_blank_optional_text_is_no_answer() -> None:
-    assert validate_answers(SPEC, {**VALID, "notes": "   "})["notes"] is None
+@pytest.mark.parametrize("blank", ["   ", "\u200b", " \u00ad\u200d\ufe0f "])
+def test_blank_optional_text_is_no_answer(blank: str) -> None:
+    assert validate_answers(SPEC, {**VALID, "notes": blank})["notes"] is None
 
 
 def test_a_date_object_is_accepted_from_python_callers() -> None:
@@ -128,6 +129,8 @@ def test_yes_no_takes_only_true_or_false(value: object) -> None:
     [
         ("", "This question must be answered."),
         ("   \n\t ", "This question must be answered."),
+        # Only what is not shown: a zero-width space, a soft hyphen, a joiner.
+        ("\u200b\u00ad\u200d", "This question must be answered."),
         ("x" * 11, "Use at most 10 characters."),
         (42, "Enter text."),
         (["Adviser"], "Enter text."),
@@ -203,11 +206,12 @@ def test_choice_refuses_values_not_listed(value: object) -> None:
 def test_explanation_is_required_when_the_answer_triggers_it() -> None:
     message = "An explanation is required when the answer is yes."
     _error({**VALID, "convicted": True}, "convicted_explanation", message)
-    _error(
-        {**VALID, "convicted": True, "convicted_explanation": "  "},
-        "convicted_explanation",
-        message,
-    )
+    for blank in ("  ", "\u200b"):
+        _error(
+            {**VALID, "convicted": True, "convicted_explanation": blank},
+            "convicted_explanation",
+            message,
+        )
     _error(
         {**VALID, "covered": False},
         "covered_explanation",

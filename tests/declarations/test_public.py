@@ -163,7 +163,7 @@ async def test_bad_answers_of_every_kind_are_refused_field_by_field_and_the_link
 
     body = await refused(GOOD, attestationAccepted=False)
     assert error_fields(body) == ["attestationAccepted"], body
-    for blank in ("", "   "):
+    for blank in ("", "   ", "\u200b", "\u200b\u00ad"):  # nor only what is not shown
         assert error_fields(await refused(GOOD, signatureName=blank)) == ["signatureName"]
     # Every problem at once, so that one round of corrections is enough.
     body = await refused({**GOOD, "st": 12345}, attestationAccepted=False, signatureName=" ")
