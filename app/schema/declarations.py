@@ -259,7 +259,11 @@ class DeclarationCreateInput:
     recipient_name: str
     recipient_email: str
     counterparty_id: uuid.UUID | None = None
-    due_date: date | None = None
+    due_date: date | None = strawberry.field(
+        default=None,
+        description="The last day to answer, a day in London (where the firm's days are): "
+        "refused once it has passed there; the link ends with it, plus the grace days.",
+    )
     link_days: int | None = strawberry.field(
         default=None, description="Days the link works (default 14; never past due date + grace)."
     )
@@ -278,7 +282,11 @@ class RecipientInput:
 class BulkDeclarationCreateInput:
     template_id: uuid.UUID
     recipients: list[RecipientInput]
-    due_date: date | None = None
+    due_date: date | None = strawberry.field(
+        default=None,
+        description="The last day to answer, a day in London (where the firm's days are): "
+        "refused once it has passed there; the link ends with it, plus the grace days.",
+    )
     link_days: int | None = None
     send: bool = True
     idempotency_key: str | None = strawberry.field(
