@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from app.config import ConfigError, Settings
@@ -142,16 +143,29 @@ _SIGNED = {
 
 
 def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PublicKey,
+    )
+
     from app.audit import signing  # noqa: PLC0415
     from app.audit.verify_all import UnknownFirm, verify_firms  # noqa: PLC0415
 
     firm = uuid.UUID(args.firm) if args.firm else None
-    key = signing.load(settings)
+    if args.keys:  # the published public halves: no private key on an auditor's host
+        published = signing.retired_keys(Path(args.keys).read_text())
+        revoked = signing.revoked_key_ids(settings.audit_revoked_key_ids)
+        trusted: Mapping[str, Ed25519PublicKey] = {
+            kid: public for public in published if (kid := signing.key_id(public)) not in revoked
+        }
+        revoked_keys: Mapping[str, Ed25519PublicKey] = {
+            signing.key_id(p): p for p in published if signing.key_id(p) in revoked
+        }
+    else:
+        key = signing.load(settings)
+        trusted, revoked, revoked_keys = key.trusted, key.revoked, key.revoked_keys
     try:
         results = asyncio.run(
-            verify_firms(
-                _owner_url(settings), firm, key.trusted, args.all, key.revoked, key.revoked_keys
-            )
+            verify_firms(_owner_url(settings), firm, trusted, args.all, revoked, revoked_keys)
         )
     except UnknownFirm as error:
         return _refused(error)
@@ -317,6 +331,11 @@ def parser() -> argparse.ArgumentParser:
     verify = audit.add_parser("verify", help="verify every firm's chain (exit 1 on a break)")
     verify.add_argument("--firm")
     verify.add_argument("--all", action="store_true", help="also the platform chain")
+    verify.add_argument(
+        "--keys",
+        help="a PEM file of the trusted public keys (/.well-known/coverproof-audit-keys.pem), "
+        "to verify without the signing key",
+    )
     verify.set_defaults(handler=audit_verify)
     export = audit.add_parser("export", help="one firm's trail as JSON Lines, to stdout")
     export.add_argument("--firm", required=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -591,3 +592,35 @@ async def test_the_cli_verifies_a_chain_whose_firm_a_policy_hides_from_it(
     finally:
         async with superuser_engine.begin() as conn:
             await conn.execute(text("drop policy hidden on firms"))
+
+
+async def test_the_cli_verifies_with_the_published_keys_alone(
+    app: Starlette,
+    members: Members,
+    app_sessions: async_sessionmaker[AsyncSession],
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """`audit verify --keys FILE` checks signatures against the published public keys, with no
+    signing key on the host (none is loaded, nor one made up): a checkpoint of a key not in the
+    file is named, as by the server."""
+    key = signing_key(app)
+    trail = await new_trail(members, app_sessions, 3)
+    checkpoint = await sign_head(app_sessions, trail, key)
+    _cli_env(monkeypatch, database, key, tmp_path)
+    monkeypatch.delenv("COVERPROOF_AUDIT_SIGNING_KEY")
+    published, other = tmp_path / "keys.pem", tmp_path / "other.pem"
+    published.write_text(key.public_pem())
+    other.write_text(SigningKey(Ed25519PrivateKey.generate()).public_pem())
+    capsys.readouterr()
+    verify = ["audit", "verify", "--firm", str(trail.firm_id), "--keys"]
+    assert await _cli([*verify, str(published)]) == 0
+    assert capsys.readouterr().out == "ok: 1 chain(s), 3 entries verified\n"
+    assert await _cli([*verify, str(other)]) == 1
+    assert capsys.readouterr().out == (
+        f"BROKEN firm {trail.firm_id} at seq 3: "
+        f"checkpoint {checkpoint.id} at seq 3 names key {key.key_id}, not one of ours\n"
+    )
+    assert not (tmp_path / "cli-data" / "audit_signing_key.pem").exists()
