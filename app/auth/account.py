@@ -14,7 +14,7 @@ from app.audit.actions import Action
 from app.auth import sessions, tokens
 from app.auth.actor import Actor
 from app.db import calls
-from app.db.models import Session
+from app.db.models import Session, User
 from app.db.tenant import bind_tenant
 from app.errors import NotFound
 
@@ -94,6 +94,12 @@ async def switch_firm(
     # or to the same firm) must not keep a session alive past its lifetime.
     if actor.session_id is None:
         raise NotFound("Session not found.")  # a firm is switched from a session
+    # The user's row first, as a reset and signing out everywhere take it before they end
+    # every session: either waits for this switch, and then ends the session it makes too;
+    # or this waits for it, and finds its session ended. Otherwise the new session, made
+    # after their end of every session had looked, outlived it (a stolen cookie kept).
+    held = select(User.id).where(User.id == actor.id).with_for_update(key_share=True)
+    await session.execute(held)
     ends_by = await sessions.revoke(session, actor.id, actor.session_id)
     if ends_by is None:
         raise NotFound("Session not found.")  # ended meanwhile: nothing to carry its end over

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from app.auth import account, members
 from app.auth.actor import Role
+from app.errors import NotFound
 from app.resolvers.auth import signed_in
 from app.schema.auth import (
     FirmMembership,
@@ -73,7 +74,9 @@ async def switch_firm(info: Info, firm_id: uuid.UUID) -> SignInPayload:
     context = info.context
     lifetime = timedelta(hours=context.settings.session_lifetime_hours)
     cookie = await context.run(account.switch_firm, firm_id, lifetime, context.user_agent)
-    membership = next(f for f in await my_firms(info) if f.firm_id == firm_id)
+    membership = next((f for f in await my_firms(info) if f.firm_id == firm_id), None)
+    if membership is None:  # removed from it meanwhile: nothing of the switch stands
+        raise NotFound("Firm not found.")
     context.new_session_cookie = cookie
     return SignInPayload(
         user_id=context.actor.id, firm_id=firm_id, role=membership.role, email_verified=True

@@ -4,6 +4,7 @@ absolute limits enforced by the server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -23,11 +24,15 @@ from app.auth.actor import Actor
 from app.auth.sessions import COOKIE_NAME, token_hash
 from app.db.tenant import tenant_transaction
 from app.errors import NotFound
+from tests.auth.test_flows import RESET, RESET_REQUEST
+from tests.auth.test_members import ACCEPT as ACCEPT_AS_MEMBER
+from tests.auth.test_members import REMOVE, invited
 from tests.browser import (
     PASSWORD,
     SIGN_IN,
     Browser,
     NewBrowser,
+    browser_for,
     codes,
     link_token,
     signed_up,
@@ -612,3 +617,82 @@ async def test_idle_and_absolute_limits_are_enforced_by_the_server(
     assert await execute(superuser_engine, set_expiry, h=token_hash(old_cookie)) == 1
     assert unauthenticated(await other.gql(FIRM))
     assert unauthenticated(await replay(new_browser(), old_cookie))
+
+
+@pytest.mark.parametrize("ending", ["sign out everywhere", "reset"])
+async def test_a_firm_switched_to_while_every_session_ends_ends_too(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    monkeypatch: pytest.MonkeyPatch,
+    ending: str,
+) -> None:
+    """Someone holding a stolen cookie switches firm (to the same one) just as its user resets
+    the password or signs out everywhere: the session the switch makes ends with the rest,
+    whichever commits first (it was made after their end of every session had looked)."""
+    email = await signed_up(browser, smtp)
+    await browser.gql(RESET_REQUEST, {"e": email})
+    token = await link_token(smtp, email, "Reset your")
+    thief = browser_for(auth_app)
+    async with thief.client:
+        assert "errors" not in await thief.gql(SIGN_IN, {"e": email, "p": PASSWORD})
+        firm_id = (await thief.gql(FIRM))["data"]["firm"]["id"]
+        switching, go_on = asyncio.Event(), asyncio.Event()
+        original = sessions.create
+
+        async def held(*args: Any, **kwargs: Any) -> str:
+            if kwargs.get("ends_by") is not None and not switching.is_set():
+                switching.set()
+                await go_on.wait()  # the old session ended, the new one not yet made
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(sessions, "create", held)
+        switch = asyncio.create_task(
+            thief.gql("mutation($f: UUID!) { switchFirm(firmId: $f) { firmId } }", {"f": firm_id})
+        )
+        await switching.wait()
+        if ending == "reset":
+            ends = browser.gql(RESET, {"t": token, "p": "an entirely new passphrase 77"})
+        else:
+            ends = browser.gql("mutation { signOutEverywhere { ok } }")
+        ending_task = asyncio.create_task(ends)
+        await asyncio.sleep(0.5)  # it reaches what the switch holds
+        go_on.set()
+        await switch
+        assert "errors" not in await ending_task
+        after = await thief.gql(FIRM)
+    assert codes(after) == ["UNAUTHENTICATED"], after
+
+
+async def test_a_switch_into_a_firm_one_is_removed_from_meanwhile_is_refused_whole(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The member is removed from firm B while switching into it: the switch is refused
+    (NOT_FOUND, not a server error), and nothing of it stands: still signed in to firm A."""
+    await signed_up(browser, smtp, firm="Firm B Ltd")
+    firm_b = (await browser.gql(FIRM))["data"]["firm"]["id"]
+    user = new_browser()
+    email = await signed_up(user, smtp, firm="Firm A Ltd")
+    firm_a = (await user.gql(FIRM))["data"]["firm"]["id"]
+    invitation = await invited(browser, smtp, email, "MEMBER")
+    accepted = await user.gql(ACCEPT_AS_MEMBER, {"t": invitation})
+    user_id = accepted["data"]["acceptInvitation"]["userId"]
+    assert "errors" not in await user.gql(SWITCH, {"f": firm_a})
+    inserted, go_on = asyncio.Event(), asyncio.Event()
+    original = sessions.create
+
+    async def held(*args: Any, **kwargs: Any) -> str:
+        cookie = await original(*args, **kwargs)
+        if not inserted.is_set():
+            inserted.set()
+            await go_on.wait()  # the session in B made, not yet committed
+        return cookie
+
+    monkeypatch.setattr(sessions, "create", held)
+    switching = asyncio.create_task(user.gql(SWITCH, {"f": firm_b}))
+    await inserted.wait()
+    assert "errors" not in await browser.gql(REMOVE, {"u": user_id})
+    go_on.set()
+    assert codes(await switching) == ["NOT_FOUND"]
+    monkeypatch.setattr(sessions, "create", original)
+    assert (await user.gql(FIRM))["data"]["firm"]["id"] == firm_a
