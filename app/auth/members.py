@@ -251,11 +251,14 @@ async def change_member_role(
         await _keep_an_owner(session, actor, target)
         target.role = role.value
         await session.flush()
+        # What they sent that they may no longer send goes, or it would bring them back: below
+        # admin, every invitation; an owner made admin, those that make owners.
+        sent = AuthToken.created_by == user_id
         if Role(old).rank >= Role.ADMIN.rank > role.rank:
-            # No longer one who may invite: what they sent goes, or it would bring them back.
-            details["invitations"] = await _withdraw_invitations(
-                session, actor.firm_id, AuthToken.created_by == user_id
-            )
+            details["invitations"] = await _withdraw_invitations(session, actor.firm_id, sent)
+        elif old == Role.OWNER.value:
+            owners = sent & (AuthToken.role == Role.OWNER.value)
+            details["invitations"] = await _withdraw_invitations(session, actor.firm_id, owners)
     await chain.record(session, actor, Action.MEMBER_ROLE_CHANGED, "user", user_id, details)
     return target
 

@@ -814,3 +814,21 @@ async def test_only_admins_list_or_withdraw_invitations_and_only_owners_an_owner
     assert codes(await stranger.gql(REVOKE_INVITATION, {"id": owners["id"]})) == ["NOT_FOUND"]
     assert "errors" not in await browser.gql(REVOKE_INVITATION, {"id": owners["id"]})
     assert codes(await browser.gql(REVOKE_INVITATION, {"id": owners["id"]})) == ["NOT_FOUND"]
+
+
+async def test_an_owner_made_admin_cannot_come_back_through_an_owner_invitation_they_sent(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    """An admin may not invite an owner: the owner invitations an owner sent go when they are
+    made an admin (or, accepted at an address of theirs, would make them an owner again); the
+    others they sent stay, as an admin may send those."""
+    await signed_up(browser, smtp, firm="Owners Two Ltd")
+    second = new_browser()
+    joined = await join(browser, smtp, second, "OWNER")
+    owner_invitation = await invited(second, smtp, new_email(), "OWNER")
+    member_invitation = await invited(second, smtp, new_email(), "MEMBER")
+    assert "errors" not in await change_role(browser, joined.user_id, "ADMIN")
+    refused = await new_browser().gql(ACCEPT, {"t": owner_invitation})
+    assert codes(refused) == ["TOKEN_USED"], refused
+    body = await new_browser().gql(ACCEPT, {"t": member_invitation})
+    assert body["data"]["acceptInvitation"]["role"] == "MEMBER", body
