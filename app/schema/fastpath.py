@@ -119,8 +119,8 @@ def _edges(edges: FieldNode, shape: _Shape) -> None:
     shape.edges_key = key(edges)
     for part in fields(edges.selection_set):
         shape.edge_order.append(key(part))
-        if part.name.value == "cursor" and not part.selection_set:
-            shape.cursor_key = key(part)
+        if part.name.value == "cursor" and not part.selection_set and shape.cursor_key is None:
+            shape.cursor_key = key(part)  # one only: a second (aliased) is the executor's
         elif part.name.value == "node" and shape.node_key is None:
             shape.node_key = key(part)
             shape.leaves.extend(leaves(part))

@@ -51,6 +51,8 @@ FALLBACKS = [
     "query Directive($s: Boolean!) { declarations(first: 3) { edges { node { id "
     "recipientName @skip(if: $s) } } } }",
     "query TooMany { declarations(first: 101) { edges { node { id } } } }",
+    # A second cursor, aliased: the node once took its place.
+    "query TwoCursors { declarations(first: 3) { edges { a: cursor b: cursor node { id } } } }",
     "query Strict($n: Int!, $after: String!) { declarations(first: $n, after: $after) { "
     "edges { node { id } } } }",
 ]
