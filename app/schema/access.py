@@ -65,7 +65,9 @@ def read_scope(type_name: str, field: str) -> str | None:
 
 
 def _reads(info: GraphQLResolveInfo[Any]) -> set[str]:
-    """The read scopes (READ_SCOPES) the root field's selection needs, through fragments."""
+    """The scopes the root field's selection needs, through fragments: the read scopes of the
+    kinds it reads (READ_SCOPES) and every nested field's own (``scoped``, as a declaration's
+    counterparty has), each checked before the mutation runs, not once it has."""
     needed: set[str] = set()
 
     def walk(selections: SelectionSetNode, parent: GraphQLNamedType) -> None:
@@ -74,10 +76,16 @@ def _reads(info: GraphQLResolveInfo[Any]) -> set[str]:
                 name = selection.name.value
                 if scope := read_scope(parent.name, name):
                     needed.add(scope)
-                if selection.selection_set and isinstance(
-                    parent, GraphQLObjectType | GraphQLInterfaceType
-                ):
-                    walk(selection.selection_set, get_named_type(parent.fields[name].type))
+                if not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+                    continue
+                field = parent.fields.get(name)
+                if field is None:
+                    continue  # __typename
+                definition = field.extensions.get("strawberry-definition")
+                if definition is not None and (own := definition.metadata.get("scope")):
+                    needed.add(own)
+                if selection.selection_set:
+                    walk(selection.selection_set, get_named_type(field.type))
                 continue
             fragment: FragmentDefinitionNode | InlineFragmentNode
             if isinstance(selection, FragmentSpreadNode):

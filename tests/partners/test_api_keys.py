@@ -40,6 +40,7 @@ from tests.partners import (
     run_persisted,
     session_client,
     tagged,
+    trust,
 )
 
 KEY = re.compile(r"^cp_live_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
@@ -727,3 +728,39 @@ async def test_each_key_is_rate_limited_on_its_own(
         assert refused.json()["errors"][0]["message"] == "Too many requests; try again later."
     async with partner_client(auth_app, calm) as partner:
         assert "errors" not in await persisted(partner, listing, {"first": 1})
+
+
+SEND_WITH_COUNTERPARTY = """mutation SendNested{tag}($id: UUID!) { sendDeclaration(id: $id) {
+  declaration { id counterparty { id } } } }"""
+SEND_PLAIN = """mutation SendPlain{tag}($id: UUID!) { sendDeclaration(id: $id) {
+  declaration { id } } }"""
+CREATE_DRAFT = """mutation Draft{tag}($i: DeclarationCreateInput!) { createDeclaration(input: $i) {
+  declaration { id } } }"""
+
+
+async def test_a_mutation_selecting_a_field_the_key_may_not_read_is_refused_before_it_runs(
+    auth_app: Starlette, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    """A key without counterparties:read sending a declaration and selecting its counterparty
+    is refused before the send: refused after it, the send was rolled back but the mail
+    limits it counted (outside the database) stayed spent, and five such refusals used up
+    the recipient's hour, with nothing sent and nothing on the record."""
+    create, nested, plain = tagged(CREATE_DRAFT), tagged(SEND_WITH_COUNTERPARTY), tagged(SEND_PLAIN)
+    await trust(superuser_engine, [create, nested, plain])
+    owner = await members.create(Role.OWNER)
+    async with session_client(auth_app, owner) as client:
+        secret, _ = await create_key(client, ["DECLARATIONS_READ", "DECLARATIONS_WRITE"])
+    email = new_email()
+    async with partner_client(auth_app, secret) as partner:
+        drafts = []
+        for _ in range(6):
+            made = await persisted(partner, create, {"i": declaration_input(email)})
+            drafts.append(made["data"]["createDeclaration"]["declaration"]["id"])
+        for ident in drafts[:5]:
+            refused = await persisted(partner, nested, {"id": ident})
+            assert codes(refused) == ["FORBIDDEN"], refused
+            assert "counterparties:read" in refused["errors"][0]["message"]
+        sent = await persisted(partner, plain, {"id": drafts[5]})
+    assert "errors" not in sent, sent
+    leaving = "select count(*) from declarations where recipient_email = :e and status <> 'draft'"
+    assert await count(superuser_engine, leaving, e=email) == 1
