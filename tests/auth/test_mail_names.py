@@ -46,6 +46,13 @@ def test_what_a_mail_client_would_link_is_refused(name: str) -> None:
 
 
 def test_one_mailbox_however_it_is_spelled() -> None:
-    spellings = ["J.Doe+x@GoogleMail.com", "jdoe@gmail.com", "j.d.o.e+y@gmail.com"]
+    spellings = [
+        "J.Doe+x@GoogleMail.com",
+        "jdoe@gmail.com",
+        "j.d.o.e+y@gmail.com",
+        '"jdoe"@gmail.com',  # quoted: the same local part
+        '"j\\doe+z"@gmail.com',  # a quoted pair: j then d
+    ]
     assert {mailbox(s) for s in spellings} == {"jdoe@gmail.com"}
     assert mailbox("j.doe@example.test") == "j.doe@example.test"  # dots count elsewhere
+    assert mailbox('"alice"@example.test') == "alice@example.test"
