@@ -8,7 +8,8 @@ counterparty, due date and link days when it creates it, and never again; its li
 changes only with a new link. 0013 holds its moves (status, link, answers), but not these:
 code the app role runs (a bug included) could have changed the form a recipient is answering
 after it was sent, readdressed it, or revived an expired link by pushing its expiry out (it
-may still come sooner), and the receipt would then hash the altered form. Nor does the app
+may still come sooner; and a retired link never comes back, so a stand-in link cannot carry
+a later expiry to it), and the receipt would then hash the altered form. Nor does the app
 ever change a template's version once written: the app role may no longer update one. The
 owner and superusers are not held to it (migrations, and imports of a firm's earlier records).
 """
@@ -47,6 +48,13 @@ STATEMENTS = [
         if {CHANGED} then
             raise exception 'declaration % keeps the form, recipient and dates it was made with',
                 old.id using errcode = 'integrity_constraint_violation';
+        end if;
+        -- A link once retired never comes back: put back after a stand-in, it would carry the
+        -- stand-in's later expiry (the rule below, kept in two steps).
+        if new.token_hash is distinct from old.token_hash and new.token_hash is not null
+           and exists (select 1 from declaration_retired_link(new.token_hash)) then
+            raise exception 'declaration % may not take back a retired link', old.id
+                using errcode = 'integrity_constraint_violation';
         end if;
         if new.token_expires_at is distinct from old.token_expires_at
            and (new.token_hash is null or new.token_hash is not distinct from old.token_hash)

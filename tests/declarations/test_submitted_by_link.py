@@ -8,8 +8,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db.tenant import bind_tenant
 from tests.audit.test_tamper import _refusal
 from tests.browser import Browser, new_email, signed_up
 from tests.declarations.test_firm_side import firm_of
@@ -169,6 +171,24 @@ async def test_the_app_role_never_changes_what_a_declaration_asks_or_of_whom(
         f"token_expires_at = now() + interval '1 day' where id = '{declaration_id}'"
     )
     assert await _changed(app_sessions, firm, new_link) == 1
+    # Nor in two steps: a stand-in link with a later expiry, then the first link put back.
+    async with app_sessions() as session:
+        await session.begin()
+        await bind_tenant(session, firm, None)
+        first = await session.scalar(
+            text("select token_hash from declarations where id = :i"), {"i": declaration_id}
+        )
+        await session.rollback()
+    stand_in = (
+        "update declarations set token_hash = sha256('interim'), "
+        f"token_expires_at = now() + interval '10 years' where id = '{declaration_id}'"
+    )
+    put_back = (
+        f"update declarations set token_hash = '\\x{first.hex()}'::bytea "
+        f"where id = '{declaration_id}'"
+    )
+    refused = await _refusal(app_sessions, firm, stand_in, put_back)
+    assert "may not take back a retired link" in refused
     rewrite = "update template_versions set attestation = 'Other'"
     assert "permission denied" in await _refusal(app_sessions, firm, rewrite)
 
