@@ -29,8 +29,10 @@ from graphql import (
     GraphQLResolveInfo,
     InlineFragmentNode,
     OperationType,
+    SelectionNode,
     SelectionSetNode,
     get_named_type,
+    value_from_ast_untyped,
 )
 from strawberry.extensions import SchemaExtension
 
@@ -72,6 +74,8 @@ def _reads(info: GraphQLResolveInfo[Any]) -> set[str]:
 
     def walk(selections: SelectionSetNode, parent: GraphQLNamedType) -> None:
         for selection in selections.selections:
+            if not _included(selection, info):
+                continue  # skipped, as the executor skips it: it needs no scope
             if isinstance(selection, FieldNode):
                 name = selection.name.value
                 if scope := read_scope(parent.name, name):
@@ -100,6 +104,19 @@ def _reads(info: GraphQLResolveInfo[Any]) -> set[str]:
         if node.selection_set is not None:
             walk(node.selection_set, get_named_type(info.return_type))
     return needed
+
+
+def _included(selection: SelectionNode, info: GraphQLResolveInfo[Any]) -> bool:
+    """Whether @skip and @include leave the selection in, as the executor reads them (their
+    ``if`` validated already: a Boolean, literal or variable)."""
+    found = {"skip": False, "include": True}
+    # The coerced values (graphql-core's VariableValues holds them as ``coerced``).
+    variables = cast(dict[str, Any], getattr(info.variable_values, "coerced", info.variable_values))
+    for directive in selection.directives or ():
+        if directive.name.value in found:
+            (argument,) = directive.arguments or ()
+            found[directive.name.value] = bool(value_from_ast_untyped(argument.value, variables))
+    return found["include"] and not found["skip"]
 
 
 def _check_scope(info: GraphQLResolveInfo[Any], scopes: frozenset[str]) -> None:

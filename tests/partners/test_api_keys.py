@@ -734,6 +734,8 @@ SEND_WITH_COUNTERPARTY = """mutation SendNested{tag}($id: UUID!) { sendDeclarati
   declaration { id counterparty { id } } } }"""
 SEND_PLAIN = """mutation SendPlain{tag}($id: UUID!) { sendDeclaration(id: $id) {
   declaration { id } } }"""
+SEND_SKIPPING = """mutation SendSkip{tag}($id: UUID!, $cp: Boolean!) { sendDeclaration(id: $id) {
+  declaration { id counterparty @include(if: $cp) { id } } } }"""
 CREATE_DRAFT = """mutation Draft{tag}($i: DeclarationCreateInput!) { createDeclaration(input: $i) {
   declaration { id } } }"""
 
@@ -746,7 +748,8 @@ async def test_a_mutation_selecting_a_field_the_key_may_not_read_is_refused_befo
     limits it counted (outside the database) stayed spent, and five such refusals used up
     the recipient's hour, with nothing sent and nothing on the record."""
     create, nested, plain = tagged(CREATE_DRAFT), tagged(SEND_WITH_COUNTERPARTY), tagged(SEND_PLAIN)
-    await trust(superuser_engine, [create, nested, plain])
+    skipping = tagged(SEND_SKIPPING)
+    await trust(superuser_engine, [create, nested, plain, skipping])
     owner = await members.create(Role.OWNER)
     async with session_client(auth_app, owner) as client:
         secret, _ = await create_key(client, ["DECLARATIONS_READ", "DECLARATIONS_WRITE"])
@@ -761,6 +764,13 @@ async def test_a_mutation_selecting_a_field_the_key_may_not_read_is_refused_befo
             assert codes(refused) == ["FORBIDDEN"], refused
             assert "counterparties:read" in refused["errors"][0]["message"]
         sent = await persisted(partner, plain, {"id": drafts[5]})
+        # A field the executor skips (@include false) needs no scope; included, it does.
+        other = await persisted(partner, create, {"i": declaration_input(new_email())})
+        ident = other["data"]["createDeclaration"]["declaration"]["id"]
+        refused = await persisted(partner, skipping, {"id": ident, "cp": True})
+        assert codes(refused) == ["FORBIDDEN"], refused
+        skipped = await persisted(partner, skipping, {"id": ident, "cp": False})
     assert "errors" not in sent, sent
+    assert "errors" not in skipped, skipped
     leaving = "select count(*) from declarations where recipient_email = :e and status <> 'draft'"
     assert await count(superuser_engine, leaving, e=email) == 1
