@@ -152,8 +152,15 @@ def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
 
     firm = uuid.UUID(args.firm) if args.firm else None
     if args.keys:  # the published public halves: no private key on an auditor's host
-        published = signing.retired_keys(Path(args.keys).read_text())
-        revoked = signing.revoked_key_ids(settings.audit_revoked_key_ids)
+        try:
+            published = signing.retired_keys(Path(args.keys).read_text())
+        except (OSError, UnicodeDecodeError, ConfigError):
+            return _refused(ValueError(f"--keys: {args.keys} is not a PEM file of public keys"))
+        # The published file leaves revoked keys out: their ids come from --revoked (or the
+        # setting), or their checkpoints read as another's.
+        revoked = signing.revoked_key_ids(
+            settings.audit_revoked_key_ids if args.revoked is None else args.revoked
+        )
         trusted: Mapping[str, Ed25519PublicKey] = {
             kid: public for public in published if (kid := signing.key_id(public)) not in revoked
         }
@@ -335,6 +342,10 @@ def parser() -> argparse.ArgumentParser:
         "--keys",
         help="a PEM file of the trusted public keys (/.well-known/coverproof-audit-keys.pem), "
         "to verify without the signing key",
+    )
+    verify.add_argument(
+        "--revoked",
+        help="with --keys: the revoked key ids (default COVERPROOF_AUDIT_REVOKED_KEY_IDS)",
     )
     verify.set_defaults(handler=audit_verify)
     export = audit.add_parser("export", help="one firm's trail as JSON Lines, to stdout")

@@ -623,4 +623,10 @@ async def test_the_cli_verifies_with_the_published_keys_alone(
         f"BROKEN firm {trail.firm_id} at seq 3: "
         f"checkpoint {checkpoint.id} at seq 3 names key {key.key_id}, not one of ours\n"
     )
+    # Revoked since, our key is left out of the published file: named with --revoked, its
+    # checkpoint vouches for nothing (and is not another's).
+    assert await _cli([*verify, str(other), "--revoked", key.key_id]) == 0
+    assert capsys.readouterr().out == "ok: 1 chain(s), 3 entries verified\n"
+    assert await _cli([*verify, str(tmp_path / "missing.pem")]) == 2
+    assert "--keys:" in capsys.readouterr().err
     assert not (tmp_path / "cli-data" / "audit_signing_key.pem").exists()
