@@ -71,7 +71,7 @@ async def create_roles_and_database(superuser_url: str, database: str) -> None:
         # the app's session, could put one there for the app to take for the audit log. Nor
         # may our roles make schemas: a grant the owner made while the database was its own
         # survives the change of owner, and a schema coverproof_seal of its making would be
-        # run by the administrator's session (seal.SEAL_NOT_MINE refuses one).
+        # run by the administrator's session (seal.NOT_OURS refuses one).
         await conn.execute(f"revoke temporary on database {quoted} from public")
         await conn.execute(
             f"revoke create on database {quoted} from public, {OWNER_ROLE}, {APP_ROLE}"

@@ -167,20 +167,28 @@ $$
 """
 
 
-# The seal's schema and what is in it that the event trigger's owner does not own: made before
-# by someone else, each would have kept its owner, who could change it.
+# The seal's schema and what is in it that the event trigger's owner (before there is one,
+# this session's role) does not own, read from the catalogs alone: made before by someone
+# else, each would have kept its owner, who could change it, or have the administrator's
+# session run it. Checked before any of them is used.
 NOT_OURS = """
 select string_agg(name, ', ' order by name) from (
     select 'schema coverproof_seal' as name, nspowner as owner from pg_namespace
     where nspname = 'coverproof_seal'
     union all
     select oid::regprocedure::text, proowner from pg_proc
-    where pronamespace = 'coverproof_seal'::regnamespace
+    where pronamespace = to_regnamespace('coverproof_seal')
     union all
     select oid::regclass::text, relowner from pg_class
-    where relnamespace = 'coverproof_seal'::regnamespace
+    where relnamespace = to_regnamespace('coverproof_seal')
+    union all
+    select oid::regtype::text, typowner from pg_type
+    where typnamespace = to_regnamespace('coverproof_seal')
 ) objects
-where owner <> (select evtowner from pg_event_trigger where evtname = 'coverproof_audit_seal')
+where owner <> coalesce(
+    (select evtowner from pg_event_trigger where evtname = 'coverproof_audit_seal'),
+    (select oid from pg_roles where rolname = current_user)
+)
 """
 
 
@@ -198,26 +206,6 @@ SEALED_AS_NOW = (
     "(select state from coverproof_seal.sealed)"
 )
 
-
-# The seal's objects someone other than this session's role owns, read from the catalogs
-# alone: checked before any of them is used, since the owner could have made them (in a
-# database once its own) for the administrator's session to run.
-SEAL_NOT_MINE = """
-select string_agg(name, ', ' order by name) from (
-    select 'schema coverproof_seal' as name, nspowner as owner from pg_namespace
-    where nspname = 'coverproof_seal'
-    union all
-    select oid::regprocedure::text, proowner from pg_proc
-    where pronamespace = to_regnamespace('coverproof_seal')
-    union all
-    select oid::regclass::text, relowner from pg_class
-    where relnamespace = to_regnamespace('coverproof_seal')
-    union all
-    select oid::regtype::text, typowner from pg_type
-    where typnamespace = to_regnamespace('coverproof_seal')
-) objects
-where owner <> (select oid from pg_roles where rolname = current_user)
-"""
 
 # Which database a session is in, and on which server (as started), from the catalogs.
 IDENTITY = (
@@ -242,7 +230,7 @@ class Changed(ConfigError):
 
 
 async def _refuse_seal_objects_not_mine(conn: asyncpg.Connection) -> None:
-    strangers = await conn.fetchval(SEAL_NOT_MINE)
+    strangers = await conn.fetchval(NOT_OURS)
     if strangers:
         raise Changed([f"the seal's own objects are someone else's: {strangers}"])
 

@@ -486,9 +486,7 @@ async def test_a_view_racing_a_submission_never_moves_it_back(
 
 REISSUED = "token_hash = sha256(gen_random_uuid()::text::bytea)"
 REVOKED = "status = 'revoked', revoked_at = now(), token_hash = null"
-
-
-@pytest.mark.parametrize(
+LINK_CHANGES = pytest.mark.parametrize(
     ("meanwhile", "code", "said"),
     [
         (REISSUED, "TOKEN_INVALID", "replaced by a newer one"),
@@ -496,6 +494,28 @@ REVOKED = "status = 'revoked', revoked_at = now(), token_hash = null"
         ("token_expires_at = now() - interval '1 second'", "TOKEN_EXPIRED", "expired"),
     ],
 )
+
+
+def change_after_lookup(
+    monkeypatch: pytest.MonkeyPatch, superuser: AsyncEngine, declaration_id: str, change: str
+) -> None:
+    """The link's declaration changed (``change``, as SQL) just after a request looked it up."""
+    from app.declarations import public
+
+    real_found = public._found
+
+    async def found_then_changed(session: Any, env: Any, link: str) -> Any:
+        found = await real_found(session, env, link)
+        async with superuser.begin() as conn:
+            await conn.execute(
+                text(f"update declarations set {change} where id = :i"), {"i": declaration_id}
+            )
+        return found
+
+    monkeypatch.setattr(public, "_found", found_then_changed)
+
+
+@LINK_CHANGES
 async def test_a_view_losing_to_a_change_of_its_link_is_refused_and_opens_nothing(
     auth_app: Starlette,
     smtp: SmtpServer,
@@ -509,21 +529,9 @@ async def test_a_view_losing_to_a_change_of_its_link_is_refused_and_opens_nothin
     """The link was reissued, withdrawn or expired after the view looked it up: the old link
     is dead at once (its form is not shown, the declaration is not marked opened), and the
     recipient is told why, as a later view would be."""
-    from app.declarations import public
-
     await signed_up(browser, smtp)
     declaration_id, token = await sent_declaration(browser, smtp, new_email())
-    real_found = public._found
-
-    async def found_then_changed(session: Any, env: Any, link: str) -> Any:
-        found = await real_found(session, env, link)
-        async with superuser_engine.begin() as conn:
-            await conn.execute(
-                text(f"update declarations set {meanwhile} where id = :i"), {"i": declaration_id}
-            )
-        return found
-
-    monkeypatch.setattr(public, "_found", found_then_changed)
+    change_after_lookup(monkeypatch, superuser_engine, declaration_id, meanwhile)
     recipient = browser_for(auth_app)
     async with recipient.client:
         answer = await recipient.gql(FORM, {"t": token})
@@ -533,14 +541,7 @@ async def test_a_view_losing_to_a_change_of_its_link_is_refused_and_opens_nothin
     assert (await get(browser, declaration_id))["openedAt"] is None
 
 
-@pytest.mark.parametrize(
-    ("meanwhile", "code", "said"),
-    [
-        (REISSUED, "TOKEN_INVALID", "replaced by a newer one"),
-        (REVOKED, "TOKEN_INVALID", "withdrawn"),
-        ("token_expires_at = now() - interval '1 second'", "TOKEN_EXPIRED", "expired"),
-    ],
-)
+@LINK_CHANGES
 async def test_a_submission_losing_to_a_change_of_its_link_is_told_which(
     auth_app: Starlette,
     smtp: SmtpServer,
@@ -554,22 +555,10 @@ async def test_a_submission_losing_to_a_change_of_its_link_is_told_which(
     """The link was reissued, revoked or expired after the submission read it and before its
     update: the recipient is told that (which, as a later attempt would be), not that the link
     was already used, and nothing is stored."""
-    from app.declarations import public
-
     await signed_up(browser, smtp)
     declaration_id, token = await sent_declaration(browser, smtp, new_email())
     questions = (await form(browser_for(auth_app), token))["questions"]
-    real_found = public._found
-
-    async def found_then_changed(session: Any, env: Any, link: str) -> Any:
-        found = await real_found(session, env, link)
-        async with superuser_engine.begin() as conn:
-            await conn.execute(
-                text(f"update declarations set {meanwhile} where id = :i"), {"i": declaration_id}
-            )
-        return found
-
-    monkeypatch.setattr(public, "_found", found_then_changed)
+    change_after_lookup(monkeypatch, superuser_engine, declaration_id, meanwhile)
     recipient = browser_for(auth_app)
     async with recipient.client:
         answer = await recipient.gql(
