@@ -93,11 +93,19 @@ def codes(body: dict[str, Any]) -> list[str]:
     return [error["extensions"]["code"] for error in body.get("errors", [])]
 
 
+# Backends of this test run's database only: another run on the same server (a second
+# checkout's tests) waits for locks of its own, and seen here it would end the wait too soon.
+_WAITING = text(
+    "select count(*) from pg_locks l join pg_stat_activity a using (pid) "
+    "where not l.granted and a.datname = current_database()"
+)
+
+
 async def until_lock_waited(superuser: AsyncEngine) -> None:
     """Until some backend waits for a lock (the request under test, on a row a test holds)."""
     for _ in range(200):
         async with superuser.connect() as conn:
-            if await conn.scalar(text("select count(*) from pg_locks where not granted")):
+            if await conn.scalar(_WAITING):
                 return
         await asyncio.sleep(0.02)
     raise AssertionError("no backend came to wait for a lock")

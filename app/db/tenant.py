@@ -68,6 +68,27 @@ def _rolled_back(error: BaseException) -> bool:
     return isinstance(state, str) and state[:2] in {"23", "40"}
 
 
+# PostgreSQL ended the transaction to break a deadlock, or as a serialisation failure: it did
+# nothing wrong, and run again it normally succeeds (PostgreSQL's advice for both).
+_RUN_AGAIN = frozenset({"40P01", "40001"})
+
+
+def worth_running_again(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what it wraps: a GraphQL error's original, a DBAPIError's driver
+    error) says PostgreSQL rolled the transaction back to end a deadlock or a serialisation
+    failure, so that running the whole of it again is safe and likely to succeed."""
+    seen = 0
+    while error is not None and seen < 8:
+        state = getattr(error, "sqlstate", None) or getattr(
+            getattr(error, "orig", None), "sqlstate", None
+        )
+        if state in _RUN_AGAIN:
+            return True
+        error = getattr(error, "original_error", None) or error.__cause__
+        seen += 1
+    return False
+
+
 def on_rollback(session: AsyncSession, undo: Callable[[], Awaitable[None]]) -> None:
     """Run ``undo`` if the session's transaction (one of ``transaction``'s) does not commit:
     for work done outside the database for rows that would otherwise be lost, such as a stored

@@ -4,7 +4,8 @@ Every operation runs inside exactly one database transaction, bound to the calle
 commits only when the operation produced no error; any error rolls back all of it, so a mutation
 is never half-written and never written without its audit entry. Refusals that must still be on
 the record (a failed sign-in) are written afterwards, in a transaction of their own, as is what
-a committed operation leaves for afterwards (ending the session a new sign-in replaced).
+a committed operation leaves for afterwards (ending the session a new sign-in replaced). An
+operation whose transaction PostgreSQL rolled back to end a deadlock runs again, in a new one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -25,7 +27,7 @@ from strawberry.types.graphql import OperationType
 
 from app.auth import sessions
 from app.auth.sessions import SessionIdentity
-from app.db.tenant import transaction
+from app.db.tenant import transaction, worth_running_again
 from app.errors import AppError, MethodNotAllowed, RateLimited, format_errors
 from app.http import lane, persisted
 from app.http.credentials import credentials, identify
@@ -102,18 +104,44 @@ async def authenticate(request: Request, state: AppState, session: AsyncSession)
     if not isinstance(identity, keys.ApiKeyIdentity):
         raise RequestError(401, "UNAUTHENTICATED", "The API key is not valid.")
     if request.scope["state"].get(lane.COUNTED) == str(identity.key_id):
-        return identity  # the read lane counted this request before handing it over
+        return identity  # the read lane, or a run that deadlocked, counted this request
     try:
         await state.limiter.hit(Policy.API_KEY_REQUESTS, str(identity.key_id))
     except RateLimited as limited:
         raise RequestError(429, limited.code, limited.message) from limited
+    request.scope["state"][lane.COUNTED] = str(identity.key_id)
     return identity
+
+
+class _RunAgain(Exception):
+    """PostgreSQL rolled the operation's transaction back to end a deadlock: run it again."""
+
+
+# How many times an operation runs at most. A deadlock's victim is rolled back whole, and run
+# again it finds the transaction it deadlocked with gone (committed or rolled back): a removal
+# of a member (the firm's chain lock, then their session rows) deadlocks with that member's
+# own request (their session's row, touched or ended, then the chain lock) in either order.
+RUNS = 3
 
 
 async def execute(
     request: Request, state: AppState, body: GraphQLRequest
 ) -> tuple[ExecutionResult, Context]:
-    """Run one operation in one transaction; the context is bound to the caller's firm."""
+    """Run one operation in one transaction; the context is bound to the caller's firm. A
+    transaction PostgreSQL ended to break a deadlock runs again, as if the client had retried:
+    nothing of it was kept, and what it did outside the database was undone with it."""
+    for _ in range(RUNS - 1):
+        try:
+            return await _execute_once(request, state, body, last=False)
+        except _RunAgain:
+            request_id = request.scope["state"]["request_id"]
+            log.warning("request %s deadlocked; running it again", request_id)
+    return await _execute_once(request, state, body, last=True)
+
+
+async def _execute_once(
+    request: Request, state: AppState, body: GraphQLRequest, *, last: bool
+) -> tuple[ExecutionResult, Context]:
     allowed = ALLOWED if request.method == "POST" else frozenset({OperationType.QUERY})
     try:
         async with transaction(state.sessions) as session:
@@ -148,7 +176,13 @@ async def execute(
                 raise RequestError(400, "BAD_REQUEST", "The operation cannot be run here.") from e
             if result.errors:
                 raise _Rollback(result)
+    except DBAPIError as error:
+        if not last and worth_running_again(error):
+            raise _RunAgain from error
+        raise
     except _Rollback as rollback:
+        if not last and any(map(worth_running_again, rollback.result.errors or ())):
+            raise _RunAgain from None
         await record_refusals(state, rollback.result)
         refused = _refused_method(rollback.result)
         if refused is not None:

@@ -1,0 +1,84 @@
+"""A removal deadlocks with the removed member's own request, whichever PostgreSQL ends: the
+removal takes the firm's chain lock, then the member's session rows; the member's request holds
+its session's row (touched after a minute idle, or ended by a sign-out), then takes the chain
+lock. The transaction PostgreSQL rolls back to break the deadlock runs again, and the request
+is answered as if there had been none, not with INTERNAL_SERVER_ERROR.
+
+Each side is played here by a superuser connection taking the same locks in the same order, so
+that the side under test is the one that waits first: that one finds the deadlock and is ended
+(the connection's own ``deadlock_timeout`` is longer, so it never looks)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.audit import chain
+from app.auth.actor import Role
+from tests.factories import Members, codes, gql, until_lock_waited
+
+REMOVE = "mutation($u: UUID!) { removeMember(userId: $u) { ok } }"
+SIGN_OUT = "mutation { signOut { ok } }"
+FIRM = "{ firm { id } }"
+NEVER_LOOKS = text("set local deadlock_timeout = '30s'")
+
+
+async def _entries(superuser: AsyncEngine, firm_id: object, action: str) -> int:
+    async with superuser.connect() as conn:
+        found = await conn.scalar(
+            text("select count(*) from audit_log where firm_id = :f and action = :a"),
+            {"f": firm_id, "a": action},
+        )
+    return int(found)
+
+
+async def test_a_removal_ended_to_break_a_deadlock_runs_again(
+    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    owner = await members.create()
+    member = await members.create(Role.MEMBER, firm_id=owner.firm_id)
+    async with superuser_engine.connect() as conn:
+        await conn.execute(NEVER_LOOKS)
+        # The member's request: their session's row first.
+        await conn.execute(
+            text("update sessions set last_seen_at = now() where user_id = :u"),
+            {"u": member.user_id},
+        )
+        removing = asyncio.create_task(gql(client, REMOVE, {"u": str(member.user_id)}, owner))
+        await until_lock_waited(superuser_engine)  # the removal, on that row, holding the chain
+        # Then the chain lock: waits for the removal, which is ended when it finds the deadlock.
+        key = chain._lock_key(owner.firm_id)
+        await conn.execute(text("select pg_advisory_xact_lock(:k)"), {"k": key})
+        await conn.commit()
+    removed = await removing
+    assert removed == {"data": {"removeMember": {"ok": True}}}, removed
+    assert codes(await gql(client, FIRM, member=member)) == ["UNAUTHENTICATED"]
+    assert await _entries(superuser_engine, owner.firm_id, "member.removed") == 1
+
+
+async def test_a_sign_out_ended_to_break_a_deadlock_runs_again(
+    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    owner = await members.create()
+    member = await members.create(Role.MEMBER, firm_id=owner.firm_id)
+    async with superuser_engine.connect() as conn:
+        await conn.execute(NEVER_LOOKS)
+        # The removal: the firm's chain lock first.
+        key = chain._lock_key(owner.firm_id)
+        await conn.execute(text("select pg_advisory_xact_lock(:k)"), {"k": key})
+        signing_out = asyncio.create_task(gql(client, SIGN_OUT, member=member))
+        await until_lock_waited(superuser_engine)  # the sign-out, holding its session's row
+        # Then the member's sessions: waits for the sign-out, ended when it finds the deadlock.
+        await conn.execute(
+            text("update sessions set revoked_at = now() where user_id = :u"),
+            {"u": member.user_id},
+        )
+        await until_lock_waited(superuser_engine)  # run again: it saw the session live
+        await conn.commit()
+    signed_out = await signing_out
+    # Run again after the removal's end of the session: nothing left to end, nothing recorded.
+    assert signed_out == {"data": {"signOut": {"ok": True}}}, signed_out
+    assert await _entries(superuser_engine, owner.firm_id, "auth.signed_out") == 0
