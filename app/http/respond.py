@@ -71,8 +71,10 @@ function input(q) {
   }
   return box;
 }
-function value(q, form) {
-  const raw = form.elements[q.id].value.trim();
+// Each field by its own id, never form.elements[name]: a question's id may be a name the
+// form's list already has ("length", "item") or one of the page's own ("sig", "attest").
+function value(q) {
+  const raw = document.getElementById("q_" + q.id).value.trim();
   if (raw === "") return undefined;
   if (q.kind === "YES_NO") return raw === "yes";
   if (q.kind === "MONEY") return Math.round(parseFloat(raw) * 100);
@@ -116,9 +118,9 @@ async function start() {
     event.preventDefault();
     const answers = {};
     for (const q of f.questions) {
-      const v = value(q, form);
+      const v = value(q);
       if (v !== undefined) answers[q.id] = v;
-      const e = form.elements[q.id + "_explanation"];
+      const e = document.getElementById("q_" + q.id + "_explanation");
       if (e && e.value.trim()) answers[q.id + "_explanation"] = e.value.trim();
     }
     const input = {answers, attestationAccepted: document.getElementById("attest").checked,

@@ -26,12 +26,19 @@ class Element {
     this.attributes[name] = value;
     if (name === "id") byId[value] = this;
   }
-  // A form's controls by name, as a browser's form.elements gives them.
+  // A form's controls by name or id, as a browser's form.elements gives them: a name its
+  // collection already has ("length", "item") gives that instead, and a name that two
+  // controls answer to gives a list of both, whose value is "".
   get elements() {
-    const find = (node, name) => !(node instanceof Element) ? undefined
-      : node.attributes.name === name ? node
-        : node.children.map((child) => find(child, name)).find(Boolean);
-    return new Proxy({}, { get: (_, name) => find(this, name) });
+    const all = (node) => !(node instanceof Element) ? []
+      : [node, ...node.children.flatMap(all)];
+    const named = (name) => all(this).filter(
+      (node) => node !== this && (node.attributes.name === name || node.attributes.id === name));
+    const own = { length: 0, item: () => null, namedItem: () => null };
+    return new Proxy({}, {
+      get: (_, name) => name in own ? own[name]
+        : named(name).length > 1 ? { value: "" } : named(name)[0],
+    });
   }
   texts() {
     const inner = (child) => child instanceof Element ? child.texts() : [String(child)];
@@ -49,7 +56,15 @@ class Element {
 const FORM = {
   firmName: "Loop Advisers Ltd", recipientName: "Pat Doe", templateName: "Fitness", dueDate: null,
   attestation: "I confirm.",
-  questions: [{ id: "q1", kind: "YES_NO", label: "Ever?", required: true, choices: [] }],
+  // Ids a template may give its questions that are also names the page itself, or a form's
+  // list of controls, already has.
+  questions: [
+    { id: "q1", kind: "YES_NO", label: "Ever?", required: true, choices: [] },
+    { id: "length", kind: "SHORT_TEXT", label: "Term?", required: true, choices: [],
+      maxLength: 200 },
+    { id: "sig", kind: "YES_NO", label: "Signed before?", required: false, choices: [],
+      explainIf: "yes" },
+  ],
 };
 const KEY = "k".repeat(32);
 const RECEIPT = { submittedAt: "2026-11-29T10:00:00Z", responseSha256: "ab".repeat(32) };
@@ -118,6 +133,9 @@ let submitted = [], status = [];
 if (network.startsWith("submit")) {
   const form = elements.main.children.find((child) => child.tag === "form");
   Object.assign(byId.q_q1, { value: "no" });
+  Object.assign(byId.q_length, { value: "Five years" });
+  Object.assign(byId.q_sig, { value: "yes" });
+  Object.assign(byId.q_sig_explanation, { value: "Once, in 2020" });
   Object.assign(byId.attest, { checked: true });
   Object.assign(byId.sig, { value: "Pat Doe" });
   for (let press = 0; press < (network === "submit-ok" ? 1 : 2); press += 1) {

@@ -675,6 +675,13 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
     ]
     accepted = await _run_page(node, script, token, "submit-ok")
     assert len(accepted["submitted"]) == 1
+    # Every answer is read, whatever its question's id (form.elements["length"] is a count).
+    assert accepted["submitted"][0]["answers"] == {
+        "q1": False,
+        "length": "Five years",
+        "sig": True,
+        "sig_explanation": "Once, in 2020",
+    }
     assert accepted["status"] == [
         "Thank you: your answers were submitted. We are emailing you a copy of this receipt.",
         "Receipt (SHA-256 of your response): ",
