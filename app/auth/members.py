@@ -275,6 +275,11 @@ async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID)
     """Remove a member and end their sessions for this firm (``details.sessions`` counts them):
     re-invited later, they sign in afresh."""
     actor.require(Role.ADMIN)
+    # Their sessions' rows before the firm's chain lock, as their own requests take them (a
+    # session marked seen, or ended, then the lock to record it): a removal holding the lock
+    # while it waited for those rows deadlocked with them, and stalled the firm's writes
+    # behind their slowest request.
+    await calls.hold_member_sessions(session, user_id)
     await chain.lock_firm(session, actor.firm_id)
     actor = await _acting_member(session, actor)
     actor.require(Role.ADMIN)

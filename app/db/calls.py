@@ -57,6 +57,7 @@ _THROTTLED_UNTIL = text("select auth_sign_in_throttled_until(:address)")
 _NOTE_FAILURE = text("select auth_note_failed_sign_in_by_address(:address, :threshold)")
 _CLEAR_FAILURES = text("select auth_clear_sign_in_failures(:address)")
 _END_MEMBER_SESSIONS = text("select auth_end_member_sessions(:user_id)")
+_HOLD_MEMBER_SESSIONS = text("select auth_hold_member_sessions(:user_id)")
 _END_MY_SESSIONS = text("select firm_id from auth_end_my_sessions(:user_id)")
 _START_SESSION = text(
     "select auth_start_session(:id, :token_hash, :user_id, :firm_id, :expires_at, :ip, :user_agent)"
@@ -230,6 +231,12 @@ async def clear_failed_sign_ins(session: AsyncSession, address: bytes) -> None:
 async def end_member_sessions(session: AsyncSession, user_id: object) -> int:
     """End a removed member's sessions in the bound firm; how many were live."""
     return int((await session.execute(_END_MEMBER_SESSIONS, {"user_id": user_id})).scalar_one())
+
+
+async def hold_member_sessions(session: AsyncSession, user_id: object) -> None:
+    """Lock a member's live sessions in the bound firm until the transaction ends (the acting
+    admin's, before a removal takes the firm's chain lock: 0034)."""
+    await session.execute(_HOLD_MEMBER_SESSIONS, {"user_id": user_id})
 
 
 async def end_my_sessions(session: AsyncSession, user_id: object) -> list[Any]:

@@ -1,8 +1,10 @@
-"""A removal deadlocks with the removed member's own request, whichever PostgreSQL ends: the
-removal takes the firm's chain lock, then the member's session rows; the member's request holds
-its session's row (touched after a minute idle, or ended by a sign-out), then takes the chain
-lock. The transaction PostgreSQL rolls back to break the deadlock runs again, and the request
-is answered as if there had been none, not with INTERNAL_SERVER_ERROR.
+"""A member's request holds its session's row (marked seen after a minute idle, or ended by a
+sign-out), then takes the firm's chain lock to record. A removal took the chain lock, then the
+member's session rows: the two deadlocked, and the removal held every write of the firm up
+behind the member's request. It now takes the rows first (0034). And whatever deadlocks, the
+transaction PostgreSQL rolls back to break it runs again, and the request is answered as if
+there had been none, not with INTERNAL_SERVER_ERROR: a flow taking the lock, then the member's
+session rows, as removals did, ends a sign-out, which succeeds on its second run.
 
 Each side is played here by a superuser connection taking the same locks in the same order, so
 that the side under test is the one that waits first: that one finds the deadlock and is ended
@@ -35,24 +37,30 @@ async def _entries(superuser: AsyncEngine, firm_id: object, action: str) -> int:
     return int(found)
 
 
-async def test_a_removal_ended_to_break_a_deadlock_runs_again(
+async def test_a_removal_waits_for_the_members_request_holding_nothing_of_the_firms(
     client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
 ) -> None:
+    """The member's request holds their session's row (marked seen after a minute idle) for as
+    long as it runs, a pack's render and upload say. The removal waits for it before it takes
+    the firm's chain lock (0034): every other write of the firm goes on meanwhile, and the
+    member's request, holding the row and then taking the lock, meets no deadlock."""
     owner = await members.create()
     member = await members.create(Role.MEMBER, firm_id=owner.firm_id)
+    key = chain._lock_key(owner.firm_id)
     async with superuser_engine.connect() as conn:
         await conn.execute(NEVER_LOOKS)
-        # The member's request: their session's row first.
         await conn.execute(
             text("update sessions set last_seen_at = now() where user_id = :u"),
             {"u": member.user_id},
         )
         removing = asyncio.create_task(gql(client, REMOVE, {"u": str(member.user_id)}, owner))
-        await until_lock_waited(superuser_engine)  # the removal, on that row, holding the chain
-        # Then the chain lock: waits for the removal, which is ended when it finds the deadlock.
-        key = chain._lock_key(owner.firm_id)
+        await until_lock_waited(superuser_engine)  # the removal, on that row
+        async with superuser_engine.connect() as other:
+            free = await other.scalar(text("select pg_try_advisory_xact_lock(:k)"), {"k": key})
+        # The member's request records: the lock is free, so no deadlock for either.
         await conn.execute(text("select pg_advisory_xact_lock(:k)"), {"k": key})
         await conn.commit()
+    assert free, "the removal held the firm's chain lock while it waited for the member"
     removed = await removing
     assert removed == {"data": {"removeMember": {"ok": True}}}, removed
     assert codes(await gql(client, FIRM, member=member)) == ["UNAUTHENTICATED"]
