@@ -11,7 +11,7 @@ and, behind the member's slowest request (a pack's render and upload), it held t
 that every write of the firm waits for. ``auth_hold_member_sessions`` takes the rows first, as
 the member's own requests do, so the removal waits for those holding nothing of the firm's.
 As ``auth_end_member_sessions`` (0020): the owner's, for the transaction's firm only, and for
-its admins and owners acting; it locks and changes nothing else.
+its admins and owners acting; it locks nothing else and changes nothing.
 """
 
 from alembic import op
@@ -24,21 +24,18 @@ branch_labels = None
 depends_on = None
 
 STATEMENTS = [
+    # Holds nothing for one who is not an admin now (demoted since their request began): the
+    # removal then refuses them FORBIDDEN, under the chain lock, as before.
     f"""create function auth_hold_member_sessions(p_user uuid) returns void
     language plpgsql security definer set search_path = pg_catalog, public, pg_temp as $$
     declare
         v_firm uuid := nullif(current_setting('app.firm_id', true), '')::uuid;
     begin
-        if v_firm is null or not exists (
-            select 1 from memberships m
-            where m.firm_id = v_firm and m.user_id = {ACTOR} and m.role in ('owner', 'admin')
-        ) then
-            raise exception 'only a firm''s admin may hold its members'' sessions'
-                using errcode = 'insufficient_privilege';
-        end if;
-        perform 1 from sessions
-        where user_id = p_user and firm_id = v_firm and revoked_at is null
-        for no key update;
+        perform 1 from sessions s
+        where s.user_id = p_user and s.firm_id = v_firm and s.revoked_at is null
+          and exists (select 1 from memberships m where m.firm_id = v_firm
+                      and m.user_id = {ACTOR} and m.role in ('owner', 'admin'))
+        for no key update of s;
     end $$""",
     "revoke all on function auth_hold_member_sessions(uuid) from public",
     "grant execute on function auth_hold_member_sessions(uuid) to coverproof_app",

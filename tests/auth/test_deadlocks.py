@@ -13,13 +13,16 @@ that the side under test is the one that waits first: that one finds the deadloc
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.audit import chain
 from app.auth.actor import Role
+from app.db import calls
 from tests.factories import Members, codes, gql, until_lock_waited
 
 REMOVE = "mutation($u: UUID!) { removeMember(userId: $u) { ok } }"
@@ -90,3 +93,30 @@ async def test_a_sign_out_ended_to_break_a_deadlock_runs_again(
     # Run again after the removal's end of the session: nothing left to end, nothing recorded.
     assert signed_out == {"data": {"signOut": {"ok": True}}}, signed_out
     assert await _entries(superuser_engine, owner.firm_id, "auth.signed_out") == 0
+
+
+async def test_an_admin_demoted_as_their_removal_of_a_member_begins_is_refused(
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Demoted after their request read their role, before it holds the member's sessions:
+    refused FORBIDDEN under the chain lock, as before 0034, not a 500 from the hold."""
+    owner = await members.create()
+    admin = await members.create(Role.ADMIN, firm_id=owner.firm_id)
+    member = await members.create(Role.MEMBER, firm_id=owner.firm_id)
+    hold = calls.hold_member_sessions
+
+    async def demoted_first(session: Any, user_id: object) -> None:
+        async with superuser_engine.begin() as conn:
+            await conn.execute(
+                text("update memberships set role = 'member' where user_id = :u"),
+                {"u": admin.user_id},
+            )
+        await hold(session, user_id)
+
+    monkeypatch.setattr(calls, "hold_member_sessions", demoted_first)
+    refused = await gql(client, REMOVE, {"u": str(member.user_id)}, admin)
+    assert codes(refused) == ["FORBIDDEN"], refused
+    assert "errors" not in await gql(client, FIRM, member=member)  # still a member
