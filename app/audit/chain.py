@@ -20,6 +20,7 @@ import asyncpg
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import canonical
@@ -28,8 +29,10 @@ from app.audit.signing import checkpoint_payload, verify_signature
 from app.auth.actor import Actor, ActorType
 from app.db import calls
 from app.db.models import AuditCheckpoint, AuditEntry
+from app.errors import Unauthenticated
 
 _TABLE = cast(Table, AuditEntry.__table__)
+_NOT_A_MEMBER = "42501"  # insufficient_privilege, as audit_member_locked_head refuses (0035)
 SORT = orjson.OPT_SORT_KEYS
 # Built once: SQLAlchemy memoises a statement object's cache key, whereas an insert rebuilt
 # with its values is traversed again on every append.
@@ -54,11 +57,24 @@ def holds_lock(session: AsyncSession) -> bool:
     return bool(session.info.get(_HOLDS_LOCK))
 
 
-async def locked_head(session: AsyncSession, firm_id: uuid.UUID) -> Any:
+async def locked_head(
+    session: AsyncSession, firm_id: uuid.UUID, member: uuid.UUID | None = None
+) -> Any:
     """The firm's chain head (seq, hash), or None, read after taking the firm's lock so it
-    cannot move until the transaction ends."""
+    cannot move until the transaction ends. ``member``: a user acting as a member of the firm,
+    refused UNAUTHENTICATED if they are no longer one (removed while their request ran: the
+    removal held this lock until it committed)."""
     session.info[_HOLDS_LOCK] = True
-    return await calls.locked_chain_head(session, firm_id, _lock_key(firm_id))
+    try:
+        return await calls.locked_chain_head(session, firm_id, _lock_key(firm_id), member)
+    except DBAPIError as error:
+        if member is not None and getattr(error.orig, "sqlstate", None) == _NOT_A_MEMBER:
+            raise Unauthenticated() from None
+        raise
+
+
+def _member(actor: Actor, as_member: bool) -> uuid.UUID | None:
+    return actor.id if as_member and actor.type is ActorType.USER else None
 
 
 async def lock_firm(session: AsyncSession, firm_id: uuid.UUID) -> None:
@@ -113,10 +129,15 @@ async def record(
     target_type: str | None = None,
     target_id: object | None = None,
     details: dict[str, Any] | None = None,
+    *,
+    as_member: bool = True,
 ) -> dict[str, Any]:
-    """Append one entry to the actor's firm chain, inside the caller's transaction."""
+    """Append one entry to the actor's firm chain, inside the caller's transaction. A user
+    records as a member of the firm (``as_member``), refused once removed; an entry about a
+    user that is not their act as a member (a refused link of theirs, their removal of
+    themselves) is recorded whatever their membership."""
     firm_id = actor.firm_id
-    head = await locked_head(session, firm_id)
+    head = await locked_head(session, firm_id, _member(actor, as_member))
     entry = _entry(
         firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details
     )
@@ -135,7 +156,9 @@ async def record_on(
     """``record`` on a plain asyncpg connection whose transaction is bound to the actor's firm
     (the write lane's): the same lock, head, entry and insert."""
     firm_id = actor.firm_id
-    found = await calls.lane_locked_chain_head(conn, firm_id, _lock_key(firm_id))
+    found = await calls.lane_locked_chain_head(
+        conn, firm_id, _lock_key(firm_id), _member(actor, True)
+    )
     head = None if found is None else Head(found["seq"], found["hash"])
     entry = _entry(
         firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details

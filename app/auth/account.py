@@ -35,7 +35,9 @@ async def end_replaced_session(session: AsyncSession, actor: Actor) -> None:
     await bind_tenant(session, actor.firm_id, actor.id)
     if actor.session_id is not None and await sessions.revoke(session, actor.id, actor.session_id):
         details = {"replaced": True}
-        await chain.record(session, actor, Action.SIGNED_OUT, "session", actor.session_id, details)
+        await chain.record(
+            session, actor, Action.SIGNED_OUT, "session", actor.session_id, details, as_member=False
+        )
 
 
 async def sign_out_everywhere(session: AsyncSession, actor: Actor) -> int:

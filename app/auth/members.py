@@ -305,4 +305,13 @@ async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID)
     )
     withdrawn = await _withdraw_invitations(session, actor.firm_id, sent_or_to_them)
     details = {"role": target.role, "sessions": ended, "invitations": withdrawn}
-    await chain.record(session, actor, Action.MEMBER_REMOVED, "user", user_id, details)
+    # One who removed themselves is no longer a member now: their act, checked above.
+    await chain.record(
+        session,
+        actor,
+        Action.MEMBER_REMOVED,
+        "user",
+        user_id,
+        details,
+        as_member=user_id != actor.id,
+    )

@@ -162,7 +162,10 @@ async def record_refusal(
     if known is not None and known.firm_id is not None and known.user_id is not None:
         await bind_tenant(session, known.firm_id, known.user_id)
         actor = user_actor(env, known.user_id, known.firm_id, known.role or Role.VIEWER)
-        await chain.record(session, actor, Action.TOKEN_REFUSED, "user", known.user_id, details)
+        # About the link, not an act of theirs as a member: recorded if they were removed since.
+        await chain.record(
+            session, actor, Action.TOKEN_REFUSED, "user", known.user_id, details, as_member=False
+        )
     else:
         await chain.record_platform(session, Action.TOKEN_REFUSED, ip=env.ip, details=details)
 
@@ -303,7 +306,7 @@ async def _record_failure(
     if user is not None and user.firm_id is not None:
         await bind_tenant(session, user.firm_id, user.user_id)
         actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
-        await chain.record(session, actor, action, "user", user.user_id)
+        await chain.record(session, actor, action, "user", user.user_id, as_member=False)
     # Registered or not, as in _send_if_known (see why there): the refusal is answered after.
     await chain.record_platform(session, action, ip=env.ip)
 

@@ -23,8 +23,8 @@ _SESSION_LOOKUP = text(
 _BIND_SESSION = (
     "select session_id, user_id, firm_id, role, email_verified from auth_bind_session($1, $2)"
 )
-_LOCKED_HEAD = text("select seq, hash from audit_locked_head(:firm_id, :key)")
-_LOCKED_HEAD_PLAIN = "select seq, hash from audit_locked_head($1, $2)"
+_LOCKED_HEAD = text("select seq, hash from audit_member_locked_head(:firm_id, :key, :member)")
+_LOCKED_HEAD_PLAIN = "select seq, hash from audit_member_locked_head($1, $2, $3)"
 _BIND_API_KEY = "select key_id, firm_id, scopes from api_key_bind($1)"
 _ENTRIES = (
     "select seq, "
@@ -143,16 +143,20 @@ async def batches(
             await pending
 
 
-async def locked_chain_head(session: AsyncSession, firm_id: object, key: int) -> Row[Any] | None:
-    """Take the firm's chain lock, then read its head (seq, hash), in one round trip."""
-    return (await session.execute(_LOCKED_HEAD, {"firm_id": firm_id, "key": key})).one_or_none()
+async def locked_chain_head(
+    session: AsyncSession, firm_id: object, key: int, member: object | None
+) -> Row[Any] | None:
+    """Take the firm's chain lock, then read its head (seq, hash), in one round trip; refused
+    (SQLSTATE 42501) if ``member``, a user acting as a member, is no longer one (0035)."""
+    values = {"firm_id": firm_id, "key": key, "member": member}
+    return (await session.execute(_LOCKED_HEAD, values)).one_or_none()
 
 
 async def lane_locked_chain_head(
-    conn: asyncpg.Connection, firm_id: object, key: int
+    conn: asyncpg.Connection, firm_id: object, key: int, member: object | None
 ) -> asyncpg.Record | None:
     """``locked_chain_head`` on a plain asyncpg connection (the write lane's)."""
-    return await conn.fetchrow(_LOCKED_HEAD_PLAIN, firm_id, key)
+    return await conn.fetchrow(_LOCKED_HEAD_PLAIN, firm_id, key, member)
 
 
 @functools.cache

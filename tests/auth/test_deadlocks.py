@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.audit import chain
 from app.auth.actor import Role
 from app.db import calls
+from app.declarations.templates import load_builtins
 from tests.factories import Members, codes, gql, until_lock_waited
 
 REMOVE = "mutation($u: UUID!) { removeMember(userId: $u) { ok } }"
@@ -120,3 +121,46 @@ async def test_an_admin_demoted_as_their_removal_of_a_member_begins_is_refused(
     refused = await gql(client, REMOVE, {"u": str(member.user_id)}, admin)
     assert codes(refused) == ["FORBIDDEN"], refused
     assert "errors" not in await gql(client, FIRM, member=member)  # still a member
+
+
+CREATE = (
+    "mutation($i: DeclarationCreateInput!) { createDeclaration(input: $i) { declaration { id } } }"
+)
+
+
+async def test_a_members_request_running_as_they_are_removed_commits_nothing(
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The member's request read their membership when it began; the removal commits before it
+    records. Once it holds the firm's chain lock, which the removal held to its commit, it
+    finds them removed: UNAUTHENTICATED, and nothing of it is written (0035). Before, the
+    declaration was made and recorded as theirs after member.removed."""
+    owner = await members.create()
+    member = await members.create(Role.MEMBER, firm_id=owner.firm_id)
+    reached, go_on = asyncio.Event(), asyncio.Event()
+    locked_head = chain.locked_head
+
+    async def held(session: Any, firm_id: Any, acting: Any = None) -> Any:
+        if acting == member.user_id and not reached.is_set():
+            reached.set()
+            await go_on.wait()  # its work done, its record not yet made
+        return await locked_head(session, firm_id, acting)
+
+    monkeypatch.setattr(chain, "locked_head", held)
+    fit = next(b for b in load_builtins() if b.key == "fit_and_proper")
+    made = {"templateId": str(fit.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
+    creating = asyncio.create_task(gql(client, CREATE, {"i": made}, member))
+    await reached.wait()
+    removed = await gql(client, REMOVE, {"u": str(member.user_id)}, owner)
+    assert removed == {"data": {"removeMember": {"ok": True}}}, removed
+    go_on.set()
+    assert codes(await creating) == ["UNAUTHENTICATED"]
+    async with superuser_engine.connect() as conn:
+        found = await conn.scalar(
+            text("select count(*) from declarations where firm_id = :f"), {"f": owner.firm_id}
+        )
+    assert found == 0
+    assert await _entries(superuser_engine, owner.firm_id, "declaration.created") == 0
