@@ -209,12 +209,21 @@ async def after_commit(state: AppState, context: Context) -> None:
 
 
 async def record_refusals(state: AppState, result: ExecutionResult) -> None:
-    """Write what a failed operation must leave on the record, each in its own transaction."""
+    """Write what a failed operation must leave on the record, each in its own transaction,
+    run again if PostgreSQL ends it to break a deadlock (a failed sign-in's count clears old
+    rows, then takes the firm's chain lock; an acceptance takes the lock, then its row)."""
     for error in result.errors or ():
         original = error.original_error
         if isinstance(original, AppError) and original.after_rollback is not None:
-            async with transaction(state.sessions) as session:
-                await original.after_rollback(session)
+            for run in range(1, RUNS + 1):
+                try:
+                    async with transaction(state.sessions) as session:
+                        await original.after_rollback(session)
+                    break
+                except DBAPIError as failed:
+                    if run == RUNS or not worth_running_again(failed):
+                        raise
+                    log.warning("a refusal's record deadlocked; running it again")
 
 
 def _refused_method(result: ExecutionResult) -> MethodNotAllowed | None:

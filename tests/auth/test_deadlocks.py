@@ -13,6 +13,7 @@ that the side under test is the one that waits first: that one finds the deadloc
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import httpx
@@ -164,3 +165,40 @@ async def test_a_members_request_running_as_they_are_removed_commits_nothing(
         )
     assert found == 0
     assert await _entries(superuser_engine, owner.firm_id, "declaration.created") == 0
+
+
+SIGN_IN = """mutation($e: String!, $p: String!) {
+  signInWithPassword(email: $e, password: $p) { userId } }"""
+
+
+async def test_a_refusals_record_ended_to_break_a_deadlock_runs_again(
+    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    """A failed sign-in's record, after the rollback, counts the failure (clearing other
+    addresses' month-old rows), then takes the firm's chain lock; an invitation's acceptance
+    takes the lock, then clears its address's row. Ended to break the deadlock, the record runs
+    again: the failure is answered, counted and on the trail, not a 500 with neither."""
+    owner = await members.create()
+    stale = os.urandom(32)  # another address's, last failed a month ago
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "insert into sign_in_failures (address_key, failures, last_failed_at) "
+                "values (:a, 1, now() - interval '31 days')"
+            ),
+            {"a": stale},
+        )
+    async with superuser_engine.connect() as conn:
+        await conn.execute(NEVER_LOOKS)
+        key = chain._lock_key(owner.firm_id)
+        await conn.execute(text("select pg_advisory_xact_lock(:k)"), {"k": key})
+        wrong = {"e": owner.email, "p": "not the password at all"}
+        signing_in = asyncio.create_task(gql(client, SIGN_IN, wrong))
+        await until_lock_waited(superuser_engine)  # the record, on the chain lock
+        await conn.execute(
+            text("delete from sign_in_failures where address_key = :a"), {"a": stale}
+        )
+        await until_lock_waited(superuser_engine)  # run again: on the chain lock once more
+        await conn.commit()
+    assert codes(await signing_in) == ["INVALID_CREDENTIALS"]
+    assert await _entries(superuser_engine, owner.firm_id, "auth.sign_in.failed") == 1
