@@ -283,11 +283,13 @@ async def download_url(
     return download.link(env.public_url, env.secret_key, actor.firm_id, pack.id)
 
 
-async def serve_download(
+async def read_download(
     session: AsyncSession, actor: Actor, storage: Storage, pack_id: uuid.UUID
 ) -> tuple[EvidencePack, bytes]:
     """A ready pack's bytes for the download route, checked against the SHA-256 recorded when
-    it was made (an altered file is refused and logged, never served), and audited."""
+    it was made (an altered file is refused and logged, never served). Read before anything
+    takes the firm's chain lock (``record_download``): every write of the firm would wait for
+    the store."""
     pack = await get_pack(session, actor, pack_id)
     if pack.status != "ready" or pack.storage_key is None or pack.sha256 is None:
         raise NotFound("Evidence pack not found.")
@@ -295,6 +297,11 @@ async def serve_download(
     if hashlib.sha256(data).digest() != pack.sha256:
         log.error("evidence pack %s: the stored file differs from its recorded SHA-256", pack.id)
         raise PackFileAltered("The stored pack does not match its recorded SHA-256.")
+    return pack, data
+
+
+async def record_download(session: AsyncSession, actor: Actor, pack: EvidencePack) -> None:
+    """Audit a download ``read_download`` read."""
+    assert pack.sha256 is not None  # a ready pack's
     details = {"via": "signed_link", "sha256": pack.sha256.hex()}
     await chain.record(session, actor, Action.EVIDENCE_PACK_DOWNLOADED, TARGET, pack.id, details)
-    return pack, data

@@ -89,14 +89,16 @@ async def download_pack(request: Request) -> Response:
             await state.limiter.hit(
                 Policy.PACK_DOWNLOADS_PER_CALLER, f"{actor.type.value}:{actor.id}"
             )
-            if isinstance(identity, ApiKeyIdentity) and identity.first_use:
-                await keys.record_first_use(session, actor)
             try:
-                pack, data = await service.serve_download(
+                pack, data = await service.read_download(
                     session, actor, state.storage, claim.pack_id
                 )
             except NotFound as missing:
                 raise _Refused from missing
+            # Recorded once the file is read: the chain lock is held to the commit.
+            if isinstance(identity, ApiKeyIdentity) and identity.first_use:
+                await keys.record_first_use(session, actor)
+            await service.record_download(session, actor, pack)
     except _Refused:
         return _refused()
     except RateLimited as limited:

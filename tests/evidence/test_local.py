@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from app.audit import chain
 from app.auth.actor import Role
 from app.cli import main
 from app.db.tenant import tenant_transaction
@@ -435,6 +436,52 @@ async def test_a_keys_downloads_count_against_its_request_limit(
     assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
     downloads = [a for a in await audit_of(superuser_engine, pack["id"]) if "download" in a.action]
     assert len(downloads) == 1
+
+
+async def test_a_keys_first_download_reads_the_file_before_it_takes_the_firms_chain_lock(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A key's first use and a download are recorded under the firm's chain lock, held to the
+    commit: taken before the file's read, every write of the firm waited for the store (the
+    lock-order review's third finding). Both are recorded once it is read, the first use
+    first."""
+    await signed_up(browser, smtp, firm="First Use Ltd")
+    pack = await generate(browser, "First use")
+    path = _path(await _download_url(browser, pack["id"]))
+    made = await browser.gql(CREATE_KEY, {"i": {"name": "reader", "scopes": ["EVIDENCE_READ"]}})
+    key = {"authorization": f"Bearer {made['data']['createApiKey']['secret']}"}
+    firm_id = (await browser.gql("{ firm { id } }"))["data"]["firm"]["id"]
+    storage = auth_app.state.coverproof.storage
+    original, reading, go_on = storage.read, asyncio.Event(), asyncio.Event()
+
+    async def held(*args: Any) -> bytes:
+        reading.set()
+        await go_on.wait()
+        return await original(*args)
+
+    monkeypatch.setattr(storage, "read", held)
+    transport = httpx.ASGITransport(app=auth_app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as partner:
+        downloading = asyncio.create_task(partner.get(path, headers=key))
+        await reading.wait()
+        async with superuser_engine.connect() as conn:
+            free = await conn.scalar(
+                text("select pg_try_advisory_xact_lock(:k)"),
+                {"k": chain._lock_key(uuid.UUID(firm_id))},
+            )
+        go_on.set()
+        assert (await downloading).status_code == 200
+    assert free, "the firm's chain lock was held while the file was read"
+    async with superuser_engine.connect() as conn:
+        actions = await conn.scalars(
+            text("select action from audit_log where firm_id = :f order by seq desc limit 2"),
+            {"f": firm_id},
+        )
+        assert list(actions)[::-1] == ["api_key.first_used", "evidence_pack.downloaded"]
 
 
 async def test_viewers_read_and_download_but_only_members_generate(
