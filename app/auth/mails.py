@@ -35,8 +35,8 @@ def _as_linked(name: str) -> str:
 
 
 # Embedding, override and isolate controls: they reorder the text that follows them.
-_BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
-_DROP_BIDI = dict.fromkeys(_BIDI)
+BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+_DROP_BIDI = dict.fromkeys(BIDI)
 
 
 def shown(text: str) -> str:
@@ -52,7 +52,7 @@ def name_for_mail(name: str) -> str:
     as ours)."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         raise ValueError("A name is one line of text, without control characters.")
-    if any(ord(c) in _BIDI for c in name):
+    if any(ord(c) in BIDI for c in name):
         raise ValueError("A name may not hold characters that reorder text.")
     linked = _as_linked(name)
     if "://" in linked or "www." in linked.lower() or _HOST.search(linked):

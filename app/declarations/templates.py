@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.auth.mails import name_for_mail
+from app.auth.mails import BIDI, name_for_mail
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 # Fixed forever: built-in template ids are uuid5(BUILTIN_NAMESPACE, "coverproof.builtin.<key>"),
@@ -170,6 +170,22 @@ class NewTemplateSpec(TemplateSpec):
     @classmethod
     def _for_mail(cls, name: str) -> str:
         return name_for_mail(name)
+
+    @model_validator(mode="after")
+    def _shown_as_stored(self) -> NewTemplateSpec:
+        # What the recipient reads is what is stored, hashed and put in the pack: a bidi control
+        # would show "I \u202eton\u202c agree" on the page as "I not agree". Lines break only
+        # where a text may run to several (help, the attestation).
+        texts = [(self.attestation, True)]
+        for question in self.questions:
+            texts += [(question.label, False), (question.explain_label or "", False)]
+            texts += [(question.help or "", True), *((c, False) for c in question.choices or ())]
+        for text, lines in texts:
+            if any(ord(c) in BIDI for c in text):
+                raise ValueError("A form's text may not hold characters that reorder it.")
+            if any((ord(c) < 0x20 and not (lines and c in "\n\t")) or ord(c) == 0x7F for c in text):
+                raise ValueError("A form's text may not hold control characters.")
+        return self
 
 
 @dataclass(frozen=True)

@@ -1033,3 +1033,39 @@ async def test_a_line_break_in_a_firms_or_forms_name_never_stops_a_link_or_a_sub
         assert one_line in first, first
         assert "Broken Lines Ltd" in first, first
         assert "\u202e" not in text_part.get_content()
+
+
+@pytest.mark.parametrize(
+    ("where", "text"),
+    [
+        ("attestation", "I \u202eton\u202c agree that my answers are true."),
+        ("label", "Have you \u2067ever\u2069 been convicted?"),
+        ("help", "Say \u202dwhen\u202c."),
+        ("choice", "Yes\u202e"),
+        ("explain_label", "Why\u2066 not"),
+        ("label", "Ever\nconvicted?"),
+        ("attestation", "I confirm\x1b[2K."),
+    ],
+)
+async def test_what_a_form_says_is_shown_as_it_is_stored(
+    browser: Browser, smtp: SmtpServer, where: str, text: str
+) -> None:
+    """The answer page and the pack show a form's text as it is stored and hashed: one holding a
+    character that reorders it ("I \u202eton\u202c agree" reads "I not agree"), or a control
+    character (or a line break where the page shows one line), is refused."""
+    await signed_up(browser, smtp, firm="Plain Forms Ltd")
+    asked = question("q1", "yes_no", explain_if="yes", help="Any time.")
+    picked = question("q2", "choice", choices=["Yes", "No"])
+    made = template_input("Annual review", asked, picked)
+    if where == "attestation":
+        made["attestation"] = text
+    elif where == "choice":
+        picked["choices"] = [text, "No"]
+    else:
+        asked[where] = text
+    assert codes(await browser.gql(CREATE_TEMPLATE, {"i": made})) == ["BAD_USER_INPUT"]
+    template_id = await create_template(browser, "Annual review", question("q1", "short_text"))
+    version = await browser.gql(CREATE_VERSION, {"t": template_id, "i": made})
+    assert codes(version) == ["BAD_USER_INPUT"], version
+    plain = template_input("Annual review", question("q1", "yes_no", help="Line one.\nLine two."))
+    assert "errors" not in await browser.gql(CREATE_VERSION, {"t": template_id, "i": plain})
