@@ -296,3 +296,30 @@ async def test_concurrent_pack_requests_with_one_key_make_one_pack(
     assert again["data"]["generateEvidencePack"]["pack"]["id"] == made
     packs = "select count(*) from evidence_packs where firm_id = :firm"
     assert await _count(superuser_engine, owner.firm_id, packs) == 1
+
+
+async def test_a_retried_template_returns_the_version_it_made_not_a_later_one(
+    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    """The first answer lost, a version made since by another admin, the retry answers with
+    the template as the first attempt made it (version 1, its name), as a retried version does.
+    And the trail keeps each version's name and audience, which only the template's row held
+    until the next version replaced them."""
+    owner = await members.create()
+    query = """mutation($i: TemplateInput!) { createTemplate(input: $i) {
+      template { id version name questions { label } } } }"""
+    template = {**GIFTS, "idempotencyKey": "template-replayed"}
+    first = await gql(client, query, {"i": template}, owner)
+    template_id = first["data"]["createTemplate"]["template"]["id"]
+    renamed = {**GIFTS, "name": "Hospitality register", "audience": "COUNTERPARTY"}
+    assert "errors" not in await gql(client, VERSION, {"t": template_id, "i": renamed}, owner)
+    assert await gql(client, query, {"i": template}, owner) == first
+    async with superuser_engine.connect() as conn:
+        details = await conn.scalar(
+            text(
+                "select details from audit_log where firm_id = :firm "
+                "and action = 'template.version_created'"
+            ),
+            {"firm": owner.firm_id},
+        )
+    assert details == {"version": 2, "name": "Hospitality register", "audience": "counterparty"}

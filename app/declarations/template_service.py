@@ -148,7 +148,9 @@ async def create_template(
     actor.require(Role.ADMIN)
     first = await idempotency.replay(session, actor, idempotency_key, "createTemplate", spec)
     if first is not None:
-        return await get_template(session, actor, uuid.UUID(first["id"]))
+        # Version 1, which the retry's spec is (the same request), not the template's latest:
+        # versions made since are not what the first attempt made.
+        return Template(uuid.UUID(first["id"]), 1, spec, False, None)
     template_id, now = uuid.uuid4(), datetime.now(UTC)
     await session.execute(
         insert(DeclarationTemplate).values(
@@ -206,7 +208,9 @@ async def create_template_version(
         Action.TEMPLATE_VERSION_CREATED,
         "template",
         template_id,
-        {"version": version},
+        # The version's rows keep its questions; its name and audience only the template's row
+        # does, until the next version replaces them: the trail keeps each.
+        {"version": version, "name": spec.name, "audience": spec.audience},
     )
     return Template(template_id, version, spec, False, None)
 
