@@ -389,7 +389,8 @@ async def test_template_and_declaration_mutations_are_recorded(
     version = ok(await browser.gql(CREATE_VERSION, {"t": template_id, "i": spec}))
     assert version["createTemplateVersion"]["template"]["version"] == 2
     [entry] = await trail.recorded("createTemplateVersion", firm_id)
-    assert (targets([entry]), entry.details) == ([("template", template_id)], {"version": 2})
+    named = {"version": 2, "name": "Our own, again", "audience": "person"}
+    assert (targets([entry]), entry.details) == ([("template", template_id)], named)
 
     email = new_email()
     declaration_id = (await create(browser, email=email))["id"]
