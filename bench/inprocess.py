@@ -82,16 +82,19 @@ def _peak_rss(stop: threading.Event, peak: list[int]) -> None:
 
 
 CHAIN = "select prev_hash, canonical, hash from audit_log where firm_id = $1 order by seq"
+CHAIN_PAGE = (
+    "select seq, prev_hash, canonical, hash from audit_log "
+    "where firm_id = $1 and seq >= $2 order by seq limit $3"
+)
 
 
 async def _streamed_floor(conn: asyncpg.Connection, firm_id: uuid.UUID) -> float:
     """The least any verification of a stored chain can do: stream the same bytes out of
-    PostgreSQL (a cursor read in batches, as chain.verify reads it, so memory stays flat) and
-    hash them."""
+    PostgreSQL (in pages by the chain's index, as chain.verify reads it, so memory stays flat)
+    and hash them."""
     started, prev = time.monotonic(), canonical.GENESIS
-    cursor = await conn.cursor(CHAIN, firm_id)
-    async for batch in calls.batches(cursor, calls.BATCH):
-        for prev_hash, body, digest in batch:
+    async for batch in calls.pages(conn, CHAIN_PAGE, (firm_id,), -(2**63)):
+        for _, prev_hash, body, digest in batch:
             if prev_hash != prev or hashlib.sha256(prev_hash + body).digest() != digest:
                 raise RuntimeError("the seeded chain does not verify")
             prev = digest

@@ -37,9 +37,10 @@ _ENTRIES = (
     "prev_hash, hash, canonical from audit_log "
 )
 BATCH = 500
-_FIRM_ENTRIES = _ENTRIES + "where firm_id = $1 and seq >= $2 order by seq"
-_PLATFORM_ENTRIES = _ENTRIES + "where firm_id is null and seq >= $1 order by seq"
+_FIRM_ENTRIES = _ENTRIES + "where firm_id = $1 and seq >= $2 order by seq limit $3"
+_PLATFORM_ENTRIES = _ENTRIES + "where firm_id is null and seq >= $1 order by seq limit $2"
 _LEAST_SEQ = -(2**63)  # bigint's least: a chain from its start holds every row, whatever its seq
+_MOST_SEQ = 2**63 - 1  # and its most: no row can follow one there
 _XACT_LOCK = text("select pg_advisory_xact_lock(:key)")
 # The two-key form: a lock space apart from the one-key form's (the firms' chain locks).
 _PAIR_LOCK = text("select pg_advisory_xact_lock(:space, :key)")
@@ -108,39 +109,51 @@ async def bind_api_key(conn: asyncpg.Connection, secret_hash: bytes) -> asyncpg.
 async def chain_entries(
     conn: asyncpg.Connection, firm_id: object | None, after: int | None = None
 ) -> AsyncGenerator[list[asyncpg.Record], None]:
-    """A firm's chain (or, for None, the platform's) in order, in batches through a server-side
-    cursor. Each row holds seq, occurred_at, actor_type, actor_id, action, target_type,
-    target_id, details, ip, prev_hash, hash and canonical, in that order (verification unpacks
-    them by position); ``details`` as its JSON text and ``occurred_at`` as its canonical text,
-    for an exact comparison (PostgreSQL formats a timestamp for less than Python). Not firm_id:
-    every row's is the one asked for. From seq ``after`` + 1; for None, every row, even one
-    below seq 1 that the constraint on seq should keep out (the product would show it, so
-    verification must meet it). Needs an open transaction."""
-    first = _LEAST_SEQ if after is None else after + 1
-    args = (first,) if firm_id is None else (firm_id, first)
-    cursor = await conn.cursor(_PLATFORM_ENTRIES if firm_id is None else _FIRM_ENTRIES, *args)
-    async with contextlib.aclosing(batches(cursor, BATCH)) as found:
+    """A firm's chain (or, for None, the platform's) in order, in batches. Each row holds seq,
+    occurred_at, actor_type, actor_id, action, target_type, target_id, details, ip, prev_hash, hash
+    and canonical, in that order (verification unpacks them by position); ``details`` as its JSON
+    text and ``occurred_at`` as its canonical text, for an exact comparison (PostgreSQL formats a
+    timestamp for less than Python). Not firm_id: every row's is the one asked for. From seq
+    ``after`` + 1; for None, every row, even one below seq 1 that the constraint on seq should keep
+    out (the product would show it, so verification must meet it).
+
+    Each batch is a page read by the chain's index (``audit_log_chain_key``) from the seq the
+    one before ended at, asked for before that one is handed over, so PostgreSQL reads it while
+    the caller works. A cursor over the whole chain was planned as a scan of every firm's
+    entries and a sort of the firm's, spilled to disk, before its first row came: the caller
+    waited for all of it, on a table that grows with every firm."""
+    query, firm = (_PLATFORM_ENTRIES, ()) if firm_id is None else (_FIRM_ENTRIES, (firm_id,))
+    start = _LEAST_SEQ if after is None else after + 1
+    async with contextlib.aclosing(pages(conn, query, firm, start)) as found:
         async for batch in found:
             yield batch
 
 
-async def batches(
-    cursor: asyncpg.cursor.Cursor[asyncpg.Record], size: int
+async def pages(
+    conn: asyncpg.Connection, query: str, leading: tuple[Any, ...], start: int
 ) -> AsyncGenerator[list[asyncpg.Record], None]:
-    """A server-side cursor's rows in whole batches (iterating row by row costs more than most
-    callers' work on a row), each asked for before the one before it is handed over: PostgreSQL
-    makes the next on its own core while the caller works on this one. Until the generator is
-    closed, the connection is busy (one request at a time)."""
-    pending = asyncio.ensure_future(cursor.fetch(size))
+    """Every row of ``query`` in pages of BATCH: its parameters are ``leading``, then the least
+    seq (``start``, then one past the page before's last: each row's first column), then the
+    page's size; it orders by seq. Each page is asked for before the one before it is handed
+    over. Until the generator is closed, the connection is busy (one request at a time)."""
+    pending: asyncio.Future[list[asyncpg.Record]] | None
+    pending = asyncio.ensure_future(conn.fetch(query, *leading, start, BATCH))
     try:
-        while batch := await pending:
-            pending = asyncio.ensure_future(cursor.fetch(size))
-            await asyncio.sleep(0)  # the request goes out before the caller's work starts
+        while pending is not None:
+            batch = await pending
+            pending = None
+            if not batch:
+                return
+            last = batch[-1][0]
+            if len(batch) == BATCH and last < _MOST_SEQ:
+                pending = asyncio.ensure_future(conn.fetch(query, *leading, last + 1, BATCH))
+                await asyncio.sleep(0)  # the request goes out before the caller's work starts
             yield batch
     finally:
         # Left early: the request in flight ends before the connection can take another.
-        with contextlib.suppress(Exception):
-            await pending
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                await pending
 
 
 async def locked_chain_head(

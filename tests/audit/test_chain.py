@@ -582,6 +582,31 @@ async def test_entries_at_any_moment_python_can_hold_verify(
         assert (result.ok, result.entries_checked) == (True, len(moments)), (zone, failed, result)
 
 
+async def test_a_page_ending_at_the_greatest_seq_ends_the_chain(
+    members: Members,
+    superuser_engine: AsyncEngine,
+    app_sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pages of two read by seq: one ending at bigint's greatest seq (an entry moved there), past
+    which no page can be asked for, is read, and the move is named."""
+    monkeypatch.setattr(calls, "BATCH", 2)
+    owner = await members.create()
+    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
+    for n in range(2):
+        async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
+            await chain.record(session, actor, Action.FIRM_UPDATED, "firm", owner.firm_id, {"n": n})
+    greatest = 2**63 - 1
+    await tamper(
+        superuser_engine,
+        f"update audit_log set seq = {greatest} where firm_id = :firm and seq = 2",
+        owner.firm_id,
+    )
+    result = await _verified(app_sessions, owner.firm_id)
+    assert (result.ok, result.failure_seq, result.entries_checked) == (False, 2, 1), result
+    assert result.failure_reason.startswith(f"seq {greatest} found where 2 was expected")
+
+
 @pytest.mark.parametrize(("length", "broken"), [(0, None), (4, None), (5, None), (5, 2), (5, 3)])
 async def test_verification_reads_across_batches(
     members: Members,
