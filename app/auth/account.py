@@ -46,8 +46,16 @@ async def sign_out_everywhere(session: AsyncSession, actor: Actor) -> int:
     await tokens.spend_sign_in_links(session, actor.id)  # first: see service.reset_password
     firms = await sessions.revoke_all(session, actor.id)
     count = firms.count(actor.firm_id)
+    # The account's remedy: a removal from this firm meanwhile must not undo its end of the
+    # user's sessions in their other firms.
     await chain.record(
-        session, actor, Action.SIGNED_OUT_EVERYWHERE, "user", actor.id, {"sessions": count}
+        session,
+        actor,
+        Action.SIGNED_OUT_EVERYWHERE,
+        "user",
+        actor.id,
+        {"sessions": count},
+        as_member=False,
     )
     return len(firms)
 

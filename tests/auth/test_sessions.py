@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from app.audit import chain
 from app.auth import account, sessions
 from app.auth.actor import Actor
 from app.auth.sessions import COOKIE_NAME, token_hash
@@ -37,6 +38,7 @@ from tests.browser import (
     link_token,
     signed_up,
 )
+from tests.factories import until_lock_waited
 from tests.mail.smtp import SmtpServer
 
 FIRM = "{ firm { id } }"
@@ -707,3 +709,42 @@ async def test_a_session_made_as_its_member_is_removed_ends_with_the_removal(
     again = await new_browser().gql(ACCEPT_AS_MEMBER, {"t": await link_token(smtp, email, INVITED)})
     assert "errors" not in again, again
     assert codes(await user.gql(FIRM)) == ["UNAUTHENTICATED"]  # not revived
+
+
+async def test_signing_out_everywhere_as_one_is_removed_still_ends_the_other_firms_sessions(
+    browser: Browser,
+    smtp: SmtpServer,
+    new_browser: NewBrowser,
+    monkeypatch: pytest.MonkeyPatch,
+    superuser_engine: AsyncEngine,
+) -> None:
+    """The user signs out everywhere from firm B as firm B removes them: their request waits
+    for the removal (which holds their sessions in B), then ends their sessions in the other
+    firms and is recorded in B although they are no longer a member there (an act on their own
+    account, not a member's: 0035 refused it, and the other firms' sessions stayed live)."""
+    await signed_up(browser, smtp, firm="Firm B Ltd")
+    user = new_browser()
+    email = await signed_up(user, smtp, firm="Firm A Ltd")
+    elsewhere = new_browser()  # the user's session in firm A, in another browser
+    assert "errors" not in await elsewhere.gql(SIGN_IN, {"e": email, "p": PASSWORD})
+    invitation = await invited(browser, smtp, email, "MEMBER")
+    accepted = await user.gql(ACCEPT_AS_MEMBER, {"t": invitation})
+    user_id = accepted["data"]["acceptInvitation"]["userId"]  # the user's session now in B
+    holding, go_on = asyncio.Event(), asyncio.Event()
+    lock_firm = chain.lock_firm
+
+    async def held(*args: Any) -> None:
+        if not holding.is_set():
+            holding.set()
+            await go_on.wait()  # the member's sessions in B held, the removal not committed
+        await lock_firm(*args)
+
+    monkeypatch.setattr(chain, "lock_firm", held)
+    removing = asyncio.create_task(browser.gql(REMOVE, {"u": user_id}))
+    await holding.wait()
+    signing_out = asyncio.create_task(user.gql(SIGN_OUT_EVERYWHERE))
+    await until_lock_waited(superuser_engine)  # on the session rows the removal holds
+    go_on.set()
+    assert "errors" not in await removing
+    assert (await signing_out) == {"data": {"signOutEverywhere": {"ok": True}}}
+    assert codes(await elsewhere.gql(FIRM)) == ["UNAUTHENTICATED"]
