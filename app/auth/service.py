@@ -237,7 +237,9 @@ async def resend_verification(session: AsyncSession, env: AuthEnv, data: EmailOn
         await bind_tenant(session, user.firm_id, user.user_id)
         await _issue_and_send(session, env, Purpose.VERIFY_EMAIL, user.user_id, data.email)
         actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
-        await chain.record(session, actor, Action.VERIFICATION_SENT, "user", user.user_id)
+        await chain.record(
+            session, actor, Action.VERIFICATION_SENT, "user", user.user_id, as_member=False
+        )
     # Registered or not, as in _send_if_known (see why there).
     await chain.record_platform(session, Action.VERIFICATION_SENT, ip=env.ip)
 
@@ -326,7 +328,8 @@ async def _send_if_known(
         await bind_tenant(session, user.firm_id, user.user_id)
         await _issue_and_send(session, env, purpose, user.user_id, email)
         actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
-        await chain.record(session, actor, action, "user", user.user_id)
+        # Answered alike whoever asks: their removal meanwhile refuses nothing.
+        await chain.record(session, actor, action, "user", user.user_id, as_member=False)
     # Every request is on the platform chain, registered address or not (naming neither): each
     # then waits alike for that chain's one lock, so that unknown addresses, which queue for it,
     # answer no later than registered ones while someone floods it. Last, to hold it least.
@@ -377,4 +380,20 @@ async def reset_password(session: AsyncSession, env: AuthEnv, token: str, passwo
         .values(email_verified_at=now)
     )
     await sessions.revoke_all(session, actor.id)
-    await chain.record(session, actor, Action.PASSWORD_RESET_COMPLETED, "user", actor.id)
+    # The account's remedy, recorded in the firm the user is in now (a link names none), or,
+    # for one removed from every firm since it was sent, on the platform chain: they still
+    # take their account back.
+    if actor.firm_id is None:
+        await chain.record_platform(
+            session,
+            Action.PASSWORD_RESET_COMPLETED,
+            actor_type=ActorType.USER,
+            actor_id=actor.id,
+            ip=env.ip,
+            target_type="user",
+            target_id=actor.id,
+        )
+    else:
+        await chain.record(
+            session, actor, Action.PASSWORD_RESET_COMPLETED, "user", actor.id, as_member=False
+        )

@@ -832,3 +832,28 @@ async def test_an_owner_made_admin_cannot_come_back_through_an_owner_invitation_
     assert codes(refused) == ["TOKEN_USED"], refused
     body = await new_browser().gql(ACCEPT, {"t": member_invitation})
     assert body["data"]["acceptInvitation"]["role"] == "MEMBER", body
+
+
+async def test_a_member_removed_after_asking_for_a_reset_still_takes_their_account_back(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
+) -> None:
+    """Removed from their only firm after asking, they still reset their password with the
+    link (it was a 500: the reset recorded in the firm they are in now, and they are in none),
+    recorded on the platform chain, and every session of theirs ends."""
+    await signed_up(browser, smtp)
+    member = await join(browser, smtp, new_browser(), "MEMBER")
+    asked = await new_browser().gql(RESET_REQUEST, {"e": member.email})
+    assert "errors" not in asked, asked
+    token = await link_token(smtp, member.email, "Reset your")
+    assert "errors" not in await browser.gql(REMOVE, {"u": member.user_id})
+    reset = await new_browser().gql(RESET, {"t": token, "p": "a brand new passphrase 2026"})
+    assert reset == {"data": {"resetPassword": {"ok": True}}}, reset
+    async with superuser_engine.connect() as conn:
+        found = await conn.execute(
+            text(
+                "select firm_id, actor_id, target_id from audit_log "
+                "where action = 'auth.password_reset.completed' and target_id = :u"
+            ),
+            {"u": member.user_id},
+        )
+        assert [tuple(row) for row in found] == [(None, member.user_id, member.user_id)]
