@@ -20,19 +20,17 @@ import asyncpg
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Table, insert, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import canonical
 from app.audit.actions import Action
 from app.audit.signing import checkpoint_payload, verify_signature
-from app.auth.actor import Actor, ActorType
+from app.auth.actor import Actor, ActorType, Role
 from app.db import calls
 from app.db.models import AuditCheckpoint, AuditEntry
-from app.errors import Unauthenticated
+from app.errors import Forbidden, Unauthenticated
 
 _TABLE = cast(Table, AuditEntry.__table__)
-_NOT_A_MEMBER = "42501"  # insufficient_privilege, as audit_member_locked_head refuses (0035)
 SORT = orjson.OPT_SORT_KEYS
 # Built once: SQLAlchemy memoises a statement object's cache key, whereas an insert rebuilt
 # with its values is traversed again on every append.
@@ -58,23 +56,32 @@ def holds_lock(session: AsyncSession) -> bool:
 
 
 async def locked_head(
-    session: AsyncSession, firm_id: uuid.UUID, member: uuid.UUID | None = None
-) -> Any:
+    session: AsyncSession, firm_id: uuid.UUID, member: Actor | None = None
+) -> Head | None:
     """The firm's chain head (seq, hash), or None, read after taking the firm's lock so it
     cannot move until the transaction ends. ``member``: a user acting as a member of the firm,
-    refused UNAUTHENTICATED if they are no longer one (removed while their request ran: the
-    removal held this lock until it committed)."""
+    refused if they no longer are one, or no longer hold the role their request was allowed
+    with (removed or demoted while it ran: that change held this lock until it committed)."""
     session.info[_HOLDS_LOCK] = True
-    try:
-        return await calls.locked_chain_head(session, firm_id, _lock_key(firm_id), member)
-    except DBAPIError as error:
-        if member is not None and getattr(error.orig, "sqlstate", None) == _NOT_A_MEMBER:
-            raise Unauthenticated() from None
-        raise
+    acting = None if member is None else member.id
+    found = await calls.locked_chain_head(session, firm_id, _lock_key(firm_id), acting)
+    return _head_for(found, member)
 
 
-def _member(actor: Actor, as_member: bool) -> uuid.UUID | None:
-    return actor.id if as_member and actor.type is ActorType.USER else None
+def _head_for(found: Any, member: Actor | None) -> Head | None:
+    """The head in ``audit_member_locked_head``'s row, once ``member`` (if any) is found still
+    to hold their role (0035)."""
+    seq, digest, role = found[0], found[1], found[2]  # by position: a Row and a Record alike
+    if member is not None:
+        if role is None:
+            raise Unauthenticated()
+        if Role(role).rank < member.role.rank:
+            raise Forbidden("Your role in this firm changed while this ran: send it again.")
+    return None if seq is None else Head(seq, digest)
+
+
+def _member(actor: Actor, as_member: bool) -> Actor | None:
+    return actor if as_member and actor.type is ActorType.USER else None
 
 
 async def lock_firm(session: AsyncSession, firm_id: uuid.UUID) -> None:
@@ -156,10 +163,10 @@ async def record_on(
     """``record`` on a plain asyncpg connection whose transaction is bound to the actor's firm
     (the write lane's): the same lock, head, entry and insert."""
     firm_id = actor.firm_id
-    found = await calls.lane_locked_chain_head(
-        conn, firm_id, _lock_key(firm_id), _member(actor, True)
-    )
-    head = None if found is None else Head(found["seq"], found["hash"])
+    member = _member(actor, True)
+    acting = None if member is None else member.id
+    found = await calls.lane_locked_chain_head(conn, firm_id, _lock_key(firm_id), acting)
+    head = _head_for(found, member)
     entry = _entry(
         firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details
     )

@@ -76,7 +76,7 @@ async def _sign_head(
             checked = _signed(latest)
         assert checked is not None
         await _extends(session, firm_id, latest, checked, head, key)
-        if latest.seq == head.seq:
+        if head is not None and latest.seq == head.seq:
             return latest, False
     elif checked != head:  # changed since the whole chain was checked
         if head is None or (checked is not None and head.seq <= checked.seq):

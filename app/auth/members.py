@@ -259,7 +259,16 @@ async def change_member_role(
         elif old == Role.OWNER.value:
             owners = sent & (AuthToken.role == Role.OWNER.value)
             details["invitations"] = await _withdraw_invitations(session, actor.firm_id, owners)
-    await chain.record(session, actor, Action.MEMBER_ROLE_CHANGED, "user", user_id, details)
+    # One who changed their own role holds the new one now: their act, checked above.
+    await chain.record(
+        session,
+        actor,
+        Action.MEMBER_ROLE_CHANGED,
+        "user",
+        user_id,
+        details,
+        as_member=user_id != actor.id,
+    )
     return target
 
 

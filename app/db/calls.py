@@ -23,8 +23,8 @@ _SESSION_LOOKUP = text(
 _BIND_SESSION = (
     "select session_id, user_id, firm_id, role, email_verified from auth_bind_session($1, $2)"
 )
-_LOCKED_HEAD = text("select seq, hash from audit_member_locked_head(:firm_id, :key, :member)")
-_LOCKED_HEAD_PLAIN = "select seq, hash from audit_member_locked_head($1, $2, $3)"
+_LOCKED_HEAD = text("select seq, hash, role from audit_member_locked_head(:firm_id, :key, :member)")
+_LOCKED_HEAD_PLAIN = "select seq, hash, role from audit_member_locked_head($1, $2, $3)"
 _BIND_API_KEY = "select key_id, firm_id, scopes from api_key_bind($1)"
 _ENTRIES = (
     "select seq, "
@@ -158,18 +158,20 @@ async def pages(
 
 async def locked_chain_head(
     session: AsyncSession, firm_id: object, key: int, member: object | None
-) -> Row[Any] | None:
-    """Take the firm's chain lock, then read its head (seq, hash), in one round trip; refused
-    (SQLSTATE 42501) if ``member``, a user acting as a member, is no longer one (0035)."""
+) -> Row[Any]:
+    """Take the firm's chain lock, then read its head (seq, hash: null for an empty chain) and
+    the role ``member`` (a user, or None) holds in the firm now (null if none), in one round
+    trip (0035)."""
     values = {"firm_id": firm_id, "key": key, "member": member}
-    return (await session.execute(_LOCKED_HEAD, values)).one_or_none()
+    return (await session.execute(_LOCKED_HEAD, values)).one()
 
 
 async def lane_locked_chain_head(
     conn: asyncpg.Connection, firm_id: object, key: int, member: object | None
-) -> asyncpg.Record | None:
+) -> asyncpg.Record:
     """``locked_chain_head`` on a plain asyncpg connection (the write lane's)."""
-    return await conn.fetchrow(_LOCKED_HEAD_PLAIN, firm_id, key, member)
+    found: asyncpg.Record = await conn.fetchrow(_LOCKED_HEAD_PLAIN, firm_id, key, member)
+    return found
 
 
 @functools.cache

@@ -26,6 +26,7 @@ from app.auth.actor import Role
 from app.db import calls
 from app.declarations.templates import load_builtins
 from tests.factories import Members, codes, gql, until_lock_waited
+from tests.partners import CREATE_KEY
 
 REMOVE = "mutation($u: UUID!) { removeMember(userId: $u) { ok } }"
 SIGN_OUT = "mutation { signOut { ok } }"
@@ -145,7 +146,7 @@ async def test_a_members_request_running_as_they_are_removed_commits_nothing(
     locked_head = chain.locked_head
 
     async def held(session: Any, firm_id: Any, acting: Any = None) -> Any:
-        if acting == member.user_id and not reached.is_set():
+        if acting is not None and acting.id == member.user_id and not reached.is_set():
             reached.set()
             await go_on.wait()  # its work done, its record not yet made
         return await locked_head(session, firm_id, acting)
@@ -202,3 +203,44 @@ async def test_a_refusals_record_ended_to_break_a_deadlock_runs_again(
         await conn.commit()
     assert codes(await signing_in) == ["INVALID_CREDENTIALS"]
     assert await _entries(superuser_engine, owner.firm_id, "auth.sign_in.failed") == 1
+
+
+CHANGE = """mutation($input: MemberRoleChangeInput!) {
+  changeMemberRole(input: $input) { member { role } } }"""
+
+
+async def test_an_admin_demoted_as_their_request_runs_is_refused_what_it_was_allowed(
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The admin's request was allowed with the role it read when it began; demoted to viewer
+    before it records, it is refused FORBIDDEN once it holds the firm's chain lock (which the
+    change of role held to its commit), and no key is made (0035). Before, a viewer held a
+    live key with the write scope, made after their demotion."""
+    owner = await members.create()
+    admin = await members.create(Role.ADMIN, firm_id=owner.firm_id)
+    reached, go_on = asyncio.Event(), asyncio.Event()
+    locked_head = chain.locked_head
+
+    async def held(session: Any, firm_id: Any, acting: Any = None) -> Any:
+        if acting is not None and acting.id == admin.user_id and not reached.is_set():
+            reached.set()
+            await go_on.wait()
+        return await locked_head(session, firm_id, acting)
+
+    monkeypatch.setattr(chain, "locked_head", held)
+    wanted = {"name": "hr", "scopes": ["DECLARATIONS_WRITE"]}
+    creating = asyncio.create_task(gql(client, CREATE_KEY, {"i": wanted}, admin))
+    await reached.wait()
+    demoted = {"input": {"userId": str(admin.user_id), "role": "VIEWER"}}
+    assert "errors" not in await gql(client, CHANGE, demoted, owner)
+    go_on.set()
+    refused = await creating
+    assert codes(refused) == ["FORBIDDEN"], refused
+    async with superuser_engine.connect() as conn:
+        made = await conn.scalar(
+            text("select count(*) from api_keys where firm_id = :f"), {"f": owner.firm_id}
+        )
+    assert made == 0
