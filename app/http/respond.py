@@ -65,7 +65,7 @@ function input(q) {
   box.append(field);
   if (q.help) box.append(el("br"), el("small", {}, q.help));
   if (q.explainIf) {
-    const eid = id + "_explanation";
+    const eid = "e_" + q.id;  // apart from the questions' fields: "q_" + "fee_explanation"
     box.append(el("br"), el("label", {for: eid}, q.explainLabel || "Please explain"));
     box.append(el("br"), el("textarea", {id: eid, name: q.id + "_explanation", rows: "3"}));
   }
@@ -120,7 +120,7 @@ async function start() {
     for (const q of f.questions) {
       const v = value(q);
       if (v !== undefined) answers[q.id] = v;
-      const e = document.getElementById("q_" + q.id + "_explanation");
+      const e = q.explainIf ? document.getElementById("e_" + q.id) : null;
       if (e && e.value.trim()) answers[q.id + "_explanation"] = e.value.trim();
     }
     const input = {answers, attestationAccepted: document.getElementById("attest").checked,

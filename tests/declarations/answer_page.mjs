@@ -59,6 +59,8 @@ const FORM = {
   // Ids a template may give its questions that are also names the page itself, or a form's
   // list of controls, already has.
   questions: [
+    // An id a question without an explanation would have given its explanation's field.
+    { id: "q1_explanation", kind: "MONEY", label: "Fee?", required: true, choices: [] },
     { id: "q1", kind: "YES_NO", label: "Ever?", required: true, choices: [] },
     { id: "length", kind: "SHORT_TEXT", label: "Term?", required: true, choices: [],
       maxLength: 200 },
@@ -132,10 +134,11 @@ const focused = globalThis.focused ?? null;
 let submitted = [], status = [];
 if (network.startsWith("submit")) {
   const form = elements.main.children.find((child) => child.tag === "form");
+  Object.assign(byId.q_q1_explanation, { value: "12.50" });
   Object.assign(byId.q_q1, { value: "no" });
   Object.assign(byId.q_length, { value: "Five years" });
   Object.assign(byId.q_sig, { value: "yes" });
-  Object.assign(byId.q_sig_explanation, { value: "Once, in 2020" });
+  Object.assign(byId.e_sig, { value: "Once, in 2020" });
   Object.assign(byId.attest, { checked: true });
   Object.assign(byId.sig, { value: "Pat Doe" });
   for (let press = 0; press < (network === "submit-ok" ? 1 : 2); press += 1) {

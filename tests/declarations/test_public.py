@@ -677,6 +677,7 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
     assert len(accepted["submitted"]) == 1
     # Every answer is read, whatever its question's id (form.elements["length"] is a count).
     assert accepted["submitted"][0]["answers"] == {
+        "q1_explanation": 1250,
         "q1": False,
         "length": "Five years",
         "sig": True,
