@@ -34,8 +34,9 @@ def _as_linked(name: str) -> str:
     return "".join(c for c in folded if not ignorable(c))
 
 
-# Embedding, override and isolate controls: they reorder the text that follows them.
-BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+# Embedding, override and isolate controls, which reorder the text that follows them, and the
+# marks that move what stands beside them (left-to-right, right-to-left, Arabic letter).
+BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C])
 _DROP_BIDI = dict.fromkeys(BIDI)
 
 
@@ -46,11 +47,20 @@ def shown(text: str) -> str:
     return " ".join(text.translate(_DROP_BIDI).split())
 
 
+_BREAKS = frozenset({"Cc", "Zl", "Zp"})  # Unicode's categories of controls and separators
+
+
+def has_control(text: str, *, lines: bool = False) -> bool:
+    """Whether ``text`` holds a control character (C0, DEL or C1: U+0085 ends a line too) or a
+    line or paragraph separator (U+2028, U+2029); with ``lines``, line feeds and tabs pass."""
+    return any(unicodedata.category(c) in _BREAKS and not (lines and c in "\n\t") for c in text)
+
+
 def name_for_mail(name: str) -> str:
     """A name a firm gives (its own, a form's), which mails sent from our address carry: one
     line, no control character, no bidi control, and no web address (a link there would read
     as ours)."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if has_control(name):
         raise ValueError("A name is one line of text, without control characters.")
     if any(ord(c) in BIDI for c in name):
         raise ValueError("A name may not hold characters that reorder text.")

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.auth.mails import BIDI, name_for_mail
+from app.auth.mails import BIDI, has_control, name_for_mail
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 # Fixed forever: built-in template ids are uuid5(BUILTIN_NAMESPACE, "coverproof.builtin.<key>"),
@@ -183,7 +183,7 @@ class NewTemplateSpec(TemplateSpec):
         for text, lines in texts:
             if any(ord(c) in BIDI for c in text):
                 raise ValueError("A form's text may not hold characters that reorder it.")
-            if any((ord(c) < 0x20 and not (lines and c in "\n\t")) or ord(c) == 0x7F for c in text):
+            if has_control(text, lines=lines):
                 raise ValueError("A form's text may not hold control characters.")
         return self
 

@@ -956,6 +956,7 @@ async def test_another_firm_can_neither_see_nor_touch_a_firms_declarations_or_te
         "Annual review at forms\u00ad.example",
         "Annual review at " + "".join(chr(ord(c) + 0xFEE0) for c in "forms.example"),
         "Annual review at forms.xn--p1ai",
+        "Annual review\u0085IMPORTANT: open the attachment",
     ],
     ids=[
         "line-break",
@@ -970,6 +971,7 @@ async def test_another_firm_can_neither_see_nor_touch_a_firms_declarations_or_te
         "soft-hyphen",
         "fullwidth",
         "punycode",
+        "next-line",
     ],
 )
 async def test_a_name_a_mail_would_carry_is_one_line_with_no_web_address(
@@ -1045,6 +1047,9 @@ async def test_a_line_break_in_a_firms_or_forms_name_never_stops_a_link_or_a_sub
         ("explain_label", "Why\u2066 not"),
         ("label", "Ever\nconvicted?"),
         ("attestation", "I confirm\x1b[2K."),
+        ("label", "Ever\u0085convicted?"),
+        ("help", "Line one.\u2028Line two."),
+        ("attestation", "I confirm \u200fthat\u200f."),
     ],
 )
 async def test_what_a_form_says_is_shown_as_it_is_stored(
