@@ -77,6 +77,12 @@ async def replay(
     return row.result
 
 
+def for_this_request(result: dict[str, Any]) -> bool:
+    """Whether a replayed result was kept for this very request (its fingerprint matched), not
+    under a key kept before requests were fingerprinted, which replays whatever was asked."""
+    return _REQUEST in result
+
+
 async def first_result(
     session: AsyncSession, actor: Actor, key: str | None, operation: str, request: Request
 ) -> dict[str, Any] | None:

@@ -323,3 +323,25 @@ async def test_a_retried_template_returns_the_version_it_made_not_a_later_one(
             {"firm": owner.firm_id},
         )
     assert details == {"version": 2, "name": "Hospitality register", "audience": "counterparty"}
+
+
+async def test_a_template_key_kept_before_requests_were_fingerprinted_replays_what_was_stored(
+    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    """Such a key replays whatever request comes with it: its answer is the template stored,
+    never the retry's spec, which was never stored (the second review's third finding)."""
+    owner = await members.create()
+    query = """mutation($i: TemplateInput!) { createTemplate(input: $i) {
+      template { id version name questions { id } } } }"""
+    first = await gql(client, query, {"i": {**GIFTS, "idempotencyKey": "old-key"}}, owner)
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "update idempotency_keys set result = result - 'request_sha256' "
+                "where firm_id = :firm and key = 'old-key'"
+            ),
+            {"firm": owner.firm_id},
+        )
+    other = {**GIFTS, "name": "Never stored", "idempotencyKey": "old-key"}
+    other["questions"] = [{"id": "second", "label": "Other?", "kind": "yes_no"}]
+    assert await gql(client, query, {"i": other}, owner) == first

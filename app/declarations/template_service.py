@@ -149,8 +149,11 @@ async def create_template(
     first = await idempotency.replay(session, actor, idempotency_key, "createTemplate", spec)
     if first is not None:
         # Version 1, which the retry's spec is (the same request), not the template's latest:
-        # versions made since are not what the first attempt made.
-        return Template(uuid.UUID(first["id"]), 1, spec, False, None)
+        # versions made since are not what the first attempt made. A key kept before requests
+        # were fingerprinted may come with another spec: it answers as it did.
+        if idempotency.for_this_request(first):
+            return Template(uuid.UUID(first["id"]), 1, spec, False, None)
+        return await get_template(session, actor, uuid.UUID(first["id"]))
     template_id, now = uuid.uuid4(), datetime.now(UTC)
     await session.execute(
         insert(DeclarationTemplate).values(
