@@ -69,7 +69,7 @@ async def locked_head(
 
 
 def _head_for(found: Any, member: Actor | None) -> Head | None:
-    """The head in ``audit_member_locked_head``'s row, once ``member`` (if any) is found still
+    """The head in ``member_locked_head``'s row, once ``member`` (if any) is found still
     to hold their role (0035)."""
     seq, digest, role = found[0], found[1], found[2]  # by position: a Row and a Record alike
     if member is not None:

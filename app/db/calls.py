@@ -23,8 +23,8 @@ _SESSION_LOOKUP = text(
 _BIND_SESSION = (
     "select session_id, user_id, firm_id, role, email_verified from auth_bind_session($1, $2)"
 )
-_LOCKED_HEAD = text("select seq, hash, role from audit_member_locked_head(:firm_id, :key, :member)")
-_LOCKED_HEAD_PLAIN = "select seq, hash, role from audit_member_locked_head($1, $2, $3)"
+_LOCKED_HEAD = text("select seq, hash, role from member_locked_head(:firm_id, :key, :member)")
+_LOCKED_HEAD_PLAIN = "select seq, hash, role from member_locked_head($1, $2, $3)"
 _BIND_API_KEY = "select key_id, firm_id, scopes from api_key_bind($1)"
 _ENTRIES = (
     "select seq, "

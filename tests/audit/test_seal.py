@@ -7,8 +7,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -556,3 +560,40 @@ async def test_a_database_is_sealed_only_once_migrated(
     assert await asyncio.to_thread(main, ["migrate"]) == 2
     assert "COVERPROOF_ADMIN_DATABASE_URL" in capsys.readouterr().err
     assert await _sealed_as_now(superuser_engine)
+
+
+# The first migration a sealed database can meet: 0026 brings the seal and 0027 runs before the
+# first seal (docs/deployment.md).
+FIRST_AFTER_THE_SEAL = "0028"
+
+
+def test_every_migration_since_the_seal_runs_as_the_owner_on_a_sealed_database(
+    superuser_url: str,
+) -> None:
+    """Each release migrates a database sealed at the one before: every migration since the
+    seal came must be one the seal lets the owner run (none may change the audit tables, or
+    add or replace a function the seal guards, named audit_). Sealed after each, as the
+    migration job does."""
+    name = f"cp_sealed_{uuid.uuid4().hex[:8]}"
+    owner_url = make_url(superuser_url).set(username=bootstrap.OWNER_ROLE, database=name)
+    owner = owner_url.render_as_string(hide_password=False)
+    script = ScriptDirectory.from_config(bootstrap._config(""))
+    revisions = [r.revision for r in reversed(list(script.walk_revisions()))]
+    start = revisions.index(FIRST_AFTER_THE_SEAL) - 1
+    asyncio.run(bootstrap.create_roles_and_database(superuser_url, name))
+    try:
+        for revision in revisions[start:]:
+            command.upgrade(bootstrap._config(owner), revision)  # refused if the seal forbids it
+            found = asyncio.run(bootstrap.migrated(owner))
+            assert found.version == revision
+            asyncio.run(seal.at(superuser_url, name, head=revision, migrated=found))
+    finally:
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(superuser_url)
+            try:
+                await conn.execute(f'drop database if exists "{name}" with (force)')
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
