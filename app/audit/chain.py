@@ -68,16 +68,16 @@ async def locked_head(
     return _head_for(found, member)
 
 
-def _head_for(found: Any, member: Actor | None) -> Head | None:
-    """The head in ``member_locked_head``'s row, once ``member`` (if any) is found still
-    to hold their role (0035)."""
-    seq, digest, role = found[0], found[1], found[2]  # by position: a Row and a Record alike
+def _head_for(found: calls.LockedHead, member: Actor | None) -> Head | None:
+    """The head ``calls.locked_chain_head`` read, once ``member`` (if any) is found still to
+    hold their role (0035)."""
+    seq, digest, role = found
     if member is not None:
         if role is None:
             raise Unauthenticated()
         if Role(role).rank < member.role.rank:
             raise Forbidden("Your role in this firm changed while this ran: send it again.")
-    return None if seq is None else Head(seq, digest)
+    return None if seq is None or digest is None else Head(seq, digest)
 
 
 def _member(actor: Actor, as_member: bool) -> Actor | None:

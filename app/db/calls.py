@@ -23,8 +23,14 @@ _SESSION_LOOKUP = text(
 _BIND_SESSION = (
     "select session_id, user_id, firm_id, role, email_verified from auth_bind_session($1, $2)"
 )
-_LOCKED_HEAD = text("select seq, hash, role from member_locked_head(:firm_id, :key, :member)")
-_LOCKED_HEAD_PLAIN = "select seq, hash, role from member_locked_head($1, $2, $3)"
+# The sealed function (0009), for what no member does (the checkpointer, the CLI): a function the
+# owner may replace could blind them. And for a member, the same through 0035's, with their role.
+_LOCKED_HEAD = text("select seq, hash from audit_locked_head(:firm_id, :key)")
+_LOCKED_HEAD_PLAIN = "select seq, hash from audit_locked_head($1, $2)"
+_MEMBER_LOCKED_HEAD = text(
+    "select seq, hash, role from member_locked_head(:firm_id, :key, :member)"
+)
+_MEMBER_LOCKED_HEAD_PLAIN = "select seq, hash, role from member_locked_head($1, $2, $3)"
 _BIND_API_KEY = "select key_id, firm_id, scopes from api_key_bind($1)"
 _ENTRIES = (
     "select seq, "
@@ -156,22 +162,32 @@ async def pages(
                 await pending
 
 
+LockedHead = tuple[int | None, bytes | None, str | None]
+
+
 async def locked_chain_head(
     session: AsyncSession, firm_id: object, key: int, member: object | None
-) -> Row[Any]:
-    """Take the firm's chain lock, then read its head (seq, hash: null for an empty chain) and
-    the role ``member`` (a user, or None) holds in the firm now (null if none), in one round
-    trip (0035)."""
+) -> LockedHead:
+    """Take the firm's chain lock, then read its head (seq and hash; None for an empty chain)
+    and, for a ``member`` (a user), the role they hold in the firm now (None if none), in one
+    round trip."""
+    if member is None:
+        found = (await session.execute(_LOCKED_HEAD, {"firm_id": firm_id, "key": key})).first()
+        return (None, None, None) if found is None else (found[0], found[1], None)
     values = {"firm_id": firm_id, "key": key, "member": member}
-    return (await session.execute(_LOCKED_HEAD, values)).one()
+    row = (await session.execute(_MEMBER_LOCKED_HEAD, values)).one()
+    return row[0], row[1], row[2]
 
 
 async def lane_locked_chain_head(
     conn: asyncpg.Connection, firm_id: object, key: int, member: object | None
-) -> asyncpg.Record:
+) -> LockedHead:
     """``locked_chain_head`` on a plain asyncpg connection (the write lane's)."""
-    found: asyncpg.Record = await conn.fetchrow(_LOCKED_HEAD_PLAIN, firm_id, key, member)
-    return found
+    if member is None:
+        found = await conn.fetchrow(_LOCKED_HEAD_PLAIN, firm_id, key)
+        return (None, None, None) if found is None else (found[0], found[1], None)
+    row = await conn.fetchrow(_MEMBER_LOCKED_HEAD_PLAIN, firm_id, key, member)
+    return row[0], row[1], row[2]
 
 
 @functools.cache

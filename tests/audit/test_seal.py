@@ -11,13 +11,15 @@ import asyncpg
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.audit import chain
+from app.audit import chain, checkpoints
 from app.audit.actions import Action
+from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType, Role
 from app.cli import main
 from app.config import ConfigError
@@ -597,3 +599,37 @@ def test_every_migration_since_the_seal_runs_as_the_owner_on_a_sealed_database(
                 await conn.close()
 
         asyncio.run(drop())
+
+
+async def test_the_checkpointer_reads_the_head_only_through_the_sealed_function(
+    members: Members,
+    owner_engine: AsyncEngine,
+    app_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """member_locked_head (0035) is not the seal's: the owner may replace it on a sealed
+    database, with one that says every chain is empty. The periodic checkpointer, which acts
+    for no member, reads the head through audit_locked_head, which is sealed: it still signs
+    the real head (the second review of 0035: it was blinded, and skipped the firm for ever)."""
+    owner = await members.create()
+    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
+    for n in range(2):
+        async with tenant_transaction(app_sessions, owner.firm_id, owner.user_id) as session:
+            await chain.record(session, actor, Action.FIRM_UPDATED, "firm", owner.firm_id, {"n": n})
+    replaced = """create or replace function member_locked_head(
+        p_firm_id uuid, p_lock_key bigint, p_member uuid)
+        returns table (seq bigint, hash bytea, role text)
+        language sql as $$ select null::bigint, null::bytea, 'owner'::text $$"""
+    async with owner_engine.begin() as conn:  # the seal lets it through
+        original = await conn.scalar(
+            text("select pg_get_functiondef('member_locked_head(uuid,bigint,uuid)'::regprocedure)")
+        )
+        await conn.execute(text(replaced))
+    try:
+        key = SigningKey(Ed25519PrivateKey.generate())
+        async with tenant_transaction(app_sessions, owner.firm_id) as session:
+            signed, fresh = await checkpoints.sign_head(session, owner.firm_id, key)
+        assert signed is not None
+        assert (signed.seq, fresh) == (2, True)
+    finally:
+        async with owner_engine.begin() as conn:
+            await conn.execute(text(original))
