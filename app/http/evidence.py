@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from app.auth.sessions import SessionIdentity
 from app.db.tenant import bind_tenant, transaction
-from app.errors import NotFound, RateLimited
+from app.errors import Forbidden, NotFound, RateLimited, Unauthenticated
 from app.evidence import download, service
 from app.evidence.storage import CONTENT_TYPE, StorageError
 from app.http.credentials import credentials, identify
@@ -65,7 +65,8 @@ async def _caller(
 
 class _Refused(Exception):
     """Refuse, rolling back: a key's lookup marks a first use, which must stay unspent (and
-    be audited where it is accepted) when the key is refused here."""
+    be audited where it is accepted) when the key is refused here. Its arguments are
+    ``_refused``'s (none: not found)."""
 
 
 async def download_pack(request: Request) -> Response:
@@ -98,9 +99,14 @@ async def download_pack(request: Request) -> Response:
             # Recorded once the file is read: the chain lock is held to the commit.
             if isinstance(identity, ApiKeyIdentity) and identity.first_use:
                 await keys.record_first_use(session, actor)
-            await service.record_download(session, actor, pack)
-    except _Refused:
-        return _refused()
+            try:
+                await service.record_download(session, actor, pack)
+            except (Unauthenticated, Forbidden) as changed:
+                # Removed, or demoted, while it ran (0035): refused as the API refuses it.
+                status = 401 if isinstance(changed, Unauthenticated) else 403
+                raise _Refused(status, changed.code, changed.message) from changed
+    except _Refused as refused:
+        return _refused(*refused.args)
     except RateLimited as limited:
         wait = str(limited.extensions["retryAfter"])
         response = _refused(429, limited.code, limited.message)

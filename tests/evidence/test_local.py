@@ -28,6 +28,7 @@ from app.cli import main
 from app.db.tenant import tenant_transaction
 from app.evidence import collect, document, download, render, sweep
 from app.ratelimit import Policy
+from tests.auth.test_members import change_role, join
 from tests.browser import Browser, NewBrowser, browser_for, codes, new_email, signed_up
 from tests.conftest import Database
 from tests.evidence.support import (
@@ -482,6 +483,40 @@ async def test_a_keys_first_download_reads_the_file_before_it_takes_the_firms_ch
             {"f": firm_id},
         )
         assert list(actions)[::-1] == ["api_key.first_used", "evidence_pack.downloaded"]
+
+
+async def test_a_member_demoted_as_they_download_a_pack_is_refused_not_failed(
+    browser: Browser,
+    smtp: SmtpServer,
+    new_browser: NewBrowser,
+    auth_app: Starlette,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Demoted while the file was read, the download is refused when it records (0035):
+    403 FORBIDDEN, as the API refuses it, not a 500; sent again, as a viewer may, it is
+    served (the second review of 0035)."""
+    await signed_up(browser, smtp, firm="Demoted Downloads Ltd")
+    member = await join(browser, smtp, new_browser(), "MEMBER")
+    pack = await generate(browser, "Demoted")
+    path = _path(await _download_url(member.browser, pack["id"]))
+    storage = auth_app.state.coverproof.storage
+    original, reading, go_on = storage.read, asyncio.Event(), asyncio.Event()
+
+    async def held(*args: Any) -> bytes:
+        if not reading.is_set():
+            reading.set()
+            await go_on.wait()
+        return await original(*args)
+
+    monkeypatch.setattr(storage, "read", held)
+    downloading = asyncio.create_task(member.browser.client.get(path))
+    await reading.wait()
+    assert "errors" not in await change_role(browser, member.user_id, "VIEWER")
+    go_on.set()
+    refused = await downloading
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert (await member.browser.client.get(path)).status_code == 200
 
 
 async def test_viewers_read_and_download_but_only_members_generate(
