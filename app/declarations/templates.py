@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from app.auth.mails import BIDI, has_control, name_for_mail
+from app.visible import ignorable
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 # Fixed forever: built-in template ids are uuid5(BUILTIN_NAMESPACE, "coverproof.builtin.<key>"),
@@ -162,6 +163,11 @@ class TemplateSpec(BaseModel):
         return self
 
 
+# Shown as nothing, but what some scripts and emoji need between the characters they join: they
+# hide no text. Any other character shown as nothing could (tag characters spell words).
+_JOINERS = frozenset(["\u200c", "\u200d", *map(chr, range(0xFE00, 0xFE10))])
+
+
 class NewTemplateSpec(TemplateSpec):
     """A template as a firm writes it now. Its name goes into the mails sent from our address,
     so it is held to what they may carry; stored versions are read as they were written."""
@@ -185,6 +191,8 @@ class NewTemplateSpec(TemplateSpec):
                 raise ValueError("A form's text may not hold characters that reorder it.")
             if has_control(text, lines=lines):
                 raise ValueError("A form's text may not hold control characters.")
+            if any(ignorable(c) and c not in _JOINERS for c in text):
+                raise ValueError("A form's text may not hold characters that show as nothing.")
         return self
 
 

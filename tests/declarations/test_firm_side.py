@@ -1050,6 +1050,8 @@ async def test_a_line_break_in_a_firms_or_forms_name_never_stops_a_link_or_a_sub
         ("label", "Ever\u0085convicted?"),
         ("help", "Line one.\u2028Line two."),
         ("attestation", "I confirm \u200fthat\u200f."),
+        ("attestation", "I confirm." + "".join(chr(0xE0000 + ord(c)) for c in " and I waive")),
+        ("label", "Ever con\u00advicted?"),
     ],
 )
 async def test_what_a_form_says_is_shown_as_it_is_stored(
@@ -1073,4 +1075,5 @@ async def test_what_a_form_says_is_shown_as_it_is_stored(
     version = await browser.gql(CREATE_VERSION, {"t": template_id, "i": made})
     assert codes(version) == ["BAD_USER_INPUT"], version
     plain = template_input("Annual review", question("q1", "yes_no", help="Line one.\nLine two."))
+    plain["attestation"] = "I confirm \u2714\ufe0f and sign as \u0641\u200c\u0627."
     assert "errors" not in await browser.gql(CREATE_VERSION, {"t": template_id, "i": plain})
