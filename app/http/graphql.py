@@ -118,9 +118,9 @@ class _RunAgain(Exception):
 
 
 # How many times an operation runs at most. A deadlock's victim is rolled back whole, and run
-# again it finds the transaction it deadlocked with gone (committed or rolled back): a removal
-# of a member (the firm's chain lock, then their session rows) deadlocks with that member's
-# own request (their session's row, touched or ended, then the chain lock) in either order.
+# again it finds the transaction it deadlocked with gone (committed or rolled back): two admins
+# removing each other, each request holding its own session's row (marked seen) as it waits
+# for the other's, say.
 RUNS = 3
 
 
