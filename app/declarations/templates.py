@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -163,9 +164,33 @@ class TemplateSpec(BaseModel):
         return self
 
 
-# Shown as nothing, but what some scripts and emoji need between the characters they join: they
-# hide no text. Any other character shown as nothing could (tag characters spell words).
-_JOINERS = frozenset(["\u200c", "\u200d", *map(chr, range(0xFE00, 0xFE10))])
+# Shown as nothing, but what some scripts and emoji need: a joiner (ZWNJ, ZWJ) between two of
+# their characters, a variation selector after one. Anywhere else, or in runs, such characters
+# could spell hidden text, as tag characters do; so could an unassigned code point.
+_JOINERS = frozenset(["\u200c", "\u200d"])
+_SELECTORS = frozenset(map(chr, range(0xFE00, 0xFE10)))
+
+
+def _shows_nothing_where_it_should_not(text: str) -> bool:
+    """Whether ``text`` holds a character shown as nothing other than a joiner between two
+    characters beyond ASCII that show, or one variation selector after such a character (an
+    emoji's selector may precede its joiner)."""
+    for i, c in enumerate(text):
+        if not (ignorable(c) or unicodedata.category(c) == "Cn"):
+            continue
+        before = text[i - 1] if i else ""
+        after = text[i + 1] if i + 1 < len(text) else ""
+        if c in _SELECTORS and _shows_beyond_ascii(before):
+            continue
+        joined = _shows_beyond_ascii(before) or (before in _SELECTORS and i > 1)
+        if c in _JOINERS and joined and _shows_beyond_ascii(after):
+            continue
+        return True
+    return False
+
+
+def _shows_beyond_ascii(c: str) -> bool:
+    return c > "\x7f" and not (c.isspace() or ignorable(c) or unicodedata.category(c) == "Cn")
 
 
 class NewTemplateSpec(TemplateSpec):
@@ -182,7 +207,7 @@ class NewTemplateSpec(TemplateSpec):
         # What the recipient reads is what is stored, hashed and put in the pack: a bidi control
         # would show "I \u202eton\u202c agree" on the page as "I not agree". Lines break only
         # where a text may run to several (help, the attestation).
-        texts = [(self.attestation, True)]
+        texts = [(self.name, False), (self.attestation, True)]
         for question in self.questions:
             texts += [(question.label, False), (question.explain_label or "", False)]
             texts += [(question.help or "", True), *((c, False) for c in question.choices or ())]
@@ -191,7 +216,7 @@ class NewTemplateSpec(TemplateSpec):
                 raise ValueError("A form's text may not hold characters that reorder it.")
             if has_control(text, lines=lines):
                 raise ValueError("A form's text may not hold control characters.")
-            if any(ignorable(c) and c not in _JOINERS for c in text):
+            if _shows_nothing_where_it_should_not(text):
                 raise ValueError("A form's text may not hold characters that show as nothing.")
         return self
 

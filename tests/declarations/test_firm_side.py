@@ -1052,6 +1052,11 @@ async def test_a_line_break_in_a_firms_or_forms_name_never_stops_a_link_or_a_sub
         ("attestation", "I confirm \u200fthat\u200f."),
         ("attestation", "I confirm." + "".join(chr(0xE0000 + ord(c)) for c in " and I waive")),
         ("label", "Ever con\u00advicted?"),
+        ("attestation", "I con\u200cfi\u200dr\u200cm."),  # bits in joiners between letters
+        ("label", "\u0641\u200c\u200c\u0627?"),  # a run of them
+        ("choice", "Yes\ufe0f\ufe0f"),
+        ("label", "Ever\u2065?"),  # unassigned, and shown as nothing
+        ("name", "Annual\u200breview"),
     ],
 )
 async def test_what_a_form_says_is_shown_as_it_is_stored(
@@ -1064,8 +1069,8 @@ async def test_what_a_form_says_is_shown_as_it_is_stored(
     asked = question("q1", "yes_no", explain_if="yes", help="Any time.")
     picked = question("q2", "choice", choices=["Yes", "No"])
     made = template_input("Annual review", asked, picked)
-    if where == "attestation":
-        made["attestation"] = text
+    if where in ("attestation", "name"):
+        made[where] = text
     elif where == "choice":
         picked["choices"] = [text, "No"]
     else:
@@ -1075,5 +1080,7 @@ async def test_what_a_form_says_is_shown_as_it_is_stored(
     version = await browser.gql(CREATE_VERSION, {"t": template_id, "i": made})
     assert codes(version) == ["BAD_USER_INPUT"], version
     plain = template_input("Annual review", question("q1", "yes_no", help="Line one.\nLine two."))
-    plain["attestation"] = "I confirm \u2714\ufe0f and sign as \u0641\u200c\u0627."
+    plain["attestation"] = (
+        "I confirm \u2714\ufe0f and sign as \u0641\u200c\u0627 \U0001f3f3\ufe0f\u200d\U0001f308."
+    )
     assert "errors" not in await browser.gql(CREATE_VERSION, {"t": template_id, "i": plain})
