@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from typing import Any
 
 import httpx
@@ -41,6 +42,24 @@ async def _entries(superuser: AsyncEngine, firm_id: object, action: str) -> int:
             {"f": firm_id, "a": action},
         )
     return int(found)
+
+
+def _paused_at_record(
+    monkeypatch: pytest.MonkeyPatch, user_id: uuid.UUID
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """The user's first request to record, held as it comes to take the firm's chain lock (its
+    work done, its record not yet made): set once reached, and let go by the second event."""
+    reached, go_on = asyncio.Event(), asyncio.Event()
+    locked_head = chain.locked_head
+
+    async def held(session: Any, firm_id: Any, acting: Any = None) -> Any:
+        if acting is not None and acting.id == user_id and not reached.is_set():
+            reached.set()
+            await go_on.wait()
+        return await locked_head(session, firm_id, acting)
+
+    monkeypatch.setattr(chain, "locked_head", held)
+    return reached, go_on
 
 
 async def test_a_removal_waits_for_the_members_request_holding_nothing_of_the_firms(
@@ -142,16 +161,7 @@ async def test_a_members_request_running_as_they_are_removed_commits_nothing(
     declaration was made and recorded as theirs after member.removed."""
     owner = await members.create()
     member = await members.create(Role.MEMBER, firm_id=owner.firm_id)
-    reached, go_on = asyncio.Event(), asyncio.Event()
-    locked_head = chain.locked_head
-
-    async def held(session: Any, firm_id: Any, acting: Any = None) -> Any:
-        if acting is not None and acting.id == member.user_id and not reached.is_set():
-            reached.set()
-            await go_on.wait()  # its work done, its record not yet made
-        return await locked_head(session, firm_id, acting)
-
-    monkeypatch.setattr(chain, "locked_head", held)
+    reached, go_on = _paused_at_record(monkeypatch, member.user_id)
     fit = next(b for b in load_builtins() if b.key == "fit_and_proper")
     made = {"templateId": str(fit.id), "recipientName": "Pat", "recipientEmail": "p@example.test"}
     creating = asyncio.create_task(gql(client, CREATE, {"i": made}, member))
@@ -221,16 +231,7 @@ async def test_an_admin_demoted_as_their_request_runs_is_refused_what_it_was_all
     live key with the write scope, made after their demotion."""
     owner = await members.create()
     admin = await members.create(Role.ADMIN, firm_id=owner.firm_id)
-    reached, go_on = asyncio.Event(), asyncio.Event()
-    locked_head = chain.locked_head
-
-    async def held(session: Any, firm_id: Any, acting: Any = None) -> Any:
-        if acting is not None and acting.id == admin.user_id and not reached.is_set():
-            reached.set()
-            await go_on.wait()
-        return await locked_head(session, firm_id, acting)
-
-    monkeypatch.setattr(chain, "locked_head", held)
+    reached, go_on = _paused_at_record(monkeypatch, admin.user_id)
     wanted = {"name": "hr", "scopes": ["DECLARATIONS_WRITE"]}
     creating = asyncio.create_task(gql(client, CREATE_KEY, {"i": wanted}, admin))
     await reached.wait()
