@@ -345,3 +345,32 @@ async def test_a_template_key_kept_before_requests_were_fingerprinted_replays_wh
     other = {**GIFTS, "name": "Never stored", "idempotencyKey": "old-key"}
     other["questions"] = [{"id": "second", "label": "Other?", "kind": "yes_no"}]
     assert await gql(client, query, {"i": other}, owner) == first
+
+
+async def test_a_version_key_kept_before_requests_were_fingerprinted_replays_what_was_stored(
+    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    """Such a key answers the version it made, as stored, whatever spec comes with it; sent for
+    another template, it is refused as a different request (the review of c8ae083's fix)."""
+    owner = await members.create()
+    made = await gql(client, TEMPLATE, {"i": GIFTS}, owner)
+    template_id = made["data"]["createTemplate"]["template"]["id"]
+    other = await gql(client, TEMPLATE, {"i": GIFTS}, owner)
+    other_id = other["data"]["createTemplate"]["template"]["id"]
+    query = """mutation($t: UUID!, $i: TemplateInput!) { createTemplateVersion(templateId: $t,
+      input: $i) { template { id version questions { id } } } }"""
+    second = {**GIFTS, "idempotencyKey": "old-version-key"}
+    first = await gql(client, query, {"t": template_id, "i": second}, owner)
+    assert first["data"]["createTemplateVersion"]["template"]["version"] == 2, first
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "update idempotency_keys set result = result - 'request_sha256' "
+                "where firm_id = :firm and key = 'old-version-key'"
+            ),
+            {"firm": owner.firm_id},
+        )
+    changed = {**second, "questions": [{"id": "second", "label": "Other?", "kind": "yes_no"}]}
+    assert await gql(client, query, {"t": template_id, "i": changed}, owner) == first
+    elsewhere = await gql(client, query, {"t": other_id, "i": changed}, owner)
+    assert codes(elsewhere) == ["BAD_USER_INPUT"], elsewhere

@@ -25,7 +25,7 @@ from app.audit.actions import Action
 from app.auth.actor import Actor, Role
 from app.db.models import DeclarationTemplate, TemplateVersion
 from app.declarations.templates import TemplateSpec, builtin, load_builtins, snapshot
-from app.errors import NotFound
+from app.errors import NotFound, field_error
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,9 @@ class Template:
         return snapshot(self.spec, template_id=self.id, version=self.version, key=self.key)
 
 
-def _latest_versions() -> Select[Any]:
-    """Firm templates' rows, each with its latest version's (only the firm's own, under RLS)."""
+def _latest_versions(version: Any = DeclarationTemplate.latest_version) -> Select[Any]:
+    """Firm templates' rows, each with its latest version's, or ``version``'s (only the firm's
+    own, under RLS)."""
     return select(
         DeclarationTemplate.id,
         DeclarationTemplate.name,
@@ -53,12 +54,20 @@ def _latest_versions() -> Select[Any]:
     ).join(
         TemplateVersion,
         (TemplateVersion.template_id == DeclarationTemplate.id)
-        & (TemplateVersion.version == DeclarationTemplate.latest_version),
+        & (TemplateVersion.version == version),
     )
 
 
 def _latest(template_id: uuid.UUID) -> Select[Any]:
     return _latest_versions().where(DeclarationTemplate.id == template_id)
+
+
+async def _stored(session: AsyncSession, template_id: uuid.UUID, version: int) -> Template:
+    """A firm template's stored version (with the template's name and audience now), for a key
+    kept before requests were fingerprinted, which may come with another request."""
+    query = _latest_versions(version).where(DeclarationTemplate.id == template_id)
+    row = (await session.execute(query)).one_or_none()
+    return _found(None if row is None else row._mapping)
 
 
 def _firm_template(row: Mapping[str, Any]) -> Template:
@@ -153,7 +162,7 @@ async def create_template(
         # were fingerprinted may come with another spec: it answers as it did.
         if idempotency.for_this_request(first):
             return Template(uuid.UUID(first["id"]), 1, spec, False, None)
-        return await get_template(session, actor, uuid.UUID(first["id"]))
+        return await _stored(session, uuid.UUID(first["id"]), 1)
     template_id, now = uuid.uuid4(), datetime.now(UTC)
     await session.execute(
         insert(DeclarationTemplate).values(
@@ -190,7 +199,13 @@ async def create_template_version(
     key, operation = idempotency_key, "createTemplateVersion"
     first = await idempotency.replay(session, actor, key, operation, request)
     if first is not None:
-        return Template(template_id, first["version"], spec, False, None)
+        if idempotency.for_this_request(first):
+            return Template(template_id, first["version"], spec, False, None)
+        # A key kept before requests were fingerprinted: what it made, for the template it made
+        # it for; another's is a different request.
+        if first["id"] != str(template_id):
+            raise field_error("idempotencyKey", "This key was used for a different request.")
+        return await _stored(session, template_id, first["version"])
     # Two at once would both take the next number, the second failing on the unique key.
     await chain.lock_firm(session, actor.firm_id)
     current = await get_template(session, actor, template_id)
