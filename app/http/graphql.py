@@ -178,10 +178,12 @@ async def _execute_once(
                 raise _Rollback(result)
     except DBAPIError as error:
         if not last and worth_running_again(error):
+            _counted_once(request)
             raise _RunAgain from error
         raise
     except _Rollback as rollback:
         if not last and any(map(worth_running_again, rollback.result.errors or ())):
+            _counted_once(request)
             raise _RunAgain from None
         await record_refusals(state, rollback.result)
         refused = _refused_method(rollback.result)
@@ -195,6 +197,14 @@ async def _execute_once(
         return rollback.result, context
     await after_commit(state, context)
     return result, context
+
+
+def _counted_once(request: Request) -> None:
+    """A run that deadlocked counted its caller's mutation: the next run does not count it
+    again (as the write lane's hand-over does not), though it counts the request's others."""
+    context = request.scope["state"].get(CONTEXT)
+    if context is not None and context.mutation_counted is not None:
+        request.scope["state"][lane.COUNTED_MUTATION] = context.mutation_counted
 
 
 async def after_commit(state: AppState, context: Context) -> None:

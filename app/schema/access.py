@@ -170,5 +170,6 @@ async def _limited(
         context.counted_mutation = None  # the write lane counted it before handing it over
     else:
         await context.limiter.hit(Policy.MUTATIONS_PER_USER, user)
+        context.mutation_counted = context.mutation_counted or user
     result = _next(root, info, *args, **kwargs)
     return await result if isawaitable(result) else result

@@ -63,8 +63,10 @@ class Context:
     method: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     persisted: bool = False
-    # The user whose mutation the write lane counted before handing the request over.
+    # The user whose mutation the write lane, or a run that deadlocked, counted already.
     counted_mutation: str | None = None
+    # The user whose mutation this run counted (a run again after a deadlock does not).
+    mutation_counted: str | None = None
     new_session_cookie: str | None = None
     mail_queued: bool = False
     clear_session_cookie: bool = False

@@ -21,11 +21,14 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from app.audit import chain
 from app.auth.actor import Role
 from app.db import calls
 from app.declarations.templates import load_builtins
+from app.ratelimit.limiter import key_digest
+from app.ratelimit.policies import Policy
 from tests.factories import Members, codes, gql, until_lock_waited
 from tests.partners import CREATE_KEY
 
@@ -93,8 +96,9 @@ async def test_a_removal_waits_for_the_members_request_holding_nothing_of_the_fi
 
 
 async def test_a_sign_out_ended_to_break_a_deadlock_runs_again(
-    client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+    app: Starlette, client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
 ) -> None:
+    """And its one mutation is counted once against the member's limit, not once a run."""
     owner = await members.create()
     member = await members.create(Role.MEMBER, firm_id=owner.firm_id)
     async with superuser_engine.connect() as conn:
@@ -115,6 +119,10 @@ async def test_a_sign_out_ended_to_break_a_deadlock_runs_again(
     # Run again after the removal's end of the session: nothing left to end, nothing recorded.
     assert signed_out == {"data": {"signOut": {"ok": True}}}, signed_out
     assert await _entries(superuser_engine, owner.firm_id, "auth.signed_out") == 0
+    limiter = app.state.coverproof.limiter
+    item = limiter._item(Policy.MUTATIONS_PER_USER)
+    stats = await limiter._strategy.get_window_stats(item, key_digest(str(member.user_id)))
+    assert item.amount - stats.remaining == 1
 
 
 async def test_an_admin_demoted_as_their_removal_of_a_member_begins_is_refused(
