@@ -71,6 +71,12 @@ def database(superuser_url: str) -> Iterator[Database]:
         app_url=_with(superuser_url, bootstrap.APP_ROLE, name),
     )
 
+    drop_database(superuser_url, name)
+
+
+def drop_database(superuser_url: str, name: str) -> None:
+    """Drop a test database, whoever is still connected to it."""
+
     async def drop() -> None:
         conn = await asyncpg.connect(superuser_url)
         try:

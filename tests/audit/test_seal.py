@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import asyncpg
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
@@ -27,7 +26,7 @@ from app.db import bootstrap, seal
 from app.db.engine import create_lane_pool, session_factory
 from app.db.safety import SEALED_AS_NOW, runtime_problems
 from app.db.tenant import tenant_transaction
-from tests.conftest import Database
+from tests.conftest import Database, drop_database
 from tests.factories import Members
 
 # What the owner of a table may otherwise do to it, each enough to change or drop entries, or
@@ -590,15 +589,7 @@ def test_every_migration_since_the_seal_runs_as_the_owner_on_a_sealed_database(
             assert found.version == revision
             asyncio.run(seal.at(superuser_url, name, head=revision, migrated=found))
     finally:
-
-        async def drop() -> None:
-            conn = await asyncpg.connect(superuser_url)
-            try:
-                await conn.execute(f'drop database if exists "{name}" with (force)')
-            finally:
-                await conn.close()
-
-        asyncio.run(drop())
+        drop_database(superuser_url, name)
 
 
 async def test_the_checkpointer_reads_the_head_only_through_the_sealed_function(

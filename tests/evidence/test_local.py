@@ -439,6 +439,22 @@ async def test_a_keys_downloads_count_against_its_request_limit(
     assert len(downloads) == 1
 
 
+def _first_read_held(
+    monkeypatch: pytest.MonkeyPatch, storage: Any
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """The store's first read of a file, held: set once reached, let go by the second event."""
+    original, reading, go_on = storage.read, asyncio.Event(), asyncio.Event()
+
+    async def held(*args: Any) -> bytes:
+        if not reading.is_set():
+            reading.set()
+            await go_on.wait()
+        return await original(*args)
+
+    monkeypatch.setattr(storage, "read", held)
+    return reading, go_on
+
+
 async def test_a_keys_first_download_reads_the_file_before_it_takes_the_firms_chain_lock(
     browser: Browser,
     smtp: SmtpServer,
@@ -456,15 +472,7 @@ async def test_a_keys_first_download_reads_the_file_before_it_takes_the_firms_ch
     made = await browser.gql(CREATE_KEY, {"i": {"name": "reader", "scopes": ["EVIDENCE_READ"]}})
     key = {"authorization": f"Bearer {made['data']['createApiKey']['secret']}"}
     firm_id = (await browser.gql("{ firm { id } }"))["data"]["firm"]["id"]
-    storage = auth_app.state.coverproof.storage
-    original, reading, go_on = storage.read, asyncio.Event(), asyncio.Event()
-
-    async def held(*args: Any) -> bytes:
-        reading.set()
-        await go_on.wait()
-        return await original(*args)
-
-    monkeypatch.setattr(storage, "read", held)
+    reading, go_on = _first_read_held(monkeypatch, auth_app.state.coverproof.storage)
     transport = httpx.ASGITransport(app=auth_app)
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as partner:
         downloading = asyncio.create_task(partner.get(path, headers=key))
@@ -499,16 +507,7 @@ async def test_a_member_demoted_as_they_download_a_pack_is_refused_not_failed(
     member = await join(browser, smtp, new_browser(), "MEMBER")
     pack = await generate(browser, "Demoted")
     path = _path(await _download_url(member.browser, pack["id"]))
-    storage = auth_app.state.coverproof.storage
-    original, reading, go_on = storage.read, asyncio.Event(), asyncio.Event()
-
-    async def held(*args: Any) -> bytes:
-        if not reading.is_set():
-            reading.set()
-            await go_on.wait()
-        return await original(*args)
-
-    monkeypatch.setattr(storage, "read", held)
+    reading, go_on = _first_read_held(monkeypatch, auth_app.state.coverproof.storage)
     downloading = asyncio.create_task(member.browser.client.get(path))
     await reading.wait()
     assert "errors" not in await change_role(browser, member.user_id, "VIEWER")

