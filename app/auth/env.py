@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.mail.outbox import enqueue
 from app.ratelimit.client_ip import ip_bucket
-from app.ratelimit.limiter import RateLimiter
 from app.ratelimit.mailbox import mailbox
 from app.ratelimit.policies import Policy
+from app.ratelimit.request import Limits
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class AuthEnv:
     settings: Settings
     secret_key: str
     mail_key: bytes
-    limiter: RateLimiter
+    limiter: Limits
     ip: str | None
     user_agent: str | None
     # Called when mail is queued, so the sender is woken only by requests that sent mail.

@@ -43,7 +43,7 @@ from app.http.negotiation import (
     require_json,
     response_media_type,
 )
-from app.http.state import AppState, app_state
+from app.http.state import AppState, app_state, request_limiter
 from app.partners import keys
 from app.ratelimit.client_ip import client_ip
 from app.ratelimit.policies import Policy
@@ -80,7 +80,7 @@ def build_context(request: Request, state: AppState, session: Any, identity: Any
         settings=state.settings,
         secret_key=state.secret_key,
         mail_key=state.mail_key,
-        limiter=state.limiter,
+        limiter=request_limiter(request, state),
         signing_key=state.signing_key,
         ip=client_ip(request.scope, state.settings.trusted_proxies),
         user_agent=request.headers.get("user-agent"),
@@ -103,13 +103,10 @@ async def authenticate(request: Request, state: AppState, session: AsyncSession)
         return identity
     if not isinstance(identity, keys.ApiKeyIdentity):
         raise RequestError(401, "UNAUTHENTICATED", "The API key is not valid.")
-    if request.scope["state"].get(lane.COUNTED) == str(identity.key_id):
-        return identity  # the read lane, or a run that deadlocked, counted this request
     try:
-        await state.limiter.hit(Policy.API_KEY_REQUESTS, str(identity.key_id))
+        await request_limiter(request, state).hit(Policy.API_KEY_REQUESTS, str(identity.key_id))
     except RateLimited as limited:
         raise RequestError(429, limited.code, limited.message) from limited
-    request.scope["state"][lane.COUNTED] = str(identity.key_id)
     return identity
 
 
@@ -147,10 +144,10 @@ async def _execute_once(
         async with transaction(state.sessions) as session:
             identity = await authenticate(request, state, session)
             cookie = credentials(request).cookie
-            query, held = await persisted.resolve(body, identity, cookie, state, session)
+            limiter = request_limiter(request, state)
+            query, held = await persisted.resolve(body, identity, cookie, state, session, limiter)
             context = build_context(request, state, session, identity)
             context.persisted = held
-            context.counted_mutation = request.scope["state"].get(lane.COUNTED_MUTATION)
             if isinstance(identity, keys.ApiKeyIdentity) and identity.first_use:
                 await context.run(keys.record_first_use)
             plan = state.fast_path.plan(query, state.schema) if context.persisted else None
@@ -178,12 +175,12 @@ async def _execute_once(
                 raise _Rollback(result)
     except DBAPIError as error:
         if not last and worth_running_again(error):
-            _counted_once(request)
+            request_limiter(request, state).abandon_run()
             raise _RunAgain from error
         raise
     except _Rollback as rollback:
         if not last and any(map(worth_running_again, rollback.result.errors or ())):
-            _counted_once(request)
+            request_limiter(request, state).abandon_run()
             raise _RunAgain from None
         await record_refusals(state, rollback.result)
         refused = _refused_method(rollback.result)
@@ -197,14 +194,6 @@ async def _execute_once(
         return rollback.result, context
     await after_commit(state, context)
     return result, context
-
-
-def _counted_once(request: Request) -> None:
-    """A run that deadlocked counted its caller's mutation: the next run does not count it
-    again (as the write lane's hand-over does not), though it counts the request's others."""
-    context = request.scope["state"].get(CONTEXT)
-    if context is not None and context.mutation_counted is not None:
-        request.scope["state"][lane.COUNTED_MUTATION] = context.mutation_counted
 
 
 async def after_commit(state: AppState, context: Context) -> None:

@@ -29,18 +29,13 @@ from app.errors import RateLimited
 from app.http import persisted
 from app.http.credentials import Credentials, credentials
 from app.http.negotiation import GraphQLRequest, RequestError
-from app.http.state import AppState
+from app.http.state import AppState, request_limiter
 from app.partners import keys
 from app.ratelimit.client_ip import client_ip
-from app.ratelimit.limiter import RateLimiter
 from app.ratelimit.policies import Policy
+from app.ratelimit.request import RequestLimiter
 from app.schema.context import actor_of
 from app.schema.fastwrite import Binder, CreatePlan
-
-# The key a request was counted against in the lane, when the lane then handed it over.
-COUNTED = "coverproof.lane_counted_key"
-# The user whose mutation the write lane counted, when it then handed the request over.
-COUNTED_MUTATION = "coverproof.lane_counted_mutation"
 
 
 async def answer(request: Request, state: AppState, body: GraphQLRequest) -> ExecutionResult | None:
@@ -60,15 +55,15 @@ async def answer(request: Request, state: AppState, body: GraphQLRequest) -> Exe
         if request.method != "POST":
             return None  # a mutation over GET: the normal path refuses it
         return await _create(request, state, plan, presented, body)
-    counted: list[str] = []
+    limiter = request_limiter(request, state)
     # A read records nothing, so its caller's address is not worked out.
-    bind = _binder(state, presented, {keys.Scope.DECLARATIONS_READ}, counted, None)
+    bind = _binder(state, presented, {keys.Scope.DECLARATIONS_READ}, limiter, None)
     try:
         result = await fast_path.answer_lane(plan, pool, bind, body.variables, body.operation_name)
     except RateLimited as limited:  # refused as ``graphql.authenticate`` refuses it
         raise RequestError(429, limited.code, limited.message) from limited
-    if result is None and counted:
-        request.scope["state"][COUNTED] = counted[0]  # so the normal path does not count it again
+    if result is None:
+        limiter.abandon_run()  # so the normal path does not count it again
     return result
 
 
@@ -82,27 +77,22 @@ async def _create(
     """A persisted ``createDeclaration`` from a signed-in member or a partner's used key with
     the write scope (``app/schema/fastwrite.py``)."""
     assert state.lane_pool is not None
-    counted: list[str] = []  # the key, counted per request
-    mutations: list[str] = []  # the caller, counted per mutation
+    limiter = request_limiter(request, state)
 
     async def count(actor: Actor) -> None:
-        await state.limiter.hit(Policy.MUTATIONS_PER_USER, str(actor.id))
-        mutations.append(str(actor.id))
+        await limiter.hit(Policy.MUTATIONS_PER_USER, str(actor.id))
 
     ip = client_ip(request.scope, state.settings.trusted_proxies)
     needed = {keys.Scope.DECLARATIONS_WRITE, *map(keys.Scope, plan.reads)}
-    bind = _binder(state, presented, needed, counted, ip)
+    bind = _binder(state, presented, needed, limiter, ip)
     try:
         result = await state.fast_path.answer_create(
             plan, state.schema, state.lane_pool, bind, count, body.variables, body.operation_name
         )
     except RateLimited as limited:  # the key's own limit, refused as ``authenticate`` does
         raise RequestError(429, limited.code, limited.message) from limited
-    if result is None:  # so the normal path does not count them again
-        if counted:
-            request.scope["state"][COUNTED] = counted[0]
-        if mutations:
-            request.scope["state"][COUNTED_MUTATION] = mutations[0]
+    if result is None:
+        limiter.abandon_run()  # so the normal path does not count them again
     return result
 
 
@@ -110,13 +100,13 @@ def _binder(
     state: AppState,
     presented: Credentials,
     scopes: set[keys.Scope],
-    counted: list[str],
+    limiter: RequestLimiter,
     ip: str | None,
 ) -> Binder:
     """The caller's binder: the session's, or the key's, which must hold ``scopes``."""
     if presented.cookie is not None:
         return _member(presented.cookie, state.settings.session_idle, ip)
-    return _partner(presented.api_key, scopes, state.limiter, counted, ip)
+    return _partner(presented.api_key, scopes, limiter, ip)
 
 
 def _member(token: str, idle: timedelta, ip: str | None) -> Binder:
@@ -142,12 +132,11 @@ def _member(token: str, idle: timedelta, ip: str | None) -> Binder:
 def _partner(
     key: str | None,
     scopes: set[keys.Scope],
-    limiter: RateLimiter,
-    counted: list[str],
+    limiter: RequestLimiter,
     ip: str | None,
 ) -> Binder:
     """Binds a used key that holds ``scopes`` and counts the request against the key's limit
-    (before any work, as the normal path does), noting the key in ``counted``."""
+    (before any work, as the normal path does)."""
 
     async def bind(conn: asyncpg.Connection) -> Actor | None:
         if key is None or not keys.KEY_SHAPE.match(key):
@@ -156,7 +145,6 @@ def _partner(
         if found is None or not scopes <= set(found["scopes"]):
             return None
         await limiter.hit(Policy.API_KEY_REQUESTS, str(found["key_id"]))
-        counted.append(str(found["key_id"]))
         identity = keys.ApiKeyIdentity(
             found["key_id"], found["firm_id"], "", frozenset(found["scopes"]), first_use=False
         )

@@ -23,6 +23,7 @@ from app.http.state import AppState
 from app.partners import documents, first_party
 from app.partners.keys import ApiKeyIdentity
 from app.ratelimit.policies import Policy
+from app.ratelimit.request import RequestLimiter
 
 
 class PersistedQueryNotFound(RequestError):
@@ -68,6 +69,7 @@ async def resolve(
     cookie: str | None,
     state: AppState,
     session: AsyncSession,
+    limiter: RequestLimiter,
 ) -> tuple[str, bool]:
     """The query text to execute, and whether it is a persisted document the server holds
     (trusted, or registered by the session whose ``cookie`` the request carries); or a
@@ -81,7 +83,7 @@ async def resolve(
         assert body.query is not None
         return body.query, False
     if body.query is not None:
-        return await _register(body.query, doc_id, identity, cookie, state, strict)
+        return await _register(body.query, doc_id, identity, cookie, state, strict, limiter)
     trusted = await _trusted(state, session, doc_id)
     if trusted is not None:
         return trusted, True
@@ -94,7 +96,13 @@ async def resolve(
 
 
 async def _register(
-    query: str, doc_id: str, identity: object, cookie: str | None, state: AppState, strict: bool
+    query: str,
+    doc_id: str,
+    identity: object,
+    cookie: str | None,
+    state: AppState,
+    strict: bool,
+    limiter: RequestLimiter,
 ) -> tuple[str, bool]:
     if strict:
         raise _required()
@@ -105,7 +113,7 @@ async def _register(
     user_id = getattr(identity, "user_id", None)
     if user_id is not None and cookie is not None:  # only sessions register; others run it
         try:
-            await state.limiter.hit(Policy.APQ_REGISTRATIONS_PER_USER, str(user_id))
+            await limiter.hit(Policy.APQ_REGISTRATIONS_PER_USER, str(user_id))
         except RateLimited as limited:
             raise RequestError(429, limited.code, limited.message) from limited
         state.apq.put(documents.holder(cookie), doc_id, query)

@@ -16,6 +16,7 @@ from app.http.readiness import Readiness
 from app.mail.sender import MailSender
 from app.partners.documents import ApqCache
 from app.ratelimit.limiter import RateLimiter
+from app.ratelimit.request import RequestLimiter
 from app.schema.fastpath import FastPathState
 
 
@@ -41,3 +42,15 @@ class AppState:
 def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.coverproof
     return state
+
+
+# Where a request keeps its counts for every run of it.
+_LIMITER = "coverproof.limiter"
+
+
+def request_limiter(request: Request, state: AppState) -> RequestLimiter:
+    """The request's view of the shared limiter, the same for each of its runs."""
+    found: RequestLimiter | None = request.scope["state"].get(_LIMITER)
+    if found is None:
+        found = request.scope["state"][_LIMITER] = RequestLimiter(state.limiter)
+    return found

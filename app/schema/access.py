@@ -165,11 +165,7 @@ class AccessGate(SchemaExtension):
 async def _limited(
     _next: Callable[..., Any], root: Any, info: GraphQLResolveInfo[Any], *args: Any, **kwargs: Any
 ) -> Any:
-    context, user = info.context, str(info.context.identity.user_id)
-    if context.counted_mutation == user:
-        context.counted_mutation = None  # the write lane counted it before handing it over
-    else:
-        await context.limiter.hit(Policy.MUTATIONS_PER_USER, user)
-        context.mutation_counted = context.mutation_counted or user
+    context = info.context
+    await context.limiter.hit(Policy.MUTATIONS_PER_USER, str(context.identity.user_id))
     result = _next(root, info, *args, **kwargs)
     return await result if isawaitable(result) else result

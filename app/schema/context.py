@@ -20,7 +20,7 @@ from app.db.tenant import bind_tenant
 from app.errors import EmailNotVerified, Unauthenticated
 from app.evidence.storage import Storage
 from app.partners.keys import ApiKeyIdentity
-from app.ratelimit.limiter import RateLimiter
+from app.ratelimit.request import RequestLimiter
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -54,7 +54,8 @@ class Context:
     settings: Settings
     secret_key: str
     mail_key: bytes
-    limiter: RateLimiter
+    # The request's counts: a run again (a deadlock's, or after a lane) does not count twice.
+    limiter: RequestLimiter
     signing_key: SigningKey
     ip: str | None
     user_agent: str | None
@@ -63,10 +64,6 @@ class Context:
     method: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     persisted: bool = False
-    # The user whose mutation the write lane, or a run that deadlocked, counted already.
-    counted_mutation: str | None = None
-    # The user whose mutation this run counted (a run again after a deadlock does not).
-    mutation_counted: str | None = None
     new_session_cookie: str | None = None
     mail_queued: bool = False
     clear_session_cookie: bool = False

@@ -119,10 +119,40 @@ async def test_a_sign_out_ended_to_break_a_deadlock_runs_again(
     # Run again after the removal's end of the session: nothing left to end, nothing recorded.
     assert signed_out == {"data": {"signOut": {"ok": True}}}, signed_out
     assert await _entries(superuser_engine, owner.firm_id, "auth.signed_out") == 0
+    assert await _counted(app, Policy.MUTATIONS_PER_USER, str(member.user_id)) == 1
+
+
+async def _counted(app: Starlette, policy: Policy, key: str) -> int:
     limiter = app.state.coverproof.limiter
-    item = limiter._item(Policy.MUTATIONS_PER_USER)
-    stats = await limiter._strategy.get_window_stats(item, key_digest(str(member.user_id)))
-    assert item.amount - stats.remaining == 1
+    item = limiter._item(policy)
+    stats = await limiter._strategy.get_window_stats(item, key_digest(key))
+    return int(item.amount - stats.remaining)
+
+
+async def test_what_a_deadlocked_run_counted_is_not_counted_again_by_the_next(
+    app: Starlette, client: httpx.AsyncClient, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    """A link request records on the user's firm's chain, then on the platform's; played here,
+    a flow taking those locks the other way round ends it. Its second run asks for the link
+    again: counted once against the address's mail limits, or a rerun could be refused
+    RATE_LIMITED though no mail went, and the owner lose one of the few links an hour they may
+    ask for."""
+    owner = await members.create()
+    async with superuser_engine.connect() as conn:
+        await conn.execute(NEVER_LOOKS)
+        await conn.execute(text("select pg_advisory_xact_lock(0)"))  # the platform chain's
+        magic = "mutation($e: String!) { requestMagicLink(email: $e) { accepted } }"
+        requesting = asyncio.create_task(gql(client, magic, {"e": owner.email}))
+        await until_lock_waited(superuser_engine)  # the request, holding the firm's chain lock
+        # Waits for the request, ended when it finds the deadlock.
+        key = chain._lock_key(owner.firm_id)
+        await conn.execute(text("select pg_advisory_xact_lock(:k)"), {"k": key})
+        await until_lock_waited(superuser_engine)  # run again
+        await conn.commit()
+    answered = await requesting
+    assert answered == {"data": {"requestMagicLink": {"accepted": True}}}, answered
+    assert await _entries(superuser_engine, owner.firm_id, "auth.magic_link.requested") == 1
+    assert await _counted(app, Policy.MAIL_SEND_PER_EMAIL, owner.email.lower()) == 1
 
 
 async def test_an_admin_demoted_as_their_removal_of_a_member_begins_is_refused(
