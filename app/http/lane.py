@@ -19,6 +19,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import asyncpg
+from graphql import GraphQLError
+from limits.errors import StorageError
 from starlette.requests import Request
 from strawberry.types import ExecutionResult
 
@@ -78,9 +80,14 @@ async def _create(
     the write scope (``app/schema/fastwrite.py``)."""
     assert state.lane_pool is not None
     limiter = request_limiter(request, state)
+    lost: list[StorageError] = []
 
     async def count(actor: Actor) -> None:
-        await limiter.hit(Policy.MUTATIONS_PER_USER, str(actor.id))
+        try:
+            await limiter.hit(Policy.MUTATIONS_PER_USER, str(actor.id))
+        except StorageError as error:
+            lost.append(error)
+            raise
 
     ip = client_ip(request.scope, state.settings.trusted_proxies)
     needed = {keys.Scope.DECLARATIONS_WRITE, *map(keys.Scope, plan.reads)}
@@ -91,6 +98,13 @@ async def _create(
         )
     except RateLimited as limited:  # the key's own limit, refused as ``authenticate`` does
         raise RequestError(429, limited.code, limited.message) from limited
+    except StorageError as error:
+        if not lost:
+            raise  # the key's count: ``authenticate`` fails alike, outside the operation
+        # The mutation's count, which the storage may have made before its answer was lost:
+        # not handed over to count again, but failed as the normal path's resolver fails.
+        failed = GraphQLError(str(error), path=[plan.root_key], original_error=error)
+        return ExecutionResult(data=None, errors=[failed])
     if result is None:
         limiter.abandon_run()  # so the normal path does not count them again
     return result

@@ -393,10 +393,11 @@ async def test_a_count_whose_answer_was_lost_is_not_counted_again(
     members: Members,
     superuser_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
+    state: FastPathState,
 ) -> None:
     """Redis counted the mutation and its answer was lost (a connection reset): the lane fails
-    the request (500, nothing written) rather than hand it to the normal path, which counted
-    it again."""
+    the request (nothing written) rather than hand it to the normal path, which counted it
+    again; and fails it as the normal path's resolver does, to the byte."""
     owner = await members.create()
     await _held(app, client, members, superuser_engine, DOCUMENTS)
     limiter = app.state.coverproof.limiter
@@ -408,12 +409,21 @@ async def test_a_count_whose_answer_was_lost_is_not_counted_again(
             raise StorageError(ConnectionResetError("the answer was lost"))
 
     monkeypatch.setattr(limiter, "hit", lost)
-    answer = await client.post(
-        "/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=owner.headers
-    )
-    assert answer.status_code == 500, answer.text
-    stats = await limiter._strategy.get_window_stats(item, key_digest(str(owner.user_id)))
-    assert item.amount - stats.remaining == 1
+    answers = []
+    for fast in (True, False):
+        state.enabled = fast
+        answer = await client.post(
+            "/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=owner.headers
+        )
+        body = answer.json()
+        request_id = body["errors"][0]["extensions"].pop("requestId")
+        assert request_id == answer.headers["x-request-id"]
+        answers.append((answer.status_code, body))
+        stats = await limiter._strategy.get_window_stats(item, key_digest(str(owner.user_id)))
+        assert item.amount - stats.remaining == 1 + (not fast), fast
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 200
+    assert answers[0][1]["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     async with superuser_engine.connect() as conn:
         count = await conn.scalar(
             text("select count(*) from declarations where firm_id = :f"), {"f": owner.firm_id}
