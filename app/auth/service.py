@@ -212,17 +212,26 @@ async def verify_email(
     account signed up with a password is verified only with that password too: the link proves
     the mailbox, not who chose the password, and whoever did would otherwise keep an account
     its owner confirmed unawares (into which a later invitation would let them). Refused, the
-    link stays unspent for another try."""
+    link stays unspent for another try. The password is checked as a sign-in checks it: limited
+    per address and caller, and each wrong one counted against the address and on the record,
+    or a link would be a way to guess the password unthrottled. Once verified, the user's other
+    verification links are spent (each signs in, given the password)."""
     found = await redeem_link(session, env, Purpose.VERIFY_EMAIL, token)
     actor = user_actor(env, found.user_id, found.firm_id, found.role)
     await bind_tenant(session, actor.firm_id, actor.id)
     chosen = await session.scalar(select(User.password_hash).where(User.id == actor.id))
-    if chosen is not None and not (
-        password is not None
-        and len(password) <= passwords.MAX_LENGTH
-        and await passwords.verify_password(chosen, password)
-    ):
-        raise InvalidCredentials("Enter the password you chose when you signed up.")
+    if chosen is not None:
+        await env.limit_sign_in(found.email)
+        address = await _unthrottled(session, env, found.email, found)
+        if not (
+            password is not None
+            and len(password) <= passwords.MAX_LENGTH
+            and await passwords.verify_password(chosen, password)
+        ):
+            raise InvalidCredentials("Enter the password you chose when you signed up.").on_record(
+                lambda fresh: _record_failure(fresh, env, address, found, Action.SIGN_IN_FAILED)
+            )
+    await tokens.spend_unused(session, actor.id, Purpose.VERIFY_EMAIL)
     await prove_address(session, actor.id, clear_password=False)
     await proved_owner(session, env, found.email)
     await chain.record(session, actor, Action.EMAIL_VERIFIED, "user", actor.id)
@@ -250,17 +259,7 @@ async def sign_in_with_password(
     """Check the password and start a session; wrong password and unknown email fail alike."""
     await env.limit_sign_in(data.email)
     user = await calls.user_by_email(session, data.email)
-    now = datetime.now(UTC)
-    # Counted by address, registered or not: a throttled answer tells nothing of which it is.
-    address = throttle.address_key(env.secret_key, data.email)
-    throttled_until = await calls.sign_in_throttled_until(session, address)
-    if throttled_until is not None and throttled_until > now:
-        # Rounded up, as every retryAfter is: a client that waits exactly that long gets
-        # through rather than meeting the throttle (and its entry on the trail) again.
-        retry_after = max(1, math.ceil((throttled_until - now).total_seconds()))
-        raise RateLimited(retryAfter=retry_after).on_record(
-            lambda fresh: _record_failure(fresh, env, address, user, Action.SIGN_IN_THROTTLED)
-        )
+    address = await _unthrottled(session, env, data.email, user)
     matches = await passwords.verify_password(user.password_hash if user else None, data.password)
     if user is None or not matches or user.firm_id is None:
         raise InvalidCredentials().on_record(
@@ -276,6 +275,22 @@ async def sign_in_with_password(
     details = {"method": "password"}
     await chain.record(session, actor, Action.SIGN_IN_SUCCEEDED, "user", actor.id, details)
     return await start_session(session, env, actor, user.email_verified)
+
+
+async def _unthrottled(session: AsyncSession, env: AuthEnv, email: str, user: Any) -> bytes:
+    """The address's throttle key, unless its failed password checks throttle it: refused."""
+    now = datetime.now(UTC)
+    # Counted by address, registered or not: a throttled answer tells nothing of which it is.
+    address = throttle.address_key(env.secret_key, email)
+    throttled_until = await calls.sign_in_throttled_until(session, address)
+    if throttled_until is not None and throttled_until > now:
+        # Rounded up, as every retryAfter is: a client that waits exactly that long gets
+        # through rather than meeting the throttle (and its entry on the trail) again.
+        retry_after = max(1, math.ceil((throttled_until - now).total_seconds()))
+        raise RateLimited(retryAfter=retry_after).on_record(
+            lambda fresh: _record_failure(fresh, env, address, user, Action.SIGN_IN_THROTTLED)
+        )
+    return address
 
 
 async def _still_matches(

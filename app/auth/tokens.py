@@ -171,6 +171,19 @@ async def spend_sign_in_links(session: AsyncSession, user_id: uuid.UUID) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def spend_unused(session: AsyncSession, user_id: uuid.UUID, purpose: Purpose) -> None:
+    """Spend the user's unused links of ``purpose`` (RLS: only the bound user's own)."""
+    await session.execute(
+        update(AuthToken)
+        .where(
+            AuthToken.user_id == user_id,
+            AuthToken.used_at.is_(None),
+            AuthToken.purpose == purpose.value,
+        )
+        .values(used_at=datetime.now(UTC))
+    )
+
+
 async def invited_before_spent(
     session: AsyncSession, secret_key: str, token: str, ttl: timedelta, user_id: uuid.UUID
 ) -> bool:

@@ -1,0 +1,100 @@
+"""verifyEmail checks the password an account signed up with, so its wrong guesses are limited
+as a password sign-in's are: per address and caller, counted against the address (whose
+throttle then refuses them) and on the record. Otherwise a verification link (a spare one, a
+resend, stayed live after the address was confirmed) was a way to guess the password, 30 a
+minute a link, uncounted, while signInWithPassword to the same address was throttled. And once
+the address is confirmed, its spare links are spent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from app.ratelimit.policies import Policy
+from tests.auth.test_flows import RESEND, failed_already, failures_of
+from tests.browser import PASSWORD, SIGN_IN, SIGN_UP, VERIFY, Browser, codes, link_token, new_email
+from tests.mail.smtp import SmtpServer
+
+WRONG = "not the password at all 42"
+CONFIRM = "Confirm your email"
+
+
+async def _signed_up_with_two_links(browser: Browser, smtp: SmtpServer) -> tuple[str, str, str]:
+    """A password account, unconfirmed, and its two verification links (the second a resend)."""
+    email = new_email()
+    body = await browser.gql(
+        SIGN_UP, {"input": {"email": email, "password": PASSWORD, "firmName": "Guess Ltd"}}
+    )
+    assert body["data"]["signUp"]["accepted"] is True, body
+    first = await link_token(smtp, email, CONFIRM)
+    assert "errors" not in await browser.gql(RESEND, {"e": email})
+    await smtp.wait_for(lambda _: len([m for m in smtp.to(email) if CONFIRM in m["subject"]]) == 2)
+    second = await link_token(smtp, email, CONFIRM)
+    assert second != first
+    return email, first, second
+
+
+async def test_a_throttled_address_answers_no_guess_through_a_verification_link(
+    browser: Browser,
+    new_browser: Any,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+) -> None:
+    email, link, _ = await _signed_up_with_two_links(browser, smtp)
+    await failed_already(auth_app, superuser_engine, email, 104, throttled_for=600)
+    guesser = new_browser()
+    assert codes(await guesser.gql(SIGN_IN, {"e": email, "p": WRONG})) == ["RATE_LIMITED"]
+    assert codes(await guesser.gql(VERIFY, {"t": link, "p": WRONG})) == ["RATE_LIMITED"]
+    # Nor the right one: the throttle answers before any password is checked, as sign-in's.
+    assert codes(await guesser.gql(VERIFY, {"t": link, "p": PASSWORD})) == ["RATE_LIMITED"]
+
+
+async def test_wrong_passwords_through_a_link_count_against_the_address_and_are_recorded(
+    browser: Browser,
+    new_browser: Any,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+) -> None:
+    email, link, _ = await _signed_up_with_two_links(browser, smtp)
+    for _ in range(3):
+        guess = await new_browser().gql(VERIFY, {"t": link, "p": WRONG})
+        assert codes(guess) == ["INVALID_CREDENTIALS"], guess
+    assert await failures_of(auth_app, superuser_engine, email) == 3
+    async with superuser_engine.connect() as conn:
+        recorded = await conn.scalar(
+            text(
+                "select count(*) from audit_log a join users u on u.id = a.actor_id::uuid "
+                "where u.email = :e and a.action = 'auth.sign_in.failed'"
+            ),
+            {"e": email},
+        )
+    assert recorded == 3
+    # The link was not spent by the refusals; the right password confirms, and forgives them.
+    confirmed = await browser.gql(VERIFY, {"t": link, "p": PASSWORD})
+    assert confirmed["data"]["verifyEmail"]["emailVerified"] is True, confirmed
+    assert await failures_of(auth_app, superuser_engine, email) is None
+
+
+async def test_one_caller_guessing_through_a_link_stops_where_sign_in_would(
+    browser: Browser, new_browser: Any, smtp: SmtpServer
+) -> None:
+    _, link, _ = await _signed_up_with_two_links(browser, smtp)
+    limit = int(Policy.SIGN_IN_PER_EMAIL_AND_IP.item.amount)
+    guesser = new_browser()
+    answers = [codes(await guesser.gql(VERIFY, {"t": link, "p": WRONG})) for _ in range(limit + 1)]
+    assert answers == [["INVALID_CREDENTIALS"]] * limit + [["RATE_LIMITED"]]
+
+
+async def test_once_confirmed_the_addresss_other_links_are_spent(
+    browser: Browser, new_browser: Any, smtp: SmtpServer
+) -> None:
+    _, first, second = await _signed_up_with_two_links(browser, smtp)
+    confirmed = await browser.gql(VERIFY, {"t": first, "p": PASSWORD})
+    assert confirmed["data"]["verifyEmail"]["emailVerified"] is True, confirmed
+    spare = await new_browser().gql(VERIFY, {"t": second, "p": PASSWORD})
+    assert codes(spare) == ["TOKEN_USED"], spare
