@@ -89,7 +89,13 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def db_url(settings: Settings, args: argparse.Namespace) -> int:
-    print(_owner_url(settings))
+    """The owner URL without its password: printed, it would reach the terminal's scrollback
+    and, given to psql on its command line, every user's ``ps``. psql asks for it, or takes
+    it from PGPASSWORD or ~/.pgpass; the embedded database's URL has none."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    url = make_url(_owner_url(settings))
+    print(url._replace(password=None).render_as_string(hide_password=False))
     return 0
 
 
