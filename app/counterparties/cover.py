@@ -115,10 +115,11 @@ def cover_from(
     newest = policies[0]
     current: ConfirmedPolicy | None = newest
     if not _begun(newest, today):
-        current = next(
-            (p for p in policies[1:] if _begun(p, today) and p.end >= today and _before(p, newest)),
-            None,
-        )
+        # The newest word on what is in force today: the newest confirmation begun (a policy
+        # cut short, confirmed after the one it cuts, speaks for it), if its cover reaches today.
+        current = next((p for p in policies[1:] if _begun(p, today) and _before(p, newest)), None)
+        if current is not None and _continued(current, policies, today)[0] < today:
+            current = None
     if current is None:
         coming = [p.start for p in policies if p.start is not None and p.start > today]
         return CoverStatus(CoverState.not_yet_in_force, None, starts_on=min(coming))

@@ -145,6 +145,28 @@ def test_the_newest_confirmation_replaces_what_came_before() -> None:
     )
 
 
+def test_a_renewal_confirmed_ahead_does_not_bring_back_a_policy_since_cut_short() -> None:
+    """This year's policy, then the same cut short at the end of May, then next year's renewal
+    confirmed ahead of its start: on 1 September nothing is in force, as without the renewal.
+    The renewal made the older confirmation of this year's policy speak again, and showed the
+    counterparty (and the packs) covered until the renewal's end, the gap hidden."""
+    this_year = ConfirmedPolicy(date(2025, 1, 1), date(2025, 12, 31), True)
+    cut_short = ConfirmedPolicy(date(2025, 1, 1), date(2025, 5, 31), True)
+    renewal = ConfirmedPolicy(date(2026, 1, 1), date(2026, 12, 31), True)
+    today = date(2025, 9, 1)
+    assert cover_from([cut_short, this_year], today).state == CoverState.lapsed
+    assert cover_from([renewal, cut_short, this_year], today) == CoverStatus(
+        CoverState.not_yet_in_force, None, starts_on=renewal.start
+    )
+    # Before the cut, the renewal leaves it in force; one confirmed ahead to run on from the
+    # cut, the cover runs on into.
+    assert cover_from([renewal, cut_short, this_year], date(2025, 5, 1)).until == date(2025, 5, 31)
+    next_day = ConfirmedPolicy(date(2025, 6, 1), date(2026, 5, 31), True)
+    assert cover_from([next_day, cut_short, this_year], date(2025, 5, 20)).until == date(
+        2026, 5, 31
+    )
+
+
 def test_a_correction_to_an_earlier_period_is_not_carried_on_by_what_it_corrects() -> None:
     """Confirmed 15 January to 14 January, then corrected to the calendar year: the older
     confirmation begins after the correction does, but is no renewal of it (it began before
