@@ -32,3 +32,53 @@ def ignorable(c: str) -> bool:
 def shows_anything(text: str) -> bool:
     """Whether the text holds a character that is neither white space nor ignorable."""
     return any(not (c.isspace() or ignorable(c)) for c in text)
+
+
+# Embedding, override and isolate controls, which reorder the text that follows them, and the
+# marks that move what stands beside them (left-to-right, right-to-left, Arabic letter).
+BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C])
+_BREAKS = frozenset({"Cc", "Zl", "Zp"})  # Unicode's categories of controls and separators
+
+
+def has_control(text: str, *, lines: bool = False) -> bool:
+    """Whether ``text`` holds a control character (C0, DEL or C1: U+0085 ends a line too) or a
+    line or paragraph separator (U+2028, U+2029); with ``lines``, line feeds and tabs pass."""
+    return any(unicodedata.category(c) in _BREAKS and not (lines and c in "\n\t") for c in text)
+
+
+_JOINERS = frozenset(["\u200c", "\u200d"])
+_SELECTORS = frozenset(map(chr, range(0xFE00, 0xFE10)))
+
+
+def hides_something(text: str) -> bool:
+    """Whether ``text`` holds a character shown as nothing (or not assigned yet) other than a
+    joiner between two characters beyond ASCII that show, or one variation selector after such
+    a character (an emoji's selector may precede its joiner), as emoji and Persian need."""
+    for i, c in enumerate(text):
+        if not (ignorable(c) or unicodedata.category(c) == "Cn"):
+            continue
+        before = text[i - 1] if i else ""
+        after = text[i + 1] if i + 1 < len(text) else ""
+        if c in _SELECTORS and _shows_beyond_ascii(before):
+            continue
+        joined = _shows_beyond_ascii(before) or (before in _SELECTORS and i > 1)
+        if c in _JOINERS and joined and _shows_beyond_ascii(after):
+            continue
+        return True
+    return False
+
+
+def _shows_beyond_ascii(c: str) -> bool:
+    return c > "\x7f" and not (c.isspace() or ignorable(c) or unicodedata.category(c) == "Cn")
+
+
+def plain_name(name: str) -> str:
+    """A name shown as it is stored, on one line (a counterparty's, a contact's): nothing that
+    reorders it, breaks it, or shows as nothing, and something that shows."""
+    if any(ord(c) in BIDI for c in name):
+        raise ValueError("A name may not hold characters that reorder text.")
+    if has_control(name):
+        raise ValueError("A name is one line of text, without control characters.")
+    if hides_something(name) or not shows_anything(name):
+        raise ValueError("A name may not hold characters that show as nothing.")
+    return name

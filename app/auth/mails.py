@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
 
-from app.visible import ignorable
+from app.visible import BIDI, ignorable, plain_name
 
 # A host name (labels of letters, digits, hyphens and underscores, in any script, ending in a
 # top-level domain of two letters or more, or a punycode one) or an IPv4 address: mail clients
@@ -34,42 +34,30 @@ def _as_linked(name: str) -> str:
     return "".join(c for c in folded if not ignorable(c))
 
 
-# Embedding, override and isolate controls, which reorder the text that follows them, and the
-# marks that move what stands beside them (left-to-right, right-to-left, Arabic letter).
-BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C])
 _DROP_BIDI = dict.fromkeys(BIDI)
 
 
 def shown(text: str) -> str:
     """Text with a firm's names in it, as a mail sent from our address shows it: on one line and
     without bidi controls, so that a name cannot add a paragraph of its own (one that reads as
-    ours) or reorder what follows it. Names held before ``name_for_mail`` refused these."""
-    return " ".join(text.translate(_DROP_BIDI).split())
-
-
-_BREAKS = frozenset({"Cc", "Zl", "Zp"})  # Unicode's categories of controls and separators
-
-
-def has_control(text: str, *, lines: bool = False) -> bool:
-    """Whether ``text`` holds a control character (C0, DEL or C1: U+0085 ends a line too) or a
-    line or paragraph separator (U+2028, U+2029); with ``lines``, line feeds and tabs pass."""
-    return any(unicodedata.category(c) in _BREAKS and not (lines and c in "\n\t") for c in text)
+    ours) or reorder what follows it; and no "=?", which mail would read as the start of an
+    encoded word in a subject. Names held before ``name_for_mail`` refused these."""
+    return " ".join(text.translate(_DROP_BIDI).split()).replace("=?", "= ?")
 
 
 def name_for_mail(name: str) -> str:
-    """A name a firm gives (its own, a form's), which mails sent from our address carry: one
-    line, no control character, no bidi control, and no web address (a link there would read
-    as ours)."""
-    if has_control(name):
-        raise ValueError("A name is one line of text, without control characters.")
-    if any(ord(c) in BIDI for c in name):
-        raise ValueError("A name may not hold characters that reorder text.")
+    """A name a firm gives (its own, a form's), which mails sent from our address carry: a
+    plain name (``plain_name``: one line, shown as stored), with no web address (a link there
+    would read as ours) and no "=?" (how an encoded word begins: mail decodes one in a subject,
+    CR LF and all)."""
+    if "=?" in name:
+        raise ValueError('A name may not hold "=?".')
     linked = _as_linked(name)
     if "://" in linked or "www." in linked.lower() or _HOST.search(linked):
         raise ValueError(
             "A name may not hold a web address or a domain name (put a space after a full stop)."
         )
-    return name
+    return plain_name(name)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from email import policy
+from email.errors import HeaderParseError
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 from app.firms.schemas import FirmName, Frn
 from app.idempotency import Key
+from app.visible import has_control
 
 MAX_EMAIL = 320
 
@@ -16,6 +19,19 @@ def _still_short(email: str) -> str:
     # Lowering comes after the length check, and may lengthen: "İ" lowers to two characters.
     if len(email) > MAX_EMAIL:
         raise ValueError(f"An address is at most {MAX_EMAIL} characters.")
+    return email
+
+
+def _one_address(email: str) -> str:
+    """An address alone, as mail reads it: mail reads a display name, a comment, a second
+    address or an encoded word too, and delivered to the address it finds there, counted
+    apart from it ("x<a@b.co>", "a(1)@b.co", "someone,a@b.co" all reach a@b.co, or another)."""
+    try:
+        read = str(policy.default.header_factory("To", email))
+    except (HeaderParseError, ValueError, IndexError):
+        read = ""
+    if read != email or has_control(email):
+        raise ValueError("Enter one email address on its own, like name@example.com.")
     return email
 
 
@@ -29,6 +45,7 @@ Email = Annotated[
         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
     ),
     AfterValidator(_still_short),
+    AfterValidator(_one_address),
 ]
 Password = Annotated[str, StringConstraints(max_length=128)]
 

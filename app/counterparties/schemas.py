@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -17,6 +18,7 @@ from pydantic import (
 from app.auth.schemas import Email
 from app.firms.schemas import Frn
 from app.idempotency import Key
+from app.visible import plain_name
 
 
 class CounterpartyKind(StrEnum):
@@ -36,11 +38,17 @@ def _blank_is_none(value: object) -> object:
     return value
 
 
+# Shown as stored: in every member's list, and in the evidence packs given to the regulator.
 CounterpartyName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(plain_name),
 ]
 ContactName = Annotated[
-    Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None,
+    Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(plain_name)
+    ]
+    | None,
     BeforeValidator(_blank_is_none),
 ]
 ContactEmail = Annotated[Email | None, BeforeValidator(_blank_is_none)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from app.auth.mails import BIDI, has_control, name_for_mail
-from app.visible import ignorable
+from app.auth.mails import name_for_mail
+from app.visible import BIDI, has_control, hides_something
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 # Fixed forever: built-in template ids are uuid5(BUILTIN_NAMESPACE, "coverproof.builtin.<key>"),
@@ -167,32 +166,6 @@ class TemplateSpec(BaseModel):
 # Shown as nothing, but what some scripts and emoji need: a joiner (ZWNJ, ZWJ) between two of
 # their characters, a variation selector after one. Anywhere else, or in runs, such characters
 # could spell hidden text, as tag characters do; so could an unassigned code point.
-_JOINERS = frozenset(["\u200c", "\u200d"])
-_SELECTORS = frozenset(map(chr, range(0xFE00, 0xFE10)))
-
-
-def _shows_nothing_where_it_should_not(text: str) -> bool:
-    """Whether ``text`` holds a character shown as nothing other than a joiner between two
-    characters beyond ASCII that show, or one variation selector after such a character (an
-    emoji's selector may precede its joiner)."""
-    for i, c in enumerate(text):
-        if not (ignorable(c) or unicodedata.category(c) == "Cn"):
-            continue
-        before = text[i - 1] if i else ""
-        after = text[i + 1] if i + 1 < len(text) else ""
-        if c in _SELECTORS and _shows_beyond_ascii(before):
-            continue
-        joined = _shows_beyond_ascii(before) or (before in _SELECTORS and i > 1)
-        if c in _JOINERS and joined and _shows_beyond_ascii(after):
-            continue
-        return True
-    return False
-
-
-def _shows_beyond_ascii(c: str) -> bool:
-    return c > "\x7f" and not (c.isspace() or ignorable(c) or unicodedata.category(c) == "Cn")
-
-
 class NewTemplateSpec(TemplateSpec):
     """A template as a firm writes it now. Its name goes into the mails sent from our address,
     so it is held to what they may carry; stored versions are read as they were written."""
@@ -216,7 +189,7 @@ class NewTemplateSpec(TemplateSpec):
                 raise ValueError("A form's text may not hold characters that reorder it.")
             if has_control(text, lines=lines):
                 raise ValueError("A form's text may not hold control characters.")
-            if _shows_nothing_where_it_should_not(text):
+            if hides_something(text):
                 raise ValueError("A form's text may not hold characters that show as nothing.")
         return self
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from email import policy
+from email.errors import HeaderParseError
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,18 +40,27 @@ def _associated(mail_id: uuid.UUID, to: str) -> bytes:
 
 
 def _check_header(name: str, value: str) -> None:
-    # CR or LF in a header would let a caller inject headers; refuse here, in the caller's
-    # transaction, rather than fail at every delivery attempt.
+    """Refuse, in the caller's transaction, a header the email package would read as other
+    than written: CR or LF would let a caller inject headers, and so would an encoded word
+    ("=?utf-8?q?...=0D=0A...?="), which it decodes, CR LF and all (CPython before 3.11.10
+    then writes them out raw); and a display name or second address would send the mail
+    elsewhere."""
     if "\r" in value or "\n" in value:
         raise ValueError(f"mail {name} must be a single line")
+    try:
+        read = str(policy.default.header_factory(name, value))
+    except (HeaderParseError, ValueError, IndexError):
+        read = ""
+    if read != value:
+        raise ValueError(f"mail {name} must be read by mail as it is written")
 
 
 async def enqueue(
     session: AsyncSession, key: bytes, *, to: str, subject: str, text: str, html: str
 ) -> uuid.UUID:
     """Add one message to the outbox inside the caller's transaction; returns its id."""
-    _check_header("recipient", to)
-    _check_header("subject", subject)
+    _check_header("To", to)
+    _check_header("Subject", subject)
     if "@" not in to or len(to) > MAX_ADDRESS_CHARS:
         raise ValueError("mail recipient must be an email address of at most 320 characters")
     mail_id = uuid.uuid4()

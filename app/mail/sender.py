@@ -23,7 +23,7 @@ from app.db.tenant import mail_sender_transaction
 from app.mail.models import MailOutbox
 from app.mail.outbox import open_mail
 from app.mail.sealing import SealBroken, key_id, mail_key
-from app.mail.transport import Connection, Transport, build_message, transport_for
+from app.mail.transport import Connection, Transport, Unsendable, build_message, transport_for
 
 log = logging.getLogger("coverproof.mail")
 
@@ -161,8 +161,9 @@ class MailSender:
 
     async def _failed(self, session: AsyncSession, row: MailOutbox, exc: Exception) -> None:
         attempts = row.attempts + 1
-        # A body that does not open never will: retrying would only repeat the error.
-        give_up = attempts >= MAX_ATTEMPTS or isinstance(exc, SealBroken)
+        # A body that does not open never will, nor a message read otherwise than written:
+        # retrying would only repeat the error.
+        give_up = attempts >= MAX_ATTEMPTS or isinstance(exc, SealBroken | Unsendable)
         error = describe(exc)
         await self._mark(
             session,

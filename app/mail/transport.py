@@ -50,12 +50,20 @@ class Transport(Protocol):
     def connection(self) -> AbstractAsyncContextManager[Connection]: ...
 
 
+class Unsendable(ValueError):
+    """A message that no attempt could send as it is written."""
+
+
 def build_message(mail: Mail, mail_from: str) -> EmailMessage:
     """A multipart/alternative message: plain text first, HTML as the preferred alternative."""
     message = EmailMessage()
     message["From"] = mail_from
     message["To"] = mail.to
     message["Subject"] = mail.subject
+    if str(message["To"]) != mail.to or str(message["Subject"]) != mail.subject:
+        # Read otherwise than written (an encoded word, a second address): queued before the
+        # outbox refused such mail, it would add headers, or go elsewhere. Never sent.
+        raise Unsendable("the mail's recipient or subject is not read as it is written")
     message["Date"] = formatdate(localtime=False)
     # The outbox id makes the Message-ID stable across retries, so a receiver can drop the
     # duplicate that at-least-once delivery occasionally produces.

@@ -56,3 +56,26 @@ def test_one_mailbox_however_it_is_spelled() -> None:
     assert {mailbox(s) for s in spellings} == {"jdoe@gmail.com"}
     assert mailbox("j.doe@example.test") == "j.doe@example.test"  # dots count elsewhere
     assert mailbox('"alice"@example.test') == "alice@example.test"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u200b",  # a name that shows as nothing: an anonymous request from our address
+        "\u2060",
+        "\ufeff",
+        "Acme\U000e0041\U000e0042 Ltd",  # tag characters: words no reader sees
+        "Acme\u200b Ltd",
+    ],
+)
+def test_a_name_that_shows_as_nothing_or_hides_something_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="show as nothing"):
+        name_for_mail(name)
+
+
+def test_a_joined_emoji_or_persian_name_passes() -> None:
+    for name in [
+        "Smith \U0001f468\u200d\U0001f4bc Ltd",
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+    ]:
+        assert name_for_mail(name) == name

@@ -503,3 +503,29 @@ async def test_sibling_fields_share_the_session_and_the_loader(
         "Two Ltd",
     ]
     assert body["data"]["c"]["edges"] == [{"node": {"name": "Two Ltd"}}]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Acme \u202eLtd\u202c",  # a right-to-left override: shows as "Acme dtL"
+        "Acme Ltd\nIMPORTANT: cover confirmed",  # a second line of its own
+        "Acme\x1b[8m Ltd",  # a control character
+        "\u200b",  # a name that shows as nothing
+        "Acme\U000e0041 Ltd",  # a tag character: a letter no reader sees
+    ],
+)
+async def test_a_counterparty_or_contact_name_is_shown_as_it_is_stored(
+    client: httpx.AsyncClient, members: Members, name: str
+) -> None:
+    """Listed to every member and printed in the evidence packs given to the regulator: a name
+    that reorders itself, breaks the line, or shows as nothing could pass for another."""
+    admin = await members.create()
+    for field in ("name", "contactName"):
+        fields = {"name": "Plain Ltd", field: name}
+        body = await gql(client, CREATE, {"input": {"kind": "OTHER", **fields}}, admin)
+        assert codes(body) == ["BAD_USER_INPUT"], (field, body)
+    made = await gql(client, CREATE, {"input": {"kind": "OTHER", "name": "Plain Ltd"}}, admin)
+    ident = made["data"]["createCounterparty"]["counterparty"]["id"]
+    updated = await gql(client, UPDATE, {"id": ident, "input": {"name": name}}, admin)
+    assert codes(updated) == ["BAD_USER_INPUT"], updated

@@ -122,3 +122,14 @@ async def test_expired_revoked_and_removed_sessions_stop_working(
         )
     for member in (revoked, removed, idle):
         assert codes(await gql(client, FIRM, member=member)) == ["UNAUTHENTICATED"]
+
+
+async def test_a_firm_name_that_shows_as_nothing_is_refused(
+    client: httpx.AsyncClient, members: Members
+) -> None:
+    """Every request mail opens with it: "\u200b asks you to complete: ..." from our address."""
+    owner = await members.create()
+    for name in ["\u200b", "\ufeff", "Acme\U000e0041\U000e0042 Ltd"]:
+        assert codes(await gql(client, UPDATE, {"input": {"name": name}}, owner)) == [
+            "BAD_USER_INPUT"
+        ], name

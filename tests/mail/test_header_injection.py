@@ -1,0 +1,87 @@
+"""A mail from our address says only what we wrote in its headers, and goes only where its
+row says. The email package reads an RFC 2047 encoded word in a header it is given and decodes
+it, CR LF and all (on CPython before 3.11.10 it then writes them out raw): a firm named
+"=?utf-8?q?Acme=0D=0AReply-To:...?=" passed every check of its name and wrote its own headers,
+and the top of the body, into the invitations and requests it sent. And mail reads a display
+name, a comment or a second address in "To": "x<a@b.co>" and "a(1)@b.co" reached a@b.co while
+counted apart from it (past the per-address limit), "someone,a@b.co" reached another mailbox."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.db.tenant import transaction
+from app.mail.outbox import Mail, enqueue
+from app.mail.transport import Unsendable, build_message
+from tests.browser import SIGN_UP, Browser, codes, new_email, signed_up
+from tests.mail.smtp import SmtpServer
+
+INVITE = "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { ok } }"
+UPDATE_FIRM = "mutation($input: FirmUpdateInput!) { updateFirm(input: $input) { firm { name } } }"
+INJECTING = (
+    "=?utf-8?q?Acme=0D=0AReply-To:_ceo=40evil=2Etest=0D=0AX-Injected:_yes"
+    "=0D=0A=0D=0AYour_account_is_locked?="
+)
+
+
+async def test_a_firm_name_holding_an_encoded_word_is_refused(browser: Browser) -> None:
+    variables = {"input": {"email": new_email(), "password": None, "firmName": INJECTING}}
+    assert codes(await browser.gql(SIGN_UP, variables)) == ["BAD_USER_INPUT"]
+
+
+async def test_a_name_held_from_before_adds_no_header_to_the_mail_it_names(
+    browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp)
+    assert codes(await browser.gql(UPDATE_FIRM, {"input": {"name": INJECTING}})) == [
+        "BAD_USER_INPUT"
+    ]
+    firm_id = (await browser.gql("{ firm { id } }"))["data"]["firm"]["id"]
+    async with superuser_engine.begin() as conn:  # as a name stored before it was refused
+        await conn.execute(
+            text("update firms set name = :n where id = :f"), {"n": INJECTING, "f": firm_id}
+        )
+    invitee = new_email()
+    invited = await browser.gql(INVITE, {"input": {"email": invitee, "role": "MEMBER"}})
+    assert "errors" not in invited, invited
+    await smtp.wait_for(lambda _: bool(smtp.to(invitee)))
+    [message] = smtp.to(invitee)
+    assert message["X-Injected"] is None, message.as_string()[:600]
+    assert message["Reply-To"] is None
+    assert message["Subject"].startswith("You are invited to = ?utf-8?q?Acme=0D=0AReply-To")
+
+
+@pytest.mark.parametrize(
+    "address", ["x1<victim@example.com>", "victim(1)@example.com", "someone,victim@example.com"]
+)
+async def test_an_address_is_one_address_on_its_own(browser: Browser, address: str) -> None:
+    variables = {"input": {"email": address, "password": None, "firmName": "Bomb Ltd"}}
+    assert codes(await browser.gql(SIGN_UP, variables)) == ["BAD_USER_INPUT"]
+
+
+@pytest.mark.parametrize(
+    ("to", "subject"),
+    [
+        ("someone,bob@example.test", "Confirm your email address"),
+        ("x<bob@example.test>", "Confirm your email address"),
+        ("bob@example.test", INJECTING),
+    ],
+)
+async def test_the_outbox_refuses_a_header_mail_reads_otherwise(
+    app_sessions: async_sessionmaker[AsyncSession], to: str, subject: str
+) -> None:
+    async with transaction(app_sessions) as session:
+        with pytest.raises(ValueError, match="read by mail as it is written"):
+            await enqueue(session, bytes(32), to=to, subject=subject, text="t", html="<p>t</p>")
+
+
+def test_a_message_queued_before_is_never_built() -> None:
+    """Queued before the outbox refused it, such a mail is given up at once, never sent."""
+    for to, subject in [("bob@example.test", INJECTING), ("someone,bob@example.test", "Hi")]:
+        mail = Mail(uuid.uuid4(), to, subject, "t", "<p>t</p>")
+        with pytest.raises(Unsendable):
+            build_message(mail, "CoverProof <no-reply@coverproof.test>")
