@@ -100,6 +100,14 @@ class RateLimited(AppError):
     default_message = "Too many requests; try again later."
 
 
+class SignedInAsAnother(AppError):
+    code = "SIGNED_IN_AS_ANOTHER"
+    default_message = (
+        "This browser is signed in to another account than the link's. Sign out first, or "
+        "confirm that you want to switch to the link's account."
+    )
+
+
 class MethodNotAllowed(AppError):
     code = "METHOD_NOT_ALLOWED"
     default_message = "Send this operation with POST."

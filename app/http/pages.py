@@ -84,10 +84,15 @@ const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
 history.replaceState(null, "", location.pathname);
 const form = document.getElementById("form");
 const status = document.getElementById("status");
+const button = document.getElementById("go");
+// Set once the server said this browser is signed in to another account: the next press
+// switches to the link's, as the button then says.
+let switchAccount = false;
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const password = document.getElementById("password");
   const variables = password ? {token, password: password.value} : {token};
+  if (switchAccount) variables.switchAccount = true;
   status.textContent = "Working...";
   try {
     const response = await fetch("/graphql", {
@@ -97,8 +102,13 @@ form.addEventListener("submit", async (event) => {
       body: JSON.stringify({documentId: DOCUMENT, variables}),
     });
     const body = await response.json();
-    status.textContent = body.errors ? body.errors[0].message : SUCCESS;
-    if (!body.errors) form.hidden = true;
+    const error = body.errors ? body.errors[0] : null;
+    status.textContent = error ? error.message : SUCCESS;
+    if (!error) form.hidden = true;
+    if (error && (error.extensions || {}).code === "SIGNED_IN_AS_ANOTHER") {
+      switchAccount = true;
+      button.textContent = "Switch to this link's account";
+    }
   } catch (error) {
     status.textContent = "Something went wrong; try again.";
   }
@@ -121,7 +131,7 @@ def render(page: Page) -> tuple[str, dict[str, str]]:
         "padding:.5rem}</style></head><body><main>"
         f"<h1>{html.escape(page.title)}</h1><p>{html.escape(page.lead)}</p>"
         f'<form id="form">{page.password}'
-        f'<button type="submit">{html.escape(page.button)}</button></form>'
+        f'<button id="go" type="submit">{html.escape(page.button)}</button></form>'
         '<p id="status" role="status" aria-live="polite"></p></main>'
         f'<script nonce="{nonce}">{script}</script></body></html>'
     )

@@ -6,15 +6,22 @@ from __future__ import annotations
 from app.partners.documents import Document, document_id
 
 VERIFY_EMAIL = (
-    "mutation($token: String!, $password: String) "
-    "{ verifyEmail(token: $token, password: $password) { emailVerified } }"
+    "mutation($token: String!, $password: String, $switchAccount: Boolean! = false) "
+    "{ verifyEmail(token: $token, password: $password, switchAccount: $switchAccount) "
+    "{ emailVerified } }"
 )
-MAGIC_LINK_SIGN_IN = "mutation($token: String!) { signInWithMagicLink(token: $token) { userId } }"
+MAGIC_LINK_SIGN_IN = (
+    "mutation($token: String!, $switchAccount: Boolean! = false) "
+    "{ signInWithMagicLink(token: $token, switchAccount: $switchAccount) { userId } }"
+)
 RESET_PASSWORD = (
     "mutation($token: String!, $password: String!) "
     "{ resetPassword(token: $token, newPassword: $password) { ok } }"
 )
-ACCEPT_INVITATION = "mutation($token: String!) { acceptInvitation(token: $token) { firmId } }"
+ACCEPT_INVITATION = (
+    "mutation($token: String!, $switchAccount: Boolean! = false) "
+    "{ acceptInvitation(token: $token, switchAccount: $switchAccount) { firmId } }"
+)
 SIGN_UP = "mutation($input: SignUpInput!) { signUp(input: $input) { accepted message } }"
 SIGN_IN = (
     "mutation($email: String!, $password: String!) { signInWithPassword(email: $email, "

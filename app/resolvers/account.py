@@ -109,8 +109,9 @@ async def invite_member(info: Info, input: InviteMemberInput) -> OkPayload:
     return OkPayload(ok=True)
 
 
-async def accept_invitation(info: Info, token: str) -> SignInPayload:
-    return signed_in(info.context, await info.context.run_public(members.accept_invitation, token))
+async def accept_invitation(info: Info, token: str, switch_account: bool = False) -> SignInPayload:
+    result = await info.context.run_public(members.accept_invitation, token)
+    return signed_in(info.context, result, switch=switch_account)
 
 
 async def change_member_role(info: Info, input: MemberRoleChangeInput) -> MemberRoleChangePayload:

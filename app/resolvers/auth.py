@@ -8,6 +8,7 @@ from app.auth import account, service
 from app.auth.schemas import EmailOnly, PasswordSignIn, SignUp
 from app.auth.service import SignedIn
 from app.auth.sessions import SessionIdentity
+from app.errors import SignedInAsAnother
 from app.schema.auth import MailSentPayload, OkPayload, SignInPayload, SignUpInput
 from app.schema.context import Context, Info, actor_of
 
@@ -23,7 +24,18 @@ MAIL_SENT = MailSentPayload(
 )
 
 
-def signed_in(context: Context, result: SignedIn) -> SignInPayload:
+def signed_in(context: Context, result: SignedIn, *, switch: bool = True) -> SignInPayload:
+    """The payload of a flow that signed ``result``'s user in, its cookie set once it commits.
+    A link's flow (``switch``: unless the caller confirmed it) may not silently replace the
+    browser's session of another user: anyone could send a signed-in person their own sign-in
+    link, and whatever that person then entered went into the sender's firm (login CSRF).
+    Refused, it rolls back whole: the link is not spent."""
+    if (
+        not switch
+        and isinstance(context.identity, SessionIdentity)
+        and context.identity.user_id != result.actor.id
+    ):
+        raise SignedInAsAnother()
     context.new_session_cookie = result.cookie
     if isinstance(context.identity, SessionIdentity):
         # The browser's old session, once this one has committed: bound to its own firm, which
@@ -45,9 +57,11 @@ async def sign_up(info: Info, input: SignUpInput) -> MailSentPayload:
     return MAIL_SENT
 
 
-async def verify_email(info: Info, token: str, password: str | None = None) -> SignInPayload:
+async def verify_email(
+    info: Info, token: str, password: str | None = None, switch_account: bool = False
+) -> SignInPayload:
     result = await info.context.run_public(service.verify_email, token, password)
-    return signed_in(info.context, result)
+    return signed_in(info.context, result, switch=switch_account)
 
 
 async def resend_verification(info: Info, email: str) -> MailSentPayload:
@@ -63,9 +77,11 @@ async def request_magic_link(info: Info, email: str) -> MailSentPayload:
     return MAIL_SENT
 
 
-async def sign_in_with_magic_link(info: Info, token: str) -> SignInPayload:
+async def sign_in_with_magic_link(
+    info: Info, token: str, switch_account: bool = False
+) -> SignInPayload:
     result = await info.context.run_public(service.sign_in_with_magic_link, token)
-    return signed_in(info.context, result)
+    return signed_in(info.context, result, switch=switch_account)
 
 
 async def sign_in_with_password(info: Info, email: str, password: str) -> SignInPayload:

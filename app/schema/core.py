@@ -44,6 +44,13 @@ class CoreQuery:
     )
 
 
+# Said of each flow that signs in by an emailed link.
+SWITCHING = (
+    "In a browser signed in to another account, refused SIGNED_IN_AS_ANOTHER (the link not "
+    "spent) unless switchAccount is true."
+)
+
+
 @strawberry.type
 class CoreMutation:
     update_firm: FirmUpdatePayload = strawberry.mutation(
@@ -55,7 +62,9 @@ class CoreMutation:
         description="Create a user and their firm; a verification email follows.",
     )
     verify_email: SignInPayload = strawberry.mutation(
-        resolver=auth.verify_email, metadata=PUBLIC, description="Confirm the address; signs in."
+        resolver=auth.verify_email,
+        metadata=PUBLIC,
+        description="Confirm the address; signs in. " + SWITCHING,
     )
     resend_verification: MailSentPayload = strawberry.mutation(
         resolver=auth.resend_verification, metadata=PUBLIC
@@ -64,7 +73,7 @@ class CoreMutation:
         resolver=auth.request_magic_link, metadata=PUBLIC
     )
     sign_in_with_magic_link: SignInPayload = strawberry.mutation(
-        resolver=auth.sign_in_with_magic_link, metadata=PUBLIC
+        resolver=auth.sign_in_with_magic_link, metadata=PUBLIC, description=SWITCHING
     )
     sign_in_with_password: SignInPayload = strawberry.mutation(
         resolver=auth.sign_in_with_password, metadata=PUBLIC
@@ -94,7 +103,7 @@ class CoreMutation:
         "to an address not already a member's.",
     )
     accept_invitation: SignInPayload = strawberry.mutation(
-        resolver=account.accept_invitation, metadata=PUBLIC
+        resolver=account.accept_invitation, metadata=PUBLIC, description=SWITCHING
     )
     change_member_role: MemberRoleChangePayload = strawberry.mutation(
         resolver=account.change_member_role,
