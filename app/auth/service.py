@@ -203,6 +203,11 @@ async def prove_address(session: AsyncSession, user_id: uuid.UUID, *, clear_pass
     )
     if proved.scalar_one_or_none() is not None:
         await sessions.revoke_all(session, user_id)
+    # Proved, by whichever link: the confirmation links left sign in (given the password, or
+    # with none once a sign-in link cleared it). After the user's row, which a resend holds
+    # while it decides to send one: this sees the link it then made, or it sees the address
+    # proved and sends none.
+    await tokens.spend_unused(session, user_id, Purpose.VERIFY_EMAIL)
 
 
 async def verify_email(
@@ -215,23 +220,24 @@ async def verify_email(
     link stays unspent for another try. The password is checked as a sign-in checks it: limited
     per address and caller, and each wrong one counted against the address and on the record,
     or a link would be a way to guess the password unthrottled. Once verified, the user's other
-    verification links are spent (each signs in, given the password)."""
+    verification links are spent (``prove_address``)."""
     found = await redeem_link(session, env, Purpose.VERIFY_EMAIL, token)
     actor = user_actor(env, found.user_id, found.firm_id, found.role)
     await bind_tenant(session, actor.firm_id, actor.id)
     chosen = await session.scalar(select(User.password_hash).where(User.id == actor.id))
     if chosen is not None:
+        refused = InvalidCredentials("Enter the password you chose when you signed up.")
+        if not password:
+            raise refused  # nothing guessed (a page's box left empty): neither counted nor recorded
         await env.limit_sign_in(found.email)
         address = await _unthrottled(session, env, found.email, found)
         if not (
-            password is not None
-            and len(password) <= passwords.MAX_LENGTH
+            len(password) <= passwords.MAX_LENGTH
             and await passwords.verify_password(chosen, password)
         ):
-            raise InvalidCredentials("Enter the password you chose when you signed up.").on_record(
+            raise refused.on_record(
                 lambda fresh: _record_failure(fresh, env, address, found, Action.SIGN_IN_FAILED)
             )
-    await tokens.spend_unused(session, actor.id, Purpose.VERIFY_EMAIL)
     await prove_address(session, actor.id, clear_password=False)
     await proved_owner(session, env, found.email)
     await chain.record(session, actor, Action.EMAIL_VERIFIED, "user", actor.id)
@@ -244,11 +250,17 @@ async def resend_verification(session: AsyncSession, env: AuthEnv, data: EmailOn
     user = await calls.user_by_email(session, data.email)
     if user is not None and not user.email_verified and user.firm_id is not None:
         await bind_tenant(session, user.firm_id, user.user_id)
-        await _issue_and_send(session, env, Purpose.VERIFY_EMAIL, user.user_id, data.email)
-        actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
-        await chain.record(
-            session, actor, Action.VERIFICATION_SENT, "user", user.user_id, as_member=False
+        # Read again, holding the row until this commits: a confirmation meanwhile spent the
+        # links there were, so a link made after it would outlive the proof (``prove_address``).
+        held = (
+            select(User.email_verified_at).where(User.id == user.user_id).with_for_update(read=True)
         )
+        if await session.scalar(held) is None:
+            await _issue_and_send(session, env, Purpose.VERIFY_EMAIL, user.user_id, data.email)
+            actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
+            await chain.record(
+                session, actor, Action.VERIFICATION_SENT, "user", user.user_id, as_member=False
+            )
     # Registered or not, as in _send_if_known (see why there).
     await chain.record_platform(session, Action.VERIFICATION_SENT, ip=env.ip)
 

@@ -172,15 +172,20 @@ async def spend_sign_in_links(session: AsyncSession, user_id: uuid.UUID) -> int:
 
 
 async def spend_unused(session: AsyncSession, user_id: uuid.UUID, purpose: Purpose) -> None:
-    """Spend the user's unused links of ``purpose`` (RLS: only the bound user's own)."""
-    await session.execute(
-        update(AuthToken)
+    """Spend the user's unused links of ``purpose`` (RLS: only the bound user's own), but one
+    another request holds: it is being redeemed, and waiting for it deadlocked with that
+    request spending this one's (two confirmation links followed at once)."""
+    unused = (
+        select(AuthToken.id)
         .where(
             AuthToken.user_id == user_id,
             AuthToken.used_at.is_(None),
             AuthToken.purpose == purpose.value,
         )
-        .values(used_at=datetime.now(UTC))
+        .with_for_update(skip_locked=True)
+    )
+    await session.execute(
+        update(AuthToken).where(AuthToken.id.in_(unused)).values(used_at=datetime.now(UTC))
     )
 
 

@@ -7,15 +7,29 @@ the address is confirmed, its spare links are spent."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from app.auth import service
 from app.ratelimit.policies import Policy
 from tests.auth.test_flows import RESEND, failed_already, failures_of
-from tests.browser import PASSWORD, SIGN_IN, SIGN_UP, VERIFY, Browser, codes, link_token, new_email
+from tests.browser import (
+    MAGIC,
+    MAGIC_SIGN_IN,
+    PASSWORD,
+    SIGN_IN,
+    SIGN_UP,
+    VERIFY,
+    Browser,
+    codes,
+    link_token,
+    new_email,
+)
 from tests.mail.smtp import SmtpServer
 
 WRONG = "not the password at all 42"
@@ -98,3 +112,85 @@ async def test_once_confirmed_the_addresss_other_links_are_spent(
     assert confirmed["data"]["verifyEmail"]["emailVerified"] is True, confirmed
     spare = await new_browser().gql(VERIFY, {"t": second, "p": PASSWORD})
     assert codes(spare) == ["TOKEN_USED"], spare
+
+
+async def test_a_sign_in_link_confirming_the_address_spends_its_confirmation_links(
+    browser: Browser, new_browser: Any, smtp: SmtpServer
+) -> None:
+    """A sign-in link proves the address too (and clears a password chosen before): a spare
+    confirmation link then signed in with no password at all, for the rest of its day."""
+    email, link, _ = await _signed_up_with_two_links(browser, smtp)
+    assert "errors" not in await browser.gql(MAGIC, {"e": email})
+    magic = await link_token(smtp, email, "sign-in link")
+    assert "errors" not in await browser.gql(MAGIC_SIGN_IN, {"t": magic})
+    late = await new_browser().gql(VERIFY, {"t": link, "p": None})
+    assert codes(late) == ["TOKEN_USED"], late
+
+
+async def test_two_links_confirmed_at_once_both_confirm_without_a_deadlock(
+    browser: Browser,
+    new_browser: Any,
+    smtp: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each holds its own link as it comes to prove the address and spend the others: the one
+    that finds the other's link held leaves it to the other (whose own confirmation spends it),
+    rather than wait for it while the other waits for the address's row it holds."""
+    _, first, second = await _signed_up_with_two_links(browser, smtp)
+    prove, arrived, both = service.prove_address, [], asyncio.Event()
+
+    async def together(*args: Any, **kwargs: Any) -> None:
+        arrived.append(1)
+        if len(arrived) == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), 10)
+        await prove(*args, **kwargs)
+
+    monkeypatch.setattr(service, "prove_address", together)
+    answers = await asyncio.gather(
+        new_browser().gql(VERIFY, {"t": first, "p": PASSWORD}),
+        new_browser().gql(VERIFY, {"t": second, "p": PASSWORD}),
+    )
+    assert not [r for r in caplog.records if "deadlocked" in r.getMessage()]
+    assert all("errors" not in a for a in answers), answers
+
+
+async def test_a_resend_racing_the_confirmation_leaves_no_live_link(
+    browser: Browser, new_browser: Any, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resend that found the address unconfirmed, then issued its link after the
+    confirmation committed, left a link that signed in after the address was confirmed."""
+    email, link, _ = await _signed_up_with_two_links(browser, smtp)
+    issue, reached, go_on = service._issue_and_send, asyncio.Event(), asyncio.Event()
+
+    async def paused(*args: Any) -> None:
+        reached.set()
+        await asyncio.wait_for(go_on.wait(), 10)
+        await issue(*args)
+
+    monkeypatch.setattr(service, "_issue_and_send", paused)
+    resend = asyncio.create_task(new_browser().gql(RESEND, {"e": email}))
+    await asyncio.wait_for(reached.wait(), 10)
+    confirming = asyncio.create_task(browser.gql(VERIFY, {"t": link, "p": PASSWORD}))
+    await asyncio.sleep(0.3)  # the confirmation, waiting for the resend that read the address
+    go_on.set()
+    assert "errors" not in await resend
+    confirmed = await confirming
+    assert confirmed["data"]["verifyEmail"]["emailVerified"] is True, confirmed
+    await smtp.wait_for(lambda _: len([m for m in smtp.to(email) if CONFIRM in m["subject"]]) == 3)
+    late = await link_token(smtp, email, CONFIRM)
+    assert codes(await new_browser().gql(VERIFY, {"t": late, "p": PASSWORD})) == ["TOKEN_USED"]
+
+
+async def test_no_password_is_no_guess(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+) -> None:
+    """A confirmation sent without the password (a page whose box was left empty) is refused
+    as before, but not counted against the address nor recorded as a failed sign-in."""
+    email, link, _ = await _signed_up_with_two_links(browser, smtp)
+    assert codes(await browser.gql(VERIFY, {"t": link, "p": None})) == ["INVALID_CREDENTIALS"]
+    assert await failures_of(auth_app, superuser_engine, email) is None
