@@ -80,6 +80,13 @@ class BadUserInput(AppError):
     default_message = "The input is not valid."
 
 
+class AddressUnmailable(BadUserInput):
+    default_message = (
+        "This address cannot be mailed as it is written (one address on its own, like "
+        "name@example.com); correct it, then send again."
+    )
+
+
 class AuditChainBroken(AppError):
     code = "AUDIT_CHAIN_BROKEN"
     default_message = "The audit trail does not extend its last signed checkpoint."

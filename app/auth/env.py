@@ -9,7 +9,8 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.mail.outbox import enqueue
+from app.errors import AddressUnmailable
+from app.mail.outbox import Unmailable, enqueue
 from app.ratelimit.client_ip import ip_bucket
 from app.ratelimit.mailbox import mailbox
 from app.ratelimit.policies import Policy
@@ -67,5 +68,11 @@ class AuthEnv:
         a firm's or a form's name must not make the outbox refuse the mail (it refuses a header
         that spans lines), and with it the request that sends it."""
         subject = " ".join(subject.split())
-        await enqueue(session, self.mail_key, to=to, subject=subject, text=text, html=html)
+        try:
+            await enqueue(session, self.mail_key, to=to, subject=subject, text=text, html=html)
+        except Unmailable as error:
+            # Refused before anything is written: an address stored before the rules that
+            # refuse it now (a display name, a quoted local part), which mail would read
+            # otherwise. The caller's to correct, not a failure of ours.
+            raise AddressUnmailable() from error
         self.on_mail()

@@ -30,7 +30,7 @@ def _one_address(email: str) -> str:
         read = str(policy.default.header_factory("To", email))
     except (HeaderParseError, ValueError, IndexError):
         read = ""
-    if read != email or has_control(email):
+    if read != email or has_control(email) or "=?" in email:
         raise ValueError("Enter one email address on its own, like name@example.com.")
     return email
 

@@ -31,6 +31,7 @@ from app.declarations.answers import validate_answers
 from app.declarations.schemas import Submission
 from app.declarations.templates import spec_from_snapshot
 from app.errors import (
+    AddressUnmailable,
     AppError,
     BadUserInput,
     NotFound,
@@ -386,4 +387,9 @@ async def _confirm(
     firm = await session.get(Firm, declaration.firm_id)
     name = declaration.template_snapshot["name"]
     mail = mails.received(firm.name if firm else "Your firm", name, at, digest.hex())
-    await env.send(session, declaration.recipient_email, mail.subject, mail.text, mail.html)
+    try:
+        await env.send(session, declaration.recipient_email, mail.subject, mail.text, mail.html)
+    except AddressUnmailable:
+        # An address stored before the rules that refuse it now: the submission stands
+        # without its receipt, rather than be refused for what the recipient cannot change.
+        log.warning("declaration %s submitted; its receipt cannot be mailed", declaration.id)

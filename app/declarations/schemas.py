@@ -6,16 +6,27 @@ import uuid
 from datetime import date
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.auth.schemas import Email
 from app.idempotency import Key
+from app.visible import plain_name
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Listed to every member and printed in the packs: shown as stored.
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(plain_name),
+]
 MAX_BULK = 500
 # A due date's link expiry is counted past it in datetimes, which end in year 9999.
 LATEST_DUE = date(2200, 12, 31)
 DueDate = Annotated[date, Field(le=LATEST_DUE)]
+
+
+def _signed(name: str) -> str:
+    """A signature, if given, is a name shown as stored (the pack prints it as signed)."""
+    return plain_name(name) if name else name
 
 
 class Strict(BaseModel):
@@ -57,7 +68,11 @@ class Submission(Strict):
     attestation_accepted: bool
     # May be empty here: a missing signature is refused with the other problems of the
     # submission (public.submit_declaration), not before them.
-    signature_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+    signature_name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, max_length=200),
+        AfterValidator(_signed),
+    ]
     idempotency_key: SubmissionKey | None = None
 
 

@@ -39,6 +39,10 @@ def _associated(mail_id: uuid.UUID, to: str) -> bytes:
     return f"{mail_id}\n{to}".encode()
 
 
+class Unmailable(ValueError):
+    """A recipient or subject the outbox will not queue: mail would read it otherwise."""
+
+
 def _check_header(name: str, value: str) -> None:
     """Refuse, in the caller's transaction, a header the email package would read as other
     than written: CR or LF would let a caller inject headers, and so would an encoded word
@@ -46,13 +50,13 @@ def _check_header(name: str, value: str) -> None:
     then writes them out raw); and a display name or second address would send the mail
     elsewhere."""
     if "\r" in value or "\n" in value:
-        raise ValueError(f"mail {name} must be a single line")
+        raise Unmailable(f"mail {name} must be a single line")
     try:
         read = str(policy.default.header_factory(name, value))
     except (HeaderParseError, ValueError, IndexError):
         read = ""
     if read != value:
-        raise ValueError(f"mail {name} must be read by mail as it is written")
+        raise Unmailable(f"mail {name} must be read by mail as it is written")
 
 
 async def enqueue(
@@ -62,7 +66,7 @@ async def enqueue(
     _check_header("To", to)
     _check_header("Subject", subject)
     if "@" not in to or len(to) > MAX_ADDRESS_CHARS:
-        raise ValueError("mail recipient must be an email address of at most 320 characters")
+        raise Unmailable("mail recipient must be an email address of at most 320 characters")
     mail_id = uuid.uuid4()
     # The subject is sealed with the body too: in clear in its column, for the operators who
     # look at a queue, a rewritten one (on a pending reset mail, say) would go out as written.

@@ -1084,3 +1084,36 @@ async def test_what_a_form_says_is_shown_as_it_is_stored(
         "I confirm \u2714\ufe0f and sign as \u0641\u200c\u0627 \U0001f3f3\ufe0f\u200d\U0001f308."
     )
     assert "errors" not in await browser.gql(CREATE_VERSION, {"t": template_id, "i": plain})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Pat \u202eeoD\u202c",  # a right-to-left override: shows as "Pat Doe"
+        "Pat Doe\nIMPORTANT: cover confirmed",
+        "Pat\x1b[8m Doe",
+        "\u200b",
+        "Pat\U000e0041 Doe",
+    ],
+)
+async def test_a_recipients_name_is_shown_as_it_is_stored(
+    browser: Browser, smtp: SmtpServer, name: str
+) -> None:
+    """Listed to every member and printed in the packs, as counterparties' names are."""
+    await signed_up(browser, smtp)
+    one = {"templateId": str(FIT.id), "recipientName": name, "recipientEmail": new_email()}
+    assert codes(await browser.gql(CREATE, {"i": one})) == ["BAD_USER_INPUT"]
+    many = {"templateId": str(FIT.id), "recipients": [{"name": name, "email": new_email()}]}
+    assert codes(await browser.gql(BULK, {"i": many})) == ["BAD_USER_INPUT"]
+
+
+async def test_a_signature_is_shown_as_it_is_stored(
+    browser: Browser, new_browser: NewBrowser, smtp: SmtpServer
+) -> None:
+    await signed_up(browser, smtp)
+    _, token = await sent_declaration(browser, smtp, new_email())
+    recipient = new_browser()
+    answers = valid_answers((await form(recipient, token))["questions"])
+    signed = submission(answers, signatureName="Pat \u202eeoD\u202c")
+    assert codes(await recipient.gql(SUBMIT, {"t": token, "i": signed})) == ["BAD_USER_INPUT"]
+    assert "errors" not in await recipient.gql(SUBMIT, {"t": token, "i": submission(answers)})

@@ -9,6 +9,7 @@ counted apart from it (past the per-address limit), "someone,a@b.co" reached ano
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -18,6 +19,8 @@ from app.db.tenant import transaction
 from app.mail.outbox import Mail, enqueue
 from app.mail.transport import Unsendable, build_message
 from tests.browser import SIGN_UP, Browser, codes, new_email, signed_up
+from tests.declarations.test_firm_side import REMIND, form, submission
+from tests.declarations.test_loop import SUBMIT, sent_declaration, valid_answers
 from tests.mail.smtp import SmtpServer
 
 INVITE = "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { ok } }"
@@ -56,7 +59,13 @@ async def test_a_name_held_from_before_adds_no_header_to_the_mail_it_names(
 
 
 @pytest.mark.parametrize(
-    "address", ["x1<victim@example.com>", "victim(1)@example.com", "someone,victim@example.com"]
+    "address",
+    [
+        "x1<victim@example.com>",
+        "victim(1)@example.com",
+        "someone,victim@example.com",
+        "a=?utf-8?q?=0d=0ab?=@example.com",
+    ],
 )
 async def test_an_address_is_one_address_on_its_own(browser: Browser, address: str) -> None:
     variables = {"input": {"email": address, "password": None, "firmName": "Bomb Ltd"}}
@@ -85,3 +94,39 @@ def test_a_message_queued_before_is_never_built() -> None:
         mail = Mail(uuid.uuid4(), to, subject, "t", "<p>t</p>")
         with pytest.raises(Unsendable):
             build_message(mail, "CoverProof <no-reply@coverproof.test>")
+
+
+LEGACY = '"pat"@example.test'  # a quoted local part: accepted before, mail reads it as pat@
+
+
+async def _stored_as(superuser: AsyncEngine, declaration_id: str, email: str) -> None:
+    async with superuser.begin() as conn:  # as an address stored before it was refused
+        await conn.execute(
+            text("update declarations set recipient_email = :e where id = :d"),
+            {"e": email, "d": declaration_id},
+        )
+
+
+async def test_a_recipient_stored_before_submits_without_a_receipt(
+    browser: Browser, new_browser: Any, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    """The submission stands: the outbox refusing its receipt rolled it back, answered 500,
+    however often the recipient tried again."""
+    await signed_up(browser, smtp)
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    await _stored_as(superuser_engine, declaration_id, LEGACY)
+    recipient = new_browser()
+    questions = (await form(recipient, token))["questions"]
+    body = await recipient.gql(SUBMIT, {"t": token, "i": submission(valid_answers(questions))})
+    assert "errors" not in body, body
+
+
+async def test_mail_to_a_recipient_stored_before_is_refused_as_bad_input(
+    browser: Browser, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp)
+    declaration_id, _ = await sent_declaration(browser, smtp, new_email())
+    await _stored_as(superuser_engine, declaration_id, LEGACY)
+    reminded = await browser.gql(REMIND, {"id": declaration_id})
+    assert codes(reminded) == ["BAD_USER_INPUT"], reminded
+    assert "cannot be mailed" in reminded["errors"][0]["message"]
