@@ -110,6 +110,13 @@ def cover_from(
     before), except that a renewal confirmed ahead of its start leaves the policy before it in
     force until then; with none in force, the cover is not yet in force, from the earliest
     start to come. The cover runs on through confirmed renewals that leave no gap."""
+    # A confirmation of a policy that a newer one confirms again (the same start: corrected, or
+    # cut short) no longer speaks for it, not even as a renewal the cover runs on into.
+    policies = [
+        p
+        for i, p in enumerate(policies)
+        if p.start is None or all(q.start != p.start for q in policies[:i])
+    ]
     if not policies:
         return cover_status(None, today, window_days)
     newest = policies[0]

@@ -167,6 +167,20 @@ def test_a_renewal_confirmed_ahead_does_not_bring_back_a_policy_since_cut_short(
     )
 
 
+def test_a_renewal_cut_short_before_it_begins_speaks_for_its_end() -> None:
+    """Next year's policy confirmed ahead, then confirmed again cut short before it begins: the
+    cover runs on into it to its new end, not to the end it was first confirmed with."""
+    this_year = ConfirmedPolicy(date(2025, 1, 1), date(2025, 12, 31), True)
+    renewal = ConfirmedPolicy(date(2026, 1, 1), date(2026, 12, 31), True)
+    cut_short = ConfirmedPolicy(date(2026, 1, 1), date(2026, 3, 31), True)
+    policies = [cut_short, renewal, this_year]
+    assert cover_from(policies, date(2026, 1, 2)).until == date(2026, 3, 31)
+    assert cover_from(policies, date(2025, 12, 20)).until == date(2026, 3, 31)
+    cut_to_days = ConfirmedPolicy(date(2026, 1, 1), date(2026, 1, 10), True)
+    status = cover_from([cut_to_days, renewal, this_year], date(2025, 12, 20))
+    assert status == CoverStatus(CoverState.expiring, date(2026, 1, 10), True)
+
+
 def test_a_correction_to_an_earlier_period_is_not_carried_on_by_what_it_corrects() -> None:
     """Confirmed 15 January to 14 January, then corrected to the calendar year: the older
     confirmation begins after the correction does, but is no renewal of it (it began before
