@@ -29,7 +29,7 @@ from app.auth.service import (
 )
 from app.auth.tokens import Purpose
 from app.db import calls
-from app.db.models import AuthToken, Firm, Membership, User
+from app.db.models import ApiKey, AuthToken, Firm, Membership, User
 from app.db.tenant import bind_tenant
 from app.errors import BadUserInput, Forbidden, NotFound, TokenUsed, field_error
 
@@ -256,6 +256,7 @@ async def change_member_role(
         sent = AuthToken.created_by == user_id
         if Role(old).rank >= Role.ADMIN.rank > role.rank:
             details["invitations"] = await _withdraw_invitations(session, actor.firm_id, sent)
+            details["api_keys"] = await _revoke_keys_made_by(session, user_id)
         elif old == Role.OWNER.value:
             owners = sent & (AuthToken.role == Role.OWNER.value)
             details["invitations"] = await _withdraw_invitations(session, actor.firm_id, owners)
@@ -270,6 +271,18 @@ async def change_member_role(
         as_member=user_id != actor.id,
     )
     return target
+
+
+async def _revoke_keys_made_by(session: AsyncSession, user_id: uuid.UUID) -> int:
+    """Revoke the firm's live API keys ``user_id`` made (RLS: the bound firm's); how many. A
+    key acts for the firm with its scopes: an admin about to leave, or to lose the right to
+    make one, could otherwise make one and keep its access."""
+    revoked = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return int(revoked.rowcount)  # type: ignore[attr-defined]
 
 
 async def _withdraw_invitations(session: AsyncSession, firm_id: uuid.UUID, which: Any) -> int:
@@ -314,6 +327,8 @@ async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID)
     )
     withdrawn = await _withdraw_invitations(session, actor.firm_id, sent_or_to_them)
     details = {"role": target.role, "sessions": ended, "invitations": withdrawn}
+    if Role(target.role).rank >= Role.ADMIN.rank:
+        details["api_keys"] = await _revoke_keys_made_by(session, user_id)
     # One who removed themselves is no longer a member now: their act, checked above.
     await chain.record(
         session,

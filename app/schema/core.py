@@ -107,13 +107,14 @@ class CoreMutation:
     )
     change_member_role: MemberRoleChangePayload = strawberry.mutation(
         resolver=account.change_member_role,
-        description="Change a member's role (admins; only owners make or change owners).",
+        description="Change a member's role (admins; only owners make or change owners). Below "
+        "admin, the invitations they sent are withdrawn and the API keys they made revoked.",
     )
     remove_member: OkPayload = strawberry.mutation(
         resolver=account.remove_member,
         description="Remove a member (admins; only owners remove owners): their sessions in the "
-        "firm end, and their pending invitations (sent by them or to them) are withdrawn. API "
-        "keys they made keep working until revoked: keys act for the firm.",
+        "firm end, their pending invitations (sent by them or to them) are withdrawn, and the "
+        "API keys they made are revoked (they saw each key's secret).",
     )
     revoke_invitation: OkPayload = strawberry.mutation(
         resolver=account.revoke_invitation,

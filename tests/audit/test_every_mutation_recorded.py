@@ -612,7 +612,7 @@ async def test_membership_mutations_are_recorded_on_the_firm_they_change(
     [entry] = await trail.recorded("changeMemberRole", firm_id)
     assert (targets([entry]), entry.details) == (
         [("user", guest_id)],
-        {"from": "admin", "to": "member", "invitations": 0},
+        {"from": "admin", "to": "member", "invitations": 0, "api_keys": 0},
     )
 
     assert ok(await browser.gql(REMOVE, {"u": guest_id}))["removeMember"]["ok"] is True

@@ -587,7 +587,7 @@ async def test_an_admin_may_leave_and_their_sessions_end(
     assert live == 0
     assert (removed.actor_id, removed.details) == (
         admin.user_id,
-        {"role": "admin", "sessions": 1, "invitations": 0},
+        {"role": "admin", "sessions": 1, "invitations": 0, "api_keys": 0},
     )
 
 
@@ -742,7 +742,7 @@ async def test_a_removed_admin_cannot_come_back_through_an_invitation_they_sent(
             ),
             {"u": joined.user_id},
         )
-    assert details == {"role": "admin", "sessions": 1, "invitations": 1}
+    assert details == {"role": "admin", "sessions": 1, "invitations": 1, "api_keys": 0}
 
 
 async def test_a_demoted_admin_cannot_come_back_through_an_invitation_they_sent(
@@ -764,7 +764,7 @@ async def test_a_demoted_admin_cannot_come_back_through_an_invitation_they_sent(
             ),
             {"u": joined.user_id},
         )
-    assert details == {"from": "admin", "to": "member", "invitations": 1}
+    assert details == {"from": "admin", "to": "member", "invitations": 1, "api_keys": 0}
 
 
 async def test_an_invitation_sent_while_its_sender_is_being_removed_is_refused(
