@@ -3,8 +3,9 @@
 At-least-once: a row is marked sent only after the SMTP server accepted it, in the same
 transaction that claimed it (``FOR NO KEY UPDATE SKIP LOCKED``, so several servers never send
 one row twice at once). A crash between acceptance and commit re-sends the message later; its stable
-Message-ID lets a receiver recognise the duplicate. Failures back off exponentially; after
-``MAX_ATTEMPTS`` the row stays unsent with its last error for a person to look at.
+Message-ID lets a receiver recognise the duplicate. Failures back off exponentially, up to an
+hour; a row still unsent ``GIVE_UP_AFTER`` its queueing (as a mail server keeps a message for
+days) stays unsent with its last error for a person to look at, and says so at ERROR.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from app.mail.transport import Connection, Transport, Unsendable, build_message,
 
 log = logging.getLogger("coverproof.mail")
 
-MAX_ATTEMPTS = 10
+# Counted from the queueing, not in attempts: every row of a pass is charged an attempt while
+# the SMTP server is down, so ten attempts (four hours of back-off) lost all mail queued before
+# an outage that long, declaration requests among it, without a word to their firms.
+GIVE_UP_AFTER = timedelta(days=5)
 BATCH = 20
 FIRST_BACKOFF = timedelta(seconds=30)
 MAX_BACKOFF = timedelta(hours=1)
@@ -50,7 +54,6 @@ def _due(limit: int, key: bytes) -> Select[MailOutbox]:
             MailOutbox.key_id == key_id(key),
             MailOutbox.sent_at.is_(None),
             MailOutbox.next_attempt_at <= func.now(),
-            MailOutbox.attempts < MAX_ATTEMPTS,
         )
         .order_by(MailOutbox.next_attempt_at)
         .limit(limit)
@@ -163,7 +166,8 @@ class MailSender:
         attempts = row.attempts + 1
         # A body that does not open never will, nor a message read otherwise than written:
         # retrying would only repeat the error.
-        give_up = attempts >= MAX_ATTEMPTS or isinstance(exc, SealBroken | Unsendable)
+        too_old = row.created_at <= datetime.now(UTC) - GIVE_UP_AFTER
+        give_up = too_old or isinstance(exc, SealBroken | Unsendable)
         error = describe(exc)
         await self._mark(
             session,
@@ -172,13 +176,10 @@ class MailSender:
             last_error=error,
             next_attempt_at=GAVE_UP if give_up else func.now() + backoff(attempts),
         )
-        log.warning(
-            "mail %s attempt %d failed%s: %s",
-            row.id,
-            attempts,
-            "; giving up" if give_up else "",
-            error,
-        )
+        if give_up:  # an operator's to look at: it will not be tried again
+            log.error("mail %s attempt %d failed; giving up: %s", row.id, attempts, error)
+        else:
+            log.warning("mail %s attempt %d failed: %s", row.id, attempts, error)
 
     async def _mark(self, session: AsyncSession, row: MailOutbox, **values: Any) -> None:
         # Core UPDATE, not ORM attribute writes: the SQL expressions run in the database.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.config import ConfigError
 from app.mail.models import MailOutbox
 from app.mail.outbox import Mail
-from app.mail.sender import GAVE_UP, MAX_ATTEMPTS, MailSender, backoff
+from app.mail.sender import GAVE_UP, GIVE_UP_AFTER, MailSender, backoff
 from app.mail.transport import build_message, smtp_transport
 from tests.conftest import Database, make_settings
 from tests.mail.helpers import enqueue_committed, new_address, outbox_row
@@ -182,23 +182,36 @@ async def test_a_connection_the_server_dropped_between_messages_is_opened_again(
     assert peers[0] != peers[1]
 
 
-async def test_after_the_last_attempt_the_row_is_parked(
+async def test_a_down_server_is_tried_for_days_then_the_row_is_parked(
     database: Database,
     tmp_path: Path,
     app_sessions: async_sessionmaker[AsyncSession],
     superuser_engine: AsyncEngine,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """However many attempts an outage charged it (every row of a pass is charged one), a mail
+    is tried again until it has waited GIVE_UP_AFTER: ten attempts, four hours, lost all mail
+    queued before an outage that long. Then it is parked, and says so at ERROR."""
     down = make_settings(database, tmp_path, smtp_url=f"smtp+insecure://127.0.0.1:{free_port()}")
     mail_id = await enqueue_committed(app_sessions, down, new_address())
-    await make_due(superuser_engine, mail_id, attempts=MAX_ATTEMPTS - 1)
+    sender = MailSender(app_sessions, down)
+    await make_due(superuser_engine, mail_id, attempts=50)
+    await sender.deliver_due()
+    row = await outbox_row(app_sessions, mail_id)
+    assert row.attempts == 51
+    assert row.next_attempt_at != GAVE_UP
 
-    await MailSender(app_sessions, down).deliver_due()
+    aged = datetime.now(UTC) - GIVE_UP_AFTER - timedelta(minutes=1)
+    await make_due(superuser_engine, mail_id, created_at=aged)
+    with caplog.at_level(logging.ERROR, logger="coverproof.mail"):
+        await sender.deliver_due()
 
     row = await outbox_row(app_sessions, mail_id)
-    assert row.attempts == MAX_ATTEMPTS
+    assert row.attempts == 52
     assert row.sent_at is None
     assert row.last_error is not None
     assert row.next_attempt_at == GAVE_UP
+    assert [r.levelname for r in caplog.records if "giving up" in r.getMessage()] == ["ERROR"]
 
 
 def test_backoff_doubles_from_30_seconds_up_to_an_hour() -> None:
