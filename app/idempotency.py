@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import chain
 from app.auth.actor import Actor
+from app.db import calls
 from app.db.models import IdempotencyKey
-from app.errors import field_error
+from app.errors import RateLimited, field_error
 
 Key = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Request = BaseModel | Mapping[str, Any]
@@ -65,6 +66,7 @@ async def replay(
         return None
     if lock:
         await chain.lock_firm(session, actor.firm_id)
+        await hold(session, actor, key)
     row = await _kept(session, actor, key)
     if row is None:
         return None
@@ -103,6 +105,24 @@ async def kept_result(
     a caller that only reports it), or None."""
     row = await _kept(session, actor, key)
     return row.result if row is not None and row.operation == operation else None
+
+
+# The advisory-lock space of keys in use ("PKEY"), and how long to wait for one.
+_IN_USE = 0x504B4559
+IN_USE_RETRY_SECONDS = 10
+
+
+async def hold(session: AsyncSession, actor: Actor, key: str) -> None:
+    """Hold ``key``'s lock until the transaction ends, or refuse at once (RATE_LIMITED) while
+    another request holds it. A pack being made holds it through its render, without the
+    firm's lock; a request with its key (a duplicate, or another kind of request) waited on
+    the pack's uncommitted key for the whole render, holding a connection of the pool, or the
+    firm's lock and with it every write of the firm."""
+    scoped = b"\0".join((actor.firm_id.bytes, str(actor.id).encode(), key.encode()))
+    lock = int.from_bytes(hashlib.sha256(scoped).digest()[:4], "big", signed=True)
+    if not await calls.try_pair_lock(session, _IN_USE, lock):
+        message = "A request with this idempotency key is under way; ask again shortly."
+        raise RateLimited(message, retryAfter=IN_USE_RETRY_SECONDS)
 
 
 async def _kept(session: AsyncSession, actor: Actor, key: str) -> IdempotencyKey | None:

@@ -374,3 +374,40 @@ async def test_a_version_key_kept_before_requests_were_fingerprinted_replays_wha
     assert await gql(client, query, {"t": template_id, "i": changed}, owner) == first
     elsewhere = await gql(client, query, {"t": other_id, "i": changed}, owner)
     assert codes(elsewhere) == ["BAD_USER_INPUT"], elsewhere
+
+
+async def test_a_key_in_use_by_a_pack_being_made_holds_up_no_other_write(
+    client: httpx.AsyncClient,
+    members: Members,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A create sent with the key of a pack being made (another kind of request) took the
+    firm's chain lock, then waited on the pack's key, uncommitted, for the whole render: every
+    write of the firm waited behind it. It is refused at once, as a duplicate of the pack is."""
+    owner = await members.create()
+    original, rendering, go_on = render.render_pdf, threading.Event(), threading.Event()
+
+    def held(*args: Any) -> Any:
+        rendering.set()
+        go_on.wait(30)
+        return original(*args)
+
+    monkeypatch.setattr(render, "render_pdf", held)
+    pack = {"from": "2026-11-28", "to": "2026-11-29", "title": "Held", "idempotencyKey": "shared"}
+    making = asyncio.ensure_future(gql(client, PACK, {"i": pack}, owner))
+    try:
+        assert await asyncio.to_thread(rendering.wait, 30)
+        reused = {"name": "Reused Ltd", "kind": "INSURER", "idempotencyKey": "shared"}
+        other = {"name": "Other Ltd", "kind": "INSURER"}
+        answers = asyncio.gather(
+            gql(client, COUNTERPARTY, {"i": reused}, owner),
+            gql(client, COUNTERPARTY, {"i": other}, owner),
+        )
+        done, _ = await asyncio.wait({answers}, timeout=5)
+        assert done, "a write waited for the pack being made"
+        refused, created = answers.result()
+        assert codes(refused) == ["RATE_LIMITED"], refused
+        assert "errors" not in created, created
+    finally:
+        go_on.set()
+    assert "errors" not in await making

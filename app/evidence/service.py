@@ -99,16 +99,12 @@ async def list_packs(
     return rows[:first], len(rows) > first
 
 
-# Advisory-lock spaces of packs being made, by idempotency key ("PKEY") and retried ("PRTY").
-_KEYED, _RETRIED = 0x504B4559, 0x50525459
+# The advisory-lock space of packs being retried ("PRTY"; by key: ``idempotency.hold``).
+_RETRIED = 0x50525459
 
 
 def _short(data: bytes) -> int:
     return int.from_bytes(hashlib.sha256(data).digest()[:4], "big", signed=True)
-
-
-def _keyed(actor: Actor, key: str) -> int:
-    return _short(b"\0".join((actor.firm_id.bytes, str(actor.id).encode(), key.encode())))
 
 
 async def _not_being_made(session: AsyncSession, space: int, key: int) -> None:
@@ -132,7 +128,7 @@ async def generate_pack(
     if first is not None:
         return await get_pack(session, actor, uuid.UUID(first["id"]))
     if key is not None:
-        await _not_being_made(session, _KEYED, _keyed(actor, key))
+        await idempotency.hold(session, actor, key)
     pack = EvidencePack(
         id=uuid.uuid4(),
         firm_id=actor.firm_id,
