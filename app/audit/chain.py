@@ -142,9 +142,12 @@ async def record(
     """Append one entry to the actor's firm chain, inside the caller's transaction. A user
     records as a member of the firm (``as_member``), refused once removed; an entry about a
     user that is not their act as a member (a refused link of theirs, their removal of
-    themselves) is recorded whatever their membership."""
+    themselves) is recorded whatever their membership. A partner's key is refused once revoked
+    (or expired): a revocation holds this lock until it commits, as a removal does."""
     firm_id = actor.firm_id
     head = await locked_head(session, firm_id, _member(actor, as_member))
+    if actor.type is ActorType.API_KEY and not await calls.api_key_live(session, actor.id):
+        raise Unauthenticated("The API key was revoked while this ran.")
     entry = _entry(
         firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details
     )
@@ -167,6 +170,8 @@ async def record_on(
     acting = None if member is None else member.id
     found = await calls.lane_locked_chain_head(conn, firm_id, _lock_key(firm_id), acting)
     head = _head_for(found, member)
+    if actor.type is ActorType.API_KEY and not await calls.lane_api_key_live(conn, actor.id):
+        raise Unauthenticated("The API key was revoked while this ran.")
     entry = _entry(
         firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details
     )

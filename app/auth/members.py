@@ -239,6 +239,7 @@ async def change_member_role(
 ) -> Membership:
     """Admins change members' roles; only owners touch owners."""
     actor.require(Role.ADMIN)
+    await _hold_keys_made_by(session, user_id)
     await chain.lock_firm(session, actor.firm_id)
     actor = await _acting_member(session, actor)
     actor.require(Role.ADMIN)
@@ -273,6 +274,14 @@ async def change_member_role(
     return target
 
 
+async def _hold_keys_made_by(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Lock the live keys ``user_id`` made (the bound firm's) before the firm's chain lock, as
+    a key's request takes them (its row marked used, then the lock to record): taken the other
+    way round, a removal revoking them deadlocked with the key's first use."""
+    live = select(ApiKey.id).where(ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None))
+    await session.execute(live.order_by(ApiKey.id).with_for_update(key_share=True))
+
+
 async def _revoke_keys_made_by(session: AsyncSession, user_id: uuid.UUID) -> int:
     """Revoke the firm's live API keys ``user_id`` made (RLS: the bound firm's); how many. A
     key acts for the firm with its scopes: an admin about to leave, or to lose the right to
@@ -302,6 +311,7 @@ async def remove_member(session: AsyncSession, actor: Actor, user_id: uuid.UUID)
     # while it waited for those rows deadlocked with them, and stalled the firm's writes
     # behind their slowest request.
     await calls.hold_member_sessions(session, user_id)
+    await _hold_keys_made_by(session, user_id)
     await chain.lock_firm(session, actor.firm_id)
     actor = await _acting_member(session, actor)
     actor.require(Role.ADMIN)

@@ -179,6 +179,23 @@ async def locked_chain_head(
     return row[0], row[1], row[2]
 
 
+_API_KEY_LIVE_PLAIN = (
+    "select exists (select 1 from api_keys where id = $1 and revoked_at is null "
+    "and (expires_at is null or expires_at > now()))"
+)
+_API_KEY_LIVE = text(_API_KEY_LIVE_PLAIN.replace("$1", ":key"))
+
+
+async def api_key_live(session: AsyncSession, key_id: object) -> bool:
+    """Whether the bound firm's key is neither revoked nor expired, as it stands now."""
+    return bool(await session.scalar(_API_KEY_LIVE, {"key": key_id}))
+
+
+async def lane_api_key_live(conn: asyncpg.Connection, key_id: object) -> bool:
+    """``api_key_live`` on a plain asyncpg connection (the write lane's)."""
+    return bool(await conn.fetchval(_API_KEY_LIVE_PLAIN, key_id))
+
+
 async def lane_locked_chain_head(
     conn: asyncpg.Connection, firm_id: object, key: int, member: object | None
 ) -> LockedHead:
