@@ -224,7 +224,11 @@ async def verify_email(
     found = await redeem_link(session, env, Purpose.VERIFY_EMAIL, token)
     actor = user_actor(env, found.user_id, found.firm_id, found.role)
     await bind_tenant(session, actor.firm_id, actor.id)
-    chosen = await session.scalar(select(User.password_hash).where(User.id == actor.id))
+    # Held until this ends: proved meanwhile by a sign-in link (which clears the password),
+    # the address's other confirmation links are spent, but not this one, which this holds;
+    # refused here, it would then be unspent, and sign in with no password at all.
+    held = select(User.password_hash).where(User.id == actor.id).with_for_update(key_share=True)
+    chosen = await session.scalar(held)
     if chosen is not None:
         refused = InvalidCredentials("Enter the password you chose when you signed up.")
         if not password:
@@ -252,9 +256,8 @@ async def resend_verification(session: AsyncSession, env: AuthEnv, data: EmailOn
         await bind_tenant(session, user.firm_id, user.user_id)
         # Read again, holding the row until this commits: a confirmation meanwhile spent the
         # links there were, so a link made after it would outlive the proof (``prove_address``).
-        held = (
-            select(User.email_verified_at).where(User.id == user.user_id).with_for_update(read=True)
-        )
+        held = select(User.email_verified_at).where(User.id == user.user_id)
+        held = held.with_for_update(key_share=True)
         if await session.scalar(held) is None:
             await _issue_and_send(session, env, Purpose.VERIFY_EMAIL, user.user_id, data.email)
             actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))

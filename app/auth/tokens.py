@@ -182,7 +182,7 @@ async def spend_unused(session: AsyncSession, user_id: uuid.UUID, purpose: Purpo
             AuthToken.used_at.is_(None),
             AuthToken.purpose == purpose.value,
         )
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     await session.execute(
         update(AuthToken).where(AuthToken.id.in_(unused)).values(used_at=datetime.now(UTC))

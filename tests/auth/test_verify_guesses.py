@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from app.auth import service
+from app.auth import passwords, service
 from app.ratelimit.policies import Policy
 from tests.auth.test_flows import RESEND, failed_already, failures_of
 from tests.browser import (
@@ -134,20 +134,21 @@ async def test_two_links_confirmed_at_once_both_confirm_without_a_deadlock(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Each holds its own link as it comes to prove the address and spend the others: the one
-    that finds the other's link held leaves it to the other (whose own confirmation spends it),
-    rather than wait for it while the other waits for the address's row it holds."""
+    """Each holds its own link (redeemed) as it goes on to the user's row, to prove the address
+    and spend the others: the one that finds the other's link held leaves it to the other
+    (whose own confirmation spends it), rather than wait for it while the other waits for the
+    row it holds."""
     _, first, second = await _signed_up_with_two_links(browser, smtp)
-    prove, arrived, both = service.prove_address, [], asyncio.Event()
+    bind, arrived, both = service.bind_tenant, [], asyncio.Event()
 
     async def together(*args: Any, **kwargs: Any) -> None:
         arrived.append(1)
         if len(arrived) == 2:
             both.set()
         await asyncio.wait_for(both.wait(), 10)
-        await prove(*args, **kwargs)
+        await bind(*args, **kwargs)
 
-    monkeypatch.setattr(service, "prove_address", together)
+    monkeypatch.setattr(service, "bind_tenant", together)
     answers = await asyncio.gather(
         new_browser().gql(VERIFY, {"t": first, "p": PASSWORD}),
         new_browser().gql(VERIFY, {"t": second, "p": PASSWORD}),
@@ -194,3 +195,33 @@ async def test_no_password_is_no_guess(
     email, link, _ = await _signed_up_with_two_links(browser, smtp)
     assert codes(await browser.gql(VERIFY, {"t": link, "p": None})) == ["INVALID_CREDENTIALS"]
     assert await failures_of(auth_app, superuser_engine, email) is None
+
+
+async def test_a_link_held_by_a_refused_confirmation_is_not_left_live_by_a_sign_in_link(
+    browser: Browser, new_browser: Any, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong password's confirmation holds its link while the password is checked; a sign-in
+    link proving the address meanwhile (clearing the password) skipped that link, and the
+    refusal left it unspent: it then signed in with no password. The sign-in link waits."""
+    email, link, _ = await _signed_up_with_two_links(browser, smtp)
+    assert "errors" not in await browser.gql(MAGIC, {"e": email})
+    magic = await link_token(smtp, email, "sign-in link")
+    verify, reached, go_on = passwords.verify_password, asyncio.Event(), asyncio.Event()
+
+    async def slow(hashed: Any, password: Any) -> bool:
+        if password == WRONG:  # the guess, holding its link (redeemed, uncommitted)
+            reached.set()
+            await asyncio.wait_for(go_on.wait(), 10)
+        return await verify(hashed, password)
+
+    monkeypatch.setattr(passwords, "verify_password", slow)
+    guess = asyncio.create_task(new_browser().gql(VERIFY, {"t": link, "p": WRONG}))
+    await asyncio.wait_for(reached.wait(), 10)
+    signing_in = asyncio.create_task(browser.gql(MAGIC_SIGN_IN, {"t": magic}))
+    await asyncio.sleep(0.5)
+    go_on.set()
+    assert codes(await guess) == ["INVALID_CREDENTIALS"]
+    signed_in = await signing_in
+    assert "errors" not in signed_in, signed_in
+    late = await new_browser().gql(VERIFY, {"t": link, "p": None})
+    assert codes(late) == ["TOKEN_USED"], late
