@@ -50,16 +50,36 @@ _JOINERS = frozenset(["\u200c", "\u200d"])
 _SELECTORS = frozenset(map(chr, range(0xFE00, 0xFE10)))
 
 
+# Ideographs, where a variation selector of the ideographic set picks a registered glyph
+# (a family name written as its bearer writes it), with planes 2 and 3, which Unicode keeps for
+# ideographs: one there that this Python's tables do not know yet is a newer ideograph.
+_IDEOGRAPHS = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF))
+_IDEOGRAPHIC_SELECTORS = (0xE0100, 0xE01EF)
+_MONGOLIAN_LETTERS, _MONGOLIAN_SELECTORS = (0x1820, 0x18AF), (0x180B, 0x180F)
+
+
+def _within(c: str, span: tuple[int, int]) -> bool:
+    return bool(c) and span[0] <= ord(c) <= span[1]
+
+
 def hides_something(text: str) -> bool:
     """Whether ``text`` holds a character shown as nothing (or not assigned yet) other than a
     joiner between two characters beyond ASCII that show, or one variation selector after such
-    a character (an emoji's selector may precede its joiner), as emoji and Persian need."""
+    a character (an emoji's selector may precede its joiner), as emoji and Persian need; one
+    ideographic variation selector after an ideograph, or a Mongolian one after a Mongolian
+    letter, as names written in them need."""
     for i, c in enumerate(text):
         if not (ignorable(c) or unicodedata.category(c) == "Cn"):
             continue
         before = text[i - 1] if i else ""
         after = text[i + 1] if i + 1 < len(text) else ""
+        if _within(c, _IDEOGRAPHS[-1]):
+            continue  # an ideograph newer than this Python's tables
         if c in _SELECTORS and _shows_beyond_ascii(before):
+            continue
+        if _within(c, _IDEOGRAPHIC_SELECTORS) and any(_within(before, s) for s in _IDEOGRAPHS):
+            continue
+        if _within(c, _MONGOLIAN_SELECTORS) and _within(before, _MONGOLIAN_LETTERS):
             continue
         joined = _shows_beyond_ascii(before) or (before in _SELECTORS and i > 1)
         if c in _JOINERS and joined and _shows_beyond_ascii(after):
@@ -69,6 +89,8 @@ def hides_something(text: str) -> bool:
 
 
 def _shows_beyond_ascii(c: str) -> bool:
+    if _within(c, _IDEOGRAPHS[-1]):
+        return True
     return c > "\x7f" and not (c.isspace() or ignorable(c) or unicodedata.category(c) == "Cn")
 
 

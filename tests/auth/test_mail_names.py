@@ -6,6 +6,7 @@ import pytest
 
 from app.auth.mails import name_for_mail
 from app.ratelimit.mailbox import mailbox
+from app.visible import plain_name
 
 
 @pytest.mark.parametrize(
@@ -79,3 +80,30 @@ def test_a_joined_emoji_or_persian_name_passes() -> None:
         "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
     ]:
         assert name_for_mail(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u8fbb\U000e0100 \u592a\u90ce",  # an ideographic variation selector: the registered glyph
+        "\u845b\U000e0100\u98fe \u5317\u658e",
+        "\u182e\u1823\u1829\u182d\u1823\u182f\u180e\u1820",  # Mongolian, its vowel separator
+        "\u5f20 \U00031350",  # an ideograph newer than this Python's tables (Unicode 15)
+    ],
+)
+def test_names_people_write_with_selectors_pass(name: str) -> None:
+    assert plain_name(name) == name
+    assert name_for_mail(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u8fbb\U000e0100\U000e0101 \u592a\u90ce",  # two selectors: bits, not a glyph
+        "Acme\U000e0100 Ltd",  # an ideographic selector after a letter
+        "Acme\u180b Ltd",  # a Mongolian one after a letter
+    ],
+)
+def test_selectors_where_no_script_needs_them_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="show as nothing"):
+        plain_name(name)
