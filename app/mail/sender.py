@@ -16,6 +16,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiosmtplib
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -65,6 +66,18 @@ def describe(exc: BaseException) -> str:
     """Class name and a short message for last_error and logs; never a body or a password."""
     message = " ".join(str(exc).split())[:_ERROR_CHARS]  # one line, whatever the server said
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _refused_for_good(exc: BaseException) -> bool:
+    """Whether the server refused this message for good (5xx) for what it is: its recipients
+    (a mailbox that does not exist), or its content. Retried for days, each on a connection
+    of its own, such mail hurts the sender's standing with the server; a 5xx about ourselves
+    (our sign-in, our sender address) is the configuration's, and every mail waits for it."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(r.code >= 500 for r in exc.recipients)
+    return isinstance(exc, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError) and (
+        exc.code >= 500
+    )
 
 
 class MailSender:
@@ -167,7 +180,7 @@ class MailSender:
         # A body that does not open never will, nor a message read otherwise than written:
         # retrying would only repeat the error.
         too_old = row.created_at <= datetime.now(UTC) - GIVE_UP_AFTER
-        give_up = too_old or isinstance(exc, SealBroken | Unsendable)
+        give_up = too_old or isinstance(exc, SealBroken | Unsendable) or _refused_for_good(exc)
         error = describe(exc)
         await self._mark(
             session,

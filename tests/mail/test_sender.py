@@ -132,6 +132,28 @@ async def test_mail_the_server_refuses_is_not_marked_sent(
     assert "Try again later" in row.last_error
 
 
+async def test_mail_the_server_refuses_for_good_is_parked_at_once(
+    database: Database,
+    tmp_path: Path,
+    app_sessions: async_sessionmaker[AsyncSession],
+    smtp_server: SmtpServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 5xx for the message (a mailbox that does not exist) will be the answer every time:
+    retried hourly for five days, on a connection each, it hurt our standing with the server.
+    A 4xx is tried again (the test above)."""
+    settings = make_settings(database, tmp_path, smtp_url=smtp_server.url)
+    mail_id = await enqueue_committed(app_sessions, settings, new_address())
+    smtp_server.refuse("550 5.1.1 Mailbox does not exist")
+    with caplog.at_level(logging.ERROR, logger="coverproof.mail"):
+        assert await MailSender(app_sessions, settings).deliver_due() == 0
+    row = await outbox_row(app_sessions, mail_id)
+    assert (row.sent_at, row.attempts, row.next_attempt_at) == (None, 1, GAVE_UP)
+    assert row.last_error is not None
+    assert "550" in row.last_error
+    assert [r.levelname for r in caplog.records if "giving up" in r.getMessage()] == ["ERROR"]
+
+
 async def test_a_pass_sends_over_one_connection_and_a_refusal_fails_alone(
     database: Database,
     tmp_path: Path,
