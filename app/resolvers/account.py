@@ -111,7 +111,7 @@ async def invite_member(info: Info, input: InviteMemberInput) -> OkPayload:
 
 async def accept_invitation(info: Info, token: str, switch_account: bool = False) -> SignInPayload:
     result = await info.context.run_public(members.accept_invitation, token)
-    return signed_in(info.context, result, switch=switch_account)
+    return signed_in(info.context, result, switch=switch_account, firm_too=True)
 
 
 async def change_member_role(info: Info, input: MemberRoleChangeInput) -> MemberRoleChangePayload:

@@ -24,18 +24,25 @@ MAIL_SENT = MailSentPayload(
 )
 
 
-def signed_in(context: Context, result: SignedIn, *, switch: bool = True) -> SignInPayload:
+def signed_in(
+    context: Context, result: SignedIn, *, switch: bool = True, firm_too: bool = False
+) -> SignInPayload:
     """The payload of a flow that signed ``result``'s user in, its cookie set once it commits.
     A link's flow (``switch``: unless the caller confirmed it) may not silently replace the
     browser's session of another user: anyone could send a signed-in person their own sign-in
-    link, and whatever that person then entered went into the sender's firm (login CSRF).
-    Refused, it rolls back whole: the link is not spent."""
-    if (
-        not switch
-        and isinstance(context.identity, SessionIdentity)
-        and context.identity.user_id != result.actor.id
-    ):
-        raise SignedInAsAnother()
+    link, and whatever that person then entered went into the sender's firm (login CSRF). Nor,
+    ``firm_too`` (an invitation's), move it to another firm: anyone could invite a signed-in
+    person's own address to a look-alike firm. Refused, it rolls back whole: the link is not
+    spent."""
+    identity = context.identity
+    if not switch and isinstance(identity, SessionIdentity):
+        if identity.user_id != result.actor.id:
+            raise SignedInAsAnother()
+        if firm_too and identity.firm_id != result.actor.firm_id:
+            raise SignedInAsAnother(
+                "This invitation is to another firm than the one this browser is signed in "
+                "to. Confirm that you want to join it and switch to it."
+            )
     context.new_session_cookie = result.cookie
     if isinstance(context.identity, SessionIdentity):
         # The browser's old session, once this one has committed: bound to its own firm, which

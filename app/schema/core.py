@@ -103,7 +103,9 @@ class CoreMutation:
         "to an address not already a member's.",
     )
     accept_invitation: SignInPayload = strawberry.mutation(
-        resolver=account.accept_invitation, metadata=PUBLIC, description=SWITCHING
+        resolver=account.accept_invitation,
+        metadata=PUBLIC,
+        description=SWITCHING.replace("another account,", "another account or firm,"),
     )
     change_member_role: MemberRoleChangePayload = strawberry.mutation(
         resolver=account.change_member_role,

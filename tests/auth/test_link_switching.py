@@ -103,6 +103,25 @@ async def test_an_invitation_for_another_account_is_refused_alike(
     assert await _firm_name(other) == "Inviting Ltd"
 
 
+async def test_an_invitation_of_ones_own_address_to_another_firm_is_confirmed_first(
+    browser: Browser, new_browser: Any, smtp: SmtpServer
+) -> None:
+    """Anyone may invite a signed-in person's own address to a look-alike firm: accepted, the
+    browser moved into it, and whatever they entered next went there."""
+    email = await signed_up(browser, smtp, firm="Mine Ltd")
+    inviter = new_browser()
+    await signed_up(inviter, smtp, firm="Mine Ltd.")
+    invited = await inviter.gql(INVITE, {"input": {"email": email, "role": "MEMBER"}})
+    assert "errors" not in invited, invited
+    token = await link_token(smtp, email, "invited")
+    refused = await browser.gql(ACCEPT, {"t": token})
+    assert codes(refused) == ["SIGNED_IN_AS_ANOTHER"], refused
+    assert await _firm_name(browser) == "Mine Ltd"
+    accepted = await browser.gql(ACCEPT, {"t": token, "s": True})
+    assert "errors" not in accepted, accepted
+    assert await _firm_name(browser) == "Mine Ltd."
+
+
 HARNESS = """
 const [script, mode] = [process.argv[2], process.argv[3]];
 const elements = {};

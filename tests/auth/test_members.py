@@ -34,8 +34,8 @@ from tests.mail.smtp import SmtpServer
 
 INVITED = "You are invited"
 INVITE = "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { ok } }"
-ACCEPT = """mutation($t: String!) {
-  acceptInvitation(token: $t) { userId firmId role emailVerified } }"""
+ACCEPT = """mutation($t: String!, $s: Boolean! = false) {
+  acceptInvitation(token: $t, switchAccount: $s) { userId firmId role emailVerified } }"""
 MEMBERS = "{ members { userId email role emailVerified } }"
 CHANGE = """mutation($input: MemberRoleChangeInput!) {
   changeMemberRole(input: $input) { member { userId email role } } }"""
@@ -192,7 +192,7 @@ async def test_an_existing_user_of_another_firm_joins_a_second_firm(
     cookie_before = other.session_cookie
 
     token = await invited(browser, smtp, email, "ADMIN")
-    body = await other.gql(ACCEPT, {"t": token})
+    body = await other.gql(ACCEPT, {"t": token, "s": True})  # signed in to their own firm
     assert "errors" not in body, body
     assert body["data"]["acceptInvitation"]["firmId"] == inviting_firm
     assert body["data"]["acceptInvitation"]["role"] == "ADMIN"

@@ -48,7 +48,8 @@ SIGN_OUT_EVERYWHERE = "mutation { signOutEverywhere { ok } }"
 REVOKE = "mutation($id: UUID!) { revokeSession(id: $id) { ok } }"
 SWITCH = "mutation($f: UUID!) { switchFirm(firmId: $f) { userId firmId role emailVerified } }"
 INVITE = "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { ok } }"
-ACCEPT = "mutation($t: String!) { acceptInvitation(token: $t) { firmId role } }"
+ACCEPT = """mutation($t: String!, $s: Boolean! = false) {
+  acceptInvitation(token: $t, switchAccount: $s) { firmId role } }"""
 MY_FIRMS = "{ myFirms { firmId role active } }"
 
 
@@ -387,7 +388,7 @@ async def test_switch_firm_reissues_the_session_for_another_of_your_firms(
     held = browser.session_cookie
     assert held is not None
     held_id = await _session_id(superuser_engine, held)
-    body = await browser.gql(ACCEPT, {"t": token})
+    body = await browser.gql(ACCEPT, {"t": token, "s": True})  # from their session in A
     assert body == {"data": {"acceptInvitation": {"firmId": firm_b, "role": "MEMBER"}}}
     assert await firm_id_of(browser) == firm_b
     # Accepting signed the browser in to firm B: its firm A session ended, recorded in firm A.
@@ -679,7 +680,7 @@ async def test_a_session_made_as_its_member_is_removed_ends_with_the_removal(
     email = await signed_up(user, smtp, firm="Firm A Ltd")
     firm_a = (await user.gql(FIRM))["data"]["firm"]["id"]
     invitation = await invited(browser, smtp, email, "MEMBER")
-    accepted = await user.gql(ACCEPT_AS_MEMBER, {"t": invitation})
+    accepted = await user.gql(ACCEPT_AS_MEMBER, {"t": invitation, "s": True})
     user_id = accepted["data"]["acceptInvitation"]["userId"]
     assert "errors" not in await user.gql(SWITCH, {"f": firm_a})
     inserted, go_on = asyncio.Event(), asyncio.Event()
@@ -728,7 +729,7 @@ async def test_signing_out_everywhere_as_one_is_removed_still_ends_the_other_fir
     elsewhere = new_browser()  # the user's session in firm A, in another browser
     assert "errors" not in await elsewhere.gql(SIGN_IN, {"e": email, "p": PASSWORD})
     invitation = await invited(browser, smtp, email, "MEMBER")
-    accepted = await user.gql(ACCEPT_AS_MEMBER, {"t": invitation})
+    accepted = await user.gql(ACCEPT_AS_MEMBER, {"t": invitation, "s": True})
     user_id = accepted["data"]["acceptInvitation"]["userId"]  # the user's session now in B
     holding, go_on = asyncio.Event(), asyncio.Event()
     lock_firm = chain.lock_firm
