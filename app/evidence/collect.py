@@ -3,10 +3,10 @@
 Scope: ``declarationIds`` names exactly the declarations to include; without it, a declaration
 is in scope when it was created or submitted within the period (and, with ``counterpartyIds``,
 belongs to one of those counterparties). Cover status is shown for the named counterparties,
-or else for those the declarations in scope belong to. The audit appendix lists the firm's
-entries that occurred within the period, the result of verifying the whole chain now, and the
-latest signed checkpoint. RLS confines every read to the actor's firm, so an id of another
-firm's row is simply "not found".
+or else for those the declarations in scope belong to. The audit appendix lists every entry
+about those declarations and counterparties, whenever made (not the firm's other entries), the
+result of verifying the whole chain now, and the latest signed checkpoint. RLS confines every
+read to the actor's firm, so an id of another firm's row is simply "not found".
 """
 
 from __future__ import annotations

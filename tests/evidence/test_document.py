@@ -107,3 +107,13 @@ def test_a_pack_past_the_render_time_says_to_narrow_it(monkeypatch: pytest.Monke
     ]
     with pytest.raises(render.RenderError, match="fewer declarations or a shorter period"):
         render.render_pdf(dataclasses.replace(_pack(), entries=entries), _Unsigned())  # type: ignore[arg-type]
+
+
+def test_the_cover_says_what_the_audit_appendix_holds() -> None:
+    """It said the appendix lists the trail "for the period": a reader would take it for the
+    firm's whole trail of those days, where it holds every entry about the pack's declarations
+    and counterparties, whenever made, and none of the firm's others (docs/api.md)."""
+    html = document.build(_pack(), "F", "M", "")
+    cover = html[: html.index("<h2>")]
+    assert "for the period" not in cover
+    assert "about the declarations and counterparties in this pack, whenever made" in cover
