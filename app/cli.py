@@ -319,6 +319,14 @@ def packs_sweep(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _minutes(text: str) -> int:
+    """Minutes of age, none fewer than none: a cut-off in the future names every file."""
+    minutes = int(text)
+    if minutes < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return minutes
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="coverproof", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -374,7 +382,7 @@ def parser() -> argparse.ArgumentParser:
     )
     swept = packs.add_parser("sweep", help="delete stored PDFs no pack names (or list them)")
     swept.add_argument("--dry-run", action="store_true", help="list them; delete nothing")
-    swept.add_argument("--older-than-minutes", type=int, default=60)
+    swept.add_argument("--older-than-minutes", type=_minutes, default=60)
     swept.set_defaults(handler=packs_sweep)
     persisted = commands.add_parser("persisted-queries", help="the trusted documents")
     persisted_commands = persisted.add_subparsers(dest="persisted", required=True)

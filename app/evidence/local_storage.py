@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -22,6 +23,8 @@ from app.evidence.storage import (
     random_name,
 )
 
+# How long a half-written file goes untouched before it is taken for a dead writer's.
+PARTIAL_SECONDS = 3600
 _PARTIAL = re.compile(r"^\.[0-9a-f-]{36}-[A-Za-z0-9_-]{22}\.pdf\.[0-9a-f]{8}\.part$")
 
 
@@ -100,17 +103,20 @@ class LocalStorage(Storage):
         except OSError as error:
             raise StorageError("The pack's file cannot be removed.") from error
 
-    async def written_before(self, moment: datetime) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
+    async def written_before(
+        self, moment: datetime, *, dry_run: bool = False
+    ) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
         try:
-            found = await asyncio.to_thread(self._written_before, moment.timestamp())
+            found = await asyncio.to_thread(self._written_before, moment.timestamp(), dry_run)
         except OSError as error:
             raise StorageError("The packs folder cannot be listed.") from error
         for firm, keys in found:
             yield firm, keys
 
-    def _written_before(self, moment: float) -> list[tuple[uuid.UUID, list[str]]]:
+    def _written_before(self, moment: float, dry_run: bool) -> list[tuple[uuid.UUID, list[str]]]:
         """Also removes the half-written files (``_write``'s) that a process which died while
-        writing left behind: no key ever names one."""
+        writing left behind (no key ever names one), an hour untouched, but in a dry run, which
+        removes nothing."""
         found: dict[uuid.UUID, list[str]] = {}
         for folder in sorted(self.root.iterdir()):
             if folder.is_symlink() or not folder.is_dir() or not is_firm_folder(folder.name):
@@ -122,7 +128,9 @@ class LocalStorage(Storage):
                 except FileNotFoundError:
                     continue  # deleted or renamed since it was listed
                 if _PARTIAL.match(file.name):
-                    file.unlink(missing_ok=True)
+                    # A writer writes on: one this old has died, whatever the sweep's cut-off.
+                    if not dry_run and file.stat().st_mtime < time.time() - PARTIAL_SECONDS:
+                        file.unlink(missing_ok=True)
                 elif (firm := firm_of(folder.name, file.name)) is not None:
                     found.setdefault(firm, []).append(f"{folder.name}/{file.name}")
         return list(found.items())

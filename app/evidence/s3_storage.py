@@ -197,7 +197,12 @@ class S3Storage(Storage):
                 if item["Key"] == key:
                     yield item["VersionId"]
 
-    async def written_before(self, moment: datetime) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
+    async def written_before(
+        self,
+        moment: datetime,
+        *,
+        dry_run: bool = False,  # noqa: ARG002 (a put is whole or absent: no leftovers to remove)
+    ) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
         # Listed in key order, so each firm's objects come together; by version where the store
         # lists them, so that a key only older versions are left of (deleted plainly) is found.
         start = f"{self.prefix}/" if self.prefix else ""

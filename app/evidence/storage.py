@@ -134,10 +134,13 @@ class Storage(ABC):
         await self.delete(key)
 
     @abstractmethod
-    def written_before(self, moment: datetime) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
+    def written_before(
+        self, moment: datetime, *, dry_run: bool = False
+    ) -> AsyncIterator[tuple[uuid.UUID, list[str]]]:
         """The keys of the objects last written before ``moment``, a firm at a time (for the
         sweep of objects no pack names), with those only older versions of are left of, where
-        the store keeps versions; raise StorageError if they cannot be listed."""
+        the store keeps versions; raise StorageError if they cannot be listed. A store may
+        remove what no key names on the way (a dead writer's leftovers), unless ``dry_run``."""
 
 
 def is_firm_folder(folder: str) -> bool:

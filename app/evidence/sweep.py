@@ -108,7 +108,7 @@ async def sweep(
     cannot be judged is logged and the others are still swept."""
     cutoff = before or datetime.now(UTC) - GRACE
     orphans: list[str] = []
-    async for firm_id, keys in storage.written_before(cutoff):
+    async for firm_id, keys in storage.written_before(cutoff, dry_run=dry_run):
         try:
             for start in range(0, len(keys), BATCH):
                 batch = keys[start : start + BATCH]

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +28,7 @@ from app.auth.actor import Role
 from app.cli import main
 from app.db.tenant import tenant_transaction
 from app.evidence import collect, document, download, render, sweep
+from app.evidence.local_storage import LocalStorage
 from app.ratelimit import Policy
 from tests.auth.test_members import change_role, join
 from tests.browser import Browser, NewBrowser, browser_for, codes, new_email, signed_up
@@ -898,3 +900,35 @@ async def test_a_pack_after_another_mutation_of_its_operation_is_refused(
     assert "operation of its own" in body["errors"][0]["message"]
     assert await _titled(superuser_engine, "Locked ") == 0
     assert (await generate(browser, "Locked alone"))["status"] == "READY"
+
+
+async def test_a_dry_run_removes_nothing_and_no_sweep_a_file_being_written(
+    tmp_path: Path,
+) -> None:
+    """`packs sweep --dry-run` promised to delete nothing, yet removed the half-written files;
+    and a sweep with a cut-off of now (`--older-than-minutes 0`) removed one still being
+    written, failing its pack. Only one an hour untouched is a dead writer's."""
+    storage = LocalStorage(tmp_path / "packs", 2)
+    await storage.open()
+    folder = storage.root / str(uuid.uuid4())
+    folder.mkdir()
+    name = f"{uuid.uuid4()}-{'A' * 22}.pdf"
+    dead, live = folder / f".{name}.0123abcd.part", folder / f".{name}.89abcdef.part"
+    for path in (dead, live):
+        path.write_bytes(b"%PDF-half")
+    two_hours_ago = time.time() - 7200
+    os.utime(dead, (two_hours_ago, two_hours_ago))
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    assert await sweep.sweep(None, storage, now, dry_run=True) == []  # type: ignore[arg-type]
+    assert [dead.exists(), live.exists()] == [True, True]
+    assert await sweep.sweep(None, storage, now) == []  # type: ignore[arg-type]
+    assert [dead.exists(), live.exists()] == [False, True]
+
+
+def test_the_sweep_command_refuses_a_cut_off_in_the_future(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["packs", "sweep", "--older-than-minutes", "-5"])
+    assert refused.value.code == 2
+    assert "must not be negative" in capsys.readouterr().err
