@@ -81,9 +81,11 @@ class BadUserInput(AppError):
 
 
 class AddressUnmailable(BadUserInput):
+    # Only an address stored before the rules that refuse it now meets this (a recipient's:
+    # every address given now is checked as the outbox checks it), and none can be changed.
     default_message = (
-        "This address cannot be mailed as it is written (one address on its own, like "
-        "name@example.com); correct it, then send again."
+        "This address cannot be mailed as it is written. Revoke this declaration and send a "
+        "new one to the address written plainly, like name@example.com."
     )
 
 

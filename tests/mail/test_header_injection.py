@@ -130,3 +130,4 @@ async def test_mail_to_a_recipient_stored_before_is_refused_as_bad_input(
     reminded = await browser.gql(REMIND, {"id": declaration_id})
     assert codes(reminded) == ["BAD_USER_INPUT"], reminded
     assert "cannot be mailed" in reminded["errors"][0]["message"]
+    assert "Revoke this declaration" in reminded["errors"][0]["message"]
