@@ -202,20 +202,35 @@ async def cover_statuses(
     policies: dict[uuid.UUID, list[ConfirmedPolicy]] = {ident: [] for ident in counterparty_ids}
     if counterparty_ids:
         keys = (PERIOD_START, PERIOD_END, COVERS_ALL)
-        query = (
-            select(Declaration.counterparty_id, *(Declaration.answers[key] for key in keys))
-            .where(
-                Declaration.counterparty_id.in_(counterparty_ids),
-                Declaration.status == "submitted",
-                Declaration.template_snapshot["key"].astext == PI_COVER_KEY,
-            )
-            .order_by(Declaration.submitted_at.desc().nulls_last(), Declaration.id.desc())
+        query = select(Declaration.counterparty_id, *(Declaration.answers[key] for key in keys))
+        query = query.where(*_confirming(counterparty_ids)).order_by(
+            Declaration.submitted_at.desc().nulls_last(), Declaration.id.desc()
         )
         for counterparty_id, *values in (await session.execute(query)).all():
             policy = policy_of(dict(zip(keys, values, strict=True)))
             if policy is not None:
                 policies[counterparty_id].append(policy)
     return {ident: cover_from(policies[ident], today, window_days) for ident in counterparty_ids}
+
+
+def _confirming(counterparty_ids: list[uuid.UUID]) -> tuple[Any, ...]:
+    """The submitted PI cover declarations of ``counterparty_ids``, their cover read from."""
+    return (
+        Declaration.counterparty_id.in_(counterparty_ids),
+        Declaration.status == "submitted",
+        Declaration.template_snapshot["key"].astext == PI_COVER_KEY,
+    )
+
+
+async def cover_confirmations(
+    session: AsyncSession, counterparty_ids: list[uuid.UUID]
+) -> list[Declaration]:
+    """The declarations ``cover_statuses`` reads ``counterparty_ids``' cover from, whole: a
+    pack checks each against its receipt before it prints the cover they give."""
+    if not counterparty_ids:
+        return []
+    query = select(Declaration).where(*_confirming(counterparty_ids)).order_by(Declaration.id)
+    return list((await session.execute(query)).scalars())
 
 
 async def counterparties_by_ids(

@@ -28,7 +28,7 @@ from app.audit.service import actor_names
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType
 from app.counterparties.cover import CoverStatus
-from app.counterparties.service import cover_statuses
+from app.counterparties.service import cover_confirmations, cover_statuses
 from app.db.models import AuditEntry, Counterparty, Declaration, Firm, User
 from app.declarations.public import receipt_covers_form, response_matches
 from app.declarations.service import effective_status
@@ -317,7 +317,10 @@ async def collect(
     counterparties = await scoped_counterparties(session, data, declarations)
     names = await _counterparty_names(session, declarations, counterparties)
     firm = await session.get(Firm, actor.firm_id)
-    receipts = _Receipts(declarations)
+    # The cover printed is read from these, in the pack or not: each is checked as the pack's
+    # own responses are, or a rewritten policy end would be printed under the pack's signature.
+    confirmations = await cover_confirmations(session, [c.id for c in counterparties])
+    receipts = _Receipts([*declarations, *confirmations])
     verified = await chain.verify(
         session, actor.firm_id, key.trusted, seen=receipts, revoked=key.revoked
     )
@@ -325,6 +328,8 @@ async def collect(
         # A rewrite re-chained up to a later checkpoint passes every check until that one:
         # no entry of a chain that fails vouches for a response.
         receipts.broken = f"seq {verified.failure_seq}"
+    for confirmation in confirmations:
+        receipts.check(confirmation)
     return PackContent(
         pack_id=str(pack_id),
         title=data.title,
