@@ -229,6 +229,14 @@ def form_hash(snapshot: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode(snapshot)).hexdigest()
 
 
+def recipient_sha256(name: str, email: str, ip: str | None) -> str:
+    """SHA-256 (hex) of whom a submission names as its recipient and where it came from, as its
+    ``declaration.submitted`` entry records it: the receipt covers what was declared, and a
+    pack prints these beside it. A digest, not the values: the trail is kept for ever."""
+    named = {"recipient_name": name, "recipient_email": email, "submitted_ip": ip}
+    return hashlib.sha256(canonical.encode(named)).hexdigest()
+
+
 def receipt_hash(
     declaration: Declaration,
     answers: dict[str, Any],
@@ -364,13 +372,14 @@ async def submit_declaration(
         if declaration.token_hash != token_hash:  # replaced or withdrawn: told which
             raise await _retired(session, env, token_hash)
         raise await _audited(_lost(declaration), env, declaration.firm_id, declaration.id)
+    named = recipient_sha256(declaration.recipient_name, declaration.recipient_email, env.ip)
+    details = {
+        "response_sha256": digest.hex(),
+        "template_version": declaration.template_version,
+        "recipient_sha256": named,
+    }
     await chain.record(
-        session,
-        actor,
-        Action.DECLARATION_SUBMITTED,
-        "declaration",
-        declaration.id,
-        {"response_sha256": digest.hex(), "template_version": declaration.template_version},
+        session, actor, Action.DECLARATION_SUBMITTED, "declaration", declaration.id, details
     )
     kept = {"response_sha256": digest.hex()}
     await idempotency.remember(session, actor, data.idempotency_key, _SUBMIT, data, kept)

@@ -30,7 +30,7 @@ from app.auth.actor import Actor, ActorType
 from app.counterparties.cover import CoverStatus
 from app.counterparties.service import cover_confirmations, cover_statuses
 from app.db.models import AuditEntry, Counterparty, Declaration, Firm, User
-from app.declarations.public import receipt_covers_form, response_matches
+from app.declarations.public import receipt_covers_form, recipient_sha256, response_matches
 from app.declarations.service import effective_status
 from app.declarations.templates import TemplateSpec, spec_from_snapshot
 from app.errors import field_error
@@ -115,7 +115,8 @@ class _Receipts:
 
     def __init__(self, declarations: list[Declaration]) -> None:
         self.wanted = {str(d.id) for d in declarations if d.status == "submitted"}
-        self.found: dict[str, list[str | None]] = {}
+        # Each entry's response_sha256, and its recipient_sha256 (None before entries had it).
+        self.found: dict[str, list[tuple[str | None, str | None]]] = {}
         self.broken: str | None = None  # where the chain's verification failed
 
     def __call__(self, row: asyncpg.Record) -> None:
@@ -127,8 +128,10 @@ class _Receipts:
             == ("declaration", ActorType.RECIPIENT.value, target)
         ):
             details = json.loads(row["details"])  # exactly, as verification reads it
-            digest = details.get("response_sha256") if isinstance(details, dict) else None
-            self.found.setdefault(target, []).append(digest)
+            if not isinstance(details, dict):
+                details = {}
+            recorded = (details.get("response_sha256"), details.get("recipient_sha256"))
+            self.found.setdefault(target, []).append(recorded)
 
     def check(self, d: Declaration) -> None:
         """Refuse a submitted response that is not what was recorded when it was submitted:
@@ -151,10 +154,19 @@ class _Receipts:
             )
         recorded = d.response_sha256
         assert recorded is not None  # a response that matches has one
-        if entries[0] != recorded.hex():
+        digest, named = entries[0]
+        if digest != recorded.hex():
             raise RenderError(
                 f"Declaration {d.id}'s SHA-256 does not match its declaration.submitted audit "
                 "entry."
+            )
+        # Entries made before they named the recipient vouch for the response alone.
+        if named is not None and named != recipient_sha256(
+            d.recipient_name, d.recipient_email, d.submitted_ip
+        ):
+            raise RenderError(
+                f"Declaration {d.id}'s recipient is not the one its declaration.submitted audit "
+                "entry recorded."
             )
 
 

@@ -136,6 +136,42 @@ async def test_a_pack_refuses_a_response_that_no_longer_matches_its_hash(
     assert (failed.action, failed.details["stage"]) == ("evidence_pack.failed", "collect")
 
 
+@pytest.mark.parametrize(
+    "altered",
+    [
+        "recipient_name = 'Mallory Forged'",
+        "recipient_email = 'mallory@example.test'",
+        "submitted_ip = '203.0.113.9'",
+    ],
+)
+async def test_a_pack_refuses_a_recipient_who_is_not_the_one_recorded(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+    altered: str,
+) -> None:
+    """Who declared (the pack prints the recipient's name, address and the submission's IP)
+    is outside the receipt, which covers what was declared: altered past the trigger, the pack
+    printed "Mallory Forged" beside a valid receipt. The declaration.submitted entry records
+    their digest (recipient_sha256), and a pack checks it."""
+    await signed_up(browser, smtp, firm="Altered Recipient Ltd")
+    alice = await submitted_declaration(browser, smtp, auth_app, "Alice Genuine")
+    async with superuser_engine.begin() as conn:
+        await conn.execute(text("alter table declarations disable trigger user"))
+        await conn.execute(
+            text(f"update declarations set {altered} where id = :id"),
+            {"id": uuid.UUID(alice.id)},
+        )
+        await conn.execute(text("alter table declarations enable trigger user"))
+    pack = await generate(browser, "Altered recipient")
+    assert pack["status"] == "FAILED", pack
+    assert pack["failureReason"] == (
+        f"Declaration {alice.id}'s recipient is not the one its declaration.submitted audit "
+        "entry recorded."
+    )
+
+
 async def _rewrite(engine: AsyncEngine, declaration_id: str, entry_too: bool) -> None:
     """Past the triggers: sign the response with another name and record the hash that
     now agrees with the row; with ``entry_too``, in its audit entry's details as well."""
