@@ -97,12 +97,13 @@ async def download_pack(request: Request) -> Response:
             except NotFound as missing:
                 raise _Refused from missing
             # Recorded once the file is read: the chain lock is held to the commit.
-            if isinstance(identity, ApiKeyIdentity) and identity.first_use:
-                await keys.record_first_use(session, actor)
             try:
+                if isinstance(identity, ApiKeyIdentity) and identity.first_use:
+                    await keys.record_first_use(session, actor)
                 await service.record_download(session, actor, pack)
             except (Unauthenticated, Forbidden) as changed:
-                # Removed, or demoted, while it ran (0035): refused as the API refuses it.
+                # Removed, demoted, or the key revoked, while it ran (0035): refused as the API
+                # refuses it.
                 status = 401 if isinstance(changed, Unauthenticated) else 403
                 raise _Refused(status, changed.code, changed.message) from changed
     except _Refused as refused:

@@ -28,7 +28,7 @@ from strawberry.types.graphql import OperationType
 from app.auth import sessions
 from app.auth.sessions import SessionIdentity
 from app.db.tenant import transaction, worth_running_again
-from app.errors import AppError, MethodNotAllowed, RateLimited, format_errors
+from app.errors import AppError, MethodNotAllowed, RateLimited, Unauthenticated, format_errors
 from app.http import lane, persisted
 from app.http.credentials import credentials, identify
 from app.http.graphiql import graphiql_page
@@ -149,7 +149,10 @@ async def _execute_once(
             context = build_context(request, state, session, identity)
             context.persisted = held
             if isinstance(identity, keys.ApiKeyIdentity) and identity.first_use:
-                await context.run(keys.record_first_use)
+                try:
+                    await context.run(keys.record_first_use)
+                except Unauthenticated as revoked:  # revoked while it was being looked up
+                    raise RequestError(401, revoked.code, "The API key is not valid.") from revoked
             plan = state.fast_path.plan(query, state.schema) if context.persisted else None
             fast = None
             if isinstance(plan, Plan) and state.fast_path.enabled:

@@ -184,3 +184,31 @@ async def test_a_keys_first_use_and_its_creators_removal_do_not_deadlock(
     assert "errors" not in removed, removed
     deadlocks = [r.getMessage() for r in caplog.records if "deadlocked" in r.getMessage()]
     assert deadlocks == [], deadlocks
+
+
+async def test_a_key_revoked_as_its_first_use_is_looked_up_is_refused_401(
+    auth_app: Starlette,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    database: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lookup read the key live and waited to mark its first use for the revocation's
+    row lock; the record then found it revoked: refused as any revoked key is, not a 500."""
+    listing = tagged(LIST)
+    await load_trusted(monkeypatch, database, tmp_path, listing)
+    owner = await members.create(Role.OWNER)
+    async with session_client(auth_app, owner) as ours:
+        secret, key_id = await create_key(ours, ["DECLARATIONS_READ"])
+    async with superuser_engine.connect() as revoking:  # as revokeApiKey holds the row
+        await revoking.execute(
+            text("update api_keys set revoked_at = now() where id = :k"), {"k": key_id}
+        )
+        async with partner_client(auth_app, secret) as partner:
+            reading = asyncio.ensure_future(run_persisted(partner, listing, {"first": 1}))
+            await until_lock_waited(superuser_engine)
+            await revoking.commit()
+            answered = await asyncio.wait_for(reading, 30)
+    assert answered.status_code == 401, answered.text
+    assert codes(answered.json()) == ["UNAUTHENTICATED"]
