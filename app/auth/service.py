@@ -27,7 +27,7 @@ from app.auth.tokens import Purpose
 from app.db import calls
 from app.db.models import Firm, Membership, User
 from app.db.tenant import bind_tenant
-from app.errors import AppError, InvalidCredentials, NotFound, RateLimited
+from app.errors import AppError, InvalidCredentials, NotFound, RateLimited, TokenUsed
 from app.ratelimit.policies import Policy
 
 THROTTLE_AFTER_FAILURES = 100
@@ -227,8 +227,14 @@ async def verify_email(
     # Held until this ends: proved meanwhile by a sign-in link (which clears the password),
     # the address's other confirmation links are spent, but not this one, which this holds;
     # refused here, it would then be unspent, and sign in with no password at all.
-    held = select(User.password_hash).where(User.id == actor.id).with_for_update(key_share=True)
-    chosen = await session.scalar(held)
+    held = select(User.password_hash, User.email_verified_at).where(User.id == actor.id)
+    chosen, proved = (await session.execute(held.with_for_update(key_share=True))).one()
+    if proved is not None:
+        # Proved already, by another link that spent this one but for this redemption's hold
+        # (or before links were spent on proof): as spent.
+        raise TokenUsed().on_record(
+            lambda fresh: record_refusal(fresh, env, Purpose.VERIFY_EMAIL, TokenUsed.code, found)
+        )
     if chosen is not None:
         refused = InvalidCredentials("Enter the password you chose when you signed up.")
         if not password:

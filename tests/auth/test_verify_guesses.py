@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from app.auth import passwords, service
+from app.auth import passwords, service, tokens
 from app.ratelimit.policies import Policy
 from tests.auth.test_flows import RESEND, failed_already, failures_of
 from tests.browser import (
@@ -30,6 +30,7 @@ from tests.browser import (
     link_token,
     new_email,
 )
+from tests.factories import until_lock_waited
 from tests.mail.smtp import SmtpServer
 
 WRONG = "not the password at all 42"
@@ -127,7 +128,7 @@ async def test_a_sign_in_link_confirming_the_address_spends_its_confirmation_lin
     assert codes(late) == ["TOKEN_USED"], late
 
 
-async def test_two_links_confirmed_at_once_both_confirm_without_a_deadlock(
+async def test_two_links_confirmed_at_once_meet_no_deadlock(
     browser: Browser,
     new_browser: Any,
     smtp: SmtpServer,
@@ -135,9 +136,8 @@ async def test_two_links_confirmed_at_once_both_confirm_without_a_deadlock(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Each holds its own link (redeemed) as it goes on to the user's row, to prove the address
-    and spend the others: the one that finds the other's link held leaves it to the other
-    (whose own confirmation spends it), rather than wait for it while the other waits for the
-    row it holds."""
+    and spend the others: the one that finds the other's link held leaves it to the other,
+    rather than wait for it while the other waits for the row it holds."""
     _, first, second = await _signed_up_with_two_links(browser, smtp)
     bind, arrived, both = service.bind_tenant, [], asyncio.Event()
 
@@ -154,7 +154,8 @@ async def test_two_links_confirmed_at_once_both_confirm_without_a_deadlock(
         new_browser().gql(VERIFY, {"t": second, "p": PASSWORD}),
     )
     assert not [r for r in caplog.records if "deadlocked" in r.getMessage()]
-    assert all("errors" not in a for a in answers), answers
+    # One proves the address; the other then finds it proved, and its link as spent.
+    assert sorted(codes(a) for a in answers) == [[], ["TOKEN_USED"]], answers
 
 
 async def test_a_resend_racing_the_confirmation_leaves_no_live_link(
@@ -225,3 +226,34 @@ async def test_a_link_held_by_a_refused_confirmation_is_not_left_live_by_a_sign_
     assert "errors" not in signed_in, signed_in
     late = await new_browser().gql(VERIFY, {"t": link, "p": None})
     assert codes(late) == ["TOKEN_USED"], late
+
+
+async def test_a_link_redeemed_as_a_sign_in_link_proves_the_address_is_spent(
+    browser: Browser,
+    new_browser: Any,
+    smtp: SmtpServer,
+    superuser_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sign-in link has proved the address (clearing the password) and is spending the
+    confirmation links; one redeemed meanwhile is held, so skipped, and read the cleared
+    password as none to check: it signed in with no password. It finds the address proved."""
+    email, link, _ = await _signed_up_with_two_links(browser, smtp)
+    assert "errors" not in await browser.gql(MAGIC, {"e": email})
+    magic = await link_token(smtp, email, "sign-in link")
+    spend, reached, go_on = tokens.spend_unused, asyncio.Event(), asyncio.Event()
+
+    async def paused(*args: Any, **kwargs: Any) -> None:
+        if not reached.is_set():  # the sign-in link's: the row updated, the password cleared
+            reached.set()
+            await asyncio.wait_for(go_on.wait(), 10)
+        await spend(*args, **kwargs)
+
+    monkeypatch.setattr(tokens, "spend_unused", paused)
+    signing_in = asyncio.create_task(browser.gql(MAGIC_SIGN_IN, {"t": magic}))
+    await asyncio.wait_for(reached.wait(), 10)
+    late = asyncio.create_task(new_browser().gql(VERIFY, {"t": link, "p": None}))
+    await until_lock_waited(superuser_engine)  # the late link, on the user's row
+    go_on.set()
+    assert "errors" not in await signing_in
+    assert codes(await late) == ["TOKEN_USED"]
