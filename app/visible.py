@@ -51,9 +51,12 @@ _SELECTORS = frozenset(map(chr, range(0xFE00, 0xFE10)))
 
 
 # Ideographs, where a variation selector of the ideographic set picks a registered glyph
-# (a family name written as its bearer writes it), with planes 2 and 3, which Unicode keeps for
-# ideographs: one there that this Python's tables do not know yet is a newer ideograph.
+# (a family name written as its bearer writes it).
 _IDEOGRAPHS = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF))
+# The blocks of ideographs Unicode added after this Python's tables (14.0): extensions I, H and
+# J. Only these: elsewhere in planes 2 and 3 nothing is assigned, and a run of such code points
+# shows as nothing, or boxes, while it carries whatever bits were put in it.
+_NEWER_IDEOGRAPHS = ((0x2EBF0, 0x2EE5F), (0x31350, 0x323AF), (0x323B0, 0x3347F))
 _IDEOGRAPHIC_SELECTORS = (0xE0100, 0xE01EF)
 _MONGOLIAN_LETTERS, _MONGOLIAN_SELECTORS = (0x1820, 0x18AF), (0x180B, 0x180F)
 
@@ -73,8 +76,8 @@ def hides_something(text: str) -> bool:
             continue
         before = text[i - 1] if i else ""
         after = text[i + 1] if i + 1 < len(text) else ""
-        if _within(c, _IDEOGRAPHS[-1]):
-            continue  # an ideograph newer than this Python's tables
+        if _newer_ideograph(c):
+            continue
         if c in _SELECTORS and _shows_beyond_ascii(before):
             continue
         if _within(c, _IDEOGRAPHIC_SELECTORS) and any(_within(before, s) for s in _IDEOGRAPHS):
@@ -88,8 +91,12 @@ def hides_something(text: str) -> bool:
     return False
 
 
+def _newer_ideograph(c: str) -> bool:
+    return any(_within(c, block) for block in _NEWER_IDEOGRAPHS)
+
+
 def _shows_beyond_ascii(c: str) -> bool:
-    if _within(c, _IDEOGRAPHS[-1]):
+    if _newer_ideograph(c):
         return True
     return c > "\x7f" and not (c.isspace() or ignorable(c) or unicodedata.category(c) == "Cn")
 

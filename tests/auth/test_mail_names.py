@@ -107,3 +107,18 @@ def test_names_people_write_with_selectors_pass(name: str) -> None:
 def test_selectors_where_no_script_needs_them_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="show as nothing"):
         plain_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Acme Ltd" + "".join(chr(0x3A000 + b) for b in b"wire 5000"),  # bits in plane 3
+        "Acme\U0003ffff\U0002fffe Ltd",  # noncharacters
+        "Acme\U0003a000\ufe0f\u200d\U0003a001 Ltd",
+    ],
+)
+def test_code_points_no_block_holds_are_refused(name: str) -> None:
+    """Only the blocks of ideographs newer than this Python's tables pass unassigned: nothing
+    is assigned elsewhere in planes 2 and 3, and such a run carries bits no one reads."""
+    with pytest.raises(ValueError, match="show as nothing"):
+        plain_name(name)
