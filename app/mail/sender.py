@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,16 +69,31 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+# An enhanced status code (RFC 3463) in a reply: class, subject, detail.
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
 def _refused_for_good(exc: BaseException) -> bool:
-    """Whether the server refused this message for good (5xx) for what it is: its recipients
-    (a mailbox that does not exist), or its content. Retried for days, each on a connection
-    of its own, such mail hurts the sender's standing with the server; a 5xx about ourselves
-    (our sign-in, our sender address) is the configuration's, and every mail waits for it."""
+    """Whether the server refused this message for good for what it is: its recipient's
+    address (5.1.x: no such mailbox) or its content (5.6.x); without an enhanced code, 550, 551
+    or 553. Retried for days, each on a connection of its own, such mail hurts the sender's
+    standing with the server. Other 5xx replies are retried: a full mailbox (552, 5.2.x), and
+    what is about ourselves (a sending quota, 5.4.x; our domain's authentication, 5.7.x; our
+    sign-in, our sender address), for which every mail waits."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        return bool(exc.recipients) and all(r.code >= 500 for r in exc.recipients)
-    return isinstance(exc, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError) and (
-        exc.code >= 500
-    )
+        replies = [(r.code, r.message) for r in exc.recipients]
+    elif isinstance(exc, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError):
+        replies = [(exc.code, exc.message)]
+    else:
+        return False
+    return bool(replies) and all(_permanent(code, message) for code, message in replies)
+
+
+def _permanent(code: int, message: str) -> bool:
+    enhanced = _ENHANCED.search(message or "")
+    if enhanced is not None:
+        return enhanced.group(1) == "5" and enhanced.group(2) in ("1", "6")
+    return code in (550, 551, 553)
 
 
 class MailSender:

@@ -154,6 +154,34 @@ async def test_mail_the_server_refuses_for_good_is_parked_at_once(
     assert [r.levelname for r in caplog.records if "giving up" in r.getMessage()] == ["ERROR"]
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "552 5.2.2 Mailbox full, try again later",
+        "550 5.4.5 Daily user sending quota exceeded",
+        "550 5.7.26 Unauthenticated email is not accepted (DMARC)",
+        "554 Transaction failed",
+    ],
+)
+async def test_a_5xx_that_may_pass_or_is_about_the_sender_is_tried_again(
+    database: Database,
+    tmp_path: Path,
+    app_sessions: async_sessionmaker[AsyncSession],
+    smtp_server: SmtpServer,
+    reply: str,
+) -> None:
+    """A full mailbox empties; a quota, or our domain's authentication, is ours to mend, and
+    every mail would be parked meanwhile. Only a 5.1.x (no such mailbox) or 5.6.x (content)
+    refusal, or a bare 550, 551 or 553, is for good."""
+    settings = make_settings(database, tmp_path, smtp_url=smtp_server.url)
+    mail_id = await enqueue_committed(app_sessions, settings, new_address())
+    smtp_server.refuse(reply)
+    assert await MailSender(app_sessions, settings).deliver_due() == 0
+    row = await outbox_row(app_sessions, mail_id)
+    assert row.attempts == 1
+    assert row.next_attempt_at != GAVE_UP, row.last_error
+
+
 async def test_a_pass_sends_over_one_connection_and_a_refusal_fails_alone(
     database: Database,
     tmp_path: Path,
