@@ -107,8 +107,7 @@ async def kept_result(
     return row.result if row is not None and row.operation == operation else None
 
 
-# The advisory-lock space of keys in use ("PKEY"), and how long to wait for one.
-_IN_USE = 0x504B4559
+# How long to wait for a key in use.
 IN_USE_RETRY_SECONDS = 10
 
 
@@ -119,8 +118,11 @@ async def hold(session: AsyncSession, actor: Actor, key: str) -> None:
     the pack's uncommitted key for the whole render, holding a connection of the pool, or the
     firm's lock and with it every write of the firm."""
     scoped = b"\0".join((actor.firm_id.bytes, str(actor.id).encode(), key.encode()))
-    lock = int.from_bytes(hashlib.sha256(scoped).digest()[:4], "big", signed=True)
-    if not await calls.try_pair_lock(session, _IN_USE, lock):
+    digest = hashlib.sha256(scoped).digest()
+    # 64 bits of it, as the two-key form's two halves: 32 (one space, one key) let any firm's
+    # key in use refuse another's that hashed alike, which enough requests in flight would meet.
+    space, lock = (int.from_bytes(digest[i : i + 4], "big", signed=True) for i in (0, 4))
+    if not await calls.try_pair_lock(session, space, lock):
         message = "A request with this idempotency key is under way; ask again shortly."
         raise RateLimited(message, retryAfter=IN_USE_RETRY_SECONDS)
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app import idempotency
 from app.declarations.templates import load_builtins
 from app.evidence import render
 from tests.factories import Members, codes, gql
@@ -411,3 +414,27 @@ async def test_a_key_in_use_by_a_pack_being_made_holds_up_no_other_write(
     finally:
         go_on.set()
     assert "errors" not in await making
+
+
+def _old_lock(firm: uuid.UUID, actor: uuid.UUID, key: str) -> int:
+    scoped = b"\0".join((firm.bytes, str(actor).encode(), key.encode()))
+    return int.from_bytes(hashlib.sha256(scoped).digest()[:4], "big", signed=True)
+
+
+async def test_another_firms_key_in_use_refuses_none_of_this_firms(
+    superuser_engine: AsyncEngine,
+) -> None:
+    """Keys in use were locked by 32 bits of their hash, in one space: two firms' unrelated
+    keys that hashed alike refused each other RATE_LIMITED (found here by trying keys)."""
+    a = SimpleNamespace(firm_id=uuid.UUID(int=1), id=uuid.UUID(int=2))
+    b = SimpleNamespace(firm_id=uuid.UUID(int=3), id=uuid.UUID(int=4))
+    seen = {_old_lock(a.firm_id, a.id, f"a-{n}"): f"a-{n}" for n in range(150_000)}
+    pair = next(
+        (seen[lock], f"b-{n}")
+        for n in range(400_000)
+        if (lock := _old_lock(b.firm_id, b.id, f"b-{n}")) in seen
+    )
+    first, second = AsyncSession(superuser_engine), AsyncSession(superuser_engine)
+    async with first, second, first.begin(), second.begin():
+        await idempotency.hold(first, a, pair[0])  # type: ignore[arg-type]
+        await idempotency.hold(second, b, pair[1])  # type: ignore[arg-type]
