@@ -98,6 +98,16 @@ async def test_a_submitted_declaration_and_a_ready_pack_cannot_change(
     assert await _changed(owner_sessions, firm, deleted) == 1
 
 
+async def _altered_past_the_trigger(engine: AsyncEngine, declaration_id: str, sql: str) -> None:
+    """Set ``sql`` on a submitted declaration, as only whoever can disable its trigger could."""
+    async with engine.begin() as conn:
+        await conn.execute(text("alter table declarations disable trigger user"))
+        await conn.execute(
+            text(f"update declarations set {sql} where id = :id"), {"id": uuid.UUID(declaration_id)}
+        )
+        await conn.execute(text("alter table declarations enable trigger user"))
+
+
 @pytest.mark.parametrize(
     "altered",
     [
@@ -120,13 +130,7 @@ async def test_a_pack_refuses_a_response_that_no_longer_matches_its_hash(
     as theirs, and fails saying so."""
     await signed_up(browser, smtp, firm="Altered Records Ltd")
     alice = await submitted_declaration(browser, smtp, auth_app, "Alice Altered")
-    async with superuser_engine.begin() as conn:
-        await conn.execute(text("alter table declarations disable trigger user"))
-        await conn.execute(
-            text(f"update declarations set {altered} where id = :id"),
-            {"id": uuid.UUID(alice.id)},
-        )
-        await conn.execute(text("alter table declarations enable trigger user"))
+    await _altered_past_the_trigger(superuser_engine, alice.id, altered)
     pack = await generate(browser, "Altered")
     assert pack["status"] == "FAILED", pack
     assert pack["failureReason"] == (
@@ -157,13 +161,7 @@ async def test_a_pack_refuses_a_recipient_who_is_not_the_one_recorded(
     their digest (recipient_sha256), and a pack checks it."""
     await signed_up(browser, smtp, firm="Altered Recipient Ltd")
     alice = await submitted_declaration(browser, smtp, auth_app, "Alice Genuine")
-    async with superuser_engine.begin() as conn:
-        await conn.execute(text("alter table declarations disable trigger user"))
-        await conn.execute(
-            text(f"update declarations set {altered} where id = :id"),
-            {"id": uuid.UUID(alice.id)},
-        )
-        await conn.execute(text("alter table declarations enable trigger user"))
+    await _altered_past_the_trigger(superuser_engine, alice.id, altered)
     pack = await generate(browser, "Altered recipient")
     assert pack["status"] == "FAILED", pack
     assert pack["failureReason"] == (
