@@ -69,8 +69,8 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-# An enhanced status code (RFC 3463) in a reply: class, subject, detail.
-_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# An enhanced status code (RFC 3463) opening a reply's text (RFC 2034): class, subject, detail.
+_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
 
 
 def _refused_for_good(exc: BaseException) -> bool:
@@ -90,9 +90,13 @@ def _refused_for_good(exc: BaseException) -> bool:
 
 
 def _permanent(code: int, message: str) -> bool:
-    enhanced = _ENHANCED.search(message or "")
-    if enhanced is not None:
-        return enhanced.group(1) == "5" and enhanced.group(2) in ("1", "6")
+    if code < 500:
+        return False
+    # Only where the text opens with it, and of the reply's own class: an address in the text
+    # ("client host [5.1.2.3] blocked") is no status code.
+    enhanced = _ENHANCED.match((message or "").lstrip())
+    if enhanced is not None and enhanced.group(1) == str(code)[0]:
+        return enhanced.group(2) in ("1", "6")
     return code in (550, 551, 553)
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+import aiosmtplib
 import pytest
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.config import ConfigError
 from app.mail.models import MailOutbox
 from app.mail.outbox import Mail
-from app.mail.sender import GAVE_UP, GIVE_UP_AFTER, MailSender, backoff
+from app.mail.sender import GAVE_UP, GIVE_UP_AFTER, MailSender, _refused_for_good, backoff
 from app.mail.transport import build_message, smtp_transport
 from tests.conftest import Database, make_settings
 from tests.mail.helpers import enqueue_committed, new_address, outbox_row
@@ -379,3 +380,25 @@ async def test_a_sender_leaves_mail_sealed_with_another_key_alone(
     assert (row.sent_at, row.attempts, row.last_error) == (None, 0, None)
     assert await MailSender(app_sessions, theirs).deliver_due(limit=1000) >= 1
     assert (await outbox_row(app_sessions, mail_id)).sent_at is not None
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (450, "Greylisted, please try again later (client 5.1.80.12)"),
+        (452, "Too many recipients this hour from 5.6.7.8"),
+        (554, "Client host [5.1.2.3] blocked using zen.spamhaus.org"),
+    ],
+)
+def test_an_address_in_a_replys_text_is_no_status_code(code: int, message: str) -> None:
+    """Only a code opening the text, of the reply's own class, says what a refusal is about:
+    a 4xx is never for good, and a blocklisting of our host (554) is ours to mend."""
+    refused = aiosmtplib.SMTPRecipientsRefused(
+        [aiosmtplib.SMTPRecipientRefused(code, message, "someone@example.com")]
+    )
+    assert not _refused_for_good(refused)
+    assert _refused_for_good(
+        aiosmtplib.SMTPRecipientsRefused(
+            [aiosmtplib.SMTPRecipientRefused(550, "5.1.1 No such user", "someone@example.com")]
+        )
+    )
