@@ -53,10 +53,11 @@ _SELECTORS = frozenset(map(chr, range(0xFE00, 0xFE10)))
 # Ideographs, where a variation selector of the ideographic set picks a registered glyph
 # (a family name written as its bearer writes it).
 _IDEOGRAPHS = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF))
-# The blocks of ideographs Unicode added after this Python's tables (14.0): extensions I, H and
-# J. Only these: elsewhere in planes 2 and 3 nothing is assigned, and a run of such code points
-# shows as nothing, or boxes, while it carries whatever bits were put in it.
-_NEWER_IDEOGRAPHS = ((0x2EBF0, 0x2EE5F), (0x31350, 0x323AF), (0x323B0, 0x3347F))
+# The ideographs Unicode assigned after this Python's tables (14.0): one in extension C and
+# extensions I and H (as 15.1's tables list them), and extension J (17.0). Only these, not
+# their blocks' unassigned tails: elsewhere in planes 2 and 3 nothing is assigned, and a run
+# of such code points shows as nothing, or boxes, while it carries whatever bits were put in.
+_NEWER_IDEOGRAPHS = ((0x2B739, 0x2B739), (0x2EBF0, 0x2EE5D), (0x31350, 0x323AF), (0x323B0, 0x33479))
 _IDEOGRAPHIC_SELECTORS = (0xE0100, 0xE01EF)
 _MONGOLIAN_LETTERS, _MONGOLIAN_SELECTORS = (0x1820, 0x18AF), (0x180B, 0x180F)
 

@@ -122,3 +122,14 @@ def test_code_points_no_block_holds_are_refused(name: str) -> None:
     is assigned elsewhere in planes 2 and 3, and such a run carries bits no one reads."""
     with pytest.raises(ValueError, match="show as nothing"):
         plain_name(name)
+
+
+def test_an_ideograph_added_to_an_older_block_passes_and_a_blocks_unassigned_tail_does_not() -> (
+    None
+):
+    """U+2B739 (extension C, Unicode 15.0) is an ideograph; U+2EE5E and U+3347A lie past the
+    last ideographs of extensions I and J, assigned to nothing."""
+    assert plain_name("\u738b\U0002b739") == "\u738b\U0002b739"
+    for name in ["\U0002ee5e\U0002ee5f", "\U0003347a\U0003347b\U0003347c"]:
+        with pytest.raises(ValueError, match="show as nothing"):
+            plain_name(name)
