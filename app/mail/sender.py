@@ -69,8 +69,10 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-# An enhanced status code (RFC 3463) opening a reply's text (RFC 2034): class, subject, detail.
-_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
+# An enhanced status code (RFC 3463): class, subject, detail; not part of a longer dotted
+# number (an address, 5.1.2.3). And a reply code a relayed line may repeat before it.
+_ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
+_REPLY_CODE = re.compile(r"\d{3}[ -]")
 
 
 def _refused_for_good(exc: BaseException) -> bool:
@@ -92,11 +94,15 @@ def _refused_for_good(exc: BaseException) -> bool:
 def _permanent(code: int, message: str) -> bool:
     if code < 500:
         return False
-    # Only where the text opens with it, and of the reply's own class: an address in the text
-    # ("client host [5.1.2.3] blocked") is no status code.
-    enhanced = _ENHANCED.match((message or "").lstrip())
-    if enhanced is not None and enhanced.group(1) == str(code)[0]:
-        return enhanced.group(2) in ("1", "6")
+    # The code opening a line of the text (RFC 2034; aiosmtplib joins a reply's lines with
+    # line feeds) says what the refusal is about, if of the reply's own class.
+    lines = [line.strip() for line in (message or "").splitlines()]
+    lines = [line[4:] if _REPLY_CODE.match(line) else line for line in lines]
+    for line in lines:
+        if (opening := _ENHANCED.match(line)) is not None:
+            return opening.group(1) == str(code)[0] and opening.group(2) in ("1", "6")
+    if any(_ENHANCED.search(line) for line in lines):
+        return False  # a code elsewhere ("<a@b> 5.7.1 blocked"): not read as for good
     return code in (550, 551, 553)
 
 

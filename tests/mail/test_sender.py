@@ -388,6 +388,11 @@ async def test_a_sender_leaves_mail_sealed_with_another_key_alone(
         (450, "Greylisted, please try again later (client 5.1.80.12)"),
         (452, "Too many recipients this hour from 5.6.7.8"),
         (554, "Client host [5.1.2.3] blocked using zen.spamhaus.org"),
+        (550, "5.7.1: blocked"),  # policy, its code not followed by a space
+        (550, "550 5.7.1 blocked"),  # the reply code repeated in the text
+        (550, "<a@b.co> 5.7.1 blocked"),  # a code, not where it should be
+        (550, "Mail rejected\n5.7.1 policy"),  # on a later line of the reply
+        (550, "4.2.2 mailbox full"),  # a code of another class
     ],
 )
 def test_an_address_in_a_replys_text_is_no_status_code(code: int, message: str) -> None:
@@ -397,8 +402,9 @@ def test_an_address_in_a_replys_text_is_no_status_code(code: int, message: str) 
         [aiosmtplib.SMTPRecipientRefused(code, message, "someone@example.com")]
     )
     assert not _refused_for_good(refused)
-    assert _refused_for_good(
-        aiosmtplib.SMTPRecipientsRefused(
-            [aiosmtplib.SMTPRecipientRefused(550, "5.1.1 No such user", "someone@example.com")]
-        )
-    )
+    for text in ["5.1.1 No such user", "550 5.1.1 No such user", "Sorry\n5.1.10 no such"]:
+        assert _refused_for_good(
+            aiosmtplib.SMTPRecipientsRefused(
+                [aiosmtplib.SMTPRecipientRefused(550, text, "someone@example.com")]
+            )
+        ), text
