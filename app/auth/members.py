@@ -278,8 +278,8 @@ async def _hold_keys_made_by(session: AsyncSession, user_id: uuid.UUID) -> None:
     """Lock the live keys ``user_id`` made (the bound firm's) before the firm's chain lock, as
     a key's request takes them (its row marked used, then the lock to record): taken the other
     way round, a removal revoking them deadlocked with the key's first use."""
-    live = select(ApiKey.id).where(ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None))
-    await session.execute(live.order_by(ApiKey.id).with_for_update(key_share=True))
+    live = select(ApiKey.id).where(*_live_keys_made_by(user_id)).order_by(ApiKey.id)
+    await session.execute(live.with_for_update(key_share=True))
 
 
 async def _revoke_keys_made_by(session: AsyncSession, user_id: uuid.UUID) -> int:
@@ -287,11 +287,13 @@ async def _revoke_keys_made_by(session: AsyncSession, user_id: uuid.UUID) -> int
     key acts for the firm with its scopes: an admin about to leave, or to lose the right to
     make one, could otherwise make one and keep its access."""
     revoked = await session.execute(
-        update(ApiKey)
-        .where(ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
+        update(ApiKey).where(*_live_keys_made_by(user_id)).values(revoked_at=datetime.now(UTC))
     )
     return int(revoked.rowcount)  # type: ignore[attr-defined]
+
+
+def _live_keys_made_by(user_id: uuid.UUID) -> tuple[Any, ...]:
+    return ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None)
 
 
 async def _withdraw_invitations(session: AsyncSession, firm_id: uuid.UUID, which: Any) -> int:

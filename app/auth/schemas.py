@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from email import policy
-from email.errors import HeaderParseError
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 from app.firms.schemas import FirmName, Frn
 from app.idempotency import Key
+from app.mail.outbox import as_mail_reads
 from app.visible import has_control
 
 MAX_EMAIL = 320
@@ -26,11 +25,7 @@ def _one_address(email: str) -> str:
     """An address alone, as mail reads it: mail reads a display name, a comment, a second
     address or an encoded word too, and delivered to the address it finds there, counted
     apart from it ("x<a@b.co>", "a(1)@b.co", "someone,a@b.co" all reach a@b.co, or another)."""
-    try:
-        read = str(policy.default.header_factory("To", email))
-    except (HeaderParseError, ValueError, IndexError):
-        read = ""
-    if read != email or has_control(email) or "=?" in email:
+    if as_mail_reads("To", email) != email or has_control(email) or "=?" in email:
         raise ValueError("Enter one email address on its own, like name@example.com.")
     return email
 

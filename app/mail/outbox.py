@@ -43,6 +43,14 @@ class Unmailable(ValueError):
     """A recipient or subject the outbox will not queue: mail would read it otherwise."""
 
 
+def as_mail_reads(name: str, value: str) -> str | None:
+    """Header ``name`` holding ``value`` as the email package reads it (None: it cannot)."""
+    try:
+        return str(policy.default.header_factory(name, value))
+    except (HeaderParseError, ValueError, IndexError):
+        return None
+
+
 def _check_header(name: str, value: str) -> None:
     """Refuse, in the caller's transaction, a header the email package would read as other
     than written: CR or LF would let a caller inject headers, and so would an encoded word
@@ -51,11 +59,7 @@ def _check_header(name: str, value: str) -> None:
     elsewhere."""
     if "\r" in value or "\n" in value:
         raise Unmailable(f"mail {name} must be a single line")
-    try:
-        read = str(policy.default.header_factory(name, value))
-    except (HeaderParseError, ValueError, IndexError):
-        read = ""
-    if read != value:
+    if as_mail_reads(name, value) != value:
         raise Unmailable(f"mail {name} must be read by mail as it is written")
 
 
