@@ -18,8 +18,11 @@ from starlette.applications import Starlette
 from app.audit import chain
 from app.auth.actor import ActorType, Role
 from app.partners import keys
+from tests.auth.test_members import ACCEPT, invited
+from tests.browser import Browser, signed_up
 from tests.conftest import Database
 from tests.factories import Members, until_lock_waited
+from tests.mail.smtp import SmtpServer
 from tests.partners import (
     codes,
     count,
@@ -212,3 +215,26 @@ async def test_a_key_revoked_as_its_first_use_is_looked_up_is_refused_401(
             answered = await asyncio.wait_for(reading, 30)
     assert answered.status_code == 401, answered.text
     assert codes(answered.json()) == ["UNAUTHENTICATED"]
+
+
+async def test_a_removal_revokes_only_the_keys_made_in_that_firm(
+    browser: Browser, new_browser: Any, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    """A user admin of two firms, removed from one: the keys they made there are revoked, the
+    key they made in their other firm goes on (the revocation runs bound to the firm, under
+    its row-level security)."""
+    email = await signed_up(browser, smtp, firm="Own Ltd")
+    _, own_key = await create_key(browser.client, ["DECLARATIONS_READ"])
+    other = new_browser()
+    await signed_up(other, smtp, firm="Other Ltd")
+    token = await invited(other, smtp, email, "ADMIN")
+    joined = await browser.gql(ACCEPT, {"t": token, "s": True})
+    assert "errors" not in joined, joined
+    user_id = joined["data"]["acceptInvitation"]["userId"]
+    _, their_key = await create_key(browser.client, ["DECLARATIONS_READ"])
+    assert "errors" not in await other.gql(REMOVE, {"u": user_id})
+    query = text("select id::text, revoked_at is not null from api_keys where id::text in (:a, :b)")
+    async with superuser_engine.connect() as conn:
+        found = await conn.execute(query, {"a": own_key, "b": their_key})
+    revoked = {row[0]: row[1] for row in found}
+    assert revoked == {own_key: False, their_key: True}
