@@ -4,8 +4,8 @@ Pure functions of dates: the caller passes ``today`` (the clock is injected), so
 from covered to expiring to lapsed as days pass without anything being stored or rewritten.
 The newest confirmation speaks for the cover, but a renewal confirmed ahead of its start does
 not end the policy still in force: the cover runs on into it if they leave no gap (so the
-counterparty is not expiring), and a policy confirmed ahead with none in force is not yet in
-force.
+counterparty is not expiring). A policy confirmed ahead with none ever in force is not yet in
+force; after a policy that has ended, it leaves the cover lapsed until it starts.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ class CoverState(StrEnum):
 class CoverStatus:
     """The state of cover and, when known, the last day it is in force; whether the policy in
     force says it covers everything the counterparty does for the firm (None when no policy is
-    in force, or it does not say); and, for cover not yet in force, the day it starts."""
+    in force, or it does not say); and, for cover not yet in force or lapsed, the day the
+    earliest policy confirmed ahead starts."""
 
     state: CoverState
     until: date | None
@@ -108,8 +109,9 @@ def cover_from(
     """Cover status on ``today`` from the confirmed policies, newest confirmation first. The
     newest speaks for the cover (a correction, or a policy cut short, replaces what came
     before), except that a renewal confirmed ahead of its start leaves the policy before it in
-    force until then; with none in force, the cover is not yet in force, from the earliest
-    start to come. The cover runs on through confirmed renewals that leave no gap."""
+    force until then; with none begun, the cover is not yet in force, from the earliest start to
+    come, and a lapse names that start too. The cover runs on through confirmed renewals that
+    leave no gap."""
     # A confirmation of a policy that a newer one confirms again (the same start: corrected, or
     # cut short) no longer speaks for it, not even as a renewal the cover runs on into.
     policies = [
@@ -120,19 +122,23 @@ def cover_from(
     if not policies:
         return cover_status(None, today, window_days)
     newest = policies[0]
-    current: ConfirmedPolicy | None = newest
+    coming = [p.start for p in policies if p.start is not None and p.start > today]
+    # The newest word on what is in force today: the newest confirmation, or, when that is a
+    # renewal not yet begun, the newest begun before it (a policy cut short, confirmed after
+    # the one it cuts, speaks for it).
+    current = newest
     if not _begun(newest, today):
-        # The newest word on what is in force today: the newest confirmation begun (a policy
-        # cut short, confirmed after the one it cuts, speaks for it), if its cover reaches today.
-        current = next((p for p in policies[1:] if _begun(p, today) and _before(p, newest)), None)
-        if current is not None and _continued(current, policies, today)[0] < today:
-            current = None
-    if current is None:
-        coming = [p.start for p in policies if p.start is not None and p.start > today]
-        return CoverStatus(CoverState.not_yet_in_force, None, starts_on=min(coming))
+        begun = next((p for p in policies[1:] if _begun(p, today) and _before(p, newest)), None)
+        if begun is None:
+            return CoverStatus(CoverState.not_yet_in_force, None, starts_on=min(coming))
+        current = begun
     until, in_force = _continued(current, policies, today)
     status = cover_status(until, today, window_days)
-    if status.state not in (CoverState.covered, CoverState.expiring):
+    if status.state is CoverState.lapsed:
+        # A gap in cover is a lapse even with a renewal confirmed ahead: the firm must see it,
+        # and when the cover comes back.
+        return replace(status, starts_on=min(coming, default=None))
+    if status.state is not CoverState.covered and status.state is not CoverState.expiring:
         return status
     # Said of the policy in force today: a renewal the cover has run on into, not the one
     # (confirmed later, perhaps) that it ran on from.

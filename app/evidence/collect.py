@@ -27,7 +27,7 @@ from app.audit.actions import Action
 from app.audit.service import actor_names
 from app.audit.signing import SigningKey
 from app.auth.actor import Actor, ActorType
-from app.counterparties.cover import CoverStatus
+from app.counterparties.cover import CoverState, CoverStatus
 from app.counterparties.service import cover_confirmations, cover_statuses
 from app.db.models import AuditEntry, Counterparty, Declaration, Firm, User
 from app.declarations.public import receipt_covers_form, recipient_sha256, response_matches
@@ -286,7 +286,8 @@ def _cover_words(status: CoverStatus) -> str:
     """The state as the pack prints it, with what qualifies it."""
     words = status.state.value.replace("_", " ")
     if status.starts_on is not None:
-        words += f" (starts {status.starts_on.isoformat()})"
+        renewal = "renewal " if status.state is CoverState.lapsed else ""
+        words += f" ({renewal}starts {status.starts_on.isoformat()})"
     if status.covers_all_activities is False:
         words += "; not all activities covered"
     return words

@@ -399,7 +399,9 @@ async def test_a_renewal_confirmed_ahead_and_exclusions_show_in_cover_status(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     viewer = await members.create(Role.VIEWER)
-    renewed, ahead = await add_counterparties(owner_sessions, viewer.firm_id, ["Renewed", "Ahead"])
+    renewed, ahead, gap = await add_counterparties(
+        owner_sessions, viewer.firm_id, ["Renewed", "Ahead", "Gap"]
+    )
     now = datetime.now(UTC)
     this_year = {"period_start": "2025-07-01", "covers_our_activities": False}
     next_year = {"period_start": "2026-07-01", "covers_our_activities": True}
@@ -409,11 +411,17 @@ async def test_a_renewal_confirmed_ahead_and_exclusions_show_in_cover_status(
     )
     await add_declaration(owner_sessions, firm, renewed, "2027-06-30", now, **next_year)
     await add_declaration(owner_sessions, firm, ahead, "2027-06-30", now, **next_year)
+    # Last year's policy ended in May; the renewal confirmed ahead starts in July.
+    ended = {"period_start": "2025-06-01", "covers_our_activities": True}
+    await add_declaration(
+        owner_sessions, firm, gap, "2026-05-31", now - timedelta(days=300), **ended
+    )
+    await add_declaration(owner_sessions, firm, gap, "2027-06-30", now, **next_year)
     monkeypatch.setattr(counterparty_types, "today", lambda: date(2026, 6, 15))
     query = """query($id: UUID!) { counterparty(id: $id) {
       coverStatus { state until coversAllActivities startsOn } } }"""
     found = {}
-    for ident in (renewed, ahead):
+    for ident in (renewed, ahead, gap):
         body = await gql(client, query, {"id": str(ident)}, viewer)
         assert "errors" not in body, body
         found[ident] = body["data"]["counterparty"]["coverStatus"]
@@ -428,6 +436,13 @@ async def test_a_renewal_confirmed_ahead_and_exclusions_show_in_cover_status(
     assert found[ahead] == {
         "state": "NOT_YET_IN_FORCE",
         "until": None,
+        "coversAllActivities": None,
+        "startsOn": "2026-07-01",
+    }
+    # A gap is a lapse, not cover yet to come: the counterparty is uncovered today.
+    assert found[gap] == {
+        "state": "LAPSED",
+        "until": "2026-05-31",
         "coversAllActivities": None,
         "startsOn": "2026-07-01",
     }

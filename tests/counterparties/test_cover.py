@@ -16,6 +16,7 @@ from app.counterparties.cover import (
     period_end_of,
     policy_of,
 )
+from app.evidence.collect import _cover_words
 
 END = date(2026, 3, 31)
 
@@ -132,8 +133,20 @@ def test_a_policy_confirmed_ahead_with_none_in_force_is_not_yet_in_force() -> No
     assert cover_from([NEXT_YEAR], today) == CoverStatus(
         CoverState.not_yet_in_force, None, starts_on=NEXT_YEAR.start
     )
+
+
+def test_a_lapse_shows_even_with_a_renewal_confirmed_ahead() -> None:
+    """Cover that ended before a renewal confirmed ahead starts has a gap: the counterparty is
+    uncovered, so LAPSED (since the day it ended), naming the day the renewal starts. It read
+    NOT_YET_IN_FORCE, as if it had never been covered, the lapse hidden."""
+    today = END - timedelta(days=10)
     lapsed = ConfirmedPolicy(date(2024, 4, 1), date(2025, 3, 31), True)
-    assert cover_from([NEXT_YEAR, lapsed], today).state == CoverState.not_yet_in_force
+    expected = CoverStatus(CoverState.lapsed, lapsed.end, starts_on=NEXT_YEAR.start)
+    assert cover_from([NEXT_YEAR, lapsed], today) == expected
+    # The same whichever was confirmed first.
+    assert cover_from([lapsed, NEXT_YEAR], today) == expected
+    # With nothing confirmed ahead, a lapse names no start.
+    assert cover_from([lapsed], today) == CoverStatus(CoverState.lapsed, lapsed.end)
 
 
 def test_the_newest_confirmation_replaces_what_came_before() -> None:
@@ -156,7 +169,7 @@ def test_a_renewal_confirmed_ahead_does_not_bring_back_a_policy_since_cut_short(
     today = date(2025, 9, 1)
     assert cover_from([cut_short, this_year], today).state == CoverState.lapsed
     assert cover_from([renewal, cut_short, this_year], today) == CoverStatus(
-        CoverState.not_yet_in_force, None, starts_on=renewal.start
+        CoverState.lapsed, cut_short.end, starts_on=renewal.start
     )
     # Before the cut, the renewal leaves it in force; one confirmed ahead to run on from the
     # cut, the cover runs on into.
@@ -236,3 +249,14 @@ def test_a_policy_is_read_from_a_pi_cover_submission(
     answers: dict[str, Any] | None, expected: ConfirmedPolicy | None
 ) -> None:
     assert policy_of(answers) == expected
+
+
+def test_a_pack_names_a_lapse_and_the_renewal_that_ends_it() -> None:
+    """The regulator's pack prints the state with what qualifies it: a lapse with a renewal
+    ahead says when the renewal starts, and cover yet to come when it starts."""
+    start = date(2026, 7, 1)
+    lapsed = CoverStatus(CoverState.lapsed, date(2026, 5, 31), starts_on=start)
+    assert _cover_words(lapsed) == "lapsed (renewal starts 2026-07-01)"
+    assert _cover_words(CoverStatus(CoverState.lapsed, date(2026, 5, 31))) == "lapsed"
+    coming = CoverStatus(CoverState.not_yet_in_force, None, starts_on=start)
+    assert _cover_words(coming) == "not yet in force (starts 2026-07-01)"
