@@ -37,9 +37,9 @@ class AuthEnv:
         """Per-IP limits count an IPv6 caller's whole /64, which one user usually holds."""
         return ip_bucket(self.ip) if self.ip else "unknown"
 
-    def at_caller(self, email: str) -> str:
-        """The key of an address as this caller (its IP, or /64) asks about it."""
-        return f"{email.lower()} {self.ip_key}"
+    def at_caller(self, key: str) -> str:
+        """The key of an address (or its mailbox) as this caller (its IP, or /64) asks about it."""
+        return f"{key} {self.ip_key}"
 
     async def limit(self, policy: Policy, key: str) -> None:
         await self.limiter.hit(policy, key)
@@ -47,16 +47,19 @@ class AuthEnv:
     async def limit_sign_in(self, email: str) -> None:
         """Password sign-ins per address and caller, per address, and per caller."""
         await self.limiter.hit_all(
-            (Policy.SIGN_IN_PER_EMAIL_AND_IP, self.at_caller(email)),
+            (Policy.SIGN_IN_PER_EMAIL_AND_IP, self.at_caller(email.lower())),
             (Policy.SIGN_IN_PER_EMAIL, email.lower()),
             (Policy.SIGN_IN_PER_IP, self.ip_key),
         )
 
     async def limit_mail(self, email: str) -> None:
-        """The email-bombing guard: sends per address and caller, per address, per caller."""
+        """The email-bombing guard: sends per mailbox and caller, per mailbox, per caller. Per
+        mailbox and caller, not per address: one caller sending to a+1@, a+2@, … had five of
+        each, and used up the mailbox's own ceiling, its owner refused their sign-in link."""
+        box = mailbox(email)
         await self.limiter.hit_all(
-            (Policy.MAIL_SEND_PER_EMAIL_AND_IP, self.at_caller(email)),
-            (Policy.MAIL_SEND_PER_EMAIL, mailbox(email)),
+            (Policy.MAIL_SEND_PER_EMAIL_AND_IP, self.at_caller(box)),
+            (Policy.MAIL_SEND_PER_EMAIL, box),
             (Policy.MAIL_SEND_PER_IP, self.ip_key),
         )
 

@@ -146,7 +146,7 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
     # took the lock and waited for the row this held (a deadlock). Counted first, so a link
     # refused by its limits, or spent (the lookup names pending invitations only), queues on
     # no firm's lock.
-    await limit_link(env, token)
+    await limit_link(env, Purpose.INVITATION, token)
     ttl = link_ttl(env, Purpose.INVITATION)
     firm_id = await tokens.invitation_firm(session, env.secret_key, token, ttl)
     if firm_id is not None:

@@ -84,9 +84,11 @@ async def sign_up(session: AsyncSession, env: AuthEnv, data: SignUp) -> None:
     """Create the user, their firm (as owner) and send the verification email. An address
     already registered gets the same answer; its owner is told by email instead."""
     await env.limit(Policy.SIGN_UP_PER_IP, env.ip_key)
-    await env.limit_mail(data.email)
     if data.password is not None:
         passwords.check_strength(data.password, email=data.email)
+    # Counted once the request can send: a password refused sends nothing, and counted it left
+    # the caller refused the mail of the sign-up that then succeeded.
+    await env.limit_mail(data.email)
     # Hash even for a duplicate, so both answers take the same time.
     password_hash = await passwords.hash_password(data.password) if data.password else None
     firm_id, user_id, now = uuid.uuid4(), uuid.uuid4(), datetime.now(UTC)
@@ -128,9 +130,9 @@ async def _sign_up_duplicate(session: AsyncSession, env: AuthEnv, email: str) ->
     await chain.record_platform(session, Action.SIGN_UP_DUPLICATE, ip=env.ip)
 
 
-async def limit_link(env: AuthEnv, token: str) -> None:
+async def limit_link(env: AuthEnv, purpose: Purpose, token: str) -> None:
     """Each link is limited on its own and per caller IP, like every public token field."""
-    await env.limit(Policy.PUBLIC_TOKEN_PER_TOKEN, token[-64:])
+    await env.limit(Policy.PUBLIC_TOKEN_PER_TOKEN, tokens.rate_key(env.secret_key, purpose, token))
     await env.limit(Policy.PUBLIC_TOKEN_PER_IP, env.ip_key)
 
 
@@ -141,7 +143,7 @@ async def redeem_link(
     ``limited``: the caller has counted it already (``limit_link``)."""
     ttl = link_ttl(env, purpose)
     if not limited:
-        await limit_link(env, token)
+        await limit_link(env, purpose, token)
     try:
         token_hash = tokens.check(env.secret_key, purpose, token, ttl)
         return await tokens.redeem(session, purpose, token_hash)

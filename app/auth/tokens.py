@@ -8,6 +8,7 @@ conditional UPDATE (``auth_redeem_token``), so a token works once even under con
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import uuid
@@ -99,6 +100,19 @@ def check(secret_key: str, purpose: Purpose, token: str, ttl: timedelta) -> byte
     if not isinstance(raw, str):
         raise TokenInvalid()
     return _hash(raw)
+
+
+def rate_key(secret_key: str, purpose: Purpose, token: str) -> str:
+    """What a link's uses are counted under: the hash of its random part when it is signed for
+    ``purpose`` (expired or not), else of its text. The signature's base64 reads many spellings
+    alike (padded with "=", with other characters dropped): keyed on the text, each spelling of
+    one link had a limit of its own."""
+    raw: object = None
+    if token and len(token) <= MAX_TOKEN_LENGTH:
+        with contextlib.suppress(BadSignature):
+            raw = _serializer(secret_key, purpose).loads(token)
+    signed = isinstance(raw, str)
+    return hashlib.sha256((f"raw {raw}" if signed else f"text {token}").encode()).hexdigest()
 
 
 def _signed_for(secret_key: str, purpose: Purpose, token: str) -> bool:

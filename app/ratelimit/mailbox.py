@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # Providers that deliver a local part's dotted spellings to one mailbox (j.doe and jdoe).
 _DOTS_IGNORED = frozenset({"gmail.com", "googlemail.com"})
 
 
 def mailbox(email: str) -> str:
-    """``email`` lowered, unquoted, without a ``+tag`` (most providers deliver a+anything@ to
-    a@), and for the providers that ignore them, without dots in its local part: counted by
+    """``email`` folded (case, and compatibility: fullwidth letters are letters), unquoted,
+    without a ``+tag`` (most providers deliver a+anything@ to a@), with its domain as DNS names
+    it, and for the providers that ignore them, without dots in its local part: counted by
     address as written, one inbox could be sent a limit's worth of mail per spelling."""
-    local, at, domain = email.lower().rpartition("@")
+    folded = unicodedata.normalize("NFKC", email).casefold()
+    local, at, domain = folded.rpartition("@")
     if not at:
-        return email.lower()
+        return folded
     if len(local) >= 2 and local[0] == local[-1] == '"':
         # Quoted ("alice"@, "a\lice"@): the same local part, which a server delivers as alice@.
         local = re.sub(r"\\(.)", r"\1", local[1:-1])
     local = local.split("+", 1)[0]
+    domain = _as_dns_names_it(domain)
     if domain in _DOTS_IGNORED:
         local, domain = local.replace(".", ""), "gmail.com"  # googlemail.com is the same box
     return f"{local}@{domain}"
+
+
+def _as_dns_names_it(domain: str) -> str:
+    """A domain's ASCII form (IDNA: bücher.de and xn--bcher-kva.de are one domain, however
+    its Unicode is composed; so are its dots spelled as ideographic full stops), without the
+    root's dot. One IDNA cannot encode stays as folded: mail cannot reach it either."""
+    try:
+        return domain.encode("idna").decode("ascii").rstrip(".")
+    except UnicodeError:
+        return domain.rstrip(".")

@@ -22,6 +22,7 @@ from tests.browser import (
     Browser,
     browser_for,
     codes,
+    link_token,
     new_email,
     signed_up,
 )
@@ -136,3 +137,45 @@ async def test_one_account_link_answers_at_most_its_limit_from_any_number_of_cal
         for _ in range(limit + 1)
     ]
     assert answers == [["TOKEN_INVALID"]] * limit + [["RATE_LIMITED"]]
+
+
+def _spelled(token: str, n: int) -> str:
+    """The same link spelled the ``n``th other way that its signature's base64 reads alike:
+    padded with "=", or with characters outside the alphabet inside it."""
+    signed, signature = token.rsplit(".", 1)
+    if n % 2:
+        return token + "=" * (n // 2 + 1)
+    return f"{signed}.{signature[:4]}{'!' * 4 * (n // 2)}{signature[4:]}"
+
+
+async def test_one_link_spelled_many_ways_is_limited_as_one(
+    auth_app: Starlette, browser: Browser, smtp: SmtpServer
+) -> None:
+    """Each spelling of a spent link (a replay, refused and recorded each time) counts against
+    the one link's limit; keyed on the text, each had a limit of its own."""
+    limit = _limit(Policy.PUBLIC_TOKEN_PER_TOKEN)
+    email = await signed_up(browser, smtp)
+    assert codes(await browser.gql(MAGIC, {"e": email})) == []
+    token = await link_token(smtp, email, "sign-in link")
+    # A spelling is the link: it signs in, and spends it.
+    assert await _each_from_a_new_address(auth_app, MAGIC_SIGN_IN, {"t": _spelled(token, 1)}) == []
+    answers = [
+        await _each_from_a_new_address(auth_app, MAGIC_SIGN_IN, {"t": _spelled(token, n)})
+        for n in range(2, limit + 2)
+    ]
+    assert answers == [["TOKEN_USED"]] * (limit - 1) + [["RATE_LIMITED"]]
+
+
+async def test_sign_ups_refused_for_their_password_send_nothing_and_count_no_mail(
+    browser: Browser, smtp: SmtpServer
+) -> None:
+    """A sign-up refused for a weak password sends no mail, so uses none of the address's mail
+    limits: counted, the caller's sixth try, with a password we accept, was refused."""
+    email = new_email()
+    tries = _limit(Policy.MAIL_SEND_PER_EMAIL_AND_IP) + 1
+    assert tries < _limit(Policy.SIGN_UP_PER_IP)  # only the mail limits could refuse the last
+    for n in range(tries):
+        password = "password1234" if n < tries - 1 else PASSWORD
+        variables = {"input": {"email": email, "password": password, "firmName": f"F{n}"}}
+        expected = ["BAD_USER_INPUT"] if n < tries - 1 else []
+        assert codes(await browser.gql(SIGN_UP, variables)) == expected, n

@@ -135,6 +135,52 @@ async def test_an_addresss_mail_limit_counts_its_mailbox_however_spelled(
         await from_anywhere().limit_mail(f"{local.upper()}@EXAMPLE.test")
 
 
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "{local}@xn--bcher-kva.example",  # IDNA's ASCII form
+        "{local}@b\u0075\u0308cher.example",  # ü decomposed (NFD)
+        "{local}@\uff42\u00fccher.example",  # a fullwidth letter
+        "{local}@B\u00dcCHER.example",  # capitals
+        "{local}@b\u00fccher\u3002example",  # an ideographic full stop for the dot
+    ],
+)
+async def test_a_domains_spellings_count_as_the_one_domain(
+    limiter: RateLimiter, spelled: str
+) -> None:
+    """A mail server delivers to the domain DNS names (its IDNA form): each spelling of it had
+    a limit of its own, so one inbox was sent the limit's worth of mail per spelling."""
+    local = uuid.uuid4().hex
+
+    def from_anywhere() -> AuthEnv:
+        caller = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
+        return AuthEnv(cast(Settings, None), "", b"", limiter, caller, None)
+
+    for _ in range(int(Policy.MAIL_SEND_PER_EMAIL.item.amount)):
+        await from_anywhere().limit_mail(f"{local}@b\u00fccher.example")
+    with pytest.raises(RateLimited):
+        await from_anywhere().limit_mail(spelled.format(local=local))
+
+
+async def test_one_caller_spelling_a_mailbox_many_ways_gets_its_own_five(
+    limiter: RateLimiter,
+) -> None:
+    """The per-caller share of an address is per mailbox: one caller sending to a+1@, a+2@, …
+    had five of each, used up the mailbox's whole ceiling from one place, and its owner was
+    refused a sign-in link from anywhere else."""
+    caller = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
+    stranger = AuthEnv(cast(Settings, None), "", b"", limiter, caller, None)
+    local = uuid.uuid4().hex
+    own = int(Policy.MAIL_SEND_PER_EMAIL_AND_IP.item.amount)
+    for n in range(own):
+        await stranger.limit_mail(f"{local}+{n}@example.test")
+    with pytest.raises(RateLimited):
+        await stranger.limit_mail(f"{local}+more@example.test")
+    elsewhere = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
+    owner = AuthEnv(cast(Settings, None), "", b"", limiter, elsewhere, None)
+    await owner.limit_mail(f"{local}@example.test")
+
+
 async def test_the_window_slides_rather_than_resetting(
     limiter: RateLimiter, make_policy: MakePolicy
 ) -> None:
