@@ -39,6 +39,9 @@ PUBLIC_TOKEN_PER_IP = "120/minute"  # noqa: S105
 REFUSAL_RECORDS = "1/hour"
 # Each download of an evidence pack is an audit entry: a looping client must not flood the chain.
 PACK_DOWNLOADS_PER_CALLER = "30/minute"
+# Verifying or exporting a firm's whole chain, per caller: each reads every entry, and each
+# export is an audit entry (a query, so the mutation limit never counted it).
+WHOLE_CHAIN_READS_PER_CALLER = "20/minute"
 # Partner systems: every request of one API key, and first-party APQ registrations per user.
 API_KEY_REQUESTS = "600/minute"
 APQ_REGISTRATIONS_PER_USER = "60/minute"
@@ -68,6 +71,7 @@ class Policy:
     PUBLIC_TOKEN_PER_IP: ClassVar[Policy]
     REFUSAL_RECORDS: ClassVar[Policy]
     PACK_DOWNLOADS_PER_CALLER: ClassVar[Policy]
+    WHOLE_CHAIN_READS_PER_CALLER: ClassVar[Policy]
     API_KEY_REQUESTS: ClassVar[Policy]
     APQ_REGISTRATIONS_PER_USER: ClassVar[Policy]
 
@@ -106,5 +110,8 @@ Policy.PUBLIC_TOKEN_PER_TOKEN = Policy("public_token_per_token", PUBLIC_TOKEN_PE
 Policy.PUBLIC_TOKEN_PER_IP = Policy("public_token_per_ip", PUBLIC_TOKEN_PER_IP)
 Policy.REFUSAL_RECORDS = Policy("refusal_records", REFUSAL_RECORDS)
 Policy.PACK_DOWNLOADS_PER_CALLER = Policy("pack_downloads_per_caller", PACK_DOWNLOADS_PER_CALLER)
+Policy.WHOLE_CHAIN_READS_PER_CALLER = Policy(
+    "whole_chain_reads_per_caller", WHOLE_CHAIN_READS_PER_CALLER
+)
 Policy.API_KEY_REQUESTS = Policy("api_key_requests", API_KEY_REQUESTS)
 Policy.APQ_REGISTRATIONS_PER_USER = Policy("apq_registrations_per_user", APQ_REGISTRATIONS_PER_USER)

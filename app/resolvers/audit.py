@@ -8,6 +8,7 @@ from datetime import datetime
 from app import pagination
 from app.audit import checkpoints, service
 from app.errors import MethodNotAllowed
+from app.ratelimit.policies import Policy
 from app.schema.audit import (
     AuditCheckpoint,
     AuditCheckpointPayload,
@@ -48,7 +49,16 @@ async def audit_entries(
     return AuditEntryConnection(edges=edges, page_info=PageInfo(has_next_page=more, end_cursor=end))
 
 
+async def _count_whole_chain_read(info: Info) -> None:
+    """Each verification or export reads every entry of the chain: counted per caller."""
+    actor = info.context.actor
+    await info.context.limiter.hit(
+        Policy.WHOLE_CHAIN_READS_PER_CALLER, f"{actor.type.value}:{actor.id}"
+    )
+
+
 async def verify_audit_chain(info: Info) -> AuditVerification:
+    await _count_whole_chain_read(info)
     return AuditVerification.of(
         await info.context.run(service.verify_chain, info.context.signing_key)
     )
@@ -71,6 +81,7 @@ async def export_audit_log(
     if info.context.method != "POST":
         # Taking an export is recorded, and a GET must change nothing.
         raise MethodNotAllowed("Export with POST: taking an export is recorded.")
+    await _count_whole_chain_read(info)
     key = info.context.signing_key
     text = await info.context.run(service.export_log, key, from_, to)
     return AuditExport(key_id=key.key_id, jsonl=text)

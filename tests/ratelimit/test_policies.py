@@ -23,6 +23,7 @@ def test_every_named_policy_parses_to_its_constant() -> None:
         "PUBLIC_TOKEN_PER_IP": (120, 60),
         "API_KEY_REQUESTS": (600, 60),
         "APQ_REGISTRATIONS_PER_USER": (60, 60),
+        "WHOLE_CHAIN_READS_PER_CALLER": (20, 60),
     }
     for attribute, (amount, seconds) in named.items():
         policy: Policy = getattr(Policy, attribute)
@@ -33,7 +34,7 @@ def test_every_named_policy_parses_to_its_constant() -> None:
 
 def test_policy_names_are_distinct() -> None:
     names = [value.name for value in vars(Policy).values() if isinstance(value, Policy)]
-    assert len(names) == 16
+    assert len(names) == 17
     assert len(set(names)) == len(names)
 
 
