@@ -5,6 +5,7 @@ nothing, however long it is."""
 from __future__ import annotations
 
 import unicodedata
+from typing import Literal
 
 # Unicode's Default_Ignorable_Code_Point beyond the format characters (Cf): combining and
 # variation marks, fillers, tags.
@@ -102,13 +103,36 @@ def _shows_beyond_ascii(c: str) -> bool:
     return c > "\x7f" and not (c.isspace() or ignorable(c) or unicodedata.category(c) == "Cn")
 
 
+Unshown = Literal["reorders", "control", "hides"]
+
+
+def shown_otherwise(text: str, *, lines: bool = False) -> Unshown | None:
+    """What in ``text`` would show it otherwise than it is stored, hashed and printed: a
+    character that reorders it ("reorders"), a control character or line break ("control";
+    with ``lines``, line feeds and tabs pass), or a character shown as nothing ("hides");
+    None if nothing does. Each caller words the refusal for what the text is."""
+    if any(ord(c) in BIDI for c in text):
+        return "reorders"
+    if has_control(text, lines=lines):
+        return "control"
+    if hides_something(text):
+        return "hides"
+    return None
+
+
+_NAME_REFUSALS: dict[Unshown, str] = {
+    "reorders": "A name may not hold characters that reorder text.",
+    "control": "A name is one line of text, without control characters.",
+    "hides": "A name may not hold characters that show as nothing.",
+}
+
+
 def plain_name(name: str) -> str:
     """A name shown as it is stored, on one line (a counterparty's, a contact's): nothing that
     reorders it, breaks it, or shows as nothing, and something that shows."""
-    if any(ord(c) in BIDI for c in name):
-        raise ValueError("A name may not hold characters that reorder text.")
-    if has_control(name):
-        raise ValueError("A name is one line of text, without control characters.")
-    if hides_something(name) or not shows_anything(name):
-        raise ValueError("A name may not hold characters that show as nothing.")
+    problem = shown_otherwise(name)
+    if problem is not None:
+        raise ValueError(_NAME_REFUSALS[problem])
+    if not shows_anything(name):
+        raise ValueError(_NAME_REFUSALS["hides"])
     return name

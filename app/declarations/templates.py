@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from app.auth.mails import name_for_mail
-from app.visible import BIDI, has_control, hides_something
+from app.visible import Unshown, shown_otherwise
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 # Fixed forever: built-in template ids are uuid5(BUILTIN_NAMESPACE, "coverproof.builtin.<key>"),
@@ -163,6 +163,13 @@ class TemplateSpec(BaseModel):
         return self
 
 
+_FORM_REFUSALS: dict[Unshown, str] = {
+    "reorders": "A form's text may not hold characters that reorder it.",
+    "control": "A form's text may not hold control characters.",
+    "hides": "A form's text may not hold characters that show as nothing.",
+}
+
+
 # Shown as nothing, but what some scripts and emoji need: a joiner (ZWNJ, ZWJ) between two of
 # their characters, a variation selector after one. Anywhere else, or in runs, such characters
 # could spell hidden text, as tag characters do; so could an unassigned code point.
@@ -185,12 +192,9 @@ class NewTemplateSpec(TemplateSpec):
             texts += [(question.label, False), (question.explain_label or "", False)]
             texts += [(question.help or "", True), *((c, False) for c in question.choices or ())]
         for text, lines in texts:
-            if any(ord(c) in BIDI for c in text):
-                raise ValueError("A form's text may not hold characters that reorder it.")
-            if has_control(text, lines=lines):
-                raise ValueError("A form's text may not hold control characters.")
-            if hides_something(text):
-                raise ValueError("A form's text may not hold characters that show as nothing.")
+            problem = shown_otherwise(text, lines=lines)
+            if problem is not None:
+                raise ValueError(_FORM_REFUSALS[problem])
         return self
 
 
