@@ -7,6 +7,8 @@ a person can act on, all at once, as ``BadUserInput(fields=[...])``.
 Answers arrive as JSON: yes/no is ``true``/``false``, text is a string, a date is
 ``"YYYY-MM-DD"``, money is a whole number of pence, a choice is one of the listed strings, and
 a yes/no question with ``explain_if`` takes its explanation under ``"<id>_explanation"``.
+Text is held to what it shows (``visible.shown_otherwise``): a short text is one line, a long
+text and an explanation may run to several.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from app.declarations.templates import (
     explanation_key,
 )
 from app.errors import BadUserInput
-from app.visible import shows_anything
+from app.visible import Unshown, shown_otherwise, shows_anything
 
 MAX_EXPLANATION = 5000
 MIN_YEAR, MAX_YEAR = 1900, 2200
@@ -71,28 +73,54 @@ def _parse_date(value: object) -> object:
     return parsed
 
 
-def _blank_to_none(value: str) -> str | None:
-    # An optional text answer of only spaces (or of what is not shown: a zero-width space) is
-    # no answer, not an answer of "".
-    return value if shows_anything(value) else None
+# Answers are listed to members, printed in the pack and hashed into the receipt as stored, so
+# they are held to what signatures and form text are: "I have \u202esnoitcivnoc on\u202c"
+# would show as "I have no convictions" while the record says otherwise.
+_REFUSALS: dict[Unshown, str] = {
+    "reorders": "An answer may not hold characters that reorder text (bidi controls).",
+    "control": "An answer may not hold control characters; line breaks and tabs are fine.",
+    "hides": "An answer may not hold characters that show as nothing, such as the zero-width "
+    "spaces pasted text can carry.",
+}
+_ONE_LINE = "Write this answer on one line, without tabs or control characters."
 
 
-def _shown(value: str) -> str:
-    if not shows_anything(value):  # a zero-width space is no answer either
-        raise PydanticCustomError("string_too_short", ANSWER_REQUIRED)
-    return value
+def _line_feeds(value: object) -> object:
+    # A browser's text box sends line feeds; a client on Windows may send CRLF (or CR). Each is
+    # stored as the line feed the page would have sent, not refused as a control character.
+    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
 
 
-def _text(max_length: int, *, required: bool) -> Any:
+def _shown_as_stored(*, required: bool, lines: bool) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        # Only spaces, or only what is not shown (a zero-width space), is no answer, not an
+        # answer of "" nor one refused for what it hides.
+        if not shows_anything(value):
+            if required:
+                raise PydanticCustomError("string_too_short", ANSWER_REQUIRED)
+            return None
+        problem = shown_otherwise(value, lines=lines)
+        if problem is not None:
+            message = _ONE_LINE if problem == "control" and not lines else _REFUSALS[problem]
+            raise PydanticCustomError(f"answer_{problem}", message)
+        return value
+
+    return check
+
+
+def _text(max_length: int, *, required: bool, lines: bool) -> Any:
+    """Text as stored: stripped, within its length, shown as it is stored; ``lines`` lets it
+    run to several lines (a long text, an explanation), else it is one line."""
     constraints = StringConstraints(
         strip_whitespace=True,
         strict=True,
         min_length=1 if required else None,
         max_length=max_length,
     )
-    if required:
-        return Annotated[str, constraints, AfterValidator(_shown)]
-    return Annotated[str, constraints, AfterValidator(_blank_to_none)]
+    shown = AfterValidator(_shown_as_stored(required=required, lines=lines))
+    if lines:
+        return Annotated[str, constraints, shown, BeforeValidator(_line_feeds)]
+    return Annotated[str, constraints, shown]
 
 
 def _answer_type(question: Question) -> Any:
@@ -101,7 +129,8 @@ def _answer_type(question: Question) -> Any:
             return StrictBool
         case QuestionKind.short_text | QuestionKind.long_text:
             limit = question.max_length or TEXT_LIMITS[question.kind]
-            return _text(limit, required=question.required)
+            lines = question.kind is QuestionKind.long_text
+            return _text(limit, required=question.required, lines=lines)
         case QuestionKind.date:
             return Annotated[date, BeforeValidator(_parse_date)]
         case QuestionKind.money:
@@ -145,7 +174,7 @@ def answers_model(spec: TemplateSpec) -> type[BaseModel]:
             # Declared after its question so the check sees the yes/no answer in info.data;
             # validate_default so it runs when the explanation is left out altogether.
             explanation: Any = Annotated[
-                _text(MAX_EXPLANATION, required=False) | None,
+                _text(MAX_EXPLANATION, required=False, lines=True) | None,
                 AfterValidator(_explanation_check(question, name)),
             ]
             fields[f"E{index}"] = (

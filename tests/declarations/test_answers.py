@@ -105,6 +105,34 @@ def test_blank_optional_text_is_no_answer(blank: str) -> None:
     assert validate_answers(SPEC, {**VALID, "notes": blank})["notes"] is None
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("notes", "I \u202eton\u202c agree", "reorder text"),
+        ("notes", "Yes\u2066 no\u2069", "reorder text"),
+        ("notes", "None\x1b[8m at all", "control characters"),
+        ("notes", "None\x85at all", "control characters"),
+        ("notes", "None\u2029at all", "control characters"),
+        ("notes", "None\U000e0041", "show as nothing"),
+        ("notes", "No\u200bne", "show as nothing"),
+        ("role", "CFO\nCEO", "one line"),
+        ("role", "CFO\r\nCEO", "one line"),
+        ("role", "CFO\tCEO", "one line"),
+        ("role", "Advi\u202eser", "reorder text"),
+    ],
+)
+def test_text_shown_otherwise_than_stored_is_refused(field: str, value: str, message: str) -> None:
+    [error] = _errors({**VALID, field: value})
+    assert error["field"] == f"answers.{field}"
+    assert message in error["message"], error
+
+
+def test_long_text_keeps_its_lines_and_stores_windows_line_ends_as_line_feeds() -> None:
+    notes = "Line one.\r\nLine two.\rLine three.\n\tIndented."
+    expected = "Line one.\nLine two.\nLine three.\n\tIndented."
+    assert validate_answers(SPEC, {**VALID, "notes": notes})["notes"] == expected
+
+
 def test_a_date_object_is_accepted_from_python_callers() -> None:
     assert validate_answers(SPEC, {**VALID, "started": date(1900, 1, 1)})["started"] == "1900-01-01"
 
