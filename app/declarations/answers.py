@@ -144,11 +144,22 @@ def _explanation_check(question: Question, answer_field: str) -> Callable[..., s
     trigger = question.explain_if == "yes"
 
     def check(value: str | None, info: ValidationInfo) -> str | None:
-        # info.data holds the yes/no answer only if it was valid; if not, it has its own error.
-        if value is None and info.data.get(answer_field) is trigger:
+        # info.data holds the yes/no answer (None if an optional one was left out) only if it
+        # was valid; if not, it has its own error and the explanation is not judged by it.
+        if answer_field not in info.data:
+            return value
+        called_for = info.data[answer_field] is trigger
+        if value is None and called_for:
             raise PydanticCustomError(
                 "explanation_missing",
                 f"An explanation is required when the answer is {question.explain_if}.",
+            )
+        # One beside the other answer, or no answer, would be kept and printed in the pack
+        # under an answer it contradicts ("No ... Explanation: Convicted of fraud in 2019.").
+        if value is not None and not called_for:
+            raise PydanticCustomError(
+                "explanation_not_asked",
+                f"Give an explanation only when the answer is {question.explain_if}.",
             )
         return value
 

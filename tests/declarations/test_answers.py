@@ -253,10 +253,52 @@ def test_explanation_is_required_when_the_answer_triggers_it() -> None:
     }
 
 
-def test_explanation_is_optional_when_not_triggered_and_kept_if_given() -> None:
+def test_an_explanation_the_answer_does_not_call_for_is_refused() -> None:
+    """It would be kept and printed in the pack under an answer it contradicts ("No ...
+    Explanation: Convicted of fraud in 2019."); a blank one is no explanation."""
     assert "covered_explanation" not in validate_answers(SPEC, VALID)
-    answers = {**VALID, "covered_explanation": "Fully covered."}
-    assert validate_answers(SPEC, answers)["covered_explanation"] == "Fully covered."
+    _error(
+        {**VALID, "covered_explanation": "Fully covered."},
+        "covered_explanation",
+        "Give an explanation only when the answer is no.",
+    )
+    _error(
+        {**VALID, "convicted_explanation": "Convicted of fraud in 2019."},
+        "convicted_explanation",
+        "Give an explanation only when the answer is yes.",
+    )
+    for blank in ("", "  ", "\u200b"):
+        assert "convicted_explanation" not in validate_answers(
+            SPEC, {**VALID, "convicted_explanation": blank}
+        )
+
+
+def test_an_explanation_beside_an_optional_yes_no_left_unanswered_is_refused() -> None:
+    spec = TemplateSpec.model_validate(
+        {
+            "name": "Optional",
+            "audience": "person",
+            "attestation": "I confirm.",
+            "questions": [
+                {
+                    "id": "other",
+                    "label": "Other?",
+                    "kind": "yes_no",
+                    "required": False,
+                    "explain_if": "yes",
+                },
+            ],
+        }
+    )
+    assert validate_answers(spec, {}) == {"other": None}
+    assert validate_answers(spec, {"other_explanation": " "}) == {"other": None}
+    for answers in ({"other_explanation": "x"}, {"other": None, "other_explanation": "x"}):
+        assert _errors(answers, spec) == [
+            {
+                "field": "answers.other_explanation",
+                "message": "Give an explanation only when the answer is yes.",
+            }
+        ]
 
 
 def test_explanation_has_a_length_limit_and_must_be_text() -> None:
@@ -265,8 +307,10 @@ def test_explanation_has_a_length_limit_and_must_be_text() -> None:
     _error({**VALID, "convicted_explanation": 7}, "convicted_explanation", "Enter text.")
 
 
-def test_an_invalid_yes_no_does_not_also_demand_an_explanation() -> None:
+def test_an_invalid_yes_no_does_not_also_demand_or_refuse_an_explanation() -> None:
     _error({**VALID, "convicted": "yes"}, "convicted", "Answer yes (true) or no (false).")
+    answers = {**VALID, "convicted": "yes", "convicted_explanation": "Speeding, 2019."}
+    _error(answers, "convicted", "Answer yes (true) or no (false).")
 
 
 @pytest.mark.parametrize("key", ["unexpected", "Q0", "E0", "smoker_explanation"])
