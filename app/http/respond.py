@@ -66,10 +66,21 @@ function input(q) {
   if (q.help) box.append(el("br"), el("small", {}, q.help));
   if (q.explainIf) {
     const eid = "e_" + q.id;  // apart from the questions' fields: "q_" + "fee_explanation"
-    box.append(el("br"), el("label", {for: eid}, q.explainLabel || "Please explain"));
-    box.append(el("br"), el("textarea", {id: eid, name: q.id + "_explanation", rows: "3"}));
+    // Shown only while the answer chosen calls for it (and only then sent, see calledFor).
+    const explain = el("span", {id: "x_" + q.id});
+    explain.append(el("br"), el("label", {for: eid}, q.explainLabel || "Please explain"));
+    explain.append(el("br"), el("textarea", {id: eid, name: q.id + "_explanation", rows: "3"}));
+    explain.hidden = true;
+    field.addEventListener("change", () => { explain.hidden = !calledFor(q); });
+    box.append(explain);
   }
   return box;
+}
+// Whether the yes/no chosen is the one the question asks to explain. An explanation typed and
+// then left beside the other answer is not sent: the pack would print it under an answer it
+// contradicts, and the server refuses it.
+function calledFor(q) {
+  return document.getElementById("q_" + q.id).value === q.explainIf;
 }
 // Each field by its own id, never form.elements[name]: a question's id may be a name the
 // form's list already has ("length", "item") or one of the page's own ("sig", "attest").
@@ -120,7 +131,7 @@ async function start() {
     for (const q of f.questions) {
       const v = value(q);
       if (v !== undefined) answers[q.id] = v;
-      const e = q.explainIf ? document.getElementById("e_" + q.id) : null;
+      const e = q.explainIf && calledFor(q) ? document.getElementById("e_" + q.id) : null;
       if (e && e.value.trim()) answers[q.id + "_explanation"] = e.value.trim();
     }
     const input = {answers, attestationAccepted: document.getElementById("attest").checked,

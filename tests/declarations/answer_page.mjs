@@ -8,7 +8,8 @@
 // JSON, what was fetched once the script has run and settled, how the click listener was
 // added, what was fetched after "open" was clicked, and what the page then says; in the
 // submit modes, what two presses of Submit (one, once accepted) sent and what the page said
-// after them. A fourth argument, "path", opens the page through a link of the form mailed
+// after them, and which explanation boxes showed before and after the answers were chosen.
+// A fourth argument, "path", opens the page through a link of the form mailed
 // before the token moved to the fragment. The page is served under a path prefix (as a
 // LINK_BASE_URL with a path serves it).
 import { readFileSync } from "node:fs";
@@ -66,6 +67,11 @@ const FORM = {
       maxLength: 200 },
     { id: "sig", kind: "YES_NO", label: "Signed before?", required: false, choices: [],
       explainIf: "yes" },
+    // Explanations typed, then left beside the other answer or beside no answer.
+    { id: "past", kind: "YES_NO", label: "Refused?", required: true, choices: [],
+      explainIf: "yes" },
+    { id: "gap", kind: "YES_NO", label: "Covered?", required: false, choices: [],
+      explainIf: "no" },
   ],
 };
 const KEY = "k".repeat(32);
@@ -131,14 +137,23 @@ const shown = elements.main.children.map((child) => [
 ]);
 const focused = globalThis.focused ?? null;
 // The form answered, and Submit pressed twice: what each press sent, and what the page said.
-let submitted = [], status = [];
+let submitted = [], status = [], explained = {};
 if (network.startsWith("submit")) {
   const form = elements.main.children.find((child) => child.tag === "form");
+  // Which explanation boxes show: none before an answer is chosen, then those called for.
+  const boxes = () => Object.fromEntries(["sig", "past", "gap"].map(
+    (id) => [id, !(byId["x_" + id]?.hidden ?? false)]));
+  explained.before = boxes();
   Object.assign(byId.q_q1_explanation, { value: "12.50" });
   Object.assign(byId.q_q1, { value: "no" });
   Object.assign(byId.q_length, { value: "Five years" });
   Object.assign(byId.q_sig, { value: "yes" });
   Object.assign(byId.e_sig, { value: "Once, in 2020" });
+  Object.assign(byId.q_past, { value: "no" });
+  Object.assign(byId.e_past, { value: "Refused in 2019" });
+  Object.assign(byId.e_gap, { value: "Not covered since May" });
+  for (const id of ["sig", "past", "gap"]) byId["q_" + id].listeners.change?.();
+  explained.after = boxes();
   Object.assign(byId.attest, { checked: true });
   Object.assign(byId.sig, { value: "Pat Doe" });
   for (let press = 0; press < (network === "submit-ok" ? 1 : 2); press += 1) {
@@ -149,4 +164,6 @@ if (network.startsWith("submit")) {
   const box = form.children.find((child) => child.attributes.role === "status") ?? form;
   status = box.texts().filter(Boolean);
 }
-console.log(JSON.stringify({ loaded, once, clicked: fetched, shown, focused, submitted, status }));
+console.log(JSON.stringify({
+  loaded, once, clicked: fetched, shown, focused, submitted, status, explained,
+}));

@@ -676,12 +676,19 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
     accepted = await _run_page(node, script, token, "submit-ok")
     assert len(accepted["submitted"]) == 1
     # Every answer is read, whatever its question's id (form.elements["length"] is a count).
+    # An explanation is sent, and its box shown, only beside the answer that calls for it: not
+    # one typed beside the other answer ("past") or beside none ("gap").
     assert accepted["submitted"][0]["answers"] == {
         "q1_explanation": 1250,
         "q1": False,
         "length": "Five years",
         "sig": True,
         "sig_explanation": "Once, in 2020",
+        "past": False,
+    }
+    assert accepted["explained"] == {
+        "before": {"sig": False, "past": False, "gap": False},
+        "after": {"sig": True, "past": False, "gap": False},
     }
     assert accepted["status"] == [
         "Thank you: your answers were submitted. We are emailing you a copy of this receipt.",
