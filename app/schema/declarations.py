@@ -56,7 +56,10 @@ class TemplateQuestion:
     required: bool
     help: str | None
     explain_if: str | None = strawberry.field(
-        description='"yes" or "no": that answer requires the explanation "<id>_explanation".'
+        description=(
+            '"yes" or "no": that answer requires the explanation "<id>_explanation", which any '
+            "other answer, or none, refuses."
+        )
     )
     explain_label: str | None
     choices: list[str] | None
