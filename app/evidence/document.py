@@ -54,6 +54,11 @@ def _e(value: object) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
+def _lines(value: str | None) -> str:
+    """``_e``, with its line breaks: a long answer's paragraphs otherwise ran into one."""
+    return "<br/>".join(_e(line) for line in ("" if value is None else value).split("\n"))
+
+
 def _rows(pairs: Iterable[tuple[str, object]], mono: frozenset[str] = frozenset()) -> str:
     """A two-column table of label and value (a value of None reads "-")."""
     cells = "".join(
@@ -178,8 +183,8 @@ def _declaration(n: int, d: DeclarationContent) -> str:
         parts.append("<p>No response has been submitted.</p>")
         return "".join(parts)
     answers = "".join(
-        f'<p class="q">{_e(a.question)}</p><p class="a">{_e(a.answer)}'
-        + (f"<br/>Explanation: {_e(a.explanation)}" if a.explanation else "")
+        f'<p class="q">{_e(a.question)}</p><p class="a">{_lines(a.answer)}'
+        + (f"<br/>Explanation: {_lines(a.explanation)}" if a.explanation else "")
         + "</p>"
         for a in d.answers
     )

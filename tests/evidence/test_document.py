@@ -117,3 +117,19 @@ def test_the_cover_says_what_the_audit_appendix_holds() -> None:
     cover = html[: html.index("<h2>")]
     assert "for the period" not in cover
     assert "about the declarations and counterparties in this pack, whenever made" in cover
+
+
+def test_an_answers_lines_stay_lines() -> None:
+    """A long answer's paragraphs, and its explanation's, are printed as the recipient wrote
+    them: HTML reads a line break as a space, and they ran together into one line."""
+    written = Answer("Describe it", "First paragraph.\nSecond paragraph.", "Why:\nbecause.")
+    pack = _pack()
+    declaration = dataclasses.replace(pack.declarations[0], answers=[written])
+    pack = dataclasses.replace(pack, declarations=[declaration])
+    rendered = render.render_pdf(pack, _Unsigned())  # type: ignore[arg-type]
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(rendered.pdf)).pages)
+    lines = [line.strip() for line in text.split("\n")]
+    assert "First paragraph." in lines
+    assert "Second paragraph." in lines
+    assert "Explanation: Why:" in lines
+    assert "because." in lines
