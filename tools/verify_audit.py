@@ -95,11 +95,20 @@ def _signed(public_key: Any, signature: str, payload: bytes) -> bool:
     return True
 
 
-def _parse(number: int, raw: bytes) -> dict[str, Any]:
+def _json(number: int, raw: bytes, refused: str) -> Any:
+    """The JSON value of ``raw`` (line ``number``, or an entry's canonical bytes on it), or
+    Broken with the reason ``refused``. Python's parser gives up on nesting deeper than its
+    recursion limit (anyone can write "[" 100,000 times): it is refused as not JSON."""
     try:
-        item = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
-        raise Broken(number, "not a JSON line") from error
+        raise Broken(number, refused) from error
+    except RecursionError as error:
+        raise Broken(number, f"{refused} (nested too deeply)") from error
+
+
+def _parse(number: int, raw: bytes) -> dict[str, Any]:
+    item = _json(number, raw, "not a JSON line")
     kind = item.get("type") if isinstance(item, dict) else None
     allowed = [HEADERS[1], HEADERS[2]] if kind == "header" else [KEYS.get(str(kind))]
     if not isinstance(kind, str) or set(item) not in allowed:
@@ -118,7 +127,7 @@ def _check_entry(
     """The entry's hash and the time its canonical bytes name, once it checks out."""
     canonical = entry["canonical"].encode("utf-8")
     prev_hash, stored = bytes.fromhex(entry["prev_hash"]), bytes.fromhex(entry["hash"])
-    body = json.loads(canonical)
+    body = _json(number, canonical, f"seq {entry['seq']}: canonical bytes not JSON")
     if previous is None:
         if entry["seq"] == 1 and prev_hash != GENESIS:
             raise Broken(number, "the first entry must follow 32 zero bytes")

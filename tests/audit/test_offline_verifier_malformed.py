@@ -1,0 +1,169 @@
+"""The offline verifier (``tools/verify_audit.py``) on malformed input: whatever a file holds,
+it reports ``BROKEN: line L: ...`` and exits 1 (never a traceback), and a value of the wrong
+type never passes for the right one. The exports here are built by hand, as anyone could, and
+signed with a key the verifier is given, so that the check under test, not the signature, is
+what refuses them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from app.audit import canonical
+from app.audit.signing import SigningKey
+from tests.audit.test_tamper import run_verifier
+from tools import verify_audit
+
+Item = dict[str, Any]
+AT = ["2026-11-29T02:00:25.123456Z", "2026-11-29T02:00:26.000000Z"]
+DEEP = "[" * 100_000
+
+
+def _line(item: Item) -> bytes:
+    return (json.dumps(item, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+def _entry(firm: str, seq: int, prev: bytes, body: Item | None = None) -> Item:
+    text = canonical.encode(
+        body
+        or {
+            "v": 1,
+            "firm_id": firm,
+            "seq": seq,
+            "occurred_at": AT[seq - 1],
+            "actor": {"type": "system", "id": None},
+            "action": "firm.updated",
+            "target": {"type": None, "id": None},
+            "details": {},
+            "ip": None,
+        }
+    )
+    digest = hashlib.sha256(prev + text).hexdigest()
+    return {
+        "type": "entry",
+        "seq": seq,
+        "prev_hash": prev.hex(),
+        "hash": digest,
+        "canonical": text.decode(),
+    }
+
+
+def _checkpoint(key: SigningKey, cp: Item) -> Item:
+    """A checkpoint signed over its fields as they stand, as the platform would sign it."""
+    body = {name: cp[name] for name in ("firm_id", "seq", "head_hash", "signed_at")}
+    payload = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    signature = key.sign(payload.encode("utf-8", "surrogatepass"))
+    return {**cp, "signature": base64.b64encode(signature).decode()}
+
+
+def _export(key: SigningKey) -> list[Item]:
+    """A full version 2 export of two entries and a checkpoint of the second (no trailer)."""
+    firm = str(uuid.uuid4())
+    first = _entry(firm, 1, bytes(32))
+    second = _entry(firm, 2, bytes.fromhex(first["hash"]))
+    header = {
+        "type": "header",
+        "format": "coverproof-audit-export",
+        "version": 2,
+        "firm_id": firm,
+        "exported_at": "2026-11-29T03:00:00.000000Z",
+        "key_id": key.key_id,
+        "scope": "full",
+        "from": None,
+        "to": None,
+        "head_seq": 2,
+        "head_hash": second["hash"],
+    }
+    cp = {"type": "checkpoint", "id": str(uuid.uuid4()), "firm_id": firm, "seq": 2}
+    cp |= {"head_hash": second["hash"], "signed_at": AT[1], "key_id": key.key_id}
+    return [header, first, second, _checkpoint(key, cp)]
+
+
+def _signed(body: bytes, key: SigningKey) -> bytes:
+    digest = hashlib.sha256(body).digest()
+    trailer = {
+        "type": "signature",
+        "sha256": digest.hex(),
+        "key_id": key.key_id,
+        "signature": base64.b64encode(key.sign(digest)).decode(),
+    }
+    return body + _line(trailer)
+
+
+def _file(items: list[Item], key: SigningKey) -> bytes:
+    return _signed(b"".join(map(_line, items)), key)
+
+
+@pytest.fixture
+def key() -> SigningKey:
+    return SigningKey(Ed25519PrivateKey.generate())
+
+
+def _verify(tmp_path: Path, key: SigningKey, data: bytes, *against: bytes) -> tuple[int, str]:
+    """Run the verifier's main() on the export (and earlier ones) as files: its exit code and
+    what it printed. Any exception it lets out fails the test."""
+    pem, path = tmp_path / "key.pem", tmp_path / "export.jsonl"
+    pem.write_text(key.public_pem())
+    path.write_bytes(data)
+    kept = []
+    for n, earlier in enumerate(against):
+        kept.append(tmp_path / f"earlier-{n}.jsonl")
+        kept[-1].write_bytes(earlier)
+    options = ["--against", *map(str, kept)] if kept else []
+    argv = ["verify_audit.py", str(path), str(pem), *options]
+    out = tmp_path / "out.txt"
+    with out.open("w") as stream:
+        saved, sys.stdout = sys.stdout, stream
+        try:
+            code = verify_audit.main(argv)
+        finally:
+            sys.stdout = saved
+    return code, out.read_text()
+
+
+async def test_a_deeply_nested_line_is_refused_before_any_signature_is_checked(
+    key: SigningKey, tmp_path: Path
+) -> None:
+    """Python's JSON parser raises RecursionError on deep nesting; nothing in an unsigned
+    file reaches the signature check, so anyone can hand an auditor such a file."""
+    unsigned = b"".join(map(_line, _export(key))) + DEEP.encode() + b"\n"
+    pem, path = tmp_path / "key.pem", tmp_path / "nested.jsonl"
+    pem.write_text(key.public_pem())
+    path.write_bytes(unsigned)
+    code, out = await run_verifier(path, pem)  # as a user would: stdout and stderr
+    assert (code, out) == (1, "BROKEN: line 5: not a JSON line (nested too deeply)\n")
+
+
+def test_deep_nesting_anywhere_in_an_export_is_refused_naming_its_line(
+    key: SigningKey, tmp_path: Path
+) -> None:
+    items = _export(key)
+    intact = _file(items, key)
+    assert _verify(tmp_path, key, intact)[0] == 0
+    middle = b"".join(map(_line, items[:2])) + DEEP.encode() + b"\n"
+    code, out = _verify(tmp_path, key, _signed(middle, key))
+    assert (code, out) == (1, "BROKEN: line 3: not a JSON line (nested too deeply)\n")
+
+    # As an entry's canonical bytes, hashed as the chain would hash them.
+    nested = dict(items[1], canonical=DEEP)
+    nested["hash"] = hashlib.sha256(bytes(32) + DEEP.encode()).hexdigest()
+    code, out = _verify(tmp_path, key, _file([items[0], nested, *items[2:]], key))
+    assert (code, out) == (
+        1,
+        "BROKEN: line 2: seq 1: canonical bytes not JSON (nested too deeply)\n",
+    )
+
+    # In an earlier export kept, given with --against.
+    unsigned = b"".join(map(_line, items)) + DEEP.encode() + b"\n"
+    code, out = _verify(tmp_path, key, intact, unsigned)
+    assert code == 1, out
+    assert out.startswith("BROKEN: ")
+    assert out.endswith(" does not verify: line 5: not a JSON line (nested too deeply)\n")
