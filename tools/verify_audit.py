@@ -11,19 +11,20 @@ the old one too; /.well-known/coverproof-audit-keys.pem serves them all in one f
 signature is checked with the key its key_id names.
 
 Checks: the last line signs the SHA-256 of every byte before it with one of the keys (so no
-byte of the file can change unnoticed); every line has exactly its format's fields; seq has no
-gaps; each entry's prev_hash is the previous entry's hash (the first entry of a full export
-follows 32 zero bytes); hash = SHA-256(prev_hash || canonical); the canonical JSON names the
-same seq and firm; every checkpoint's head hash equals the hash of the entry at its seq, and
-its signature verifies; no checkpoint signs a seq beyond the last entry (a cut-off tail); and
+byte of the file can change unnoticed); every line has exactly its format's fields, each of the
+type and form docs/audit.md gives it (a seq is an integer, never true or "1"); seq has no gaps;
+each entry's prev_hash is the previous entry's hash (the first entry of a full export follows
+32 zero bytes); hash = SHA-256(prev_hash || canonical); the canonical JSON names the same seq
+and firm; every checkpoint's head hash equals the hash of the entry at its seq, and its
+signature verifies; no checkpoint signs a seq beyond the last entry (a cut-off tail); and
 (version 2) a full export ends at the chain's head when it was exported, and a dated export's
 first and last entries fall within its dates. With --against, the export also agrees with each
 earlier export of the firm you kept (newest first): the same hash at every seq both vouch for
-(their entries, and the head a version 2 header signs), and a chain reaching at least as far
-as it did then (a chain rewritten or cut since, even by someone able to have the platform sign
-the result, shows). The earlier exports are checked with the keys given and, if a key was
-revoked since they were made (it leaked), with that key given after --kept-keys: trusted for
-the exports you kept from before, never for the export being checked.
+(their entries, and the head a version 2 header signs), and a chain reaching at least as far as
+it did then (a chain rewritten or cut since, even by someone able to have the platform sign the
+result, shows). The earlier exports are checked with the keys given and, if a key was revoked
+since they were made (it leaked), with that key given after --kept-keys: trusted for the
+exports you kept from before, never for the export being checked.
 
 Exit 0 with a one-line summary when intact: it says whether the export is full or dated (and
 its dates), when it was exported, which entries of how many it holds, and the signing key.
@@ -37,18 +38,74 @@ import hashlib
 import json
 import re
 import sys
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 GENESIS = bytes(32)
-TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
-HEADER_V1 = frozenset({"type", "format", "version", "firm_id", "exported_at", "key_id", "scope"})
-HEADERS = {1: HEADER_V1, 2: HEADER_V1 | {"from", "to", "head_seq", "head_hash"}}
-KEYS = {
-    "header": HEADERS[2],
-    "entry": {"type", "seq", "prev_hash", "hash", "canonical"},
-    "checkpoint": {"type", "id", "firm_id", "seq", "head_hash", "signed_at", "key_id", "signature"},
-    "signature": {"type", "sha256", "key_id", "signature"},
+Form = Callable[[Any], bool]  # whether a field's value has the form the format gives it
+
+
+def _text(value: Any) -> bool:
+    """A string that encodes as UTF-8 (a JSON escape such as \\ud800 makes one that does not)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _matching(pattern: str) -> Form:
+    whole = re.compile(pattern)
+    return lambda value: isinstance(value, str) and whole.fullmatch(value) is not None
+
+
+def _integer(least: int) -> Form:
+    # By exact type: a bool is an int in Python (true == 1), and 1.0 == 1.
+    return lambda value: type(value) is int and value >= least
+
+
+def _optional(form: Form) -> Form:
+    return lambda value: value is None or form(value)
+
+
+_TIME = _matching(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+_HASH, _KEY_ID = _matching(r"[0-9a-f]{64}"), _matching(r"[0-9a-f]{16}")
+_UUID = _matching(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_SEQ, _COUNT = _integer(1), _integer(0)
+# Every field of each line type, with the form its value must have (docs/audit.md). A line's
+# fields are checked as it is read (_parse), so every later check compares values of the types
+# the format gives them: none raises, and none takes true for seq 1.
+FIELDS: dict[str, dict[str, Form]] = {
+    "header": {
+        "type": _text,
+        "format": _text,
+        "version": _COUNT,
+        "firm_id": _UUID,
+        "exported_at": _TIME,
+        "key_id": _KEY_ID,
+        "scope": _text,
+        "from": _optional(_TIME),
+        "to": _optional(_TIME),
+        "head_seq": _COUNT,
+        "head_hash": _optional(_HASH),
+    },
+    "entry": {"type": _text, "seq": _SEQ, "prev_hash": _HASH, "hash": _HASH, "canonical": _text},
+    "checkpoint": {
+        "type": _text,
+        "id": _UUID,
+        "firm_id": _UUID,
+        "seq": _SEQ,
+        "head_hash": _HASH,
+        "signed_at": _TIME,
+        "key_id": _KEY_ID,
+        "signature": _text,
+    },
+    "signature": {"type": _text, "sha256": _HASH, "key_id": _KEY_ID, "signature": _text},
 }
+HEADER_V1 = frozenset({"type", "format", "version", "firm_id", "exported_at", "key_id", "scope"})
+HEADERS = {1: HEADER_V1, 2: frozenset(FIELDS["header"])}
 
 
 class Broken(Exception):
@@ -108,11 +165,16 @@ def _json(number: int, raw: bytes, refused: str) -> Any:
 
 
 def _parse(number: int, raw: bytes) -> dict[str, Any]:
+    """Line ``number``: a JSON object with exactly the fields of its type (a header, those of
+    version 1 or 2), each of the form FIELDS gives it."""
     item = _json(number, raw, "not a JSON line")
     kind = item.get("type") if isinstance(item, dict) else None
-    allowed = [HEADERS[1], HEADERS[2]] if kind == "header" else [KEYS.get(str(kind))]
-    if not isinstance(kind, str) or set(item) not in allowed:
+    forms = FIELDS.get(kind) if isinstance(kind, str) else None
+    if forms is None or set(item) not in (HEADERS.values() if kind == "header" else [set(forms)]):
         raise Broken(number, "unexpected fields for its line type")
+    for name, value in item.items():
+        if not forms[name](value):
+            raise Broken(number, f"malformed {name} in the {kind} line")
     return dict(item)
 
 
@@ -127,7 +189,6 @@ def _check_entry(
     """The entry's hash and the time its canonical bytes name, once it checks out."""
     canonical = entry["canonical"].encode("utf-8")
     prev_hash, stored = bytes.fromhex(entry["prev_hash"]), bytes.fromhex(entry["hash"])
-    body = _json(number, canonical, f"seq {entry['seq']}: canonical bytes not JSON")
     if previous is None:
         if entry["seq"] == 1 and prev_hash != GENESIS:
             raise Broken(number, "the first entry must follow 32 zero bytes")
@@ -141,17 +202,21 @@ def _check_entry(
             raise Broken(number, f"seq {entry['seq']}: prev_hash is not the previous entry's hash")
     if hashlib.sha256(prev_hash + canonical).digest() != stored:
         raise Broken(number, f"seq {entry['seq']}: hash is not SHA-256(prev_hash || canonical)")
-    if body.get("seq") != entry["seq"] or body.get("firm_id") != firm_id:
+    body = _json(number, canonical, f"seq {entry['seq']}: canonical bytes not JSON")
+    named = (body.get("seq"), body.get("firm_id")) if isinstance(body, dict) else (None, None)
+    if not _SEQ(named[0]) or named != (entry["seq"], firm_id):  # true == 1 in Python
         raise Broken(number, f"seq {entry['seq']}: canonical bytes name another seq or firm")
-    return stored, str(body["occurred_at"])
+    if not _TIME(body.get("occurred_at")):
+        raise Broken(number, f"seq {entry['seq']}: canonical bytes name a malformed time")
+    return stored, body["occurred_at"]
 
 
 def _check_checkpoint(
     number: int, cp: dict[str, Any], firm_id: str, keys: dict[str, Any], hashes: dict[int, bytes]
 ) -> None:
     seq = cp["seq"]
-    if cp["firm_id"] != firm_id or cp["key_id"] not in keys or not TIMESTAMP.match(cp["signed_at"]):
-        raise Broken(number, "checkpoint of another firm or key, or a malformed time")
+    if cp["firm_id"] != firm_id or cp["key_id"] not in keys:
+        raise Broken(number, "checkpoint of another firm or key")
     if seq not in hashes:
         raise Broken(number, f"checkpoint signs seq {seq}, beyond the export (cut off)")
     if bytes.fromhex(cp["head_hash"]) != hashes[seq]:
@@ -161,24 +226,16 @@ def _check_checkpoint(
 
 
 def _check_header(header: dict[str, Any], key_id: str) -> None:
-    version = header["version"]
+    """Line 1, read by _parse (so each field present has its form)."""
     known = header["type"] == "header" and header["format"] == "coverproof-audit-export"
-    known = known and version in HEADERS and set(header) == HEADERS[version]
+    known = known and set(header) == HEADERS.get(header["version"], frozenset())
     if not known or header["scope"] not in ("full", "dated") or header["key_id"] != key_id:
         raise Broken(1, "not a CoverProof audit export (version 1 or 2) for this key")
-    if not TIMESTAMP.match(header["exported_at"]):
-        raise Broken(1, "a malformed export time")
-    if version == 1:
+    if header["version"] == 1:
         return
-    dates = (header["from"], header["to"])
-    if any(d is not None and not TIMESTAMP.match(d) for d in dates) or (
-        (header["scope"] == "full") != (dates == (None, None))
-    ):
-        raise Broken(1, "the dates do not match the scope, or are malformed")
-    head_seq, head_hash = header["head_seq"], header["head_hash"]
-    if type(head_seq) is not int or head_seq < 0 or (head_hash is None) != (head_seq == 0):
-        raise Broken(1, "a malformed chain head")
-    if head_hash is not None and not re.fullmatch(r"[0-9a-f]{64}", head_hash):
+    if (header["scope"] == "full") != (header["from"] is None and header["to"] is None):
+        raise Broken(1, "the dates do not match the scope")
+    if (header["head_hash"] is None) != (header["head_seq"] == 0):
         raise Broken(1, "a malformed chain head")
 
 
@@ -242,37 +299,30 @@ def check(data: bytes, keys: dict[str, Any]) -> Checked:
     trailer = _parse(len(lines), lines[-1])
     body_bytes = b"".join(line + b"\n" for line in lines[:-1])
     digest = hashlib.sha256(body_bytes).digest()
-    named = trailer.get("key_id")
-    if trailer["type"] != "signature" or not isinstance(named, str) or named not in keys:
+    if trailer["type"] != "signature" or trailer["key_id"] not in keys:
         raise Broken(len(lines), "the export is not signed by a key given")
     signed = _signed(keys[trailer["key_id"]], trailer["signature"], digest)
     if trailer["sha256"] != digest.hex() or not signed:
         raise Broken(len(lines), "the signature does not cover these bytes (file changed)")
     header = _parse(1, lines[0])
-    try:
-        _check_header(header, trailer["key_id"])
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise Broken(1, f"malformed header ({type(error).__name__})") from error
-    firm_id = str(header["firm_id"])
+    _check_header(header, trailer["key_id"])
+    firm_id = header["firm_id"]
     hashes: dict[int, bytes] = {}
     first = last = ""  # the first and last entries' times
     previous: Any = None
     checkpoints = 0
     for number, raw in enumerate(lines[1:-1], start=2):
         item = _parse(number, raw)
-        try:
-            if item["type"] == "entry":
-                stored, last = _check_entry(number, item, firm_id, previous)
-                first = first or last
-                hashes[item["seq"]] = stored
-                previous = (item["seq"], stored)
-            elif item["type"] == "checkpoint":
-                _check_checkpoint(number, item, firm_id, keys, hashes)
-                checkpoints += 1
-            else:
-                raise Broken(number, f"a {item['type']} line in the middle of the export")
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise Broken(number, f"malformed line ({type(error).__name__})") from error
+        if item["type"] == "entry":
+            stored, last = _check_entry(number, item, firm_id, previous)
+            first = first or last
+            hashes[item["seq"]] = stored
+            previous = (item["seq"], stored)
+        elif item["type"] == "checkpoint":
+            _check_checkpoint(number, item, firm_id, keys, hashes)
+            checkpoints += 1
+        else:
+            raise Broken(number, f"a {item['type']} line in the middle of the export")
     if header["scope"] == "full" and hashes and min(hashes) != 1:
         raise Broken(2, f"a full export starts at seq {min(hashes)}, not 1 (entries removed)")
     if header["version"] == 2:

@@ -7,6 +7,7 @@ what refuses them."""
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import sys
@@ -167,3 +168,94 @@ def test_deep_nesting_anywhere_in_an_export_is_refused_naming_its_line(
     assert code == 1, out
     assert out.startswith("BROKEN: ")
     assert out.endswith(" does not verify: line 5: not a JSON line (nested too deeply)\n")
+
+
+def test_a_dated_export_whose_seq_is_a_string_is_broken(key: SigningKey, tmp_path: Path) -> None:
+    """Its seq reached the dated export's checks against the head unchecked: "5" > 5 raised an
+    uncaught TypeError there."""
+    header, first, *_ = _export(key)
+    body = json.loads(first["canonical"]) | {"seq": "5"}
+    entry = _entry(header["firm_id"], 1, bytes(32), body) | {"seq": "5"}
+    dated = header | {"scope": "dated", "to": "2026-11-30T00:00:00.000000Z", "head_seq": 5}
+    code, out = _verify(tmp_path, key, _file([dated, entry], key))
+    assert (code, out) == (1, "BROKEN: line 2: malformed seq in the entry line\n")
+
+
+def test_true_does_not_pass_for_the_integer_1(key: SigningKey, tmp_path: Path) -> None:
+    """In Python true == 1 (and 1.0 == 1): an export saying seq true, or version true, read as
+    seq 1 or version 1 and verified."""
+    header, first, second, cp = _export(key)
+    for seq in (True, 1.0):
+        code, out = _verify(tmp_path, key, _file([header, first | {"seq": seq}, second, cp], key))
+        assert (code, out) == (1, "BROKEN: line 2: malformed seq in the entry line\n")
+        # The canonical bytes saying so too, hashed as the chain would hash them.
+        body = json.loads(first["canonical"]) | {"seq": seq}
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        entry = first | {"canonical": text}
+        entry["hash"] = hashlib.sha256(bytes(32) + text.encode()).hexdigest()
+        dated = header | {"scope": "dated", "to": AT[1], "head_seq": 1, "head_hash": entry["hash"]}
+        code, out = _verify(tmp_path, key, _file([dated, entry], key))
+        assert (code, out) == (
+            1,
+            "BROKEN: line 2: seq 1: canonical bytes name another seq or firm\n",
+        )
+
+    dropped = ("from", "to", "head_seq", "head_hash")  # version 2's
+    version_1 = {name: v for name, v in header.items() if name not in dropped} | {"version": 1}
+    assert _verify(tmp_path, key, _file([version_1, first, second, cp], key))[0] == 0
+    for version in (True, 1.0):
+        changed = version_1 | {"version": version}
+        code, out = _verify(tmp_path, key, _file([changed, first, second, cp], key))
+        assert (code, out) == (1, "BROKEN: line 1: malformed version in the header line\n")
+
+
+WRONG: list[Any] = [
+    True,
+    False,
+    None,
+    0,
+    -1,
+    1.0,
+    2.5,
+    "1",
+    "",
+    "x" * 64,
+    "AB" * 32,
+    "\ud800",
+    [],
+    {},
+    [[[["nested"]]]],
+    {"seq": 1},
+    "2026-11-29T02:00:25.123456Z\n",
+]
+
+
+def test_no_field_of_any_line_takes_a_value_of_another_form(
+    key: SigningKey, tmp_path: Path
+) -> None:
+    """Every field of every line, given each value of another type or form: always 'BROKEN'
+    naming that line, never a traceback, never 'OK'. Checkpoints are signed again over what
+    they say, as the platform would sign them, so their signature is not what refuses them."""
+    items = _export(key)
+    intact = _file(items, key)
+    assert _verify(tmp_path, key, intact)[0] == 0
+    tried = 0
+    for number, item in enumerate([*items, json.loads(intact.splitlines()[-1])], start=1):
+        for name in item:
+            for value in WRONG:
+                if type(value) is type(item[name]) and value == item[name]:
+                    continue
+                changed = copy.deepcopy(items)
+                if number == len(items) + 1:  # the trailer
+                    *body, trailer = _file(changed, key).splitlines(keepends=True)
+                    data = b"".join([*body, _line(json.loads(trailer) | {name: value})])
+                else:
+                    changed[number - 1][name] = value
+                    if item["type"] == "checkpoint" and name != "signature":
+                        changed[number - 1] = _checkpoint(key, changed[number - 1])
+                    data = _file(changed, key)
+                code, out = _verify(tmp_path, key, data)
+                assert code == 1, (number, name, value, out)
+                assert out.startswith(f"BROKEN: line {number}: "), (name, value, out)
+                tried += 1
+    assert tried > 400
