@@ -70,7 +70,8 @@ def _optional(form: Form) -> Form:
     return lambda value: value is None or form(value)
 
 
-_TIME = _matching(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+# [0-9], not \d: in a str pattern, \d matches any Unicode digit, such as a full-width one.
+_TIME = _matching(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 _HASH, _KEY_ID = _matching(r"[0-9a-f]{64}"), _matching(r"[0-9a-f]{16}")
 _UUID = _matching(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _SEQ, _COUNT = _integer(1), _integer(0)

@@ -227,6 +227,7 @@ WRONG: list[Any] = [
     [[[["nested"]]]],
     {"seq": 1},
     "2026-11-29T02:00:25.123456Z\n",
+    "\uff12\uff10\uff12\uff16-11-29T02:00:25.123456Z",  # digits, but not ASCII ones
 ]
 
 
