@@ -126,6 +126,7 @@ def _load_public_keys(path: str) -> list[tuple[Any, str]]:
     """Each public key in a PEM file (one, or several, as coverproof-audit-keys.pem serves
     them), with its key id."""
     # Imported here: everything but the signature checks runs on the standard library alone.
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
     from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
         Encoding,
         PublicFormat,
@@ -139,7 +140,10 @@ def _load_public_keys(path: str) -> list[tuple[Any, str]]:
         raise ValueError(f"no PEM public key in {path}")
     keys = []
     for block in blocks:
-        key = load_pem_public_key(block)
+        try:
+            key = load_pem_public_key(block)
+        except UnsupportedAlgorithm as error:  # not a ValueError, which main reports as unread
+            raise ValueError(f"a key in {path} of a type not known: {error}") from error
         raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
         keys.append((key, hashlib.sha256(raw).hexdigest()[:16]))
     return keys

@@ -260,3 +260,21 @@ def test_no_field_of_any_line_takes_a_value_of_another_form(
                 assert out.startswith(f"BROKEN: line {number}: "), (name, value, out)
                 tried += 1
     assert tried > 400
+
+
+async def test_a_key_of_a_type_not_known_is_input_that_cannot_be_read(
+    key: SigningKey, tmp_path: Path
+) -> None:
+    """cryptography raises UnsupportedAlgorithm, not a ValueError, for a key whose algorithm
+    it does not know: it escaped as a traceback (exit 1, as if the export were broken)."""
+    unknown = bytes.fromhex("300b300506032a030403020001")  # algorithm 1.2.3.4, no key
+    pem = tmp_path / "unknown.pem"
+    body = base64.b64encode(unknown).decode()
+    pem.write_text(f"-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n")
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(_file(_export(key), key))
+    code, out = await run_verifier(path, pem)
+    assert (code, out) == (
+        2,
+        f"cannot read input: a key in {pem} of a type not known: Unknown key type: 1.2.3.4\n",
+    )
