@@ -278,3 +278,30 @@ async def test_a_key_of_a_type_not_known_is_input_that_cannot_be_read(
         2,
         f"cannot read input: a key in {pem} of a type not known: Unknown key type: 1.2.3.4\n",
     )
+
+
+def test_the_canonical_bytes_name_the_seq_firm_and_time_in_their_forms(
+    key: SigningKey, tmp_path: Path
+) -> None:
+    """An entry's canonical bytes, hashed as the chain would hash them, in a full export of
+    that one entry: the seq, firm and time they name are read in their forms too (a time that
+    is no timestamp passed before, and was compared as text with a dated export's dates)."""
+    header, first, *_ = _export(key)
+    body = json.loads(first["canonical"])
+    cases: list[tuple[str, str]] = [
+        ("[]", "canonical bytes name another seq or firm"),
+        ("x", "canonical bytes not JSON"),
+        (json.dumps(body | {"seq": "1"}), "canonical bytes name another seq or firm"),
+        (json.dumps(body | {"firm_id": None}), "canonical bytes name another seq or firm"),
+        (json.dumps(body | {"occurred_at": 5}), "canonical bytes name a malformed time"),
+        (json.dumps(body | {"occurred_at": "now"}), "canonical bytes name a malformed time"),
+        (json.dumps({k: v for k, v in body.items() if k != "occurred_at"}), "a malformed time"),
+    ]
+    for text, reason in cases:
+        entry = first | {"canonical": text}
+        entry["hash"] = hashlib.sha256(bytes(32) + text.encode()).hexdigest()
+        full = header | {"head_seq": 1, "head_hash": entry["hash"]}
+        code, out = _verify(tmp_path, key, _file([full, entry], key))
+        assert code == 1, (text, out)
+        assert out.startswith("BROKEN: line 2: seq 1: "), (text, out)
+        assert out.endswith(f"{reason}\n"), (text, out)
