@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+from limits.errors import StorageError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.errors import AddressUnmailable
+from app.errors import AddressUnmailable, RateLimited
 from app.mail.outbox import Unmailable, enqueue
 from app.ratelimit.client_ip import ip_bucket
 from app.ratelimit.mailbox import mailbox
 from app.ratelimit.policies import Policy
 from app.ratelimit.request import Limits
+
+log = logging.getLogger("coverproof.auth")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,9 @@ class AuthEnv:
     user_agent: str | None
     # Called when mail is queued, so the sender is woken only by requests that sent mail.
     on_mail: Callable[[], None] = lambda: None
+    # on_firm_record's answers: a record ended to break a deadlock runs again, and counted
+    # again it found its own count and left itself off the firm's chain.
+    _firm_records: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def session_lifetime(self) -> timedelta:
@@ -62,6 +69,30 @@ class AuthEnv:
             (Policy.MAIL_SEND_PER_EMAIL, box),
             (Policy.MAIL_SEND_PER_IP, self.ip_key),
         )
+
+    async def on_firm_record(self, user_id: object, action: str) -> bool:
+        """Whether a refusal about an account (a failed or throttled sign-in, a spent link) goes
+        on its firm's chain too: once an hour per caller, and 20 an hour in all. Anyone who
+        knows an address can be refused for it, and recorded each time, strangers flooded the
+        firm's permanent trail (past what one export takes, in some 33 hours). The platform's
+        chain still has each, with its caller's address: a sign-in's always, a link's when its
+        firm's chain does not."""
+        account = f"{user_id} {action}"
+        if account not in self._firm_records:
+            self._firm_records[account] = await self._room_on_firm_chain(account)
+        return self._firm_records[account]
+
+    async def _room_on_firm_chain(self, account: str) -> bool:
+        try:
+            await self.limiter.hit_all(
+                (Policy.ACCOUNT_REFUSALS_RECORDED_PER_CALLER, f"{account} {self.ip_key}"),
+                (Policy.ACCOUNT_REFUSALS_RECORDED, account),
+            )
+        except RateLimited:
+            return False
+        except StorageError:
+            log.warning("refusal record limits unavailable; recording the refusal")
+        return True
 
     async def send(
         self, session: AsyncSession, to: str, subject: str, text: str, html: str

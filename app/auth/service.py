@@ -161,7 +161,12 @@ async def record_refusal(
 ) -> None:
     """Audit a refused token without the token: in its firm's chain when the firm is known."""
     details = {"purpose": purpose.value, "code": code}
-    if known is not None and known.firm_id is not None and known.user_id is not None:
+    if (
+        known is not None
+        and known.firm_id is not None
+        and known.user_id is not None
+        and await env.on_firm_record(known.user_id, Action.TOKEN_REFUSED.value)
+    ):
         await bind_tenant(session, known.firm_id, known.user_id)
         actor = user_actor(env, known.user_id, known.firm_id, known.role or Role.VIEWER)
         # About the link, not an act of theirs as a member: recorded if they were removed since.
@@ -343,7 +348,11 @@ async def _record_failure(
     registered or not) and audit it, in the account's firm if there is one."""
     if action is Action.SIGN_IN_FAILED:
         await calls.note_failed_sign_in(session, address, THROTTLE_AFTER_FAILURES)
-    if user is not None and user.firm_id is not None:
+    if (
+        user is not None
+        and user.firm_id is not None
+        and await env.on_firm_record(user.user_id, action.value)
+    ):
         await bind_tenant(session, user.firm_id, user.user_id)
         actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
         await chain.record(session, actor, action, "user", user.user_id, as_member=False)

@@ -37,6 +37,10 @@ PUBLIC_TOKEN_PER_IP = "120/minute"  # noqa: S105
 # A refused link (replayed, expired) goes on the firm's audit record once per declaration,
 # reason and hour, not once per attempt: replaying a used link must not flood the firm's chain.
 REFUSAL_RECORDS = "1/hour"
+# A refused sign-in or link about an account goes on its firm's chain once an hour per caller,
+# and this many an hour in all (every one on the platform's chain): strangers can cause them.
+ACCOUNT_REFUSALS_RECORDED_PER_CALLER = "1/hour"
+ACCOUNT_REFUSALS_RECORDED = "20/hour"
 # Each download of an evidence pack is an audit entry: a looping client must not flood the chain.
 PACK_DOWNLOADS_PER_CALLER = "30/minute"
 # Verifying or exporting a firm's whole chain, per caller: each reads every entry, and each
@@ -70,6 +74,8 @@ class Policy:
     PUBLIC_TOKEN_PER_TOKEN: ClassVar[Policy]
     PUBLIC_TOKEN_PER_IP: ClassVar[Policy]
     REFUSAL_RECORDS: ClassVar[Policy]
+    ACCOUNT_REFUSALS_RECORDED_PER_CALLER: ClassVar[Policy]
+    ACCOUNT_REFUSALS_RECORDED: ClassVar[Policy]
     PACK_DOWNLOADS_PER_CALLER: ClassVar[Policy]
     WHOLE_CHAIN_READS_PER_CALLER: ClassVar[Policy]
     API_KEY_REQUESTS: ClassVar[Policy]
@@ -109,6 +115,10 @@ Policy.MUTATIONS_PER_USER = Policy("mutations_per_user", MUTATIONS_PER_USER)
 Policy.PUBLIC_TOKEN_PER_TOKEN = Policy("public_token_per_token", PUBLIC_TOKEN_PER_TOKEN)
 Policy.PUBLIC_TOKEN_PER_IP = Policy("public_token_per_ip", PUBLIC_TOKEN_PER_IP)
 Policy.REFUSAL_RECORDS = Policy("refusal_records", REFUSAL_RECORDS)
+Policy.ACCOUNT_REFUSALS_RECORDED_PER_CALLER = Policy(
+    "account_refusals_recorded_per_caller", ACCOUNT_REFUSALS_RECORDED_PER_CALLER
+)
+Policy.ACCOUNT_REFUSALS_RECORDED = Policy("account_refusals_recorded", ACCOUNT_REFUSALS_RECORDED)
 Policy.PACK_DOWNLOADS_PER_CALLER = Policy("pack_downloads_per_caller", PACK_DOWNLOADS_PER_CALLER)
 Policy.WHOLE_CHAIN_READS_PER_CALLER = Policy(
     "whole_chain_reads_per_caller", WHOLE_CHAIN_READS_PER_CALLER

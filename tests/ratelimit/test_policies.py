@@ -24,6 +24,8 @@ def test_every_named_policy_parses_to_its_constant() -> None:
         "API_KEY_REQUESTS": (600, 60),
         "APQ_REGISTRATIONS_PER_USER": (60, 60),
         "WHOLE_CHAIN_READS_PER_CALLER": (20, 60),
+        "ACCOUNT_REFUSALS_RECORDED_PER_CALLER": (1, 3600),
+        "ACCOUNT_REFUSALS_RECORDED": (20, 3600),
     }
     for attribute, (amount, seconds) in named.items():
         policy: Policy = getattr(Policy, attribute)
@@ -34,7 +36,7 @@ def test_every_named_policy_parses_to_its_constant() -> None:
 
 def test_policy_names_are_distinct() -> None:
     names = [value.name for value in vars(Policy).values() if isinstance(value, Policy)]
-    assert len(names) == 17
+    assert len(names) == 19
     assert len(set(names)) == len(names)
 
 

@@ -1,0 +1,82 @@
+"""A refused sign-in or link about an account is on its firm's chain once an hour per caller,
+and at most ACCOUNT_REFUSALS_RECORDED an hour in all; the platform's chain has each. Anyone
+who knows an address can be refused for it: recorded each time, strangers flooded the firm's
+permanent trail, past what one export takes in some 33 hours."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from app.audit.actions import Action
+from app.auth.actor import Role
+from app.db.models import AuditEntry
+from app.ratelimit.policies import Policy
+from tests.browser import (
+    MAGIC,
+    MAGIC_SIGN_IN,
+    SIGN_IN,
+    browser_for,
+    codes,
+    link_token,
+    loopback_ip,
+)
+from tests.factories import Members
+from tests.mail.smtp import SmtpServer
+
+
+async def _recorded(superuser: AsyncEngine, action: Action, firm_id: object) -> int:
+    async with superuser.connect() as conn:
+        query = select(func.count()).where(
+            AuditEntry.action == action.value, AuditEntry.firm_id == firm_id
+        )
+        return int(await conn.scalar(query) or 0)
+
+
+async def _on_platform(superuser: AsyncEngine, action: Action, ips: list[str]) -> int:
+    async with superuser.connect() as conn:
+        query = select(func.count()).where(
+            AuditEntry.action == action.value,
+            AuditEntry.firm_id.is_(None),
+            AuditEntry.ip.in_(ips),
+        )
+        return int(await conn.scalar(query) or 0)
+
+
+async def test_failed_sign_ins_are_on_the_firms_chain_once_an_hour_per_caller_and_bounded(
+    auth_app: Starlette, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    victim = await members.create(Role.OWNER)
+    ceiling = int(Policy.ACCOUNT_REFUSALS_RECORDED.item.amount)
+    ips = [loopback_ip() for _ in range(ceiling + 3)]
+    for n, ip in enumerate(ips):
+        caller = browser_for(auth_app, ip)
+        async with caller.client:
+            for _ in range(3 if n == 0 else 1):  # the first caller tries three times
+                body = await caller.gql(SIGN_IN, {"e": victim.email, "p": "not the password 1"})
+                assert codes(body) == ["INVALID_CREDENTIALS"]
+    firm = await _recorded(superuser_engine, Action.SIGN_IN_FAILED, victim.firm_id)
+    assert firm == ceiling
+    assert await _on_platform(superuser_engine, Action.SIGN_IN_FAILED, ips) == len(ips) + 2
+
+
+async def test_a_spent_link_replayed_is_on_the_firms_chain_once_an_hour_per_caller(
+    auth_app: Starlette, members: Members, smtp: SmtpServer, superuser_engine: AsyncEngine
+) -> None:
+    member = await members.create(Role.MEMBER)
+    asker = browser_for(auth_app)
+    async with asker.client:
+        assert codes(await asker.gql(MAGIC, {"e": member.email})) == []
+    token = await link_token(smtp, member.email, "sign-in link")
+    ips = [loopback_ip(), loopback_ip()]
+    first, second = browser_for(auth_app, ips[0]), browser_for(auth_app, ips[1])
+    async with first.client:
+        assert codes(await first.gql(MAGIC_SIGN_IN, {"t": token})) == []  # spent
+        for _ in range(3):
+            assert codes(await first.gql(MAGIC_SIGN_IN, {"t": token})) == ["TOKEN_USED"]
+    async with second.client:
+        assert codes(await second.gql(MAGIC_SIGN_IN, {"t": token})) == ["TOKEN_USED"]
+    assert await _recorded(superuser_engine, Action.TOKEN_REFUSED, member.firm_id) == 2
+    # The two replays the firm's chain did not take are on the platform's.
+    assert await _on_platform(superuser_engine, Action.TOKEN_REFUSED, ips) == 2
