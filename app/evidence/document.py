@@ -54,9 +54,14 @@ def _e(value: object) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
-def _lines(value: str | None) -> str:
-    """``_e``, with its line breaks: a long answer's paragraphs otherwise ran into one."""
-    return "<br/>".join(_e(line) for line in ("" if value is None else value).split("\n"))
+def _lines(value: str | None, first: str = "") -> str:
+    """The text as paragraphs, one per line (``first`` before the first): HTML reads a line
+    break as a space, and a long answer's paragraphs ran into one. A paragraph each, not one
+    with breaks: xhtml2pdf lays out a paragraph in time that grows with the square of its
+    breaks, and a recipient's 5,000 line feeds took a pack past its time to render."""
+    lines = ("" if value is None else value).split("\n")
+    lines[0] = first + lines[0]
+    return "".join(f'<p class="a">{_e(line) or "&#160;"}</p>' for line in lines)
 
 
 def _rows(pairs: Iterable[tuple[str, object]], mono: frozenset[str] = frozenset()) -> str:
@@ -183,9 +188,8 @@ def _declaration(n: int, d: DeclarationContent) -> str:
         parts.append("<p>No response has been submitted.</p>")
         return "".join(parts)
     answers = "".join(
-        f'<p class="q">{_e(a.question)}</p><p class="a">{_lines(a.answer)}'
-        + (f"<br/>Explanation: {_lines(a.explanation)}" if a.explanation else "")
-        + "</p>"
+        f'<p class="q">{_e(a.question)}</p>{_lines(a.answer)}'
+        + (_lines(a.explanation, "Explanation: ") if a.explanation else "")
         for a in d.answers
     )
     parts.append(answers)

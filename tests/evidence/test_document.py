@@ -133,3 +133,16 @@ def test_an_answers_lines_stay_lines() -> None:
     assert "Second paragraph." in lines
     assert "Explanation: Why:" in lines
     assert "because." in lines
+
+
+def test_an_answers_lines_are_paragraphs_not_breaks_in_one() -> None:
+    """xhtml2pdf lays out a paragraph in time that grows with the square of its line breaks:
+    an answer of 5,000 line feeds, printed as one paragraph of breaks, took a pack past its
+    time to render. Each line is a paragraph of its own, which takes time in proportion."""
+    lines = 5_000
+    written = Answer("History", "a" + "\n" * lines + "b", "x\ny")
+    pack = _pack()
+    declaration = dataclasses.replace(pack.declarations[0], answers=[written])
+    html = document.build(dataclasses.replace(pack, declarations=[declaration]), "f", "m", "")
+    assert "<br" not in html[html.index("History") :]
+    assert html.count('<p class="a">') == lines + 1 + 2
