@@ -7,7 +7,8 @@ from datetime import datetime
 
 from app import pagination
 from app.audit import checkpoints, service
-from app.errors import MethodNotAllowed
+from app.auth.actor import Role
+from app.errors import BadUserInput, MethodNotAllowed
 from app.ratelimit.policies import Policy
 from app.schema.audit import (
     AuditCheckpoint,
@@ -50,11 +51,16 @@ async def audit_entries(
 
 
 async def _count_whole_chain_read(info: Info) -> None:
-    """Each verification or export reads every entry of the chain: counted per caller."""
-    actor = info.context.actor
-    await info.context.limiter.hit(
-        Policy.WHOLE_CHAIN_READS_PER_CALLER, f"{actor.type.value}:{actor.id}"
-    )
+    """Each verification or export reads every entry of the chain (and an export adds one):
+    once of each in a request, as run, not as written (aliased, one request built thirty
+    exports), and counted per caller."""
+    context, name = info.context, info.field_name
+    actor = context.actor
+    actor.require(Role.ADMIN)  # refused as such, not counted
+    if name in context.whole_chain_reads:
+        raise BadUserInput(f"Ask for {name} once in a request.")
+    context.whole_chain_reads.add(name)
+    await context.limiter.hit(Policy.WHOLE_CHAIN_READS_PER_CALLER, f"{actor.type.value}:{actor.id}")
 
 
 async def verify_audit_chain(info: Info) -> AuditVerification:

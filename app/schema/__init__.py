@@ -29,7 +29,6 @@ from app.schema.limits import (
     CredentialsAlone,
     DepthLimit,
     SelectionLimits,
-    WholeChainOnce,
 )
 from app.schema.partners_root import PartnerMutation, PartnerQuery
 
@@ -72,9 +71,7 @@ def build_schema(*, production: bool) -> strawberry.Schema:
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: AddValidationRules(
-            [DepthLimit, SelectionLimits, CredentialsAlone, WholeChainOnce, ALIAS_LIMIT]
-        ),
+        lambda: AddValidationRules([DepthLimit, SelectionLimits, CredentialsAlone, ALIAS_LIMIT]),
     ]
     if production:
         extensions.append(DisableIntrospection)

@@ -69,6 +69,8 @@ class Context:
     clear_session_cookie: bool = False
     # Work for after the commit, each in a transaction of its own (it binds its own tenant).
     after_commit: list[Callable[[AsyncSession], Awaitable[None]]] = field(default_factory=list)
+    # The root fields that read the firm's whole chain this request has run (once each).
+    whole_chain_reads: set[str] = field(default_factory=set)
     # Per-request DataLoaders by name, so a page's fields share one batch (and its cache).
     loaders: dict[str, Any] = field(default_factory=dict)
     # Where evidence-pack PDFs are stored (and the app-wide render slots).

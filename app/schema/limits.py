@@ -153,27 +153,6 @@ class CredentialsAlone(ValidationRule):
                 )
 
 
-# Root fields that each read a firm's whole chain: at most one of each in an operation. Under
-# aliases, one request built thirty exports (each up to its own bound on what a request holds)
-# or verified the whole chain thirty times.
-ONCE = frozenset({"exportAuditLog", "verifyAuditChain"})
-
-
-class WholeChainOnce(ValidationRule):
-    def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-        fragments = {
-            d.name.value: d
-            for d in self.context.document.definitions
-            if isinstance(d, FragmentDefinitionNode)
-        }
-        names = Counter(
-            f.name.value for f in _root_fields(node.selection_set, fragments, frozenset())
-        )
-        for name in sorted(ONCE):
-            if names[name] > 1:
-                self.report_error(GraphQLError(f"Ask for {name} once in an operation.", node))
-
-
 MAX_ALIASES = 30
 # One rule class for the app's lifetime: ValidationCache keys on the rules, and Strawberry's
 # MaxAliasesLimiter makes a new class per request, which would defeat the cache.
