@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import idna
+
 # Providers that deliver a local part's dotted spellings to one mailbox (j.doe and jdoe).
 _DOTS_IGNORED = frozenset({"gmail.com", "googlemail.com"})
 
@@ -14,10 +16,10 @@ def mailbox(email: str) -> str:
     without a ``+tag`` (most providers deliver a+anything@ to a@), with its domain as DNS names
     it, and for the providers that ignore them, without dots in its local part: counted by
     address as written, one inbox could be sent a limit's worth of mail per spelling."""
-    folded = unicodedata.normalize("NFKC", email).casefold()
-    local, at, domain = folded.rpartition("@")
+    local, at, domain = email.rpartition("@")
     if not at:
-        return folded
+        return _folded(email)
+    local = _folded(local)
     if len(local) >= 2 and local[0] == local[-1] == '"':
         # Quoted ("alice"@, "a\lice"@): the same local part, which a server delivers as alice@.
         local = re.sub(r"\\(.)", r"\1", local[1:-1])
@@ -28,11 +30,18 @@ def mailbox(email: str) -> str:
     return f"{local}@{domain}"
 
 
+def _folded(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
 def _as_dns_names_it(domain: str) -> str:
-    """A domain's ASCII form (IDNA: bücher.de and xn--bcher-kva.de are one domain, however
-    its Unicode is composed; so are its dots spelled as ideographic full stops), without the
-    root's dot. One IDNA cannot encode stays as folded: mail cannot reach it either."""
+    """A domain's ASCII form as IDNA 2008 (with UTS 46's mapping, as registries and mail
+    servers use it) writes it: bücher.de and xn--bcher-kva.de are one domain, however it is
+    composed, cased or written in fullwidth letters, and with its dots written as ideographic
+    full stops; straße.de is not strasse.de. Without the root's dot. A domain IDNA cannot
+    encode stays as folded: mail cannot reach it either."""
+    domain = domain.rstrip(".")
     try:
-        return domain.encode("idna").decode("ascii").rstrip(".")
-    except UnicodeError:
-        return domain.rstrip(".")
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except UnicodeError:  # idna.IDNAError among them
+        return _folded(domain)

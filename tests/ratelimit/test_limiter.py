@@ -14,6 +14,7 @@ from app.auth.env import AuthEnv
 from app.config import Settings
 from app.errors import BadUserInput, RateLimited
 from app.ratelimit import RateLimiter, open_limiter
+from app.ratelimit.mailbox import mailbox
 from app.ratelimit.policies import Policy
 from tests.ratelimit.conftest import REDIS_URL, MakePolicy
 from tests.ratelimit.support import accepted, burst, silent_redis
@@ -160,6 +161,18 @@ async def test_a_domains_spellings_count_as_the_one_domain(
         await from_anywhere().limit_mail(f"{local}@b\u00fccher.example")
     with pytest.raises(RateLimited):
         await from_anywhere().limit_mail(spelled.format(local=local))
+
+
+def test_a_domain_is_keyed_as_idna_2008_names_it() -> None:
+    """IDNA 2008 (what registries and mail servers use) keeps ß and final sigma: straße.de is
+    xn--strae-oqa.de, not strasse.de, another domain. Python's own codec (IDNA 2003) mapped
+    them away, counting one inbox as two spellings and two inboxes as one."""
+    assert mailbox("a@stra\u00dfe.de") == mailbox("a@xn--strae-oqa.de") == "a@xn--strae-oqa.de"
+    assert mailbox("a@strasse.de") == "a@strasse.de"
+    assert mailbox("a@\u03c2.gr") == "a@xn--3xa.gr"
+    assert mailbox("a@example.com.") == "a@example.com"  # the root's dot
+    # One no IDNA encodes, mail cannot reach, and keyed as folded.
+    assert mailbox("A@B..Example") == "a@b..example"
 
 
 async def test_one_caller_spelling_a_mailbox_many_ways_gets_its_own_five(
