@@ -33,8 +33,8 @@ class CoverState(StrEnum):
 class CoverStatus:
     """The state of cover and, when known, the last day it is in force; whether the policy in
     force says it covers everything the counterparty does for the firm (None when no policy is
-    in force, or it does not say); and, for cover not yet in force or lapsed, the day the
-    earliest policy confirmed ahead starts."""
+    in force, or it does not say); and, for cover not yet in force, the day it starts, or for
+    cover expiring or lapsed, the day a renewal confirmed ahead starts after a gap."""
 
     state: CoverState
     until: date | None
@@ -134,15 +134,21 @@ def cover_from(
         current = begun
     until, in_force = _continued(current, policies, today)
     status = cover_status(until, today, window_days)
+    # A renewal confirmed ahead that leaves a gap: cover ending soon, or ended, is expiring or
+    # lapsed all the same (the firm must see the gap), and says when the cover comes back.
+    renewal = min((start for start in coming if start > until), default=None)
     if status.state is CoverState.lapsed:
-        # A gap in cover is a lapse even with a renewal confirmed ahead: the firm must see it,
-        # and when the cover comes back.
-        return replace(status, starts_on=min(coming, default=None))
+        return replace(status, starts_on=renewal)
     if status.state is not CoverState.covered and status.state is not CoverState.expiring:
         return status
     # Said of the policy in force today: a renewal the cover has run on into, not the one
     # (confirmed later, perhaps) that it ran on from.
-    return replace(status, covers_all_activities=in_force.covers_all_activities)
+    expiring = status.state is CoverState.expiring
+    return replace(
+        status,
+        covers_all_activities=in_force.covers_all_activities,
+        starts_on=renewal if expiring else None,
+    )
 
 
 def _begun(policy: ConfirmedPolicy, today: date) -> bool:

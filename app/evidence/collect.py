@@ -286,7 +286,7 @@ def _cover_words(status: CoverStatus) -> str:
     """The state as the pack prints it, with what qualifies it."""
     words = status.state.value.replace("_", " ")
     if status.starts_on is not None:
-        renewal = "renewal " if status.state is CoverState.lapsed else ""
+        renewal = "" if status.state is CoverState.not_yet_in_force else "renewal "
         words += f" ({renewal}starts {status.starts_on.isoformat()})"
     if status.covers_all_activities is False:
         words += "; not all activities covered"

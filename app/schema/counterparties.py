@@ -29,9 +29,9 @@ _COVER_LOADER = "counterparty.cover_status"
 
 @strawberry.enum(
     description="Professional indemnity cover today, from the policies confirmed: COVERED, "
-    "EXPIRING (ending within the window with no renewal confirmed), LAPSED (ended, even with a "
-    "renewal confirmed ahead), NOT_YET_IN_FORCE (a policy confirmed ahead of its start, and none "
-    "in force before), UNKNOWN (none confirmed)."
+    "EXPIRING (ending within the window with no renewal confirmed to follow on without a gap), "
+    "LAPSED (ended, even with a renewal confirmed ahead), NOT_YET_IN_FORCE (a policy confirmed "
+    "ahead of its start, and none in force before), UNKNOWN (none confirmed)."
 )
 class CoverState(Enum):
     COVERED = "covered"
@@ -54,8 +54,8 @@ class CoverStatus:
         "or it does not say."
     )
     starts_on: date | None = strawberry.field(
-        description="For NOT_YET_IN_FORCE, the day the confirmed cover starts; for LAPSED, the "
-        "day a renewal confirmed ahead starts (null when none is)."
+        description="For NOT_YET_IN_FORCE, the day the confirmed cover starts; for EXPIRING or "
+        "LAPSED, the day a renewal confirmed ahead starts after a gap (null when none is)."
     )
 
     @classmethod

@@ -100,9 +100,12 @@ def test_a_renewal_confirmed_ahead_keeps_the_cover_running_into_it() -> None:
     assert cover_from([NEXT_YEAR, THIS_YEAR], today) == CoverStatus(
         CoverState.covered, date(2027, 3, 31), True
     )
-    # Renewed with a gap: this policy's end is the end of cover, and it is expiring.
+    # Renewed with a gap: this policy's end is the end of cover, and it is expiring, naming the
+    # day the renewal starts (it said nothing of it, as if none were confirmed).
     gap = ConfirmedPolicy(END + timedelta(days=3), date(2027, 3, 31), True)
-    assert cover_from([gap, THIS_YEAR], today) == CoverStatus(CoverState.expiring, END, True)
+    assert cover_from([gap, THIS_YEAR], today) == CoverStatus(
+        CoverState.expiring, END, True, starts_on=gap.start
+    )
     # The renewal in force: it speaks for itself.
     assert cover_from([NEXT_YEAR, THIS_YEAR], END + timedelta(days=1)).until == date(2027, 3, 31)
 
@@ -258,5 +261,7 @@ def test_a_pack_names_a_lapse_and_the_renewal_that_ends_it() -> None:
     lapsed = CoverStatus(CoverState.lapsed, date(2026, 5, 31), starts_on=start)
     assert _cover_words(lapsed) == "lapsed (renewal starts 2026-07-01)"
     assert _cover_words(CoverStatus(CoverState.lapsed, date(2026, 5, 31))) == "lapsed"
+    expiring = CoverStatus(CoverState.expiring, date(2026, 6, 20), True, starts_on=start)
+    assert _cover_words(expiring) == "expiring (renewal starts 2026-07-01)"
     coming = CoverStatus(CoverState.not_yet_in_force, None, starts_on=start)
     assert _cover_words(coming) == "not yet in force (starts 2026-07-01)"
