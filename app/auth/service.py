@@ -131,9 +131,12 @@ async def _sign_up_duplicate(session: AsyncSession, env: AuthEnv, email: str) ->
 
 
 async def limit_link(env: AuthEnv, purpose: Purpose, token: str) -> None:
-    """Each link is limited on its own and per caller IP, like every public token field."""
-    await env.limit(Policy.PUBLIC_TOKEN_PER_TOKEN, tokens.rate_key(env.secret_key, purpose, token))
-    await env.limit(Policy.PUBLIC_TOKEN_PER_IP, env.ip_key)
+    """Each link is limited on its own and per caller IP, like every public token field: counted
+    together, so a caller past its own limit uses up nothing of the link's."""
+    await env.limiter.hit_all(
+        (Policy.PUBLIC_TOKEN_PER_TOKEN, tokens.rate_key(env.secret_key, purpose, token)),
+        (Policy.PUBLIC_TOKEN_PER_IP, env.ip_key),
+    )
 
 
 async def redeem_link(

@@ -179,3 +179,20 @@ async def test_sign_ups_refused_for_their_password_send_nothing_and_count_no_mai
         variables = {"input": {"email": email, "password": password, "firmName": f"F{n}"}}
         expected = ["BAD_USER_INPUT"] if n < tries - 1 else []
         assert codes(await browser.gql(SIGN_UP, variables)) == expected, n
+
+
+async def test_a_caller_past_its_own_link_limit_uses_up_nothing_of_a_links(
+    auth_app: Starlette, browser: Browser, smtp: SmtpServer
+) -> None:
+    """The link's limit and the caller's are counted together: refused by its own, a caller
+    replaying someone's link counted against the link, and its owner was refused it."""
+    email = await signed_up(browser, smtp)
+    assert codes(await browser.gql(MAGIC, {"e": email})) == []
+    token = await link_token(smtp, email, "sign-in link")
+    hammering = browser_for(auth_app)
+    async with hammering.client:
+        for _ in range(_limit(Policy.PUBLIC_TOKEN_PER_IP)):
+            await hammering.gql(MAGIC_SIGN_IN, {"t": secrets.token_urlsafe(32)})
+        for _ in range(_limit(Policy.PUBLIC_TOKEN_PER_TOKEN)):
+            assert codes(await hammering.gql(MAGIC_SIGN_IN, {"t": token})) == ["RATE_LIMITED"]
+    assert await _each_from_a_new_address(auth_app, MAGIC_SIGN_IN, {"t": token}) == []
