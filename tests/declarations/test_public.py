@@ -23,6 +23,7 @@ from app.errors import TokenUsed
 from app.http import respond
 from app.partners import first_party
 from app.partners.documents import document_id
+from app.ratelimit.policies import Policy
 from tests.browser import Browser, NewBrowser, browser_for, codes, new_email, signed_up
 from tests.declarations.test_firm_side import (
     COUNTS,
@@ -705,3 +706,18 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
             "The form could not be opened. Check your connection, then reload this page.",
         ]
     ]
+
+
+async def test_a_caller_past_its_own_limit_uses_up_nothing_of_a_recipients_link(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser
+) -> None:
+    """A caller refused by its own limit counts nothing against the link: replaying a
+    recipient's link, it would leave the recipient refused (as account links did)."""
+    await signed_up(browser, smtp, firm="Limits Ltd")
+    _, token = await sent_declaration(browser, smtp, new_email())
+    hammering = new_browser()
+    for _ in range(int(Policy.PUBLIC_TOKEN_PER_IP.item.amount)):
+        await hammering.gql(FORM, {"t": "x" + uuid.uuid4().hex})
+    for _ in range(int(Policy.PUBLIC_TOKEN_PER_TOKEN.item.amount)):
+        assert codes(await hammering.gql(FORM, {"t": token})) == ["RATE_LIMITED"]
+    assert (await form(new_browser(), token))["recipientName"] == "Pat Doe"
