@@ -61,6 +61,15 @@ _IDEOGRAPHS = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0
 _NEWER_IDEOGRAPHS = ((0x2B739, 0x2B739), (0x2EBF0, 0x2EE5D), (0x31350, 0x323AF), (0x323B0, 0x33479))
 _IDEOGRAPHIC_SELECTORS = (0xE0100, 0xE01EF)
 _MONGOLIAN_LETTERS, _MONGOLIAN_SELECTORS = (0x1820, 0x18AF), (0x180B, 0x180F)
+# A keycap emoji (1\ufe0f\u20e3) is a digit, # or *, the emoji selector, then the keycap that
+# encloses them, which shows.
+_KEYCAP_BASES, _KEYCAP = frozenset("0123456789#*"), "\u20e3"
+# The flags of England, Scotland and Wales: a black flag, tag letters spelling the place, a
+# cancel tag. Only these three: any other run of tags would carry ASCII no reader sees.
+_SUBDIVISION_FLAGS = tuple(
+    "\U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in place) + "\U000e007f"
+    for place in ("gbeng", "gbsct", "gbwls")
+)
 
 
 def _within(c: str, span: tuple[int, int]) -> bool:
@@ -70,9 +79,12 @@ def _within(c: str, span: tuple[int, int]) -> bool:
 def hides_something(text: str) -> bool:
     """Whether ``text`` holds a character shown as nothing (or not assigned yet) other than a
     joiner between two characters beyond ASCII that show, or one variation selector after such
-    a character (an emoji's selector may precede its joiner), as emoji and Persian need; one
-    ideographic variation selector after an ideograph, or a Mongolian one after a Mongolian
-    letter, as names written in them need."""
+    a character (an emoji's selector may precede its joiner), as emoji and Persian need; the
+    selector of a keycap emoji (a digit, # or * then U+FE0F U+20E3) and the tags of the flags
+    of England, Scotland and Wales; one ideographic variation selector after an ideograph, or
+    a Mongolian one after a Mongolian letter, as names written in them need."""
+    for flag in _SUBDIVISION_FLAGS:
+        text = text.replace(flag, flag[0])  # checked as the black flag it is drawn over
     for i, c in enumerate(text):
         if not (ignorable(c) or unicodedata.category(c) == "Cn"):
             continue
@@ -81,6 +93,8 @@ def hides_something(text: str) -> bool:
         if _newer_ideograph(c):
             continue
         if c in _SELECTORS and _shows_beyond_ascii(before):
+            continue
+        if c == "\ufe0f" and before in _KEYCAP_BASES and after == _KEYCAP:
             continue
         if _within(c, _IDEOGRAPHIC_SELECTORS) and any(_within(before, s) for s in _IDEOGRAPHS):
             continue

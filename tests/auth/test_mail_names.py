@@ -6,7 +6,7 @@ import pytest
 
 from app.auth.mails import name_for_mail
 from app.ratelimit.mailbox import mailbox
-from app.visible import plain_name
+from app.visible import hides_something, plain_name
 
 
 @pytest.mark.parametrize(
@@ -133,3 +133,44 @@ def test_an_ideograph_added_to_an_older_block_passes_and_a_blocks_unassigned_tai
     for name in ["\U0002ee5e\U0002ee5f", "\U0003347a\U0003347b\U0003347c"]:
         with pytest.raises(ValueError, match="show as nothing"):
             plain_name(name)
+
+
+def _tags(letters: str) -> str:
+    return "".join(chr(0xE0000 + ord(c)) for c in letters)
+
+
+ENGLAND = "\U0001f3f4" + _tags("gbeng") + "\U000e007f"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        f"Rose Ltd {ENGLAND}",
+        "Thistle Ltd \U0001f3f4" + _tags("gbsct") + "\U000e007f",
+        "Dragon Ltd \U0001f3f4" + _tags("gbwls") + "\U000e007f",
+        "Step 1\ufe0f\u20e3 Ltd",  # a keycap: the selector between the digit and the keycap
+        "Hash #\ufe0f\u20e3 and star *\ufe0f\u20e3",
+    ],
+)
+def test_the_home_nations_flags_and_keycaps_pass(name: str) -> None:
+    assert not hides_something(name)
+    assert plain_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Acme \U0001f3f4" + _tags("wire5000") + "\U000e007f",  # tags of other letters: ASCII unseen
+        "Acme \U0001f3f4" + _tags("gbeng"),  # no cancel tag
+        "Acme " + _tags("gbeng") + "\U000e007f",  # no black flag
+        "Acme " + ENGLAND + _tags("x"),  # a tag after the flag
+        "Acme \U0001f3f4" + _tags("GBENG") + "\U000e007f",  # not the flag's letters
+        "Step 1\ufe0f done",  # a keycap's selector without the keycap
+        "Step A\ufe0f\u20e3",  # the selector after a letter
+        "Step 1\ufe0f\ufe0f\u20e3",  # two selectors
+    ],
+)
+def test_tags_and_selectors_outside_those_sequences_are_refused(name: str) -> None:
+    assert hides_something(name)
+    with pytest.raises(ValueError, match="show as nothing"):
+        plain_name(name)
