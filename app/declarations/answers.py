@@ -77,12 +77,18 @@ def _parse_date(value: object) -> object:
 # they are held to what signatures and form text are: "I have \u202esnoitcivnoc on\u202c"
 # would show as "I have no convictions" while the record says otherwise.
 _REFUSALS: dict[Unshown, str] = {
-    "reorders": "An answer may not hold characters that reorder text (bidi controls).",
+    "reorders": "An answer may not hold characters that reorder text (bidi embeddings, "
+    "overrides or isolates).",
     "control": "An answer may not hold control characters; line breaks and tabs are fine.",
     "hides": "An answer may not hold characters that show as nothing, such as the zero-width "
     "spaces pasted text can carry.",
 }
-_ONE_LINE = "Write this answer on one line, without tabs or control characters."
+_ONE_LINE = "Write this answer on one line, without control characters."
+# What an answer may hold that shown_otherwise, written for names, refuses: a tab, which shows
+# as white space even on one line, and the marks Hebrew and Arabic keyboards type (left-to-right,
+# right-to-left, Arabic letter), which reverse no run of text as the embeddings, overrides and
+# isolates still refused do. Each is checked as a space, so no joiner or selector leans on one.
+_PASSING = str.maketrans(dict.fromkeys("\t\u200e\u200f\u061c", " "))
 
 
 def _line_feeds(value: object) -> object:
@@ -99,7 +105,7 @@ def _shown_as_stored(*, required: bool, lines: bool) -> Callable[[str], str | No
             if required:
                 raise PydanticCustomError("string_too_short", ANSWER_REQUIRED)
             return None
-        problem = shown_otherwise(value, lines=lines)
+        problem = shown_otherwise(value.translate(_PASSING), lines=lines)
         if problem is not None:
             message = _ONE_LINE if problem == "control" and not lines else _REFUSALS[problem]
             raise PydanticCustomError(f"answer_{problem}", message)

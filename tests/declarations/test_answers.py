@@ -117,14 +117,27 @@ def test_blank_optional_text_is_no_answer(blank: str) -> None:
         ("notes", "No\u200bne", "show as nothing"),
         ("role", "CFO\nCEO", "one line"),
         ("role", "CFO\r\nCEO", "one line"),
-        ("role", "CFO\tCEO", "one line"),
         ("role", "Advi\u202eser", "reorder text"),
+        ("notes", "\u05d0\u200f\u200d\u05d1", "show as nothing"),  # a joiner on a mark
     ],
 )
 def test_text_shown_otherwise_than_stored_is_refused(field: str, value: str, message: str) -> None:
     [error] = _errors({**VALID, field: value})
     assert error["field"] == f"answers.{field}"
     assert message in error["message"], error
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("role", "CFO\tCEO"),  # a tab pasted into one line shows as white space
+        ("role", "\u05de\u05e0\u05d4\u05dc\u200f"),  # a right-to-left mark, as keyboards type
+        ("notes", "Policy \u05d0\u200e-123"),  # a left-to-right mark
+        ("notes", "\u0661\u061c-\u0662"),  # an Arabic letter mark
+    ],
+)
+def test_a_tab_and_the_marks_keyboards_type_are_kept(field: str, value: str) -> None:
+    assert validate_answers(SPEC, {**VALID, field: value})[field] == value
 
 
 def test_long_text_keeps_its_lines_and_stores_windows_line_ends_as_line_feeds() -> None:

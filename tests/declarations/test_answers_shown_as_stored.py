@@ -21,8 +21,12 @@ HIDES = (
     "pasted text can carry."
 )
 CONTROL = "An answer may not hold control characters; line breaks and tabs are fine."
-REORDERS = "An answer may not hold characters that reorder text (bidi controls)."
-ONE_LINE = "Write this answer on one line, without tabs or control characters."
+REORDERS = (
+    "An answer may not hold characters that reorder text (bidi embeddings, overrides or isolates)."
+)
+ONE_LINE = "Write this answer on one line, without control characters."
+READ_RECEIPT = """query($id: UUID!) { declaration(id: $id) {
+  response { answers responseSha256 receiptCoversForm } } }"""
 QUESTIONS = (
     question("role", "short_text", required=False),
     question("conduct", "long_text", required=False),
@@ -47,7 +51,7 @@ async def _sent(browser: Browser, smtp: SmtpServer, new_browser: NewBrowser) -> 
         ("conduct", "None\u2028Convicted in 2019", CONTROL),  # a line separator: not a line feed
         ("conduct", "None\U000e0041\U000e0042", HIDES),  # tag characters: shown as nothing
         ("role", "Adviser\nIMPORTANT: cover confirmed", ONE_LINE),  # shown on one line
-        ("role", "Adviser\u200f", REORDERS),  # a right-to-left mark
+        ("role", "Adviser \u2067CEO\u2069", REORDERS),  # a right-to-left isolate
         ("convicted_explanation", "Speeding\u200b\u200b\u200bfraud", HIDES),
     ],
 )
@@ -89,3 +93,21 @@ async def test_text_in_any_script_and_emoji_are_kept_as_sent(
     ok(await recipient.gql(SUBMIT, {"t": token, "i": submission(answers)}))
     stored = ok(await browser.gql(READ, {"id": declaration_id}))["declaration"]["response"]
     assert stored["answers"] == {**answers, "conduct": answers["conduct"].replace("\r\n", "\n")}
+
+
+async def test_text_typed_or_pasted_as_it_shows_is_kept(
+    browser: Browser, new_browser: NewBrowser, smtp: SmtpServer
+) -> None:
+    """A tab pasted into one line, and the marks Hebrew and Arabic keyboards type (they reverse
+    no run of text), are kept as sent; the receipt covers the answers as stored."""
+    declaration_id, token, recipient = await _sent(browser, smtp, new_browser)
+    answers = {
+        "role": "Adviser\tCFO",
+        "conduct": "\u05d9\u05d5\u05e2\u05e5 \u200f(2019)\u200e \u0661\u061c-\u0662",
+        "convicted": False,
+    }
+    sent = ok(await recipient.gql(SUBMIT, {"t": token, "i": submission(answers)}))
+    stored = ok(await browser.gql(READ_RECEIPT, {"id": declaration_id}))["declaration"]["response"]
+    assert stored["answers"] == answers
+    assert stored["responseSha256"] == sent["submitDeclaration"]["responseSha256"]
+    assert stored["receiptCoversForm"] is True  # the receipt is the hash of what is stored
