@@ -91,10 +91,15 @@ _ONE_LINE = "Write this answer on one line, without control characters."
 _PASSING = str.maketrans(dict.fromkeys("\t\u200e\u200f\u061c", " "))
 
 
+# A browser's text box sends line feeds; a client on Windows may send CRLF (or CR), and text
+# pasted from Word or a PDF may hold a line or paragraph separator (U+2028, U+2029) or a next
+# line (U+0085). Each ends a line as it shows, and is stored as the line feed the page would
+# have sent, not refused as a control character.
+_LINE_END = re.compile("\r\n|[\r\x85\u2028\u2029]")
+
+
 def _line_feeds(value: object) -> object:
-    # A browser's text box sends line feeds; a client on Windows may send CRLF (or CR). Each is
-    # stored as the line feed the page would have sent, not refused as a control character.
-    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
+    return _LINE_END.sub("\n", value) if isinstance(value, str) else value
 
 
 def _shown_as_stored(*, required: bool, lines: bool) -> Callable[[str], str | None]:

@@ -111,12 +111,13 @@ def test_blank_optional_text_is_no_answer(blank: str) -> None:
         ("notes", "I \u202eton\u202c agree", "reorder text"),
         ("notes", "Yes\u2066 no\u2069", "reorder text"),
         ("notes", "None\x1b[8m at all", "control characters"),
-        ("notes", "None\x85at all", "control characters"),
-        ("notes", "None\u2029at all", "control characters"),
+        ("notes", "None\x7fat all", "control characters"),
         ("notes", "None\U000e0041", "show as nothing"),
         ("notes", "No\u200bne", "show as nothing"),
         ("role", "CFO\nCEO", "one line"),
         ("role", "CFO\r\nCEO", "one line"),
+        ("role", "CFO\u2028CEO", "one line"),
+        ("role", "CFO\x85CEO", "one line"),
         ("role", "Advi\u202eser", "reorder text"),
         ("notes", "\u05d0\u200f\u200d\u05d1", "show as nothing"),  # a joiner on a mark
     ],
@@ -140,9 +141,9 @@ def test_a_tab_and_the_marks_keyboards_type_are_kept(field: str, value: str) -> 
     assert validate_answers(SPEC, {**VALID, field: value})[field] == value
 
 
-def test_long_text_keeps_its_lines_and_stores_windows_line_ends_as_line_feeds() -> None:
-    notes = "Line one.\r\nLine two.\rLine three.\n\tIndented."
-    expected = "Line one.\nLine two.\nLine three.\n\tIndented."
+def test_long_text_keeps_its_lines_and_stores_other_line_ends_as_line_feeds() -> None:
+    notes = "Line one.\r\nLine two.\rLine three.\n\tIndented.\u2028Four.\u2029Five.\x85Six."
+    expected = "Line one.\nLine two.\nLine three.\n\tIndented.\nFour.\nFive.\nSix."
     assert validate_answers(SPEC, {**VALID, "notes": notes})["notes"] == expected
 
 

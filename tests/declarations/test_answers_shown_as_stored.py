@@ -48,7 +48,8 @@ async def _sent(browser: Browser, smtp: SmtpServer, new_browser: NewBrowser) -> 
     [
         ("conduct", "I have \u202esnoitcivnoc on\u202c", REORDERS),  # shows "I have no convictions"
         ("conduct", "None\x1b[8m except a 2019 conviction", CONTROL),  # an escape sequence
-        ("conduct", "None\u2028Convicted in 2019", CONTROL),  # a line separator: not a line feed
+        ("conduct", "None\x1b]8;;https://x.example\x1b\\2019", CONTROL),  # a terminal link
+        ("role", "Adviser\u2028CEO", ONE_LINE),  # a line separator breaks a line too
         ("conduct", "None\U000e0041\U000e0042", HIDES),  # tag characters: shown as nothing
         ("role", "Adviser\nIMPORTANT: cover confirmed", ONE_LINE),  # shown on one line
         ("role", "Adviser \u2067CEO\u2069", REORDERS),  # a right-to-left isolate
@@ -99,15 +100,18 @@ async def test_text_typed_or_pasted_as_it_shows_is_kept(
     browser: Browser, new_browser: NewBrowser, smtp: SmtpServer
 ) -> None:
     """A tab pasted into one line, and the marks Hebrew and Arabic keyboards type (they reverse
-    no run of text), are kept as sent; the receipt covers the answers as stored."""
+    no run of text), are kept as sent; a long text's line and paragraph separators are stored
+    as line feeds. The receipt covers the answers as stored."""
     declaration_id, token, recipient = await _sent(browser, smtp, new_browser)
     answers = {
         "role": "Adviser\tCFO",
-        "conduct": "\u05d9\u05d5\u05e2\u05e5 \u200f(2019)\u200e \u0661\u061c-\u0662",
+        "conduct": "\u05d9\u05d5\u05e2\u05e5 \u200f(2019)\u200e \u0661\u061c-\u0662"
+        "\u2028Pasted.\u2029From Word.",
         "convicted": False,
     }
     sent = ok(await recipient.gql(SUBMIT, {"t": token, "i": submission(answers)}))
     stored = ok(await browser.gql(READ_RECEIPT, {"id": declaration_id}))["declaration"]["response"]
-    assert stored["answers"] == answers
+    conduct = answers["conduct"].replace("\u2028", "\n").replace("\u2029", "\n")
+    assert stored["answers"] == {**answers, "conduct": conduct}
     assert stored["responseSha256"] == sent["submitDeclaration"]["responseSha256"]
     assert stored["receiptCoversForm"] is True  # the receipt is the hash of what is stored
