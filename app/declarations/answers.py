@@ -7,8 +7,8 @@ a person can act on, all at once, as ``BadUserInput(fields=[...])``.
 Answers arrive as JSON: yes/no is ``true``/``false``, text is a string, a date is
 ``"YYYY-MM-DD"``, money is a whole number of pence, a choice is one of the listed strings, and
 a yes/no question with ``explain_if`` takes its explanation under ``"<id>_explanation"``.
-Text is held to what it shows (``visible.shown_otherwise``): a short text is one line, a long
-text and an explanation may run to several.
+Text is held to what it shows (``visible.shown_otherwise``), once the paste debris that shows as
+nothing is dropped: a short text is one line, a long text and an explanation may run to several.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ _REFUSALS: dict[Unshown, str] = {
     "reorders": "An answer may not hold characters that reorder text (bidi embeddings, "
     "overrides or isolates).",
     "control": "An answer may not hold control characters; line breaks and tabs are fine.",
-    "hides": "An answer may not hold characters that show as nothing, such as the zero-width "
-    "spaces pasted text can carry.",
+    "hides": "An answer may not hold characters that show as nothing, which pasted text can "
+    "carry: type the answer rather than paste it.",
 }
 _ONE_LINE = "Write this answer on one line, without control characters."
 # What an answer may hold that shown_otherwise, written for names, refuses: a tab, which shows
@@ -97,14 +97,28 @@ _PASSING = str.maketrans(dict.fromkeys("\t\u200e\u200f\u061c", " "))
 # have sent, not refused as a control character.
 _LINE_END = re.compile("\r\n|[\r\x85\u2028\u2029]")
 
+# What text pasted from Word, a PDF or a web page carries and shows as nothing: a soft hyphen
+# (shown, as a hyphen, only where a line happens to break at it), a zero-width space, a word
+# joiner, a byte order mark. The recipient cannot see them, so could not remove them were they
+# refused; they carry no word, only bits. Dropping them changes nothing shown, so what is
+# stored, listed, printed in the pack and hashed into the receipt (the receipt covers the
+# answer as stored, without them) is what the recipient saw.
+_DEBRIS = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
 
-def _line_feeds(value: object) -> object:
-    return _LINE_END.sub("\n", value) if isinstance(value, str) else value
+
+def _as_shown(*, lines: bool) -> Callable[[object], object]:
+    def normalise(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        value = value.translate(_DEBRIS)
+        return _LINE_END.sub("\n", value) if lines else value
+
+    return normalise
 
 
 def _shown_as_stored(*, required: bool, lines: bool) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
-        # Only spaces, or only what is not shown (a zero-width space), is no answer, not an
+        # Only spaces, or only what is not shown (a joiner), is no answer, not an
         # answer of "" nor one refused for what it hides.
         if not shows_anything(value):
             if required:
@@ -120,8 +134,9 @@ def _shown_as_stored(*, required: bool, lines: bool) -> Callable[[str], str | No
 
 
 def _text(max_length: int, *, required: bool, lines: bool) -> Any:
-    """Text as stored: stripped, within its length, shown as it is stored; ``lines`` lets it
-    run to several lines (a long text, an explanation), else it is one line."""
+    """Text as stored: without paste debris or white space at its ends, within its length,
+    shown as it is stored; ``lines`` lets it run to several lines (a long text, an
+    explanation), else it is one line."""
     constraints = StringConstraints(
         strip_whitespace=True,
         strict=True,
@@ -129,9 +144,7 @@ def _text(max_length: int, *, required: bool, lines: bool) -> Any:
         max_length=max_length,
     )
     shown = AfterValidator(_shown_as_stored(required=required, lines=lines))
-    if lines:
-        return Annotated[str, constraints, shown, BeforeValidator(_line_feeds)]
-    return Annotated[str, constraints, shown]
+    return Annotated[str, constraints, shown, BeforeValidator(_as_shown(lines=lines))]
 
 
 def _answer_type(question: Question) -> Any:

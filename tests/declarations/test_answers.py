@@ -113,7 +113,7 @@ def test_blank_optional_text_is_no_answer(blank: str) -> None:
         ("notes", "None\x1b[8m at all", "control characters"),
         ("notes", "None\x7fat all", "control characters"),
         ("notes", "None\U000e0041", "show as nothing"),
-        ("notes", "No\u200bne", "show as nothing"),
+        ("notes", "No\u200c\u200dne", "show as nothing"),  # joiners between Latin letters
         ("role", "CFO\nCEO", "one line"),
         ("role", "CFO\r\nCEO", "one line"),
         ("role", "CFO\u2028CEO", "one line"),
@@ -139,6 +139,28 @@ def test_text_shown_otherwise_than_stored_is_refused(field: str, value: str, mes
 )
 def test_a_tab_and_the_marks_keyboards_type_are_kept(field: str, value: str) -> None:
     assert validate_answers(SPEC, {**VALID, field: value})[field] == value
+
+
+@pytest.mark.parametrize(
+    ("answers", "field", "stored"),
+    [
+        ({"notes": "Pasted from Word: com\u00adpliance"}, "notes", "Pasted from Word: compliance"),
+        ({"notes": "\ufeffFrom a PDF\u200b: cover\u2060ed"}, "notes", "From a PDF: covered"),
+        ({"role": "Ad\u00advi\u00adser\u200b\u200b\u200b\u200b"}, "role", "Adviser"),  # 7 of 10
+        ({"role": "\u200b CFO \ufeff"}, "role", "CFO"),
+        (
+            {"convicted": True, "convicted_explanation": "\ufeffSpee\u00adding"},
+            "convicted_explanation",
+            "Speeding",
+        ),
+    ],
+)
+def test_paste_debris_that_shows_as_nothing_is_dropped(
+    answers: dict[str, Any], field: str, stored: str
+) -> None:
+    """A soft hyphen, zero-width space, word joiner and byte order mark, which the recipient
+    cannot see to remove, are dropped before the answer is checked, measured and stored."""
+    assert validate_answers(SPEC, {**VALID, **answers})[field] == stored
 
 
 def test_long_text_keeps_its_lines_and_stores_other_line_ends_as_line_feeds() -> None:

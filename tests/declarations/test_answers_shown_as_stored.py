@@ -17,8 +17,8 @@ from tests.declarations.test_loop import READ, SUBMIT, sent_declaration
 from tests.mail.smtp import SmtpServer
 
 HIDES = (
-    "An answer may not hold characters that show as nothing, such as the zero-width spaces "
-    "pasted text can carry."
+    "An answer may not hold characters that show as nothing, which pasted text can carry: "
+    "type the answer rather than paste it."
 )
 CONTROL = "An answer may not hold control characters; line breaks and tabs are fine."
 REORDERS = (
@@ -53,7 +53,7 @@ async def _sent(browser: Browser, smtp: SmtpServer, new_browser: NewBrowser) -> 
         ("conduct", "None\U000e0041\U000e0042", HIDES),  # tag characters: shown as nothing
         ("role", "Adviser\nIMPORTANT: cover confirmed", ONE_LINE),  # shown on one line
         ("role", "Adviser \u2067CEO\u2069", REORDERS),  # a right-to-left isolate
-        ("convicted_explanation", "Speeding\u200b\u200b\u200bfraud", HIDES),
+        ("convicted_explanation", "Speeding\u200c\u200d\u200cfraud", HIDES),  # bits in joiners
     ],
 )
 async def test_an_answer_is_shown_as_it_is_stored(
@@ -101,17 +101,23 @@ async def test_text_typed_or_pasted_as_it_shows_is_kept(
 ) -> None:
     """A tab pasted into one line, and the marks Hebrew and Arabic keyboards type (they reverse
     no run of text), are kept as sent; a long text's line and paragraph separators are stored
-    as line feeds. The receipt covers the answers as stored."""
+    as line feeds, and paste debris that shows as nothing (a soft hyphen, a zero-width space, a
+    word joiner, a byte order mark) is dropped. The receipt covers the answers as stored."""
     declaration_id, token, recipient = await _sent(browser, smtp, new_browser)
+    hebrew, arabic = "\u05d9\u05d5\u05e2\u05e5 \u200f(2019)\u200e", "\u0661\u061c-\u0662"
     answers = {
-        "role": "Adviser\tCFO",
-        "conduct": "\u05d9\u05d5\u05e2\u05e5 \u200f(2019)\u200e \u0661\u061c-\u0662"
-        "\u2028Pasted.\u2029From Word.",
-        "convicted": False,
+        "role": "\ufeffAdviser\tCFO",
+        "conduct": f"{hebrew} {arabic}\u2028Pasted.\u2029From Word: com\u00adpli\u200bance.",
+        "convicted": True,
+        "convicted_explanation": "Speeding\u2060 2019",
     }
     sent = ok(await recipient.gql(SUBMIT, {"t": token, "i": submission(answers)}))
     stored = ok(await browser.gql(READ_RECEIPT, {"id": declaration_id}))["declaration"]["response"]
-    conduct = answers["conduct"].replace("\u2028", "\n").replace("\u2029", "\n")
-    assert stored["answers"] == {**answers, "conduct": conduct}
+    assert stored["answers"] == {
+        "role": "Adviser\tCFO",
+        "conduct": f"{hebrew} {arabic}\nPasted.\nFrom Word: compliance.",
+        "convicted": True,
+        "convicted_explanation": "Speeding 2019",
+    }
     assert stored["responseSha256"] == sent["submitDeclaration"]["responseSha256"]
     assert stored["receiptCoversForm"] is True  # the receipt is the hash of what is stored
