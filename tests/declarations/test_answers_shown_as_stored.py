@@ -79,17 +79,22 @@ async def test_text_in_any_script_and_emoji_are_kept_as_sent(
     browser: Browser, new_browser: NewBrowser, smtp: SmtpServer
 ) -> None:
     """Hebrew and Arabic (their letters, not the controls), a Persian word with its joiner,
-    emoji joined into one and with their presentation selector; line breaks and tabs in a long
-    text, whose Windows line ends are stored as the line feeds the answer page sends."""
+    emoji joined into one and with their presentation selector, the flags of England, Scotland
+    and Wales and a keycap; line breaks and tabs in a long text, whose Windows line ends are
+    stored as the line feeds the answer page sends."""
     declaration_id, token, recipient = await _sent(browser, smtp, new_browser)
     hebrew, arabic = "\u05d9\u05d5\u05e2\u05e5", "\u0645\u0633\u062a\u0634\u0627\u0631"
     persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # a joiner between letters
     family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # three emoji joined into one
+    flags = "".join(
+        "\U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in place) + "\U000e007f"
+        for place in ("gbeng", "gbsct", "gbwls")
+    )
     answers = {
         "role": f"{hebrew} {arabic} {persian}",
         "conduct": f"Fine \U0001f44d\U0001f3fd\r\n\tTeam: {family} \u2764\ufe0f",
         "convicted": True,
-        "convicted_explanation": "Line one.\nLine two.",
+        "convicted_explanation": f"Line one.\nLine 2\ufe0f\u20e3 in {flags}.",
     }
     ok(await recipient.gql(SUBMIT, {"t": token, "i": submission(answers)}))
     stored = ok(await browser.gql(READ, {"id": declaration_id}))["declaration"]["response"]
