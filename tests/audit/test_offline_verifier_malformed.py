@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.audit import canonical
 from app.audit.signing import SigningKey
+from tests.audit.test_offline_verifier import _signed_bytes
 from tests.audit.test_tamper import run_verifier
 from tools import verify_audit
 
@@ -88,19 +89,8 @@ def _export(key: SigningKey) -> list[Item]:
     return [header, first, second, _checkpoint(key, cp)]
 
 
-def _signed(body: bytes, key: SigningKey) -> bytes:
-    digest = hashlib.sha256(body).digest()
-    trailer = {
-        "type": "signature",
-        "sha256": digest.hex(),
-        "key_id": key.key_id,
-        "signature": base64.b64encode(key.sign(digest)).decode(),
-    }
-    return body + _line(trailer)
-
-
 def _file(items: list[Item], key: SigningKey) -> bytes:
-    return _signed(b"".join(map(_line, items)), key)
+    return _signed_bytes(b"".join(map(_line, items)), key)
 
 
 @pytest.fixture
@@ -150,7 +140,7 @@ def test_deep_nesting_anywhere_in_an_export_is_refused_naming_its_line(
     intact = _file(items, key)
     assert _verify(tmp_path, key, intact)[0] == 0
     middle = b"".join(map(_line, items[:2])) + DEEP.encode() + b"\n"
-    code, out = _verify(tmp_path, key, _signed(middle, key))
+    code, out = _verify(tmp_path, key, _signed_bytes(middle, key))
     assert (code, out) == (1, "BROKEN: line 3: not a JSON line (nested too deeply)\n")
 
     # As an entry's canonical bytes, hashed as the chain would hash them.

@@ -119,6 +119,12 @@ async def test_a_caller_at_its_own_limit_leaves_the_address_its_limit(
         await limiter.hit(shared, victim)  # room for exactly the limit: nothing was counted
 
 
+def _from_anywhere(limiter: RateLimiter) -> AuthEnv:
+    """A caller at an address of its own (Redis outlives runs: never one used before)."""
+    caller = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
+    return AuthEnv(cast(Settings, None), "", b"", limiter, caller, None)
+
+
 async def test_an_addresss_mail_limit_counts_its_mailbox_however_spelled(
     limiter: RateLimiter,
 ) -> None:
@@ -126,14 +132,10 @@ async def test_an_addresss_mail_limit_counts_its_mailbox_however_spelled(
     own. From a new caller each time, so only the address's limit can refuse."""
     local = uuid.uuid4().hex
 
-    def from_anywhere() -> AuthEnv:
-        caller = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
-        return AuthEnv(cast(Settings, None), "", b"", limiter, caller, None)
-
     for n in range(int(Policy.MAIL_SEND_PER_EMAIL.item.amount)):
-        await from_anywhere().limit_mail(f"{local}+{n}@example.test")
+        await _from_anywhere(limiter).limit_mail(f"{local}+{n}@example.test")
     with pytest.raises(RateLimited):
-        await from_anywhere().limit_mail(f"{local.upper()}@EXAMPLE.test")
+        await _from_anywhere(limiter).limit_mail(f"{local.upper()}@EXAMPLE.test")
 
 
 @pytest.mark.parametrize(
@@ -153,14 +155,10 @@ async def test_a_domains_spellings_count_as_the_one_domain(
     a limit of its own, so one inbox was sent the limit's worth of mail per spelling."""
     local = uuid.uuid4().hex
 
-    def from_anywhere() -> AuthEnv:
-        caller = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
-        return AuthEnv(cast(Settings, None), "", b"", limiter, caller, None)
-
     for _ in range(int(Policy.MAIL_SEND_PER_EMAIL.item.amount)):
-        await from_anywhere().limit_mail(f"{local}@b\u00fccher.example")
+        await _from_anywhere(limiter).limit_mail(f"{local}@b\u00fccher.example")
     with pytest.raises(RateLimited):
-        await from_anywhere().limit_mail(spelled.format(local=local))
+        await _from_anywhere(limiter).limit_mail(spelled.format(local=local))
 
 
 def test_a_domain_is_keyed_as_idna_2008_names_it() -> None:
@@ -181,17 +179,14 @@ async def test_one_caller_spelling_a_mailbox_many_ways_gets_its_own_five(
     """The per-caller share of an address is per mailbox: one caller sending to a+1@, a+2@, …
     had five of each, used up the mailbox's whole ceiling from one place, and its owner was
     refused a sign-in link from anywhere else."""
-    caller = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
-    stranger = AuthEnv(cast(Settings, None), "", b"", limiter, caller, None)
+    stranger = _from_anywhere(limiter)
     local = uuid.uuid4().hex
     own = int(Policy.MAIL_SEND_PER_EMAIL_AND_IP.item.amount)
     for n in range(own):
         await stranger.limit_mail(f"{local}+{n}@example.test")
     with pytest.raises(RateLimited):
         await stranger.limit_mail(f"{local}+more@example.test")
-    elsewhere = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
-    owner = AuthEnv(cast(Settings, None), "", b"", limiter, elsewhere, None)
-    await owner.limit_mail(f"{local}@example.test")
+    await _from_anywhere(limiter).limit_mail(f"{local}@example.test")  # its owner, elsewhere
 
 
 async def test_the_window_slides_rather_than_resetting(
