@@ -27,6 +27,7 @@ from app.db.tenant import tenant_transaction
 from app.declarations import links
 from app.declarations.templates import snapshot
 from app.main import create_app
+from app.ratelimit.policies import Policy
 from tests.browser import Browser, browser_for
 from tests.conftest import Database, http_client, make_settings
 from tests.declarations.test_loop import FORM, SUBMIT, valid_answers
@@ -193,7 +194,11 @@ async def test_twenty_concurrent_sign_ins_by_one_magic_link_have_exactly_one_win
     actions = await _actions(superuser_engine, member.firm_id)
     user = str(member.user_id)
     assert actions["auth.sign_in.succeeded", user] == rounds
-    assert actions["auth.token.refused", user] == rounds * (WAY - 1)
+    # The losers' refusals are on the firm's chain to its hourly bound (each from a caller of
+    # its own), the rest on the platform's alone (tests/auth/test_refusals_recorded.py).
+    bound = int(Policy.ACCOUNT_REFUSALS_RECORDED.item.amount)
+    assert rounds * (WAY - 1) > bound
+    assert actions["auth.token.refused", user] == bound
     async with superuser_engine.connect() as conn:
         sessions = await conn.execute(
             text("select count(*) from sessions where user_id = :u"), {"u": member.user_id}
