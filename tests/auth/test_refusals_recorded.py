@@ -5,6 +5,8 @@ permanent trail, past what one export takes in some 33 hours."""
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -34,13 +36,27 @@ async def _recorded(superuser: AsyncEngine, action: Action, firm_id: object) -> 
         return int(await conn.scalar(query) or 0)
 
 
-async def _on_platform(superuser: AsyncEngine, action: Action, ips: list[str]) -> int:
+async def _on_platform(
+    superuser: AsyncEngine,
+    action: Action,
+    ips: list[str],
+    account: tuple[uuid.UUID, uuid.UUID] | None = None,
+) -> int:
+    """The platform's entries of these callers; with ``account``, those that name it (and its
+    firm): kept off the firm's chain, a refusal must still say whose it was."""
     async with superuser.connect() as conn:
         query = select(func.count()).where(
             AuditEntry.action == action.value,
             AuditEntry.firm_id.is_(None),
             AuditEntry.ip.in_(ips),
         )
+        if account is not None:
+            user_id, firm_id = account
+            query = query.where(
+                AuditEntry.target_type == "user",
+                AuditEntry.target_id == str(user_id),
+                AuditEntry.details["firm_id"].astext == str(firm_id),
+            )
         return int(await conn.scalar(query) or 0)
 
 
@@ -59,6 +75,9 @@ async def test_failed_sign_ins_are_on_the_firms_chain_once_an_hour_per_caller_an
     firm = await _recorded(superuser_engine, Action.SIGN_IN_FAILED, victim.firm_id)
     assert firm == ceiling
     assert await _on_platform(superuser_engine, Action.SIGN_IN_FAILED, ips) == len(ips) + 2
+    account = (victim.user_id, victim.firm_id)
+    kept_off = len(ips) + 2 - ceiling
+    assert await _on_platform(superuser_engine, Action.SIGN_IN_FAILED, ips, account) == kept_off
 
 
 async def test_a_spent_link_replayed_is_on_the_firms_chain_once_an_hour_per_caller(
@@ -79,4 +98,5 @@ async def test_a_spent_link_replayed_is_on_the_firms_chain_once_an_hour_per_call
         assert codes(await second.gql(MAGIC_SIGN_IN, {"t": token})) == ["TOKEN_USED"]
     assert await _recorded(superuser_engine, Action.TOKEN_REFUSED, member.firm_id) == 2
     # The two replays the firm's chain did not take are on the platform's.
-    assert await _on_platform(superuser_engine, Action.TOKEN_REFUSED, ips) == 2
+    account = (member.user_id, member.firm_id)
+    assert await _on_platform(superuser_engine, Action.TOKEN_REFUSED, ips, account) == 2
