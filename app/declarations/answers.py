@@ -78,17 +78,18 @@ def _parse_date(value: object) -> object:
 # would show as "I have no convictions" while the record says otherwise.
 _REFUSALS: dict[Unshown, str] = {
     "reorders": "An answer may not hold characters that reorder text (bidi embeddings, "
-    "overrides or isolates).",
+    "overrides, isolates or direction marks): type it without them.",
     "control": "An answer may not hold control characters; line breaks and tabs are fine.",
     "hides": "An answer may not hold characters that show as nothing, which pasted text can "
     "carry: type the answer rather than paste it.",
 }
 _ONE_LINE = "Write this answer on one line, without control characters."
 # What an answer may hold that shown_otherwise, written for names, refuses: a tab, which shows
-# as white space even on one line, and the marks Hebrew and Arabic keyboards type (left-to-right,
-# right-to-left, Arabic letter), which reverse no run of text as the embeddings, overrides and
-# isolates still refused do. Each is checked as a space, so no joiner or selector leans on one.
-_PASSING = str.maketrans(dict.fromkeys("\t\u200e\u200f\u061c", " "))
+# as white space even on one line. Checked as a space, so no joiner or selector leans on one.
+# Not the direction marks (left-to-right, right-to-left, Arabic letter), though Hebrew and Arabic
+# keyboards type them: beside digits and punctuation a mark reorders what shows ("Owed \u200f100
+# - 2000\u200f" reads "Owed 2000 - 100").
+_PASSING = str.maketrans({"\t": " "})
 
 
 # A browser's text box sends line feeds; a client on Windows may send CRLF (or CR), and text

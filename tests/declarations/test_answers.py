@@ -119,7 +119,11 @@ def test_blank_optional_text_is_no_answer(blank: str) -> None:
         ("role", "CFO\u2028CEO", "one line"),
         ("role", "CFO\x85CEO", "one line"),
         ("role", "Advi\u202eser", "reorder text"),
-        ("notes", "\u05d0\u200f\u200d\u05d1", "show as nothing"),  # a joiner on a mark
+        # The direction marks: beside digits and punctuation they reorder what shows.
+        ("notes", "Owed \u200f100 - 2000\u200f", "reorder text"),  # reads "Owed 2000 - 100"
+        ("role", "1\u200f/\u200f5/80", "reorder text"),
+        ("notes", "\u0661\u061c-\u0662", "reorder text"),  # an Arabic letter mark
+        ("notes", "Policy \u05d0\u200e-123", "reorder text"),  # a left-to-right mark
     ],
 )
 def test_text_shown_otherwise_than_stored_is_refused(field: str, value: str, message: str) -> None:
@@ -132,12 +136,11 @@ def test_text_shown_otherwise_than_stored_is_refused(field: str, value: str, mes
     ("field", "value"),
     [
         ("role", "CFO\tCEO"),  # a tab pasted into one line shows as white space
-        ("role", "\u05de\u05e0\u05d4\u05dc\u200f"),  # a right-to-left mark, as keyboards type
-        ("notes", "Policy \u05d0\u200e-123"),  # a left-to-right mark
-        ("notes", "\u0661\u061c-\u0662"),  # an Arabic letter mark
+        ("notes", "\u05de\u05e0\u05d4\u05dc (2019)"),  # Hebrew, without marks
+        ("notes", "\u0661-\u0662 \u0645\u062f\u064a\u0631"),  # Arabic, without marks
     ],
 )
-def test_a_tab_and_the_marks_keyboards_type_are_kept(field: str, value: str) -> None:
+def test_a_tab_and_right_to_left_text_are_kept(field: str, value: str) -> None:
     assert validate_answers(SPEC, {**VALID, field: value})[field] == value
 
 

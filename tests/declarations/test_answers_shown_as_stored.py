@@ -22,7 +22,8 @@ HIDES = (
 )
 CONTROL = "An answer may not hold control characters; line breaks and tabs are fine."
 REORDERS = (
-    "An answer may not hold characters that reorder text (bidi embeddings, overrides or isolates)."
+    "An answer may not hold characters that reorder text (bidi embeddings, overrides, isolates "
+    "or direction marks): type it without them."
 )
 ONE_LINE = "Write this answer on one line, without control characters."
 READ_RECEIPT = """query($id: UUID!) { declaration(id: $id) {
@@ -104,12 +105,12 @@ async def test_text_in_any_script_and_emoji_are_kept_as_sent(
 async def test_text_typed_or_pasted_as_it_shows_is_kept(
     browser: Browser, new_browser: NewBrowser, smtp: SmtpServer
 ) -> None:
-    """A tab pasted into one line, and the marks Hebrew and Arabic keyboards type (they reverse
-    no run of text), are kept as sent; a long text's line and paragraph separators are stored
-    as line feeds, and paste debris that shows as nothing (a soft hyphen, a zero-width space, a
-    word joiner, a byte order mark) is dropped. The receipt covers the answers as stored."""
+    """A tab pasted into one line, and Hebrew and Arabic, are kept as sent; a long text's line
+    and paragraph separators are stored as line feeds, and paste debris that shows as nothing
+    (a soft hyphen, a zero-width space, a word joiner, a byte order mark) is dropped. The
+    receipt covers the answers as stored."""
     declaration_id, token, recipient = await _sent(browser, smtp, new_browser)
-    hebrew, arabic = "\u05d9\u05d5\u05e2\u05e5 \u200f(2019)\u200e", "\u0661\u061c-\u0662"
+    hebrew, arabic = "\u05d9\u05d5\u05e2\u05e5 (2019)", "\u0661-\u0662"
     answers = {
         "role": "\ufeffAdviser\tCFO",
         "conduct": f"{hebrew} {arabic}\u2028Pasted.\u2029From Word: com\u00adpli\u200bance.",
