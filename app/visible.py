@@ -4,6 +4,7 @@ nothing, however long it is."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Literal
 
@@ -66,9 +67,11 @@ _MONGOLIAN_LETTERS, _MONGOLIAN_SELECTORS = (0x1820, 0x18AF), (0x180B, 0x180F)
 _KEYCAP_BASES, _KEYCAP = frozenset("0123456789#*"), "\u20e3"
 # The flags of England, Scotland and Wales: a black flag, tag letters spelling the place, a
 # cancel tag. Only these three: any other run of tags would carry ASCII no reader sees.
-_SUBDIVISION_FLAGS = tuple(
-    "\U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in place) + "\U000e007f"
-    for place in ("gbeng", "gbsct", "gbwls")
+_SUBDIVISION_FLAGS = re.compile(
+    "|".join(
+        "\U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in place) + "\U000e007f"
+        for place in ("gbeng", "gbsct", "gbwls")
+    )
 )
 
 
@@ -83,8 +86,10 @@ def hides_something(text: str) -> bool:
     selector of a keycap emoji (a digit, # or * then U+FE0F U+20E3) and the tags of the flags
     of England, Scotland and Wales; one ideographic variation selector after an ideograph, or
     a Mongolian one after a Mongolian letter, as names written in them need."""
-    for flag in _SUBDIVISION_FLAGS:
-        text = text.replace(flag, flag[0])  # checked as the black flag it is drawn over
+    # Each checked as the black flag it is drawn over, in one pass: replaced one flag after
+    # another, England's flag followed by Scotland's tags alone became Scotland's flag, and then
+    # a black flag, and tags that showed nothing passed.
+    text = _SUBDIVISION_FLAGS.sub("\U0001f3f4", text)
     for i, c in enumerate(text):
         if not (ignorable(c) or unicodedata.category(c) == "Cn"):
             continue

@@ -164,6 +164,9 @@ def test_the_home_nations_flags_and_keycaps_pass(name: str) -> None:
         "Acme \U0001f3f4" + _tags("gbeng"),  # no cancel tag
         "Acme " + _tags("gbeng") + "\U000e007f",  # no black flag
         "Acme " + ENGLAND + _tags("x"),  # a tag after the flag
+        # Another flag's tags alone after a flag: read as a flag once the first was, they passed.
+        "Acme " + ENGLAND + _tags("gbsct") + "\U000e007f",
+        "Acme \U0001f3f4" + _tags("gbsct") + "\U000e007f" + _tags("gbwls") + "\U000e007f",
         "Acme \U0001f3f4" + _tags("GBENG") + "\U000e007f",  # not the flag's letters
         "Step 1\ufe0f done",  # a keycap's selector without the keycap
         "Step A\ufe0f\u20e3",  # the selector after a letter
