@@ -38,10 +38,12 @@ def _as_dns_names_it(domain: str) -> str:
     """A domain's ASCII form as IDNA 2008 (with UTS 46's mapping, as registries and mail
     servers use it) writes it: bücher.de and xn--bcher-kva.de are one domain, however it is
     composed, cased or written in fullwidth letters, and with its dots written as ideographic
-    full stops; straße.de is not strasse.de. Without the root's dot. A domain IDNA cannot
-    encode stays as folded: mail cannot reach it either."""
-    domain = domain.rstrip(".")
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except UnicodeError:  # idna.IDNAError among them
-        return _folded(domain)
+    full stops; straße.de is not strasse.de. Without the root's dot, however written. One IDNA
+    2008 refuses (a joiner in it), as IDNA 2003, which some servers still use, writes it (the
+    joiner dropped); one neither encodes stays as folded: mail cannot reach it either."""
+    for encode in (lambda d: idna.encode(d, uts46=True), lambda d: d.encode("idna")):
+        try:
+            return str(encode(domain).decode("ascii")).rstrip(".")
+        except UnicodeError:  # idna.IDNAError among them
+            continue
+    return _folded(domain).rstrip(".\u3002\uff0e\uff61")

@@ -169,6 +169,10 @@ def test_a_domain_is_keyed_as_idna_2008_names_it() -> None:
     assert mailbox("a@strasse.de") == "a@strasse.de"
     assert mailbox("a@\u03c2.gr") == "a@xn--3xa.gr"
     assert mailbox("a@example.com.") == "a@example.com"  # the root's dot
+    for stop in "\u3002\uff0e\uff61":  # however written (IDNA maps each to a dot)
+        assert mailbox(f"a@example.com{stop}") == "a@example.com"
+    # A joiner IDNA 2008 refuses, IDNA 2003 (which some servers still use) drops.
+    assert mailbox("a@exa\u200dmple.com") == "a@example.com"
     # One no IDNA encodes, mail cannot reach, and keyed as folded.
     assert mailbox("A@B..Example") == "a@b..example"
 
