@@ -45,6 +45,10 @@ from app.errors import BadUserInput
 from app.visible import Unshown, shown_otherwise, shows_anything
 
 MAX_EXPLANATION = 5000
+# Lines in one long answer or explanation: paragraphs enough for any statement, while the pack
+# prints each line as a paragraph, some half a millisecond each, and a recipient's thousands of
+# line feeds in each of a form's answers could take a pack past its time to render.
+MAX_LINES = 200
 MIN_YEAR, MAX_YEAR = 1900, 2200
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 ANSWER_REQUIRED = "This question must be answered."
@@ -125,6 +129,10 @@ def _shown_as_stored(*, required: bool, lines: bool) -> Callable[[str], str | No
             if required:
                 raise PydanticCustomError("string_too_short", ANSWER_REQUIRED)
             return None
+        if lines and value.count("\n") >= MAX_LINES:
+            raise PydanticCustomError(
+                "answer_lines", f"Write this answer in at most {MAX_LINES} lines."
+            )
         problem = shown_otherwise(value.translate(_PASSING), lines=lines)
         if problem is not None:
             message = _ONE_LINE if problem == "control" and not lines else _REFUSALS[problem]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.declarations.answers import answers_model, validate_answers
+from app.declarations.answers import MAX_LINES, answers_model, validate_answers
 from app.declarations.templates import TemplateSpec, builtin, builtin_id
 from app.errors import BadUserInput
 
@@ -458,3 +458,15 @@ def test_a_pi_cover_confirmation_validates() -> None:
     assert _errors({**answers, "limit_of_indemnity": 0}, template.spec) == [
         {"field": "answers.limit_of_indemnity", "message": "Enter at least £0.01 (1 pence)."}
     ]
+
+
+@pytest.mark.parametrize("field", ["notes", "convicted_explanation"])
+def test_a_long_answer_runs_to_at_most_max_lines(field: str) -> None:
+    """The pack prints each line as a paragraph: thousands of line feeds in each answer took a
+    pack past its time to render, and a firm cannot narrow a pack below one declaration."""
+    answers = {**VALID, "convicted": True} if field == "convicted_explanation" else VALID
+    most = "\n".join(["line"] * MAX_LINES)
+    assert validate_answers(SPEC, {**answers, field: most})[field] == most
+    [error] = _errors({**answers, field: most + "\nline"})
+    assert error["field"] == f"answers.{field}"
+    assert error["message"] == f"Write this answer in at most {MAX_LINES} lines."
