@@ -121,6 +121,17 @@ async function start() {
   sign.append(el("label", {for: "sig"}, "Your full name (signature) *"), el("br"),
     el("input", {id: "sig", required: "", maxlength: "200", autocomplete: "name"}));
   const status = el("div", {role: "status", "aria-live": "polite"});
+  // The question an error names (answers.<id>, or its explanation's) by its label: the
+  // recipient never sees ids. A question's own id first: another's explanation may share it.
+  const where = (field) => {
+    if (field === "signatureName") return "Your full name";
+    if (!field.startsWith("answers.")) return field;
+    const id = field.slice("answers.".length);
+    const asked = f.questions.find((q) => q.id === id);
+    if (asked) return asked.label;
+    const explained = f.questions.find((q) => q.explainIf && id === q.id + "_explanation");
+    return explained ? explained.label + " (explanation)" : field;
+  };
   let attempt = null;  // made at the first Submit, and sent with every one after it
   form.append(attest, sign, el("button", {type: "submit"}, "Submit"), status);
   main.append(form);
@@ -160,7 +171,7 @@ async function start() {
       const list = el("ul");
       for (const e of result.errors) {
         for (const item of (e.extensions && e.extensions.fields) || [{message: e.message}]) {
-          list.append(el("li", {}, (item.field ? item.field + ": " : "") + item.message));
+          list.append(el("li", {}, (item.field ? where(item.field) + ": " : "") + item.message));
         }
       }
       status.append(el("p", {}, "Please correct:"), list);

@@ -115,7 +115,12 @@ Object.assign(globalThis, {
         ? { errors: [{ message: "Internal server error.",
           extensions: { code: "INTERNAL_SERVER_ERROR" } }] }
         : { errors: [{ message: "Some answers are not valid.", extensions: {
-          code: "BAD_USER_INPUT", fields: [{ field: "q1", message: "Choose one." }] } }] };
+          code: "BAD_USER_INPUT", fields: [
+            { field: "answers.q1", message: "Choose one." },
+            { field: "answers.q1_explanation", message: "Enter a whole number of pence." },
+            { field: "answers.past_explanation", message: "Give an explanation only when..." },
+            { field: "signatureName", message: "Sign with your full name." },
+          ] } }] };
       return { json: async () => answer };
     }
     if (network === "form" || network === "kept-unreceived" || network.startsWith("submit")) {

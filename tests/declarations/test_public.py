@@ -697,7 +697,15 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
         "ab" * 32,
     ]
     invalid = await _run_page(node, script, token, "submit-invalid")
-    assert invalid["status"] == ["Please correct:", "q1: Choose one."]
+    # Each error by its question's label, not the id the recipient never sees; a question's
+    # own id before another's explanation of the same name.
+    assert invalid["status"] == [
+        "Please correct:",
+        "Ever?: Choose one.",
+        "Fee?: Enter a whole number of pence.",
+        "Refused? (explanation): Give an explanation only when...",
+        "Your full name: Sign with your full name.",
+    ]
     offline = await _run_page(node, script, token, "offline")
     assert offline["shown"] == [
         [
