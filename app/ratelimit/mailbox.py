@@ -7,6 +7,8 @@ import unicodedata
 
 import idna
 
+from app.visible import ignorable
+
 # Providers that deliver a local part's dotted spellings to one mailbox (j.doe and jdoe).
 _DOTS_IGNORED = frozenset({"gmail.com", "googlemail.com"})
 
@@ -46,4 +48,7 @@ def _as_dns_names_it(domain: str) -> str:
             return str(encode(domain).decode("ascii")).rstrip(".")
         except UnicodeError:  # idna.IDNAError among them
             continue
-    return _folded(domain).rstrip(".\u3002\uff0e\uff61")
+    # What shows as nothing dropped (a joiner after the root's dot left IDNA 2003 an empty
+    # label, and each count of joiners was a mailbox of its own).
+    shown = "".join(c for c in domain if not ignorable(c))
+    return _folded(shown).rstrip(".\u3002\uff0e\uff61")
