@@ -176,7 +176,7 @@ async def record_refusal(
         await chain.record(
             session, actor, Action.TOKEN_REFUSED, "user", known.user_id, details, as_member=False
         )
-    elif known is not None and known.firm_id is not None and known.user_id is not None:
+    elif known is not None and known.user_id is not None:
         named = _account(known.user_id, known.firm_id, **details)
         await chain.record_platform(session, Action.TOKEN_REFUSED, ip=env.ip, **named)
     else:
@@ -355,8 +355,8 @@ async def _record_failure(
     if action is Action.SIGN_IN_FAILED:
         await calls.note_failed_sign_in(session, address, THROTTLE_AFTER_FAILURES)
     named: dict[str, Any] = {}
-    if user is not None and user.firm_id is not None:
-        if await env.on_firm_record(user.user_id, action.value):
+    if user is not None:
+        if user.firm_id is not None and await env.on_firm_record(user.user_id, action.value):
             await bind_tenant(session, user.firm_id, user.user_id)
             actor = user_actor(env, user.user_id, user.firm_id, Role(user.role))
             await chain.record(session, actor, action, "user", user.user_id, as_member=False)
@@ -366,14 +366,12 @@ async def _record_failure(
     await chain.record_platform(session, action, ip=env.ip, **named)
 
 
-def _account(user_id: uuid.UUID, firm_id: uuid.UUID, **details: Any) -> dict[str, Any]:
+def _account(user_id: uuid.UUID, firm_id: uuid.UUID | None, **details: Any) -> dict[str, Any]:
     """What names an account on the platform's chain: a refusal about it kept off its firm's
-    chain (past the bound on those) must still say whose it was."""
-    return {
-        "target_type": "user",
-        "target_id": user_id,
-        "details": {"firm_id": str(firm_id), **details},
-    }
+    chain (past the bound on those), or about one in no firm, must still say whose it was."""
+    if firm_id is not None:
+        details["firm_id"] = str(firm_id)
+    return {"target_type": "user", "target_id": user_id, "details": details}
 
 
 async def request_magic_link(session: AsyncSession, env: AuthEnv, data: EmailOnly) -> None:

@@ -15,14 +15,19 @@ from app.audit.actions import Action
 from app.auth.actor import Role
 from app.db.models import AuditEntry
 from app.ratelimit.policies import Policy
+from tests.auth.test_flows import RESET, RESET_REQUEST
+from tests.auth.test_members import REMOVE, join
 from tests.browser import (
     MAGIC,
     MAGIC_SIGN_IN,
     SIGN_IN,
+    Browser,
+    NewBrowser,
     browser_for,
     codes,
     link_token,
     loopback_ip,
+    signed_up,
 )
 from tests.factories import Members
 from tests.mail.smtp import SmtpServer
@@ -100,3 +105,35 @@ async def test_a_spent_link_replayed_is_on_the_firms_chain_once_an_hour_per_call
     # The two replays the firm's chain did not take are on the platform's.
     account = (member.user_id, member.firm_id)
     assert await _on_platform(superuser_engine, Action.TOKEN_REFUSED, ips, account) == 2
+
+
+async def test_a_replayed_link_of_an_account_in_no_firm_names_the_account(
+    auth_app: Starlette,
+    browser: Browser,
+    smtp: SmtpServer,
+    new_browser: NewBrowser,
+    superuser_engine: AsyncEngine,
+) -> None:
+    """An account removed from every firm has no firm's chain: the replay of its reset link is
+    on the platform's, naming it (it named nobody, so tied to no account anywhere)."""
+    await signed_up(browser, smtp)
+    member = await join(browser, smtp, new_browser(), "MEMBER")
+    caller = loopback_ip()
+    asked = await new_browser().gql(RESET_REQUEST, {"e": member.email})
+    assert "errors" not in asked, asked
+    token = await link_token(smtp, member.email, "Reset your")
+    assert "errors" not in await browser.gql(REMOVE, {"u": member.user_id})
+    replaying = browser_for(auth_app, caller)
+    async with replaying.client:
+        reset = await replaying.gql(RESET, {"t": token, "p": "a brand new passphrase 2026"})
+        assert reset == {"data": {"resetPassword": {"ok": True}}}, reset
+        replayed = await replaying.gql(RESET, {"t": token, "p": "another new passphrase 2027"})
+        assert codes(replayed) == ["TOKEN_USED"], replayed
+    async with superuser_engine.connect() as conn:
+        query = select(AuditEntry.target_type, AuditEntry.target_id).where(
+            AuditEntry.action == Action.TOKEN_REFUSED.value,
+            AuditEntry.firm_id.is_(None),
+            AuditEntry.ip == caller,
+        )
+        named = (await conn.execute(query)).all()
+    assert [tuple(row) for row in named] == [("user", str(member.user_id))]
