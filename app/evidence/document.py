@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from html import escape
 
+from app.declarations.answers import MAX_LINES
 from app.evidence.content import (
     CheckpointContent,
     DeclarationContent,
@@ -61,6 +62,10 @@ def _lines(value: str | None, first: str = "") -> str:
     breaks, and a recipient's 5,000 line feeds took a pack past its time to render."""
     lines = ("" if value is None else value).split("\n")
     lines[0] = first + lines[0]
+    # Answers are held to MAX_LINES as they are given; one stored before that, with thousands,
+    # prints its lines past them as one paragraph, as HTML ran them together before.
+    if len(lines) > MAX_LINES:
+        lines[MAX_LINES - 1 :] = [" ".join(lines[MAX_LINES - 1 :])]
     return "".join(f'<p class="a">{_e(line) or "&#160;"}</p>' for line in lines)
 
 

@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 from pypdf import PdfReader
 
+from app.declarations.answers import MAX_LINES
 from app.evidence import document, render
 from app.evidence.content import Answer, DeclarationContent, EntryContent, PackContent
 
@@ -139,10 +140,23 @@ def test_an_answers_lines_are_paragraphs_not_breaks_in_one() -> None:
     """xhtml2pdf lays out a paragraph in time that grows with the square of its line breaks:
     an answer of 5,000 line feeds, printed as one paragraph of breaks, took a pack past its
     time to render. Each line is a paragraph of its own, which takes time in proportion."""
-    lines = 5_000
-    written = Answer("History", "a" + "\n" * lines + "b", "x\ny")
+    lines = MAX_LINES
+    written = Answer("History", "a" + "\n" * (lines - 1) + "b", "x\ny")
     pack = _pack()
     declaration = dataclasses.replace(pack.declarations[0], answers=[written])
     html = document.build(dataclasses.replace(pack, declarations=[declaration]), "f", "m", "")
     assert "<br" not in html[html.index("History") :]
-    assert html.count('<p class="a">') == lines + 1 + 2
+    assert html.count('<p class="a">') == lines + 2
+
+
+def test_an_answer_stored_with_more_lines_than_allowed_prints_the_rest_as_one() -> None:
+    """Answers are held to MAX_LINES as given; one stored before, with thousands of lines,
+    prints those past them as one paragraph, every word still there, rather than a paragraph
+    each, which took a pack past its time to render."""
+    written = Answer("History", "\n".join(f"w{n}" for n in range(5_000)))
+    pack = _pack()
+    declaration = dataclasses.replace(pack.declarations[0], answers=[written])
+    html = document.build(dataclasses.replace(pack, declarations=[declaration]), "f", "m", "")
+    assert html.count('<p class="a">') == MAX_LINES
+    rest = " ".join(f"w{n}" for n in range(MAX_LINES - 1, 5_000))
+    assert f'<p class="a">{rest}</p>' in html
