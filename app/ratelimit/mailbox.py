@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stringprep
 import unicodedata
 
 import idna
@@ -48,7 +49,8 @@ def _as_dns_names_it(domain: str) -> str:
             return str(encode(domain).decode("ascii")).rstrip(".")
         except UnicodeError:  # idna.IDNAError among them
             continue
-    # What shows as nothing dropped (a joiner after the root's dot left IDNA 2003 an empty
-    # label, and each count of joiners was a mailbox of its own).
-    shown = "".join(c for c in domain if not ignorable(c))
+    # What shows as nothing dropped, and what IDNA 2003 maps to nothing (its table B.1, a
+    # Mongolian soft hyphen among them): after the root's dot either left IDNA 2003 an empty
+    # label, and each count of them was a mailbox of its own.
+    shown = "".join(c for c in domain if not (ignorable(c) or stringprep.in_table_b1(c)))
     return _folded(shown).rstrip(".\u3002\uff0e\uff61")
