@@ -123,14 +123,15 @@ async function start() {
   const status = el("div", {role: "status", "aria-live": "polite"});
   // The question an error names (answers.<id>, or its explanation's) by its label: the
   // recipient never sees ids. A question's own id first: another's explanation may share it.
+  // Another field (the statement's box) is named by its message alone.
   const where = (field) => {
     if (field === "signatureName") return "Your full name";
-    if (!field.startsWith("answers.")) return field;
+    if (!field.startsWith("answers.")) return null;
     const id = field.slice("answers.".length);
     const asked = f.questions.find((q) => q.id === id);
     if (asked) return asked.label;
     const explained = f.questions.find((q) => q.explainIf && id === q.id + "_explanation");
-    return explained ? explained.label + " (explanation)" : field;
+    return explained ? explained.label + " (explanation)" : null;
   };
   let attempt = null;  // made at the first Submit, and sent with every one after it
   form.append(attest, sign, el("button", {type: "submit"}, "Submit"), status);
@@ -171,7 +172,8 @@ async function start() {
       const list = el("ul");
       for (const e of result.errors) {
         for (const item of (e.extensions && e.extensions.fields) || [{message: e.message}]) {
-          list.append(el("li", {}, (item.field ? where(item.field) + ": " : "") + item.message));
+          const named = item.field && where(item.field);
+          list.append(el("li", {}, (named ? named + ": " : "") + item.message));
         }
       }
       status.append(el("p", {}, "Please correct:"), list);

@@ -120,6 +120,7 @@ Object.assign(globalThis, {
             { field: "answers.q1_explanation", message: "Enter a whole number of pence." },
             { field: "answers.past_explanation", message: "Give an explanation only when..." },
             { field: "signatureName", message: "Sign with your full name." },
+            { field: "attestationAccepted", message: "Accept the statement to submit." },
           ] } }] };
       return { json: async () => answer };
     }

@@ -705,6 +705,7 @@ async def test_the_answer_page_fetches_the_form_only_when_asked(tmp_path: Path) 
         "Fee?: Enter a whole number of pence.",
         "Refused? (explanation): Give an explanation only when...",
         "Your full name: Sign with your full name.",
+        "Accept the statement to submit.",  # by its message alone, not attestationAccepted
     ]
     offline = await _run_page(node, script, token, "offline")
     assert offline["shown"] == [
