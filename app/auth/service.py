@@ -162,7 +162,9 @@ async def redeem_link(
 async def record_refusal(
     session: AsyncSession, env: AuthEnv, purpose: Purpose, code: str, known: Any
 ) -> None:
-    """Audit a refused token without the token: in its firm's chain when the firm is known."""
+    """Audit a refused token without the token: in its firm's chain when the firm is known
+    (within ``env.on_firm_record``'s bound), else in the platform's, naming the account if
+    known."""
     details = {"purpose": purpose.value, "code": code}
     if (
         known is not None

@@ -43,7 +43,7 @@ def _as_dns_names_it(domain: str) -> str:
     composed, cased or written in fullwidth letters, and with its dots written as ideographic
     full stops; straße.de is not strasse.de. Without the root's dot, however written. One IDNA
     2008 refuses (a joiner in it), as IDNA 2003, which some servers still use, writes it (the
-    joiner dropped); one neither encodes stays as folded: mail cannot reach it either."""
+    joiner dropped); one neither encodes, folded and without what either would drop."""
     for encode in (lambda d: idna.encode(d, uts46=True), lambda d: d.encode("idna")):
         try:
             return str(encode(domain).decode("ascii")).rstrip(".")

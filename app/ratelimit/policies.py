@@ -38,7 +38,7 @@ PUBLIC_TOKEN_PER_IP = "120/minute"  # noqa: S105
 # reason and hour, not once per attempt: replaying a used link must not flood the firm's chain.
 REFUSAL_RECORDS = "1/hour"
 # A refused sign-in or link about an account goes on its firm's chain once an hour per caller,
-# and this many an hour in all (every one on the platform's chain): strangers can cause them.
+# and this many an hour in all (the platform's chain has the rest): strangers can cause them.
 ACCOUNT_REFUSALS_RECORDED_PER_CALLER = "1/hour"
 ACCOUNT_REFUSALS_RECORDED = "20/hour"
 # Each download of an evidence pack is an audit entry: a looping client must not flood the chain.
