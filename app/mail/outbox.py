@@ -8,6 +8,7 @@ later. Services call ``enqueue``; they never commit.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from email import policy
@@ -43,8 +44,19 @@ class Unmailable(ValueError):
     """A recipient or subject the outbox will not queue: mail would read it otherwise."""
 
 
+# An address of the plainest form: dot-atoms of letters, digits and _+- at a domain of letters,
+# digits and hyphens. Mail reads it as written (tests/mail/test_header_injection.py holds the two
+# to the same answer), without the email package's parser, some 50 µs for each address a request
+# validates (a declaration's recipient on the write lane).
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+)
+
+
 def as_mail_reads(name: str, value: str) -> str | None:
     """Header ``name`` holding ``value`` as the email package reads it (None: it cannot)."""
+    if name == "To" and _PLAIN_ADDRESS.fullmatch(value):
+        return value
     try:
         return str(policy.default.header_factory(name, value))
     except (HeaderParseError, ValueError, IndexError):

@@ -8,7 +8,9 @@ counted apart from it (past the per-address limit), "someone,a@b.co" reached ano
 
 from __future__ import annotations
 
+import random
 import uuid
+from email import policy
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.tenant import transaction
+from app.mail import outbox
 from app.mail.outbox import Mail, enqueue
 from app.mail.transport import Unsendable, build_message
 from tests.browser import SIGN_UP, Browser, codes, new_email, signed_up
@@ -131,3 +134,28 @@ async def test_mail_to_a_recipient_stored_before_is_refused_as_bad_input(
     assert codes(reminded) == ["BAD_USER_INPUT"], reminded
     assert "cannot be mailed" in reminded["errors"][0]["message"]
     assert "Revoke this declaration" in reminded["errors"][0]["message"]
+
+
+def test_a_plain_address_is_read_as_the_email_package_reads_it() -> None:
+    """as_mail_reads answers a plain address without the email package's parser: for every
+    address of that form, over a seeded spread of them and its edges, the parser agrees."""
+    rng = random.Random(20261201)  # noqa: S311 (reproducible addresses, not secrets)
+    atext, labels = "abcXYZ0189_+-", "abQ09-"
+
+    def run(chars: str, low: int, high: int) -> str:
+        return "".join(rng.choice(chars) for _ in range(rng.randint(low, high)))
+
+    addresses = [
+        ".".join(run(atext, 1, 6) for _ in range(rng.randint(1, 3)))
+        + "@"
+        + ".".join(run(labels, 1, 5) for _ in range(rng.randint(2, 4)))
+        for _ in range(3000)
+    ]
+    addresses += ["-@-.-", "+@a.b", "_._@0.0", "a+b+c@x-y.example", "A.B@EXAMPLE.COM"]
+    for address in addresses:
+        assert outbox._PLAIN_ADDRESS.fullmatch(address), address
+        assert str(policy.default.header_factory("To", address)) == address
+        assert outbox.as_mail_reads("To", address) == address
+    # Anything else is left to the parser: a display name, a quoted local part, a comment.
+    for other in ("Pat <p@example.test>", '"p q"@example.test', "p(1)@example.test"):
+        assert not outbox._PLAIN_ADDRESS.fullmatch(other)
