@@ -17,9 +17,12 @@ from app.auth.actor import Actor, Role
 from app.db import calls
 from app.db.models import AuditCheckpoint
 from app.db.tenant import checkpointer_transaction, tenant_transaction
-from app.errors import AuditChainBroken, BadUserInput
+from app.errors import AuditChainBroken, BadUserInput, field_error
 
 log = logging.getLogger("coverproof.audit")
+
+# The signed seqs one page of checkpoints lists at most (each with every key's checkpoint there).
+MAX_CHECKPOINT_SEQS = 500
 
 
 REVOKED_ONLY = (
@@ -278,13 +281,29 @@ async def reanchor(
     return checkpoint
 
 
-async def list_checkpoints(session: AsyncSession, actor: Actor) -> list[AuditCheckpoint]:
-    """The firm's checkpoints, newest first (admins)."""
+async def list_checkpoints(
+    session: AsyncSession, actor: Actor, first: int, before_seq: int | None
+) -> list[AuditCheckpoint]:
+    """The firm's checkpoints, newest first (admins): every key's at each of its ``first``
+    newest signed seqs below ``before_seq``, so a page ends between seqs, never within one.
+    Unpaged, the list grew by one an hour for good (the periodic checkpointer), into answers
+    of megabytes."""
     actor.require(Role.ADMIN)
+    if not 1 <= first <= MAX_CHECKPOINT_SEQS:
+        raise field_error("first", f"Ask for 1 to {MAX_CHECKPOINT_SEQS}.")
+    mine = AuditCheckpoint.firm_id == actor.firm_id
+    below = AuditCheckpoint.seq < before_seq if before_seq is not None else mine
+    seqs = (
+        select(AuditCheckpoint.seq)
+        .where(mine, below)
+        .group_by(AuditCheckpoint.seq)
+        .order_by(AuditCheckpoint.seq.desc())
+        .limit(first)
+    )
     rows = await session.execute(
         select(AuditCheckpoint)
-        .where(AuditCheckpoint.firm_id == actor.firm_id)
-        .order_by(AuditCheckpoint.seq.desc())
+        .where(mine, AuditCheckpoint.seq.in_(seqs.scalar_subquery()))
+        .order_by(AuditCheckpoint.seq.desc(), AuditCheckpoint.signed_at, AuditCheckpoint.id)
     )
     return list(rows.scalars())
 

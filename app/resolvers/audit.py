@@ -21,6 +21,7 @@ from app.schema.audit import (
     AuditVerification,
 )
 from app.schema.context import Info
+from app.schema.enums import Long
 from app.schema.pagination import PageInfo
 
 _SEQ = re.compile(r"[0-9]{1,18}")
@@ -70,9 +71,11 @@ async def verify_audit_chain(info: Info) -> AuditVerification:
     )
 
 
-async def audit_checkpoints(info: Info) -> list[AuditCheckpoint]:
+async def audit_checkpoints(
+    info: Info, first: int = 100, before_seq: Long | None = None
+) -> list[AuditCheckpoint]:
     revoked = info.context.signing_key.revoked
-    found = await info.context.run(checkpoints.list_checkpoints)
+    found = await info.context.run(checkpoints.list_checkpoints, first, before_seq)
     return [AuditCheckpoint.of(cp, revoked) for cp in found]
 
 

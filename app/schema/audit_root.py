@@ -42,7 +42,9 @@ class AuditQuery:
     audit_checkpoints: list[AuditCheckpoint] = strawberry.field(
         metadata=scoped("audit:read"),
         resolver=r.audit_checkpoints,
-        description="The firm's signed checkpoints (admins).",
+        description="The firm's signed checkpoints, newest first (admins): every key's at each "
+        "of the `first` (at most 500) newest signed seqs below `beforeSeq`; for the next page, "
+        "pass the last seq listed.",
     )
     export_audit_log: AuditExport = strawberry.field(
         metadata=scoped("audit:read"),

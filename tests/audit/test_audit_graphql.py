@@ -777,3 +777,30 @@ async def test_an_export_too_large_for_one_request_is_refused_and_unrecorded(
         "Too large for one request; narrow the dates or use the CLI."
     )
     assert (await page(client, trail.admin))["edges"] == before
+
+
+async def test_checkpoints_are_listed_a_page_of_signed_seqs_at_a_time(
+    client: httpx.AsyncClient, members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The list grew by one an hour for good (the periodic checkpointer): it is paged, newest
+    first, by signed seq."""
+    trail = await new_trail(members, app_sessions, 3)
+    signed = []
+    for start in (4, 7, 10):
+        made = await gql(client, CHECKPOINT, None, trail.admin)
+        signed.append(made["data"]["createAuditCheckpoint"]["checkpoint"]["seq"])
+        await append(app_sessions, trail.actor, 2, start=start)
+    assert signed == [4, 7, 10]
+    query = "query($f: Int!, $b: Long) { auditCheckpoints(first: $f, beforeSeq: $b) { seq } }"
+
+    async def listed(first: int, before: int | None = None) -> list[int]:
+        body = await gql(client, query, {"f": first, "b": before}, trail.admin)
+        return [cp["seq"] for cp in body["data"]["auditCheckpoints"]]
+
+    assert await listed(2) == [10, 7]
+    assert await listed(2, 7) == [4]
+    assert await listed(2, 4) == []
+    for first in (0, 501):
+        body = await gql(client, query, {"f": first, "b": None}, trail.admin)
+        assert codes(body) == ["BAD_USER_INPUT"], body
+        assert body["errors"][0]["extensions"]["fields"][0]["field"] == "first"
