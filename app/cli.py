@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from app.config import ConfigError, Settings
 
@@ -53,12 +54,24 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         host=host,
         port=port,
         workers=args.workers,
-        proxy_headers=False,
-        access_log=False,  # paths of recipients' links carry tokens
-        server_header=False,
-        log_level="info",
+        **SERVER_OPTIONS,
     )
     return 0
+
+
+# How `coverproof serve` runs uvicorn (tests/http/test_served.py serves the app so too).
+SERVER_OPTIONS: dict[str, Any] = {
+    "proxy_headers": False,
+    "access_log": False,  # paths of recipients' links carry tokens
+    "server_header": False,
+    # No WebSocket: the app serves none, and uvicorn answered an upgrade to any path with its
+    # own 403, without the security headers every response carries.
+    "ws": "none",
+    # A lifespan that fails stops the server: under "auto" uvicorn took the failure for "no
+    # lifespan" and served on, every request answered by its own bare 500.
+    "lifespan": "on",
+    "log_level": "info",
+}
 
 
 def _migrate(settings: Settings) -> None:

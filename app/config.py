@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     # Where limits are counted in a shared Redis: deployments sharing one count apart.
     rate_limit_prefix: str = "coverproof"
     rate_limit_scale: int = Field(default=1, ge=1)
-    ip_requests_per_minute: int = 600
+    ip_requests_per_minute: int = Field(default=600, ge=1)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cover_expiry_window_days: int = 30
     # Evidence packs: s3://bucket/prefix for S3-compatible storage (R2, AWS); None keeps them

@@ -1,0 +1,113 @@
+"""The app served as `coverproof serve` serves it (uvicorn with app.cli.SERVER_OPTIONS), read
+off the socket: what uvicorn itself would answer is the app's to prevent where it can."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import uvicorn
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from app.cli import SERVER_OPTIONS
+from app.main import create_app
+from tests.conftest import Database, make_settings
+
+PROMISED = (
+    "strict-transport-security",
+    "content-security-policy",
+    "x-content-type-options",
+    "x-frame-options",
+    "referrer-policy",
+    "permissions-policy",
+)
+
+
+def _server(app: Starlette) -> uvicorn.Server:
+    options = {**SERVER_OPTIONS, "log_level": "warning"}
+    return uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **options))
+
+
+@asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[uvicorn.Server]:
+    server = _server(app)
+    task = asyncio.create_task(server.serve())
+    for _ in range(3000):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _head(server: uvicorn.Server, request: bytes) -> tuple[int, dict[str, str]]:
+    port = server.servers[0].sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    writer.close()
+    status, *lines = head.decode("latin-1").split("\r\n")
+    fields = (line.split(":", 1) for line in lines if ":" in line)
+    return int(status.split()[1]), {name.strip().lower(): value.strip() for name, value in fields}
+
+
+@pytest.mark.parametrize("path", ["/graphql", "/respond", "/nope"])
+async def test_a_websocket_upgrade_is_answered_as_any_request(
+    database: Database, tmp_path: Path, path: str
+) -> None:
+    """The app serves no WebSocket: uvicorn answered an upgrade to any path with its own 403,
+    without a header the security page promises on every response."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: testserver\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+    )
+    async with serving(create_app(make_settings(database, tmp_path))) as server:
+        status, headers = await _head(server, request.encode())
+    assert status != 101
+    assert [name for name in PROMISED if name not in headers] == [], (status, headers)
+
+
+async def test_a_lifespan_that_fails_stops_the_server(database: Database, tmp_path: Path) -> None:
+    """Redis not answering at startup: the server does not start."""
+    unreachable = make_settings(database, tmp_path, rate_limit_storage="redis://127.0.0.1:1")
+    server = _server(create_app(unreachable))
+    with pytest.raises(SystemExit):
+        async with asyncio.timeout(30):  # served on, it would answer until stopped
+            await server.serve()
+    assert not server.started
+
+
+class _Refused:
+    def __init__(self, _app: object) -> None:
+        raise ValueError("a setting this middleware refuses")
+
+
+async def test_an_app_that_cannot_be_built_stops_the_server() -> None:
+    """Starlette builds its middleware at the first call, the lifespan's: one that refuses
+    its settings there failed the lifespan before it began. Under uvicorn's default the server
+    took that for "no lifespan" and served on, every request answered by its own bare 500."""
+    server = _server(Starlette(middleware=[Middleware(_Refused)]))
+    with pytest.raises(SystemExit):
+        async with asyncio.timeout(30):  # served on, it would answer until stopped
+            await server.serve()
+    assert not server.started
+
+
+def test_a_per_ip_limit_of_nothing_is_refused_as_configuration(
+    database: Database, tmp_path: Path
+) -> None:
+    with pytest.raises(ValidationError, match="ip_requests_per_minute"):
+        make_settings(database, tmp_path, ip_requests_per_minute=0)
