@@ -22,7 +22,7 @@ from app.evidence.signature import pack_signer
 from app.evidence.stores import open_storage
 from app.http.evidence import ROUTES as EVIDENCE_ROUTES
 from app.http.graphql import graphql_endpoint
-from app.http.middleware import BodySizeLimit, SecurityHeaders
+from app.http.middleware import BodySizeLimit, RefuseUpgrade, SecurityHeaders
 from app.http.pages import PAGES
 from app.http.respond import ROUTES as RESPOND_ROUTES
 from app.http.routes import (
@@ -149,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         middleware=[
             Middleware(SecurityHeaders),
+            Middleware(RefuseUpgrade),
             Middleware(
                 IpCeiling,
                 limiter=lambda: limiter_holder[0] if limiter_holder else None,

@@ -108,6 +108,28 @@ class SecurityHeaders:
             await send({"type": "http.response.body", "body": b"Internal server error."})
 
 
+class RefuseUpgrade:
+    """400, the connection closed after it, for a request asking to upgrade the connection (to
+    WebSocket, h2c, anything) or to tunnel (CONNECT): the app serves none, and uvicorn's default
+    parser (httptools) reads such a request as ending with its headers, whatever its
+    Content-Length, and the rest of the stream as requests of its own: one smuggled inside the
+    body, past a proxy that forwards Upgrade (and trusted as coming from it). Inside
+    SecurityHeaders, so the refusal carries the security headers as every answer does."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            scope["method"] == "CONNECT" or any(name == b"upgrade" for name, _ in scope["headers"])
+        ):
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": b"Upgrading is not supported."})
+            return
+        await self.app(scope, receive, send)
+
+
 class BodyTooLarge(Exception):
     pass
 

@@ -80,6 +80,52 @@ async def test_a_websocket_upgrade_is_answered_as_any_request(
     assert [name for name in PROMISED if name not in headers] == [], (status, headers)
 
 
+async def _exchange(server: uvicorn.Server, *writes: bytes) -> bytes:
+    """Each write in turn (a moment apart), then all the server answers until it closes."""
+    port = server.servers[0].sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answered = b""
+    try:
+        for data in writes:
+            writer.write(data)
+            await writer.drain()
+            await asyncio.sleep(0.3)
+        while chunk := await asyncio.wait_for(reader.read(65536), 5):
+            answered += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # closed on us while we wrote: it answered what it read before
+    finally:
+        writer.close()
+    return answered
+
+
+@pytest.mark.parametrize(
+    "asking",
+    [b"Upgrade: websocket\r\nConnection: Upgrade", b"Upgrade: h2c\r\nConnection: Upgrade", b""],
+    ids=["websocket", "h2c", "connect"],
+)
+async def test_no_request_is_smuggled_in_the_body_of_an_upgrade(
+    database: Database, tmp_path: Path, asking: bytes
+) -> None:
+    """uvicorn's default parser reads a request asking to upgrade (or CONNECT) as ending with
+    its headers, whatever its Content-Length, and what follows as requests of their own: one
+    hidden in the body, past a proxy that forwards Upgrade. The app refuses such a request and
+    closes the connection: the hidden one is never answered."""
+    hidden = b"GET /healthz HTTP/1.1\r\nHost: testserver\r\n\r\n"
+    method = b"CONNECT" if not asking else b"POST"
+    head = (
+        method
+        + b" /graphql HTTP/1.1\r\nHost: testserver\r\n"
+        + (asking + b"\r\n" if asking else b"")
+        + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(hidden)
+    )
+    async with serving(create_app(make_settings(database, tmp_path))) as server:
+        answered = await _exchange(server, head, hidden)
+    assert answered.count(b"HTTP/1.1 ") == 1, answered
+    assert answered.startswith(b"HTTP/1.1 400 "), answered
+    assert b"strict-transport-security" in answered.lower()
+
+
 async def test_a_lifespan_that_fails_stops_the_server(database: Database, tmp_path: Path) -> None:
     """Redis not answering at startup: the server does not start."""
     unreachable = make_settings(database, tmp_path, rate_limit_storage="redis://127.0.0.1:1")
