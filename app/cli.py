@@ -46,6 +46,12 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         os.environ["COVERPROOF_ADMIN_DATABASE_URL"] = owner_url
     elif settings.admin_database_url is not None or settings.seal_database_url is not None:
         _migrate(settings)
+    from app.main import create_app  # noqa: PLC0415
+
+    # Built once here, as each worker builds it: a setting it refuses (a signing key that is no
+    # key) stops this command. With --workers, each worker failed alike, and uvicorn's
+    # supervisor started it again without end.
+    create_app()
     host, port = args.host or settings.host, args.port or settings.port
     print(f"CoverProof API: http://{host}:{port}/graphql", flush=True)
     uvicorn.run(

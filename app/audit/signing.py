@@ -153,7 +153,13 @@ def load(settings: Settings) -> SigningKey:
                 )
             )
         pem = path.read_bytes()
-    private = serialization.load_pem_private_key(pem, password=None)
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+        # Refused as configuration: each worker of `serve --workers` failed with a traceback
+        # of its own, started again without end.
+        problem = "COVERPROOF_AUDIT_SIGNING_KEY must be an unencrypted PEM private key."
+        raise ConfigError([problem]) from error
     if not isinstance(private, Ed25519PrivateKey):
         raise ConfigError(["COVERPROOF_AUDIT_SIGNING_KEY must be an Ed25519 private key."])
     revoked = revoked_key_ids(settings.audit_revoked_key_ids)

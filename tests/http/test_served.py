@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from app import cli
 from app.cli import SERVER_OPTIONS
 from app.main import create_app
 from tests.conftest import Database, make_settings
@@ -157,3 +158,23 @@ def test_a_per_ip_limit_of_nothing_is_refused_as_configuration(
 ) -> None:
     with pytest.raises(ValidationError, match="ip_requests_per_minute"):
         make_settings(database, tmp_path, ip_requests_per_minute=0)
+
+
+def test_serve_refuses_a_signing_key_that_is_no_key_before_any_worker_starts(
+    database: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Built once before uvicorn starts: with --workers, each worker failed with a traceback
+    of its own and uvicorn's supervisor started it again without end."""
+    monkeypatch.setenv("COVERPROOF_DATABASE_URL", database.app_url)
+    monkeypatch.setenv("COVERPROOF_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COVERPROOF_AUDIT_SIGNING_KEY", "not a pem")
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **_: started.append(a))
+    assert cli.main(["serve", "--workers", "2"]) == 2
+    assert started == []
+    refused = capsys.readouterr().err
+    assert "COVERPROOF_AUDIT_SIGNING_KEY must be an unencrypted PEM private key." in refused
+    assert "not a pem" not in refused
