@@ -71,7 +71,8 @@ SERVER_OPTIONS: dict[str, Any] = {
     "access_log": False,  # paths of recipients' links carry tokens
     "server_header": False,
     # No WebSocket: the app serves none, and uvicorn answered an upgrade to any path with its
-    # own 403, without the security headers every response carries.
+    # own 403, without the security headers every response carries. The request now reaches
+    # the app, which refuses it (app.http.middleware.RefuseUpgrade).
     "ws": "none",
     # A lifespan that fails stops the server: under "auto" uvicorn took the failure for "no
     # lifespan" and served on, every request answered by its own bare 500.

@@ -7,7 +7,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import func, insert, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import chain
@@ -292,7 +292,7 @@ async def list_checkpoints(
     if not 1 <= first <= MAX_CHECKPOINT_SEQS:
         raise field_error("first", f"Ask for 1 to {MAX_CHECKPOINT_SEQS}.")
     mine = AuditCheckpoint.firm_id == actor.firm_id
-    below = AuditCheckpoint.seq < before_seq if before_seq is not None else mine
+    below = AuditCheckpoint.seq < before_seq if before_seq is not None else true()
     seqs = (
         select(AuditCheckpoint.seq)
         .where(mine, below)
