@@ -79,15 +79,17 @@ class AuthEnv:
         firm's chain does not."""
         account = f"{user_id} {action}"
         if account not in self._firm_records:
-            self._firm_records[account] = await self._room_on_firm_chain(account)
-        return self._firm_records[account]
-
-    async def _room_on_firm_chain(self, account: str) -> bool:
-        try:
-            await self.limiter.hit_all(
+            self._firm_records[account] = await self.room_to_record(
                 (Policy.ACCOUNT_REFUSALS_RECORDED_PER_CALLER, f"{account} {self.ip_key}"),
                 (Policy.ACCOUNT_REFUSALS_RECORDED, account),
             )
+        return self._firm_records[account]
+
+    async def room_to_record(self, *limits: tuple[Policy, str]) -> bool:
+        """Whether a refusal is recorded within the limits on recording it (counted if so):
+        with the limits' storage down, it is, rather than lost."""
+        try:
+            await self.limiter.hit_all(*limits)
         except RateLimited:
             return False
         except StorageError:

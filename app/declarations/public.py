@@ -14,7 +14,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from limits.errors import StorageError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +34,6 @@ from app.errors import (
     AppError,
     BadUserInput,
     NotFound,
-    RateLimited,
     TokenExpired,
     TokenInvalid,
     TokenUsed,
@@ -121,12 +119,8 @@ async def _audited(
     it the audit appendix of its evidence packs."""
     code = error.code
     reason = code if link is None else f"{code}:{link}"
-    try:
-        await env.limit(Policy.REFUSAL_RECORDS, f"{declaration_id}:{reason}")
-    except RateLimited:
+    if not await env.room_to_record((Policy.REFUSAL_RECORDS, f"{declaration_id}:{reason}")):
         return error  # already on the record this hour
-    except StorageError:
-        log.warning("refusal limit unavailable; recording the refusal")  # rather than lose it
     details = {"code": code} if link is None else {"code": code, "link": link}
 
     async def record(session: AsyncSession) -> None:

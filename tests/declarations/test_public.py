@@ -466,7 +466,11 @@ async def test_a_view_racing_a_submission_never_moves_it_back(
         async def limit(*_: object) -> None:
             return None
 
-        env = type("Env", (), {"ip": None, "secret_key": state.secret_key, "limit": limit})()
+        async def room_to_record(*_: object) -> bool:
+            return True
+
+        limits = {"limit": limit, "room_to_record": room_to_record}
+        env = type("Env", (), {"ip": None, "secret_key": state.secret_key, **limits})()
         with pytest.raises(TokenUsed):  # read again under its lock: used
             await public.recipient_form(session, env, token)
     monkeypatch.setattr(public, "_found", real_found)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from urllib.parse import unquote
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,7 +15,8 @@ from starlette.applications import Starlette
 
 from tests.browser import Browser, browser_for, new_email, signed_up
 from tests.counterparties.test_counterparty_loop import COUNTERPARTY, CREATE, PI_COVER
-from tests.declarations.test_loop import FORM, LINK, SEND, SUBMIT, valid_answers
+from tests.declarations.test_firm_side import link_in
+from tests.declarations.test_loop import FORM, SEND, SUBMIT, valid_answers
 from tests.evidence.support import generate
 from tests.mail.smtp import SmtpServer
 
@@ -41,10 +41,7 @@ async def _confirmed_cover(
     ]["id"]
     assert "errors" not in await browser.gql(SEND, {"id": declaration})
     await smtp.wait_for(lambda _: bool(smtp.to(contact)))
-    mail = smtp.to(contact)[-1].get_body(preferencelist=("plain",)).get_content()
-    found = LINK.search(mail)
-    assert found, mail
-    token = unquote(found.group(1))
+    token = link_in(smtp.to(contact)[-1])
     today = datetime.now(UTC).date().isoformat()
     recipient = browser_for(app)
     async with recipient.client:
