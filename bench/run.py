@@ -515,7 +515,14 @@ def server_commands(ctx: dict[str, Any], groups: set[str]) -> Commands:
         "--factory",
         "--host",
         "127.0.0.1",
+        # As app.cli.SERVER_OPTIONS serves the app, so no floor is slowed by work ours skips.
         "--no-access-log",
+        "--no-proxy-headers",
+        "--no-server-header",
+        "--ws",
+        "none",
+        "--lifespan",
+        "on",
         "--log-level",
         "warning",
     ]
