@@ -15,7 +15,7 @@ import asyncpg
 
 from app.audit import canonical
 from app.db.models import Declaration
-from app.declarations import links
+from app.declarations import forms, links
 from app.declarations.public import stored_response_hash
 from app.declarations.templates import load_builtins
 from app.declarations.templates import snapshot as template_snapshot
@@ -32,7 +32,7 @@ DECLARATION_COLUMNS = [
     "firm_id",
     "template_id",
     "template_version",
-    "template_snapshot",
+    "form_sha256",
     "recipient_name",
     "recipient_email",
     "status",
@@ -122,8 +122,12 @@ async def _seed(conn: asyncpg.Connection, secret_key: str) -> Seeded:
             "expires_at",
         ],
     )
-    snapshot = json.dumps(
-        template_snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key)
+    pinned = template_snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key)
+    snapshot, form = json.dumps(pinned), forms.digest(pinned)
+    await conn.copy_records_to_table(
+        "declaration_forms",
+        records=[(uuid.UUID(f), form, snapshot) for f in firms],
+        columns=["firm_id", "sha256", "snapshot"],
     )
     statuses = ["draft", "sent", "opened", "submitted", "revoked"]
     records = []
@@ -135,7 +139,7 @@ async def _seed(conn: asyncpg.Connection, secret_key: str) -> Seeded:
                     uuid.UUID(f),
                     FIT.id,
                     FIT.version,
-                    snapshot,
+                    form,
                     f"Person {n}",
                     f"person{n}@example.test",
                     statuses[n % 5],
@@ -159,7 +163,7 @@ async def _seed(conn: asyncpg.Connection, secret_key: str) -> Seeded:
                 uuid.UUID(firms[n % FIRMS]),
                 FIT.id,
                 FIT.version,
-                snapshot,
+                form,
                 "Recipient",
                 "recipient@example.test",
                 "sent",
@@ -180,7 +184,7 @@ async def _seed(conn: asyncpg.Connection, secret_key: str) -> Seeded:
             "sent_at",
         ],
     )
-    await _seed_pack_firm(conn, firms[3], snapshot, now)
+    await _seed_pack_firm(conn, firms[3], snapshot, form, now)
     chain_firm = firms[0]
     await _seed_chain(conn, uuid.UUID(chain_firm), uuid.UUID(users[0]))
     await conn.execute("analyze")
@@ -191,7 +195,7 @@ PACK_DECLARATIONS = 500
 
 
 async def _seed_pack_firm(
-    conn: asyncpg.Connection, firm: str, snapshot: str, now: datetime
+    conn: asyncpg.Connection, firm: str, snapshot: str, form: bytes, now: datetime
 ) -> None:
     """500 submitted declarations for the evidence-pack benchmark, each with the
     ``declaration.submitted`` audit entry a submission writes."""
@@ -219,7 +223,7 @@ async def _seed_pack_firm(
                 uuid.UUID(firm),
                 FIT.id,
                 FIT.version,
-                snapshot,
+                form,
                 name,
                 f"submitter{n}@example.test",
                 "submitted",

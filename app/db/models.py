@@ -6,9 +6,19 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Text,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 
 class Base(DeclarativeBase):
@@ -140,14 +150,39 @@ class Counterparty(Base):
     archived_at: Mapped[datetime | None]
 
 
+class DeclarationForm(Base):
+    """A template version as a firm sent it, once, by the SHA-256 of its canonical bytes."""
+
+    __tablename__ = "declaration_forms"
+
+    firm_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    sha256: Mapped[bytes] = mapped_column(primary_key=True)
+    snapshot: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class Declaration(Base):
     __tablename__ = "declarations"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    firm_id: Mapped[uuid.UUID]
+    firm_id: Mapped[uuid.UUID] = mapped_column()
     template_id: Mapped[uuid.UUID]
     template_version: Mapped[int]
-    template_snapshot: Mapped[dict[str, Any]]
+    # What the declaration was sent with: its own copy, on rows made before 0036, or its firm's
+    # form by hash (exactly one is set). Read ``template_snapshot``, which is either.
+    own_snapshot: Mapped[dict[str, Any] | None] = mapped_column("template_snapshot", deferred=True)
+    form_sha256: Mapped[bytes | None] = mapped_column()
+    template_snapshot: Mapped[dict[str, Any]] = column_property(
+        func.coalesce(
+            own_snapshot,
+            select(DeclarationForm.snapshot)
+            .where(DeclarationForm.firm_id == firm_id, DeclarationForm.sha256 == form_sha256)
+            .correlate_except(DeclarationForm)
+            .scalar_subquery(),
+            type_=JSONB,
+        ),
+        expire_on_flush=False,  # a declaration's form never changes (0032, 0036)
+    )
     recipient_name: Mapped[str] = mapped_column(Text)
     recipient_email: Mapped[str] = mapped_column(Text)
     counterparty_id: Mapped[uuid.UUID | None]

@@ -19,11 +19,10 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, Role
-from app.db import calls
 from app.db.models import Counterparty, Declaration
-from app.declarations import service
+from app.declarations import forms, service
 from app.declarations.schemas import DeclarationCreate
-from app.declarations.template_service import lane_snapshot, lane_template
+from app.declarations.template_service import lane_form, lane_template
 from app.errors import NotFound
 
 _TABLE: Table = Declaration.__table__  # type: ignore[assignment]
@@ -49,8 +48,9 @@ async def create_declaration(
     ):
         raise NotFound("Counterparty not found.")
     template = await lane_template(conn, data.template_id)
-    row = service.draft(actor, template, data, lane_snapshot(template))
-    await calls.insert_row(conn, _TABLE, row)
+    snapshot, form_sha256 = lane_form(template)
+    row = service.draft(actor, template, data, form_sha256)
+    await forms.insert_declaration(conn, row, snapshot)
     await chain.record_on(
         conn,
         actor,

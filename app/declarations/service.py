@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 from sqlalchemy import case, func, select, tuple_
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import calendar, idempotency, pagination
 from app.audit import chain
@@ -24,7 +24,7 @@ from app.audit.actions import Action
 from app.auth.actor import Actor, Role
 from app.auth.env import AuthEnv
 from app.db.models import Counterparty, Declaration, Firm
-from app.declarations import links, mails
+from app.declarations import forms, links, mails
 from app.declarations.schemas import BulkDeclarationCreate, DeclarationCreate, DeclarationFilter
 from app.declarations.template_service import Template, get_template
 from app.errors import BadUserInput, NotFound, field_error
@@ -70,19 +70,16 @@ def check_due(data: DeclarationCreate) -> None:
 
 
 def draft(
-    actor: Actor,
-    template: Template,
-    data: DeclarationCreate,
-    snapshot: dict[str, Any] | orjson.Fragment | None = None,
+    actor: Actor, template: Template, data: DeclarationCreate, form_sha256: bytes
 ) -> dict[str, Any]:
-    """The column values of a new draft, pinned to the template's version (``snapshot``, when
-    the caller has it already made)."""
+    """The column values of a new draft, pinned to the template's version, whose form (kept
+    by ``app.declarations.forms``) has this key."""
     return {
         "id": uuid.uuid4(),
         "firm_id": actor.firm_id,
         "template_id": template.id,
         "template_version": template.version,
-        "template_snapshot": template.snapshot() if snapshot is None else snapshot,
+        "form_sha256": form_sha256,
         "recipient_name": data.recipient_name,
         "recipient_email": data.recipient_email,
         "counterparty_id": data.counterparty_id,
@@ -100,17 +97,26 @@ def created_details(template: Template) -> dict[str, Any]:
     return {"template_id": str(template.id), "version": template.version}
 
 
-async def _create(session: AsyncSession, actor: Actor, data: DeclarationCreate) -> Declaration:
+async def _create(
+    session: AsyncSession,
+    actor: Actor,
+    data: DeclarationCreate,
+    form: tuple[Template, dict[str, Any], bytes] | None = None,
+) -> Declaration:
+    """A draft and its audit entry; ``form``: its template, snapshot and form's key, when a
+    bulk create has them already (``_form``)."""
     check_due(data)
     if (
         data.counterparty_id is not None
         and await session.get(Counterparty, data.counterparty_id) is None
     ):
         raise NotFound("Counterparty not found.")
-    template = await get_template(session, actor, data.template_id)
-    declaration = Declaration(**draft(actor, template, data))
+    template, snapshot, form_sha256 = form or await _form(session, actor, data.template_id)
+    declaration = Declaration(**draft(actor, template, data, form_sha256))
     session.add(declaration)
     await session.flush()
+    # As stored: the form never changes once written (0036), so it is not read back.
+    set_committed_value(declaration, "template_snapshot", snapshot)
     await chain.record(
         session,
         actor,
@@ -120,6 +126,15 @@ async def _create(session: AsyncSession, actor: Actor, data: DeclarationCreate) 
         created_details(template),
     )
     return declaration
+
+
+async def _form(
+    session: AsyncSession, actor: Actor, template_id: uuid.UUID
+) -> tuple[Template, dict[str, Any], bytes]:
+    """The template's latest version, its snapshot, and its form's key, the form kept."""
+    template = await get_template(session, actor, template_id)
+    snapshot = template.snapshot()
+    return template, snapshot, await forms.keep(session, actor.firm_id, snapshot)
 
 
 def _recipient_key(firm_id: uuid.UUID, email: str) -> str:
@@ -268,15 +283,15 @@ async def bulk_create_declarations(
         )
         for recipient in data.recipients
     ]
+    check_due(ones[0])  # they share it
+    form = await _form(session, actor, data.template_id)  # once: the same for every one
     if data.send:
         # Counted at once, once what would refuse every one was checked: a send past a limit
         # is refused before any of it counts, and one refused otherwise counts nothing.
-        check_due(ones[0])
-        await get_template(session, actor, data.template_id)
         await _count_mails(env, actor.firm_id, [one.recipient_email for one in ones])
     created = []
     for one in ones:
-        declaration = await _create(session, actor, one)
+        declaration = await _create(session, actor, one, form)
         if data.send:
             declaration = await _send(session, actor, env, declaration.id, counted=True)
         created.append(declaration)

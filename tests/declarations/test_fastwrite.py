@@ -239,6 +239,14 @@ async def test_the_lane_creates_what_the_executor_creates(
     )
     verified = await _gql(client, owner, VERIFY, None)
     assert verified["verifyAuditChain"]["ok"] is True, verified
+    # Each form kept once, whichever path wrote the declarations (0036): the built-in's, and
+    # the firm's own template's.
+    async with superuser_engine.connect() as conn:
+        forms = await conn.scalar(
+            text("select count(*) from declaration_forms where firm_id = :f"),
+            {"f": owner.firm_id},
+        )
+    assert forms == 2
 
 
 async def test_anything_else_is_the_normal_paths_to_answer_with_nothing_written(

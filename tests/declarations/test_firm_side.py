@@ -216,6 +216,7 @@ async def stored(engine: AsyncEngine, firm_id: str) -> dict[str, int]:
             ("declarations", "declarations"),
             ("templates", "declaration_templates"),
             ("versions", "template_versions"),
+            ("forms", "declaration_forms"),
             ("audit", "audit_log"),
         ):
             query = text(f"select count(*) from {table} where firm_id = :f")

@@ -41,12 +41,12 @@ def _submit(declaration_id: str, **changed: str) -> str:
 def _copy(source: str, status: str, answered: bool) -> str:
     """An insert of a new declaration made from ``source``'s, in ``status``."""
     columns = (
-        "id, firm_id, template_id, template_version, template_snapshot, recipient_name, "
-        "recipient_email, status, created_at, reminder_count"
+        "id, firm_id, template_id, template_version, template_snapshot, form_sha256, "
+        "recipient_name, recipient_email, status, created_at, reminder_count"
     )
     values = (
         "gen_random_uuid(), firm_id, template_id, template_version, template_snapshot, "
-        f"recipient_name, recipient_email, '{status}', now(), 0"
+        f"form_sha256, recipient_name, recipient_email, '{status}', now(), 0"
     )
     if answered:
         columns += ", answers, attestation_accepted, signature_name, submitted_at, response_sha256"
@@ -140,11 +140,14 @@ async def test_the_app_role_never_changes_what_a_declaration_asks_or_of_whom(
     """Migration 0032: the form a recipient answers (its template, version and snapshot), the
     recipient, the counterparty and the dates stay as the declaration was made, sent or draft;
     a link's expiry moves later only with a new link (an expired link is not revived); and no
-    template version is rewritten. The owner (an import of earlier records) still may."""
+    template version is rewritten. The owner (an import of earlier records) still may. Since
+    0036 the form is the firm's, by hash: the declaration names no other, and takes no copy
+    of its own, and no form is rewritten or removed."""
     firm, declaration_id, draft_id = sent
     refused = {
-        "the form's attestation": (
-            "template_snapshot = jsonb_set(template_snapshot, '{attestation}', '\"Other\"')",
+        "another form": ("form_sha256 = sha256('another form')", KEPT),
+        "a copy of its own": (
+            "template_snapshot = (select snapshot from declaration_forms limit 1)",
             KEPT,
         ),
         "the form's version": ("template_version = 99", KEPT),
@@ -191,6 +194,11 @@ async def test_the_app_role_never_changes_what_a_declaration_asks_or_of_whom(
     assert "may not take back a retired link" in refused
     rewrite = "update template_versions set attestation = 'Other'"
     assert "permission denied" in await _refusal(app_sessions, firm, rewrite)
+    for statement in (
+        "update declaration_forms set snapshot = jsonb_set(snapshot, '{attestation}', '\"O\"')",
+        "delete from declaration_forms",
+    ):
+        assert "permission denied" in await _refusal(app_sessions, firm, statement), statement
 
 
 async def test_the_app_role_submits_only_through_a_live_link(

@@ -98,13 +98,21 @@ async def test_a_submitted_declaration_and_a_ready_pack_cannot_change(
     assert await _changed(owner_sessions, firm, deleted) == 1
 
 
+FORM = (
+    "(select snapshot from declaration_forms f "
+    "where f.firm_id = declarations.firm_id and f.sha256 = declarations.form_sha256)"
+)
+
+
 async def _altered_past_the_trigger(engine: AsyncEngine, declaration_id: str, sql: str) -> None:
-    """Set ``sql`` on a submitted declaration, as only whoever can disable its trigger could."""
+    """Set ``sql`` on a submitted declaration, as only whoever can disable its trigger could;
+    or, given a whole statement, run it (on the form it names: the app role may not)."""
+    statement = (
+        sql if sql.startswith("update ") else f"update declarations set {sql} where id = :id"
+    )
     async with engine.begin() as conn:
         await conn.execute(text("alter table declarations disable trigger user"))
-        await conn.execute(
-            text(f"update declarations set {sql} where id = :id"), {"id": uuid.UUID(declaration_id)}
-        )
+        await conn.execute(text(statement), {"id": uuid.UUID(declaration_id)})
         await conn.execute(text("alter table declarations enable trigger user"))
 
 
@@ -113,9 +121,15 @@ async def _altered_past_the_trigger(engine: AsyncEngine, declaration_id: str, sq
     [
         "signature_name = 'Someone Else'",
         "answers = null, response_sha256 = null",  # nothing left to compare is no match
-        # The form it answered, reworded: the receipt covers what was asked, word for word.
-        "template_snapshot = jsonb_set(template_snapshot, '{questions,0,label}', '\"Ever?\"')",
-        "template_snapshot = jsonb_set(template_snapshot, '{attestation}', '\"Nothing.\"')",
+        # The form it answered, reworded: the receipt covers what was asked, word for word;
+        # as a copy of its own (as declarations made before 0036 hold theirs)...
+        f"template_snapshot = jsonb_set({FORM}, '{{questions,0,label}}', '\"Ever?\"'), "
+        "form_sha256 = null",
+        f"template_snapshot = jsonb_set({FORM}, '{{attestation}}', '\"Nothing.\"'), "
+        "form_sha256 = null",
+        # ...or where the firm keeps it.
+        "update declaration_forms set snapshot = jsonb_set(snapshot, '{attestation}', "
+        "'\"Nothing.\"') where sha256 = (select form_sha256 from declarations where id = :id)",
     ],
 )
 async def test_a_pack_refuses_a_response_that_no_longer_matches_its_hash(

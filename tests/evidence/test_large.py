@@ -22,6 +22,7 @@ from app.audit.actions import Action
 from app.auth.actor import Actor, ActorType, Role
 from app.db.models import Declaration
 from app.db.tenant import tenant_transaction
+from app.declarations import forms
 from app.declarations.public import receipt_hash, stored_response_hash
 from app.declarations.templates import QuestionKind, snapshot
 from app.evidence import render
@@ -71,7 +72,7 @@ async def firm_with_declarations(
             "firm_id": owner.firm_id,
             "template_id": FIT.id,
             "template_version": FIT.version,
-            "template_snapshot": pinned,
+            "form_sha256": forms.digest(pinned),
             "recipient_name": f"Recipient {n:03d}",
             "recipient_email": f"recipient-{n:03d}@example.test",
             "status": "submitted",
@@ -87,13 +88,14 @@ async def firm_with_declarations(
         for n in range(count)
     ]
     for n, row in enumerate(rows):  # what the recipient would have been given: packs check it
-        declaration = Declaration(**row)
+        declaration = Declaration(**row, template_snapshot=pinned)
         row["response_sha256"] = (
             receipt_hash(declaration, row["answers"], True, row["signature_name"], now, form=False)
             if n < receipts_before_forms
             else stored_response_hash(declaration)
         )
     async with tenant_transaction(owner_sessions, owner.firm_id) as session:
+        await forms.keep(session, owner.firm_id, pinned)
         await session.execute(insert(Declaration), rows)
         for row in rows if audited else []:
             await chain.record(

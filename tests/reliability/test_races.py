@@ -24,7 +24,7 @@ from app.auth import tokens
 from app.auth.actor import Role
 from app.db.models import Declaration
 from app.db.tenant import tenant_transaction
-from app.declarations import links
+from app.declarations import forms, links
 from app.declarations.templates import snapshot
 from app.main import create_app
 from app.ratelimit.policies import Policy
@@ -71,7 +71,7 @@ async def _sent_declarations(
                 "firm_id": member.firm_id,
                 "template_id": FIT_AND_PROPER.id,
                 "template_version": FIT_AND_PROPER.version,
-                "template_snapshot": pinned,
+                "form_sha256": forms.digest(pinned),
                 "recipient_name": f"Racer {k}",
                 "recipient_email": f"racer-{k}-{declaration_id.hex[:8]}@example.test",
                 "status": "sent",
@@ -84,6 +84,7 @@ async def _sent_declarations(
             }
         )
     async with tenant_transaction(owner_sessions, member.firm_id, member.user_id) as session:
+        await forms.keep(session, member.firm_id, pinned)
         await session.execute(insert(Declaration), rows)
     return made
 

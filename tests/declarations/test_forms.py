@@ -1,0 +1,156 @@
+"""A declaration's form is kept once per firm, by the hash its receipt names it by (0036): a
+bulk create stores one form, not a copy per declaration; a declaration made before holds its
+own copy and reads as it did; the database holds each declaration to one form of its own firm."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from app.declarations import forms
+from app.declarations.templates import snapshot
+from tests.browser import Browser, browser_for, new_email, signed_up
+from tests.declarations.test_firm_side import BULK, PINNED, firm_of, form, ok
+from tests.declarations.test_loop import FIT, sent_declaration
+from tests.mail.smtp import SmtpServer
+
+FIT_FORM = snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key)
+NAMED = "query($id: UUID!) { declaration(id: $id) { templateName } }"
+
+
+async def _forms(engine: AsyncEngine, firm_id: str) -> list[Any]:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text("select sha256, snapshot from declaration_forms where firm_id = :f"),
+            {"f": firm_id},
+        )
+        return list(found)
+
+
+async def _declarations(engine: AsyncEngine, firm_id: str) -> list[Any]:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text("select template_snapshot, form_sha256 from declarations where firm_id = :f"),
+            {"f": firm_id},
+        )
+        return list(found)
+
+
+async def test_a_firm_keeps_each_form_once_however_many_declarations_ask_it(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    await signed_up(browser, smtp, firm="Kept Once Ltd")
+    firm_id = (await firm_of(browser))["id"]
+    recipients = [{"name": f"Person {n}", "email": new_email()} for n in range(5)]
+    bulk = {"templateId": str(FIT.id), "recipients": recipients, "send": False}
+    created = ok(await browser.gql(BULK, {"i": bulk}))["bulkCreateDeclarations"]["declarations"]
+    await sent_declaration(browser, smtp, new_email())  # and one more, on its own
+    kept = await _forms(superuser_engine, firm_id)
+    assert len(kept) == 1
+    assert kept[0].snapshot == FIT_FORM
+    # Keyed by the receipt's form_sha256 (docs/audit.md): SHA-256 of its canonical bytes.
+    assert bytes(kept[0].sha256) == forms.digest(FIT_FORM)
+    rows = await _declarations(superuser_engine, firm_id)
+    assert len(rows) == 6
+    assert {(r.template_snapshot, bytes(r.form_sha256)) for r in rows} == {(None, kept[0].sha256)}
+    pinned = ok(await browser.gql(PINNED, {"id": created[0]["id"]}))["declaration"]
+    assert pinned["pinnedTemplate"]["questions"] == [
+        {"id": q.id, "kind": q.kind.upper()} for q in FIT.spec.questions
+    ]
+
+    # Another firm keeps its own, under RLS, though the bytes are the same.
+    other = browser_for(auth_app)
+    async with other.client:
+        await signed_up(other, smtp, firm="Kept Apart Ltd")
+        await sent_declaration(other, smtp, new_email())
+        other_firm = (await firm_of(other))["id"]
+    assert [bytes(f.sha256) for f in await _forms(superuser_engine, other_firm)] == [kept[0].sha256]
+
+
+async def test_a_declaration_holding_its_own_copy_of_its_form_reads_as_before(
+    browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
+) -> None:
+    """Declarations made before 0036 hold their form themselves: the firm, the recipient and
+    the receipt read it as they always did."""
+    await signed_up(browser, smtp, firm="Held Before Ltd")
+    declaration_id, token = await sent_declaration(browser, smtp, new_email())
+    before = ok(await browser.gql(PINNED, {"id": declaration_id}))
+    async with superuser_engine.begin() as conn:
+        await conn.execute(text("alter table declarations disable trigger user"))
+        await conn.execute(
+            text(
+                "update declarations d set template_snapshot = f.snapshot, form_sha256 = null "
+                "from declaration_forms f where f.firm_id = d.firm_id "
+                "and f.sha256 = d.form_sha256 and d.id = :id"
+            ),
+            {"id": uuid.UUID(declaration_id)},
+        )
+        await conn.execute(text("alter table declarations enable trigger user"))
+        await conn.execute(  # nothing else to read it from
+            text(
+                "delete from declaration_forms "
+                "where firm_id = (select firm_id from declarations where id = :id)"
+            ),
+            {"id": uuid.UUID(declaration_id)},
+        )
+    assert ok(await browser.gql(PINNED, {"id": declaration_id})) == before
+    named = ok(await browser.gql(NAMED, {"id": declaration_id}))["declaration"]
+    assert named == {"templateName": FIT.spec.name}
+    recipient = browser_for(auth_app)
+    async with recipient.client:
+        assert (await form(recipient, token))["templateName"] == FIT.spec.name
+
+
+@pytest.mark.parametrize(
+    ("own", "form_of", "refused"),
+    [
+        ("null", None, "declarations_one_form"),  # no form at all
+        ("'{}'::jsonb", "mine", "declarations_one_form"),  # two
+        ("null", "theirs", "declarations_form_fkey"),  # another firm's
+        ("null", "none", "declarations_form_fkey"),  # a hash of nothing kept
+    ],
+)
+async def test_the_database_holds_a_declaration_to_one_form_of_its_own_firm(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    superuser_engine: AsyncEngine,
+    own: str,
+    form_of: str | None,
+    refused: str,
+) -> None:
+    await signed_up(browser, smtp, firm="One Form Ltd")
+    declaration_id, _ = await sent_declaration(browser, smtp, new_email())
+    theirs = uuid.uuid4()
+    async with superuser_engine.begin() as conn:
+        await conn.execute(
+            text("insert into firms (id, name) values (:f, 'Theirs Ltd')"), {"f": theirs}
+        )
+        await conn.execute(
+            text(
+                "insert into declaration_forms (firm_id, sha256, snapshot) "
+                "values (:f, sha256('theirs'), '{}'::jsonb)"
+            ),
+            {"f": theirs},
+        )
+    sha = {
+        None: "null",
+        "mine": "form_sha256",
+        "theirs": "sha256('theirs')",
+        "none": "sha256('nothing')",
+    }[form_of]
+    copy = (
+        "insert into declarations (id, firm_id, template_id, template_version, "
+        "template_snapshot, form_sha256, recipient_name, recipient_email) "
+        f"select gen_random_uuid(), firm_id, template_id, template_version, {own}, {sha}, "
+        "recipient_name, recipient_email from declarations where id = :id"
+    )
+    with pytest.raises(IntegrityError, match=refused):
+        async with superuser_engine.begin() as conn:
+            await conn.execute(text(copy), {"id": uuid.UUID(declaration_id)})
