@@ -181,6 +181,11 @@ _BAD_VARIABLE = re.compile(
     r"^Variable '\$\w+' (got invalid value|has invalid value|of required type .* was not provided"
     r"|of non-null type .* must not be null)"
 )
+# graphql-core's message for a field's argument it refuses while running the field: validation
+# lets a nullable variable stand for a non-null argument (or input field) with a default, and
+# only the value sent shows that it is null. Raised as a GraphQLError of its own, then wrapped
+# with the field's path, so it reaches format_error as a field error, not a request error.
+_BAD_ARGUMENT = re.compile(r"^Argument '\w+' has invalid value")
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
@@ -213,6 +218,8 @@ def format_error(
     elif isinstance(original, ValidationError):
         body["message"] = BadUserInput.default_message
         body["extensions"] = {"code": BadUserInput.code, "fields": _field_errors(original)}
+    elif isinstance(original, GraphQLError) and _BAD_ARGUMENT.match(original.message):
+        body["extensions"] = {"code": BadUserInput.code}
     elif error.path is None and (
         original is None or isinstance(original, ValueError | TypeError | GraphQLError)
     ):

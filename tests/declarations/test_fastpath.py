@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -301,6 +302,36 @@ async def test_a_key_the_normal_path_would_refuse_falls_back_to_its_answer(
         assert normal.content == fast.content, headers
         assert "errors" in normal.json(), normal.text
         assert state.lane == before, headers
+
+
+OPTIONAL_FIRST = (
+    "query OptionalFirst($n: Int) { declarations(first: $n) { edges { node { id } } } }"
+)
+
+
+async def test_a_null_for_an_optional_first_is_the_callers_error_either_way(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``$n: Int`` may stand for ``first: Int! = 20`` (as code generators write it), and a
+    JavaScript client sends null for a variable it leaves unset: the executor refuses the null,
+    the caller's mistake (BAD_USER_INPUT, nothing logged), and both lanes answer alike, for a
+    member and for a key."""
+    owner = await members.create()
+    await trust(superuser_engine, [OPTIONAL_FIRST])
+    key, _ = await key_headers(app, owner, ["DECLARATIONS_READ"])
+    payload = {"documentId": "sha256:" + document_id(OPTIONAL_FIRST), "variables": {"n": None}}
+    await client.post("/graphql", json=payload, headers=key)  # the key's first use
+    for member, headers in ((owner, {}), (None, key)):
+        with caplog.at_level(logging.ERROR, logger="coverproof.errors"):
+            normal, fast = await _both(client, state, member, payload, headers=headers)
+        assert (normal.status_code, normal.content) == (fast.status_code, fast.content)
+        assert [e["extensions"] for e in normal.json()["errors"]] == [{"code": "BAD_USER_INPUT"}]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_a_key_the_lane_counted_and_handed_over_is_counted_once(

@@ -3,6 +3,9 @@ and never become INTERNAL_SERVER_ERROR or a 500."""
 
 from __future__ import annotations
 
+import logging
+import uuid
+
 import httpx
 import pytest
 
@@ -80,6 +83,39 @@ async def test_a_variable_of_the_wrong_shape_is_bad_user_input(
     assert "data" not in body
     assert codes(body) == ["BAD_USER_INPUT"]
     assert body["errors"][0]["message"].startswith("Variable '$i'")
+
+
+# A nullable variable may stand for an argument, or an input field, that is non-null with a
+# default (the shape code generators write); graphql-core refuses a null sent for it only while
+# running the field.
+NULL_FOR_A_DEFAULT = [
+    ("query($n: Int) { declarations(first: $n) { edges { node { id } } } }", {"n": None}),
+    (
+        "mutation($s: Boolean, $t: UUID!) { bulkCreateDeclarations(input: {templateId: $t, "
+        'recipients: [{name: "Pat", email: "pat@example.test"}], send: $s}) '
+        "{ declarations { id } } }",
+        {"s": None, "t": str(uuid.uuid4())},
+    ),
+]
+
+
+@pytest.mark.parametrize(("query", "variables"), NULL_FOR_A_DEFAULT, ids=["argument", "field"])
+async def test_a_null_for_a_non_null_argument_with_a_default_is_bad_user_input(
+    client: httpx.AsyncClient,
+    members: Members,
+    caplog: pytest.LogCaptureFixture,
+    query: str,
+    variables: dict[str, object],
+) -> None:
+    """The caller's mistake, named as graphql-core names it: not an unexpected error, which
+    would be logged with a traceback for every such request."""
+    owner = await members.create()
+    with caplog.at_level(logging.ERROR, logger="coverproof.errors"):
+        body = await gql(client, query, variables, member=owner)
+    assert codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["message"].startswith("Argument '"), body
+    assert "requestId" not in body["errors"][0]["extensions"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_an_invalid_input_value_is_bad_user_input_with_fields(
