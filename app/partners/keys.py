@@ -24,6 +24,7 @@ from app.auth.actor import Actor, Role
 from app.db import calls
 from app.db.models import ApiKey
 from app.errors import NotFound, field_error
+from app.visible import plain_name
 
 PREFIX = "cp_live_"
 KEY_SHAPE = re.compile(r"^cp_live_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$")
@@ -88,8 +89,14 @@ async def create_api_key(
 ) -> tuple[ApiKey, str]:
     """A new key (admins and owners); the secret is returned once and never stored."""
     actor.require(Role.ADMIN)
-    if not 1 <= len(name.strip()) <= 100:
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
         raise field_error("name", "Use 1 to 100 characters.")
+    try:
+        # Listed to admins and printed as the actor of what the key did (auditEntries, packs).
+        plain_name(name)
+    except ValueError as refused:
+        raise field_error("name", str(refused)) from None
     if not scopes:
         raise field_error("scopes", "Grant at least one scope.")
     if expires_at is not None and expires_at <= datetime.now(UTC):
@@ -98,7 +105,7 @@ async def create_api_key(
     record = ApiKey(
         id=uuid.uuid4(),
         firm_id=actor.firm_id,
-        name=name.strip(),
+        name=name,
         secret_hash=secret_hash(key),
         display_prefix=prefix,
         scopes=sorted({scope.value for scope in scopes}),

@@ -224,6 +224,31 @@ async def test_create_refuses_bad_input(auth_app: Starlette, members: Members) -
         assert (await gql(client, LIST_KEYS))["data"]["apiKeys"] == []
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "HR \u202etsys\u202c feed",
+        "HR \u2066system\u2069",
+        "HR\u200f system",
+        "HR\nsystem",
+        "\u200b\u200b",
+    ],
+    ids=["override", "isolate", "direction-mark", "line-feed", "shows-nothing"],
+)
+async def test_a_key_name_is_shown_as_stored(
+    auth_app: Starlette, members: Members, name: str
+) -> None:
+    """A key's name is listed to admins and names the actor of every entry the key made, in
+    auditEntries and in the evidence pack's audit appendix: held to the rule of the other names
+    a pack prints (no bidi control, no control character, something shown)."""
+    owner = await members.create(Role.OWNER)
+    async with session_client(auth_app, owner) as client:
+        body = await gql(client, CREATE_KEY, {"i": {"name": name, "scopes": DECLARATIONS}})
+        assert codes(body) == ["BAD_USER_INPUT"], body
+        assert [f["field"] for f in body["errors"][0]["extensions"]["fields"]] == ["name"]
+        assert (await gql(client, LIST_KEYS))["data"]["apiKeys"] == []
+
+
 async def test_a_key_may_expire_at_the_end_of_the_calendar_and_any_offset_is_read_as_utc(
     auth_app: Starlette, members: Members
 ) -> None:
