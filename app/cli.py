@@ -277,7 +277,8 @@ def audit_key(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def persisted_load(settings: Settings, args: argparse.Namespace) -> int:
-    """Load a manifest of trusted documents (Apollo's format or a plain id -> text map)."""
+    """Load a manifest of trusted documents (Apollo's format or a plain id -> text map): all of
+    them, or, if one is refused, none (exit code 2)."""
     import json  # noqa: PLC0415
 
     from app.db.engine import create_engine, session_factory  # noqa: PLC0415
@@ -287,8 +288,7 @@ def persisted_load(settings: Settings, args: argparse.Namespace) -> int:
     try:
         docs = documents.parse_manifest(json.loads(Path(args.file).read_text()))
     except (OSError, ValueError) as error:
-        print(f"not loaded: {error}", file=sys.stderr)
-        return 1
+        return _refused(ValueError(f"not loaded: {error}"))
 
     async def load() -> int:
         engine = create_engine(_owner_url(settings), pool_size=1)

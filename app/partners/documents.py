@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from graphql import ExecutableDefinitionNode, GraphQLSyntaxError, OperationDefinitionNode, parse
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,8 +38,9 @@ def document_id(body: str) -> str:
 
 
 def parse_manifest(data: object) -> list[Document]:
-    """The documents of a manifest, every id checked against its text. Raises ValueError with a
-    message naming the first bad entry."""
+    """The documents of a manifest, every id checked against its text and each text one query or
+    mutation, stored with its type. Raises ValueError with a message naming the first bad
+    entry."""
     if isinstance(data, dict) and data.get("format") == "apollo-persisted-query-manifest":
         if data.get("version") != 1:
             raise ValueError("only version 1 of the Apollo manifest is understood")
@@ -66,7 +68,28 @@ def parse_manifest(data: object) -> list[Document]:
             raise ValueError(
                 f"{doc.id}: the document is longer than {MAX_DOCUMENT_CHARS} characters"
             )
-    return docs
+    return [replace(doc, operation_type=_operation_type(doc)) for doc in docs]
+
+
+def _operation_type(doc: Document) -> str:
+    """The type of the document's one operation ("query" or "mutation"), which the type the
+    manifest declares, if any, must be. The allow-list is what an operator reviews: it holds
+    what requests may run, one operation each (fragments beside it), as the app's own pages
+    send, and never a subscription, which no request runs."""
+    try:
+        document = parse(doc.body)
+    except GraphQLSyntaxError as error:
+        raise ValueError(f"{doc.id}: not a GraphQL document ({error.message})") from None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    others = [d for d in document.definitions if not isinstance(d, ExecutableDefinitionNode)]
+    if len(operations) != 1 or others:
+        raise ValueError(f"{doc.id}: a document is one operation (and the fragments it uses)")
+    kind = operations[0].operation.value
+    if kind not in ("query", "mutation"):
+        raise ValueError(f"{doc.id}: only queries and mutations can be persisted")
+    if doc.operation_type not in (None, kind):
+        raise ValueError(f"{doc.id}: declared a {doc.operation_type}, the document is a {kind}")
+    return kind
 
 
 async def store(session: AsyncSession, docs: list[Document]) -> int:

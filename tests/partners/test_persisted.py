@@ -416,6 +416,8 @@ async def test_manifests_load_in_apollo_format_and_as_a_plain_map(
         c=doc_id(three),
     )
     assert {(r.id, r.body) for r in stored} == {(doc_id(d), d) for d in (one, two, three)}
+    # The plain map declares no type: each is stored with its document's.
+    assert {r.operation_type for r in stored} == {"query"}
     owner = await members.create(Role.OWNER)
     secret = await key_for(auth_app, owner, ["DECLARATIONS_READ"])
     async with partner_client(auth_app, secret) as partner:
@@ -423,9 +425,29 @@ async def test_manifests_load_in_apollo_format_and_as_a_plain_map(
     assert body == {"data": {"declarations": {"edges": []}}}
 
 
+# Documents a manifest may not hold, whatever it says of them: each is one query or mutation
+# (fragments beside it), as the type an Apollo entry declares says.
+NOT_ONE_OPERATION = {
+    "not graphql": ("this is not { graphql {tag}", "query"),
+    "subscription text": ("subscription Sub{tag} { viewer { role } }", None),
+    "mislabelled": (CREATE, "query"),
+    "two operations": (FIRM + " " + FIRM.replace("Firm{tag}", "Other{tag}"), "query"),
+    "no operation": ("fragment F{tag} on Firm { name }", None),
+    "schema": ("type T{tag} { a: Int }", None),
+}
+
+
 @pytest.mark.parametrize(
     "problem",
-    ["wrong id", "uppercase id", "subscription", "version 2", "not a string", "too long"],
+    [
+        "wrong id",
+        "uppercase id",
+        "subscription",
+        "version 2",
+        "not a string",
+        "too long",
+        *NOT_ONE_OPERATION,
+    ],
 )
 async def test_a_bad_manifest_is_refused_whole(
     superuser_engine: AsyncEngine,
@@ -449,6 +471,10 @@ async def test_a_bad_manifest_is_refused_whole(
     elif problem == "too long":
         bad = bad + "\n# " + "x" * MAX_DOCUMENT_CHARS
         bad_id = doc_id(bad)
+    elif problem in NOT_ONE_OPERATION:
+        text, declared = NOT_ONE_OPERATION[problem]
+        bad, kind = tagged(text), declared or "query"
+        bad_id = doc_id(bad)
     operations.append({"id": bad_id, "type": kind, "body": bad})
     manifest: Any = {
         "format": "apollo-persisted-query-manifest",
@@ -457,11 +483,15 @@ async def test_a_bad_manifest_is_refused_whole(
     }
     if problem == "not a string":
         manifest = {doc_id(good): good, doc_id(bad): {"body": bad}}
+    elif problem in NOT_ONE_OPERATION and NOT_ONE_OPERATION[problem][1] is None:
+        manifest = {doc_id(good): good, bad_id: bad}  # a plain map, which declares no type
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(manifest))
-    assert await run_cli(monkeypatch, database, "persisted-queries", "load", str(path)) == 1
+    assert await run_cli(monkeypatch, database, "persisted-queries", "load", str(path)) == 2
     captured = capsys.readouterr()
     assert "not loaded" in captured.err
+    if problem in NOT_ONE_OPERATION:
+        assert bad_id in captured.err  # the entry refused
     assert "loaded" not in captured.out
     stored = await count(
         superuser_engine,
