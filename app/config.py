@@ -7,6 +7,7 @@ key generated once and kept in the data directory.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from datetime import timedelta
 from enum import StrEnum
@@ -101,6 +102,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, proxies: list[str]) -> list[str]:
+        # Parsed on each request (app/ratelimit/client_ip.py): an entry that is no address
+        # failed every API request there, while /readyz answered.
+        for place, entry in enumerate(proxies, start=1):
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"COVERPROOF_TRUSTED_PROXIES: entry {place} is not an IP address or network "
+                    "(10.0.0.5, 10.0.0.0/8); a host name is not resolved."
+                ) from None
+        return proxies
 
     @property
     def is_production(self) -> bool:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from app.audit import signing
 from app.config import ConfigError, Settings
@@ -300,6 +301,16 @@ def test_production_refuses_to_start_without_its_settings() -> None:
     assert any("COVERPROOF_SECRET_KEY" in p for p in problems)
     assert any("COVERPROOF_DATABASE_URL" in p for p in problems)
     assert any("https://" in p for p in problems)
+
+
+@pytest.mark.parametrize("proxies", ["lb.internal", "10.0.0.5, lb.internal", "10.0.0.0/33"])
+def test_a_trusted_proxy_that_is_no_address_is_refused(proxies: str) -> None:
+    """Read on each request, an entry that is no address failed every API request with a 500
+    while /readyz answered 200: refused when the settings are read, naming the setting."""
+    with pytest.raises(ValidationError, match="COVERPROOF_TRUSTED_PROXIES"):
+        Settings(_env_file=None, trusted_proxies=proxies)  # type: ignore[call-arg]
+    kept = Settings(_env_file=None, trusted_proxies="10.0.0.5, 10.0.0.1/8, 2001:db8::/64")  # type: ignore[call-arg]
+    assert kept.trusted_proxies == ["10.0.0.5", "10.0.0.1/8", "2001:db8::/64"]
 
 
 def test_production_refuses_to_make_up_an_audit_signing_key(tmp_path: Path) -> None:
