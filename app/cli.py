@@ -111,11 +111,14 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
 def db_url(settings: Settings, args: argparse.Namespace) -> int:
     """The owner URL without its password: printed, it would reach the terminal's scrollback
     and, given to psql on its command line, every user's ``ps``. psql asks for it, or takes
-    it from PGPASSWORD or ~/.pgpass; the embedded database's URL has none."""
+    it from PGPASSWORD or ~/.pgpass; the embedded database's URL has none. A password in the
+    query (``?password=``, or the client key's ``?sslpassword=``), which libpq and asyncpg
+    both read, is left out too."""
     from sqlalchemy.engine import make_url  # noqa: PLC0415
 
     url = make_url(_owner_url(settings))
-    print(url._replace(password=None).render_as_string(hide_password=False))
+    url = url._replace(password=None).difference_update_query(["password", "sslpassword"])
+    print(url.render_as_string(hide_password=False))
     return 0
 
 
