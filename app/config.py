@@ -166,6 +166,12 @@ class Settings(BaseSettings):
             )
         if urlsplit(self.public_url).scheme != "https":
             problems.append("COVERPROOF_PUBLIC_URL must be an https:// URL in production.")
+        # Unset, links follow the public URL, refused above if it is not https.
+        if self.link_base_url is not None and urlsplit(self.links_url).scheme != "https":
+            problems.append(
+                "COVERPROOF_LINK_BASE_URL must be an https:// URL in production: emailed links "
+                "carry their tokens to it."
+            )
         if self.storage_url is None:
             problems.append(
                 "COVERPROOF_STORAGE_URL must name the object storage for evidence packs "

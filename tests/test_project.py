@@ -313,6 +313,31 @@ def test_a_trusted_proxy_that_is_no_address_is_refused(proxies: str) -> None:
     assert kept.trusted_proxies == ["10.0.0.5", "10.0.0.1/8", "2001:db8::/64"]
 
 
+@pytest.mark.parametrize("links", ["http://app.example.test", "app.example.test"])
+def test_production_refuses_emailed_links_other_than_https(links: str) -> None:
+    """Emailed sign-in, reset, invitation and recipient links carry their token to the page
+    at COVERPROOF_LINK_BASE_URL: a plain-HTTP page can be rewritten on the way to send it
+    elsewhere."""
+    production = {
+        "env": "production",
+        "secret_key": "s" * 32,
+        "database_url": "postgresql://coverproof_app@db.example.test/coverproof",
+        "rate_limit_storage": "redis://127.0.0.1:6379/0",
+        "public_url": "https://api.example.test",
+        "storage_url": "s3://bucket/packs",
+    }
+    Settings(_env_file=None, **production).check_production()  # type: ignore[arg-type]
+    settings = Settings(_env_file=None, link_base_url=links, **production)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as refused:
+        settings.check_production()
+    assert refused.value.problems == [
+        "COVERPROOF_LINK_BASE_URL must be an https:// URL in production: emailed links carry "
+        "their tokens to it."
+    ]
+    development = Settings(_env_file=None, link_base_url="http://127.0.0.1:3000")  # type: ignore[call-arg]
+    development.check_production()
+
+
 def test_production_refuses_to_make_up_an_audit_signing_key(tmp_path: Path) -> None:
     """A key generated on the spot would sign checkpoints nobody can check against a published
     key: production names the missing setting instead, and writes no key."""
