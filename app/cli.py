@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from app.config import ConfigError, Settings
+from app.config import ConfigError, Settings, read_settings
 
 EMBEDDED_DATABASE = "coverproof"
 
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        settings = Settings()
+        settings = read_settings()
         handler = args.handler
         return int(handler(settings, args))
     except ConfigError as error:

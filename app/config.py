@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -192,3 +193,21 @@ class Settings(BaseSettings):
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(48))
         return path.read_text().strip()
+
+
+def read_settings() -> Settings:
+    """The settings from the environment; raise ConfigError naming each setting refused, and
+    never its value, which may be a secret (pydantic's own message prints it)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        details = error.errors(include_url=False, include_input=False)
+        raise ConfigError([_problem(detail) for detail in details]) from None
+
+
+def _problem(detail: ErrorDetails) -> str:
+    name = f"COVERPROOF_{str(detail['loc'][0]).upper()}" if detail["loc"] else "COVERPROOF_*"
+    # A validator's own sentence, without pydantic's "Value error, " before it.
+    own = detail.get("ctx", {}).get("error")
+    message = str(own) if isinstance(own, ValueError) else detail["msg"]
+    return message if message.startswith(name) else f"{name}: {message}"

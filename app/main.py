@@ -14,7 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from app.audit import checkpoints, signing
-from app.config import ConfigError, Settings
+from app.config import ConfigError, Settings, read_settings
 from app.db.engine import create_engine, create_lane_pool, session_factory
 from app.db.safety import check_runtime_role
 from app.evidence import sweep
@@ -48,7 +48,7 @@ log = logging.getLogger("coverproof")
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app; the lifespan connects, checks the database role, starts the mail sender
     and the rate-limit storage, and undoes all of it on shutdown."""
-    settings = settings or Settings()
+    settings = settings or read_settings()
     settings.check_production()
     if settings.database_url is None:
         raise ConfigError(

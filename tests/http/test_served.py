@@ -178,3 +178,28 @@ def test_serve_refuses_a_signing_key_that_is_no_key_before_any_worker_starts(
     refused = capsys.readouterr().err
     assert "COVERPROOF_AUDIT_SIGNING_KEY must be an unencrypted PEM private key." in refused
     assert "not a pem" not in refused
+
+
+def test_a_setting_out_of_bounds_is_refused_as_configuration_with_exit_code_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Settings() refused them with pydantic's error, which escaped as a traceback (exit 1)
+    from every command, serve too: now one line per setting, naming it, never its value."""
+    monkeypatch.setenv("COVERPROOF_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COVERPROOF_SESSION_LIFETIME_HOURS", "1000")
+    monkeypatch.setenv("COVERPROOF_PORT", "80eighty")
+    monkeypatch.setenv("COVERPROOF_TRUSTED_PROXIES", "10.0.0.5, lb.internal")
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **_: started.append(a))
+    assert cli.main(["serve"]) == 2
+    assert started == []
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err.splitlines() == [
+        "configuration: COVERPROOF_PORT: Input should be a valid integer, unable to parse "
+        "string as an integer",
+        "configuration: COVERPROOF_SESSION_LIFETIME_HOURS: Input should be less than or equal "
+        "to 720",
+        "configuration: COVERPROOF_TRUSTED_PROXIES: entry 2 is not an IP address or network "
+        "(10.0.0.5, 10.0.0.0/8); a host name is not resolved.",
+    ]
