@@ -179,7 +179,7 @@ def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from app.audit import signing  # noqa: PLC0415
     from app.audit.verify_all import UnknownFirm, verify_firms  # noqa: PLC0415
 
-    firm = uuid.UUID(args.firm) if args.firm else None
+    firm: uuid.UUID | None = args.firm
     if args.keys:  # the published public halves: no private key on an auditor's host
         try:
             published = signing.retired_keys(Path(args.keys).read_text())
@@ -242,7 +242,7 @@ def audit_export(settings: Settings, args: argparse.Namespace) -> int:
     key = signing.load(settings)
 
     async def write() -> None:
-        async for line in export_firm(_owner_url(settings), uuid.UUID(args.firm), key):
+        async for line in export_firm(_owner_url(settings), args.firm, key):
             sys.stdout.write(line)
 
     try:
@@ -258,9 +258,8 @@ def audit_reanchor(settings: Settings, args: argparse.Namespace) -> int:
     from app.errors import AuditChainBroken  # noqa: PLC0415
 
     key = signing.load(settings)
-    firm = uuid.UUID(args.firm) if args.firm else None
     try:
-        results = asyncio.run(reanchor_firms(_owner_url(settings), key, firm))
+        results = asyncio.run(reanchor_firms(_owner_url(settings), key, args.firm))
     except UnknownFirm as error:
         return _refused(error)
     for firm_id, result in results:
@@ -350,6 +349,15 @@ def _minutes(text: str) -> int:
     return minutes
 
 
+def _firm_id(text: str) -> uuid.UUID:
+    """A firm's id, refused as usage (exit code 2) when it is none: as a traceback its exit
+    code was 1, which `audit verify` gives for a broken chain."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a firm id (a UUID)") from None
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="coverproof", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -373,7 +381,7 @@ def parser() -> argparse.ArgumentParser:
         dest="audit", required=True
     )
     verify = audit.add_parser("verify", help="verify every firm's chain (exit 1 on a break)")
-    verify.add_argument("--firm")
+    verify.add_argument("--firm", type=_firm_id)
     verify.add_argument("--all", action="store_true", help="also the platform chain")
     verify.add_argument(
         "--keys",
@@ -386,7 +394,7 @@ def parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(handler=audit_verify)
     export = audit.add_parser("export", help="one firm's trail as JSON Lines, to stdout")
-    export.add_argument("--firm", required=True)
+    export.add_argument("--firm", type=_firm_id, required=True)
     export.set_defaults(handler=audit_export)
     reanchor = audit.add_parser(
         "reanchor",
@@ -394,7 +402,7 @@ def parser() -> argparse.ArgumentParser:
         "against kept exports",
     )
     scope = reanchor.add_mutually_exclusive_group(required=True)
-    scope.add_argument("--firm")
+    scope.add_argument("--firm", type=_firm_id)
     scope.add_argument("--all", action="store_true", help="every such chain")
     reanchor.set_defaults(handler=audit_reanchor)
     audit.add_parser("public-key", help="the checkpoint signing key (PEM)").set_defaults(

@@ -558,6 +558,18 @@ async def test_the_cli_refuses_a_firm_that_does_not_exist_and_names_every_broken
         assert f"BROKEN firm {trail.firm_id} at seq 2: " in "\n".join(broken)
 
 
+@pytest.mark.parametrize("command", ["verify", "export", "reanchor"])
+def test_the_cli_refuses_a_firm_id_that_is_no_id_as_usage(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in the id escaped as a traceback with exit code 1, which `audit verify` gives
+    for a broken chain: a monitoring job would have reported tampering."""
+    with pytest.raises(SystemExit) as refused:
+        main(["audit", command, "--firm", "not-a-firm-id"])
+    assert refused.value.code == 2
+    assert "--firm: not a firm id (a UUID)" in capsys.readouterr().err
+
+
 async def test_the_cli_verifies_a_chain_whose_firm_a_policy_hides_from_it(
     app: Starlette,
     members: Members,
