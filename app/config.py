@@ -46,19 +46,19 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     data_dir: Path = Path(".coverproof")
     host: str = "127.0.0.1"
-    port: int = 8000
-    max_body_bytes: int = 100_000
-    db_pool_size: int = 10
-    session_idle_minutes: int = 30
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=100_000, ge=1)
+    db_pool_size: int = Field(default=10, ge=1)
+    session_idle_minutes: int = Field(default=30, ge=1)
     # At most 30 days: the database starts no longer session, whatever it is asked (0025).
     session_lifetime_hours: int = Field(default=12, ge=1, le=720)
     link_base_url: str | None = None
-    magic_link_minutes: int = 10
-    verification_hours: int = 24
-    password_reset_minutes: int = 60
-    invitation_days: int = 7
-    declaration_token_days: int = 14
-    declaration_grace_days: int = 7
+    magic_link_minutes: int = Field(default=10, ge=1)
+    verification_hours: int = Field(default=24, ge=1)
+    password_reset_minutes: int = Field(default=60, ge=1)
+    invitation_days: int = Field(default=7, ge=1)
+    declaration_token_days: int = Field(default=14, ge=1)
+    declaration_grace_days: int = Field(default=7, ge=0)
     persisted_only: bool = False
     fast_path: bool = True
     audit_signing_key: SecretStr | None = None
@@ -68,9 +68,10 @@ class Settings(BaseSettings):
     # The ids of keys no longer trusted (comma-separated): a key that leaked. What they signed
     # vouches for nothing, and is left out of exports and the published keys.
     audit_revoked_key_ids: str = ""
-    audit_checkpoint_minutes: int = 60
+    # 0: no periodic checkpoints.
+    audit_checkpoint_minutes: int = Field(default=60, ge=0)
     # How often stored pack PDFs that no pack names are deleted (app/evidence/sweep.py); 0: never.
-    pack_sweep_minutes: int = 60
+    pack_sweep_minutes: int = Field(default=60, ge=0)
     smtp_url: SecretStr | None = None
     mail_from: str = "CoverProof <no-reply@coverproof.test>"
     rate_limit_storage: str = "memory://"
@@ -79,7 +80,7 @@ class Settings(BaseSettings):
     rate_limit_scale: int = Field(default=1, ge=1)
     ip_requests_per_minute: int = Field(default=600, ge=1)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    cover_expiry_window_days: int = 30
+    cover_expiry_window_days: int = Field(default=30, ge=0)
     # Evidence packs: s3://bucket/prefix for S3-compatible storage (R2, AWS); None keeps them
     # in <data_dir>/packs.
     storage_url: str | None = None
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
     s3_region: str = "auto"
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
-    pack_render_concurrency: int = 2
+    pack_render_concurrency: int = Field(default=2, ge=1)
 
     @model_validator(mode="after")
     def _default_public_url(self) -> Settings:

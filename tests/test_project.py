@@ -338,6 +338,33 @@ def test_production_refuses_emailed_links_other_than_https(links: str) -> None:
     development.check_production()
 
 
+@pytest.mark.parametrize(
+    ("setting", "least"),
+    [
+        ("cover_expiry_window_days", 0),
+        ("declaration_grace_days", 0),
+        ("audit_checkpoint_minutes", 0),  # 0: no periodic checkpoints
+        ("pack_sweep_minutes", 0),  # 0: no sweep
+        ("port", 1),
+        ("max_body_bytes", 1),
+        ("db_pool_size", 1),
+        ("session_idle_minutes", 1),
+        ("magic_link_minutes", 1),
+        ("verification_hours", 1),
+        ("password_reset_minutes", 1),
+        ("invitation_days", 1),
+        ("declaration_token_days", 1),
+        ("pack_render_concurrency", 1),
+    ],
+)
+def test_a_number_below_what_its_setting_can_mean_is_refused(setting: str, least: int) -> None:
+    """A negative cover window was taken, and every cover status and evidence pack then failed
+    with an internal error; a pool, a lifetime or a limit of nothing is no setting either."""
+    assert getattr(Settings(_env_file=None, **{setting: least}), setting) == least  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=setting):
+        Settings(_env_file=None, **{setting: least - 1})  # type: ignore[arg-type]
+
+
 def test_production_refuses_to_make_up_an_audit_signing_key(tmp_path: Path) -> None:
     """A key generated on the spot would sign checkpoints nobody can check against a published
     key: production names the missing setting instead, and writes no key."""
