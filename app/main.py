@@ -8,6 +8,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -37,6 +39,7 @@ from app.http.routes import (
 from app.http.state import AppState
 from app.mail.sealing import mail_key
 from app.mail.sender import MailSender
+from app.mail.transport import transport_for
 from app.ratelimit.limiter import RateLimiter, open_limiter
 from app.ratelimit.middleware import IpCeiling
 from app.schema import build_schema
@@ -46,8 +49,9 @@ log = logging.getLogger("coverproof")
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the app; the lifespan connects, checks the database role, starts the mail sender
-    and the rate-limit storage, and undoes all of it on shutdown."""
+    """Build the app and what it serves with, connecting to nothing, so that a setting any of
+    it refuses raises ConfigError here; the lifespan connects, checks the database role,
+    starts the mail sender and the rate-limit storage, and undoes all of it on shutdown."""
     settings = settings or read_settings()
     settings.check_production()
     if settings.database_url is None:
@@ -65,15 +69,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ", ".join(signing_key.trusted),
         ", ".join(sorted(signing_key.revoked)) or "none",
     )
+    # Built now, connecting to nothing, for the lifespan to open: a setting they refuse stops
+    # `coverproof serve` before uvicorn starts, where each worker failed on its own.
+    storage = open_storage(settings)
+    engine = _engine(database_url, settings.db_pool_size)
+    limiter = _limiter(settings)
+    transport_for(settings)  # as the mail sender's start() does
     limiter_holder: list[RateLimiter] = []
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        storage = open_storage(settings)
-        engine = create_engine(database_url, pool_size=settings.db_pool_size)
-        limiter = open_limiter(
-            settings.rate_limit_storage, settings.rate_limit_scale, settings.rate_limit_prefix
-        )
         sessions = session_factory(engine)
         mailer = MailSender(sessions, settings)
         background: list[asyncio.Task[None]] = []
@@ -176,3 +181,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+
+
+def _engine(database_url: str, pool_size: int) -> AsyncEngine:
+    try:
+        return create_engine(database_url, pool_size=pool_size)
+    except (ValueError, ArgumentError):
+        # Not the parser's message: a URL missing its "@" puts the password where a port is.
+        raise ConfigError(
+            [
+                "COVERPROOF_DATABASE_URL cannot be read as postgresql://user:password@host:port/"
+                "database, with ssl or sslmode given at most once (the URL is not printed)."
+            ]
+        ) from None
+
+
+def _limiter(settings: Settings) -> RateLimiter:
+    try:
+        return open_limiter(
+            settings.rate_limit_storage, settings.rate_limit_scale, settings.rate_limit_prefix
+        )
+    except ValueError as error:  # its message names the scheme only, never the URI
+        raise ConfigError([str(error)]) from None

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import uvicorn
 from pydantic import ValidationError
+from sqlalchemy import make_url
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from app import cli
 from app.cli import SERVER_OPTIONS
 from app.main import create_app
-from tests.conftest import Database, make_settings
+from tests.conftest import REDIS_URL, Database, make_settings, new_signing_key_pem
 
 PROMISED = (
     "strict-transport-security",
@@ -203,3 +204,78 @@ def test_a_setting_out_of_bounds_is_refused_as_configuration_with_exit_code_2(
         "configuration: COVERPROOF_TRUSTED_PROXIES: entry 2 is not an IP address or network "
         "(10.0.0.5, 10.0.0.0/8); a host name is not resolved.",
     ]
+
+
+SECRET = "hunter2-never-printed"
+# Production's settings, all usable but the one each case leaves out.
+PRODUCTION = {
+    "COVERPROOF_ENV": "production",
+    "COVERPROOF_SECRET_KEY": "s" * 32,
+    "COVERPROOF_PUBLIC_URL": "https://api.example.test",
+    "COVERPROOF_RATE_LIMIT_STORAGE": REDIS_URL,
+    "COVERPROOF_STORAGE_URL": "s3://packs",
+}
+
+
+def _database_url(database: Database, **query: str) -> str:
+    url = make_url(database.app_url).set(password=SECRET).update_query_dict(query)
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize(
+    ("env", "refused"),
+    [
+        (
+            {"COVERPROOF_STORAGE_URL": f"https://{SECRET}@bucket.example.test/packs"},
+            "COVERPROOF_STORAGE_URL must look like s3://bucket or s3://bucket/prefix.",
+        ),
+        (
+            {"COVERPROOF_SMTP_URL": f"ftp://user:{SECRET}@mail.example.test:25"},
+            "COVERPROOF_SMTP_URL must start with smtp://, smtps:// or smtp+insecure://.",
+        ),
+        (
+            PRODUCTION,
+            "COVERPROOF_SMTP_URL must be set in production (smtp:// or smtps://) to send mail.",
+        ),
+        (
+            {"COVERPROOF_RATE_LIMIT_STORAGE": f"memcached://user:{SECRET}@cache:11211"},
+            "COVERPROOF_RATE_LIMIT_STORAGE must be memory:// or redis://host:port[/db], not a "
+            "memcached URI.",
+        ),
+        (
+            {"ssl": "require", "sslmode": "require"},
+            "COVERPROOF_DATABASE_URL cannot be read as postgresql://user:password@host:port/"
+            "database, with ssl or sslmode given at most once (the URL is not printed).",
+        ),
+        (
+            {"COVERPROOF_DATABASE_URL": f"postgresql://coverproof_app:{SECRET}/coverproof"},
+            "COVERPROOF_DATABASE_URL cannot be read as postgresql://user:password@host:port/"
+            "database, with ssl or sslmode given at most once (the URL is not printed).",
+        ),
+    ],
+    ids=["storage", "smtp", "no-smtp-in-production", "rate-limits", "ssl-twice", "unreadable-url"],
+)
+def test_serve_refuses_every_setting_the_app_refuses_before_any_worker_starts(
+    env: dict[str, str],
+    refused: str,
+    database: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Refused only in the lifespan, by each worker after uvicorn started: a traceback and exit
+    code 3, or 0 with --workers. The app now builds what its lifespan uses, unconnected, when
+    it is made."""
+    query = {name: value for name, value in env.items() if not name.startswith("COVERPROOF_")}
+    monkeypatch.setenv("COVERPROOF_DATABASE_URL", _database_url(database, **query))
+    monkeypatch.setenv("COVERPROOF_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COVERPROOF_AUDIT_SIGNING_KEY", new_signing_key_pem())
+    for name, value in env.items():
+        if name.startswith("COVERPROOF_"):
+            monkeypatch.setenv(name, value)
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **_: started.append(a))
+    assert cli.main(["serve", "--workers", "2"]) == 2
+    assert started == []
+    printed = capsys.readouterr()
+    assert (printed.out, printed.err) == ("", f"configuration: {refused}\n")
