@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
@@ -34,6 +36,7 @@ from app.declarations.public import receipt_covers_form, recipient_sha256, respo
 from app.declarations.service import effective_status
 from app.declarations.templates import TemplateSpec, spec_from_snapshot
 from app.errors import field_error
+from app.evidence import render
 from app.evidence.content import (
     CheckpointContent,
     CounterpartyContent,
@@ -43,11 +46,15 @@ from app.evidence.content import (
     VerificationContent,
     answers_of,
     moment,
+    printed_size,
 )
 from app.evidence.render import RenderError
 from app.evidence.schemas import PackCreate
 
 MAX_DECLARATIONS = 1000
+# Declarations are read whole (answers, pinned form) this many at a time, and counted as they
+# are read: a pack past its content limit is refused with no more than this read beyond it.
+BATCH = 20
 # A pack's declarations bring their own entries (some five each), as well as the period's.
 MAX_ENTRIES = 10_000
 
@@ -58,9 +65,21 @@ def period(data: PackCreate) -> tuple[datetime, datetime]:
     return start, datetime.combine(data.end + timedelta(days=1), time.min, UTC)
 
 
-async def scoped_declarations(session: AsyncSession, data: PackCreate) -> list[Declaration]:
+@dataclass(frozen=True)
+class Scoped:
+    """A declaration in scope, as much of it as choosing the rest of the pack needs: its answers
+    and form are read later, a batch at a time (``_declarations``)."""
+
+    id: uuid.UUID
+    counterparty_id: uuid.UUID | None
+    status: str
+
+
+async def scoped_declarations(session: AsyncSession, data: PackCreate) -> list[Scoped]:
     """The declarations in scope, oldest first; refuses ids it cannot see and oversized packs."""
-    query = select(Declaration).order_by(Declaration.created_at, Declaration.id)
+    query = select(Declaration.id, Declaration.counterparty_id, Declaration.status).order_by(
+        Declaration.created_at, Declaration.id
+    )
     if data.declaration_ids is not None:
         query = query.where(Declaration.id.in_(data.declaration_ids))
     else:
@@ -73,7 +92,7 @@ async def scoped_declarations(session: AsyncSession, data: PackCreate) -> list[D
         )
         if data.counterparty_ids is not None:
             query = query.where(Declaration.counterparty_id.in_(data.counterparty_ids))
-    rows = list((await session.execute(query.limit(MAX_DECLARATIONS + 1))).scalars())
+    rows = [Scoped(*row) for row in await session.execute(query.limit(MAX_DECLARATIONS + 1))]
     if data.declaration_ids is not None and len(rows) != len(data.declaration_ids):
         missing = len(data.declaration_ids) - len(rows)
         raise field_error("declarationIds", f"{missing} of these declarations were not found.")
@@ -85,7 +104,7 @@ async def scoped_declarations(session: AsyncSession, data: PackCreate) -> list[D
 
 
 async def scoped_counterparties(
-    session: AsyncSession, data: PackCreate, declarations: list[Declaration]
+    session: AsyncSession, data: PackCreate, declarations: list[Scoped]
 ) -> list[Counterparty]:
     ids = data.counterparty_ids
     if ids is None:
@@ -113,7 +132,7 @@ class _Receipts:
     just checked, and only if the whole chain verifies: whoever rewrote a response, its hash
     and that entry breaks the chain there, or (re-chained) at the next signed checkpoint."""
 
-    def __init__(self, declarations: list[Declaration]) -> None:
+    def __init__(self, declarations: Iterable[Scoped | Declaration]) -> None:
         self.wanted = {str(d.id) for d in declarations if d.status == "submitted"}
         # Each entry's response_sha256, and its recipient_sha256 (None before entries had it).
         self.found: dict[str, list[tuple[str | None, str | None]]] = {}
@@ -205,10 +224,38 @@ async def _generated_by(session: AsyncSession, actor: Actor) -> str:
     return f"{actor.type.value} {actor.id}"
 
 
+async def _declarations(
+    session: AsyncSession,
+    scoped: list[Scoped],
+    names: dict[uuid.UUID, str],
+    receipts: _Receipts,
+) -> list[DeclarationContent]:
+    """The declarations' content, in scope order, read BATCH at a time and counted as read:
+    once what they print passes the pack's content limit, the pack is refused (``TooLarge``)
+    before the rest are read. Read at once, a refused pack took memory in proportion to its
+    scope (1,000 declarations of 80 kB answers), not to the limit."""
+    contents: list[DeclarationContent] = []
+    size = 0
+    for start in range(0, len(scoped), BATCH):
+        ids = [s.id for s in scoped[start : start + BATCH]]
+        query = (
+            select(Declaration)
+            .where(Declaration.id.in_(ids))
+            .order_by(Declaration.created_at, Declaration.id)
+        )
+        for d in (await session.execute(query)).scalars():
+            content = _declaration(d, names, receipts)
+            size += printed_size(content)
+            if size > render.MAX_DOCUMENT_BYTES:
+                raise render.TooLarge(size)
+            contents.append(content)
+    return contents
+
+
 async def _entries(
     session: AsyncSession,
     actor: Actor,
-    declarations: list[Declaration],
+    declarations: list[Scoped],
     counterparties: list[Counterparty],
 ) -> list[EntryContent]:
     """Every entry about a declaration or a counterparty in the pack, whenever it was made (one
@@ -305,7 +352,7 @@ def _verification(verified: chain.Verification) -> VerificationContent:
 
 
 async def _counterparty_names(
-    session: AsyncSession, declarations: list[Declaration], counterparties: list[Counterparty]
+    session: AsyncSession, declarations: list[Scoped], counterparties: list[Counterparty]
 ) -> dict[uuid.UUID, str]:
     names = {c.id: c.name for c in counterparties}
     missing = {d.counterparty_id for d in declarations if d.counterparty_id} - names.keys()
@@ -355,7 +402,7 @@ async def collect(
         generated_by=await _generated_by(session, actor),
         generated_at=moment(datetime.now(UTC)) or "",
         signing_key_id=key.key_id,
-        declarations=[_declaration(d, names, receipts) for d in declarations],
+        declarations=await _declarations(session, declarations, names, receipts),
         counterparties=await _cover(session, actor, counterparties, cover_window_days),
         entries=await _entries(session, actor, declarations, counterparties),
         verification=_verification(verified),

@@ -101,6 +101,16 @@ class PackContent:
     checkpoint: CheckpointContent | None = None
 
 
+def printed_size(d: DeclarationContent) -> int:
+    """The UTF-8 bytes of a declaration's answers, their questions and its attestation: what its
+    pages print, at the least (escaped, and in markup, they take more). Collect counts it as it
+    reads declarations, to stop before a pack's content passes what it may render."""
+    texts = [d.attestation or ""]
+    for a in d.answers:
+        texts += [a.question, a.answer, a.explanation or ""]
+    return sum(len(text.encode()) for text in texts)
+
+
 def moment(value: datetime | None) -> str | None:
     """A timestamp as a person reads it, always in UTC and to the second."""
     if value is None:

@@ -7,7 +7,7 @@ and can never become markup (nor reach for a file or URL while rendering).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from html import escape
 
 from app.declarations.answers import MAX_LINES
@@ -290,19 +290,32 @@ def _appendix(pack: PackContent) -> str:
     )
 
 
-def build(pack: PackContent, font: str, mono: str, font_faces: str) -> str:
-    """The whole document; ``font_faces`` holds the @font-face rules for ``font``/``mono``."""
-    declarations = "".join(_declaration(n, d) for n, d in enumerate(pack.declarations, 1))
-    if declarations:
-        declarations = f"<pdf:nextpage /><h2>Declarations</h2>{declarations}"
+def parts(pack: PackContent, font: str, mono: str, font_faces: str) -> Iterator[str]:
+    """The document in order, a piece at a time (a declaration each), each made only when the
+    one before has been taken: render.within_limit counts them and stops as soon as they pass
+    the pack's content limit, so a document too large to render is never made whole.
+    ``font_faces`` holds the @font-face rules for ``font``/``mono``."""
     footer = (
         f'<div id="page-footer">Evidence pack {_e(pack.pack_id)} &#183; {_e(pack.firm_name)}'
         " &#183; Page <pdf:pagenumber /> of <pdf:pagecount /></div>"
     )
     css = font_faces + CSS % {"font": font, "mono": mono}
-    return (
+    yield (
         '<!DOCTYPE html><html><head><meta charset="utf-8"/>'
         f"<title>{_e(pack.title)}</title><style>{css}</style></head><body>{footer}"
-        f"{_cover(pack)}{_summary(pack)}{_counterparties(pack)}"
-        f"{declarations}{_appendix(pack)}</body></html>"
     )
+    yield _cover(pack)
+    yield _summary(pack)
+    yield _counterparties(pack)
+    if pack.declarations:
+        yield "<pdf:nextpage /><h2>Declarations</h2>"
+    for n, d in enumerate(pack.declarations, 1):
+        yield _declaration(n, d)
+    yield _appendix(pack)
+    yield "</body></html>"
+
+
+def build(pack: PackContent, font: str, mono: str, font_faces: str) -> str:
+    """The whole document at once, uncounted (for tests and the benchmark; a pack is made with
+    ``parts``, counted)."""
+    return "".join(parts(pack, font, mono, font_faces))

@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -48,13 +48,27 @@ FONT_FILES = {
 MAX_RENDER_SECONDS = 240
 # The renderer holds some 170 times the document in memory (500 declarations: 2 MB of HTML,
 # some 340 MB), so content, not counts, bounds a render: 1,000 declarations of ordinary
-# answers fit; 1,000 of 100 KB answers would take the process down.
+# answers fit; 1,000 of 100 KB answers would take the process down. It is counted as the
+# content is read (collect) and as the document is made (``within_limit``), never once made:
+# the memory a refused pack takes is bounded by it, not by the pack's scope.
 MAX_DOCUMENT_BYTES = 8 * 2**20
 MAX_DEPTH = 64
 
 
 class RenderError(Exception):
     """The PDF could not be made; the message is safe to show the firm."""
+
+
+class TooLarge(RenderError):
+    """The pack's content passed MAX_DOCUMENT_BYTES; ``size`` bytes of it were counted when it
+    did, and no more was read or made."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"The pack is too large to render (at least {size / 2**20:.1f} MB of content, at "
+            f"most {MAX_DOCUMENT_BYTES / 2**20:.0f} MB): choose fewer declarations or a shorter "
+            "period."
+        )
 
 
 @dataclass(frozen=True)
@@ -92,17 +106,26 @@ def resource_policy() -> ResourceAccessPolicy:
     )
 
 
+def within_limit(parts: Iterable[str]) -> str:
+    """``parts`` joined, counted (in UTF-8) as each is made, and refused (``TooLarge``) as soon
+    as they pass MAX_DOCUMENT_BYTES, before the rest are made: escaping alone makes an answer of
+    ``&`` five times as long as collect counted it, so a document measured once built had been
+    built, and encoded again, at whatever size its scope gave it."""
+    kept: list[str] = []
+    size = 0
+    for part in parts:
+        size += len(part.encode())
+        if size > MAX_DOCUMENT_BYTES:
+            raise TooLarge(size)
+        kept.append(part)
+    return "".join(kept)
+
+
 def render_pdf(pack: PackContent, signer: PackSigner) -> RenderedPack:
     """The pack as signed PDF bytes, with their SHA-256 and page count (blocking, and the
     signing runs its own event loop: call it from a worker thread)."""
     font, mono, faces, _ = _fonts()
-    html = document.build(pack, font, mono, faces)
-    size = len(html.encode())
-    if size > MAX_DOCUMENT_BYTES:
-        raise RenderError(
-            f"The pack is too large to render ({size / 2**20:.1f} MB of content, at most "
-            f"{MAX_DOCUMENT_BYTES / 2**20:.0f} MB): choose fewer declarations or a shorter period."
-        )
+    html = within_limit(document.parts(pack, font, mono, faces))
     policy = resource_policy()
     out = io.BytesIO()
     try:

@@ -40,7 +40,7 @@ from app.db.tenant import on_rollback, snapshot_transaction
 from app.errors import BadUserInput, NotFound, RateLimited, field_error
 from app.evidence import download, sweep
 from app.evidence.collect import collect
-from app.evidence.render import RenderError, render
+from app.evidence.render import RenderError, TooLarge, render
 from app.evidence.schemas import PackCreate
 from app.evidence.signature import pack_signer
 from app.evidence.storage import Storage, StorageError
@@ -206,8 +206,10 @@ async def _produce(
                 content = await collect(
                     snapshot, actor, pack.id, data, env.signing_key, env.cover_window_days
                 )
-        except RenderError as error:  # content the pack must not present
-            return await _fail(session, actor, pack, str(error), "collect", retry)
+        except RenderError as error:  # content the pack must not present, or too much of it
+            # Past the content limit is the render's refusal, wherever it is counted.
+            stage = "render" if isinstance(error, TooLarge) else "collect"
+            return await _fail(session, actor, pack, str(error), stage, retry)
         try:
             slots = env.storage.render_slots
             signer = pack_signer(env.signing_key)

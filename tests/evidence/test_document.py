@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import tracemalloc
 from datetime import date
 
 import pytest
@@ -160,3 +161,26 @@ def test_an_answer_stored_with_more_lines_than_allowed_prints_the_rest_as_one() 
     assert html.count('<p class="a">') == MAX_LINES
     rest = " ".join(f"w{n}" for n in range(MAX_LINES - 1, 5_000))
     assert f'<p class="a">{rest}</p>' in html
+
+
+def test_a_document_past_its_limit_is_refused_before_it_is_made_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The document is counted as it is made, a declaration at a time, and refused once it
+    passes the limit (1 MB here): escaping makes an answer of ``&`` five times as long, so 800
+    kB of answers, within what collect counts, would have built 4 MB, and encoded it again,
+    before it was measured."""
+    monkeypatch.setattr(render, "MAX_DOCUMENT_BYTES", 2**20)
+    answers = [Answer(f"Question {i}", "&" * 20_000) for i in range(4)]
+    declaration = dataclasses.replace(_pack().declarations[0], answers=answers)
+    pack = dataclasses.replace(_pack(), declarations=[declaration] * 10)
+    tracemalloc.start()
+    try:
+        with pytest.raises(render.RenderError) as refused:
+            render.render_pdf(pack, _Unsigned())  # type: ignore[arg-type]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # What was kept (under 1 MB), and the declaration that passed it (400 kB) and its UTF-8.
+    assert peak < 2.5 * 2**20, peak
+    assert str(refused.value).startswith("The pack is too large to render (at least 1.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from app.audit import chain
@@ -25,12 +26,12 @@ from app.db.tenant import tenant_transaction
 from app.declarations import forms
 from app.declarations.public import receipt_hash, stored_response_hash
 from app.declarations.templates import QuestionKind, snapshot
-from app.evidence import render
+from app.evidence import collect, render
 from app.evidence.content import PackContent
 from app.evidence.render import RenderedPack
 from app.evidence.signature import PackSigner
 from tests.declarations.test_loop import FIT
-from tests.evidence.support import GENERATE, pdf_text, period
+from tests.evidence.support import GENERATE, audit_of, pdf_text, period
 from tests.factories import Member, Members, gql
 
 
@@ -57,12 +58,14 @@ async def firm_with_declarations(
     *,
     audited: bool = True,
     receipts_before_forms: int = 0,
+    answers: dict[str, Any] | None = None,
 ) -> Member:
     """A firm whose owner has ``count`` submitted declarations, written straight into the
     database (as the owner role, inside the firm's tenant context) to keep the test fast, each
     with the ``declaration.submitted`` audit entry a submission writes (unless ``audited`` is
     false). The first ``receipts_before_forms`` were given receipts as they were before
-    receipts covered the form."""
+    receipts covered the form. Each answers ``answers``, or else a short answer to each
+    question."""
     owner = await members.create(name=f"Big Pack {count} Ltd")
     pinned = snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key)
     now = datetime.now(UTC)
@@ -80,7 +83,7 @@ async def firm_with_declarations(
             "sent_at": now,
             "submitted_at": now,
             "reminder_count": 0,
-            "answers": _answers(),
+            "answers": _answers() if answers is None else answers,
             "attestation_accepted": True,
             "signature_name": f"Recipient {n:03d}",
             "submitted_ip": "192.0.2.1",
@@ -177,3 +180,39 @@ async def test_the_server_keeps_answering_while_a_big_pack_renders(
     body = await generating
     assert body["data"]["generateEvidencePack"]["pack"]["status"] == "READY", body
     assert rendered.is_set()
+
+
+async def test_a_pack_past_its_content_limit_is_refused_before_the_rest_is_read(
+    big_client: httpx.AsyncClient,
+    members: Members,
+    owner_sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    superuser_engine: AsyncEngine,
+) -> None:
+    """The content limit bounds what a refused pack costs, not its scope: declarations are read
+    a batch at a time and counted as they are, and once what they print passes the limit (1 MB
+    here) the pack fails, saying so, before the rest are read. Read whole first, 1,000
+    declarations of 80 kB answers took some 0.85 GB of one request before it was refused."""
+    monkeypatch.setattr(render, "MAX_DOCUMENT_BYTES", 2**20)
+    answers = {f"q{i}": "&" * 20_000 for i in range(4)}  # unnamed by the form: printed too
+    owner = await firm_with_declarations(members, owner_sessions, 60, answers=answers)
+    read = 0
+    real = collect._declaration
+
+    def counted(*args: Any) -> Any:
+        nonlocal read
+        read += 1
+        return real(*args)
+
+    monkeypatch.setattr(collect, "_declaration", counted)
+    body = await gql(big_client, GENERATE, {"i": {"title": "Too long", **period()}}, owner)
+    pack = body["data"]["generateEvidencePack"]["pack"]
+    assert pack["status"] == "FAILED", body
+    assert re.fullmatch(
+        r"The pack is too large to render \(at least 1\.\d MB of content, at most 1 MB\): "
+        r"choose fewer declarations or a shorter period\.",
+        pack["failureReason"],
+    ), pack
+    assert read <= 14, read  # 13 of 80 kB fit in 1 MB, no more
+    failed = (await audit_of(superuser_engine, pack["id"]))[-1]
+    assert failed.details == {"reason": pack["failureReason"], "stage": "render"}
