@@ -159,7 +159,12 @@ async def retry_pack(
 ) -> EvidencePack:
     """Make a failed pack again, from the same scope (members and up)."""
     actor.require(Role.MEMBER)
-    await _not_being_made(session, _RETRIED, _short(pack_id.bytes))
+    # Looked up (under RLS) before its lock is tried, and the lock keyed by the firm too: tried
+    # first, another firm's id being retried was refused as being made, where any other id was
+    # not found, and told whoever sent it whose pack it was, and that it was being made.
+    if await session.scalar(select(EvidencePack.id).where(EvidencePack.id == pack_id)) is None:
+        raise NotFound("Evidence pack not found.")
+    await _not_being_made(session, _RETRIED, _short(actor.firm_id.bytes + pack_id.bytes))
     query = (
         select(EvidencePack)
         .where(EvidencePack.id == pack_id)

@@ -600,6 +600,45 @@ async def test_another_firm_can_never_list_read_retry_or_download_a_pack(
     assert (await browser.client.get(_path(url))).status_code == 200
 
 
+async def test_another_firms_pack_retried_answers_as_an_unknown_id_whatever_that_firm_does(
+    browser: Browser,
+    smtp: SmtpServer,
+    auth_app: Starlette,
+    members: Members,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Firm B's pack id, sent to retryEvidencePack by firm A, is answered as an id that exists
+    nowhere (NOT_FOUND), even while B retries it: the "being made" lock was taken before the
+    pack was looked up, so A was told RATE_LIMITED then, and learnt that the id was another
+    firm's pack being made."""
+    await signed_up(browser, smtp, firm="Firm B Retrying Ltd")
+    real_render, rendering = render.render_pdf, threading.Event()
+
+    def failing(*args: Any) -> Any:
+        raise render.RenderError("The PDF could not be rendered.")
+
+    monkeypatch.setattr(render, "render_pdf", failing)
+    b_pack = (await generate(browser, "Retried by B"))["id"]
+
+    def slow(*args: Any) -> Any:
+        rendering.set()
+        time.sleep(1.0)
+        return real_render(*args)
+
+    monkeypatch.setattr(render, "render_pdf", slow)
+    firm_a = await members.create(name="Firm A Probing Ltd")
+    transport = httpx.ASGITransport(app=auth_app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as a:
+        unknown = await gql(a, RETRY, {"id": str(uuid.uuid4())}, firm_a)
+        assert codes(unknown) == ["NOT_FOUND"], unknown
+        b_retry = asyncio.ensure_future(browser.gql(RETRY, {"id": b_pack}))
+        assert await asyncio.to_thread(rendering.wait, 30)
+        while_b_retries = await gql(a, RETRY, {"id": b_pack}, firm_a)
+        assert not b_retry.done()
+        assert codes(while_b_retries) == ["NOT_FOUND"], while_b_retries
+        assert (await b_retry)["data"]["retryEvidencePack"]["pack"]["status"] == "READY"
+
+
 class _Past(TimestampSigner):
     def get_timestamp(self) -> int:
         return int(time.time()) - download.MAX_AGE_SECONDS - 5
