@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from app.idempotency import Key
+from app.visible import Unshown, shown_otherwise, shows_anything
 
 MAX_IDS = 1000
 MAX_PERIOD = timedelta(days=366 * 10)
@@ -24,6 +25,11 @@ LATEST = date(2200, 12, 31)  # the day after the period is counted too, in datet
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Ids = Annotated[list[uuid.UUID], Field(min_length=1, max_length=MAX_IDS)]
+_TITLE_REFUSALS: dict[Unshown, str] = {
+    "reorders": "The title may not hold characters that reorder text.",
+    "control": "The title may not contain control characters.",
+    "hides": "The title may not hold characters that show as nothing.",
+}
 
 
 class PackCreate(BaseModel):
@@ -41,9 +47,14 @@ class PackCreate(BaseModel):
 
     @field_validator("title")
     @classmethod
-    def _printable(cls, value: str) -> str:
-        if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value):
-            raise ValueError("The title may not contain control characters.")
+    def _shown_as_stored(cls, value: str) -> str:
+        # The title heads the regulator's copy, beside names held to this (visible.plain_name):
+        # "Q1 review \u202edevorppa ton\u202c" showed there as "Q1 review not approved".
+        problem = shown_otherwise(value)
+        if problem is None and not shows_anything(value):
+            problem = "hides"
+        if problem is not None:
+            raise ValueError(_TITLE_REFUSALS[problem])
         return value
 
     @field_validator("declaration_ids", "counterparty_ids")

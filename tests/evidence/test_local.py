@@ -560,6 +560,50 @@ async def test_scope_is_validated_before_anything_is_written(
     assert listed["data"]["evidencePacks"]["edges"] == []
 
 
+async def test_a_pack_title_holds_nothing_that_hides_or_reorders_what_it_says(
+    browser: Browser,
+    smtp: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    superuser_engine: AsyncEngine,
+) -> None:
+    """A pack's title heads its cover and every listing, beside names that may hold no bidi
+    control and must show something (docs/api.md): the title is held to the same rule."""
+    await signed_up(browser, smtp, firm="Titles Ltd")
+    for title, says in (
+        ("Q1 review \u202edevorppa ton\u202c", "reorder"),  # shows "Q1 review not approved"
+        ("\u2066Annual\u2069 F&P", "reorder"),  # an isolate
+        ("\u200b\u200b", "show as nothing"),  # shows nothing at all
+        ("Q1\u200breview", "show as nothing"),
+        ("Q1\u2028review", "control characters"),
+        ("Q1\x1b[8mreview", "control characters"),
+    ):
+        body = await browser.gql(GENERATE, {"i": {"title": title, **period()}})
+        assert codes(body) == ["BAD_USER_INPUT"], (title, body)
+        [field] = body["errors"][0]["extensions"]["fields"]
+        assert field["field"] == "title", body
+        assert says in field["message"], body
+    listed = await browser.gql(PACKS)
+    assert listed["data"]["evidencePacks"]["edges"] == []
+    assert (await generate(browser, "Revue Q1 \u00e9t\u00e9 \U0001f44d"))["status"] == "READY"
+    # A failed pack whose title was stored before the rule is not made again under it.
+    with monkeypatch.context() as patched:
+        patched.setattr(render, "render_pdf", _failing_render)
+        failed = await generate(browser, "Stored before")
+    async with superuser_engine.begin() as conn:
+        retitled = {"id": failed["id"], "title": "Q1 \u202edevorppa ton\u202c"}
+        await conn.execute(
+            text("update evidence_packs set title = :title where id = :id"), retitled
+        )
+    body = await browser.gql(RETRY, {"id": failed["id"]})
+    assert codes(body) == ["BAD_USER_INPUT"], body
+    assert [f["field"] for f in body["errors"][0]["extensions"]["fields"]] == ["title"], body
+    assert (await pack_row(superuser_engine, failed["id"])).status == "failed"
+
+
+def _failing_render(*args: Any) -> Any:
+    raise render.RenderError("The PDF could not be rendered.")
+
+
 async def test_another_firm_can_never_list_read_retry_or_download_a_pack(
     browser: Browser, smtp: SmtpServer, auth_app: Starlette, members: Members
 ) -> None:
