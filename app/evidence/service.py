@@ -44,6 +44,8 @@ from app.evidence.render import RenderError, TooLarge, render
 from app.evidence.schemas import PackCreate
 from app.evidence.signature import pack_signer
 from app.evidence.storage import Storage, StorageError
+from app.ratelimit.policies import Policy
+from app.ratelimit.request import Limits
 
 log = logging.getLogger("coverproof.evidence")
 
@@ -67,6 +69,7 @@ class EvidenceEnv:
     secret_key: str
     public_url: str
     cover_window_days: int
+    limiter: Limits
 
 
 async def get_pack(session: AsyncSession, actor: Actor, pack_id: uuid.UUID) -> EvidencePack:
@@ -206,6 +209,11 @@ async def _produce(
         message = "Another evidence pack of your firm is being made; try again in a minute."
         raise RateLimited(message, retryAfter=60)
     async with env.storage.admit(actor.firm_id) as place:
+        # Collecting verifies the firm's whole chain, as verifyAuditChain does: counted with
+        # it, per caller, before it starts (a pack of an empty period cost nothing else, and a
+        # member, who may not verify the chain, read it as often as mutations allowed).
+        whole_chain_reader = f"{actor.type.value}:{actor.id}"
+        await env.limiter.hit(Policy.WHOLE_CHAIN_READS_PER_CALLER, whole_chain_reader)
         try:
             async with snapshot_transaction(env.sessions, actor.firm_id, actor.id) as snapshot:
                 content = await collect(

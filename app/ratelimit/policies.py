@@ -43,8 +43,9 @@ ACCOUNT_REFUSALS_RECORDED_PER_CALLER = "1/hour"
 ACCOUNT_REFUSALS_RECORDED = "20/hour"
 # Each download of an evidence pack is an audit entry: a looping client must not flood the chain.
 PACK_DOWNLOADS_PER_CALLER = "30/minute"
-# Verifying or exporting a firm's whole chain, per caller: each reads every entry, and each
-# export is an audit entry (a query, so the mutation limit never counted it).
+# Verifying or exporting a firm's whole chain, or making an evidence pack (which verifies it),
+# per caller: each reads every entry, and each export is an audit entry (a query, so the
+# mutation limit never counted it).
 WHOLE_CHAIN_READS_PER_CALLER = "20/minute"
 # Partner systems: every request of one API key, and first-party APQ registrations per user.
 API_KEY_REQUESTS = "600/minute"

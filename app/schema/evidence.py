@@ -56,6 +56,7 @@ def evidence_env(info: Info) -> EvidenceEnv:
         secret_key=context.secret_key,
         public_url=context.settings.public_url,
         cover_window_days=context.settings.cover_expiry_window_days,
+        limiter=context.limiter,
     )
 
 

@@ -418,6 +418,40 @@ async def test_downloads_are_limited_per_caller_so_they_cannot_flood_the_chain(
     assert len(downloads) == 30
 
 
+async def test_packs_count_against_the_callers_whole_chain_reads(
+    browser: Browser, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each pack made or retried verifies the firm's whole chain, the work verifyAuditChain
+    and exportAuditLog count: packs count with them, 20 a minute per caller, counted before any
+    work, and a pack refused so writes nothing. A pack of an empty period cost nothing else, so
+    a member, who may not verify the chain, read it as often as the mutations allowed."""
+    await signed_up(browser, smtp, firm="Chain Readers Ltd")
+    with monkeypatch.context() as patched:
+        patched.setattr(render, "render_pdf", _failing_render)
+        failed = await generate(browser, "Failed once")
+    retried = await browser.gql(RETRY, {"id": failed["id"]})
+    assert retried["data"]["retryEvidencePack"]["pack"]["status"] == "READY", retried
+    limit = int(Policy.WHOLE_CHAIN_READS_PER_CALLER.item.amount)
+    for _ in range(limit - 2):
+        assert "errors" not in await browser.gql("{ verifyAuditChain { ok } }")
+    verified = 0
+    real_verify = chain.verify
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal verified
+        verified += 1
+        return await real_verify(*args, **kwargs)
+
+    monkeypatch.setattr(chain, "verify", counted)
+    refused = await browser.gql(GENERATE, {"i": {"title": "One too many", **period()}})
+    assert codes(refused) == ["RATE_LIMITED"], refused
+    assert refused["errors"][0]["extensions"]["retryAfter"] >= 1
+    assert verified == 0
+    listed = await browser.gql(PACKS)
+    assert [e["node"]["id"] for e in listed["data"]["evidencePacks"]["edges"]] == [failed["id"]]
+    assert codes(await browser.gql("{ verifyAuditChain { ok } }")) == ["RATE_LIMITED"]
+
+
 async def test_a_keys_downloads_count_against_its_request_limit(
     browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
