@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 from app.errors import BadUserInput, field_error
 
-MAX_CURSOR = 400
+# The longest sort key a list orders by: a counterparty's name (app/counterparties/schemas.py).
+MAX_KEY_CHARS = 200
 
 
 def not_a_cursor() -> BadUserInput:
@@ -18,9 +19,17 @@ def not_a_cursor() -> BadUserInput:
 
 
 def encode(key: str, ident: uuid.UUID) -> str:
-    """An opaque position: the (sort key, id) a list is ordered by."""
-    raw = json.dumps([key, str(ident)])
+    """An opaque position: the (sort key, id) a list is ordered by. Its characters as UTF-8,
+    not as JSON's escapes, which take up to 12 bytes each: a name of 50 characters from outside
+    ASCII made a cursor longer than ``decode`` took, and paging stopped there."""
+    raw = json.dumps([key, str(ident)], ensure_ascii=False)
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+# The longest cursor ``encode`` makes of a key of MAX_KEY_CHARS: a control character, which JSON
+# escapes in six bytes, is the longest a character can be (no name holds one; any other takes
+# four at most).
+MAX_CURSOR = len(encode("\x00" * MAX_KEY_CHARS, uuid.UUID(int=0)))
 
 
 def decode(cursor: str) -> tuple[str, uuid.UUID]:

@@ -269,6 +269,33 @@ async def test_paging_is_complete_and_ordered_by_name_ignoring_case(
         assert codes(await gql(client, LIST, bad, viewer)) == ["BAD_USER_INPUT"], bad
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "株式会社" + "東京海上保険代理店" * 5 + "日本橋支店" * 2,  # 59 characters
+        "Ωμέγα Ασφαλιστική " * 11,  # 198
+        'A "B" ' * 33,  # 198, 66 of them quotation marks, which JSON escapes
+        "\U0001f6e1\ufe0f" * 100,  # 200: a shield emoji, each four bytes and a selector
+    ],
+)
+async def test_a_page_can_be_followed_past_any_name_a_counterparty_may_have(
+    client: httpx.AsyncClient, members: Members, name: str
+) -> None:
+    """A cursor holds the name of the page's last counterparty: whatever that name, the same
+    list takes it back. A name of 50 characters from outside ASCII made a cursor the list then
+    refused, so no counterparty after it could be reached."""
+    admin = await members.create()
+    names = [name.strip()[:199], name.strip()[:199] + "Z"]  # the second sorts after
+    for each in names:
+        created = await gql(client, CREATE, {"input": {"kind": "INSURER", "name": each}}, admin)
+        assert "errors" not in created, created
+    body = await gql(client, LIST, {"first": 1}, admin)
+    after = body["data"]["counterparties"]["pageInfo"]["endCursor"]
+    body = await gql(client, LIST, {"first": 1, "after": after}, admin)
+    assert "errors" not in body, body
+    assert [e["node"]["name"] for e in body["data"]["counterparties"]["edges"]] == names[1:]
+
+
 async def test_search_matches_name_frn_or_email_and_wildcards_are_literal(
     client: httpx.AsyncClient, members: Members
 ) -> None:
