@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 from app.firms.schemas import FirmName, Frn
 from app.idempotency import Key
-from app.mail.outbox import as_mail_reads
+from app.mail.outbox import as_mail_reads, one_address
 from app.visible import has_control
 
 MAX_EMAIL = 320
@@ -24,8 +24,14 @@ def _still_short(email: str) -> str:
 def _one_address(email: str) -> str:
     """An address alone, as mail reads it: mail reads a display name, a comment, a second
     address or an encoded word too, and delivered to the address it finds there, counted
-    apart from it ("x<a@b.co>", "a(1)@b.co", "someone,a@b.co" all reach a@b.co, or another)."""
-    if as_mail_reads("To", email) != email or has_control(email) or "=?" in email:
+    apart from it ("x<a@b.co>", "a(1)@b.co", "someone,a@b.co" all reach a@b.co, or another),
+    and an address whole in quotes ('"a@b.co"') reaches a@b.co too (``one_address``)."""
+    if (
+        as_mail_reads("To", email) != email
+        or not one_address(email)
+        or has_control(email)
+        or "=?" in email
+    ):
         raise ValueError("Enter one email address on its own, like name@example.com.")
     return email
 

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from email import policy
 from email.errors import HeaderParseError
+from email.utils import parseaddr
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,6 +64,28 @@ def as_mail_reads(name: str, value: str) -> str | None:
         return None
 
 
+def one_address(value: str) -> bool:
+    """Whether ``value`` is one address, as written, both where mail reads the To header and
+    where SMTP's envelope takes it (aiosmtplib writes RCPT TO from ``parseaddr``): a whole
+    address in quotes ('"a@b.co"') is read by the header's parser as a local part with no
+    domain, passed as written, and delivered by the envelope to a@b.co, counted apart from it."""
+    if _PLAIN_ADDRESS.fullmatch(value):
+        return True
+    try:
+        header = policy.default.header_factory("To", value)
+    except (HeaderParseError, ValueError, IndexError):
+        return False
+    found = header.addresses
+    return (
+        str(header) == value
+        and len(found) == 1
+        and not found[0].display_name
+        and found[0].domain != ""
+        and found[0].addr_spec == value
+        and parseaddr(value)[1] == value
+    )
+
+
 def _check_header(name: str, value: str) -> None:
     """Refuse, in the caller's transaction, a header the email package would read as other
     than written: CR or LF would let a caller inject headers, and so would an encoded word
@@ -71,7 +94,7 @@ def _check_header(name: str, value: str) -> None:
     elsewhere."""
     if "\r" in value or "\n" in value:
         raise Unmailable(f"mail {name} must be a single line")
-    if as_mail_reads(name, value) != value:
+    if as_mail_reads(name, value) != value or (name == "To" and not one_address(value)):
         raise Unmailable(f"mail {name} must be read by mail as it is written")
 
 

@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 
 from app.config import ConfigError, Settings
-from app.mail.outbox import Mail
+from app.mail.outbox import Mail, one_address
 
 log = logging.getLogger("coverproof.mail")
 
@@ -60,9 +60,14 @@ def build_message(mail: Mail, mail_from: str) -> EmailMessage:
     message["From"] = mail_from
     message["To"] = mail.to
     message["Subject"] = mail.subject
-    if str(message["To"]) != mail.to or str(message["Subject"]) != mail.subject:
-        # Read otherwise than written (an encoded word, a second address): queued before the
-        # outbox refused such mail, it would add headers, or go elsewhere. Never sent.
+    if (
+        str(message["To"]) != mail.to
+        or not one_address(mail.to)
+        or str(message["Subject"]) != mail.subject
+    ):
+        # Read otherwise than written (an encoded word, a second address, an address whole in
+        # quotes): queued before the outbox refused such mail, it would add headers, or go
+        # elsewhere. Never sent.
         raise Unsendable("the mail's recipient or subject is not read as it is written")
     message["Date"] = formatdate(localtime=False)
     # The outbox id makes the Message-ID stable across retries, so a receiver can drop the

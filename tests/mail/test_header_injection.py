@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import uuid
 from email import policy
+from email.utils import parseaddr
 from typing import Any
 
 import pytest
@@ -22,10 +23,11 @@ from app.mail import outbox
 from app.mail.outbox import Mail, enqueue
 from app.mail.transport import Unsendable, build_message
 from tests.browser import SIGN_UP, Browser, codes, new_email, signed_up
-from tests.declarations.test_firm_side import REMIND, form, submission
-from tests.declarations.test_loop import SUBMIT, sent_declaration, valid_answers
+from tests.declarations.test_firm_side import CREATE, REMIND, form, submission
+from tests.declarations.test_loop import FIT, SUBMIT, sent_declaration, valid_answers
 from tests.mail.smtp import SmtpServer
 
+DECLARATION = {"templateId": str(FIT.id), "recipientName": "Pat Doe"}
 INVITE = "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { ok } }"
 UPDATE_FIRM = "mutation($input: FirmUpdateInput!) { updateFirm(input: $input) { firm { name } } }"
 INJECTING = (
@@ -68,11 +70,21 @@ async def test_a_name_held_from_before_adds_no_header_to_the_mail_it_names(
         "victim(1)@example.com",
         "someone,victim@example.com",
         "a=?utf-8?q?=0d=0ab?=@example.com",
+        # Whole in quotes: the header reads a local part with no domain, as written; SMTP's
+        # envelope (parseaddr) delivers it to victim@example.com, counted apart from it.
+        '"victim@example.com"',
+        '"v.ictim@gmail.com"',
     ],
 )
-async def test_an_address_is_one_address_on_its_own(browser: Browser, address: str) -> None:
+async def test_an_address_is_one_address_on_its_own(
+    browser: Browser, smtp: SmtpServer, address: str
+) -> None:
     variables = {"input": {"email": address, "password": None, "firmName": "Bomb Ltd"}}
     assert codes(await browser.gql(SIGN_UP, variables)) == ["BAD_USER_INPUT"]
+    await signed_up(browser, smtp)
+    body = await browser.gql(CREATE, {"i": {**DECLARATION, "recipientEmail": address}})
+    assert codes(body) == ["BAD_USER_INPUT"], body
+    assert [f["field"] for f in body["errors"][0]["extensions"]["fields"]] == ["recipientEmail"]
 
 
 @pytest.mark.parametrize(
@@ -80,6 +92,7 @@ async def test_an_address_is_one_address_on_its_own(browser: Browser, address: s
     [
         ("someone,bob@example.test", "Confirm your email address"),
         ("x<bob@example.test>", "Confirm your email address"),
+        ('"bob@example.test"', "Confirm your email address"),
         ("bob@example.test", INJECTING),
     ],
 )
@@ -93,7 +106,11 @@ async def test_the_outbox_refuses_a_header_mail_reads_otherwise(
 
 def test_a_message_queued_before_is_never_built() -> None:
     """Queued before the outbox refused it, such a mail is given up at once, never sent."""
-    for to, subject in [("bob@example.test", INJECTING), ("someone,bob@example.test", "Hi")]:
+    for to, subject in [
+        ("bob@example.test", INJECTING),
+        ("someone,bob@example.test", "Hi"),
+        ('"bob@example.test"', "Hi"),  # the envelope would deliver it to bob@example.test
+    ]:
         mail = Mail(uuid.uuid4(), to, subject, "t", "<p>t</p>")
         with pytest.raises(Unsendable):
             build_message(mail, "CoverProof <no-reply@coverproof.test>")
@@ -156,6 +173,7 @@ def test_a_plain_address_is_read_as_the_email_package_reads_it() -> None:
         assert outbox._PLAIN_ADDRESS.fullmatch(address), address
         assert str(policy.default.header_factory("To", address)) == address
         assert outbox.as_mail_reads("To", address) == address
+        assert parseaddr(address)[1] == address  # and SMTP's envelope takes it as written
     # Anything else is left to the parser: a display name, a quoted local part, a comment.
     for other in ("Pat <p@example.test>", '"p q"@example.test', "p(1)@example.test"):
         assert not outbox._PLAIN_ADDRESS.fullmatch(other)
