@@ -31,9 +31,14 @@ def ignorable(c: str) -> bool:
     return unicodedata.category(c) == "Cf" or any(lo <= code <= hi for lo, hi in _IGNORABLE)
 
 
+# Not default-ignorable, nor white space, yet drawn as nothing: the blank Braille pattern,
+# which passed for a name ("\u2800 asks you to complete: ...").
+_BLANK = frozenset(["\u2800"])
+
+
 def shows_anything(text: str) -> bool:
-    """Whether the text holds a character that is neither white space nor ignorable."""
-    return any(not (c.isspace() or ignorable(c)) for c in text)
+    """Whether the text holds a character that is neither white space, ignorable nor blank."""
+    return any(not (c.isspace() or ignorable(c) or c in _BLANK) for c in text)
 
 
 # Embedding, override and isolate controls, which reorder the text that follows them, and the
@@ -119,7 +124,9 @@ def _newer_ideograph(c: str) -> bool:
 def _shows_beyond_ascii(c: str) -> bool:
     if _newer_ideograph(c):
         return True
-    return c > "\x7f" and not (c.isspace() or ignorable(c) or unicodedata.category(c) == "Cn")
+    return c > "\x7f" and not (
+        c.isspace() or ignorable(c) or c in _BLANK or unicodedata.category(c) == "Cn"
+    )
 
 
 Unshown = Literal["reorders", "control", "hides"]

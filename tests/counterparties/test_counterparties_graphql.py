@@ -554,6 +554,7 @@ async def test_sibling_fields_share_the_session_and_the_loader(
         "Acme Ltd\nIMPORTANT: cover confirmed",  # a second line of its own
         "Acme\x1b[8m Ltd",  # a control character
         "\u200b",  # a name that shows as nothing
+        "\u2800\u2800",  # and one drawn as nothing: blank Braille patterns
         "Acme\U000e0041 Ltd",  # a tag character: a letter no reader sees
     ],
 )

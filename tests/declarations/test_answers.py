@@ -100,7 +100,7 @@ def test_every_optional_kind_accepts_a_valid_value() -> None:
     }
 
 
-@pytest.mark.parametrize("blank", ["   ", "\u200b", " \u00ad\u200d\ufe0f "])
+@pytest.mark.parametrize("blank", ["   ", "\u200b", " \u00ad\u200d\ufe0f ", "\u2800 \u2800"])
 def test_blank_optional_text_is_no_answer(blank: str) -> None:
     assert validate_answers(SPEC, {**VALID, "notes": blank})["notes"] is None
 

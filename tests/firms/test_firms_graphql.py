@@ -129,7 +129,7 @@ async def test_a_firm_name_that_shows_as_nothing_is_refused(
 ) -> None:
     """Every request mail opens with it: "\u200b asks you to complete: ..." from our address."""
     owner = await members.create()
-    for name in ["\u200b", "\ufeff", "Acme\U000e0041\U000e0042 Ltd"]:
+    for name in ["\u200b", "\ufeff", "Acme\U000e0041\U000e0042 Ltd", "\u2800", "\u2800 \u2800"]:
         assert codes(await gql(client, UPDATE, {"input": {"name": name}}, owner)) == [
             "BAD_USER_INPUT"
         ], name
