@@ -296,6 +296,28 @@ async def test_a_page_can_be_followed_past_any_name_a_counterparty_may_have(
     assert [e["node"]["name"] for e in body["data"]["counterparties"]["edges"]] == names[1:]
 
 
+@pytest.mark.parametrize(
+    "email",
+    [
+        "ops@\u202eoc.knab",  # a right-to-left override: shows as ops@bank.co
+        "ops\u200b@bank.co",  # a zero-width space no one sees
+        "ops@ban\u2066k.co",  # an isolate
+        "\u200fops@bank.co",  # a right-to-left mark
+    ],
+)
+async def test_a_contact_email_is_shown_as_it_is_stored(
+    client: httpx.AsyncClient, members: Members, email: str
+) -> None:
+    """Listed to members and printed in packs, as a counterparty's names are."""
+    admin = await members.create()
+    body = await gql(
+        client, CREATE, {"input": {"kind": "INSURER", "name": "Acme", "contactEmail": email}}, admin
+    )
+    assert codes(body) == ["BAD_USER_INPUT"], body
+    fields = body["errors"][0]["extensions"]["fields"]
+    assert [f["field"] for f in fields] == ["contactEmail"], body
+
+
 async def test_search_matches_name_frn_or_email_and_wildcards_are_literal(
     client: httpx.AsyncClient, members: Members
 ) -> None:
