@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app import idempotency
 from app.declarations.templates import load_builtins
+from app.errors import RateLimited
 from app.evidence import render
 from tests.factories import Members, codes, gql
 
@@ -414,6 +415,36 @@ async def test_a_key_in_use_by_a_pack_being_made_holds_up_no_other_write(
     finally:
         go_on.set()
     assert "errors" not in await making
+
+
+async def test_a_key_released_a_moment_later_is_taken_not_refused(
+    superuser_engine: AsyncEngine,
+) -> None:
+    """A duplicate next for the firm's lock can find the key's still held for an instant
+    (PostgreSQL releases a transaction's advisory locks one at a time as it commits): it waits
+    that instant rather than be refused RATE_LIMITED, while the first has in fact committed.
+    Held longer (a pack being made), it is refused."""
+    actor = SimpleNamespace(firm_id=uuid.uuid4(), id=uuid.uuid4())
+    first, second = AsyncSession(superuser_engine), AsyncSession(superuser_engine)
+    async with first, second:
+        await first.begin()
+        await idempotency.hold(first, actor, "moment")  # type: ignore[arg-type]
+
+        async def commit_soon() -> None:
+            await asyncio.sleep(0.03)
+            await first.commit()
+
+        async with second.begin():
+            await asyncio.gather(
+                idempotency.hold(second, actor, "moment"),  # type: ignore[arg-type]
+                commit_soon(),
+            )
+        async with first.begin(), second.begin():
+            await idempotency.hold(first, actor, "held")  # type: ignore[arg-type]
+            started = time.monotonic()
+            with pytest.raises(RateLimited):
+                await idempotency.hold(second, actor, "held")  # type: ignore[arg-type]
+            assert time.monotonic() - started < 2
 
 
 def _old_lock(firm: uuid.UUID, actor: uuid.UUID, key: str) -> int:
