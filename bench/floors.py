@@ -30,7 +30,6 @@ from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
 from app.audit import canonical, chain
-from app.declarations import forms
 from app.declarations.templates import snapshot
 from bench.seed import FIT
 
@@ -40,15 +39,15 @@ SELECT = (
 )
 SET = "select set_config('app.firm_id', $1, true)"
 SET_ACTOR = "select set_config('app.firm_id', $1, true), set_config('app.actor_id', $2, true)"
-PINNED = snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key)
-SNAPSHOT, FORM = json.dumps(PINNED), forms.digest(PINNED)
+SNAPSHOT = json.dumps(snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key))
 # The draft with its form, which the firm already has (0036), in one statement, as the app.
 INSERT = (
-    "with form as (insert into declaration_forms (firm_id, sha256, snapshot) "
-    "values ($2, $5, $4::jsonb) on conflict (firm_id, sha256) do nothing) "
-    "insert into declarations (id, firm_id, template_id, template_version, form_sha256, "
+    "with form as (insert into declaration_forms (firm_id, snapshot) values ($2, $4::jsonb) "
+    "on conflict (firm_id, sha256) do nothing) "
+    "insert into declarations (id, firm_id, template_id, template_version, form_key, "
     "recipient_name, recipient_email, status, created_at, reminder_count) "
-    "values ($1, $2, $3, 1, $5, 'Load Test', 'load@example.test', 'draft', now(), 0)"
+    "values ($1, $2, $3, 1, sha256(jsonb_send($4::jsonb)), 'Load Test', 'load@example.test', "
+    "'draft', now(), 0)"
 )
 HEAD = "select seq, hash from audit_locked_head($1, $2)"  # the lock, then the head, as the app
 APPEND = (
@@ -98,11 +97,12 @@ def starlette_app() -> Starlette:
 
 async def write(pool: asyncpg.Pool, firm: str) -> uuid.UUID:
     """The insert and chained append createDeclaration does, with nothing else: the tenant set,
-    the row, the firm's chain lock and its head (one call), the next entry hashed and appended."""
+    the row with its form, the firm's chain lock and its head (one call), the next entry hashed
+    and appended."""
     firm_id, actor, declaration = uuid.UUID(firm), str(uuid.uuid4()), uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(SET_ACTOR, firm, actor)
-        await conn.execute(INSERT, declaration, firm_id, FIT.id, SNAPSHOT, FORM)
+        await conn.execute(INSERT, declaration, firm_id, FIT.id, SNAPSHOT)
         head = await conn.fetchrow(HEAD, firm_id, chain._lock_key(firm_id))
         seq, prev = (head["seq"] + 1, head["hash"]) if head else (1, canonical.GENESIS)
         details = {"template_id": str(FIT.id), "version": 1}

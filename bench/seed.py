@@ -15,7 +15,7 @@ import asyncpg
 
 from app.audit import canonical
 from app.db.models import Declaration
-from app.declarations import forms, links
+from app.declarations import links
 from app.declarations.public import stored_response_hash
 from app.declarations.templates import load_builtins
 from app.declarations.templates import snapshot as template_snapshot
@@ -26,13 +26,14 @@ TOKENS = 6_000
 CHAIN = 100_000
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 
+FORM_KEY = "select sha256(jsonb_send($1::jsonb))"
 # The columns every bulk copy of declarations fills (the sent and submitted ones fill more).
 DECLARATION_COLUMNS = [
     "id",
     "firm_id",
     "template_id",
     "template_version",
-    "form_sha256",
+    "form_key",
     "recipient_name",
     "recipient_email",
     "status",
@@ -122,13 +123,15 @@ async def _seed(conn: asyncpg.Connection, secret_key: str) -> Seeded:
             "expires_at",
         ],
     )
-    pinned = template_snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key)
-    snapshot, form = json.dumps(pinned), forms.digest(pinned)
+    snapshot = json.dumps(
+        template_snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key)
+    )
     await conn.copy_records_to_table(
         "declaration_forms",
-        records=[(uuid.UUID(f), form, snapshot) for f in firms],
-        columns=["firm_id", "sha256", "snapshot"],
+        records=[(uuid.UUID(f), snapshot) for f in firms],
+        columns=["firm_id", "snapshot"],
     )
+    form = await conn.fetchval(FORM_KEY, snapshot)  # the database's key (0036)
     statuses = ["draft", "sent", "opened", "submitted", "revoked"]
     records = []
     for f in firms:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -151,12 +152,15 @@ class Counterparty(Base):
 
 
 class DeclarationForm(Base):
-    """A template version as a firm sent it, once, by the SHA-256 of its canonical bytes."""
+    """A template version as a firm sent it, once, by its hash."""
 
     __tablename__ = "declaration_forms"
 
     firm_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    sha256: Mapped[bytes] = mapped_column(primary_key=True)
+    # The database's hash of the form, never the writer's to give (0036).
+    sha256: Mapped[bytes] = mapped_column(
+        Computed("sha256(jsonb_send(snapshot))", persisted=True), primary_key=True
+    )
     snapshot: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
@@ -171,12 +175,12 @@ class Declaration(Base):
     # What the declaration was sent with: its own copy, on rows made before 0036, or its firm's
     # form by hash (exactly one is set). Read ``template_snapshot``, which is either.
     own_snapshot: Mapped[dict[str, Any] | None] = mapped_column("template_snapshot", deferred=True)
-    form_sha256: Mapped[bytes | None] = mapped_column()
+    form_key: Mapped[bytes | None] = mapped_column()
     template_snapshot: Mapped[dict[str, Any]] = column_property(
         func.coalesce(
             own_snapshot,
             select(DeclarationForm.snapshot)
-            .where(DeclarationForm.firm_id == firm_id, DeclarationForm.sha256 == form_sha256)
+            .where(DeclarationForm.firm_id == firm_id, DeclarationForm.sha256 == form_key)
             .correlate_except(DeclarationForm)
             .scalar_subquery(),
             type_=JSONB,

@@ -22,7 +22,7 @@ from app.auth.actor import Actor, Role
 from app.db.models import Counterparty, Declaration
 from app.declarations import forms, service
 from app.declarations.schemas import DeclarationCreate
-from app.declarations.template_service import lane_form, lane_template
+from app.declarations.template_service import lane_snapshot, lane_template
 from app.errors import NotFound
 
 _TABLE: Table = Declaration.__table__  # type: ignore[assignment]
@@ -48,9 +48,9 @@ async def create_declaration(
     ):
         raise NotFound("Counterparty not found.")
     template = await lane_template(conn, data.template_id)
-    snapshot, form_sha256 = lane_form(template)
-    row = service.draft(actor, template, data, form_sha256)
-    await forms.insert_declaration(conn, row, snapshot)
+    row = service.draft(actor, template, data)
+    # Before the firm's chain lock: see app/declarations/forms.py.
+    await forms.insert_declaration(conn, row, lane_snapshot(template))
     await chain.record_on(
         conn,
         actor,

@@ -25,7 +25,7 @@ from app.auth.env import AuthEnv
 from app.db import calls
 from app.db.models import Declaration, Firm
 from app.db.tenant import bind_tenant
-from app.declarations import forms, links, mails
+from app.declarations import links, mails
 from app.declarations.answers import validate_answers
 from app.declarations.schemas import Submission
 from app.declarations.templates import spec_from_snapshot
@@ -219,8 +219,8 @@ def response_matches(declaration: Declaration) -> bool:
 def form_hash(snapshot: dict[str, Any]) -> str:
     """The hex SHA-256 of a declaration's pinned form (the template version it was sent with,
     the whole stored snapshot: its questions and attestation among the rest) as canonical
-    JSON: the key its firm keeps it by (``forms.digest``)."""
-    return forms.digest(snapshot).hex()
+    JSON."""
+    return hashlib.sha256(canonical.encode(snapshot)).hexdigest()
 
 
 def recipient_sha256(name: str, email: str, ip: str | None) -> str:

@@ -51,12 +51,13 @@ async def create_declaration(
     """A draft pinned to the template's current version (members). A retry with the same
     idempotency key returns the first draft and writes nothing."""
     actor.require(Role.MEMBER)
+    form = await _form_first(session, actor, data.idempotency_key, data.template_id)
     first = await idempotency.replay(
         session, actor, data.idempotency_key, "createDeclaration", data
     )
     if first is not None:
         return await get_declaration(session, actor, uuid.UUID(first["id"]))
-    declaration = await _create(session, actor, data)
+    declaration = await _create(session, actor, data, form)
     result = {"id": str(declaration.id)}
     await idempotency.remember(
         session, actor, data.idempotency_key, "createDeclaration", data, result
@@ -69,17 +70,14 @@ def check_due(data: DeclarationCreate) -> None:
         raise field_error("dueDate", "The due date has passed.")
 
 
-def draft(
-    actor: Actor, template: Template, data: DeclarationCreate, form_sha256: bytes
-) -> dict[str, Any]:
-    """The column values of a new draft, pinned to the template's version, whose form (kept
-    by ``app.declarations.forms``) has this key."""
+def draft(actor: Actor, template: Template, data: DeclarationCreate) -> dict[str, Any]:
+    """The column values of a new draft, pinned to the template's version, but its form's key
+    (``app.declarations.forms`` keeps the form)."""
     return {
         "id": uuid.uuid4(),
         "firm_id": actor.firm_id,
         "template_id": template.id,
         "template_version": template.version,
-        "form_sha256": form_sha256,
         "recipient_name": data.recipient_name,
         "recipient_email": data.recipient_email,
         "counterparty_id": data.counterparty_id,
@@ -111,8 +109,8 @@ async def _create(
         and await session.get(Counterparty, data.counterparty_id) is None
     ):
         raise NotFound("Counterparty not found.")
-    template, snapshot, form_sha256 = form or await _form(session, actor, data.template_id)
-    declaration = Declaration(**draft(actor, template, data, form_sha256))
+    template, snapshot, form_key = form or await _form(session, actor, data.template_id)
+    declaration = Declaration(**draft(actor, template, data), form_key=form_key)
     session.add(declaration)
     await session.flush()
     # As stored: the form never changes once written (0036), so it is not read back.
@@ -135,6 +133,21 @@ async def _form(
     template = await get_template(session, actor, template_id)
     snapshot = template.snapshot()
     return template, snapshot, await forms.keep(session, actor.firm_id, snapshot)
+
+
+async def _form_first(
+    session: AsyncSession, actor: Actor, key: str | None, template_id: uuid.UUID
+) -> tuple[Template, dict[str, Any], bytes] | None:
+    """``_form``, before a create with an idempotency key takes the firm's chain lock to look
+    for its first result (see app/declarations/forms.py); None without a key (the create adds
+    its form in turn), or with no such template (its first result may still answer; a create
+    is refused)."""
+    if key is None:
+        return None
+    try:
+        return await _form(session, actor, template_id)
+    except NotFound:
+        return None
 
 
 def _recipient_key(firm_id: uuid.UUID, email: str) -> str:
@@ -268,6 +281,7 @@ async def bulk_create_declarations(
     failure fails the request's one transaction. A retry with the same idempotency key returns
     the first batch and writes nothing."""
     actor.require(Role.MEMBER)
+    form = await _form_first(session, actor, data.idempotency_key, data.template_id)
     first = await idempotency.replay(
         session, actor, data.idempotency_key, "bulkCreateDeclarations", data
     )
@@ -284,7 +298,7 @@ async def bulk_create_declarations(
         for recipient in data.recipients
     ]
     check_due(ones[0])  # they share it
-    form = await _form(session, actor, data.template_id)  # once: the same for every one
+    form = form or await _form(session, actor, data.template_id)  # once: the same for each
     if data.send:
         # Counted at once, once what would refuse every one was checked: a send past a limit
         # is refused before any of it counts, and one refused otherwise counts nothing.

@@ -24,7 +24,6 @@ from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, Role
 from app.db.models import DeclarationTemplate, TemplateVersion
-from app.declarations import forms
 from app.declarations.templates import TemplateSpec, builtin, load_builtins, snapshot
 from app.errors import NotFound, field_error
 
@@ -94,24 +93,21 @@ def _builtin(template_id: uuid.UUID) -> Template | None:
     return None if found is None else Template(found.id, found.version, found.spec, True, found.key)
 
 
-def lane_form(template: Template) -> tuple[dict[str, Any] | orjson.Fragment, bytes]:
-    """``template.snapshot()`` and its form's key (``forms.digest``), as the write lane writes
-    them: a built-in's (a version of which never changes) made once per process, the snapshot
-    as a fragment orjson writes as it is; about 40 us a request otherwise, most of it
-    pydantic's dump of the questions."""
+def lane_snapshot(template: Template) -> dict[str, Any] | orjson.Fragment:
+    """``template.snapshot()`` as the write lane writes it: a built-in's (a version of which
+    never changes) serialised once per process, as a fragment orjson writes as it is; about
+    40 us a request otherwise, most of it pydantic's dump of the questions."""
     if template.built_in:
-        return _builtin_form(template.id)
-    snapshot = template.snapshot()
-    return snapshot, forms.digest(snapshot)
+        return _builtin_snapshot(template.id)
+    return template.snapshot()
 
 
 @functools.cache
-def _builtin_form(template_id: uuid.UUID) -> tuple[orjson.Fragment, bytes]:
+def _builtin_snapshot(template_id: uuid.UUID) -> orjson.Fragment:
     # Reached only with a built-in's id, so it holds one entry per built-in.
     found = _builtin(template_id)
     assert found is not None
-    snapshot = found.snapshot()
-    return orjson.Fragment(orjson.dumps(snapshot)), forms.digest(snapshot)
+    return orjson.Fragment(orjson.dumps(found.snapshot()))
 
 
 async def list_templates(session: AsyncSession, actor: Actor) -> list[Template]:

@@ -75,8 +75,8 @@ ROWS = {
     "'probe@example.test', 'member', :user, now() + interval '1 day')",
     "counterparties": "insert into counterparties (id, firm_id, name, kind) "
     "values (gen_random_uuid(), :firm, 'Probe Insurance plc', 'insurer')",
-    "declaration_forms": "insert into declaration_forms (firm_id, sha256, snapshot) "
-    "values (:firm, sha256(gen_random_uuid()::text::bytea), '{}'::jsonb)",
+    "declaration_forms": "insert into declaration_forms (firm_id, snapshot) "
+    "values (:firm, jsonb_build_object('probe', gen_random_uuid()))",
     "declaration_templates": "insert into declaration_templates (id, firm_id, name, audience) "
     "values (gen_random_uuid(), :firm, 'Probe', 'person')",
     "template_versions": "insert into template_versions "

@@ -6,6 +6,7 @@ hands over a request whose commit may have happened."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from app import calendar
+from app import calendar, idempotency
 from app.audit import chain
 from app.auth.actor import Role
 from app.declarations.templates import load_builtins
@@ -705,3 +706,64 @@ async def test_the_lane_takes_the_firms_row_before_its_chain_lock_as_update_firm
     assert free, "the lane held the firm's chain lock while it waited for the firm's row"
     assert "errors" not in made.json(), made.text
     assert state.writes == writes + 1  # the lane's write, not the executor's
+
+
+NORMAL_CREATE = (
+    "mutation($i: DeclarationCreateInput!) { createDeclaration(input: $i) { declaration { id } } }"
+)
+
+
+async def test_a_lane_create_and_a_normal_one_of_a_new_form_wait_in_turn_not_on_each_other(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first two declarations of a form in a firm at once, one on the normal path with an
+    idempotency key, paused once it holds the firm's chain lock (to look for its first result),
+    one on the lane: the lane added the form, then waited for the lock, while the other, holding
+    the lock, went on to add the same form, and waited on the lane's; PostgreSQL broke the
+    deadlock after a second, the firm's writes stalled behind it (found by a review of 0036). A
+    create with a key now adds its form before it looks for its first result: the lane waits
+    for that form, then for the lock, in turn."""
+    owner = await members.create()
+    other = await members.create(Role.MEMBER, firm_id=owner.firm_id)
+    await _held(app, client, members, superuser_engine, [CREATE])
+    state.enabled = True
+    reached, gate = asyncio.Event(), asyncio.Event()
+    replay = idempotency.replay
+
+    async def held_replay(*args: Any, **kwargs: Any) -> Any:
+        first = await replay(*args, **kwargs)
+        reached.set()
+        await gate.wait()  # the normal path holds the firm's chain lock here
+        return first
+
+    monkeypatch.setattr(idempotency, "replay", held_replay)
+    keyed = {**GOOD, "recipientName": "Keyed", "idempotencyKey": "first-of-its-form"}
+    normal = asyncio.create_task(
+        client.post(
+            "/graphql",
+            json={"query": NORMAL_CREATE, "variables": {"i": keyed}},
+            headers=owner.headers,
+        )
+    )
+    try:
+        await asyncio.wait_for(reached.wait(), 10)
+        writes = state.writes
+        lane = asyncio.create_task(
+            client.post("/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=other.headers)
+        )
+        await until_lock_waited(superuser_engine)
+    finally:
+        gate.set()
+    started = time.monotonic()
+    responses = await asyncio.gather(lane, normal)
+    elapsed = time.monotonic() - started
+    for response in responses:
+        assert response.status_code == 200, response.text
+        assert "errors" not in response.json(), response.text
+    assert state.writes == writes + 1, "the lane's transaction was broken, and fell back"
+    assert elapsed < 0.9, f"the firm's writes stalled {elapsed:.2f} s on a deadlock"

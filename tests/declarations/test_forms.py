@@ -4,16 +4,16 @@ own copy and reads as it did; the database holds each declaration to one form of
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from app.declarations import forms
 from app.declarations.templates import snapshot
 from tests.browser import Browser, browser_for, new_email, signed_up
 from tests.declarations.test_firm_side import BULK, PINNED, firm_of, form, ok
@@ -36,7 +36,7 @@ async def _forms(engine: AsyncEngine, firm_id: str) -> list[Any]:
 async def _declarations(engine: AsyncEngine, firm_id: str) -> list[Any]:
     async with engine.connect() as conn:
         found = await conn.execute(
-            text("select template_snapshot, form_sha256 from declarations where firm_id = :f"),
+            text("select template_snapshot, form_key from declarations where firm_id = :f"),
             {"f": firm_id},
         )
         return list(found)
@@ -54,11 +54,9 @@ async def test_a_firm_keeps_each_form_once_however_many_declarations_ask_it(
     kept = await _forms(superuser_engine, firm_id)
     assert len(kept) == 1
     assert kept[0].snapshot == FIT_FORM
-    # Keyed by the receipt's form_sha256 (docs/audit.md): SHA-256 of its canonical bytes.
-    assert bytes(kept[0].sha256) == forms.digest(FIT_FORM)
     rows = await _declarations(superuser_engine, firm_id)
     assert len(rows) == 6
-    assert {(r.template_snapshot, bytes(r.form_sha256)) for r in rows} == {(None, kept[0].sha256)}
+    assert {(r.template_snapshot, bytes(r.form_key)) for r in rows} == {(None, kept[0].sha256)}
     pinned = ok(await browser.gql(PINNED, {"id": created[0]["id"]}))["declaration"]
     assert pinned["pinnedTemplate"]["questions"] == [
         {"id": q.id, "kind": q.kind.upper()} for q in FIT.spec.questions
@@ -85,9 +83,9 @@ async def test_a_declaration_holding_its_own_copy_of_its_form_reads_as_before(
         await conn.execute(text("alter table declarations disable trigger user"))
         await conn.execute(
             text(
-                "update declarations d set template_snapshot = f.snapshot, form_sha256 = null "
+                "update declarations d set template_snapshot = f.snapshot, form_key = null "
                 "from declaration_forms f where f.firm_id = d.firm_id "
-                "and f.sha256 = d.form_sha256 and d.id = :id"
+                "and f.sha256 = d.form_key and d.id = :id"
             ),
             {"id": uuid.UUID(declaration_id)},
         )
@@ -105,6 +103,46 @@ async def test_a_declaration_holding_its_own_copy_of_its_form_reads_as_before(
     recipient = browser_for(auth_app)
     async with recipient.client:
         assert (await form(recipient, token))["templateName"] == FIT.spec.name
+
+
+async def test_a_form_is_kept_only_under_the_key_the_database_gives_it(
+    browser: Browser, smtp: SmtpServer, app_engine: AsyncEngine, superuser_engine: AsyncEngine
+) -> None:
+    """Whoever could run SQL as the app's role, bound to the firm, cannot keep a form of their
+    own words under the key of a form the firm will send (a built-in's is the same in every
+    firm), so that the firm's declarations of it asked theirs: the key is the database's hash
+    of the form, not the writer's to give."""
+    await signed_up(browser, smtp, firm="Unplanted Ltd")
+    firm_id = (await firm_of(browser))["id"]
+    reworded = {**FIT_FORM, "attestation": "I confirm nothing."}
+    bind = text("select set_config('app.firm_id', :f, true)")
+    async with app_engine.connect() as conn:
+        async with conn.begin():
+            await conn.execute(bind, {"f": firm_id})
+            await conn.execute(
+                text("insert into declaration_forms (firm_id, snapshot) values (:f, :s)"),
+                {"f": firm_id, "s": json.dumps(reworded)},
+            )
+        planted = text(
+            "insert into declaration_forms (firm_id, sha256, snapshot) "
+            "values (:f, sha256(jsonb_send(cast(:t as jsonb))), :s)"
+        )
+        async with conn.begin() as transaction:
+            await conn.execute(bind, {"f": firm_id})
+            given = {"f": firm_id, "t": json.dumps(FIT_FORM), "s": json.dumps(reworded)}
+            with pytest.raises(DBAPIError, match="non-DEFAULT value into column"):
+                await conn.execute(planted, given)
+            await transaction.rollback()
+    declaration_id, _ = await sent_declaration(browser, smtp, new_email())
+    async with superuser_engine.connect() as conn:
+        asked = await conn.scalar(
+            text(
+                "select f.snapshot from declarations d join declaration_forms f "
+                "on f.firm_id = d.firm_id and f.sha256 = d.form_key where d.id = :id"
+            ),
+            {"id": uuid.UUID(declaration_id)},
+        )
+    assert asked == FIT_FORM
 
 
 @pytest.mark.parametrize(
@@ -134,20 +172,20 @@ async def test_the_database_holds_a_declaration_to_one_form_of_its_own_firm(
         )
         await conn.execute(
             text(
-                "insert into declaration_forms (firm_id, sha256, snapshot) "
-                "values (:f, sha256('theirs'), '{}'::jsonb)"
+                "insert into declaration_forms (firm_id, snapshot) "
+                "values (:f, '{\"theirs\": true}'::jsonb)"
             ),
             {"f": theirs},
         )
     sha = {
         None: "null",
-        "mine": "form_sha256",
-        "theirs": "sha256('theirs')",
+        "mine": "form_key",
+        "theirs": "sha256(jsonb_send('{\"theirs\": true}'::jsonb))",
         "none": "sha256('nothing')",
     }[form_of]
     copy = (
         "insert into declarations (id, firm_id, template_id, template_version, "
-        "template_snapshot, form_sha256, recipient_name, recipient_email) "
+        "template_snapshot, form_key, recipient_name, recipient_email) "
         f"select gen_random_uuid(), firm_id, template_id, template_version, {own}, {sha}, "
         "recipient_name, recipient_email from declarations where id = :id"
     )

@@ -39,14 +39,12 @@ async def test_a_receipt_is_the_documented_hash_of_the_response_and_its_form(
             await conn.execute(
                 text(
                     "select d.*, f.snapshot, f.sha256 from declarations d join declaration_forms f "
-                    "on f.firm_id = d.firm_id and f.sha256 = d.form_sha256 where d.id = :id"
+                    "on f.firm_id = d.firm_id and f.sha256 = d.form_key where d.id = :id"
                 ),
                 {"id": done.id},
             )
         ).one()
-    # The form is kept once, by the hash the receipt names it by (0036), not in the row.
-    assert row.template_snapshot is None
-    assert row.sha256.hex() == _sha256(row.snapshot)
+    assert row.template_snapshot is None  # the form is the firm's, kept once (0036)
     body = {
         "declaration_id": done.id,
         "firm_id": str(row.firm_id),

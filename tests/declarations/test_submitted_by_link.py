@@ -41,12 +41,12 @@ def _submit(declaration_id: str, **changed: str) -> str:
 def _copy(source: str, status: str, answered: bool) -> str:
     """An insert of a new declaration made from ``source``'s, in ``status``."""
     columns = (
-        "id, firm_id, template_id, template_version, template_snapshot, form_sha256, "
+        "id, firm_id, template_id, template_version, template_snapshot, form_key, "
         "recipient_name, recipient_email, status, created_at, reminder_count"
     )
     values = (
         "gen_random_uuid(), firm_id, template_id, template_version, template_snapshot, "
-        f"form_sha256, recipient_name, recipient_email, '{status}', now(), 0"
+        f"form_key, recipient_name, recipient_email, '{status}', now(), 0"
     )
     if answered:
         columns += ", answers, attestation_accepted, signature_name, submitted_at, response_sha256"
@@ -145,7 +145,7 @@ async def test_the_app_role_never_changes_what_a_declaration_asks_or_of_whom(
     of its own, and no form is rewritten or removed."""
     firm, declaration_id, draft_id = sent
     refused = {
-        "another form": ("form_sha256 = sha256('another form')", KEPT),
+        "another form": ("form_key = sha256('another form')", KEPT),
         "a copy of its own": (
             "template_snapshot = (select snapshot from declaration_forms limit 1)",
             KEPT,

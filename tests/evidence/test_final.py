@@ -100,16 +100,15 @@ async def test_a_submitted_declaration_and_a_ready_pack_cannot_change(
 
 FORM = (
     "(select snapshot from declaration_forms f "
-    "where f.firm_id = declarations.firm_id and f.sha256 = declarations.form_sha256)"
+    "where f.firm_id = declarations.firm_id and f.sha256 = declarations.form_key)"
 )
 
 
 async def _altered_past_the_trigger(engine: AsyncEngine, declaration_id: str, sql: str) -> None:
-    """Set ``sql`` on a submitted declaration, as only whoever can disable its trigger could;
-    or, given a whole statement, run it (on the form it names: the app role may not)."""
-    statement = (
-        sql if sql.startswith("update ") else f"update declarations set {sql} where id = :id"
-    )
+    """Set ``sql`` on a submitted declaration, as only whoever can disable its triggers could;
+    or, given a whole statement, run it so."""
+    whole = sql.startswith("with ")
+    statement = sql if whole else f"update declarations set {sql} where id = :id"
     async with engine.begin() as conn:
         await conn.execute(text("alter table declarations disable trigger user"))
         await conn.execute(text(statement), {"id": uuid.UUID(declaration_id)})
@@ -124,12 +123,15 @@ async def _altered_past_the_trigger(engine: AsyncEngine, declaration_id: str, sq
         # The form it answered, reworded: the receipt covers what was asked, word for word;
         # as a copy of its own (as declarations made before 0036 hold theirs)...
         f"template_snapshot = jsonb_set({FORM}, '{{questions,0,label}}', '\"Ever?\"'), "
-        "form_sha256 = null",
+        "form_key = null",
         f"template_snapshot = jsonb_set({FORM}, '{{attestation}}', '\"Nothing.\"'), "
-        "form_sha256 = null",
-        # ...or where the firm keeps it.
-        "update declaration_forms set snapshot = jsonb_set(snapshot, '{attestation}', "
-        "'\"Nothing.\"') where sha256 = (select form_sha256 from declarations where id = :id)",
+        "form_key = null",
+        # ...or as another form of the firm's, which it is made to name.
+        "with reworded as (insert into declaration_forms (firm_id, snapshot) "
+        "select firm_id, jsonb_set(snapshot, '{attestation}', '\"Nothing.\"') "
+        "from declaration_forms where (firm_id, sha256) = (select firm_id, form_key "
+        "from declarations where id = :id) returning sha256) "
+        "update declarations set form_key = (select sha256 from reworded) where id = :id",
     ],
 )
 async def test_a_pack_refuses_a_response_that_no_longer_matches_its_hash(

@@ -75,7 +75,6 @@ async def firm_with_declarations(
             "firm_id": owner.firm_id,
             "template_id": FIT.id,
             "template_version": FIT.version,
-            "form_sha256": forms.digest(pinned),
             "recipient_name": f"Recipient {n:03d}",
             "recipient_email": f"recipient-{n:03d}@example.test",
             "status": "submitted",
@@ -98,8 +97,8 @@ async def firm_with_declarations(
             else stored_response_hash(declaration)
         )
     async with tenant_transaction(owner_sessions, owner.firm_id) as session:
-        await forms.keep(session, owner.firm_id, pinned)
-        await session.execute(insert(Declaration), rows)
+        key = await forms.keep(session, owner.firm_id, pinned)
+        await session.execute(insert(Declaration), [{**r, "form_key": key} for r in rows])
         for row in rows if audited else []:
             await chain.record(
                 session,

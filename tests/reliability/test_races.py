@@ -71,7 +71,6 @@ async def _sent_declarations(
                 "firm_id": member.firm_id,
                 "template_id": FIT_AND_PROPER.id,
                 "template_version": FIT_AND_PROPER.version,
-                "form_sha256": forms.digest(pinned),
                 "recipient_name": f"Racer {k}",
                 "recipient_email": f"racer-{k}-{declaration_id.hex[:8]}@example.test",
                 "status": "sent",
@@ -84,8 +83,8 @@ async def _sent_declarations(
             }
         )
     async with tenant_transaction(owner_sessions, member.firm_id, member.user_id) as session:
-        await forms.keep(session, member.firm_id, pinned)
-        await session.execute(insert(Declaration), rows)
+        key = await forms.keep(session, member.firm_id, pinned)
+        await session.execute(insert(Declaration), [{**r, "form_key": key} for r in rows])
     return made
 
 
