@@ -54,13 +54,18 @@ _PLAIN_ADDRESS = re.compile(
 )
 
 
+# What the email package raises on a header it cannot read: an AttributeError too, on text
+# such as ":@;.-", which the address pattern lets through (a 500, before, at sign-in).
+_UNREADABLE = (HeaderParseError, ValueError, IndexError, AttributeError, TypeError)
+
+
 def as_mail_reads(name: str, value: str) -> str | None:
     """Header ``name`` holding ``value`` as the email package reads it (None: it cannot)."""
     if name == "To" and _PLAIN_ADDRESS.fullmatch(value):
         return value
     try:
         return str(policy.default.header_factory(name, value))
-    except (HeaderParseError, ValueError, IndexError):
+    except _UNREADABLE:
         return None
 
 
@@ -73,7 +78,7 @@ def one_address(value: str) -> bool:
         return True
     try:
         header = policy.default.header_factory("To", value)
-    except (HeaderParseError, ValueError, IndexError):
+    except _UNREADABLE:
         return False
     found = header.addresses
     return (
