@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from limits.errors import ConfigurationError
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -203,3 +204,7 @@ def _limiter(settings: Settings) -> RateLimiter:
         )
     except ValueError as error:  # its message names the scheme only, never the URI
         raise ConfigError([str(error)]) from None
+    except ConfigurationError:  # the library's, which prints the URI, password and all
+        raise ConfigError(
+            ["COVERPROOF_RATE_LIMIT_STORAGE cannot be read as a storage URI (it is not printed)."]
+        ) from None

@@ -17,7 +17,10 @@ def open_storage(settings: Settings) -> Storage:
         return LocalStorage(
             settings.data_dir / "packs", settings.pack_render_concurrency, settings.db_pool_size
         )
-    parts = urlsplit(settings.storage_url)
+    try:
+        parts = urlsplit(settings.storage_url)
+    except ValueError:  # "Invalid IPv6 URL" (s3://[packs): a traceback, and exit 1, before
+        parts = urlsplit("")
     if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
         raise ConfigError(
             ["COVERPROOF_STORAGE_URL must look like s3://bucket or s3://bucket/prefix."]

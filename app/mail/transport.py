@@ -189,7 +189,10 @@ def _is_loopback(host: str) -> bool:
 def smtp_transport(url: str, production: bool = False) -> SmtpTransport:
     """Parse COVERPROOF_SMTP_URL; raise ConfigError (without echoing the URL) if it is unusable.
     In ``production``, smtp:// always requires STARTTLS."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "Invalid IPv6 URL": its message names no part of it, but a traceback
+        raise ConfigError(["COVERPROOF_SMTP_URL cannot be read as a URL."]) from None
     scheme = parts.scheme.lower()
     try:
         port = parts.port or _DEFAULT_PORTS.get(scheme, 0)

@@ -252,8 +252,30 @@ def _database_url(database: Database, **query: str) -> str:
             "COVERPROOF_DATABASE_URL cannot be read as postgresql://user:password@host:port/"
             "database, with ssl or sslmode given at most once (the URL is not printed).",
         ),
+        (  # the library's own error printed the URI, password and all (a second review)
+            {"COVERPROOF_RATE_LIMIT_STORAGE": f"redis://default:{SECRET}/0"},
+            "COVERPROOF_RATE_LIMIT_STORAGE cannot be read as a storage URI (it is not printed).",
+        ),
+        (  # urlsplit's "Invalid IPv6 URL": a traceback, and exit 1
+            {"COVERPROOF_SMTP_URL": f"smtp://user:{SECRET}@[mail.example.test:587"},
+            "COVERPROOF_SMTP_URL cannot be read as a URL.",
+        ),
+        (
+            {"COVERPROOF_STORAGE_URL": "s3://[packs"},
+            "COVERPROOF_STORAGE_URL must look like s3://bucket or s3://bucket/prefix.",
+        ),
     ],
-    ids=["storage", "smtp", "no-smtp-in-production", "rate-limits", "ssl-twice", "unreadable-url"],
+    ids=[
+        "storage",
+        "smtp",
+        "no-smtp-in-production",
+        "rate-limits",
+        "ssl-twice",
+        "unreadable-url",
+        "redis-without-host",
+        "smtp-unreadable",
+        "storage-unreadable",
+    ],
 )
 def test_serve_refuses_every_setting_the_app_refuses_before_any_worker_starts(
     env: dict[str, str],
