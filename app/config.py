@@ -33,6 +33,13 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+# The longest a duration setting may be: added to today, a longer one may pass the last date a
+# date can hold (COVERPROOF_COVER_EXPIRY_WINDOW_DAYS=3000000 failed every cover status read).
+TEN_YEARS_DAYS = 3653
+TEN_YEARS_HOURS = TEN_YEARS_DAYS * 24
+TEN_YEARS_MINUTES = TEN_YEARS_HOURS * 60
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COVERPROOF_", extra="ignore")
 
@@ -49,16 +56,16 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=100_000, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
-    session_idle_minutes: int = Field(default=30, ge=1)
+    session_idle_minutes: int = Field(default=30, ge=1, le=TEN_YEARS_MINUTES)
     # At most 30 days: the database starts no longer session, whatever it is asked (0025).
     session_lifetime_hours: int = Field(default=12, ge=1, le=720)
     link_base_url: str | None = None
-    magic_link_minutes: int = Field(default=10, ge=1)
-    verification_hours: int = Field(default=24, ge=1)
-    password_reset_minutes: int = Field(default=60, ge=1)
-    invitation_days: int = Field(default=7, ge=1)
-    declaration_token_days: int = Field(default=14, ge=1)
-    declaration_grace_days: int = Field(default=7, ge=0)
+    magic_link_minutes: int = Field(default=10, ge=1, le=TEN_YEARS_MINUTES)
+    verification_hours: int = Field(default=24, ge=1, le=TEN_YEARS_HOURS)
+    password_reset_minutes: int = Field(default=60, ge=1, le=TEN_YEARS_MINUTES)
+    invitation_days: int = Field(default=7, ge=1, le=TEN_YEARS_DAYS)
+    declaration_token_days: int = Field(default=14, ge=1, le=TEN_YEARS_DAYS)
+    declaration_grace_days: int = Field(default=7, ge=0, le=TEN_YEARS_DAYS)
     persisted_only: bool = False
     fast_path: bool = True
     audit_signing_key: SecretStr | None = None
@@ -69,9 +76,9 @@ class Settings(BaseSettings):
     # vouches for nothing, and is left out of exports and the published keys.
     audit_revoked_key_ids: str = ""
     # 0: no periodic checkpoints.
-    audit_checkpoint_minutes: int = Field(default=60, ge=0)
+    audit_checkpoint_minutes: int = Field(default=60, ge=0, le=TEN_YEARS_MINUTES)
     # How often stored pack PDFs that no pack names are deleted (app/evidence/sweep.py); 0: never.
-    pack_sweep_minutes: int = Field(default=60, ge=0)
+    pack_sweep_minutes: int = Field(default=60, ge=0, le=TEN_YEARS_MINUTES)
     smtp_url: SecretStr | None = None
     mail_from: str = "CoverProof <no-reply@coverproof.test>"
     rate_limit_storage: str = "memory://"
@@ -80,7 +87,7 @@ class Settings(BaseSettings):
     rate_limit_scale: int = Field(default=1, ge=1)
     ip_requests_per_minute: int = Field(default=600, ge=1)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    cover_expiry_window_days: int = Field(default=30, ge=0)
+    cover_expiry_window_days: int = Field(default=30, ge=0, le=TEN_YEARS_DAYS)
     # Evidence packs: s3://bucket/prefix for S3-compatible storage (R2, AWS); None keeps them
     # in <data_dir>/packs.
     storage_url: str | None = None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from app import config
 from app.audit import signing
 from app.config import ConfigError, Settings
 from app.schema import build_schema
@@ -363,6 +365,35 @@ def test_a_number_below_what_its_setting_can_mean_is_refused(setting: str, least
     assert getattr(Settings(_env_file=None, **{setting: least}), setting) == least  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match=setting):
         Settings(_env_file=None, **{setting: least - 1})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "cover_expiry_window_days",
+        "declaration_grace_days",
+        "declaration_token_days",
+        "invitation_days",
+        "verification_hours",
+        "magic_link_minutes",
+        "password_reset_minutes",
+        "session_idle_minutes",
+        "audit_checkpoint_minutes",
+        "pack_sweep_minutes",
+    ],
+)
+def test_a_duration_past_what_a_date_can_hold_is_refused(setting: str) -> None:
+    """COVERPROOF_COVER_EXPIRY_WINDOW_DAYS=3000000 (a slip for 30) was taken, and every cover
+    status and pack then failed with an internal error: today and three million days is past
+    the last day a date holds. Ten years is the most any of these may be."""
+    unit = setting.rsplit("_", 1)[1]
+    most = {"days": config.TEN_YEARS_DAYS, "hours": config.TEN_YEARS_HOURS}.get(
+        unit, config.TEN_YEARS_MINUTES
+    )
+    assert getattr(Settings(_env_file=None, **{setting: most}), setting) == most  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=setting):
+        Settings(_env_file=None, **{setting: 3_000_000_000})  # type: ignore[arg-type]
+    assert (datetime.now(UTC) + timedelta(**{unit: most})).year < 2100  # any date holds it
 
 
 def test_production_refuses_to_make_up_an_audit_signing_key(tmp_path: Path) -> None:
