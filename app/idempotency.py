@@ -10,7 +10,6 @@ rather than answered with a result that is not for that input.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
@@ -65,10 +64,15 @@ async def replay(
     ``remember`` and fails there once the first commits, for its caller to replay."""
     if key is None:
         return None
+    held = True
     if lock:
         await chain.lock_firm(session, actor.firm_id)
-        await hold(session, actor, key)
+        held = await _try_hold(session, actor, key)
     row = await _kept(session, actor, key)
+    if not held and row is None:
+        raise _in_use()
+    # Not held, but kept: a duplicate that ran before this one, next for the firm's lock, has
+    # committed (its result is read) and is releasing its locks one at a time, the key's last.
     if row is None:
         return None
     if row.operation != operation:
@@ -110,33 +114,31 @@ async def kept_result(
 
 # How long to wait for a key in use.
 IN_USE_RETRY_SECONDS = 10
-# How long a request waits for a key in use before it is refused: about 0.2 s in all.
-_IN_USE_PAUSES = (0.0, 0.005, 0.02, 0.05, 0.1)
+
+
+def _in_use() -> RateLimited:
+    message = "A request with this idempotency key is under way; ask again shortly."
+    return RateLimited(message, retryAfter=IN_USE_RETRY_SECONDS)
 
 
 async def hold(session: AsyncSession, actor: Actor, key: str) -> None:
-    """Hold ``key``'s lock until the transaction ends, or refuse (RATE_LIMITED) while another
-    request holds it, after a moment (``_IN_USE_PAUSES``), not for as long as it does. A pack
-    being made holds it through its render, without the firm's lock; a request with its key (a
-    duplicate, or another kind of request) waited on the pack's uncommitted key for the whole
-    render, holding a connection of the pool, or the firm's lock and with it every write of
-    the firm."""
+    """Hold ``key``'s lock until the transaction ends, or refuse at once (RATE_LIMITED) while
+    another request holds it. A pack being made holds it through its render, without the
+    firm's lock; a request with its key (a duplicate, or another kind of request) waited on
+    the pack's uncommitted key for the whole render, holding a connection of the pool, or the
+    firm's lock and with it every write of the firm."""
+    if not await _try_hold(session, actor, key):
+        raise _in_use()
+
+
+async def _try_hold(session: AsyncSession, actor: Actor, key: str) -> bool:
+    """``hold``, answering whether the key's lock was taken, not refusing."""
     scoped = b"\0".join((actor.firm_id.bytes, str(actor.id).encode(), key.encode()))
     digest = hashlib.sha256(scoped).digest()
     # 64 bits of it, as the two-key form's two halves: 32 (one space, one key) let any firm's
     # key in use refuse another's that hashed alike, which enough requests in flight would meet.
     space, lock = (int.from_bytes(digest[i : i + 4], "big", signed=True) for i in (0, 4))
-    # Asked again for a moment before refusing: a duplicate that ran before this one holds the
-    # key with the firm's lock, and PostgreSQL releases a transaction's advisory locks one at a
-    # time as it commits, so this request, next for the firm's lock, could be woken while the
-    # key's was still held and be refused, though the first had committed (one of five
-    # concurrent retries, now and then, on a busy machine).
-    for pause in _IN_USE_PAUSES:
-        await asyncio.sleep(pause)
-        if await calls.try_pair_lock(session, space, lock):
-            return
-    message = "A request with this idempotency key is under way; ask again shortly."
-    raise RateLimited(message, retryAfter=IN_USE_RETRY_SECONDS)
+    return await calls.try_pair_lock(session, space, lock)
 
 
 async def _kept(session: AsyncSession, actor: Actor, key: str) -> IdempotencyKey | None:
