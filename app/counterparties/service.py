@@ -224,12 +224,13 @@ def _confirming(counterparty_ids: list[uuid.UUID]) -> tuple[Any, ...]:
 
 async def cover_confirmations(
     session: AsyncSession, counterparty_ids: list[uuid.UUID]
-) -> list[Declaration]:
-    """The declarations ``cover_statuses`` reads ``counterparty_ids``' cover from, whole: a
-    pack checks each against its receipt before it prints the cover they give."""
+) -> list[uuid.UUID]:
+    """The ids of the declarations ``cover_statuses`` reads ``counterparty_ids``' cover from: a
+    pack checks each against its receipt before it prints the cover they give, reading them a
+    few at a time (every one of them, whatever its date, may be where the cover comes from)."""
     if not counterparty_ids:
         return []
-    query = select(Declaration).where(*_confirming(counterparty_ids)).order_by(Declaration.id)
+    query = select(Declaration.id).where(*_confirming(counterparty_ids)).order_by(Declaration.id)
     return list((await session.execute(query)).scalars())
 
 

@@ -252,6 +252,18 @@ async def _declarations(
     return contents
 
 
+async def _check_confirmations(
+    session: AsyncSession, ids: list[uuid.UUID], receipts: _Receipts
+) -> None:
+    """Check the cover confirmations against their receipts, read BATCH at a time: none is
+    printed, but a counterparty's were read whole at once, thousands of them, whatever the
+    pack's limit (found by a second review of the pack's content limit)."""
+    for start in range(0, len(ids), BATCH):
+        query = select(Declaration).where(Declaration.id.in_(ids[start : start + BATCH]))
+        for confirmation in (await session.execute(query)).scalars():
+            receipts.check(confirmation)
+
+
 async def _entries(
     session: AsyncSession,
     actor: Actor,
@@ -380,7 +392,7 @@ async def collect(
     # The cover printed is read from these, in the pack or not: each is checked as the pack's
     # own responses are, or a rewritten policy end would be printed under the pack's signature.
     confirmations = await cover_confirmations(session, [c.id for c in counterparties])
-    receipts = _Receipts([*declarations, *confirmations])
+    receipts = _Receipts([*declarations, *(Scoped(i, None, "submitted") for i in confirmations)])
     verified = await chain.verify(
         session, actor.firm_id, key.trusted, seen=receipts, revoked=key.revoked
     )
@@ -388,8 +400,7 @@ async def collect(
         # A rewrite re-chained up to a later checkpoint passes every check until that one:
         # no entry of a chain that fails vouches for a response.
         receipts.broken = f"seq {verified.failure_seq}"
-    for confirmation in confirmations:
-        receipts.check(confirmation)
+    await _check_confirmations(session, confirmations, receipts)
     return PackContent(
         pack_id=str(pack_id),
         title=data.title,

@@ -8,24 +8,25 @@ import hashlib
 import re
 import threading
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, ActorType, Role
-from app.db.models import Declaration
+from app.db.models import Counterparty, Declaration
 from app.db.tenant import tenant_transaction
 from app.declarations import forms
 from app.declarations.public import receipt_hash, stored_response_hash
-from app.declarations.templates import QuestionKind, snapshot
+from app.declarations.templates import QuestionKind, load_builtins, snapshot
 from app.evidence import collect, render
 from app.evidence.content import PackContent
 from app.evidence.render import RenderedPack
@@ -215,3 +216,88 @@ async def test_a_pack_past_its_content_limit_is_refused_before_the_rest_is_read(
     assert read <= 14, read  # 13 of 80 kB fit in 1 MB, no more
     failed = (await audit_of(superuser_engine, pack["id"]))[-1]
     assert failed.details == {"reason": pack["failureReason"], "stage": "render"}
+
+
+async def test_cover_confirmations_are_checked_a_batch_at_a_time(
+    big_client: httpx.AsyncClient,
+    members: Members,
+    owner_sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pack checks every PI cover confirmation of each counterparty in it against its
+    receipt, whatever its date, though none is printed: they were read whole, all at once, and
+    uncounted (60 of 320 kB here, a firm's years of them in life), whatever the pack's limit
+    (found by a second review). Read a batch at a time, no more than a batch is held."""
+    owner = await members.create(name="Covered Ltd")
+    pi = next(b for b in load_builtins() if b.key == "pi_cover")
+    pinned = snapshot(pi.spec, template_id=pi.id, version=pi.version, key=pi.key)
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    counterparty = uuid.uuid4()
+    answers = {"period_end": "2030-01-01", **{f"q{i}": "x" * 80_000 for i in range(4)}}
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "firm_id": owner.firm_id,
+            "template_id": pi.id,
+            "template_version": pi.version,
+            "recipient_name": "Broker",
+            "recipient_email": "broker@example.test",
+            "counterparty_id": counterparty,
+            "status": "submitted",
+            "created_at": long_ago,
+            "sent_at": long_ago,
+            "submitted_at": long_ago,
+            "reminder_count": 0,
+            "answers": answers,
+            "attestation_accepted": True,
+            "signature_name": "Broker",
+        }
+        for _ in range(60)
+    ]
+    for row in rows:
+        row["response_sha256"] = stored_response_hash(Declaration(**row, template_snapshot=pinned))
+    async with tenant_transaction(owner_sessions, owner.firm_id) as session:
+        await session.execute(
+            insert(Counterparty).values(
+                id=counterparty,
+                firm_id=owner.firm_id,
+                name="Broker Ltd",
+                kind="introducer",
+                created_at=long_ago,
+                updated_at=long_ago,
+            )
+        )
+        key = await forms.keep(session, owner.firm_id, pinned)
+        await session.execute(insert(Declaration), [{**r, "form_key": key} for r in rows])
+        for row in rows:
+            await chain.record(
+                session,
+                Actor(ActorType.RECIPIENT, row["id"], owner.firm_id, Role.VIEWER),
+                Action.DECLARATION_SUBMITTED,
+                "declaration",
+                row["id"],
+                {"response_sha256": row["response_sha256"].hex(), "template_version": pi.version},
+            )
+    loaded: list[weakref.ref[Declaration]] = []
+    held = 0
+
+    def on_load(target: Declaration, _: object) -> None:
+        loaded.append(weakref.ref(target))
+
+    real = collect._Receipts.check
+
+    def check(receipts: Any, declaration: Declaration) -> None:
+        nonlocal held
+        held = max(held, sum(ref() is not None for ref in loaded))
+        real(receipts, declaration)
+
+    monkeypatch.setattr(collect._Receipts, "check", check)
+    event.listen(Declaration, "load", on_load)
+    try:
+        variables = {"i": {"title": "One broker", "counterpartyIds": [str(counterparty)]}}
+        body = await gql(big_client, GENERATE, {"i": {**variables["i"], **period()}}, owner)
+    finally:
+        event.remove(Declaration, "load", on_load)
+    assert body["data"]["generateEvidencePack"]["pack"]["status"] == "READY", body
+    assert len(loaded) == 60
+    assert held <= collect.BATCH, held
