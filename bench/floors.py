@@ -46,7 +46,7 @@ INSERT = (
     "on conflict (firm_id, sha256) do nothing) "
     "insert into declarations (id, firm_id, template_id, template_version, form_key, "
     "recipient_name, recipient_email, status, created_at, reminder_count) "
-    "values ($1, $2, $3, 1, sha256(jsonb_send($4::jsonb)), 'Load Test', 'load@example.test', "
+    "values ($1, $2, $3, 1, declaration_form_key($4::jsonb), 'Load Test', 'load@example.test', "
     "'draft', now(), 0)"
 )
 HEAD = "select seq, hash from audit_locked_head($1, $2)"  # the lock, then the head, as the app

@@ -26,7 +26,7 @@ TOKENS = 6_000
 CHAIN = 100_000
 FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 
-FORM_KEY = "select sha256(jsonb_send($1::jsonb))"
+FORM_KEY = "select declaration_form_key($1::jsonb)"
 # The columns every bulk copy of declarations fills (the sent and submitted ones fill more).
 DECLARATION_COLUMNS = [
     "id",

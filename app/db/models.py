@@ -159,7 +159,7 @@ class DeclarationForm(Base):
     firm_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     # The database's hash of the form, never the writer's to give (0036).
     sha256: Mapped[bytes] = mapped_column(
-        Computed("sha256(jsonb_send(snapshot))", persisted=True), primary_key=True
+        Computed("declaration_form_key(snapshot)", persisted=True), primary_key=True
     )
     snapshot: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,19 +1,20 @@
 """A declaration's form: the template version it was sent with, kept once per firm (0036).
 
-A form is keyed by the SHA-256 the database computes of it (``KEY``: of its jsonb, as
-jsonb_send writes it); a declaration names it by that key. Adding a form the firm already has
-writes nothing, so a bulk create of 500 stores one form, not 500 copies. The key is the
-database's, never the app's to choose: a form kept first under another's key would be what
-every later declaration of that one asked.
+A form is keyed by the SHA-256 the database computes of it (``declaration_form_key``: of its
+jsonb's text as UTF-8, whatever the session's encoding); a declaration names it by that key.
+Adding a form the firm already has writes nothing, so a bulk create of 500 stores one form, not
+500 copies. The key is the database's, never the app's to choose: a form kept first under
+another's key would be what every later declaration of that one asked.
 
 A create adds its form before it takes the firm's chain lock, as it inserts its draft (whose
 key-share lock on the firm's row comes before the chain lock, as updateFirm takes them): a
 first create of a form holding its key, uncommitted, while it waited for the lock, and another
 holding the lock while it added the same form, waited on each other until PostgreSQL broke
 the deadlock, a second later, the firm's writes stalled behind it. A create with an
-idempotency key takes the lock to look for its first result, so it adds its form first. (A
-request that took the lock before, for a mutation before its create, adds it under the lock:
-should that deadlock, PostgreSQL breaks it and the request is run again.)
+idempotency key takes the lock to look for its first result, so it adds its form first. A
+request that took the lock before (a mutation before its create, or a key's first use, which
+is recorded) adds it under the lock: should that meet another's first create of the same form,
+PostgreSQL breaks the deadlock after a second and the request is run again.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ _TABLE: Table = Declaration.__table__  # type: ignore[assignment]
 
 def _key(snapshot: Any) -> ColumnElement[bytes]:
     """The key the database gives ``snapshot`` (a JSONB expression), as 0036's column does."""
-    return func.sha256(func.jsonb_send(snapshot))
+    return func.declaration_form_key(snapshot)
 
 
 def _add(firm_id: Any, snapshot: Any) -> Any:

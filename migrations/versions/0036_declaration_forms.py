@@ -7,13 +7,12 @@ Every declaration held its own copy of the template version it was sent with (up
 request's 100 KB), and a bulk create makes 500 at once: one member could add some 50 MB to the
 database in one request, 120 times a minute, for every firm to share the disk. A firm's forms
 now live in ``declaration_forms`` under the SHA-256 the database computes of each (of its
-jsonb, as jsonb_send writes it), and a declaration names its form by that hash, with its firm:
-the key is the pair, so no declaration can name another firm's form, and RLS keeps each firm
-to its own. The
-app role may add a form but never change or remove one, so what a declaration asks stays what
-it was sent with; and, as 0032 keeps its other columns, a trigger keeps its hash. Declarations
-made before keep their own copy (``template_snapshot``, set on no later row): exactly one of
-the two is set.
+jsonb's text, as UTF-8: ``declaration_form_key``), and a declaration names its form by that
+hash (``form_key``), with its firm: the key is the pair, so no declaration can name another
+firm's form, and RLS keeps each firm to its own. The app role may add a form but never change
+or remove one, so what a declaration asks stays what it was sent with; and, as 0032 keeps its
+other columns, a trigger keeps its key. Declarations made before keep their own copy
+(``template_snapshot``, set on no later row): exactly one of the two is set.
 """
 
 from alembic import op
@@ -27,11 +26,16 @@ depends_on = None
 
 STATEMENTS = [
     # The key is the database's own hash of the form, so no form is ever kept under another's
-    # key: one planted there first would be what every later declaration of it asked.
+    # key: one planted there first would be what every later declaration of it asked. Of its
+    # text as UTF-8, whatever the session: jsonb_send writes it in the client's encoding, so
+    # a form planted from a LATIN1 session, re-encoded, took the key of the real one.
+    """create function declaration_form_key(p_form jsonb) returns bytea
+    language sql immutable strict parallel safe set search_path = pg_catalog, pg_temp
+    as $$ select sha256(convert_to(p_form::text, 'UTF8')) $$""",
     """create table declaration_forms (
         firm_id uuid not null references firms (id),
         snapshot jsonb not null check (jsonb_typeof(snapshot) = 'object'),
-        sha256 bytea not null generated always as (sha256(jsonb_send(snapshot))) stored,
+        sha256 bytea not null generated always as (declaration_form_key(snapshot)) stored,
         created_at timestamptz not null default now(),
         primary key (firm_id, sha256)
     )""",

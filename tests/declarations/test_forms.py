@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from app.declarations.templates import snapshot
+from app.declarations.templates import load_builtins, snapshot
 from tests.browser import Browser, browser_for, new_email, signed_up
 from tests.declarations.test_firm_side import BULK, PINNED, firm_of, form, ok
 from tests.declarations.test_loop import FIT, sent_declaration
@@ -125,7 +125,7 @@ async def test_a_form_is_kept_only_under_the_key_the_database_gives_it(
             )
         planted = text(
             "insert into declaration_forms (firm_id, sha256, snapshot) "
-            "values (:f, sha256(jsonb_send(cast(:t as jsonb))), :s)"
+            "values (:f, declaration_form_key(cast(:t as jsonb)), :s)"
         )
         async with conn.begin() as transaction:
             await conn.execute(bind, {"f": firm_id})
@@ -180,7 +180,7 @@ async def test_the_database_holds_a_declaration_to_one_form_of_its_own_firm(
     sha = {
         None: "null",
         "mine": "form_key",
-        "theirs": "sha256(jsonb_send('{\"theirs\": true}'::jsonb))",
+        "theirs": "declaration_form_key('{\"theirs\": true}'::jsonb)",
         "none": "sha256('nothing')",
     }[form_of]
     copy = (
@@ -192,3 +192,52 @@ async def test_the_database_holds_a_declaration_to_one_form_of_its_own_firm(
     with pytest.raises(IntegrityError, match=refused):
         async with superuser_engine.begin() as conn:
             await conn.execute(text(copy), {"id": uuid.UUID(declaration_id)})
+
+
+COI = next(b for b in load_builtins() if b.key == "conflicts_of_interest")
+COI_FORM = snapshot(COI.spec, template_id=COI.id, version=COI.version, key=COI.key)
+# The form's value given as UTF-8 bytes, so no client encoding reads it on the way in; written
+# out whole (the test's own uuid and hex), so the driver sends no parameter.
+ADD_FORM = (
+    "insert into declaration_forms (firm_id, snapshot) "
+    "values ('{f}', cast(convert_from(decode('{hex}', 'hex'), 'UTF8') as jsonb)) "
+    "on conflict do nothing"
+)
+
+
+async def _add_as_app(
+    app_engine: AsyncEngine, firm_id: str, form: dict[str, Any], encoding: str
+) -> None:
+    """Add a form as the app's role, bound to the firm, in a session of ``encoding``."""
+    given = json.dumps(form, ensure_ascii=False).encode().hex()
+    async with app_engine.connect() as conn, conn.begin():
+        await conn.execute(text("select set_config('app.firm_id', :f, true)"), {"f": firm_id})
+        await conn.execute(text(f"set local client_encoding = '{encoding}'"))
+        await conn.execute(text(ADD_FORM.format(f=firm_id, hex=given)))
+
+
+async def test_a_forms_key_is_the_same_whatever_the_sessions_encoding(
+    browser: Browser, smtp: SmtpServer, app_engine: AsyncEngine, superuser_engine: AsyncEngine
+) -> None:
+    """Keyed by jsonb_send, which writes in the client's encoding, the same form added from a
+    UTF-8 session and from a LATIN1 one was kept twice; and one planted from a LATIN1 session,
+    each '£' written 'Â£', took the key of the real one, and was what the firm's declarations
+    of that built-in asked after (found by a review of b170034)."""
+    await signed_up(browser, smtp, firm="Encoded Ltd")
+    firm_id = (await firm_of(browser))["id"]
+    mojibake = json.loads(json.dumps(COI_FORM, ensure_ascii=False).encode().decode("latin-1"))
+    assert mojibake != COI_FORM
+    await _add_as_app(app_engine, firm_id, mojibake, "LATIN1")
+    await _add_as_app(app_engine, firm_id, COI_FORM, "UTF8")
+    await _add_as_app(app_engine, firm_id, COI_FORM, "LATIN1")
+    assert len(await _forms(superuser_engine, firm_id)) == 2  # the planted, and the real once
+    declaration_id, _ = await sent_declaration(browser, smtp, new_email(), str(COI.id))
+    async with superuser_engine.connect() as conn:
+        asked = await conn.scalar(
+            text(
+                "select f.snapshot from declarations d join declaration_forms f "
+                "on f.firm_id = d.firm_id and f.sha256 = d.form_key where d.id = :id"
+            ),
+            {"id": uuid.UUID(declaration_id)},
+        )
+    assert asked == COI_FORM
