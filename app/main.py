@@ -204,7 +204,9 @@ def _limiter(settings: Settings) -> RateLimiter:
         )
     except ValueError as error:  # its message names the scheme only, never the URI
         raise ConfigError([str(error)]) from None
-    except ConfigurationError:  # the library's, which prints the URI, password and all
+    # The library's, which prints the URI, password and all; or the Redis client's own, on an
+    # option it cannot take (rediss://...?ssl_cert_reqs=bogus: a KeyError).
+    except (ConfigurationError, KeyError, TypeError):
         raise ConfigError(
             ["COVERPROOF_RATE_LIMIT_STORAGE cannot be read as a storage URI (it is not printed)."]
         ) from None

@@ -256,6 +256,10 @@ def _database_url(database: Database, **query: str) -> str:
             {"COVERPROOF_RATE_LIMIT_STORAGE": f"redis://default:{SECRET}/0"},
             "COVERPROOF_RATE_LIMIT_STORAGE cannot be read as a storage URI (it is not printed).",
         ),
+        (  # the Redis client's KeyError: a traceback, and exit 1
+            {"COVERPROOF_RATE_LIMIT_STORAGE": f"rediss://:{SECRET}@cache:6380/0?ssl_cert_reqs=no"},
+            "COVERPROOF_RATE_LIMIT_STORAGE cannot be read as a storage URI (it is not printed).",
+        ),
         (  # urlsplit's "Invalid IPv6 URL": a traceback, and exit 1
             {"COVERPROOF_SMTP_URL": f"smtp://user:{SECRET}@[mail.example.test:587"},
             "COVERPROOF_SMTP_URL cannot be read as a URL.",
@@ -273,6 +277,7 @@ def _database_url(database: Database, **query: str) -> str:
         "ssl-twice",
         "unreadable-url",
         "redis-without-host",
+        "redis-bad-option",
         "smtp-unreadable",
         "storage-unreadable",
     ],
