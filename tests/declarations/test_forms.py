@@ -42,6 +42,18 @@ async def _declarations(engine: AsyncEngine, firm_id: str) -> list[Any]:
         return list(found)
 
 
+async def _asked(engine: AsyncEngine, declaration_id: str) -> Any:
+    """The form a declaration names, as its firm keeps it."""
+    async with engine.connect() as conn:
+        return await conn.scalar(
+            text(
+                "select f.snapshot from declarations d join declaration_forms f "
+                "on f.firm_id = d.firm_id and f.sha256 = d.form_key where d.id = :id"
+            ),
+            {"id": uuid.UUID(declaration_id)},
+        )
+
+
 async def test_a_firm_keeps_each_form_once_however_many_declarations_ask_it(
     browser: Browser, smtp: SmtpServer, auth_app: Starlette, superuser_engine: AsyncEngine
 ) -> None:
@@ -134,15 +146,7 @@ async def test_a_form_is_kept_only_under_the_key_the_database_gives_it(
                 await conn.execute(planted, given)
             await transaction.rollback()
     declaration_id, _ = await sent_declaration(browser, smtp, new_email())
-    async with superuser_engine.connect() as conn:
-        asked = await conn.scalar(
-            text(
-                "select f.snapshot from declarations d join declaration_forms f "
-                "on f.firm_id = d.firm_id and f.sha256 = d.form_key where d.id = :id"
-            ),
-            {"id": uuid.UUID(declaration_id)},
-        )
-    assert asked == FIT_FORM
+    assert await _asked(superuser_engine, declaration_id) == FIT_FORM
 
 
 @pytest.mark.parametrize(
@@ -232,12 +236,4 @@ async def test_a_forms_key_is_the_same_whatever_the_sessions_encoding(
     await _add_as_app(app_engine, firm_id, COI_FORM, "LATIN1")
     assert len(await _forms(superuser_engine, firm_id)) == 2  # the planted, and the real once
     declaration_id, _ = await sent_declaration(browser, smtp, new_email(), str(COI.id))
-    async with superuser_engine.connect() as conn:
-        asked = await conn.scalar(
-            text(
-                "select f.snapshot from declarations d join declaration_forms f "
-                "on f.firm_id = d.firm_id and f.sha256 = d.form_key where d.id = :id"
-            ),
-            {"id": uuid.UUID(declaration_id)},
-        )
-    assert asked == COI_FORM
+    assert await _asked(superuser_engine, declaration_id) == COI_FORM

@@ -98,18 +98,30 @@ async def firm_with_declarations(
             else stored_response_hash(declaration)
         )
     async with tenant_transaction(owner_sessions, owner.firm_id) as session:
-        key = await forms.keep(session, owner.firm_id, pinned)
-        await session.execute(insert(Declaration), [{**r, "form_key": key} for r in rows])
-        for row in rows if audited else []:
-            await chain.record(
-                session,
-                Actor(ActorType.RECIPIENT, row["id"], owner.firm_id, Role.VIEWER),
-                Action.DECLARATION_SUBMITTED,
-                "declaration",
-                row["id"],
-                {"response_sha256": row["response_sha256"].hex(), "template_version": FIT.version},
-            )
+        await _submitted(session, owner, pinned, rows, audited)
     return owner
+
+
+async def _submitted(
+    session: AsyncSession,
+    owner: Member,
+    pinned: dict[str, Any],
+    rows: list[dict[str, Any]],
+    audited: bool = True,
+) -> None:
+    """Write ``rows``, submitted declarations of the form ``pinned``, with the
+    ``declaration.submitted`` entry each submission writes (unless not ``audited``)."""
+    key, version = await forms.keep(session, owner.firm_id, pinned), pinned["version"]
+    await session.execute(insert(Declaration), [{**r, "form_key": key} for r in rows])
+    for row in rows if audited else []:
+        await chain.record(
+            session,
+            Actor(ActorType.RECIPIENT, row["id"], owner.firm_id, Role.VIEWER),
+            Action.DECLARATION_SUBMITTED,
+            "declaration",
+            row["id"],
+            {"response_sha256": row["response_sha256"].hex(), "template_version": version},
+        )
 
 
 @pytest.fixture
@@ -267,17 +279,7 @@ async def test_cover_confirmations_are_checked_a_batch_at_a_time(
                 updated_at=long_ago,
             )
         )
-        key = await forms.keep(session, owner.firm_id, pinned)
-        await session.execute(insert(Declaration), [{**r, "form_key": key} for r in rows])
-        for row in rows:
-            await chain.record(
-                session,
-                Actor(ActorType.RECIPIENT, row["id"], owner.firm_id, Role.VIEWER),
-                Action.DECLARATION_SUBMITTED,
-                "declaration",
-                row["id"],
-                {"response_sha256": row["response_sha256"].hex(), "template_version": pi.version},
-            )
+        await _submitted(session, owner, pinned, rows)
     loaded: list[weakref.ref[Declaration]] = []
     held = 0
 
