@@ -101,8 +101,8 @@ async def _create(
     data: DeclarationCreate,
     form: tuple[Template, dict[str, Any], bytes] | None = None,
 ) -> Declaration:
-    """A draft and its audit entry; ``form``: its template, snapshot and form's key, when a
-    bulk create has them already (``_form``)."""
+    """A draft and its audit entry; ``form``: its template, snapshot and form's key, when the
+    caller has them already (``_form``: a bulk create, or a create with an idempotency key)."""
     check_due(data)
     if (
         data.counterparty_id is not None
