@@ -99,7 +99,8 @@ def _check_header(name: str, value: str) -> None:
     elsewhere."""
     if "\r" in value or "\n" in value:
         raise Unmailable(f"mail {name} must be a single line")
-    if as_mail_reads(name, value) != value or (name == "To" and not one_address(value)):
+    read_as_written = one_address(value) if name == "To" else as_mail_reads(name, value) == value
+    if not read_as_written:
         raise Unmailable(f"mail {name} must be read by mail as it is written")
 
 
