@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
@@ -236,20 +236,26 @@ async def _declarations(
     scope (1,000 declarations of 80 kB answers), not to the limit."""
     contents: list[DeclarationContent] = []
     size = 0
-    for start in range(0, len(scoped), BATCH):
-        ids = [s.id for s in scoped[start : start + BATCH]]
+    async for d in _read(session, [s.id for s in scoped]):
+        content = _declaration(d, names, receipts)
+        size += printed_size(content)
+        if size > render.MAX_DOCUMENT_BYTES:
+            raise render.TooLarge(size)
+        contents.append(content)
+    return contents
+
+
+async def _read(session: AsyncSession, ids: list[uuid.UUID]) -> AsyncIterator[Declaration]:
+    """The declarations ``ids`` names, whole, read BATCH at a time (each in order of creation,
+    so ids scoped oldest first come oldest first): each batch is let go before the next."""
+    for start in range(0, len(ids), BATCH):
         query = (
             select(Declaration)
-            .where(Declaration.id.in_(ids))
+            .where(Declaration.id.in_(ids[start : start + BATCH]))
             .order_by(Declaration.created_at, Declaration.id)
         )
         for d in (await session.execute(query)).scalars():
-            content = _declaration(d, names, receipts)
-            size += printed_size(content)
-            if size > render.MAX_DOCUMENT_BYTES:
-                raise render.TooLarge(size)
-            contents.append(content)
-    return contents
+            yield d
 
 
 async def _check_confirmations(
@@ -258,10 +264,8 @@ async def _check_confirmations(
     """Check the cover confirmations against their receipts, read BATCH at a time: none is
     printed, but a counterparty's were read whole at once, thousands of them, whatever the
     pack's limit (found by a second review of the pack's content limit)."""
-    for start in range(0, len(ids), BATCH):
-        query = select(Declaration).where(Declaration.id.in_(ids[start : start + BATCH]))
-        for confirmation in (await session.execute(query)).scalars():
-            receipts.check(confirmation)
+    async for confirmation in _read(session, ids):
+        receipts.check(confirmation)
 
 
 async def _entries(
