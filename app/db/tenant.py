@@ -73,16 +73,22 @@ def _rolled_back(error: BaseException) -> bool:
 _RUN_AGAIN = frozenset({"40P01", "40001"})
 
 
+class GiveWay(Exception):
+    """Raised to end a transaction that would deadlock, as PostgreSQL ends a deadlock's victim
+    (but at once, not a second later): run again, it finds the other transaction gone."""
+
+
 def worth_running_again(error: BaseException | None) -> bool:
     """Whether ``error`` (or what it wraps: a GraphQL error's original, a DBAPIError's driver
     error) says PostgreSQL rolled the transaction back to end a deadlock or a serialisation
-    failure, so that running the whole of it again is safe and likely to succeed."""
+    failure, or gave way (``GiveWay``), so that running the whole of it again is safe and likely
+    to succeed."""
     seen = 0
     while error is not None and seen < 8:
         state = getattr(error, "sqlstate", None) or getattr(
             getattr(error, "orig", None), "sqlstate", None
         )
-        if state in _RUN_AGAIN:
+        if state in _RUN_AGAIN or isinstance(error, GiveWay):
             return True
         error = getattr(error, "original_error", None) or error.__cause__
         seen += 1

@@ -767,3 +767,64 @@ async def test_a_lane_create_and_a_normal_one_of_a_new_form_wait_in_turn_not_on_
         assert "errors" not in response.json(), response.text
     assert state.writes == writes + 1, "the lane's transaction was broken, and fell back"
     assert elapsed < 0.9, f"the firm's writes stalled {elapsed:.2f} s on a deadlock"
+
+
+async def test_a_request_holding_the_chain_lock_gives_way_to_a_first_create_of_the_same_form(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    state: FastPathState,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request whose first mutation took the firm's chain lock, going on to add a form that a
+    lane create had added, uncommitted, before waiting for that lock: each waited on the other
+    until PostgreSQL broke the deadlock a second later, the firm's writes stalled behind it. A
+    create holding the lock now gives way at once: its request runs again, after the lane's."""
+    owner = await members.create()
+    other = await members.create(Role.MEMBER, firm_id=owner.firm_id)
+    await _held(app, client, members, superuser_engine, [CREATE])
+    state.enabled = True
+    reached, gate = asyncio.Event(), asyncio.Event()
+    record = chain.record
+
+    async def held_record(*args: Any, **kwargs: Any) -> Any:
+        recorded = await record(*args, **kwargs)
+        if not reached.is_set():
+            reached.set()
+            await gate.wait()  # the first create holds the firm's chain lock here
+        return recorded
+
+    monkeypatch.setattr(chain, "record", held_record)
+    another = next(b for b in load_builtins() if b.id != FIT.id)
+    two = (
+        "mutation($a: DeclarationCreateInput!, $b: DeclarationCreateInput!) { "
+        "a: createDeclaration(input: $a) { declaration { id } } "
+        "b: createDeclaration(input: $b) { declaration { id } } }"
+    )
+    variables = {"a": {**GOOD, "templateId": str(another.id)}, "b": {**GOOD, "recipientName": "B"}}
+    both = asyncio.create_task(
+        client.post("/graphql", json={"query": two, "variables": variables}, headers=owner.headers)
+    )
+    try:
+        await asyncio.wait_for(reached.wait(), 10)
+        writes = state.writes
+        lane = asyncio.create_task(
+            client.post("/graphql", json=_persisted(CREATE, {"i": GOOD}), headers=other.headers)
+        )
+        await until_lock_waited(superuser_engine)  # the lane, its form added, waits for the lock
+    finally:
+        gate.set()
+    started = time.monotonic()
+    responses = await asyncio.gather(lane, both)
+    elapsed = time.monotonic() - started
+    for response in responses:
+        assert response.status_code == 200, response.text
+        assert "errors" not in response.json(), response.text
+    assert state.writes == writes + 1, "the lane's transaction was broken, and fell back"
+    assert elapsed < 0.9, f"the firm's writes stalled {elapsed:.2f} s on a deadlock"
+    async with superuser_engine.connect() as conn:
+        made = await conn.scalar(
+            text("select count(*) from declarations where firm_id = :f"), {"f": owner.firm_id}
+        )
+    assert made == 3  # the lane's and the two of the request run again, each once
