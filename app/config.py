@@ -38,6 +38,9 @@ class ConfigError(Exception):
 TEN_YEARS_DAYS = 3653
 TEN_YEARS_HOURS = TEN_YEARS_DAYS * 24
 TEN_YEARS_MINUTES = TEN_YEARS_HOURS * 60
+MOST_BODY_BYTES = 10_000_000
+MOST_POOL_SIZE = 1_000
+MOST_RENDER_SLOTS = 32
 
 
 class Settings(BaseSettings):
@@ -54,8 +57,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".coverproof")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    max_body_bytes: int = Field(default=100_000, ge=1)
-    db_pool_size: int = Field(default=10, ge=1)
+    # A body is read whole before it is parsed: ten megabytes is a hundred times the default.
+    max_body_bytes: int = Field(default=100_000, ge=1, le=MOST_BODY_BYTES)
+    # Per pool (the app's and the write lane's): PostgreSQL serves 100 connections by default.
+    db_pool_size: int = Field(default=10, ge=1, le=MOST_POOL_SIZE)
     session_idle_minutes: int = Field(default=30, ge=1, le=TEN_YEARS_MINUTES)
     # At most 30 days: the database starts no longer session, whatever it is asked (0025).
     session_lifetime_hours: int = Field(default=12, ge=1, le=720)
@@ -95,7 +100,8 @@ class Settings(BaseSettings):
     s3_region: str = "auto"
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
-    pack_render_concurrency: int = Field(default=2, ge=1)
+    # Each render holds a thread and a pack's content in memory, on a process serving every firm.
+    pack_render_concurrency: int = Field(default=2, ge=1, le=MOST_RENDER_SLOTS)
 
     @model_validator(mode="after")
     def _default_public_url(self) -> Settings:

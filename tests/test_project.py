@@ -396,6 +396,22 @@ def test_a_duration_past_what_a_date_can_hold_is_refused(setting: str) -> None:
     assert (datetime.now(UTC) + timedelta(**{unit: most})).year < 2100  # any date holds it
 
 
+@pytest.mark.parametrize(
+    ("setting", "most"),
+    [
+        ("max_body_bytes", config.MOST_BODY_BYTES),
+        ("db_pool_size", config.MOST_POOL_SIZE),
+        ("pack_render_concurrency", config.MOST_RENDER_SLOTS),
+    ],
+)
+def test_a_size_past_what_one_process_can_hold_is_refused(setting: str, most: int) -> None:
+    """A body limit of gigabytes let anyone make the process read that much for one request; a
+    pool or render slots in the millions were taken as though a process could hold them."""
+    assert getattr(Settings(_env_file=None, **{setting: most}), setting) == most  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=setting):
+        Settings(_env_file=None, **{setting: most + 1})  # type: ignore[arg-type]
+
+
 def test_production_refuses_to_make_up_an_audit_signing_key(tmp_path: Path) -> None:
     """A key generated on the spot would sign checkpoints nobody can check against a published
     key: production names the missing setting instead, and writes no key."""
