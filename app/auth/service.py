@@ -85,7 +85,7 @@ async def sign_up(session: AsyncSession, env: AuthEnv, data: SignUp) -> None:
     already registered gets the same answer; its owner is told by email instead."""
     await env.limit(Policy.SIGN_UP_PER_IP, env.ip_key)
     if data.password is not None:
-        passwords.check_strength(data.password, email=data.email)
+        await passwords.check_strength(data.password, email=data.email)
     # Counted once the request can send: a password refused sends nothing, and counted it left
     # the caller refused the mail of the sign-up that then succeeded.
     await env.limit_mail(data.email)
@@ -423,7 +423,7 @@ async def reset_password(session: AsyncSession, env: AuthEnv, token: str, passwo
     """Set a new password and revoke every session of the user. A weak password fails the whole
     transaction, so the link is not spent."""
     found = await redeem_link(session, env, Purpose.PASSWORD_RESET, token)
-    passwords.check_strength(password, email=found.email or "", field="newPassword")
+    await passwords.check_strength(password, email=found.email or "", field="newPassword")
     actor = user_actor(env, found.user_id, found.firm_id, found.role)
     await bind_tenant(session, actor.firm_id, actor.id)
     # Links first, before this transaction holds anything a sign-in by link under way needs

@@ -51,11 +51,21 @@ def test_hashes_are_argon2id_with_owasp_parameters() -> None:
         ("pat@example.test1", "This password is too easy to guess; try a longer passphrase."),
     ],
 )
-def test_weak_passwords_are_refused_with_a_message(password: str, message: str) -> None:
+async def test_weak_passwords_are_refused_with_a_message(password: str, message: str) -> None:
     with pytest.raises(BadUserInput) as refused:
-        passwords.check_strength(password, email="pat@example.test")
+        await passwords.check_strength(password, email="pat@example.test")
     assert refused.value.extensions["fields"] == [{"field": "password", "message": message}]
 
 
-def test_a_long_passphrase_passes() -> None:
-    passwords.check_strength("correct horse battery staple 42", email="pat@example.test")
+async def test_a_long_passphrase_passes() -> None:
+    await passwords.check_strength("correct horse battery staple 42", email="pat@example.test")
+
+
+@pytest.mark.parametrize("length", [73, 128])
+async def test_a_passphrase_longer_than_zxcvbn_scores_is_judged_by_its_start(length: int) -> None:
+    """zxcvbn raises ValueError past 72 characters: a strong passphrase of 73 to 128, which the
+    schema allows, failed sign-up and reset with an internal error."""
+    strong = "violet harbour quietly juggles seventeen brass lanterns beneath a crooked moon 4711!"
+    await passwords.check_strength((strong * 2)[:length], email="pat@example.test")
+    with pytest.raises(BadUserInput):
+        await passwords.check_strength("a" * length, email="pat@example.test")
