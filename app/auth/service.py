@@ -27,7 +27,7 @@ from app.auth.tokens import Purpose
 from app.db import calls
 from app.db.models import Firm, Membership, User
 from app.db.tenant import bind_tenant
-from app.errors import AppError, InvalidCredentials, NotFound, RateLimited, TokenUsed
+from app.errors import AppError, Forbidden, InvalidCredentials, NotFound, RateLimited, TokenUsed
 from app.ratelimit.policies import Policy
 
 THROTTLE_AFTER_FAILURES = 100
@@ -402,6 +402,14 @@ async def _send_if_known(
 async def sign_in_with_magic_link(session: AsyncSession, env: AuthEnv, token: str) -> SignedIn:
     """The link itself authenticates (and proves the address); returns the session cookie."""
     found = await redeem_link(session, env, Purpose.MAGIC_LINK, token)
+    if found.firm_id is None:
+        # Removed from every firm since the link was sent: nothing to sign in to. The link
+        # proves the mailbox, so its holder is told so (a password sign-in is told nothing).
+        refused = Forbidden("You are no longer a member of any firm.")
+        code = refused.code
+        raise refused.on_record(
+            lambda fresh: record_refusal(fresh, env, Purpose.MAGIC_LINK, code, found)
+        )
     actor = user_actor(env, found.user_id, found.firm_id, found.role)
     await bind_tenant(session, actor.firm_id, actor.id)
     await prove_address(session, actor.id, clear_password=True)

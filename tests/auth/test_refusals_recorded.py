@@ -137,3 +137,36 @@ async def test_a_replayed_link_of_an_account_in_no_firm_names_the_account(
         )
         named = (await conn.execute(query)).all()
     assert [tuple(row) for row in named] == [("user", str(member.user_id))]
+
+
+async def test_a_sign_in_link_of_an_account_now_in_no_firm_is_refused_and_recorded(
+    auth_app: Starlette,
+    browser: Browser,
+    smtp: SmtpServer,
+    new_browser: NewBrowser,
+    superuser_engine: AsyncEngine,
+) -> None:
+    """A sign-in link sent before its account was removed from every firm answered an internal
+    error (the chain of no firm was locked), each time it was followed: it is refused, FORBIDDEN,
+    on the platform's chain naming the account, and stays unspent."""
+    await signed_up(browser, smtp)
+    member = await join(browser, smtp, new_browser(), "MEMBER")
+    assert "errors" not in await new_browser().gql(MAGIC, {"e": member.email})
+    token = await link_token(smtp, member.email, "sign-in link")
+    assert "errors" not in await browser.gql(REMOVE, {"u": member.user_id})
+    caller = loopback_ip()
+    following = browser_for(auth_app, caller)
+    async with following.client:
+        for _ in range(2):  # not spent: the same answer again
+            body = await following.gql(MAGIC_SIGN_IN, {"t": token})
+            assert codes(body) == ["FORBIDDEN"], body
+            assert body["errors"][0]["message"] == "You are no longer a member of any firm."
+    async with superuser_engine.connect() as conn:
+        query = select(AuditEntry.target_id, AuditEntry.details).where(
+            AuditEntry.action == Action.TOKEN_REFUSED.value,
+            AuditEntry.firm_id.is_(None),
+            AuditEntry.ip == caller,
+        )
+        named = (await conn.execute(query)).all()
+    refused = {"purpose": "magic_link", "code": "FORBIDDEN"}
+    assert [tuple(row) for row in named] == [(str(member.user_id), refused)] * 2
