@@ -103,12 +103,17 @@ _WAITING = text(
 
 async def until_lock_waited(superuser: AsyncEngine) -> None:
     """Until some backend waits for a lock (the request under test, on a row a test holds)."""
+    await until_locks_waited(superuser, 1)
+
+
+async def until_locks_waited(superuser: AsyncEngine, waits: int) -> None:
+    """Until backends wait for ``waits`` locks in all."""
     for _ in range(200):
         async with superuser.connect() as conn:
-            if await conn.scalar(_WAITING):
+            if await conn.scalar(_WAITING) >= waits:
                 return
         await asyncio.sleep(0.02)
-    raise AssertionError("no backend came to wait for a lock")
+    raise AssertionError(f"fewer than {waits} waits for a lock came")
 
 
 async def tables_holding(engine: AsyncEngine, value: str) -> list[str]:

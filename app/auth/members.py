@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import idempotency
@@ -30,7 +31,7 @@ from app.auth.service import (
 from app.auth.tokens import Purpose
 from app.db import calls
 from app.db.models import ApiKey, AuthToken, Firm, Membership, User
-from app.db.tenant import bind_tenant
+from app.db.tenant import GiveWay, bind_tenant
 from app.errors import BadUserInput, Forbidden, NotFound, TokenUsed, field_error
 
 
@@ -157,14 +158,19 @@ async def accept_invitation(session: AsyncSession, env: AuthEnv, token: str) -> 
     now = datetime.now(UTC)
     await bind_tenant(session, found.firm_id, user_id)
     if existing is None:
-        await session.execute(
-            insert(User).values(
-                id=user_id,
-                email=found.email,
-                email_verified_at=now,
-                created_at=now,
+        try:
+            await session.execute(
+                insert(User).values(
+                    id=user_id,
+                    email=found.email,
+                    email_verified_at=now,
+                    created_at=now,
+                )
             )
-        )
+        except IntegrityError as error:
+            # The address signed up meanwhile, uncommitted when it was looked for (this waited
+            # for that to commit): run again, this accepts for the account it made.
+            raise GiveWay from error
     else:
         # Before the user's row, which their own sign-in takes before this firm's lock: one
         # already a member (invited before invite_member refused it) holds no such link.

@@ -29,7 +29,7 @@ from tests.browser import (
     new_email,
     signed_up,
 )
-from tests.factories import until_lock_waited, user_and_firm
+from tests.factories import until_lock_waited, until_locks_waited, user_and_firm
 from tests.mail.smtp import SmtpServer
 
 INVITED = "You are invited"
@@ -857,3 +857,36 @@ async def test_a_member_removed_after_asking_for_a_reset_still_takes_their_accou
             {"u": member.user_id},
         )
         assert [tuple(row) for row in found] == [(None, member.user_id, member.user_id)]
+
+
+async def test_accepting_an_invitation_as_its_address_signs_up_accepts_for_the_new_account(
+    browser: Browser, smtp: SmtpServer, new_browser: NewBrowser, superuser_engine: AsyncEngine
+) -> None:
+    """An acceptance looked the address up while its sign-up was uncommitted, then waited on
+    that user's row as it added its own, and failed on the address's uniqueness: an internal
+    error. It now runs again, and joins the account the sign-up made."""
+    await signed_up(browser, smtp)
+    email = new_email()
+    token = await invited(browser, smtp, email, "MEMBER")
+    async with superuser_engine.connect() as holder:
+        # The platform chain's lock: the sign-up waits for it with its user added.
+        await holder.execute(text("select pg_advisory_xact_lock(0)"))
+        variables = {"input": {"email": email, "password": PASSWORD, "firmName": "Race Ltd"}}
+        signing_up = asyncio.ensure_future(new_browser().gql(SIGN_UP, variables))
+        await until_lock_waited(superuser_engine)
+        accepting = asyncio.ensure_future(new_browser().gql(ACCEPT, {"t": token}))
+        await until_locks_waited(superuser_engine, 2)  # on the sign-up's user
+        await holder.rollback()
+    assert "errors" not in await signing_up
+    accepted = await accepting
+    assert "errors" not in accepted, accepted
+    async with superuser_engine.connect() as conn:
+        users = await conn.scalar(text("select count(*) from users where email = :e"), {"e": email})
+        firms = await conn.scalar(
+            text(
+                "select count(*) from memberships m join users u on u.id = m.user_id "
+                "where u.email = :e"
+            ),
+            {"e": email},
+        )
+    assert (users, firms) == (1, 2)  # one account, in its own firm and the inviting one
