@@ -344,7 +344,9 @@ READS: dict[str, Read] = {
         lambda w: {"id": w.a.counterparty},
         "id",
     ),
-    "templates": Read("{ templates { id name builtIn } }", "viewer", "declarations:read"),
+    "templates": Read(
+        "{ templates { edges { node { id name builtIn } } } }", "viewer", "declarations:read"
+    ),
     "template": Read(
         "query($id: UUID!) { template(id: $id) { id name questions { id } } }",
         "viewer",

@@ -15,11 +15,11 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import Select, insert, select, update
+from sqlalchemy import Select, insert, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import idempotency
+from app import idempotency, pagination
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, Role
@@ -110,16 +110,46 @@ def _builtin_snapshot(template_id: uuid.UUID) -> orjson.Fragment:
     return orjson.Fragment(orjson.dumps(found.snapshot()))
 
 
-async def list_templates(session: AsyncSession, actor: Actor) -> list[Template]:
-    """The built-in templates, then the firm's own (latest version of each, not archived)."""
-    templates = [Template(b.id, b.version, b.spec, True, b.key) for b in load_builtins()]
-    rows = await session.execute(
-        _latest_versions()
-        .where(DeclarationTemplate.archived_at.is_(None))
-        .order_by(DeclarationTemplate.name, DeclarationTemplate.id)
-    )
-    templates += [_firm_template(row._mapping) for row in rows]
-    return templates
+# A firm's template may hold about 90 kB of questions (all a request may send), and a firm may
+# have any number: a list of all of them in one answer was tens of megabytes, built on the event
+# loop every firm's requests share, for seconds.
+MAX_PAGE = 20
+# A built-in's cursor: no firm's template has an empty name.
+_BUILT_IN = ""
+
+
+def encode_cursor(template: Template) -> str:
+    """An opaque position in the list: a built-in's id, or the (name, id) the firm's own are
+    ordered by."""
+    return pagination.encode(_BUILT_IN if template.built_in else template.spec.name, template.id)
+
+
+async def list_templates(
+    session: AsyncSession, actor: Actor, *, first: int = MAX_PAGE, after: str | None = None
+) -> tuple[list[Template], bool]:
+    """A page of the built-in templates, then of the firm's own (the latest version of each, not
+    archived) by name and id, and whether more follow."""
+    if not 1 <= first <= MAX_PAGE:
+        raise field_error("first", f"Ask for 1 to {MAX_PAGE} templates at a time.")
+    built_in = [Template(b.id, b.version, b.spec, True, b.key) for b in load_builtins()]
+    query = _latest_versions().where(DeclarationTemplate.archived_at.is_(None))
+    if after is not None:
+        name, ident = pagination.decode(after)
+        if name == _BUILT_IN:
+            ids = [template.id for template in built_in]
+            if ident not in ids:
+                raise pagination.not_a_cursor()
+            built_in = built_in[ids.index(ident) + 1 :]
+        else:
+            built_in = []
+            position = tuple_(DeclarationTemplate.name, DeclarationTemplate.id)
+            query = query.where(position > tuple_(literal(name), literal(ident)))
+    page = built_in[:first]
+    room = first - len(page)
+    order = (DeclarationTemplate.name, DeclarationTemplate.id)
+    rows = (await session.execute(query.order_by(*order).limit(room + 1))).all()
+    page += [_firm_template(row._mapping) for row in rows[:room]]
+    return page, len(built_in) > first or len(rows) > room
 
 
 async def get_template(session: AsyncSession, actor: Actor, template_id: uuid.UUID) -> Template:

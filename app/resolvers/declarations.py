@@ -34,6 +34,8 @@ from app.schema.declarations import (
     SubmissionInput,
     SubmitDeclarationPayload,
     Template,
+    TemplateConnection,
+    TemplateEdge,
     TemplateInput,
     TemplatePayload,
     questions_of,
@@ -57,8 +59,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
-async def templates(info: Info) -> list[Template]:
-    return [Template.of(t) for t in await info.context.run(template_service.list_templates)]
+async def templates(
+    info: Info, first: int = template_service.MAX_PAGE, after: str | None = None
+) -> TemplateConnection:
+    found, has_next_page = await info.context.run(
+        template_service.list_templates, first=first, after=after
+    )
+    edges = [
+        TemplateEdge(cursor=template_service.encode_cursor(t), node=Template.of(t)) for t in found
+    ]
+    end_cursor = edges[-1].cursor if edges else None
+    return TemplateConnection(
+        edges=edges, page_info=PageInfo(has_next_page=has_next_page, end_cursor=end_cursor)
+    )
 
 
 async def template(info: Info, id: uuid.UUID) -> Template:

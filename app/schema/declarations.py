@@ -114,6 +114,18 @@ class Template:
         )
 
 
+@strawberry.type
+class TemplateEdge:
+    cursor: str
+    node: Template
+
+
+@strawberry.type
+class TemplateConnection:
+    edges: list[TemplateEdge]
+    page_info: PageInfo
+
+
 def _receipt_covers_form(root: DeclarationResponse) -> bool:
     # Worked out only when asked for: it hashes the whole form.
     return receipt_covers_form(root.submitted)

@@ -15,16 +15,17 @@ from app.schema.declarations import (
     RecipientForm,
     SubmitDeclarationPayload,
     Template,
+    TemplateConnection,
     TemplatePayload,
 )
 
 
 @strawberry.type
 class DeclarationQuery:
-    templates: list[Template] = strawberry.field(
+    templates: TemplateConnection = strawberry.field(
         metadata=scoped("declarations:read"),
         resolver=r.templates,
-        description="Built-in templates, then the firm's own.",
+        description="Built-in templates, then the firm's own by name; `first` is at most 20.",
     )
     template: Template = strawberry.field(metadata=scoped("declarations:read"), resolver=r.template)
     declarations: DeclarationConnection = strawberry.field(
