@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -195,7 +196,20 @@ class NewTemplateSpec(TemplateSpec):
             problem = shown_otherwise(text, lines=lines)
             if problem is not None:
                 raise ValueError(_FORM_REFUSALS[problem])
+        for question in self.questions:
+            # Two choices that read alike ("café" composed and decomposed, "Yes" and "yes", a
+            # space and a no-break space) were two answers the form, its answers and the pack
+            # showed as one.
+            read = [_as_read(choice) for choice in question.choices or ()]
+            if len(set(read)) != len(read):
+                raise ValueError(f"Question {question.id!r}: choices must read differently.")
         return self
+
+
+def _as_read(text: str) -> str:
+    """``text`` as a reader tells it from another: compatibility forms, case and runs of
+    spaces alike."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 @dataclass(frozen=True)

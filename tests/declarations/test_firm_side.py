@@ -1093,6 +1093,31 @@ async def test_what_a_form_says_is_shown_as_it_is_stored(
 
 
 @pytest.mark.parametrize(
+    "choices",
+    [
+        ["caf\u00e9", "cafe\u0301"],  # composed and decomposed
+        ["Yes", "yes"],
+        ["a b", "a\u00a0b"],  # a no-break space
+        ["No", "\uff2e\uff4f"],  # full-width
+        ["Not  sure", "Not sure"],
+    ],
+)
+async def test_choices_that_read_alike_are_refused(
+    browser: Browser, smtp: SmtpServer, choices: list[str]
+) -> None:
+    """Two choices a reader cannot tell apart are two answers that the form, the answers and
+    the pack would show as one: whichever a recipient picked, the record could not say."""
+    await signed_up(browser, smtp, firm="Plain Choices Ltd")
+    made = template_input("Roles", question("role", "choice", choices=choices))
+    assert codes(await browser.gql(CREATE_TEMPLATE, {"i": made})) == ["BAD_USER_INPUT"]
+    template_id = await create_template(browser, "Roles", question("q1", "short_text"))
+    version = await browser.gql(CREATE_VERSION, {"t": template_id, "i": made})
+    assert codes(version) == ["BAD_USER_INPUT"], version
+    made["questions"][0]["choices"] = [*choices[:1], "Something else"]
+    assert "errors" not in await browser.gql(CREATE_VERSION, {"t": template_id, "i": made})
+
+
+@pytest.mark.parametrize(
     "name",
     [
         "Pat \u202eeoD\u202c",  # a right-to-left override: shows as "Pat Doe"
