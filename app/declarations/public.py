@@ -69,13 +69,15 @@ _RETIRED = {
     "replaced": "This link has been replaced by a newer one: use the link in the most recent "
     "email you received about this request.",
     "withdrawn": "This request has been withdrawn by the firm that sent it.",
+    "answered": "This request has already been answered. If you did not answer it, tell the "
+    "firm that sent it at once.",
 }
 
 
 async def _retired(session: AsyncSession, env: AuthEnv, token_hash: bytes) -> AppError:
-    """The refusal of a link that is not live: a link that was replaced or withdrawn says so
-    and goes on its declaration's record (a recipient, or whoever holds an old email, still
-    trying it); any other is simply not valid, and belongs to no firm to record it in."""
+    """The refusal of a link that is not live: a link that was replaced, withdrawn or answered
+    says so and goes on its declaration's record (a recipient, or whoever holds an old email,
+    still trying it); any other is simply not valid, and belongs to no firm to record it in."""
     retired = await calls.retired_link(session, token_hash)
     if retired is None:
         return TokenInvalid()
@@ -113,8 +115,8 @@ async def _audited(
     declaration_id: uuid.UUID,
     link: str | None = None,
 ) -> AppError:
-    """A replayed, expired or retired (``link``: replaced, withdrawn) link is on the record
-    (without the token) after the rollback: once per declaration, reason and hour
+    """A replayed, expired or retired (``link``: replaced, withdrawn, answered) link is on the
+    record (without the token) after the rollback: once per declaration, reason and hour
     (Policy.REFUSAL_RECORDS), so that replaying a link cannot flood the firm's chain, and with
     it the audit appendix of its evidence packs."""
     code = error.code

@@ -467,6 +467,13 @@ async def test_remind_and_reissue_each_mail_a_new_link_and_kill_the_old_one(
                 )
         assert (await form(recipient, fourth))["recipientName"] == "Pat Doe"
         await submit_valid(recipient, fourth)
+        # Once answered, an old link says so: the newest one it sent them to is used.
+        answered = await recipient.gql(FORM, {"t": first})
+        assert codes(answered) == ["TOKEN_INVALID"]
+        assert answered["errors"][0]["message"] == (
+            "This request has already been answered. If you did not answer it, tell the firm "
+            "that sent it at once."
+        )
     read = await get(browser, declaration_id)
     assert (read["status"], read["reminderCount"]) == ("SUBMITTED", 2)
 
@@ -479,9 +486,11 @@ async def test_remind_and_reissue_each_mail_a_new_link_and_kill_the_old_one(
         "declaration.token_refused",  # the old links tried: once, whichever and however often
         "declaration.opened",
         "declaration.submitted",
+        "declaration.token_refused",
     ]
     assert await refusal_details(superuser_engine, declaration_id) == [
-        {"code": "TOKEN_INVALID", "link": "replaced"}
+        {"code": "TOKEN_INVALID", "link": "replaced"},
+        {"code": "TOKEN_INVALID", "link": "answered"},
     ]
 
 
