@@ -74,8 +74,9 @@ _RUN_AGAIN = frozenset({"40P01", "40001"})
 
 
 class GiveWay(Exception):
-    """Raised to end a transaction that would deadlock, as PostgreSQL ends a deadlock's victim
-    (but at once, not a second later): run again, it finds the other transaction gone."""
+    """Raised to end a transaction that met what another committed while it ran and cannot go
+    on beside it (an account made meanwhile for the address it was adding): run again, it
+    finds it, as PostgreSQL's deadlock victim, run again, finds the other transaction gone."""
 
 
 def worth_running_again(error: BaseException | None) -> bool:

@@ -13,9 +13,8 @@ holding the lock while it added the same form, waited on each other until Postgr
 the deadlock, a second later, the firm's writes stalled behind it. A create with an
 idempotency key takes the lock to look for its first result, so it adds its form first. A
 request that took the lock before (a mutation before its create, or a key's first use, which
-is recorded) adds it under the lock, and gives way at once should it find another's first
-create of the same form there, uncommitted: that one can only be waiting for the lock, so the
-request is run again after it (``_under_lock``).
+is recorded) adds it under the lock: should that meet another's first create of the same form,
+PostgreSQL breaks the deadlock after a second and the request is run again.
 """
 
 from __future__ import annotations
@@ -27,16 +26,13 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import ColumnElement, Select, Table, bindparam, cast, func, insert, select, text
+from sqlalchemy import ColumnElement, Table, bindparam, cast, func, insert, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import chain
 from app.db.models import Declaration, DeclarationForm
-from app.db.tenant import GiveWay
 
 _TABLE: Table = Declaration.__table__  # type: ignore[assignment]
 
@@ -55,38 +51,11 @@ def _add(firm_id: Any, snapshot: Any) -> Any:
 
 
 async def keep(session: AsyncSession, firm_id: uuid.UUID, snapshot: Mapping[str, Any]) -> bytes:
-    """Add the form to the firm's, unless it has it already; its key. In one statement, but
-    where the request holds the firm's chain lock (``_under_lock``)."""
+    """Add the form to the firm's, unless it has it already; its key. In one statement."""
     given = cast(bindparam("snapshot", dict(snapshot), type_=JSONB), JSONB)
     added = _add(firm_id, given).cte("added")
-    statement = select(_key(given)).add_cte(added)
-    if chain.holds_lock(session):
-        key = await _under_lock(session, statement)
-    else:
-        key = await session.scalar(statement)
+    key = await session.scalar(select(_key(given)).add_cte(added))
     assert key is not None  # a hash of a value, never null
-    return key
-
-
-# Every create that adds a form goes on to take the firm's chain lock, so one holding the lock
-# that waits for another's uncommitted copy of its form waits on a transaction that is, or soon
-# will be, waiting for it. Enough for that one to roll back should it fail on its own.
-_GIVE_WAY_AFTER = text("set local lock_timeout = '50ms'")
-_WAIT_AS_BEFORE = text("set local lock_timeout to default")
-_LOCK_NOT_AVAILABLE = "55P03"
-
-
-async def _under_lock(session: AsyncSession, statement: Select[bytes]) -> bytes | None:
-    """``statement``'s key, giving way (``GiveWay``) rather than deadlock with another's first
-    create of the same form (see the module's docstring)."""
-    await session.execute(_GIVE_WAY_AFTER)
-    try:
-        key = await session.scalar(statement)
-    except DBAPIError as error:
-        if getattr(error.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
-            raise GiveWay from error
-        raise
-    await session.execute(_WAIT_AS_BEFORE)
     return key
 
 

@@ -4,20 +4,24 @@ own copy and reads as it did; the database holds each declaration to one form of
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from app.declarations import service
 from app.declarations.templates import load_builtins, snapshot
 from tests.browser import Browser, browser_for, new_email, signed_up
 from tests.declarations.test_firm_side import BULK, PINNED, firm_of, form, ok
 from tests.declarations.test_loop import FIT, sent_declaration
+from tests.factories import Members, gql
 from tests.mail.smtp import SmtpServer
 
 FIT_FORM = snapshot(FIT.spec, template_id=FIT.id, version=FIT.version, key=FIT.key)
@@ -237,3 +241,48 @@ async def test_a_forms_key_is_the_same_whatever_the_sessions_encoding(
     assert len(await _forms(superuser_engine, firm_id)) == 2  # the planted, and the real once
     declaration_id, _ = await sent_declaration(browser, smtp, new_email(), str(COI.id))
     assert await _asked(superuser_engine, declaration_id) == COI_FORM
+
+
+BULK_IDS = (
+    "mutation($i: BulkDeclarationCreateInput!) { bulkCreateDeclarations(input: $i) "
+    "{ declarations { id } } }"
+)
+TWO = (
+    "mutation($a: DeclarationCreateInput!, $b: DeclarationCreateInput!) { "
+    "a: createDeclaration(input: $a) { declaration { id } } "
+    "b: createDeclaration(input: $b) { declaration { id } } }"
+)
+
+
+async def test_a_request_holding_the_lock_that_meets_a_bulk_creates_new_form_runs_again(
+    client: httpx.AsyncClient, members: Members, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk create keeps its form, then counts its mails (Redis round trips, one or two per
+    recipient: 300 ms here) before it takes the firm's chain lock. A request that took the lock
+    (its first create) and then meets that form, uncommitted, waits for it until PostgreSQL
+    ends the deadlock, and runs again: both succeed. Giving way at once after 50 ms (a version
+    of this stop's) gave way three times in that while and answered INTERNAL_SERVER_ERROR."""
+    owner = await members.create()
+    counted = asyncio.Event()
+    count = service._count_mails
+
+    async def slow_count(*args: Any) -> None:
+        counted.set()
+        await asyncio.sleep(0.3)
+        await count(*args)
+
+    monkeypatch.setattr(service, "_count_mails", slow_count)
+    recipients = [{"name": f"R{i}", "email": f"r{i}@example.test"} for i in range(3)]
+    bulk = asyncio.create_task(
+        gql(client, BULK_IDS, {"i": {"templateId": str(FIT.id), "recipients": recipients}}, owner)
+    )
+    await asyncio.wait_for(counted.wait(), 10)  # its form added, uncommitted
+    other = next(b for b in load_builtins() if b.id != FIT.id)
+    one = {"recipientName": "A", "recipientEmail": "a@example.test"}
+    variables = {
+        "a": {**one, "templateId": str(other.id)},
+        "b": {**one, "templateId": str(FIT.id)},
+    }
+    two = await gql(client, TWO, variables, owner)
+    assert "errors" not in await bulk
+    assert "errors" not in two, two
