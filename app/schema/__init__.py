@@ -28,6 +28,7 @@ from app.schema.limits import (
     MAX_DEPTH,
     CredentialsAlone,
     DepthLimit,
+    ListsOnce,
     SelectionLimits,
 )
 from app.schema.partners_root import PartnerMutation, PartnerQuery
@@ -71,7 +72,9 @@ def build_schema(*, production: bool) -> strawberry.Schema:
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: AddValidationRules([DepthLimit, SelectionLimits, CredentialsAlone, ALIAS_LIMIT]),
+        lambda: AddValidationRules(
+            [DepthLimit, SelectionLimits, CredentialsAlone, ListsOnce, ALIAS_LIMIT]
+        ),
     ]
     if production:
         extensions.append(DisableIntrospection)

@@ -55,13 +55,13 @@ from app.schema.fastwrite import (
     compile_create,
     for_schema,
 )
-from app.schema.limits import ALIAS_LIMIT, DepthLimit, SelectionLimits
+from app.schema.limits import ALIAS_LIMIT, DepthLimit, ListsOnce, SelectionLimits
 from app.schema.shapes import LEAVES, Fallback, fields, key, leaves, node_of
 
 log = logging.getLogger("coverproof.fastpath")
 # The normal path's rules (graphql's own, plus the app's limits), but CredentialsAlone: a
 # fast plan is one declarations or createDeclaration field, never a credential mutation.
-RULES = (*specified_rules, DepthLimit, SelectionLimits, ALIAS_LIMIT)
+RULES = (*specified_rules, DepthLimit, SelectionLimits, ListsOnce, ALIAS_LIMIT)
 
 # A saturated lane hands the request to the normal path rather than queue for long.
 ACQUIRE_SECONDS = 2.0

@@ -12,10 +12,14 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLList,
+    GraphQLObjectType,
+    GraphQLOutputType,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationRule,
+    get_nullable_type,
 )
 from strawberry.extensions.max_aliases import create_validator
 
@@ -151,6 +155,37 @@ class CredentialsAlone(ValidationRule):
                         f"{field.name.value} must be the only field of its operation.", field
                     )
                 )
+
+
+class ListsOnce(ValidationRule):
+    """A query asks for each list at most once: aliases multiplied a page of the largest (twenty
+    templates of up to 90 kB each, every API key a firm ever made) thirtyfold, into tens of
+    megabytes built on the event loop every firm shares."""
+
+    def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
+        root = self.context.schema.query_type
+        if node.operation.value != "query" or root is None:
+            return
+        fragments = {
+            d.name.value: d
+            for d in self.context.document.definitions
+            if isinstance(d, FragmentDefinitionNode)
+        }
+        asked = Counter(
+            field.name.value for field in _root_fields(node.selection_set, fragments, frozenset())
+        )
+        for name, times in sorted(asked.items()):
+            field = root.fields.get(name)
+            if times > 1 and field is not None and _is_list(field.type):
+                self.report_error(GraphQLError(f"Ask for {name} once in an operation.", node))
+
+
+def _is_list(kind: GraphQLOutputType) -> bool:
+    """A list, or a page of one (a connection)."""
+    named = get_nullable_type(kind)
+    return isinstance(named, GraphQLList) or (
+        isinstance(named, GraphQLObjectType) and named.name.endswith("Connection")
+    )
 
 
 MAX_ALIASES = 30

@@ -553,20 +553,21 @@ async def test_sibling_fields_share_the_session_and_the_loader(
 ) -> None:
     admin = await members.create()
     one = await create(client, admin, name="One Ltd")
-    await create(client, admin, name="Two Ltd")
-    query = """query($id: UUID!) {
-      a: counterparty(id: $id) { name coverStatus { state } }
+    two = await create(client, admin, name="Two Ltd")
+    # A list once in a query (app/schema/limits.ListsOnce); one item each beside it.
+    query = """query($one: UUID!, $two: UUID!) {
+      a: counterparty(id: $one) { name coverStatus { state } }
       b: counterparties { edges { node { name coverStatus { state } } } }
-      c: counterparties(search: "two") { edges { node { name } } }
+      c: counterparty(id: $two) { name }
     }"""
-    body = await gql(client, query, {"id": one["id"]}, admin)
+    body = await gql(client, query, {"one": one["id"], "two": two["id"]}, admin)
     assert "errors" not in body, body
     assert body["data"]["a"] == {"name": "One Ltd", "coverStatus": {"state": "UNKNOWN"}}
     assert [edge["node"]["name"] for edge in body["data"]["b"]["edges"]] == [
         "One Ltd",
         "Two Ltd",
     ]
-    assert body["data"]["c"]["edges"] == [{"node": {"name": "Two Ltd"}}]
+    assert body["data"]["c"] == {"name": "Two Ltd"}
 
 
 @pytest.mark.parametrize(
