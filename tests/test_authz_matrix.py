@@ -321,7 +321,7 @@ READS: dict[str, Read] = {
     "myFirms": Read("{ myFirms { firmId role } }", "viewer", None),
     "members": Read("{ members { userId email role } }", "viewer", None),
     "invitations": Read(INVITATIONS, "admin", None),
-    "apiKeys": Read("{ apiKeys { id prefix scopes } }", "admin", None),
+    "apiKeys": Read("{ apiKeys { edges { node { id prefix scopes } } } }", "admin", None),
     "auditEntries": Read(
         "{ auditEntries(first: 5) { edges { node { seq action actor { displayName } "
         "details } } } }",
@@ -1193,7 +1193,14 @@ async def test_demoted_and_removed_members_lose_access_at_once(
     admin = await members.create(Role.ADMIN, firm_id=world.a.id)
     async with session_client(world.app, admin) as c:
         assert (
-            outcome((await c.post("/graphql", json={"query": "{ apiKeys { id } }"})).json()) == OK
+            outcome(
+                (
+                    await c.post(
+                        "/graphql", json={"query": "{ apiKeys { edges { node { id } } } }"}
+                    )
+                ).json()
+            )
+            == OK
         )
         async with session_client(world.app, world.a.owner) as o:
             await ok(
@@ -1203,7 +1210,13 @@ async def test_demoted_and_removed_members_lose_access_at_once(
                 {"i": {"userId": str(admin.user_id), "role": "VIEWER"}},
             )
         assert (
-            outcome((await c.post("/graphql", json={"query": "{ apiKeys { id } }"})).json())
+            outcome(
+                (
+                    await c.post(
+                        "/graphql", json={"query": "{ apiKeys { edges { node { id } } } }"}
+                    )
+                ).json()
+            )
             == "FORBIDDEN"
         )
         body = (

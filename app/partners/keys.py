@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import pagination
 from app.audit import chain
 from app.audit.actions import Action
 from app.auth.actor import Actor, Role
@@ -122,10 +123,30 @@ async def create_api_key(
     return record, key
 
 
-async def list_api_keys(session: AsyncSession, actor: Actor) -> list[ApiKey]:
+# A firm's keys, revoked ones included, are as many as its admins made: listed whole, ten
+# thousand took seconds and megabytes on the event loop every firm shares.
+MAX_PAGE = 100
+
+
+def encode_cursor(key: ApiKey) -> str:
+    """An opaque position in the list: the (created_at, id) it is ordered by."""
+    return pagination.encode(key.created_at.isoformat(), key.id)
+
+
+async def list_api_keys(
+    session: AsyncSession, actor: Actor, first: int = 50, after: str | None = None
+) -> tuple[list[ApiKey], bool]:
+    """A page of the firm's keys, newest first, revoked ones included, and whether more
+    follow (admins)."""
     actor.require(Role.ADMIN)
-    rows = await session.execute(select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id))
-    return list(rows.scalars())
+    if not 1 <= first <= MAX_PAGE:
+        raise field_error("first", f"Ask for 1 to {MAX_PAGE} API keys at a time.")
+    query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+    if after is not None:
+        created, ident = pagination.decode_time(after)
+        query = query.where(tuple_(ApiKey.created_at, ApiKey.id) < tuple_(created, ident))
+    rows = list((await session.execute(query.limit(first + 1))).scalars())
+    return rows[:first], len(rows) > first
 
 
 async def revoke_api_key(session: AsyncSession, actor: Actor, key_id: uuid.UUID) -> ApiKey:

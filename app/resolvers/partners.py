@@ -6,11 +6,22 @@ import uuid
 
 from app.partners import keys
 from app.schema.context import Info
-from app.schema.partners import ApiKey, ApiKeyCreateInput, ApiKeyCreatePayload, ApiKeyPayload
+from app.schema.pagination import PageInfo
+from app.schema.partners import (
+    ApiKey,
+    ApiKeyConnection,
+    ApiKeyCreateInput,
+    ApiKeyCreatePayload,
+    ApiKeyEdge,
+    ApiKeyPayload,
+)
 
 
-async def api_keys(info: Info) -> list[ApiKey]:
-    return [ApiKey.of(key) for key in await info.context.run(keys.list_api_keys)]
+async def api_keys(info: Info, first: int = 50, after: str | None = None) -> ApiKeyConnection:
+    rows, more = await info.context.run(keys.list_api_keys, first, after)
+    edges = [ApiKeyEdge(cursor=keys.encode_cursor(k), node=ApiKey.of(k)) for k in rows]
+    end = edges[-1].cursor if edges else None
+    return ApiKeyConnection(edges=edges, page_info=PageInfo(has_next_page=more, end_cursor=end))
 
 
 async def create_api_key(info: Info, input: ApiKeyCreateInput) -> ApiKeyCreatePayload:

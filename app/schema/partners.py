@@ -9,6 +9,7 @@ import strawberry
 
 from app.db.models import ApiKey as ApiKeyModel
 from app.partners.keys import Scope
+from app.schema.pagination import PageInfo
 
 # The service's own enum, registered once, so resolvers pass scopes straight through.
 strawberry.enum(Scope, name="ApiKeyScope")
@@ -41,6 +42,18 @@ class ApiKey:
             expires_at=key.expires_at,
             revoked_at=key.revoked_at,
         )
+
+
+@strawberry.type
+class ApiKeyEdge:
+    cursor: str
+    node: ApiKey
+
+
+@strawberry.type
+class ApiKeyConnection:
+    edges: list[ApiKeyEdge]
+    page_info: PageInfo
 
 
 @strawberry.input

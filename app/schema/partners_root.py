@@ -5,13 +5,15 @@ from __future__ import annotations
 import strawberry
 
 from app.resolvers import partners as r
-from app.schema.partners import ApiKey, ApiKeyCreatePayload, ApiKeyPayload
+from app.schema.partners import ApiKeyConnection, ApiKeyCreatePayload, ApiKeyPayload
 
 
 @strawberry.type
 class PartnerQuery:
-    api_keys: list[ApiKey] = strawberry.field(
-        resolver=r.api_keys, description="The firm's API keys, newest first (admins)."
+    api_keys: ApiKeyConnection = strawberry.field(
+        resolver=r.api_keys,
+        description="The firm's API keys, revoked ones too, newest first; `first` is at most "
+        "100 (admins).",
     )
 
 

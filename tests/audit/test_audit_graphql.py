@@ -266,8 +266,11 @@ async def test_a_partner_key_is_named_by_its_name_and_prefix_and_its_creator_is_
             "displayName": f"Payroll sync ({key['prefix']})",
         }
     ]
-    listed = await gql(client, "{ apiKeys { id createdBy } }", member=admin)
-    assert listed["data"]["apiKeys"] == [{"id": key["id"], "createdBy": str(admin.user_id)}]
+    query = "{ apiKeys { edges { node { id createdBy } } } }"
+    listed = await gql(client, query, member=admin)
+    assert listed["data"]["apiKeys"]["edges"] == [
+        {"node": {"id": key["id"], "createdBy": str(admin.user_id)}}
+    ]
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,13 @@ FIT = next(b for b in load_builtins() if b.key == "fit_and_proper")
 CREATE_KEY = """mutation($i: ApiKeyCreateInput!) {
   createApiKey(input: $i) { secret apiKey { id prefix scopes expiresAt } } }"""
 REVOKE_KEY = "mutation($id: UUID!) { revokeApiKey(id: $id) { apiKey { id revokedAt } } }"
-LIST_KEYS = "{ apiKeys { id name prefix scopes createdAt lastUsedAt expiresAt revokedAt } }"
+LIST_KEYS = """{ apiKeys { edges { node {
+  id name prefix scopes createdAt lastUsedAt expiresAt revokedAt } } } }"""
+
+
+def listed_keys(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The keys of a page of ``apiKeys``."""
+    return [edge["node"] for edge in body["data"]["apiKeys"]["edges"]]
 
 
 def doc_id(body: str) -> str:
