@@ -11,9 +11,12 @@ import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.config import ConfigError, Settings, read_settings
+
+if TYPE_CHECKING:
+    from app.audit.chain import Verification
 
 EMBEDDED_DATABASE = "coverproof"
 
@@ -177,7 +180,7 @@ def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     )
 
     from app.audit import signing  # noqa: PLC0415
-    from app.audit.verify_all import UnknownFirm, verify_firms  # noqa: PLC0415
+    from app.audit.verify_all import UnknownFirm, shared_witness, verify_firms  # noqa: PLC0415
 
     firm: uuid.UUID | None = args.firm
     if args.keys:  # the published public halves: no private key on an auditor's host
@@ -200,9 +203,21 @@ def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
         key = signing.load(settings)
         trusted, revoked, revoked_keys = key.trusted, key.revoked, key.revoked_keys
     try:
-        results = asyncio.run(
-            verify_firms(_owner_url(settings), firm, trusted, args.all, revoked, revoked_keys)
-        )
+        seen = shared_witness(settings.rate_limit_storage, settings.rate_limit_prefix)
+    except Exception:  # the Redis client's message may print the URI, password and all
+        message = "COVERPROOF_RATE_LIMIT_STORAGE cannot be read as a storage URI (not printed)."
+        return _refused(ValueError(message))
+
+    async def verified() -> list[tuple[uuid.UUID | None, Verification]]:
+        try:
+            url = _owner_url(settings)
+            return await verify_firms(url, firm, trusted, args.all, revoked, revoked_keys, seen)
+        finally:
+            if seen is not None:
+                await seen.close()
+
+    try:
+        results = asyncio.run(verified())
     except UnknownFirm as error:
         return _refused(error)
     for firm_id, result in results:  # first: a broken chain's are evidence too
@@ -269,6 +284,32 @@ def audit_reanchor(settings: Settings, args: argparse.Namespace) -> int:
             print(f"re-anchored firm {firm_id} at seq {result.seq} with key {result.key_id}")
     print(f"{len(results)} chain(s)")
     return 1 if any(isinstance(r, AuditChainBroken) for _, r in results) else 0
+
+
+def audit_forget_witness(settings: Settings, args: argparse.Namespace) -> int:
+    """Forget what the servers' witness saw of a chain (``app/audit/witness.py``): after the
+    database was restored from a backup, and the entries it lost are accounted for."""
+    from app.audit.verify_all import shared_witness  # noqa: PLC0415
+    from app.audit.witness import chain_of  # noqa: PLC0415
+
+    try:
+        seen = shared_witness(settings.rate_limit_storage, settings.rate_limit_prefix)
+    except Exception:  # the Redis client's message may print the URI, password and all
+        message = "COVERPROOF_RATE_LIMIT_STORAGE cannot be read as a storage URI (not printed)."
+        return _refused(ValueError(message))
+    if seen is None:
+        return _refused(ValueError("The servers keep their witness in their own process."))
+    chain = chain_of(args.firm)
+
+    async def forget() -> None:
+        try:
+            await seen.forget(chain)
+        finally:
+            await seen.close()
+
+    asyncio.run(forget())
+    print(f"forgot the witness of {'the platform chain' if args.firm is None else args.firm}")
+    return 0
 
 
 def audit_key(settings: Settings, args: argparse.Namespace) -> int:
@@ -405,6 +446,15 @@ def parser() -> argparse.ArgumentParser:
     scope.add_argument("--firm", type=_firm_id)
     scope.add_argument("--all", action="store_true", help="every such chain")
     reanchor.set_defaults(handler=audit_reanchor)
+    forget = audit.add_parser(
+        "forget-witness",
+        help="forget the witness of a chain's newest entry, once a restored database's loss of "
+        "entries is accounted for",
+    )
+    chain = forget.add_mutually_exclusive_group(required=True)
+    chain.add_argument("--firm", type=_firm_id)
+    chain.add_argument("--platform", action="store_true", help="the platform chain")
+    forget.set_defaults(handler=audit_forget_witness)
     audit.add_parser("public-key", help="the checkpoint signing key (PEM)").set_defaults(
         handler=audit_key
     )

@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
-from app.audit import checkpoints, signing
+from app.audit import checkpoints, signing, witness
 from app.config import ConfigError, Settings, read_settings
 from app.db.engine import create_engine, create_lane_pool, session_factory
 from app.db.safety import check_runtime_role
@@ -75,12 +75,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     storage = open_storage(settings)
     engine = _engine(database_url, settings.db_pool_size)
     limiter = _limiter(settings)
+    seen = _witness(settings)
     transport_for(settings)  # as the mail sender's start() does
     limiter_holder: list[RateLimiter] = []
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        sessions = session_factory(engine)
+        sessions = session_factory(engine, {witness.INFO: seen})
         mailer = MailSender(sessions, settings)
         background: list[asyncio.Task[None]] = []
         lane_pool = None
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 fast_path=FastPathState(enabled=settings.fast_path),
                 storage=storage,
                 lane_pool=lane_pool,
+                witness=seen,
             )
             # Everything built so far (schema, models, plans) lives as long as the process;
             # moved out of the collector's sight, a full collection no longer walks it, which
@@ -137,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await mailer.stop()
             await storage.close()
             await limiter.close()
+            await seen.close()
             await engine.dispose()
 
     return Starlette(
@@ -194,6 +197,16 @@ def _engine(database_url: str, pool_size: int) -> AsyncEngine:
                 "COVERPROOF_DATABASE_URL cannot be read as postgresql://user:password@host:port/"
                 "database, with ssl or sslmode given at most once (the URL is not printed)."
             ]
+        ) from None
+
+
+def _witness(settings: Settings) -> witness.Witness:
+    """The audit witness, kept where the limits are (their URI read already by ``_limiter``)."""
+    try:
+        return witness.open_witness(settings.rate_limit_storage, settings.rate_limit_prefix)
+    except Exception:  # the Redis client's own message may print the URI, password and all
+        raise ConfigError(
+            ["COVERPROOF_RATE_LIMIT_STORAGE cannot be read as a storage URI (it is not printed)."]
         ) from None
 
 

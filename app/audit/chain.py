@@ -22,12 +22,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import canonical
+from app.audit import canonical, witness
 from app.audit.actions import Action
 from app.audit.signing import checkpoint_payload, verify_signature
 from app.auth.actor import Actor, ActorType, Role
 from app.db import calls
 from app.db.models import AuditCheckpoint, AuditEntry
+from app.db.tenant import on_commit
 from app.errors import Forbidden, Unauthenticated
 
 _TABLE = cast(Table, AuditEntry.__table__)
@@ -152,7 +153,24 @@ async def record(
         firm_id, head, action, actor.type, actor.id, actor.ip, target_type, target_id, details
     )
     await session.execute(_APPEND, entry)
+    _for_witness(session, firm_id, entry)
     return entry
+
+
+# Set in a session's info: each chain's newest entry its transaction appended, by chain name.
+_APPENDED = "coverproof.appended"
+
+
+def _for_witness(session: AsyncSession, firm_id: uuid.UUID | None, entry: dict[str, Any]) -> None:
+    """Leave ``entry`` for the app's witness (``app.audit.witness``), told once it commits."""
+    seen = session.info.get(witness.INFO)
+    if seen is None:
+        return
+    heads = session.info.get(_APPENDED)
+    if heads is None:
+        heads = session.info[_APPENDED] = {}
+        on_commit(session, lambda: witness.tell(seen, heads))
+    heads[witness.chain_of(firm_id)] = (entry["seq"], entry["hash"])
 
 
 async def record_on(
@@ -196,6 +214,7 @@ async def record_platform(
     entry["details"] = canonical.encode(entry["details"]).decode()
     entry.pop("firm_id")
     await calls.platform_chain_append(session, entry)
+    _for_witness(session, None, entry)
 
 
 @dataclass(frozen=True)
@@ -373,6 +392,19 @@ def _broken(
     )
 
 
+async def _witnessed(session: AsyncSession, firm_id: uuid.UUID | None) -> witness.Head | None:
+    """The chain's newest entry the app's witness was told of, if any. Unreadable, the check
+    is left out (logged), as with no witness: verification does not wait on Redis's repair."""
+    seen: witness.Witness | None = session.info.get(witness.INFO)
+    if seen is None:
+        return None
+    try:
+        return await seen.newest(witness.chain_of(firm_id))
+    except Exception:
+        witness.log.warning("the audit witness could not be read", exc_info=True)
+        return None
+
+
 async def verify(
     session: AsyncSession,
     firm_id: uuid.UUID | None,
@@ -412,6 +444,8 @@ async def verify(
     conflicts: list[RevokedConflict] = []
     revoked_keys = revoked_keys or {}
     firm = None if firm_id is None else str(firm_id)
+    # Read before the entries: any it names committed before it was told, so is streamed.
+    written = await _witnessed(session, firm_id)
     after = checked if since else None  # from the start: every row of the chain, whatever its seq
     async with contextlib.aclosing(_entries(session, firm_id, after)) as batches:
         async for batch in batches:
@@ -434,6 +468,9 @@ async def verify(
                         for c in disowned[row[0]]
                         if c.head_hash != row[10]
                     ]
+                if written is not None and row[0] == written[0] and row[10] != written[1]:
+                    reason = "hash differs from the one written: the chain was rewritten from here"
+                    return _broken(checked, prev_hash, matched, reason, None, conflicts)
                 checked, prev_hash = row[0], row[10]
                 if seen is not None:
                     seen(row)
@@ -448,6 +485,9 @@ async def verify(
         cp = beyond[0]
         reason = f"the chain ends at seq {checked} but checkpoint {cp.id} signed seq {cp.seq}"
         return _broken(checked, prev_hash, matched, reason, cp.id, conflicts)
+    if written is not None and written[0] > checked:
+        reason = f"the chain ends at seq {checked} but seq {written[0]} was written"
+        return _broken(checked, prev_hash, matched, reason, None, conflicts)
     return Verification(
         True, checked, checked, prev_hash, matched, revoked_conflicts=tuple(conflicts)
     )

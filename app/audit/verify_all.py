@@ -13,6 +13,7 @@ from app.audit import checkpoints
 from app.audit.chain import Verification, verify
 from app.audit.export import export_lines
 from app.audit.signing import SigningKey
+from app.audit.witness import INFO, Witness, open_witness
 from app.db.engine import create_engine, session_factory
 from app.db.models import AuditCheckpoint, AuditEntry, Firm
 from app.db.tenant import tenant_transaction, transaction
@@ -47,13 +48,15 @@ async def verify_firms(
     platform: bool = False,
     revoked: Collection[str] = (),
     revoked_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    seen: Witness | None = None,
 ) -> list[tuple[uuid.UUID | None, Verification]]:
-    """Each firm's verification in firm id order (and the platform chain's, as None); the owner
+    """Each firm's verification in firm id order (and the platform chain's, as None), each held
+    to ``seen``, the app's witness of chains' newest entries, if given; the owner
     lists firms, then reads each chain in that firm's tenant context. The owner's policies let
     it read every firm's rows there too: what keeps each chain to its firm is the queries'
     own firm filters (tests/audit/test_export.py holds the export's)."""
     engine = create_engine(owner_url, pool_size=2)
-    sessions = session_factory(engine)
+    sessions = session_factory(engine, None if seen is None else {INFO: seen})
     try:
         async with transaction(sessions) as session:
             firm_ids = await _firm_ids(session, firm_id)
@@ -115,3 +118,9 @@ async def _waits_for_operator(session: AsyncSession, firm_id: uuid.UUID, key: Si
     (or at all, with none), which the checkpointer then leaves unsigned."""
     last = await checkpoints.newest(session, firm_id, key)
     return await checkpoints.revoked_signed_since(session, firm_id, key, last)
+
+
+def shared_witness(storage_uri: str, prefix: str) -> Witness | None:
+    """The servers' witness, for a command run apart from them: None where they keep it in
+    their own process (``memory://``), out of this one's reach."""
+    return None if storage_uri.startswith("memory:") else open_witness(storage_uri, prefix)

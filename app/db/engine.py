@@ -109,5 +109,8 @@ async def create_lane_pool(url: str, size: int) -> asyncpg.Pool:
     )
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def session_factory(
+    engine: AsyncEngine, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions of ``engine``; each starts with (a copy of) ``info`` in its own."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info or {})

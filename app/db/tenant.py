@@ -24,6 +24,7 @@ log = logging.getLogger("coverproof.db")
 
 _BOUND = "coverproof.tenant_bound"
 _UNDO = "coverproof.undo_on_rollback"
+_ON_COMMIT = "coverproof.on_commit"
 _SET_TENANT = text(
     "select set_config('app.firm_id', :firm_id, true), set_config('app.actor_id', :actor_id, true)"
 )
@@ -44,7 +45,7 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
     A commit that fails without PostgreSQL saying it rolled back (the connection lost, the
     request cancelled, the backend terminated) may have gone through: nothing is undone then,
     since undoing it could destroy what a committed row names (``app/evidence/sweep.py`` deletes
-    later what no row names)."""
+    later what no row names). Once it commits, what was left for then (``on_commit``) runs."""
     committing = False
     async with sessions() as session:
         try:
@@ -57,6 +58,8 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
             elif session.info.pop(_UNDO, None):
                 log.warning("a commit failed and may have gone through; its undo is not run")
             raise
+        for work in session.info.pop(_ON_COMMIT, ()):
+            await work()
 
 
 def _rolled_back(error: BaseException) -> bool:
@@ -94,6 +97,12 @@ def worth_running_again(error: BaseException | None) -> bool:
         error = getattr(error, "original_error", None) or error.__cause__
         seen += 1
     return False
+
+
+def on_commit(session: AsyncSession, work: Callable[[], Awaitable[None]]) -> None:
+    """Run ``work`` once the session's transaction (one of ``transaction``'s) has committed:
+    for what must know a commit happened, such as the audit witness. It must not raise."""
+    session.info.setdefault(_ON_COMMIT, []).append(work)
 
 
 def on_rollback(session: AsyncSession, undo: Callable[[], Awaitable[None]]) -> None:

@@ -36,10 +36,10 @@ def _counterparty_statement() -> str:
 
 async def create_declaration(
     conn: asyncpg.Connection, actor: Actor, data: DeclarationCreate
-) -> dict[str, Any]:
-    """A draft, written with its audit entry (members), as all its columns (None where a draft
-    has no value); ``data`` has no idempotency key. Raises as the service does, before anything
-    is written."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A draft, written with its audit entry (members): the draft as all its columns (None
+    where a draft has no value), and the entry; ``data`` has no idempotency key. Raises as the
+    service does, before anything is written."""
     actor.require(Role.MEMBER)
     assert data.idempotency_key is None
     service.check_due(data)
@@ -51,7 +51,7 @@ async def create_declaration(
     row = service.draft(actor, template, data)
     # Before the firm's chain lock: see app/declarations/forms.py.
     await forms.insert_declaration(conn, row, lane_snapshot(template))
-    await chain.record_on(
+    entry = await chain.record_on(
         conn,
         actor,
         Action.DECLARATION_CREATED,
@@ -59,4 +59,4 @@ async def create_declaration(
         row["id"],
         service.created_details(template),
     )
-    return {**dict.fromkeys(_TABLE.c.keys()), **row}
+    return {**dict.fromkeys(_TABLE.c.keys()), **row}, entry

@@ -94,7 +94,14 @@ async def _create(
     bind = _binder(state, presented, needed, limiter, ip)
     try:
         result = await state.fast_path.answer_create(
-            plan, state.schema, state.lane_pool, bind, count, body.variables, body.operation_name
+            plan,
+            state.schema,
+            state.lane_pool,
+            bind,
+            count,
+            state.witness,
+            body.variables,
+            body.operation_name,
         )
     except RateLimited as limited:  # the key's own limit, refused as ``authenticate`` does
         raise RequestError(429, limited.code, limited.message) from limited

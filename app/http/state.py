@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from app.audit.signing import SigningKey
+from app.audit.witness import Witness
 from app.config import Settings
 from app.evidence.storage import Storage
 from app.http.readiness import Readiness
@@ -36,6 +37,7 @@ class AppState:
     fast_path: FastPathState = field(default_factory=FastPathState)
     storage: Storage | None = None  # evidence-pack PDFs; opened in the lifespan
     lane_pool: asyncpg.Pool | None = None  # the fast path's lanes (app/http/lane.py)
+    witness: Witness = field(default_factory=Witness)  # of each chain's newest entry
     readiness: Readiness = field(default_factory=Readiness)
 
 

@@ -43,6 +43,7 @@ from limits.errors import StorageError
 from strawberry.types import ExecutionResult
 
 from app import pagination
+from app.audit.witness import Witness
 from app.declarations import service
 from app.errors import AppError, RateLimited
 from app.partners.keys import ApiKeyIdentity, Scope
@@ -277,13 +278,22 @@ class FastPathState:
         pool: asyncpg.Pool,
         bind: Binder,
         count: Counter,
+        seen: Witness,
         variables: dict[str, Any] | None,
         operation_name: str | None,
     ) -> ExecutionResult | None:
         """The write lane's answer (``fastwrite.answer_create``), or None to fall back."""
         data = await _attempt(
             answer_create(
-                plan, schema, pool, bind, count, variables or {}, operation_name, ACQUIRE_SECONDS
+                plan,
+                schema,
+                pool,
+                bind,
+                count,
+                seen,
+                variables or {},
+                operation_name,
+                ACQUIRE_SECONDS,
             )
         )
         self.writes += data is not None

@@ -34,6 +34,7 @@ from strawberry.scalars import is_scalar
 from strawberry.types.arguments import convert_argument
 from strawberry.types.base import StrawberryOptional, get_object_definition
 
+from app.audit.witness import Witness, chain_of, tell
 from app.auth.actor import Actor
 from app.declarations import lane
 from app.errors import AppError
@@ -147,11 +148,13 @@ async def answer_create(
     pool: asyncpg.Pool,
     bind: Binder,
     count: Counter,
+    seen: Witness,
     variables: dict[str, Any],
     operation_name: str | None,
     acquire_seconds: float,
 ) -> dict[str, Any]:
-    """The lane's answer (the draft is committed), or Fallback with nothing written."""
+    """The lane's answer (the draft is committed, and ``seen`` told of its entry), or Fallback
+    with nothing written."""
     if operation_name is not None and operation_name != plan.name:
         raise Fallback  # the executor's "unknown operation" error
     definitions = plan.operation.variable_definitions or ()
@@ -179,7 +182,7 @@ async def answer_create(
                 raise Fallback
             try:
                 await count(actor)
-                row = await lane.create_declaration(conn, actor, data)
+                row, entry = await lane.create_declaration(conn, actor, data)
             except AppError as error:
                 raise Fallback from error  # rolled back; the normal path refuses it itself
             # Built before the commit: nothing after it may hand the request over.
@@ -189,4 +192,5 @@ async def answer_create(
         if committing:
             raise CommitFailed from error
         raise
+    await tell(seen, {chain_of(actor.firm_id): (entry["seq"], entry["hash"])})
     return {plan.root_key: answer}

@@ -248,6 +248,25 @@ async def test_the_lane_creates_what_the_executor_creates(
             {"f": owner.firm_id},
         )
     assert forms == 2
+    # The lane told the witness of its entries, as the normal path does (app/audit/witness.py).
+    async with superuser_engine.connect() as conn:
+        head = (
+            await conn.execute(
+                text("select seq, hash from audit_log where firm_id = :f order by seq desc"),
+                {"f": owner.firm_id},
+            )
+        ).first()
+    assert head is not None
+    assert await app.state.coverproof.witness.newest(str(owner.firm_id)) == tuple(head)
+    writes = state.writes
+    made = await client.post(
+        "/graphql", json=_persisted(CREATE, {"i": inputs[0]}), headers=member.headers
+    )
+    assert "errors" not in made.json(), made.text
+    assert state.writes == writes + 1  # the lane's
+    newest = await app.state.coverproof.witness.newest(str(owner.firm_id))
+    assert newest is not None
+    assert newest[0] == head[0] + 1
 
 
 async def test_anything_else_is_the_normal_paths_to_answer_with_nothing_written(
