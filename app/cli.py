@@ -208,9 +208,10 @@ def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
         message = "COVERPROOF_RATE_LIMIT_STORAGE cannot be read as a storage URI (not printed)."
         return _refused(ValueError(message))
 
+    url = _owner_url(settings)  # outside the loop below: it may start the embedded database
+
     async def verified() -> list[tuple[uuid.UUID | None, Verification]]:
         try:
-            url = _owner_url(settings)
             return await verify_firms(url, firm, trusted, args.all, revoked, revoked_keys, seen)
         finally:
             if seen is not None:
@@ -307,7 +308,10 @@ def audit_forget_witness(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await seen.close()
 
-    asyncio.run(forget())
+    try:
+        asyncio.run(forget())
+    except Exception:  # the client's message may name the host; never the password, but neither
+        return _refused(ValueError("The witness's Redis could not be reached (not printed)."))
     print(f"forgot the witness of {'the platform chain' if args.firm is None else args.firm}")
     return 0
 

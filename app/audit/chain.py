@@ -12,8 +12,9 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncGenerator, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from types import EllipsisType
 from typing import Any, NamedTuple, cast
 
 import asyncpg
@@ -28,7 +29,7 @@ from app.audit.signing import checkpoint_payload, verify_signature
 from app.auth.actor import Actor, ActorType, Role
 from app.db import calls
 from app.db.models import AuditCheckpoint, AuditEntry
-from app.db.tenant import on_commit
+from app.db.tenant import in_snapshot, on_commit
 from app.errors import Forbidden, Unauthenticated
 
 _TABLE = cast(Table, AuditEntry.__table__)
@@ -166,11 +167,13 @@ def _for_witness(session: AsyncSession, firm_id: uuid.UUID | None, entry: dict[s
     seen = session.info.get(witness.INFO)
     if seen is None:
         return
-    heads = session.info.get(_APPENDED)
-    if heads is None:
-        heads = session.info[_APPENDED] = {}
-        on_commit(session, lambda: witness.tell(seen, heads))
-    heads[witness.chain_of(firm_id)] = (entry["seq"], entry["hash"])
+    told: dict[str, witness.Told] | None = session.info.get(_APPENDED)
+    if told is None:
+        told = session.info[_APPENDED] = {}
+        on_commit(session, lambda: witness.tell(seen, told))
+    chain = witness.chain_of(firm_id)
+    first = told.get(chain) or witness.Told(entry["seq"], entry["prev_hash"], 0, b"")
+    told[chain] = first._replace(seq=entry["seq"], hash=entry["hash"])
 
 
 async def record_on(
@@ -392,9 +395,40 @@ def _broken(
     )
 
 
-async def _witnessed(session: AsyncSession, firm_id: uuid.UUID | None) -> witness.Head | None:
-    """The chain's newest entry the app's witness was told of, if any. Unreadable, the check
-    is left out (logged), as with no witness: verification does not wait on Redis's repair."""
+def _unlike(row: asyncpg.Record, required: Mapping[int, bytes]) -> str | None:
+    """Why the entry differs from the one the witness was told of at its seq, if it does."""
+    expected = required.get(row[0])
+    if expected is not None and row[10] != expected:
+        return "hash differs from the one written: the chain was rewritten from here"
+    return None
+
+
+def _cut(
+    written: witness.Kept | None,
+    checked: int,
+    prev_hash: bytes,
+    matched: int,
+    conflicts: list[RevokedConflict],
+) -> Verification | None:
+    """The failure of a chain verified to seq ``checked`` that no longer holds what the
+    witness was told of: its newest entry, or (``diverged``) an entry a commit since showed
+    gone."""
+    if written is None:
+        return None
+    newest = max((run.seq for run in written.runs), default=0)
+    if newest > checked:
+        reason = f"the chain ends at seq {checked} but seq {newest} was written"
+        return _broken(checked, prev_hash, matched, reason, None, conflicts)
+    if written.diverged is not None:
+        reason = f"entries were cut off or rewritten from seq {written.diverged} or before"
+        failed = Verification(False, checked, checked, prev_hash, matched, written.diverged)
+        return replace(failed, failure_reason=reason, revoked_conflicts=tuple(conflicts))
+    return None
+
+
+async def witnessed(session: AsyncSession, firm_id: uuid.UUID | None) -> witness.Kept | None:
+    """What the app's witness keeps of the firm's chain, if anything. Unreadable, the check is
+    left out (logged), as with no witness: verification does not wait on Redis's repair."""
     seen: witness.Witness | None = session.info.get(witness.INFO)
     if seen is None:
         return None
@@ -414,6 +448,7 @@ async def verify(
     revoked: Collection[str] = (),
     revoked_keys: Mapping[str, Ed25519PublicKey] | None = None,
     signed_by: Mapping[str, Ed25519PublicKey] | None = None,
+    written: witness.Kept | EllipsisType | None = ...,
 ) -> Verification:
     """Recompute the firm's chain from its first entry, streaming rows through a server-side
     cursor so memory stays flat however long the chain is, and check that every signed
@@ -427,7 +462,9 @@ async def verify(
     with it are named in ``revoked_conflicts``, as evidence of what the key was used for: with
     the public halves of revoked keys still configured (``revoked_keys``, by key id), each says
     whether that key made its signature. Given ``signed_by`` (signing's view), a checkpoint
-    none of those keys signed vouches for nothing either, as a revoked key's."""
+    none of those keys signed vouches for nothing either, as a revoked key's. The chain is held
+    to what the app's witness keeps of it (``app.audit.witness``): ``written``, read before a
+    snapshot's transaction began; read here by default."""
     checked, prev_hash = (since.seq, since.hash) if since else (0, canonical.GENESIS)
     matched = 0
     query = select(AuditCheckpoint).where(
@@ -444,13 +481,16 @@ async def verify(
     conflicts: list[RevokedConflict] = []
     revoked_keys = revoked_keys or {}
     firm = None if firm_id is None else str(firm_id)
-    # Read before the entries: any it names committed before it was told, so is streamed.
-    written = await _witnessed(session, firm_id)
+    if isinstance(written, EllipsisType):
+        # Read before the entries: any it names committed before it was told, so is streamed;
+        # but not in a snapshot, which may have begun before (its caller reads it first).
+        written = None if in_snapshot(session) else await witnessed(session, firm_id)
+    required = {} if written is None else written.required()
     after = checked if since else None  # from the start: every row of the chain, whatever its seq
     async with contextlib.aclosing(_entries(session, firm_id, after)) as batches:
         async for batch in batches:
             for row in batch:
-                problem = _problem(row, checked + 1, prev_hash, firm)
+                problem = _problem(row, checked + 1, prev_hash, firm) or _unlike(row, required)
                 signed = checkpoints.get(row[0]) if problem is None and checkpoints else None
                 cp: Any = None
                 if signed:
@@ -468,9 +508,6 @@ async def verify(
                         for c in disowned[row[0]]
                         if c.head_hash != row[10]
                     ]
-                if written is not None and row[0] == written[0] and row[10] != written[1]:
-                    reason = "hash differs from the one written: the chain was rewritten from here"
-                    return _broken(checked, prev_hash, matched, reason, None, conflicts)
                 checked, prev_hash = row[0], row[10]
                 if seen is not None:
                     seen(row)
@@ -485,9 +522,6 @@ async def verify(
         cp = beyond[0]
         reason = f"the chain ends at seq {checked} but checkpoint {cp.id} signed seq {cp.seq}"
         return _broken(checked, prev_hash, matched, reason, cp.id, conflicts)
-    if written is not None and written[0] > checked:
-        reason = f"the chain ends at seq {checked} but seq {written[0]} was written"
-        return _broken(checked, prev_hash, matched, reason, None, conflicts)
-    return Verification(
+    return _cut(written, checked, prev_hash, matched, conflicts) or Verification(
         True, checked, checked, prev_hash, matched, revoked_conflicts=tuple(conflicts)
     )

@@ -25,6 +25,7 @@ log = logging.getLogger("coverproof.db")
 _BOUND = "coverproof.tenant_bound"
 _UNDO = "coverproof.undo_on_rollback"
 _ON_COMMIT = "coverproof.on_commit"
+_SNAPSHOT = "coverproof.snapshot"
 _SET_TENANT = text(
     "select set_config('app.firm_id', :firm_id, true), set_config('app.actor_id', :actor_id, true)"
 )
@@ -181,8 +182,14 @@ async def snapshot_transaction(
         await session.connection(
             execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
         )
+        session.info[_SNAPSHOT] = True
         await bind_tenant(session, firm_id, actor_id)
         yield session
+
+
+def in_snapshot(session: AsyncSession) -> bool:
+    """Whether the session is a ``snapshot_transaction``'s: it sees nothing committed since."""
+    return bool(session.info.get(_SNAPSHOT))
 
 
 @asynccontextmanager

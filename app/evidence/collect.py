@@ -28,6 +28,7 @@ from app.audit import chain, checkpoints
 from app.audit.actions import Action
 from app.audit.service import actor_names
 from app.audit.signing import SigningKey
+from app.audit.witness import Kept
 from app.auth.actor import Actor, ActorType
 from app.counterparties.cover import CoverState, CoverStatus
 from app.counterparties.service import cover_confirmations, cover_statuses
@@ -385,10 +386,12 @@ async def collect(
     data: PackCreate,
     key: SigningKey,
     cover_window_days: int,
+    written: Kept | None = None,
 ) -> PackContent:
     """Everything the pack shows, as the snapshot ``session`` sees the firm: the verified
     chain head printed in the pack is the firm's last entry committed before it (the pack's
-    own ``requested`` entry comes after)."""
+    own ``requested`` entry comes after); the chain held to ``written``, what the app's
+    witness kept of it before the snapshot began."""
     declarations = await scoped_declarations(session, data)
     counterparties = await scoped_counterparties(session, data, declarations)
     names = await _counterparty_names(session, declarations, counterparties)
@@ -398,7 +401,7 @@ async def collect(
     confirmations = await cover_confirmations(session, [c.id for c in counterparties])
     receipts = _Receipts([*declarations, *(Scoped(i, None, "submitted") for i in confirmations)])
     verified = await chain.verify(
-        session, actor.firm_id, key.trusted, seen=receipts, revoked=key.revoked
+        session, actor.firm_id, key.trusted, seen=receipts, revoked=key.revoked, written=written
     )
     if not verified.ok:
         # A rewrite re-chained up to a later checkpoint passes every check until that one:

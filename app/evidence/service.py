@@ -214,10 +214,12 @@ async def _produce(
         # member, who may not verify the chain, read it as often as mutations allowed).
         whole_chain_reader = f"{actor.type.value}:{actor.id}"
         await env.limiter.hit(Policy.WHOLE_CHAIN_READS_PER_CALLER, whole_chain_reader)
+        # Read before the snapshot begins, which sees each entry it was told of (chain.verify).
+        written = await chain.witnessed(session, actor.firm_id)
         try:
             async with snapshot_transaction(env.sessions, actor.firm_id, actor.id) as snapshot:
                 content = await collect(
-                    snapshot, actor, pack.id, data, env.signing_key, env.cover_window_days
+                    snapshot, actor, pack.id, data, env.signing_key, env.cover_window_days, written
                 )
         except RenderError as error:  # content the pack must not present, or too much of it
             # Past the content limit is the render's refusal, wherever it is counted.

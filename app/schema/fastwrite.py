@@ -34,7 +34,7 @@ from strawberry.scalars import is_scalar
 from strawberry.types.arguments import convert_argument
 from strawberry.types.base import StrawberryOptional, get_object_definition
 
-from app.audit.witness import Witness, chain_of, tell
+from app.audit.witness import Told, Witness, chain_of, tell
 from app.auth.actor import Actor
 from app.declarations import lane
 from app.errors import AppError
@@ -192,5 +192,6 @@ async def answer_create(
         if committing:
             raise CommitFailed from error
         raise
-    await tell(seen, {chain_of(actor.firm_id): (entry["seq"], entry["hash"])})
+    told = Told(entry["seq"], entry["prev_hash"], entry["seq"], entry["hash"])
+    await tell(seen, {chain_of(actor.firm_id): told})
     return {plan.root_key: answer}

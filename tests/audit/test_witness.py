@@ -6,17 +6,26 @@ every process; unreadable, it costs only its own check."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
-from app.audit import witness
+from app.audit import chain, witness
 from app.audit.verify_all import shared_witness, verify_firms
+from app.auth.actor import Actor, ActorType, Role
 from app.cli import main
 from app.db.engine import session_factory
+from app.db.tenant import tenant_transaction
+from app.evidence import collect as collecting
+from tests.audit.test_audit_graphql import RENAME
 from tests.audit.test_tamper import (
     append,
     failure,
@@ -28,7 +37,9 @@ from tests.audit.test_tamper import (
     verify_graphql,
 )
 from tests.conftest import Database
-from tests.factories import Members
+from tests.evidence.support import GENERATE, period
+from tests.evidence.test_large import firm_with_declarations
+from tests.factories import Members, gql
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -83,28 +94,83 @@ async def test_appends_outside_the_apps_sessions_are_not_witnessed(
     await append(sessions_of(app), trail.actor, 1, start=4)
     newest = await app.state.coverproof.witness.newest(str(trail.firm_id))
     assert newest is not None
-    assert newest[0] == 4
+    assert (newest.runs[-1].first_seq, newest.runs[-1].seq, newest.diverged) == (4, 4, None)
     assert (await verify_graphql(client, trail.admin))["ok"] is True
 
 
-async def test_redis_keeps_the_newest_entry_whatever_order_it_is_told_in() -> None:
+def _told(first: int, seq: int, prev: int | None = None) -> witness.Told:
+    """Entries ``first`` to ``seq`` appended by one commit, on a chain whose entry n hashes to
+    n repeated (``prev``: the hash ``first`` was appended after, first - 1's by default)."""
+    return witness.Told(
+        first, bytes([first - 1 if prev is None else prev]) * 32, seq, bytes([seq]) * 32
+    )
+
+
+async def check_tellings(kept: witness.Witness, other: witness.Witness) -> None:
+    """What a witness keeps, told by two processes in whatever order their commits come."""
+    run = witness.Told
+    await kept.saw({"a": _told(1, 5), "b": _told(1, 1)})
+    await other.saw({"a": _told(8, 9)})  # 6 and 7 on their way: a second run
+    apart = witness.Kept((_told(1, 5), _told(8, 9)))
+    assert await kept.newest("a") == apart
+    assert apart.required() == {  # each run's ends: 5, and 8's prev and 9
+        5: bytes([5]) * 32,
+        7: bytes([7]) * 32,
+        9: bytes([9]) * 32,
+    }
+    await kept.saw({"a": _told(6, 7)})  # told late: it joins them
+    whole = witness.Kept((run(1, bytes(32), 9, bytes([9]) * 32),))
+    assert await other.newest("a") == whole
+    assert await kept.newest("b") == witness.Kept((_told(1, 1),))
+    assert await kept.newest("c") is None
+    # Following a run from another hash than its newest: marked there; kept as it was.
+    await other.saw({"a": _told(10, 10, prev=99)})
+    assert await kept.newest("a") == whole._replace(diverged=9)
+    await kept.saw({"a": _told(10, 10)})  # nothing changes once marked
+    assert await other.newest("a") == whole._replace(diverged=9)
+    # Overlapping a run (entries told again: cut off and appended anew): marked.
+    await kept.saw({"b": run(1, bytes(32), 1, b"\x07" * 32)})
+    assert await other.newest("b") == witness.Kept((_told(1, 1),), diverged=1)
+    # Preceding a run, ending on another hash than the one it follows from: marked.
+    await kept.saw({"c": _told(5, 6)})
+    await other.saw({"c": run(3, bytes([2]) * 32, 4, b"\x4d" * 32)})
+    assert await kept.newest("c") == witness.Kept((_told(5, 6),), diverged=4)
+    await kept.forget("a")
+    assert await other.newest("a") is None
+
+
+async def check_runs_are_bounded(seen: witness.Witness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs apart (tellings lost) are kept up to MOST_RUNS; beyond, the two oldest are one."""
+    monkeypatch.setattr(witness, "MOST_RUNS", 2)
+    for first in (1, 3, 5):
+        await seen.saw({"d": _told(first, first)})
+    joined = witness.Told(1, bytes(32), 3, bytes([3]) * 32)
+    assert await seen.newest("d") == witness.Kept((joined, _told(5, 5)))
+
+
+async def test_the_witness_in_the_process_keeps_what_redis_keeps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = witness.Witness()
+    await check_tellings(seen, seen)
+    await check_runs_are_bounded(seen, monkeypatch)
+
+
+async def test_redis_keeps_the_runs_told_whatever_order_they_come_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     prefix = f"test-{uuid.uuid4().hex}"
     kept = shared_witness(REDIS, prefix)
     assert isinstance(kept, witness.RedisWitness)
     other = shared_witness(REDIS, prefix)  # another process's
     assert other is not None
     try:
-        await kept.saw({"a": (7, b"\x07" * 32), "b": (1, b"\x01" * 32)})
-        await other.saw({"a": (6, b"\x06" * 32)})  # told late: kept as it was
-        assert await other.newest("a") == (7, b"\x07" * 32)
-        assert await kept.newest("b") == (1, b"\x01" * 32)
-        assert await kept.newest("c") is None
-        await other.forget("a")
-        assert await kept.newest("a") is None
+        await check_tellings(kept, other)
+        await check_runs_are_bounded(other, monkeypatch)
     finally:
         for seen in (kept, other):
-            await seen.forget("a")
-            await seen.forget("b")
+            for chain in "abcd":
+                await seen.forget(chain)
             await seen.close()
     assert shared_witness("memory://", prefix) is None  # another process's memory: unreachable
 
@@ -159,3 +225,148 @@ async def test_the_cli_verifies_against_the_servers_witness_and_forgets_it_when_
     assert await asyncio.to_thread(main, forget) == 0
     assert await asyncio.to_thread(main, verify) == 0
     assert "ok: 1 chain(s), 2 entries verified" in capsys.readouterr().out
+
+
+async def test_a_rewritten_tail_stays_caught_once_the_firm_acts_again(
+    client: httpx.AsyncClient, app: Starlette, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    """The witness kept only the newest entry it was told of: one more audited action of the
+    firm, on top of the rewrite, took the place of the entry rewritten, and the rewrite
+    verified as whole (a review)."""
+    trail = await new_trail(members, sessions_of(app), 5)
+    await rewrite(superuser_engine, trail.firm_id, [4], relink=True)
+    assert (await verify_graphql(client, trail.admin))["ok"] is False
+    body = await gql(client, RENAME, {"name": "Next Action Ltd"}, trail.owner)
+    assert "errors" not in body, body
+    result = await verify_graphql(client, trail.admin)
+    reason = "hash differs from the one written: the chain was rewritten from here"
+    assert (result["ok"], result["failure"]) == (False, failure(5, reason))
+
+
+async def test_a_cut_tail_stays_caught_once_the_firm_has_grown_past_it(
+    client: httpx.AsyncClient, app: Starlette, members: Members, superuser_engine: AsyncEngine
+) -> None:
+    trail = await new_trail(members, sessions_of(app), 5)
+    await tamper(
+        superuser_engine,
+        ["delete from audit_log where firm_id = :firm and seq >= 4"],
+        {"firm": trail.firm_id},
+    )
+    for n in range(3):  # seq 4, 5 (not the 5 it was told of) and 6
+        body = await gql(client, RENAME, {"name": f"Next {n} Ltd"}, trail.owner)
+        assert "errors" not in body, body
+        assert (await verify_graphql(client, trail.admin))["ok"] is False, n
+    result = await verify_graphql(client, trail.admin)
+    reason = "hash differs from the one written: the chain was rewritten from here"
+    assert (result["headSeq"], result["failure"]) == (4, failure(5, reason))
+
+
+async def test_a_pack_made_while_the_firm_writes_is_not_reported_broken(
+    client: httpx.AsyncClient,
+    app: Starlette,
+    members: Members,
+    owner_sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pack is read in a snapshot: an entry another request committed (and told the witness
+    of) once it began, before the witness was read, made it report the chain cut off, and the
+    pack failed (a review). The witness is read before the snapshot begins."""
+    owner = await firm_with_declarations(members, owner_sessions, 1)
+    actor = Actor(ActorType.USER, owner.user_id, owner.firm_id, Role.OWNER)
+    confirmations = collecting.cover_confirmations
+
+    async def meanwhile(session: AsyncSession, ids: Any) -> Any:
+        await append(sessions_of(app), actor, 1, start=50)  # another request's
+        return await confirmations(session, ids)
+
+    monkeypatch.setattr(collecting, "cover_confirmations", meanwhile)
+    body = await gql(client, GENERATE, {"i": {"title": "Written meanwhile", **period()}}, owner)
+    pack = body["data"]["generateEvidencePack"]["pack"]
+    assert (pack["status"], pack.get("failureReason")) == ("READY", None), pack
+
+
+def test_forgetting_with_redis_away_is_refused_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COVERPROOF_RATE_LIMIT_STORAGE", "redis://:s3cret@127.0.0.1:1/0")
+    assert main(["audit", "forget-witness", "--platform"]) == 2
+    refused = capsys.readouterr()
+    assert "could not be reached" in refused.err
+    assert "s3cret" not in refused.err + refused.out
+
+
+async def test_a_chain_the_witness_marked_stays_broken_though_it_holds_the_entry_kept(
+    members: Members, app_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The mark alone fails it: it is kept however the chain looks since."""
+    trail = await new_trail(members, app_sessions, 3)
+    async with tenant_transaction(app_sessions, trail.firm_id) as session:
+        whole = await chain.verify(session, trail.firm_id)
+        told = witness.Told(1, bytes(32), whole.head_seq, whole.head_hash)
+        marked = witness.Kept((told,), diverged=2)
+        result = await chain.verify(session, trail.firm_id, written=marked)
+    assert whole.ok
+    assert (result.ok, result.failure_seq, result.failure_reason) == (
+        False,
+        2,
+        "entries were cut off or rewritten from seq 2 or before",
+    )
+
+
+def test_audit_verify_runs_on_the_embedded_database(tmp_path: Path) -> None:
+    """With no COVERPROOF_DATABASE_URL, `audit verify` starts the embedded database, which runs
+    its own event loop: started inside the command's, it failed with a traceback (a review of
+    the witness's first version)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERPROOF_")}
+    env["COVERPROOF_DATA_DIR"] = str(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "audit", "verify", "--all"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ok: 1 chain(s), 0 entries verified" in done.stdout
+
+
+async def test_a_rewrite_bridged_by_a_forged_entry_stays_caught_once_the_firm_acts_again(
+    client: httpx.AsyncClient,
+    app: Starlette,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    app_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The witness moved on to any commit that did not follow on from what it kept (a telling
+    lost): one entry forged after a rewrite, the firm's next action passed it all (a review)."""
+    trail = await new_trail(members, sessions_of(app), 5)
+    await append(app_sessions, trail.actor, 1, start=6)  # forged: inserted, never told
+    await rewrite(superuser_engine, trail.firm_id, [4], relink=True)
+    assert (await verify_graphql(client, trail.admin))["ok"] is False
+    body = await gql(client, RENAME, {"name": "Next Action Ltd"}, trail.owner)  # seq 7
+    assert "errors" not in body, body
+    result = await verify_graphql(client, trail.admin)
+    reason = "hash differs from the one written: the chain was rewritten from here"
+    assert (result["ok"], result["failure"]) == (False, failure(5, reason))
+
+
+async def test_a_cut_bridged_by_forged_entries_stays_caught_once_the_firm_acts_again(
+    client: httpx.AsyncClient,
+    app: Starlette,
+    members: Members,
+    superuser_engine: AsyncEngine,
+    app_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    trail = await new_trail(members, sessions_of(app), 5)
+    await tamper(
+        superuser_engine,
+        ["delete from audit_log where firm_id = :firm and seq = 5"],
+        {"firm": trail.firm_id},
+    )
+    await append(app_sessions, trail.actor, 2, start=5)  # forged 5 and 6, never told
+    body = await gql(client, RENAME, {"name": "Next Action Ltd"}, trail.owner)  # seq 7
+    assert "errors" not in body, body
+    result = await verify_graphql(client, trail.admin)
+    reason = "hash differs from the one written: the chain was rewritten from here"
+    assert (result["ok"], result["failure"]) == (False, failure(5, reason))

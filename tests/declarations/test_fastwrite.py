@@ -257,16 +257,18 @@ async def test_the_lane_creates_what_the_executor_creates(
             )
         ).first()
     assert head is not None
-    assert await app.state.coverproof.witness.newest(str(owner.firm_id)) == tuple(head)
+    kept = await app.state.coverproof.witness.newest(str(owner.firm_id))
+    assert kept is not None
+    assert (kept.runs[-1].seq, kept.runs[-1].hash, kept.diverged) == (*head, None)
     writes = state.writes
     made = await client.post(
         "/graphql", json=_persisted(CREATE, {"i": inputs[0]}), headers=member.headers
     )
     assert "errors" not in made.json(), made.text
     assert state.writes == writes + 1  # the lane's
-    newest = await app.state.coverproof.witness.newest(str(owner.firm_id))
-    assert newest is not None
-    assert newest[0] == head[0] + 1
+    kept = await app.state.coverproof.witness.newest(str(owner.firm_id))
+    assert kept is not None
+    assert (kept.runs[-1].seq, kept.diverged) == (head[0] + 1, None)
 
 
 async def test_anything_else_is_the_normal_paths_to_answer_with_nothing_written(
