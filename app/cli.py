@@ -452,8 +452,8 @@ def parser() -> argparse.ArgumentParser:
     reanchor.set_defaults(handler=audit_reanchor)
     forget = audit.add_parser(
         "forget-witness",
-        help="forget the witness of a chain's newest entry, once a restored database's loss of "
-        "entries is accounted for",
+        help="forget what the audit witness was told of a chain, once a restored database's "
+        "loss of entries is accounted for",
     )
     chain = forget.add_mutually_exclusive_group(required=True)
     chain.add_argument("--firm", type=_firm_id)

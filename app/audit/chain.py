@@ -158,7 +158,7 @@ async def record(
     return entry
 
 
-# Set in a session's info: each chain's newest entry its transaction appended, by chain name.
+# Set in a session's info: what its transaction appended to each chain, by chain name.
 _APPENDED = "coverproof.appended"
 
 

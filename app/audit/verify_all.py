@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 
@@ -13,7 +14,7 @@ from app.audit import checkpoints
 from app.audit.chain import Verification, verify
 from app.audit.export import export_lines
 from app.audit.signing import SigningKey
-from app.audit.witness import INFO, Witness, open_witness
+from app.audit.witness import INFO, Witness, log, open_witness
 from app.db.engine import create_engine, session_factory
 from app.db.models import AuditCheckpoint, AuditEntry, Firm
 from app.db.tenant import tenant_transaction, transaction
@@ -24,18 +25,24 @@ class UnknownFirm(LookupError):
     """A command named a firm that does not exist (an empty answer would read as all clear)."""
 
 
-async def _firm_ids(session: AsyncSession, firm_id: uuid.UUID | None) -> list[uuid.UUID]:
+async def _firm_ids(
+    session: AsyncSession, firm_id: uuid.UUID | None, told: Collection[uuid.UUID] = ()
+) -> list[uuid.UUID]:
     """Every firm's id in order, or just ``firm_id``'s; raises UnknownFirm for a firm not found.
     The firms, and every firm the audit log holds a chain of: a row-level policy the owner
     added on ``firms`` could hide a firm there (0027 says so of the checkpointer), and the
-    command would report all clear without its chain; the log's own policies are sealed."""
+    command would report all clear without its chain; the log's own policies are sealed. And
+    every firm whose chain the witness was ``told`` of: a firm deleted whole, with its chain,
+    is a chain that ends before what was written."""
     firms = select(Firm.id.label("id"))
     chains = select(AuditEntry.firm_id.label("id")).where(AuditEntry.firm_id.is_not(None))
     if firm_id is not None:
         firms, chains = firms.where(Firm.id == firm_id), chains.where(AuditEntry.firm_id == firm_id)
     listed = union(firms, chains).subquery()
     query = select(listed.c.id).order_by(listed.c.id)
-    firm_ids = list((await session.execute(query)).scalars())
+    found = set((await session.execute(query)).scalars())
+    found |= {told_of for told_of in told if firm_id in (None, told_of)}
+    firm_ids = sorted(found)
     if firm_id is not None and not firm_ids:
         raise UnknownFirm(f"no firm {firm_id}")
     return firm_ids
@@ -51,15 +58,16 @@ async def verify_firms(
     seen: Witness | None = None,
 ) -> list[tuple[uuid.UUID | None, Verification]]:
     """Each firm's verification in firm id order (and the platform chain's, as None), each held
-    to ``seen``, the app's witness of chains' newest entries, if given; the owner
-    lists firms, then reads each chain in that firm's tenant context. The owner's policies let
+    to what ``seen``, the app's witness, was told of it, if given; the owner lists firms (and
+    the witness's), then reads each chain in that firm's tenant context. The owner's policies let
     it read every firm's rows there too: what keeps each chain to its firm is the queries'
     own firm filters (tests/audit/test_export.py holds the export's)."""
     engine = create_engine(owner_url, pool_size=2)
     sessions = session_factory(engine, None if seen is None else {INFO: seen})
     try:
+        told = [] if seen is None else await _told_firms(seen)
         async with transaction(sessions) as session:
-            firm_ids = await _firm_ids(session, firm_id)
+            firm_ids = await _firm_ids(session, firm_id, told)
         results: list[tuple[uuid.UUID | None, Verification]] = []
         for fid in firm_ids:
             async with tenant_transaction(sessions, fid) as session:
@@ -118,6 +126,21 @@ async def _waits_for_operator(session: AsyncSession, firm_id: uuid.UUID, key: Si
     (or at all, with none), which the checkpointer then leaves unsigned."""
     last = await checkpoints.newest(session, firm_id, key)
     return await checkpoints.revoked_signed_since(session, firm_id, key, last)
+
+
+async def _told_firms(seen: Witness) -> list[uuid.UUID]:
+    """The firms whose chains the witness was told of; none if it cannot be read (logged, as
+    verification leaves its check out then)."""
+    try:
+        names = await seen.chains()
+    except Exception:
+        log.warning("the audit witness could not be read", exc_info=True)
+        return []
+    firms = []
+    for name in names:
+        with contextlib.suppress(ValueError):  # the platform's
+            firms.append(uuid.UUID(name))
+    return firms
 
 
 def shared_witness(storage_uri: str, prefix: str) -> Witness | None:

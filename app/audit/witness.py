@@ -169,6 +169,10 @@ class Witness:
         """What it keeps of the chain, if it was told of it."""
         return self._kept.get(chain)
 
+    async def chains(self) -> list[str]:
+        """The name of every chain it was told of."""
+        return list(self._kept)
+
     async def forget(self, chain: str) -> None:
         self._kept.pop(chain, None)
 
@@ -198,6 +202,10 @@ class RedisWitness(Witness):
             first, prev, seq, digest = run.split(":")
             kept.append(Told(int(first), bytes.fromhex(prev), int(seq), bytes.fromhex(digest)))
         return Kept(tuple(kept), None if diverged is None else int(diverged))
+
+    async def chains(self) -> list[str]:
+        names = (name.decode() for name in await self._client.hkeys(self._key))
+        return [name for name in names if not name.endswith(":diverged")]
 
     async def forget(self, chain: str) -> None:
         await self._client.hdel(self._key, [chain, f"{chain}:diverged"])

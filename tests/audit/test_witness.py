@@ -1,7 +1,7 @@
-"""The witness of each chain's newest entry (app/audit/witness.py): entries cut off a chain's
-end after its last signed checkpoint, or rewritten from there with hashes made anew, which a
-chain cannot show, are caught; the witness is kept in Redis when the limits are, shared by
-every process; unreadable, it costs only its own check."""
+"""The audit witness (app/audit/witness.py): entries cut off a chain's end after its last
+signed checkpoint, or rewritten from there with hashes made anew, which a chain cannot show,
+are caught, and stay caught as the chain grows; the witness is kept in Redis when the limits
+are, shared by every process; unreadable, it costs only its own check."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
@@ -68,18 +69,6 @@ async def test_entries_cut_off_after_the_last_checkpoint_are_caught(
     result = await verify_graphql(client, trail.admin)
     reason = "the chain ends at seq 5 but seq 7 was written"
     assert (result["ok"], result["headSeq"], result["failure"]) == (False, 5, failure(6, reason))
-
-
-async def test_entries_rewritten_after_the_last_checkpoint_are_caught(
-    client: httpx.AsyncClient, app: Starlette, members: Members, superuser_engine: AsyncEngine
-) -> None:
-    """Rewritten from seq 4 with every hash made anew, the chain links up, and no checkpoint
-    signs any of it; the witness holds seq 5's hash as written."""
-    trail = await new_trail(members, sessions_of(app), 5)
-    await rewrite(superuser_engine, trail.firm_id, [4], relink=True)
-    result = await verify_graphql(client, trail.admin)
-    reason = "hash differs from the one written: the chain was rewritten from here"
-    assert (result["ok"], result["failure"]) == (False, failure(5, reason))
 
 
 async def test_appends_outside_the_apps_sessions_are_not_witnessed(
@@ -227,40 +216,6 @@ async def test_the_cli_verifies_against_the_servers_witness_and_forgets_it_when_
     assert "ok: 1 chain(s), 2 entries verified" in capsys.readouterr().out
 
 
-async def test_a_rewritten_tail_stays_caught_once_the_firm_acts_again(
-    client: httpx.AsyncClient, app: Starlette, members: Members, superuser_engine: AsyncEngine
-) -> None:
-    """The witness kept only the newest entry it was told of: one more audited action of the
-    firm, on top of the rewrite, took the place of the entry rewritten, and the rewrite
-    verified as whole (a review)."""
-    trail = await new_trail(members, sessions_of(app), 5)
-    await rewrite(superuser_engine, trail.firm_id, [4], relink=True)
-    assert (await verify_graphql(client, trail.admin))["ok"] is False
-    body = await gql(client, RENAME, {"name": "Next Action Ltd"}, trail.owner)
-    assert "errors" not in body, body
-    result = await verify_graphql(client, trail.admin)
-    reason = "hash differs from the one written: the chain was rewritten from here"
-    assert (result["ok"], result["failure"]) == (False, failure(5, reason))
-
-
-async def test_a_cut_tail_stays_caught_once_the_firm_has_grown_past_it(
-    client: httpx.AsyncClient, app: Starlette, members: Members, superuser_engine: AsyncEngine
-) -> None:
-    trail = await new_trail(members, sessions_of(app), 5)
-    await tamper(
-        superuser_engine,
-        ["delete from audit_log where firm_id = :firm and seq >= 4"],
-        {"firm": trail.firm_id},
-    )
-    for n in range(3):  # seq 4, 5 (not the 5 it was told of) and 6
-        body = await gql(client, RENAME, {"name": f"Next {n} Ltd"}, trail.owner)
-        assert "errors" not in body, body
-        assert (await verify_graphql(client, trail.admin))["ok"] is False, n
-    result = await verify_graphql(client, trail.admin)
-    reason = "hash differs from the one written: the chain was rewritten from here"
-    assert (result["headSeq"], result["failure"]) == (4, failure(5, reason))
-
-
 async def test_a_pack_made_while_the_firm_writes_is_not_reported_broken(
     client: httpx.AsyncClient,
     app: Starlette,
@@ -331,42 +286,83 @@ def test_audit_verify_runs_on_the_embedded_database(tmp_path: Path) -> None:
     assert "ok: 1 chain(s), 0 entries verified" in done.stdout
 
 
-async def test_a_rewrite_bridged_by_a_forged_entry_stays_caught_once_the_firm_acts_again(
+async def test_a_firm_deleted_whole_with_its_chain_is_still_verified_by_the_cli(
+    members: Members, app_engine: AsyncEngine, superuser_engine: AsyncEngine, database: Database
+) -> None:
+    """`audit verify` listed the chains the database holds: a firm deleted with its chain
+    left nothing to list, and all was clear (a review). The chains the witness was told of
+    are listed too."""
+    seen = witness.Witness()
+    trail = await new_trail(members, session_factory(app_engine, {witness.INFO: seen}), 3)
+    async with superuser_engine.begin() as conn:
+        await conn.execute(text("set local session_replication_role = replica"))
+        for table, column in [
+            ("audit_log", "firm_id"),
+            ("memberships", "firm_id"),
+            ("firms", "id"),
+        ]:
+            statement = text(f"delete from {table} where {column} = :f")
+            await conn.execute(statement, {"f": trail.firm_id})
+    for firm in (None, trail.firm_id):
+        results = await verify_firms(database.owner_url, firm, seen=seen)
+        # Other tests' firms, some tampered with, share the database: this one's is asked of.
+        ours = [(v.ok, v.failure_reason) for fid, v in results if fid == trail.firm_id]
+        assert ours == [(False, "the chain ends at seq 0 but seq 3 was written")], firm
+
+
+REWRITTEN = "hash differs from the one written: the chain was rewritten from here"
+
+
+@pytest.mark.parametrize("forged", [0, 1], ids=["rewritten", "rewritten-and-bridged"])
+async def test_a_rewrite_is_caught_and_stays_caught_once_the_firm_acts_again(
     client: httpx.AsyncClient,
     app: Starlette,
     members: Members,
     superuser_engine: AsyncEngine,
     app_sessions: async_sessionmaker[AsyncSession],
+    forged: int,
 ) -> None:
-    """The witness moved on to any commit that did not follow on from what it kept (a telling
-    lost): one entry forged after a rewrite, the firm's next action passed it all (a review)."""
+    """Rewritten from seq 4 with every hash made anew, the chain links up, and no checkpoint
+    signs any of it; the witness holds seq 5's hash as written. It kept only the newest entry
+    it was told of: the firm's next action took its place, and an entry forged after the
+    rewrite (never told) let it move on to that action unchecked (two reviews)."""
     trail = await new_trail(members, sessions_of(app), 5)
-    await append(app_sessions, trail.actor, 1, start=6)  # forged: inserted, never told
+    await append(app_sessions, trail.actor, forged, start=6)  # inserted, never told
     await rewrite(superuser_engine, trail.firm_id, [4], relink=True)
-    assert (await verify_graphql(client, trail.admin))["ok"] is False
-    body = await gql(client, RENAME, {"name": "Next Action Ltd"}, trail.owner)  # seq 7
-    assert "errors" not in body, body
-    result = await verify_graphql(client, trail.admin)
-    reason = "hash differs from the one written: the chain was rewritten from here"
-    assert (result["ok"], result["failure"]) == (False, failure(5, reason))
+    for action in range(2):
+        result = await verify_graphql(client, trail.admin)
+        assert (result["ok"], result["failure"]) == (False, failure(5, REWRITTEN)), action
+        body = await gql(client, RENAME, {"name": f"Next {action} Ltd"}, trail.owner)
+        assert "errors" not in body, body
 
 
-async def test_a_cut_bridged_by_forged_entries_stays_caught_once_the_firm_acts_again(
+@pytest.mark.parametrize(
+    ("cut", "forged", "actions"),
+    [("seq >= 4", 0, 3), ("seq = 5", 2, 1)],
+    ids=["grown-past", "bridged"],
+)
+async def test_a_cut_tail_stays_caught_once_the_firm_has_grown_past_it(
     client: httpx.AsyncClient,
     app: Starlette,
     members: Members,
     superuser_engine: AsyncEngine,
     app_sessions: async_sessionmaker[AsyncSession],
+    cut: str,
+    forged: int,
+    actions: int,
 ) -> None:
+    """Entries 4 and 5 cut off and the chain grown past them by the firm's own actions, or 5
+    cut off and two entries forged in its place (never told) before the firm's next."""
     trail = await new_trail(members, sessions_of(app), 5)
     await tamper(
         superuser_engine,
-        ["delete from audit_log where firm_id = :firm and seq = 5"],
+        [f"delete from audit_log where firm_id = :firm and {cut}"],
         {"firm": trail.firm_id},
     )
-    await append(app_sessions, trail.actor, 2, start=5)  # forged 5 and 6, never told
-    body = await gql(client, RENAME, {"name": "Next Action Ltd"}, trail.owner)  # seq 7
-    assert "errors" not in body, body
+    await append(app_sessions, trail.actor, forged, start=5)
+    for n in range(actions):
+        body = await gql(client, RENAME, {"name": f"Next {n} Ltd"}, trail.owner)
+        assert "errors" not in body, body
+        assert (await verify_graphql(client, trail.admin))["ok"] is False, n
     result = await verify_graphql(client, trail.admin)
-    reason = "hash differs from the one written: the chain was rewritten from here"
-    assert (result["ok"], result["failure"]) == (False, failure(5, reason))
+    assert (result["headSeq"], result["failure"]) == (4, failure(5, REWRITTEN))
