@@ -204,9 +204,8 @@ def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
         trusted, revoked, revoked_keys = key.trusted, key.revoked, key.revoked_keys
     try:
         seen = shared_witness(settings.rate_limit_storage, settings.rate_limit_prefix)
-    except Exception:  # the Redis client's message may print the URI, password and all
-        message = "COVERPROOF_RATE_LIMIT_STORAGE cannot be read as a storage URI (not printed)."
-        return _refused(ValueError(message))
+    except ValueError as error:
+        return _refused(error)
 
     url = _owner_url(settings)  # outside the loop below: it may start the embedded database
 
@@ -295,9 +294,8 @@ def audit_forget_witness(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         seen = shared_witness(settings.rate_limit_storage, settings.rate_limit_prefix)
-    except Exception:  # the Redis client's message may print the URI, password and all
-        message = "COVERPROOF_RATE_LIMIT_STORAGE cannot be read as a storage URI (not printed)."
-        return _refused(ValueError(message))
+    except ValueError as error:
+        return _refused(error)
     if seen is None:
         return _refused(ValueError("The servers keep their witness in their own process."))
     chain = chain_of(args.firm)

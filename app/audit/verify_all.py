@@ -145,5 +145,12 @@ async def _told_firms(seen: Witness) -> list[uuid.UUID]:
 
 def shared_witness(storage_uri: str, prefix: str) -> Witness | None:
     """The servers' witness, for a command run apart from them: None where they keep it in
-    their own process (``memory://``), out of this one's reach."""
-    return None if storage_uri.startswith("memory:") else open_witness(storage_uri, prefix)
+    their own process (``memory://``), out of this one's reach. ValueError for a URI the Redis
+    client refuses, saying so without the URI."""
+    if storage_uri.startswith("memory:"):
+        return None
+    try:
+        return open_witness(storage_uri, prefix)
+    except Exception:  # the client's message may print the URI, password and all
+        message = "COVERPROOF_RATE_LIMIT_STORAGE cannot be read as a storage URI (not printed)."
+        raise ValueError(message) from None
